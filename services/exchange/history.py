@@ -1,0 +1,197 @@
+"""The per-symbol record of released trades, and the exchange's wire encoding of them.
+
+A trade exists for the outside world once it is appended here: WebSocket connections
+stream from it and REST answers from it, so a REST call never returns a trade the stream
+has not released. Positions are absolute sequence numbers, so a connection's cursor stays
+valid when the oldest trades are trimmed away to bound memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import orjson
+
+logger = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch, the exchange's clock for ``E`` and ``T``."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class AggTrade:
+    """One aggregate trade as the exchange stores it; price and qty stay decimal strings."""
+
+    agg_id: int
+    price: str
+    qty: str
+    first_id: int
+    last_id: int
+    time_ms: int
+    buyer_maker: bool
+
+
+def encode_event(trade: AggTrade, symbol: str, event_ms: int, time_scale: int = 1) -> bytes:
+    """Encode the aggTrade stream payload; ``time_scale`` 1000 gives µs timestamps."""
+    return orjson.dumps(
+        {
+            "e": "aggTrade",
+            "E": event_ms * time_scale,
+            "s": symbol,
+            "a": trade.agg_id,
+            "p": trade.price,
+            "q": trade.qty,
+            "f": trade.first_id,
+            "l": trade.last_id,
+            "T": trade.time_ms * time_scale,
+            "m": trade.buyer_maker,
+            "M": True,
+        }
+    )
+
+
+def encode_rest_rows(trades: Iterable[AggTrade]) -> bytes:
+    """Encode a ``GET /api/v3/aggTrades`` response body (no ``e``, ``E``, ``s``)."""
+    return orjson.dumps(
+        [
+            {
+                "a": t.agg_id,
+                "p": t.price,
+                "q": t.qty,
+                "f": t.first_id,
+                "l": t.last_id,
+                "T": t.time_ms,
+                "m": t.buyer_maker,
+                "M": True,
+            }
+            for t in trades
+        ]
+    )
+
+
+class TradeHistory:
+    """Append-only trades of one symbol, with wake-ups for streaming and id/time lookups.
+
+    ``max_trades`` bounds memory for long generator runs: the oldest quarter is dropped
+    once the limit is passed, so trimming is rare and amortised.
+    """
+
+    def __init__(self, symbol: str, max_trades: int | None = None) -> None:
+        if max_trades is not None and max_trades < 1:
+            raise ValueError("max_trades must be positive or None")
+        self.symbol = symbol
+        self._max_trades = max_trades
+        self._trades: list[AggTrade] = []
+        self._ids: list[int] = []
+        self._times: list[int] = []
+        self._base = 0
+        self._listeners: set[asyncio.Event] = set()
+
+    def __len__(self) -> int:
+        return len(self._trades)
+
+    @property
+    def start(self) -> int:
+        """Absolute position of the oldest retained trade."""
+        return self._base
+
+    @property
+    def end(self) -> int:
+        """Absolute position one past the newest trade: where a live-only cursor starts."""
+        return self._base + len(self._trades)
+
+    @property
+    def last(self) -> AggTrade | None:
+        return self._trades[-1] if self._trades else None
+
+    def trades(self) -> list[AggTrade]:
+        """A copy of the retained trades, oldest first."""
+        return list(self._trades)
+
+    def append(self, trades: Sequence[AggTrade]) -> None:
+        """Release trades (ids increasing, times non-decreasing) and wake the listeners."""
+        if not trades:
+            return
+        previous = self._trades[-1] if self._trades else None
+        for trade in trades:
+            if previous is not None and (
+                trade.agg_id <= previous.agg_id or trade.time_ms < previous.time_ms
+            ):
+                raise ValueError(
+                    f"{self.symbol}: trade {trade.agg_id} at {trade.time_ms} does not follow "
+                    f"{previous.agg_id} at {previous.time_ms}"
+                )
+            previous = trade
+        self._trades.extend(trades)
+        self._ids.extend(t.agg_id for t in trades)
+        self._times.extend(t.time_ms for t in trades)
+        if self._max_trades is not None and len(self._trades) > self._max_trades:
+            self._trim(len(self._trades) - self._max_trades * 3 // 4)
+        for event in self._listeners:
+            event.set()
+
+    def _trim(self, count: int) -> None:
+        del self._trades[:count]
+        del self._ids[:count]
+        del self._times[:count]
+        self._base += count
+        logger.debug("%s: trimmed %d old trades, %d retained", self.symbol, count, len(self))
+
+    def since(self, position: int) -> tuple[int, list[AggTrade]]:
+        """Trades from an absolute position on; a trimmed-away position resumes at the oldest.
+
+        Returns the position actually read from, so a caller can tell how many it missed.
+        """
+        start = max(position, self._base)
+        return start, self._trades[start - self._base :]
+
+    def add_listener(self, event: asyncio.Event) -> None:
+        """Set ``event`` on every append (a connection's single wake-up for all its streams)."""
+        self._listeners.add(event)
+
+    def remove_listener(self, event: asyncio.Event) -> None:
+        self._listeners.discard(event)
+
+    async def wait_until(self, end: int) -> None:
+        """Return once ``self.end >= end``, e.g. once a test has seen enough trades released."""
+        event = asyncio.Event()
+        self.add_listener(event)
+        try:
+            while self.end < end:
+                event.clear()
+                await event.wait()
+        finally:
+            self.remove_listener(event)
+
+    def from_id(self, agg_id: int, limit: int, end_ms: int | None = None) -> list[AggTrade]:
+        """Up to ``limit`` trades with ``a >= agg_id`` (and ``T <= end_ms`` when given)."""
+        index = bisect.bisect_left(self._ids, agg_id)
+        return self._take_forward(index, limit, end_ms)
+
+    def between(self, start_ms: int | None, end_ms: int | None, limit: int) -> list[AggTrade]:
+        """Trades with ``start_ms <= T <= end_ms`` (bounds inclusive, each optional).
+
+        With a start, the first ``limit`` from it; with only an end, the last ``limit``
+        up to it, as an end alone asks for the trades that led up to that moment.
+        """
+        if start_ms is not None:
+            return self._take_forward(bisect.bisect_left(self._times, start_ms), limit, end_ms)
+        stop = len(self._times) if end_ms is None else bisect.bisect_right(self._times, end_ms)
+        return self._trades[max(0, stop - limit) : stop]
+
+    def latest(self, limit: int) -> list[AggTrade]:
+        """The most recent ``limit`` trades, oldest first."""
+        return self._trades[-limit:] if limit > 0 else []
+
+    def _take_forward(self, index: int, limit: int, end_ms: int | None) -> list[AggTrade]:
+        stop = index + limit
+        if end_ms is not None:
+            stop = min(stop, bisect.bisect_right(self._times, end_ms))
+        return self._trades[index:stop] if stop > index else []

@@ -1,0 +1,103 @@
+"""Pipelined JetStream publishing with every ack checked.
+
+`publish_async` sends without waiting; a background task confirms acks in order. An
+ack that fails or never comes is retried with a synchronous publish under the same
+`Nats-Msg-Id` until the server acks it, so nothing accepted from the exchange is lost
+and nothing is stored twice. The bounded queue is the backpressure: when NATS is slow
+or down, `publish` waits, the WebSocket read stalls, and gap fill covers the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+
+from services.tape.deadletter import publish_deadletter, publish_until_acked
+from services.tape.subjects import MSG_ID_HEADER, TRADES_STREAM, trade_msg_id, trade_subject
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Pending:
+    subject: str
+    payload: bytes
+    msg_id: str
+    symbol: str
+    future: asyncio.Future[PubAck] | None
+
+
+class TradePublisher:
+    def __init__(self, js: JetStreamContext, *, window: int = 2000, ack_timeout: float = 5.0) -> None:
+        self._js = js
+        self._ack_timeout = ack_timeout
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=window)
+        self._confirmer: asyncio.Task[None] | None = None
+        self.stored: Counter[str] = Counter()
+        self.duplicates: Counter[str] = Counter()
+        self.retried: Counter[str] = Counter()
+        self.deadlettered: Counter[str] = Counter()
+
+    async def start(self) -> None:
+        if self._confirmer is None:
+            self._confirmer = asyncio.create_task(self._confirm_loop(), name="ingest-confirm-acks")
+
+    async def publish(self, symbol: str, agg_id: int, payload: bytes) -> None:
+        """Hand one trade to JetStream; returns once it is in flight (not yet acked)."""
+        subject = trade_subject(symbol)
+        msg_id = trade_msg_id(symbol, agg_id)
+        future: asyncio.Future[PubAck] | None
+        try:
+            future = await self._js.publish_async(
+                subject, payload, headers={MSG_ID_HEADER: msg_id}, wait_stall=self._ack_timeout
+            )
+        except NatsError as exc:
+            logger.warning("publish not sent, will retry", extra={"symbol": symbol, "error": repr(exc)})
+            future = None
+        await self._queue.put(_Pending(subject, payload, msg_id, symbol, future))
+
+    async def flush(self) -> None:
+        """Wait until every trade handed over so far is acked by the stream."""
+        await self._queue.join()
+
+    async def deadletter(self, source: str, symbol: str | None, payload: bytes, reason: str) -> None:
+        """Keep a rejected message with its reason; a dead letter is counted, never dropped."""
+        await publish_deadletter(self._js, source, symbol, payload, reason)
+        self.deadlettered[symbol or "unknown"] += 1
+
+    async def close(self) -> None:
+        """Confirm what is in flight, then stop the confirmer; safe to call twice."""
+        if self._confirmer is None:
+            return
+        try:
+            await self.flush()
+        finally:
+            self._confirmer.cancel()
+            await asyncio.gather(self._confirmer, return_exceptions=True)
+            self._confirmer = None
+
+    async def _confirm_loop(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                ack = await self._confirm(item)
+                (self.duplicates if ack.duplicate else self.stored)[item.symbol] += 1
+            finally:
+                self._queue.task_done()
+
+    async def _confirm(self, item: _Pending) -> PubAck:
+        if item.future is not None:
+            try:
+                return await asyncio.wait_for(item.future, self._ack_timeout)
+            except (NatsError, TimeoutError) as exc:
+                logger.warning("publish ack failed, retrying", extra={"symbol": item.symbol, "error": repr(exc)})
+        self.retried[item.symbol] += 1
+        return await publish_until_acked(
+            self._js, item.subject, item.payload, {MSG_ID_HEADER: item.msg_id}, stream=TRADES_STREAM
+        )

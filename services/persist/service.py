@@ -1,0 +1,117 @@
+"""The persist service: JetStream trades → 1-second windows in the shard's RocksDB.
+
+Each fetched batch is validated, assembled into windows, merged into the store and
+synced; only then are its messages acked. A crash at any point therefore loses nothing
+(unacked messages are redelivered) and duplicates nothing (windows merge by agg id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from services.persist.store import WindowStore
+from services.persist.windows import assemble_windows
+from services.tape.deadletter import publish_deadletter
+from services.tape.provision import ensure_persist_consumer, ensure_streams
+from services.tape.settings import Settings
+from services.tape.subjects import TRADES_STREAM, symbol_of
+from services.tape.trade import TradeFormatError, TradeRow, parse_trade
+
+logger = logging.getLogger(__name__)
+
+FETCH_BATCH = 5000
+FETCH_TIMEOUT_S = 0.2
+STATS_INTERVAL_S = 10.0
+RETENTION_INTERVAL_S = 3600.0
+
+
+class PersistService:
+    def __init__(
+        self,
+        settings: Settings,
+        nc: Client,
+        *,
+        batch: int = FETCH_BATCH,
+        fetch_timeout: float = FETCH_TIMEOUT_S,
+        stats_interval: float = STATS_INTERVAL_S,
+    ) -> None:
+        self._settings = settings
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._batch = batch
+        self._fetch_timeout = fetch_timeout
+        self._stats_interval = stats_interval
+        self.written: Counter[str] = Counter()
+        self.redelivered: Counter[str] = Counter()
+        self.deadlettered: Counter[str] = Counter()
+        self.batches = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await ensure_streams(self._js, self._settings)
+        durable = await ensure_persist_consumer(self._js, self._settings)
+        subscription = await self._js.pull_subscribe_bind(durable, TRADES_STREAM)
+        store = WindowStore(self._settings.shard_dir)
+        logger.info("persist started", extra={"shard": self._settings.shard, "consumer": durable,
+                                              "symbols": ",".join(self._settings.symbols),
+                                              "path": str(self._settings.shard_dir)})
+        next_stats = time.monotonic() + self._stats_interval
+        next_retention = 0.0
+        try:
+            while not stop.is_set():
+                if time.monotonic() >= next_retention:
+                    self._apply_retention(store)
+                    next_retention = time.monotonic() + RETENTION_INTERVAL_S
+                try:
+                    msgs = await subscription.fetch(self._batch, timeout=self._fetch_timeout)
+                except NatsTimeoutError:
+                    msgs = []
+                if msgs:
+                    await self._persist(store, msgs)
+                if time.monotonic() >= next_stats:
+                    self._log_counts("persist progress")
+                    next_stats = time.monotonic() + self._stats_interval
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+            store.close()
+            self._log_counts("persist stopped")
+
+    async def _persist(self, store: WindowStore, msgs: list[Msg]) -> None:
+        """Write one fetched batch durably, then ack every message of it."""
+        trades: list[tuple[str, TradeRow]] = []
+        for msg in msgs:
+            symbol = symbol_of(msg.subject)
+            try:
+                trades.append((symbol, parse_trade(orjson.loads(msg.data))))
+            except (orjson.JSONDecodeError, TradeFormatError) as exc:
+                await publish_deadletter(self._js, "persist", symbol, msg.data, str(exc))
+                self.deadlettered[symbol] += 1
+        windows = assemble_windows(trades)
+        added = store.write(windows)
+        per_symbol = Counter(symbol for symbol, _ in trades)
+        self.written.update(per_symbol)
+        if added != len(trades):
+            self.redelivered["all"] += len(trades) - added
+        for msg in msgs:
+            await msg.ack()
+        self.batches += 1
+
+    def _apply_retention(self, store: WindowStore) -> None:
+        cutoff = int(time.time() * 1000 - self._settings.retention_days * 86_400_000)
+        for symbol in self._settings.symbols:
+            store.delete_before(symbol, cutoff)
+
+    def _log_counts(self, event: str) -> None:
+        for symbol in self._settings.symbols:
+            logger.info(event, extra={"symbol": symbol, "trades": self.written[symbol],
+                                      "deadlettered": self.deadlettered[symbol]})
+        logger.info(event, extra={"batches": self.batches, "already_stored": self.redelivered["all"]})

@@ -1,0 +1,124 @@
+"""Trades as columns, and the msgpack layout of one stored window.
+
+A window value is a msgpack map of raw little-endian column bytes, so reading a range
+is `np.frombuffer` per column instead of a Python object per trade. Merging windows
+keeps each agg id once, which is what makes redelivery, late trades and backfill
+idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import msgpack
+import numpy as np
+import numpy.typing as npt
+
+from services.tape.trade import TradeRow
+
+FORMAT_VERSION = 1
+
+Int64Array = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+class WindowFormatError(ValueError):
+    """A stored window value that this version cannot read."""
+
+
+@dataclass(frozen=True, slots=True)
+class TradeColumns:
+    """Trades of one symbol, ascending by agg id, prices and quantities in units of 1e-8."""
+
+    agg_id: Int64Array
+    price: Int64Array
+    qty: Int64Array
+    first_id: Int64Array
+    last_id: Int64Array
+    time: Int64Array
+    buyer_maker: BoolArray
+
+    def __len__(self) -> int:
+        return len(self.agg_id)
+
+    @classmethod
+    def empty(cls) -> TradeColumns:
+        return cls.from_rows(())
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[TradeRow] | Iterable[TradeRow]) -> TradeColumns:
+        rows = list(rows)
+        if not rows:
+            empty = np.empty(0, dtype=np.int64)
+            return cls(empty, empty, empty, empty, empty, empty, np.empty(0, dtype=np.bool_))
+        a, p, q, f, l, t, m = zip(*rows)
+        return cls(
+            np.array(a, dtype=np.int64),
+            np.array(p, dtype=np.int64),
+            np.array(q, dtype=np.int64),
+            np.array(f, dtype=np.int64),
+            np.array(l, dtype=np.int64),
+            np.array(t, dtype=np.int64),
+            np.array(m, dtype=np.bool_),
+        ).sorted_unique()
+
+    def take(self, index: npt.NDArray[np.intp] | npt.NDArray[np.bool_] | slice) -> TradeColumns:
+        return TradeColumns(*(column[index] for column in self._columns()))
+
+    def sorted_unique(self) -> TradeColumns:
+        """Ascending by agg id, each agg id once (the first occurrence wins)."""
+        if len(self) == 0:
+            return self
+        diffs = np.diff(self.agg_id)
+        if bool((diffs > 0).all()):
+            return self
+        _, first = np.unique(self.agg_id, return_index=True)
+        return self.take(first)
+
+    def between(self, start_ms: int, end_ms: int) -> TradeColumns:
+        """Trades with ``start_ms <= time < end_ms``."""
+        mask = (self.time >= start_ms) & (self.time < end_ms)
+        return self if bool(mask.all()) else self.take(mask)
+
+    def _columns(self) -> tuple[npt.NDArray[np.generic], ...]:
+        return (self.agg_id, self.price, self.qty, self.first_id, self.last_id, self.time, self.buyer_maker)
+
+    @staticmethod
+    def concat(parts: Sequence[TradeColumns]) -> TradeColumns:
+        """Join parts and restore the agg-id order and uniqueness."""
+        if not parts:
+            return TradeColumns.empty()
+        if len(parts) == 1:
+            return parts[0]
+        joined = TradeColumns(*(np.concatenate(cols) for cols in zip(*(p._columns() for p in parts))))
+        return joined.sorted_unique()
+
+
+_NAMES = ("a", "p", "q", "f", "l", "T", "m")
+
+
+def encode_window(columns: TradeColumns) -> bytes:
+    body: dict[str, object] = {"v": FORMAT_VERSION, "n": len(columns)}
+    for name, column in zip(_NAMES, columns._columns()):
+        body[name] = column.astype(column.dtype.newbyteorder("<"), copy=False).tobytes()
+    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode_window(value: bytes) -> TradeColumns:
+    try:
+        body = msgpack.unpackb(value, raw=False)
+        if body.get("v") != FORMAT_VERSION:
+            raise WindowFormatError(f"unknown window format version {body.get('v')!r}")
+        ints = [np.frombuffer(body[name], dtype="<i8").astype(np.int64, copy=False) for name in _NAMES[:-1]]
+        flags = np.frombuffer(body["m"], dtype=np.bool_)
+    except (KeyError, ValueError, TypeError, msgpack.ExtraData) as exc:
+        raise WindowFormatError(f"unreadable window value: {exc}") from exc
+    return TradeColumns(*ints, flags)
+
+
+def merge_windows(stored: TradeColumns | None, incoming: TradeColumns) -> TradeColumns:
+    """The stored window plus the incoming trades, each agg id once (the stored copy wins)."""
+    if stored is None or len(stored) == 0:
+        return incoming.sorted_unique()
+    return TradeColumns.concat([stored, incoming])

@@ -1,0 +1,98 @@
+"""Opening the tape's RocksDB and reading trades out of it.
+
+One process per shard writes (the primary); every other process reads the same
+directory as a RocksDB secondary instance, which sees the writer's new data after
+`catch_up()`. Keys are spelled only in `services.tape.keys`; values only in
+`services.tape.columns`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from rocksdict import AccessType, DBCompressionType, Options, ReadOptions, Rdict
+
+from services.tape.columns import TradeColumns, decode_window
+from services.tape.keys import symbol_prefix, window_key_range
+
+logger = logging.getLogger(__name__)
+
+
+class StoreNotFoundError(FileNotFoundError):
+    """No database exists yet in the shard directory (persist has not written it)."""
+
+
+def store_options() -> Options:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.set_compression_type(DBCompressionType.zstd())
+    options.set_max_background_jobs(2)
+    options.set_keep_log_file_num(3)
+    return options
+
+
+def open_primary(path: Path) -> Rdict:
+    path.mkdir(parents=True, exist_ok=True)
+    return Rdict(str(path), store_options())
+
+
+class SecondaryStore:
+    """A read-only view of a shard's database that follows the writer."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._secondary_dir: str | None = None
+        self._db: Rdict | None = None
+
+    def _open(self) -> Rdict:
+        if self._db is None:
+            if not (self._path / "CURRENT").exists():
+                raise StoreNotFoundError(f"no tape database in {self._path} yet")
+            self._secondary_dir = tempfile.mkdtemp(prefix="tradetape-secondary-")
+            options = store_options()
+            options.create_if_missing(False)
+            options.set_max_open_files(-1)
+            self._db = Rdict(str(self._path), options, access_type=AccessType.secondary(self._secondary_dir))
+        return self._db
+
+    def catch_up(self) -> Rdict:
+        """The database, brought up to the writer's latest durable state."""
+        db = self._open()
+        db.try_catch_up_with_primary()
+        return db
+
+    def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
+        if self._secondary_dir is not None:
+            shutil.rmtree(self._secondary_dir, ignore_errors=True)
+            self._secondary_dir = None
+
+
+def read_trades(db: Rdict, symbol: str, start_ms: int, end_ms: int) -> TradeColumns:
+    """All stored trades of `symbol` with ``start_ms <= T < end_ms``, ascending by agg id."""
+    lower, upper = window_key_range(symbol, start_ms, end_ms)
+    parts = [decode_window(value) for value in _values_between(db, lower, upper)]
+    return TradeColumns.concat(parts).between(start_ms, end_ms)
+
+
+def read_all_trades(db: Rdict, symbol: str) -> TradeColumns:
+    prefix = symbol_prefix(symbol)
+    upper = prefix[:-1] + bytes([prefix[-1] + 1])
+    return TradeColumns.concat([decode_window(value) for value in _values_between(db, prefix, upper)])
+
+
+def _values_between(db: Rdict, lower: bytes, upper: bytes) -> list[bytes]:
+    it = db.iter(ReadOptions())
+    it.seek(lower)
+    values = []
+    while it.valid():
+        if it.key() >= upper:
+            break
+        values.append(it.value())
+        it.next()
+    return values
