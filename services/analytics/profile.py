@@ -367,7 +367,10 @@ def _exact_bincount_sums(
     bits = _FLOAT_EXACT_BITS - n.bit_length()
     if bits < 1:  # more than 2**52 trades: not reachable in memory
         raise ValueError("too many trades to sum exactly")
-    totals = [0] * n_bins
+    # When even all trades together cannot reach 2**63, recombine the chunks in int64.
+    fits_int64 = max_qty * n <= _INT64_MAX
+    wide = [0] * n_bins
+    narrow = np.zeros(n_bins, dtype=np.int64)
     shift = 0
     remaining = max_qty
     mask = np.int64((1 << bits) - 1)
@@ -376,13 +379,17 @@ def _exact_bincount_sums(
         if remaining >> bits:
             chunk = np.bitwise_and(chunk, mask)
         sums = np.bincount(bins, weights=chunk.astype(np.float64), minlength=n_bins)
-        for i, s in enumerate(sums.astype(np.int64).tolist()):
-            if s:
-                totals[i] += s << shift
+        exact = sums.astype(np.int64)
+        if fits_int64:
+            narrow += np.left_shift(exact, shift)
+        else:
+            for i, s in enumerate(exact.tolist()):
+                if s:
+                    wide[i] += s << shift
         remaining >>= bits
         shift += bits
         if not remaining:
-            return totals
+            return narrow.tolist() if fits_int64 else wide
 
 
 def _poc_position(volumes: list[int]) -> int:

@@ -7,7 +7,7 @@ tests compare against a slow pure-Python ``Decimal`` reference on random trades.
 from __future__ import annotations
 
 import random
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
@@ -21,6 +21,7 @@ from services.analytics.profile import (
     volume_profile,
 )
 from services.tape.decimals import format_units, parse_units
+from tests.reference_profile import reference_profile
 
 Trade = tuple[int, int, bool]  # (price units, qty units, buyer_maker)
 
@@ -108,6 +109,21 @@ def test_many_large_trades_sum_exactly() -> None:
     assert [r.volume for r in p.rows] == [200_000 * q, 100_000 * q]
     assert [r.sell_volume for r in p.rows] == [100_000 * q, 50_000 * q]
     assert p.total_volume == 300_000 * q
+
+
+def test_large_quantities_below_int64_total_sum_exactly() -> None:
+    # 300_000 trades of 2**40 + 12345 units: too wide for one float64 chunk per column, but
+    # all of them together stay below 2**63 -- rows 0, 1, 2 take 100_000 trades each.
+    q = 2**40 + 12_345
+    price = np.repeat(np.array([0, 10, 20], dtype=np.int64), 100_000)
+    qty = np.full(300_000, q, dtype=np.int64)
+    qty[-1] = 7  # one small trade in the top row
+    maker = np.zeros(300_000, dtype=np.bool_)
+    maker[100_000:] = True  # rows 1 and 2 are sells
+    p = volume_profile(price, qty, maker, 10)
+    assert [r.volume for r in p.rows] == [100_000 * q, 100_000 * q, 99_999 * q + 7]
+    assert [r.buy_volume for r in p.rows] == [100_000 * q, 0, 0]
+    assert p.total_volume == 299_999 * q + 7
 
 
 # --- POC -----------------------------------------------------------------------------------
@@ -443,46 +459,6 @@ def test_vacuums_reject_bad_arguments() -> None:
 
 
 # --- against a slow Decimal reference ------------------------------------------------------
-
-
-def reference_profile(
-    trades: list[tuple[str, str, bool]], row_size: str, value_area: str
-) -> dict[str, object]:
-    """The DESIGN.md rules spelled out one trade at a time in Decimal arithmetic."""
-    with localcontext() as ctx:
-        ctx.prec = 60
-        size = Decimal(row_size)
-        rows: dict[int, list[Decimal]] = {}  # k -> [volume, buy, sell, count]
-        for p, q, maker in trades:
-            k = int((Decimal(p) / size).to_integral_value(rounding="ROUND_FLOOR"))
-            row = rows.setdefault(k, [Decimal(0), Decimal(0), Decimal(0), Decimal(0)])
-            row[0] += Decimal(q)
-            row[2 if maker else 1] += Decimal(q)
-            row[3] += 1
-        lo, hi = min(rows), max(rows)
-        ks = list(range(lo, hi + 1))
-        vol = {k: rows.get(k, [Decimal(0)] * 4)[0] for k in ks}
-        middle = Decimal(lo + hi) / 2
-        best = max(vol.values())
-        poc = sorted((abs(k - middle), k) for k in ks if vol[k] == best)[0][1]
-        target = Decimal(value_area) * sum(vol.values())
-        a = b = poc
-        in_area = vol[poc]
-        while in_area < target:
-            up = vol[b + 1] if b < hi else None
-            down = vol[a - 1] if a > lo else None
-            if down is None or (up is not None and up >= down):
-                b += 1
-                in_area += vol[b]
-            else:
-                a -= 1
-                in_area += vol[a]
-        return {
-            "rows": [(k, k * size, (k + 1) * size, *rows.get(k, [Decimal(0)] * 4)) for k in ks],
-            "poc": poc * size + size / 2,
-            "val": a * size,
-            "vah": (b + 1) * size,
-        }
 
 
 def to_decimal(units: int) -> Decimal:

@@ -1,0 +1,75 @@
+"""Running the real services in-process for a test, each with its own NATS connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from nats.aio.client import Client
+
+from services.analytics.service import AnalyticsService
+from services.ingest.service import IngestService
+from services.persist.service import PersistService
+from services.tape.nats_client import connect
+from services.tape.settings import Settings
+
+KINDS: dict[str, Any] = {"ingest": IngestService, "persist": PersistService, "analytics": AnalyticsService}
+
+
+class Running:
+    def __init__(self) -> None:
+        self.services: dict[str, Any] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def check(self) -> None:
+        """Fail the test at once if a service died."""
+        for name, task in self.tasks.items():
+            if task.done():
+                raise AssertionError(f"{name} stopped: {task.exception()!r}")
+
+
+@contextlib.asynccontextmanager
+async def run_services(settings: Settings, *kinds: str, **options: Any) -> AsyncIterator[Running]:
+    stop = asyncio.Event()
+    running = Running()
+    connections: list[Client] = []
+    try:
+        for kind in kinds:
+            assert settings.nats_url is not None
+            nc = await connect(settings.nats_url, f"test-{kind}")
+            connections.append(nc)
+            service = KINDS[kind](settings, nc, **options.get(kind, {}))
+            running.services[kind] = service
+            running.tasks[kind] = asyncio.create_task(service.run(stop), name=f"test-{kind}")
+        yield running
+    finally:
+        stop.set()
+        results = await asyncio.wait_for(asyncio.gather(*running.tasks.values(), return_exceptions=True), 30)
+        for nc in connections:
+            await nc.close()
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+
+
+async def request(nc: Client, subject: str, body: dict[str, Any] | bytes, timeout: float = 10.0) -> tuple[dict[str, Any], dict[str, str]]:
+    payload = body if isinstance(body, bytes) else orjson.dumps(body)
+    msg = await nc.request(subject, payload, timeout=timeout)
+    return orjson.loads(msg.data), dict(msg.headers or {})
+
+
+async def wait_for(predicate: Any, timeout: float, interval: float = 0.2, running: Running | None = None) -> Any:
+    """Poll an async predicate until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        if running is not None:
+            running.check()
+        last = await predicate()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value {last!r}")

@@ -1,0 +1,118 @@
+"""The walking skeleton, end to end: simulator → ingest → JetStream → persist → RocksDB → analytics.
+
+The simulator replays the real BTCUSDT file as fast as possible over a real WebSocket;
+the reply of `volume_profile`, asked by a plain NATS client, must equal the profile
+computed straight from the CSV by the DESIGN.md rules.
+"""
+
+from __future__ import annotations
+
+import csv
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
+from services.tape.settings import Settings
+from tests.harness import request, run_services, wait_for
+from tests.reference_profile import reference_profile
+
+pytestmark = pytest.mark.timeout(120)
+
+FAR_FUTURE_MS = 4_102_444_800_000
+
+
+def csv_trades(path: Path) -> list[tuple[str, str, bool]]:
+    with path.open() as handle:
+        return [(row[1], row[2], row[6].lower() == "true") for row in csv.reader(handle)]
+
+
+def settings_for(nats_url: str, data_dir: Path, exchange: Exchange, *symbols: str) -> Settings:
+    return Settings(nats_url=nats_url, data_dir=data_dir, symbols=symbols,
+                    binance_ws_url=exchange.ws_url, binance_rest_url=exchange.rest_url)
+
+
+async def coverage_of(nc: Any, symbol: str) -> dict[str, Any]:
+    reply, _ = await request(nc, f"tape.query.coverage.{symbol}", {})
+    return reply
+
+
+async def test_replayed_file_is_stored_completely_and_profiled_exactly(nats_url: str, tmp_path: Path) -> None:
+    config = ExchangeConfig(symbols=("BTCUSDT",), replay=(BUNDLED_REPLAY,), rate=0)
+    async with Exchange(config) as exchange:
+        settings = settings_for(nats_url, tmp_path / "data", exchange, "BTCUSDT")
+        async with run_services(settings, "persist", "analytics", "ingest") as running:
+            client = await nats.connect(nats_url)
+            try:
+                async def complete() -> dict[str, Any] | None:
+                    reply = await coverage_of(client, "BTCUSDT")
+                    return reply if reply.get("trade_count") == 5000 else None
+
+                coverage = await wait_for(complete, timeout=60, running=running)
+                assert coverage["first_id"] == 3800397495
+                assert coverage["last_id"] == 3800402494
+                assert coverage["gaps"] == []
+
+                body = {"start": 0, "end": FAR_FUTURE_MS, "row_size": "10"}
+                reply, headers = await request(client, "tape.query.volume_profile.BTCUSDT", body)
+                assert "Nats-Service-Error-Code" not in headers
+                trades = csv_trades(BUNDLED_REPLAY)
+                expected = reference_profile(trades, "10", "0.7")
+                assert reply["trade_count"] == 5000
+                assert reply["row_size"] == "10"
+                rows = [(Decimal(r["price_low"]), Decimal(r["price_high"]), Decimal(r["volume"]),
+                         Decimal(r["buy_volume"]), Decimal(r["sell_volume"]), r["trade_count"]) for r in reply["rows"]]
+                assert rows == [(low, high, vol, buy, sell, int(count))
+                                for _, low, high, vol, buy, sell, count in expected["rows"]]
+                assert Decimal(reply["poc"]) == expected["poc"]
+                assert Decimal(reply["poc_low"]) == expected["poc"] - 5
+                assert Decimal(reply["poc_high"]) == expected["poc"] + 5
+                assert Decimal(reply["vah"]) == expected["vah"]
+                assert Decimal(reply["val"]) == expected["val"]
+                total = sum(Decimal(q) for _, q, _ in trades)
+                sold = sum(Decimal(q) for _, q, maker in trades if maker)
+                assert (Decimal(reply["total_volume"]), Decimal(reply["sell_volume"])) == (total, sold)
+                assert Decimal(reply["buy_volume"]) == total - sold
+
+                bad, headers = await request(client, "tape.query.volume_profile.BTCUSDT", b"{not json")
+                assert bad["error"]["code"] == "bad_request"
+                assert headers["Nats-Service-Error-Code"] == "400"
+
+                few, _ = await request(client, "tape.query.volume_profile.BTCUSDT",
+                                       {"start": 0, "end": FAR_FUTURE_MS, "min_trades": 6000})
+                assert few["error"]["code"] == "insufficient_trades"
+                assert few["error"]["details"] == {"found": 5000, "needed": 6000}
+
+                again, _ = await request(client, "tape.query.volume_profile.BTCUSDT", body)
+                assert again == reply
+            finally:
+                await client.close()
+
+
+async def test_malformed_frames_are_deadlettered_and_dropped_trades_backfilled(nats_url: str, tmp_path: Path) -> None:
+    faults = FaultConfig(malformed_every=500, drop_every=700)
+    config = ExchangeConfig(symbols=("BTCUSDT",), replay=(BUNDLED_REPLAY,), rate=0, faults=faults)
+    async with Exchange(config) as exchange:
+        settings = settings_for(nats_url, tmp_path / "data", exchange, "BTCUSDT")
+        async with run_services(settings, "persist", "analytics", "ingest") as running:
+            client = await nats.connect(nats_url)
+            try:
+                async def complete() -> dict[str, Any] | None:
+                    reply = await coverage_of(client, "BTCUSDT")
+                    return reply if reply.get("trade_count") == 5000 else None
+
+                coverage = await wait_for(complete, timeout=60, running=running)
+                assert coverage["gaps"] == []
+                ingest = running.services["ingest"]
+                assert ingest.publisher.deadlettered["BTCUSDT"] + ingest.publisher.deadlettered["unknown"] >= 9
+                assert ingest.backfilled["BTCUSDT"] >= 7
+                js = client.jetstream()
+                info = await js.stream_info("TAPE_DEADLETTER")
+                assert info.state.messages == sum(ingest.publisher.deadlettered.values())
+                first = await js.get_msg("TAPE_DEADLETTER", 1)
+                assert first.headers and first.headers.get("Tradetape-Reason")
+            finally:
+                await client.close()
