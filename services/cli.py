@@ -126,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "query":
         from services.query_client import run_query
 
+        configure_logging("ERROR")
         return run_query(args, settings)
     configure_logging(settings.log_level)
     try:

@@ -45,6 +45,7 @@ class Child:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "services.cli", self.name,
             env=self.env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent(),
+            start_new_session=True,
         )
         logger.info("service started", extra={"service": self.name, "pid": self.process.pid})
 

@@ -79,8 +79,7 @@ class StreamSession:
             for cursor in self._cursors.values():
                 cursor.history.remove_listener(self._wake)
             logger.info(
-                "client %s disconnected (code %s): %s sent=%d dropped=%d malformed=%d "
-                "skipped=%d",
+                "client %s disconnected (code %s): %s sent=%d dropped=%d malformed=%d skipped=%d",
                 self.peer,
                 self.websocket.close_code,
                 self.streams,

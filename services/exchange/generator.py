@@ -229,7 +229,9 @@ class GeneratorFeed:
                 origin += skip
                 origin_ms += int(skip * 1000)
                 due = (loop.time() - origin) * self.rate
-                logger.warning("generator for %s fell behind; skipped %.2f s", self.history.symbol, skip)
+                logger.warning(
+                    "generator for %s fell behind; skipped %.2f s", self.history.symbol, skip
+                )
             batch: list[AggTrade] = []
             released = self.released
             while released + self.generator.peek_size() <= due:

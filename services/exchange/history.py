@@ -170,9 +170,17 @@ class TradeHistory:
         finally:
             self.remove_listener(event)
 
-    def from_id(self, agg_id: int, limit: int, end_ms: int | None = None) -> list[AggTrade]:
-        """Up to ``limit`` trades with ``a >= agg_id`` (and ``T <= end_ms`` when given)."""
+    def from_id(
+        self,
+        agg_id: int,
+        limit: int,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> list[AggTrade]:
+        """Up to ``limit`` trades with ``a >= agg_id``, within the time bounds when given."""
         index = bisect.bisect_left(self._ids, agg_id)
+        if start_ms is not None:
+            index = max(index, bisect.bisect_left(self._times, start_ms))
         return self._take_forward(index, limit, end_ms)
 
     def between(self, start_ms: int | None, end_ms: int | None, limit: int) -> list[AggTrade]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import csv
+import itertools
 import logging
 import time
 from collections.abc import Sequence
@@ -21,9 +22,7 @@ from services.exchange.history import AggTrade, TradeHistory, now_ms
 
 logger = logging.getLogger(__name__)
 
-BUNDLED_REPLAY: Path = (
-    Path(__file__).parent / "data" / "BTCUSDT-aggTrades-2026-01-01.head5000.csv"
-)
+BUNDLED_REPLAY: Path = Path(__file__).parent / "data" / "BTCUSDT-aggTrades-2026-01-01.head5000.csv"
 """5,000 real BTCUSDT trades (ids 3800397495..3800402494), shipped with the package."""
 
 MICROSECONDS_ABOVE = 10**14
@@ -93,6 +92,15 @@ def read_dump(path: Path) -> list[DumpTrade]:
     return rows
 
 
+def _check_order(rows: Sequence[DumpTrade], path: Path) -> None:
+    """Refuse a dump the history could not take: ids must rise, times must not fall."""
+    for before, after in itertools.pairwise(rows):
+        if after.trade.agg_id <= before.trade.agg_id or after.time_us < before.time_us:
+            raise ReplayFormatError(
+                f"{path.name}: trade {after.trade.agg_id} does not follow {before.trade.agg_id}"
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class ReplayPlan:
     """Trades with their final ``T`` and when to release each (seconds after the start)."""
@@ -157,6 +165,7 @@ class Replay:
         self.speed = speed
         self.original_times = original_times
         self.rows = read_dump(path)
+        _check_order(self.rows, path)
         self.released = 0
         self._task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()

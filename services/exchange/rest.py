@@ -146,9 +146,7 @@ def agg_trades(query: str, histories: Mapping[str, TradeHistory]) -> RestRespons
         raise RestError(-1128, "Combination of optional parameters invalid.")
     history = histories[symbol]
     if from_id is not None:
-        trades = history.from_id(from_id, limit, end_ms)
-        if start_ms is not None:
-            trades = [t for t in trades if t.time_ms >= start_ms]
+        trades = history.from_id(from_id, limit, start_ms, end_ms)
     elif start_ms is not None or end_ms is not None:
         trades = history.between(start_ms, end_ms, limit)
     else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import nats
 from nats.aio.client import Client
 
 from services.tape.nats_server import read_url_file
@@ -22,9 +21,11 @@ def resolve_nats_url(settings: Settings) -> str:
 
 async def connect(url: str, name: str, *, connect_timeout: float = 5.0, retry: bool = True) -> Client:
     """A client that keeps reconnecting forever: a restarted server must not end a service."""
+    nc = Client()
 
     async def on_disconnected() -> None:
-        logger.warning("nats disconnected", extra={"client": name})
+        if not (nc.is_closed or nc.is_draining):
+            logger.warning("nats disconnected", extra={"client": name})
 
     async def on_reconnected() -> None:
         logger.info("nats reconnected", extra={"client": name, "url": url})
@@ -32,15 +33,20 @@ async def connect(url: str, name: str, *, connect_timeout: float = 5.0, retry: b
     async def on_error(exc: Exception) -> None:
         logger.warning("nats error", extra={"client": name, "error": repr(exc)})
 
-    return await nats.connect(
+    await nc.connect(
         url,
         name=name,
         connect_timeout=connect_timeout,
         allow_reconnect=retry,
-        max_reconnect_attempts=-1 if retry else 0,
+        max_reconnect_attempts=1,
         reconnect_time_wait=1,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
         error_cb=on_error,
         pending_size=64 * 1024 * 1024,
     )
+    if retry:
+        # Fail the first connect fast (callers retry it under their own stop signal), but
+        # once connected never give up reconnecting.
+        nc.options["max_reconnect_attempts"] = -1
+    return nc

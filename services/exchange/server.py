@@ -1,0 +1,336 @@
+"""The exchange: one loopback port speaking Binance's WebSocket streams and REST endpoints.
+
+Ingest reaches it by URL only, exactly as it reaches Binance, so nothing in ingest knows
+it is talking to a simulator. WebSocket upgrades and plain HTTP GETs share the port:
+websockets' ``process_request`` hook answers REST requests before any handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email.utils
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from services.exchange import rest
+from services.exchange.connection import StreamSession
+from services.exchange.faults import FaultConfig
+from services.exchange.generator import GeneratorFeed, TradeGenerator, format_units, to_units
+from services.exchange.history import TradeHistory
+from services.exchange.replay import Replay, symbol_from_path
+from services.exchange.streams import StreamError, is_stream_path, parse_subscription
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TICK_SIZE = "0.01"
+PING_INTERVAL = 20.0
+"""Binance pings every 20 s ..."""
+PING_TIMEOUT = 60.0
+"""... and drops a client whose pong has not come within a minute."""
+SHUTDOWN_NOTICE_TIMEOUT = 2.0
+
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,20}$")
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    """Everything the simulator serves; built once at the edge and passed in."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    """0 picks a free port; read it back from ``Exchange.port``."""
+    symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT")
+    """Symbols listed and, unless replayed from a file, generated at ``rate``."""
+    replay: Sequence[Path | str] | Mapping[str, Path | str] = ()
+    """Dumps to replay; a sequence takes each symbol from its file name, a mapping names it."""
+    speed: float | None = None
+    """Replay speed factor (10 = ten times real time); None = as fast as possible."""
+    original_times: bool = False
+    """Keep the dump's trade times instead of shifting them to the present."""
+    rate: float = 50.0
+    """Generated trades per second per symbol; 0 lists the symbols without trading them."""
+    seed: int = 0
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    tick_sizes: Mapping[str, str] = field(default_factory=dict)
+    """Per-symbol PRICE_FILTER tick size (default 0.01); the generator trades on it too."""
+    max_history: int | None = 1_000_000
+    """Trades retained per symbol (oldest dropped first); None keeps all."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port out of range: {self.port}")
+        if self.speed is not None and self.speed <= 0:
+            raise ValueError("speed must be positive or None")
+        if self.rate < 0:
+            raise ValueError("rate must be >= 0")
+        if self.max_history is not None and self.max_history < 1:
+            raise ValueError("max_history must be positive or None")
+        object.__setattr__(self, "symbols", tuple(self.symbols))
+        replay = self.replay
+        object.__setattr__(
+            self, "replay", dict(replay) if isinstance(replay, Mapping) else tuple(replay)
+        )
+        object.__setattr__(self, "tick_sizes", dict(self.tick_sizes))
+        for symbol in (*self.symbols, *self.replay_map, *self.tick_sizes):
+            if not _SYMBOL_RE.match(symbol):
+                raise ValueError(f"symbols are upper-case letters and digits: {symbol!r}")
+        for tick in self.tick_sizes.values():
+            to_units(tick)
+
+    @property
+    def replay_map(self) -> dict[str, Path]:
+        """Replayed symbols and their dumps."""
+        if isinstance(self.replay, Mapping):
+            return {symbol: Path(path) for symbol, path in self.replay.items()}
+        replays: dict[str, Path] = {}
+        for entry in self.replay:
+            path = Path(entry)
+            symbol = symbol_from_path(path)
+            if symbol in replays:
+                raise ValueError(f"two replay files for {symbol}")
+            replays[symbol] = path
+        return replays
+
+    @property
+    def all_symbols(self) -> list[str]:
+        """Every symbol served, generated or replayed."""
+        return sorted({*self.symbols, *self.replay_map})
+
+    def tick_size(self, symbol: str) -> str:
+        return format_units(to_units(self.tick_sizes.get(symbol, DEFAULT_TICK_SIZE)))
+
+
+def _json_response(status: int, body: bytes) -> Response:
+    code = HTTPStatus(status)
+    headers = Headers(
+        [
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Type", "application/json;charset=UTF-8"),
+            ("Content-Length", str(len(body))),
+        ]
+    )
+    return Response(code.value, code.phrase, headers, body)
+
+
+class Exchange:
+    """A Binance-compatible peer on one port; ``async with Exchange(...) as exchange``.
+
+    Generators trade from ``start()``; a replay starts when its symbol's first
+    subscriber connects, and ``wait_replay(symbol)`` returns once it has played out.
+    """
+
+    def __init__(self, config: ExchangeConfig | None = None, **overrides: Any) -> None:
+        base = config or ExchangeConfig()
+        self.config = dataclasses.replace(base, **overrides) if overrides else base
+        self._histories: dict[str, TradeHistory] = {}
+        self._replays: dict[str, Replay] = {}
+        self._feeds: list[GeneratorFeed] = []
+        self._tick_sizes: dict[str, str] = {}
+        self._sessions: set[StreamSession] = set()
+        self._server: Server | None = None
+        self._lock = asyncio.Lock()
+        self._stopped = asyncio.Event()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the exchange is not running")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def _url_host(self) -> str:
+        host = self.config.host
+        if host in ("", "0.0.0.0", "::"):
+            return "127.0.0.1"
+        return f"[{host}]" if ":" in host else host
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self._url_host}:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self._url_host}:{self.port}"
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted(self._histories)
+
+    @property
+    def sessions(self) -> int:
+        """Open WebSocket connections."""
+        return len(self._sessions)
+
+    def history(self, symbol: str) -> TradeHistory:
+        """The released trades of a symbol (what the stream sent and REST returns)."""
+        try:
+            return self._histories[symbol]
+        except KeyError:
+            raise KeyError(f"{symbol} is not served by this exchange") from None
+
+    async def wait_replay(self, symbol: str) -> int:
+        """Wait until the symbol's replay has started and released every trade.
+
+        Returns the number of trades released. Bound it with a timeout: the replay only
+        starts once a client subscribes.
+        """
+        try:
+            replay = self._replays[symbol]
+        except KeyError:
+            raise KeyError(f"{symbol} is not replayed by this exchange") from None
+        return await replay.wait_done()
+
+    async def start(self) -> None:
+        """Load the dumps, start the generators and listen."""
+        async with self._lock:
+            if self._server is not None:
+                raise RuntimeError("the exchange is already running")
+            config = self.config
+            self._stopped.clear()
+            self._build_sources(config)
+            for feed in self._feeds:
+                feed.start()
+            try:
+                self._server = await serve(
+                    self._handle,
+                    config.host,
+                    config.port,
+                    process_request=self._process_request,
+                    compression=None,
+                    ping_interval=PING_INTERVAL,
+                    ping_timeout=PING_TIMEOUT,
+                    close_timeout=2.0,
+                )
+            except BaseException:
+                await self._stop_sources()
+                raise
+            logger.info(
+                "exchange listening on %s: generated %s at %g/s, replayed %s",
+                self.ws_url,
+                [s for s in self.symbols if s not in self._replays],
+                config.rate,
+                {s: r.path.name for s, r in self._replays.items()},
+            )
+
+    def _build_sources(self, config: ExchangeConfig) -> None:
+        replays = config.replay_map
+        self._histories = {s: TradeHistory(s, config.max_history) for s in config.all_symbols}
+        self._tick_sizes = {s: config.tick_size(s) for s in config.all_symbols}
+        self._replays = {
+            symbol: Replay(
+                path,
+                self._histories[symbol],
+                speed=config.speed,
+                original_times=config.original_times,
+            )
+            for symbol, path in replays.items()
+        }
+        self._feeds = []
+        if config.rate > 0:
+            self._feeds = [
+                GeneratorFeed(
+                    TradeGenerator(symbol, config.seed, tick_size=self._tick_sizes[symbol]),
+                    self._histories[symbol],
+                    config.rate,
+                )
+                for symbol in config.symbols
+                if symbol not in replays
+            ]
+
+    async def stop(self) -> None:
+        """Stop trading, announce ``serverShutdown``, close every connection; idempotent."""
+        async with self._lock:
+            server, self._server = self._server, None
+            if server is None:
+                return
+            await self._stop_sources()
+            sessions = list(self._sessions)
+            if sessions:
+                _, late = await asyncio.wait(
+                    [asyncio.create_task(s.announce_shutdown()) for s in sessions],
+                    timeout=SHUTDOWN_NOTICE_TIMEOUT,
+                )
+                for task in late:
+                    task.cancel()
+            server.close()
+            await server.wait_closed()
+            self._stopped.set()
+            logger.info("exchange stopped")
+
+    async def _stop_sources(self) -> None:
+        for feed in self._feeds:
+            await feed.stop()
+        for replay in self._replays.values():
+            await replay.stop()
+
+    async def serve_forever(self) -> None:
+        """Start if needed and serve until cancelled or stopped, then stop (for the CLI)."""
+        if self._server is None:
+            await self.start()
+        try:
+            await self._stopped.wait()
+        finally:
+            await self.stop()
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Answer REST GETs and reject bad stream URLs; None lets the handshake proceed."""
+        path = request.path
+        if path.startswith("/api/"):
+            answer = rest.handle(path, self._histories, self._tick_sizes)
+            return _json_response(answer.status, answer.body)
+        if not is_stream_path(path):
+            body = orjson.dumps({"code": -1000, "msg": "Not found."})
+            return _json_response(HTTPStatus.NOT_FOUND, body)
+        try:
+            parse_subscription(path, self._histories)
+        except StreamError as exc:
+            body = orjson.dumps({"code": exc.code, "msg": exc.msg})
+            return _json_response(HTTPStatus.BAD_REQUEST, body)
+        return None
+
+    def _on_subscribe(self, symbol: str) -> None:
+        replay = self._replays.get(symbol)
+        if replay is not None:
+            replay.start()
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        assert websocket.request is not None
+        subscription = parse_subscription(websocket.request.path, self._histories)
+        session = StreamSession(
+            websocket, subscription, self._histories, self.config.faults, self._on_subscribe
+        )
+        self._sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self._sessions.discard(session)
