@@ -60,3 +60,16 @@ async def nats_url(tmp_path: Path, docker_available: bool) -> AsyncIterator[str]
         return
     async with EmbeddedNatsServer(tmp_path / "nats") as server:
         yield server.url
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[object]:
+    from tests.processes import ServiceProcesses
+
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    procs = ServiceProcesses(log_dir)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()

@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from services.analytics.service import AnalyticsService
 from services.ingest.service import IngestService
@@ -62,14 +64,17 @@ async def request(nc: Client, subject: str, body: dict[str, Any] | bytes, timeou
 
 
 async def wait_for(predicate: Any, timeout: float, interval: float = 0.2, running: Running | None = None) -> Any:
-    """Poll an async predicate until it returns something truthy."""
+    """Poll an async predicate until it returns something truthy (a service not up yet is falsy)."""
     deadline = asyncio.get_running_loop().time() + timeout
     last: Any = None
     while asyncio.get_running_loop().time() < deadline:
         if running is not None:
             running.check()
-        last = await predicate()
-        if last:
+        try:
+            last = await predicate()
+        except (NoRespondersError, NatsTimeoutError) as exc:
+            last = exc
+        if last and not isinstance(last, Exception):
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value {last!r}")

@@ -31,6 +31,7 @@ class _Pending:
     msg_id: str
     symbol: str
     future: asyncio.Future[PubAck] | None
+    deadline: float
 
 
 class TradePublisher:
@@ -60,7 +61,8 @@ class TradePublisher:
         except NatsError as exc:
             logger.warning("publish not sent, will retry", extra={"symbol": symbol, "error": repr(exc)})
             future = None
-        await self._queue.put(_Pending(subject, payload, msg_id, symbol, future))
+        deadline = asyncio.get_running_loop().time() + self._ack_timeout
+        await self._queue.put(_Pending(subject, payload, msg_id, symbol, future, deadline))
 
     async def flush(self) -> None:
         """Wait until every trade handed over so far is acked by the stream."""
@@ -71,12 +73,18 @@ class TradePublisher:
         await publish_deadletter(self._js, source, symbol, payload, reason)
         self.deadlettered[symbol or "unknown"] += 1
 
-    async def close(self) -> None:
-        """Confirm what is in flight, then stop the confirmer; safe to call twice."""
+    async def close(self, timeout: float = 10.0) -> None:
+        """Confirm what is in flight (for at most `timeout`), then stop; safe to call twice.
+
+        Trades still unconfirmed then are not lost: the next start resumes from the
+        stream's last stored id and fills the rest from REST.
+        """
         if self._confirmer is None:
             return
         try:
-            await self.flush()
+            await asyncio.wait_for(self.flush(), timeout)
+        except TimeoutError:
+            logger.error("publishes unconfirmed at shutdown", extra={"pending": self._queue.qsize()})
         finally:
             self._confirmer.cancel()
             await asyncio.gather(self._confirmer, return_exceptions=True)
@@ -94,7 +102,8 @@ class TradePublisher:
     async def _confirm(self, item: _Pending) -> PubAck:
         if item.future is not None:
             try:
-                return await asyncio.wait_for(item.future, self._ack_timeout)
+                remaining = max(item.deadline - asyncio.get_running_loop().time(), 0.001)
+                return await asyncio.wait_for(item.future, remaining)
             except (NatsError, TimeoutError) as exc:
                 logger.warning("publish ack failed, retrying", extra={"symbol": item.symbol, "error": repr(exc)})
         self.retried[item.symbol] += 1

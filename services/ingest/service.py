@@ -83,7 +83,7 @@ class IngestService:
         while not stop.is_set():
             opened = time.monotonic()
             try:
-                async with connect(self._url, open_timeout=10, max_size=2**20, max_queue=4096) as ws:
+                async with connect(self._url, open_timeout=10, close_timeout=2, max_size=2**20, max_queue=4096) as ws:
                     self.connections += 1
                     logger.info("exchange connected", extra={"url": self._url, "connection": self.connections})
                     await self._catch_up()

@@ -16,7 +16,7 @@ from collections import Counter
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
+from nats.errors import Error as NatsError
 
 from services.persist.store import WindowStore
 from services.persist.windows import assemble_windows
@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 FETCH_BATCH = 5000
 FETCH_TIMEOUT_S = 0.2
+FETCH_RETRY_S = 0.5
 STATS_INTERVAL_S = 10.0
 RETENTION_INTERVAL_S = 3600.0
 
@@ -72,7 +73,11 @@ class PersistService:
                     next_retention = time.monotonic() + RETENTION_INTERVAL_S
                 try:
                     msgs = await subscription.fetch(self._batch, timeout=self._fetch_timeout)
-                except NatsTimeoutError:
+                except TimeoutError:  # nats' own TimeoutError is a subclass; fetch raises both
+                    msgs = []
+                except NatsError as exc:
+                    logger.warning("fetch failed, retrying", extra={"error": repr(exc)})
+                    await asyncio.sleep(FETCH_RETRY_S)
                     msgs = []
                 if msgs:
                     await self._persist(store, msgs)

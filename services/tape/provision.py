@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 DUPLICATE_WINDOW_S = 600.0
 PERSIST_MAX_ACK_PENDING = 50_000
-PERSIST_ACK_WAIT_S = 30.0
+PERSIST_ACK_WAIT_S = 10.0
 
 
 def trades_stream_config(settings: Settings) -> StreamConfig:

@@ -1,0 +1,109 @@
+"""Nothing accepted is lost or duplicated when a service is killed or NATS goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import signal
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
+from services.tape.nats_server import EmbeddedNatsServer
+from services.tape.settings import Settings
+from tests.harness import request, run_services, wait_for
+from tests.processes import ServiceProcesses, service_env
+
+pytestmark = pytest.mark.timeout(150)
+
+FAR_FUTURE_MS = 4_102_444_800_000
+FIRST_ID, LAST_ID = 3800397495, 3800402494
+
+
+def csv_total_volume() -> Decimal:
+    with BUNDLED_REPLAY.open() as handle:
+        return sum((Decimal(row[2]) for row in csv.reader(handle)), Decimal(0))
+
+
+async def coverage(client: Any) -> dict[str, Any]:
+    reply, _ = await request(client, "tape.query.coverage.BTCUSDT", {})
+    return reply
+
+
+async def assert_complete_and_exact(client: Any) -> None:
+    async def complete() -> dict[str, Any] | None:
+        reply = await coverage(client)
+        return reply if reply.get("trade_count") == 5000 and not reply.get("gaps") else None
+
+    found = await wait_for(complete, timeout=90, interval=0.5)
+    assert (found["first_id"], found["last_id"]) == (FIRST_ID, LAST_ID)
+    profile, _ = await request(client, "tape.query.volume_profile.BTCUSDT",
+                               {"start": 0, "end": FAR_FUTURE_MS, "row_size": "10"})
+    assert profile["trade_count"] == 5000
+    assert Decimal(profile["total_volume"]) == csv_total_volume()
+
+
+async def test_killed_ingest_and_persist_resume_without_loss_or_duplicates(
+    nats_url: str, tmp_path: Path, processes: ServiceProcesses
+) -> None:
+    config = ExchangeConfig(symbols=("BTCUSDT",), replay=(BUNDLED_REPLAY,), rate=0, speed=80)
+    async with Exchange(config) as exchange:
+        settings = Settings(nats_url=nats_url, data_dir=tmp_path / "data", symbols=("BTCUSDT",),
+                            binance_ws_url=exchange.ws_url, binance_rest_url=exchange.rest_url)
+        env = service_env(settings)
+        persist = processes.start(["persist"], env)
+        ingest = processes.start(["ingest"], env)
+        processes.start(["analytics"], env)
+        client = await nats.connect(nats_url)
+        try:
+            async def some_stored() -> bool:
+                return (await coverage(client)).get("trade_count", 0) >= 500
+
+            await wait_for(some_stored, timeout=60)
+            persist.send_signal(signal.SIGKILL)
+            ingest.send_signal(signal.SIGKILL)
+            persist.wait(10)
+            ingest.wait(10)
+            partial = (await coverage(client))["trade_count"]
+            assert partial < 5000, "the replay must still be running while the services are down"
+            await asyncio.sleep(1.5)
+            processes.start(["persist"], env)
+            processes.start(["ingest"], env)
+            await assert_complete_and_exact(client)
+        finally:
+            await client.close()
+        processes.stop_all()
+        restarted_ingest_log = processes.log_of(4)
+        assert "gap filled" in restarted_ingest_log, restarted_ingest_log[-2000:]
+
+
+async def test_services_ride_out_a_nats_restart(tmp_path: Path) -> None:
+    server = EmbeddedNatsServer(tmp_path / "nats")
+    await server.start()
+    try:
+        config = ExchangeConfig(symbols=("BTCUSDT",), replay=(BUNDLED_REPLAY,), rate=0, speed=80)
+        async with Exchange(config) as exchange:
+            settings = Settings(nats_url=server.url, data_dir=tmp_path / "data", symbols=("BTCUSDT",),
+                                binance_ws_url=exchange.ws_url, binance_rest_url=exchange.rest_url)
+            async with run_services(settings, "persist", "analytics", "ingest") as running:
+                client = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+                try:
+                    async def some_stored() -> bool:
+                        return (await coverage(client)).get("trade_count", 0) >= 500
+
+                    await wait_for(some_stored, timeout=60, running=running)
+                    port = server.port
+                    await server.stop()
+                    await asyncio.sleep(2)
+                    server = EmbeddedNatsServer(tmp_path / "nats", port=port)
+                    await server.start()
+                    await assert_complete_and_exact(client)
+                    running.check()
+                finally:
+                    await client.close()
+    finally:
+        await server.stop()
