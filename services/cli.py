@@ -76,12 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_exchange_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replay", action="append", type=Path, default=None, metavar="FILE",
-                        help="data.binance.vision aggTrades CSV to replay (repeatable; default: the bundled BTCUSDT file)")
+                        help="data.binance.vision aggTrades CSV to replay (repeatable); with neither --replay nor --rate, "
+                             "the bundled BTCUSDT file is replayed and other symbols are generated at 20/s")
     parser.add_argument("--speed", type=float, default=None,
                         help="replay speed factor (default: as fast as possible)")
     parser.add_argument("--original-times", action="store_true", help="keep the file's trade times")
     parser.add_argument("--rate", type=float, default=None,
-                        help="generated trades/s per symbol without a replay file (default 20 with up --simulate)")
+                        help="generated trades/s for each symbol without a replay file (default 20)")
     parser.add_argument("--seed", type=int, default=1)
 
 
@@ -93,7 +94,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def exchange_config(args: argparse.Namespace, settings: Settings, *, port: int, host: str = "127.0.0.1") -> Any:
     from services.exchange import BUNDLED_REPLAY, ExchangeConfig, FaultConfig
 
-    replay = tuple(args.replay) if args.replay else (BUNDLED_REPLAY,)
+    if args.replay:
+        replay: tuple[Path, ...] = tuple(args.replay)
+    else:
+        replay = () if args.rate is not None else (BUNDLED_REPLAY,)
     return ExchangeConfig(
         host=host,
         port=port,

@@ -1,0 +1,54 @@
+"""The analytics service over a real NATS server: discovery, empty tape, bad requests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nats
+import pytest
+from nats.errors import NoRespondersError
+
+from services.tape.settings import Settings
+from tests.harness import request, run_services, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_discovery_empty_tape_and_bad_requests(nats_url: str, tmp_path: Path) -> None:
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=("BTCUSDT", "ETHUSDT"))
+    async with run_services(settings, "analytics") as running:
+        client = await nats.connect(nats_url)
+        try:
+            async def info() -> dict[str, object] | None:
+                msg = await client.request("$SRV.INFO.tradetape-analytics", b"", timeout=2)
+                return json.loads(msg.data)
+
+            found = await wait_for(info, timeout=10, running=running)
+            subjects = {endpoint["subject"] for endpoint in found["endpoints"]}
+            assert {"tape.query.volume_profile.BTCUSDT", "tape.query.coverage.ETHUSDT"} <= subjects
+
+            empty, _ = await request(client, "tape.query.coverage.ETHUSDT", {})
+            assert empty["trade_count"] == 0 and empty["gaps"] == [] and empty["first_id"] is None
+
+            none, headers = await request(client, "tape.query.volume_profile.BTCUSDT", {"last": "15m"})
+            assert none["error"]["code"] == "insufficient_trades"
+            assert none["error"]["details"] == {"found": 0, "needed": 1000}
+            assert headers["Nats-Service-Error-Code"] == "422"
+
+            for body, field in ((b'{"row_size": "abc"}', "row_size"), (b'{"last": "1h", "end": 5}', ""),
+                                (b"[]", ""), (b'{"value_area": 2}', "value_area")):
+                bad, headers = await request(client, "tape.query.volume_profile.BTCUSDT", body)
+                assert bad["error"]["code"] == "bad_request", body
+                assert headers["Nats-Service-Error-Code"] == "400"
+                assert field in json.dumps(bad["error"]["details"])
+
+            with pytest.raises(NoRespondersError):
+                await client.request("tape.query.coverage.SOLUSDT", b"{}", timeout=2)
+
+            stats = json.loads((await client.request("$SRV.STATS.tradetape-analytics", b"", timeout=2)).data)
+            served = {e["subject"]: e["num_requests"] for e in stats["endpoints"]}
+            assert served["tape.query.volume_profile.BTCUSDT"] == 5
+            running.check()
+        finally:
+            await client.close()
