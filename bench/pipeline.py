@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,7 +184,8 @@ class Children:
         self._logs.clear()
 
 
-def service_env(nats_url: str, data_dir: Path, symbol: str, ws_url: str, rest_url: str) -> dict[str, str]:
+def service_env(nats_url: str, data_dir: Path, symbol: str, ws_url: str, rest_url: str,
+                shard: str = SHARD) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "NATS_URL": nats_url,
@@ -192,7 +193,7 @@ def service_env(nats_url: str, data_dir: Path, symbol: str, ws_url: str, rest_ur
         "TRADETAPE_SYMBOLS": symbol,
         "TRADETAPE_BINANCE_WS_URL": ws_url,
         "TRADETAPE_BINANCE_REST_URL": rest_url,
-        "TRADETAPE_SHARD": SHARD,
+        "TRADETAPE_SHARD": shard,
         "TRADETAPE_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     })
@@ -304,10 +305,10 @@ async def stream_messages(nc: Client) -> tuple[int, int]:
     return int(info.state.messages), int(info.state.last_seq)
 
 
-async def persist_ack_floor(nc: Client) -> int:
-    """The persist consumer's ack floor (stream sequence); 0 before it exists."""
+async def persist_ack_floor(nc: Client, shard: str = SHARD) -> int:
+    """A persist shard consumer's ack floor (stream sequence); 0 before it exists."""
     try:
-        info = await nc.jetstream().consumer_info(TRADES_STREAM, persist_durable(SHARD), timeout=5)
+        info = await nc.jetstream().consumer_info(TRADES_STREAM, persist_durable(shard), timeout=5)
     except NotFoundError:
         return 0
     return int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
@@ -463,6 +464,7 @@ class Pipeline:
     nc: Client | None = None
     port: str = ""
     pids: dict[str, int] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
 
     async def start(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
@@ -474,8 +476,8 @@ class Pipeline:
         self.children = Children(self.work)
         self.nc = await connect(self.server.url, f"bench-{self.name}")
         self.port = await start_exchange(self.children, self.work, self.symbol, self.rate, self.max_history)
-        env = service_env(self.server.url, self.work / "data", self.symbol,
-                          f"ws://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.port}")
+        self.env = env = service_env(self.server.url, self.work / "data", self.symbol,
+                                     f"ws://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.port}")
         for kind in ("persist", "analytics", "ingest"):
             self.children.start(kind, [sys.executable, "-m", "services.cli", kind], env)
         self.pids.update({name: proc.pid for name, proc in self.children.procs.items()})
@@ -499,6 +501,10 @@ class Pipeline:
         return Sample(time.monotonic(), exchange_id, stream_msgs, floor,
                       None if reply is None else int(reply["trade_count"]),
                       None if reply is None else reply["first_id"], self.cpu(), machine_cpu())
+
+    def snapshot(self) -> Sample:
+        """CPU counters only (cheap enough to take inside the latency poll loop)."""
+        return Sample(time.monotonic(), None, 0, 0, None, None, self.cpu(), machine_cpu())
 
     async def stop(self) -> None:
         if self.children is not None:
@@ -526,6 +532,10 @@ def cpu_shares(first: Sample, last: Sample) -> dict[str, float | None]:
     busy = last.machine[0] - first.machine[0]
     total = last.machine[1] - first.machine[1]
     shares["machine_busy_of_all_cores"] = round(100 * busy / total) if total else None
+    if total:
+        # CPU used by processes this bench did not start (e.g. a test run), in % of one core
+        ours = sum(v for v in shares.values() if v is not None) - (shares["machine_busy_of_all_cores"] or 0)
+        shares["other_processes"] = max(0, round(100 * busy / total * (os.cpu_count() or 1) - ours))
     return shares
 
 
@@ -562,10 +572,13 @@ async def throughput(work: Path, symbol: str, source_rate: float, seconds: float
             "stream_not_yet_persisted": last.stream_msgs - last.ack_floor,
         }
 
-        log("throughput: stopping ingest and the exchange, then letting persist drain")
-        await pipe.children.stop("ingest")
+        log("throughput: stopping ingest (SIGTERM) and the exchange, then letting persist drain")
+        stopping = time.monotonic()
+        await pipe.children.stop("ingest", timeout=30.0)
+        result["ingest_stop_seconds"] = round(time.monotonic() - stopping, 1)
         await pipe.children.stop("exchange")
         stream_total, last_seq = await stream_messages(pipe.nc)
+        floor_at_stop = await persist_ack_floor(pipe.nc)
         drain_started = time.monotonic()
 
         async def drained() -> bool:
@@ -582,7 +595,8 @@ async def throughput(work: Path, symbol: str, source_rate: float, seconds: float
             final = await wait_until(settled, 10, interval=0.25)
         final = final or await coverage(pipe.nc, symbol, {}, timeout=15)
         result["drain"] = {"completed": bool(ok), "seconds": round(drain_s, 1),
-                           "backlog_rate": round((stream_total - last.ack_floor) / drain_s) if ok and drain_s > 0.5 else None}
+                           "backlog": last_seq - floor_at_stop,
+                           "backlog_rate": round((last_seq - floor_at_stop) / drain_s) if ok and drain_s > 0.5 else None}
         result["totals"] = {"stream_messages": stream_total}
         if final is not None:
             span = (final["last_id"] - final["first_id"] + 1) if final["trade_count"] else 0
@@ -594,9 +608,45 @@ async def throughput(work: Path, symbol: str, source_rate: float, seconds: float
         await pipe.children.stop("persist")
         await pipe.children.stop("analytics")
         result["logs"] = summarise_logs(pipe.children)
+        result["persist_catch_up"] = await persist_catch_up(pipe, last_seq, drain_timeout)
         return result
     finally:
         await pipe.stop()
+
+
+async def persist_catch_up(pipe: Pipeline, last_seq: int, timeout: float) -> dict[str, Any]:
+    """Persist's own ceiling: a second shard (own durable, own RocksDB) reads the whole
+    stream from the start, with nothing else running but nats-server."""
+    assert pipe.nc is not None and pipe.children is not None and pipe.server is not None
+    shard = "catchup"
+    env = dict(pipe.env, TRADETAPE_SHARD=shard)
+    proc = pipe.children.start("persist-catchup", [sys.executable, "-m", "services.cli", "persist"], env)
+    nats_pid = pipe.pids.get("nats-server")
+    first: tuple[float, int, float | None, float | None] | None = None
+    floor = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and floor < last_seq:
+        pipe.children.check()
+        floor = await persist_ack_floor(pipe.nc, shard)
+        if first is None and floor > 0:
+            first = (time.monotonic(), floor, cpu_seconds(proc.pid), cpu_seconds(nats_pid) if nats_pid else None)
+        await asyncio.sleep(0.1)
+    done = time.monotonic()
+    cpu_end, nats_end = cpu_seconds(proc.pid), cpu_seconds(nats_pid) if nats_pid else None
+    await pipe.children.stop("persist-catchup")
+    text = pipe.children.log_text("persist-catchup")
+    batches = last_log_fields(text, "persist stopped").get("batches")
+    result: dict[str, Any] = {"messages": last_seq, "completed": floor >= last_seq, "batches": batches}
+    if first is not None and done > first[0]:
+        wall = done - first[0]
+        result["trades_per_s"] = round((floor - first[1]) / wall)
+        result["seconds"] = round(wall, 2)
+        if cpu_end is not None and first[2] is not None:
+            result["persist_cpu_percent"] = round(100 * (cpu_end - first[2]) / wall)
+        if nats_end is not None and first[3] is not None:
+            result["nats_server_cpu_percent"] = round(100 * (nats_end - first[3]) / wall)
+    log(f"persist catch-up over {last_seq} stream messages: {result.get('trades_per_s')} trades/s")
+    return result
 
 
 def summarise_logs(children: Children) -> dict[str, Any]:
@@ -627,7 +677,7 @@ def summarise_logs(children: Children) -> dict[str, Any]:
 
 
 async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, warmup: float,
-                  poll_ms: float, window_ms: int) -> dict[str, Any]:
+                  poll_ms: float, window_ms: int, tail_max: float = 20.0) -> dict[str, Any]:
     pipe = Pipeline("latency", work, symbol, steady_rate, 1_000_000)
     result: dict[str, Any] = {"symbol": symbol, "rate": steady_rate, "seconds": seconds, "poll_ms": poll_ms,
                               "method": "T = trade time from the trades subject; visible = reply time of the "
@@ -654,11 +704,27 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
         started = time.monotonic()
         measure_from_ms = now_ms() + int(warmup * 1000)
         measure_to_ms = measure_from_ms + int(seconds * 1000)
-        log(f"latency: generator at {steady_rate:,.0f} trades/s; polling coverage every {poll_ms:.0f} ms "
-            f"for {warmup + seconds + 3:.0f}s")
-        stop_at = started + warmup + seconds + 3.0  # 3 s tail so the last measured trades become visible
+        log(f"latency: generator at {steady_rate:,.0f} trades/s; polling coverage every {poll_ms:.0f} ms; "
+            f"{warmup:.0f}s warm-up, {seconds:.0f}s measured, then until the measured trades are visible "
+            f"(at most {tail_max:.0f}s)")
+        measured_until = started + warmup + seconds
+        hard_stop = measured_until + tail_max
+        target: int | None = None  # newest agg id with T inside the measured window
         next_poll = time.monotonic()
-        while time.monotonic() < stop_at:
+        cpu_from: Sample | None = None
+        cpu_to: Sample | None = None
+        while True:
+            now = time.monotonic()
+            if cpu_from is None and now >= started + warmup:
+                cpu_from = pipe.snapshot()
+            if cpu_to is None and now >= measured_until:
+                cpu_to = pipe.snapshot()
+            if now >= measured_until:
+                if target is None:
+                    inside = [a for a, t, _ in published if t < measure_to_ms]
+                    target = max(inside) if inside else -1
+                if last_id >= target or now >= hard_stop:
+                    break
             if polls % 20 == 0:
                 pipe.children.check()
             sent = time.perf_counter()
@@ -688,6 +754,8 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
                 unseen += 1
             else:
                 to_visible.append(visible[index][1] - t)
+        if cpu_from is not None and cpu_to is not None:
+            result["cpu_percent_of_one_core"] = cpu_shares(cpu_from, cpu_to)
         result["trades_measured"] = len(to_visible)
         result["trades_never_visible"] = unseen
         result["polls"] = polls
@@ -735,7 +803,7 @@ def machine() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     return {"cpu_count": os.cpu_count(), "cpu_affinity": len(os.sched_getaffinity(0)), "cpu_model": model,
-            "platform": platform.platform()}
+            "platform": platform.platform(), "loadavg_at_start": os.getloadavg()[0]}
 
 
 def fmt(value: Any, unit: str = "") -> str:
@@ -749,7 +817,8 @@ def fmt(value: Any, unit: str = "") -> str:
 def table(report: dict[str, Any]) -> str:
     rows: list[tuple[str, str]] = []
     m, v = report["machine"], report["versions"]
-    rows.append(("machine", f"{m['cpu_count']} CPUs ({m['cpu_model']}), {m['platform']}"))
+    rows.append(("machine", f"{m['cpu_count']} CPUs ({m['cpu_model']}), {m['platform']}, "
+                            f"load average at start {m['loadavg_at_start']:.2f}"))
     rows.append(("versions", ", ".join(f"{k} {val}" for k, val in v.items())))
     raw = report.get("raw")
     if raw:
@@ -771,6 +840,12 @@ def table(report: dict[str, Any]) -> str:
         rows.append(("e2e: backlog drain after ingest stopped",
                      f"{'done' if d.get('completed') else 'NOT done'} in {d.get('seconds')} s"
                      + (f" ({fmt(d.get('backlog_rate'))} trades/s)" if d.get("backlog_rate") else "")))
+        c = e2e.get("persist_catch_up") or {}
+        rows.append(("persist alone, catching up a backlog (fresh shard)",
+                     f"{fmt(c.get('trades_per_s'), ' trades/s')} over {fmt(c.get('messages'))} messages, "
+                     f"{c.get('batches')} batches, persist CPU {fmt(c.get('persist_cpu_percent'))} %, "
+                     f"nats-server CPU {fmt(c.get('nats_server_cpu_percent'))} %"))
+        rows.append(("e2e: ingest graceful stop (SIGTERM → exit)", f"{e2e.get('ingest_stop_seconds')} s"))
         t = e2e.get("totals", {})
         rows.append(("e2e: stored / stream messages / id span",
                      f"{fmt(t.get('stored_trades'))} / {fmt(t.get('stream_messages'))} / {fmt(t.get('id_span'))}"))
@@ -786,6 +861,9 @@ def table(report: dict[str, Any]) -> str:
                      f"p50 {fmt(s['p50'])} ms, p99 {fmt(s['p99'])} ms, max {fmt(s['max'])} ms"))
         rows.append(("latency: trades measured / never visible / gaps",
                      f"{lat['trades_measured']} / {lat['trades_never_visible']} / {lat.get('gap_count')}"))
+        if lat.get("cpu_percent_of_one_core"):
+            rows.append(("latency: CPU % of one core",
+                         ", ".join(f"{k} {fmt(val)}" for k, val in lat["cpu_percent_of_one_core"].items())))
         rows.append(("latency: coverage query round trip",
                      f"p50 {fmt(lat['coverage_query_ms']['p50'])} ms, p99 {fmt(lat['coverage_query_ms']['p99'])} ms"))
     width = max(len(name) for name, _ in rows)
@@ -836,14 +914,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/pipeline.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0, help="throughput measurement window (default 30)")
-    parser.add_argument("--rate", type=float, default=30_000.0,
-                        help="generator trades/s in the throughput phase, above what the pipeline absorbs (default 30000)")
+    parser.add_argument("--rate", type=float, default=20_000.0,
+                        help="generator trades/s in the throughput phase, above what the pipeline absorbs (default 20000)")
     parser.add_argument("--steady-rate", type=float, default=2_000.0, help="generator trades/s in the latency phase")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="latency measurement window (default 20)")
     parser.add_argument("--poll-ms", type=float, default=100.0, help="coverage poll interval in the latency phase")
     parser.add_argument("--symbol", default="BTCUSDT", help="generated symbol of the throughput phase")
     parser.add_argument("--latency-symbol", default="BTCUSDT", help="generated symbol of the latency phase")
-    parser.add_argument("--raw-count", type=int, default=200_000, help="messages for the raw ceilings")
+    parser.add_argument("--raw-count", type=int, default=100_000, help="messages for the raw ceilings")
     parser.add_argument("--raw-window", type=int, default=4000, help="publish_async window (max pending)")
     parser.add_argument("--raw-batch", type=int, default=5000, help="raw pull consumer fetch batch")
     parser.add_argument("--raw-stall-count", type=int, default=20_000,

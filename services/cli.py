@@ -40,11 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", parents=[common], help="run NATS, ingest, persist and analytics on this machine")
-    up.add_argument("--simulate", action="store_true",
-                    help="use the bundled exchange simulator instead of Binance (no internet needed)")
+    up.add_argument(
+        "--simulate",
+        action="store_true",
+        help="use the bundled exchange simulator instead of Binance (no internet needed)",
+    )
     _add_exchange_source_options(up)
-    for name, help_text in (("ingest", "Binance → JetStream"), ("persist", "JetStream → RocksDB"),
-                            ("analytics", "answer queries over NATS")):
+    for name, help_text in (
+        ("ingest", "Binance → JetStream"),
+        ("persist", "JetStream → RocksDB"),
+        ("analytics", "answer queries over NATS"),
+    ):
         commands.add_parser(name, parents=[common], help=help_text)
 
     exchange = commands.add_parser("exchange", parents=[common], help="run the Binance-compatible simulator")
@@ -65,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--rows", type=int, help="volume_profile row count when --row-size is absent")
     query.add_argument("--value-area", type=float, help="value area share, default 0.7")
     query.add_argument("--min-trades", type=int, help="fewest trades for a profile, default 1000")
-    query.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                       help="any other request field (repeatable)")
+    query.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="any other request field (repeatable)"
+    )
     query.add_argument("--json", action="store_true", help="print the raw JSON reply")
     query.add_argument("--timeout", type=float, default=30.0)
 
@@ -75,14 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_exchange_source_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--replay", action="append", type=Path, default=None, metavar="FILE",
-                        help="data.binance.vision aggTrades CSV to replay (repeatable); with neither --replay nor --rate, "
-                             "the bundled BTCUSDT file is replayed and other symbols are generated at 20/s")
-    parser.add_argument("--speed", type=float, default=None,
-                        help="replay speed factor (default: as fast as possible)")
+    parser.add_argument(
+        "--replay",
+        action="append",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="data.binance.vision aggTrades CSV to replay (repeatable); with neither --replay nor --rate, "
+        "the bundled BTCUSDT file is replayed and other symbols are generated at 20/s",
+    )
+    parser.add_argument("--speed", type=float, default=None, help="replay speed factor (default: as fast as possible)")
     parser.add_argument("--original-times", action="store_true", help="keep the file's trade times")
-    parser.add_argument("--rate", type=float, default=None,
-                        help="generated trades/s for each symbol without a replay file (default 20)")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="generated trades/s for each symbol without a replay file (default 20)"
+    )
     parser.add_argument("--seed", type=int, default=1)
 
 
@@ -154,7 +167,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         stop = asyncio.Event()
         stop_on_signals(stop)
         async with Exchange(exchange_config(args, settings, port=args.port, host=args.host)) as exchange:
-            print(f"exchange simulator on {exchange.ws_url} (WebSocket) and {exchange.rest_url} (REST)", file=sys.stderr)
+            print(
+                f"exchange simulator on {exchange.ws_url} (WebSocket) and {exchange.rest_url} (REST)", file=sys.stderr
+            )
             await stop.wait()
         return 0
     url = resolve_nats_url(settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -51,16 +51,24 @@ async def send(url: str, subject: str, body: dict[str, Any], timeout: float) -> 
     try:
         msg = await nc.request(subject, orjson.dumps(body), timeout=timeout)
     except NoRespondersError:
-        raise QueryFailed(f"no analytics worker answers {subject} on {url}: unknown method or symbol not served") from None
+        raise QueryFailed(
+            f"no analytics worker answers {subject} on {url}: unknown method or symbol not served"
+        ) from None
     except NatsTimeoutError:
         raise QueryFailed(f"no reply on {subject} within {timeout}s") from None
     finally:
         await nc.close()
     reply = orjson.loads(msg.data) if msg.data else {}
-    is_error = bool(msg.headers and msg.headers.get("Nats-Service-Error-Code")) or "error" in reply
+    headers = msg.headers or {}
+    is_error = bool(headers.get("Nats-Service-Error-Code")) or "error" in reply
     if is_error and "error" not in reply:
-        reply = {"error": {"code": msg.headers.get("Nats-Service-Error-Code"),
-                           "message": msg.headers.get("Nats-Service-Error"), "details": {}}}
+        reply = {
+            "error": {
+                "code": headers.get("Nats-Service-Error-Code"),
+                "message": headers.get("Nats-Service-Error"),
+                "details": {},
+            }
+        }
     return reply, is_error
 
 
@@ -78,7 +86,9 @@ def run_query(args: argparse.Namespace, settings: Settings) -> int:
     elif is_error:
         error = reply["error"]
         details = ", ".join(f"{k}={v}" for k, v in (error.get("details") or {}).items())
-        print(f"error {error.get('code')}: {error.get('message')}" + (f" ({details})" if details else ""), file=sys.stderr)
+        print(
+            f"error {error.get('code')}: {error.get('message')}" + (f" ({details})" if details else ""), file=sys.stderr
+        )
     else:
         print(FORMATTERS.get(args.method, _format_generic)(reply))
     return 1 if is_error else 0
@@ -87,7 +97,7 @@ def run_query(args: argparse.Namespace, settings: Settings) -> int:
 def _time(ms: int | None) -> str:
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
 def format_volume_profile(reply: dict[str, Any]) -> str:
@@ -107,8 +117,10 @@ def format_volume_profile(reply: dict[str, Any]) -> str:
         low, high = Decimal(row["price_low"]), Decimal(row["price_high"])
         mark = "POC" if row["price_low"] == reply["poc_low"] else ("VA" if low >= val and high <= vah else "")
         bar = "█" * int(Decimal(row["volume"]) / peak * BAR_WIDTH)
-        lines.append(f"{row['price_low']:>16} {row['price_high']:>16} {row['volume']:>16} {row['buy_volume']:>14} "
-                     f"{row['sell_volume']:>14} {row['trade_count']:>7} {mark:<3} {bar}")
+        lines.append(
+            f"{row['price_low']:>16} {row['price_high']:>16} {row['volume']:>16} {row['buy_volume']:>14} "
+            f"{row['sell_volume']:>14} {row['trade_count']:>7} {mark:<3} {bar}"
+        )
     return "\n".join(lines)
 
 

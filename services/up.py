@@ -43,8 +43,13 @@ class Child:
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", self.name,
-            env=self.env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent(),
+            sys.executable,
+            "-m",
+            "services.cli",
+            self.name,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(),
             start_new_session=True,
         )
         logger.info("service started", extra={"service": self.name, "pid": self.process.pid})
@@ -66,16 +71,18 @@ class Child:
 
 def child_env(settings: Settings, nats_url: str, ws_url: str, rest_url: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "NATS_URL": nats_url,
-        "TRADETAPE_DATA_DIR": str(settings.data_dir.resolve()),
-        "TRADETAPE_SYMBOLS": ",".join(settings.symbols),
-        "TRADETAPE_BINANCE_WS_URL": ws_url,
-        "TRADETAPE_BINANCE_REST_URL": rest_url,
-        "TRADETAPE_RETENTION_DAYS": str(settings.retention_days),
-        "TRADETAPE_SHARD": settings.shard,
-        "TRADETAPE_LOG_LEVEL": settings.log_level,
-    })
+    env.update(
+        {
+            "NATS_URL": nats_url,
+            "TRADETAPE_DATA_DIR": str(settings.data_dir.resolve()),
+            "TRADETAPE_SYMBOLS": ",".join(settings.symbols),
+            "TRADETAPE_BINANCE_WS_URL": ws_url,
+            "TRADETAPE_BINANCE_REST_URL": rest_url,
+            "TRADETAPE_RETENTION_DAYS": str(settings.retention_days),
+            "TRADETAPE_SHARD": settings.shard,
+            "TRADETAPE_LOG_LEVEL": settings.log_level,
+        }
+    )
     return env
 
 
@@ -112,11 +119,20 @@ async def run_up(settings: Settings, exchange_config: ExchangeConfig | None) -> 
         children = [Child(name, env) for name in SERVICES]
         for child in reversed(children):
             await child.start()
-        logger.info("tradetape up", extra={"nats_url": nats_url, "exchange": ws_url,
-                                           "symbols": ",".join(settings.symbols), "data_dir": str(settings.data_dir)})
+        logger.info(
+            "tradetape up",
+            extra={
+                "nats_url": nats_url,
+                "exchange": ws_url,
+                "symbols": ",".join(settings.symbols),
+                "data_dir": str(settings.data_dir),
+            },
+        )
         if nats_url != DEFAULT_URL:
-            logger.info("queries from another terminal find this server through the data dir",
-                        extra={"url_file": str(settings.nats_url_file)})
+            logger.info(
+                "queries from another terminal find this server through the data dir",
+                extra={"url_file": str(settings.nats_url_file)},
+            )
         await supervise(children, stop)
         codes = [await child.stop() for child in children]
         with contextlib.suppress(FileNotFoundError):
@@ -141,8 +157,15 @@ async def supervise(children: list[Child], stop: asyncio.Event) -> None:
                 continue
             delay = child.backoff.next_delay()
             child.restarts += 1
-            logger.error("service exited, restarting", extra={"service": child.name, "exit_code": task.result(),
-                                                              "restarts": child.restarts, "delay_s": round(delay, 1)})
+            logger.error(
+                "service exited, restarting",
+                extra={
+                    "service": child.name,
+                    "exit_code": task.result(),
+                    "restarts": child.restarts,
+                    "delay_s": round(delay, 1),
+                },
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             if not stop.is_set():

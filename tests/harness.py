@@ -57,7 +57,9 @@ async def run_services(settings: Settings, *kinds: str, **options: Any) -> Async
             raise errors[0]
 
 
-async def request(nc: Client, subject: str, body: dict[str, Any] | bytes, timeout: float = 10.0) -> tuple[dict[str, Any], dict[str, str]]:
+async def request(
+    nc: Client, subject: str, body: dict[str, Any] | bytes, timeout: float = 10.0
+) -> tuple[dict[str, Any], dict[str, str]]:
     payload = body if isinstance(body, bytes) else orjson.dumps(body)
     msg = await nc.request(subject, payload, timeout=timeout)
     return orjson.loads(msg.data), dict(msg.headers or {})

@@ -13,13 +13,15 @@ from services.tape.settings import Settings
 
 def service_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "NATS_URL": settings.nats_url or "",
-        "TRADETAPE_DATA_DIR": str(settings.data_dir),
-        "TRADETAPE_SYMBOLS": ",".join(settings.symbols),
-        "TRADETAPE_BINANCE_WS_URL": settings.binance_ws_url,
-        "TRADETAPE_BINANCE_REST_URL": settings.binance_rest_url,
-    })
+    env.update(
+        {
+            "NATS_URL": settings.nats_url or "",
+            "TRADETAPE_DATA_DIR": str(settings.data_dir),
+            "TRADETAPE_SYMBOLS": ",".join(settings.symbols),
+            "TRADETAPE_BINANCE_WS_URL": settings.binance_ws_url,
+            "TRADETAPE_BINANCE_REST_URL": settings.binance_rest_url,
+        }
+    )
     return env
 
 
@@ -32,8 +34,14 @@ class ServiceProcesses:
 
     def start(self, command: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
         log = open(self._log_dir / f"{command[0]}-{len(self._procs)}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([sys.executable, "-m", "services.cli", *command], env=env, cwd=cwd,
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *command],
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         log.close()
         self._procs.append(proc)
         return proc

@@ -5,9 +5,7 @@ from __future__ import annotations
 from decimal import Decimal, localcontext
 
 
-def reference_profile(
-    trades: list[tuple[str, str, bool]], row_size: str, value_area: str
-) -> dict[str, object]:
+def reference_profile(trades: list[tuple[str, str, bool]], row_size: str, value_area: str) -> dict[str, object]:
     """The DESIGN.md rules spelled out one trade at a time in Decimal arithmetic."""
     with localcontext() as ctx:
         ctx.prec = 60

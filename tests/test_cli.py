@@ -16,8 +16,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def tradetape(*args: str, cwd: Path, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args], cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout
+    )
 
 
 def clean_env() -> dict[str, str]:
@@ -27,8 +28,14 @@ def clean_env() -> dict[str, str]:
 def test_up_simulate_then_query_from_another_terminal_then_ctrl_c(tmp_path: Path) -> None:
     env = clean_env()
     log = (tmp_path / "up.log").open("wb")
-    up = subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--simulate"], cwd=tmp_path, env=env,
-                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "up", "--simulate"],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         reply: dict[str, object] = {}

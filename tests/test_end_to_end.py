@@ -31,8 +31,13 @@ def csv_trades(path: Path) -> list[tuple[str, str, bool]]:
 
 
 def settings_for(nats_url: str, data_dir: Path, exchange: Exchange, *symbols: str) -> Settings:
-    return Settings(nats_url=nats_url, data_dir=data_dir, symbols=symbols,
-                    binance_ws_url=exchange.ws_url, binance_rest_url=exchange.rest_url)
+    return Settings(
+        nats_url=nats_url,
+        data_dir=data_dir,
+        symbols=symbols,
+        binance_ws_url=exchange.ws_url,
+        binance_rest_url=exchange.rest_url,
+    )
 
 
 async def coverage_of(nc: Any, symbol: str) -> dict[str, Any]:
@@ -47,6 +52,7 @@ async def test_replayed_file_is_stored_completely_and_profiled_exactly(nats_url:
         async with run_services(settings, "persist", "analytics", "ingest") as running:
             client = await nats.connect(nats_url)
             try:
+
                 async def complete() -> dict[str, Any] | None:
                     reply = await coverage_of(client, "BTCUSDT")
                     return reply if reply.get("trade_count") == 5000 else None
@@ -63,10 +69,20 @@ async def test_replayed_file_is_stored_completely_and_profiled_exactly(nats_url:
                 expected = reference_profile(trades, "10", "0.7")
                 assert reply["trade_count"] == 5000
                 assert reply["row_size"] == "10"
-                rows = [(Decimal(r["price_low"]), Decimal(r["price_high"]), Decimal(r["volume"]),
-                         Decimal(r["buy_volume"]), Decimal(r["sell_volume"]), r["trade_count"]) for r in reply["rows"]]
-                assert rows == [(low, high, vol, buy, sell, int(count))
-                                for _, low, high, vol, buy, sell, count in expected["rows"]]
+                rows = [
+                    (
+                        Decimal(r["price_low"]),
+                        Decimal(r["price_high"]),
+                        Decimal(r["volume"]),
+                        Decimal(r["buy_volume"]),
+                        Decimal(r["sell_volume"]),
+                        r["trade_count"],
+                    )
+                    for r in reply["rows"]
+                ]
+                assert rows == [
+                    (low, high, vol, buy, sell, int(count)) for _, low, high, vol, buy, sell, count in expected["rows"]
+                ]
                 assert Decimal(reply["poc"]) == expected["poc"]
                 assert Decimal(reply["poc_low"]) == expected["poc"] - 5
                 assert Decimal(reply["poc_high"]) == expected["poc"] + 5
@@ -81,8 +97,9 @@ async def test_replayed_file_is_stored_completely_and_profiled_exactly(nats_url:
                 assert bad["error"]["code"] == "bad_request"
                 assert headers["Nats-Service-Error-Code"] == "400"
 
-                few, _ = await request(client, "tape.query.volume_profile.BTCUSDT",
-                                       {"start": 0, "end": FAR_FUTURE_MS, "min_trades": 6000})
+                few, _ = await request(
+                    client, "tape.query.volume_profile.BTCUSDT", {"start": 0, "end": FAR_FUTURE_MS, "min_trades": 6000}
+                )
                 assert few["error"]["code"] == "insufficient_trades"
                 assert few["error"]["details"] == {"found": 5000, "needed": 6000}
 
@@ -100,6 +117,7 @@ async def test_malformed_frames_are_deadlettered_and_dropped_trades_backfilled(n
         async with run_services(settings, "persist", "analytics", "ingest") as running:
             client = await nats.connect(nats_url)
             try:
+
                 async def complete() -> dict[str, Any] | None:
                     reply = await coverage_of(client, "BTCUSDT")
                     return reply if reply.get("trade_count") == 5000 else None

@@ -41,8 +41,9 @@ async def assert_complete_and_exact(client: Any) -> None:
 
     found = await wait_for(complete, timeout=90, interval=0.5)
     assert (found["first_id"], found["last_id"]) == (FIRST_ID, LAST_ID)
-    profile, _ = await request(client, "tape.query.volume_profile.BTCUSDT",
-                               {"start": 0, "end": FAR_FUTURE_MS, "row_size": "10"})
+    profile, _ = await request(
+        client, "tape.query.volume_profile.BTCUSDT", {"start": 0, "end": FAR_FUTURE_MS, "row_size": "10"}
+    )
     assert profile["trade_count"] == 5000
     assert Decimal(profile["total_volume"]) == csv_total_volume()
 
@@ -52,14 +53,20 @@ async def test_killed_ingest_and_persist_resume_without_loss_or_duplicates(
 ) -> None:
     config = ExchangeConfig(symbols=("BTCUSDT",), replay=(BUNDLED_REPLAY,), rate=0, speed=80)
     async with Exchange(config) as exchange:
-        settings = Settings(nats_url=nats_url, data_dir=tmp_path / "data", symbols=("BTCUSDT",),
-                            binance_ws_url=exchange.ws_url, binance_rest_url=exchange.rest_url)
+        settings = Settings(
+            nats_url=nats_url,
+            data_dir=tmp_path / "data",
+            symbols=("BTCUSDT",),
+            binance_ws_url=exchange.ws_url,
+            binance_rest_url=exchange.rest_url,
+        )
         env = service_env(settings)
         persist = processes.start(["persist"], env)
         ingest = processes.start(["ingest"], env)
         processes.start(["analytics"], env)
         client = await nats.connect(nats_url)
         try:
+
             async def some_stored() -> bool:
                 return (await coverage(client)).get("trade_count", 0) >= 500
 
@@ -87,11 +94,17 @@ async def test_services_ride_out_a_nats_restart(tmp_path: Path) -> None:
     try:
         config = ExchangeConfig(symbols=("BTCUSDT",), replay=(BUNDLED_REPLAY,), rate=0, speed=80)
         async with Exchange(config) as exchange:
-            settings = Settings(nats_url=server.url, data_dir=tmp_path / "data", symbols=("BTCUSDT",),
-                                binance_ws_url=exchange.ws_url, binance_rest_url=exchange.rest_url)
+            settings = Settings(
+                nats_url=server.url,
+                data_dir=tmp_path / "data",
+                symbols=("BTCUSDT",),
+                binance_ws_url=exchange.ws_url,
+                binance_rest_url=exchange.rest_url,
+            )
             async with run_services(settings, "persist", "analytics", "ingest") as running:
                 client = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
                 try:
+
                     async def some_stored() -> bool:
                         return (await coverage(client)).get("trade_count", 0) >= 500
 

@@ -57,8 +57,7 @@ def coverage(ids: npt.ArrayLike, times: npt.ArrayLike) -> Coverage:
     time_array = _int64_column(times, "times")
     if id_array.shape != time_array.shape or id_array.ndim != 1:
         raise ValueError(
-            f"ids and times must be 1-D columns of the same length, "
-            f"got {id_array.shape} and {time_array.shape}"
+            f"ids and times must be 1-D columns of the same length, got {id_array.shape} and {time_array.shape}"
         )
     if id_array.size == 0:
         return Coverage(0, None, None, None, None, [])

@@ -13,7 +13,9 @@ from typing import Any
 class QueryError(Exception):
     status = 400
 
-    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None, *, status: int | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, details: dict[str, Any] | None = None, *, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message

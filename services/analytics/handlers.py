@@ -49,7 +49,8 @@ def handle_volume_profile(
     if row_count > MAX_PROFILE_ROWS:
         raise bad_request(
             f"row_size {format_units(row_size)} gives {row_count} rows; at most {MAX_PROFILE_ROWS} are allowed",
-            row_count=row_count, max_rows=MAX_PROFILE_ROWS,
+            row_count=row_count,
+            max_rows=MAX_PROFILE_ROWS,
         )
     profile = volume_profile(trades.price, trades.qty, trades.buyer_maker, row_size, request.value_area_fraction())
     return VolumeProfileReply(

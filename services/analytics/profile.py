@@ -121,9 +121,7 @@ class VolumeProfile:
     @property
     def value_area_volume(self) -> int:
         """Volume of the rows in the value area, units."""
-        return sum(
-            row.volume for row in self.rows[self.value_area_low_row : self.value_area_high_row + 1]
-        )
+        return sum(row.volume for row in self.rows[self.value_area_low_row : self.value_area_high_row + 1])
 
 
 @dataclass(frozen=True)
@@ -193,9 +191,7 @@ def volume_profile(
     k_high = int(k.max())
     n_rows = k_high - k_low + 1
     if max_rows is not None and n_rows > max_rows:
-        raise ValueError(
-            f"row_size {row_size} gives {n_rows} rows, more than the limit of {max_rows}"
-        )
+        raise ValueError(f"row_size {row_size} gives {n_rows} rows, more than the limit of {max_rows}")
 
     # Bin per (row, side): 2 * offset + (1 if the taker sold else 0).
     bins = (k - k_low) * 2 + sells
@@ -270,9 +266,7 @@ def choose_row_size(low: int, high: int, rows: int, tick: int = 1) -> int:
         decade *= 10
 
 
-def liquidity_vacuums(
-    profile: VolumeProfile, min_rows: int = 3, threshold: float = 0.2
-) -> list[LiquidityVacuum]:
+def liquidity_vacuums(profile: VolumeProfile, min_rows: int = 3, threshold: float = 0.2) -> list[LiquidityVacuum]:
     """Find the liquidity vacuums of a profile, widest first.
 
     A vacuum is a maximal run of at least ``min_rows`` consecutive rows, strictly between

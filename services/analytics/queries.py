@@ -7,7 +7,7 @@ strings, counts integers, times epoch ms.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -45,7 +45,7 @@ def parse_time_ms(value: int | str) -> int:
     except ValueError:
         raise ValueError(f"time {value!r} is neither epoch milliseconds nor ISO-8601") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 

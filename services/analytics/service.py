@@ -81,9 +81,15 @@ class AnalyticsService:
                         handler=functools.partial(self._handle, method),
                         metadata={"method": method, "symbol": symbol},
                     )
-            logger.info("analytics started", extra={"shard": self._settings.shard, "queue_group": queue_group,
-                                                    "symbols": ",".join(self._settings.symbols),
-                                                    "methods": ",".join(METHODS)})
+            logger.info(
+                "analytics started",
+                extra={
+                    "shard": self._settings.shard,
+                    "queue_group": queue_group,
+                    "symbols": ",".join(self._settings.symbols),
+                    "methods": ",".join(METHODS),
+                },
+            )
             await stop.wait()
         finally:
             await service.stop()
@@ -100,8 +106,10 @@ class AnalyticsService:
             await request.respond_error(str(exc.status), exc.message, data=orjson.dumps(exc.body()))
             return
         await request.respond(body)
-        logger.debug("query answered", extra={"method": method, "symbol": symbol,
-                                              "ms": round((time.perf_counter() - started) * 1000, 1)})
+        logger.debug(
+            "query answered",
+            extra={"method": method, "symbol": symbol, "ms": round((time.perf_counter() - started) * 1000, 1)},
+        )
 
     def answer(self, method: str, symbol: str, data: bytes) -> bytes:
         """The reply body for one request; raises `QueryError` for anything a client must hear about."""
@@ -123,4 +131,3 @@ class AnalyticsService:
             logger.exception("query failed", extra={"method": method, "symbol": symbol})
             raise internal_error(exc) from exc
         return reply.model_dump_json().encode()
-

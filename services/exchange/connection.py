@@ -8,6 +8,7 @@ wakes it; one reader answers SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -91,13 +92,11 @@ class StreamSession:
 
     async def announce_shutdown(self) -> None:
         """Send Binance's ``serverShutdown`` event; the server closes the socket after."""
-        try:
+        with contextlib.suppress(ConnectionClosed):
             await self.websocket.send(
                 orjson.dumps({"e": "serverShutdown", "E": now_ms() * self.time_scale}),
                 text=True,
             )
-        except ConnectionClosed:
-            pass
 
     @property
     def _framing(self) -> str:
@@ -115,9 +114,7 @@ class StreamSession:
     def _unsubscribe(self, streams: list[str]) -> None:
         for stream in streams:
             cursor = self._cursors.pop(stream, None)
-            if cursor is not None and not any(
-                c.history is cursor.history for c in self._cursors.values()
-            ):
+            if cursor is not None and not any(c.history is cursor.history for c in self._cursors.values()):
                 cursor.history.remove_listener(self._wake)
 
     def _stop(self) -> None:
@@ -180,9 +177,7 @@ class StreamSession:
         finally:
             self._stop()
 
-    async def _send_trades(
-        self, stream: str, history: TradeHistory, trades: list[AggTrade]
-    ) -> bool:
+    async def _send_trades(self, stream: str, history: TradeHistory, trades: list[AggTrade]) -> bool:
         """Send trades one frame each, applying faults; False once a disconnect is due."""
         symbol, scale, faults = history.symbol, self.time_scale, self.faults
         prefix = b'{"stream":"' + stream.encode() + b'","data":' if self.combined else b""

@@ -49,9 +49,7 @@ class MalformedKind(enum.Enum):
 _ROTATION = tuple(MalformedKind)
 
 
-def malformed_payload(
-    kind: MalformedKind, trade: AggTrade, symbol: str, event_ms: int, time_scale: int = 1
-) -> bytes:
+def malformed_payload(kind: MalformedKind, trade: AggTrade, symbol: str, event_ms: int, time_scale: int = 1) -> bytes:
     """A broken copy of the trade just sent: if a parser accepts it, it shows as a duplicate.
 
     Invalid JSON is the event cut in half, so it stays invalid inside a combined wrapper.

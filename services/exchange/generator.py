@@ -10,6 +10,7 @@ trade times come from the clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import zlib
 from dataclasses import dataclass
@@ -93,9 +94,7 @@ class TradeGenerator:
         start_units = to_units(start_price or default_start_price(symbol))
         self._tick = max(1, start_units // self._tick_units)
         self._maker = False
-        self._rng = np.random.default_rng(
-            np.random.SeedSequence([seed, zlib.crc32(symbol.encode())])
-        )
+        self._rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(symbol.encode())]))
         self._next_agg_id = first_agg_id
         self._next_trade_id = first_trade_id
         self._block = self._new_block()
@@ -199,22 +198,16 @@ class GeneratorFeed:
     def start(self) -> None:
         """Begin trading; later calls do nothing."""
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"generator-{self.history.symbol}"
-            )
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"generator-{self.history.symbol}")
 
     async def stop(self) -> None:
         """Stop trading; safe to call more than once."""
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
-            logger.info(
-                "generator for %s stopped after %d trades", self.history.symbol, self.released
-            )
+            logger.info("generator for %s stopped after %d trades", self.history.symbol, self.released)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -229,9 +222,7 @@ class GeneratorFeed:
                 origin += skip
                 origin_ms += int(skip * 1000)
                 due = (loop.time() - origin) * self.rate
-                logger.warning(
-                    "generator for %s fell behind; skipped %.2f s", self.history.symbol, skip
-                )
+                logger.warning("generator for %s fell behind; skipped %.2f s", self.history.symbol, skip)
             batch: list[AggTrade] = []
             released = self.released
             while released + self.generator.peek_size() <= due:

@@ -121,9 +121,7 @@ class TradeHistory:
             return
         previous = self._trades[-1] if self._trades else None
         for trade in trades:
-            if previous is not None and (
-                trade.agg_id <= previous.agg_id or trade.time_ms < previous.time_ms
-            ):
+            if previous is not None and (trade.agg_id <= previous.agg_id or trade.time_ms < previous.time_ms):
                 raise ValueError(
                     f"{self.symbol}: trade {trade.agg_id} at {trade.time_ms} does not follow "
                     f"{previous.agg_id} at {previous.time_ms}"

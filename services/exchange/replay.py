@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import csv
 import itertools
 import logging
@@ -96,9 +97,7 @@ def _check_order(rows: Sequence[DumpTrade], path: Path) -> None:
     """Refuse a dump the history could not take: ids must rise, times must not fall."""
     for before, after in itertools.pairwise(rows):
         if after.trade.agg_id <= before.trade.agg_id or after.time_us < before.time_us:
-            raise ReplayFormatError(
-                f"{path.name}: trade {after.trade.agg_id} does not follow {before.trade.agg_id}"
-            )
+            raise ReplayFormatError(f"{path.name}: trade {after.trade.agg_id} does not follow {before.trade.agg_id}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +109,7 @@ class ReplayPlan:
     """None: release everything at once."""
 
 
-def plan(
-    rows: Sequence[DumpTrade], *, speed: float | None, original_times: bool, start_ms: int
-) -> ReplayPlan:
+def plan(rows: Sequence[DumpTrade], *, speed: float | None, original_times: bool, start_ms: int) -> ReplayPlan:
     """Retime a dump for release at ``start_ms``.
 
     With a speed factor, each trade is released ``(t - t0) / speed`` after the start and,
@@ -131,7 +128,7 @@ def plan(
         shift = start_ms - rows[-1].trade.time_ms
         trades = [_retimed(r.trade, r.trade.time_ms + shift) for r in rows]
     else:
-        trades = [_retimed(r.trade, start_ms + int(o * 1000)) for r, o in zip(rows, offsets)]
+        trades = [_retimed(r.trade, start_ms + int(o * 1000)) for r, o in zip(rows, offsets, strict=False)]
     return ReplayPlan(trades, offsets)
 
 
@@ -183,9 +180,7 @@ class Replay:
         """Begin releasing trades; later calls do nothing (a replay runs once)."""
         if self._task is not None:
             return
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"replay-{self.history.symbol}"
-        )
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"replay-{self.history.symbol}")
         self._started.set()
 
     async def wait_done(self) -> int:
@@ -201,17 +196,13 @@ class Replay:
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
         self._done.set()
 
     async def _run(self) -> None:
         began = time.perf_counter()
-        replay_plan = plan(
-            self.rows, speed=self.speed, original_times=self.original_times, start_ms=now_ms()
-        )
+        replay_plan = plan(self.rows, speed=self.speed, original_times=self.original_times, start_ms=now_ms())
         logger.info(
             "replay of %s started: %d trades from %s, speed %s",
             self.history.symbol,

@@ -88,8 +88,7 @@ class _Params:
         if not _LONG_RE.match(value):
             raise RestError(
                 -1100,
-                f"Illegal characters found in parameter '{name}'; legal range is "
-                f"'{_LONG_RE.pattern}'.",
+                f"Illegal characters found in parameter '{name}'; legal range is '{_LONG_RE.pattern}'.",
             )
         return int(value)
 
@@ -113,8 +112,7 @@ def _known_symbol(value: str, histories: Mapping[str, TradeHistory]) -> str:
     if not _SYMBOL_RE.match(value):
         raise RestError(
             -1100,
-            f"Illegal characters found in parameter 'symbol'; legal range is "
-            f"'{_SYMBOL_RE.pattern}'.",
+            f"Illegal characters found in parameter 'symbol'; legal range is '{_SYMBOL_RE.pattern}'.",
         )
     if value not in histories:
         raise RestError(-1121, "Invalid symbol.")
@@ -189,9 +187,7 @@ def _symbol_info(symbol: str, tick_size: str) -> dict[str, Any]:
     }
 
 
-def exchange_info(
-    query: str, histories: Mapping[str, TradeHistory], tick_sizes: Mapping[str, str]
-) -> RestResponse:
+def exchange_info(query: str, histories: Mapping[str, TradeHistory], tick_sizes: Mapping[str, str]) -> RestResponse:
     """``GET /api/v3/exchangeInfo``, optionally narrowed by ``symbol`` or ``symbols``."""
     params = _Params(query)
     single = params.text("symbol")
@@ -225,9 +221,7 @@ def _symbol_list(text: str, histories: Mapping[str, TradeHistory]) -> list[str]:
     return [_known_symbol(n, histories) for n in names]
 
 
-def handle(
-    path: str, histories: Mapping[str, TradeHistory], tick_sizes: Mapping[str, str]
-) -> RestResponse:
+def handle(path: str, histories: Mapping[str, TradeHistory], tick_sizes: Mapping[str, str]) -> RestResponse:
     """Route one REST GET; every failure becomes a Binance error body."""
     parts = urlsplit(path)
     try:

@@ -79,9 +79,7 @@ class ExchangeConfig:
             raise ValueError("max_history must be positive or None")
         object.__setattr__(self, "symbols", tuple(self.symbols))
         replay = self.replay
-        object.__setattr__(
-            self, "replay", dict(replay) if isinstance(replay, Mapping) else tuple(replay)
-        )
+        object.__setattr__(self, "replay", dict(replay) if isinstance(replay, Mapping) else tuple(replay))
         object.__setattr__(self, "tick_sizes", dict(self.tick_sizes))
         for symbol in (*self.symbols, *self.replay_map, *self.tick_sizes):
             if not _SYMBOL_RE.match(symbol):
@@ -326,9 +324,7 @@ class Exchange:
     async def _handle(self, websocket: ServerConnection) -> None:
         assert websocket.request is not None
         subscription = parse_subscription(websocket.request.path, self._histories)
-        session = StreamSession(
-            websocket, subscription, self._histories, self.config.faults, self._on_subscribe
-        )
+        session = StreamSession(websocket, subscription, self._histories, self.config.faults, self._on_subscribe)
         self._sessions.add(session)
         try:
             await session.run()

@@ -48,7 +48,9 @@ class AggTradesClient:
             except urllib.error.HTTPError as exc:
                 if exc.code in (418, 429):
                     wait = float(exc.headers.get("Retry-After") or 60)
-                    logger.warning("rest throttled", extra={"symbol": symbol, "status": exc.code, "retry_after_s": wait})
+                    logger.warning(
+                        "rest throttled", extra={"symbol": symbol, "status": exc.code, "retry_after_s": wait}
+                    )
                     self._next_call = time.monotonic() + wait
                     continue
                 if exc.code < 500:
@@ -66,7 +68,9 @@ class AggTradesClient:
             delay = min(delay * 2, 30.0)
         raise GapFillError(f"{url}: no answer after {MAX_ATTEMPTS} attempts")
 
-    async def trades_from(self, symbol: str, from_id: int, to_id: int | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+    async def trades_from(
+        self, symbol: str, from_id: int, to_id: int | None = None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
         """Pages of trades from `from_id` up to `to_id` inclusive (or up to the newest)."""
         next_id = from_id
         while to_id is None or next_id <= to_id:

@@ -25,7 +25,13 @@ from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketExcepti
 
 from services.ingest.gapfill import AggTradesClient, GapFillError
 from services.ingest.publisher import TradePublisher
-from services.ingest.wire import AggTradeFrame, ControlFrame, FrameError, combined_stream_url, parse_frame
+from services.ingest.wire import (
+    AggTradeFrame,
+    ControlFrame,
+    FrameError,
+    combined_stream_url,
+    parse_frame,
+)
 from services.tape.backoff import Backoff
 from services.tape.provision import ensure_streams
 from services.tape.settings import Settings
@@ -67,8 +73,14 @@ class IngestService:
         await ensure_streams(self._js, self._settings)
         await self.publisher.start()
         self.last_id = await self._last_published_ids()
-        logger.info("ingest started", extra={"symbols": ",".join(self._settings.symbols), "url": self._url,
-                                             "resume_from": orjson.dumps(self.last_id).decode()})
+        logger.info(
+            "ingest started",
+            extra={
+                "symbols": ",".join(self._settings.symbols),
+                "url": self._url,
+                "resume_from": orjson.dumps(self.last_id).decode(),
+            },
+        )
         stats = asyncio.create_task(self._log_stats(stop), name="ingest-stats")
         try:
             await self._connect_forever(stop)
@@ -157,8 +169,17 @@ class IngestService:
         except GapFillError as exc:
             missing = (to_id - from_id + 1 - filled) if to_id is not None else None
             self.unfilled[symbol] += 1
-            logger.error("gap fill failed", extra={"symbol": symbol, "from_id": from_id, "to_id": to_id,
-                                                   "filled": filled, "missing": missing, "error": str(exc)})
+            logger.error(
+                "gap fill failed",
+                extra={
+                    "symbol": symbol,
+                    "from_id": from_id,
+                    "to_id": to_id,
+                    "filled": filled,
+                    "missing": missing,
+                    "error": str(exc),
+                },
+            )
         if filled or to_id is not None:
             logger.info("gap filled", extra={"symbol": symbol, "from_id": from_id, "to_id": to_id, "trades": filled})
 
@@ -197,10 +218,19 @@ class IngestService:
     def _log_counts(self, event: str) -> None:
         p = self.publisher
         for symbol in self._settings.symbols:
-            logger.info(event, extra={
-                "symbol": symbol, "stored": p.stored[symbol], "duplicates": p.duplicates[symbol],
-                "skipped": self.skipped[symbol], "backfilled": self.backfilled[symbol],
-                "unfilled_gaps": self.unfilled[symbol], "deadlettered": p.deadlettered[symbol],
-                "retried": p.retried[symbol], "last_id": self.last_id.get(symbol)})
+            logger.info(
+                event,
+                extra={
+                    "symbol": symbol,
+                    "stored": p.stored[symbol],
+                    "duplicates": p.duplicates[symbol],
+                    "skipped": self.skipped[symbol],
+                    "backfilled": self.backfilled[symbol],
+                    "unfilled_gaps": self.unfilled[symbol],
+                    "deadlettered": p.deadlettered[symbol],
+                    "retried": p.retried[symbol],
+                    "last_id": self.last_id.get(symbol),
+                },
+            )
         if p.deadlettered["unknown"]:
             logger.info(event, extra={"symbol": "unknown", "deadlettered": p.deadlettered["unknown"]})

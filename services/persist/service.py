@@ -61,9 +61,15 @@ class PersistService:
         durable = await ensure_persist_consumer(self._js, self._settings)
         subscription = await self._js.pull_subscribe_bind(durable, TRADES_STREAM)
         store = WindowStore(self._settings.shard_dir)
-        logger.info("persist started", extra={"shard": self._settings.shard, "consumer": durable,
-                                              "symbols": ",".join(self._settings.symbols),
-                                              "path": str(self._settings.shard_dir)})
+        logger.info(
+            "persist started",
+            extra={
+                "shard": self._settings.shard,
+                "consumer": durable,
+                "symbols": ",".join(self._settings.symbols),
+                "path": str(self._settings.shard_dir),
+            },
+        )
         next_stats = time.monotonic() + self._stats_interval
         next_retention = 0.0
         try:
@@ -117,6 +123,8 @@ class PersistService:
 
     def _log_counts(self, event: str) -> None:
         for symbol in self._settings.symbols:
-            logger.info(event, extra={"symbol": symbol, "trades": self.written[symbol],
-                                      "deadlettered": self.deadlettered[symbol]})
+            logger.info(
+                event,
+                extra={"symbol": symbol, "trades": self.written[symbol], "deadlettered": self.deadlettered[symbol]},
+            )
         logger.info(event, extra={"batches": self.batches, "already_stored": self.redelivered["all"]})

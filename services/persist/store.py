@@ -39,10 +39,10 @@ class WindowStore:
             return 0
         db = self.db
         keys = [window_key(symbol, start) for symbol, start in windows]
-        stored_values = db.get(keys)
+        stored_values: list[bytes | None] = db.get(keys)  # type: ignore[arg-type, assignment]
         batch = WriteBatch(raw_mode=True)
         added = 0
-        for key, stored_value, incoming in zip(keys, stored_values, windows.values()):
+        for key, stored_value, incoming in zip(keys, stored_values, windows.values(), strict=False):
             stored = decode_window(stored_value) if stored_value is not None else None
             merged = merge_windows(stored, incoming)
             added += len(merged) - (len(stored) if stored is not None else 0)

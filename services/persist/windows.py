@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
+import numpy as np
+
 from services.tape.columns import TradeColumns
 from services.tape.keys import WINDOW_MS
 from services.tape.trade import TradeRow
@@ -14,7 +16,17 @@ WindowId = tuple[str, int]
 
 def assemble_windows(trades: Iterable[tuple[str, TradeRow]]) -> dict[WindowId, TradeColumns]:
     """Group trades by symbol and trade-time window; each window sorted by agg id, ids unique."""
-    grouped: defaultdict[WindowId, list[TradeRow]] = defaultdict(list)
+    by_symbol: defaultdict[str, list[TradeRow]] = defaultdict(list)
     for symbol, row in trades:
-        grouped[(symbol, row.time - row.time % WINDOW_MS)].append(row)
-    return {window: TradeColumns.from_rows(rows) for window, rows in grouped.items()}
+        by_symbol[symbol].append(row)
+    windows: dict[WindowId, TradeColumns] = {}
+    for symbol, rows in by_symbol.items():
+        columns = TradeColumns.from_rows(rows)
+        starts = columns.time - columns.time % WINDOW_MS
+        order = np.argsort(starts, kind="stable")
+        starts = starts[order]
+        columns = columns.take(order)
+        bounds = np.flatnonzero(np.diff(starts)) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(starts)], strict=True):
+            windows[(symbol, int(starts[lo]))] = columns.take(slice(int(lo), int(hi)))
+    return windows

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -52,19 +53,24 @@ class TradeColumns:
         if not rows:
             empty = np.empty(0, dtype=np.int64)
             return cls(empty, empty, empty, empty, empty, empty, np.empty(0, dtype=np.bool_))
-        a, p, q, f, l, t, m = zip(*rows)
+        agg_id, price, qty, first_id, last_id, time, maker = zip(*rows, strict=True)
         return cls(
-            np.array(a, dtype=np.int64),
-            np.array(p, dtype=np.int64),
-            np.array(q, dtype=np.int64),
-            np.array(f, dtype=np.int64),
-            np.array(l, dtype=np.int64),
-            np.array(t, dtype=np.int64),
-            np.array(m, dtype=np.bool_),
+            np.array(agg_id, dtype=np.int64),
+            np.array(price, dtype=np.int64),
+            np.array(qty, dtype=np.int64),
+            np.array(first_id, dtype=np.int64),
+            np.array(last_id, dtype=np.int64),
+            np.array(time, dtype=np.int64),
+            np.array(maker, dtype=np.bool_),
         ).sorted_unique()
 
+    @classmethod
+    def _of(cls, columns: Sequence[npt.NDArray[Any]]) -> TradeColumns:
+        agg_id, price, qty, first_id, last_id, time, maker = columns
+        return cls(agg_id, price, qty, first_id, last_id, time, maker)
+
     def take(self, index: npt.NDArray[np.intp] | npt.NDArray[np.bool_] | slice) -> TradeColumns:
-        return TradeColumns(*(column[index] for column in self._columns()))
+        return TradeColumns._of([column[index] for column in self._columns()])
 
     def sorted_unique(self) -> TradeColumns:
         """Ascending by agg id, each agg id once (the first occurrence wins)."""
@@ -91,7 +97,7 @@ class TradeColumns:
             return TradeColumns.empty()
         if len(parts) == 1:
             return parts[0]
-        joined = TradeColumns(*(np.concatenate(cols) for cols in zip(*(p._columns() for p in parts))))
+        joined = TradeColumns(*(np.concatenate(cols) for cols in zip(*(p._columns() for p in parts), strict=False)))
         return joined.sorted_unique()
 
 
@@ -100,7 +106,7 @@ _NAMES = ("a", "p", "q", "f", "l", "T", "m")
 
 def encode_window(columns: TradeColumns) -> bytes:
     body: dict[str, object] = {"v": FORMAT_VERSION, "n": len(columns)}
-    for name, column in zip(_NAMES, columns._columns()):
+    for name, column in zip(_NAMES, columns._columns(), strict=True):
         body[name] = column.astype(column.dtype.newbyteorder("<"), copy=False).tobytes()
     return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
 
@@ -114,7 +120,7 @@ def decode_window(value: bytes) -> TradeColumns:
         flags = np.frombuffer(body["m"], dtype=np.bool_)
     except (KeyError, ValueError, TypeError, msgpack.ExtraData) as exc:
         raise WindowFormatError(f"unreadable window value: {exc}") from exc
-    return TradeColumns(*ints, flags)
+    return TradeColumns._of([*ints, flags])
 
 
 def merge_windows(stored: TradeColumns | None, incoming: TradeColumns) -> TradeColumns:

@@ -7,7 +7,7 @@ is decided: they are parsed from the exchange's decimal strings straight into in
 from __future__ import annotations
 
 SCALE_DIGITS = 8
-SCALE = 10**SCALE_DIGITS
+SCALE: int = 10**SCALE_DIGITS
 
 
 class DecimalFormatError(ValueError):

@@ -40,8 +40,10 @@ async def connect_until_stopped(url: str, name: str, stop: asyncio.Event) -> Cli
             return await connect(url, name)
         except (NatsError, OSError, TimeoutError) as exc:
             delay = backoff.next_delay()
-            logger.warning("nats unreachable, retrying", extra={"url": url, "error": repr(exc) or type(exc).__name__,
-                                                                "delay_s": round(delay, 1)})
+            logger.warning(
+                "nats unreachable, retrying",
+                extra={"url": url, "error": repr(exc) or type(exc).__name__, "delay_s": round(delay, 1)},
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
     return None

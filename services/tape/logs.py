@@ -16,7 +16,12 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskN
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        parts = [f"{stamp}.{int(record.msecs):03d}Z", record.levelname.lower(), record.name, _quote(record.getMessage())]
+        parts = [
+            f"{stamp}.{int(record.msecs):03d}Z",
+            record.levelname.lower(),
+            record.name,
+            _quote(record.getMessage()),
+        ]
         parts += [f"{key}={_quote(value)}" for key, value in vars(record).items() if key not in _STANDARD]
         line = " ".join(parts)
         if record.exc_info:

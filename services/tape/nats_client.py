@@ -19,7 +19,7 @@ def resolve_nats_url(settings: Settings) -> str:
     return settings.nats_url or read_url_file(settings.nats_url_file) or DEFAULT_URL
 
 
-async def connect(url: str, name: str, *, connect_timeout: float = 5.0, retry: bool = True) -> Client:
+async def connect(url: str, name: str, *, connect_timeout: int = 5, retry: bool = True) -> Client:
     """A client that keeps reconnecting forever: a restarted server must not end a service."""
     nc = Client()
 

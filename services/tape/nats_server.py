@@ -62,15 +62,18 @@ class EmbeddedNatsServer:
         args = [
             str(find_nats_server()),
             "-js",
-            "-sd", str(self.store_dir),
-            "-a", self.host,
-            "-p", str(self.port or -1),
-            "--ports_file_dir", str(ports_dir),
-            "-l", str(log_file),
+            "-sd",
+            str(self.store_dir),
+            "-a",
+            self.host,
+            "-p",
+            str(self.port or -1),
+            "--ports_file_dir",
+            str(ports_dir),
+            "-l",
+            str(log_file),
         ]
-        self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent(), close_fds=True
-        )
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent(), close_fds=True)
         try:
             self.port = await self._wait_for_port(ports_dir, timeout)
             await self._wait_accepting(timeout)
@@ -104,9 +107,9 @@ class EmbeddedNatsServer:
             self._check_alive()
             try:
                 _, writer = await asyncio.open_connection(self.host, self.port)
-            except OSError:
+            except OSError as exc:
                 if time.monotonic() > deadline:
-                    raise NatsServerError(f"nats-server did not accept connections on {self.url}")
+                    raise NatsServerError(f"nats-server did not accept connections on {self.url}") from exc
                 await asyncio.sleep(0.02)
                 continue
             writer.close()

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from rocksdict import AccessType, DBCompressionType, Options, ReadOptions, Rdict
+from rocksdict import AccessType, DBCompressionType, Options, Rdict, ReadOptions
 
 from services.tape.columns import TradeColumns, decode_window
 from services.tape.keys import symbol_prefix, window_key_range

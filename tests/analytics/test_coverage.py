@@ -37,9 +37,7 @@ def test_several_gaps() -> None:
 
 def test_gaps_with_real_agg_ids() -> None:
     base = 3_800_397_495
-    held = np.concatenate(
-        [np.arange(base, base + 1000), np.arange(base + 1500, base + 3000)]
-    ).astype(np.int64)
+    held = np.concatenate([np.arange(base, base + 1000), np.arange(base + 1500, base + 3000)]).astype(np.int64)
     gaps = find_gaps(held)
     assert gaps == [(base + 1000, base + 1499)]
     assert all(type(x) is int for gap in gaps for x in gap)

@@ -26,9 +26,7 @@ from tests.reference_profile import reference_profile
 Trade = tuple[int, int, bool]  # (price units, qty units, buyer_maker)
 
 
-def profile_of(
-    trades: list[Trade], row_size: int, value_area: Decimal = Decimal("0.7")
-) -> VolumeProfile:
+def profile_of(trades: list[Trade], row_size: int, value_area: Decimal = Decimal("0.7")) -> VolumeProfile:
     price = np.array([t[0] for t in trades], dtype=np.int64)
     qty = np.array([t[1] for t in trades], dtype=np.int64)
     maker = np.array([t[2] for t in trades], dtype=np.bool_)
@@ -58,9 +56,7 @@ def test_price_on_row_edge_goes_to_the_row_above() -> None:
 def test_row_edge_with_real_prices() -> None:
     # Row size 10 USDT: 87650.00 is the bottom edge of row 8765, 87649.99999999 the top of 8764.
     size = parse_units("10")
-    p = profile_of(
-        [(parse_units("87650.00"), 1, False), (parse_units("87649.99999999"), 1, False)], size
-    )
+    p = profile_of([(parse_units("87650.00"), 1, False), (parse_units("87649.99999999"), 1, False)], size)
     assert [r.index for r in p.rows] == [8764, 8765]
     assert p.rows[1].price_low == parse_units("87650")
     assert p.rows[0].price_high == parse_units("87650")
@@ -381,9 +377,7 @@ def test_choose_row_size_result_is_never_above_rows() -> None:
         assert high // size - low // size + 1 <= rows
 
 
-@pytest.mark.parametrize(
-    ("low", "high", "rows", "tick"), [(10, 5, 3, 1), (0, 5, 0, 1), (0, 5, 3, 0)]
-)
+@pytest.mark.parametrize(("low", "high", "rows", "tick"), [(10, 5, 3, 1), (0, 5, 0, 1), (0, 5, 3, 0)])
 def test_choose_row_size_rejects_bad_input(low: int, high: int, rows: int, tick: int) -> None:
     with pytest.raises(ValueError):
         choose_row_size(low, high, rows, tick)

@@ -35,8 +35,17 @@ def test_default_ranges() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    ['{"last": "1h", "start": 1}', '{"start": 5, "end": 5}', '{"row_size": "-1"}', '{"row_size": "1e3"}',
-     '{"rows": 0}', '{"value_area": 1.5}', '{"bogus": 1}', '{"last": "soon"}', '{"start": "yesterday"}'],
+    [
+        '{"last": "1h", "start": 1}',
+        '{"start": 5, "end": 5}',
+        '{"row_size": "-1"}',
+        '{"row_size": "1e3"}',
+        '{"rows": 0}',
+        '{"value_area": 1.5}',
+        '{"bogus": 1}',
+        '{"last": "soon"}',
+        '{"start": "yesterday"}',
+    ],
 )
 def test_bad_requests_are_rejected(body: str) -> None:
     with pytest.raises(ValidationError):

@@ -20,6 +20,7 @@ async def test_discovery_empty_tape_and_bad_requests(nats_url: str, tmp_path: Pa
     async with run_services(settings, "analytics") as running:
         client = await nats.connect(nats_url)
         try:
+
             async def info() -> dict[str, object] | None:
                 msg = await client.request("$SRV.INFO.tradetape-analytics", b"", timeout=2)
                 return json.loads(msg.data)
@@ -36,8 +37,12 @@ async def test_discovery_empty_tape_and_bad_requests(nats_url: str, tmp_path: Pa
             assert none["error"]["details"] == {"found": 0, "needed": 1000}
             assert headers["Nats-Service-Error-Code"] == "422"
 
-            for body, field in ((b'{"row_size": "abc"}', "row_size"), (b'{"last": "1h", "end": 5}', ""),
-                                (b"[]", ""), (b'{"value_area": 2}', "value_area")):
+            for body, field in (
+                (b'{"row_size": "abc"}', "row_size"),
+                (b'{"last": "1h", "end": 5}', ""),
+                (b"[]", ""),
+                (b'{"value_area": 2}', "value_area"),
+            ):
                 bad, headers = await request(client, "tape.query.volume_profile.BTCUSDT", body)
                 assert bad["error"]["code"] == "bad_request", body
                 assert headers["Nats-Service-Error-Code"] == "400"

@@ -87,10 +87,7 @@ def test_header_line_is_skipped(tmp_path: Path) -> None:
     path = write_dump(
         tmp_path,
         [
-            (
-                "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,"
-                "is_buyer_maker,is_best_match"
-            ),
+            ("agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker,is_best_match"),
             "1,3000.10,0.5,1,2,1700000000000,True,True",
         ],
     )

@@ -93,8 +93,7 @@ async def test_replay_starts_on_first_subscribe_and_arrives_whole() -> None:
             await assert_silent(ws)
     assert [e["a"] for e in events] == list(range(FIRST_ID, FIRST_ID + 5000))
     assert [(e["p"], e["q"], e["f"], e["l"], e["m"]) for e in events] == [
-        (r.trade.price, r.trade.qty, r.trade.first_id, r.trade.last_id, r.trade.buyer_maker)
-        for r in BUNDLED
+        (r.trade.price, r.trade.qty, r.trade.first_id, r.trade.last_id, r.trade.buyer_maker) for r in BUNDLED
     ]
     assert started <= events[-1]["T"] <= now_ms()
     spacing = [b["T"] - a["T"] for a, b in itertools.pairwise(events)]
@@ -270,9 +269,7 @@ async def test_rest_id_time_and_limit_semantics() -> None:
         _, _, page = await http_get(base + f"&fromId={FIRST_ID}&startTime={start}&limit=3")
         assert [r["a"] for r in page] == expected[:3]
         _, _, page = await http_get(base + f"&fromId={FIRST_ID}&endTime={trades[2].time_ms}")
-        assert [r["a"] for r in page] == [
-            t.agg_id for t in trades if t.time_ms <= trades[2].time_ms
-        ]
+        assert [r["a"] for r in page] == [t.agg_id for t in trades if t.time_ms <= trades[2].time_ms]
 
 
 async def test_rest_errors() -> None:

@@ -1,16 +1,34 @@
 import orjson
 import pytest
 
-from services.ingest.wire import AggTradeFrame, ControlFrame, FrameError, combined_stream_url, parse_frame
+from services.ingest.wire import (
+    AggTradeFrame,
+    ControlFrame,
+    FrameError,
+    combined_stream_url,
+    parse_frame,
+)
 
 SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})
-DATA = {"e": "aggTrade", "E": 2, "s": "BTCUSDT", "a": 7, "p": "1.50", "q": "2", "f": 1, "l": 1, "T": 3, "m": False,
-        "M": True}
+DATA = {
+    "e": "aggTrade",
+    "E": 2,
+    "s": "BTCUSDT",
+    "a": 7,
+    "p": "1.50",
+    "q": "2",
+    "f": 1,
+    "l": 1,
+    "T": 3,
+    "m": False,
+    "M": True,
+}
 
 
 def test_combined_stream_url() -> None:
     assert combined_stream_url("wss://data-stream.binance.vision/", ("BTCUSDT", "ETHUSDT")) == (
-        "wss://data-stream.binance.vision/stream?streams=btcusdt@aggTrade/ethusdt@aggTrade")
+        "wss://data-stream.binance.vision/stream?streams=btcusdt@aggTrade/ethusdt@aggTrade"
+    )
 
 
 def test_combined_frame_keeps_the_raw_object() -> None:
@@ -29,14 +47,19 @@ def test_control_event() -> None:
 
 @pytest.mark.parametrize(
     ("text", "reason", "symbol"),
-    [(b"{not json", "invalid JSON", None),
-     (b"[1]", "not an object", None),
-     (orjson.dumps({"stream": "btcusdt@aggTrade", "data": {**DATA, "p": "x"}}), "not a plain decimal", "BTCUSDT"),
-     (orjson.dumps({"stream": "btcusdt@aggTrade", "data": {k: v for k, v in DATA.items() if k != "q"}}), "'q'",
-      "BTCUSDT"),
-     (orjson.dumps({"stream": "solusdt@aggTrade", "data": {**DATA, "s": "SOLUSDT"}}), "not subscribed", None),
-     (orjson.dumps({"stream": "ethusdt@aggTrade", "data": DATA}), "does not match", "BTCUSDT"),
-     (orjson.dumps({"stream": "btcusdt@aggTrade", "data": {**DATA, "e": None}}), "event type", None)],
+    [
+        (b"{not json", "invalid JSON", None),
+        (b"[1]", "not an object", None),
+        (orjson.dumps({"stream": "btcusdt@aggTrade", "data": {**DATA, "p": "x"}}), "not a plain decimal", "BTCUSDT"),
+        (
+            orjson.dumps({"stream": "btcusdt@aggTrade", "data": {k: v for k, v in DATA.items() if k != "q"}}),
+            "'q'",
+            "BTCUSDT",
+        ),
+        (orjson.dumps({"stream": "solusdt@aggTrade", "data": {**DATA, "s": "SOLUSDT"}}), "not subscribed", None),
+        (orjson.dumps({"stream": "ethusdt@aggTrade", "data": DATA}), "does not match", "BTCUSDT"),
+        (orjson.dumps({"stream": "btcusdt@aggTrade", "data": {**DATA, "e": None}}), "event type", None),
+    ],
 )
 def test_malformed_frames_have_specific_reasons(text: bytes, reason: str, symbol: str | None) -> None:
     with pytest.raises(FrameError, match=reason) as info:

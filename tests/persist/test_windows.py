@@ -7,12 +7,19 @@ def trade(agg_id: int, time: int) -> TradeRow:
 
 
 def test_trades_fall_into_one_second_windows_by_trade_time_per_symbol() -> None:
-    windows = assemble_windows([
-        ("BTCUSDT", trade(1, 1_999)), ("BTCUSDT", trade(2, 2_000)), ("ETHUSDT", trade(1, 2_500)),
-        ("BTCUSDT", trade(3, 2_999)), ("BTCUSDT", trade(0, 1_000)),
-    ])
+    windows = assemble_windows(
+        [
+            ("BTCUSDT", trade(1, 1_999)),
+            ("BTCUSDT", trade(2, 2_000)),
+            ("ETHUSDT", trade(1, 2_500)),
+            ("BTCUSDT", trade(3, 2_999)),
+            ("BTCUSDT", trade(0, 1_000)),
+        ]
+    )
     assert {w: c.agg_id.tolist() for w, c in windows.items()} == {
-        ("BTCUSDT", 1_000): [0, 1], ("BTCUSDT", 2_000): [2, 3], ("ETHUSDT", 2_000): [1],
+        ("BTCUSDT", 1_000): [0, 1],
+        ("BTCUSDT", 2_000): [2, 3],
+        ("ETHUSDT", 2_000): [1],
     }
 
 

@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from services.tape.columns import TradeColumns, WindowFormatError, decode_window, encode_window, merge_windows
+from services.tape.columns import (
+    TradeColumns,
+    WindowFormatError,
+    decode_window,
+    encode_window,
+    merge_windows,
+)
 from services.tape.trade import TradeRow
 
 

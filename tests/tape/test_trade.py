@@ -2,20 +2,47 @@ import pytest
 
 from services.tape.trade import TradeFormatError, parse_trade
 
-GOOD = {"e": "aggTrade", "E": 1, "s": "BTCUSDT", "a": 12, "p": "87648.21000000", "q": "0.08185000",
-        "f": 100, "l": 101, "T": 1_767_225_600_039, "m": True, "M": True}
+GOOD = {
+    "e": "aggTrade",
+    "E": 1,
+    "s": "BTCUSDT",
+    "a": 12,
+    "p": "87648.21000000",
+    "q": "0.08185000",
+    "f": 100,
+    "l": 101,
+    "T": 1_767_225_600_039,
+    "m": True,
+    "M": True,
+}
 
 
 def test_parses_exact_units() -> None:
     row = parse_trade(GOOD)
     assert (row.agg_id, row.price, row.qty, row.first_id, row.last_id, row.time, row.buyer_maker) == (
-        12, 8764821000000, 8185000, 100, 101, 1_767_225_600_039, True)
+        12,
+        8764821000000,
+        8185000,
+        100,
+        101,
+        1_767_225_600_039,
+        True,
+    )
 
 
 @pytest.mark.parametrize(
     ("change", "reason"),
-    [({"a": "12"}, "'a'"), ({"p": 87648.21}, "'p'"), ({"p": "abc"}, "not a plain decimal"), ({"p": "0"}, "positive"),
-     ({"q": None}, "'q'"), ({"m": 1}, "'m'"), ({"T": -1}, "'T'"), ({"l": 99}, "below first"), ({"a": True}, "'a'")],
+    [
+        ({"a": "12"}, "'a'"),
+        ({"p": 87648.21}, "'p'"),
+        ({"p": "abc"}, "not a plain decimal"),
+        ({"p": "0"}, "positive"),
+        ({"q": None}, "'q'"),
+        ({"m": 1}, "'m'"),
+        ({"T": -1}, "'T'"),
+        ({"l": 99}, "below first"),
+        ({"a": True}, "'a'"),
+    ],
 )
 def test_rejects_with_a_specific_reason(change: dict[str, object], reason: str) -> None:
     with pytest.raises(TradeFormatError, match=reason):
