@@ -80,3 +80,21 @@ async def wait_for(predicate: Any, timeout: float, interval: float = 0.2, runnin
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value {last!r}")
+
+
+async def coverage_of(client: Client, symbol: str) -> dict[str, Any]:
+    reply, _ = await request(client, f"tape.query.coverage.{symbol}", {})
+    return reply
+
+
+async def wait_until_stored(
+    client: Client, symbol: str, count: int, *, timeout: float = 60, running: Running | None = None
+) -> dict[str, Any]:
+    """The coverage reply once exactly `count` trades without gaps are queryable."""
+
+    async def stored() -> dict[str, Any] | None:
+        reply = await coverage_of(client, symbol)
+        return reply if reply.get("trade_count") == count and not reply.get("gaps") else None
+
+    result: dict[str, Any] = await wait_for(stored, timeout, running=running)
+    return result

@@ -10,14 +10,13 @@ from __future__ import annotations
 import csv
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import nats
 import pytest
 
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
 from services.tape.settings import Settings
-from tests.harness import request, run_services, wait_for
+from tests.harness import request, run_services, wait_until_stored
 from tests.reference_profile import reference_profile
 
 pytestmark = pytest.mark.timeout(120)
@@ -40,11 +39,6 @@ def settings_for(nats_url: str, data_dir: Path, exchange: Exchange, *symbols: st
     )
 
 
-async def coverage_of(nc: Any, symbol: str) -> dict[str, Any]:
-    reply, _ = await request(nc, f"tape.query.coverage.{symbol}", {})
-    return reply
-
-
 async def test_replayed_file_is_stored_completely_and_profiled_exactly(nats_url: str, tmp_path: Path) -> None:
     config = ExchangeConfig(symbols=("BTCUSDT",), replay=(BUNDLED_REPLAY,), rate=0)
     async with Exchange(config) as exchange:
@@ -52,12 +46,7 @@ async def test_replayed_file_is_stored_completely_and_profiled_exactly(nats_url:
         async with run_services(settings, "persist", "analytics", "ingest") as running:
             client = await nats.connect(nats_url)
             try:
-
-                async def complete() -> dict[str, Any] | None:
-                    reply = await coverage_of(client, "BTCUSDT")
-                    return reply if reply.get("trade_count") == 5000 else None
-
-                coverage = await wait_for(complete, timeout=60, running=running)
+                coverage = await wait_until_stored(client, "BTCUSDT", 5000, running=running)
                 assert coverage["first_id"] == 3800397495
                 assert coverage["last_id"] == 3800402494
                 assert coverage["gaps"] == []
@@ -117,12 +106,7 @@ async def test_malformed_frames_are_deadlettered_and_dropped_trades_backfilled(n
         async with run_services(settings, "persist", "analytics", "ingest") as running:
             client = await nats.connect(nats_url)
             try:
-
-                async def complete() -> dict[str, Any] | None:
-                    reply = await coverage_of(client, "BTCUSDT")
-                    return reply if reply.get("trade_count") == 5000 else None
-
-                coverage = await wait_for(complete, timeout=60, running=running)
+                coverage = await wait_until_stored(client, "BTCUSDT", 5000, running=running)
                 assert coverage["gaps"] == []
                 ingest = running.services["ingest"]
                 assert ingest.publisher.deadlettered["BTCUSDT"] + ingest.publisher.deadlettered["unknown"] >= 9

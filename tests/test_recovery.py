@@ -15,7 +15,7 @@ import pytest
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
 from services.tape.nats_server import EmbeddedNatsServer
 from services.tape.settings import Settings
-from tests.harness import request, run_services, wait_for
+from tests.harness import coverage_of, request, run_services, wait_for, wait_until_stored
 from tests.processes import ServiceProcesses, service_env
 
 pytestmark = pytest.mark.timeout(150)
@@ -29,17 +29,8 @@ def csv_total_volume() -> Decimal:
         return sum((Decimal(row[2]) for row in csv.reader(handle)), Decimal(0))
 
 
-async def coverage(client: Any) -> dict[str, Any]:
-    reply, _ = await request(client, "tape.query.coverage.BTCUSDT", {})
-    return reply
-
-
 async def assert_complete_and_exact(client: Any) -> None:
-    async def complete() -> dict[str, Any] | None:
-        reply = await coverage(client)
-        return reply if reply.get("trade_count") == 5000 and not reply.get("gaps") else None
-
-    found = await wait_for(complete, timeout=90, interval=0.5)
+    found = await wait_until_stored(client, "BTCUSDT", 5000, timeout=90)
     assert (found["first_id"], found["last_id"]) == (FIRST_ID, LAST_ID)
     profile, _ = await request(
         client, "tape.query.volume_profile.BTCUSDT", {"start": 0, "end": FAR_FUTURE_MS, "row_size": "10"}
@@ -68,14 +59,14 @@ async def test_killed_ingest_and_persist_resume_without_loss_or_duplicates(
         try:
 
             async def some_stored() -> bool:
-                return (await coverage(client)).get("trade_count", 0) >= 500
+                return (await coverage_of(client, "BTCUSDT")).get("trade_count", 0) >= 500
 
             await wait_for(some_stored, timeout=60)
             persist.send_signal(signal.SIGKILL)
             ingest.send_signal(signal.SIGKILL)
             persist.wait(10)
             ingest.wait(10)
-            partial = (await coverage(client))["trade_count"]
+            partial = (await coverage_of(client, "BTCUSDT"))["trade_count"]
             assert partial < 5000, "the replay must still be running while the services are down"
             await asyncio.sleep(1.5)
             processes.start(["persist"], env)
@@ -106,7 +97,7 @@ async def test_services_ride_out_a_nats_restart(tmp_path: Path) -> None:
                 try:
 
                     async def some_stored() -> bool:
-                        return (await coverage(client)).get("trade_count", 0) >= 500
+                        return (await coverage_of(client, "BTCUSDT")).get("trade_count", 0) >= 500
 
                     await wait_for(some_stored, timeout=60, running=running)
                     port = server.port
