@@ -33,6 +33,7 @@ from services.ingest.wire import (
     parse_frame,
 )
 from services.tape.backoff import Backoff
+from services.tape.logs import ProgressLog
 from services.tape.provision import ensure_streams
 from services.tape.settings import Settings
 from services.tape.subjects import TRADES_STREAM, trade_subject
@@ -68,6 +69,7 @@ class IngestService:
         self.backfilled: Counter[str] = Counter()
         self.unfilled: Counter[str] = Counter()
         self.connections = 0
+        self._progress = ProgressLog(logger)
 
     async def run(self, stop: asyncio.Event) -> None:
         await ensure_streams(self._js, self._settings)
@@ -88,7 +90,7 @@ class IngestService:
             await self.publisher.close()
             stats.cancel()
             await asyncio.gather(stats, return_exceptions=True)
-            self._log_counts("ingest stopped")
+            self._log_counts("ingest stopped", force=True)
 
     async def _connect_forever(self, stop: asyncio.Event) -> None:
         backoff = Backoff(1.0, 60.0)
@@ -215,22 +217,20 @@ class IngestService:
                 await asyncio.wait_for(stop.wait(), self._stats_interval)
             self._log_counts("ingest progress")
 
-    def _log_counts(self, event: str) -> None:
+    def _log_counts(self, event: str, *, force: bool = False) -> None:
         p = self.publisher
         for symbol in self._settings.symbols:
-            logger.info(
-                event,
-                extra={
-                    "symbol": symbol,
-                    "stored": p.stored[symbol],
-                    "duplicates": p.duplicates[symbol],
-                    "skipped": self.skipped[symbol],
-                    "backfilled": self.backfilled[symbol],
-                    "unfilled_gaps": self.unfilled[symbol],
-                    "deadlettered": p.deadlettered[symbol],
-                    "retried": p.retried[symbol],
-                    "last_id": self.last_id.get(symbol),
-                },
-            )
+            counts: dict[str, object] = {
+                "symbol": symbol,
+                "stored": p.stored[symbol],
+                "duplicates": p.duplicates[symbol],
+                "skipped": self.skipped[symbol],
+                "backfilled": self.backfilled[symbol],
+                "unfilled_gaps": self.unfilled[symbol],
+                "deadlettered": p.deadlettered[symbol],
+                "retried": p.retried[symbol],
+                "last_id": self.last_id.get(symbol),
+            }
+            self._progress.log(event, symbol, counts, force=force)
         if p.deadlettered["unknown"]:
-            logger.info(event, extra={"symbol": "unknown", "deadlettered": p.deadlettered["unknown"]})
+            self._progress.log(event, "unknown", {"symbol": "unknown", "deadlettered": p.deadlettered["unknown"]})

@@ -21,6 +21,7 @@ from nats.errors import Error as NatsError
 from services.persist.store import WindowStore
 from services.persist.windows import assemble_windows
 from services.tape.deadletter import publish_deadletter
+from services.tape.logs import ProgressLog
 from services.tape.provision import ensure_persist_consumer, ensure_streams
 from services.tape.settings import Settings
 from services.tape.subjects import TRADES_STREAM, symbol_of
@@ -52,9 +53,10 @@ class PersistService:
         self._fetch_timeout = fetch_timeout
         self._stats_interval = stats_interval
         self.written: Counter[str] = Counter()
-        self.redelivered: Counter[str] = Counter()
         self.deadlettered: Counter[str] = Counter()
         self.batches = 0
+        self.already_stored = 0
+        self._progress = ProgressLog(logger)
 
     async def run(self, stop: asyncio.Event) -> None:
         await ensure_streams(self._js, self._settings)
@@ -94,7 +96,7 @@ class PersistService:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
             store.close()
-            self._log_counts("persist stopped")
+            self._log_counts("persist stopped", force=True)
 
     async def _persist(self, store: WindowStore, msgs: list[Msg]) -> None:
         """Write one fetched batch durably, then ack every message of it."""
@@ -110,8 +112,7 @@ class PersistService:
         added = store.write(windows)
         per_symbol = Counter(symbol for symbol, _ in trades)
         self.written.update(per_symbol)
-        if added != len(trades):
-            self.redelivered["all"] += len(trades) - added
+        self.already_stored += len(trades) - added
         for msg in msgs:
             await msg.ack()
         self.batches += 1
@@ -121,10 +122,13 @@ class PersistService:
         for symbol in self._settings.symbols:
             store.delete_before(symbol, cutoff)
 
-    def _log_counts(self, event: str) -> None:
+    def _log_counts(self, event: str, *, force: bool = False) -> None:
         for symbol in self._settings.symbols:
-            logger.info(
-                event,
-                extra={"symbol": symbol, "trades": self.written[symbol], "deadlettered": self.deadlettered[symbol]},
-            )
-        logger.info(event, extra={"batches": self.batches, "already_stored": self.redelivered["all"]})
+            counts: dict[str, object] = {
+                "symbol": symbol,
+                "trades": self.written[symbol],
+                "deadlettered": self.deadlettered[symbol],
+            }
+            self._progress.log(event, symbol, counts, force=force)
+        totals: dict[str, object] = {"batches": self.batches, "already_stored": self.already_stored}
+        self._progress.log(event, "", totals, force=force)

@@ -42,3 +42,16 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     logging.getLogger("websockets").setLevel(logging.WARNING)
     logging.getLogger("nats").setLevel(logging.WARNING)
+
+
+class ProgressLog:
+    """Periodic counters, logged per key only when they changed since the last line."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._last: dict[str, dict[str, object]] = {}
+
+    def log(self, event: str, key: str, fields: dict[str, object], *, force: bool = False) -> None:
+        if force or self._last.get(key) != fields:
+            self._last[key] = dict(fields)
+            self._logger.info(event, extra=fields)
