@@ -55,9 +55,9 @@ class TradePublisher:
         msg_id = trade_msg_id(symbol, agg_id)
         future: asyncio.Future[PubAck] | None
         try:
-            future = await self._js.publish_async(
-                subject, payload, headers={MSG_ID_HEADER: msg_id}, wait_stall=self._ack_timeout
-            )
+            # No wait_stall: the bounded queue keeps in-flight publishes below nats-py's own
+            # limit, and a timed semaphore wait costs a task per message (measured: 4x slower).
+            future = await self._js.publish_async(subject, payload, headers={MSG_ID_HEADER: msg_id})
         except NatsError as exc:
             logger.warning("publish not sent, will retry", extra={"symbol": symbol, "error": repr(exc)})
             future = None
@@ -102,6 +102,8 @@ class TradePublisher:
     async def _confirm(self, item: _Pending) -> PubAck:
         if item.future is not None:
             try:
+                if item.future.done():  # the usual case: no timer needed
+                    return item.future.result()
                 remaining = max(item.deadline - asyncio.get_running_loop().time(), 0.001)
                 return await asyncio.wait_for(item.future, remaining)
             except (NatsError, TimeoutError) as exc:

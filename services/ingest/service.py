@@ -129,6 +129,8 @@ class IngestService:
         closer = asyncio.create_task(close_when_due(), name="ingest-connection-closer")
         try:
             async for message in ws:
+                if stop.is_set():
+                    return  # frames still buffered are re-read from REST at the next start
                 try:
                     frame = parse_frame(message, self._symbols)
                 except FrameError as exc:

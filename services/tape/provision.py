@@ -60,6 +60,8 @@ def persist_consumer_config(settings: Settings) -> ConsumerConfig:
         description=f"persist shard {settings.shard}",
         filter_subjects=[trade_subject(symbol) for symbol in settings.symbols],
         deliver_policy=DeliverPolicy.ALL,
+        # Explicit, not ALL: after a crash the new process's first ack would otherwise also
+        # ack the dead process's unwritten messages (the recovery test catches exactly that).
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=PERSIST_ACK_WAIT_S,
         max_ack_pending=PERSIST_MAX_ACK_PENDING,
