@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +126,9 @@ class Children:
         self._stopping: set[str] = set()
         Children.every.append(self)
 
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, args: list[str], env: dict[str, str], *, may_exit: bool = False
+    ) -> subprocess.Popen[bytes]:
         log_file = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop_all
         self._logs.append(log_file)
         proc = subprocess.Popen(
@@ -134,6 +136,8 @@ class Children:
             preexec_fn=die_with_parent(), start_new_session=True, close_fds=True,
         )
         self.procs[name] = proc
+        if may_exit:
+            self._stopping.add(name)
         log(f"started {name} (pid {proc.pid})")
         return proc
 
@@ -343,7 +347,48 @@ def pct(values: Any, q: float) -> float | None:
     return None if array.size == 0 else round(float(np.percentile(array, q)), 1)
 
 
+async def read_stream_times(nc: Client, symbol: str, timeout: float) -> list[tuple[int, int, int]]:
+    """(agg id, T, stored at ms) of every trade of `symbol` in the tape's stream."""
+    js = nc.jetstream()
+    total, _ = await stream_messages(nc)
+    sub = await js.pull_subscribe(trade_subject(symbol), durable="bench-reader", stream=TRADES_STREAM,
+                                  config=ConsumerConfig(ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL,
+                                                        max_ack_pending=100_000))
+    rows: list[tuple[int, int, int]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(rows) < total and time.monotonic() < deadline:
+            try:
+                msgs = await sub.fetch(5000, timeout=1.0)
+            except (NatsTimeoutError, TimeoutError):
+                continue
+            for msg in msgs:
+                obj = orjson.loads(msg.data)
+                rows.append((int(obj["a"]), int(obj["T"]), int(msg.metadata.timestamp.timestamp() * 1000)))
+            await msgs[-1].ack()
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(TRADES_STREAM, "bench-reader")
+    return rows
+
+
 # --------------------------------------------------------------------------- phase 1: raw ceilings
+
+
+@contextlib.contextmanager
+def cpu_window(into: dict[str, Any]) -> Iterator[None]:
+    """Fill `into["cpu_percent_of_one_core"]` with this process's, nats-server's and others' CPU."""
+    nats_pid = child_pid_named("nats-server")
+    first = Sample(time.monotonic(), None, 0, 0, None, None,
+                   {"bench": time.process_time(), "nats-server": cpu_seconds(nats_pid) if nats_pid else None},
+                   machine_cpu())
+    yield
+    last = Sample(time.monotonic(), None, 0, 0, None, None,
+                  {"bench": time.process_time(), "nats-server": cpu_seconds(nats_pid) if nats_pid else None},
+                  machine_cpu())
+    into["cpu_percent_of_one_core"] = cpu_shares(first, last)
 
 
 async def publish_all(js: Any, subject: str, payloads: list[bytes], id_prefix: str, wait_stall: float | None,
@@ -393,7 +438,10 @@ async def raw_ceilings(url: str, count: int, window: int, batch: int, stall_coun
         result["payload_bytes"] = round(sum(map(len, payloads)) / len(payloads), 1)
 
         # (a) publish_async, every ack awaited; no wait_stall (see the note in README.md)
-        pub = result["publish_async"] = await publish_all(js, RAW_SUBJECT, payloads, "bench", None, budget)
+        cpu: dict[str, Any] = {}
+        with cpu_window(cpu):
+            pub = result["publish_async"] = await publish_all(js, RAW_SUBJECT, payloads, "bench", None, budget)
+        pub.update(cpu)
         log(f"raw publish_async: {pub['acked']} acked in {pub['seconds']}s = {pub['msgs_per_s']:,} msg/s")
         # (a') the same call as services/ingest/publisher.py makes it: with wait_stall
         if stall_count:
@@ -408,21 +456,23 @@ async def raw_ceilings(url: str, count: int, window: int, batch: int, stall_coun
         sub = await js.pull_subscribe_bind(RAW_DURABLE, RAW_STREAM)
         got = 0
         deadline = time.monotonic() + budget
-        started = time.perf_counter()
-        while got < pub["acked"] and time.monotonic() < deadline:
-            try:
-                msgs = await sub.fetch(batch, timeout=1.0)
-            except (NatsTimeoutError, TimeoutError):
-                continue
-            for msg in msgs:
-                await msg.ack()
-            got += len(msgs)
-        await nc.flush(timeout=10)
-        elapsed = time.perf_counter() - started
+        cpu = {}
+        with cpu_window(cpu):
+            started = time.perf_counter()
+            while got < pub["acked"] and time.monotonic() < deadline:
+                try:
+                    msgs = await sub.fetch(batch, timeout=1.0)
+                except (NatsTimeoutError, TimeoutError):
+                    continue
+                for msg in msgs:
+                    await msg.ack()
+                got += len(msgs)
+            await nc.flush(timeout=10)
+            elapsed = time.perf_counter() - started
         info = await js.consumer_info(RAW_STREAM, RAW_DURABLE)
         result["pull_consume"] = {
             "received": got, "acked_by_server": int(info.ack_floor.stream_seq or 0),
-            "seconds": round(elapsed, 2), "msgs_per_s": round(got / elapsed),
+            "seconds": round(elapsed, 2), "msgs_per_s": round(got / elapsed), **cpu,
         }
         log(f"raw pull consume: {got} in {elapsed:.2f}s = {got / elapsed:,.0f} msg/s")
         with contextlib.suppress(Exception):
@@ -516,11 +566,11 @@ class Pipeline:
             await self.server.stop()
 
 
-def rate(first: Sample, last: Sample, attr: str) -> float | None:
+def rate(first: Sample, last: Sample, attr: str) -> int | None:
     a, b = getattr(first, attr), getattr(last, attr)
     if a is None or b is None or last.t <= first.t:
         return None
-    return round((b - a) / (last.t - first.t))
+    return int(round((b - a) / (last.t - first.t)))
 
 
 def cpu_shares(first: Sample, last: Sample) -> dict[str, float | None]:
@@ -540,7 +590,7 @@ def cpu_shares(first: Sample, last: Sample) -> dict[str, float | None]:
 
 
 async def throughput(work: Path, symbol: str, source_rate: float, seconds: float, warmup: float,
-                     drain_timeout: float) -> dict[str, Any]:
+                     drain_timeout: float, py_spy: str | None = None) -> dict[str, Any]:
     max_history = max(1_000_000, int(source_rate * (seconds + warmup + 30) * 1.2))
     pipe = Pipeline("e2e", work, symbol, source_rate, max_history)
     result: dict[str, Any] = {"symbol": symbol, "source_rate": source_rate, "seconds": seconds}
@@ -551,6 +601,7 @@ async def throughput(work: Path, symbol: str, source_rate: float, seconds: float
         await asyncio.sleep(warmup)
         samples = [await pipe.sample()]
         end = samples[0].t + seconds
+        profiles = start_profilers(pipe, py_spy, seconds - 1) if py_spy else {}
         while time.monotonic() < end:
             pipe.children.check()
             await asyncio.sleep(max(0.0, min(1.0, end - time.monotonic())))
@@ -566,6 +617,10 @@ async def throughput(work: Path, symbol: str, source_rate: float, seconds: float
             "queryable": rate(first, last, "queryable"),
         }
         result["cpu_percent_of_one_core"] = cpu_shares(first, last)
+        if profiles:
+            for name in profiles:
+                await pipe.children.stop(f"py-spy-{name}", timeout=15.0)
+            result["profiles"] = {name: top_frames(out) for name, out in profiles.items()}
         result["backlog_at_end"] = {
             "exchange_not_yet_on_stream": None if last.exchange_id is None or last.first_id is None
             else last.exchange_id - (last.first_id + last.stream_msgs - 1),
@@ -594,9 +649,9 @@ async def throughput(work: Path, symbol: str, source_rate: float, seconds: float
 
             final = await wait_until(settled, 10, interval=0.25)
         final = final or await coverage(pipe.nc, symbol, {}, timeout=15)
-        result["drain"] = {"completed": bool(ok), "seconds": round(drain_s, 1),
-                           "backlog": last_seq - floor_at_stop,
-                           "backlog_rate": round((last_seq - floor_at_stop) / drain_s) if ok and drain_s > 0.5 else None}
+        backlog = last_seq - floor_at_stop
+        result["drain"] = {"completed": bool(ok), "seconds": round(drain_s, 1), "backlog": backlog,
+                           "backlog_rate": round(backlog / drain_s) if ok and drain_s > 0.5 else None}
         result["totals"] = {"stream_messages": stream_total}
         if final is not None:
             span = (final["last_id"] - final["first_id"] + 1) if final["trade_count"] else 0
@@ -649,6 +704,41 @@ async def persist_catch_up(pipe: Pipeline, last_seq: int, timeout: float) -> dic
     return result
 
 
+def start_profilers(pipe: Pipeline, py_spy: str, seconds: float) -> dict[str, Path]:
+    """`py-spy record` (raw collapsed stacks) of ingest, persist and the exchange for `seconds`."""
+    assert pipe.children is not None
+    outputs: dict[str, Path] = {}
+    for name in ("ingest", "persist", "exchange"):
+        pid = pipe.pids.get(name)
+        if pid is None:
+            continue
+        out = pipe.work / f"{name}.spy"
+        pipe.children.start(f"py-spy-{name}", [py_spy, "record", "-p", str(pid), "-d", str(max(1, int(seconds))),
+                                               "-r", "100", "-f", "raw", "-o", str(out), "--nonblocking"],
+                            dict(os.environ), may_exit=True)
+        outputs[name] = out
+    return outputs
+
+
+def top_frames(path: Path, count: int = 8) -> list[str]:
+    """The frames holding the most samples at the top of the stack, as 'share% frame'."""
+    own: dict[str, int] = {}
+    total = 0
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        frame = stack.rsplit(";", 1)[-1]
+        own[frame] = own.get(frame, 0) + int(n)
+        total += int(n)
+    ranked = sorted(own.items(), key=lambda item: -item[1])[:count]
+    return [f"{100 * n / total:.0f}% {frame}" for frame, n in ranked] if total else []
+
+
 def summarise_logs(children: Children) -> dict[str, Any]:
     ingest = children.log_text("ingest")
     persist = children.log_text("persist")
@@ -663,7 +753,7 @@ def summarise_logs(children: Children) -> dict[str, Any]:
         "persist_stopped": {k: v for k, v in last_log_fields(persist, "persist stopped").items()
                             if k in ("batches", "already_stored")},
         "exchange_fell_behind": count_lines(exchange, "fell behind"),
-        "exchange_client": next((line.split(": ", 1)[-1] for line in exchange.splitlines()
+        "exchange_client": next((line.split(": ", 1)[-1].strip('"') for line in exchange.splitlines()
                                  if "disconnected (code" in line), None),
     }
     errors = {name: count_lines(text, "Traceback") + count_lines(text, " error ")
@@ -680,25 +770,16 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
                   poll_ms: float, window_ms: int, tail_max: float = 20.0) -> dict[str, Any]:
     pipe = Pipeline("latency", work, symbol, steady_rate, 1_000_000)
     result: dict[str, Any] = {"symbol": symbol, "rate": steady_rate, "seconds": seconds, "poll_ms": poll_ms,
-                              "method": "T = trade time from the trades subject; visible = reply time of the "
-                                        "first coverage poll whose last_id covers the trade"}
-    published: list[tuple[int, int, int]] = []  # (agg id, T, seen on the trades subject, ms)
+                              "method": "T = trade time (read back from the stream after the run); visible = reply "
+                                        "time of the first coverage poll whose last_id covers the trade; "
+                                        "stream = the stream's own timestamp of the message"}
     visible: list[tuple[int, int]] = []  # (last_id, reply time ms), last_id ascending
     try:
         await pipe.start()
         assert pipe.nc is not None and pipe.children is not None
         nc = pipe.nc
 
-        async def on_trade(msg: Any) -> None:
-            seen = now_ms()
-            try:
-                obj = orjson.loads(msg.data)
-                published.append((int(obj["a"]), int(obj["T"]), seen))
-            except (ValueError, KeyError, TypeError):
-                pass
-
-        sub = await nc.subscribe(trade_subject(symbol), cb=on_trade, pending_msgs_limit=1_000_000)
-        last_id = -1
+        last_id = last_time = -1
         polls = failed = 0
         query_ms: list[float] = []
         started = time.monotonic()
@@ -709,7 +790,6 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
             f"(at most {tail_max:.0f}s)")
         measured_until = started + warmup + seconds
         hard_stop = measured_until + tail_max
-        target: int | None = None  # newest agg id with T inside the measured window
         next_poll = time.monotonic()
         cpu_from: Sample | None = None
         cpu_to: Sample | None = None
@@ -719,12 +799,10 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
                 cpu_from = pipe.snapshot()
             if cpu_to is None and now >= measured_until:
                 cpu_to = pipe.snapshot()
-            if now >= measured_until:
-                if target is None:
-                    inside = [a for a, t, _ in published if t < measure_to_ms]
-                    target = max(inside) if inside else -1
-                if last_id >= target or now >= hard_stop:
-                    break
+            # trades become visible in id order: once the newest visible trade has T past the
+            # window, every measured trade is visible
+            if now >= measured_until and (last_time >= measure_to_ms or now >= hard_stop):
+                break
             if polls % 20 == 0:
                 pipe.children.check()
             sent = time.perf_counter()
@@ -736,24 +814,24 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
                 failed += 1
             elif reply["last_id"] is not None and reply["last_id"] > last_id:
                 last_id = int(reply["last_id"])
+                last_time = max(last_time, int(reply["last_time"]))
                 visible.append((last_id, received))
             next_poll += poll_ms / 1000
             await asyncio.sleep(max(0.0, next_poll - time.monotonic()))
-        await sub.unsubscribe()
-
+        # each trade's T, and when the stream stored it, read back after the run so that the
+        # bench adds no per-trade work while it measures
+        await pipe.children.stop("ingest")
+        await pipe.children.stop("exchange")
+        published = await read_stream_times(nc, symbol, timeout=30.0)
         ids = [v[0] for v in visible]
-        to_visible: list[int] = []
-        to_stream: list[int] = []
-        unseen = 0
-        for agg_id, t, seen in published:
-            if not measure_from_ms <= t < measure_to_ms:
-                continue
-            to_stream.append(seen - t)
+        measured = [(a, t, seen) for a, t, seen in published if measure_from_ms <= t < measure_to_ms]
+        to_stream = [seen - t for _, t, seen in measured]
+        to_visible_all: list[int | None] = []
+        for agg_id, t, _ in measured:
             index = bisect.bisect_left(ids, agg_id)
-            if index == len(ids):
-                unseen += 1
-            else:
-                to_visible.append(visible[index][1] - t)
+            to_visible_all.append(None if index == len(ids) else visible[index][1] - t)
+        to_visible = [lag for lag in to_visible_all if lag is not None]
+        unseen = len(to_visible_all) - len(to_visible)
         if cpu_from is not None and cpu_to is not None:
             result["cpu_percent_of_one_core"] = cpu_shares(cpu_from, cpu_to)
         result["trades_measured"] = len(to_visible)
@@ -765,12 +843,20 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
                                        "p99": pct(to_visible, 99), "max": pct(to_visible, 100)}
         result["T_to_stream_ms"] = {"p50": pct(to_stream, 50), "p99": pct(to_stream, 99),
                                     "max": pct(to_stream, 100)}
+        # p50 per 5 s of trade time: a rising series means the pipeline falls behind the rate
+        buckets: dict[int, list[int]] = {}
+        for (_, t, _), lag in zip(measured, to_visible_all, strict=True):
+            if lag is not None:
+                buckets.setdefault((t - measure_from_ms) // 5000, []).append(lag)
+        trend = [pct(buckets[k], 50) for k in sorted(buckets)]
+        result["T_to_queryable_p50_per_5s_ms"] = trend
+        # latency that climbs through the window is a growing backlog, not a steady delay
+        result["falling_behind"] = bool(len(trend) >= 2 and trend[0] is not None and trend[-1] is not None
+                                        and trend[-1] - trend[0] > 500)
         final = await coverage(nc, symbol, {}, timeout=15)
         if final is not None:
             result["gap_count"] = len(final["gaps"])
             result["missing_trades"] = final.get("missing_count")
-        await pipe.children.stop("ingest")
-        await pipe.children.stop("exchange")
         await pipe.children.stop("persist")
         await pipe.children.stop("analytics")
         result["logs"] = summarise_logs(pipe.children)
@@ -814,6 +900,14 @@ def fmt(value: Any, unit: str = "") -> str:
     return str(value)
 
 
+def cpu_note(part: dict[str, Any]) -> str:
+    cpu = part.get("cpu_percent_of_one_core")
+    if not cpu:
+        return ""
+    return (f"   (CPU % of one core: client {fmt(cpu.get('bench'))}, nats-server {fmt(cpu.get('nats-server'))}, "
+            f"other processes {fmt(cpu.get('other_processes'))})")
+
+
 def table(report: dict[str, Any]) -> str:
     rows: list[tuple[str, str]] = []
     m, v = report["machine"], report["versions"]
@@ -822,17 +916,18 @@ def table(report: dict[str, Any]) -> str:
     rows.append(("versions", ", ".join(f"{k} {val}" for k, val in v.items())))
     raw = report.get("raw")
     if raw:
-        rows.append(("raw publish_async (window %d, Nats-Msg-Id, %s B)" % (raw["window"], raw["payload_bytes"]),
-                     fmt(raw["publish_async"]["msgs_per_s"], " msg/s")))
+        rows.append((f"raw publish_async (window {raw['window']}, Nats-Msg-Id, {raw['payload_bytes']} B)",
+                     fmt(raw["publish_async"]["msgs_per_s"], " msg/s") + cpu_note(raw["publish_async"])))
         if raw.get("publish_async_wait_stall"):
-            rows.append(("raw publish_async with wait_stall=5 (as ingest calls it)",
+            rows.append(("raw publish_async with wait_stall=5 (ingest before its fix)",
                          fmt(raw["publish_async_wait_stall"]["msgs_per_s"], " msg/s")))
-        rows.append(("raw pull consume (fetch %d, ack each)" % raw["fetch_batch"],
-                     fmt(raw["pull_consume"]["msgs_per_s"], " msg/s")))
+        rows.append((f"raw pull consume (fetch {raw['fetch_batch']}, ack each)",
+                     fmt(raw["pull_consume"]["msgs_per_s"], " msg/s") + cpu_note(raw["pull_consume"])))
     e2e = report.get("throughput")
     if e2e and "rates" in e2e:
         r = e2e["rates"]
-        rows.append((f"e2e: generator asked for {e2e['source_rate']:,.0f}/s, produced", fmt(r["exchange_generated"], " trades/s")))
+        rows.append((f"e2e: generator asked for {e2e['source_rate']:,.0f}/s, produced",
+                     fmt(r["exchange_generated"], " trades/s")))
         rows.append(("e2e: stream ingest (stream message growth)", fmt(r["stream_ingest"], " trades/s")))
         rows.append(("e2e: persisted (consumer ack floor growth)", fmt(r["persist_acked"], " trades/s")))
         rows.append(("e2e: stored & queryable (coverage trade_count growth)", fmt(r["queryable"], " trades/s")))
@@ -857,7 +952,10 @@ def table(report: dict[str, Any]) -> str:
         q, s = lat["T_to_queryable_ms"], lat["T_to_stream_ms"]
         rows.append((f"latency at {lat['rate']:,.0f} trades/s: T → queryable (poll {lat['poll_ms']:.0f} ms)",
                      f"p50 {fmt(q['p50'])} ms, p90 {fmt(q['p90'])} ms, p99 {fmt(q['p99'])} ms, max {fmt(q['max'])} ms"))
-        rows.append(("latency: T → on the stream subject",
+        rows.append(("latency: T → queryable p50 per 5 s of the window",
+                     ", ".join(f"{fmt(v)}" for v in lat.get("T_to_queryable_p50_per_5s_ms", [])) + " ms"
+                     + ("  ← rising: the pipeline is falling behind this rate" if lat.get("falling_behind") else "")))
+        rows.append(("latency: T → stored in the stream (stream timestamp)",
                      f"p50 {fmt(s['p50'])} ms, p99 {fmt(s['p99'])} ms, max {fmt(s['max'])} ms"))
         rows.append(("latency: trades measured / never visible / gaps",
                      f"{lat['trades_measured']} / {lat['trades_never_visible']} / {lat.get('gap_count')}"))
@@ -868,6 +966,8 @@ def table(report: dict[str, Any]) -> str:
                      f"p50 {fmt(lat['coverage_query_ms']['p50'])} ms, p99 {fmt(lat['coverage_query_ms']['p99'])} ms"))
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
+    for name, frames in ((report.get("throughput") or {}).get("profiles") or {}).items():
+        lines.append(f"py-spy {name} (own time, top frames): " + " | ".join(frames))
     for phase in ("throughput", "latency"):
         logs = (report.get(phase) or {}).get("logs")
         if logs:
@@ -894,7 +994,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if not args.skip_throughput:
         try:
             report["throughput"] = await throughput(work / "e2e", args.symbol, args.rate, args.seconds, warmup=3.0,
-                                                    drain_timeout=args.drain_timeout)
+                                                    drain_timeout=args.drain_timeout, py_spy=args.py_spy)
         except RuntimeError as exc:
             report["errors"].append(f"throughput: {exc}")
             log(f"throughput failed: {exc}")
@@ -915,7 +1015,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0, help="throughput measurement window (default 30)")
     parser.add_argument("--rate", type=float, default=20_000.0,
-                        help="generator trades/s in the throughput phase, above what the pipeline absorbs (default 20000)")
+                        help="generator trades/s in the throughput phase, above what the pipeline absorbs "
+                             "(default 20000)")
     parser.add_argument("--steady-rate", type=float, default=2_000.0, help="generator trades/s in the latency phase")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="latency measurement window (default 20)")
     parser.add_argument("--poll-ms", type=float, default=100.0, help="coverage poll interval in the latency phase")
@@ -927,6 +1028,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--raw-stall-count", type=int, default=20_000,
                         help="messages for the publish_async-with-wait_stall comparison (0 skips it)")
     parser.add_argument("--drain-timeout", type=float, default=45.0, help="longest wait for persist to catch up")
+    parser.add_argument("--py-spy", metavar="PATH",
+                        help="py-spy executable: profile ingest, persist and the exchange during the throughput "
+                             "window and print their top frames (install it in a throwaway venv)")
     parser.add_argument("--skip-raw", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
@@ -947,7 +1051,16 @@ def main(argv: list[str] | None = None) -> int:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         assert task is not None
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+
+        def interrupt(signum: int) -> None:
+            # the first SIGINT/SIGTERM cancels the run, whose clean-up stops every child
+            # (each stop bounded); later signals do not interrupt that clean-up
+            if not task.cancelling():
+                log(f"{signal.Signals(signum).name}: stopping")
+                task.cancel()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, interrupt, signum)
         return await run(args, work)
 
     try:
