@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     exchange.add_argument("--disconnect-after", type=int, default=0, help="close each connection after N trades")
 
     query = commands.add_parser("query", parents=[common], help="ask the analytics service")
-    query.add_argument("method", help="volume_profile, coverage, ...")
+    query.add_argument("method", help="volume_profile, liquidity_vacuums, coverage")
     query.add_argument("symbol")
     query.add_argument("--last", help='duration ending now, e.g. "15m", "1h", "24h"')
     query.add_argument("--start", help="epoch ms or ISO-8601, inclusive")

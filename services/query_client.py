@@ -138,8 +138,29 @@ def format_coverage(reply: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_liquidity_vacuums(reply: dict[str, Any]) -> str:
+    lines = [
+        f"{reply['symbol']} liquidity vacuums  {_time(reply['start'])} → {_time(reply['end'])}",
+        f"trades {reply['trade_count']}  rows {reply['row_count']} of {reply['row_size']}  "
+        f"thin: below {reply['threshold']} × mean row volume for at least {reply['min_rows']} rows",
+        "",
+        f"{'price_low':>16} {'price_high':>16} {'rows':>6} {'volume':>16} {'share':>8}",
+    ]
+    lines += [
+        f"{v['price_low']:>16} {v['price_high']:>16} {v['rows']:>6} {v['volume']:>16} {v['share']:>8.2%}"
+        for v in reply["vacuums"]
+    ]
+    if not reply["vacuums"]:
+        lines.append("no vacuums")
+    return "\n".join(lines)
+
+
 def _format_generic(reply: dict[str, Any]) -> str:
     return orjson.dumps(reply, option=orjson.OPT_INDENT_2).decode()
 
 
-FORMATTERS = {"volume_profile": format_volume_profile, "coverage": format_coverage}
+FORMATTERS = {
+    "volume_profile": format_volume_profile,
+    "liquidity_vacuums": format_liquidity_vacuums,
+    "coverage": format_coverage,
+}

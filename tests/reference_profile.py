@@ -41,3 +41,22 @@ def reference_profile(trades: list[tuple[str, str, bool]], row_size: str, value_
             "val": a * size,
             "vah": (b + 1) * size,
         }
+
+
+def reference_vacuums(
+    rows: list[tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal, Decimal]], min_rows: int, threshold: str
+) -> list[tuple[Decimal, Decimal, int, Decimal]]:
+    """Runs of at least `min_rows` thin interior rows, as (low, high, rows, volume), widest then lowest first."""
+    volumes = [row[3] for row in rows]
+    limit = Decimal(threshold) * sum(volumes) / len(volumes)
+    runs: list[tuple[Decimal, Decimal, int, Decimal]] = []
+    start = None
+    for i in range(1, len(rows)):
+        thin = i < len(rows) - 1 and volumes[i] < limit
+        if thin and start is None:
+            start = i
+        elif not thin and start is not None:
+            if i - start >= min_rows:
+                runs.append((rows[start][1], rows[i - 1][2], i - start, sum(volumes[start:i], Decimal(0))))
+            start = None
+    return sorted(runs, key=lambda run: (-run[2], run[0]))

@@ -17,7 +17,7 @@ import pytest
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
 from services.tape.settings import Settings
 from tests.harness import request, run_services, wait_until_stored
-from tests.reference_profile import reference_profile
+from tests.reference_profile import reference_profile, reference_vacuums
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -81,6 +81,16 @@ async def test_replayed_file_is_stored_completely_and_profiled_exactly(nats_url:
                 sold = sum(Decimal(q) for _, q, maker in trades if maker)
                 assert (Decimal(reply["total_volume"]), Decimal(reply["sell_volume"])) == (total, sold)
                 assert Decimal(reply["buy_volume"]) == total - sold
+
+                vacuum_body = {"start": 0, "end": FAR_FUTURE_MS, "row_size": "1", "min_rows": 2, "threshold": 0.3}
+                found, _ = await request(client, "tape.query.liquidity_vacuums.BTCUSDT", vacuum_body)
+                expected_vacuums = reference_vacuums(reference_profile(trades, "1", "0.7")["rows"], 2, "0.3")
+                assert expected_vacuums, "the real file has thin stretches at row size 1"
+                got_vacuums = [
+                    (Decimal(v["price_low"]), Decimal(v["price_high"]), v["rows"], Decimal(v["volume"]))
+                    for v in found["vacuums"]
+                ]
+                assert got_vacuums == expected_vacuums
 
                 bad, headers = await request(client, "tape.query.volume_profile.BTCUSDT", b"{not json")
                 assert bad["error"]["code"] == "bad_request"

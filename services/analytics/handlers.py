@@ -14,13 +14,16 @@ from pydantic import BaseModel
 
 from services.analytics.coverage import coverage
 from services.analytics.errors import bad_request, insufficient_trades
-from services.analytics.profile import choose_row_size, volume_profile
+from services.analytics.profile import VolumeProfile, choose_row_size, liquidity_vacuums, volume_profile
 from services.analytics.queries import (
     MAX_PROFILE_ROWS,
     CoverageReply,
     CoverageRequest,
     GapReply,
+    LiquidityVacuumsReply,
+    LiquidityVacuumsRequest,
     ProfileRowReply,
+    VacuumReply,
     VolumeProfileReply,
     VolumeProfileRequest,
 )
@@ -34,9 +37,10 @@ class TradeSource(Protocol):
         ...
 
 
-def handle_volume_profile(
+def _profile(
     source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int
-) -> VolumeProfileReply:
+) -> tuple[int, int, VolumeProfile]:
+    """The range asked for and the volume profile of its trades, by the DESIGN.md rules."""
     time_range = request.time_range(now_ms)
     assert time_range is not None
     start, end = time_range
@@ -53,6 +57,13 @@ def handle_volume_profile(
             max_rows=MAX_PROFILE_ROWS,
         )
     profile = volume_profile(trades.price, trades.qty, trades.buyer_maker, row_size, request.value_area_fraction())
+    return start, end, profile
+
+
+def handle_volume_profile(
+    source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int
+) -> VolumeProfileReply:
+    start, end, profile = _profile(source, symbol, request, now_ms)
     return VolumeProfileReply(
         symbol=symbol,
         start=start,
@@ -82,6 +93,34 @@ def handle_volume_profile(
     )
 
 
+def handle_liquidity_vacuums(
+    source: TradeSource, symbol: str, request: LiquidityVacuumsRequest, now_ms: int
+) -> LiquidityVacuumsReply:
+    start, end, profile = _profile(source, symbol, request, now_ms)
+    vacuums = liquidity_vacuums(profile, request.min_rows, request.threshold)
+    return LiquidityVacuumsReply(
+        symbol=symbol,
+        start=start,
+        end=end,
+        trade_count=profile.trade_count,
+        row_size=format_units(profile.row_size),
+        total_volume=format_units(profile.total_volume),
+        row_count=len(profile.rows),
+        threshold=request.threshold,
+        min_rows=request.min_rows,
+        vacuums=[
+            VacuumReply(
+                price_low=format_units(v.price_low),
+                price_high=format_units(v.price_high),
+                rows=v.rows,
+                volume=format_units(v.volume),
+                share=v.share,
+            )
+            for v in vacuums
+        ],
+    )
+
+
 def handle_coverage(source: TradeSource, symbol: str, request: CoverageRequest, now_ms: int) -> CoverageReply:
     time_range = request.time_range(now_ms, default_ms=None)
     trades = source.trades(symbol, time_range)
@@ -106,9 +145,8 @@ def _plain(value: object) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-Handler = Callable[[TradeSource, str, BaseModel, int], BaseModel]
-
 HANDLERS: dict[str, Callable[..., BaseModel]] = {
     "volume_profile": handle_volume_profile,
+    "liquidity_vacuums": handle_liquidity_vacuums,
     "coverage": handle_coverage,
 }

@@ -118,6 +118,11 @@ class VolumeProfileRequest(_Request):
             raise ValueError(f"value_area {self.value_area!r}") from None
 
 
+class LiquidityVacuumsRequest(VolumeProfileRequest):
+    min_rows: int = Field(default=3, ge=1, description="Fewest consecutive thin rows that make a vacuum.")
+    threshold: float = Field(default=0.2, gt=0, description="A row is thin below threshold × mean row volume.")
+
+
 class CoverageRequest(_Request):
     pass
 
@@ -147,6 +152,27 @@ class VolumeProfileReply(BaseModel):
     val: str
     value_area: float
     rows: list[ProfileRowReply]
+
+
+class VacuumReply(BaseModel):
+    price_low: str
+    price_high: str
+    rows: int
+    volume: str
+    share: float
+
+
+class LiquidityVacuumsReply(BaseModel):
+    symbol: str
+    start: int
+    end: int
+    trade_count: int
+    row_size: str
+    total_volume: str
+    row_count: int
+    threshold: float
+    min_rows: int
+    vacuums: list[VacuumReply]
 
 
 class GapReply(BaseModel):
@@ -179,6 +205,7 @@ class ErrorReply(BaseModel):
 
 METHODS: dict[str, tuple[type[_Request], type[BaseModel]]] = {
     "volume_profile": (VolumeProfileRequest, VolumeProfileReply),
+    "liquidity_vacuums": (LiquidityVacuumsRequest, LiquidityVacuumsReply),
     "coverage": (CoverageRequest, CoverageReply),
 }
 

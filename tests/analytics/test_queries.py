@@ -59,5 +59,5 @@ def test_row_size_accepts_numbers_and_strings() -> None:
 
 def test_schema_names_every_method() -> None:
     schema = api_schema()
-    assert set(schema["methods"]) == {"volume_profile", "coverage"}
+    assert set(schema["methods"]) == {"volume_profile", "liquidity_vacuums", "coverage"}
     assert "row_size" in schema["methods"]["volume_profile"]["request"]["properties"]
