@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import nats
 import orjson
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from services.analytics.service import AnalyticsService
+from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
 from services.ingest.service import IngestService
 from services.persist.service import PersistService
 from services.tape.nats_client import connect
@@ -98,3 +101,31 @@ async def wait_until_stored(
 
     result: dict[str, Any] = await wait_for(stored, timeout, running=running)
     return result
+
+
+def settings_for(nats_url: str, data_dir: Path, exchange: Exchange, *symbols: str) -> Settings:
+    return Settings(
+        nats_url=nats_url,
+        data_dir=data_dir,
+        symbols=symbols,
+        binance_ws_url=exchange.ws_url,
+        binance_rest_url=exchange.rest_url,
+    )
+
+
+@contextlib.asynccontextmanager
+async def replay_pipeline(
+    nats_url: str, data_dir: Path, *, faults: FaultConfig | None = None, speed: float | None = None
+) -> AsyncIterator[tuple[Exchange, Running, Client]]:
+    """The bundled BTCUSDT file replayed through ingest, persist and analytics, and a plain client."""
+    config = ExchangeConfig(
+        symbols=("BTCUSDT",), replay=(BUNDLED_REPLAY,), rate=0, speed=speed, faults=faults or FaultConfig()
+    )
+    async with Exchange(config) as exchange:
+        settings = settings_for(nats_url, data_dir, exchange, "BTCUSDT")
+        async with run_services(settings, "persist", "analytics", "ingest") as running:
+            client = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+            try:
+                yield exchange, running, client
+            finally:
+                await client.close()

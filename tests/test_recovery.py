@@ -14,8 +14,7 @@ import pytest
 
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
 from services.tape.nats_server import EmbeddedNatsServer
-from services.tape.settings import Settings
-from tests.harness import coverage_of, request, run_services, wait_for, wait_until_stored
+from tests.harness import coverage_of, replay_pipeline, request, settings_for, wait_for, wait_until_stored
 from tests.processes import ServiceProcesses, service_env
 
 pytestmark = pytest.mark.timeout(150)
@@ -39,29 +38,23 @@ async def assert_complete_and_exact(client: Any) -> None:
     assert Decimal(profile["total_volume"]) == csv_total_volume()
 
 
+async def some_stored(client: Any) -> bool:
+    return bool((await coverage_of(client, "BTCUSDT")).get("trade_count", 0) >= 500)
+
+
 async def test_killed_ingest_and_persist_resume_without_loss_or_duplicates(
     nats_url: str, tmp_path: Path, processes: ServiceProcesses
 ) -> None:
     config = ExchangeConfig(symbols=("BTCUSDT",), replay=(BUNDLED_REPLAY,), rate=0, speed=80)
     async with Exchange(config) as exchange:
-        settings = Settings(
-            nats_url=nats_url,
-            data_dir=tmp_path / "data",
-            symbols=("BTCUSDT",),
-            binance_ws_url=exchange.ws_url,
-            binance_rest_url=exchange.rest_url,
-        )
+        settings = settings_for(nats_url, tmp_path / "data", exchange, "BTCUSDT")
         env = service_env(settings)
         persist = processes.start(["persist"], env)
         ingest = processes.start(["ingest"], env)
         processes.start(["analytics"], env)
         client = await nats.connect(nats_url)
         try:
-
-            async def some_stored() -> bool:
-                return (await coverage_of(client, "BTCUSDT")).get("trade_count", 0) >= 500
-
-            await wait_for(some_stored, timeout=60)
+            await wait_for(lambda: some_stored(client), timeout=60)
             persist.send_signal(signal.SIGKILL)
             ingest.send_signal(signal.SIGKILL)
             persist.wait(10)
@@ -83,31 +76,14 @@ async def test_services_ride_out_a_nats_restart(tmp_path: Path) -> None:
     server = EmbeddedNatsServer(tmp_path / "nats")
     await server.start()
     try:
-        config = ExchangeConfig(symbols=("BTCUSDT",), replay=(BUNDLED_REPLAY,), rate=0, speed=80)
-        async with Exchange(config) as exchange:
-            settings = Settings(
-                nats_url=server.url,
-                data_dir=tmp_path / "data",
-                symbols=("BTCUSDT",),
-                binance_ws_url=exchange.ws_url,
-                binance_rest_url=exchange.rest_url,
-            )
-            async with run_services(settings, "persist", "analytics", "ingest") as running:
-                client = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
-                try:
-
-                    async def some_stored() -> bool:
-                        return (await coverage_of(client, "BTCUSDT")).get("trade_count", 0) >= 500
-
-                    await wait_for(some_stored, timeout=60, running=running)
-                    port = server.port
-                    await server.stop()
-                    await asyncio.sleep(2)
-                    server = EmbeddedNatsServer(tmp_path / "nats", port=port)
-                    await server.start()
-                    await assert_complete_and_exact(client)
-                    running.check()
-                finally:
-                    await client.close()
+        async with replay_pipeline(server.url, tmp_path / "data", speed=80) as (_, running, client):
+            await wait_for(lambda: some_stored(client), timeout=60, running=running)
+            port = server.port
+            await server.stop()
+            await asyncio.sleep(2)
+            server = EmbeddedNatsServer(tmp_path / "nats", port=port)
+            await server.start()
+            await assert_complete_and_exact(client)
+            running.check()
     finally:
         await server.stop()

@@ -8,7 +8,7 @@ happens here, once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -60,17 +60,23 @@ def _profile(
     return start, end, profile
 
 
+def _summary(symbol: str, start: int, end: int, profile: VolumeProfile) -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "start": start,
+        "end": end,
+        "trade_count": profile.trade_count,
+        "row_size": format_units(profile.row_size),
+        "total_volume": format_units(profile.total_volume),
+    }
+
+
 def handle_volume_profile(
     source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int
 ) -> VolumeProfileReply:
     start, end, profile = _profile(source, symbol, request, now_ms)
     return VolumeProfileReply(
-        symbol=symbol,
-        start=start,
-        end=end,
-        trade_count=profile.trade_count,
-        row_size=format_units(profile.row_size),
-        total_volume=format_units(profile.total_volume),
+        **_summary(symbol, start, end, profile),
         buy_volume=format_units(profile.buy_volume),
         sell_volume=format_units(profile.sell_volume),
         poc=_plain(profile.poc),
@@ -99,12 +105,7 @@ def handle_liquidity_vacuums(
     start, end, profile = _profile(source, symbol, request, now_ms)
     vacuums = liquidity_vacuums(profile, request.min_rows, request.threshold)
     return LiquidityVacuumsReply(
-        symbol=symbol,
-        start=start,
-        end=end,
-        trade_count=profile.trade_count,
-        row_size=format_units(profile.row_size),
-        total_volume=format_units(profile.total_volume),
+        **_summary(symbol, start, end, profile),
         row_count=len(profile.rows),
         threshold=request.threshold,
         min_rows=request.min_rows,

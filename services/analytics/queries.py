@@ -136,13 +136,18 @@ class ProfileRowReply(BaseModel):
     trade_count: int
 
 
-class VolumeProfileReply(BaseModel):
+class ProfileSummary(BaseModel):
+    """What every reply computed from a volume profile starts with."""
+
     symbol: str
     start: int
     end: int
     trade_count: int
     row_size: str
     total_volume: str
+
+
+class VolumeProfileReply(ProfileSummary):
     buy_volume: str
     sell_volume: str
     poc: str
@@ -162,13 +167,7 @@ class VacuumReply(BaseModel):
     share: float
 
 
-class LiquidityVacuumsReply(BaseModel):
-    symbol: str
-    start: int
-    end: int
-    trade_count: int
-    row_size: str
-    total_volume: str
+class LiquidityVacuumsReply(ProfileSummary):
     row_count: int
     threshold: float
     min_rows: int
