@@ -112,15 +112,22 @@ def encode_window(columns: TradeColumns) -> bytes:
 
 
 def decode_window(value: bytes) -> TradeColumns:
+    return decode_windows([value])
+
+
+def decode_windows(values: Sequence[bytes]) -> TradeColumns:
+    """Many stored windows as one column set: each column's bytes joined, one `frombuffer` each."""
     try:
-        body = msgpack.unpackb(value, raw=False)
-        if body.get("v") != FORMAT_VERSION:
-            raise WindowFormatError(f"unknown window format version {body.get('v')!r}")
-        ints = [np.frombuffer(body[name], dtype="<i8").astype(np.int64, copy=False) for name in _NAMES[:-1]]
-        flags = np.frombuffer(body["m"], dtype=np.bool_)
-    except (KeyError, ValueError, TypeError, msgpack.ExtraData) as exc:
+        bodies = [msgpack.unpackb(value, raw=False) for value in values]
+        for body in bodies:
+            if body.get("v") != FORMAT_VERSION:
+                raise WindowFormatError(f"unknown window format version {body.get('v')!r}")
+        raw = [b"".join(body[name] for body in bodies) for name in _NAMES]
+        ints = [np.frombuffer(column, dtype="<i8").astype(np.int64, copy=False) for column in raw[:-1]]
+        flags = np.frombuffer(raw[-1], dtype=np.bool_)
+    except (KeyError, ValueError, TypeError, AttributeError, msgpack.ExtraData) as exc:
         raise WindowFormatError(f"unreadable window value: {exc}") from exc
-    return TradeColumns._of([*ints, flags])
+    return TradeColumns._of([*ints, flags]).sorted_unique()
 
 
 def merge_windows(stored: TradeColumns | None, incoming: TradeColumns) -> TradeColumns:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rocksdict import AccessType, DBCompressionType, Options, Rdict, ReadOptions
 
-from services.tape.columns import TradeColumns, decode_window
+from services.tape.columns import TradeColumns, decode_windows
 from services.tape.keys import symbol_prefix, window_key_range
 
 logger = logging.getLogger(__name__)
@@ -76,14 +76,13 @@ class SecondaryStore:
 def read_trades(db: Rdict, symbol: str, start_ms: int, end_ms: int) -> TradeColumns:
     """All stored trades of `symbol` with ``start_ms <= T < end_ms``, ascending by agg id."""
     lower, upper = window_key_range(symbol, start_ms, end_ms)
-    parts = [decode_window(value) for value in _values_between(db, lower, upper)]
-    return TradeColumns.concat(parts).between(start_ms, end_ms)
+    return decode_windows(_values_between(db, lower, upper)).between(start_ms, end_ms)
 
 
 def read_all_trades(db: Rdict, symbol: str) -> TradeColumns:
     prefix = symbol_prefix(symbol)
     upper = prefix[:-1] + bytes([prefix[-1] + 1])
-    return TradeColumns.concat([decode_window(value) for value in _values_between(db, prefix, upper)])
+    return decode_windows(_values_between(db, prefix, upper))
 
 
 def _values_between(db: Rdict, lower: bytes, upper: bytes) -> list[bytes]:
