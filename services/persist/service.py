@@ -91,7 +91,7 @@ class PersistService:
                     self._log_counts("persist progress")
                     next_stats = time.monotonic() + self._stats_interval
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(NatsError):
                 await subscription.unsubscribe()
             store.close()
             self._log_counts("persist stopped", force=True)
