@@ -8,6 +8,7 @@ import nats
 import orjson
 import pytest
 
+from services.tape.provision import ensure_streams
 from services.tape.settings import Settings
 from services.tape.store import SecondaryStore, read_all_trades
 from tests.harness import run_services, wait_for
@@ -25,6 +26,7 @@ async def test_bad_messages_are_deadlettered_and_repeats_stored_once(nats_url: s
         client = await nats.connect(nats_url)
         js = client.jetstream()
         try:
+            await ensure_streams(js, settings)  # idempotent: whoever starts first creates them
             subject = "tape.trades.binance.BTCUSDT"
             for agg_id, time_ms in ((1, 1_000), (2, 1_999), (3, 2_000)):
                 await js.publish(subject, trade(agg_id, time_ms), headers={"Nats-Msg-Id": f"binance:BTCUSDT:{agg_id}"})
