@@ -10,7 +10,6 @@ trade times come from the clock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import zlib
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 import numpy as np
 
 from services.exchange.history import AggTrade, TradeHistory, now_ms
+from services.tape.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -203,10 +203,7 @@ class GeneratorFeed:
     async def stop(self) -> None:
         """Stop trading; safe to call more than once."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if await cancel_and_wait(task):
             logger.info("generator for %s stopped after %d trades", self.history.symbol, self.released)
 
     async def _run(self) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import csv
 import itertools
 import logging
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.exchange.history import AggTrade, TradeHistory, now_ms
+from services.tape.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -194,10 +194,7 @@ class Replay:
     async def stop(self) -> None:
         """Cancel a running replay; safe to call at any time and more than once."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._done.set()
 
     async def _run(self) -> None:

@@ -20,6 +20,7 @@ from nats.js.api import PubAck
 
 from services.tape.deadletter import publish_deadletter, publish_until_acked
 from services.tape.subjects import MSG_ID_HEADER, TRADES_STREAM, trade_msg_id, trade_subject
+from services.tape.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +87,7 @@ class TradePublisher:
         except TimeoutError:
             logger.error("publishes unconfirmed at shutdown", extra={"pending": self._queue.qsize()})
         finally:
-            self._confirmer.cancel()
-            await asyncio.gather(self._confirmer, return_exceptions=True)
+            await cancel_and_wait(self._confirmer)
             self._confirmer = None
 
     async def _confirm_loop(self) -> None:

@@ -37,6 +37,7 @@ from services.tape.logs import ProgressLog
 from services.tape.provision import ensure_streams
 from services.tape.settings import Settings
 from services.tape.subjects import TRADES_STREAM, trade_subject
+from services.tape.tasks import cancel_and_wait
 from services.tape.trade import TradeFormatError, parse_trade
 
 logger = logging.getLogger(__name__)
@@ -88,8 +89,7 @@ class IngestService:
             await self._connect_forever(stop)
         finally:
             await self.publisher.close()
-            stats.cancel()
-            await asyncio.gather(stats, return_exceptions=True)
+            await cancel_and_wait(stats)
             self._log_counts("ingest stopped", force=True)
 
     async def _connect_forever(self, stop: asyncio.Event) -> None:
@@ -144,8 +144,7 @@ class IngestService:
                     continue
                 await self._accept(frame)
         finally:
-            closer.cancel()
-            await asyncio.gather(closer, return_exceptions=True)
+            await cancel_and_wait(closer)
 
     async def _accept(self, frame: AggTradeFrame) -> None:
         symbol, agg_id = frame.symbol, frame.row.agg_id
