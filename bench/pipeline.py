@@ -11,7 +11,7 @@ Everything runs on loopback, in temporary directories that are removed afterward
    awaited, then a durable pull consumer fetching and acking each message;
 3. end-to-end throughput: the exchange simulator's generator in its own process, driven
    above what the pipeline absorbs, and ``tradetape ingest``, ``persist`` and
-   ``analytics`` as separate processes (``python -m services.cli ...``); rates are sampled
+   ``analytics`` as separate processes (``python -m tradetape.cli ...``); rates are sampled
    every second from the exchange (REST, newest agg id), the stream (message count), the
    persist consumer (ack floor) and the ``coverage`` query (trades queryable);
 4. latency at a steady rate on a fresh server and data directory: every trade's time ``T``
@@ -55,10 +55,10 @@ from nats.errors import TimeoutError as NatsTimeoutError  # noqa: E402
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig  # noqa: E402
 from nats.js.errors import NotFoundError  # noqa: E402
 
-from services.tape.nats_server import EmbeddedNatsServer, find_nats_server  # noqa: E402
-from services.tape.processes import die_with_parent  # noqa: E402
-from services.tape.provision import persist_durable  # noqa: E402
-from services.tape.subjects import TRADES_STREAM, query_subject, trade_subject  # noqa: E402
+from tradetape.bus.provision import persist_durable  # noqa: E402
+from tradetape.bus.subjects import TRADES_STREAM, query_subject, trade_subject  # noqa: E402
+from tradetape.runtime.nats_server import EmbeddedNatsServer, find_nats_server  # noqa: E402
+from tradetape.runtime.processes import die_with_parent  # noqa: E402
 
 RAW_STREAM = "BENCH_RAW"
 RAW_SUBJECT = "bench.raw.BTCUSDT"
@@ -231,8 +231,8 @@ def exchange_child(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from services.exchange import Exchange, ExchangeConfig
-    from services.tape.lifecycle import stop_on_signals
-    from services.tape.logs import configure_logging
+    from tradetape.runtime.lifecycle import stop_on_signals
+    from tradetape.runtime.logs import configure_logging
 
     configure_logging("INFO")
 
@@ -529,7 +529,7 @@ class Pipeline:
         self.env = env = service_env(self.server.url, self.work / "data", self.symbol,
                                      f"ws://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.port}")
         for kind in ("persist", "analytics", "ingest"):
-            self.children.start(kind, [sys.executable, "-m", "services.cli", kind], env)
+            self.children.start(kind, [sys.executable, "-m", "tradetape.cli", kind], env)
         self.pids.update({name: proc.pid for name, proc in self.children.procs.items()})
 
         async def flowing() -> bool:
@@ -675,7 +675,7 @@ async def persist_catch_up(pipe: Pipeline, last_seq: int, timeout: float) -> dic
     assert pipe.nc is not None and pipe.children is not None and pipe.server is not None
     shard = "catchup"
     env = dict(pipe.env, TRADETAPE_SHARD=shard)
-    proc = pipe.children.start("persist-catchup", [sys.executable, "-m", "services.cli", "persist"], env)
+    proc = pipe.children.start("persist-catchup", [sys.executable, "-m", "tradetape.cli", "persist"], env)
     nats_pid = pipe.pids.get("nats-server")
     first: tuple[float, int, float | None, float | None] | None = None
     floor = 0

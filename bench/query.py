@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from services.analytics.coverage import coverage
-from services.analytics.profile import volume_profile
-from services.persist.store import WindowStore
-from services.tape.columns import TradeColumns
-from services.tape.store import SecondaryStore, read_trades
+from tradetape.domain.columns import TradeColumns
+from tradetape.domain.gaps import coverage
+from tradetape.domain.profile import volume_profile
+from tradetape.store.reader import SecondaryStore, read_trades
+from tradetape.store.writer import WindowStore
 
 START_MS = 1_767_225_600_000
 SYMBOL = "BTCUSDT"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from services.tape.logs import configure_logging
-from services.tape.nats_server import EmbeddedNatsServer
+from tradetape.runtime.logs import configure_logging
+from tradetape.runtime.nats_server import EmbeddedNatsServer
 
 configure_logging(os.environ.get("TRADETAPE_TEST_LOG_LEVEL", "WARNING"))
 logging.getLogger("services").setLevel(os.environ.get("TRADETAPE_TEST_LOG_LEVEL", "INFO"))

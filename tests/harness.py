@@ -18,8 +18,8 @@ from services.analytics.service import AnalyticsService
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
 from services.ingest.service import IngestService
 from services.persist.service import PersistService
-from services.tape.nats_client import connect
-from services.tape.settings import Settings
+from tradetape.bus.connect import connect
+from tradetape.settings import Settings
 
 KINDS: dict[str, Any] = {"ingest": IngestService, "persist": PersistService, "analytics": AnalyticsService}
 

@@ -8,25 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.tape.settings import Settings
+from tradetape.settings import Settings
 
 
 def service_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "NATS_URL": settings.nats_url or "",
-            "TRADETAPE_DATA_DIR": str(settings.data_dir),
-            "TRADETAPE_SYMBOLS": ",".join(settings.symbols),
-            "TRADETAPE_BINANCE_WS_URL": settings.binance_ws_url,
-            "TRADETAPE_BINANCE_REST_URL": settings.binance_rest_url,
-        }
-    )
-    return env
+    """The environment a service child reads `settings` from (what `tradetape up` hands its children)."""
+    return {**os.environ, **settings.to_env()}
 
 
 class ServiceProcesses:
-    """`python -m services.cli <command>` children, killed at teardown whatever happened."""
+    """`python -m tradetape.cli <command>` children, killed at teardown whatever happened."""
 
     def __init__(self, log_dir: Path) -> None:
         self._log_dir = log_dir
@@ -35,7 +26,7 @@ class ServiceProcesses:
     def start(self, command: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
         log = open(self._log_dir / f"{command[0]}-{len(self._procs)}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *command],
+            [sys.executable, "-m", "tradetape.cli", *command],
             env=env,
             cwd=cwd,
             stdout=log,

@@ -17,7 +17,12 @@ pytestmark = pytest.mark.timeout(120)
 
 def tradetape(*args: str, cwd: Path, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args], cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout
+        [sys.executable, "-m", "tradetape.cli", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
     )
 
 
@@ -29,7 +34,7 @@ def test_up_simulate_then_query_from_another_terminal_then_ctrl_c(tmp_path: Path
     env = clean_env()
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "up", "--simulate"],
+        [sys.executable, "-m", "tradetape.cli", "up", "--simulate"],
         cwd=tmp_path,
         env=env,
         stdout=log,

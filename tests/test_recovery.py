@@ -13,9 +13,9 @@ import nats
 import pytest
 
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
-from services.tape.nats_server import EmbeddedNatsServer
 from tests.harness import coverage_of, replay_pipeline, request, settings_for, wait_for, wait_until_stored
 from tests.processes import ServiceProcesses, service_env
+from tradetape.runtime.nats_server import EmbeddedNatsServer
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 import numpy as np
 
 from services.exchange.history import AggTrade, TradeHistory, now_ms
-from services.tape.tasks import cancel_and_wait
+from tradetape.runtime.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.exchange.history import AggTrade, TradeHistory, now_ms
-from services.tape.tasks import cancel_and_wait
+from tradetape.runtime.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 

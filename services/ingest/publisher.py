@@ -18,9 +18,9 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
-from services.tape.deadletter import publish_deadletter, publish_until_acked
-from services.tape.subjects import MSG_ID_HEADER, TRADES_STREAM, trade_msg_id, trade_subject
-from services.tape.tasks import cancel_and_wait
+from tradetape.bus.deadletter import publish_deadletter, publish_until_acked
+from tradetape.bus.subjects import MSG_ID_HEADER, TRADES_STREAM, trade_msg_id, trade_subject
+from tradetape.runtime.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 

@@ -32,13 +32,14 @@ from services.ingest.wire import (
     combined_stream_url,
     parse_frame,
 )
-from services.tape.backoff import Backoff
-from services.tape.logs import ProgressLog
-from services.tape.provision import ensure_streams
-from services.tape.settings import Settings
-from services.tape.subjects import TRADES_STREAM, trade_subject
-from services.tape.tasks import cancel_and_wait
-from services.tape.trade import TradeFormatError, parse_trade
+from tradetape.bus.codec import decode_trade, encode_trade
+from tradetape.bus.provision import ensure_streams
+from tradetape.bus.subjects import TRADES_STREAM, trade_subject
+from tradetape.domain.trade import TradeFormatError, parse_trade
+from tradetape.runtime.backoff import Backoff
+from tradetape.runtime.logs import ProgressLog
+from tradetape.runtime.tasks import cancel_and_wait
+from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class IngestService:
                 return
             if agg_id > last + 1:
                 await self._fill(symbol, last + 1, agg_id - 1)
-        await self.publisher.publish(symbol, agg_id, orjson.dumps(frame.data))
+        await self.publisher.publish(symbol, agg_id, encode_trade(frame.data))
         self.last_id[symbol] = agg_id
 
     async def _catch_up(self) -> None:
@@ -194,7 +195,7 @@ class IngestService:
             return 0
         if row.agg_id <= self.last_id.get(symbol, -1):
             return 0
-        await self.publisher.publish(symbol, row.agg_id, orjson.dumps(obj))
+        await self.publisher.publish(symbol, row.agg_id, encode_trade(obj))
         self.last_id[symbol] = row.agg_id
         self.backfilled[symbol] += 1
         return 1
@@ -207,8 +208,8 @@ class IngestService:
             except NotFoundError:
                 continue
             try:
-                last[symbol] = parse_trade(orjson.loads(msg.data or b"")).agg_id
-            except (orjson.JSONDecodeError, TradeFormatError) as exc:
+                last[symbol] = decode_trade(msg.data or b"").agg_id
+            except TradeFormatError as exc:
                 logger.error("last stored trade unreadable", extra={"symbol": symbol, "error": str(exc)})
         return last
 

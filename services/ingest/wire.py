@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from services.tape.trade import TradeFormatError, TradeRow, parse_trade
+from tradetape.domain.trade import TradeFormatError, TradeRow, parse_trade
 
 
 class FrameError(ValueError):

@@ -13,20 +13,20 @@ import logging
 import time
 from collections import Counter
 
-import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
-from services.persist.store import WindowStore
-from services.persist.windows import assemble_windows
-from services.tape.deadletter import publish_deadletter
-from services.tape.logs import ProgressLog
-from services.tape.provision import ensure_persist_consumer, ensure_streams
-from services.tape.settings import Settings
-from services.tape.subjects import TRADES_STREAM, symbol_of
-from services.tape.trade import TradeFormatError, TradeRow, parse_trade
+from tradetape.bus.codec import decode_trade
+from tradetape.bus.deadletter import publish_deadletter
+from tradetape.bus.provision import ensure_persist_consumer, ensure_streams
+from tradetape.bus.subjects import TRADES_STREAM, symbol_of
+from tradetape.domain.trade import TradeFormatError, TradeRow
+from tradetape.runtime.logs import ProgressLog
+from tradetape.settings import Settings
+from tradetape.store.windows import assemble_windows
+from tradetape.store.writer import WindowStore
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +129,8 @@ class PersistService:
         for msg in msgs:
             symbol = symbol_of(msg.subject)
             try:
-                trades.append((symbol, parse_trade(orjson.loads(msg.data))))
-            except (orjson.JSONDecodeError, TradeFormatError) as exc:
+                trades.append((symbol, decode_trade(msg.data)))
+            except TradeFormatError as exc:
                 await publish_deadletter(self._js, "persist", symbol, msg.data, str(exc))
                 self.deadlettered[symbol] += 1
         windows = assemble_windows(trades)

@@ -9,8 +9,8 @@ import nats
 import pytest
 from nats.errors import NoRespondersError
 
-from services.tape.settings import Settings
 from tests.harness import request, run_services, wait_for
+from tradetape.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,10 +8,10 @@ import nats
 import orjson
 import pytest
 
-from services.tape.provision import ensure_streams
-from services.tape.settings import Settings
-from services.tape.store import SecondaryStore, read_all_trades
 from tests.harness import run_services, wait_for
+from tradetape.bus.provision import ensure_streams
+from tradetape.settings import Settings
+from tradetape.store.reader import SecondaryStore, read_all_trades
 
 pytestmark = pytest.mark.timeout(60)
 

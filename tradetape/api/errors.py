@@ -1,0 +1,52 @@
+"""Query errors: a stable machine-readable code, a human message and details.
+
+Every error a client can get is a `QueryError`. The service boundary turns it into the
+JSON error body (`ErrorReply`) and the NATS micro error headers (`Nats-Service-Error`,
+`Nats-Service-Error-Code` = an HTTP-like status); the client turns that body back into
+a `QueryError`, so both ends share this one shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tradetape.api.models import ErrorDetail, ErrorReply
+
+
+class QueryError(Exception):
+    status = 400
+
+    def __init__(
+        self, code: str, message: str, details: dict[str, Any] | None = None, *, status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        if status is not None:
+            self.status = status
+
+    def reply(self) -> ErrorReply:
+        return ErrorReply(error=ErrorDetail(code=self.code, message=self.message, details=self.details))
+
+    @classmethod
+    def from_reply(cls, reply: ErrorReply, status: int | None = None) -> QueryError:
+        error = reply.error
+        return cls(error.code, error.message, error.details, status=status)
+
+
+def bad_request(message: str, **details: Any) -> QueryError:
+    return QueryError("bad_request", message, details, status=400)
+
+
+def insufficient_trades(found: int, needed: int) -> QueryError:
+    return QueryError(
+        "insufficient_trades",
+        f"{found} trades in the range, at least {needed} needed",
+        {"found": found, "needed": needed},
+        status=422,
+    )
+
+
+def internal_error(exc: BaseException) -> QueryError:
+    return QueryError("internal", f"the query failed: {type(exc).__name__}", {"error": str(exc)[:500]}, status=500)

@@ -1,0 +1,88 @@
+"""`coverage`: how many trades the tape holds over a range, and which agg ids are missing.
+
+Agg ids are consecutive per symbol, so every hole between the first and the last id held
+is a gap (`tradetape.domain.gaps`). Without a range it covers the whole tape.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from pydantic import BaseModel
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from tradetape.api.models import RangeRequest
+from tradetape.api.registry import QueryMethod, TradeSource
+from tradetape.api.render import iso_time, time_span
+from tradetape.domain.gaps import coverage
+
+SHOWN_GAPS = 50
+
+
+class CoverageRequest(RangeRequest):
+    pass
+
+
+class GapReply(BaseModel):
+    from_id: int
+    to_id: int
+
+
+class CoverageReply(BaseModel):
+    symbol: str
+    start: int | None
+    end: int | None
+    trade_count: int
+    first_id: int | None
+    last_id: int | None
+    first_time: int | None
+    last_time: int | None
+    missing_count: int
+    gaps: list[GapReply]
+
+    def to_polars(self) -> pl.DataFrame:
+        """The gaps as a DataFrame of inclusive `from_id`, `to_id`."""
+        return pl.DataFrame([gap.model_dump() for gap in self.gaps], schema={"from_id": pl.Int64, "to_id": pl.Int64})
+
+
+def handle(source: TradeSource, symbol: str, request: CoverageRequest, now_ms: int) -> CoverageReply:
+    time_range = request.time_range(now_ms, default_ms=None)
+    trades = source.trades(symbol, time_range)
+    found = coverage(trades.agg_id, trades.time)
+    return CoverageReply(
+        symbol=symbol,
+        start=time_range[0] if time_range else None,
+        end=time_range[1] if time_range else None,
+        trade_count=found.trade_count,
+        first_id=found.first_id,
+        last_id=found.last_id,
+        first_time=found.first_time,
+        last_time=found.last_time,
+        missing_count=sum(to_id - from_id + 1 for from_id, to_id in found.gaps),
+        gaps=[GapReply(from_id=from_id, to_id=to_id) for from_id, to_id in found.gaps],
+    )
+
+
+def render(reply: CoverageReply) -> RenderableType:
+    lines = [
+        Text.assemble((f"{reply.symbol} coverage", "bold"), f" ({time_span(reply.start, reply.end)})"),
+        Text(
+            f"trades {reply.trade_count}  ids {reply.first_id} .. {reply.last_id}  "
+            f"times {iso_time(reply.first_time)} .. {iso_time(reply.last_time)}"
+        ),
+        Text(f"gaps {len(reply.gaps)}  missing trades {reply.missing_count}", style="red" if reply.gaps else "green"),
+    ]
+    lines += [Text(f"  missing ids {gap.from_id} .. {gap.to_id}") for gap in reply.gaps[:SHOWN_GAPS]]
+    if len(reply.gaps) > SHOWN_GAPS:
+        lines.append(Text(f"  ... and {len(reply.gaps) - SHOWN_GAPS} more gaps (use --json)"))
+    return Group(*lines)
+
+
+METHOD = QueryMethod(
+    name="coverage",
+    summary="Trades held, first and last ids and times, and the missing agg-id ranges",
+    request=CoverageRequest,
+    reply=CoverageReply,
+    handler=handle,
+    render=render,
+)

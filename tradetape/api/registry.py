@@ -1,0 +1,109 @@
+"""The registry of query methods: one module a method under `tradetape.api.methods`.
+
+A method module declares `METHOD = QueryMethod(...)`: its name, request and reply
+models, the handler that computes the reply from the shard's trades, and how the CLI
+renders it. The micro service, `tradetape schema`, the CLI and the client all iterate
+`methods()`, so adding a method is one new module (and its tests).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from rich.console import RenderableType
+
+from tradetape.api.errors import bad_request
+from tradetape.api.models import ErrorReply, RangeRequest
+from tradetape.domain.columns import TradeColumns
+
+QUERY_SUBJECT = "tape.query.<method>.<SYMBOL>"
+
+RequestT = TypeVar("RequestT", bound=RangeRequest)
+ReplyT = TypeVar("ReplyT", bound=BaseModel)
+
+
+class TradeSource(Protocol):
+    """Where handlers read trades from: a shard's store, or anything a test builds."""
+
+    def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
+        """Trades in `[start, end)`, or the whole tape when `time_range` is None."""
+        ...
+
+
+@dataclass(frozen=True)
+class QueryMethod(Generic[RequestT, ReplyT]):
+    name: str
+    """The `<method>` token of `tape.query.<method>.<SYMBOL>`."""
+    summary: str
+    """One line for help texts and the schema."""
+    request: type[RequestT]
+    reply: type[ReplyT]
+    handler: Callable[[TradeSource, str, RequestT, int], ReplyT]
+    """`(source, symbol, request, now_ms) -> reply`; raises `QueryError` for what a client must hear."""
+    render: Callable[[ReplyT], RenderableType]
+    """The reply as the CLI shows it (a rich renderable)."""
+
+    def parse_request(self, data: bytes | dict[str, Any]) -> RequestT:
+        """A JSON body (or its fields) as this method's request; `bad_request` naming each failing field."""
+        try:
+            if isinstance(data, dict):
+                return self.request.model_validate(data)
+            return self.request.model_validate_json(data or b"{}")
+        except ValidationError as exc:
+            problems = [
+                {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": _reason(e["msg"])}
+                for e in exc.errors()
+            ]
+            summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+            raise bad_request(f"invalid {self.name} request: {summary}", errors=problems) from None
+
+
+@cache
+def methods() -> dict[str, QueryMethod[Any, Any]]:
+    """Every method module's `METHOD`, by name, in module-name order."""
+    from tradetape.api import methods as package
+
+    found: dict[str, QueryMethod[Any, Any]] = {}
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        method = getattr(module, "METHOD", None)
+        if isinstance(method, QueryMethod):
+            if method.name in found:
+                raise RuntimeError(f"query method {method.name!r} is declared twice")
+            found[method.name] = method
+    return found
+
+
+def method(name: str) -> QueryMethod[Any, Any]:
+    """The method called `name`; `KeyError` naming the known ones otherwise."""
+    try:
+        return methods()[name]
+    except KeyError:
+        raise KeyError(f"unknown query method {name!r}; known: {', '.join(methods())}") from None
+
+
+def _reason(message: str) -> str:
+    """Pydantic's message without the "Value error, " it puts before a validator's own text."""
+    return message.removeprefix("Value error, ")
+
+
+def api_schema() -> dict[str, Any]:
+    """JSON Schema of every method's request and reply, and of the error reply."""
+    return {
+        "subject": QUERY_SUBJECT,
+        "methods": {
+            name: {
+                "summary": m.summary,
+                "request": m.request.model_json_schema(),
+                "reply": m.reply.model_json_schema(),
+            }
+            for name, m in methods().items()
+        },
+        "error": ErrorReply.model_json_schema(),
+    }

@@ -1,0 +1,52 @@
+"""Connecting to NATS the same way from every service and the CLI."""
+
+from __future__ import annotations
+
+import logging
+
+from nats.aio.client import Client
+
+from tradetape.runtime.nats_server import read_url_file
+from tradetape.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+
+
+def resolve_nats_url(settings: Settings) -> str:
+    """`NATS_URL` if set, else the server `tradetape up` recorded in the data dir, else 4222."""
+    return settings.nats_url or read_url_file(settings.nats_url_file) or DEFAULT_URL
+
+
+async def connect(url: str, name: str, *, connect_timeout: int = 5, retry: bool = True) -> Client:
+    """A client that keeps reconnecting forever: a restarted server must not end a service."""
+    nc = Client()
+
+    async def on_disconnected() -> None:
+        if not (nc.is_closed or nc.is_draining):
+            logger.warning("nats disconnected", extra={"client": name})
+
+    async def on_reconnected() -> None:
+        logger.info("nats reconnected", extra={"client": name, "url": url})
+
+    async def on_error(exc: Exception) -> None:
+        logger.warning("nats error", extra={"client": name, "error": repr(exc)})
+
+    await nc.connect(
+        url,
+        name=name,
+        connect_timeout=connect_timeout,
+        allow_reconnect=retry,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=1,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+        error_cb=on_error,
+        pending_size=64 * 1024 * 1024,
+    )
+    if retry:
+        # Fail the first connect fast (callers retry it under their own stop signal), but
+        # once connected never give up reconnecting.
+        nc.options["max_reconnect_attempts"] = -1
+    return nc

@@ -1,0 +1,47 @@
+"""NATS names: the trades stream, its per-symbol subjects, dead letters and query subjects."""
+
+from __future__ import annotations
+
+TRADES_STREAM = "TAPE_TRADES"
+TRADES_PREFIX = "tape.trades.binance"
+TRADES_SUBJECTS = f"{TRADES_PREFIX}.>"
+
+DEADLETTER_STREAM = "TAPE_DEADLETTER"
+DEADLETTER_PREFIX = "tape.deadletter"
+REASON_HEADER = "Tradetape-Reason"
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+QUERY_PREFIX = "tape.query"
+
+EXCHANGE = "binance"
+
+
+def trade_subject(symbol: str) -> str:
+    return f"{TRADES_PREFIX}.{symbol}"
+
+
+def symbol_of(subject: str) -> str:
+    """The symbol is always the last token of a trade or query subject."""
+    return subject.rsplit(".", 1)[-1]
+
+
+def trade_msg_id(symbol: str, agg_id: int) -> str:
+    """JetStream drops a second publish with the same id inside the duplicate window."""
+    return f"{EXCHANGE}:{symbol}:{agg_id}"
+
+
+def deadletter_subject(source: str, symbol: str | None = None) -> str:
+    return f"{DEADLETTER_PREFIX}.{source}.{symbol or 'unknown'}"
+
+
+def query_subject(method: str, symbol: str) -> str:
+    return f"{QUERY_PREFIX}.{method}.{symbol}"
+
+
+ANALYTICS_SERVICE = "tradetape-analytics"
+"""The micro service name: `$SRV.INFO.tradetape-analytics` lists every worker and its endpoints."""
+
+
+def analytics_queue_group(shard: str) -> str:
+    """Replicas of one shard's workers share this queue group."""
+    return f"{ANALYTICS_SERVICE}-{shard}"

@@ -1,0 +1,5 @@
+import sys
+
+from tradetape.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,258 @@
+"""The `tradetape` command: parse arguments, build settings once, configure logging, run.
+
+Each subcommand takes the settings it uses as options derived from `Settings` (an
+option wins over its environment variable); `query` takes one sub-subcommand per
+registered method, its options derived from that method's request model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+from pydantic import ValidationError
+
+from tradetape import __version__
+from tradetape.settings import Settings
+
+ALL_SETTINGS = tuple(Settings.model_fields)
+SERVICE_SETTINGS = {
+    "ingest": ("nats_url", "data_dir", "symbols", "binance_ws_url", "binance_rest_url", "retention_days", "log_level"),
+    "persist": ("nats_url", "data_dir", "symbols", "retention_days", "shard", "log_level"),
+    "analytics": ("nats_url", "data_dir", "symbols", "shard", "log_level"),
+}
+EXCHANGE_SETTINGS = ("data_dir", "symbols", "log_level")
+QUERY_SETTINGS = ("nats_url", "data_dir")
+
+EXAMPLES = {
+    "up": "tradetape up --simulate            # offline, with the bundled exchange simulator",
+    "ingest": "NATS_URL=nats://127.0.0.1:4222 tradetape ingest --symbols BTCUSDT",
+    "persist": "NATS_URL=nats://127.0.0.1:4222 tradetape persist --shard main",
+    "analytics": "NATS_URL=nats://127.0.0.1:4222 tradetape analytics",
+    "exchange": "tradetape exchange --port 9443 --rate 200",
+    "query": "tradetape query volume_profile BTCUSDT --last 1h --rows 20",
+    "schema": "tradetape schema > api.json",
+}
+
+
+def add_settings(parser: argparse.ArgumentParser, fields: Sequence[str]) -> None:
+    """The settings section of a command's help: one option per field, named after its variable."""
+    group = parser.add_argument_group("settings (an option wins over its environment variable)")
+    for field in fields:
+        info = Settings.model_fields[field]
+        default = "" if info.default is None else f", default {_plain_default(info.default)}"
+        group.add_argument(
+            Settings.flag(field),
+            dest=f"setting_{field}",
+            default=None,
+            metavar=Settings.env_name(field),
+            help=f"{info.description} ({Settings.env_name(field)}{default})",
+        )
+
+
+def _plain_default(value: object) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {
+        field: getattr(args, f"setting_{field}")
+        for field in ALL_SETTINGS
+        if getattr(args, f"setting_{field}", None) is not None
+    }
+    return Settings(**overrides)
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=f"example:\n  {EXAMPLES[name]}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tradetape.cli.query import add_query_command
+
+    parser = argparse.ArgumentParser(prog="tradetape", description="A gap-free tape of Binance aggregate trades.")
+    parser.add_argument("--version", action="version", version=f"tradetape {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = _command(commands, "up", "run NATS, ingest, persist and analytics on this machine")
+    up.add_argument(
+        "--simulate",
+        action="store_true",
+        help="use the bundled exchange simulator instead of Binance (no internet needed)",
+    )
+    add_exchange_source_options(up)
+    add_settings(up, ALL_SETTINGS)
+
+    for name, help_text in (
+        ("ingest", "run the ingest service: Binance aggTrade streams → JetStream"),
+        ("persist", "run the persist service: JetStream → 1-second windows in RocksDB"),
+        ("analytics", "run the analytics service: answer tape.query.<method>.<SYMBOL> over NATS"),
+    ):
+        add_settings(_command(commands, name, help_text), SERVICE_SETTINGS[name])
+
+    exchange = _command(commands, "exchange", "run the Binance-compatible exchange simulator")
+    exchange.add_argument("--host", default="127.0.0.1")
+    exchange.add_argument("--port", type=int, default=9443, help="0 picks a free port")
+    exchange.add_argument("--ready-file", type=Path, help="write the served URLs here as JSON once listening")
+    add_exchange_source_options(exchange)
+    exchange.add_argument("--drop-every", type=int, default=0, help="skip every Nth trade on the WebSocket")
+    exchange.add_argument("--malformed-every", type=int, default=0, help="send a malformed frame after every Nth trade")
+    exchange.add_argument("--disconnect-after", type=int, default=0, help="close each connection after N trades")
+    add_settings(exchange, EXCHANGE_SETTINGS)
+
+    add_query_command(_command(commands, "query", "ask the analytics service one question"), QUERY_SETTINGS)
+    _command(commands, "schema", "print the JSON Schema of the query API")
+    return parser
+
+
+EXCHANGE_SOURCE_OPTIONS = ("replay", "speed", "original_times", "rate", "seed")
+
+
+def add_exchange_source_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("simulated exchange")
+    group.add_argument(
+        "--replay",
+        action="append",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="data.binance.vision aggTrades CSV to replay (repeatable); with neither --replay nor --rate, "
+        "the bundled BTCUSDT file is replayed and other symbols are generated at 20/s",
+    )
+    group.add_argument("--speed", type=float, default=None, help="replay speed factor (default: as fast as possible)")
+    group.add_argument("--original-times", action="store_true", help="keep the file's trade times")
+    group.add_argument(
+        "--rate", type=float, default=None, help="generated trades/s for each symbol without a replay file (default 20)"
+    )
+    group.add_argument("--seed", type=int, default=1)
+
+
+def exchange_source_args(args: argparse.Namespace) -> list[str]:
+    """The simulated-exchange options given to `up`, as arguments of the `tradetape exchange` child."""
+    argv: list[str] = []
+    for path in args.replay or ():
+        argv += ["--replay", str(Path(path).resolve())]
+    if args.speed is not None:
+        argv += ["--speed", str(args.speed)]
+    if args.original_times:
+        argv.append("--original-times")
+    if args.rate is not None:
+        argv += ["--rate", str(args.rate)]
+    argv += ["--seed", str(args.seed)]
+    return argv
+
+
+def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
+    from services.exchange import BUNDLED_REPLAY, ExchangeConfig, FaultConfig
+
+    if args.replay:
+        replay: tuple[Path, ...] = tuple(args.replay)
+    else:
+        replay = () if args.rate is not None else (BUNDLED_REPLAY,)
+    return ExchangeConfig(
+        host=args.host,
+        port=args.port,
+        symbols=settings.symbols,
+        replay=replay,
+        speed=args.speed,
+        original_times=args.original_times,
+        rate=args.rate if args.rate is not None else 20.0,
+        seed=args.seed,
+        state_dir=settings.data_dir / "exchange",
+        faults=FaultConfig(
+            drop_every=args.drop_every, malformed_every=args.malformed_every, disconnect_after=args.disconnect_after
+        ),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "schema":
+        from tradetape.api.registry import api_schema
+
+        sys.stdout.write(orjson.dumps(api_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    try:
+        settings = settings_from(args)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{Settings.flag(str(e['loc'][0])) if e['loc'] else 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        print(f"tradetape: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    from tradetape.runtime.logs import configure_logging
+
+    if args.command == "query":
+        from tradetape.cli.query import run_query
+
+        configure_logging("ERROR")
+        return run_query(args, settings)
+    configure_logging(settings.log_level)
+    try:
+        return asyncio.run(_run(args, settings))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "up":
+        from tradetape.runtime.supervisor import run_up
+
+        return await run_up(settings, exchange_source_args(args) if args.simulate else None)
+    if args.command == "exchange":
+        return await _run_exchange(args, settings)
+    return await _run_service(args.command, settings)
+
+
+async def _run_exchange(args: argparse.Namespace, settings: Settings) -> int:
+    from services.exchange import Exchange
+    from tradetape.runtime.lifecycle import stop_on_signals
+    from tradetape.runtime.nats_server import write_url_file
+
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    async with Exchange(exchange_config(args, settings)) as exchange:  # type: ignore[arg-type]
+        if args.ready_file is not None:
+            urls = {"ws_url": exchange.ws_url, "rest_url": exchange.rest_url}
+            write_url_file(args.ready_file, orjson.dumps(urls).decode())
+        print(f"exchange simulator on {exchange.ws_url} (WebSocket) and {exchange.rest_url} (REST)", file=sys.stderr)
+        await stop.wait()
+    return 0
+
+
+SERVICE_CLASSES = {
+    "ingest": ("services.ingest.service", "IngestService"),
+    "persist": ("services.persist.service", "PersistService"),
+    "analytics": ("services.analytics.service", "AnalyticsService"),
+}
+
+
+async def _run_service(name: str, settings: Settings) -> int:
+    """One service until SIGINT/SIGTERM; the CLI sits on top of the services, so it imports them here."""
+    from tradetape.bus.connect import resolve_nats_url
+    from tradetape.runtime.lifecycle import run_with_nats
+
+    module, class_name = SERVICE_CLASSES[name]
+    service_class = getattr(importlib.import_module(module), class_name)
+    await run_with_nats(
+        resolve_nats_url(settings), f"tradetape-{name}", lambda nc, stop: service_class(settings, nc).run(stop)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

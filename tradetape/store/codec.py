@@ -1,0 +1,57 @@
+"""The value codec of a stored window: a msgpack map of raw little-endian column bytes.
+
+Reading a range is one `np.frombuffer` per column instead of a Python object per trade.
+Keys are spelled in `tradetape.store.keys`; this module is the only one that knows how
+a value is laid out, and its format version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgpack
+import numpy as np
+
+from tradetape.domain.columns import TradeColumns
+
+FORMAT_VERSION = 1
+
+
+class WindowFormatError(ValueError):
+    """A stored window value that this version cannot read."""
+
+
+_NAMES = ("a", "p", "q", "f", "l", "T", "m")
+
+
+def encode_window(columns: TradeColumns) -> bytes:
+    body: dict[str, object] = {"v": FORMAT_VERSION, "n": len(columns)}
+    for name, column in zip(_NAMES, columns.arrays(), strict=True):
+        body[name] = column.astype(column.dtype.newbyteorder("<"), copy=False).tobytes()
+    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode_window(value: bytes) -> TradeColumns:
+    return decode_windows([value])
+
+
+def decode_windows(values: Sequence[bytes]) -> TradeColumns:
+    """Many stored windows as one column set: each column's bytes joined, one `frombuffer` each."""
+    try:
+        bodies = [msgpack.unpackb(value, raw=False) for value in values]
+        for body in bodies:
+            if body.get("v") != FORMAT_VERSION:
+                raise WindowFormatError(f"unknown window format version {body.get('v')!r}")
+        raw = [b"".join(body[name] for body in bodies) for name in _NAMES]
+        ints = [np.frombuffer(column, dtype="<i8").astype(np.int64, copy=False) for column in raw[:-1]]
+        flags = np.frombuffer(raw[-1], dtype=np.bool_)
+    except (KeyError, ValueError, TypeError, AttributeError, msgpack.ExtraData) as exc:
+        raise WindowFormatError(f"unreadable window value: {exc}") from exc
+    return TradeColumns.of_arrays([*ints, flags]).sorted_unique()
+
+
+def merge_windows(stored: TradeColumns | None, incoming: TradeColumns) -> TradeColumns:
+    """The stored window plus the incoming trades, each agg id once (the stored copy wins)."""
+    if stored is None or len(stored) == 0:
+        return incoming.sorted_unique()
+    return TradeColumns.concat([stored, incoming])

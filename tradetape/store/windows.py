@@ -1,0 +1,32 @@
+"""Window assembly: a batch of trade rows → one column set per (symbol, 1-second window)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import numpy as np
+
+from tradetape.domain.columns import TradeColumns
+from tradetape.domain.trade import TradeRow
+from tradetape.store.keys import window_start
+
+WindowId = tuple[str, int]
+
+
+def assemble_windows(trades: Iterable[tuple[str, TradeRow]]) -> dict[WindowId, TradeColumns]:
+    """Group trades by symbol and trade-time window; each window sorted by agg id, ids unique."""
+    by_symbol: defaultdict[str, list[TradeRow]] = defaultdict(list)
+    for symbol, row in trades:
+        by_symbol[symbol].append(row)
+    windows: dict[WindowId, TradeColumns] = {}
+    for symbol, rows in by_symbol.items():
+        columns = TradeColumns.from_rows(rows)
+        starts = window_start(columns.time)
+        order = np.argsort(starts, kind="stable")
+        starts = starts[order]
+        columns = columns.take(order)
+        bounds = np.flatnonzero(np.diff(starts)) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(starts)], strict=True):
+            windows[(symbol, int(starts[lo]))] = columns.take(slice(int(lo), int(hi)))
+    return windows
