@@ -50,15 +50,16 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 from nats.aio.client import Client  # noqa: E402
-from nats.errors import Error as NatsError  # noqa: E402
 from nats.errors import TimeoutError as NatsTimeoutError  # noqa: E402
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig  # noqa: E402
 from nats.js.errors import NotFoundError  # noqa: E402
 
 from tradetape.bus.provision import persist_durable  # noqa: E402
-from tradetape.bus.subjects import TRADES_STREAM, query_subject, trade_subject  # noqa: E402
+from tradetape.bus.subjects import TRADES_STREAM, trade_subject  # noqa: E402
+from tradetape.client import TapeClient, TapeError  # noqa: E402
 from tradetape.runtime.nats_server import EmbeddedNatsServer, find_nats_server  # noqa: E402
 from tradetape.runtime.processes import die_with_parent  # noqa: E402
+from tradetape.settings import Settings  # noqa: E402
 
 RAW_STREAM = "BENCH_RAW"
 RAW_SUBJECT = "bench.raw.BTCUSDT"
@@ -190,18 +191,9 @@ class Children:
 
 def service_env(nats_url: str, data_dir: Path, symbol: str, ws_url: str, rest_url: str,
                 shard: str = SHARD) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "NATS_URL": nats_url,
-        "TRADETAPE_DATA_DIR": str(data_dir),
-        "TRADETAPE_SYMBOLS": symbol,
-        "TRADETAPE_BINANCE_WS_URL": ws_url,
-        "TRADETAPE_BINANCE_REST_URL": rest_url,
-        "TRADETAPE_SHARD": shard,
-        "TRADETAPE_LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-    })
-    return env
+    settings = Settings(nats_url=nats_url, data_dir=data_dir, symbols=symbol, binance_ws_url=ws_url,
+                        binance_rest_url=rest_url, shard=shard, log_level="INFO")
+    return {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
 
 
 async def start_exchange(children: Children, work: Path, symbol: str, rate: float, max_history: int) -> str:
@@ -319,12 +311,12 @@ async def persist_ack_floor(nc: Client, shard: str = SHARD) -> int:
 
 
 async def coverage(nc: Client, symbol: str, body: dict[str, Any], timeout: float = 5.0) -> dict[str, Any] | None:
+    """The coverage reply through the Python client; None while nobody answers or on an error reply."""
     try:
-        msg = await nc.request(query_subject("coverage", symbol), orjson.dumps(body), timeout=timeout)
-    except (NatsError, TimeoutError):
+        reply = await TapeClient(nc, timeout=timeout).query("coverage", symbol, **body)
+    except TapeError:
         return None
-    reply = orjson.loads(msg.data) if msg.data else {}
-    return None if "error" in reply else reply
+    return reply.model_dump()  # type: ignore[no-any-return]
 
 
 async def wait_until(predicate: Callable[[], Awaitable[Any]], timeout: float, interval: float = 0.2,

@@ -61,6 +61,7 @@ def test_up_simulate_then_query_from_another_terminal_then_ctrl_c(tmp_path: Path
         bad = tradetape("query", "volume_profile", "BTCUSDT", "--row-size", "-3", cwd=tmp_path, env=env)
         assert bad.returncode == 1 and "bad_request" in bad.stderr
 
+        url = (tmp_path / "data" / "nats.url").read_text().strip()
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=60) == 0
     finally:
@@ -73,7 +74,7 @@ def test_up_simulate_then_query_from_another_terminal_then_ctrl_c(tmp_path: Path
         assert f"service stopped service={service} exit_code=0" in text.replace('"', ""), text[-3000:]
     assert "nats-server stopped" in text
     assert not (tmp_path / "data" / "nats.url").exists()
-    after = tradetape("query", "coverage", "BTCUSDT", cwd=tmp_path, env=env)
+    after = tradetape("query", "coverage", "BTCUSDT", "--nats-url", url, cwd=tmp_path, env=env)
     assert after.returncode == 2 and "cannot reach NATS" in after.stderr
 
 

@@ -102,6 +102,8 @@ class TapeClient:
                     msg = await subscription.next_msg(timeout=0.5)
                 except NatsTimeoutError:
                     break
+                if not msg.data:  # the server's "no responders" status: nobody is running
+                    break
                 for endpoint in orjson.loads(msg.data).get("endpoints") or []:
                     meta = endpoint.get("metadata") or {}
                     if "symbol" in meta and "method" in meta:

@@ -4,18 +4,24 @@ The tape must be tested at rates no real day offers on demand (tens of thousands
 trades a second) and with the shapes that break naive code: bursts of trades in one
 millisecond, heavy-tailed sizes, runs of one side. Prices, sizes and sides come from a
 seeded generator in vectorised blocks, so one seed always gives one sequence; only the
-trade times come from the clock.
+trade times come from the clock. With a state file, ids continue across restarts: ingest
+dedupes by agg id, so a restarted simulator reusing ids would have its trades dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 import zlib
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
+import orjson
 
 from services.exchange.history import AggTrade, TradeHistory, now_ms
 from tradetape.runtime.tasks import cancel_and_wait
@@ -34,6 +40,14 @@ _MAX_BURST = 50
 _SIDE_FLIP_PROBABILITY = 0.3
 _NOISE_STEPS = np.array([-2, -1, 0, 1, 2])
 _NOISE_WEIGHTS = np.array([0.03, 0.17, 0.6, 0.17, 0.03])
+
+_STALL_SECONDS = 2.0
+"""A feed this far behind its schedule (and more than two bursts) was stalled, not bursty,
+and skips ahead instead of flooding the tape."""
+CHECKPOINT_INTERVAL = 1.0
+"""Seconds between writes of a generated symbol's next ids while it trades."""
+_TRADE_IDS_PER_AGG = 4
+"""Trade-id margin per agg-id margin: an agg trade averages 1.33 trade ids."""
 
 
 def to_units(text: str) -> int:
@@ -130,6 +144,14 @@ class TradeGenerator:
             trade_counts=counts.astype(np.int64).tolist(),
         )
 
+    @property
+    def next_agg_id(self) -> int:
+        return self._next_agg_id
+
+    @property
+    def next_trade_id(self) -> int:
+        return self._next_trade_id
+
     def peek_size(self) -> int:
         """How many trades the next cluster holds."""
         if self._cluster == len(self._block.cluster_sizes):
@@ -170,12 +192,128 @@ class TradeGenerator:
         return trades
 
 
+def id_margins(rate: float, checkpoint_interval: float = CHECKPOINT_INTERVAL) -> tuple[int, int]:
+    """Agg and trade ids a feed at ``rate`` may release between checkpoints, with room to spare."""
+    agg = int(rate * checkpoint_interval * 2) + _MAX_BURST
+    return agg, agg * _TRADE_IDS_PER_AGG
+
+
+class Clock(Protocol):
+    """Where a feed reads the time and waits: the system's, or a test's faster one."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back; schedules the releases."""
+        ...
+
+    def now_ms(self) -> int:
+        """Wall-clock epoch ms; anchors the trade times."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """Real time: the monotonic clock, the wall clock and ``asyncio.sleep``."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now_ms(self) -> int:
+        return now_ms()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class IdState:
+    """A generated symbol's next ids as last recorded, and how far the feed may have run past them."""
+
+    next_agg_id: int
+    next_trade_id: int
+    clean: bool
+    """True once the feed stopped in order: the ids are exact."""
+    agg_margin: int = 0
+    """After an unclean end, served agg ids are below ``next_agg_id + agg_margin``."""
+    trade_margin: int = 0
+
+
+class IdCheckpoint:
+    """One symbol's :class:`IdState` in a JSON file, replaced atomically (tmp file + rename).
+
+    A kill -9 leaves the last written state, with ``clean`` false; the feed never runs
+    further past it than the margins it wrote, so resuming above them reuses no id.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> IdState | None:
+        """The recorded state, None without a file.
+
+        A file that cannot be read raises ``ValueError`` rather than risk reusing ids.
+        """
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            data: Any = orjson.loads(raw)
+            state = IdState(
+                next_agg_id=data["next_agg_id"],
+                next_trade_id=data["next_trade_id"],
+                clean=data["clean"],
+                agg_margin=data.get("agg_margin", 0),
+                trade_margin=data.get("trade_margin", 0),
+            )
+        except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"{self.path}: unreadable generator state ({exc}); delete it to start afresh") from exc
+        numbers = (state.next_agg_id, state.next_trade_id, state.agg_margin, state.trade_margin)
+        if not isinstance(state.clean, bool) or not all(type(n) is int and n >= 0 for n in numbers):
+            raise ValueError(f"{self.path}: invalid generator state {data!r}; delete it to start afresh")
+        return state
+
+    def resume(self, agg_margin: int = 0, trade_margin: int = 0) -> tuple[int, int]:
+        """The first agg and trade id to generate: above every id a previous run can have served.
+
+        After an unclean end the larger of the recorded and the given margins is skipped, so
+        a file written by a run at another rate (or by hand, without margins) is still safe.
+        """
+        state = self.load()
+        if state is None:
+            return FIRST_ID, FIRST_ID
+        if state.clean:
+            return state.next_agg_id, state.next_trade_id
+        agg_skip, trade_skip = max(agg_margin, state.agg_margin), max(trade_margin, state.trade_margin)
+        logger.warning("generator state %s was not closed cleanly; skipping %d agg ids", self.path, agg_skip)
+        return state.next_agg_id + agg_skip, state.next_trade_id + trade_skip
+
+    def save(self, state: IdState) -> None:
+        """Replace the file, so a kill leaves either the old state or the new one, never half."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fields = {
+            "next_agg_id": state.next_agg_id,
+            "next_trade_id": state.next_trade_id,
+            "clean": state.clean,
+            "agg_margin": state.agg_margin,
+            "trade_margin": state.trade_margin,
+        }
+        tmp.write_bytes(orjson.dumps(fields))
+        os.replace(tmp, self.path)
+
+
 class GeneratorFeed:
     """Releases a generator's clusters into a history at ``rate`` trades/s on a timer.
 
     Releasing in batches every ``interval`` seconds keeps the cost per trade low enough for
-    20k+ trades/s. A cluster is released once its last trade is due and is stamped with
-    that due time, so ``T`` never lies in the future and bursts share one millisecond.
+    20k+ trades/s. A cluster is released once its first trade is due and is stamped with
+    that due time, so ``T`` never lies in the future, bursts share one millisecond, and a
+    burst of any size only borrows from the following trades' time instead of stalling.
+
+    With a ``checkpoint``, the next ids are recorded as in use before the first release,
+    every ``checkpoint_interval`` and, marked clean, at stop; a write also precedes any
+    batch that would take the ids further past the file than the margins it records.
     """
 
     def __init__(
@@ -185,6 +323,9 @@ class GeneratorFeed:
         rate: float,
         *,
         interval: float = 0.02,
+        clock: Clock | None = None,
+        checkpoint: IdCheckpoint | None = None,
+        checkpoint_interval: float = CHECKPOINT_INTERVAL,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -192,41 +333,94 @@ class GeneratorFeed:
         self.history = history
         self.rate = rate
         self.interval = interval
+        self.clock: Clock = clock or SystemClock()
+        self.checkpoint = checkpoint
+        self.checkpoint_interval = checkpoint_interval
+        self.agg_margin, self.trade_margin = id_margins(rate, checkpoint_interval)
         self.released = 0
         self._task: asyncio.Task[None] | None = None
+        self._claimed = False
+        self._saved = (generator.next_agg_id, generator.next_trade_id)
+        self._saved_at = self._retry_at = float("-inf")
+
+    def claim_ids(self) -> None:
+        """Record the ids as in use (not clean) before any is served.
+
+        Raises ``OSError`` when the state cannot be written, so the caller can fail before
+        anything trades; ``start`` claims them itself if this was not called.
+        """
+        if self.checkpoint is not None and not self._claimed:
+            self._save(clean=False, now=self.clock.monotonic())
+            self._claimed = True
 
     def start(self) -> None:
         """Begin trading; later calls do nothing."""
         if self._task is None:
+            self.claim_ids()
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"generator-{self.history.symbol}")
 
     async def stop(self) -> None:
-        """Stop trading; safe to call more than once."""
+        """Stop trading and record the exact next ids as clean; safe to call more than once."""
         task, self._task = self._task, None
         if await cancel_and_wait(task):
             logger.info("generator for %s stopped after %d trades", self.history.symbol, self.released)
+        if self._claimed:
+            try:
+                self._save(clean=True, now=self.clock.monotonic())
+            except OSError as exc:
+                logger.error("generator state for %s not written at stop: %s", self.history.symbol, exc)
+            else:
+                self._claimed = False
+
+    def _save(self, *, clean: bool, now: float) -> None:
+        """Record the generator's next ids; a no-op without a checkpoint."""
+        if self.checkpoint is None:
+            return
+        ids = (self.generator.next_agg_id, self.generator.next_trade_id)
+        self.checkpoint.save(IdState(*ids, clean=clean, agg_margin=self.agg_margin, trade_margin=self.trade_margin))
+        self._saved, self._saved_at = ids, now
+
+    def _save_while_running(self, now: float) -> None:
+        """A failed write must not stop the trading: it is logged and retried an interval later."""
+        try:
+            self._save(clean=False, now=now)
+        except OSError as exc:
+            self._retry_at = now + self.checkpoint_interval
+            logger.error("generator state for %s not written (%s); retrying", self.history.symbol, exc)
+
+    def _checkpoint_due(self, now: float) -> bool:
+        """An interval has passed, or (a backstop: one interval releases less) the ids outran the margins."""
+        if self.checkpoint is None or now < self._retry_at:
+            return False
+        return (
+            now - self._saved_at >= self.checkpoint_interval
+            or self.generator.next_agg_id - self._saved[0] > self.agg_margin
+            or self.generator.next_trade_id - self._saved[1] > self.trade_margin
+        )
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        origin, origin_ms = loop.time(), now_ms()
-        logger.info("generator for %s started at %g trades/s", self.history.symbol, self.rate)
-        max_lag = max(1.0, self.rate * 2)
+        clock, generator, rate = self.clock, self.generator, self.rate
+        origin, origin_ms = clock.monotonic(), float(clock.now_ms())
+        logger.info("generator for %s started at %g trades/s", self.history.symbol, rate)
+        max_lag = max(rate * _STALL_SECONDS, 2.0 * _MAX_BURST)
         while True:
-            await asyncio.sleep(self.interval)
-            due = (loop.time() - origin) * self.rate
-            if due - self.released > max_lag:
-                skip = (due - self.released) / self.rate
+            await clock.sleep(self.interval)
+            now = clock.monotonic()
+            lag = (now - origin) * rate - self.released
+            if lag > max_lag:
+                skip = lag / rate
                 origin += skip
-                origin_ms += int(skip * 1000)
-                due = (loop.time() - origin) * self.rate
+                origin_ms += skip * 1000
                 logger.warning("generator for %s fell behind; skipped %.2f s", self.history.symbol, skip)
+            due = (now - origin) * rate
             batch: list[AggTrade] = []
             released = self.released
-            while released + self.generator.peek_size() <= due:
-                size = self.generator.peek_size()
-                due_ms = origin_ms + int((released + size - 1) * 1000 / self.rate)
-                batch.extend(self.generator.take_cluster(due_ms))
-                released += size
+            while released <= due:
+                cluster = generator.take_cluster(int(origin_ms + released * 1000 / rate))
+                batch.extend(cluster)
+                released += len(cluster)
             if batch:
+                if self._checkpoint_due(now):
+                    self._save_while_running(now)
                 self.history.append(batch)
                 self.released = released

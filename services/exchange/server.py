@@ -27,7 +27,15 @@ from websockets.http11 import Request, Response
 from services.exchange import rest
 from services.exchange.connection import StreamSession
 from services.exchange.faults import FaultConfig
-from services.exchange.generator import GeneratorFeed, TradeGenerator, format_units, to_units
+from services.exchange.generator import (
+    FIRST_ID,
+    GeneratorFeed,
+    IdCheckpoint,
+    TradeGenerator,
+    format_units,
+    id_margins,
+    to_units,
+)
 from services.exchange.history import TradeHistory
 from services.exchange.replay import Replay, symbol_from_path
 from services.exchange.streams import StreamError, is_stream_path, parse_subscription
@@ -67,6 +75,9 @@ class ExchangeConfig:
     """Per-symbol PRICE_FILTER tick size (default 0.01); the generator trades on it too."""
     max_history: int | None = 1_000_000
     """Trades retained per symbol (oldest dropped first); None keeps all."""
+    state_dir: Path | None = None
+    """Where generated symbols record their next ids, so a restart continues above every id
+    served before (ingest would drop reused ids as duplicates); None starts at FIRST_ID."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -81,6 +92,8 @@ class ExchangeConfig:
         replay = self.replay
         object.__setattr__(self, "replay", dict(replay) if isinstance(replay, Mapping) else tuple(replay))
         object.__setattr__(self, "tick_sizes", dict(self.tick_sizes))
+        if self.state_dir is not None:
+            object.__setattr__(self, "state_dir", Path(self.state_dir))
         for symbol in (*self.symbols, *self.replay_map, *self.tick_sizes):
             if not _SYMBOL_RE.match(symbol):
                 raise ValueError(f"symbols are upper-case letters and digits: {symbol!r}")
@@ -255,15 +268,22 @@ class Exchange:
         }
         self._feeds = []
         if config.rate > 0:
-            self._feeds = [
-                GeneratorFeed(
-                    TradeGenerator(symbol, config.seed, tick_size=self._tick_sizes[symbol]),
-                    self._histories[symbol],
-                    config.rate,
-                )
-                for symbol in config.symbols
-                if symbol not in replays
-            ]
+            self._feeds = [self._generator_feed(config, symbol) for symbol in config.symbols if symbol not in replays]
+
+    def _generator_feed(self, config: ExchangeConfig, symbol: str) -> GeneratorFeed:
+        """A symbol's feed, resuming its ids from ``state_dir`` when one is configured."""
+        checkpoint = None if config.state_dir is None else IdCheckpoint(config.state_dir / f"{symbol}.json")
+        first_ids = (FIRST_ID, FIRST_ID) if checkpoint is None else checkpoint.resume(*id_margins(config.rate))
+        generator = TradeGenerator(
+            symbol,
+            config.seed,
+            tick_size=self._tick_sizes[symbol],
+            first_agg_id=first_ids[0],
+            first_trade_id=first_ids[1],
+        )
+        feed = GeneratorFeed(generator, self._histories[symbol], config.rate, checkpoint=checkpoint)
+        feed.claim_ids()
+        return feed
 
     async def stop(self) -> None:
         """Stop trading, announce ``serverShutdown``, close every connection; idempotent."""

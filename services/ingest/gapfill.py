@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from tradetape.runtime.backoff import Backoff
+
 logger = logging.getLogger(__name__)
 
 PAGE_LIMIT = 1000
@@ -40,7 +42,7 @@ class AggTradesClient:
         """Up to `limit` trades from `from_id` inclusive, retrying throttles and transient errors."""
         query = urllib.parse.urlencode({"symbol": symbol, "fromId": from_id, "limit": limit})
         url = f"{self._base}/api/v3/aggTrades?{query}"
-        delay = 1.0
+        backoff = Backoff(1.0, 30.0)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             await self._pace()
             try:
@@ -64,8 +66,7 @@ class AggTradesClient:
                     raise GapFillError(f"{url}: expected a JSON array, got {type(trades).__name__}")
                 return trades
             logger.warning("rest call failed", extra={"symbol": symbol, "attempt": attempt, "error": repr(error)})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            await asyncio.sleep(backoff.next_delay())
         raise GapFillError(f"{url}: no answer after {MAX_ATTEMPTS} attempts")
 
     async def trades_from(

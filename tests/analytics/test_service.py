@@ -54,6 +54,9 @@ async def test_discovery_empty_tape_and_bad_requests(nats_url: str, tmp_path: Pa
             stats = json.loads((await client.request("$SRV.STATS.tradetape-analytics", b"", timeout=2)).data)
             served = {e["subject"]: e["num_requests"] for e in stats["endpoints"]}
             assert served["tape.query.volume_profile.BTCUSDT"] == 5
+            errors = {e["subject"]: e["num_errors"] for e in stats["endpoints"]}
+            assert errors["tape.query.volume_profile.BTCUSDT"] == 5  # every one of them was an error reply
+            assert errors["tape.query.coverage.ETHUSDT"] == 0
             running.check()
         finally:
             await client.close()

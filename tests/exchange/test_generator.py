@@ -1,17 +1,24 @@
-"""The synthetic trade generator: determinism, id continuity, shapes, live release."""
+"""The synthetic trade generator: determinism, id continuity, shapes, live release, id state."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+from collections import Counter
+from collections.abc import Sequence
 from decimal import Decimal
+from pathlib import Path
 from statistics import median
 
 import pytest
 
 from services.exchange.generator import (
+    _MAX_BURST,
     FIRST_ID,
     GeneratorFeed,
+    IdCheckpoint,
+    IdState,
     TradeGenerator,
     format_units,
     to_units,
@@ -117,3 +124,152 @@ async def test_feed_releases_at_rate_in_batches() -> None:
     assert len(set(times)) < len(times)
     expected = content(TradeGenerator("BTCUSDT", seed=1).take(len(trades))[: len(trades)])
     assert content(trades) == expected
+
+
+class VirtualClock:
+    """Simulated time that advances only by the feed's own sleeps (and explicit stalls),
+    so minutes of trading run in a fraction of a second and exactly the same each time."""
+
+    def __init__(self, epoch_ms: int = 1_767_225_600_000) -> None:
+        self.seconds = 0.0
+        self.epoch_ms = epoch_ms
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+    def now_ms(self) -> int:
+        return self.epoch_ms + int(self.seconds * 1000)
+
+    async def sleep(self, seconds: float) -> None:
+        self.seconds += seconds
+        await asyncio.sleep(0)
+
+
+async def run_for(clock: VirtualClock, until: float, feed: GeneratorFeed, samples: list[tuple[float, int]]) -> None:
+    """Let simulated time reach ``until``, sampling (time, released) as it goes."""
+    async with asyncio.timeout(10):
+        while clock.seconds < until:
+            await asyncio.sleep(0)
+            samples.append((clock.seconds, feed.released))
+
+
+def assert_tape(trades: Sequence[AggTrade], first_id: int = FIRST_ID) -> None:
+    """Consecutive agg ids, joined trade ids and non-decreasing times: a gap-free tape."""
+    assert [t.agg_id for t in trades] == list(range(first_id, first_id + len(trades)))
+    assert all(a.last_id + 1 == b.first_id for a, b in itertools.pairwise(trades))
+    assert all(a.time_ms <= b.time_ms for a, b in itertools.pairwise(trades))
+
+
+async def test_default_simulated_feed_keeps_its_rate_for_minutes(caplog: pytest.LogCaptureFixture) -> None:
+    """`tradetape up --simulate` generates at 20/s with seed 1; ETHUSDT's first burst larger
+    than 2 x rate (50 trades, at ~108 s) used to leave the feed skipping forever."""
+    rate, minutes = 20.0, 3.5
+    clock = VirtualClock()
+    history = TradeHistory("ETHUSDT")
+    feed = GeneratorFeed(TradeGenerator("ETHUSDT", 1, tick_size="0.01"), history, rate, clock=clock)
+    samples: list[tuple[float, int]] = []
+    feed.start()
+    try:
+        await run_for(clock, minutes * 60, feed, samples)
+    finally:
+        await feed.stop()
+    tolerance = _MAX_BURST + rate * feed.interval
+    for seconds, released in samples:
+        assert abs(released - rate * seconds) <= tolerance, f"{released} trades after {seconds:.2f} s at {rate}/s"
+    trades = history.trades()
+    assert len(trades) == feed.released
+    assert_tape(trades)
+    assert clock.epoch_ms <= trades[0].time_ms and trades[-1].time_ms <= clock.now_ms()
+    assert trades[-1].time_ms - trades[0].time_ms >= (minutes * 60 - 1) * 1000
+    assert max(Counter(t.time_ms for t in trades).values()) > 2 * rate, "the run must contain a big burst"
+    assert "fell behind" not in caplog.text
+
+
+async def test_feed_skips_only_a_real_stall(caplog: pytest.LogCaptureFixture) -> None:
+    rate = 20.0
+    clock = VirtualClock()
+    history = TradeHistory("ETHUSDT")
+    feed = GeneratorFeed(TradeGenerator("ETHUSDT", 1), history, rate, clock=clock)
+    samples: list[tuple[float, int]] = []
+    feed.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="services.exchange.generator"):
+            await run_for(clock, 10, feed, samples)
+            clock.seconds += 3  # shorter than the stall tolerance: caught up, nothing skipped
+            await run_for(clock, 20, feed, samples)
+            assert "fell behind" not in caplog.text
+            assert rate * 19.9 <= feed.released <= rate * 20 + _MAX_BURST
+            before = feed.released
+            clock.seconds += 60
+            await run_for(clock, 90, feed, samples)
+            assert "fell behind" in caplog.text
+    finally:
+        await feed.stop()
+    trades = history.trades()
+    assert_tape(trades)
+    assert rate * 9.9 <= feed.released - before <= rate * 10 + _MAX_BURST
+    after = trades[before]
+    assert trades[before - 1].time_ms < clock.epoch_ms + 21_000
+    assert clock.epoch_ms + 79_900 <= after.time_ms <= clock.epoch_ms + 80_100
+    assert trades[-1].time_ms <= clock.now_ms()
+
+
+def test_checkpoint_resume(tmp_path: Path) -> None:
+    checkpoint = IdCheckpoint(tmp_path / "state" / "ETHUSDT.json")
+    assert checkpoint.load() is None
+    assert checkpoint.resume() == (FIRST_ID, FIRST_ID)
+    checkpoint.save(IdState(2_000_000, 2_500_000, clean=True, agg_margin=90, trade_margin=360))
+    assert [p.name for p in checkpoint.path.parent.iterdir()] == ["ETHUSDT.json"]
+    assert checkpoint.resume() == (2_000_000, 2_500_000)
+    checkpoint.save(IdState(2_000_000, 2_500_000, clean=False, agg_margin=90, trade_margin=360))
+    assert checkpoint.resume() == (2_000_090, 2_500_360)
+    assert checkpoint.resume(agg_margin=500, trade_margin=100) == (2_000_500, 2_500_360)
+    for broken in (b"{", b"[]", b'{"next_agg_id": 1}', b'{"next_agg_id": "1", "next_trade_id": 1, "clean": true}'):
+        checkpoint.path.write_bytes(broken)
+        with pytest.raises(ValueError, match="generator state"):
+            checkpoint.resume()
+
+
+class CheckedHistory(TradeHistory):
+    """Checks, at every release, that the state file already covers the released ids."""
+
+    def __init__(self, symbol: str, checkpoint: IdCheckpoint) -> None:
+        super().__init__(symbol)
+        self.checkpoint = checkpoint
+
+    def append(self, trades: Sequence[AggTrade]) -> None:
+        state = self.checkpoint.load()
+        assert state is not None and not state.clean
+        assert trades[-1].agg_id < state.next_agg_id + state.agg_margin
+        assert trades[-1].last_id < state.next_trade_id + state.trade_margin
+        super().append(trades)
+
+
+async def test_feed_checkpoints_stay_within_the_margin(tmp_path: Path) -> None:
+    checkpoint = IdCheckpoint(tmp_path / "ETHUSDT.json")
+    clock = VirtualClock()
+    history = CheckedHistory("ETHUSDT", checkpoint)
+    feed = GeneratorFeed(TradeGenerator("ETHUSDT", 1), history, 20.0, clock=clock, checkpoint=checkpoint)
+    assert feed.agg_margin == 20 * 2 + _MAX_BURST
+    writes = 0
+    save = checkpoint.save
+
+    def counting_save(state: IdState) -> None:
+        nonlocal writes
+        writes += 1
+        save(state)
+
+    checkpoint.save = counting_save  # type: ignore[method-assign]
+    samples: list[tuple[float, int]] = []
+    feed.start()
+    try:
+        for stall in (0.0, 4.0, 0.5, 30.0):
+            clock.seconds += stall
+            await run_for(clock, clock.seconds + 60, feed, samples)
+    finally:
+        await feed.stop()
+    assert 200 < writes < 260, "about one write a simulated second"
+    state = checkpoint.load()
+    last = history.last
+    assert last is not None and state is not None
+    assert state == IdState(last.agg_id + 1, last.last_id + 1, clean=True, agg_margin=90, trade_margin=360)

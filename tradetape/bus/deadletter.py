@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from tradetape.bus.subjects import DEADLETTER_STREAM, REASON_HEADER, deadletter_subject
+from tradetape.runtime.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +31,13 @@ async def publish_until_acked(
     timeout: float = 5.0,
 ) -> PubAck:
     """Publish and wait for the stream's ack, retrying with capped backoff until it comes."""
-    delay = 0.1
+    backoff = Backoff(0.1, RETRY_DELAY_MAX_S, jitter=0.5)
     while True:
         try:
             return await js.publish(subject, payload, timeout=timeout, stream=stream, headers=dict(headers))
         except (NatsError, TimeoutError) as exc:
             logger.warning("publish failed, retrying", extra={"subject": subject, "error": repr(exc)})
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, RETRY_DELAY_MAX_S)
+            await asyncio.sleep(backoff.next_delay())
 
 
 async def publish_deadletter(

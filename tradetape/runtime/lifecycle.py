@@ -59,7 +59,10 @@ async def run_with_nats(url: str, name: str, service: Callable[[Client, asyncio.
     try:
         await service(nc, stop)
     finally:
-        with contextlib.suppress(NatsError, TimeoutError):
+        # A server that went first (an external NATS stopped before us) must not turn a
+        # clean stop into a traceback: what is in flight is redelivered or re-fetched.
+        with contextlib.suppress(NatsError, OSError, TimeoutError):
             await nc.drain()
-        if not nc.is_closed:
-            await nc.close()
+        with contextlib.suppress(NatsError, OSError, TimeoutError):
+            if not nc.is_closed:
+                await nc.close()

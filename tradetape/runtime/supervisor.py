@@ -1,10 +1,13 @@
 """`tradetape up`: the whole system on one machine.
 
-An embedded nats-server (unless `NATS_URL` is set), optionally the exchange simulator,
-and one process each for ingest, persist and analytics, so the services use both cores
-and run exactly as they do apart. A child that dies is restarted; SIGINT/SIGTERM stops
-ingest first (it flushes its publishes), then persist (it writes what it holds), then
-analytics, then the simulator and nats-server.
+One `up` per data directory (it holds `<data dir>/tradetape.lock`). It runs an embedded
+nats-server (unless `NATS_URL` is set), optionally the exchange simulator, and one
+process each for ingest, persist and analytics, so the services use both cores and run
+exactly as they do apart. Every child has its own session, so a terminal's Ctrl-C
+reaches `up` alone, which then stops them in the order that loses nothing: ingest (it
+flushes its publishes), persist (it writes what it holds), analytics, the simulator and
+nats-server last, so no service drains against a server that is gone. A child that dies
+is restarted with backoff.
 """
 
 from __future__ import annotations
@@ -13,160 +16,261 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
-import sys
+import tempfile
+import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
 
-from services.exchange import Exchange, ExchangeConfig
-from tradetape.bus.connect import DEFAULT_URL
+import orjson
+
 from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.lifecycle import stop_on_signals
-from tradetape.runtime.nats_server import EmbeddedNatsServer, write_url_file
-from tradetape.runtime.processes import die_with_parent
+from tradetape.runtime.lock import DataDirLock, DataDirLocked
+from tradetape.runtime.nats_server import (
+    EmbeddedNatsServer,
+    NatsPortInUse,
+    NatsServerError,
+    remove_url_file,
+    write_url_file,
+)
+from tradetape.runtime.processes import die_with_parent, tradetape_command
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 SERVICES = ("ingest", "persist", "analytics")
-STOP_TIMEOUT_S = 20.0
+"""The stop order; they start in reverse."""
 EMBEDDED_PORT = 4222
+STOP_TIMEOUT_S = 20.0
+READY_TIMEOUT_S = 30.0
+HEALTHY_RUN_S = 60.0
+"""A child that ran this long before dying restarts after the initial delay again."""
+EXIT_LOCKED = 2
+CLEAN_EXIT_CODES = (0, None, -signal.SIGTERM)
+"""Stopped, not running, or ended by our SIGTERM before it set its handlers (so with no work in flight)."""
+
+T = TypeVar("T")
+
+
+class StartupError(RuntimeError):
+    """A part of `up` did not come up."""
 
 
 @dataclass
 class Child:
+    """One `tradetape <args>` child process, in its own session."""
+
     name: str
+    args: list[str]
     env: dict[str, str]
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
+    started_at: float = 0.0
     backoff: Backoff = field(default_factory=lambda: Backoff(1.0, 30.0))
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tradetape.cli",
-            self.name,
+            *tradetape_command(*self.args),
             env=self.env,
             stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent(),
             start_new_session=True,
         )
+        self.started_at = time.monotonic()
         logger.info("service started", extra={"service": self.name, "pid": self.process.pid})
 
     async def stop(self) -> int | None:
+        """SIGTERM, SIGKILL if it lingers; its exit code, None if it was not running."""
         process = self.process
         if process is None or process.returncode is not None:
-            return None if process is None else process.returncode
-        process.send_signal(signal.SIGTERM)
+            return None
+        process.terminate()
         try:
             code = await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
         except TimeoutError:
-            logger.error("service did not stop, killing it", extra={"service": self.name})
+            logger.error("service did not stop, killing it", extra={"service": self.name, "pid": process.pid})
             process.kill()
             code = await process.wait()
         logger.info("service stopped", extra={"service": self.name, "exit_code": code})
         return code
 
 
-def child_env(settings: Settings, nats_url: str, ws_url: str, rest_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "NATS_URL": nats_url,
-            "TRADETAPE_DATA_DIR": str(settings.data_dir.resolve()),
-            "TRADETAPE_SYMBOLS": ",".join(settings.symbols),
-            "TRADETAPE_BINANCE_WS_URL": ws_url,
-            "TRADETAPE_BINANCE_REST_URL": rest_url,
-            "TRADETAPE_RETENTION_DAYS": str(settings.retention_days),
-            "TRADETAPE_SHARD": settings.shard,
-            "TRADETAPE_LOG_LEVEL": settings.log_level,
-        }
-    )
-    return env
-
-
-async def start_embedded_nats(settings: Settings) -> EmbeddedNatsServer:
-    """The standard port when it is free (so any client finds it), else any free port."""
-    server = EmbeddedNatsServer(settings.nats_store_dir, port=EMBEDDED_PORT)
+async def start_embedded_nats(settings: Settings, port: int = EMBEDDED_PORT) -> EmbeddedNatsServer:
+    """`port` when it is free (4222, so any client finds it), else any free port."""
+    server = EmbeddedNatsServer(settings.nats_store_dir, port=port)
     try:
         await server.start()
-    except Exception as exc:  # noqa: BLE001 - port taken or similar: fall back to a free port
-        logger.warning("port 4222 unavailable, using a free port", extra={"error": str(exc)[:200]})
+    except NatsPortInUse:
+        logger.warning("nats port in use, taking a free port", extra={"port": port})
         server = EmbeddedNatsServer(settings.nats_store_dir, port=0)
         await server.start()
     return server
 
 
-async def run_up(settings: Settings, exchange_config: ExchangeConfig | None) -> int:
+async def run_up(settings: Settings, exchange_args: list[str] | None) -> int:
+    """Run until SIGINT/SIGTERM: 0 after a clean stop, 1 on a failure, 2 if the data dir is taken.
+
+    `exchange_args` (None: the real exchange) are the options of the `tradetape exchange` child.
+    """
+    lock = DataDirLock(settings.lock_file)
+    try:
+        lock.acquire()
+    except DataDirLocked as exc:
+        logger.error(str(exc))
+        return EXIT_LOCKED
+    except OSError as exc:
+        logger.error("cannot lock the data directory", extra={"path": str(lock.path), "error": repr(exc)})
+        return 1
     stop = asyncio.Event()
     stop_on_signals(stop)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        codes = await _run_locked(settings, exchange_args, lock, stop)
+    except (NatsServerError, StartupError) as exc:
+        logger.error("tradetape up could not start", extra={"error": str(exc)[:2000]})
+        return 1
+    finally:
+        lock.release()
+    return 0 if all(code in CLEAN_EXIT_CODES for code in codes) else 1
+
+
+async def _run_locked(
+    settings: Settings, exchange_args: list[str] | None, lock: DataDirLock, stop: asyncio.Event
+) -> list[int | None]:
+    """Start everything, supervise until `stop`, stop in order; the children's exit codes."""
+    codes: list[int | None] = []
+
+    async def stop_in_order(children: list[Child]) -> None:
+        for child in children:
+            codes.append(await child.stop())
+
     async with contextlib.AsyncExitStack() as stack:
         nats_url = settings.nats_url
         if nats_url is None:
             server = await start_embedded_nats(settings)
             stack.push_async_callback(server.stop)
             nats_url = server.url
+        lock.record(nats_url)
         write_url_file(settings.nats_url_file, nats_url)
-        ws_url, rest_url = settings.binance_ws_url, settings.binance_rest_url
-        if exchange_config is not None:
-            exchange = Exchange(exchange_config)
-            await exchange.start()
-            stack.push_async_callback(exchange.stop)
-            ws_url, rest_url = exchange.ws_url, exchange.rest_url
-        env = child_env(settings, nats_url, ws_url, rest_url)
-        children = [Child(name, env) for name in SERVICES]
-        for child in reversed(children):
+        stack.callback(remove_url_file, settings.nats_url_file, nats_url)
+        update = {"nats_url": nats_url}
+        simulators: list[Child] = []
+        if exchange_args is not None:
+            simulator = Child("exchange", [], {**os.environ, **settings.to_env()})
+            stack.push_async_callback(stop_in_order, [simulator])
+            urls = await start_simulator(simulator, exchange_args, stop)
+            if urls is None:
+                return codes
+            update.update(urls)
+            simulators.append(simulator)
+        if stop.is_set():
+            return codes
+        env = {**os.environ, **settings.model_copy(update=update).to_env()}
+        services = [Child(name, [name], env) for name in SERVICES]
+        stack.push_async_callback(stop_in_order, services)
+        for child in reversed(services):
             await child.start()
         logger.info(
             "tradetape up",
             extra={
                 "nats_url": nats_url,
-                "exchange": ws_url,
+                "exchange": update.get("binance_ws_url", settings.binance_ws_url),
                 "symbols": ",".join(settings.symbols),
                 "data_dir": str(settings.data_dir),
+                "url_file": str(settings.nats_url_file),
             },
         )
-        if nats_url != DEFAULT_URL:
-            logger.info(
-                "queries from another terminal find this server through the data dir",
-                extra={"url_file": str(settings.nats_url_file)},
-            )
-        await supervise(children, stop)
-        codes = [await child.stop() for child in children]
-        with contextlib.suppress(FileNotFoundError):
-            settings.nats_url_file.unlink()
-    return 0 if all(code in (0, None) for code in codes) else 1
+        await supervise([*services, *simulators], stop)
+    return codes
+
+
+async def start_simulator(child: Child, exchange_args: list[str], stop: asyncio.Event) -> dict[str, str] | None:
+    """Start the simulator on a free port; the settings pointing ingest at it (None if stopped first).
+
+    A restart keeps the port, so the URLs ingest was given stay right.
+    """
+    ready_dir = Path(tempfile.mkdtemp(prefix="tradetape-exchange-"))
+    ready_file = ready_dir / "ready.json"
+    child.args = ["exchange", "--port", "0", "--ready-file", str(ready_file), *exchange_args]
+    try:
+        await child.start()
+        urls = await _wait_ready(child, ready_file, stop)
+    finally:
+        shutil.rmtree(ready_dir, ignore_errors=True)
+    if urls is None:
+        return None
+    ws_url, rest_url = urls
+    child.args = ["exchange", "--port", str(urlsplit(ws_url).port), *exchange_args]
+    return {"binance_ws_url": ws_url, "binance_rest_url": rest_url}
+
+
+async def _wait_ready(child: Child, ready_file: Path, stop: asyncio.Event) -> tuple[str, str] | None:
+    assert child.process is not None
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not stop.is_set():
+        if child.process.returncode is not None:
+            raise StartupError(f"the exchange simulator exited with code {child.process.returncode}")
+        try:
+            ready = orjson.loads(ready_file.read_bytes())
+            return str(ready["ws_url"]), str(ready["rest_url"])
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+            pass
+        if time.monotonic() > deadline:
+            raise StartupError(f"the exchange simulator was not ready within {READY_TIMEOUT_S:.0f}s")
+        await _wait_or_stop(asyncio.sleep(0.05), stop)
+    return None
 
 
 async def supervise(children: list[Child], stop: asyncio.Event) -> None:
-    """Restart children that die, until `stop` is set."""
-    while not stop.is_set():
-        waits = {asyncio.ensure_future(c.process.wait()): c for c in children if c.process is not None}
-        stopper = asyncio.ensure_future(stop.wait())
-        done, _ = await asyncio.wait([stopper, *waits], return_when=asyncio.FIRST_COMPLETED)
-        for task in [stopper, *waits]:
-            if task not in done:
-                task.cancel()
-        if stop.is_set():
+    """Restart children that die, each with its own backoff, until `stop` is set."""
+    async with asyncio.TaskGroup() as group:
+        for child in children:
+            group.create_task(_keep_running(child, stop), name=f"supervise-{child.name}")
+
+
+async def _keep_running(child: Child, stop: asyncio.Event) -> None:
+    while True:
+        code: int | None = None
+        if child.process is not None:
+            exited, code = await _wait_or_stop(child.process.wait(), stop)
+            if not exited:
+                return
+        if time.monotonic() - child.started_at >= HEALTHY_RUN_S:
+            child.backoff.reset()
+        delay = child.backoff.next_delay()
+        child.restarts += 1
+        logger.error(
+            "service exited, restarting",
+            extra={"service": child.name, "exit_code": code, "restarts": child.restarts, "delay_s": round(delay, 1)},
+        )
+        slept, _ = await _wait_or_stop(asyncio.sleep(delay), stop)
+        if not slept:
             return
-        for task in done:
-            child = waits.get(task)
-            if child is None:
-                continue
-            delay = child.backoff.next_delay()
-            child.restarts += 1
-            logger.error(
-                "service exited, restarting",
-                extra={
-                    "service": child.name,
-                    "exit_code": task.result(),
-                    "restarts": child.restarts,
-                    "delay_s": round(delay, 1),
-                },
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            if not stop.is_set():
-                await child.start()
+        try:
+            await child.start()
+        except OSError as exc:
+            logger.error("service could not be started", extra={"service": child.name, "error": repr(exc)})
+            child.process = None
+
+
+async def _wait_or_stop(awaitable: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
+    """(True, its result) if `awaitable` finishes first, (False, None) once `stop` is set."""
+    if stop.is_set():
+        if asyncio.iscoroutine(awaitable):
+            awaitable.close()
+        return False, None
+    work = asyncio.ensure_future(awaitable)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work, stopped):
+            task.cancel()
+    if work.done() and not work.cancelled() and not stop.is_set():
+        return True, work.result()
+    return False, None

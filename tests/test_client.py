@@ -1,0 +1,66 @@
+"""The Python client against the real services: typed replies, DataFrames, errors, discovery."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.harness import replay_pipeline, request, wait_until_stored
+from tradetape.api.methods.coverage import CoverageReply
+from tradetape.api.methods.volume_profile import VolumeProfileReply
+from tradetape.client import ClientQueryError, SyncTapeClient, TapeClient, TapeUnavailable
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def test_client_answers_every_method_as_the_wire_does(nats_url: str, tmp_path: Path) -> None:
+    async with replay_pipeline(nats_url, tmp_path) as (_, running, raw):
+        await wait_until_stored(raw, "BTCUSDT", 5000, running=running)
+        async with await TapeClient.connect(url=nats_url) as tape:
+            profile = await tape.query("volume_profile", "btcusdt", last="24h", row_size="10")
+            assert isinstance(profile, VolumeProfileReply)
+            wire, _ = await request(raw, "tape.query.volume_profile.BTCUSDT", {"last": "24h", "row_size": "10"})
+            assert profile.model_dump(exclude={"start", "end"}) == {
+                k: v for k, v in wire.items() if k not in ("start", "end")
+            }
+
+            rows = profile.to_polars()
+            assert rows.height == len(profile.rows)
+            assert rows.schema["volume"] == pl.Decimal(38, 8) and rows.schema["trade_count"] == pl.Int64
+            assert Decimal(str(rows["volume"].sum())) == Decimal(profile.total_volume)
+            assert int(rows["trade_count"].sum()) == 5000
+
+            coverage = await tape.query("coverage", "BTCUSDT")
+            assert isinstance(coverage, CoverageReply) and coverage.trade_count == 5000
+            assert coverage.to_polars().height == 0
+
+            with pytest.raises(ClientQueryError) as rejected:
+                await tape.query("volume_profile", "BTCUSDT", last="24h", min_trades=10_000)
+            assert rejected.value.code == "insufficient_trades" and rejected.value.details["found"] == 5000
+
+            with pytest.raises(ClientQueryError) as invalid:  # checked before it is sent
+                await tape.query("volume_profile", "BTCUSDT", rows=0)
+            assert invalid.value.code == "bad_request" and invalid.value.details["errors"][0]["field"] == "rows"
+
+            with pytest.raises(KeyError, match="known: coverage"):
+                await tape.query("no_such_method", "BTCUSDT")
+            with pytest.raises(TapeUnavailable, match="SOLUSDT"):
+                await tape.query("coverage", "SOLUSDT")
+            served = await tape.served()
+            assert set(served) == {"BTCUSDT"} and "volume_profile" in served["BTCUSDT"]
+
+        def sync_coverage() -> int:
+            with SyncTapeClient.connect(url=nats_url) as tape:
+                reply = tape.query("coverage", "BTCUSDT")
+                return int(reply.trade_count)
+
+        assert await asyncio.to_thread(sync_coverage) == 5000
+
+
+async def test_unreachable_nats_is_a_clear_error() -> None:
+    with pytest.raises(TapeUnavailable, match="cannot reach NATS at nats://127.0.0.1:1"):
+        await TapeClient.connect(url="nats://127.0.0.1:1")
