@@ -191,7 +191,7 @@ class IngestService:
         try:
             row = parse_trade(obj)
         except TradeFormatError as exc:
-            await self.publisher.deadletter("gapfill", symbol, orjson.dumps(obj), str(exc))
+            await self.publisher.deadletter("gapfill", symbol, encode_trade(obj), str(exc))
             return 0
         if row.agg_id <= self.last_id.get(symbol, -1):
             return 0

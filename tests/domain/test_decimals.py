@@ -14,13 +14,16 @@ from tradetape.domain.decimals import DecimalFormatError, format_units, parse_un
         ("0.00000001", 1),
         ("0", 0),
         ("5.123456780", 512345678),
+        ("92233720368.54775807", 2**63 - 1),
     ],
 )
 def test_parse_units_is_exact(text: str, units: int) -> None:
     assert parse_units(text) == units
 
 
-@pytest.mark.parametrize("text", ["-1", "1e5", "abc", "", ".5", "1.123456789", "1,5", " 1", "nan"])
+@pytest.mark.parametrize(
+    "text", ["-1", "1e5", "abc", "", ".5", "1.123456789", "1,5", " 1", "nan", "²", "1.²", "٣", "92233720368.54775808"]
+)
 def test_parse_units_rejects(text: str) -> None:
     with pytest.raises(DecimalFormatError):
         parse_units(text)

@@ -42,6 +42,17 @@ def test_parses_exact_units() -> None:
         ({"T": -1}, "'T'"),
         ({"l": 99}, "below first"),
         ({"a": True}, "'a'"),
+        ({"a": 2**53}, "'a'"),
+        ({"f": 2**63}, "'f'"),
+        ({"l": -1}, "'l'"),
+        ({"T": 1_767_225_600_039_000}, "not epoch ms"),
+        ({"T": 1_000}, "not epoch ms"),
+        ({"T": 1.5e12}, "'T'"),
+        ({"p": "100000000000000"}, "exceeds"),
+        ({"q": "92233720368.54775808"}, "exceeds"),
+        ({"p": "²"}, "not a plain decimal"),
+        ({"q": "1.²"}, "not a plain decimal"),
+        ({"p": "1" * 41}, "longer than"),
     ],
 )
 def test_rejects_with_a_specific_reason(change: dict[str, object], reason: str) -> None:
@@ -52,3 +63,11 @@ def test_rejects_with_a_specific_reason(change: dict[str, object], reason: str) 
 def test_rejects_non_objects() -> None:
     with pytest.raises(TradeFormatError, match="list"):
         parse_trade([1, 2])
+
+
+def test_a_trade_time_more_than_a_minute_ahead_is_refused() -> None:
+    now = GOOD["T"]
+    assert isinstance(now, int)
+    assert parse_trade({**GOOD, "T": now + 60_000}, now_ms=now).time == now + 60_000
+    with pytest.raises(TradeFormatError, match="a minute from now"):
+        parse_trade({**GOOD, "T": now + 60_001}, now_ms=now)

@@ -36,7 +36,9 @@ class Exchange(http.server.BaseHTTPRequestHandler):
             self._send(429, {"code": -1003, "msg": "Too many requests."}, {"Retry-After": "1"})
             return
         start, limit = int(query["fromId"]), int(query.get("limit", 500))
-        rows = [{"a": i, "p": "1.0", "q": "1", "f": i, "l": i, "T": i, "m": False} for i in IDS if i >= start][:limit]
+        base = 1_767_225_600_000
+        rows = [{"a": i, "p": "1.0", "q": "1", "f": i, "l": i, "T": base + i, "m": False} for i in IDS if i >= start]
+        rows = rows[:limit]
         self._send(200, rows)
 
     def _send(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:

@@ -16,8 +16,13 @@ from tradetape.store.reader import SecondaryStore, read_all_trades
 pytestmark = pytest.mark.timeout(60)
 
 
+BASE_MS = 1_767_225_600_000  # 2026-01-01: trade times are epoch ms after 2017
+
+
 def trade(agg_id: int, time_ms: int) -> bytes:
-    return orjson.dumps({"a": agg_id, "p": "100.5", "q": "0.25", "f": agg_id, "l": agg_id, "T": time_ms, "m": True})
+    """A trade `time_ms` after BASE_MS."""
+    body = {"a": agg_id, "p": "100.5", "q": "0.25", "f": agg_id, "l": agg_id, "T": BASE_MS + time_ms, "m": True}
+    return orjson.dumps(body)
 
 
 async def test_bad_messages_are_deadlettered_and_repeats_stored_once(nats_url: str, tmp_path: Path) -> None:

@@ -1,30 +1,47 @@
 """Exact decimals as integers in units of 1e-8 (Binance's finest price and quantity step).
 
 Prices and quantities never pass through floats where a value is stored or a row boundary
-is decided: they are parsed from the exchange's decimal strings straight into integers.
+is decided: they are parsed from the exchange's decimal strings straight into integers,
+which must fit the int64 columns they are stored in.
 """
 
 from __future__ import annotations
 
 SCALE_DIGITS = 8
 SCALE: int = 10**SCALE_DIGITS
+MAX_UNITS = 2**63 - 1
+"""The largest value an int64 column holds: 92,233,720,368.54775807 in decimal."""
+MAX_TEXT_LENGTH = 40
+"""Longer strings are refused before any conversion (no exchange writes one)."""
+
+_DIGITS = frozenset("0123456789")
 
 
 class DecimalFormatError(ValueError):
-    """A decimal string that is not a plain non-negative number with at most 8 places."""
+    """A decimal string that is not a plain non-negative number with at most 8 places, or too large."""
+
+
+def _is_digits(text: str) -> bool:
+    """ASCII digits only: `str.isdigit` also accepts "²" and other Unicode digits."""
+    return bool(text) and _DIGITS.issuperset(text)
 
 
 def parse_units(text: str) -> int:
     """Parse a decimal string such as ``"87648.21000000"`` into units of 1e-8."""
+    if len(text) > MAX_TEXT_LENGTH:
+        raise DecimalFormatError(f"decimal longer than {MAX_TEXT_LENGTH} characters: {text[:MAX_TEXT_LENGTH]!r}...")
     whole, dot, frac = text.partition(".")
-    if not whole.isdigit() or (dot and not (frac.isdigit() or frac == "")):
+    if not _is_digits(whole) or (dot and not (frac == "" or _is_digits(frac))):
         raise DecimalFormatError(f"not a plain decimal: {text!r}")
     if len(frac) > SCALE_DIGITS:
         stripped = frac.rstrip("0")
         if len(stripped) > SCALE_DIGITS:
             raise DecimalFormatError(f"more than {SCALE_DIGITS} decimal places: {text!r}")
         frac = stripped
-    return int(whole) * SCALE + (int(frac.ljust(SCALE_DIGITS, "0")) if frac else 0)
+    units = int(whole) * SCALE + (int(frac.ljust(SCALE_DIGITS, "0")) if frac else 0)
+    if units > MAX_UNITS:
+        raise DecimalFormatError(f"{text!r} exceeds {format_units(MAX_UNITS)}, the largest value stored exactly")
+    return units
 
 
 def format_units(units: int) -> str:

@@ -1,15 +1,25 @@
-"""The aggregate trade: validation of Binance's aggTrade objects into exact integer rows.
+"""The aggregate trade: strict validation of Binance's aggTrade objects into exact integer rows.
 
-This is the hot path of ingest and persist, so it is a plain function over a decoded
-JSON object, not a pydantic model; it raises `TradeFormatError` with a reason that is
-specific enough to put in a dead-letter header.
+Every edge (ingest's WebSocket frames and REST rows, persist's bus messages, imports)
+validates with this one function, so what one accepts the others accept too. It is the
+hot path of ingest and persist, so it is a plain function over a decoded JSON object,
+not a pydantic model; it raises `TradeFormatError` with a reason specific enough to put
+in a dead-letter header.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, NamedTuple
 
 from tradetape.domain.decimals import DecimalFormatError, parse_units
+
+MAX_ID = 2**53 - 1
+"""Agg and trade ids stay below 2^53 (exact in a JSON double; far above any exchange's count)."""
+MIN_TIME_MS = 1_483_228_800_000
+"""2017-01-01T00:00:00Z, before Binance's first trade: an earlier `T` is not epoch ms."""
+MAX_AHEAD_MS = 60_000
+"""A trade time more than a minute ahead of the local clock is not believed."""
 
 
 class TradeFormatError(ValueError):
@@ -28,17 +38,28 @@ class TradeRow(NamedTuple):
     buyer_maker: bool
 
 
-_INT_FIELDS = (("a", "agg id"), ("f", "first trade id"), ("l", "last trade id"), ("T", "trade time"))
+_ID_FIELDS = (("a", "agg id"), ("f", "first trade id"), ("l", "last trade id"))
 
 
-def parse_trade(obj: Any) -> TradeRow:
-    """Validate one aggTrade object (WebSocket `data` or a REST row) into a `TradeRow`."""
+def parse_trade(obj: Any, *, now_ms: int | None = None) -> TradeRow:
+    """Validate one aggTrade object (WebSocket `data` or a REST row) into a `TradeRow`.
+
+    `now_ms` (default: the local clock) bounds how far ahead a trade time may lie.
+    """
     if not isinstance(obj, dict):
         raise TradeFormatError(f"trade is a {type(obj).__name__}, not an object")
-    for field, name in _INT_FIELDS:
+    for field, name in _ID_FIELDS:
         value = obj.get(field)
-        if type(value) is not int or value < 0:
-            raise TradeFormatError(f"field {field!r} ({name}) must be a non-negative integer, got {value!r}")
+        if type(value) is not int or not 0 <= value <= MAX_ID:
+            raise TradeFormatError(f"field {field!r} ({name}) must be an integer from 0 to 2^53-1, got {value!r}")
+    trade_time = obj.get("T")
+    if type(trade_time) is not int:
+        raise TradeFormatError(f"field 'T' (trade time) must be an integer of epoch ms, got {trade_time!r}")
+    latest = (time.time_ns() // 1_000_000 if now_ms is None else now_ms) + MAX_AHEAD_MS
+    if not MIN_TIME_MS <= trade_time <= latest:
+        raise TradeFormatError(
+            f"field 'T' (trade time) {trade_time} is not epoch ms between 2017 and a minute from now"
+        )
     buyer_maker = obj.get("m")
     if type(buyer_maker) is not bool:
         raise TradeFormatError(f"field 'm' (buyer is maker) must be a boolean, got {buyer_maker!r}")
@@ -51,7 +72,7 @@ def parse_trade(obj: Any) -> TradeRow:
         raise TradeFormatError(f"price must be positive, got {obj['p']!r}")
     if obj["l"] < obj["f"]:
         raise TradeFormatError(f"last trade id {obj['l']} is below first trade id {obj['f']}")
-    return TradeRow(obj["a"], price, qty, obj["f"], obj["l"], obj["T"], buyer_maker)
+    return TradeRow(obj["a"], price, qty, obj["f"], obj["l"], trade_time, buyer_maker)
 
 
 def _decimal_field(obj: dict[str, Any], field: str) -> str:
