@@ -1,88 +1,706 @@
-"""How fast the tape answers over long ranges: RocksDB range read + volume profile.
+"""The query bench: tradetape's answers over NATS through the client, beside DuckDB on Parquet, in one run.
 
-Writes `--hours` of synthetic BTCUSDT trades at `--rate` trades/s into a temporary shard
-through the real `WindowStore` (1-second windows), then times, through the same code the
-analytics service runs, a coverage read and a volume profile for 15 min, 1 h and the
-whole range. Prints one line per figure; nothing here is part of the test run.
+Writes `--days` of a busy real-like symbol (`--per-day` trades a day, default 7 x 2.3M)
+through the real `WindowStore` with roll-ups into segments, and the same trades into a
+Parquet file with zstd (`bench/tape_data.py`, shared with `bench/store.py`). Starts a
+nats-server and `--replicas` analytics processes (`python -m tradetape.cli analytics`),
+which read the store as RocksDB secondaries, and asks them through `TapeClient`:
+`volume_profile` over 1 h, 24 h and the whole range, `bars` and `flow` at 1 m over 24 h,
+and `coverage` of the whole tape; warm-up, then sequential requests for p50/p99, each
+timed from the client's call to its parsed reply. DuckDB computes the same profiles
+(exact integer row math on the Parquet file's integer units), the 1 m bars and a
+coverage of the file in the same run, and every tradetape answer is checked equal to
+DuckDB's. Then `--concurrency` requests in flight for `--throughput-seconds`, with every
+replica and then with one. Prints one table: each figure beside its target and its
+DuckDB peer. Nothing here is part of the test run.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import asyncio
+import contextlib
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import shlex
+import signal
+import subprocess
+import sys
 import tempfile
 import time
-from decimal import Decimal
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import duckdb
+import nats
 import numpy as np
+import orjson
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeoutError
+from tape_data import DAY_MS, SYMBOL, dir_bytes, write_store  # bench/tape_data.py
 
-from tradetape.domain.columns import TradeColumns
-from tradetape.domain.gaps import coverage
-from tradetape.domain.profile import volume_profile
-from tradetape.store.reader import SecondaryStore, read_trades
-from tradetape.store.writer import WindowStore
+from tradetape.api.registry import method as registered_method
+from tradetape.api.registry import methods
+from tradetape.bus.subjects import ANALYTICS_SERVICE, query_subject
+from tradetape.client import ClientQueryError, TapeClient
+from tradetape.domain.decimals import parse_units
+from tradetape.runtime.nats_server import EmbeddedNatsServer
+from tradetape.runtime.processes import die_with_parent, tradetape_command
+from tradetape.settings import Settings
 
-START_MS = 1_767_225_600_000
-SYMBOL = "BTCUSDT"
+HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+STARTED: list[subprocess.Popen[bytes]] = []
+"""Every child this bench started, so the last `finally` can kill any that is still running, by pid."""
+SERVERS: list[EmbeddedNatsServer] = []
 
 
-def synthetic_second(rng: np.random.Generator, second: int, rate: int, first_id: int) -> TradeColumns:
-    ids = np.arange(first_id, first_id + rate, dtype=np.int64)
-    price = 8_700_000_000_000 + (np.cumsum(rng.integers(-1, 2, rate)) * 1_000_000).astype(np.int64)
-    qty = (rng.pareto(1.5, rate) * 100_000 + 1_000).astype(np.int64)
-    times = START_MS + second * 1000 + np.sort(rng.integers(0, 1000, rate)).astype(np.int64)
-    return TradeColumns(ids, price, qty, ids, ids, times, rng.random(rate) < 0.5)
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def timed(fn, repeat: int = 3):  # type: ignore[no-untyped-def]
-    runs = []
+# --------------------------------------------------------------------------- the store
+
+
+def prepare_store(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """The data dir (`<root>/data/shards/main`) and the Parquet file, written unless `root` already holds them."""
+    meta_file = root / "store.json"
+    wanted = {"days": args.days, "per_day": args.per_day, "segment_minutes": args.segment_minutes, "seed": args.seed}
+    if meta_file.exists():
+        meta: dict[str, Any] = json.loads(meta_file.read_text())
+        if {k: meta.get(k) for k in wanted} == wanted:
+            log(f"reusing the store in {root} (written in {meta['write_s']:.1f} s)")
+            meta["reused"] = True
+            return meta
+        raise SystemExit(f"{root} holds a store of {meta}, not {wanted}: pick another --work-dir")
+    shard = Settings(data_dir=root / "data", symbols=(SYMBOL,)).shard_dir
+    parquet = root / "trades.parquet"
+    log(f"writing {args.days} d x {args.per_day:,} trades through WindowStore and into {parquet.name}")
+    total, write_s = write_store(shard, parquet, args.days, args.per_day, args.segment_minutes * MINUTE_MS, args.seed)
+    meta = {**wanted, "trades": total, "write_s": write_s, "store_bytes": dir_bytes(shard)}
+    meta["parquet_bytes"] = parquet.stat().st_size
+    meta_file.write_text(json.dumps(meta))
+    meta["reused"] = False
+    return meta
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int | str) -> float:
+    rest = _stat(pid)
+    return 0.0 if rest is None else (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def minor_faults(pids: list[int] | tuple[int | str, ...]) -> int:
+    """Minor page faults so far of the given processes, summed (each a page the kernel had to map in)."""
+    return sum(int(rest[7]) for rest in map(_stat, pids) if rest is not None)
+
+
+def machine_busy_s() -> float:
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
+@dataclass
+class CpuMeter:
+    """Cores used over a phase: by each process this bench runs, and by everything else on the machine."""
+
+    pids: dict[str, int]
+    started: float = 0.0
+    machine: float = 0.0
+    own: dict[str, float] = field(default_factory=dict)
+
+    def __enter__(self) -> CpuMeter:
+        self.started, self.machine = time.perf_counter(), machine_busy_s()
+        self.own = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self.started
+        self.cores = {name: (cpu_seconds(pid) - self.own[name]) / wall for name, pid in self.pids.items()}
+        self.cores["other processes"] = max((machine_busy_s() - self.machine) / wall - sum(self.cores.values()), 0.0)
+
+    def summary(self) -> str:
+        return ", ".join(f"{name} {cores:.2f}" for name, cores in self.cores.items())
+
+
+class Replicas:
+    """The analytics processes, each logging to its own file; stopped by pid, killed if they linger."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        self.log_dir, self.env = log_dir, env
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, count: int) -> None:
+        for _ in range(count):
+            name = f"analytics-{len(self.procs) + 1}"
+            with open(self.log_dir / f"{name}.log", "ab") as log_file:
+                proc = subprocess.Popen(
+                    tradetape_command("analytics"), env=self.env, stdin=subprocess.DEVNULL, stdout=log_file,
+                    stderr=subprocess.STDOUT, preexec_fn=die_with_parent(), start_new_session=True, close_fds=True,
+                )  # fmt: skip
+            STARTED.append(proc)
+            self.procs.append(proc)
+            log(f"started {name} (pid {proc.pid})")
+
+    def alive(self) -> list[subprocess.Popen[bytes]]:
+        return [proc for proc in self.procs if proc.poll() is None]
+
+    def check(self) -> None:
+        for number, proc in enumerate(self.procs, 1):
+            if proc.poll() is not None and proc.returncode not in (0, -signal.SIGTERM):
+                tail = (self.log_dir / f"analytics-{number}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"analytics-{number} exited with code {proc.returncode}:\n{tail}")
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log(f"analytics pid {proc.pid} did not stop in {timeout:.0f} s; killing it")
+                proc.kill()
+                proc.wait(5)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(Exception):
+                self.stop(proc)
+
+
+async def service_replies(nc: Client, verb: str, wait_s: float = 0.3) -> list[dict[str, Any]]:
+    """Every analytics worker's answer to `$SRV.<verb>.tradetape-analytics`."""
+    inbox = nc.new_inbox()
+    subscription = await nc.subscribe(inbox)
+    found: list[dict[str, Any]] = []
+    try:
+        await nc.publish(f"$SRV.{verb}.{ANALYTICS_SERVICE}", b"", reply=inbox)
+        while True:
+            try:
+                msg = await subscription.next_msg(timeout=wait_s)
+            except NatsTimeoutError:
+                break
+            if msg.data:
+                found.append(orjson.loads(msg.data))
+    finally:
+        await subscription.unsubscribe()
+    return found
+
+
+async def wait_ready(nc: Client, replicas: Replicas, count: int, timeout: float = 60.0) -> None:
+    """Until exactly `count` workers list every method's endpoint (and the schema's)."""
+    wanted = len(methods()) + 1
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replicas.check()
+        infos = await service_replies(nc, "INFO")
+        if len(infos) == count and all(len(info.get("endpoints") or []) >= wanted for info in infos):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"{count} analytics workers did not come up within {timeout:.0f} s")
+
+
+async def requests_per_worker(nc: Client) -> dict[str, int]:
+    return {
+        info["id"]: sum(int(e.get("num_requests") or 0) for e in info.get("endpoints") or [])
+        for info in await service_replies(nc, "STATS")
+    }
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Samples:
+    seconds: list[float]
+    faults: float = 0.0
+    """Minor page faults per timed call in the processes that computed the answers."""
+
+    @property
+    def n(self) -> int:
+        return len(self.seconds)
+
+    def ms(self, q: float) -> float:
+        return float(np.percentile(np.array(self.seconds), q)) * 1e3
+
+
+async def sample_async(
+    call: Callable[[], Awaitable[Any]], args: argparse.Namespace, pids: list[int]
+) -> tuple[Samples, Any]:
+    """`--warmup` calls, then up to `--requests` timed sequential ones (fewer, but at least 10, past `--budget-s`)."""
     result = None
+    for _ in range(args.warmup):
+        result = await call()
+    faults = minor_faults(pids)
+    seconds: list[float] = []
+    deadline = time.perf_counter() + args.budget_s
+    while len(seconds) < args.requests and (len(seconds) < 10 or time.perf_counter() < deadline):
+        started = time.perf_counter()
+        result = await call()
+        seconds.append(time.perf_counter() - started)
+    return Samples(seconds, (minor_faults(pids) - faults) / len(seconds)), result
+
+
+def sample_sync(call: Callable[[], Any], args: argparse.Namespace, requests: int | None = None) -> tuple[Samples, Any]:
+    result = None
+    for _ in range(args.warmup):
+        result = call()
+    faults = minor_faults(("self",))
+    seconds: list[float] = []
+    deadline = time.perf_counter() + args.budget_s
+    requests = requests or args.requests
+    while len(seconds) < requests and (len(seconds) < 10 or time.perf_counter() < deadline):
+        started = time.perf_counter()
+        result = call()
+        seconds.append(time.perf_counter() - started)
+    return Samples(seconds, (minor_faults(("self",)) - faults) / len(seconds)), result
+
+
+@dataclass
+class Figure:
+    label: str
+    method: str
+    fields: dict[str, Any]
+    peer: str | None
+    """The DuckDB figure it is compared with."""
+    target: Callable[[dict[str, Samples]], tuple[float, str]] | None = None
+    """(target ms, how it is stated), given the DuckDB samples."""
+    samples: Samples | None = None
+    reply: Any = None
+    reply_bytes: int = 0
+    in_process: Samples | None = None
+
+
+def absolute(ms: float) -> Callable[[dict[str, Samples]], tuple[float, str]]:
+    return lambda _duck: (ms, f"<= {ms:g} ms")
+
+
+def half_of(peer: str) -> Callable[[dict[str, Samples]], tuple[float, str]]:
+    return lambda duck: (0.5 * duck[peer].ms(50), f"<= 0.5 x DuckDB = {0.5 * duck[peer].ms(50):.1f} ms")
+
+
+# --------------------------------------------------------------------------- DuckDB
+
+
+def duck_profile_sql(parquet: Path, start: int, end: int, row_size: int) -> str:
+    return (
+        f"SELECT p // {row_size} AS k, sum(q), coalesce(sum(q) FILTER (WHERE NOT m), 0), count(*) "
+        f"FROM read_parquet('{parquet}') WHERE T >= {start} AND T < {end} GROUP BY k ORDER BY k"
+    )
+
+
+def duck_bars_sql(parquet: Path, start: int, end: int, interval_ms: int) -> str:
+    return (
+        f"SELECT T // {interval_ms} * {interval_ms} AS minute, arg_min(p, a), max(p), min(p), arg_max(p, a), sum(q), "
+        "coalesce(sum(q) FILTER (WHERE NOT m), 0), coalesce(sum(q) FILTER (WHERE m), 0), count(*) "
+        f"FROM read_parquet('{parquet}') WHERE T >= {start} AND T < {end} GROUP BY minute ORDER BY minute"
+    )
+
+
+def duck_coverage_sql(parquet: Path) -> str:
+    """What whole-tape coverage answers, computed from the trades: count, first/last id and time, gaps."""
+    return (
+        "SELECT count(*), min(a), max(a), min(T), max(T), count(*) FILTER (WHERE a - prev > 1) "
+        f"FROM (SELECT a, T, lag(a) OVER (ORDER BY a) AS prev FROM read_parquet('{parquet}'))"
+    )
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def profile_rows(reply: Any, row_size: int) -> list[tuple[int, int, int, int]]:
+    rows = []
+    for row in reply.rows:
+        if row.trade_count == 0:
+            assert parse_units(row.volume) == 0, row
+            continue
+        k = parse_units(row.price_low) // row_size
+        assert parse_units(row.price_low) == k * row_size and parse_units(row.price_high) == (k + 1) * row_size, row
+        assert parse_units(row.volume) == parse_units(row.buy_volume) + parse_units(row.sell_volume), row
+        rows.append((k, parse_units(row.volume), parse_units(row.buy_volume), row.trade_count))
+    return rows
+
+
+def bar_rows(reply: Any) -> list[tuple[int, ...]]:
+    return [
+        (bar.time, *(parse_units(v) for v in (bar.open, bar.high, bar.low, bar.close, bar.volume)),
+         parse_units(bar.buy_volume), parse_units(bar.sell_volume), bar.trade_count)
+        for bar in reply.bars
+    ]  # fmt: skip
+
+
+def flow_rows(reply: Any) -> list[tuple[int, ...]]:
+    return [(r.time, parse_units(r.buy_volume), parse_units(r.sell_volume), r.trade_count) for r in reply.rows]
+
+
+def check(figure: Figure, duck: dict[str, Any], row_size: int) -> str | None:
+    """None when tradetape's answer equals DuckDB's, else what differs."""
+    reply, peer = figure.reply, duck[figure.peer or ""]
+    try:
+        if figure.method == "volume_profile":
+            ours = profile_rows(reply, row_size)
+            theirs = [tuple(int(v) for v in row) for row in peer]
+            assert ours == theirs, f"{len(ours)} rows vs DuckDB {len(theirs)}, first difference " + str(
+                next(((a, b) for a, b in zip(ours, theirs, strict=False) if a != b), None)
+            )
+            assert reply.trade_count == sum(r[3] for r in theirs)
+        elif figure.method == "bars":
+            theirs = [tuple(int(v) for v in row) for row in peer]
+            assert bar_rows(reply) == theirs, "bars differ"
+            assert reply.trade_count == sum(r[-1] for r in theirs)
+        elif figure.method == "flow":
+            theirs = [(int(r[0]), int(r[6]), int(r[7]), int(r[8])) for r in peer]
+            assert flow_rows(reply) == theirs, "flow rows differ"
+            buy = sum(r[1] for r in theirs)
+            sell = sum(r[2] for r in theirs)
+            assert (parse_units(reply.buy_volume), parse_units(reply.sell_volume)) == (buy, sell)
+            assert parse_units(reply.rows[-1].cumulative_delta) == buy - sell
+        elif figure.method == "coverage":
+            count, first_id, last_id, first_time, last_time, gaps = (int(v) for v in peer[0])
+            got = (reply.trade_count, reply.first_id, reply.last_id, reply.first_time, reply.last_time, len(reply.gaps))
+            assert got == (count, first_id, last_id, first_time, last_time, gaps), f"{got} vs DuckDB {peer[0]}"
+    except AssertionError as exc:
+        return f"{figure.label}: {exc}"
+    return None
+
+
+# --------------------------------------------------------------------------- in-process profile
+
+
+def in_process_service(shard_dir: Path) -> Any:
+    """The analytics service's own `answer` (request parsing, read, compute, reply JSON), without NATS."""
+    from services.analytics.service import AnalyticsService
+
+    settings = Settings(data_dir=shard_dir.parents[1], symbols=(SYMBOL,))
+    return AnalyticsService(settings, SimpleNamespace(max_payload=1 << 20))  # type: ignore[arg-type]
+
+
+def cprofile(service: Any, figure: Figure, repeat: int) -> str:
+    spec = registered_method(figure.method)
+    body = orjson.dumps(figure.fields)
+    profiler = cProfile.Profile()
     for _ in range(repeat):
+        profiler.runcall(service.answer, spec, SYMBOL, body)
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(30)
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+async def throughput(client: TapeClient, nc: Client, args: argparse.Namespace, end: int, pids: dict[str, int]) -> str:
+    """`--concurrency` clients, each asking a 1 h profile (one of the last 24 h) as soon as it has its answer."""
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    before = await requests_per_worker(nc)
+    stop_at = time.perf_counter() + args.throughput_seconds
+
+    async def one_client(number: int) -> None:
+        hour = number
+        while time.perf_counter() < stop_at:
+            start = end - (hour % 24 + 1) * HOUR_MS
+            hour += 1
+            started = time.perf_counter()
+            try:
+                await client.query("volume_profile", SYMBOL, start=start, end=start + HOUR_MS, row_size=args.row_size,
+                                   min_trades=1)  # fmt: skip
+            except ClientQueryError as exc:
+                errors[exc.code] += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+
+    with CpuMeter(pids) as cpu:
         started = time.perf_counter()
-        result = fn()
-        runs.append(time.perf_counter() - started)
-    return result, statistics.median(runs)
+        await asyncio.gather(*(one_client(i) for i in range(args.concurrency)))
+        elapsed = time.perf_counter() - started
+    after = await requests_per_worker(nc)
+    split = [after.get(worker, 0) - before.get(worker, 0) for worker in after]
+    done = Samples(latencies)
+    failed = ", ".join(f"{code} {n}" for code, n in errors.items()) or "none"
+    return (
+        f"{len(latencies) / elapsed:8,.0f} req/s  ({len(latencies):,} answers in {elapsed:.1f} s, "
+        f"latency p50 {done.ms(50):.1f} ms p99 {done.ms(99):.1f} ms; per worker {split}; errors {failed})\n"
+        f"      cores used: {cpu.summary()}"
+    )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--hours", type=float, default=2.0)
-    parser.add_argument("--rate", type=int, default=300, help="trades per second written")
+async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int:
+    shard = Settings(data_dir=root / "data", symbols=(SYMBOL,)).shard_dir
+    parquet = root / "trades.parquet"
+    con = duckdb.connect()
+    bounds = con.execute(f"SELECT count(*), min(T), max(T) FROM read_parquet('{parquet}')").fetchone()
+    assert bounds is not None
+    count, first_time, last_time = bounds
+    tape_end = int(last_time) + 1
+    end = tape_end - args.end_offset_minutes * MINUTE_MS
+    span_days = min(7, args.days)
+    row_size = parse_units(args.row_size)
+    log(f"tape: {count:,} trades, {format_ms(int(first_time))} .. {format_ms(tape_end)}; ranges end {format_ms(end)}")
+
+    ranges = {"1 h": HOUR_MS, "24 h": DAY_MS, f"{span_days} d": span_days * DAY_MS}
+    profile = {"row_size": args.row_size, "min_trades": 1}
+    figures = [
+        Figure(f"volume_profile {label}", "volume_profile", {"start": end - span, "end": end, **profile},
+               f"profile {label}")
+        for label, span in ranges.items()
+    ]  # fmt: skip
+    figures[0].target = absolute(10)
+    figures[1].target = half_of("profile 24 h")
+    if span_days == 7:
+        figures[2].target = absolute(250)
+    day = {"start": end - DAY_MS, "end": end, "interval": "1m"}
+    figures += [
+        Figure("bars 1m over 24 h", "bars", day, "bars 1m 24 h"),
+        Figure("flow 1m over 24 h", "flow", day, "bars 1m 24 h"),
+        Figure("coverage, whole tape", "coverage", {}, "coverage", absolute(20)),
+    ]
+
+    # DuckDB first, while the replicas do not exist yet: nothing else of ours competes for the cores.
+    duck_sql = {
+        f"profile {label}": duck_profile_sql(parquet, end - span, end, row_size) for label, span in ranges.items()
+    }
+    duck_sql["bars 1m 24 h"] = duck_bars_sql(parquet, end - DAY_MS, end, MINUTE_MS)
+    duck_sql["coverage"] = duck_coverage_sql(parquet)
+    duck: dict[str, Samples] = {}
+    duck_rows: dict[str, Any] = {}
+    with CpuMeter({"bench (DuckDB)": os.getpid()}) as duck_cpu:
+        for name, sql in duck_sql.items():
+            duck[name], duck_rows[name] = sample_sync(lambda sql=sql: con.execute(sql).fetchall(), args)
+            log(f"DuckDB {name}: p50 {duck[name].ms(50):.1f} ms ({duck[name].n} runs)")
+    duck_threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    con.close()
+
+    settings = Settings(
+        data_dir=root / "data", symbols=(SYMBOL,), log_level="WARNING", query_max_range_days=max(31, args.days + 1)
+    )
+    server = EmbeddedNatsServer(root / "nats")
+    SERVERS.append(server)
+    replicas: Replicas | None = None
+    nc: Client | None = None
+    try:
+        await server.start()
+        env = {**os.environ, **settings.model_copy(update={"nats_url": server.url}).to_env(), "PYTHONUNBUFFERED": "1"}
+        replicas = Replicas(root, env)
+        replicas.start(args.replicas)
+        nc = await nats.connect(server.url, name="tradetape-bench-query", pending_size=256 * 1024 * 1024)
+        await wait_ready(nc, replicas, args.replicas)
+        client = TapeClient(nc, timeout=120)
+        pids = {"bench": os.getpid(), "nats-server": server.pid or 0}
+        pids |= {f"analytics-{i}": proc.pid for i, proc in enumerate(replicas.procs, 1)}
+
+        with CpuMeter(pids) as latency_cpu:
+            for figure in figures:
+
+                async def call(figure: Figure = figure) -> Any:
+                    return await client.query(figure.method, SYMBOL, **figure.fields)
+
+                workers = [proc.pid for proc in replicas.procs]
+                figure.samples, figure.reply = await sample_async(call, args, workers)
+                raw = await nc.request(query_subject(figure.method, SYMBOL), orjson.dumps(figure.fields), timeout=120)
+                figure.reply_bytes = len(raw.data)
+                replicas.check()
+                log(f"{figure.label}: p50 {figure.samples.ms(50):.1f} ms p99 {figure.samples.ms(99):.1f} ms")
+
+        log(f"throughput: {args.concurrency} in flight for {args.throughput_seconds:g} s, {args.replicas} workers")
+        rate_all = await throughput(client, nc, args, end, pids)
+        rate_one = None
+        if args.replicas > 1:
+            for proc in replicas.procs[1:]:
+                replicas.stop(proc)
+            await wait_ready(nc, replicas, 1)
+            log("throughput again with one worker")
+            rate_one = await throughput(client, nc, args, end, {k: v for k, v in pids.items() if k != "analytics-2"})
+        replicas.check()
+    finally:
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await nc.close()
+        if replicas is not None:
+            replicas.stop_all()
+        await server.stop()
+
+    # The service's own compute, in this process, with nothing else of ours running: the
+    # round trip minus this is NATS, the reply's JSON on the wire, and the client's parsing.
+    service = in_process_service(shard)
+    try:
+        for figure in figures:
+            spec = registered_method(figure.method)
+            body = orjson.dumps(figure.fields)
+            figure.in_process, _ = sample_sync(lambda s=spec, b=body: service.answer(s, SYMBOL, b), args, 30)
+        profiles = {f.label: cprofile(service, f, 10) for f in figures if f.label in args.cprofile}
+    finally:
+        service._reader.close()
+
+    mismatches = [m for m in (check(f, duck_rows, row_size) for f in figures) if m]
+    print_report(args, meta, figures, duck, duck_threads, rate_all, rate_one, latency_cpu, duck_cpu, mismatches)
+    for label, text in profiles.items():
+        print(f"\ncProfile of {label} (service.answer in-process, 10 calls, top 30 by cumulative time):\n{text}")
+    return 1 if mismatches else 0
+
+
+def format_ms(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + "Z"
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def print_report(
+    args: argparse.Namespace,
+    meta: dict[str, Any],
+    figures: list[Figure],
+    duck: dict[str, Samples],
+    duck_threads: Any,
+    rate_all: str,
+    rate_one: str | None,
+    latency_cpu: CpuMeter,
+    duck_cpu: CpuMeter,
+    mismatches: list[str],
+) -> None:
+    print()
+    print(f"command: python {shlex.join(sys.argv)}")
+    print(
+        f"machine: {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), {cpu_model()}; "
+        f"Python {platform.python_version()}, DuckDB {duckdb.__version__} ({duck_threads} threads); "
+        f"load average now {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
+    write = "reused from --work-dir" if meta.get("reused") else f"written in {meta['write_s']:.0f} s"
+    print(
+        f"store: {meta['trades']:,} trades over {meta['days']} d ({meta['per_day']:,}/day), segments of "
+        f"{meta['segment_minutes']} min, {write}; at rest {meta['store_bytes'] / meta['trades']:.2f} B/trade "
+        f"(Parquet+zstd {meta['parquet_bytes'] / meta['trades']:.2f}); ranges end {args.end_offset_minutes} min "
+        f"before the newest trade; profile rows of {args.row_size}"
+    )
+    print(
+        f"requests: {args.warmup} warm-up, then up to {args.requests} sequential (at least 10, fewer past "
+        f"{args.budget_s:g} s) per figure, through TapeClient over NATS with {args.replicas} analytics workers"
+    )
+    print()
+    header = (
+        f"{'figure':<24} {'trades':>10} {'reply':>8} {'n':>4} {'p50 ms':>8} {'p99 ms':>8} {'faults':>7} "
+        f"{'in-proc':>8} {'faults':>7}  "
+        f"{'target':<27} {'met':<4} {'DuckDB p50':>10} {'p99':>7} {'ratio':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for figure in figures:
+        samples = figure.samples
+        assert samples is not None and figure.in_process is not None
+        peer = duck.get(figure.peer or "")
+        target_text, met = "-", "-"
+        if figure.target is not None:
+            target_ms, target_text = figure.target(duck)
+            met = "yes" if samples.ms(50) <= target_ms else "NO"
+        ratio = f"{samples.ms(50) / peer.ms(50):.2f}" if peer else "-"
+        peer_text = f"{peer.ms(50):10.1f} {peer.ms(99):7.1f}" if peer else f"{'-':>10} {'-':>7}"
+        print(
+            f"{figure.label:<24} {figure.reply.trade_count:>10,} {figure.reply_bytes / 1024:>6.0f}KB {samples.n:>4} "
+            f"{samples.ms(50):8.1f} {samples.ms(99):8.1f} {samples.faults:7.0f} {figure.in_process.ms(50):8.1f} "
+            f"{figure.in_process.faults:7.0f}  {target_text:<27} "
+            f"{met:<4} {peer_text} {ratio:>6}"
+        )
+    print()
+    print("DuckDB peers: profile = GROUP BY p // row (sum q, buy q, count); bars = OHLC by arg_min/arg_max over a,")
+    print("  volumes, count per T // 60000 (flow is compared with the same bars); coverage = count, min/max a and T,")
+    print("  gaps by lag(a) over the whole file. The ratio is tradetape p50 / DuckDB p50.")
+    print("in-proc: p50 of the analytics service's own answer() (parse, read, compute, reply JSON) in this process.")
+    print("  It runs in the bench process, whose heap is already large: compare the page faults.")
+    print("faults: minor page faults per request, in the analytics processes (beside p50) and in this process.")
+    print("met: the p50 (round trip through TapeClient over NATS) against the target.")
+    print(f"cores used while measuring latency: {latency_cpu.summary()}")
+    print(f"cores used while DuckDB ran: {duck_cpu.summary()}")
+    print()
+    print(f"throughput, volume_profile 1 h, {args.concurrency} in flight, {args.replicas} workers: {rate_all}")
+    if rate_one is not None:
+        print(f"throughput, volume_profile 1 h, {args.concurrency} in flight, 1 worker:  {rate_one}")
+    print()
+    if mismatches:
+        print("CHECKS FAILED: tradetape's answers differ from DuckDB's:")
+        for line in mismatches:
+            print(f"  {line}")
+    else:
+        print("checks: every tradetape answer equals DuckDB's (profile rows: volume, buy volume, trades per row;")
+        print("  bars: OHLCV, buy/sell volume, trades; flow: buy/sell per minute and the cumulative delta; coverage)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=7, help="days of trades in the store (default 7)")
+    parser.add_argument("--per-day", type=int, default=2_300_000, help="trades a day (default 2.3M)")
+    parser.add_argument("--segment-minutes", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--replicas", type=int, default=2, help="analytics processes (default 2)")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=200, help="sequential requests per figure")
+    parser.add_argument("--budget-s", type=float, default=20.0, help="stop a figure's requests after this (>= 10 run)")
+    parser.add_argument("--concurrency", type=int, default=50, help="requests in flight for the throughput phase")
+    parser.add_argument("--throughput-seconds", type=float, default=10.0)
+    parser.add_argument("--row-size", default="10", help="profile row height, a decimal string (default 10)")
+    parser.add_argument(
+        "--end-offset-minutes", type=int, default=25,
+        help="ranges end this long before the newest trade, so they cut segments (default 25)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cprofile", action="append", default=[], metavar="FIGURE",
+        help='also print a cProfile of this figure\'s in-process answer, e.g. "volume_profile 24 h" (repeatable)',
+    )  # fmt: skip
+    parser.add_argument("--work-dir", type=Path, help="keep the store here and reuse it on the next run")
     args = parser.parse_args()
-    seconds = int(args.hours * 3600)
-    rng = np.random.default_rng(7)
-    with tempfile.TemporaryDirectory(prefix="tradetape-bench-query-") as tmp:
-        path = Path(tmp) / "shard"
-        store = WindowStore(path)
-        started = time.perf_counter()
-        next_id = 1
-        for chunk in range(0, seconds, 60):
-            windows = {}
-            for second in range(chunk, min(chunk + 60, seconds)):
-                windows[(SYMBOL, START_MS + second * 1000)] = synthetic_second(rng, second, args.rate, next_id)
-                next_id += args.rate
-            store.write(windows)
-        write_s = time.perf_counter() - started
-        total = seconds * args.rate
-        print(f"wrote {total:,} trades in {seconds:,} windows: {total / write_s:,.0f} trades/s (WindowStore.write)")
-        reader = SecondaryStore(path)
-        db = reader.catch_up()
-        for label, span_s in (("15 min", 900), ("1 h", 3600), (f"{args.hours:g} h", seconds)):
-            end = START_MS + seconds * 1000
-            begin = end - span_s * 1000
-            trades, read_s = timed(lambda b=begin, e=end: read_trades(db, SYMBOL, b, e))
-            _, cov_s = timed(lambda t=trades: coverage(t.agg_id, t.time))
-            _, prof_s = timed(
-                lambda t=trades: volume_profile(t.price, t.qty, t.buyer_maker, 1_000_000_000, Decimal("0.7"))
-            )
-            print(
-                f"{label:>7}: {len(trades):>10,} trades, {span_s:>6,} keys  read {read_s * 1000:8.1f} ms"
-                f"  coverage {cov_s * 1000:6.1f} ms  volume profile (row 10) {prof_s * 1000:7.1f} ms"
-            )
-        reader.close()
-        store.close()
+    if args.days < 1 or args.per_day < 1000:
+        parser.error("need at least 1 day and 1000 trades a day")
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, terminate)
+    with contextlib.ExitStack() as stack:
+        if args.work_dir is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tradetape-bench-query-")))
+        else:
+            root = args.work_dir.resolve()
+            root.mkdir(parents=True, exist_ok=True)
+        try:
+            meta = prepare_store(args, root)
+            return asyncio.run(run(args, root, meta))
+        except KeyboardInterrupt:
+            log("interrupted; stopping everything this bench started")
+            return 130
+        finally:
+            # The last resort, whatever happened above: nothing this bench started outlives it.
+            for proc in STARTED:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(5)
+            for server in SERVERS:
+                process = server._process
+                if process is not None and process.poll() is None:
+                    process.kill()
+                    process.wait(5)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -59,7 +59,7 @@ def test_up_simulate_then_query_from_another_terminal_then_ctrl_c(tmp_path: Path
         assert "trades 5000" in table.stdout
 
         bad = tradetape("query", "volume_profile", "BTCUSDT", "--row-size", "-3", cwd=tmp_path, env=env)
-        assert bad.returncode == 1 and "bad_request" in bad.stderr
+        assert bad.returncode == 1 and "invalid_request" in bad.stderr
 
         url = (tmp_path / "data" / "nats.url").read_text().strip()
         up.send_signal(signal.SIGINT)

@@ -44,9 +44,9 @@ async def test_client_answers_every_method_as_the_wire_does(nats_url: str, tmp_p
 
             with pytest.raises(ClientQueryError) as invalid:  # checked before it is sent
                 await tape.query("volume_profile", "BTCUSDT", rows=0)
-            assert invalid.value.code == "bad_request" and invalid.value.details["errors"][0]["field"] == "rows"
+            assert invalid.value.code == "invalid_request" and invalid.value.details["errors"][0]["field"] == "rows"
 
-            with pytest.raises(KeyError, match="known: coverage"):
+            with pytest.raises(KeyError, match="known: bars, coverage"):
                 await tape.query("no_such_method", "BTCUSDT")
             with pytest.raises(TapeUnavailable, match="SOLUSDT"):
                 await tape.query("coverage", "SOLUSDT")

@@ -19,7 +19,6 @@ from tradetape.runtime.nats_server import EmbeddedNatsServer
 
 pytestmark = pytest.mark.timeout(150)
 
-FAR_FUTURE_MS = 4_102_444_800_000
 FIRST_ID, LAST_ID = 3800397495, 3800402494
 
 
@@ -32,7 +31,7 @@ async def assert_complete_and_exact(client: Any) -> None:
     found = await wait_until_stored(client, "BTCUSDT", 5000, timeout=90)
     assert (found["first_id"], found["last_id"]) == (FIRST_ID, LAST_ID)
     profile, _ = await request(
-        client, "tape.query.volume_profile.BTCUSDT", {"start": 0, "end": FAR_FUTURE_MS, "row_size": "10"}
+        client, "tape.query.volume_profile.BTCUSDT", {"last": "30d", "row_size": "10"}
     )
     assert profile["trade_count"] == 5000
     assert Decimal(profile["total_volume"]) == csv_total_volume()

@@ -7,14 +7,20 @@ over the environment; the environment of a child process is `Settings.to_env()`.
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "TRADETAPE_"
 _UNPREFIXED = {"nats_url": "NATS_URL"}
+
+
+def shard_of(symbol: str, shard_count: int) -> int:
+    """The shard that owns `symbol`: CRC-32 of its name, stable across processes and versions."""
+    return zlib.crc32(symbol.encode()) % shard_count
 
 
 class Settings(BaseSettings):
@@ -40,6 +46,56 @@ class Settings(BaseSettings):
         description="persist shard: owns the symbols, its RocksDB under <data dir>/shards/<shard>",
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    stream_max_age_hours: float = Field(
+        default=24.0, gt=0, description="hours the trades stream buffers raw messages (longest persist outage survived)"
+    )
+    stream_max_bytes: int = Field(
+        default=8 * 1024**3,
+        ge=-1,
+        description="bytes the trades stream may hold (-1: unlimited); when full, new publishes are refused",
+    )
+    rollup_age_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds after which a 1-second window (by trade time) is rolled up into its hour segment",
+    )
+    shard_count: int = Field(default=1, ge=1, description="persist shards the symbols are split into by a stable hash")
+    shard_index: int = Field(default=0, ge=0, description="which of the `shard_count` shards this one is (0-based)")
+    query_max_range_days: float = Field(
+        default=31.0, gt=0, description="longest time range one query may ask for (range_too_large beyond)"
+    )
+    query_concurrency: int = Field(default=4, ge=1, description="queries one analytics worker computes at once")
+    query_max_pending: int = Field(
+        default=64, ge=1, description="queries one analytics worker holds waiting; more are answered overloaded"
+    )
+    mcp_host: str = Field(default="127.0.0.1", description="`tradetape mcp --http`: the address to listen on")
+    mcp_port: int = Field(default=8765, ge=1, le=65535, description="`tradetape mcp --http`: the port to listen on")
+
+    ingest_max_id_jump: int = Field(
+        default=1_000_000, gt=0, description="a live agg id further ahead of the newest is dead-lettered, not believed"
+    )
+    ingest_max_frame_bytes: int = Field(
+        default=65_536, ge=1024, description="WebSocket frames larger than this are dropped (counted and dead-lettered)"
+    )
+    ingest_streams_per_connection: int = Field(
+        default=1024, ge=1, le=1024, description="aggTrade streams per exchange WebSocket connection (Binance: 1024)"
+    )
+    ingest_buffer_trades: int = Field(
+        default=100_000, ge=100, description="trades held in memory while NATS is away; beyond, the oldest become gaps"
+    )
+    ingest_rest_weight_per_minute: int = Field(
+        default=1200, ge=10, description="REST request weight ingest spends per minute (Binance allows 6000 an IP)"
+    )
+    ingest_silence_timeout_s: float = Field(
+        default=60.0, gt=0, description="an exchange connection that answers no ping for this long is replaced"
+    )
+    ingest_max_connection_age_s: float = Field(
+        default=23.5 * 3600, gt=0, description="connections are replaced (overlapping) before this age (Binance: 24 h)"
+    )
+    ingest_gap_retry_max_s: float = Field(
+        default=60.0, gt=0, description="longest wait between REST attempts at one open gap (capped backoff)"
+    )
+    ingest_stats_interval_s: float = Field(default=10.0, gt=0, description="seconds between ingest summary log lines")
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -55,6 +111,12 @@ class Settings(BaseSettings):
                 raise ValueError("at least one symbol is needed")
             return symbols
         return value
+
+    @model_validator(mode="after")
+    def _check_shard(self) -> Settings:
+        if self.shard_index >= self.shard_count:
+            raise ValueError(f"shard_index {self.shard_index} must be below shard_count {self.shard_count}")
+        return self
 
     @staticmethod
     def env_name(field: str) -> str:
@@ -79,6 +141,13 @@ class Settings(BaseSettings):
                 value = Path(value).resolve()
             env[self.env_name(field)] = str(value)
         return env
+
+    @property
+    def shard_symbols(self) -> tuple[str, ...]:
+        """The symbols this shard owns: all of `symbols`, or shard `shard_index` of `shard_count` by stable hash."""
+        if self.shard_count == 1:
+            return self.symbols
+        return tuple(s for s in self.symbols if shard_of(s, self.shard_count) == self.shard_index)
 
     @property
     def shard_dir(self) -> Path:

@@ -5,6 +5,12 @@ instance and catching up with the writer before every answer. Each registered me
 symbol is one endpoint in the shard's queue group, so replicas share the load and NATS
 routes a query to a worker of the shard that owns its symbol. `$SRV.PING|INFO|STATS`
 discover it; error replies count in `$SRV.STATS` as errors.
+
+Protection: a request without a reply subject is dropped before any work; at most
+`query_concurrency` queries compute at once (in threads, so the event loop keeps
+answering) and at most `query_max_pending` wait, the rest are answered `overloaded`;
+ranges are capped at `query_max_range_days`; a reply above the connection's max payload
+is the error `reply_too_large`, never a failed publish.
 """
 
 from __future__ import annotations
@@ -15,18 +21,28 @@ import logging
 import time
 from typing import Any
 
+import orjson
 from nats.aio.client import Client
 from nats.micro import add_service
 from nats.micro.request import Request, ServiceError
 
 from tradetape import __version__
-from tradetape.api.errors import QueryError, bad_request, internal_error
-from tradetape.api.registry import QueryMethod, methods
-from tradetape.bus.subjects import ANALYTICS_SERVICE, analytics_queue_group, query_subject, symbol_of
+from tradetape.api.errors import (
+    QueryError,
+    internal_error,
+    invalid_request,
+    overloaded,
+    range_too_large,
+    reply_too_large,
+)
+from tradetape.api.registry import QueryMethod, api_schema, methods
+from tradetape.bus.subjects import ANALYTICS_SERVICE, SCHEMA_SUBJECT, analytics_queue_group, query_subject, symbol_of
 from tradetape.settings import Settings
 from tradetape.store.reader import ShardReader
 
 logger = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
 
 
 class AnalyticsService:
@@ -34,6 +50,10 @@ class AnalyticsService:
         self._settings = settings
         self._nc = nc
         self._reader = ShardReader(settings.shard_dir)
+        self._max_range_ms = int(settings.query_max_range_days * DAY_MS)
+        self._computing = asyncio.Semaphore(settings.query_concurrency)
+        self._pending = 0
+        self.dropped_without_reply = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         queue_group = analytics_queue_group(self._settings.shard)
@@ -43,23 +63,27 @@ class AnalyticsService:
             version=__version__,
             description="Market-microstructure queries over the trade tape",
             queue_group=queue_group,
-            metadata={"shard": self._settings.shard, "symbols": ",".join(self._settings.symbols)},
+            metadata={"shard": self._settings.shard, "symbols": ",".join(self._settings.shard_symbols)},
         )
         try:
             for name, method in methods().items():
-                for symbol in self._settings.symbols:
+                for symbol in self._settings.shard_symbols:
                     await service.add_endpoint(
                         name=f"{name}-{symbol}",
                         subject=query_subject(name, symbol),
                         handler=functools.partial(self._handle, method),
-                        metadata={"method": name, "symbol": symbol},
+                        metadata={"method": name, "symbol": symbol, "schema": SCHEMA_SUBJECT},
                     )
+            schema = orjson.dumps(api_schema())
+            await service.add_endpoint(
+                name="schema", subject=SCHEMA_SUBJECT, handler=functools.partial(_respond, schema), metadata={}
+            )
             logger.info(
                 "analytics started",
                 extra={
                     "shard": self._settings.shard,
                     "queue_group": queue_group,
-                    "symbols": ",".join(self._settings.symbols),
+                    "symbols": ",".join(self._settings.shard_symbols),
                     "methods": ",".join(methods()),
                 },
             )
@@ -67,13 +91,19 @@ class AnalyticsService:
         finally:
             await service.stop()
             self._reader.close()
-            logger.info("analytics stopped", extra={"shard": self._settings.shard})
+            logger.info(
+                "analytics stopped", extra={"shard": self._settings.shard, "dropped": self.dropped_without_reply}
+            )
 
     async def _handle(self, method: QueryMethod[Any, Any], request: Request) -> None:
+        # nats micro's Request exposes no reply subject; without one nobody would read the answer.
+        if not request._msg.reply:
+            self.dropped_without_reply += 1
+            return
         started = time.perf_counter()
         symbol = symbol_of(request.subject)
         try:
-            body = await asyncio.to_thread(self.answer, method, symbol, request.data)
+            body = await self._compute(method, symbol, request.data)
         except QueryError as exc:
             logger.info("query rejected", extra={"method": method.name, "symbol": symbol, "code": exc.code})
             raise _error_reply(request, exc) from None
@@ -83,20 +113,49 @@ class AnalyticsService:
             extra={"method": method.name, "symbol": symbol, "ms": round((time.perf_counter() - started) * 1000, 1)},
         )
 
+    async def _compute(self, method: QueryMethod[Any, Any], symbol: str, data: bytes) -> bytes:
+        if self._pending >= self._settings.query_max_pending:
+            raise overloaded(self._pending)
+        self._pending += 1
+        try:
+            async with self._computing:
+                return await asyncio.to_thread(self.answer, method, symbol, data)
+        finally:
+            self._pending -= 1
+
     def answer(self, method: QueryMethod[Any, Any], symbol: str, data: bytes) -> bytes:
         """The reply body for one request; raises `QueryError` for anything a client must hear about."""
         request = method.parse_request(data)
+        now_ms = int(time.time() * 1000)
+        if method.bounded_range:
+            self._check_range(request.time_range(now_ms))
         try:
-            reply = method.handler(self._reader, symbol, request, int(time.time() * 1000))
+            reply = method.handler(self._reader, symbol, request, now_ms)
         except QueryError:
             raise
         except ValueError as exc:
-            raise bad_request(str(exc)) from exc
+            raise invalid_request(str(exc)) from exc
         except Exception as exc:  # the one boundary: a failed query is a reply, never a dead worker
             logger.exception("query failed", extra={"method": method.name, "symbol": symbol})
             raise internal_error(exc) from exc
         body: bytes = reply.model_dump_json().encode()
+        if len(body) > self._nc.max_payload:
+            raise reply_too_large(len(body), self._nc.max_payload, method.reply_hint)
         return body
+
+    def _check_range(self, time_range: tuple[int, int] | None) -> None:
+        if time_range is not None and time_range[1] - time_range[0] > self._max_range_ms:
+            days = (time_range[1] - time_range[0]) / DAY_MS
+            raise range_too_large(
+                f"the range spans {days:.1f} days; at most {self._settings.query_max_range_days:g} are allowed",
+                start=time_range[0],
+                end=time_range[1],
+                max_days=self._settings.query_max_range_days,
+            )
+
+
+async def _respond(body: bytes, request: Request) -> None:
+    await request.respond(body)
 
 
 def _error_reply(request: Request, exc: QueryError) -> ServiceError:

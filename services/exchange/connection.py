@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,11 +20,14 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from services.exchange.faults import FaultConfig, FaultState, malformed_payload
+from services.exchange.faults import FaultConfig, FaultState, invalid_payload, malformed_payload, oversized_payload
 from services.exchange.history import AggTrade, TradeHistory, encode_event, now_ms
-from services.exchange.streams import StreamError, Subscription, stream_symbol
+from services.exchange.streams import MAX_STREAMS, StreamError, Subscription, stream_symbol
 
 logger = logging.getLogger(__name__)
+
+MAX_INCOMING_PER_S = 5
+"""Binance disconnects a client sending more messages a second (pings, pongs, requests)."""
 
 
 def _peer(websocket: ServerConnection) -> str:
@@ -50,6 +55,9 @@ class StreamSession:
         histories: Mapping[str, TradeHistory],
         faults: FaultConfig,
         on_subscribe: Callable[[str], None],
+        *,
+        max_streams: int = MAX_STREAMS,
+        max_incoming_per_s: int = MAX_INCOMING_PER_S,
     ) -> None:
         self.websocket = websocket
         self.combined = subscription.combined
@@ -62,6 +70,12 @@ class StreamSession:
         self._wake = asyncio.Event()
         self._closing = False
         self._initial = subscription.streams
+        self._max_streams = max_streams
+        self._max_incoming = max_incoming_per_s
+        self._incoming: deque[float] = deque()
+        self._shutdown_sent = False
+        self.silent = False
+        self._group: asyncio.TaskGroup
         self.peer = _peer(websocket)
 
     @property
@@ -71,11 +85,12 @@ class StreamSession:
     async def run(self) -> None:
         """Stream until the client leaves, a fault disconnects it, or the server closes."""
         self._subscribe(self._initial)
-        logger.info("client %s connected: %s %s", self.peer, self._framing, self.streams)
+        logger.info("client %s connected: %s %d streams", self.peer, self._framing, len(self.streams))
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._read())
                 group.create_task(self._send())
+                self._group = group
         finally:
             for cursor in self._cursors.values():
                 cursor.history.remove_listener(self._wake)
@@ -124,12 +139,25 @@ class StreamSession:
     async def _read(self) -> None:
         try:
             async for message in self.websocket:
+                if self._over_rate():
+                    logger.warning("client %s sent more than %d messages a second", self.peer, self._max_incoming)
+                    await self.websocket.close(1008, "Too many requests")
+                    return
                 reply = self._handle_request(message)
                 await self.websocket.send(orjson.dumps(reply), text=True)
         except ConnectionClosed:
             pass
         finally:
             self._stop()
+
+    def _over_rate(self) -> bool:
+        """Binance drops a connection that sends more than 5 messages a second."""
+        now = time.monotonic()
+        incoming = self._incoming
+        incoming.append(now)
+        while incoming and incoming[0] <= now - 1.0:
+            incoming.popleft()
+        return len(incoming) > self._max_incoming
 
     def _handle_request(self, message: str | bytes) -> dict[str, Any]:
         """Answer a live subscription request the way Binance's stream API does."""
@@ -155,6 +183,8 @@ class StreamSession:
                 stream_symbol(stream, self._histories)
         except StreamError as exc:
             return _error(2, f"Invalid request: {exc.msg}", request_id)
+        if len(set(self._cursors) | set(params)) > self._max_streams:
+            return _error(2, f"Invalid request: at most {self._max_streams} streams per connection", request_id)
         self._subscribe(params)
         self._wake.set()
         return {"result": None, "id": request_id}
@@ -166,10 +196,13 @@ class StreamSession:
                 for stream, cursor in list(self._cursors.items()):
                     start, trades = cursor.history.since(cursor.position)
                     self.skipped += start - cursor.position
-                    cursor.position = start + len(trades)
-                    if trades and not await self._send_trades(stream, cursor.history, trades):
-                        await self.websocket.close(reason="disconnect_after fault")
-                        return
+                    cursor.position = start
+                    while trades:
+                        sent, fault = await self._send_trades(stream, cursor.history, trades)
+                        cursor.position += sent
+                        trades = trades[sent:]
+                        if fault and not await self._fault_due():
+                            return
                 if not self._closing:
                     await self._wake.wait()
         except ConnectionClosed:
@@ -177,23 +210,59 @@ class StreamSession:
         finally:
             self._stop()
 
-    async def _send_trades(self, stream: str, history: TradeHistory, trades: list[AggTrade]) -> bool:
-        """Send trades one frame each, applying faults; False once a disconnect is due."""
+    async def _send_trades(self, stream: str, history: TradeHistory, trades: list[AggTrade]) -> tuple[int, bool]:
+        """Send trades one frame each, applying faults; returns how many were taken and whether a fault is due."""
         symbol, scale, faults = history.symbol, self.time_scale, self.faults
         prefix = b'{"stream":"' + stream.encode() + b'","data":' if self.combined else b""
         suffix = b"}" if self.combined else b""
         send = self.websocket.send
-        for trade in trades:
+        for index, trade in enumerate(trades):
             if self._closing:
-                return True
+                return len(trades), False
             if not faults.take():
                 continue
             event_ms = now_ms()
-            await send(prefix + encode_event(trade, symbol, event_ms, scale) + suffix, text=True)
+            frame = prefix + encode_event(trade, symbol, event_ms, scale) + suffix
+            await send(frame, text=True)
             kind = faults.sent_one()
             if kind is not None:
                 payload = malformed_payload(kind, trade, symbol, event_ms, scale)
                 await send(prefix + payload + suffix, text=True)
-            if faults.disconnect_due:
-                return False
+            if faults.active:
+                await self._send_extras(frame, prefix, suffix, trade, symbol, event_ms)
+                if faults.disconnect_due or faults.silence_due or (faults.shutdown_due and not self._shutdown_sent):
+                    return index + 1, True
+        return len(trades), False
+
+    async def _send_extras(
+        self, frame: bytes, prefix: bytes, suffix: bytes, trade: AggTrade, symbol: str, event_ms: int
+    ) -> None:
+        invalid, duplicate, oversized = self.faults.extras()
+        send, scale = self.websocket.send, self.time_scale
+        if invalid is not None:
+            await send(prefix + invalid_payload(invalid, trade, symbol, event_ms, scale) + suffix, text=True)
+        if duplicate:
+            await send(frame, text=True)
+        if oversized:
+            size = self.faults.config.oversized_bytes
+            await send(prefix + oversized_payload(trade, symbol, event_ms, size, scale) + suffix, text=True)
+
+    async def _fault_due(self) -> bool:
+        """Close, go silent, or announce a shutdown (closing after the grace period); True: keep streaming."""
+        faults = self.faults
+        if faults.disconnect_due:
+            await self.websocket.close(reason="disconnect_after fault")
+            return False
+        if faults.silence_due:
+            logger.info("client %s: going silent (silent_after fault)", self.peer)
+            self.silent = True
+            self.websocket.transport.pause_reading()
+            return False
+        self._shutdown_sent = True
+        await self.announce_shutdown()
+        self._group.create_task(self._close_after(faults.config.shutdown_grace_s))
         return True
+
+    async def _close_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        await self.websocket.close(1001, "serverShutdown fault")

@@ -91,6 +91,8 @@ class TradeHistory:
         self._trades: list[AggTrade] = []
         self._ids: list[int] = []
         self._times: list[int] = []
+        self._released: list[float] = []
+        """Monotonic release time of each trade, for a REST endpoint that lags the stream."""
         self._base = 0
         self._listeners: set[asyncio.Event] = set()
 
@@ -130,6 +132,7 @@ class TradeHistory:
         self._trades.extend(trades)
         self._ids.extend(t.agg_id for t in trades)
         self._times.extend(t.time_ms for t in trades)
+        self._released.extend([time.monotonic()] * len(trades))
         if self._max_trades is not None and len(self._trades) > self._max_trades:
             self._trim(len(self._trades) - self._max_trades * 3 // 4)
         for event in self._listeners:
@@ -139,6 +142,7 @@ class TradeHistory:
         del self._trades[:count]
         del self._ids[:count]
         del self._times[:count]
+        del self._released[:count]
         self._base += count
         logger.debug("%s: trimmed %d old trades, %d retained", self.symbol, count, len(self))
 
@@ -174,12 +178,20 @@ class TradeHistory:
         limit: int,
         start_ms: int | None = None,
         end_ms: int | None = None,
+        released_before: float | None = None,
     ) -> list[AggTrade]:
-        """Up to ``limit`` trades with ``a >= agg_id``, within the time bounds when given."""
+        """Up to ``limit`` trades with ``a >= agg_id``, within the time bounds when given.
+
+        ``released_before`` (monotonic) hides trades released later: a lagging REST endpoint.
+        """
         index = bisect.bisect_left(self._ids, agg_id)
         if start_ms is not None:
             index = max(index, bisect.bisect_left(self._times, start_ms))
-        return self._take_forward(index, limit, end_ms)
+        trades = self._take_forward(index, limit, end_ms)
+        if released_before is not None:
+            visible = bisect.bisect_right(self._released, released_before) - index
+            trades = trades[: max(visible, 0)]
+        return trades
 
     def between(self, start_ms: int | None, end_ms: int | None, limit: int) -> list[AggTrade]:
         """Trades with ``start_ms <= T <= end_ms`` (bounds inclusive, each optional).

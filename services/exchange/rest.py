@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -19,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from services.exchange.faults import HTML_BODY, FaultConfig
 from services.exchange.history import TradeHistory, encode_rest_rows, now_ms
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,35 @@ _QUOTES = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "BTC", "ETH", "BNB", "EUR", 
 class RestResponse:
     status: int
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = "application/json;charset=UTF-8"
+
+
+@dataclass
+class RestFaults:
+    """The REST faults in force and how many calls they have failed so far."""
+
+    config: FaultConfig
+    failed: int = 0
+
+    def failure(self) -> RestResponse | None:
+        """The failed answer the next aggTrades call gets, or None to answer it."""
+        config = self.config
+        if not config.rest_error or (config.rest_error_calls and self.failed >= config.rest_error_calls):
+            return None
+        self.failed += 1
+        retry = (("Retry-After", str(config.retry_after_s)),)
+        if config.rest_error == "503":
+            return RestResponse(HTTPStatus.SERVICE_UNAVAILABLE, b'{"code":-1001,"msg":"Service unavailable."}')
+        if config.rest_error == "429":
+            return RestResponse(HTTPStatus.TOO_MANY_REQUESTS, b'{"code":-1003,"msg":"Too many requests."}', retry)
+        if config.rest_error == "418":
+            return RestResponse(418, b'{"code":-1003,"msg":"Way too many requests; IP banned."}', retry)
+        return RestResponse(HTTPStatus.OK, HTML_BODY, content_type="text/html")
+
+    def released_before(self) -> float | None:
+        lag = self.config.rest_lag_s
+        return time.monotonic() - lag if lag else None
 
 
 class RestError(Exception):
@@ -119,7 +150,7 @@ def _known_symbol(value: str, histories: Mapping[str, TradeHistory]) -> str:
     return value
 
 
-def agg_trades(query: str, histories: Mapping[str, TradeHistory]) -> RestResponse:
+def agg_trades(query: str, histories: Mapping[str, TradeHistory], faults: RestFaults | None = None) -> RestResponse:
     """``GET /api/v3/aggTrades``: by ``fromId``, by time, or the most recent ``limit``.
 
     ``fromId`` combined with a time bound returns trades matching both. Only released
@@ -143,8 +174,13 @@ def agg_trades(query: str, histories: Mapping[str, TradeHistory]) -> RestRespons
     if start_ms is not None and end_ms is not None and start_ms > end_ms:
         raise RestError(-1128, "Combination of optional parameters invalid.")
     history = histories[symbol]
+    if faults is not None:
+        failed = faults.failure()
+        if failed is not None:
+            return failed
+    released_before = None if faults is None else faults.released_before()
     if from_id is not None:
-        trades = history.from_id(from_id, limit, start_ms, end_ms)
+        trades = history.from_id(from_id, limit, start_ms, end_ms, released_before)
     elif start_ms is not None or end_ms is not None:
         trades = history.between(start_ms, end_ms, limit)
     else:
@@ -221,12 +257,17 @@ def _symbol_list(text: str, histories: Mapping[str, TradeHistory]) -> list[str]:
     return [_known_symbol(n, histories) for n in names]
 
 
-def handle(path: str, histories: Mapping[str, TradeHistory], tick_sizes: Mapping[str, str]) -> RestResponse:
+def handle(
+    path: str,
+    histories: Mapping[str, TradeHistory],
+    tick_sizes: Mapping[str, str],
+    faults: RestFaults | None = None,
+) -> RestResponse:
     """Route one REST GET; every failure becomes a Binance error body."""
     parts = urlsplit(path)
     try:
         if parts.path == "/api/v3/aggTrades":
-            return agg_trades(parts.query, histories)
+            return agg_trades(parts.query, histories, faults)
         if parts.path == "/api/v3/exchangeInfo":
             return exchange_info(parts.query, histories, tick_sizes)
         if parts.path == "/api/v3/ping":

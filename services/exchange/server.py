@@ -18,6 +18,7 @@ from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -25,7 +26,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from services.exchange import rest
-from services.exchange.connection import StreamSession
+from services.exchange.connection import MAX_INCOMING_PER_S, StreamSession
 from services.exchange.faults import FaultConfig
 from services.exchange.generator import (
     FIRST_ID,
@@ -38,7 +39,7 @@ from services.exchange.generator import (
 )
 from services.exchange.history import TradeHistory
 from services.exchange.replay import Replay, symbol_from_path
-from services.exchange.streams import StreamError, is_stream_path, parse_subscription
+from services.exchange.streams import MAX_STREAMS, StreamError, is_stream_path, parse_subscription
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,11 @@ class ExchangeConfig:
     state_dir: Path | None = None
     """Where generated symbols record their next ids, so a restart continues above every id
     served before (ingest would drop reused ids as duplicates); None starts at FIRST_ID."""
+    ping_interval: float = PING_INTERVAL
+    ping_timeout: float = PING_TIMEOUT
+    max_streams: int = MAX_STREAMS
+    """Streams one connection may hold (Binance: 1024); tests use fewer."""
+    max_incoming_per_s: int = MAX_INCOMING_PER_S
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -123,17 +129,23 @@ class ExchangeConfig:
         return format_units(to_units(self.tick_sizes.get(symbol, DEFAULT_TICK_SIZE)))
 
 
-def _json_response(status: int, body: bytes) -> Response:
-    code = HTTPStatus(status)
+def _json_response(
+    status: int,
+    body: bytes,
+    extra: tuple[tuple[str, str], ...] = (),
+    content_type: str = "application/json;charset=UTF-8",
+) -> Response:
+    phrase = "I'm a teapot" if status == 418 else HTTPStatus(status).phrase
     headers = Headers(
         [
             ("Date", email.utils.formatdate(usegmt=True)),
             ("Connection", "close"),
-            ("Content-Type", "application/json;charset=UTF-8"),
+            ("Content-Type", content_type),
             ("Content-Length", str(len(body))),
+            *extra,
         ]
     )
-    return Response(code.value, code.phrase, headers, body)
+    return Response(status, phrase, headers, body)
 
 
 class Exchange:
@@ -152,6 +164,7 @@ class Exchange:
         self._tick_sizes: dict[str, str] = {}
         self._sessions: set[StreamSession] = set()
         self._server: Server | None = None
+        self._rest_faults = rest.RestFaults(self.config.faults)
         self._lock = asyncio.Lock()
         self._stopped = asyncio.Event()
 
@@ -238,8 +251,8 @@ class Exchange:
                     config.port,
                     process_request=self._process_request,
                     compression=None,
-                    ping_interval=PING_INTERVAL,
-                    ping_timeout=PING_TIMEOUT,
+                    ping_interval=config.ping_interval,
+                    ping_timeout=config.ping_timeout,
                     close_timeout=2.0,
                 )
             except BaseException:
@@ -320,17 +333,49 @@ class Exchange:
         finally:
             await self.stop()
 
+    @property
+    def faults(self) -> FaultConfig:
+        return self.config.faults
+
+    def set_faults(self, faults: FaultConfig) -> None:
+        """Replace the faults in force, on open connections too (their counters carry on)."""
+        self.config = dataclasses.replace(self.config, faults=faults)
+        self._rest_faults.config = faults
+        self._rest_faults.failed = 0
+        for session in self._sessions:
+            session.faults.reconfigure(faults)
+        logger.info("faults set: %s", faults)
+
+    @property
+    def rest_failures(self) -> int:
+        """aggTrades calls failed by the REST fault so far."""
+        return self._rest_faults.failed
+
+    def _control(self, path: str) -> Response:
+        """``GET /control/faults?name=value&...``: change faults at run time; answers the faults in force."""
+        parts = urlsplit(path)
+        if parts.path != "/control/faults":
+            return _json_response(HTTPStatus.NOT_FOUND, orjson.dumps({"code": -1000, "msg": "Not found."}))
+        params = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+        try:
+            self.set_faults(FaultConfig.from_query(self.config.faults, params))
+        except (ValueError, TypeError) as exc:
+            return _json_response(HTTPStatus.BAD_REQUEST, orjson.dumps({"code": -1100, "msg": str(exc)}))
+        return _json_response(HTTPStatus.OK, self.config.faults.to_json())
+
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Answer REST GETs and reject bad stream URLs; None lets the handshake proceed."""
         path = request.path
         if path.startswith("/api/"):
-            answer = rest.handle(path, self._histories, self._tick_sizes)
-            return _json_response(answer.status, answer.body)
+            answer = rest.handle(path, self._histories, self._tick_sizes, self._rest_faults)
+            return _json_response(answer.status, answer.body, answer.headers, answer.content_type)
+        if path.startswith("/control/"):
+            return self._control(path)
         if not is_stream_path(path):
             body = orjson.dumps({"code": -1000, "msg": "Not found."})
             return _json_response(HTTPStatus.NOT_FOUND, body)
         try:
-            parse_subscription(path, self._histories)
+            parse_subscription(path, self._histories, self.config.max_streams)
         except StreamError as exc:
             body = orjson.dumps({"code": exc.code, "msg": exc.msg})
             return _json_response(HTTPStatus.BAD_REQUEST, body)
@@ -343,8 +388,17 @@ class Exchange:
 
     async def _handle(self, websocket: ServerConnection) -> None:
         assert websocket.request is not None
-        subscription = parse_subscription(websocket.request.path, self._histories)
-        session = StreamSession(websocket, subscription, self._histories, self.config.faults, self._on_subscribe)
+        config = self.config
+        subscription = parse_subscription(websocket.request.path, self._histories, config.max_streams)
+        session = StreamSession(
+            websocket,
+            subscription,
+            self._histories,
+            config.faults,
+            self._on_subscribe,
+            max_streams=config.max_streams,
+            max_incoming_per_s=config.max_incoming_per_s,
+        )
         self._sessions.add(session)
         try:
             await session.run()

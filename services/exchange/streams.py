@@ -60,7 +60,7 @@ def is_stream_path(path: str) -> bool:
     return route in ("/ws", "/stream") or route.startswith("/ws/")
 
 
-def parse_subscription(path: str, symbols: Collection[str]) -> Subscription:
+def parse_subscription(path: str, symbols: Collection[str], max_streams: int = MAX_STREAMS) -> Subscription:
     """Parse ``/ws/<s1>/<s2>`` (raw events) or ``/stream?streams=<s1>/<s2>`` (wrapped).
 
     A path without streams is valid: the client may SUBSCRIBE after connecting.
@@ -76,8 +76,8 @@ def parse_subscription(path: str, symbols: Collection[str]) -> Subscription:
     else:
         raise StreamError(-1100, f"Unknown path {parts.path!r}.")
     streams = tuple(s for s in raw.split("/") if s)
-    if len(streams) > MAX_STREAMS:
-        raise StreamError(-1100, f"At most {MAX_STREAMS} streams per connection.")
+    if len(streams) > max_streams:
+        raise StreamError(-1100, f"At most {max_streams} streams per connection.")
     for stream in streams:
         stream_symbol(stream, symbols)
     unit = query.get("timeUnit", ["MILLISECOND"])[-1].upper()

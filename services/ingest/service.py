@@ -1,10 +1,13 @@
-"""The ingest service: Binance combined aggTrade stream → JetStream, gap-free.
+"""The ingest service: Binance aggTrade streams → JetStream, every id once, gaps tracked until filled.
 
-Per symbol it keeps the last agg id it handed to JetStream (read back from the stream
-at start). An id below it is an overlap and skipped; an id beyond the next one is a
-gap, filled from REST before the frame itself is published. After every (re)connect the
-REST endpoint is asked for everything after the last id, with the WebSocket already
-open, so no trade falls between the two.
+Start: provision the streams and the ledger bucket, resolve the symbols (a list, or `ALL`
+from exchangeInfo), restore each symbol's tape from its ledger entry (the watermark and
+open gaps; the stream's last trade for a symbol the ledger does not know yet). Run, in
+one task group: the feeds (≤ N streams a connection), the publisher, the gap filler, the
+ledger writer (once a second, changed symbols only) and the summary log; a stats request
+on `tape.ingest.stats` answers the counters. Stop: close the feeds, confirm what is in
+flight (bounded), write the ledger a last time. A NATS connection closed for good ends
+`run` with `NatsClosedError`, so the process exits and is restarted.
 """
 
 from __future__ import annotations
@@ -18,221 +21,314 @@ from typing import Any
 
 import orjson
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
+from nats.js.kv import KeyValue
 
-from services.ingest.gapfill import AggTradesClient, GapFillError
-from services.ingest.publisher import TradePublisher
-from services.ingest.wire import (
-    AggTradeFrame,
-    ControlFrame,
-    FrameError,
-    combined_stream_url,
-    parse_frame,
-)
+from services.ingest.feed import AttemptLimiter, Feed, FeedOptions, split_symbols
+from services.ingest.filler import GapFiller
+from services.ingest.gapfill import GapFillError, RestClient, RestTrade
+from services.ingest.publisher import NatsClosedError, Publisher
+from services.ingest.stats import StatsBook
+from services.ingest.tape import SymbolTape, Verdict
+from services.ingest.wire import AggTradeFrame, ControlFrame, FrameError, ReplyFrame, parse_frame
 from tradetape.bus.codec import decode_trade, encode_trade
+from tradetape.bus.deadletter import deadletter_message
+from tradetape.bus.ledger import LedgerEntry, LedgerFormatError, ledger_bucket, read_entry, write_entry
 from tradetape.bus.provision import ensure_streams
-from tradetape.bus.subjects import TRADES_STREAM, trade_subject
-from tradetape.domain.trade import TradeFormatError, parse_trade
+from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM, deadletter_subject, trade_subject
+from tradetape.domain.trade import TradeFormatError
 from tradetape.runtime.backoff import Backoff
-from tradetape.runtime.logs import ProgressLog
 from tradetape.runtime.tasks import cancel_and_wait
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-HEALTHY_CONNECTION_S = 30.0
-MAX_CONNECTION_AGE_S = 23.5 * 3600
-STATS_INTERVAL_S = 10.0
+ALL_SYMBOLS = ("ALL",)
+PUBLISH_WINDOW = 2000
+DRAIN_TIMEOUT_S = 10.0
+LEDGER_INTERVAL_S = 1.0
+LEDGER_PUT_CHUNK = 200
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class IngestService:
-    def __init__(
-        self,
-        settings: Settings,
-        nc: Client,
-        *,
-        max_connection_age: float = MAX_CONNECTION_AGE_S,
-        stats_interval: float = STATS_INTERVAL_S,
-    ) -> None:
+    def __init__(self, settings: Settings, nc: Client) -> None:
         self._settings = settings
         self._nc = nc
-        self._symbols = frozenset(settings.symbols)
-        self._url = combined_stream_url(settings.binance_ws_url, settings.symbols)
-        self._rest = AggTradesClient(settings.binance_rest_url)
-        self._max_connection_age = max_connection_age
-        self._stats_interval = stats_interval
-        self._js: JetStreamContext = nc.jetstream(publish_async_max_pending=4000)
-        self.publisher = TradePublisher(self._js)
-        self.last_id: dict[str, int] = {}
-        self.skipped: Counter[str] = Counter()
-        self.backfilled: Counter[str] = Counter()
-        self.unfilled: Counter[str] = Counter()
-        self.connections = 0
-        self._progress = ProgressLog(logger)
+        self._js: JetStreamContext = nc.jetstream(publish_async_max_pending=PUBLISH_WINDOW + 500)
+        self._rest = RestClient(settings.binance_rest_url, weight_per_minute=settings.ingest_rest_weight_per_minute)
+        self._retention_ms = int(settings.retention_days * 86_400_000)
+        self.tapes: dict[str, SymbolTape] = {}
+        self.unknown_deadletters: Counter[str] = Counter()
+        self.publisher = Publisher(
+            nc,
+            self._js,
+            on_ack=self._on_ack,
+            on_drop=self._on_drop,
+            window=PUBLISH_WINDOW,
+            buffer_max=settings.ingest_buffer_trades,
+        )
+        self.filler = GapFiller(self._rest, self.tapes, self._accept_rest, self._filler_ready)
+        self.feeds: list[Feed] = []
+        self._written: dict[str, tuple[int, int, tuple[Any, ...]]] = {}
+        self.stats = StatsBook(self)
+
+    @property
+    def rest(self) -> RestClient:
+        return self._rest
 
     async def run(self, stop: asyncio.Event) -> None:
         await ensure_streams(self._js, self._settings)
-        await self.publisher.start()
-        self.last_id = await self._last_published_ids()
+        kv = await ledger_bucket(self._js, create=True)
+        assert kv is not None
+        symbols = await self._resolve_symbols(stop)
+        if not symbols:
+            return
+        await self._restore(kv, symbols)
+        self._build_feeds(symbols)
         logger.info(
             "ingest started",
             extra={
-                "symbols": ",".join(self._settings.symbols),
-                "url": self._url,
-                "resume_from": orjson.dumps(self.last_id).decode(),
+                "symbols": len(symbols),
+                "connections": len(self.feeds),
+                "resumed": sum(1 for t in self.tapes.values() if t.watermark is not None),
+                "open_gaps": sum(len(t.gaps) for t in self.tapes.values()),
             },
         )
-        stats = asyncio.create_task(self._log_stats(stop), name="ingest-stats")
+        stats_sub = await self._nc.subscribe(INGEST_STATS_SUBJECT, cb=self._answer_stats)
         try:
-            await self._connect_forever(stop)
+            await self._run_tasks(kv, stop)
+        except BaseExceptionGroup as group:
+            closed = group.subgroup(NatsClosedError)
+            if closed is None:
+                raise
+            error: BaseException = closed
+            while isinstance(error, BaseExceptionGroup):
+                error = error.exceptions[0]
+            logger.error("nats connection closed for good, ingest exits", extra={"error": str(error)})
+            raise error from None
         finally:
-            await self.publisher.close()
-            await cancel_and_wait(stats)
-            self._log_counts("ingest stopped", force=True)
+            with contextlib.suppress(NatsError):
+                await stats_sub.unsubscribe()
+            self.stats.log_summary("ingest stopped", force=True)
 
-    async def _connect_forever(self, stop: asyncio.Event) -> None:
+    async def _run_tasks(self, kv: KeyValue, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as group:
+            publisher = group.create_task(self.publisher.run(), name="ingest-publisher")
+            filler = group.create_task(self.filler.run(), name="ingest-filler")
+            ledger = group.create_task(self._ledger_loop(kv), name="ingest-ledger")
+            stats = group.create_task(self.stats.log_loop(self._settings.ingest_stats_interval_s), name="ingest-stats")
+            feeds = [group.create_task(feed.run(stop), name=f"ingest-feed-{feed.name}") for feed in self.feeds]
+            await stop.wait()
+            await asyncio.gather(*feeds)
+            await cancel_and_wait(filler)
+            left = await self.publisher.drain(DRAIN_TIMEOUT_S)
+            if left:
+                logger.error("publishes unconfirmed at shutdown, left to the ledger", extra={"pending": left})
+            await cancel_and_wait(ledger)
+            await self._write_ledger(kv)
+            for task in (stats, publisher):
+                await cancel_and_wait(task)
+
+    async def _resolve_symbols(self, stop: asyncio.Event) -> tuple[str, ...]:
+        if self._settings.symbols != ALL_SYMBOLS:
+            return self._settings.symbols
         backoff = Backoff(1.0, 60.0)
         while not stop.is_set():
-            opened = time.monotonic()
             try:
-                async with connect(self._url, open_timeout=10, close_timeout=2, max_size=2**20, max_queue=4096) as ws:
-                    self.connections += 1
-                    logger.info("exchange connected", extra={"url": self._url, "connection": self.connections})
-                    await self._catch_up()
-                    await self._consume(ws, stop)
-            except (OSError, TimeoutError, WebSocketException) as exc:
-                if isinstance(exc, (InvalidURI, InvalidHandshake)) and not isinstance(exc, OSError):
-                    logger.error("exchange refused the connection", extra={"url": self._url, "error": repr(exc)})
-                else:
-                    logger.warning("exchange connection lost", extra={"url": self._url, "error": repr(exc)})
-            if stop.is_set():
-                return
-            if time.monotonic() - opened >= HEALTHY_CONNECTION_S:
-                backoff.reset()
-            delay = backoff.next_delay()
-            logger.info("reconnecting", extra={"delay_s": round(delay, 2)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+                symbols = tuple(await self._rest.trading_symbols())
+                logger.info("symbols from exchangeInfo", extra={"trading": len(symbols)})
+                return symbols
+            except GapFillError as exc:
+                delay = backoff.next_delay()
+                logger.warning("exchangeInfo failed, retrying", extra={"error": exc.reason, "delay_s": round(delay, 1)})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        return ()
 
-    async def _consume(self, ws: ClientConnection, stop: asyncio.Event) -> None:
-        """Read frames until the connection ends, `stop` is set or the connection is due for rotation."""
+    async def _restore(self, kv: KeyValue, symbols: tuple[str, ...]) -> None:
+        settings = self._settings
+        now = _now_ms()
+        for symbol in symbols:
+            tape = SymbolTape(
+                symbol, max_id_jump=settings.ingest_max_id_jump, gap_retry_max=settings.ingest_gap_retry_max_s
+            )
+            self.tapes[symbol] = tape
+            try:
+                entry = await read_entry(kv, symbol)
+            except LedgerFormatError as exc:
+                logger.error(
+                    "ledger entry unreadable, resuming from the stream", extra={"symbol": symbol, "error": str(exc)}
+                )
+                entry = None
+            if entry is not None:
+                tape.restore(entry, now)
+                self._written[symbol] = _written_key(entry)
+                continue
+            last = await self._last_stored_id(symbol)
+            if last is not None:
+                tape.resume_at(last)
 
-        async def close_when_due() -> None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._max_connection_age)
-            if not stop.is_set():
-                logger.info("rotating exchange connection", extra={"age_s": self._max_connection_age})
-            await ws.close()
-
-        closer = asyncio.create_task(close_when_due(), name="ingest-connection-closer")
+    async def _last_stored_id(self, symbol: str) -> int | None:
         try:
-            async for message in ws:
-                if stop.is_set():
-                    return  # frames still buffered are re-read from REST at the next start
-                try:
-                    frame = parse_frame(message, self._symbols)
-                except FrameError as exc:
-                    raw = message if isinstance(message, bytes) else message.encode()
-                    await self.publisher.deadletter("ingest", exc.symbol, raw, exc.reason)
-                    continue
-                if isinstance(frame, ControlFrame):
-                    logger.info("exchange event", extra={"event": frame.event})
-                    if frame.event == "serverShutdown":
-                        return
-                    continue
-                await self._accept(frame)
-        finally:
-            await cancel_and_wait(closer)
-
-    async def _accept(self, frame: AggTradeFrame) -> None:
-        symbol, agg_id = frame.symbol, frame.row.agg_id
-        last = self.last_id.get(symbol)
-        if last is not None:
-            if agg_id <= last:
-                self.skipped[symbol] += 1
-                return
-            if agg_id > last + 1:
-                await self._fill(symbol, last + 1, agg_id - 1)
-        await self.publisher.publish(symbol, agg_id, encode_trade(frame.data))
-        self.last_id[symbol] = agg_id
-
-    async def _catch_up(self) -> None:
-        for symbol, last in list(self.last_id.items()):
-            await self._fill(symbol, last + 1, None)
-
-    async def _fill(self, symbol: str, from_id: int, to_id: int | None) -> None:
-        """Publish the trades `from_id..to_id` (or up to the newest) from REST."""
-        filled = 0
+            msg = await self._js.get_last_msg(TRADES_STREAM, trade_subject(symbol))
+        except NotFoundError:
+            return None
         try:
-            async for page in self._rest.trades_from(symbol, from_id, to_id):
-                for obj in page:
-                    filled += await self._publish_rest_trade(symbol, obj)
-        except GapFillError as exc:
-            missing = (to_id - from_id + 1 - filled) if to_id is not None else None
-            self.unfilled[symbol] += 1
-            logger.error(
-                "gap fill failed",
+            return decode_trade(msg.data or b"").agg_id
+        except TradeFormatError as exc:
+            logger.error("last stored trade unreadable", extra={"symbol": symbol, "error": str(exc)})
+            return None
+
+    def _build_feeds(self, symbols: tuple[str, ...]) -> None:
+        settings = self._settings
+        options = FeedOptions(
+            silence_timeout=settings.ingest_silence_timeout_s,
+            max_age=settings.ingest_max_connection_age_s,
+            max_frame_bytes=settings.ingest_max_frame_bytes,
+        )
+        limiter = AttemptLimiter()
+        self.feeds = [
+            Feed(
+                str(index),
+                settings.binance_ws_url,
+                group,
+                self.handle_frame,
+                limiter=limiter,
+                options=options,
+                on_subscribed=self.filler.request_tails,
+                flow=self.publisher,
+            )
+            for index, group in enumerate(split_symbols(symbols, settings.ingest_streams_per_connection))
+        ]
+
+    # -- the hot path: one call per frame, no awaits ---------------------------------
+
+    def handle_frame(self, message: str | bytes) -> ControlFrame | ReplyFrame | None:
+        try:
+            frame = parse_frame(message, self.tapes, self._settings.ingest_max_frame_bytes)
+        except FrameError as exc:
+            self.deadletter("ingest", exc.symbol, message, exc.reason, exc.kind)
+            return None
+        if type(frame) is not AggTradeFrame:
+            return frame  # type: ignore[return-value]
+        symbol = frame.symbol
+        tape = self.tapes[symbol]
+        agg_id = frame.row.agg_id
+        verdict = tape.offer(agg_id)
+        if verdict is Verdict.NEW:
+            self.publisher.submit_trade(symbol, agg_id, encode_trade(frame.data))
+        elif verdict is Verdict.IMPLAUSIBLE:
+            reason = f"implausible agg id {agg_id}: more than {tape.max_id_jump} ahead of {tape.head}"
+            self.deadletter("ingest", symbol, message, reason, "implausible_id")
+            self.filler.request_verify(symbol)
+        return None
+
+    def deadletter(self, source: str, symbol: str | None, message: str | bytes, reason: str, kind: str) -> None:
+        """Keep a rejected message (cut to fit the max payload) with its reason; counted by kind."""
+        raw = message if isinstance(message, bytes) else message.encode()
+        if kind == "oversized":
+            raw = raw[: self._settings.ingest_max_frame_bytes]  # a flood of them must not fill the dead-letter stream
+        tape = self.tapes.get(symbol or "")
+        counts = self.unknown_deadletters if tape is None else tape.counters.deadletters
+        counts[kind] += 1
+        body, headers = deadletter_message(raw, reason, self._nc.max_payload)
+        self.publisher.submit(deadletter_subject(source, symbol), body, headers, symbol or "unknown")
+        count = counts[kind]
+        if count & (count - 1) == 0:  # the 1st, 2nd, 4th, 8th, ... of a kind: never a line per frame
+            logger.warning(
+                "dead-lettered",
                 extra={
-                    "symbol": symbol,
-                    "from_id": from_id,
-                    "to_id": to_id,
-                    "filled": filled,
-                    "missing": missing,
-                    "error": str(exc),
+                    "source": source,
+                    "symbol": symbol or "unknown",
+                    "kind": kind,
+                    "count": count,
+                    "reason": reason[:200],
                 },
             )
-        if filled or to_id is not None:
-            logger.info("gap filled", extra={"symbol": symbol, "from_id": from_id, "to_id": to_id, "trades": filled})
 
-    async def _publish_rest_trade(self, symbol: str, obj: Any) -> int:
-        try:
-            row = parse_trade(obj)
-        except TradeFormatError as exc:
-            await self.publisher.deadletter("gapfill", symbol, encode_trade(obj), str(exc))
-            return 0
-        if row.agg_id <= self.last_id.get(symbol, -1):
-            return 0
-        await self.publisher.publish(symbol, row.agg_id, encode_trade(obj))
-        self.last_id[symbol] = row.agg_id
-        self.backfilled[symbol] += 1
-        return 1
+    def _accept_rest(self, symbol: str, page: list[RestTrade]) -> int:
+        tape = self.tapes[symbol]
+        submit = self.publisher.submit_trade
+        accepted = 0
+        for obj, row in page:
+            if tape.offer(row.agg_id, live=False) is Verdict.NEW:
+                submit(symbol, row.agg_id, encode_trade(obj))
+                accepted += 1
+        tape.counters.backfilled += accepted
+        return accepted
 
-    async def _last_published_ids(self) -> dict[str, int]:
-        last: dict[str, int] = {}
-        for symbol in self._settings.symbols:
-            try:
-                msg = await self._js.get_last_msg(TRADES_STREAM, trade_subject(symbol))
-            except NotFoundError:
-                continue
-            try:
-                last[symbol] = decode_trade(msg.data or b"").agg_id
-            except TradeFormatError as exc:
-                logger.error("last stored trade unreadable", extra={"symbol": symbol, "error": str(exc)})
-        return last
+    def _on_ack(self, symbol: str, agg_id: int, duplicate: bool) -> None:
+        self.tapes[symbol].confirm(agg_id, duplicate)
 
-    async def _log_stats(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._stats_interval)
-            self._log_counts("ingest progress")
+    def _on_drop(self, symbol: str, agg_id: int) -> None:
+        self.tapes[symbol].dropped(agg_id)
 
-    def _log_counts(self, event: str, *, force: bool = False) -> None:
-        p = self.publisher
-        for symbol in self._settings.symbols:
-            counts: dict[str, object] = {
-                "symbol": symbol,
-                "stored": p.stored[symbol],
-                "duplicates": p.duplicates[symbol],
-                "skipped": self.skipped[symbol],
-                "backfilled": self.backfilled[symbol],
-                "unfilled_gaps": self.unfilled[symbol],
-                "deadlettered": p.deadlettered[symbol],
-                "retried": p.retried[symbol],
-                "last_id": self.last_id.get(symbol),
-            }
-            self._progress.log(event, symbol, counts, force=force)
-        if p.deadlettered["unknown"]:
-            self._progress.log(event, "unknown", {"symbol": "unknown", "deadlettered": p.deadlettered["unknown"]})
+    def _filler_ready(self) -> bool:
+        return self._nc.is_connected and not self.publisher.paused and self.publisher.pressure < 0.5
+
+    # -- the ledger ------------------------------------------------------------------
+
+    async def _ledger_loop(self, kv: KeyValue) -> None:
+        while True:
+            await asyncio.sleep(LEDGER_INTERVAL_S)
+            await self._write_ledger(kv)
+
+    async def _write_ledger(self, kv: KeyValue) -> None:
+        now = _now_ms()
+        changed: list[LedgerEntry] = []
+        for symbol, tape in self.tapes.items():
+            for gap in tape.normalize(now, self._retention_ms):
+                logger.info(
+                    "gap closed",
+                    extra={
+                        "symbol": symbol,
+                        "from_id": gap.from_id,
+                        "to_id": gap.to_id,
+                        "age_s": round((now - gap.opened_ms) / 1000, 1),
+                        "attempts": gap.attempts,
+                    },
+                )
+            entry = tape.entry(now)
+            if entry is not None and self._written.get(symbol) != _written_key(entry):
+                changed.append(entry)
+        if not changed or not self._nc.is_connected:
+            return
+        for start in range(0, len(changed), LEDGER_PUT_CHUNK):
+            chunk = changed[start : start + LEDGER_PUT_CHUNK]
+            results = await asyncio.gather(*(write_entry(kv, e) for e in chunk), return_exceptions=True)
+            for entry, result in zip(chunk, results, strict=True):
+                if isinstance(result, BaseException):
+                    if not isinstance(result, (NatsError, TimeoutError)):
+                        raise result
+                    logger.warning(
+                        "ledger write failed, retrying", extra={"symbol": entry.symbol, "error": repr(result)}
+                    )
+                else:
+                    self._written[entry.symbol] = _written_key(entry)
+
+    # -- visibility ------------------------------------------------------------------
+
+    async def _answer_stats(self, msg: Msg) -> None:
+        symbol: str | None = None
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            request = orjson.loads(msg.data) if msg.data else {}
+            symbol = request.get("symbol")
+        reply = orjson.dumps(self.stats.snapshot(symbol))
+        limit = self._nc.max_payload - 1024
+        if len(reply) > limit:  # a refused publish would make nats-py close the connection for good
+            reply = orjson.dumps(self.stats.snapshot(symbol, with_gaps=False))
+        if len(reply) > limit:
+            reply = orjson.dumps({"error": 'reply too large; ask for one symbol: {"symbol": "BTCUSDT"}'})
+        with contextlib.suppress(NatsError):
+            await msg.respond(reply)
+
+
+def _written_key(entry: LedgerEntry) -> tuple[int, int, tuple[Any, ...]]:
+    return entry.watermark, entry.last_id, tuple((g.from_id, g.to_id, g.attempts, g.last_error) for g in entry.gaps)

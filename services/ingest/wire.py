@@ -1,7 +1,9 @@
-"""Binance's WebSocket wire format: combined-stream URLs and frame validation.
+"""Binance's WebSocket wire format: stream URLs, SUBSCRIBE requests and frame validation.
 
-A frame becomes either an `AggTradeFrame` (symbol, the raw `data` object and its
-validated row) or a `FrameError` whose reason goes into the dead-letter header.
+A frame becomes an `AggTradeFrame` (symbol, the raw `data` object, its validated row),
+a `ControlFrame` (an event such as `serverShutdown`), a `ReplyFrame` (the answer to a
+SUBSCRIBE), or a `FrameError` whose `kind` is counted and whose reason goes into the
+dead-letter header. Trade fields are checked by the one shared `parse_trade`.
 """
 
 from __future__ import annotations
@@ -13,14 +15,19 @@ import orjson
 
 from tradetape.domain.trade import TradeFormatError, TradeRow, parse_trade
 
+MAX_URL_CHARS = 4000
+"""Streams beyond what fits in a URL this long are sent as SUBSCRIBE requests."""
+STREAMS_PER_SUBSCRIBE = 200
+
 
 class FrameError(ValueError):
     """A frame that is not a valid aggTrade event of a subscribed symbol."""
 
-    def __init__(self, reason: str, symbol: str | None = None) -> None:
+    def __init__(self, reason: str, symbol: str | None = None, kind: str = "invalid_trade") -> None:
         super().__init__(reason)
         self.reason = reason
         self.symbol = symbol
+        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,35 +44,86 @@ class ControlFrame:
     event: str
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyFrame:
+    """The answer to a SUBSCRIBE / UNSUBSCRIBE request: `error` is None on success."""
+
+    request_id: int
+    error: str | None
+
+
+def stream_name(symbol: str) -> str:
+    return f"{symbol.lower()}@aggTrade"
+
+
 def combined_stream_url(ws_url: str, symbols: tuple[str, ...]) -> str:
-    streams = "/".join(f"{symbol.lower()}@aggTrade" for symbol in symbols)
-    return f"{ws_url.rstrip('/')}/stream?streams={streams}"
+    return f"{ws_url.rstrip('/')}/stream?streams={'/'.join(stream_name(s) for s in symbols)}"
 
 
-def parse_frame(text: str | bytes, symbols: frozenset[str]) -> AggTradeFrame | ControlFrame:
-    """Validate one combined-stream frame; raise `FrameError` with a specific reason."""
+def connection_plan(
+    ws_url: str,
+    symbols: tuple[str, ...],
+    max_url_chars: int = MAX_URL_CHARS,
+    per_subscribe: int = STREAMS_PER_SUBSCRIBE,
+) -> tuple[str, list[list[str]]]:
+    """The URL to open (as many streams as fit) and the SUBSCRIBE batches for the rest."""
+    base = f"{ws_url.rstrip('/')}/stream?streams="
+    in_url: list[str] = []
+    length = len(base)
+    rest: list[str] = []
+    for symbol in symbols:
+        name = stream_name(symbol)
+        if not rest and (not in_url or length + len(name) + 1 <= max_url_chars):
+            in_url.append(name)
+            length += len(name) + 1
+        else:
+            rest.append(name)
+    batches = [rest[i : i + per_subscribe] for i in range(0, len(rest), per_subscribe)]
+    return base + "/".join(in_url), batches
+
+
+def subscribe_request(streams: list[str], request_id: int) -> str:
+    return orjson.dumps({"method": "SUBSCRIBE", "params": streams, "id": request_id}).decode()
+
+
+def parse_frame(
+    text: str | bytes, symbols: frozenset[str] | dict[str, Any], max_bytes: int | None = None
+) -> AggTradeFrame | ControlFrame | ReplyFrame:
+    """Validate one frame; raise `FrameError` with a specific reason and kind."""
+    if max_bytes is not None and len(text) > max_bytes:
+        raise FrameError(f"frame of {len(text)} bytes is over the {max_bytes} byte cap", kind="oversized")
     try:
         frame = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise FrameError(f"invalid JSON: {exc}") from exc
+        raise FrameError(f"invalid JSON: {exc}", kind="invalid_json") from exc
     if not isinstance(frame, dict):
-        raise FrameError(f"frame is a {type(frame).__name__}, not an object")
+        raise FrameError(f"frame is a {type(frame).__name__}, not an object", kind="invalid_json")
     data = frame.get("data", frame) if "stream" in frame else frame
     if not isinstance(data, dict):
-        raise FrameError("frame 'data' is not an object")
+        raise FrameError("frame 'data' is not an object", kind="invalid_json")
     event = data.get("e")
     if event != "aggTrade":
         if isinstance(event, str) and event:
             return ControlFrame(event)
-        raise FrameError(f"missing or invalid event type {event!r}")
+        if "id" in frame and ("result" in frame or "error" in frame):
+            return _reply(frame)
+        raise FrameError(f"missing or invalid event type {event!r}", kind="invalid_event")
     symbol = data.get("s")
     if not isinstance(symbol, str) or symbol not in symbols:
-        raise FrameError(f"symbol {symbol!r} is not subscribed")
+        raise FrameError(f"symbol {symbol!r} is not subscribed", kind="not_subscribed")
     stream = frame.get("stream")
-    if stream is not None and stream != f"{symbol.lower()}@aggTrade":
-        raise FrameError(f"stream {stream!r} does not match symbol {symbol}", symbol)
+    if stream is not None and stream != stream_name(symbol):
+        raise FrameError(f"stream {stream!r} does not match symbol {symbol}", symbol, kind="not_subscribed")
     try:
         row = parse_trade(data)
     except TradeFormatError as exc:
         raise FrameError(str(exc), symbol) from exc
     return AggTradeFrame(symbol, data, row)
+
+
+def _reply(frame: dict[str, Any]) -> ReplyFrame:
+    request_id = frame.get("id")
+    if type(request_id) is not int:
+        raise FrameError(f"reply id {request_id!r} is not an integer", kind="invalid_event")
+    error = frame.get("error")
+    return ReplyFrame(request_id, None if error is None else str(error)[:200])

@@ -1,8 +1,15 @@
-"""The persist service: JetStream trades → 1-second windows in the shard's RocksDB.
+"""The persist service: JetStream trades → 1-second windows → segments in the shard's RocksDB.
 
-Each fetched batch is validated, assembled into windows, merged into the store and
-synced; only then are its messages acked. A crash at any point therefore loses nothing
-(unacked messages are redelivered) and duplicates nothing (windows merge by agg id).
+start (lock the shard, open the store, bind the consumer) → run (fetch a batch, validate,
+write it durably, ack it; roll up closed windows, apply retention) → drain (the batch in
+hand is written and acked before the loop ends) → stop (close the store, release the
+shard). A crash at any point loses nothing (unacked messages are redelivered) and
+duplicates nothing (the store drops agg ids it holds).
+
+Bad messages never stop the tape: one that is not a valid aggTrade is dead-lettered
+with the reason and acked; one that the server gave up on after `max_deliver` attempts
+is dead-lettered from its advisory. A store that refuses a write (I/O error, full disk)
+is retried with backoff while the batch is held unacked, its ack deadlines extended.
 """
 
 from __future__ import annotations
@@ -16,15 +23,17 @@ from collections import Counter
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
 
+from services.persist.consumer import MaxDeliveries, PersistConsumer
 from tradetape.bus.codec import decode_trade
 from tradetape.bus.deadletter import publish_deadletter
-from tradetape.bus.provision import ensure_persist_consumer, ensure_streams
-from tradetape.bus.subjects import TRADES_STREAM, symbol_of
+from tradetape.bus.subjects import symbol_of
 from tradetape.domain.trade import TradeFormatError, TradeRow
+from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.logs import ProgressLog
 from tradetape.settings import Settings
+from tradetape.store.rocks import StoreError
+from tradetape.store.shards import write_manifest
 from tradetape.store.windows import assemble_windows
 from tradetape.store.writer import WindowStore
 
@@ -36,7 +45,9 @@ FETCH_RETRY_S = 0.5
 LINGER_S = 0.1
 MIN_FETCH_S = 0.005
 STATS_INTERVAL_S = 10.0
+ROLLUP_INTERVAL_S = 10.0
 RETENTION_INTERVAL_S = 3600.0
+STORE_RETRY_MAX_S = 30.0
 
 
 class PersistService:
@@ -49,6 +60,7 @@ class PersistService:
         fetch_timeout: float = FETCH_TIMEOUT_S,
         linger: float = LINGER_S,
         stats_interval: float = STATS_INTERVAL_S,
+        rollup_interval: float = ROLLUP_INTERVAL_S,
     ) -> None:
         self._settings = settings
         self._nc = nc
@@ -57,46 +69,68 @@ class PersistService:
         self._fetch_timeout = fetch_timeout
         self._linger = linger
         self._stats_interval = stats_interval
+        # Roll up at least four times per roll-up age, so windows never pile up past it.
+        self._rollup_interval = min(rollup_interval, settings.rollup_age_s / 4)
+        self._symbols = settings.shard_symbols
+        self._subject_symbols: dict[str, str] = {}
         self.written: Counter[str] = Counter()
         self.deadlettered: Counter[str] = Counter()
         self.batches = 0
         self.already_stored = 0
+        self.rolled_windows = 0
+        self.store_errors = 0
+        self._consumer = PersistConsumer(settings, self._js)
         self._progress = ProgressLog(logger)
 
+    @property
+    def reprovisioned(self) -> int:
+        """How often the consumer had disappeared and was provisioned again."""
+        return self._consumer.reprovisioned
+
     async def run(self, stop: asyncio.Event) -> None:
-        await ensure_streams(self._js, self._settings)
-        durable = await ensure_persist_consumer(self._js, self._settings)
-        subscription = await self._js.pull_subscribe_bind(durable, TRADES_STREAM)
         store = WindowStore(self._settings.shard_dir)
-        logger.info(
-            "persist started",
-            extra={
-                "shard": self._settings.shard,
-                "consumer": durable,
-                "symbols": ",".join(self._settings.symbols),
-                "path": str(self._settings.shard_dir),
-            },
-        )
-        next_stats = time.monotonic() + self._stats_interval
-        next_retention = 0.0
+        advisories = MaxDeliveries(self._nc, self._js, self._consumer.durable, self.deadlettered)
         try:
-            while not stop.is_set():
-                if time.monotonic() >= next_retention:
-                    self._apply_retention(store)
-                    next_retention = time.monotonic() + RETENTION_INTERVAL_S
-                msgs = await self._collect(subscription, stop)
-                if msgs:
-                    await self._persist(store, msgs)
-                if time.monotonic() >= next_stats:
-                    self._log_counts("persist progress")
-                    next_stats = time.monotonic() + self._stats_interval
+            write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols)
+            await advisories.start()
+            await self._consumer.bind()
+            logger.info(
+                "persist started",
+                extra={
+                    "shard": self._settings.shard,
+                    "consumer": self._consumer.durable,
+                    "symbols": ",".join(self._symbols),
+                    "path": str(self._settings.shard_dir),
+                },
+            )
+            await self._loop(store, stop)
         finally:
-            with contextlib.suppress(NatsError):
-                await subscription.unsubscribe()
+            await advisories.stop()
+            await self._consumer.close()
             store.close()
             self._log_counts("persist stopped", force=True)
 
-    async def _collect(self, subscription: JetStreamContext.PullSubscription, stop: asyncio.Event) -> list[Msg]:
+    async def _loop(self, store: WindowStore, stop: asyncio.Event) -> None:
+        now = time.monotonic()
+        next_stats = now + self._stats_interval
+        next_rollup = now
+        next_retention = now
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= next_rollup:
+                self._roll_up(store)
+                next_rollup = now + self._rollup_interval
+            if now >= next_retention:
+                self._apply_retention(store)
+                next_retention = now + RETENTION_INTERVAL_S
+            if now >= next_stats:
+                self._log_counts("persist progress")
+                next_stats = now + self._stats_interval
+            msgs = await self._collect(stop)
+            if msgs:
+                await self._persist(store, msgs, stop)
+
+    async def _collect(self, stop: asyncio.Event) -> list[Msg]:
         """The messages of one write: up to `batch`, gathered for at most `linger` after the first.
 
         One synced write per ~100 ms instead of one per fetch keeps the cost per trade low at
@@ -109,13 +143,18 @@ class PersistService:
             if timeout < MIN_FETCH_S:
                 break
             try:
-                got = await subscription.fetch(self._batch - len(msgs), timeout=timeout)
+                got = await self._consumer.subscription.fetch(self._batch - len(msgs), timeout=timeout)
             except TimeoutError:  # nats' own TimeoutError is a subclass; fetch raises both
                 got = []
+                if self._consumer.idle():
+                    await self._ensure_consumer()
             except NatsError as exc:
-                logger.warning("fetch failed, retrying", extra={"error": repr(exc)})
+                logger.warning("fetch failed", extra={"error": repr(exc)})
+                await self._ensure_consumer()
                 await asyncio.sleep(FETCH_RETRY_S)
                 got = []
+            if got:
+                self._consumer.saw_messages()
             if got and flush_at is None:
                 flush_at = time.monotonic() + self._linger
             elif not got and flush_at is None:
@@ -123,37 +162,91 @@ class PersistService:
             msgs += got
         return msgs
 
-    async def _persist(self, store: WindowStore, msgs: list[Msg]) -> None:
+    async def _ensure_consumer(self) -> None:
+        try:
+            await self._consumer.ensure()
+        except (NatsError, TimeoutError) as exc:
+            logger.warning("consumer check failed", extra={"error": repr(exc)})
+
+    async def _persist(self, store: WindowStore, msgs: list[Msg], stop: asyncio.Event) -> None:
         """Write one batch durably, then ack every message of it."""
         trades: list[tuple[str, TradeRow]] = []
         for msg in msgs:
-            symbol = symbol_of(msg.subject)
+            symbol = self._symbol_of(msg.subject)
             try:
                 trades.append((symbol, decode_trade(msg.data)))
             except TradeFormatError as exc:
-                await publish_deadletter(self._js, "persist", symbol, msg.data, str(exc))
+                await publish_deadletter(
+                    self._js, "persist", symbol, msg.data, str(exc), max_payload=self._nc.max_payload
+                )
                 self.deadlettered[symbol] += 1
-        windows = assemble_windows(trades)
-        added = store.write(windows)
-        per_symbol = Counter(symbol for symbol, _ in trades)
-        self.written.update(per_symbol)
+        added = await self._write(store, trades, msgs, stop)
+        if added is None:
+            return
+        self.written.update(symbol for symbol, _ in trades)
         self.already_stored += len(trades) - added
         for msg in msgs:
             await msg.ack()
         self.batches += 1
 
+    def _symbol_of(self, subject: str) -> str:
+        symbol = self._subject_symbols.get(subject)
+        if symbol is None:
+            symbol = self._subject_symbols[subject] = symbol_of(subject)
+        return symbol
+
+    async def _write(
+        self, store: WindowStore, trades: list[tuple[str, TradeRow]], msgs: list[Msg], stop: asyncio.Event
+    ) -> int | None:
+        """The store's write, retried while RocksDB refuses it; None if stopped before it succeeded."""
+        windows = assemble_windows(trades)
+        backoff = Backoff(0.5, STORE_RETRY_MAX_S)
+        while True:
+            try:
+                return store.write(windows)
+            except StoreError as exc:
+                self.store_errors += 1
+                logger.error("store write failed, batch held unacked", extra={"error": str(exc), "held": len(msgs)})
+            for msg in msgs:  # keep the batch ours while we retry: no redelivery, no delivery counted
+                with contextlib.suppress(NatsError):
+                    await msg.in_progress()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff.next_delay())
+            if stop.is_set():
+                logger.warning("stopped with an unwritten batch, delivered again later", extra={"held": len(msgs)})
+                return None
+
+    def _roll_up(self, store: WindowStore) -> None:
+        before = int(time.time() * 1000 - self._settings.rollup_age_s * 1000)
+        for symbol in self._symbols:
+            try:
+                self.rolled_windows += store.roll_up(symbol, before)
+            except StoreError as exc:
+                self.store_errors += 1
+                logger.error("roll-up failed, will retry", extra={"symbol": symbol, "error": str(exc)})
+
     def _apply_retention(self, store: WindowStore) -> None:
         cutoff = int(time.time() * 1000 - self._settings.retention_days * 86_400_000)
-        for symbol in self._settings.symbols:
-            store.delete_before(symbol, cutoff)
+        for symbol in self._symbols:
+            try:
+                store.delete_before(symbol, cutoff)
+            except StoreError as exc:
+                self.store_errors += 1
+                logger.error("retention failed, will retry", extra={"symbol": symbol, "error": str(exc)})
 
     def _log_counts(self, event: str, *, force: bool = False) -> None:
-        for symbol in self._settings.symbols:
+        for symbol in self._symbols:
             counts: dict[str, object] = {
                 "symbol": symbol,
                 "trades": self.written[symbol],
                 "deadlettered": self.deadlettered[symbol],
             }
             self._progress.log(event, symbol, counts, force=force)
-        totals: dict[str, object] = {"batches": self.batches, "already_stored": self.already_stored}
+        totals: dict[str, object] = {
+            "batches": self.batches,
+            "already_stored": self.already_stored,
+            "rolled_windows": self.rolled_windows,
+            "store_errors": self.store_errors,
+            "reprovisioned": self.reprovisioned,
+        }
         self._progress.log(event, "", totals, force=force)

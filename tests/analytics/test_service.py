@@ -15,7 +15,7 @@ from tradetape.settings import Settings
 pytestmark = pytest.mark.timeout(60)
 
 
-async def test_discovery_empty_tape_and_bad_requests(nats_url: str, tmp_path: Path) -> None:
+async def test_discovery_empty_tape_and_invalid_requests(nats_url: str, tmp_path: Path) -> None:
     settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=("BTCUSDT", "ETHUSDT"))
     async with run_services(settings, "analytics") as running:
         client = await nats.connect(nats_url)
@@ -27,7 +27,9 @@ async def test_discovery_empty_tape_and_bad_requests(nats_url: str, tmp_path: Pa
 
             found = await wait_for(info, timeout=10, running=running)
             subjects = {endpoint["subject"] for endpoint in found["endpoints"]}
-            assert {"tape.query.volume_profile.BTCUSDT", "tape.query.coverage.ETHUSDT"} <= subjects
+            assert {"tape.query.volume_profile.BTCUSDT", "tape.query.coverage.ETHUSDT", "tape.schema"} <= subjects
+            schema = json.loads((await client.request("tape.schema", b"", timeout=2)).data)
+            assert "request" in schema["methods"]["bars"] and schema["subject"] == "tape.query.<method>.<SYMBOL>"
 
             empty, _ = await request(client, "tape.query.coverage.ETHUSDT", {})
             assert empty["trade_count"] == 0 and empty["gaps"] == [] and empty["first_id"] is None
@@ -44,7 +46,7 @@ async def test_discovery_empty_tape_and_bad_requests(nats_url: str, tmp_path: Pa
                 (b'{"value_area": 2}', "value_area"),
             ):
                 bad, headers = await request(client, "tape.query.volume_profile.BTCUSDT", body)
-                assert bad["error"]["code"] == "bad_request", body
+                assert bad["error"]["code"] == "invalid_request", body
                 assert headers["Nats-Service-Error-Code"] == "400"
                 assert field in json.dumps(bad["error"]["details"])
 

@@ -23,18 +23,22 @@ def test_times_accept_epoch_ms_and_iso() -> None:
 
 
 def test_default_ranges() -> None:
-    now = 10_000_000
+    now = 1_767_225_600_000
     assert VolumeProfileRequest().time_range(now) == (now - 3_600_000, now)
     assert VolumeProfileRequest(last="15m").time_range(now) == (now - 900_000, now)
     assert CoverageRequest().time_range(now, default_ms=None) is None
-    assert CoverageRequest(start=5).time_range(now, default_ms=None) == (5, now)
+    assert CoverageRequest(start=now - 5).time_range(now, default_ms=None) == (now - 5, now)
 
 
 @pytest.mark.parametrize(
     "body",
     [
         '{"last": "1h", "start": 1}',
-        '{"start": 5, "end": 5}',
+        '{"start": 1767225600000, "end": 1767225600000}',
+        '{"start": 1767225600000000}',
+        '{"end": 1767225600}',
+        '{"start": true}',
+        '{"start": "²"}',
         '{"row_size": "-1"}',
         '{"row_size": "1e3"}',
         '{"rows": 0}',
@@ -44,7 +48,7 @@ def test_default_ranges() -> None:
         '{"start": "yesterday"}',
     ],
 )
-def test_bad_requests_are_rejected(body: str) -> None:
+def test_invalid_requests_are_rejected(body: str) -> None:
     with pytest.raises(ValidationError):
         VolumeProfileRequest.model_validate_json(body)
 
@@ -56,5 +60,7 @@ def test_row_size_accepts_numbers_and_strings() -> None:
 
 def test_schema_names_every_method() -> None:
     schema = api_schema()
-    assert set(schema["methods"]) == {"volume_profile", "liquidity_vacuums", "coverage"}
+    assert set(schema["methods"]) == {
+        "volume_profile", "liquidity_vacuums", "coverage", "vwap", "bars", "flow", "large_trades", "trades"
+    }
     assert "row_size" in schema["methods"]["volume_profile"]["request"]["properties"]

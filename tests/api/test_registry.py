@@ -27,7 +27,7 @@ def test_schema_lists_each_method_with_its_summary() -> None:
 def test_parse_request_names_each_failing_field() -> None:
     with pytest.raises(QueryError) as caught:
         method("volume_profile").parse_request({"rows": 0, "row_size": "x"})
-    assert caught.value.code == "bad_request"
+    assert caught.value.code == "invalid_request"
     fields = {problem["field"] for problem in caught.value.details["errors"]}
     assert fields == {"rows", "row_size"}
     assert "rows:" in caught.value.message and "Value error" not in caught.value.message

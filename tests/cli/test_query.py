@@ -44,6 +44,21 @@ async def test_queries_render_tables_and_errors_are_one_readable_line(nats_url: 
         code, out, _ = await tradetape("query", "liquidity_vacuums", "BTCUSDT", "--last", "24h", env=env)
         assert code == 0 and "thin rows" in out and "share of total volume" in out
 
+        for args, expected in (
+            (("bars", "--interval", "1m"), "BTCUSDT bars 1m"),
+            (("flow", "--interval", "5m"), "cum. delta"),
+            (("vwap", "--bands", "1,2"), "±2σ"),
+            (("large_trades", "--top", "5"), "largest 5 shown"),
+            (("trades", "--limit", "3"), "next page: --cursor"),
+        ):
+            code, out, err = await tradetape("query", args[0], "BTCUSDT", "--last", "24h", *args[1:], env=env)
+            assert code == 0 and expected in out, (args, out, err)
+
+        for chart, name in (("volume_profile", "profile.png"), ("bars", "bars.svg")):
+            target = str(tmp_path / name)
+            code, out, err = await tradetape("plot", chart, "BTCUSDT", "--last", "24h", "-o", target, env=env)
+            assert code == 0 and (tmp_path / name).stat().st_size > 1000, err
+
         code, out, _ = await tradetape("query", "coverage", "BTCUSDT", "--json", env=env)
         assert code == 0 and json.loads(out)["trade_count"] == 5000
 

@@ -1,94 +1,90 @@
-"""The REST gap-fill client against a real HTTP server on loopback: paging, throttles, errors."""
+"""The REST client: validated pages, the weight budget, and the simulator's REST faults over real HTTP."""
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
+import logging
 import time
-import urllib.parse
-from collections.abc import Iterator
 
+import orjson
 import pytest
 
-from services.ingest.gapfill import AggTradesClient, GapFillError
+from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
+from services.ingest.gapfill import GapFillError, RestClient, WeightBudget, parse_page
 
 pytestmark = pytest.mark.timeout(30)
 
-IDS = range(100, 2600)
+FIRST_ID = 3800397495
+ROW = {"a": 7, "p": "1.5", "q": "2", "f": 1, "l": 1, "T": 1_767_225_600_003, "m": False, "M": True}
 
 
-class Exchange(http.server.BaseHTTPRequestHandler):
-    """Serves ids 100..2599; the first call of each client is throttled once with 429."""
-
-    throttled_once = False
-    calls: list[dict[str, str]] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
-        url = urllib.parse.urlparse(self.path)
-        query = dict(urllib.parse.parse_qsl(url.query))
-        type(self).calls.append(query)
-        if query.get("symbol") != "BTCUSDT":
-            self._send(400, {"code": -1121, "msg": "Invalid symbol."})
-            return
-        if not type(self).throttled_once:
-            type(self).throttled_once = True
-            self._send(429, {"code": -1003, "msg": "Too many requests."}, {"Retry-After": "1"})
-            return
-        start, limit = int(query["fromId"]), int(query.get("limit", 500))
-        base = 1_767_225_600_000
-        rows = [{"a": i, "p": "1.0", "q": "1", "f": i, "l": i, "T": base + i, "m": False} for i in IDS if i >= start]
-        rows = rows[:limit]
-        self._send(200, rows)
-
-    def _send(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def test_a_valid_page_keeps_the_raw_rows() -> None:
+    rows = [ROW, {**ROW, "a": 8}]
+    page = parse_page(orjson.dumps(rows), 7, 1000)
+    assert [obj for obj, _ in page] == rows
+    assert [row.agg_id for _, row in page] == [7, 8]
 
 
-@pytest.fixture
-def rest_url() -> Iterator[str]:
-    Exchange.throttled_once = False
-    Exchange.calls = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Exchange)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"<html>502 Bad Gateway</html>", "not JSON"),
+        (b'{"code": -1003}', "not a list"),
+        (orjson.dumps([{**ROW, "a": "7"}]), "row 0: field 'a'"),
+        (orjson.dumps([{**ROW, "p": "1²"}]), "row 0"),
+        (orjson.dumps([ROW, ROW]), "does not ascend"),
+        (orjson.dumps([{**ROW, "a": 6}]), "does not ascend"),
+        (orjson.dumps([ROW, {**ROW, "a": 8}]), "more than the limit"),
+    ],
+)
+def test_anything_but_a_well_formed_page_is_a_failed_attempt(body: bytes, reason: str) -> None:
+    limit = 1 if reason == "more than the limit" else 1000
+    with pytest.raises(GapFillError, match=reason):
+        parse_page(body, 7, limit)
 
 
-async def test_a_range_is_paged_and_trimmed_after_honouring_retry_after(rest_url: str) -> None:
-    client = AggTradesClient(rest_url)
-    started = time.monotonic()
-    pages = [page async for page in client.trades_from("BTCUSDT", 150, 1320)]
-    assert time.monotonic() - started >= 1.0, "Retry-After: 1 must be waited out"
-    ids = [trade["a"] for page in pages for trade in page]
-    assert ids == list(range(150, 1321))
-    assert [len(page) for page in pages] == [1000, 171]
-    assert [call["fromId"] for call in Exchange.calls] == ["150", "150", "1150"]
-    assert Exchange.calls[-1]["limit"] == "171"
+def test_weight_budget_refills_evenly() -> None:
+    now = [0.0]
+    budget = WeightBudget(240, clock=lambda: now[0])  # 4 weight a second, bursts of 60
+    for _ in range(15):
+        assert budget.wait_for(4) == 0
+        budget.spend(4)
+    assert budget.wait_for(4) == pytest.approx(1.0)
+    now[0] = 0.5
+    assert budget.wait_for(4) == pytest.approx(0.5)
+    assert budget.used == 60
 
 
-async def test_open_ended_fill_stops_at_the_newest_trade(rest_url: str) -> None:
-    client = AggTradesClient(rest_url)
-    pages = [page async for page in client.trades_from("BTCUSDT", 2000, None)]
-    assert [t["a"] for page in pages for t in page] == list(range(2000, 2600))
+async def test_pages_come_from_the_simulator() -> None:
+    config = ExchangeConfig(symbols=(), replay=(BUNDLED_REPLAY,), rate=0)
+    async with Exchange(config) as exchange:
+        exchange.history("BTCUSDT")
+        client = RestClient(exchange.rest_url, weight_per_minute=6000)
+        assert await client.agg_trades("BTCUSDT", FIRST_ID) == [], "nothing released before a subscriber"
+        with pytest.raises(GapFillError, match="HTTP 400"):
+            await client.agg_trades("DOGEUSDT", 1)
+        assert await client.trading_symbols() == ["BTCUSDT"]
+        assert client.budget.used == 4 + 4 + 20
 
 
-async def test_a_client_error_is_a_specific_gap_fill_error(rest_url: str) -> None:
-    client = AggTradesClient(rest_url)
-    with pytest.raises(GapFillError, match="HTTP 400.*Invalid symbol"):
-        await client.page("ETHUSDT", 1)
+@pytest.mark.parametrize(
+    ("error", "match"),
+    [("503", "HTTP 503"), ("429", "HTTP 429, retry after 1"), ("418", "HTTP 418, retry after 1"), ("html", "not JSON")],
+)
+async def test_rest_faults_are_failed_attempts_and_throttles_pause(
+    error: str, match: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    faults = FaultConfig(rest_error=error, rest_error_calls=1, retry_after_s=1)
+    async with Exchange(ExchangeConfig(symbols=("BTCUSDT",), rate=0, faults=faults)) as exchange:
+        client = RestClient(exchange.rest_url, weight_per_minute=6000)
+        with caplog.at_level(logging.WARNING, "services.ingest.gapfill"), pytest.raises(GapFillError, match=match):
+            await client.agg_trades("BTCUSDT", 1)
+        started = time.monotonic()
+        assert await client.agg_trades("BTCUSDT", 1) == []
+        waited = time.monotonic() - started
+        if error in ("429", "418"):
+            assert waited >= 0.9, "Retry-After must be honoured"
+            level = logging.ERROR if error == "418" else logging.WARNING
+            assert any(r.levelno == level and "backing off" in r.getMessage() for r in caplog.records)
+        else:
+            assert waited < 0.5
+        assert exchange.rest_failures == 1

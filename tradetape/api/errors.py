@@ -1,6 +1,9 @@
 """Query errors: a stable machine-readable code, a human message and details.
 
-Every error a client can get is a `QueryError`. The service boundary turns it into the
+Every error a client can get is a `QueryError`, with one of the codes DESIGN.md fixes:
+`invalid_request` (400), `insufficient_trades` (422), `range_too_large` and
+`reply_too_large` (413), `overloaded` (503), `internal` (500). A symbol nobody serves gets
+NATS "no responders": no worker subscribes to its subjects. The service boundary turns it into the
 JSON error body (`ErrorReply`) and the NATS micro error headers (`Nats-Service-Error`,
 `Nats-Service-Error-Code` = an HTTP-like status); the client turns that body back into
 a `QueryError`, so both ends share this one shape.
@@ -35,8 +38,27 @@ class QueryError(Exception):
         return cls(error.code, error.message, error.details, status=status)
 
 
-def bad_request(message: str, **details: Any) -> QueryError:
-    return QueryError("bad_request", message, details, status=400)
+def invalid_request(message: str, **details: Any) -> QueryError:
+    return QueryError("invalid_request", message, details, status=400)
+
+
+def range_too_large(message: str, **details: Any) -> QueryError:
+    return QueryError("range_too_large", message, details, status=413)
+
+
+def reply_too_large(size: int, max_payload: int, hint: str) -> QueryError:
+    return QueryError(
+        "reply_too_large",
+        f"the reply would be {size} bytes, above the server's max payload of {max_payload}; {hint}",
+        {"size": size, "max_payload": max_payload},
+        status=413,
+    )
+
+
+def overloaded(pending: int) -> QueryError:
+    return QueryError(
+        "overloaded", f"{pending} queries are waiting on this worker; retry shortly", {"pending": pending}, status=503
+    )
 
 
 def insufficient_trades(found: int, needed: int) -> QueryError:

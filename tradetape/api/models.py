@@ -14,6 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tradetape.domain.bars import check_interval
+from tradetape.domain.decimals import DecimalFormatError, parse_units
+
 DEFAULT_LAST_MS = 3_600_000
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -31,20 +34,53 @@ def parse_duration_ms(text: str) -> int:
     return ms
 
 
+EARLIEST_MS = 1_483_228_800_000
+"""2017-01-01T00:00:00Z: no Binance trade is older."""
+LATEST_MS = 4_102_444_800_000
+"""2100-01-01T00:00:00Z: a later value is not epoch ms (microseconds, say)."""
+
+
 def parse_time_ms(value: int | str) -> int:
-    """Epoch milliseconds, or an ISO-8601 time (UTC when it names no zone)."""
+    """Epoch milliseconds, or an ISO-8601 time (UTC when it names no zone), from 2017 to 2100.
+
+    The bounds turn microseconds or seconds into a clear error instead of a range that
+    silently holds no trades.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"time {value!r} is neither epoch milliseconds nor ISO-8601")
     if isinstance(value, int):
-        return value
-    text = value.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"time {value!r} is neither epoch milliseconds nor ISO-8601") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+        ms = value
+    elif value.strip().isascii() and value.strip().isdigit():
+        ms = int(value.strip())
+    else:
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"time {value!r} is neither epoch milliseconds nor ISO-8601") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        ms = int(moment.timestamp() * 1000)
+    if not EARLIEST_MS <= ms <= LATEST_MS:
+        raise ValueError(
+            f"time {value!r} is not epoch milliseconds between 2017-01-01 and 2100-01-01"
+            " (microseconds or seconds?)"
+        )
+    return ms
+
+
+def decimal_field(value: Any, name: str, *, positive: bool = False) -> Any:
+    """A request's decimal-string field (numbers accepted too), checked exactly and kept as text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str):
+        try:
+            units = parse_units(value.strip())
+        except DecimalFormatError as exc:
+            raise ValueError(f"{name} {exc}") from None
+        if positive and units <= 0:
+            raise ValueError(f"{name} must be positive")
+        return value.strip()
+    return value
 
 
 class RangeRequest(BaseModel):
@@ -95,3 +131,35 @@ class ErrorDetail(BaseModel):
 
 class ErrorReply(BaseModel):
     error: ErrorDetail
+
+
+def parse_interval_ms(text: str) -> int:
+    """A bar interval such as `"1s"`, `"5m"`, `"1h"`, `"1d"`: whole seconds from 1 s to 1 d."""
+    ms = parse_duration_ms(text)
+    check_interval(ms)
+    return ms
+
+
+class IntervalRequest(RangeRequest):
+    """A range cut into intervals aligned to the epoch (UTC)."""
+
+    interval: str = Field(default="1m", description='Interval, whole seconds from "1s" to "1d", e.g. "1m", "1h".')
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        parse_interval_ms(value)
+        return value
+
+    def interval_ms(self) -> int:
+        return parse_interval_ms(self.interval)
+
+
+MAX_INTERVALS = 4000
+"""Bars or flow rows one reply may hold (about 0.8 MB of JSON, under NATS's 1 MiB)."""
+
+
+def interval_count(time_range: tuple[int, int], interval_ms: int) -> int:
+    """How many epoch-aligned intervals `[start, end)` touches."""
+    start, end = time_range
+    return (end - 1) // interval_ms - start // interval_ms + 1

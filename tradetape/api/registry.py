@@ -13,14 +13,15 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 from rich.console import RenderableType
 
-from tradetape.api.errors import bad_request
+from tradetape.api.errors import invalid_request
 from tradetape.api.models import ErrorReply, RangeRequest
 from tradetape.domain.columns import TradeColumns
+from tradetape.store.segments import PriceLevels
 
 QUERY_SUBJECT = "tape.query.<method>.<SYMBOL>"
 
@@ -36,6 +37,15 @@ class TradeSource(Protocol):
         ...
 
 
+@runtime_checkable
+class PriceLevelSource(Protocol):
+    """A source that can sum trades per distinct price without handing them over (segment histograms)."""
+
+    def price_levels(self, symbol: str, time_range: tuple[int, int] | None) -> PriceLevels | None:
+        """Volume, buy volume and trade count per price; None when the sums could leave int64."""
+        ...
+
+
 @dataclass(frozen=True)
 class QueryMethod(Generic[RequestT, ReplyT]):
     name: str
@@ -48,9 +58,13 @@ class QueryMethod(Generic[RequestT, ReplyT]):
     """`(source, symbol, request, now_ms) -> reply`; raises `QueryError` for what a client must hear."""
     render: Callable[[ReplyT], RenderableType]
     """The reply as the CLI shows it (a rich renderable)."""
+    reply_hint: str = "ask for a shorter range"
+    """What to change when the reply exceeds the server's max payload."""
+    bounded_range: bool = True
+    """Whether `query_max_range_days` applies (not to `coverage`, which reads no trades)."""
 
     def parse_request(self, data: bytes | dict[str, Any]) -> RequestT:
-        """A JSON body (or its fields) as this method's request; `bad_request` naming each failing field."""
+        """A JSON body (or its fields) as this method's request; `invalid_request` naming each failing field."""
         try:
             if isinstance(data, dict):
                 return self.request.model_validate(data)
@@ -61,7 +75,7 @@ class QueryMethod(Generic[RequestT, ReplyT]):
                 for e in exc.errors()
             ]
             summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-            raise bad_request(f"invalid {self.name} request: {summary}", errors=problems) from None
+            raise invalid_request(f"invalid {self.name} request: {summary}", errors=problems) from None
 
 
 @cache

@@ -2,6 +2,9 @@
 
 They go to their own stream (`TAPE_DEADLETTER`, subjects `tape.deadletter.<source>.<symbol>`)
 with the reason in the `Tradetape-Reason` header, so they can be counted and inspected.
+A dead letter always fits the server's max payload: the body is cut to what is left after
+the headers (which say the original size), since a message above it is refused and
+nats-py then drops the connection.
 """
 
 from __future__ import annotations
@@ -13,12 +16,23 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
-from tradetape.bus.subjects import DEADLETTER_STREAM, REASON_HEADER, deadletter_subject
+from tradetape.bus.subjects import (
+    DEADLETTER_STREAM,
+    ORIGINAL_SIZE_HEADER,
+    REASON_HEADER,
+    TRUNCATED_HEADER,
+    deadletter_subject,
+)
 from tradetape.runtime.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
 RETRY_DELAY_MAX_S = 10.0
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+"""nats-server's default; pass the connection's `nc.max_payload` where it may differ."""
+MAX_REASON_BYTES = 1000
+_HEADER_MARGIN = 128
+"""Room for the protocol line's framing beyond the header block itself."""
 
 
 async def publish_until_acked(
@@ -40,9 +54,37 @@ async def publish_until_acked(
             await asyncio.sleep(backoff.next_delay())
 
 
+def deadletter_message(payload: bytes, reason: str, max_payload: int) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of a dead letter: the reason kept (ASCII, one line, capped) and the body cut to fit."""
+    line = " ".join(reason.split()).encode("ascii", "backslashreplace")[:MAX_REASON_BYTES].decode("ascii")
+    headers = {REASON_HEADER: line or "unknown", ORIGINAL_SIZE_HEADER: str(len(payload))}
+    header_bytes = sum(len(k) + len(v) + 4 for k, v in headers.items()) + len(TRUNCATED_HEADER) + 32
+    budget = max(max_payload - header_bytes - _HEADER_MARGIN, 0)
+    if len(payload) > budget:
+        headers[TRUNCATED_HEADER] = "true"
+        payload = payload[:budget]
+    return payload, headers
+
+
 async def publish_deadletter(
-    js: JetStreamContext, source: str, symbol: str | None, payload: bytes, reason: str
+    js: JetStreamContext,
+    source: str,
+    symbol: str | None,
+    payload: bytes,
+    reason: str,
+    *,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
 ) -> None:
+    """Keep a rejected message with its reason, truncated to fit `max_payload`, until the stream acks it."""
     subject = deadletter_subject(source, symbol)
-    await publish_until_acked(js, subject, payload, {REASON_HEADER: reason[:1000]}, stream=DEADLETTER_STREAM)
-    logger.warning("dead-lettered", extra={"source": source, "symbol": symbol or "unknown", "reason": reason})
+    body, headers = deadletter_message(payload, reason, max_payload)
+    await publish_until_acked(js, subject, body, headers, stream=DEADLETTER_STREAM)
+    logger.warning(
+        "dead-lettered",
+        extra={
+            "source": source,
+            "symbol": symbol or "unknown",
+            "reason": headers[REASON_HEADER][:200],
+            "size": len(payload),
+        },
+    )

@@ -9,9 +9,13 @@ TRADES_SUBJECTS = f"{TRADES_PREFIX}.>"
 DEADLETTER_STREAM = "TAPE_DEADLETTER"
 DEADLETTER_PREFIX = "tape.deadletter"
 REASON_HEADER = "Tradetape-Reason"
+ORIGINAL_SIZE_HEADER = "Tradetape-Original-Size"
+TRUNCATED_HEADER = "Tradetape-Truncated"
 MSG_ID_HEADER = "Nats-Msg-Id"
 
 QUERY_PREFIX = "tape.query"
+INGEST_STATS_SUBJECT = "tape.ingest.stats"
+"""Request-reply: ingest answers with its per-symbol counters and open gaps (JSON)."""
 
 EXCHANGE = "binance"
 
@@ -40,6 +44,12 @@ def query_subject(method: str, symbol: str) -> str:
 
 ANALYTICS_SERVICE = "tradetape-analytics"
 """The micro service name: `$SRV.INFO.tradetape-analytics` lists every worker and its endpoints."""
+
+SCHEMA_SUBJECT = "tape.schema"
+"""Request-reply: the JSON Schema of every query method (what `tradetape schema` prints).
+
+One endpoint, not a copy in each endpoint's metadata: with hundreds of symbols the copies
+would push `$SRV.INFO` past the server's max payload."""
 
 
 def analytics_queue_group(shard: str) -> str:

@@ -21,13 +21,25 @@ from tradetape import __version__
 from tradetape.settings import Settings
 
 ALL_SETTINGS = tuple(Settings.model_fields)
+STREAM_SETTINGS = ("stream_max_age_hours", "stream_max_bytes")
+SHARD_SETTINGS = ("shard", "shard_count", "shard_index")
 SERVICE_SETTINGS = {
-    "ingest": ("nats_url", "data_dir", "symbols", "binance_ws_url", "binance_rest_url", "retention_days", "log_level"),
-    "persist": ("nats_url", "data_dir", "symbols", "retention_days", "shard", "log_level"),
-    "analytics": ("nats_url", "data_dir", "symbols", "shard", "log_level"),
+    "ingest": (
+        "nats_url", "data_dir", "symbols", "binance_ws_url", "binance_rest_url", "retention_days", "log_level",
+        *STREAM_SETTINGS, *(field for field in ALL_SETTINGS if field.startswith("ingest_")),
+    ),
+    "persist": (
+        "nats_url", "data_dir", "symbols", "retention_days", "log_level", "rollup_age_s", *STREAM_SETTINGS,
+        *SHARD_SETTINGS,
+    ),
+    "analytics": (
+        "nats_url", "data_dir", "symbols", "log_level", *SHARD_SETTINGS,
+        *(field for field in ALL_SETTINGS if field.startswith("query_")),
+    ),
 }
 EXCHANGE_SETTINGS = ("data_dir", "symbols", "log_level")
 QUERY_SETTINGS = ("nats_url", "data_dir")
+MCP_SETTINGS = ("nats_url", "data_dir", "mcp_host", "mcp_port", "log_level")
 
 EXAMPLES = {
     "up": "tradetape up --simulate            # offline, with the bundled exchange simulator",
@@ -37,6 +49,8 @@ EXAMPLES = {
     "exchange": "tradetape exchange --port 9443 --rate 200",
     "query": "tradetape query volume_profile BTCUSDT --last 1h --rows 20",
     "schema": "tradetape schema > api.json",
+    "mcp": "tradetape mcp            # stdio, as an assistant's MCP configuration starts it",
+    "plot": "tradetape plot volume_profile BTCUSDT --last 1h -o profile.png",
 }
 
 
@@ -111,10 +125,32 @@ def build_parser() -> argparse.ArgumentParser:
     exchange.add_argument("--drop-every", type=int, default=0, help="skip every Nth trade on the WebSocket")
     exchange.add_argument("--malformed-every", type=int, default=0, help="send a malformed frame after every Nth trade")
     exchange.add_argument("--disconnect-after", type=int, default=0, help="close each connection after N trades")
+    exchange.add_argument(
+        "--invalid-every", type=int, default=0, help="send a frame with an invalid value after every Nth trade"
+    )
+    exchange.add_argument("--duplicate-every", type=int, default=0, help="send every Nth trade twice")
+    exchange.add_argument("--oversized-every", type=int, default=0, help="send a padded copy after every Nth trade")
+    exchange.add_argument("--oversized-bytes", type=int, default=1024 * 1024, help="size of an oversized frame")
+    exchange.add_argument(
+        "--shutdown-after", type=int, default=0, help="announce serverShutdown after N trades, close 2 s later"
+    )
+    exchange.add_argument("--silent-after", type=int, default=0, help="go silent (no frames, no pongs) after N trades")
+    exchange.add_argument("--rest-lag", type=float, default=0.0, help="REST returns only trades older than S seconds")
+    exchange.add_argument(
+        "--rest-error", choices=("503", "429", "418", "html"), default="", help="how REST aggTrades calls fail"
+    )
+    exchange.add_argument("--rest-error-calls", type=int, default=0, help="fail this many REST calls (0: all)")
+    exchange.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds on 429 and 418")
     add_settings(exchange, EXCHANGE_SETTINGS)
 
     add_query_command(_command(commands, "query", "ask the analytics service one question"), QUERY_SETTINGS)
     _command(commands, "schema", "print the JSON Schema of the query API")
+    from tradetape.cli.plot import add_plot_command
+
+    add_plot_command(_command(commands, "plot", "draw a chart of a query: PNG or SVG by extension"), QUERY_SETTINGS)
+    mcp = _command(commands, "mcp", "serve every query method as an MCP tool for assistants (stdio by default)")
+    mcp.add_argument("--http", action="store_true", help="serve streamable HTTP at http://<mcp host>:<mcp port>/mcp")
+    add_settings(mcp, MCP_SETTINGS)
     return parser
 
 
@@ -173,7 +209,19 @@ def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
         seed=args.seed,
         state_dir=settings.data_dir / "exchange",
         faults=FaultConfig(
-            drop_every=args.drop_every, malformed_every=args.malformed_every, disconnect_after=args.disconnect_after
+            drop_every=args.drop_every,
+            malformed_every=args.malformed_every,
+            disconnect_after=args.disconnect_after,
+            invalid_every=args.invalid_every,
+            duplicate_every=args.duplicate_every,
+            oversized_every=args.oversized_every,
+            oversized_bytes=args.oversized_bytes,
+            shutdown_after=args.shutdown_after,
+            silent_after=args.silent_after,
+            rest_lag_s=args.rest_lag,
+            rest_error=args.rest_error,
+            rest_error_calls=args.rest_error_calls,
+            retry_after_s=args.retry_after,
         ),
     )
 
@@ -201,6 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging("ERROR")
         return run_query(args, settings)
+    if args.command == "plot":
+        from tradetape.cli.plot import run_plot
+
+        configure_logging("ERROR")
+        return run_plot(args, settings)
     configure_logging(settings.log_level)
     try:
         return asyncio.run(_run(args, settings))
@@ -209,6 +262,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "mcp":
+        from tradetape import mcp_server
+
+        if args.http:
+            await mcp_server.serve_http(settings, settings.mcp_host, settings.mcp_port)
+        else:
+            await mcp_server.serve_stdio(settings)
+        return 0
     if args.command == "up":
         from tradetape.runtime.supervisor import run_up
 

@@ -12,7 +12,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_origin
 
 import orjson
 from pydantic import BaseModel
@@ -67,14 +67,14 @@ def _field_help(info: FieldInfo) -> str:
 def request_fields(args: argparse.Namespace, method: QueryMethod[Any, Any]) -> dict[str, Any]:
     """The request as given on the command line; the method's model checks it before it is sent."""
     body: dict[str, Any] = {}
-    for field in method.request.model_fields:
+    for field, info in method.request.model_fields.items():
         value = getattr(args, f"field_{field}", None)
         if value is not None:
-            body[field] = value
+            body[field] = value.split(",") if get_origin(info.annotation) is list else value
     for item in args.param:
         key, sep, value = item.partition("=")
         if not sep:
-            raise QueryError("bad_request", f"--param {item!r} is not KEY=VALUE")
+            raise QueryError("invalid_request", f"--param {item!r} is not KEY=VALUE")
         try:
             body[key] = orjson.loads(value)
         except orjson.JSONDecodeError:

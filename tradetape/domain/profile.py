@@ -35,12 +35,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tradetape.domain.sums import exact_group_sums
+
 __all__ = [
     "MAX_PROFILE_ROWS",
     "LiquidityVacuum",
     "ProfileRow",
     "VolumeProfile",
     "choose_row_size",
+    "default_row_size",
+    "infer_tick",
+    "volume_nodes",
     "liquidity_vacuums",
     "volume_profile",
 ]
@@ -50,7 +55,6 @@ MAX_PROFILE_ROWS = 10_000
 otherwise allocate arrays of billions of rows and take the worker down)."""
 
 _INT64_MAX = np.iinfo(np.int64).max
-_FLOAT_EXACT_BITS = 53  # integers below 2**53 are exact in float64
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +150,7 @@ def volume_profile(
     value_area: Decimal | Fraction | float = Decimal("0.7"),
     *,
     max_rows: int | None = MAX_PROFILE_ROWS,
+    trade_counts: npt.ArrayLike | None = None,
 ) -> VolumeProfile:
     """Build the volume profile of one symbol's trades by the rules of DESIGN.md.
 
@@ -153,7 +158,9 @@ def volume_profile(
     ``m`` (true: the taker sold, the trade is sell volume). ``value_area`` is a fraction in
     ``(0, 1]``, compared exactly (a ``Decimal``, ``Fraction`` or int as it is; a float as
     the decimal its shortest repr spells, so ``0.7`` means 7/10).
-    ``max_rows`` caps the number of rows (``None``: no cap).
+    ``max_rows`` caps the number of rows (``None``: no cap). ``trade_counts`` gives how many
+    trades each entry stands for (default one each), so pre-aggregated price levels can be
+    profiled exactly like the trades they sum.
 
     Raises ``ValueError`` for empty input, columns of different lengths, negative
     quantities, ``row_size <= 0``, ``value_area`` outside ``(0, 1]`` and profiles with more
@@ -196,8 +203,12 @@ def volume_profile(
     # Bin per (row, side): 2 * offset + (1 if the taker sold else 0).
     bins = (k - k_low) * 2 + sells
     n_bins = 2 * n_rows
-    counts = np.bincount(bins, minlength=n_bins).tolist()
-    sums = _exact_bincount_sums(bins, qtys, max_qty, n, n_bins)
+    if trade_counts is None:
+        counts = np.bincount(bins, minlength=n_bins).tolist()
+    else:
+        weights = _int64_column(trade_counts, "trade_counts").astype(np.float64)  # counts stay far below 2^53
+        counts = np.bincount(bins, weights=weights, minlength=n_bins).astype(np.int64).tolist()
+    sums = exact_group_sums(bins, qtys, n_bins, max_value=max_qty)
 
     rows: list[ProfileRow] = []
     for i in range(n_rows):
@@ -224,7 +235,7 @@ def volume_profile(
     return VolumeProfile(
         row_size=row_size,
         rows=tuple(rows),
-        trade_count=n,
+        trade_count=n if trade_counts is None else sum(counts),
         total_volume=total_volume,
         buy_volume=buy_total,
         sell_volume=total_volume - buy_total,
@@ -264,6 +275,43 @@ def choose_row_size(low: int, high: int, rows: int, tick: int = 1) -> int:
             if high // size - low // size + 1 <= rows:
                 return size
         decade *= 10
+
+
+DEFAULT_ROWS = 100
+MIN_TICKS_PER_ROW = 10
+
+
+def infer_tick(prices: npt.NDArray[np.int64]) -> int:
+    """The price step the trades show: the gcd of their prices (units of 1e-8), at least 1."""
+    return max(1, int(np.gcd.reduce(prices))) if len(prices) else 1
+
+
+def default_row_size(low: int, high: int, tick: int) -> int:
+    """max(10 ticks, range / 100) rounded up to a nice multiple of the tick, as the original provider chose."""
+    return max(MIN_TICKS_PER_ROW * tick, choose_row_size(low, high, DEFAULT_ROWS, tick))
+
+
+def volume_nodes(profile: VolumeProfile, count: int = 5, reach: int = 2) -> tuple[list[ProfileRow], list[ProfileRow]]:
+    """High- and low-volume nodes: rows strictly above (below) their `reach` neighbours each side.
+
+    HVNs are such peaks above the mean row volume, largest first; LVNs such troughs below it,
+    strictly inside the traded range, smallest first; at most `count` of each.
+    """
+    rows = profile.rows
+    n = len(rows)
+    mean = profile.total_volume / n
+    high, low = [], []
+    for i, row in enumerate(rows):
+        around = [rows[j].volume for j in range(max(0, i - reach), min(n, i + reach + 1)) if j != i]
+        if not around:
+            continue
+        if row.volume > mean and row.volume > max(around):
+            high.append(row)
+        if 0 < i < n - 1 and row.volume < mean and row.volume < min(around):
+            low.append(row)
+    high.sort(key=lambda r: (-r.volume, r.index))
+    low.sort(key=lambda r: (r.volume, r.index))
+    return high[:count], low[:count]
 
 
 def liquidity_vacuums(profile: VolumeProfile, min_rows: int = 3, threshold: float = 0.2) -> list[LiquidityVacuum]:
@@ -344,46 +392,6 @@ def _fraction(value: Any, name: str) -> Fraction:
         return Fraction(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"{name} must be a finite number, got {value!r}") from exc
-
-
-def _exact_bincount_sums(
-    bins: npt.NDArray[np.int64],
-    qtys: npt.NDArray[np.int64],
-    max_qty: int,
-    n: int,
-    n_bins: int,
-) -> list[int]:
-    """Per-bin sums of ``qtys`` as exact Python ints, without int64 accumulation.
-
-    Quantities are split into chunks of ``bits`` bits with ``n * (2**bits - 1) < 2**53``, so
-    every float64 partial sum of a chunk column is an exactly represented integer.
-    """
-    bits = _FLOAT_EXACT_BITS - n.bit_length()
-    if bits < 1:  # more than 2**52 trades: not reachable in memory
-        raise ValueError("too many trades to sum exactly")
-    # When even all trades together cannot reach 2**63, recombine the chunks in int64.
-    fits_int64 = max_qty * n <= _INT64_MAX
-    wide = [0] * n_bins
-    narrow = np.zeros(n_bins, dtype=np.int64)
-    shift = 0
-    remaining = max_qty
-    mask = np.int64((1 << bits) - 1)
-    while True:
-        chunk = qtys if shift == 0 else np.right_shift(qtys, shift)
-        if remaining >> bits:
-            chunk = np.bitwise_and(chunk, mask)
-        sums = np.bincount(bins, weights=chunk.astype(np.float64), minlength=n_bins)
-        exact = sums.astype(np.int64)
-        if fits_int64:
-            narrow += np.left_shift(exact, shift)
-        else:
-            for i, s in enumerate(exact.tolist()):
-                if s:
-                    wide[i] += s << shift
-        remaining >>= bits
-        shift += bits
-        if not remaining:
-            return narrow.tolist() if fits_int64 else wide
 
 
 def _poc_position(volumes: list[int]) -> int:

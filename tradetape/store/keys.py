@@ -1,8 +1,11 @@
 """RocksDB key layout: the one place that knows how keys are spelled.
 
-A window of one symbol's trades lives under ``trades:{SYMBOL}:{window_start_ms:013d}``.
-The timestamp is zero-padded to 13 digits, so byte order equals time order and a time
-range of one symbol is one contiguous key range.
+A window of one symbol's trades lives under ``trades:{SYMBOL}:{window_start_ms:013d}``,
+a segment under ``seg:``, its summary under ``sum:`` and its price histogram under
+``hist:`` with the segment start; what each holds, and why, is in
+`tradetape.store.segments`. Timestamps are zero-padded to 13 digits (and clamped to
+them), so byte order equals time order and a time range of one kind of one symbol is
+one contiguous key range.
 """
 
 from __future__ import annotations
@@ -23,12 +26,54 @@ def window_start(trade_time_ms: _Times) -> _Times:
     return trade_time_ms - trade_time_ms % WINDOW_MS
 
 
+_MAX_TIME = 10**_TIME_WIDTH - 1
+
+WINDOW = "trades"
+SEGMENT = "seg"
+SUMMARY = "sum"
+HISTOGRAM = "hist"
+LAYOUT_KEY = b"meta:layout"
+
+
+def _clamped(time_ms: int) -> int:
+    """A bound with more digits would sort before every stored key: keep it in the 13 digits."""
+    return int(min(max(time_ms, 0), _MAX_TIME))
+
+
+def timed_key(kind: str, symbol: str, start_ms: int) -> bytes:
+    """The key of a window or of a segment's body, summary or histogram."""
+    return f"{kind}:{symbol}:{_clamped(start_ms):0{_TIME_WIDTH}d}".encode()
+
+
 def window_key(symbol: str, start_ms: int) -> bytes:
-    return f"trades:{symbol}:{start_ms:0{_TIME_WIDTH}d}".encode()
+    return timed_key(WINDOW, symbol, start_ms)
+
+
+def kind_prefix(kind: str, symbol: str) -> bytes:
+    return f"{kind}:{symbol}:".encode()
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The first key after every key that starts with `prefix` (which ends in ``:``)."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def parse_timed_key(key: bytes) -> int:
+    """The start time of a window or segment key."""
+    return int(key.rsplit(b":", 1)[1])
+
+
+def index_key(symbol: str) -> bytes:
+    return f"index:{symbol}".encode()
+
+
+def rolled_key(symbol: str) -> bytes:
+    """Holds the window start before which every window of `symbol` is in a segment."""
+    return f"meta:rolled:{symbol}".encode()
 
 
 def symbol_prefix(symbol: str) -> bytes:
-    return f"trades:{symbol}:".encode()
+    return kind_prefix(WINDOW, symbol)
 
 
 def parse_window_key(key: bytes) -> tuple[str, int]:

@@ -1,9 +1,12 @@
-"""Opening the tape's RocksDB and reading trades out of it.
+"""Reading the tape back: trades, coverage and price levels over any range.
 
 One process per shard writes (the primary); every other process reads the same
 directory as a RocksDB secondary instance, which sees the writer's new data after
-`catch_up()`. Keys are spelled only in `tradetape.store.keys`; values only in
-`tradetape.store.codec`.
+`catch_up()`. A range read touches the summaries of the segments it spans, uses them
+whole where a segment lies inside the range, and decodes trades only where it must: the
+two edge segments and the young windows not yet rolled up (layout:
+`tradetape.store.segments`). Coverage of the whole tape reads only the completeness
+index and the first and last entries.
 """
 
 from __future__ import annotations
@@ -12,16 +15,36 @@ import logging
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from rocksdict import AccessType, Rdict, ReadOptions
+from rocksdict import AccessType, Rdict
 
 from tradetape.domain.columns import TradeColumns
+from tradetape.domain.gaps import Coverage
 from tradetape.store.codec import decode_windows
-from tradetape.store.keys import symbol_prefix, window_key_range
-from tradetape.store.rocks import StoreNotFoundError, store_options
+from tradetape.store.index import IdRuns
+from tradetape.store.keys import (
+    HISTOGRAM,
+    SEGMENT,
+    SUMMARY,
+    WINDOW,
+    index_key,
+    kind_prefix,
+    prefix_end,
+    timed_key,
+    window_key_range,
+)
+from tradetape.store.rocks import StoreNotFoundError, last_before, scan, scan_first, store_options
+from tradetape.store.segments import SEGMENT_MS, PriceLevels, SegmentSummary, decode_segment
+from tradetape.store.writer import read_layout
 
 logger = logging.getLogger(__name__)
+
+TimeRange = tuple[int, int] | None
+T = TypeVar("T")
 
 
 class SecondaryStore:
@@ -58,47 +81,190 @@ class SecondaryStore:
             self._secondary_dir = None
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """The keys a range read touches: segments inside the range, segments at its edges, windows."""
+
+    inside: list[SegmentSummary]
+    edges: list[SegmentSummary]
+    windows: list[bytes]
+
+
+def _plan(db: Rdict, symbol: str, time_range: TimeRange) -> _Plan:
+    span = _segment_ms(db)
+    summaries = kind_prefix(SUMMARY, symbol)
+    if time_range is None:
+        found = scan(db, summaries, prefix_end(summaries))
+        windows = kind_prefix(WINDOW, symbol)
+        values = [value for _, value in scan(db, windows, prefix_end(windows))]
+        return _Plan([SegmentSummary.decode(value) for _, value in found], [], values)
+    start, end = time_range
+    lower = timed_key(SUMMARY, symbol, start - start % span)
+    inside: list[SegmentSummary] = []
+    edges: list[SegmentSummary] = []
+    for _, value in scan(db, lower, timed_key(SUMMARY, symbol, end)):
+        summary = SegmentSummary.decode(value)
+        if summary.last_time < start or summary.first_time >= end:
+            continue
+        (inside if start <= summary.first_time and summary.last_time < end else edges).append(summary)
+    lower_key, upper_key = window_key_range(symbol, start, end)
+    return _Plan(inside, edges, [value for _, value in scan(db, lower_key, upper_key)])
+
+
+def _segment_ms(db: Rdict) -> int:
+    layout = read_layout(db)
+    return layout[1] if layout is not None else SEGMENT_MS
+
+
+def _bodies(db: Rdict, symbol: str, summaries: list[SegmentSummary]) -> list[TradeColumns]:
+    if not summaries:
+        return []
+    values: list[bytes | None] = db.get([timed_key(SEGMENT, symbol, s.start) for s in summaries])  # type: ignore[assignment]
+    return [decode_segment(value) for value in values if value is not None]
+
+
+def _edge_trades(db: Rdict, symbol: str, plan: _Plan, time_range: TimeRange) -> TradeColumns:
+    """The trades of the range that no whole-segment summary stands for, trimmed to the range."""
+    parts = _bodies(db, symbol, plan.edges)
+    if plan.windows:
+        parts.append(decode_windows(plan.windows))
+    edges = TradeColumns.concat(parts)
+    return edges if time_range is None else edges.between(*time_range)
+
+
 def read_trades(db: Rdict, symbol: str, start_ms: int, end_ms: int) -> TradeColumns:
     """All stored trades of `symbol` with ``start_ms <= T < end_ms``, ascending by agg id."""
-    lower, upper = window_key_range(symbol, start_ms, end_ms)
-    return decode_windows(_values_between(db, lower, upper)).between(start_ms, end_ms)
+    return _read(db, symbol, (start_ms, end_ms))
 
 
 def read_all_trades(db: Rdict, symbol: str) -> TradeColumns:
-    prefix = symbol_prefix(symbol)
-    upper = prefix[:-1] + bytes([prefix[-1] + 1])
-    return decode_windows(_values_between(db, prefix, upper))
+    return _read(db, symbol, None)
 
 
-def _values_between(db: Rdict, lower: bytes, upper: bytes) -> list[bytes]:
-    it = db.iter(ReadOptions())
-    it.seek(lower)
-    values = []
-    while it.valid():
-        if it.key() >= upper:
-            break
-        values.append(it.value())
-        it.next()
-    return values
+def _read(db: Rdict, symbol: str, time_range: TimeRange) -> TradeColumns:
+    plan = _plan(db, symbol, time_range)
+    return TradeColumns.concat([*_bodies(db, symbol, plan.inside), _edge_trades(db, symbol, plan, time_range)])
+
+
+def read_coverage(db: Rdict, symbol: str, time_range: TimeRange) -> Coverage:
+    """Trades held over the range (None: the whole tape) and the agg-id gaps between its first and last.
+
+    The whole tape is answered from the index and two seeks; a range from the summaries of
+    the segments inside it, decoding only its edges. Gaps are the index's, between the
+    first and last id found (agg ids rise with trade time).
+    """
+    runs = IdRuns.decode(db.get(index_key(symbol)))
+    if time_range is None:
+        return _whole_tape_coverage(db, symbol, runs)
+    plan = _plan(db, symbol, time_range)
+    edges = _edge_trades(db, symbol, plan, time_range)
+    count = sum(s.trade_count for s in plan.inside) + len(edges)
+    if count == 0:
+        return Coverage(0, None, None, None, None, [])
+    first_ids = [s.first_id for s in plan.inside]
+    last_ids = [s.last_id for s in plan.inside]
+    first_times = [s.first_time for s in plan.inside]
+    last_times = [s.last_time for s in plan.inside]
+    if len(edges):
+        first_ids.append(int(edges.agg_id[0]))
+        last_ids.append(int(edges.agg_id[-1]))
+        first_times.append(int(edges.time.min()))
+        last_times.append(int(edges.time.max()))
+    first_id, last_id = min(first_ids), max(last_ids)
+    gaps = runs.clip(first_id, last_id).gaps()
+    return Coverage(count, first_id, last_id, min(first_times), max(last_times), gaps)
+
+
+def _whole_tape_coverage(db: Rdict, symbol: str, runs: IdRuns) -> Coverage:
+    if len(runs) == 0:
+        return Coverage(0, None, None, None, None, [])
+    summaries, windows = kind_prefix(SUMMARY, symbol), kind_prefix(WINDOW, symbol)
+    first_times: list[int] = []
+    last_times: list[int] = []
+    first_summary = scan_first(db, summaries, prefix_end(summaries))
+    last_summary = last_before(db, summaries, prefix_end(summaries))
+    if first_summary is not None and last_summary is not None:
+        first_times.append(SegmentSummary.decode(first_summary).first_time)
+        last_times.append(SegmentSummary.decode(last_summary[1]).last_time)
+    first_window = scan_first(db, windows, prefix_end(windows))
+    last_window = last_before(db, windows, prefix_end(windows))
+    if first_window is not None and last_window is not None:
+        first_times.append(int(decode_windows([first_window]).time.min()))
+        last_times.append(int(decode_windows([last_window[1]]).time.max()))
+    first_time = min(first_times) if first_times else None
+    last_time = max(last_times) if last_times else None
+    return Coverage(runs.count, int(runs.low[0]), int(runs.high[-1]), first_time, last_time, runs.gaps())
+
+
+def read_price_levels(db: Rdict, symbol: str, time_range: TimeRange) -> PriceLevels | None:
+    """The range's trades aggregated per distinct price; None if a sum could leave int64.
+
+    Whole segments inside the range come from their stored histograms; only the edges
+    are decoded.
+    """
+    plan = _plan(db, symbol, time_range)
+    parts: list[PriceLevels | None] = []
+    if plan.inside:
+        keys = [timed_key(HISTOGRAM, symbol, s.start) for s in plan.inside]
+        values: list[bytes | None] = db.get(keys)  # type: ignore[arg-type, assignment]
+        missing = [s for s, value in zip(plan.inside, values, strict=True) if value is None]
+        parts += [PriceLevels.decode(value) for value in values if value is not None]
+        parts += [PriceLevels.of_trades(body) for body in _bodies(db, symbol, missing)]
+    parts.append(PriceLevels.of_trades(_edge_trades(db, symbol, plan, time_range)))
+    if any(part is None for part in parts):
+        return None
+    return PriceLevels.merge([part for part in parts if part is not None])
 
 
 class ShardReader:
-    """The shard's trades, as of the writer's latest durable write (the analytics' `TradeSource`)."""
+    """The shard's tape as of the writer's latest durable write: the analytics' `TradeSource`.
+
+    - `trades(symbol, time_range)`: every trade in ``[start, end)`` (None: the whole tape).
+    - `coverage(symbol, time_range)`: count, first/last id and time, id gaps, without
+      decoding trades except at the range's edges (the whole tape: index only).
+    - `price_levels(symbol, time_range)`: volume, buy volume and trade count per distinct
+      price, from segment histograms plus the decoded edges; None when a per-price sum
+      could exceed int64 (then compute from `trades`).
+    """
 
     def __init__(self, path: Path) -> None:
         self._store = SecondaryStore(path)
-        self._lock = threading.Lock()
+        self._catching_up = threading.Lock()
+        self._readers = threading.Condition()
+        self._active = 0
 
-    def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
-        with self._lock:
-            try:
-                db = self._store.catch_up()
-            except StoreNotFoundError:
-                return TradeColumns.empty()
-            if time_range is None:
-                return read_all_trades(db, symbol)
-            return read_trades(db, symbol, *time_range)
+    def _with_db(self, read: Callable[[Rdict], T], empty: T) -> T:
+        """`read` on the database caught up with the writer; `empty` before the writer created it.
+
+        Only the catch-up is serialised: reads of a RocksDB secondary run concurrently, so a
+        long read never holds up a short one. `close` waits for the reads in flight.
+        """
+        with self._readers:
+            self._active += 1
+        try:
+            with self._catching_up:
+                try:
+                    db = self._store.catch_up()
+                except StoreNotFoundError:
+                    return empty
+            return read(db)
+        finally:
+            with self._readers:
+                self._active -= 1
+                self._readers.notify_all()
+
+    def trades(self, symbol: str, time_range: TimeRange) -> TradeColumns:
+        return self._with_db(lambda db: _read(db, symbol, time_range), TradeColumns.empty())
+
+    def coverage(self, symbol: str, time_range: TimeRange) -> Coverage:
+        return self._with_db(lambda db: read_coverage(db, symbol, time_range), Coverage(0, None, None, None, None))
+
+    def price_levels(self, symbol: str, time_range: TimeRange) -> PriceLevels | None:
+        empty: PriceLevels | None = PriceLevels.empty()
+        return self._with_db(lambda db: read_price_levels(db, symbol, time_range), empty)
 
     def close(self) -> None:
-        with self._lock:
-            self._store.close()
+        with self._readers:
+            self._readers.wait_for(lambda: self._active == 0)
+            with self._catching_up:
+                self._store.close()

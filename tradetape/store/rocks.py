@@ -5,13 +5,34 @@ Raw mode (byte keys and values) is passed on every open: rocksdict does not dete
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
-from rocksdict import DBCompressionType, Options, Rdict
+from rocksdict import DBCompressionType, Options, Rdict, ReadOptions
 
 
 class StoreNotFoundError(FileNotFoundError):
     """No database exists yet in the shard directory (persist has not written it)."""
+
+
+class StoreError(RuntimeError):
+    """RocksDB refused a read or write (I/O error, full disk, corruption): nothing was written."""
+
+
+@contextlib.contextmanager
+def rocksdb_errors(path: Path) -> Iterator[None]:
+    """Translate RocksDB's failures into `StoreError` (the one boundary where that happens).
+
+    rocksdict raises a bare `Exception` for a RocksDB status error; its subclasses and every
+    other exception type are bugs or closed handles, and pass through unchanged.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if type(exc) is not Exception:
+            raise
+        raise StoreError(f"RocksDB at {path}: {exc}") from exc
 
 
 def store_options() -> Options:
@@ -26,3 +47,37 @@ def store_options() -> Options:
 def open_primary(path: Path) -> Rdict:
     path.mkdir(parents=True, exist_ok=True)
     return Rdict(str(path), store_options())
+
+
+def scan(db: Rdict, lower: bytes, upper: bytes) -> list[tuple[bytes, bytes]]:
+    """Every key and value in ``[lower, upper)``, in key order (one seek, then `next`)."""
+    it = db.iter(ReadOptions())
+    it.seek(lower)
+    items = []
+    while it.valid():
+        key = it.key()
+        if key >= upper:
+            break
+        items.append((key, it.value()))
+        it.next()
+    return items
+
+
+def last_before(db: Rdict, lower: bytes, upper: bytes) -> tuple[bytes, bytes] | None:
+    """The last key and value in ``[lower, upper)``, if any (one seek)."""
+    it = db.iter(ReadOptions())
+    it.seek_for_prev(upper)
+    if it.valid() and it.key() == upper:
+        it.prev()
+    if it.valid() and lower <= it.key() < upper:
+        return it.key(), it.value()
+    return None
+
+
+def scan_first(db: Rdict, lower: bytes, upper: bytes) -> bytes | None:
+    """The value of the first key in ``[lower, upper)``, if any (one seek)."""
+    it = db.iter(ReadOptions())
+    it.seek(lower)
+    if it.valid() and it.key() < upper:
+        return it.value()  # type: ignore[no-any-return]
+    return None

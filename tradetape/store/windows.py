@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from tradetape.domain.columns import TradeColumns
+from tradetape.domain.columns import Int64Array, TradeColumns
 from tradetape.domain.trade import TradeRow
 from tradetape.store.keys import window_start
 
 WindowId = tuple[str, int]
+
+
+def split_by(columns: TradeColumns, starts: Int64Array) -> Iterator[tuple[int, TradeColumns]]:
+    """`columns` grouped by `starts` (one start time per trade), ascending; each group keeps its order."""
+    order = np.argsort(starts, kind="stable")
+    starts = starts[order]
+    columns = columns.take(order)
+    bounds = np.flatnonzero(np.diff(starts)) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(starts)], strict=True):
+        yield int(starts[lo]), columns.take(slice(int(lo), int(hi)))
 
 
 def assemble_windows(trades: Iterable[tuple[str, TradeRow]]) -> dict[WindowId, TradeColumns]:
@@ -22,11 +32,6 @@ def assemble_windows(trades: Iterable[tuple[str, TradeRow]]) -> dict[WindowId, T
     windows: dict[WindowId, TradeColumns] = {}
     for symbol, rows in by_symbol.items():
         columns = TradeColumns.from_rows(rows)
-        starts = window_start(columns.time)
-        order = np.argsort(starts, kind="stable")
-        starts = starts[order]
-        columns = columns.take(order)
-        bounds = np.flatnonzero(np.diff(starts)) + 1
-        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(starts)], strict=True):
-            windows[(symbol, int(starts[lo]))] = columns.take(slice(int(lo), int(hi)))
+        for start, window in split_by(columns, window_start(columns.time)):
+            windows[(symbol, start)] = window
     return windows

@@ -1,8 +1,11 @@
-"""The shard's writer: merges windows into RocksDB and makes them durable.
+"""The shard's writer: windows in, segments at rest, the completeness index, retention.
 
-A window that exists already is merged by agg id, so redelivery, late trades and
-backfill never duplicate a trade. `write` returns only after the batch is synced to
-the WAL: the consumer acks after it, never before.
+Every change is one atomic RocksDB write batch, synced to the WAL before `write` returns
+(the consumer acks after it, never before), and each carries the index update of the
+trades it adds, so a crash at any point leaves windows, segments and index agreeing.
+An incoming trade whose agg id the index holds is dropped: redelivery, late trades and
+backfill never duplicate a trade, across windows and segments alike. The layout is
+described in `tradetape.store.segments`.
 """
 
 from __future__ import annotations
@@ -10,23 +13,77 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import msgpack
+import numpy as np
 from rocksdict import Rdict, WriteBatch, WriteOptions
 
 from tradetape.domain.columns import TradeColumns
-from tradetape.store.codec import decode_window, encode_window, merge_windows
-from tradetape.store.keys import symbol_prefix, window_key, window_start
-from tradetape.store.rocks import open_primary
-from tradetape.store.windows import WindowId
+from tradetape.store.codec import decode_windows, encode_window, merge_windows
+from tradetape.store.index import IdRuns
+from tradetape.store.keys import (
+    HISTOGRAM,
+    LAYOUT_KEY,
+    SEGMENT,
+    SUMMARY,
+    WINDOW,
+    index_key,
+    kind_prefix,
+    prefix_end,
+    rolled_key,
+    timed_key,
+    window_key,
+    window_start,
+)
+from tradetape.store.rocks import open_primary, rocksdb_errors, scan, scan_first
+from tradetape.store.segments import (
+    FORMAT_VERSION,
+    SEGMENT_MS,
+    PriceLevels,
+    SegmentSummary,
+    decode_segment,
+    encode_segment,
+)
+from tradetape.store.shards import ShardLock
+from tradetape.store.windows import WindowId, split_by
 
 logger = logging.getLogger(__name__)
 
+SEGMENT_KINDS = (SEGMENT, SUMMARY, HISTOGRAM)
+
+
+class StoreLayoutError(RuntimeError):
+    """The database was written with another format version or segment span."""
+
+
+def read_layout(db: Rdict) -> tuple[int, int] | None:
+    """The database's format version and segment span, or None before the first write."""
+    value = db.get(LAYOUT_KEY)
+    if value is None:
+        return None
+    body = msgpack.unpackb(value)
+    return int(body["v"]), int(body["segment_ms"])
+
 
 class WindowStore:
-    def __init__(self, path: Path) -> None:
+    """The one writer of a shard's database (RocksDB allows one writing process)."""
+
+    def __init__(self, path: Path, *, segment_ms: int = SEGMENT_MS) -> None:
         self.path = path
-        self._db: Rdict | None = open_primary(path)
-        self._sync = WriteOptions()
-        self._sync.sync = True
+        path.mkdir(parents=True, exist_ok=True)
+        self._lock = ShardLock(path)
+        self._lock.acquire()
+        try:
+            with rocksdb_errors(path):
+                self._db: Rdict | None = open_primary(path)
+            self._sync = WriteOptions()
+            self._sync.sync = True
+            self._index: dict[str, IdRuns] = {}
+            self._rolled: dict[str, int] = {}
+            with rocksdb_errors(path):
+                self.segment_ms = self._check_layout(segment_ms)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def db(self) -> Rdict:
@@ -34,33 +91,214 @@ class WindowStore:
             raise RuntimeError(f"store {self.path} is closed")
         return self._db
 
-    def write(self, windows: dict[WindowId, TradeColumns]) -> int:
-        """Merge `windows` into the store durably; returns how many trades were new."""
-        if not windows:
-            return 0
+    def _check_layout(self, segment_ms: int) -> int:
         db = self.db
-        keys = [window_key(symbol, start) for symbol, start in windows]
-        stored_values: list[bytes | None] = db.get(keys)  # type: ignore[arg-type, assignment]
+        layout = read_layout(db)
+        if layout is None:
+            self._rebuild_indexes()
+            db.put(LAYOUT_KEY, msgpack.packb({"v": FORMAT_VERSION, "segment_ms": segment_ms}), self._sync)
+            return segment_ms
+        version, stored_span = layout
+        if version != FORMAT_VERSION:
+            raise StoreLayoutError(f"{self.path} holds format {version}; this version reads {FORMAT_VERSION}")
+        return stored_span
+
+    def _rebuild_indexes(self) -> None:
+        """A format-1 database (windows only): index what its windows hold, once."""
+        windows = scan(self.db, f"{WINDOW}:".encode(), prefix_end(f"{WINDOW}:".encode()))
+        by_symbol: dict[str, list[bytes]] = {}
+        for key, value in windows:
+            by_symbol.setdefault(key.split(b":")[1].decode(), []).append(value)
         batch = WriteBatch(raw_mode=True)
-        added = 0
-        for key, stored_value, incoming in zip(keys, stored_values, windows.values(), strict=False):
-            stored = decode_window(stored_value) if stored_value is not None else None
-            merged = merge_windows(stored, incoming)
-            added += len(merged) - (len(stored) if stored is not None else 0)
-            if stored is None or len(merged) != len(stored):
-                batch.put(key, encode_window(merged))
+        for symbol, values in by_symbol.items():
+            batch.put(index_key(symbol), IdRuns.of_ids(decode_windows(values).agg_id).encode())
         if not batch.is_empty():
-            db.write(batch, self._sync)
+            self.db.write(batch, self._sync)
+            logger.info("index rebuilt", extra={"symbols": ",".join(by_symbol), "windows": len(windows)})
+
+    def index(self, symbol: str) -> IdRuns:
+        """The agg ids stored for `symbol` (cached: this process is the only writer)."""
+        runs = self._index.get(symbol)
+        if runs is None:
+            runs = self._index[symbol] = IdRuns.decode(self.db.get(index_key(symbol)))
+        return runs
+
+    def rolled_until(self, symbol: str) -> int:
+        """Every window of `symbol` that starts before this is in a segment."""
+        mark = self._rolled.get(symbol)
+        if mark is None:
+            value = self.db.get(rolled_key(symbol))
+            mark = self._rolled[symbol] = int(value) if value is not None else 0
+        return mark
+
+    def write(self, windows: dict[WindowId, TradeColumns]) -> int:
+        """Add the trades of `windows` the store does not hold yet, durably; returns how many were new.
+
+        Raises `StoreError` if RocksDB refuses (nothing is then written; the caller retries).
+        """
+        with rocksdb_errors(self.path):
+            return self._write(windows)
+
+    def _write(self, windows: dict[WindowId, TradeColumns]) -> int:
+        by_symbol: dict[str, list[TradeColumns]] = {}
+        for (symbol, _), columns in windows.items():
+            by_symbol.setdefault(symbol, []).append(columns)
+        batch = WriteBatch(raw_mode=True)
+        indexes: dict[str, IdRuns] = {}
+        added = 0
+        for symbol, parts in by_symbol.items():
+            incoming = TradeColumns.concat(parts)
+            runs = self.index(symbol)
+            fresh = incoming.take(~runs.contains(incoming.agg_id)) if len(runs) else incoming
+            if len(fresh) == 0:
+                continue
+            mark = self.rolled_until(symbol)
+            late = fresh.time < mark
+            if bool(late.any()):
+                self._merge_into_segments(batch, symbol, fresh.take(late))
+                fresh_windows = fresh.take(~late)
+            else:
+                fresh_windows = fresh
+            self._merge_into_windows(batch, symbol, fresh_windows)
+            indexes[symbol] = runs.add(np.sort(fresh.agg_id))
+            batch.put(index_key(symbol), indexes[symbol].encode())
+            added += len(fresh)
+        if not batch.is_empty():
+            self.db.write(batch, self._sync)
+            self._index.update(indexes)
         return added
 
-    def delete_before(self, symbol: str, cutoff_ms: int) -> None:
-        """Retention: drop every window of `symbol` that starts before `cutoff_ms`, as one range."""
-        self.db.delete_range(symbol_prefix(symbol), window_key(symbol, window_start(cutoff_ms)), self._sync)
+    def _merge_into_windows(self, batch: WriteBatch, symbol: str, trades: TradeColumns) -> None:
+        if len(trades) == 0:
+            return
+        parts = list(split_by(trades, window_start(trades.time)))
+        keys = [window_key(symbol, start) for start, _ in parts]
+        stored: list[bytes | None] = self.db.get(keys)  # type: ignore[arg-type, assignment]
+        for key, value, (_, part) in zip(keys, stored, parts, strict=True):
+            merged = merge_windows(decode_windows([value]) if value is not None else None, part)
+            batch.put(key, encode_window(merged))
+
+    def _merge_into_segments(self, batch: WriteBatch, symbol: str, trades: TradeColumns) -> None:
+        """Late trades (and rolled-up windows) into the segments of their trade time."""
+        starts = trades.time - trades.time % self.segment_ms
+        for start, part in split_by(trades, starts):
+            stored = self.db.get(timed_key(SEGMENT, symbol, start))
+            merged = TradeColumns.concat([decode_segment(stored), part]) if stored is not None else part
+            self._put_segment(batch, symbol, start, merged)
+
+    def _put_segment(self, batch: WriteBatch, symbol: str, start: int, trades: TradeColumns) -> None:
+        keys = [timed_key(kind, symbol, start) for kind in SEGMENT_KINDS]
+        if len(trades) == 0:
+            for key in keys:
+                batch.delete(key)
+            return
+        levels = PriceLevels.of_trades(trades)
+        batch.put(keys[0], encode_segment(trades))
+        batch.put(keys[1], SegmentSummary.of(start, trades).encode())
+        if levels is None:
+            batch.delete(keys[2])  # sums beyond int64: readers decode this segment instead
+        else:
+            batch.put(keys[2], levels.encode())
+
+    def roll_up(self, symbol: str, before_ms: int) -> int:
+        """Move every window of `symbol` that starts before `before_ms` into its segment, atomically.
+
+        Returns the number of windows rolled up; `StoreError` if RocksDB refuses.
+        """
+        with rocksdb_errors(self.path):
+            return self._roll_up(symbol, before_ms)
+
+    def _roll_up(self, symbol: str, before_ms: int) -> int:
+        before = window_start(before_ms)
+        if before <= self.rolled_until(symbol):
+            return 0
+        prefix = kind_prefix(WINDOW, symbol)
+        windows = scan(self.db, prefix, window_key(symbol, before))
+        batch = WriteBatch(raw_mode=True)
+        if windows:
+            self._merge_into_segments(batch, symbol, decode_windows([value for _, value in windows]))
+            batch.delete_range(prefix, window_key(symbol, before))
+        batch.put(rolled_key(symbol), str(before).encode())
+        self.db.write(batch, self._sync)
+        self._rolled[symbol] = before
+        return len(windows)
+
+    def delete_before(self, symbol: str, cutoff_ms: int) -> int:
+        """Retention: drop every trade of `symbol` older than `cutoff_ms`, as key ranges; returns how many.
+
+        Whole segments before the cutoff and all windows before it go as range deletes; the
+        segment that straddles the cutoff is rewritten with its newer trades only. The index
+        follows, in the same write; the deleted ranges are then compacted away.
+        """
+        with rocksdb_errors(self.path):
+            return self._delete_before(symbol, cutoff_ms)
+
+    def _delete_before(self, symbol: str, cutoff_ms: int) -> int:
+        straddling = cutoff_ms - cutoff_ms % self.segment_ms
+        batch = WriteBatch(raw_mode=True)
+        removed = 0
+        for kind in SEGMENT_KINDS:
+            batch.delete_range(kind_prefix(kind, symbol), timed_key(kind, symbol, straddling))
+        for _, value in scan(self.db, kind_prefix(SUMMARY, symbol), timed_key(SUMMARY, symbol, straddling)):
+            removed += SegmentSummary.decode(value).trade_count
+        first_ids: list[int] = []
+        stored = self.db.get(timed_key(SEGMENT, symbol, straddling))
+        if stored is not None:
+            segment = decode_segment(stored)
+            kept = segment.take(segment.time >= cutoff_ms)
+            if len(kept) < len(segment):
+                removed += len(segment) - len(kept)
+                self._put_segment(batch, symbol, straddling, kept)
+            if len(kept):
+                first_ids.append(int(kept.agg_id[0]))
+        windows_end = window_key(symbol, window_start(cutoff_ms))
+        old_windows = scan(self.db, kind_prefix(WINDOW, symbol), windows_end)
+        if old_windows:
+            removed += len(decode_windows([value for _, value in old_windows]))
+            batch.delete_range(kind_prefix(WINDOW, symbol), windows_end)
+        if removed == 0:
+            return 0
+        first_ids += self._first_ids_after(symbol, straddling, cutoff_ms)
+        runs = self.index(symbol).clip(min(first_ids), None) if first_ids else IdRuns.empty()
+        batch.put(index_key(symbol), runs.encode())
+        self.db.write(batch, self._sync)
+        self._index[symbol] = runs
+        for kind in SEGMENT_KINDS:
+            self.db.compact_range(kind_prefix(kind, symbol), timed_key(kind, symbol, straddling))
+        self.db.compact_range(kind_prefix(WINDOW, symbol), windows_end)
+        logger.info("retention", extra={"symbol": symbol, "cutoff_ms": cutoff_ms, "removed": removed})
+        return removed
+
+    def _first_ids_after(self, symbol: str, straddling: int, cutoff_ms: int) -> list[int]:
+        """The lowest agg ids of the segments after `straddling` and of the windows from `cutoff_ms` on."""
+        found: list[int] = []
+        summaries = kind_prefix(SUMMARY, symbol)
+        after = scan_first(self.db, timed_key(SUMMARY, symbol, straddling + 1), prefix_end(summaries))
+        if after is not None:
+            found.append(SegmentSummary.decode(after).first_id)
+        windows = kind_prefix(WINDOW, symbol)
+        window = scan_first(self.db, window_key(symbol, window_start(cutoff_ms)), prefix_end(windows))
+        if window is not None:
+            found.append(int(decode_windows([window]).agg_id.min()))
+        return found
+
+    def symbols(self) -> list[str]:
+        """Every symbol the database holds an index for."""
+        prefix = b"index:"
+        return [key[len(prefix) :].decode() for key, _ in scan(self.db, prefix, prefix_end(prefix))]
+
+    def compact(self) -> None:
+        """Compact the whole database (benches measure bytes at rest after it)."""
+        self.db.compact_range(None, None)
 
     def close(self) -> None:
-        """Flush memtables and close; safe to call twice."""
+        """Flush memtables, close and release the shard; safe to call twice."""
         db, self._db = self._db, None
-        if db is not None:
-            db.flush()
-            db.close()
-            logger.info("store closed", extra={"path": str(self.path)})
+        try:
+            if db is not None:
+                with rocksdb_errors(self.path):
+                    db.flush()
+                    db.close()
+                logger.info("store closed", extra={"path": str(self.path)})
+        finally:
+            self._lock.release()

@@ -1,10 +1,14 @@
 """`coverage`: how many trades the tape holds over a range, and which agg ids are missing.
 
 Agg ids are consecutive per symbol, so every hole between the first and the last id held
-is a gap (`tradetape.domain.gaps`). Without a range it covers the whole tape.
+is a gap (`tradetape.domain.gaps`). Without a range it covers the whole tape. A source
+that keeps a completeness index (the shard's store) answers from it without reading
+trades; any other source is summarised from its trades.
 """
 
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 import polars as pl
 from pydantic import BaseModel
@@ -14,9 +18,16 @@ from rich.text import Text
 from tradetape.api.models import RangeRequest
 from tradetape.api.registry import QueryMethod, TradeSource
 from tradetape.api.render import iso_time, time_span
-from tradetape.domain.gaps import coverage
+from tradetape.domain.gaps import Coverage, coverage
 
 SHOWN_GAPS = 50
+
+
+@runtime_checkable
+class CoverageSource(Protocol):
+    """A source that answers coverage itself (`tradetape.store.reader.ShardReader`)."""
+
+    def coverage(self, symbol: str, time_range: tuple[int, int] | None) -> Coverage: ...
 
 
 class CoverageRequest(RangeRequest):
@@ -47,8 +58,11 @@ class CoverageReply(BaseModel):
 
 def handle(source: TradeSource, symbol: str, request: CoverageRequest, now_ms: int) -> CoverageReply:
     time_range = request.time_range(now_ms, default_ms=None)
-    trades = source.trades(symbol, time_range)
-    found = coverage(trades.agg_id, trades.time)
+    if isinstance(source, CoverageSource):
+        found = source.coverage(symbol, time_range)
+    else:
+        trades = source.trades(symbol, time_range)
+        found = coverage(trades.agg_id, trades.time)
     return CoverageReply(
         symbol=symbol,
         start=time_range[0] if time_range else None,
@@ -85,4 +99,5 @@ METHOD = QueryMethod(
     reply=CoverageReply,
     handler=handle,
     render=render,
+    bounded_range=False,
 )

@@ -7,20 +7,51 @@ computed in `tradetape.domain.profile`, widest first.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
 from rich.console import Group, RenderableType
 from rich.text import Text
 
 from tradetape.api.methods.volume_profile import ProfileSummary, VolumeProfileRequest, profile_of, summary_of
+from tradetape.api.models import decimal_field
 from tradetape.api.registry import QueryMethod, TradeSource
-from tradetape.api.render import table, time_span
-from tradetape.domain.decimals import format_units
-from tradetape.domain.profile import liquidity_vacuums
+from tradetape.api.render import iso_time, table, time_span
+from tradetape.domain.columns import TradeColumns
+from tradetape.domain.decimals import SCALE, format_units, parse_units
+from tradetape.domain.profile import LiquidityVacuum, liquidity_vacuums
+from tradetape.domain.vacuums import deficit_pct, impact_class, last_crossing, suggest_stop
 
 
 class LiquidityVacuumsRequest(VolumeProfileRequest):
     min_rows: int = Field(default=3, ge=1, description="Fewest consecutive thin rows that make a vacuum.")
-    threshold: float = Field(default=0.2, gt=0, description="A row is thin below threshold × mean row volume.")
+    threshold: float = Field(default=0.2, gt=0, le=1, description="A row is thin below threshold × mean row volume.")
+    side: Literal["long", "short"] | None = Field(
+        default=None, description="With entry: the position to suggest a stop for, long or short."
+    )
+    entry: str | None = Field(default=None, description='Entry price (decimal string) for the stop suggestion.')
+
+    @field_validator("entry", mode="before")
+    @classmethod
+    def _entry(cls, value: Any) -> Any:
+        return decimal_field(value, "entry")
+
+    @model_validator(mode="after")
+    def _side_and_entry(self) -> LiquidityVacuumsRequest:
+        if (self.side is None) != (self.entry is None):
+            raise ValueError("side and entry go together: give both for a stop suggestion, or neither")
+        return self
+
+
+class CrossingReply(BaseModel):
+    start: int
+    """Last trade on the side price came from, epoch ms."""
+    end: int
+    """First trade on the far side, epoch ms."""
+    direction: str
+    seconds: float
+    speed: float
+    """Zone height crossed per second (price units per second)."""
 
 
 class VacuumReply(BaseModel):
@@ -29,6 +60,20 @@ class VacuumReply(BaseModel):
     rows: int
     volume: str
     share: float
+    deficit_pct: float
+    """How far its volume per row is below the mean row, in percent."""
+    impact: str
+    """severe (deficit ≥ 90 %), high (≥ 75 %) or moderate: how freely price tends to run through."""
+    last_crossed: CrossingReply | None
+
+
+class StopReply(BaseModel):
+    side: str
+    entry: str
+    stop: str | None
+    reason: str
+    vacuum_low: str | None
+    vacuum_high: str | None
 
 
 class LiquidityVacuumsReply(ProfileSummary):
@@ -36,28 +81,57 @@ class LiquidityVacuumsReply(ProfileSummary):
     threshold: float
     min_rows: int
     vacuums: list[VacuumReply]
+    stop: StopReply | None
 
 
 def handle(
     source: TradeSource, symbol: str, request: LiquidityVacuumsRequest, now_ms: int
 ) -> LiquidityVacuumsReply:
-    start, end, profile = profile_of(source, symbol, request, now_ms)
+    start, end, profile, trades = profile_of(source, symbol, request, now_ms, with_trades=True)
+    assert trades is not None
     vacuums = liquidity_vacuums(profile, request.min_rows, request.threshold)
+    mean_row = profile.total_volume / len(profile.rows)
+    stop = None
+    if request.side is not None and request.entry is not None:
+        advice = suggest_stop(request.side, parse_units(request.entry), vacuums, profile.row_size)
+        stop = StopReply(
+            side=advice.side,
+            entry=format_units(advice.entry),
+            stop=None if advice.stop is None else format_units(advice.stop),
+            reason=advice.reason,
+            vacuum_low=None if advice.vacuum is None else format_units(advice.vacuum.price_low),
+            vacuum_high=None if advice.vacuum is None else format_units(advice.vacuum.price_high),
+        )
     return LiquidityVacuumsReply(
         **summary_of(symbol, start, end, profile),
         row_count=len(profile.rows),
         threshold=request.threshold,
         min_rows=request.min_rows,
-        vacuums=[
-            VacuumReply(
-                price_low=format_units(v.price_low),
-                price_high=format_units(v.price_high),
-                rows=v.rows,
-                volume=format_units(v.volume),
-                share=v.share,
-            )
-            for v in vacuums
-        ],
+        vacuums=[_vacuum(v, mean_row, trades) for v in vacuums],
+        stop=stop,
+    )
+
+
+def _vacuum(vacuum: LiquidityVacuum, mean_row: float, trades: TradeColumns) -> VacuumReply:
+    deficit = deficit_pct(vacuum, mean_row)
+    crossing = last_crossing(trades.time, trades.price, vacuum.price_low, vacuum.price_high)
+    crossed = None
+    if crossing is not None:
+        seconds = max(crossing.end - crossing.start, 1) / 1000
+        height = (vacuum.price_high - vacuum.price_low) / SCALE
+        crossed = CrossingReply(
+            start=crossing.start, end=crossing.end, direction=crossing.direction, seconds=seconds,
+            speed=height / seconds,
+        )
+    return VacuumReply(
+        price_low=format_units(vacuum.price_low),
+        price_high=format_units(vacuum.price_high),
+        rows=vacuum.rows,
+        volume=format_units(vacuum.volume),
+        share=vacuum.share,
+        deficit_pct=round(deficit, 2),
+        impact=impact_class(deficit),
+        last_crossed=crossed,
     )
 
 
@@ -70,13 +144,21 @@ def render(reply: LiquidityVacuumsReply) -> RenderableType:
     )
     if not reply.vacuums:
         return Group(header, Text("no vacuums"))
-    grid = table(
-        "price_low", "price_high", "thin rows", "volume in zone", "share of total volume",
-        right=("price_low", "price_high", "thin rows", "volume in zone", "share of total volume"),
-    )
+    numbers = ("price_low", "price_high", "thin rows", "volume in zone", "share of total volume", "below mean row")
+    grid = table(*numbers, "impact", "last crossed", right=numbers)
     for v in reply.vacuums:
-        grid.add_row(v.price_low, v.price_high, str(v.rows), v.volume, f"{v.share:.2%}")
-    return Group(header, Text(""), grid)
+        crossed = "never" if v.last_crossed is None else (
+            f"{iso_time(v.last_crossed.end)} {v.last_crossed.direction} in {v.last_crossed.seconds:g} s"
+        )
+        grid.add_row(
+            v.price_low, v.price_high, str(v.rows), v.volume, f"{v.share:.2%}", f"{v.deficit_pct:.0f}%",
+            v.impact, crossed, style="red" if v.impact == "severe" else "",
+        )
+    parts: list[RenderableType] = [header, Text(""), grid]
+    if reply.stop is not None:
+        stop = reply.stop
+        parts.append(Text(f"\n{stop.side} from {stop.entry}: stop {stop.stop or '-'} ({stop.reason})", "bold"))
+    return Group(*parts)
 
 
 METHOD = QueryMethod(

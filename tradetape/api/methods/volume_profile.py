@@ -10,26 +10,42 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, Field, field_validator
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from tradetape.api.errors import bad_request, insufficient_trades
-from tradetape.api.models import RangeRequest
-from tradetape.api.registry import QueryMethod, TradeSource
+from tradetape.api.errors import insufficient_trades, invalid_request
+from tradetape.api.frames import rows_frame
+from tradetape.api.models import RangeRequest, decimal_field
+from tradetape.api.registry import PriceLevelSource, QueryMethod, TradeSource
 from tradetape.api.render import table, time_span
-from tradetape.domain.decimals import DecimalFormatError, format_units, parse_units
-from tradetape.domain.profile import MAX_PROFILE_ROWS, VolumeProfile, choose_row_size, volume_profile
+from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
+from tradetape.domain.decimals import format_units, parse_units
+from tradetape.domain.profile import (
+    MAX_PROFILE_ROWS,
+    ProfileRow,
+    VolumeProfile,
+    choose_row_size,
+    default_row_size,
+    infer_tick,
+    volume_nodes,
+    volume_profile,
+)
+from tradetape.store.segments import PriceLevels
 
 BAR_WIDTH = 40
-DECIMAL = pl.Decimal(38, 8)
 
 
 class VolumeProfileRequest(RangeRequest):
     row_size: str | None = Field(default=None, description='Row height as a decimal string, e.g. "10".')
-    rows: int = Field(
-        default=100, ge=1, le=MAX_PROFILE_ROWS, description="Row count wanted when row_size is absent (at most)."
+    rows: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_PROFILE_ROWS,
+        description="Row count wanted when row_size is absent (at most); without either, "
+        "max(10 ticks, range / 100) rounded to a nice size.",
     )
     value_area: float = Field(default=0.7, gt=0, le=1, description="Share of volume in the value area.")
     min_trades: int = Field(default=1000, ge=0, description="Fewer trades in the range is insufficient_trades.")
@@ -37,17 +53,7 @@ class VolumeProfileRequest(RangeRequest):
     @field_validator("row_size", mode="before")
     @classmethod
     def _row_size(cls, value: Any) -> Any:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)
-        if isinstance(value, str):
-            try:
-                units = parse_units(value.strip())
-            except DecimalFormatError as exc:
-                raise ValueError(f"row_size {exc}") from None
-            if units <= 0:
-                raise ValueError("row_size must be positive")
-            return value.strip()
-        return value
+        return decimal_field(value, "row_size", positive=True)
 
     def row_size_units(self) -> int | None:
         return None if self.row_size is None else parse_units(self.row_size)
@@ -63,6 +69,12 @@ class ProfileRowReply(BaseModel):
     buy_volume: str
     sell_volume: str
     trade_count: int
+
+
+class NodeReply(BaseModel):
+    price_low: str
+    price_high: str
+    volume: str
 
 
 class ProfileSummary(BaseModel):
@@ -85,6 +97,10 @@ class VolumeProfileReply(ProfileSummary):
     vah: str
     val: str
     value_area: float
+    hvn: list[NodeReply]
+    """High-volume nodes: rows that out-trade their two neighbours each side, above the mean; largest first."""
+    lvn: list[NodeReply]
+    """Low-volume nodes: inner rows below their neighbours and the mean; thinnest first."""
     rows: list[ProfileRowReply]
 
     def to_polars(self) -> pl.DataFrame:
@@ -92,38 +108,66 @@ class VolumeProfileReply(ProfileSummary):
         return rows_frame([row.model_dump() for row in self.rows], ProfileRowReply)
 
 
-def rows_frame(rows: list[dict[str, Any]], model: type[BaseModel]) -> pl.DataFrame:
-    """Reply rows as a DataFrame: the model's decimal-string fields become exact Decimal columns."""
-    frame = pl.DataFrame(rows, schema={name: pl.String for name in model.model_fields}, strict=False)
-    casts = [
-        pl.col(name).cast(DECIMAL if field.annotation is str else pl.Int64)
-        for name, field in model.model_fields.items()
-    ]
-    return frame.with_columns(casts)
-
-
 def profile_of(
-    source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int
-) -> tuple[int, int, VolumeProfile]:
-    """The range asked for and the volume profile of its trades, by the DESIGN.md rules."""
+    source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int, *, with_trades: bool = False
+) -> tuple[int, int, VolumeProfile, TradeColumns | None]:
+    """The range asked for and the volume profile of its trades, by the DESIGN.md rules.
+
+    From the store's per-price levels when it has them (whole segments are then summed
+    from their histograms, never decoded), else from the trades; the trades themselves
+    too when `with_trades`.
+    """
     time_range = request.time_range(now_ms)
     assert time_range is not None
     start, end = time_range
-    trades = source.trades(symbol, time_range)
+    trades = source.trades(symbol, time_range) if with_trades else None
+    levels = None
+    if trades is None and isinstance(source, PriceLevelSource):
+        levels = source.price_levels(symbol, time_range)
+    if levels is None:
+        trades = trades if trades is not None else source.trades(symbol, time_range)
+        levels_in = _levels_of(trades)
+    else:
+        levels_in = _levels_from(levels)
+    price, qty, sells, counts = levels_in
+    found = int(counts.sum())
     needed = max(request.min_trades, 1)
-    if len(trades) < needed:
-        raise insufficient_trades(len(trades), needed)
-    low, high = int(trades.price.min()), int(trades.price.max())
-    row_size = request.row_size_units() or choose_row_size(low, high, request.rows)
+    if found < needed:
+        raise insufficient_trades(found, needed)
+    low, high = int(price.min()), int(price.max())
+    tick = infer_tick(price)
+    row_size = request.row_size_units() or (
+        choose_row_size(low, high, request.rows, tick) if request.rows else default_row_size(low, high, tick)
+    )
     row_count = high // row_size - low // row_size + 1
     if row_count > MAX_PROFILE_ROWS:
-        raise bad_request(
+        raise invalid_request(
             f"row_size {format_units(row_size)} gives {row_count} rows; at most {MAX_PROFILE_ROWS} are allowed",
             row_count=row_count,
             max_rows=MAX_PROFILE_ROWS,
         )
-    profile = volume_profile(trades.price, trades.qty, trades.buyer_maker, row_size, request.value_area_fraction())
-    return start, end, profile
+    profile = volume_profile(price, qty, sells, row_size, request.value_area_fraction(), trade_counts=counts)
+    return start, end, profile, trades
+
+
+Levels = tuple[Int64Array, Int64Array, BoolArray, Int64Array]
+
+
+def _levels_of(trades: TradeColumns) -> Levels:
+    """Each trade as its own level: price, quantity, side, one trade."""
+    return trades.price, trades.qty, trades.buyer_maker, np.ones(len(trades), dtype=np.int64)
+
+
+def _levels_from(levels: PriceLevels) -> Levels:
+    """Each price twice: its buy volume (with its trade count) and its sell volume."""
+    n = len(levels)
+    price = np.repeat(levels.price, 2)
+    qty = np.empty(2 * n, dtype=np.int64)
+    qty[0::2], qty[1::2] = levels.buy_volume, levels.volume - levels.buy_volume
+    sells = np.tile(np.array([False, True]), n)
+    counts = np.zeros(2 * n, dtype=np.int64)
+    counts[0::2] = levels.trade_count
+    return price, qty, sells, counts
 
 
 def summary_of(symbol: str, start: int, end: int, profile: VolumeProfile) -> dict[str, Any]:
@@ -138,7 +182,8 @@ def summary_of(symbol: str, start: int, end: int, profile: VolumeProfile) -> dic
 
 
 def handle(source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int) -> VolumeProfileReply:
-    start, end, profile = profile_of(source, symbol, request, now_ms)
+    start, end, profile, _ = profile_of(source, symbol, request, now_ms)
+    high_nodes, low_nodes = volume_nodes(profile)
     return VolumeProfileReply(
         **summary_of(symbol, start, end, profile),
         buy_volume=format_units(profile.buy_volume),
@@ -149,6 +194,8 @@ def handle(source: TradeSource, symbol: str, request: VolumeProfileRequest, now_
         vah=format_units(profile.vah),
         val=format_units(profile.val),
         value_area=request.value_area,
+        hvn=[_node(row) for row in high_nodes],
+        lvn=[_node(row) for row in low_nodes],
         rows=[
             ProfileRowReply(
                 price_low=format_units(row.price_low),
@@ -160,6 +207,12 @@ def handle(source: TradeSource, symbol: str, request: VolumeProfileRequest, now_
             )
             for row in profile.rows
         ],
+    )
+
+
+def _node(row: ProfileRow) -> NodeReply:
+    return NodeReply(
+        price_low=format_units(row.price_low), price_high=format_units(row.price_high), volume=format_units(row.volume)
     )
 
 
@@ -186,17 +239,22 @@ def render(reply: VolumeProfileReply) -> RenderableType:
     )
     peak = max((Decimal(row.volume) for row in reply.rows), default=Decimal(0)) or Decimal(1)
     val, vah = Decimal(reply.val), Decimal(reply.vah)
+    high_nodes = {node.price_low for node in reply.hvn}
+    low_nodes = {node.price_low for node in reply.lvn}
     for row in reversed(reply.rows):
         poc = row.price_low == reply.poc_low
         in_value_area = Decimal(row.price_low) >= val and Decimal(row.price_high) <= vah
-        mark = "POC" if poc else ("VA" if in_value_area else "")
+        edge = "VAH" if Decimal(row.price_high) == vah else ("VAL" if Decimal(row.price_low) == val else "")
+        node = "HVN" if row.price_low in high_nodes else ("LVN" if row.price_low in low_nodes else "")
+        mark = " ".join(part for part in ("POC" if poc else "VA" if in_value_area else "", edge, node) if part)
         bar = "█" * int(Decimal(row.volume) / peak * BAR_WIDTH)
         style = "bold yellow" if poc else ("cyan" if in_value_area else "")
         grid.add_row(
             row.price_low, row.price_high, row.volume, row.buy_volume, row.sell_volume, str(row.trade_count),
             mark, bar, style=style,
         )
-    return Group(header, Text(""), grid)
+    legend = Text("POC: most volume; VA: value area; VAH/VAL: its edges; HVN/LVN: high/low-volume nodes", "dim")
+    return Group(header, Text(""), grid, legend)
 
 
 METHOD = QueryMethod(
@@ -206,4 +264,5 @@ METHOD = QueryMethod(
     reply=VolumeProfileReply,
     handler=handle,
     render=render,
+    reply_hint="ask for fewer rows or a larger row_size",
 )

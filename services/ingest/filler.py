@@ -1,0 +1,185 @@
+"""The gap filler: asks REST for every open gap until it closes, on the gap ledger's schedule.
+
+One loop for all symbols, so the REST weight budget is shared. Each attempt fetches the
+first ids of a gap nobody handed over yet, pages of up to 1000 in id order, up to the
+gap's end; a short page (REST behind the WebSocket) or any unusable answer leaves the
+rest open with a capped, growing delay. After a (re)connection it also asks for the
+trades after the newest id of each symbol that has not traded since (the "tail"), and it
+checks an implausible live id against the exchange's newest before believing later ones.
+It holds back while the publisher is paused or its buffer half full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from services.ingest.gapfill import PAGE_LIMIT, GapFillError, RestClient, RestTrade
+from services.ingest.tape import CONFIRM_WAIT_S, Gap, SymbolTape
+
+logger = logging.getLogger(__name__)
+
+IDLE_POLL_S = 0.5
+VERIFY_INTERVAL_S = 10.0
+TAIL_RETRY_MAX_S = 30.0
+
+Accept = Callable[[str, list[RestTrade]], int]
+
+
+@dataclass(slots=True)
+class _Tail:
+    head: int
+    """The symbol's newest id when the tail was asked for; a newer one means live trades flow."""
+    next_attempt: float = 0.0
+    attempts: int = 0
+
+
+class GapFiller:
+    def __init__(
+        self, rest: RestClient, tapes: Mapping[str, SymbolTape], accept: Accept, ready: Callable[[], bool]
+    ) -> None:
+        self._rest = rest
+        self._tapes = tapes
+        self._accept = accept
+        self._ready = ready
+        self._tails: dict[str, _Tail] = {}
+        self._verify: dict[str, float] = {}
+        self._verified_at: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        self.attempts = 0
+
+    def request_tails(self, symbols: tuple[str, ...]) -> None:
+        for symbol in symbols:
+            tape = self._tapes[symbol]
+            if tape.watermark is not None:
+                self._tails[symbol] = _Tail(tape.head)
+        self.poke()
+
+    def request_verify(self, symbol: str) -> None:
+        if symbol not in self._verify:
+            self._verify[symbol] = max(time.monotonic(), self._verified_at.get(symbol, 0.0) + VERIFY_INTERVAL_S)
+            self.poke()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            now = time.monotonic()
+            if not self._ready():
+                await self._sleep(IDLE_POLL_S)
+                continue
+            if await self._one_job(now):
+                continue
+            await self._sleep(min(IDLE_POLL_S, max(0.0, self._next_due() - now)))
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _next_due(self) -> float:
+        due = [t.next_attempt for t in self._tails.values()]
+        due += self._verify.values()
+        due += (g.next_attempt for tape in self._tapes.values() if tape.gaps for g in tape.gaps)
+        return min(due, default=time.monotonic() + IDLE_POLL_S)
+
+    async def _one_job(self, now: float) -> bool:
+        """Run the most urgent due job; False if none is due."""
+        for symbol, at in list(self._verify.items()):
+            if at <= now:
+                del self._verify[symbol]
+                await self._check_newest(symbol)
+                return True
+        for symbol, tail in list(self._tails.items()):
+            if self._tapes[symbol].head > tail.head:
+                del self._tails[symbol]  # live trades arrived: any hole before them is a gap now
+            elif tail.next_attempt <= now:
+                await self._fill_tail(symbol, tail)
+                return True
+        due: tuple[float, SymbolTape, Gap] | None = None
+        for tape in self._tapes.values():
+            for gap in tape.gaps:
+                if gap.next_attempt <= now and (due is None or gap.next_attempt < due[0]):
+                    due = (gap.next_attempt, tape, gap)
+        if due is None:
+            return False
+        await self._fill_gap(due[1], due[2])
+        return True
+
+    async def _fill_gap(self, tape: SymbolTape, gap: Gap) -> None:
+        symbol, span = tape.symbol, (gap.from_id, gap.to_id)
+        first = tape.to_fetch(gap)
+        if first is None:  # everything handed over: wait for the acks
+            gap.next_attempt = time.monotonic() + CONFIRM_WAIT_S
+            return
+        self.attempts += 1
+        fetched, complete, error = 0, False, ""
+        start = first[0]
+        try:
+            while True:
+                limit = min(PAGE_LIMIT, span[1] - start + 1)
+                page = await self._rest.agg_trades(symbol, start, limit)
+                fetched += self._accept(symbol, [t for t in page if t[1].agg_id <= span[1]])
+                rest = tape.handed.missing(start, span[1])
+                if not rest:
+                    complete = True
+                    break
+                if len(page) < limit:
+                    error = f"short page: {len(page)} of {limit} from {start}"
+                    break
+                if not self._ready():
+                    error = "publisher busy"
+                    break
+                start = rest[0][0]
+        except GapFillError as exc:
+            error = exc.reason
+        tape.note_attempt(span[0], span[1], complete=complete, error=error, now=time.monotonic())
+        attempts = max((g.attempts for g in tape.gaps if g.from_id <= span[1] and g.to_id >= span[0]), default=0)
+        (logger.info if complete else logger.warning)(
+            "gap filled" if complete else "gap fill incomplete",
+            extra={
+                "symbol": symbol,
+                "from_id": span[0],
+                "to_id": span[1],
+                "fetched": fetched,
+                "complete": complete,
+                "attempts": attempts,
+                "error": error or "none",
+            },
+        )
+
+    async def _fill_tail(self, symbol: str, tail: _Tail) -> None:
+        tape = self._tapes[symbol]
+        fetched = 0
+        try:
+            while True:
+                start = tape.head + 1
+                page = await self._rest.agg_trades(symbol, start, PAGE_LIMIT)
+                fetched += self._accept(symbol, page)
+                if len(page) < PAGE_LIMIT or not self._ready():
+                    break
+        except GapFillError as exc:
+            tail.attempts += 1
+            tail.next_attempt = time.monotonic() + min(2.0**tail.attempts / 2, TAIL_RETRY_MAX_S)
+            logger.warning("tail fill failed", extra={"symbol": symbol, "attempts": tail.attempts, "error": exc.reason})
+            return
+        self._tails.pop(symbol, None)
+        if fetched:
+            logger.info("gap filled", extra={"symbol": symbol, "tail": True, "fetched": fetched, "head": tape.head})
+
+    async def _check_newest(self, symbol: str) -> None:
+        self._verified_at[symbol] = time.monotonic()
+        try:
+            newest = await self._rest.newest_id(symbol)
+        except GapFillError as exc:
+            logger.warning("newest id check failed", extra={"symbol": symbol, "error": exc.reason})
+            return
+        tape = self._tapes[symbol]
+        if newest is not None and newest > tape.believe_up_to:
+            tape.believe_up_to = newest
+            logger.info("newest id confirmed by REST", extra={"symbol": symbol, "newest_id": newest, "head": tape.head})

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tradetape.store.packing import PackingError, byte_width, pack_columns, unpack_columns, unzigzag, zigzag
+
+int64s = st.integers(-(2**63), 2**63 - 1)
+
+
+@given(st.lists(int64s, max_size=50))
+def test_zigzag_round_trips_every_int64(values: list[int]) -> None:
+    column = np.array(values, dtype=np.int64)
+    assert np.array_equal(unzigzag(zigzag(column)), column)
+
+
+def test_small_magnitudes_stay_small() -> None:
+    assert zigzag(np.array([0, -1, 1, -2, 2], dtype=np.int64)).tolist() == [0, 1, 2, 3, 4]
+    assert byte_width(zigzag(np.array([0, 127, -128], dtype=np.int64))) == 1
+    assert byte_width(zigzag(np.array([128], dtype=np.int64))) == 2
+
+
+@given(st.integers(1, 40).flatmap(lambda n: st.lists(st.lists(int64s, min_size=n, max_size=n), min_size=1, max_size=4)))
+def test_columns_round_trip(columns: list[list[int]]) -> None:
+    arrays = [np.array(c, dtype=np.int64) for c in columns]
+    widths, frame = pack_columns(arrays)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(unpack_columns(widths, len(columns[0]), frame), arrays, strict=True)
+    )
+
+
+def test_a_damaged_frame_is_a_specific_error() -> None:
+    widths, frame = pack_columns([np.arange(10, dtype=np.int64)])
+    with pytest.raises(PackingError):
+        unpack_columns(widths, 10, frame[:-3])
+    with pytest.raises(PackingError):
+        unpack_columns(widths, 11, frame)

@@ -1,0 +1,113 @@
+"""The writer against a real RocksDB directory: exactly once by agg id, roll-up, late trades, retention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+
+from tests.store.synthetic import SYMBOL, T0, same, tape, windows_of, write_rolled
+from tradetape.domain.columns import TradeColumns
+from tradetape.store.codec import encode_window
+from tradetape.store.keys import SEGMENT, WINDOW, kind_prefix, prefix_end, window_key
+from tradetape.store.reader import read_all_trades, read_coverage
+from tradetape.store.rocks import open_primary, scan
+from tradetape.store.shards import ShardLockedError
+from tradetape.store.writer import WindowStore
+
+HOUR = 3_600_000
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> WindowStore:
+    opened = WindowStore(tmp_path / "shard")
+    yield opened  # type: ignore[misc]
+    opened.close()
+
+
+def keys_of(store: WindowStore, kind: str) -> list[bytes]:
+    prefix = kind_prefix(kind, SYMBOL)
+    return [key for key, _ in scan(store.db, prefix, prefix_end(prefix))]
+
+
+def test_redelivered_trades_add_nothing(store: WindowStore) -> None:
+    trades = tape(500, 10_000)
+    assert store.write(windows_of(SYMBOL, trades)) == 500
+    assert store.write(windows_of(SYMBOL, trades)) == 0
+    store.roll_up(SYMBOL, T0 + HOUR)
+    assert store.write(windows_of(SYMBOL, trades.take(slice(100, 200)))) == 0
+    assert same(read_all_trades(store.db, SYMBOL), trades)
+
+
+def test_the_same_agg_id_at_another_time_is_still_stored_once(store: WindowStore) -> None:
+    trades = tape(10, 5_000)
+    store.write(windows_of(SYMBOL, trades))
+    moved = TradeColumns.of_arrays([*trades.arrays()[:5], trades.time + 7_000, trades.buyer_maker])
+    assert store.write(windows_of(SYMBOL, moved)) == 0
+    assert same(read_all_trades(store.db, SYMBOL), trades)
+
+
+def test_roll_up_moves_closed_windows_into_segments_atomically(store: WindowStore) -> None:
+    trades = tape(3_000, 2 * HOUR)
+    store.write(windows_of(SYMBOL, trades))
+    cutoff = T0 + HOUR + 30 * 60_000
+    rolled = store.roll_up(SYMBOL, cutoff)
+    assert rolled > 0
+    assert all(int(key.rsplit(b":", 1)[1]) >= cutoff for key in keys_of(store, WINDOW))
+    assert len(keys_of(store, SEGMENT)) == 2
+    assert same(read_all_trades(store.db, SYMBOL), trades)
+    assert store.roll_up(SYMBOL, cutoff) == 0
+
+
+def test_a_late_trade_merges_into_its_rolled_up_segment(store: WindowStore) -> None:
+    trades = tape(2_000, HOUR)
+    missing = np.zeros(len(trades), dtype=np.bool_)
+    missing[[10, 11, 1500]] = True
+    write_rolled(store, trades.take(~missing))
+    assert read_coverage(store.db, SYMBOL, None).gaps == [(1010, 1011), (2500, 2500)]
+    windows_before = keys_of(store, WINDOW)
+    late = trades.take(missing)
+    assert store.write(windows_of(SYMBOL, late)) == 3
+    assert store.write(windows_of(SYMBOL, late)) == 0
+    assert keys_of(store, WINDOW) == windows_before  # into the segment, not a new window
+    assert same(read_all_trades(store.db, SYMBOL), trades)
+    found = read_coverage(store.db, SYMBOL, None)
+    assert (found.trade_count, found.gaps) == (2_000, [])
+
+
+def test_retention_removes_only_expired_trades(store: WindowStore) -> None:
+    trades = tape(6_000, 6 * HOUR)
+    write_rolled(store, trades)
+    store.write(windows_of(SYMBOL, tape(50, 10_000, first_id=7_000, start_ms=T0 + 6 * HOUR)))
+    cutoff = T0 + 2 * HOUR + 1_234_567  # inside the third segment
+    expired = int((trades.time < cutoff).sum())
+    assert store.delete_before(SYMBOL, cutoff) == expired
+    kept = read_all_trades(store.db, SYMBOL)
+    assert int(kept.time.min()) >= cutoff
+    assert same(kept.take(slice(0, len(kept) - 50)), trades.take(trades.time >= cutoff))
+    found = read_coverage(store.db, SYMBOL, None)
+    assert found.trade_count == len(kept) and found.first_id == int(kept.agg_id[0])
+    assert store.delete_before(SYMBOL, cutoff) == 0
+
+
+def test_a_windows_only_database_gets_its_index_built(tmp_path: Path) -> None:
+    path = tmp_path / "shard"
+    trades = tape(300, 5_000)
+    db = open_primary(path)
+    for (_, start), part in windows_of(SYMBOL, trades).items():
+        db.put(window_key(SYMBOL, start), encode_window(part))
+    db.close()
+    store = WindowStore(path)
+    try:
+        assert store.index(SYMBOL).count == 300
+        assert store.write(windows_of(SYMBOL, trades)) == 0
+        assert msgpack.unpackb(store.db[b"meta:layout"])["v"] == 2
+    finally:
+        store.close()
+
+
+def test_one_writer_per_shard(store: WindowStore) -> None:
+    with pytest.raises(ShardLockedError):
+        WindowStore(store.path)

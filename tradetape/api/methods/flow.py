@@ -1,0 +1,109 @@
+"""`flow`: buy volume, sell volume, delta and cumulative delta per interval (order flow).
+
+Buy volume is taker-buy (`m` false), sell volume taker-sell; delta = buy − sell, and the
+cumulative delta runs from the start of the range. Exact integers, formatted once.
+"""
+
+from __future__ import annotations
+
+from itertools import accumulate
+
+import polars as pl
+from pydantic import BaseModel
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from tradetape.api.frames import rows_frame
+from tradetape.api.methods.bars import read_intervals
+from tradetape.api.models import IntervalRequest
+from tradetape.api.registry import QueryMethod, TradeSource
+from tradetape.api.render import iso_time, table, time_span
+from tradetape.domain.bars import time_bars
+from tradetape.domain.decimals import format_units
+
+
+class FlowRequest(IntervalRequest):
+    pass
+
+
+class FlowRowReply(BaseModel):
+    time: int
+    buy_volume: str
+    sell_volume: str
+    delta: str
+    cumulative_delta: str
+    trade_count: int
+
+
+class FlowReply(BaseModel):
+    symbol: str
+    start: int
+    end: int
+    interval: str
+    interval_ms: int
+    trade_count: int
+    buy_volume: str
+    sell_volume: str
+    delta: str
+    rows: list[FlowRowReply]
+
+    def to_polars(self) -> pl.DataFrame:
+        frame = rows_frame([row.model_dump() for row in self.rows], FlowRowReply)
+        return frame.with_columns(pl.from_epoch(pl.col("time"), time_unit="ms").dt.replace_time_zone("UTC"))
+
+
+def handle(source: TradeSource, symbol: str, request: FlowRequest, now_ms: int) -> FlowReply:
+    start, end, trades = read_intervals(source, symbol, request, now_ms)
+    bars = time_bars(trades, request.interval_ms())
+    deltas = [b - s for b, s in zip(bars.buy_volume, bars.sell_volume, strict=True)]
+    cumulative = list(accumulate(deltas))
+    buy, sell = sum(bars.buy_volume), sum(bars.sell_volume)
+    return FlowReply(
+        symbol=symbol,
+        start=start,
+        end=end,
+        interval=request.interval,
+        interval_ms=request.interval_ms(),
+        trade_count=len(trades),
+        buy_volume=format_units(buy),
+        sell_volume=format_units(sell),
+        delta=format_units(buy - sell),
+        rows=[
+            FlowRowReply(
+                time=int(bars.start[i]),
+                buy_volume=format_units(bars.buy_volume[i]),
+                sell_volume=format_units(bars.sell_volume[i]),
+                delta=format_units(deltas[i]),
+                cumulative_delta=format_units(cumulative[i]),
+                trade_count=int(bars.trade_count[i]),
+            )
+            for i in range(len(bars))
+        ],
+    )
+
+
+def render(reply: FlowReply) -> RenderableType:
+    header = Text.assemble(
+        (f"{reply.symbol} order flow {reply.interval}", "bold"),
+        f"  {time_span(reply.start, reply.end)}\n",
+        f"trades {reply.trade_count}  buy {reply.buy_volume}  sell {reply.sell_volume}  delta {reply.delta}",
+    )
+    numbers = ("buy", "sell", "delta", "cum. delta", "trades")
+    grid = table("time", *numbers, right=numbers)
+    for row in reply.rows:
+        grid.add_row(
+            iso_time(row.time), row.buy_volume, row.sell_volume, row.delta, row.cumulative_delta,
+            str(row.trade_count), style="red" if row.delta.startswith("-") else "green",
+        )
+    return Group(header, Text(""), grid)
+
+
+METHOD = QueryMethod(
+    name="flow",
+    summary="Buy volume, sell volume, delta and cumulative delta per interval",
+    request=FlowRequest,
+    reply=FlowReply,
+    handler=handle,
+    render=render,
+    reply_hint="use a longer interval or a shorter range",
+)

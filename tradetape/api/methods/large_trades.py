@@ -1,0 +1,126 @@
+"""`large_trades`: the largest trades of a range, the top N by quantity or all above a size.
+
+Ordered by quantity, largest first (ties: the earlier agg id first); `quote_qty` is the
+exact price × quantity. With `min_qty`, at most `top` trades are listed and `truncated`
+says when more qualified.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, Field, field_validator
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from tradetape.api.frames import rows_frame
+from tradetape.api.models import RangeRequest, decimal_field
+from tradetape.api.registry import QueryMethod, TradeSource
+from tradetape.api.render import iso_time, table, time_span
+from tradetape.domain.decimals import format_units, parse_units
+
+MAX_TOP = 1000
+
+
+class LargeTradesRequest(RangeRequest):
+    top: int = Field(default=20, ge=1, le=MAX_TOP, description="How many trades to list at most.")
+    min_qty: str | None = Field(
+        default=None, description='Only trades of at least this base quantity, a decimal string, e.g. "1.5".'
+    )
+
+    @field_validator("min_qty", mode="before")
+    @classmethod
+    def _min_qty(cls, value: Any) -> Any:
+        return decimal_field(value, "min_qty")
+
+
+class LargeTradeReply(BaseModel):
+    agg_id: int
+    time: int
+    price: str
+    qty: str
+    quote_qty: str
+    side: str
+    """"buy" when the taker bought (`m` false), "sell" when the taker sold."""
+
+
+class LargeTradesReply(BaseModel):
+    symbol: str
+    start: int
+    end: int
+    trade_count: int
+    """Trades in the range."""
+    matched: int
+    """Trades that qualified (all of them with `top` alone)."""
+    truncated: bool
+    trades: list[LargeTradeReply]
+
+    def to_polars(self) -> pl.DataFrame:
+        frame = rows_frame([t.model_dump(exclude={"side"}) for t in self.trades], LargeTradeReply, exclude=("side",))
+        return frame.with_columns(pl.Series("side", [t.side for t in self.trades], dtype=pl.String))
+
+
+def handle(source: TradeSource, symbol: str, request: LargeTradesRequest, now_ms: int) -> LargeTradesReply:
+    time_range = request.time_range(now_ms)
+    assert time_range is not None
+    trades = source.trades(symbol, time_range)
+    candidates = np.arange(len(trades))
+    if request.min_qty is not None:
+        candidates = np.flatnonzero(trades.qty >= parse_units(request.min_qty))
+    # Largest quantity first, then the earlier agg id: lexsort sorts by its last key first.
+    order = candidates[np.lexsort((trades.agg_id[candidates], -trades.qty[candidates]))][: request.top]
+    chosen = trades.take(order)
+    return LargeTradesReply(
+        symbol=symbol,
+        start=time_range[0],
+        end=time_range[1],
+        trade_count=len(trades),
+        matched=len(candidates),
+        truncated=len(candidates) > request.top,
+        trades=[
+            LargeTradeReply(
+                agg_id=int(chosen.agg_id[i]),
+                time=int(chosen.time[i]),
+                price=format_units(int(chosen.price[i])),
+                qty=format_units(int(chosen.qty[i])),
+                quote_qty=_quote(int(chosen.price[i]), int(chosen.qty[i])),
+                side="sell" if chosen.buyer_maker[i] else "buy",
+            )
+            for i in range(len(chosen))
+        ],
+    )
+
+
+def _quote(price: int, qty: int) -> str:
+    """price × qty exactly: the product of two values in 1e-8 has up to 16 decimal places."""
+    whole, frac = divmod(price * qty, 10**16)
+    return f"{whole}.{frac:016d}".rstrip("0").rstrip(".")
+
+
+def render(reply: LargeTradesReply) -> RenderableType:
+    header = Text.assemble(
+        (f"{reply.symbol} large trades", "bold"),
+        f"  {time_span(reply.start, reply.end)}\n",
+        f"{reply.matched} of {reply.trade_count} trades qualify; largest {len(reply.trades)} shown"
+        + (" (more qualify)" if reply.truncated else ""),
+    )
+    grid = table("time", "agg id", "side", "price", "qty", "quote qty", right=("agg id", "price", "qty", "quote qty"))
+    for trade in reply.trades:
+        grid.add_row(
+            iso_time(trade.time), str(trade.agg_id), trade.side, trade.price, trade.qty, trade.quote_qty,
+            style="green" if trade.side == "buy" else "red",
+        )
+    return Group(header, Text(""), grid)
+
+
+METHOD = QueryMethod(
+    name="large_trades",
+    summary="The largest trades of a range: top N by quantity, or all above a size",
+    request=LargeTradesRequest,
+    reply=LargeTradesReply,
+    handler=handle,
+    render=render,
+    reply_hint="ask for fewer trades (top)",
+)

@@ -1,0 +1,162 @@
+"""`vwap`: the volume-weighted average price of a range with standard-deviation bands.
+
+Anchored VWAP: `anchor` (a time) starts the range there and runs to `end` (or now). With
+`interval`, the reply also carries the running VWAP and bands at the close of each
+interval, as charts draw them. Floats: derived figures (`tradetape.domain.vwap`).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from pydantic import BaseModel, Field, field_validator, model_validator
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from tradetape.api.errors import insufficient_trades, range_too_large
+from tradetape.api.models import MAX_INTERVALS, RangeRequest, interval_count, parse_interval_ms, parse_time_ms
+from tradetape.api.registry import QueryMethod, TradeSource
+from tradetape.api.render import iso_time, table, time_span
+from tradetape.domain.bars import time_bars
+from tradetape.domain.decimals import SCALE
+from tradetape.domain.vwap import running_vwap, vwap
+
+
+class VwapRequest(RangeRequest):
+    anchor: int | str | None = Field(
+        default=None, description="Anchored VWAP from this time (epoch ms or ISO-8601) to end or now."
+    )
+    bands: list[float] = Field(
+        default=[1.0, 2.0, 3.0], max_length=10, description="Band widths in standard deviations."
+    )
+    interval: str | None = Field(
+        default=None, description='With an interval ("1m", "1h"): the running VWAP and bands per interval.'
+    )
+
+    @field_validator("anchor")
+    @classmethod
+    def _anchor(cls, value: int | str | None) -> int | None:
+        return None if value is None else parse_time_ms(value)
+
+    @field_validator("bands")
+    @classmethod
+    def _bands(cls, value: list[float]) -> list[float]:
+        if any(not 0 < band <= 10 for band in value):
+            raise ValueError("bands are standard deviations in (0, 10]")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_interval_ms(value)
+        return value
+
+    @model_validator(mode="after")
+    def _anchored(self) -> VwapRequest:
+        if self.anchor is not None and (self.start is not None or self.last is not None):
+            raise ValueError("anchor starts the range: give anchor (and end), not start or last")
+        return self
+
+    def time_range(self, now_ms: int, default_ms: int | None = None) -> tuple[int, int] | None:
+        if self.anchor is not None:
+            assert isinstance(self.anchor, int)
+            end = self.end if isinstance(self.end, int) else now_ms
+            return self.anchor, end
+        return super().time_range(now_ms)
+
+
+class BandReply(BaseModel):
+    deviations: float
+    upper: float
+    lower: float
+
+
+class VwapPointReply(BaseModel):
+    time: int
+    """End of the interval, epoch ms."""
+    vwap: float
+    std: float
+
+
+class VwapReply(BaseModel):
+    symbol: str
+    start: int
+    end: int
+    anchored: bool
+    trade_count: int
+    volume: float
+    vwap: float
+    std: float
+    bands: list[BandReply]
+    series: list[VwapPointReply] | None
+
+    def to_polars(self) -> pl.DataFrame:
+        """The running series (empty without `interval`), `time` as a UTC datetime."""
+        rows = [point.model_dump() for point in self.series or []]
+        frame = pl.DataFrame(rows, schema={"time": pl.Int64, "vwap": pl.Float64, "std": pl.Float64})
+        return frame.with_columns(pl.from_epoch(pl.col("time"), time_unit="ms").dt.replace_time_zone("UTC"))
+
+
+def handle(source: TradeSource, symbol: str, request: VwapRequest, now_ms: int) -> VwapReply:
+    time_range = request.time_range(now_ms)
+    assert time_range is not None
+    interval_ms = None if request.interval is None else parse_interval_ms(request.interval)
+    if interval_ms is not None and interval_count(time_range, interval_ms) > MAX_INTERVALS:
+        raise range_too_large(
+            f"more than {MAX_INTERVALS} intervals of {request.interval}", max_intervals=MAX_INTERVALS
+        )
+    trades = source.trades(symbol, time_range)
+    if len(trades) == 0 or int(trades.qty.max()) == 0:
+        raise insufficient_trades(len(trades), 1)
+    overall = vwap(trades)
+    series = None
+    if interval_ms is not None:
+        running = running_vwap(trades, time_bars(trades, interval_ms))
+        series = [
+            VwapPointReply(time=t, vwap=mean / SCALE, std=std / SCALE)
+            for t, mean, std in zip(running.time, running.mean, running.std, strict=True)
+        ]
+    mean, std = overall.mean / SCALE, overall.std / SCALE
+    return VwapReply(
+        symbol=symbol,
+        start=time_range[0],
+        end=time_range[1],
+        anchored=request.anchor is not None,
+        trade_count=len(trades),
+        volume=overall.volume / SCALE,
+        vwap=mean,
+        std=std,
+        bands=[BandReply(deviations=k, upper=mean + k * std, lower=mean - k * std) for k in request.bands],
+        series=series,
+    )
+
+
+def render(reply: VwapReply) -> RenderableType:
+    header = Text.assemble(
+        (f"{reply.symbol} {'anchored ' if reply.anchored else ''}VWAP", "bold"),
+        f"  {time_span(reply.start, reply.end)}\n",
+        f"trades {reply.trade_count}  volume {reply.volume:.8g}\n",
+        (f"VWAP {reply.vwap:.10g}", "bold yellow"),
+        f"   σ {reply.std:.6g}",
+    )
+    bands = table("band", "upper", "lower", right=("band", "upper", "lower"))
+    for band in reply.bands:
+        bands.add_row(f"±{band.deviations:g}σ", f"{band.upper:.10g}", f"{band.lower:.10g}")
+    parts: list[RenderableType] = [header, Text(""), bands]
+    if reply.series:
+        series = table("until", "vwap", "σ", right=("vwap", "σ"))
+        for point in reply.series:
+            series.add_row(iso_time(point.time), f"{point.vwap:.10g}", f"{point.std:.6g}")
+        parts += [Text(""), series]
+    return Group(*parts)
+
+
+METHOD = QueryMethod(
+    name="vwap",
+    summary="Volume-weighted average price with standard-deviation bands; anchored from a time",
+    request=VwapRequest,
+    reply=VwapReply,
+    handler=handle,
+    render=render,
+    reply_hint="use a longer interval or a shorter range",
+)

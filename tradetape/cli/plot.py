@@ -1,0 +1,68 @@
+"""`tradetape plot volume_profile|bars SYMBOL ... -o FILE`: a chart of the replies, PNG or SVG."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tradetape.api.errors import QueryError
+from tradetape.client import TapeClient, TapeUnavailable
+from tradetape.settings import Settings
+
+CHARTS = ("volume_profile", "bars")
+
+
+def add_plot_command(parser: argparse.ArgumentParser, settings_fields: Sequence[str]) -> None:
+    from tradetape.cli.main import add_settings
+
+    parser.add_argument("chart", choices=CHARTS, help="volume_profile (with vacuums) or bars (with cumulative delta)")
+    parser.add_argument("symbol", metavar="SYMBOL")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="FILE.png or FILE.svg")
+    parser.add_argument("--last", help='duration ending now, e.g. "1h" (default: the last hour)')
+    parser.add_argument("--start", help="epoch ms or ISO-8601 (UTC unless a zone is given)")
+    parser.add_argument("--end", help="epoch ms or ISO-8601, exclusive")
+    parser.add_argument("--row-size", help="volume_profile: row height, a decimal string")
+    parser.add_argument("--rows", help="volume_profile: row count when --row-size is absent")
+    parser.add_argument("--min-trades", help="volume_profile: fewest trades (default 1000)")
+    parser.add_argument("--interval", default="5m", help='bars: interval, "1s" to "1d" (default 5m)')
+    parser.add_argument("--timeout", type=float, default=30.0)
+    add_settings(parser, settings_fields)
+
+
+def run_plot(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        path = asyncio.run(_plot(args, settings))
+    except QueryError as exc:
+        print(f"tradetape plot: error {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except (TapeUnavailable, ValueError) as exc:
+        print(f"tradetape plot: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+async def _plot(args: argparse.Namespace, settings: Settings) -> Path:
+    from tradetape import plot
+
+    if args.output.suffix.lower() not in plot.FORMATS:
+        raise ValueError(f"the output must end in {' or '.join(plot.FORMATS)}: {args.output}")
+    span = {key: value for key in ("last", "start", "end") if (value := getattr(args, key)) is not None}
+    async with await TapeClient.connect(settings, timeout=args.timeout) as tape:
+        if args.chart == "volume_profile":
+            fields: dict[str, Any] = {**span}
+            for key in ("row_size", "rows", "min_trades"):
+                if getattr(args, key) is not None:
+                    fields[key] = getattr(args, key)
+            profile = await tape.query("volume_profile", args.symbol, **fields)
+            vacuums = await tape.query("liquidity_vacuums", args.symbol, **fields, row_size=profile.row_size)
+            figure = plot.volume_profile_figure(profile, vacuums)
+        else:
+            bars = await tape.query("bars", args.symbol, **span, interval=args.interval)
+            flow = await tape.query("flow", args.symbol, **span, interval=args.interval)
+            figure = plot.bars_figure(bars, flow)
+    return plot.save(figure, args.output)

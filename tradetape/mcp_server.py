@@ -1,0 +1,158 @@
+"""`tradetape mcp`: every query method as an MCP tool, so an assistant can ask the tape.
+
+The tools come from the method registry: one per method, named after it, its argument
+schema the method's request model plus `symbol`, its description the method's summary
+with the units and defaults spelled out. A call goes through the Python client over NATS;
+the reply is the method's JSON reply as text (what the NATS method answers), an error
+reply a tool error carrying its code and message. `list_symbols` lists what is served and
+each symbol's coverage. Stdio by default; streamable HTTP with `--http`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import mcp_types as types
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+
+from tradetape import __version__
+from tradetape.api.errors import QueryError
+from tradetape.api.registry import QueryMethod, methods
+from tradetape.client import TapeClient, TapeError
+from tradetape.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+LIST_SYMBOLS = "list_symbols"
+CONVENTIONS = (
+    "Symbol: a Binance spot pair in upper case, e.g. BTCUSDT. Range: start/end as epoch milliseconds "
+    'or ISO-8601 (UTC unless a zone is given), [start, end) by trade time; or last, a duration ending '
+    'now such as "15m", "1h", "24h", "7d". Without a range the last hour (coverage: the whole tape). '
+    "Prices and volumes are exact decimal strings (base asset quantity); times are epoch ms."
+)
+INSTRUCTIONS = (
+    "Tools over a complete tape of Binance aggregate trades. Call list_symbols first to see which "
+    "symbols are served and how far back each tape goes. " + CONVENTIONS
+)
+
+
+def tool_for(method: QueryMethod[Any, Any]) -> types.Tool:
+    """The MCP tool of one registered method: its request model's schema plus the symbol."""
+    schema = method.request.model_json_schema()
+    properties = {"symbol": {"type": "string", "description": "Binance spot symbol, e.g. BTCUSDT."}}
+    properties.update(schema.get("properties", {}))
+    input_schema: dict[str, Any] = {"type": "object", "properties": properties, "required": ["symbol"]}
+    if "$defs" in schema:
+        input_schema["$defs"] = schema["$defs"]
+    return types.Tool(
+        name=method.name,
+        description=f"{method.summary}. {CONVENTIONS} Arguments: {_argument_help(method)}",
+        input_schema=input_schema,
+    )
+
+
+def _argument_help(method: QueryMethod[Any, Any]) -> str:
+    parts = []
+    for name, info in method.request.model_fields.items():
+        default = "" if info.default is None else f" (default {info.default})"
+        parts.append(f"{name}: {info.description or ''}{default}")
+    return "; ".join(parts)
+
+
+LIST_SYMBOLS_TOOL = types.Tool(
+    name=LIST_SYMBOLS,
+    description="The symbols served, the methods each answers, and each tape's trade count, first and "
+    "last trade time (epoch ms) and gap count. Takes no arguments.",
+    input_schema={"type": "object", "properties": {}},
+)
+
+
+def build_server(settings: Settings) -> Server[TapeClient]:
+    """The MCP server; it opens one NATS connection for its lifetime."""
+
+    @asynccontextmanager
+    async def lifespan(_: Server[TapeClient]) -> AsyncIterator[TapeClient]:
+        client = await TapeClient.connect(settings)
+        try:
+            yield client
+        finally:
+            await client.close()
+
+    async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[LIST_SYMBOLS_TOOL, *(tool_for(m) for m in methods().values())])
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        client: TapeClient = ctx.lifespan_context
+        arguments = dict(params.arguments or {})
+        try:
+            if params.name == LIST_SYMBOLS:
+                return _text(await list_symbols(client))
+            if params.name not in methods():
+                return _error("invalid_request", f"no tool {params.name!r}; tools: {', '.join(methods())}")
+            symbol = arguments.pop("symbol", None)
+            if not isinstance(symbol, str) or not symbol:
+                return _error("invalid_request", "symbol is required, e.g. BTCUSDT")
+            reply = await client.query(params.name, symbol, **arguments)
+            return _text(reply.model_dump(mode="json"))
+        except QueryError as exc:
+            return _error(exc.code, exc.message, exc.details)
+        except (TapeError, KeyError) as exc:
+            return _error("unavailable", str(exc))
+
+    return Server(
+        "tradetape",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
+
+
+async def list_symbols(client: TapeClient) -> dict[str, Any]:
+    served = await client.served()
+    symbols = []
+    for symbol, names in served.items():
+        entry: dict[str, Any] = {"symbol": symbol, "methods": names}
+        if "coverage" in names:
+            coverage = await client.query("coverage", symbol)
+            entry |= {
+                "trade_count": coverage.trade_count,
+                "first_time": coverage.first_time,
+                "last_time": coverage.last_time,
+                "gaps": len(coverage.gaps),
+            }
+        symbols.append(entry)
+    return {"symbols": symbols}
+
+
+def _text(body: dict[str, Any]) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=json.dumps(body))], structured_content=body
+    )
+
+
+def _error(code: str, message: str, details: dict[str, Any] | None = None) -> types.CallToolResult:
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(body))], is_error=True)
+
+
+async def serve_stdio(settings: Settings) -> None:
+    server = build_server(settings)
+    async with stdio_server() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())
+
+
+async def serve_http(settings: Settings, host: str, port: int) -> None:
+    """Streamable HTTP at `http://<host>:<port>/mcp`."""
+    import uvicorn
+
+    app = build_server(settings).streamable_http_app(host=host)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+    logger.info("mcp server listening", extra={"url": f"http://{host}:{port}/mcp"})
+    await uvicorn.Server(config).serve()

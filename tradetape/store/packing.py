@@ -1,0 +1,100 @@
+"""Integer columns packed small: zigzag, the narrowest byte width, byte planes, then zstd.
+
+Pure numpy, no per-value Python. The transforms that make the numbers small (deltas,
+tick scaling) belong to the caller (`tradetape.store.segments`); this module only turns
+a column of small signed integers into few bytes and back. Byte planes (all low bytes,
+then all next bytes, ...) let zstd see the long runs of zero high bytes that one outlier
+per column would otherwise spread over every value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import zstandard
+
+Int64Array = npt.NDArray[np.int64]
+
+ZSTD_LEVEL = 9
+"""Measured on real-like BTCUSDT segments: level 9 is ~8 % smaller than 3 and still encodes an hour in ~20 ms."""
+
+_WIDTHS = (1, 2, 4, 8)
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+_decompressor = zstandard.ZstdDecompressor()
+
+
+class PackingError(ValueError):
+    """Packed bytes that do not decode into the columns they claim to hold."""
+
+
+def zigzag(values: Int64Array) -> npt.NDArray[np.uint64]:
+    """Signed → unsigned with small magnitudes small: 0, -1, 1, -2 → 0, 1, 2, 3."""
+    v = values.astype(np.int64, copy=False)
+    return ((v << np.int64(1)) ^ (v >> np.int64(63))).view(np.uint64)
+
+
+def unzigzag(values: npt.NDArray[np.uint64]) -> Int64Array:
+    u = values.astype(np.uint64, copy=False)
+    return ((u >> np.uint64(1)).view(np.int64)) ^ (-(u & np.uint64(1)).view(np.int64))
+
+
+def byte_width(values: npt.NDArray[np.uint64]) -> int:
+    """The narrowest of 1, 2, 4 or 8 bytes that holds every value."""
+    top = int(values.max()) if len(values) else 0
+    return next(w for w in _WIDTHS if top < 1 << (8 * w))
+
+
+def to_planes(values: npt.NDArray[np.uint64], width: int) -> bytes:
+    """`values` at `width` bytes each, little-endian, as byte planes."""
+    narrow = values.astype(np.dtype(_UNSIGNED[width]).newbyteorder("<"), copy=False)
+    return narrow.view(np.uint8).reshape(-1, width).T.tobytes()
+
+
+def from_planes(data: bytes | memoryview, width: int, count: int) -> npt.NDArray[np.uint64]:
+    planes = np.frombuffer(data, dtype=np.uint8, count=width * count).reshape(width, count)
+    values: npt.NDArray[np.uint64] = planes[0].astype(np.uint64)
+    for plane in range(1, width):  # whole-plane shifts: faster than transposing bytes back
+        values |= planes[plane].astype(np.uint64) << np.uint64(8 * plane)
+    return values
+
+
+def pack_columns(columns: Sequence[Int64Array]) -> tuple[list[int], bytes]:
+    """Signed columns of equal length → their byte widths and one zstd frame of all their planes."""
+    widths: list[int] = []
+    parts: list[bytes] = []
+    for column in columns:
+        unsigned = zigzag(column)
+        width = byte_width(unsigned)
+        widths.append(width)
+        parts.append(to_planes(unsigned, width))
+    return widths, _compressor.compress(b"".join(parts))
+
+
+def unpack_columns(widths: Sequence[int], count: int, frame: bytes) -> list[Int64Array]:
+    """The inverse of `pack_columns`."""
+    try:
+        raw = memoryview(_decompressor.decompress(frame, max_output_size=sum(widths) * count))
+    except zstandard.ZstdError as exc:
+        raise PackingError(f"unreadable zstd frame: {exc}") from exc
+    if len(raw) != sum(widths) * count or any(w not in _UNSIGNED for w in widths):
+        raise PackingError(f"frame holds {len(raw)} bytes, widths {list(widths)} x {count} values expected")
+    columns: list[Int64Array] = []
+    offset = 0
+    for width in widths:
+        columns.append(unzigzag(from_planes(raw[offset : offset + width * count], width, count)))
+        offset += width * count
+    return columns
+
+
+def compress(data: bytes) -> bytes:
+    return _compressor.compress(data)
+
+
+def decompress(frame: bytes, size: int) -> bytes:
+    try:
+        return _decompressor.decompress(frame, max_output_size=size)
+    except zstandard.ZstdError as exc:
+        raise PackingError(f"unreadable zstd frame: {exc}") from exc

@@ -1,0 +1,68 @@
+"""Shards: which database a symbol lives in, and the lock that keeps one writer per shard.
+
+A persist shard owns a set of symbols (`Settings.shard_symbols`: an explicit list, or
+shard i of N by a stable hash) and writes `<data dir>/shards/<shard>/` alone. The lock
+(`flock` on a file in that directory, released by the kernel even after `kill -9`)
+stops a second process from acting as the same shard before it touches the consumer;
+the manifest beside it (`shard.json`) names the shard's symbols, so analytics workers
+and tools find which directory serves which symbol (`find_shards`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from tradetape.runtime.lock import DataDirLock, DataDirLocked
+
+logger = logging.getLogger(__name__)
+
+LOCK_FILE = "writer.lock"
+MANIFEST_FILE = "shard.json"
+
+
+class ShardLockedError(RuntimeError):
+    """Another process is already the writer of this shard."""
+
+
+class ShardLock:
+    """Held by the one writer of a shard directory; `release()` is safe twice."""
+
+    def __init__(self, shard_dir: Path) -> None:
+        self._lock = DataDirLock(shard_dir / LOCK_FILE)
+
+    def acquire(self) -> None:
+        try:
+            self._lock.acquire()
+        except DataDirLocked as exc:
+            pid = exc.holder.pid if exc.holder.pid is not None else "unknown"
+            raise ShardLockedError(f"shard {exc.path.parent} is already written by pid {pid}") from None
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def write_manifest(shard_dir: Path, shard: str, symbols: tuple[str, ...]) -> None:
+    """Record the shard's symbols; warn about another shard that claims one of them."""
+    for other, other_symbols in find_shards(shard_dir.parent).items():
+        shared = sorted(set(other_symbols) & set(symbols))
+        if other != shard and shared:
+            logger.warning("symbols in two shards", extra={"shard": shard, "other": other, "symbols": ",".join(shared)})
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    path = shard_dir / MANIFEST_FILE
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"shard": shard, "symbols": list(symbols)}) + "\n")
+    temporary.replace(path)
+
+
+def find_shards(shards_root: Path) -> dict[str, tuple[str, ...]]:
+    """Every shard under `<data dir>/shards` with a manifest, and its symbols."""
+    found: dict[str, tuple[str, ...]] = {}
+    for manifest in sorted(shards_root.glob(f"*/{MANIFEST_FILE}")):
+        try:
+            body = json.loads(manifest.read_text())
+            found[str(body["shard"])] = tuple(str(s) for s in body["symbols"])
+        except (OSError, ValueError, KeyError, TypeError):
+            logger.warning("unreadable shard manifest", extra={"path": str(manifest)})
+    return found
