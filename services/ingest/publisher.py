@@ -8,12 +8,19 @@ or late ack (`ack_timeout`) puts the message back at the front, to be re-sent wi
 same `Nats-Msg-Id`. When the buffer is full the oldest trade is dropped and reported
 (`on_drop`) so the gap ledger can fetch it from REST later. A connection nats-py has
 closed for good raises `NatsClosedError`: the process should end and be restarted.
+
+No wait lasts longer than `POLL_S` without looking at the connection again: nats-py's
+ack futures have no timeout of their own, and closing the connection leaves them
+pending for ever, so the confirmer bounds each one by its deadline itself. The
+publisher keeps its own JetStream context, because a `publish_async` that fails after
+taking a slot of the client's window (`publish_async_max_pending`) never gives it back:
+messages that cannot succeed (over the max payload, no connection) are never offered,
+and a window found exhausted by such slots is replaced by a fresh context.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -24,17 +31,30 @@ from nats.errors import ConnectionClosedError, MaxPayloadError, OutboundBufferLi
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from nats.js.errors import TooManyStalledMsgsError
 
+from services.ingest.tasks import wait_event
 from tradetape.bus.subjects import MSG_ID_HEADER, trade_msg_id, trade_subject
 
 logger = logging.getLogger(__name__)
 
 PAUSE_POLL_S = 0.05
-WATCHDOG_INTERVAL_S = 0.5
+POLL_S = 0.25
+"""The longest the send and confirm loops wait before they look at the connection again."""
+STALL_S = 1.0
+"""`wait_stall` for a slot of the client's window, used only when the window may be short."""
+SLOT_HEADROOM = 500
+"""The client's window is this much wider than the publisher's, so a slot is always free."""
 
 
 class NatsClosedError(RuntimeError):
     """nats-py closed the connection for good; ingest cannot publish any more."""
+
+
+def raise_if_closed(nc: Client) -> None:
+    """Raise `NatsClosedError` if nats-py has closed `nc` for good."""
+    if nc.is_closed:
+        raise NatsClosedError("the NATS connection was closed for good; ingest exits so that it is restarted")
 
 
 @dataclass(slots=True)
@@ -51,7 +71,6 @@ class Publisher:
     def __init__(
         self,
         nc: Client,
-        js: JetStreamContext,
         *,
         on_ack: Callable[[str, int, bool], None],
         on_drop: Callable[[str, int], None],
@@ -60,10 +79,10 @@ class Publisher:
         ack_timeout: float = 5.0,
     ) -> None:
         self._nc = nc
-        self._js = js
         self._on_ack = on_ack
         self._on_drop = on_drop
         self._window = window
+        self._js = self._new_context()
         self._buffer_max = buffer_max
         self._ack_timeout = ack_timeout
         self._buffer: deque[Outgoing] = deque()
@@ -79,6 +98,7 @@ class Publisher:
         self.retried = 0
         self.dropped = 0
         self.deadletters_lost = 0
+        self.stalls = 0
         self.paused = False
 
     @property
@@ -106,7 +126,7 @@ class Publisher:
         """Return once the buffer is down to half the high-water mark, or publishing paused."""
         while self.congested:
             self._drained.clear()
-            await self._drained.wait()
+            await wait_event(self._drained, POLL_S)
 
     def submit_trade(self, symbol: str, agg_id: int, payload: bytes) -> None:
         subject = self._subjects.get(symbol)
@@ -129,40 +149,42 @@ class Publisher:
             self._has_work.set()
 
     def _drop_oldest(self) -> None:
-        old = self._buffer.popleft()
+        self._drop(self._buffer.popleft())
+
+    def _drop(self, item: Outgoing) -> None:
         self.dropped += 1
-        if old.agg_id < 0:
+        if item.agg_id < 0:
             self.deadletters_lost += 1
         else:
-            self._on_drop(old.symbol, old.agg_id)
+            self._on_drop(item.symbol, item.agg_id)
 
     async def run(self) -> None:
         """Send and confirm until cancelled; raises `NatsClosedError` when NATS is gone for good."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._send_loop(), name="ingest-publish-send")
             group.create_task(self._confirm_loop(), name="ingest-publish-confirm")
-            group.create_task(self._watchdog(), name="ingest-publish-watchdog")
 
     async def drain(self, timeout: float) -> int:
         """Wait (at most `timeout`) until everything handed over is acked; returns what is left."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout)
+        await wait_event(self._idle, timeout)
         return len(self._buffer) + len(self._inflight)
 
-    def _check_closed(self) -> None:
-        if self._nc.is_closed:
-            raise NatsClosedError("the NATS connection was closed for good; ingest exits so that it is restarted")
+    def _new_context(self) -> JetStreamContext:
+        return self._nc.jetstream(publish_async_max_pending=self._window + SLOT_HEADROOM)
+
+    def _note_idle(self) -> None:
+        if not self._buffer and not self._inflight:
+            self._idle.set()
 
     async def _send_loop(self) -> None:
-        buffer, inflight, js = self._buffer, self._inflight, self._js
-        loop = asyncio.get_running_loop()
+        buffer, inflight = self._buffer, self._inflight
         while True:
+            raise_if_closed(self._nc)
             if not buffer:
                 self._has_work.clear()
-                if not inflight:
-                    self._idle.set()
-                await self._has_work.wait()
-            self._check_closed()
+                self._note_idle()
+                await wait_event(self._has_work, POLL_S)
+                continue
             if not self._nc.is_connected:
                 if not self.paused:
                     self.paused = True
@@ -175,59 +197,93 @@ class Publisher:
                 logger.info("nats back, publishing resumed", extra={"buffered": len(buffer)})
             if len(inflight) >= self._window:
                 self._room.clear()
-                await self._room.wait()
+                await wait_event(self._room, POLL_S)
                 continue
-            deadline = loop.time() + self._ack_timeout
-            sent = 0
-            while buffer and len(inflight) < self._window:
-                item = buffer.popleft()
-                try:
-                    future = await js.publish_async(item.subject, item.payload, headers=item.headers)
-                except (OutboundBufferLimitError, ConnectionClosedError) as exc:
-                    buffer.appendleft(item)
-                    self._check_closed()
-                    logger.warning("publish not sent, will retry", extra={"error": repr(exc)})
-                    await asyncio.sleep(PAUSE_POLL_S)
-                    break
-                except MaxPayloadError:
-                    logger.error("message over the max payload dropped", extra={"subject": item.subject})
-                    self.dropped += 1
-                    if item.agg_id >= 0:
-                        self._on_drop(item.symbol, item.agg_id)
-                    continue
-                inflight.append((item, future, deadline))
-                sent += 1
+            sent = await self._send_some()
             if len(buffer) <= self._high_water // 2 and not self._drained.is_set():
                 self._drained.set()
             if sent:
                 self._has_inflight.set()
-            await asyncio.sleep(0)
+            await asyncio.sleep(0 if sent else PAUSE_POLL_S)
+
+    async def _send_some(self) -> int:
+        """Move buffered messages into flight while there is room and a connection; returns how many."""
+        buffer, inflight, nc = self._buffer, self._inflight, self._nc
+        deadline = asyncio.get_running_loop().time() + self._ack_timeout
+        sent = 0
+        while buffer and len(inflight) < self._window and nc.is_connected:
+            item = buffer.popleft()
+            if len(item.payload) > nc.max_payload:
+                logger.error("message over the max payload dropped", extra={"subject": item.subject})
+                self._drop(item)
+                continue
+            js = self._js
+            # Below the publisher's window a slot of the client's is free, and the call must not
+            # yield (a `wait_stall` costs a task per message); at or above it, slots were lost.
+            stall = None if js.publish_async_pending() < self._window else STALL_S
+            try:
+                future = await js.publish_async(item.subject, item.payload, wait_stall=stall, headers=item.headers)
+            except TooManyStalledMsgsError:
+                buffer.appendleft(item)
+                self._stalled(js)
+                break
+            except (OutboundBufferLimitError, ConnectionClosedError) as exc:
+                buffer.appendleft(item)
+                raise_if_closed(nc)
+                logger.warning("publish not sent, will retry", extra={"error": repr(exc)})
+                break
+            except MaxPayloadError:
+                logger.error("message over the max payload dropped", extra={"subject": item.subject})
+                self._drop(item)
+                continue
+            inflight.append((item, future, deadline))
+            sent += 1
+        return sent
+
+    def _stalled(self, js: JetStreamContext) -> None:
+        """No slot of the client's window came free within `STALL_S`: replace the context whose slots leaked.
+
+        nats-py turns a cancellation during that wait into `TooManyStalledMsgsError`; it is
+        turned back here.
+        """
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+        self.stalls += 1
+        if js is self._js:
+            logger.error(
+                "publish window of the nats client exhausted by lost slots, using a fresh one",
+                extra={"client_pending": js.publish_async_pending(), "in_flight": len(self._inflight)},
+            )
+            self._js = self._new_context()
 
     async def _confirm_loop(self) -> None:
         inflight, on_ack = self._inflight, self._on_ack
+        loop = asyncio.get_running_loop()
         while True:
+            raise_if_closed(self._nc)
             if not inflight:
                 self._has_inflight.clear()
-                if not self._buffer:
-                    self._idle.set()
-                await self._has_inflight.wait()
+                self._note_idle()
+                await wait_event(self._has_inflight, POLL_S)
                 continue
-            item, future, _ = inflight[0]
+            item, future, deadline = inflight[0]
             if not future.done():
-                with contextlib.suppress(BaseException):
-                    await asyncio.wait((future,))
-                continue
+                left = deadline - loop.time()
+                if left > 0:
+                    await asyncio.wait((future,), timeout=min(left, POLL_S))
+                    continue
+                future.set_exception(TimeoutError("no ack within the ack timeout"))
             inflight.popleft()
             if not self._room.is_set():
                 self._room.set()
-            try:
-                ack = future.result()
-            except (NatsError, TimeoutError, asyncio.CancelledError) as exc:
+            error = _ack_error(future)
+            if error is not None:
                 self.retried += 1
-                self._retry(item, exc)
+                self._retry(item, error)
                 continue
             if item.agg_id >= 0:
-                on_ack(item.symbol, item.agg_id, bool(ack.duplicate))
+                on_ack(item.symbol, item.agg_id, bool(future.result().duplicate))
 
     def _retry(self, item: Outgoing, exc: BaseException) -> None:
         if self.retried % 1000 == 1:
@@ -241,15 +297,12 @@ class Publisher:
         self._idle.clear()
         self._has_work.set()
 
-    async def _watchdog(self) -> None:
-        """Fail acks that are late, so their messages are re-sent; and notice a closed connection."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(WATCHDOG_INTERVAL_S)
-            self._check_closed()
-            now = loop.time()
-            for _, future, deadline in self._inflight:
-                if deadline > now:
-                    break
-                if not future.done():
-                    future.set_exception(TimeoutError("no ack within the ack timeout"))
+
+def _ack_error(future: asyncio.Future[PubAck]) -> BaseException | None:
+    """Why a done ack future failed (to be re-sent), None for an ack; an unexpected error is raised."""
+    if future.cancelled():
+        return asyncio.CancelledError("the ack future was cancelled")
+    error = future.exception()
+    if error is None or isinstance(error, (NatsError, TimeoutError)):
+        return error
+    raise error

@@ -30,9 +30,10 @@ from nats.js.kv import KeyValue
 from services.ingest.feed import AttemptLimiter, Feed, FeedOptions, split_symbols
 from services.ingest.filler import GapFiller
 from services.ingest.gapfill import GapFillError, RestClient, RestTrade
-from services.ingest.publisher import NatsClosedError, Publisher
+from services.ingest.publisher import NatsClosedError, Publisher, raise_if_closed
 from services.ingest.stats import StatsBook
 from services.ingest.tape import SymbolTape, Verdict
+from services.ingest.tasks import stop_task
 from services.ingest.wire import AggTradeFrame, ControlFrame, FrameError, ReplyFrame, parse_frame
 from tradetape.bus.codec import decode_trade, encode_trade
 from tradetape.bus.deadletter import deadletter_message
@@ -41,7 +42,6 @@ from tradetape.bus.provision import ensure_streams
 from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM, deadletter_subject, trade_subject
 from tradetape.domain.trade import TradeFormatError
 from tradetape.runtime.backoff import Backoff
-from tradetape.runtime.tasks import cancel_and_wait
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 ALL_SYMBOLS = ("ALL",)
 PUBLISH_WINDOW = 2000
 DRAIN_TIMEOUT_S = 10.0
+UNSUBSCRIBE_TIMEOUT_S = 2.0
 LEDGER_INTERVAL_S = 1.0
 LEDGER_PUT_CHUNK = 200
 
@@ -61,14 +62,13 @@ class IngestService:
     def __init__(self, settings: Settings, nc: Client) -> None:
         self._settings = settings
         self._nc = nc
-        self._js: JetStreamContext = nc.jetstream(publish_async_max_pending=PUBLISH_WINDOW + 500)
+        self._js: JetStreamContext = nc.jetstream()
         self._rest = RestClient(settings.binance_rest_url, weight_per_minute=settings.ingest_rest_weight_per_minute)
         self._retention_ms = int(settings.retention_days * 86_400_000)
         self.tapes: dict[str, SymbolTape] = {}
         self.unknown_deadletters: Counter[str] = Counter()
         self.publisher = Publisher(
             nc,
-            self._js,
             on_ack=self._on_ack,
             on_drop=self._on_drop,
             window=PUBLISH_WINDOW,
@@ -84,24 +84,15 @@ class IngestService:
         return self._rest
 
     async def run(self, stop: asyncio.Event) -> None:
-        await ensure_streams(self._js, self._settings)
-        kv = await ledger_bucket(self._js, create=True)
-        assert kv is not None
-        symbols = await self._resolve_symbols(stop)
-        if not symbols:
-            return
-        await self._restore(kv, symbols)
-        self._build_feeds(symbols)
-        logger.info(
-            "ingest started",
-            extra={
-                "symbols": len(symbols),
-                "connections": len(self.feeds),
-                "resumed": sum(1 for t in self.tapes.values() if t.watermark is not None),
-                "open_gaps": sum(len(t.gaps) for t in self.tapes.values()),
-            },
-        )
-        stats_sub = await self._nc.subscribe(INGEST_STATS_SUBJECT, cb=self._answer_stats)
+        """Ingest until `stop`; a NATS connection closed for good raises `NatsClosedError`, at any stage."""
+        try:
+            kv = await self._start(stop)
+            if kv is None:
+                return
+            stats_sub = await self._nc.subscribe(INGEST_STATS_SUBJECT, cb=self._answer_stats)
+        except NatsError:
+            raise_if_closed(self._nc)
+            raise
         try:
             await self._run_tasks(kv, stop)
         except BaseExceptionGroup as group:
@@ -114,9 +105,30 @@ class IngestService:
             logger.error("nats connection closed for good, ingest exits", extra={"error": str(error)})
             raise error from None
         finally:
-            with contextlib.suppress(NatsError):
-                await stats_sub.unsubscribe()
+            with contextlib.suppress(NatsError, TimeoutError):
+                await asyncio.wait_for(stats_sub.unsubscribe(), UNSUBSCRIBE_TIMEOUT_S)
             self.stats.log_summary("ingest stopped", force=True)
+
+    async def _start(self, stop: asyncio.Event) -> KeyValue | None:
+        """Provision, resolve the symbols, restore the tapes and build the feeds; None if stopped first."""
+        await ensure_streams(self._js, self._settings)
+        kv = await ledger_bucket(self._js, create=True)
+        assert kv is not None
+        symbols = await self._resolve_symbols(stop)
+        if not symbols:
+            return None
+        await self._restore(kv, symbols)
+        self._build_feeds(symbols)
+        logger.info(
+            "ingest started",
+            extra={
+                "symbols": len(symbols),
+                "connections": len(self.feeds),
+                "resumed": sum(1 for t in self.tapes.values() if t.watermark is not None),
+                "open_gaps": sum(len(t.gaps) for t in self.tapes.values()),
+            },
+        )
+        return kv
 
     async def _run_tasks(self, kv: KeyValue, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
@@ -127,20 +139,21 @@ class IngestService:
             feeds = [group.create_task(feed.run(stop), name=f"ingest-feed-{feed.name}") for feed in self.feeds]
             await stop.wait()
             await asyncio.gather(*feeds)
-            await cancel_and_wait(filler)
+            await stop_task(filler)
             left = await self.publisher.drain(DRAIN_TIMEOUT_S)
             if left:
                 logger.error("publishes unconfirmed at shutdown, left to the ledger", extra={"pending": left})
-            await cancel_and_wait(ledger)
+            await stop_task(ledger)
             await self._write_ledger(kv)
             for task in (stats, publisher):
-                await cancel_and_wait(task)
+                await stop_task(task)
 
     async def _resolve_symbols(self, stop: asyncio.Event) -> tuple[str, ...]:
         if self._settings.symbols != ALL_SYMBOLS:
             return self._settings.symbols
         backoff = Backoff(1.0, 60.0)
         while not stop.is_set():
+            raise_if_closed(self._nc)
             try:
                 symbols = tuple(await self._rest.trading_symbols())
                 logger.info("symbols from exchangeInfo", extra={"trading": len(symbols)})

@@ -30,6 +30,7 @@ from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultCon
 from services.ingest.publisher import NatsClosedError
 from services.ingest.service import IngestService
 from tests.harness import Running, run_services, wait_for
+from tests.ingest.isolated import LoopThread, ended, isolated_loop
 from tests.processes import ServiceProcesses, service_env
 from tradetape.bus.connect import connect
 from tradetape.bus.ledger import LedgerGap, ledger_bucket, open_gaps, read_entry
@@ -336,23 +337,40 @@ async def _at_least(js: JetStreamContext, count: int) -> bool:
     return False
 
 
+async def start_ingest(loop: LoopThread, settings: Settings) -> tuple[Client, IngestService, asyncio.Task[None]]:
+    """Ingest on its own connection, run in the isolated `loop`."""
+
+    async def start() -> tuple[Client, IngestService, asyncio.Event]:
+        assert settings.nats_url is not None
+        nc = await connect(settings.nats_url, "test-ingest")
+        return nc, IngestService(settings, nc), asyncio.Event()
+
+    nc, service, stop = await loop.call(start(), 10)
+    return nc, service, await loop.spawn(service.run(stop))
+
+
 async def test_a_connection_closed_for_good_ends_ingest(nats_url: str, tmp_path: Path) -> None:
-    async with exchange_for("BTCUSDT", speed=100) as exchange:
-        nc = await connect(nats_url, "test-ingest")
-        service = IngestService(settings_for(nats_url, tmp_path, exchange, "BTCUSDT"), nc)
-        stop = asyncio.Event()
-        task = asyncio.create_task(service.run(stop))
+    async with exchange_for("BTCUSDT", speed=100) as exchange, isolated_loop() as loop:
+        nc, service, task = await start_ingest(loop, settings_for(nats_url, tmp_path, exchange, "BTCUSDT"))
         try:
             await wait_for(lambda: _published(service), 20)
-            await nc.close()
-            with pytest.raises(NatsClosedError, match="closed for good"):
-                await asyncio.wait_for(task, 10)
         finally:
-            stop.set()
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await loop.call(nc.close(), 5)
+        assert await ended(task, 10), "ingest did not end within 10 s of the connection closing"
+        with pytest.raises(NatsClosedError, match="closed for good"):
+            task.result()
+
+
+async def test_cancelling_ingest_ends_it_promptly(nats_url: str, tmp_path: Path) -> None:
+    async with exchange_for("BTCUSDT", speed=None) as exchange, isolated_loop() as loop:
+        nc, service, task = await start_ingest(loop, settings_for(nats_url, tmp_path, exchange, "BTCUSDT"))
+        try:
+            await wait_for(lambda: _published(service), 20, interval=0.01)
+            loop.cancel(task)
+            assert await ended(task, 5), "ingest did not end within 5 s of its cancellation"
+            assert task.cancelled()
+        finally:
+            await loop.call(nc.close(), 5)
 
 
 async def _published(service: IngestService) -> bool:
