@@ -24,7 +24,6 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, WebSocketException
 
-from services.ingest.tasks import stop_task
 from services.ingest.wire import (
     MAX_URL_CHARS,
     STREAMS_PER_SUBSCRIBE,
@@ -34,6 +33,7 @@ from services.ingest.wire import (
     subscribe_request,
 )
 from tradetape.runtime.backoff import Backoff
+from tradetape.runtime.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class Feed:
             await asyncio.wait({stopping, shutdown, conn.reader}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in (stopping, shutdown):
-                await stop_task(waiter)
+                await cancel_and_wait(waiter)
         if stop.is_set():
             return "stop"
         if conn.reader.done():
@@ -283,7 +283,7 @@ class Feed:
     async def _close(self, conn: _Connection) -> None:
         with contextlib.suppress(OSError, WebSocketException, TimeoutError):
             await conn.ws.close()
-        await stop_task(conn.reader)
+        await cancel_and_wait(conn.reader)
 
 
 async def _wait(stop: asyncio.Event, seconds: float, also: asyncio.Task[None] | None = None) -> None:
@@ -295,4 +295,4 @@ async def _wait(stop: asyncio.Event, seconds: float, also: asyncio.Task[None] | 
             waiters.add(also)
         await asyncio.wait(waiters, timeout=seconds)
     finally:
-        await stop_task(stopping)
+        await cancel_and_wait(stopping)

@@ -33,8 +33,8 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import TooManyStalledMsgsError
 
-from services.ingest.tasks import wait_event
 from tradetape.bus.subjects import MSG_ID_HEADER, trade_msg_id, trade_subject
+from tradetape.runtime.tasks import wait_event
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,6 @@ from services.ingest.gapfill import GapFillError, RestClient, RestTrade
 from services.ingest.publisher import NatsClosedError, Publisher, raise_if_closed
 from services.ingest.stats import StatsBook
 from services.ingest.tape import SymbolTape, Verdict
-from services.ingest.tasks import stop_task
 from services.ingest.wire import AggTradeFrame, ControlFrame, FrameError, ReplyFrame, parse_frame
 from tradetape.bus.codec import decode_trade, encode_trade
 from tradetape.bus.deadletter import deadletter_message
@@ -42,6 +41,7 @@ from tradetape.bus.provision import ensure_streams
 from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM, deadletter_subject, trade_subject
 from tradetape.domain.trade import TradeFormatError
 from tradetape.runtime.backoff import Backoff
+from tradetape.runtime.tasks import cancel_and_wait
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -139,14 +139,14 @@ class IngestService:
             feeds = [group.create_task(feed.run(stop), name=f"ingest-feed-{feed.name}") for feed in self.feeds]
             await stop.wait()
             await asyncio.gather(*feeds)
-            await stop_task(filler)
+            await cancel_and_wait(filler)
             left = await self.publisher.drain(DRAIN_TIMEOUT_S)
             if left:
                 logger.error("publishes unconfirmed at shutdown, left to the ledger", extra={"pending": left})
-            await stop_task(ledger)
+            await cancel_and_wait(ledger)
             await self._write_ledger(kv)
             for task in (stats, publisher):
-                await stop_task(task)
+                await cancel_and_wait(task)
 
     async def _resolve_symbols(self, stop: asyncio.Event) -> tuple[str, ...]:
         if self._settings.symbols != ALL_SYMBOLS:
