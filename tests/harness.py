@@ -18,6 +18,7 @@ from services.analytics.service import AnalyticsService
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
 from services.ingest.service import IngestService
 from services.persist.service import PersistService
+from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect
 from tradetape.settings import Settings
 
@@ -44,7 +45,7 @@ async def run_services(settings: Settings, *kinds: str, **options: Any) -> Async
     try:
         for kind in kinds:
             assert settings.nats_url is not None
-            nc = await connect(settings.nats_url, f"test-{kind}")
+            nc = await connect(settings.nats_url, f"test-{kind}", auth=NatsAuth.from_settings(settings))
             connections.append(nc)
             service = KINDS[kind](settings, nc, **options.get(kind, {}))
             running.services[kind] = service

@@ -37,6 +37,11 @@ class ServiceProcesses:
         self._procs.append(proc)
         return proc
 
+    @property
+    def started(self) -> list[subprocess.Popen[bytes]]:
+        """Every child started so far, in order: a child's index names its log (`log_of`)."""
+        return list(self._procs)
+
     def log_of(self, index: int) -> str:
         files = sorted(self._log_dir.glob(f"*-{index}.log"))
         return files[0].read_text() if files else ""

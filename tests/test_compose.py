@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PASSWORDS = {
+    f"TRADETAPE_{role}_PASSWORD": f"p-test-{role.lower()}"
+    for role in ("INGEST", "PERSIST", "ANALYTICS", "QUERY", "IMPORTER", "MONITOR", "ADMIN")
+}
+"""What `deploy/make-env` writes into `.env`: compose refuses to run without them."""
 
 
 def compose_binary() -> str:
@@ -33,6 +39,7 @@ def test_compose_file_is_valid_and_runs_the_whole_system() -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, **PASSWORDS},
     )
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]

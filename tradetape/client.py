@@ -17,6 +17,9 @@ request against the method's model before sending it, and raises:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -28,13 +31,30 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import ValidationError
 
 from tradetape.api.errors import QueryError
-from tradetape.api.models import ErrorReply
+from tradetape.api.live import (
+    LiveBars,
+    LiveBarsUpdate,
+    LiveProfile,
+    LiveProfileUpdate,
+    SnapshotIds,
+    UpdateOrder,
+    align_range,
+    bars_subject,
+    profile_subject,
+)
+from tradetape.api.methods.bars import BarReply, BarsReply
+from tradetape.api.methods.volume_profile import VolumeProfileReply, VolumeProfileRequest
+from tradetape.api.models import MAX_INTERVALS, ErrorReply, parse_duration_ms, parse_time_ms
 from tradetape.api.registry import method as registered_method
+from tradetape.bus.auth import NatsAuth, redact_url
 from tradetape.bus.connect import connect, resolve_nats_url
 from tradetape.bus.subjects import ANALYTICS_SERVICE, query_subject
-from tradetape.settings import Settings
+from tradetape.domain.bars import SECOND_MS
+from tradetape.settings import Settings, check_symbol
 
 DEFAULT_TIMEOUT_S = 30.0
+LIVE_JOIN_ATTEMPTS = 50
+LIVE_BARS_CHUNK_MS = 900_000
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
 
 
@@ -61,12 +81,15 @@ class TapeClient:
         cls, settings: Settings | None = None, *, url: str | None = None, timeout: float = DEFAULT_TIMEOUT_S
     ) -> TapeClient:
         """Connect to `url`, or to the server `settings` (default: from the environment) point at."""
-        url = url or resolve_nats_url(settings or Settings())
+        settings = settings or Settings()
+        url = url or resolve_nats_url(settings)
+        auth = NatsAuth.from_settings(settings)
         try:
-            nc = await connect(url, "tradetape-client", retry=False, connect_timeout=3)
+            nc = await connect(url, "tradetape-client", auth=auth, retry=False, connect_timeout=3)
         except (NatsError, OSError, TimeoutError) as exc:
             raise TapeUnavailable(
-                f"cannot reach NATS at {url} ({type(exc).__name__}); is `tradetape up` running?"
+                f"cannot reach NATS at {redact_url(url)} ({redact_url(str(exc)) or type(exc).__name__}); "
+                "is `tradetape up` running?"
             ) from exc
         return cls(nc, timeout=timeout, owns_connection=True)
 
@@ -77,7 +100,11 @@ class TapeClient:
             request = spec.parse_request(fields)
         except QueryError as exc:
             raise ClientQueryError(exc.code, exc.message, exc.details, status=exc.status) from None
-        subject = query_subject(method, symbol.upper())
+        try:
+            symbol = check_symbol(symbol.upper())
+        except ValueError as exc:
+            raise ClientQueryError("invalid_request", str(exc), {"symbol": symbol}, status=400) from None
+        subject = query_subject(method, symbol)
         body = orjson.dumps(request.model_dump(mode="json", exclude_unset=True))
         try:
             msg = await self.nc.request(subject, body, timeout=self.timeout)
@@ -112,6 +139,84 @@ class TapeClient:
             await subscription.unsubscribe()
         return {symbol: sorted(names) for symbol, names in sorted(served.items())}
 
+    async def live_profile(
+        self, symbol: str, /, *, last: str | None = None, start: int | str | None = None, end: int | str | None = None,
+        **fields: Any,
+    ) -> AsyncIterator[VolumeProfileReply]:
+        """The volume profile of the range, yielded after the snapshot and after every update that changed it.
+
+        The range is `last` (default 1h) back from now, or `start` to `end`, in whole
+        seconds; without `end` it stays open and grows as trades are stored. `fields` are
+        `volume_profile`'s (`row_size`, `rows`, `value_area`): the snapshot's row size is
+        kept from then on. Join rules: `tradetape.api.live`.
+        """
+        symbol = symbol.upper()
+        begin, finish = _live_range(last, start, end)
+        request = VolumeProfileRequest.model_validate({**fields, "start": begin, "end": finish})
+
+        async def join() -> LiveProfile:
+            for _ in range(LIVE_JOIN_ATTEMPTS):
+                before = await self.query("coverage", symbol)
+                try:
+                    asked = {**fields, "start": begin, "end": finish or _open_end(), "min_trades": 0}
+                    snapshot = await self.query("volume_profile", symbol, **asked)
+                except ClientQueryError as exc:
+                    if exc.code != "insufficient_trades":
+                        raise
+                    snapshot = None
+                after = await self.query("coverage", symbol)
+                if SnapshotIds.agree(before, after):
+                    return LiveProfile(symbol, request, begin, finish, snapshot, SnapshotIds(after))
+            raise TapeUnavailable(f"{symbol}: trades kept arriving during {LIVE_JOIN_ATTEMPTS} snapshots")
+
+        async for profile in self._follow(profile_subject(symbol), LiveProfileUpdate, join):
+            yield profile
+
+    async def live_bars(
+        self, symbol: str, /, *, last: str | None = None, start: int | str | None = None, end: int | str | None = None
+    ) -> AsyncIterator[BarsReply]:
+        """The 1 s bars of the range (as for `live_profile`, at most 4,000 seconds), kept current."""
+        symbol = symbol.upper()
+        begin, finish = _live_range(last, start, end)
+
+        async def join() -> LiveBars:
+            stop = finish or _open_end()
+            if stop - begin > MAX_INTERVALS * SECOND_MS:
+                message = f"live 1 s bars cover at most {MAX_INTERVALS} seconds"
+                raise ClientQueryError("range_too_large", message, status=413)
+            # Bars replace per second, so the ids held before the snapshot are enough (`LiveBars.apply`).
+            before = SnapshotIds(await self.query("coverage", symbol))
+            bars: list[BarReply] = []
+            for lo in range(begin, stop, LIVE_BARS_CHUNK_MS):
+                upto = min(lo + LIVE_BARS_CHUNK_MS, stop)
+                chunk = await self.query("bars", symbol, start=lo, end=upto, interval="1s")
+                bars += chunk.bars
+            return LiveBars(symbol, begin, finish, bars, before)
+
+        async for bars_reply in self._follow(bars_subject(symbol), LiveBarsUpdate, join):
+            yield bars_reply
+
+    async def _follow(
+        self, subject: str, model: type[Any], join: Callable[[], Awaitable[Any]]
+    ) -> AsyncIterator[Any]:
+        """Subscribe, join a snapshot, then apply updates; a lost update means a new snapshot."""
+        subscription = await self.nc.subscribe(subject)
+        try:
+            await self.nc.flush()
+            while True:
+                state, order = await join(), UpdateOrder()
+                if (reply := state.reply(_now_ms())) is not None:
+                    yield reply
+                while True:
+                    update = model.model_validate_json((await subscription.next_msg(timeout=None)).data)
+                    if not order.follows(update):
+                        break
+                    if state.apply(update) and (reply := state.reply(_now_ms())) is not None:
+                        yield reply
+        finally:
+            with contextlib.suppress(NatsError):
+                await subscription.unsubscribe()
+
     async def close(self) -> None:
         """Close the connection if this client opened it; safe to call twice."""
         if self._owns_connection and not self.nc.is_closed:
@@ -124,6 +229,27 @@ class TapeClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _open_end() -> int:
+    """An end past every storable trade time (trades may be stamped up to a minute ahead)."""
+    return _now_ms() + 120_000
+
+
+def _live_range(last: str | None, start: int | str | None, end: int | str | None) -> tuple[int, int | None]:
+    """`[start, end)` of a live query in whole seconds; end None: open."""
+    if last is not None and (start is not None or end is not None):
+        raise ClientQueryError("invalid_request", "give either last or start/end, not both")
+    try:
+        begin = _now_ms() - parse_duration_ms(last or "1h") if start is None else parse_time_ms(start)
+        finish = None if end is None else parse_time_ms(end)
+    except ValueError as exc:
+        raise ClientQueryError("invalid_request", str(exc)) from None
+    return align_range(begin, finish)
 
 
 def _error_of(data: bytes, headers: dict[str, str]) -> ClientQueryError:

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "TRADETAPE_"
 _UNPREFIXED = {"nats_url": "NATS_URL"}
+
+
+def check_symbol(symbol: str) -> str:
+    """`symbol` if it is ASCII letters and digits: checked before any subject or key is built from it."""
+    if not (symbol.isascii() and symbol.isalnum()):
+        raise ValueError(f"symbol {symbol!r} must be letters and digits only")
+    return symbol
 
 
 def shard_of(symbol: str, shard_count: int) -> int:
@@ -46,6 +53,19 @@ class Settings(BaseSettings):
         description="persist shard: owns the symbols, its RocksDB under <data dir>/shards/<shard>",
     )
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: Literal["kv", "json"] = Field(
+        default="kv", description="kv: one readable key=value line per event; json: one JSON object a line (Loki, ELK)"
+    )
+    nats_user: str | None = Field(default=None, description="NATS user (with nats_password; or inside NATS_URL)")
+    nats_password: SecretStr | None = Field(default=None, description="NATS password of nats_user (prefer the env)")
+    nats_token: SecretStr | None = Field(default=None, description="NATS authentication token (prefer the env)")
+    nats_nkey_seed_file: FilePath | None = Field(default=None, description="file holding this client's NATS nkey seed")
+    nats_creds_file: FilePath | None = Field(
+        default=None, description="NATS creds file (user JWT and seed) for servers in operator mode"
+    )
+    nats_tls_ca_file: FilePath | None = Field(default=None, description="CA certificate(s) to trust for NATS TLS")
+    nats_tls_cert_file: FilePath | None = Field(default=None, description="client certificate for NATS TLS (mTLS)")
+    nats_tls_key_file: FilePath | None = Field(default=None, description="private key of nats_tls_cert_file")
     stream_max_age_hours: float = Field(
         default=24.0, gt=0, description="hours the trades stream buffers raw messages (longest persist outage survived)"
     )
@@ -68,8 +88,55 @@ class Settings(BaseSettings):
     query_max_pending: int = Field(
         default=64, ge=1, description="queries one analytics worker holds waiting; more are answered overloaded"
     )
+    query_cache_mb: int = Field(
+        default=256, ge=0, description="decoded segments and histograms one analytics worker keeps between queries"
+    )
     mcp_host: str = Field(default="127.0.0.1", description="`tradetape mcp --http`: the address to listen on")
     mcp_port: int = Field(default=8765, ge=1, le=65535, description="`tradetape mcp --http`: the port to listen on")
+    websocket_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="the embedded nats-server's WebSocket listener, for `tradetape web`'s page (0: a free port, "
+        "recorded in <data dir>/nats-ws.url)",
+    )
+    web_host: str = Field(default="127.0.0.1", description="`tradetape web`: the address to listen on")
+    web_port: int = Field(default=8766, ge=1, le=65535, description="`tradetape web`: the port to listen on")
+    web_nats_url: str | None = Field(
+        default=None,
+        description="the NATS WebSocket URL the web page connects to (default: the embedded server's, from "
+        "<data dir>/nats-ws.url)",
+    )
+    web_nats_user: str | None = Field(
+        default=None, description="the query-only NATS user the web page connects as (handed to the browser)"
+    )
+    web_nats_password: SecretStr | None = Field(default=None, description="the password of web_nats_user")
+    history_url: str = Field(
+        default="https://data.binance.vision",
+        description="host of Binance's public dumps (data/spot/daily|monthly/aggTrades/...) for fetch-history",
+    )
+    backfill_days: int = Field(
+        default=0,
+        ge=0,
+        le=366,
+        description="`up` fetches this many past days of dumps for its symbols once persist runs (0: off)",
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="a service serves GET /metrics (Prometheus) and GET /healthz here (0: off); "
+        "`up` gives ingest this port, persist +1, analytics +2",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="address the metrics and health endpoint listens on (0.0.0.0: all)"
+    )
+    stream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="replicas of the streams, the consumers and the ledger bucket (3 on a 3-node NATS cluster)",
+    )
 
     ingest_max_id_jump: int = Field(
         default=1_000_000, gt=0, description="a live agg id further ahead of the newest is dead-lettered, not believed"
@@ -105,8 +172,7 @@ class Settings(BaseSettings):
         if isinstance(value, (list, tuple)):
             symbols = tuple(str(s).strip().upper() for s in value if str(s).strip())
             for symbol in symbols:
-                if not (symbol.isascii() and symbol.isalnum()):
-                    raise ValueError(f"symbol {symbol!r} must be letters and digits only")
+                check_symbol(symbol)
             if not symbols:
                 raise ValueError("at least one symbol is needed")
             return symbols
@@ -116,6 +182,10 @@ class Settings(BaseSettings):
     def _check_shard(self) -> Settings:
         if self.shard_index >= self.shard_count:
             raise ValueError(f"shard_index {self.shard_index} must be below shard_count {self.shard_count}")
+        if (self.nats_user is None) != (self.nats_password is None):
+            raise ValueError("nats_user and nats_password go together: set both or neither")
+        if self.nats_tls_key_file is not None and self.nats_tls_cert_file is None:
+            raise ValueError("nats_tls_key_file needs nats_tls_cert_file")
         return self
 
     @staticmethod
@@ -137,8 +207,10 @@ class Settings(BaseSettings):
                 continue
             if field == "symbols":
                 value = ",".join(value)
-            elif field == "data_dir":
-                value = Path(value).resolve()
+            elif isinstance(value, Path):
+                value = value.resolve()
+            elif isinstance(value, SecretStr):
+                value = value.get_secret_value()
             env[self.env_name(field)] = str(value)
         return env
 
@@ -156,6 +228,11 @@ class Settings(BaseSettings):
     @property
     def nats_store_dir(self) -> Path:
         return self.data_dir / "nats"
+
+    @property
+    def nats_ws_url_file(self) -> Path:
+        """Where `tradetape up` writes the embedded server's WebSocket URL for `tradetape web`."""
+        return self.data_dir / "nats-ws.url"
 
     @property
     def nats_url_file(self) -> Path:

@@ -1,7 +1,8 @@
 """The analytics service: a NATS micro service answering `tape.query.<method>.<SYMBOL>`.
 
 It serves the symbols of one shard, reading that shard's RocksDB as a secondary
-instance and catching up with the writer before every answer. Each registered method ×
+instance and catching up with the writer before every answer (at most `CATCH_UP_EVERY_S`
+stale), with decoded segments kept between answers (`query_cache_mb`). Each registered method ×
 symbol is one endpoint in the shard's queue group, so replicas share the load and NATS
 routes a query to a worker of the shard that owns its symbol. `$SRV.PING|INFO|STATS`
 discover it; error replies count in `$SRV.STATS` as errors.
@@ -11,6 +12,10 @@ Protection: a request without a reply subject is dropped before any work; at mos
 answering) and at most `query_max_pending` wait, the rest are answered `overloaded`;
 ranges are capped at `query_max_range_days`; a reply above the connection's max payload
 is the error `reply_too_large`, never a failed publish.
+
+A method that reads ingest's ledger (`coverage`) gets its open gaps from NATS KV, read
+just before the answer with a short deadline: a ledger that cannot be read makes them
+"unknown" in the reply, never a failed query.
 """
 
 from __future__ import annotations
@@ -21,12 +26,16 @@ import functools
 import logging
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 import orjson
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
+from nats.js.errors import Error as JetStreamError
+from nats.js.kv import KeyValue
 from nats.micro import add_service
-from nats.micro.request import Request, ServiceError
+from nats.micro.request import Request
 
 from tradetape import __version__
 from tradetape.api.errors import (
@@ -37,10 +46,15 @@ from tradetape.api.errors import (
     range_too_large,
     reply_too_large,
 )
-from tradetape.api.registry import QueryMethod, api_schema, methods
+from tradetape.api.registry import QueryMethod, TradeSource, api_schema, methods
+from tradetape.bus.ledger import LedgerFormatError, LedgerGap, ledger_bucket, read_entry
 from tradetape.bus.subjects import ANALYTICS_SERVICE, SCHEMA_SUBJECT, analytics_queue_group, query_subject, symbol_of
+from tradetape.domain.columns import TradeColumns
+from tradetape.domain.gaps import Coverage
+from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.settings import Settings
 from tradetape.store.reader import ShardReader
+from tradetape.store.segments import PriceLevels
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +62,9 @@ DAY_MS = 86_400_000
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 HEAP_KEEP_BYTES = 256 * 1024 * 1024
+LEDGER_READ_TIMEOUT_S = 0.5
+CATCH_UP_EVERY_S = 0.02
+"""A query may see the store up to this stale: a burst of queries catches up with the writer once, not each."""
 
 
 def keep_heap(max_bytes: int = HEAP_KEEP_BYTES) -> bool:
@@ -66,15 +83,44 @@ def keep_heap(max_bytes: int = HEAP_KEEP_BYTES) -> bool:
         return False
 
 
+class ShardWithLedger:
+    """The shard's store plus ingest's open gaps of one symbol, read from the ledger for one answer."""
+
+    def __init__(self, reader: ShardReader, symbol: str, gaps: list[LedgerGap] | None) -> None:
+        self._reader = reader
+        self._symbol = symbol
+        self._gaps = gaps
+
+    def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
+        return self._reader.trades(symbol, time_range)
+
+    def coverage(self, symbol: str, time_range: tuple[int, int] | None) -> Coverage:
+        return self._reader.coverage(symbol, time_range)
+
+    def price_levels(self, symbol: str, time_range: tuple[int, int] | None) -> PriceLevels | None:
+        return self._reader.price_levels(symbol, time_range)
+
+    def ingest_gaps(self, symbol: str) -> list[LedgerGap] | None:
+        return self._gaps if symbol == self._symbol else None
+
+
 class AnalyticsService:
     def __init__(self, settings: Settings, nc: Client) -> None:
         self._settings = settings
         self._nc = nc
-        self._reader = ShardReader(settings.shard_dir)
+        self._reader = ShardReader(
+            settings.shard_dir, cache_bytes=settings.query_cache_mb * 2**20, catch_up_every_s=CATCH_UP_EVERY_S
+        )
         self._max_range_ms = int(settings.query_max_range_days * DAY_MS)
         self._computing = asyncio.Semaphore(settings.query_concurrency)
         self._pending = 0
+        self._ledger: KeyValue | None = None
+        self._answering: set[asyncio.Task[None]] = set()
+        self._endpoint_stats = EndpointStats(None)
         self.dropped_without_reply = 0
+        self.errors: Counter[str] = Counter()
+        self._serving = False
+        self.metrics = ServiceMetrics("analytics", self._metrics_snapshot)
 
     async def run(self, stop: asyncio.Event) -> None:
         keep_heap()
@@ -93,13 +139,15 @@ class AnalyticsService:
                     await service.add_endpoint(
                         name=f"{name}-{symbol}",
                         subject=query_subject(name, symbol),
-                        handler=functools.partial(self._handle, method),
+                        handler=functools.partial(self._dispatch, method),
                         metadata={"method": name, "symbol": symbol, "schema": SCHEMA_SUBJECT},
                     )
             schema = orjson.dumps(api_schema())
             await service.add_endpoint(
                 name="schema", subject=SCHEMA_SUBJECT, handler=functools.partial(_respond, schema), metadata={}
             )
+            self._endpoint_stats = EndpointStats(service)
+            self._serving = True
             logger.info(
                 "analytics started",
                 extra={
@@ -111,28 +159,64 @@ class AnalyticsService:
             )
             await stop.wait()
         finally:
+            self._serving = False
             await service.stop()
+            await self._finish_answers()
             self._reader.close()
             logger.info(
                 "analytics stopped", extra={"shard": self._settings.shard, "dropped": self.dropped_without_reply}
             )
 
-    async def _handle(self, method: QueryMethod[Any, Any], request: Request) -> None:
+    async def _dispatch(self, method: QueryMethod[Any, Any], request: Request) -> None:
+        """Start the answer and return: nats-py runs an endpoint's handler one request at a time.
+
+        Measured: a 2-minute `bars` query sent while a 24 h one (1 s) was being answered on the
+        same endpoint waited the whole second. Each request is its own task instead; the
+        semaphore and `query_max_pending` still bound the work.
+        """
         # nats micro's Request exposes no reply subject; without one nobody would read the answer.
         if not request._msg.reply:
             self.dropped_without_reply += 1
             return
+        task = asyncio.create_task(self._handle(method, request), name=f"query-{method.name}")
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
+    async def _handle(self, method: QueryMethod[Any, Any], request: Request) -> None:
         started = time.perf_counter()
         symbol = symbol_of(request.subject)
         try:
-            body = await self._compute(method, symbol, request.data)
-        except QueryError as exc:
-            logger.info("query rejected", extra={"method": method.name, "symbol": symbol, "code": exc.code})
-            raise _error_reply(request, exc) from None
-        await request.respond(body)
-        logger.debug(
-            "query answered",
-            extra={"method": method.name, "symbol": symbol, "ms": round((time.perf_counter() - started) * 1000, 1)},
+            try:
+                body = await self._compute(method, symbol, request.data)
+            except QueryError as exc:
+                logger.info("query rejected", extra={"method": method.name, "symbol": symbol, "code": exc.code})
+                self.errors[exc.code] += 1
+                self._endpoint_stats.error(request.subject, exc.message)
+                await request.respond_error(str(exc.status), exc.message, data=exc.reply().model_dump_json().encode())
+            else:
+                await request.respond(body)
+        except NatsError as exc:
+            logger.warning("query reply not sent", extra={"method": method.name, "symbol": symbol, "error": repr(exc)})
+        elapsed = time.perf_counter() - started
+        self._endpoint_stats.processed(request.subject, elapsed)
+        self.metrics.observe_query(method.name, elapsed)
+        logger.debug("query answered", extra={"method": method.name, "symbol": symbol, "ms": round(elapsed * 1000, 1)})
+
+    async def _finish_answers(self, timeout: float = 5.0) -> None:
+        """Let the answers in flight be sent (at most `timeout`), then cancel what is left."""
+        if not self._answering:
+            return
+        _, late = await asyncio.wait(set(self._answering), timeout=timeout)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+    async def _metrics_snapshot(self) -> ServiceSnapshot:
+        connected = self._nc.is_connected
+        return ServiceSnapshot(
+            ready=self._serving and connected,
+            reason="" if self._serving and connected else "nats disconnected" if self._serving else "starting",
+            errors={**self.errors, "dropped_without_reply": self.dropped_without_reply},
         )
 
     async def _compute(self, method: QueryMethod[Any, Any], symbol: str, data: bytes) -> bytes:
@@ -140,19 +224,36 @@ class AnalyticsService:
             raise overloaded(self._pending)
         self._pending += 1
         try:
+            source: TradeSource = self._reader
+            if method.reads_ingest_ledger:
+                source = ShardWithLedger(self._reader, symbol, await self._ingest_gaps(symbol))
             async with self._computing:
-                return await asyncio.to_thread(self.answer, method, symbol, data)
+                return await asyncio.to_thread(self.answer, method, symbol, data, source)
         finally:
             self._pending -= 1
 
-    def answer(self, method: QueryMethod[Any, Any], symbol: str, data: bytes) -> bytes:
+    async def _ingest_gaps(self, symbol: str) -> list[LedgerGap] | None:
+        """Ingest's open gaps for `symbol`; None when the ledger has no entry or cannot be read in time."""
+        try:
+            async with asyncio.timeout(LEDGER_READ_TIMEOUT_S):
+                if self._ledger is None:
+                    self._ledger = await ledger_bucket(self._nc.jetstream())
+                entry = None if self._ledger is None else await read_entry(self._ledger, symbol)
+        except (TimeoutError, NatsError, JetStreamError, LedgerFormatError) as exc:
+            logger.warning("ingest ledger not readable", extra={"symbol": symbol, "error": repr(exc)})
+            return None
+        return None if entry is None else list(entry.gaps)
+
+    def answer(
+        self, method: QueryMethod[Any, Any], symbol: str, data: bytes, source: TradeSource | None = None
+    ) -> bytes:
         """The reply body for one request; raises `QueryError` for anything a client must hear about."""
         request = method.parse_request(data)
         now_ms = int(time.time() * 1000)
         if method.bounded_range:
             self._check_range(request.time_range(now_ms))
         try:
-            reply = method.handler(self._reader, symbol, request, now_ms)
+            reply = method.handler(source or self._reader, symbol, request, now_ms)
         except QueryError:
             raise
         except ValueError as exc:
@@ -180,13 +281,25 @@ async def _respond(body: bytes, request: Request) -> None:
     await request.respond(body)
 
 
-def _error_reply(request: Request, exc: QueryError) -> ServiceError:
-    """The `ServiceError` nats micro answers with (and counts in `$SRV.STATS`), carrying our JSON body.
+class EndpointStats:
+    """Keeps nats micro's `$SRV.STATS` true for answers given from a task, after the handler returned.
 
-    Micro counts an error only when the handler raises, and then replies with headers and
-    no body; the JSON error body goes into that same reply by binding it to this request.
+    Micro counts an error and the processing time only around the handler call; these
+    are its own per-endpoint fields (nats-py 2.x), found by subject. Should a nats-py
+    release rename them, only the statistics are off, never an answer.
     """
-    request.respond_error = functools.partial(  # type: ignore[method-assign]
-        request.respond_error, data=exc.reply().model_dump_json().encode()
-    )
-    return ServiceError(str(exc.status), exc.message)
+
+    def __init__(self, service: Any) -> None:
+        self._by_subject = {getattr(e, "_subject", None): e for e in getattr(service, "_endpoints", None) or ()}
+
+    def error(self, subject: str, message: str) -> None:
+        endpoint = self._by_subject.get(subject)
+        if endpoint is not None and hasattr(endpoint, "_num_errors"):
+            endpoint._num_errors += 1
+            endpoint._last_error = message
+
+    def processed(self, subject: str, seconds: float) -> None:
+        endpoint = self._by_subject.get(subject)
+        if endpoint is not None and hasattr(endpoint, "_processing_time") and endpoint._num_requests:
+            endpoint._processing_time += int(seconds * 1e9)
+            endpoint._average_processing_time = int(endpoint._processing_time / endpoint._num_requests)

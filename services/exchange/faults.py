@@ -56,6 +56,8 @@ class FaultConfig:
     rest_error_calls: int = 0
     """How many aggTrades calls fail with `rest_error` (0: all, while it is set)."""
     retry_after_s: int = 1
+    corrupt_checksum: str = ""
+    """A day (``YYYY-MM-DD``) or month (``YYYY-MM``) whose history dump gets a wrong ``.CHECKSUM``."""
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):

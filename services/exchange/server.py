@@ -27,6 +27,7 @@ from websockets.http11 import Request, Response
 
 from services.exchange import rest
 from services.exchange.connection import MAX_INCOMING_PER_S, StreamSession
+from services.exchange.dumps import DUMP_PREFIX, DumpArchive
 from services.exchange.faults import FaultConfig
 from services.exchange.generator import (
     FIRST_ID,
@@ -165,6 +166,7 @@ class Exchange:
         self._sessions: set[StreamSession] = set()
         self._server: Server | None = None
         self._rest_faults = rest.RestFaults(self.config.faults)
+        self._dumps = DumpArchive()
         self._lock = asyncio.Lock()
         self._stopped = asyncio.Event()
 
@@ -249,7 +251,7 @@ class Exchange:
                     self._handle,
                     config.host,
                     config.port,
-                    process_request=self._process_request,
+                    process_request=self._process_any_request,
                     compression=None,
                     ping_interval=config.ping_interval,
                     ping_timeout=config.ping_timeout,
@@ -356,12 +358,25 @@ class Exchange:
         parts = urlsplit(path)
         if parts.path != "/control/faults":
             return _json_response(HTTPStatus.NOT_FOUND, orjson.dumps({"code": -1000, "msg": "Not found."}))
-        params = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+        params = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
         try:
             self.set_faults(FaultConfig.from_query(self.config.faults, params))
         except (ValueError, TypeError) as exc:
             return _json_response(HTTPStatus.BAD_REQUEST, orjson.dumps({"code": -1100, "msg": str(exc)}))
         return _json_response(HTTPStatus.OK, self.config.faults.to_json())
+
+    async def _process_any_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """History dumps (a replayed symbol's replay is played out first), else `_process_request`."""
+        if not request.path.startswith(DUMP_PREFIX):
+            return self._process_request(connection, request)
+        for symbol, replay in self._replays.items():
+            if f"/{symbol}/" in request.path:
+                replay.start()
+                await replay.wait_done()
+        answer = self._dumps.handle(
+            request.path, request.headers.get("Range"), self._histories, self.config.faults.corrupt_checksum
+        )
+        return _json_response(answer.status, answer.body, answer.headers, answer.content_type)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Answer REST GETs and reject bad stream URLs; None lets the handshake proceed."""

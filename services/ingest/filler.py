@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from services.ingest.gapfill import PAGE_LIMIT, GapFillError, RestClient, RestTrade
 from services.ingest.tape import CONFIRM_WAIT_S, Gap, SymbolTape
+from tradetape.binance.rest import PAGE_LIMIT, GapFillError, RestClient, RestTrade
 
 logger = logging.getLogger(__name__)
 

@@ -2,36 +2,39 @@
 
 Trades (and dead letters) are handed over synchronously into a bounded in-memory
 buffer, so reading the exchange never waits on NATS. A sender moves them into at most
-`window` in-flight `publish_async` calls while the connection is up and pauses while it
-is not; a confirmer takes the acks in order and reports each one (`on_ack`). A failed
-or late ack (`ack_timeout`) puts the message back at the front, to be re-sent with the
-same `Nats-Msg-Id`. When the buffer is full the oldest trade is dropped and reported
+`window` in flight while the connection is up and pauses while it is not; a confirmer
+takes the acks in order and reports each one (`on_ack`). A failed or late ack
+(`ack_timeout`) puts the message back at the front, to be re-sent with the same
+`Nats-Msg-Id`. When the buffer is full the oldest trade is dropped and reported
 (`on_drop`) so the gap ledger can fetch it from REST later. A connection nats-py has
 closed for good raises `NatsClosedError`: the process should end and be restarted.
 
-No wait lasts longer than `POLL_S` without looking at the connection again: nats-py's
-ack futures have no timeout of their own, and closing the connection leaves them
-pending for ever, so the confirmer bounds each one by its deadline itself. The
-publisher keeps its own JetStream context, because a `publish_async` that fails after
-taking a slot of the client's window (`publish_async_max_pending`) never gives it back:
-messages that cannot succeed (over the max payload, no connection) are never offered,
-and a window found exhausted by such slots is replaced by a fresh context.
+Why not nats-py's `publish_async`: measured with py-spy under `bench/ingest.py`, a
+third of ingest's time went to its per-message machinery (a random inbox token, a
+future and a semaphore wait per message, acks parsed with the stdlib and a dataclass).
+A JetStream publish is a plain publish with a reply subject, so the publisher sends
+each message with `nc.publish` to one wildcard ack inbox of its own, numbered by a
+counter, and matches the acks (parsed with orjson) to what is in flight: no slot can
+leak, and an ack for a message already given up (re-sent under a new number) is ignored.
+
+No wait lasts longer than `POLL_S` without looking at the connection again: closing the
+connection leaves acks unanswered for ever, so the confirmer bounds each by its deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import orjson
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, MaxPayloadError, OutboundBufferLimitError
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
-from nats.js.api import PubAck
-from nats.js.errors import TooManyStalledMsgsError
 
 from tradetape.bus.subjects import MSG_ID_HEADER, trade_msg_id, trade_subject
 from tradetape.runtime.tasks import wait_event
@@ -41,10 +44,6 @@ logger = logging.getLogger(__name__)
 PAUSE_POLL_S = 0.05
 POLL_S = 0.25
 """The longest the send and confirm loops wait before they look at the connection again."""
-STALL_S = 1.0
-"""`wait_stall` for a slot of the client's window, used only when the window may be short."""
-SLOT_HEADROOM = 500
-"""The client's window is this much wider than the publisher's, so a slot is always free."""
 
 
 class NatsClosedError(RuntimeError):
@@ -82,13 +81,20 @@ class Publisher:
         self._on_ack = on_ack
         self._on_drop = on_drop
         self._window = window
-        self._js = self._new_context()
         self._buffer_max = buffer_max
         self._ack_timeout = ack_timeout
         self._buffer: deque[Outgoing] = deque()
-        self._inflight: deque[tuple[Outgoing, asyncio.Future[PubAck], float]] = deque()
+        self._inflight: dict[int, tuple[Outgoing, float]] = {}
+        """By ack number: the message and its ack deadline."""
+        self._order: deque[int] = deque()
+        """The ack numbers in flight, oldest first (a dict emptied from the front iterates slowly)."""
+        self._acks: dict[int, bytes] = {}
+        """Ack bodies received for messages still in flight, by ack number."""
+        self._sent = 0
+        self._ack_prefix = ""
         self._has_work = asyncio.Event()
         self._has_inflight = asyncio.Event()
+        self._has_ack = asyncio.Event()
         self._room = asyncio.Event()
         self._drained = asyncio.Event()
         self._high_water = 2 * window
@@ -98,7 +104,7 @@ class Publisher:
         self.retried = 0
         self.dropped = 0
         self.deadletters_lost = 0
-        self.stalls = 0
+        self.stale_acks = 0
         self.paused = False
 
     @property
@@ -160,17 +166,30 @@ class Publisher:
 
     async def run(self) -> None:
         """Send and confirm until cancelled; raises `NatsClosedError` when NATS is gone for good."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._send_loop(), name="ingest-publish-send")
-            group.create_task(self._confirm_loop(), name="ingest-publish-confirm")
+        inbox = self._nc.new_inbox()
+        self._ack_prefix = inbox + "."
+        acks = await self._nc.subscribe(inbox + ".*", cb=self._on_ack_message)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._send_loop(), name="ingest-publish-send")
+                group.create_task(self._confirm_loop(), name="ingest-publish-confirm")
+        finally:
+            with contextlib.suppress(NatsError):
+                await acks.unsubscribe()
+
+    async def _on_ack_message(self, msg: Msg) -> None:
+        number = msg.subject[len(self._ack_prefix) :]
+        if not number.isdecimal() or int(number) not in self._inflight:
+            self.stale_acks += 1  # the message was given up and re-sent under a new number
+            return
+        self._acks[int(number)] = msg.data
+        if not self._has_ack.is_set():
+            self._has_ack.set()
 
     async def drain(self, timeout: float) -> int:
         """Wait (at most `timeout`) until everything handed over is acked; returns what is left."""
         await wait_event(self._idle, timeout)
         return len(self._buffer) + len(self._inflight)
-
-    def _new_context(self) -> JetStreamContext:
-        return self._nc.jetstream(publish_async_max_pending=self._window + SLOT_HEADROOM)
 
     def _note_idle(self) -> None:
         if not self._buffer and not self._inflight:
@@ -208,7 +227,7 @@ class Publisher:
 
     async def _send_some(self) -> int:
         """Move buffered messages into flight while there is room and a connection; returns how many."""
-        buffer, inflight, nc = self._buffer, self._inflight, self._nc
+        buffer, inflight, nc, prefix = self._buffer, self._inflight, self._nc, self._ack_prefix
         deadline = asyncio.get_running_loop().time() + self._ack_timeout
         sent = 0
         while buffer and len(inflight) < self._window and nc.is_connected:
@@ -217,16 +236,9 @@ class Publisher:
                 logger.error("message over the max payload dropped", extra={"subject": item.subject})
                 self._drop(item)
                 continue
-            js = self._js
-            # Below the publisher's window a slot of the client's is free, and the call must not
-            # yield (a `wait_stall` costs a task per message); at or above it, slots were lost.
-            stall = None if js.publish_async_pending() < self._window else STALL_S
+            self._sent += 1
             try:
-                future = await js.publish_async(item.subject, item.payload, wait_stall=stall, headers=item.headers)
-            except TooManyStalledMsgsError:
-                buffer.appendleft(item)
-                self._stalled(js)
-                break
+                await nc.publish(item.subject, item.payload, reply=f"{prefix}{self._sent}", headers=item.headers)
             except (OutboundBufferLimitError, ConnectionClosedError) as exc:
                 buffer.appendleft(item)
                 raise_if_closed(nc)
@@ -236,29 +248,13 @@ class Publisher:
                 logger.error("message over the max payload dropped", extra={"subject": item.subject})
                 self._drop(item)
                 continue
-            inflight.append((item, future, deadline))
+            inflight[self._sent] = (item, deadline)
+            self._order.append(self._sent)
             sent += 1
         return sent
 
-    def _stalled(self, js: JetStreamContext) -> None:
-        """No slot of the client's window came free within `STALL_S`: replace the context whose slots leaked.
-
-        nats-py turns a cancellation during that wait into `TooManyStalledMsgsError`; it is
-        turned back here.
-        """
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise asyncio.CancelledError
-        self.stalls += 1
-        if js is self._js:
-            logger.error(
-                "publish window of the nats client exhausted by lost slots, using a fresh one",
-                extra={"client_pending": js.publish_async_pending(), "in_flight": len(self._inflight)},
-            )
-            self._js = self._new_context()
-
     async def _confirm_loop(self) -> None:
-        inflight, on_ack = self._inflight, self._on_ack
+        inflight, order, acks, on_ack = self._inflight, self._order, self._acks, self._on_ack
         loop = asyncio.get_running_loop()
         while True:
             raise_if_closed(self._nc)
@@ -267,29 +263,33 @@ class Publisher:
                 self._note_idle()
                 await wait_event(self._has_inflight, POLL_S)
                 continue
-            item, future, deadline = inflight[0]
-            if not future.done():
+            number = order[0]
+            item, deadline = inflight[number]
+            body = acks.pop(number, None)
+            if body is None:
                 left = deadline - loop.time()
                 if left > 0:
-                    await asyncio.wait((future,), timeout=min(left, POLL_S))
+                    self._has_ack.clear()
+                    await wait_event(self._has_ack, min(left, POLL_S))
                     continue
-                future.set_exception(TimeoutError("no ack within the ack timeout"))
-            inflight.popleft()
+                error: str | None = "no ack within the ack timeout"
+                duplicate = False
+            else:
+                error, duplicate = read_ack(body)
+            del inflight[number]
+            order.popleft()
             if not self._room.is_set():
                 self._room.set()
-            error = _ack_error(future)
             if error is not None:
                 self.retried += 1
                 self._retry(item, error)
-                continue
-            if item.agg_id >= 0:
-                on_ack(item.symbol, item.agg_id, bool(future.result().duplicate))
+            elif item.agg_id >= 0:
+                on_ack(item.symbol, item.agg_id, duplicate)
 
-    def _retry(self, item: Outgoing, exc: BaseException) -> None:
+    def _retry(self, item: Outgoing, error: str) -> None:
         if self.retried % 1000 == 1:
             logger.warning(
-                "publish ack failed, re-sending",
-                extra={"symbol": item.symbol, "error": repr(exc), "retried": self.retried},
+                "publish ack failed, re-sending", extra={"symbol": item.symbol, "error": error, "retried": self.retried}
             )
         self._buffer.appendleft(item)
         if len(self._buffer) > self._buffer_max:
@@ -298,11 +298,19 @@ class Publisher:
         self._has_work.set()
 
 
-def _ack_error(future: asyncio.Future[PubAck]) -> BaseException | None:
-    """Why a done ack future failed (to be re-sent), None for an ack; an unexpected error is raised."""
-    if future.cancelled():
-        return asyncio.CancelledError("the ack future was cancelled")
-    error = future.exception()
-    if error is None or isinstance(error, (NatsError, TimeoutError)):
-        return error
-    raise error
+def read_ack(body: bytes) -> tuple[str | None, bool]:
+    """A JetStream publish reply: (why the message was not stored, or None; whether it was a duplicate).
+
+    An empty body is a status message (503: no stream takes the subject); an error is
+    JetStream's refusal (a full stream, say); both are retried like a lost ack.
+    """
+    if not body:
+        return "no stream answered (no responders)", False
+    try:
+        ack = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return f"unreadable ack {body[:80]!r}", False
+    if not isinstance(ack, dict) or "error" in ack or "seq" not in ack:
+        refusal = ack.get("error") if isinstance(ack, dict) else ack
+        return f"jetstream refused the message: {refusal!r}"[:200], False
+    return None, ack.get("duplicate") is True

@@ -41,6 +41,7 @@ from tradetape.bus.provision import ensure_streams
 from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM, deadletter_subject, trade_subject
 from tradetape.domain.trade import TradeFormatError
 from tradetape.runtime.backoff import Backoff
+from tradetape.runtime.metrics import ServiceMetrics
 from tradetape.runtime.tasks import cancel_and_wait
 from tradetape.settings import Settings
 
@@ -78,10 +79,15 @@ class IngestService:
         self.feeds: list[Feed] = []
         self._written: dict[str, tuple[int, int, tuple[Any, ...]]] = {}
         self.stats = StatsBook(self)
+        self.metrics = ServiceMetrics("ingest", self.stats.metrics)
 
     @property
     def rest(self) -> RestClient:
         return self._rest
+
+    @property
+    def connected(self) -> bool:
+        return self._nc.is_connected
 
     async def run(self, stop: asyncio.Event) -> None:
         """Ingest until `stop`; a NATS connection closed for good raises `NatsClosedError`, at any stage."""
@@ -112,7 +118,7 @@ class IngestService:
     async def _start(self, stop: asyncio.Event) -> KeyValue | None:
         """Provision, resolve the symbols, restore the tapes and build the feeds; None if stopped first."""
         await ensure_streams(self._js, self._settings)
-        kv = await ledger_bucket(self._js, create=True)
+        kv = await ledger_bucket(self._js, create=True, replicas=self._settings.stream_replicas)
         assert kv is not None
         symbols = await self._resolve_symbols(stop)
         if not symbols:

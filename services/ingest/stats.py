@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from tradetape.runtime.logs import ProgressLog
+from tradetape.runtime.metrics import ServiceSnapshot
 
 if TYPE_CHECKING:
     from services.ingest.service import IngestService
@@ -82,6 +84,29 @@ class StatsBook:
                 for f in service.feeds
             ],
         }
+
+    async def metrics(self) -> ServiceSnapshot:
+        """The same counters as a metrics snapshot: ready once connected to NATS with the feeds built."""
+        service = self._service
+        tapes = list(service.tapes.values())
+        errors: Counter[str] = Counter(service.unknown_deadletters)
+        for tape in tapes:
+            errors.update(tape.counters.deadletters)
+        errors["rest_failure"] = service.rest.failures
+        gaps = {t.symbol: t.open_gaps() for t in tapes}
+        connected = service.connected
+        return ServiceSnapshot(
+            ready=connected and bool(service.feeds),
+            reason="" if connected else "nats disconnected" if service.feeds else "starting",
+            trades_in={
+                t.symbol: t.counters.published + t.counters.stream_duplicates + t.counters.duplicates for t in tapes
+            },
+            trades_out={t.symbol: t.counters.published for t in tapes},
+            errors=errors,
+            open_gaps={symbol: len(g) for symbol, g in gaps.items()},
+            missing_trades={symbol: sum(gap.count for gap in g) for symbol, g in gaps.items()},
+            publish_backlog=service.publisher.buffered + service.publisher.in_flight,
+        )
 
     async def log_loop(self, interval: float) -> None:
         while True:

@@ -25,14 +25,19 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
 from services.persist.consumer import MaxDeliveries, PersistConsumer
+from services.persist.importer import BulkImporter
+from services.persist.live import LivePublisher
 from tradetape.bus.codec import decode_trade
 from tradetape.bus.deadletter import publish_deadletter
-from tradetape.bus.subjects import symbol_of
+from tradetape.bus.subjects import TRADES_STREAM, symbol_of
 from tradetape.domain.trade import TradeFormatError, TradeRow
 from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.logs import ProgressLog
+from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
+from tradetape.runtime.tasks import cancel_and_wait
 from tradetape.settings import Settings
-from tradetape.store.rocks import StoreError
+from tradetape.store.keys import SUMMARY, kind_prefix, prefix_end
+from tradetape.store.rocks import StoreError, scan
 from tradetape.store.shards import write_manifest
 from tradetape.store.windows import assemble_windows
 from tradetape.store.writer import WindowStore
@@ -80,7 +85,11 @@ class PersistService:
         self.rolled_windows = 0
         self.store_errors = 0
         self._consumer = PersistConsumer(settings, self._js)
+        self.live = LivePublisher(nc)
         self._progress = ProgressLog(logger)
+        self.windows_written = 0
+        self._store: WindowStore | None = None
+        self.metrics = ServiceMetrics("persist", self._metrics_snapshot)
 
     @property
     def reprovisioned(self) -> int:
@@ -90,10 +99,13 @@ class PersistService:
     async def run(self, stop: asyncio.Event) -> None:
         store = WindowStore(self._settings.shard_dir)
         advisories = MaxDeliveries(self._nc, self._js, self._consumer.durable, self.deadlettered)
+        importer = BulkImporter(self._nc, store, self._symbols, self._settings.rollup_age_s)
         try:
             write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols)
             await advisories.start()
+            await importer.start()
             await self._consumer.bind()
+            self._store = store
             logger.info(
                 "persist started",
                 extra={
@@ -103,8 +115,15 @@ class PersistService:
                     "path": str(self._settings.shard_dir),
                 },
             )
-            await self._loop(store, stop)
+            live = asyncio.create_task(self.live.run(store, stop), name="persist-live")
+            try:
+                await self._loop(store, stop)
+            finally:
+                await cancel_and_wait(live)
+                await self.live.flush(store)
         finally:
+            self._store = None
+            await importer.stop()
             await advisories.stop()
             await self._consumer.close()
             store.close()
@@ -200,10 +219,14 @@ class PersistService:
     ) -> int | None:
         """The store's write, retried while RocksDB refuses it; None if stopped before it succeeded."""
         windows = assemble_windows(trades)
+        fresh = self.live.fresh(store, windows)
         backoff = Backoff(0.5, STORE_RETRY_MAX_S)
         while True:
             try:
-                return store.write(windows)
+                added = store.write(windows)
+                self.live.stored(fresh)
+                self.windows_written += len(windows)
+                return added
             except StoreError as exc:
                 self.store_errors += 1
                 logger.error("store write failed, batch held unacked", extra={"error": str(exc), "held": len(msgs)})
@@ -234,6 +257,29 @@ class PersistService:
                 self.store_errors += 1
                 logger.error("retention failed, will retry", extra={"symbol": symbol, "error": str(exc)})
 
+    async def _metrics_snapshot(self) -> ServiceSnapshot:
+        """The logged counters as metrics; ready once the consumer is bound and NATS connected."""
+        store, durable = self._store, self._consumer.durable
+        lag: dict[str, int] = {}
+        ack_pending: dict[str, int] = {}
+        if store is not None and self._nc.is_connected:
+            with contextlib.suppress(NatsError, TimeoutError):
+                info = await self._js.consumer_info(TRADES_STREAM, durable, timeout=1.0)
+                lag[durable], ack_pending[durable] = info.num_pending or 0, info.num_ack_pending or 0
+        errors = {"store_error": self.store_errors, "deadletter": sum(self.deadlettered.values())}
+        return ServiceSnapshot(
+            ready=store is not None and self._nc.is_connected,
+            reason="starting" if store is None else "" if self._nc.is_connected else "nats disconnected",
+            trades_in={s: self.written[s] + self.deadlettered[s] for s in self._symbols},
+            trades_out=dict(self.written),
+            errors=errors,
+            stream_lag=lag,
+            ack_pending=ack_pending,
+            windows_written=self.windows_written,
+            windows_rolled_up=self.rolled_windows,
+            segments={} if store is None else {s: _count(store, kind_prefix(SUMMARY, s)) for s in self._symbols},
+        )
+
     def _log_counts(self, event: str, *, force: bool = False) -> None:
         for symbol in self._symbols:
             counts: dict[str, object] = {
@@ -250,3 +296,8 @@ class PersistService:
             "reprovisioned": self.reprovisioned,
         }
         self._progress.log(event, "", totals, force=force)
+
+
+def _count(store: WindowStore, prefix: bytes) -> int:
+    """Keys under `prefix` (the segment summaries are small: one a symbol and hour)."""
+    return len(scan(store.db, prefix, prefix_end(prefix)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import nats
@@ -10,6 +11,7 @@ import pytest
 from nats.errors import NoRespondersError
 
 from tests.harness import request, run_services, wait_for
+from tradetape.bus.ledger import LedgerEntry, LedgerGap, ledger_bucket, ledger_key, write_entry
 from tradetape.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
@@ -60,5 +62,34 @@ async def test_discovery_empty_tape_and_invalid_requests(nats_url: str, tmp_path
             assert errors["tape.query.volume_profile.BTCUSDT"] == 5  # every one of them was an error reply
             assert errors["tape.query.coverage.ETHUSDT"] == 0
             running.check()
+        finally:
+            await client.close()
+
+
+async def test_coverage_carries_ingest_open_gaps_from_the_ledger(nats_url: str, tmp_path: Path) -> None:
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=("BTCUSDT", "ETHUSDT"))
+    async with run_services(settings, "analytics") as running:
+        client = await nats.connect(nats_url)
+        try:
+            before, _ = await wait_for(lambda: request(client, "tape.query.coverage.BTCUSDT", {}), 10, running=running)
+            assert before["ingest_gaps"] is None  # ingest never ran: no ledger to read
+
+            kv = await ledger_bucket(client.jetstream(), create=True)
+            assert kv is not None
+            gap = LedgerGap(from_id=101, to_id=150, opened_ms=int(time.time() * 1000) - 5000, attempts=3, last_error="503")
+            await write_entry(kv, LedgerEntry("BTCUSDT", watermark=100, last_id=400, updated_ms=0, gaps=(gap,)))
+            await kv.put(ledger_key("ETHUSDT"), b"{not a ledger value")
+
+            reply, _ = await request(client, "tape.query.coverage.BTCUSDT", {})
+            (found,) = reply["ingest_gaps"]
+            assert (found["from_id"], found["to_id"], found["attempts"], found["last_error"]) == (101, 150, 3, "503")
+            assert found["age_s"] >= 5
+            unreadable, headers = await request(client, "tape.query.coverage.ETHUSDT", {})
+            assert "Nats-Service-Error-Code" not in headers
+            assert unreadable["ingest_gaps"] is None and unreadable["trade_count"] == 0
+
+            await write_entry(kv, LedgerEntry("BTCUSDT", watermark=400, last_id=400, updated_ms=0))
+            closed, _ = await request(client, "tape.query.coverage.BTCUSDT", {})
+            assert closed["ingest_gaps"] == []
         finally:
             await client.close()

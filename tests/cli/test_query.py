@@ -54,9 +54,13 @@ async def test_queries_render_tables_and_errors_are_one_readable_line(nats_url: 
             code, out, err = await tradetape("query", args[0], "BTCUSDT", "--last", "24h", *args[1:], env=env)
             assert code == 0 and expected in out, (args, out, err)
 
-        for chart, name in (("volume_profile", "profile.png"), ("bars", "bars.svg")):
+        for chart, name, extra in (
+            ("volume_profile", "profile.png", ()),
+            ("volume_profile", "rows.svg", ("--row-size", "5")),  # a row size of the user's, for both queries
+            ("bars", "bars.svg", ()),
+        ):
             target = str(tmp_path / name)
-            code, out, err = await tradetape("plot", chart, "BTCUSDT", "--last", "24h", "-o", target, env=env)
+            code, out, err = await tradetape("plot", chart, "BTCUSDT", "--last", "24h", *extra, "-o", target, env=env)
             assert code == 0 and (tmp_path / name).stat().st_size > 1000, err
 
         code, out, _ = await tradetape("query", "coverage", "BTCUSDT", "--json", env=env)

@@ -1,4 +1,4 @@
-"""The publisher against a real nats-server: acks that never come, a closed connection, lost window slots.
+"""The publisher against a real nats-server: acks that never come, late or refused, a closed connection.
 
 Each runs the publisher in an isolated loop (`tests.ingest.isolated`), so a wait that never
 ends or an ignored cancellation fails the test within its bounds instead of hanging pytest.
@@ -17,7 +17,7 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
 
-from services.ingest.publisher import NatsClosedError, Publisher
+from services.ingest.publisher import NatsClosedError, Publisher, read_ack
 from tests.ingest.isolated import LoopThread, ended, isolated_loop
 from tradetape.bus.subjects import trade_subject
 
@@ -143,16 +143,32 @@ async def test_oversized_messages_never_take_a_window_slot(nats_url: str) -> Non
         assert sorted(running.acks.dropped) == list(range(600))
 
 
-async def test_a_window_exhausted_by_lost_slots_is_replaced(nats_url: str) -> None:
-    async with publishing(nats_url, window=2) as running:
-        js = running.publisher._js  # the very client window the publisher uses
+async def test_acks_are_matched_by_number_late_and_refused_ones_never_confirm(nats_url: str) -> None:
+    """A core responder stands in for JetStream on a subject no stream takes, answering as told."""
+    late_symbol = "LATEUSDT"
+    answers: list[bytes | None] = []  # per request: the reply body, or None for "answer after 0.5 s"
+    async with publishing(nats_url, window=8, ack_timeout=0.3) as running:
 
-        async def lose_slots() -> None:
-            for _ in range(502):
-                with pytest.raises(nats.errors.MaxPayloadError):
-                    await js.publish_async(trade_subject(SYMBOL), b"x" * (running.nc.max_payload + 1))
+        async def respond(msg: nats.aio.msg.Msg) -> None:
+            body = answers.pop(0) if answers else b'{"stream": "PUB", "seq": 1}'
+            if body is None:
+                await asyncio.sleep(0.5)
+                body = b'{"stream": "PUB", "seq": 1}'
+            await running.nc.publish(msg.reply, body)
 
-        await running.loop.call(lose_slots(), 5)
-        submit(running, range(10))
-        await until(lambda: len(running.acks.acked) == 10, 10, "10 trades acked after the lost slots")
-        assert running.publisher.stalls >= 1
+        await running.loop.call(running.nc.subscribe(trade_subject(late_symbol), cb=respond), 5)
+        answers += [None, b'{"error": {"code": 503, "description": "maximum bytes exceeded"}}', b"<html>"]
+        running.loop.loop.call_soon_threadsafe(running.publisher.submit_trade, late_symbol, 7, b"{}")
+        await until(lambda: running.acks.acked[7] == 1, 10, "the trade acked once")
+        await asyncio.sleep(0.6)  # the late answer to the first send arrives, long given up
+        assert running.publisher.retried == 3, "timed out, refused, unreadable: three re-sends"
+        assert running.publisher.stale_acks == 1
+        assert running.acks.acked == Counter({7: 1}) and running.acks.duplicates == 0
+
+
+def test_read_ack_tells_stored_duplicate_and_refused_apart() -> None:
+    assert read_ack(b'{"stream": "S", "seq": 5}') == (None, False)
+    assert read_ack(b'{"stream": "S", "seq": 5, "duplicate": true}') == (None, True)
+    for body in (b"", b"[1]", b'{"stream": "S"}', b"\xff", b'{"error": {"code": 503}}'):
+        error, duplicate = read_ack(body)
+        assert error and not duplicate, body

@@ -6,11 +6,13 @@ import asyncio
 import random
 import signal
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 import nats
 import orjson
 import pytest
+from nats.js.errors import NotFoundError
 
 from tests.harness import wait_for
 from tests.processes import ServiceProcesses, service_env
@@ -51,9 +53,18 @@ async def test_killed_persist_restarts_with_every_agg_id_once(
     client = await nats.connect(nats_url)
     js = client.jetstream()
     rng = random.Random(7)
+
+    async def ack_floor() -> int:
+        try:
+            info = await js.consumer_info("TAPE_TRADES", "persist-main")
+        except NotFoundError:  # the first persist has not bound its consumer yet
+            return 0
+        return info.ack_floor.stream_seq or 0
+
     try:
         await ensure_streams(js, settings)
         persist = processes.start(["persist"], env)
+        floor = 0
         for agg_id in range(1, TOTAL + 1):
             now = int(time.time() * 1000)
             body = {"a": agg_id, "p": "87000.01", "q": "0.001", "f": agg_id, "l": agg_id, "T": now, "m": False}
@@ -62,15 +73,19 @@ async def test_killed_persist_restarts_with_every_agg_id_once(
                 await js.publish_async_completed()
                 await asyncio.sleep(0.05)
             if agg_id % 3_000 == 0 and agg_id < TOTAL:
-                await asyncio.sleep(rng.uniform(0.2, 1.0))  # land inside a write or a roll-up
+                await wait_for(lambda before=floor: _above(ack_floor(), before), timeout=60)  # this persist is writing
+                await asyncio.sleep(rng.uniform(0.0, 0.5))  # land inside a write or a roll-up
                 persist.send_signal(signal.SIGKILL)
                 persist.wait(10)
+                floor = await ack_floor()
                 persist = processes.start(["persist"], env)
         await js.publish_async_completed()
 
         async def drained() -> bool:
             info = await js.consumer_info("TAPE_TRADES", "persist-main")
             return info.num_pending == 0 and info.num_ack_pending == 0
+
+        await wait_for(lambda before=floor: _above(ack_floor(), before), timeout=60)
 
         await wait_for(drained, timeout=60)
         await asyncio.sleep(1.0)  # a last roll-up of the young windows
@@ -80,3 +95,7 @@ async def test_killed_persist_restarts_with_every_agg_id_once(
     raw, ids = stored_without_dedup(settings)
     assert raw == TOTAL
     assert ids == list(range(1, TOTAL + 1))
+
+
+async def _above(current: Awaitable[int], floor: int) -> bool:
+    return await current > floor

@@ -45,21 +45,55 @@ RANGES = [
 ]
 
 
+@pytest.mark.parametrize("cache_bytes", [0, 64 << 20], ids=["uncached", "cached"])
 @pytest.mark.parametrize("time_range", RANGES)
-def test_every_read_equals_the_trades_written(written: tuple[Path, object], time_range: tuple[int, int] | None) -> None:
+def test_every_read_equals_the_trades_written(
+    written: tuple[Path, object], time_range: tuple[int, int] | None, cache_bytes: int
+) -> None:
     path, trades = written
     expected = trades if time_range is None else trades.between(*time_range)  # type: ignore[attr-defined]
-    reader = ShardReader(path)
+    reader = ShardReader(path, cache_bytes=cache_bytes)
     try:
-        found = reader.trades(SYMBOL, time_range)
-        assert same(found, expected)
-        assert reader.coverage(SYMBOL, time_range) == coverage(expected.agg_id, expected.time)
-        levels = reader.price_levels(SYMBOL, time_range)
-        reference = PriceLevels.of_trades(expected)
-        assert levels is not None and reference is not None
-        assert all(np.array_equal(a, b) for a, b in zip(levels.arrays(), reference.arrays(), strict=True))
+        misses = []
+        for _ in range(2):  # the second time from the cache, where there is one
+            found = reader.trades(SYMBOL, time_range)
+            assert same(found, expected)
+            assert reader.coverage(SYMBOL, time_range) == coverage(expected.agg_id, expected.time)
+            levels = reader.price_levels(SYMBOL, time_range)
+            reference = PriceLevels.of_trades(expected)
+            assert levels is not None and reference is not None
+            assert all(np.array_equal(a, b) for a, b in zip(levels.arrays(), reference.arrays(), strict=True))
+            misses.append(reader.cache.misses)
+        assert misses[1] == misses[0] if cache_bytes else reader.cache.hits == 0, "the second reads decoded nothing"
     finally:
         reader.close()
+
+
+def test_the_segment_cache_never_serves_a_segment_written_since(tmp_path: Path) -> None:
+    """Late trades merged into a cached segment, then retention cutting it: every read sees the store as it is."""
+    trades = tape(6_000, 2 * HOUR, seed=9)
+    late = np.zeros(len(trades), dtype=np.bool_)
+    late[100:4_000:7] = True
+    store = WindowStore(tmp_path / "shard")
+    store.roll_up(SYMBOL, T0 + 3 * HOUR)
+    store.write({(SYMBOL, 0): trades.take(~late)})
+    reader = ShardReader(tmp_path / "shard", cache_bytes=16 << 20)
+    try:
+        inside = (T0, T0 + 2 * HOUR)
+        assert same(reader.trades(SYMBOL, inside), trades.take(~late))
+        with pytest.raises(ValueError, match="read-only"):
+            reader.trades(SYMBOL, (T0, T0 + HOUR)).qty[0] = 1  # one whole segment: the cached arrays themselves
+        store.write({(SYMBOL, 0): trades.take(late)})  # late trades: merged into the cached segments
+        assert same(reader.trades(SYMBOL, inside), trades)
+        levels, reference = reader.price_levels(SYMBOL, inside), PriceLevels.of_trades(trades)
+        assert levels is not None and reference is not None
+        assert all(np.array_equal(a, b) for a, b in zip(levels.arrays(), reference.arrays(), strict=True))
+        store.delete_before(SYMBOL, T0 + HOUR + 1_000)
+        assert same(reader.trades(SYMBOL, inside), trades.between(T0 + HOUR + 1_000, T0 + 2 * HOUR))
+        assert reader.cache.hits > 0
+    finally:
+        reader.close()
+        store.close()
 
 
 def test_a_reader_before_the_first_write_sees_an_empty_tape(tmp_path: Path) -> None:

@@ -62,6 +62,8 @@ class QueryMethod(Generic[RequestT, ReplyT]):
     """What to change when the reply exceeds the server's max payload."""
     bounded_range: bool = True
     """Whether `query_max_range_days` applies (not to `coverage`, which reads no trades)."""
+    reads_ingest_ledger: bool = False
+    """Whether the service hands the handler ingest's open gaps (`IngestGapSource`) read from NATS KV."""
 
     def parse_request(self, data: bytes | dict[str, Any]) -> RequestT:
         """A JSON body (or its fields) as this method's request; `invalid_request` naming each failing field."""
@@ -108,7 +110,9 @@ def _reason(message: str) -> str:
 
 
 def api_schema() -> dict[str, Any]:
-    """JSON Schema of every method's request and reply, and of the error reply."""
+    """JSON Schema of every method's request and reply, the error reply, and the live subjects' messages."""
+    from tradetape.api.live import live_schema  # it builds on the method modules
+
     return {
         "subject": QUERY_SUBJECT,
         "methods": {
@@ -120,4 +124,5 @@ def api_schema() -> dict[str, Any]:
             for name, m in methods().items()
         },
         "error": ErrorReply.model_json_schema(),
+        "live": live_schema(),
     }

@@ -1,4 +1,9 @@
-"""Connecting to NATS the same way from every service and the CLI."""
+"""Connecting to NATS the same way from every service and the CLI.
+
+`NATS_URL` may list several servers of a cluster, comma-separated; credentials and TLS
+come from the settings as a `NatsAuth` (`tradetape.bus.auth`), and the URL is logged
+redacted.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import logging
 
 from nats.aio.client import Client
 
+from tradetape.bus.auth import NatsAuth, redact_url
 from tradetape.runtime.nats_server import read_url_file
 from tradetape.settings import Settings
 
@@ -19,7 +25,14 @@ def resolve_nats_url(settings: Settings) -> str:
     return settings.nats_url or read_url_file(settings.nats_url_file) or DEFAULT_URL
 
 
-async def connect(url: str, name: str, *, connect_timeout: int = 5, retry: bool = True) -> Client:
+def server_list(url: str) -> list[str]:
+    """The servers of a comma-separated `NATS_URL` (one URL is a list of one)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
+async def connect(
+    url: str, name: str, *, auth: NatsAuth | None = None, connect_timeout: int = 5, retry: bool = True
+) -> Client:
     """A client that keeps reconnecting forever: a restarted server must not end a service."""
     nc = Client()
 
@@ -28,13 +41,13 @@ async def connect(url: str, name: str, *, connect_timeout: int = 5, retry: bool 
             logger.warning("nats disconnected", extra={"client": name})
 
     async def on_reconnected() -> None:
-        logger.info("nats reconnected", extra={"client": name, "url": url})
+        logger.info("nats reconnected", extra={"client": name, "url": redact_url(url)})
 
     async def on_error(exc: Exception) -> None:
         logger.warning("nats error", extra={"client": name, "error": repr(exc)})
 
     await nc.connect(
-        url,
+        server_list(url),
         name=name,
         connect_timeout=connect_timeout,
         allow_reconnect=retry,
@@ -44,6 +57,7 @@ async def connect(url: str, name: str, *, connect_timeout: int = 5, retry: bool 
         reconnected_cb=on_reconnected,
         error_cb=on_error,
         pending_size=64 * 1024 * 1024,
+        **(auth or NatsAuth()).connect_options(),
     )
     if retry:
         # Fail the first connect fast (callers retry it under their own stop signal), but

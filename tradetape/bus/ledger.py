@@ -73,12 +73,13 @@ def ledger_key(symbol: str) -> str:
     return f"{EXCHANGE}.{symbol}"
 
 
-def ledger_config() -> KeyValueConfig:
+def ledger_config(replicas: int = 1) -> KeyValueConfig:
     return KeyValueConfig(
         bucket=LEDGER_BUCKET,
         description="ingest gap ledger: confirmed watermark and open gaps per symbol",
         history=1,
         storage=StorageType.FILE,
+        replicas=replicas,
     )
 
 
@@ -148,10 +149,10 @@ def _int(value: object) -> int:
     return value
 
 
-async def ledger_bucket(js: JetStreamContext, *, create: bool = False) -> KeyValue | None:
-    """The ledger bucket; created when `create`, else None if ingest never ran."""
+async def ledger_bucket(js: JetStreamContext, *, create: bool = False, replicas: int = 1) -> KeyValue | None:
+    """The ledger bucket; created when `create` (with `replicas` on a cluster), else None if ingest never ran."""
     if create:
-        return await js.create_key_value(ledger_config())
+        return await js.create_key_value(ledger_config(replicas))
     try:
         return await js.key_value(LEDGER_BUCKET)
     except BucketNotFoundError:

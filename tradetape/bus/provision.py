@@ -58,6 +58,7 @@ def trades_stream_config(settings: Settings) -> StreamConfig:
         discard=DiscardPolicy.NEW,
         compression=StoreCompression.S2,
         allow_direct=True,
+        num_replicas=settings.stream_replicas,
     )
 
 
@@ -72,6 +73,7 @@ def deadletter_stream_config(settings: Settings) -> StreamConfig:
         discard=DiscardPolicy.OLD,
         compression=StoreCompression.S2,
         allow_direct=True,
+        num_replicas=settings.stream_replicas,
     )
 
 

@@ -21,25 +21,29 @@ from tradetape import __version__
 from tradetape.settings import Settings
 
 ALL_SETTINGS = tuple(Settings.model_fields)
-STREAM_SETTINGS = ("stream_max_age_hours", "stream_max_bytes")
+STREAM_SETTINGS = ("stream_max_age_hours", "stream_max_bytes", "stream_replicas")
+METRICS_SETTINGS = ("metrics_port", "metrics_host")
 SHARD_SETTINGS = ("shard", "shard_count", "shard_index")
+NATS_SETTINGS = ("nats_url", *(field for field in ALL_SETTINGS if field.startswith("nats_") and field != "nats_url"))
+LOG_SETTINGS = ("log_level", "log_format")
 SERVICE_SETTINGS = {
     "ingest": (
-        "nats_url", "data_dir", "symbols", "binance_ws_url", "binance_rest_url", "retention_days", "log_level",
-        *STREAM_SETTINGS, *(field for field in ALL_SETTINGS if field.startswith("ingest_")),
+        *NATS_SETTINGS, "data_dir", "symbols", "binance_ws_url", "binance_rest_url", "retention_days", *LOG_SETTINGS,
+        *STREAM_SETTINGS, *METRICS_SETTINGS, *(field for field in ALL_SETTINGS if field.startswith("ingest_")),
     ),
     "persist": (
-        "nats_url", "data_dir", "symbols", "retention_days", "log_level", "rollup_age_s", *STREAM_SETTINGS,
-        *SHARD_SETTINGS,
+        *NATS_SETTINGS, "data_dir", "symbols", "retention_days", *LOG_SETTINGS, "rollup_age_s", *STREAM_SETTINGS,
+        *SHARD_SETTINGS, *METRICS_SETTINGS,
     ),
     "analytics": (
-        "nats_url", "data_dir", "symbols", "log_level", *SHARD_SETTINGS,
+        *NATS_SETTINGS, "data_dir", "symbols", *LOG_SETTINGS, *SHARD_SETTINGS, *METRICS_SETTINGS,
         *(field for field in ALL_SETTINGS if field.startswith("query_")),
     ),
 }
-EXCHANGE_SETTINGS = ("data_dir", "symbols", "log_level")
-QUERY_SETTINGS = ("nats_url", "data_dir")
-MCP_SETTINGS = ("nats_url", "data_dir", "mcp_host", "mcp_port", "log_level")
+EXCHANGE_SETTINGS = ("data_dir", "symbols", *LOG_SETTINGS)
+QUERY_SETTINGS = (*NATS_SETTINGS, "data_dir")
+MCP_SETTINGS = (*NATS_SETTINGS, "data_dir", "mcp_host", "mcp_port", *LOG_SETTINGS)
+WEB_SETTINGS = ("data_dir", "symbols", *(field for field in ALL_SETTINGS if field.startswith("web_")), *LOG_SETTINGS)
 
 EXAMPLES = {
     "up": "tradetape up --simulate            # offline, with the bundled exchange simulator",
@@ -50,7 +54,9 @@ EXAMPLES = {
     "query": "tradetape query volume_profile BTCUSDT --last 1h --rows 20",
     "schema": "tradetape schema > api.json",
     "mcp": "tradetape mcp            # stdio, as an assistant's MCP configuration starts it",
+    "status": "tradetape status --watch 2",
     "plot": "tradetape plot volume_profile BTCUSDT --last 1h -o profile.png",
+    "web": "tradetape web            # then open http://127.0.0.1:8766/",
 }
 
 
@@ -83,13 +89,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def _command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str, example: str = ""
 ) -> argparse.ArgumentParser:
     return commands.add_parser(
         name,
         help=help_text,
         description=help_text,
-        epilog=f"example:\n  {EXAMPLES[name]}",
+        epilog=f"example:\n  {example or EXAMPLES[name]}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
@@ -145,12 +151,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_query_command(_command(commands, "query", "ask the analytics service one question"), QUERY_SETTINGS)
     _command(commands, "schema", "print the JSON Schema of the query API")
+    from tradetape.cli.status import add_status_command
+
+    add_status_command(_command(commands, "status", "NATS, stream, services and symbols at a glance"), QUERY_SETTINGS)
     from tradetape.cli.plot import add_plot_command
 
     add_plot_command(_command(commands, "plot", "draw a chart of a query: PNG or SVG by extension"), QUERY_SETTINGS)
+    from tradetape.cli.history import add_history_commands
+
+    add_history_commands(
+        lambda name, text, example: _command(commands, name, text, example), add_settings, NATS_SETTINGS
+    )
     mcp = _command(commands, "mcp", "serve every query method as an MCP tool for assistants (stdio by default)")
     mcp.add_argument("--http", action="store_true", help="serve streamable HTTP at http://<mcp host>:<mcp port>/mcp")
     add_settings(mcp, MCP_SETTINGS)
+    from tradetape.cli.web import add_web_command
+
+    web = _command(commands, "web", "serve the live web page (it talks to NATS over WebSocket)")
+    add_web_command(web, WEB_SETTINGS)
     return parser
 
 
@@ -254,7 +272,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging("ERROR")
         return run_plot(args, settings)
-    configure_logging(settings.log_level)
+    if args.command in ("import", "fetch-history", "export", "repair"):
+        from tradetape.cli.history import run_history
+
+        configure_logging("WARNING")
+        return run_history(args, settings)
+    if args.command == "web":
+        from tradetape.cli.web import run_web
+
+        configure_logging(settings.log_level, settings.log_format)
+        return run_web(args, settings)
+    if args.command == "status":
+        from tradetape.cli.status import run_status
+
+        configure_logging("ERROR")
+        return run_status(args, settings)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         return asyncio.run(_run(args, settings))
     except KeyboardInterrupt:
@@ -304,14 +337,45 @@ SERVICE_CLASSES = {
 
 async def _run_service(name: str, settings: Settings) -> int:
     """One service until SIGINT/SIGTERM; the CLI sits on top of the services, so it imports them here."""
+    import contextlib
+
+    from nats.aio.client import Client
+    from nats.errors import Error as NatsError
+
+    from tradetape.bus.auth import NatsAuth
     from tradetape.bus.connect import resolve_nats_url
     from tradetape.runtime.lifecycle import run_with_nats
+    from tradetape.runtime.metrics import MetricsPortError, MetricsServer, announce
 
     module, class_name = SERVICE_CLASSES[name]
     service_class = getattr(importlib.import_module(module), class_name)
-    await run_with_nats(
-        resolve_nats_url(settings), f"tradetape-{name}", lambda nc, stop: service_class(settings, nc).run(stop)
-    )
+
+    async def serve(nc: Client, stop: asyncio.Event) -> None:
+        service = service_class(settings, nc)
+        metrics_server.attach(service.metrics)
+        presence = None
+        if name != "analytics":  # analytics is a micro service itself
+            metadata = {"symbols": ",".join(settings.symbols if name == "ingest" else settings.shard_symbols)}
+            if name == "persist":
+                metadata["shard"] = settings.shard
+            presence = await announce(nc, name, {**metadata, "metrics_port": str(settings.metrics_port)})
+        try:
+            await service.run(stop)
+        finally:
+            if presence is not None:
+                with contextlib.suppress(NatsError, OSError, TimeoutError):
+                    await presence.stop()
+
+    metrics_server = MetricsServer(settings.metrics_host, settings.metrics_port)
+    try:
+        await metrics_server.start()
+    except MetricsPortError as exc:
+        print(f"tradetape {name}: {exc} (--metrics-port, TRADETAPE_METRICS_PORT)", file=sys.stderr)
+        return 1
+    try:
+        await run_with_nats(resolve_nats_url(settings), f"tradetape-{name}", serve, NatsAuth.from_settings(settings))
+    finally:
+        await metrics_server.stop()
     return 0
 
 

@@ -59,7 +59,8 @@ async def _plot(args: argparse.Namespace, settings: Settings) -> Path:
                 if getattr(args, key) is not None:
                     fields[key] = getattr(args, key)
             profile = await tape.query("volume_profile", args.symbol, **fields)
-            vacuums = await tape.query("liquidity_vacuums", args.symbol, **fields, row_size=profile.row_size)
+            same_rows = {key: value for key, value in fields.items() if key not in ("row_size", "rows")}
+            vacuums = await tape.query("liquidity_vacuums", args.symbol, **same_rows, row_size=profile.row_size)
             figure = plot.volume_profile_figure(profile, vacuums)
         else:
             bars = await tape.query("bars", args.symbol, **span, interval=args.interval)

@@ -61,11 +61,14 @@ def time_bars(trades: TradeColumns, interval_ms: int) -> TimeBars:
     """The bars of `trades` (ascending by agg id) at `interval_ms`."""
     check_interval(interval_ms)
     bucket = trades.time // interval_ms
-    order = np.argsort(bucket, kind="stable")  # keeps agg-id order inside an interval
-    bucket = bucket[order]
-    price = trades.price[order]
-    qty = trades.qty[order]
-    sells = trades.buyer_maker[order]
+    if bool((bucket[1:] >= bucket[:-1]).all()):  # the usual case: times ascend with agg ids
+        price, qty, sells = trades.price, trades.qty, trades.buyer_maker
+    else:
+        order = np.argsort(bucket, kind="stable")  # keeps agg-id order inside an interval
+        bucket = bucket[order]
+        price = trades.price[order]
+        qty = trades.qty[order]
+        sells = trades.buyer_maker[order]
     n = len(bucket)
     if n == 0:
         empty = np.empty(0, dtype=np.int64)

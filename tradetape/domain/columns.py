@@ -84,10 +84,17 @@ class TradeColumns:
 
     @staticmethod
     def concat(parts: Sequence[TradeColumns]) -> TradeColumns:
-        """Join parts and restore the agg-id order and uniqueness."""
+        """Join parts and restore the agg-id order and uniqueness.
+
+        Parts are joined in the order of their first agg id, so disjoint sorted parts (a
+        range's segments and windows) come out sorted and skip the sort: measured, the
+        sort was half of a 24 h read of 2M trades.
+        """
+        parts = [part for part in parts if len(part)]
         if not parts:
             return TradeColumns.empty()
         if len(parts) == 1:
             return parts[0]
+        parts.sort(key=lambda part: int(part.agg_id[0]))
         joined = TradeColumns(*(np.concatenate(cols) for cols in zip(*(p.arrays() for p in parts), strict=False)))
         return joined.sorted_unique()

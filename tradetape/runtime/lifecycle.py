@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
+from tradetape.bus.auth import NatsAuth, redact_url
 from tradetape.bus.connect import connect
 from tradetape.runtime.backoff import Backoff
 
@@ -32,28 +33,35 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(signum, _stop, signum)
 
 
-async def connect_until_stopped(url: str, name: str, stop: asyncio.Event) -> Client | None:
+async def connect_until_stopped(
+    url: str, name: str, stop: asyncio.Event, auth: NatsAuth | None = None
+) -> Client | None:
     """Connect, waiting out a NATS server that is not up yet; None if stopped first."""
     backoff = Backoff(0.5, 10.0)
     while not stop.is_set():
         try:
-            return await connect(url, name)
+            return await connect(url, name, auth=auth)
         except (NatsError, OSError, TimeoutError) as exc:
             delay = backoff.next_delay()
             logger.warning(
                 "nats unreachable, retrying",
-                extra={"url": url, "error": repr(exc) or type(exc).__name__, "delay_s": round(delay, 1)},
+                extra={"url": redact_url(url), "error": repr(exc) or type(exc).__name__, "delay_s": round(delay, 1)},
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
     return None
 
 
-async def run_with_nats(url: str, name: str, service: Callable[[Client, asyncio.Event], Awaitable[None]]) -> None:
+async def run_with_nats(
+    url: str,
+    name: str,
+    service: Callable[[Client, asyncio.Event], Awaitable[None]],
+    auth: NatsAuth | None = None,
+) -> None:
     """Connect, run `service(nc, stop)` until a signal, then drain and close the connection."""
     stop = asyncio.Event()
     stop_on_signals(stop)
-    nc = await connect_until_stopped(url, name, stop)
+    nc = await connect_until_stopped(url, name, stop, auth)
     if nc is None:
         return
     try:

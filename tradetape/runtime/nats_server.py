@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from tradetape.bus.auth import write_private_file
 from tradetape.runtime.processes import die_with_parent
 
 logger = logging.getLogger(__name__)
@@ -55,12 +56,25 @@ class EmbeddedNatsServer:
     """A nats-server process with JetStream, its store under `store_dir`.
 
     `port=0` lets the server pick a free port and reads it back from its ports file, so
-    parallel test runs never collide. The server runs in its own session, so a terminal's
-    Ctrl-C reaches only its parent, which stops it last.
+    parallel test runs never collide. `config_file` (users, permissions, TLS) is read first;
+    the options given here win over it. `websocket_port` (0: a free one) adds a plain-ws
+    listener for browsers, read back into `websocket_url`. The server runs in its own
+    session, so a terminal's Ctrl-C reaches only its parent, which stops it last.
     """
 
-    def __init__(self, store_dir: Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        config_file: Path | None = None,
+        websocket_port: int | None = None,
+    ) -> None:
         self.store_dir = Path(store_dir)
+        self.config_file = config_file
+        self.websocket_port = websocket_port
+        self.websocket_url: str | None = None
         self.host = host
         self.port = port
         self.name = f"tradetape-{secrets.token_hex(6)}"
@@ -87,6 +101,7 @@ class EmbeddedNatsServer:
         binary = find_nats_server()
         args = [
             str(binary),
+            *(["-c", str(config)] if (config := self._config()) is not None else []),
             "-js",
             "-sd",
             str(self.store_dir),
@@ -115,6 +130,9 @@ class EmbeddedNatsServer:
             if self.port and port != self.port:
                 raise NatsServerError(f"nats-server listens on {port}, not on the asked port {self.port}")
             self.port = port
+            if self.websocket_port is not None:
+                self.websocket_url = str(json.loads(ports_file.read_text())["websocket"][0])
+                self.websocket_port = int(self.websocket_url.rsplit(":", 1)[1])
             await self._wait_own_info(deadline, log_offset)
         except BaseException:
             await self.stop()
@@ -122,6 +140,22 @@ class EmbeddedNatsServer:
         finally:
             shutil.rmtree(ports_dir, ignore_errors=True)
         logger.info("nats-server started", extra={"url": self.url, "pid": self.pid, "store": str(self.store_dir)})
+
+    def _config(self) -> Path | None:
+        """The config file to start with: nats-server takes a WebSocket listener only from one.
+
+        With a listener, a file of our own that includes `config_file` (by a relative path:
+        nats-server resolves includes against the including file's folder).
+        """
+        if self.websocket_port is None:
+            return self.config_file
+        config = self.store_dir / "websocket.conf"
+        include = ""
+        if self.config_file is not None:
+            include = f'include "{os.path.relpath(self.config_file.resolve(), self.store_dir.resolve())}"\n'
+        listener = f'websocket {{\n  host: "{self.host}"\n  port: {self.websocket_port or -1}\n  no_tls: true\n}}\n'
+        config.write_text(include + listener)
+        return config
 
     async def _wait_for_ports_file(self, ports_file: Path, deadline: float, log_offset: int) -> int:
         """The client port from the ports file the server writes for its own pid once it listens."""
@@ -216,11 +250,8 @@ def read_url_file(path: Path) -> str | None:
 
 
 def write_url_file(path: Path, url: str) -> None:
-    """Write atomically, so a reader sees the old URL or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(url + "\n")
-    os.replace(tmp, path)
+    """Write atomically and readable by its owner only: the URL may carry a user and password."""
+    write_private_file(path, url + "\n")
 
 
 def remove_url_file(path: Path, url: str) -> bool:

@@ -23,12 +23,14 @@ import tempfile
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 import orjson
 
+from tradetape.bus.auth import redact_url
 from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.lifecycle import stop_on_signals
 from tradetape.runtime.lock import DataDirLock, DataDirLocked
@@ -47,6 +49,7 @@ logger = logging.getLogger(__name__)
 SERVICES = ("ingest", "persist", "analytics")
 """The stop order; they start in reverse."""
 EMBEDDED_PORT = 4222
+METRICS_PORT_OFFSETS = {"ingest": 0, "persist": 1, "analytics": 2}
 STOP_TIMEOUT_S = 20.0
 READY_TIMEOUT_S = 30.0
 HEALTHY_RUN_S = 60.0
@@ -103,12 +106,12 @@ class Child:
 
 async def start_embedded_nats(settings: Settings, port: int = EMBEDDED_PORT) -> EmbeddedNatsServer:
     """`port` when it is free (4222, so any client finds it), else any free port."""
-    server = EmbeddedNatsServer(settings.nats_store_dir, port=port)
+    server = EmbeddedNatsServer(settings.nats_store_dir, port=port, websocket_port=settings.websocket_port)
     try:
         await server.start()
     except NatsPortInUse:
         logger.warning("nats port in use, taking a free port", extra={"port": port})
-        server = EmbeddedNatsServer(settings.nats_store_dir, port=0)
+        server = EmbeddedNatsServer(settings.nats_store_dir, port=0, websocket_port=settings.websocket_port)
         await server.start()
     return server
 
@@ -155,7 +158,10 @@ async def _run_locked(
             server = await start_embedded_nats(settings)
             stack.push_async_callback(server.stop)
             nats_url = server.url
-        lock.record(nats_url)
+            if server.websocket_url is not None:  # for `tradetape web`
+                write_url_file(settings.nats_ws_url_file, server.websocket_url)
+                stack.callback(remove_url_file, settings.nats_ws_url_file, server.websocket_url)
+        lock.record(redact_url(nats_url))
         write_url_file(settings.nats_url_file, nats_url)
         stack.callback(remove_url_file, settings.nats_url_file, nats_url)
         update = {"nats_url": nats_url}
@@ -167,18 +173,23 @@ async def _run_locked(
             if urls is None:
                 return codes
             update.update(urls)
+            update["history_url"] = urls["binance_rest_url"]  # the simulator serves its own dumps
             simulators.append(simulator)
         if stop.is_set():
             return codes
         env = {**os.environ, **settings.model_copy(update=update).to_env()}
-        services = [Child(name, [name], env) for name in SERVICES]
+        services = [Child(name, [name], metrics_env(env, settings.metrics_port, name)) for name in SERVICES]
         stack.push_async_callback(stop_in_order, services)
         for child in reversed(services):
             await child.start()
+        backfill = backfill_child(settings, env)
+        if backfill is not None:  # one-shot, not restarted; its exit code does not decide up's
+            await backfill.start()
+            stack.push_async_callback(backfill.stop)
         logger.info(
             "tradetape up",
             extra={
-                "nats_url": nats_url,
+                "nats_url": redact_url(nats_url),
                 "exchange": update.get("binance_ws_url", settings.binance_ws_url),
                 "symbols": ",".join(settings.symbols),
                 "data_dir": str(settings.data_dir),
@@ -187,6 +198,26 @@ async def _run_locked(
         )
         await supervise([*services, *simulators], stop)
     return codes
+
+
+def backfill_child(settings: Settings, env: dict[str, str]) -> Child | None:
+    """`fetch-history` of the last `backfill_days` whole days for every symbol, through persist (None: off).
+
+    Days imported before are skipped (the history manifest), so only a first start downloads.
+    """
+    if not settings.backfill_days:
+        return None
+    today = datetime.now(UTC).date()
+    first, last = today - timedelta(days=settings.backfill_days), today - timedelta(days=1)
+    args = ["fetch-history", *settings.symbols, "--from", first.isoformat(), "--to", last.isoformat()]
+    return Child("backfill", [*args, "--wait-for-persist", str(READY_TIMEOUT_S)], env)
+
+
+def metrics_env(env: dict[str, str], port: int, service: str) -> dict[str, str]:
+    """Each child its own metrics port: ingest `port`, persist `port + 1`, analytics `port + 2` (0: all off)."""
+    if not port:
+        return env
+    return {**env, Settings.env_name("metrics_port"): str(port + METRICS_PORT_OFFSETS[service])}
 
 
 async def start_simulator(child: Child, exchange_args: list[str], stop: asyncio.Event) -> dict[str, str] | None:

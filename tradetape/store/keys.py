@@ -72,6 +72,11 @@ def rolled_key(symbol: str) -> bytes:
     return f"meta:rolled:{symbol}".encode()
 
 
+def retained_key(symbol: str) -> bytes:
+    """Holds the latest retention cutoff of `symbol` (epoch ms), written after its compaction."""
+    return f"meta:retained:{symbol}".encode()
+
+
 def symbol_prefix(symbol: str) -> bytes:
     return kind_prefix(WINDOW, symbol)
 

@@ -12,9 +12,11 @@ index and the first and last entries.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,7 @@ from tradetape.store.keys import (
     window_key_range,
 )
 from tradetape.store.rocks import StoreNotFoundError, last_before, scan, scan_first, store_options
+from tradetape.store.segment_cache import SegmentCache
 from tradetape.store.segments import SEGMENT_MS, PriceLevels, SegmentSummary, decode_segment
 from tradetape.store.writer import read_layout
 
@@ -54,6 +57,7 @@ class SecondaryStore:
         self._path = path
         self._secondary_dir: str | None = None
         self._db: Rdict | None = None
+        self._caught_up_at = -math.inf
 
     def _open(self) -> Rdict:
         if self._db is None:
@@ -66,10 +70,16 @@ class SecondaryStore:
             self._db = Rdict(str(self._path), options, access_type=AccessType.secondary(self._secondary_dir))
         return self._db
 
-    def catch_up(self) -> Rdict:
-        """The database, brought up to the writer's latest durable state."""
+    def catch_up(self, *, unless_within_s: float = 0.0) -> Rdict:
+        """The database, brought up to the writer's latest durable state.
+
+        With `unless_within_s`, a catch-up that finished less than that long ago stands
+        (each costs 1-2 ms reading the writer's manifest and log, however little changed).
+        """
         db = self._open()
-        db.try_catch_up_with_primary()
+        if time.monotonic() - self._caught_up_at >= unless_within_s:
+            db.try_catch_up_with_primary()
+            self._caught_up_at = time.monotonic()
         return db
 
     def close(self) -> None:
@@ -116,16 +126,22 @@ def _segment_ms(db: Rdict) -> int:
     return layout[1] if layout is not None else SEGMENT_MS
 
 
-def _bodies(db: Rdict, symbol: str, summaries: list[SegmentSummary]) -> list[TradeColumns]:
+def _bodies(
+    db: Rdict, symbol: str, summaries: list[SegmentSummary], cache: SegmentCache | None = None
+) -> list[TradeColumns]:
     if not summaries:
         return []
+    if cache is not None:
+        return cache.bodies(db, symbol, summaries)
     values: list[bytes | None] = db.get([timed_key(SEGMENT, symbol, s.start) for s in summaries])  # type: ignore[assignment]
     return [decode_segment(value) for value in values if value is not None]
 
 
-def _edge_trades(db: Rdict, symbol: str, plan: _Plan, time_range: TimeRange) -> TradeColumns:
+def _edge_trades(
+    db: Rdict, symbol: str, plan: _Plan, time_range: TimeRange, cache: SegmentCache | None = None
+) -> TradeColumns:
     """The trades of the range that no whole-segment summary stands for, trimmed to the range."""
-    parts = _bodies(db, symbol, plan.edges)
+    parts = _bodies(db, symbol, plan.edges, cache)
     if plan.windows:
         parts.append(decode_windows(plan.windows))
     edges = TradeColumns.concat(parts)
@@ -141,12 +157,13 @@ def read_all_trades(db: Rdict, symbol: str) -> TradeColumns:
     return _read(db, symbol, None)
 
 
-def _read(db: Rdict, symbol: str, time_range: TimeRange) -> TradeColumns:
+def _read(db: Rdict, symbol: str, time_range: TimeRange, cache: SegmentCache | None = None) -> TradeColumns:
     plan = _plan(db, symbol, time_range)
-    return TradeColumns.concat([*_bodies(db, symbol, plan.inside), _edge_trades(db, symbol, plan, time_range)])
+    inside = _bodies(db, symbol, plan.inside, cache)
+    return TradeColumns.concat([*inside, _edge_trades(db, symbol, plan, time_range, cache)])
 
 
-def read_coverage(db: Rdict, symbol: str, time_range: TimeRange) -> Coverage:
+def read_coverage(db: Rdict, symbol: str, time_range: TimeRange, cache: SegmentCache | None = None) -> Coverage:
     """Trades held over the range (None: the whole tape) and the agg-id gaps between its first and last.
 
     The whole tape is answered from the index and two seeks; a range from the summaries of
@@ -157,7 +174,7 @@ def read_coverage(db: Rdict, symbol: str, time_range: TimeRange) -> Coverage:
     if time_range is None:
         return _whole_tape_coverage(db, symbol, runs)
     plan = _plan(db, symbol, time_range)
-    edges = _edge_trades(db, symbol, plan, time_range)
+    edges = _edge_trades(db, symbol, plan, time_range, cache)
     count = sum(s.trade_count for s in plan.inside) + len(edges)
     if count == 0:
         return Coverage(0, None, None, None, None, [])
@@ -196,7 +213,9 @@ def _whole_tape_coverage(db: Rdict, symbol: str, runs: IdRuns) -> Coverage:
     return Coverage(runs.count, int(runs.low[0]), int(runs.high[-1]), first_time, last_time, runs.gaps())
 
 
-def read_price_levels(db: Rdict, symbol: str, time_range: TimeRange) -> PriceLevels | None:
+def read_price_levels(
+    db: Rdict, symbol: str, time_range: TimeRange, cache: SegmentCache | None = None
+) -> PriceLevels | None:
     """The range's trades aggregated per distinct price; None if a sum could leave int64.
 
     Whole segments inside the range come from their stored histograms; only the edges
@@ -205,15 +224,27 @@ def read_price_levels(db: Rdict, symbol: str, time_range: TimeRange) -> PriceLev
     plan = _plan(db, symbol, time_range)
     parts: list[PriceLevels | None] = []
     if plan.inside:
-        keys = [timed_key(HISTOGRAM, symbol, s.start) for s in plan.inside]
-        values: list[bytes | None] = db.get(keys)  # type: ignore[arg-type, assignment]
-        missing = [s for s, value in zip(plan.inside, values, strict=True) if value is None]
-        parts += [PriceLevels.decode(value) for value in values if value is not None]
-        parts += [PriceLevels.of_trades(body) for body in _bodies(db, symbol, missing)]
-    parts.append(PriceLevels.of_trades(_edge_trades(db, symbol, plan, time_range)))
+        stored = _histograms(db, symbol, plan.inside, cache)
+        missing = [s for s, levels in zip(plan.inside, stored, strict=True) if levels is None]
+        parts += [levels for levels in stored if levels is not None]
+        parts += [PriceLevels.of_trades(body) for body in _bodies(db, symbol, missing, cache)]
+    edges = _bodies(db, symbol, plan.edges, cache)
+    if plan.windows:
+        edges.append(decode_windows(plan.windows))
+    # Each edge trimmed and summed alone: no concatenation of whole segments (an id is in one place only).
+    parts += [PriceLevels.of_trades(edge if time_range is None else edge.between(*time_range)) for edge in edges]
     if any(part is None for part in parts):
         return None
     return PriceLevels.merge([part for part in parts if part is not None])
+
+
+def _histograms(
+    db: Rdict, symbol: str, summaries: list[SegmentSummary], cache: SegmentCache | None
+) -> list[PriceLevels | None]:
+    if cache is not None:
+        return cache.histograms(db, symbol, summaries)
+    values: list[bytes | None] = db.get([timed_key(HISTOGRAM, symbol, s.start) for s in summaries])  # type: ignore[assignment]
+    return [None if value is None else PriceLevels.decode(value) for value in values]
 
 
 class ShardReader:
@@ -227,8 +258,12 @@ class ShardReader:
       could exceed int64 (then compute from `trades`).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, cache_bytes: int = 0, catch_up_every_s: float = 0.0) -> None:
         self._store = SecondaryStore(path)
+        self._catch_up_every_s = catch_up_every_s
+        """0: catch up before every read; more: at most that stale (the analytics service: 20 ms)."""
+        self.cache = SegmentCache(cache_bytes)
+        """Decoded segments and histograms between queries (`tradetape.store.segment_cache`); 0: none."""
         self._catching_up = threading.Lock()
         self._readers = threading.Condition()
         self._active = 0
@@ -244,7 +279,7 @@ class ShardReader:
         try:
             with self._catching_up:
                 try:
-                    db = self._store.catch_up()
+                    db = self._store.catch_up(unless_within_s=self._catch_up_every_s)
                 except StoreNotFoundError:
                     return empty
             return read(db)
@@ -254,14 +289,19 @@ class ShardReader:
                 self._readers.notify_all()
 
     def trades(self, symbol: str, time_range: TimeRange) -> TradeColumns:
-        return self._with_db(lambda db: _read(db, symbol, time_range), TradeColumns.empty())
+        return self._with_db(lambda db: _read(db, symbol, time_range, self._cache), TradeColumns.empty())
 
     def coverage(self, symbol: str, time_range: TimeRange) -> Coverage:
-        return self._with_db(lambda db: read_coverage(db, symbol, time_range), Coverage(0, None, None, None, None))
+        empty = Coverage(0, None, None, None, None)
+        return self._with_db(lambda db: read_coverage(db, symbol, time_range, self._cache), empty)
 
     def price_levels(self, symbol: str, time_range: TimeRange) -> PriceLevels | None:
         empty: PriceLevels | None = PriceLevels.empty()
-        return self._with_db(lambda db: read_price_levels(db, symbol, time_range), empty)
+        return self._with_db(lambda db: read_price_levels(db, symbol, time_range, self._cache), empty)
+
+    @property
+    def _cache(self) -> SegmentCache | None:
+        return self.cache if self.cache.max_bytes > 0 else None
 
     def close(self) -> None:
         with self._readers:

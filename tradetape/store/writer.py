@@ -11,6 +11,7 @@ described in `tradetape.store.segments`.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgpack
@@ -29,6 +30,7 @@ from tradetape.store.keys import (
     index_key,
     kind_prefix,
     prefix_end,
+    retained_key,
     rolled_key,
     timed_key,
     window_key,
@@ -55,6 +57,27 @@ class StoreLayoutError(RuntimeError):
     """The database was written with another format version or segment span."""
 
 
+class ImportConflictError(ValueError):
+    """An imported trade whose agg id the store holds with different contents: nothing was written."""
+
+    def __init__(self, symbol: str, agg_id: int, reason: str) -> None:
+        super().__init__(f"{symbol} agg id {agg_id}: {reason} than the imported one")
+        self.symbol = symbol
+        self.agg_id = agg_id
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ImportCounts:
+    """What one bulk import added, and how many of its trades the store held already."""
+
+    added: int
+    duplicates: int
+
+
+_FIELD_NAMES = ("agg id", "price", "quantity", "first trade id", "last trade id", "time", "buyer-maker flag")
+
+
 def read_layout(db: Rdict) -> tuple[int, int] | None:
     """The database's format version and segment span, or None before the first write."""
     value = db.get(LAYOUT_KEY)
@@ -62,6 +85,27 @@ def read_layout(db: Rdict) -> tuple[int, int] | None:
         return None
     body = msgpack.unpackb(value)
     return int(body["v"]), int(body["segment_ms"])
+
+
+def check_same(db: Rdict, symbol: str, incoming: TradeColumns, segment_ms: int) -> None:
+    """Every incoming trade must equal the stored one of its agg id, read where its trade time puts it.
+
+    Raises `ImportConflictError` for the first that differs (works on a secondary too, so an
+    importer can check a whole file before it sends anything).
+    """
+    from tradetape.store.reader import read_trades  # the reader imports this module
+
+    starts = incoming.time - incoming.time % segment_ms
+    for start, part in split_by(incoming, starts):
+        stored = read_trades(db, symbol, start, start + segment_ms)
+        if len(stored) == 0:
+            raise ImportConflictError(symbol, int(part.agg_id[0]), "it is stored with another trade time")
+        found = stored.take(np.minimum(np.searchsorted(stored.agg_id, part.agg_id), len(stored) - 1))
+        for name, mine, theirs in zip(_FIELD_NAMES, part.arrays(), found.arrays(), strict=True):
+            differs = np.flatnonzero(mine != theirs)
+            if len(differs):
+                what = "another trade time" if name in ("agg id", "time") else f"another {name}"
+                raise ImportConflictError(symbol, int(part.agg_id[differs[0]]), f"it is stored with {what}")
 
 
 class WindowStore:
@@ -152,21 +196,51 @@ class WindowStore:
             fresh = incoming.take(~runs.contains(incoming.agg_id)) if len(runs) else incoming
             if len(fresh) == 0:
                 continue
-            mark = self.rolled_until(symbol)
-            late = fresh.time < mark
-            if bool(late.any()):
-                self._merge_into_segments(batch, symbol, fresh.take(late))
-                fresh_windows = fresh.take(~late)
-            else:
-                fresh_windows = fresh
-            self._merge_into_windows(batch, symbol, fresh_windows)
-            indexes[symbol] = runs.add(np.sort(fresh.agg_id))
-            batch.put(index_key(symbol), indexes[symbol].encode())
+            indexes[symbol] = self._add(batch, symbol, fresh)
             added += len(fresh)
         if not batch.is_empty():
             self.db.write(batch, self._sync)
             self._index.update(indexes)
         return added
+
+    def _add(self, batch: WriteBatch, symbol: str, fresh: TradeColumns) -> IdRuns:
+        """Put new trades where they belong (a segment before the roll-up mark, a window after); the new index."""
+        mark = self.rolled_until(symbol)
+        late = fresh.time < mark
+        if bool(late.all()):  # a bulk import of history: no copy of the columns
+            self._merge_into_segments(batch, symbol, fresh)
+        elif bool(late.any()):
+            self._merge_into_segments(batch, symbol, fresh.take(late))
+            self._merge_into_windows(batch, symbol, fresh.take(~late))
+        else:
+            self._merge_into_windows(batch, symbol, fresh)
+        runs = self.index(symbol).add(np.sort(fresh.agg_id))
+        batch.put(index_key(symbol), runs.encode())
+        return runs
+
+    def import_trades(self, symbol: str, trades: TradeColumns, *, roll_up_before_ms: int) -> ImportCounts:
+        """Bulk history (dumps, repairs) in one atomic, synced write, straight into hour segments.
+
+        Windows before `roll_up_before_ms` are rolled up first (its own atomic write), so
+        imported trades older than that land in segments, never in 1-second windows. A
+        trade whose agg id is stored already is a duplicate and skipped, but only if it is
+        the same trade: different contents raise `ImportConflictError` and nothing is written.
+        `trades` must be ascending by agg id, each once. `StoreError` if RocksDB refuses.
+        """
+        with rocksdb_errors(self.path):
+            self._roll_up(symbol, roll_up_before_ms)
+            runs = self.index(symbol)
+            held = runs.contains(trades.agg_id) if len(runs) else np.zeros(len(trades), dtype=np.bool_)
+            if bool(held.any()):
+                check_same(self.db, symbol, trades.take(held), self.segment_ms)
+            fresh = trades.take(~held) if bool(held.any()) else trades
+            if len(fresh) == 0:
+                return ImportCounts(0, len(trades))
+            batch = WriteBatch(raw_mode=True)
+            index = self._add(batch, symbol, fresh)
+            self.db.write(batch, self._sync)
+            self._index[symbol] = index
+            return ImportCounts(len(fresh), len(trades) - len(fresh))
 
     def _merge_into_windows(self, batch: WriteBatch, symbol: str, trades: TradeColumns) -> None:
         if len(trades) == 0:
@@ -266,6 +340,9 @@ class WindowStore:
         for kind in SEGMENT_KINDS:
             self.db.compact_range(kind_prefix(kind, symbol), timed_key(kind, symbol, straddling))
         self.db.compact_range(kind_prefix(WINDOW, symbol), windows_end)
+        # Compaction flushes the memtable; a secondary keeps serving what it had replayed from
+        # the flushed WAL until the primary writes again (measured), so write at once.
+        self.db.put(retained_key(symbol), str(cutoff_ms).encode(), self._sync)
         logger.info("retention", extra={"symbol": symbol, "cutoff_ms": cutoff_ms, "removed": removed})
         return removed
 

@@ -3,7 +3,10 @@
 Agg ids are consecutive per symbol, so every hole between the first and the last id held
 is a gap (`tradetape.domain.gaps`). Without a range it covers the whole tape. A source
 that keeps a completeness index (the shard's store) answers from it without reading
-trades; any other source is summarised from its trades.
+trades; any other source is summarised from its trades. Beside what the store holds, the
+reply carries the gaps ingest still has open in its ledger (ids it knows are missing and
+keeps asking REST for), as they stand now, whatever the range: the analytics service
+reads them from NATS KV before answering (`ingest_gaps` is None when it cannot).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from rich.text import Text
 from tradetape.api.models import RangeRequest
 from tradetape.api.registry import QueryMethod, TradeSource
 from tradetape.api.render import iso_time, time_span
+from tradetape.bus.ledger import LedgerGap
 from tradetape.domain.gaps import Coverage, coverage
 
 SHOWN_GAPS = 50
@@ -30,6 +34,13 @@ class CoverageSource(Protocol):
     def coverage(self, symbol: str, time_range: tuple[int, int] | None) -> Coverage: ...
 
 
+@runtime_checkable
+class IngestGapSource(Protocol):
+    """A source that also knows ingest's open gaps (the analytics service, from the ledger)."""
+
+    def ingest_gaps(self, symbol: str) -> list[LedgerGap] | None: ...
+
+
 class CoverageRequest(RangeRequest):
     pass
 
@@ -37,6 +48,15 @@ class CoverageRequest(RangeRequest):
 class GapReply(BaseModel):
     from_id: int
     to_id: int
+
+
+class IngestGapReply(GapReply):
+    opened_ms: int
+    """When ingest first saw the ids missing (epoch ms)."""
+    age_s: float
+    attempts: int
+    """REST fetches tried so far."""
+    last_error: str
 
 
 class CoverageReply(BaseModel):
@@ -50,6 +70,8 @@ class CoverageReply(BaseModel):
     last_time: int | None
     missing_count: int
     gaps: list[GapReply]
+    ingest_gaps: list[IngestGapReply] | None = None
+    """Gaps ingest's ledger has open now (retried until filled); None when the ledger was not reachable."""
 
     def to_polars(self) -> pl.DataFrame:
         """The gaps as a DataFrame of inclusive `from_id`, `to_id`."""
@@ -74,7 +96,25 @@ def handle(source: TradeSource, symbol: str, request: CoverageRequest, now_ms: i
         last_time=found.last_time,
         missing_count=sum(to_id - from_id + 1 for from_id, to_id in found.gaps),
         gaps=[GapReply(from_id=from_id, to_id=to_id) for from_id, to_id in found.gaps],
+        ingest_gaps=_ingest_gaps(source, symbol, now_ms),
     )
+
+
+def _ingest_gaps(source: TradeSource, symbol: str, now_ms: int) -> list[IngestGapReply] | None:
+    gaps = source.ingest_gaps(symbol) if isinstance(source, IngestGapSource) else None
+    if gaps is None:
+        return None
+    return [
+        IngestGapReply(
+            from_id=gap.from_id,
+            to_id=gap.to_id,
+            opened_ms=gap.opened_ms,
+            age_s=round(gap.age_ms(now_ms) / 1000, 1),
+            attempts=gap.attempts,
+            last_error=gap.last_error,
+        )
+        for gap in gaps
+    ]
 
 
 def render(reply: CoverageReply) -> RenderableType:
@@ -89,6 +129,14 @@ def render(reply: CoverageReply) -> RenderableType:
     lines += [Text(f"  missing ids {gap.from_id} .. {gap.to_id}") for gap in reply.gaps[:SHOWN_GAPS]]
     if len(reply.gaps) > SHOWN_GAPS:
         lines.append(Text(f"  ... and {len(reply.gaps) - SHOWN_GAPS} more gaps (use --json)"))
+    if reply.ingest_gaps is None:
+        lines.append(Text("ingest ledger not reachable", style="yellow"))
+    else:
+        lines.append(Text(f"ingest open gaps {len(reply.ingest_gaps)}", style="red" if reply.ingest_gaps else "green"))
+        lines += [
+            Text(f"  ids {g.from_id} .. {g.to_id}  open {g.age_s:g} s  attempts {g.attempts}  {g.last_error}")
+            for g in reply.ingest_gaps[:SHOWN_GAPS]
+        ]
     return Group(*lines)
 
 
@@ -100,4 +148,5 @@ METHOD = QueryMethod(
     handler=handle,
     render=render,
     bounded_range=False,
+    reads_ingest_ledger=True,
 )

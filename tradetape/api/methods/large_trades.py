@@ -69,16 +69,21 @@ def handle(source: TradeSource, symbol: str, request: LargeTradesRequest, now_ms
     candidates = np.arange(len(trades))
     if request.min_qty is not None:
         candidates = np.flatnonzero(trades.qty >= parse_units(request.min_qty))
+    matched = len(candidates)
+    qty = trades.qty[candidates]
+    if matched > request.top:  # only trades at or above the top-th largest size can be chosen (ties kept)
+        kth = np.partition(qty, matched - request.top)[matched - request.top]
+        candidates, qty = candidates[qty >= kth], qty[qty >= kth]
     # Largest quantity first, then the earlier agg id: lexsort sorts by its last key first.
-    order = candidates[np.lexsort((trades.agg_id[candidates], -trades.qty[candidates]))][: request.top]
+    order = candidates[np.lexsort((trades.agg_id[candidates], -qty))][: request.top]
     chosen = trades.take(order)
     return LargeTradesReply(
         symbol=symbol,
         start=time_range[0],
         end=time_range[1],
         trade_count=len(trades),
-        matched=len(candidates),
-        truncated=len(candidates) > request.top,
+        matched=matched,
+        truncated=matched > request.top,
         trades=[
             LargeTradeReply(
                 agg_id=int(chosen.agg_id[i]),

@@ -1,0 +1,83 @@
+"""Persist's bulk-import endpoint: history batches over NATS into the shard's store.
+
+The shard's writer is this process, so imports and repairs that run while persist runs
+send their batches here (`tradetape.history.bulk`): one request subject per symbol the
+shard owns. Each batch is checked with the same column rules as a dump, then written by
+`WindowStore.import_trades` in one atomic write straight into hour segments. The handler
+runs on persist's event loop between its writes, so the store never sees two writers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from tradetape.domain.column_checks import first_invalid, first_not_ascending
+from tradetape.history.bulk import BatchFormatError, ImportReply, decode_batch, import_subject
+from tradetape.store.rocks import StoreError
+from tradetape.store.writer import ImportConflictError, WindowStore
+
+logger = logging.getLogger(__name__)
+
+
+class BulkImporter:
+    def __init__(self, nc: Client, store: WindowStore, symbols: tuple[str, ...], rollup_age_s: float) -> None:
+        self._nc = nc
+        self._store = store
+        self._symbols = symbols
+        self._rollup_age_ms = int(rollup_age_s * 1000)
+        self._subscriptions: list[Subscription] = []
+        self.imported = 0
+        self.duplicates = 0
+        self.batches = 0
+
+    async def start(self) -> None:
+        for symbol in self._symbols:
+            self._subscriptions.append(await self._nc.subscribe(import_subject(symbol), cb=self._handle))
+
+    async def stop(self) -> None:
+        """Unsubscribe; safe twice."""
+        subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            if not self._nc.is_closed:
+                await subscription.unsubscribe()
+
+    async def _handle(self, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        symbol = msg.subject.rsplit(".", 1)[-1]
+        reply = self._import(symbol, msg.data)
+        await msg.respond(reply.encode())
+
+    def _import(self, symbol: str, data: bytes) -> ImportReply:
+        try:
+            source, trades = decode_batch(data)
+        except BatchFormatError as exc:
+            return ImportReply(error_code="invalid", error=str(exc))
+        bad = first_invalid(trades)
+        step = first_not_ascending(trades.agg_id, None)
+        if bad is not None or step is not None:
+            index, reason = bad if bad is not None else (step or 0, "agg ids do not ascend")
+            return ImportReply(error_code="invalid", error=f"agg id {int(trades.agg_id[index])}: {reason}")
+        try:
+            counts = self._store.import_trades(
+                symbol, trades, roll_up_before_ms=int(time.time() * 1000) - self._rollup_age_ms
+            )
+        except ImportConflictError as exc:
+            logger.warning("import refused", extra={"symbol": symbol, "source": source, "error": str(exc)})
+            return ImportReply(error_code="conflict", error=str(exc), agg_id=exc.agg_id)
+        except StoreError as exc:
+            logger.error("import write failed", extra={"symbol": symbol, "source": source, "error": str(exc)})
+            return ImportReply(error_code="store", error=str(exc))
+        self.batches += 1
+        self.imported += counts.added
+        self.duplicates += counts.duplicates
+        logger.info(
+            "import batch",
+            extra={"symbol": symbol, "source": source, "added": counts.added, "duplicates": counts.duplicates},
+        )
+        return ImportReply(added=counts.added, duplicates=counts.duplicates)

@@ -1,0 +1,142 @@
+"""The join rules of `tradetape.api.live`, checked on a known tape without any server: a snapshot of
+some writes plus the updates of all writes (some already in it, one a late backfill) must give the
+reply of the query over every trade, exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.store.synthetic import T0, tape
+from tradetape.api.live import (
+    LiveBars,
+    LiveBarsUpdate,
+    LiveBatch,
+    LiveProfile,
+    LiveProfileUpdate,
+    SnapshotIds,
+    UpdateOrder,
+    align_range,
+    second_bars,
+    split_batch,
+    stored_batch,
+    window_levels,
+)
+from tradetape.api.methods import bars, coverage, volume_profile
+from tradetape.domain.columns import TradeColumns
+from tradetape.domain.decimals import parse_units
+from tradetape.store.keys import window_start
+from tradetape.store.segments import PriceLevels
+
+SYMBOL = "BTCUSDT"
+START, END = T0, T0 + 300_000
+
+
+class Held:
+    def __init__(self, trades: TradeColumns) -> None:
+        self.columns = trades
+
+    def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
+        return self.columns if time_range is None else self.columns.between(*time_range)
+
+
+def writes() -> list[TradeColumns]:
+    """3,000 trades over 200 s written in 40 batches; the ids of batch 7 arrive last (a backfill)."""
+    trades = tape(3000, 200_000)
+    cuts = np.linspace(0, len(trades), 41).astype(int)
+    batches = [trades.take(slice(int(lo), int(hi))) for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)]
+    return [*batches[:7], *batches[8:], batches[7]]
+
+
+def test_window_levels_sum_each_window_per_price() -> None:
+    trades = tape(2000, 20_000, seed=3)
+    levels = window_levels(trades)
+    assert [level.time for level in levels] == sorted(set(window_start(trades.time).tolist()))
+    for level in levels:
+        expected = PriceLevels.of_trades(trades.between(level.time, level.time + 1000))
+        assert expected is not None
+        assert [parse_units(p) for p in level.price] == expected.price.tolist()
+        assert [parse_units(v) for v in level.volume] == expected.volume.tolist()
+        assert [parse_units(v) for v in level.buy_volume] == expected.buy_volume.tolist()
+        assert level.trade_count == expected.trade_count.tolist()
+
+
+@pytest.mark.parametrize("held", [0, 5, 20, 39])
+def test_snapshot_plus_updates_equals_the_query_of_everything(held: int) -> None:
+    batches = writes()
+    snapshot_trades = TradeColumns.concat(batches[:held])
+    everything = TradeColumns.concat(batches)
+    request = volume_profile.VolumeProfileRequest(start=START, end=END, row_size="5", min_trades=0)
+    ids = SnapshotIds(coverage.handle(Held(snapshot_trades), SYMBOL, coverage.CoverageRequest(), END))
+    snapshot = volume_profile.handle(Held(snapshot_trades), SYMBOL, request, END) if held else None
+    profile = LiveProfile(SYMBOL, request, START, END, snapshot, ids)
+    bars_request = bars.BarsRequest(start=START, end=END, interval="1s")
+    live_bars = LiveBars(SYMBOL, START, END, bars.handle(Held(snapshot_trades), SYMBOL, bars_request, END).bars, ids)
+
+    stored: list[TradeColumns] = []
+    for seq, batch in enumerate(batches, 1):  # every write is published, those in the snapshot too
+        stored.append(batch)
+        update = LiveProfileUpdate(symbol=SYMBOL, run="r", seq=seq, batches=[stored_batch(batch)])
+        profile.apply(update)
+        seconds = sorted(set(window_start(batch.time).tolist()))
+        bars_update = LiveBarsUpdate(
+            symbol=SYMBOL,
+            run="r",
+            seq=seq,
+            batches=[LiveBatch(ids=update.batches[0].ids)],
+            bars=second_bars(TradeColumns.concat(stored), seconds),
+        )
+        live_bars.apply(bars_update)
+
+    assert profile.reply(END) == volume_profile.handle(Held(everything), SYMBOL, request, END)
+    assert live_bars.reply(END) == bars.handle(Held(everything), SYMBOL, bars_request, END)
+
+
+def test_a_batch_is_held_by_its_first_id_gaps_included() -> None:
+    batches = writes()
+    held = TradeColumns.concat(batches[:10])  # batch 7 is missing: a gap inside the held ids
+    ids = SnapshotIds(coverage.handle(Held(held), SYMBOL, coverage.CoverageRequest(), END))
+    assert [ids.holds(stored_batch(batch)) for batch in batches[:12]] == [True] * 10 + [False, False]
+    assert ids.holds(stored_batch(batches[-1])) is False  # the backfill, in the gap
+    assert not ids.holds(LiveBatch(ids=[]))
+
+
+def test_updates_must_follow_on() -> None:
+    order = UpdateOrder()
+
+    def update(run: str, seq: int) -> LiveProfileUpdate:
+        return LiveProfileUpdate(symbol=SYMBOL, run=run, seq=seq, batches=[])
+
+    assert [order.follows(update(*key)) for key in [("a", 4), ("a", 5), ("a", 7), ("a", 8), ("b", 1)]] == [
+        True,
+        True,
+        False,
+        True,
+        False,
+    ]
+
+
+def test_live_ranges_are_whole_seconds() -> None:
+    assert align_range(1_767_225_600_123, None) == (1_767_225_600_000, None)
+    assert align_range(1_767_225_600_123, 1_767_225_700_001) == (1_767_225_600_000, 1_767_225_701_000)
+    assert align_range(1_767_225_600_000, 1_767_225_700_000) == (1_767_225_600_000, 1_767_225_700_000)
+
+
+def test_a_batch_split_for_small_messages_adds_up_to_the_whole() -> None:
+    batch = stored_batch(tape(400, 3_000, seed=5))
+    assert max(len(window.price) for window in batch.levels) > 7
+    parts = split_batch(batch, 7)
+    assert len(parts) > 3 and all(part.ids == batch.ids for part in parts)
+    assert all(sum(len(window.price) for window in part.levels) <= 7 for part in parts)
+
+    def per_price(batches: list[LiveBatch]) -> dict[tuple[int, str], tuple[int, int, int]]:
+        sums: dict[tuple[int, str], tuple[int, int, int]] = {}
+        for part in batches:
+            for w in part.levels:
+                for price, volume, buy, count in zip(w.price, w.volume, w.buy_volume, w.trade_count, strict=True):
+                    v, b, c = sums.get((w.time, price), (0, 0, 0))
+                    sums[(w.time, price)] = (v + parse_units(volume), b + parse_units(buy), c + count)
+        return sums
+
+    assert per_price(parts) == per_price([batch])
+    assert split_batch(LiveBatch(ids=[(1, 2)]), 7) == [LiveBatch(ids=[(1, 2)])]

@@ -1,0 +1,1 @@
+"""Binance's REST API as tradetape uses it (aggTrades pages, exchangeInfo), shared by ingest and the history tools."""

@@ -1,0 +1,122 @@
+"""NATS credentials and TLS: from the settings into `connect()`, and never into a log or a readable file.
+
+A service proves who it is with one of: a user and password (settings, or inside
+`NATS_URL` as `nats://user:pass@host`), a token, an nkey seed file, or a creds file (a
+user JWT with its seed, for servers in operator mode); TLS adds a CA to trust and a client
+certificate and key for servers that verify clients. Which subjects each user may use is
+the server's business: `deploy/nats/auth.conf` holds one user per role.
+
+Secrets stay `SecretStr` until the moment they are handed to nats-py; every URL that is
+logged or printed goes through `redact_url` (the log formatters apply it to every line as
+well); files that hold URLs or secrets are created 0600 by `write_private_file`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from tradetape.settings import Settings
+
+REDACTED = "***"
+_USERINFO = re.compile(r'(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<userinfo>[^@/\s",]+)@', re.IGNORECASE)
+
+
+def redact_url(text: str) -> str:
+    """`text` with the user info of every URL in it masked.
+
+    `nats://ingest:S3cret@host` → `nats://ingest:***@host`; a lone user part is a token
+    (`nats://TOKEN@host` → `nats://***@host`). Works on one URL, a comma-separated list, or
+    a free-text line that contains URLs. User info holds no `/`, `"`, `,` or blank (they are
+    percent-encoded in a URL), so a match never runs past the URL it starts in.
+    """
+    return _USERINFO.sub(_mask, text)
+
+
+def _mask(match: re.Match[str]) -> str:
+    user, colon, _ = match["userinfo"].partition(":")
+    shown = f"{user}:{REDACTED}" if colon else REDACTED
+    return f"{match['scheme']}{shown}@"
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write `text` atomically to a file only its owner can read (0600 from its creation, never chmod-ed later).
+
+    A reader sees the old content or the new, never a part.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
+class NatsAuth(BaseModel):
+    """How one client authenticates to NATS and what TLS it speaks; built from `Settings`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    nkey_seed_file: Path | None = None
+    creds_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NatsAuth:
+        return cls(
+            user=settings.nats_user,
+            password=settings.nats_password,
+            token=settings.nats_token,
+            nkey_seed_file=settings.nats_nkey_seed_file,
+            creds_file=settings.nats_creds_file,
+            tls_ca_file=settings.nats_tls_ca_file,
+            tls_cert_file=settings.nats_tls_cert_file,
+            tls_key_file=settings.nats_tls_key_file,
+        )
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls_ca_file is not None or self.tls_cert_file is not None
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """A context trusting the CA (else the system's) with the client certificate; None without TLS settings."""
+        if not self.uses_tls:
+            return None
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=str(self.tls_ca_file) if self.tls_ca_file else None
+        )
+        if self.tls_cert_file is not None:
+            context.load_cert_chain(str(self.tls_cert_file), str(self.tls_key_file) if self.tls_key_file else None)
+        return context
+
+    def connect_options(self) -> dict[str, Any]:
+        """Keyword arguments for nats-py's `Client.connect`: only the ones set (a URL's user info stays in force)."""
+        options: dict[str, Any] = {}
+        if self.user is not None and self.password is not None:
+            options["user"] = self.user
+            options["password"] = self.password.get_secret_value()
+        if self.token is not None:
+            options["token"] = self.token.get_secret_value()
+        if self.nkey_seed_file is not None:
+            options["nkeys_seed"] = str(self.nkey_seed_file)
+        if self.creds_file is not None:
+            options["user_credentials"] = str(self.creds_file)
+        tls = self.tls_context()
+        if tls is not None:
+            options["tls"] = tls
+        return options

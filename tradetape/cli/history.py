@@ -1,0 +1,316 @@
+"""`tradetape import | fetch-history | export | repair`: history into and out of the tape.
+
+Each writes through `tradetape.history.load.TapeImporter` (the running persist over NATS,
+or the store directly when no persist holds the shard) and reads through a secondary
+view, so all of them are safe while `tradetape up` runs. Progress goes to stderr as a
+rich bar with trades/s; the summary goes to stdout. Exit codes: 0 done, 1 a file or a
+gap failed (named in the summary), 2 the store or its persist could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from tradetape.api.models import parse_duration_ms, parse_time_ms
+from tradetape.settings import Settings
+
+if TYPE_CHECKING:
+    from tradetape.history.fetch import FetchReport
+    from tradetape.history.load import ImportResult
+
+HISTORY_COMMANDS = ("import", "fetch-history", "export", "repair")
+STORE_SETTINGS = (
+    "data_dir", "symbols", "shard", "shard_count", "shard_index", "rollup_age_s", "retention_days", "log_level",
+)
+EXAMPLES = {
+    "import": "tradetape import BTCUSDT-aggTrades-2026-01-01.zip BTCUSDT-aggTrades-2026-01-02.zip",
+    "fetch-history": "tradetape fetch-history BTCUSDT --from 2026-01-01 --to 2026-01-31",
+    "export": "tradetape export BTCUSDT --start 2026-01-01 --end 2026-01-08 -o btc-week.parquet",
+    "repair": "tradetape repair BTCUSDT --last 24h",
+}
+HELP = {
+    "import": "import aggTrades dumps (zip or CSV, data.binance.vision format) or tradetape exports",
+    "fetch-history": "download Binance's daily/monthly dumps for a date range, verify SHA-256 and import them",
+    "export": "write a range of the tape to Parquet or CSV (by the extension)",
+    "repair": "close the store's gaps (completeness index) from REST aggTrades?fromId=",
+}
+
+
+class _TradesPerSecond(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} trades/s" if speed else "", style="progress.data.speed")
+
+
+class _Count(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        total = f"/{task.total:,.0f}" if task.total is not None else ""
+        return Text(f"{task.completed:,.0f}{total}", style="progress.download")
+
+
+def add_history_commands(
+    make: Callable[[str, str, str], argparse.ArgumentParser],
+    add_settings: Callable[[argparse.ArgumentParser, tuple[str, ...]], None],
+    nats_settings: tuple[str, ...],
+) -> None:
+    """The four commands; `make(name, help, example)` creates a sub-command parser."""
+    write_settings = (*nats_settings, *STORE_SETTINGS)
+    imp = make("import", HELP["import"], EXAMPLES["import"])
+    imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    imp.add_argument("--symbol", help="the files' symbol, when their names do not tell (SYMBOL-aggTrades-...)")
+    add_settings(imp, write_settings)
+
+    fetch = make("fetch-history", HELP["fetch-history"], EXAMPLES["fetch-history"])
+    fetch.add_argument("symbols_to_fetch", nargs="+", metavar="SYMBOL")
+    fetch.add_argument("--from", dest="first", required=True, type=date.fromisoformat, help="first day, YYYY-MM-DD")
+    fetch.add_argument("--to", dest="last", required=True, type=date.fromisoformat, help="last day (inclusive)")
+    fetch.add_argument(
+        "--wait-for-persist",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="always import through persist, waiting up to S seconds for it to answer (as `up` backfills)",
+    )
+    add_settings(fetch, (*write_settings, "history_url"))
+
+    export = make("export", HELP["export"], EXAMPLES["export"])
+    export.add_argument("symbol", metavar="SYMBOL")
+    _range_options(export)
+    export.add_argument("-o", "--output", required=True, type=Path, help="FILE.parquet or FILE.csv")
+    add_settings(export, STORE_SETTINGS)
+
+    repair = make("repair", HELP["repair"], EXAMPLES["repair"])
+    repair.add_argument("symbol", metavar="SYMBOL")
+    _range_options(repair)
+    repair.add_argument(
+        "--dump-min-gap",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="gaps of N or more ids in past days come from the daily dumps first (0: REST only)",
+    )
+    add_settings(repair, (*write_settings, "binance_rest_url", "ingest_rest_weight_per_minute", "history_url"))
+
+
+def _range_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--start", help="epoch ms or ISO-8601 (UTC unless it names a zone)")
+    parser.add_argument("--end", help="epoch ms or ISO-8601; default now")
+    parser.add_argument("--last", help="a duration ending now: 15m, 24h, 7d")
+
+
+def _time_range(args: argparse.Namespace, *, required: bool) -> tuple[int, int] | None:
+    now = int(time.time() * 1000)
+    if args.last:
+        if args.start or args.end:
+            raise ValueError("--last goes without --start and --end")
+        return now - parse_duration_ms(args.last), now
+    if not args.start:
+        if args.end or required:
+            raise ValueError("give --start (and --end) or --last")
+        return None
+    start = parse_time_ms(args.start)
+    end = parse_time_ms(args.end) if args.end else now
+    if end <= start:
+        raise ValueError("--end must be after --start")
+    return start, end
+
+
+def run_history(args: argparse.Namespace, settings: Settings) -> int:
+    from tradetape.history.dumps import DumpError
+    from tradetape.history.export import ExportError
+    from tradetape.history.load import ImportTargetError
+    from tradetape.store.rocks import StoreError
+    from tradetape.store.shards import ShardLockedError
+
+    try:
+        if args.command == "export":
+            return _export(args, settings)
+        return asyncio.run(_run_async(args, settings))
+    except (DumpError, ExportError, ValueError) as exc:
+        print(f"tradetape {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except (ImportTargetError, StoreError, ShardLockedError) as exc:
+        print(f"tradetape {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+@contextmanager
+def _bar() -> Iterator[Progress]:
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        _Count(),
+        _TradesPerSecond(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    with progress:
+        yield progress
+
+
+async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
+    from tradetape.history.load import TapeImporter
+
+    async with TapeImporter(settings, persist_wait_s=getattr(args, "wait_for_persist", 0.0)) as importer:
+        if args.command == "import":
+            return await _import(args, settings, importer)
+        if args.command == "fetch-history":
+            return await _fetch(args, settings, importer)
+        return await _repair(args, settings, importer)
+
+
+async def _import(args: argparse.Namespace, settings: Settings, importer: object) -> int:
+    from tradetape.history.dumps import DumpError, read_dump
+    from tradetape.history.load import TapeImporter
+
+    assert isinstance(importer, TapeImporter)
+    failed = 0
+    totals = [0, 0, 0]
+    results: list[ImportResult] = []
+    with _bar() as progress:
+        for path in args.files:
+            task = progress.add_task(path.name, total=None)
+            try:
+                dump = await asyncio.to_thread(read_dump, path, args.symbol)
+                progress.update(task, total=len(dump.trades))
+                result = await importer.import_dump(dump, _advance(progress, task))
+            except DumpError as exc:
+                progress.console.print(f"[red]{exc}[/red]")
+                failed += 1
+                continue
+            results.append(result)
+            totals[0] += result.added
+            totals[1] += result.duplicates
+            totals[2] += len(result.gaps)
+            print(
+                f"{path.name}: {result.symbol} {result.trades} trades, {result.added} imported, "
+                f"{result.duplicates} duplicates skipped, {len(result.gaps)} gaps "
+                f"{_gap_text(result.gaps)}(via {result.route})"
+            )
+    if len(args.files) > 1:
+        print(f"total: {totals[0]} imported, {totals[1]} duplicates skipped, {totals[2]} gaps, {failed} files failed")
+    _retention_warning(results, settings)
+    return 1 if failed else 0
+
+
+def _advance(progress: Progress, task: TaskID) -> Callable[[int], None]:
+    return lambda n: progress.advance(task, n)
+
+
+def _retention_warning(results: list[ImportResult], settings: Settings) -> None:
+    beyond = sum(r.beyond_retention for r in results)
+    if beyond:
+        print(
+            f"warning: {beyond} imported trades are older than the retention ({settings.retention_days:g} days): "
+            f"persist deletes them within the hour; raise {Settings.env_name('retention_days')} to keep them",
+            file=sys.stderr,
+        )
+
+
+def _gap_text(gaps: list[tuple[int, int]]) -> str:
+    if not gaps:
+        return ""
+    shown = ", ".join(f"{low}..{high}" for low, high in gaps[:5])
+    return f"[{shown}{', …' if len(gaps) > 5 else ''}] "
+
+
+async def _fetch(args: argparse.Namespace, settings: Settings, importer: object) -> int:
+    from tradetape.history.fetch import HistoryFetcher
+    from tradetape.history.load import TapeImporter
+
+    assert isinstance(importer, TapeImporter)
+    with _bar() as progress:
+
+        def on_file(name: str, trades: int) -> Callable[[int], None]:
+            task = progress.add_task(name, total=trades)
+            return lambda n: progress.advance(task, n)
+
+        fetcher = HistoryFetcher(settings, importer, on_file=on_file)
+        reports = [(s.upper(), await fetcher.fetch(s.upper(), args.first, args.last)) for s in args.symbols_to_fetch]
+    failed = 0
+    for symbol, report in reports:
+        failed += len(report.failed)
+        _print_fetch(symbol, args.first, args.last, report)
+    _retention_warning([r for _, report in reports for r in report.imported], settings)
+    return 1 if failed else 0
+
+
+def _print_fetch(symbol: str, first: date, last: date, report: FetchReport) -> None:
+    for result in report.imported:
+        print(
+            f"{result.source}: {result.trades} trades, {result.added} imported, "
+            f"{result.duplicates} duplicates skipped, {len(result.gaps)} gaps {_gap_text(result.gaps)}".rstrip()
+        )
+    for name in report.skipped:
+        print(f"{name}: imported before, skipped")
+    for name in report.missing:
+        print(f"{name}: not published (404)")
+    for name, reason in report.failed:
+        print(f"{name}: FAILED: {reason}")
+    added = sum(r.added for r in report.imported)
+    print(
+        f"{symbol} {first}..{last}: {len(report.imported)} files imported ({added} trades), "
+        f"{len(report.skipped)} skipped, {len(report.missing)} missing, {len(report.failed)} failed"
+    )
+
+
+async def _repair(args: argparse.Namespace, settings: Settings, importer: object) -> int:
+    from tradetape.binance.rest import RestClient
+    from tradetape.history.fetch import HistoryFetcher
+    from tradetape.history.load import TapeImporter
+    from tradetape.history.repair import repair
+
+    assert isinstance(importer, TapeImporter)
+    symbol = args.symbol.upper()
+    time_range = _time_range(args, required=False)
+    gaps = importer.gaps(symbol, time_range)
+    rest = RestClient(settings.binance_rest_url, weight_per_minute=settings.ingest_rest_weight_per_minute)
+    with _bar() as progress:
+        task = progress.add_task(f"{symbol} gaps", total=sum(high - low + 1 for low, high in gaps))
+        fetcher = HistoryFetcher(settings, importer) if args.dump_min_gap > 0 else None
+        report = await repair(
+            importer, rest, symbol, gaps, _advance(progress, task), fetcher=fetcher, dump_min_ids=args.dump_min_gap
+        )
+    for low, high in report.closed:
+        print(f"closed {low}..{high} ({high - low + 1} trades)")
+    for low, high, reason in report.still_open:
+        print(f"open   {low}..{high} ({high - low + 1} trades): {reason}")
+    print(
+        f"{symbol}: {len(report.gaps)} gaps, {len(report.closed)} closed, {len(report.still_open)} still open; "
+        f"{report.added} trades added from REST ({rest.calls} calls, weight {rest.budget.used}), "
+        f"{report.from_dumps} from daily dumps"
+    )
+    return 1 if report.still_open else 0
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from tradetape.history.export import export
+    from tradetape.history.load import shard_dir_of
+
+    symbol = args.symbol.upper()
+    time_range = _time_range(args, required=True)
+    assert time_range is not None
+    started = time.perf_counter()
+    with _bar() as progress:
+        task = progress.add_task(f"{symbol} → {args.output.name}", total=None)
+        shard_dir = shard_dir_of(settings, symbol)
+        rows = export(shard_dir, symbol, *time_range, args.output, lambda n: progress.advance(task, n))
+    elapsed = time.perf_counter() - started
+    first, last = (datetime.fromtimestamp(t / 1000, UTC).isoformat() for t in time_range)
+    print(f"{args.output}: {rows} {symbol} trades {first} → {last} in {elapsed:.1f} s")
+    return 0

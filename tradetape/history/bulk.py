@@ -1,0 +1,82 @@
+"""The bulk-import contract between an importing tool and the persist shard that owns a symbol.
+
+RocksDB has one writer per shard, so while persist runs, history reaches the store
+through it: a request on ``tape.persist.import.<SYMBOL>`` carries one batch of trades in
+the segment encoding (`tradetape.store.segments`, ~4 bytes a trade, so a batch of
+100,000 trades is far below NATS's 1 MiB max payload); persist writes it with
+`WindowStore.import_trades` in one atomic write and answers the counts, or an error.
+
+A file goes as its first and last chunks in one batch, then the chunks between: an
+import cut short at any point leaves a hole between ids the store holds, which the
+completeness index lists as a gap, never a range that looks complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import orjson
+from pydantic import BaseModel
+
+from tradetape.domain.columns import TradeColumns
+from tradetape.store.segments import SegmentFormatError, decode_segment, encode_segment
+
+IMPORT_PREFIX = "tape.persist.import"
+BATCH_FORMAT = 1
+BATCH_TRADES = 100_000
+
+
+def import_subject(symbol: str) -> str:
+    return f"{IMPORT_PREFIX}.{symbol}"
+
+
+class BatchFormatError(ValueError):
+    """A bulk-import request body that is not a batch of this format."""
+
+
+class ImportReply(BaseModel):
+    """Persist's answer to one batch: counts, or an error (`code`: conflict, invalid, store, busy)."""
+
+    added: int = 0
+    duplicates: int = 0
+    error_code: str | None = None
+    error: str | None = None
+    agg_id: int | None = None
+    """For a conflict: the agg id stored with different contents."""
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.model_dump(exclude_none=True))
+
+
+def encode_batch(source: str, trades: TradeColumns) -> bytes:
+    body: dict[str, Any] = {"v": BATCH_FORMAT, "source": source, "trades": encode_segment(trades)}
+    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def decode_batch(data: bytes) -> tuple[str, TradeColumns]:
+    try:
+        body = msgpack.unpackb(data, raw=False)
+        if not isinstance(body, dict) or body.get("v") != BATCH_FORMAT:
+            raise BatchFormatError("not a bulk-import batch of format 1")
+        return str(body["source"]), decode_segment(body["trades"])
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, BatchFormatError):
+            raise
+        if isinstance(exc, SegmentFormatError):
+            raise BatchFormatError(f"unreadable trades: {exc}") from None
+        raise BatchFormatError(f"unreadable batch: {exc}") from None
+
+
+def batches(trades: TradeColumns, size: int = BATCH_TRADES) -> Iterator[TradeColumns]:
+    """`trades` (ascending by agg id) in chunks of `size`: the first and the last together, then the rest in order."""
+    n = len(trades)
+    if n <= 2 * size:
+        if n:
+            yield trades
+        return
+    last_start = n - (n - size) % size if (n - size) % size else n - size
+    yield TradeColumns.concat([trades.take(slice(0, size)), trades.take(slice(last_start, n))])
+    for start in range(size, last_start, size):
+        yield trades.take(slice(start, min(start + size, last_start)))

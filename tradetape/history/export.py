@@ -1,0 +1,139 @@
+"""The tape as a table for the tools quants use: a polars DataFrame, Parquet or CSV.
+
+Columns (`EXPORT_FIELDS`): ``agg_id``, ``price`` and ``qty`` as exact Decimal(38, 8),
+``first_id``, ``last_id``, ``time`` as a UTC timestamp in ms, ``buyer_maker``; rows
+ascending by agg id. The store is read as a secondary (fine while persist writes), one
+segment span (an hour) at a time, and each hour is written before the next is read, so
+a week of a busy symbol exports in the memory of one hour. Parquet goes through one
+pyarrow writer (a row group per hour, zstd); CSV writes times as ISO-8601 with ``Z``.
+Both read back with `tradetape import` to the same trades.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+from rocksdict import Rdict
+
+from tradetape.api.models import parse_time_ms
+from tradetape.domain.columns import TradeColumns
+from tradetape.history.dumps import EXPORT_FIELDS, EXPORT_TIME_FORMAT, export_decimal
+from tradetape.history.load import shard_dir_of
+from tradetape.settings import Settings
+from tradetape.store.reader import SecondaryStore, read_coverage, read_trades
+from tradetape.store.rocks import StoreNotFoundError
+from tradetape.store.segments import SEGMENT_MS
+from tradetape.store.writer import read_layout
+
+FORMATS = (".parquet", ".csv")
+
+
+class ExportError(ValueError):
+    """An export that cannot be written as asked (unknown format, empty range)."""
+
+
+def trades_frame(trades: TradeColumns) -> pl.DataFrame:
+    """Trades as the export table (exact decimals, UTC ms timestamps)."""
+    return pl.DataFrame(
+        {
+            "agg_id": trades.agg_id,
+            "price": export_decimal(trades.price),
+            "qty": export_decimal(trades.qty),
+            "first_id": trades.first_id,
+            "last_id": trades.last_id,
+            "time": pl.Series(trades.time, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")),
+            "buyer_maker": trades.buyer_maker,
+        }
+    )
+
+
+def hourly_trades(db: Rdict, symbol: str, start_ms: int, end_ms: int) -> Iterator[TradeColumns]:
+    """The trades of ``[start_ms, end_ms)``, one segment span at a time, skipping empty spans."""
+    layout = read_layout(db)
+    span = layout[1] if layout is not None else SEGMENT_MS
+    tape = read_coverage(db, symbol, None)  # the index and two seeks: no walk through empty years
+    if tape.first_time is None or tape.last_time is None:
+        return
+    at, end_ms = max(start_ms, tape.first_time), min(end_ms, tape.last_time + 1)
+    while at < end_ms:
+        upper = min(at - at % span + span, end_ms)
+        trades = read_trades(db, symbol, at, upper)
+        if len(trades):
+            yield trades
+        at = upper
+
+
+def read_frame(shard_dir: Path, symbol: str, start_ms: int, end_ms: int) -> pl.DataFrame:
+    """The range ``[start_ms, end_ms)`` of `symbol` as one DataFrame (for notebooks: it is all in memory)."""
+    frames = [trades_frame(t) for t in _each_hour(shard_dir, symbol, start_ms, end_ms)]
+    return pl.concat(frames) if frames else trades_frame(TradeColumns.empty())
+
+
+def tape_frame(symbol: str, start: int | str, end: int | str, settings: Settings | None = None) -> pl.DataFrame:
+    """`symbol`'s trades in ``[start, end)`` (epoch ms or ISO-8601) as a DataFrame, from the local store.
+
+    The store is found as the CLI finds it (`Settings`: the environment, `./data` by default).
+    """
+    settings = settings or Settings()
+    symbol = symbol.upper()
+    return read_frame(shard_dir_of(settings, symbol), symbol, parse_time_ms(start), parse_time_ms(end))
+
+
+def _each_hour(shard_dir: Path, symbol: str, start_ms: int, end_ms: int) -> Iterator[TradeColumns]:
+    store = SecondaryStore(shard_dir)
+    try:
+        try:
+            db = store.catch_up()
+        except StoreNotFoundError:
+            return
+        yield from hourly_trades(db, symbol, start_ms, end_ms)
+    finally:
+        store.close()
+
+
+def export(
+    shard_dir: Path,
+    symbol: str,
+    start_ms: int,
+    end_ms: int,
+    path: Path,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write the range to `path` (Parquet or CSV by its extension); the number of rows written."""
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise ExportError(f"{path.name}: the extension picks the format, {' or '.join(FORMATS)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".part")
+    rows = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        with temporary.open("wb") as handle:
+            if suffix == ".csv":
+                handle.write((",".join(EXPORT_FIELDS) + "\n").encode())
+            for trades in _each_hour(shard_dir, symbol, start_ms, end_ms):
+                frame = trades_frame(trades)
+                if suffix == ".csv":
+                    frame.write_csv(handle, include_header=False, datetime_format=EXPORT_TIME_FORMAT)
+                else:
+                    table = frame.to_arrow()
+                    if writer is None:
+                        writer = pq.ParquetWriter(handle, table.schema, compression="zstd")
+                    writer.write_table(table)
+                rows += frame.height
+                if progress is not None:
+                    progress(frame.height)
+            if suffix == ".parquet":
+                if writer is None:
+                    writer = pq.ParquetWriter(handle, trades_frame(TradeColumns.empty()).to_arrow().schema)
+                writer.close()
+                writer = None
+        temporary.replace(path)
+    finally:
+        if writer is not None:
+            writer.close()
+        temporary.unlink(missing_ok=True)
+    return rows

@@ -1,0 +1,91 @@
+"""Decoded segments and histograms kept between queries, keyed by their summary.
+
+Why: measured on a busy day (2M trades, `bench/query.py`), a 1 h profile spent most of
+its time decoding the two hour segments it straddles, and a 24 h profile decoding 24
+histograms, while dashboards ask for the same recent ranges every few seconds. Every
+write to a segment (late trades merged in, retention cutting it) rewrites its summary
+(count, ids, times, volume), so a key made of the summary never returns stale contents.
+Cached arrays are read-only: a handler that tried to change one in place would raise
+instead of corrupting the next answer. Least recently used entries go first once the
+decoded arrays exceed `max_bytes`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from rocksdict import Rdict
+
+from tradetape.domain.columns import TradeColumns
+from tradetape.store.keys import HISTOGRAM, SEGMENT, timed_key
+from tradetape.store.segments import PriceLevels, SegmentSummary, decode_segment
+
+Decoded = TradeColumns | PriceLevels
+
+
+def _frozen(decoded: Decoded) -> Decoded:
+    for column in decoded.arrays():
+        column.flags.writeable = False
+    return decoded
+
+
+def _nbytes(decoded: Decoded) -> int:
+    return sum(int(np.asarray(column).nbytes) for column in decoded.arrays())
+
+
+class SegmentCache:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, str, SegmentSummary], Decoded] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def bodies(self, db: Rdict, symbol: str, summaries: Sequence[SegmentSummary]) -> list[TradeColumns]:
+        """The trades of each segment (a segment gone since its summary was read is left out)."""
+        found = self._lookup(db, SEGMENT, symbol, summaries, decode_segment)
+        return [body for body in found if isinstance(body, TradeColumns)]
+
+    def histograms(self, db: Rdict, symbol: str, summaries: Sequence[SegmentSummary]) -> list[PriceLevels | None]:
+        """Each segment's histogram, None where none is stored (sums beyond int64: decode its trades)."""
+        found = self._lookup(db, HISTOGRAM, symbol, summaries, PriceLevels.decode)
+        return [levels if isinstance(levels, PriceLevels) else None for levels in found]
+
+    def _lookup(
+        self,
+        db: Rdict,
+        kind: str,
+        symbol: str,
+        summaries: Sequence[SegmentSummary],
+        decode: Callable[[bytes], Decoded],
+    ) -> list[Decoded | None]:
+        keys = [(kind, symbol, summary) for summary in summaries]
+        with self._lock:
+            found: list[Decoded | None] = [self._entries.get(key) for key in keys]
+            for key, hit in zip(keys, found, strict=True):
+                if hit is not None:
+                    self._entries.move_to_end(key)
+        missing = [i for i, hit in enumerate(found) if hit is None]
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        if not missing:
+            return found
+        stored: list[bytes | None] = db.get([timed_key(kind, symbol, summaries[i].start) for i in missing])  # type: ignore[assignment]
+        for i, value in zip(missing, stored, strict=True):
+            if value is not None:
+                found[i] = _frozen(decode(value))
+        if self.max_bytes > 0:
+            with self._lock:
+                for i in missing:
+                    decoded = found[i]
+                    if decoded is not None and keys[i] not in self._entries:
+                        self._entries[keys[i]] = decoded
+                        self._bytes += _nbytes(decoded)
+                while self._bytes > self.max_bytes and self._entries:
+                    _, evicted = self._entries.popitem(last=False)
+                    self._bytes -= _nbytes(evicted)
+        return found

@@ -1,0 +1,131 @@
+"""`tradetape web`'s HTTP side: the static page, and `config.json` telling it where NATS is.
+
+The page talks to NATS itself, over the server's WebSocket listener, with the official
+`nats.ws` client (its ES module bundle is committed as `static/nats.js`): this server
+only hands out files and the config, so it holds no connection and no state. The config
+is read again for every request, so the page finds a `tradetape up` started after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
+from types import TracebackType
+from typing import Any
+
+from pydantic import BaseModel
+
+from tradetape.runtime.nats_server import read_url_file
+from tradetape.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+STATIC = files("tradetape.web") / "static"
+PAGES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/nats.js": ("nats.js", "text/javascript; charset=utf-8"),
+}
+
+
+class WebConfigError(RuntimeError):
+    """No NATS WebSocket URL is known for the page."""
+
+
+class WebConfig(BaseModel):
+    """What the page needs to connect: the WebSocket URL, the symbols, the query-only user if any."""
+
+    servers: str
+    symbols: list[str]
+    user: str | None = None
+    password: str | None = None
+
+
+def web_config(settings: Settings) -> WebConfig:
+    """`web_nats_url`, else the URL `tradetape up` recorded for its embedded server."""
+    url = settings.web_nats_url or read_url_file(settings.nats_ws_url_file)
+    if url is None:
+        raise WebConfigError(
+            f"no NATS WebSocket URL: set {Settings.env_name('web_nats_url')} (e.g. ws://127.0.0.1:8080), "
+            f"or run `tradetape up` with data dir {settings.data_dir}"
+        )
+    password = settings.web_nats_password.get_secret_value() if settings.web_nats_password else None
+    return WebConfig(servers=url, symbols=list(settings.symbols), user=settings.web_nats_user, password=password)
+
+
+class WebServer:
+    """The page's HTTP server on a thread of its own; `port=0` picks a free port (see `url`)."""
+
+    def __init__(self, settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+        self._settings = settings
+        self._address = (host or settings.web_host, settings.web_port if port is None else port)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("web server not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/"
+
+    def start(self) -> None:
+        settings = self._settings
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+                path = self.path.split("?", 1)[0]
+                if path == "/config.json":
+                    try:
+                        body = web_config(settings).model_dump_json().encode()
+                    except WebConfigError as exc:
+                        self._send(HTTPStatus.SERVICE_UNAVAILABLE, str(exc).encode(), "text/plain; charset=utf-8")
+                        return
+                    self._send(HTTPStatus.OK, body, "application/json")
+                    return
+                page = PAGES.get(path)
+                if page is None:
+                    self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain; charset=utf-8")
+                    return
+                name, content_type = page
+                self._send(HTTPStatus.OK, (STATIC / name).read_bytes(), content_type)
+
+            def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server interface
+                logger.debug("web request", extra={"request": format % args})
+
+        self._server = ThreadingHTTPServer(self._address, Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="tradetape-web", daemon=True)
+        self._thread.start()
+        logger.info("web page served", extra={"url": self.url})
+
+    def stop(self) -> None:
+        """Stop serving and close the socket; safe to call twice."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> WebServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,370 @@
+// The tradetape page: asks NATS directly over WebSocket (nats.ws), draws the volume profile and the
+// bars of a range, and keeps them current from tape.live.* by the join rules of tradetape.api.live:
+// subscribe, snapshot between two agreeing coverage replies, apply only the batches the snapshot
+// does not hold, new snapshot when an update's seq does not follow on. Volumes are exact BigInt
+// units of 1e-8 and POC / value area / vacuums follow the DESIGN.md rules, so the POC shown is the
+// one the volume_profile method answers.
+import { connect } from "./nats.js";
+
+const SCALE = 100000000n;
+const VALUE_AREA = [7n, 10n]; // 70 %, as an exact fraction
+const VACUUM = { minRows: 3, threshold: [1n, 5n] }; // rows below 0.2 x the mean row
+const OPEN_END_MS = 120000; // trades may be stamped up to a minute ahead: snapshot past them
+const BARS_CHUNK_MS = 900000;
+const te = new TextEncoder();
+const td = new TextDecoder();
+const $ = (id) => document.getElementById(id);
+
+export function parseUnits(text) {
+  const negative = text.startsWith("-");
+  const [whole, frac = ""] = (negative ? text.slice(1) : text).split(".");
+  const units = BigInt(whole || "0") * SCALE + BigInt((frac + "00000000").slice(0, 8));
+  return negative ? -units : units;
+}
+
+export function formatUnits(units, places = 8) {
+  const negative = units < 0n;
+  const abs = negative ? -units : units;
+  const base = 10n ** BigInt(places);
+  const frac = (abs % base).toString().padStart(places, "0").replace(/0+$/, "");
+  return (negative ? "-" : "") + (abs / base).toString() + (frac ? "." + frac : "");
+}
+
+async function ask(nc, method, symbol, body) {
+  const msg = await nc.request(`tape.query.${method}.${symbol}`, te.encode(JSON.stringify(body)), { timeout: 15000 });
+  const reply = JSON.parse(td.decode(msg.data));
+  if (reply.error) {
+    const error = new Error(`${reply.error.code}: ${reply.error.message}`);
+    error.code = reply.error.code;
+    throw error;
+  }
+  return reply;
+}
+
+class SnapshotIds {
+  constructor(coverage) {
+    this.first = coverage.first_id;
+    this.last = coverage.last_id;
+    this.gaps = coverage.gaps;
+  }
+  static agree(a, b) {
+    return a.trade_count === b.trade_count && a.first_id === b.first_id && a.last_id === b.last_id;
+  }
+  holds(batch) {
+    if (!batch.ids.length || this.first === null) return false;
+    const id = batch.ids[0][0];
+    if (id < this.first || id > this.last) return false;
+    return !this.gaps.some((gap) => gap.from_id <= id && id <= gap.to_id);
+  }
+}
+
+class ProfileState {
+  constructor(start, end, rowSize, snapshot, ids) {
+    Object.assign(this, { start, end, rowSize, ids, rows: new Map(), updates: 0 });
+    for (const row of snapshot.rows) {
+      if (row.trade_count) this.add(parseUnits(row.price_low), parseUnits(row.volume), parseUnits(row.buy_volume), row.trade_count);
+    }
+  }
+  add(price, volume, buy, count) {
+    const index = price / this.rowSize; // prices are positive: BigInt division is the floor
+    const row = this.rows.get(index) || { volume: 0n, buy: 0n, count: 0 };
+    row.volume += volume;
+    row.buy += buy;
+    row.count += count;
+    this.rows.set(index, row);
+  }
+  apply(update) {
+    let changed = false;
+    for (const batch of update.batches) {
+      if (this.ids.holds(batch)) continue;
+      for (const levels of batch.levels) {
+        if (levels.time < this.start || (this.end !== null && levels.time >= this.end)) continue;
+        levels.price.forEach((price, i) =>
+          this.add(parseUnits(price), parseUnits(levels.volume[i]), parseUnits(levels.buy_volume[i]), levels.trade_count[i]));
+        changed = true;
+      }
+    }
+    if (changed) this.updates += 1;
+    return changed;
+  }
+  // Every row from the lowest to the highest traded one, POC, value area and vacuums (DESIGN.md).
+  summary() {
+    if (!this.rows.size) return null;
+    const keys = [...this.rows.keys()];
+    const low = keys.reduce((a, b) => (b < a ? b : a));
+    const high = keys.reduce((a, b) => (b > a ? b : a));
+    const rows = [];
+    for (let k = low; k <= high; k += 1n) {
+      const row = this.rows.get(k) || { volume: 0n, buy: 0n, count: 0 };
+      rows.push({ index: k, low: k * this.rowSize, high: (k + 1n) * this.rowSize, ...row });
+    }
+    const total = rows.reduce((sum, row) => sum + row.volume, 0n);
+    const last = rows.length - 1;
+    const top = rows.reduce((max, row) => (row.volume > max ? row.volume : max), 0n);
+    let poc = -1;
+    rows.forEach((row, i) => {
+      if (row.volume !== top) return;
+      if (poc < 0 || Math.abs(2 * i - last) < Math.abs(2 * poc - last)) poc = i; // ties: nearest the middle, then lower
+    });
+    let [vaLow, vaHigh, inArea] = [poc, poc, rows[poc].volume];
+    const [num, den] = VALUE_AREA;
+    while (inArea * den < num * total) {
+      const canUp = vaHigh < last;
+      const canDown = vaLow > 0;
+      if (canUp && (!canDown || rows[vaHigh + 1].volume >= rows[vaLow - 1].volume)) inArea += rows[++vaHigh].volume;
+      else if (canDown) inArea += rows[--vaLow].volume;
+      else break;
+    }
+    const vacuums = [];
+    const n = BigInt(rows.length);
+    const bound = VACUUM.threshold[0] * total;
+    let run = null;
+    for (let i = 1; i < last; i++) {
+      const thin = rows[i].volume * n * VACUUM.threshold[1] < bound;
+      if (thin && run === null) run = i;
+      if (!thin && run !== null) { vacuums.push([run, i - 1]); run = null; }
+    }
+    if (run !== null) vacuums.push([run, last - 1]);
+    return {
+      rows, total, poc, vaLow, vaHigh,
+      trades: rows.reduce((sum, row) => sum + row.count, 0),
+      pocText: formatUnits((rows[poc].low + rows[poc].high) * 5n, 9),
+      vacuums: vacuums.filter(([a, b]) => b - a + 1 >= VACUUM.minRows),
+    };
+  }
+}
+
+class BarsState {
+  constructor(start, end, bars, ids) {
+    Object.assign(this, { start, end, ids, bars: new Map(bars.map((bar) => [bar.time, bar])) });
+  }
+  apply(update) {
+    if (!update.batches.length || this.ids.holds(update.batches[update.batches.length - 1])) return false;
+    let changed = false;
+    for (const bar of update.bars) {
+      if (bar.time < this.start || (this.end !== null && bar.time >= this.end)) continue;
+      this.bars.set(bar.time, bar);
+      changed = true;
+    }
+    return changed;
+  }
+}
+
+// Subscribe, join a snapshot, apply updates; a seq that does not follow on means: join again.
+async function follow(nc, subject, join, onState, stopped) {
+  const subscription = nc.subscribe(subject);
+  stopped.then(() => subscription.unsubscribe());
+  await nc.flush();
+  const messages = subscription[Symbol.asyncIterator]();
+  while (!stopped.done) {
+    const state = await join();
+    if (state === null || stopped.done) return;
+    onState(state);
+    let last = null;
+    for (;;) {
+      const { value: msg, done } = await messages.next();
+      if (done || stopped.done) return;
+      const update = JSON.parse(td.decode(msg.data));
+      if (last !== null && !(last.run === update.run && last.seq + 1 === update.seq)) break;
+      last = update;
+      if (state.apply(update)) onState(state);
+    }
+  }
+}
+
+async function joinProfile(nc, view, stopped) {
+  for (let attempt = 0; !stopped.done; attempt++) {
+    const before = await ask(nc, "coverage", view.symbol, {});
+    const request = { start: view.start, end: Date.now() + OPEN_END_MS, min_trades: 0 };
+    if (view.rowSize) request.row_size = view.rowSize;
+    let snapshot;
+    try {
+      snapshot = await ask(nc, "volume_profile", view.symbol, request);
+    } catch (error) {
+      if (error.code !== "insufficient_trades") throw error;
+      setStatus(`no trades yet in the range; waiting`);
+      await sleep(2000);
+      continue;
+    }
+    const after = await ask(nc, "coverage", view.symbol, {});
+    if (SnapshotIds.agree(before, after)) {
+      return new ProfileState(view.start, null, parseUnits(snapshot.row_size), snapshot, new SnapshotIds(after));
+    }
+    await sleep(Math.min(20 * attempt, 500));
+  }
+  return null;
+}
+
+async function joinBars(nc, view) {
+  const ids = new SnapshotIds(await ask(nc, "coverage", view.symbol, {})); // bars replace: ids before suffice
+  const stop = Date.now() + OPEN_END_MS;
+  const bars = [];
+  for (let lo = view.start; lo < stop; lo += BARS_CHUNK_MS) {
+    const chunk = await ask(nc, "bars", view.symbol, { start: lo, end: Math.min(lo + BARS_CHUNK_MS, stop), interval: "1s" });
+    bars.push(...chunk.bars);
+  }
+  return new BarsState(view.start, null, bars, ids);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const setStatus = (text) => { $("status").textContent = text; };
+
+// --- drawing -------------------------------------------------------------------------------
+
+function canvas2d(id) {
+  const canvas = $(id);
+  const ratio = window.devicePixelRatio || 1;
+  canvas.width = canvas.clientWidth * ratio;
+  canvas.height = canvas.clientHeight * ratio;
+  const g = canvas.getContext("2d");
+  g.scale(ratio, ratio);
+  g.clearRect(0, 0, canvas.clientWidth, canvas.clientHeight);
+  g.font = "11px system-ui, sans-serif";
+  return [g, canvas.clientWidth, canvas.clientHeight];
+}
+
+const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+function drawProfile(summary) {
+  const [g, width, height] = canvas2d("profile-canvas");
+  const { rows } = summary;
+  const left = 70;
+  const rowHeight = height / rows.length;
+  const y = (i) => height - (i + 1) * rowHeight; // highest price on top
+  const peak = Number(rows.reduce((max, row) => (row.volume > max ? row.volume : max), 1n));
+  const x = (volume) => (Number(volume) / peak) * (width - left - 8);
+  g.fillStyle = css("--va");
+  g.fillRect(left, y(summary.vaHigh), width - left, (summary.vaHigh - summary.vaLow + 1) * rowHeight);
+  g.fillStyle = css("--vacuum");
+  for (const [a, b] of summary.vacuums) g.fillRect(0, y(b), width, (b - a + 1) * rowHeight);
+  rows.forEach((row, i) => {
+    const h = Math.max(rowHeight - (rowHeight > 3 ? 1 : 0), 0.5);
+    g.fillStyle = css("--buy");
+    g.fillRect(left, y(i), x(row.buy), h);
+    g.fillStyle = css("--sell");
+    g.fillRect(left + x(row.buy), y(i), x(row.volume - row.buy), h);
+  });
+  g.strokeStyle = css("--poc");
+  g.lineWidth = 2;
+  const pocY = y(summary.poc) + rowHeight / 2;
+  g.beginPath(); g.moveTo(left, pocY); g.lineTo(width, pocY); g.stroke();
+  g.fillStyle = css("--text");
+  const labels = Math.max(1, Math.ceil(rows.length / (height / 28)));
+  rows.forEach((row, i) => { if (i % labels === 0) g.fillText(formatUnits(row.low), 4, y(i) + rowHeight); });
+  g.fillStyle = css("--poc");
+  g.fillText(`POC ${summary.pocText}`, width - 120, pocY - 4);
+}
+
+function candlesOf(state) {
+  const times = [...state.bars.keys()].sort((a, b) => a - b);
+  if (!times.length) return { candles: [], step: 1000 };
+  const span = times[times.length - 1] - times[0] + 1000;
+  const step = [1, 5, 15, 30, 60, 120, 300, 600].map((s) => s * 1000).find((s) => span / s <= 90) || 900000;
+  const candles = new Map();
+  for (const time of times) {
+    const bar = state.bars.get(time);
+    const key = time - (time % step);
+    const c = candles.get(key);
+    const [open, high, low, close] = [bar.open, bar.high, bar.low, bar.close].map(Number);
+    const delta = Number(parseUnits(bar.buy_volume) - parseUnits(bar.sell_volume)) / 1e8;
+    if (!c) candles.set(key, { time: key, open, high, low, close, volume: Number(bar.volume), delta });
+    else Object.assign(c, { high: Math.max(c.high, high), low: Math.min(c.low, low), close, volume: c.volume + Number(bar.volume), delta: c.delta + delta });
+  }
+  return { candles: [...candles.values()], step };
+}
+
+function drawBars(state) {
+  const [g, width, height] = canvas2d("bars-canvas");
+  const { candles } = candlesOf(state);
+  if (!candles.length) return;
+  const left = 70;
+  const priceH = height * 0.6, volumeH = height * 0.15, deltaH = height * 0.2;
+  const slot = (width - left) / candles.length;
+  const hi = Math.max(...candles.map((c) => c.high)), lo = Math.min(...candles.map((c) => c.low));
+  const py = (p) => 8 + (hi - p) / (hi - lo || 1) * (priceH - 16);
+  const maxVolume = Math.max(...candles.map((c) => c.volume));
+  let cumulative = 0;
+  const cumulatives = candles.map((c) => (cumulative += c.delta));
+  const dHi = Math.max(0, ...cumulatives), dLo = Math.min(0, ...cumulatives);
+  const dy = (d) => priceH + volumeH + 8 + (dHi - d) / (dHi - dLo || 1) * (deltaH - 16);
+  candles.forEach((c, i) => {
+    const x = left + i * slot + slot / 2;
+    const color = c.close >= c.open ? css("--buy") : css("--sell");
+    g.strokeStyle = g.fillStyle = color;
+    g.beginPath(); g.moveTo(x, py(c.high)); g.lineTo(x, py(c.low)); g.stroke();
+    const top = py(Math.max(c.open, c.close));
+    g.fillRect(x - slot * 0.35, top, slot * 0.7, Math.max(py(Math.min(c.open, c.close)) - top, 1));
+    const vh = (c.volume / maxVolume) * (volumeH - 4);
+    g.globalAlpha = 0.6;
+    g.fillRect(x - slot * 0.35, priceH + volumeH - vh, slot * 0.7, vh);
+    g.globalAlpha = 1;
+  });
+  g.strokeStyle = css("--poc");
+  g.beginPath();
+  cumulatives.forEach((d, i) => { const x = left + i * slot + slot / 2; i ? g.lineTo(x, dy(d)) : g.moveTo(x, dy(d)); });
+  g.stroke();
+  g.strokeStyle = css("--dim");
+  g.beginPath(); g.moveTo(left, dy(0)); g.lineTo(width, dy(0)); g.stroke();
+  g.fillStyle = css("--text");
+  for (const p of [hi, (hi + lo) / 2, lo]) g.fillText(p.toFixed(2), 4, py(p) + 4);
+  g.fillText("volume", 4, priceH + volumeH - 4);
+  g.fillText("cum. delta", 4, dy(0) + 4);
+  g.fillText(cumulative.toFixed(4), 4, dy(cumulative) + 14);
+}
+
+// --- wiring --------------------------------------------------------------------------------
+
+function showProfile(state, view) {
+  const summary = state.summary();
+  const stats = $("stats");
+  stats.dataset.start = String(view.start);
+  stats.dataset.rowSize = formatUnits(state.rowSize);
+  $("updates").textContent = String(state.updates);
+  if (!summary) return;
+  stats.dataset.trades = String(summary.trades);
+  $("poc").textContent = summary.pocText;
+  $("vah").textContent = formatUnits(summary.rows[summary.vaHigh].high);
+  $("val").textContent = formatUnits(summary.rows[summary.vaLow].low);
+  $("volume").textContent = formatUnits(summary.total);
+  $("trades").textContent = String(summary.trades);
+  $("vacuums").textContent = String(summary.vacuums.length);
+  drawProfile(summary);
+}
+
+let current = null;
+
+async function show(nc) {
+  if (current) current.stop();
+  const seconds = Number($("range").value);
+  const now = Date.now();
+  const view = { symbol: $("symbol").value, start: now - seconds * 1000 - ((now - seconds * 1000) % 1000), rowSize: $("row-size").value.trim() };
+  const params = new URLSearchParams({ symbol: view.symbol, range: String(seconds) });
+  if (view.rowSize) params.set("row_size", view.rowSize);
+  history.replaceState(null, "", `?${params}`);
+  let stop;
+  const stopped = new Promise((resolve) => { stop = resolve; });
+  stopped.then(() => { stopped.done = true; });
+  current = { stop: () => stop() };
+  setStatus(`${view.symbol}: live`);
+  const fail = (error) => { if (!stopped.done) setStatus(`error: ${error.message}`); };
+  follow(nc, `tape.live.profile.${view.symbol}`, () => joinProfile(nc, view, stopped), (state) => showProfile(state, view), stopped).catch(fail);
+  follow(nc, `tape.live.bars.1s.${view.symbol}`, () => joinBars(nc, view), drawBars, stopped).catch(fail);
+}
+
+async function main() {
+  const response = await fetch("config.json");
+  if (!response.ok) throw new Error(await response.text()); // e.g. no NATS WebSocket URL known yet
+  const config = await response.json();
+  const params = new URLSearchParams(location.search);
+  for (const symbol of config.symbols) $("symbol").add(new Option(symbol, symbol));
+  $("symbol").value = params.get("symbol") || config.symbols[0];
+  if (params.get("range")) $("range").value = params.get("range");
+  if (params.get("row_size")) $("row-size").value = params.get("row_size");
+  const options = { servers: config.servers, name: "tradetape-web" };
+  if (config.user) Object.assign(options, { user: config.user, pass: config.password });
+  const nc = await connect(options);
+  $("show").addEventListener("click", () => show(nc));
+  await show(nc);
+}
+
+main().catch((error) => setStatus(`error: ${error.message}`));
