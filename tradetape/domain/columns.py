@@ -74,9 +74,13 @@ class TradeColumns:
         _, first = np.unique(self.agg_id, return_index=True)
         return self.take(first)
 
+    def within(self, start_ms: int, end_ms: int) -> BoolArray:
+        """Which trades have ``start_ms <= time < end_ms``."""
+        return (self.time >= start_ms) & (self.time < end_ms)
+
     def between(self, start_ms: int, end_ms: int) -> TradeColumns:
         """Trades with ``start_ms <= time < end_ms``."""
-        mask = (self.time >= start_ms) & (self.time < end_ms)
+        mask = self.within(start_ms, end_ms)
         return self if bool(mask.all()) else self.take(mask)
 
     def arrays(self) -> tuple[npt.NDArray[np.generic], ...]:

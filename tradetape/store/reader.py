@@ -232,7 +232,7 @@ def read_price_levels(
     if plan.windows:
         edges.append(decode_windows(plan.windows))
     # Each edge trimmed and summed alone: no concatenation of whole segments (an id is in one place only).
-    parts += [PriceLevels.of_trades(edge if time_range is None else edge.between(*time_range)) for edge in edges]
+    parts += [PriceLevels.of_trades(edge, None if time_range is None else edge.within(*time_range)) for edge in edges]
     if any(part is None for part in parts):
         return None
     return PriceLevels.merge([part for part in parts if part is not None])
