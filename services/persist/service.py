@@ -238,6 +238,10 @@ class PersistService:
             if stop.is_set():
                 logger.warning("stopped with an unwritten batch, delivered again later", extra={"held": len(msgs)})
                 return None
+            try:
+                store.reopen()  # a refused handle stays refused, even once space is back
+            except StoreError as exc:
+                logger.error("store reopen failed, will retry", extra={"error": str(exc)})
 
     def _roll_up(self, store: WindowStore) -> None:
         before = int(time.time() * 1000 - self._settings.rollup_age_s * 1000)

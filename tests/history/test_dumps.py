@@ -114,3 +114,14 @@ def test_decimal_columns_accept_exactly_what_parse_units_accepts(texts: list[str
         if expected is not None and len(text.lstrip("0")) > 20:
             continue  # more leading zeros than uint64 holds: refused here, a case no exchange writes
         assert (value if valid else None) == expected, text
+
+
+def test_line_map_keeps_each_trades_line_across_headers_and_blank_lines() -> None:
+    from tradetape.history.dumps import LineMap
+
+    lines = LineMap()
+    lines.extend(np.array([2, 3, 4, 6, 7]))  # a header on line 1, a blank line 5
+    lines.extend(np.array([8, 10]))  # the next chunk, a blank line 9
+    assert [lines[i] for i in range(7)] == [2, 3, 4, 6, 7, 8, 10] and lines[-1] == 10
+    with pytest.raises(IndexError):
+        lines[7]

@@ -111,3 +111,30 @@ def test_a_windows_only_database_gets_its_index_built(tmp_path: Path) -> None:
 def test_one_writer_per_shard(store: WindowStore) -> None:
     with pytest.raises(ShardLockedError):
         WindowStore(store.path)
+
+
+def test_a_store_refused_by_a_full_disk_writes_again_once_reopened(tmp_path: Path) -> None:
+    """RocksDB refuses every write on a handle that once failed, even after space is back: reopen recovers."""
+    from tests.chaos.system import fill, small_volume
+    from tradetape.store.rocks import StoreError
+
+    trades = tape(3_000, 600_000, seed=4)
+    first, rest = trades.take(slice(0, 1_000)), trades.take(slice(1_000, None))
+    with small_volume(tmp_path / "volume", 16):
+        store = WindowStore(tmp_path / "volume" / "shard")
+        try:
+            store.write(windows_of(SYMBOL, first))
+            filler = tmp_path / "volume" / "filler"
+            fill(filler)
+            with pytest.raises(StoreError, match="No space left"):
+                for _ in range(50):  # until the log cannot grow
+                    store.write(windows_of(SYMBOL, tape(2_000, 600_000, seed=5, first_id=10**6 + _ * 2_000)))
+            filler.unlink()
+            with pytest.raises(StoreError):
+                store.write(windows_of(SYMBOL, rest))  # space is back, the handle still refuses
+            store.reopen()
+            assert store.write(windows_of(SYMBOL, rest)) == len(rest)
+            held = store.index(SYMBOL)
+            assert held.contains(trades.agg_id).all()
+        finally:
+            store.close()  # logs, never raises, even for a refused handle

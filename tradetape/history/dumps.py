@@ -13,6 +13,7 @@ and nothing of a bad file is returned.
 
 from __future__ import annotations
 
+import bisect
 import io
 import re
 import zipfile
@@ -59,7 +60,7 @@ class Dump:
     source: str
     symbol: str
     trades: TradeColumns
-    lines: npt.NDArray[np.int32]
+    lines: LineMap
     """The file line of each trade."""
     time_unit: str
     """``us``, ``ms`` (dumps) or ``export`` (a tradetape export)."""
@@ -67,8 +68,34 @@ class Dump:
     def line_of(self, agg_id: int) -> int | None:
         index = int(np.searchsorted(self.trades.agg_id, agg_id))
         if index < len(self.trades) and int(self.trades.agg_id[index]) == agg_id:
-            return int(self.lines[index])
+            return self.lines[index]
         return None
+
+
+class LineMap:
+    """The file line of each trade, kept as runs (line = position + offset): a line number per trade
+    would cost 9 MB for a busy day, while a dump's offset changes only at its header and blank lines."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._offsets: list[int] = []
+        self.count = 0
+
+    def extend(self, lines: npt.NDArray[np.int64]) -> None:
+        """The lines of the next `len(lines)` trades."""
+        offsets = lines - np.arange(self.count, self.count + len(lines))
+        for start in np.r_[0, np.flatnonzero(np.diff(offsets)) + 1] if len(lines) else ():
+            if not self._offsets or self._offsets[-1] != int(offsets[start]):
+                self._starts.append(self.count + int(start))
+                self._offsets.append(int(offsets[start]))
+        self.count += len(lines)
+
+    def __getitem__(self, index: int) -> int:
+        if index < 0:
+            index += self.count
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        return index + self._offsets[bisect.bisect_right(self._starts, index) - 1]
 
 
 def symbol_of_name(name: str) -> str | None:
@@ -168,7 +195,7 @@ class _ChunkReader:
         except pl.exceptions.PolarsError:
             line, text = _ragged_line(data, len(fields), first_line)
             raise DumpError(self.source, f"expected {len(fields)} comma-separated fields: {text!r}", line) from None
-        lines = np.arange(first_line, first_line + frame.height, dtype=np.int32)
+        lines = np.arange(first_line, first_line + frame.height, dtype=np.int64)
         blank = frame.select(pl.all_horizontal(pl.all().is_null())).to_series().to_numpy()
         if bool(blank.any()):
             frame, lines = frame.filter(~pl.Series(blank)), lines[~blank]
@@ -254,29 +281,27 @@ class _Growing:
 
     def __init__(self) -> None:
         self.columns: list[npt.NDArray[Any]] = []
-        self.lines: npt.NDArray[np.int32] = np.zeros(0, dtype=np.int32)
+        self.lines = LineMap()
         self.filled = 0
 
-    def append(self, columns: TradeColumns, lines: npt.NDArray[np.int32], *, expected: int) -> None:
+    def append(self, columns: TradeColumns, lines: npt.NDArray[np.int64], *, expected: int) -> None:
         n = len(columns)
         if not self.columns:
             capacity = max(expected, n)
             self.columns = [np.empty(capacity, dtype=a.dtype) for a in columns.arrays()]
-            self.lines = np.empty(capacity, dtype=np.int32)
-        elif self.filled + n > len(self.lines):
-            capacity = max(self.filled + n, len(self.lines) * 5 // 4)
+        elif self.filled + n > len(self.columns[0]):
+            capacity = max(self.filled + n, len(self.columns[0]) * 5 // 4)
             self.columns = [np.resize(a, capacity) for a in self.columns]
-            self.lines = np.resize(self.lines, capacity)
         for target, source in zip(self.columns, columns.arrays(), strict=True):
             target[self.filled : self.filled + n] = source
-        self.lines[self.filled : self.filled + n] = lines
+        self.lines.extend(lines)
         self.filled += n
 
-    def result(self) -> tuple[TradeColumns, npt.NDArray[np.int32]]:
+    def result(self) -> tuple[TradeColumns, LineMap]:
         if not self.columns:
             return TradeColumns.empty(), self.lines
         n = self.filled
-        return TradeColumns.of_arrays([a[:n] for a in self.columns]), self.lines[:n]
+        return TradeColumns.of_arrays([a[:n] for a in self.columns]), self.lines
 
 
 def _line_text(data: bytes, offset: int) -> str:

@@ -10,6 +10,7 @@ described in `tradetape.store.segments`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from tradetape.store.keys import (
     window_key,
     window_start,
 )
-from tradetape.store.rocks import open_primary, rocksdb_errors, scan, scan_first
+from tradetape.store.rocks import StoreError, open_primary, rocksdb_errors, scan, scan_first
 from tradetape.store.segments import (
     FORMAT_VERSION,
     SEGMENT_MS,
@@ -115,6 +116,7 @@ class WindowStore:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
         self._lock = ShardLock(path)
+        self._closed = False
         self._lock.acquire()
         try:
             with rocksdb_errors(path):
@@ -132,8 +134,29 @@ class WindowStore:
     @property
     def db(self) -> Rdict:
         if self._db is None:
-            raise RuntimeError(f"store {self.path} is closed")
+            if self._closed:
+                raise RuntimeError(f"store {self.path} is closed")
+            with rocksdb_errors(self.path):  # a reopen that failed (the disk still full): try again now
+                self._db = open_primary(self.path)
         return self._db
+
+    def reopen(self) -> None:
+        """A fresh handle after RocksDB refused a write; `StoreError` if it cannot open yet.
+
+        Once a write fails (a full disk), RocksDB refuses every later one on the same handle,
+        even after space is back ("Writer has previous error"), and even its close fails; a
+        new handle recovers what was acknowledged from the log (measured on a full tmpfs).
+        """
+        db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(Exception):  # the failed handle's close refuses too; dropping it is enough
+                db.close()
+            del db
+        self._index.clear()
+        self._rolled.clear()
+        with rocksdb_errors(self.path):
+            self._db = open_primary(self.path)
+        logger.warning("store reopened after a refused write", extra={"path": str(self.path)})
 
     def _check_layout(self, segment_ms: int) -> int:
         db = self.db
@@ -369,13 +392,21 @@ class WindowStore:
         self.db.compact_range(None, None)
 
     def close(self) -> None:
-        """Flush memtables, close and release the shard; safe to call twice."""
-        db, self._db = self._db, None
+        """Flush memtables, close and release the shard; safe to call twice.
+
+        A handle RocksDB already refused (a full disk) cannot flush; what it acknowledged is
+        in the synced log, so that is logged, not raised: the next open recovers it.
+        """
+        db, self._db, self._closed = self._db, None, True
         try:
             if db is not None:
-                with rocksdb_errors(self.path):
-                    db.flush()
-                    db.close()
-                logger.info("store closed", extra={"path": str(self.path)})
+                try:
+                    with rocksdb_errors(self.path):
+                        db.flush()
+                        db.close()
+                except StoreError as exc:
+                    logger.error("store close failed; the next open recovers from the log", extra={"error": str(exc)})
+                else:
+                    logger.info("store closed", extra={"path": str(self.path)})
         finally:
             self._lock.release()
