@@ -9,6 +9,7 @@ dead-letter header. Trade fields are checked by the one shared `parse_trade`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import orjson
@@ -52,7 +53,9 @@ class ReplyFrame:
     error: str | None
 
 
+@cache
 def stream_name(symbol: str) -> str:
+    """Cached: `parse_frame` checks it on every frame, for the subscribed symbols only."""
     return f"{symbol.lower()}@aggTrade"
 
 

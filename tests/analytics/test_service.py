@@ -76,7 +76,8 @@ async def test_coverage_carries_ingest_open_gaps_from_the_ledger(nats_url: str, 
 
             kv = await ledger_bucket(client.jetstream(), create=True)
             assert kv is not None
-            gap = LedgerGap(from_id=101, to_id=150, opened_ms=int(time.time() * 1000) - 5000, attempts=3, last_error="503")
+            opened = int(time.time() * 1000) - 5000
+            gap = LedgerGap(from_id=101, to_id=150, opened_ms=opened, attempts=3, last_error="503")
             await write_entry(kv, LedgerEntry("BTCUSDT", watermark=100, last_id=400, updated_ms=0, gaps=(gap,)))
             await kv.put(ledger_key("ETHUSDT"), b"{not a ledger value")
 
