@@ -41,7 +41,6 @@ from tradetape.runtime.tasks import wait_event
 from tradetape.store.keys import window_start
 from tradetape.store.reader import read_trades
 from tradetape.store.rocks import StoreError
-from tradetape.store.windows import WindowId
 from tradetape.store.writer import WindowStore
 
 logger = logging.getLogger(__name__)
@@ -69,22 +68,8 @@ class LivePublisher:
         self._progress = ProgressLog(logger)
         self._next_stats = time.monotonic() + STATS_INTERVAL_S
 
-    def fresh(self, store: WindowStore, windows: dict[WindowId, TradeColumns]) -> dict[str, TradeColumns]:
-        """Per symbol, the trades of `windows` the store does not hold yet: what writing them adds."""
-        by_symbol: defaultdict[str, list[TradeColumns]] = defaultdict(list)
-        for (symbol, _), columns in windows.items():
-            by_symbol[symbol].append(columns)
-        fresh: dict[str, TradeColumns] = {}
-        for symbol, parts in by_symbol.items():
-            incoming = TradeColumns.concat(parts)
-            runs = store.index(symbol)
-            new = incoming.take(~runs.contains(incoming.agg_id)) if len(runs) else incoming
-            if len(new):
-                fresh[symbol] = new
-        return fresh
-
     def stored(self, fresh: dict[str, TradeColumns]) -> None:
-        """The write of `fresh` succeeded: queue it as one batch per symbol."""
+        """A write stored `fresh` (`WindowStore.write_new`): queue it as one batch per symbol."""
         for symbol, trades in fresh.items():
             self._batches[symbol].append(stored_batch(trades))
             self._seconds[symbol].update(np.unique(window_start(trades.time)).tolist())

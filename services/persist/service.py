@@ -219,14 +219,13 @@ class PersistService:
     ) -> int | None:
         """The store's write, retried while RocksDB refuses it; None if stopped before it succeeded."""
         windows = assemble_windows(trades)
-        fresh = self.live.fresh(store, windows)
         backoff = Backoff(0.5, STORE_RETRY_MAX_S)
         while True:
             try:
-                added = store.write(windows)
+                fresh = store.write_new(windows)
                 self.live.stored(fresh)
                 self.windows_written += len(windows)
-                return added
+                return sum(len(added) for added in fresh.values())
             except StoreError as exc:
                 self.store_errors += 1
                 logger.error("store write failed, batch held unacked", extra={"error": str(exc), "held": len(msgs)})

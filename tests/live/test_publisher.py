@@ -47,8 +47,7 @@ async def test_new_trades_go_out_once_in_messages_that_fit(tmp_path: Path) -> No
             publisher = LivePublisher(nc)
             for part in (first, second):
                 windows = windows_of(SYMBOL, part)
-                fresh = publisher.fresh(store, windows)
-                store.write(windows)
+                fresh = store.write_new(windows)
                 publisher.stored(fresh)
             assert len(fresh[SYMBOL]) == 2000
             await publisher.flush(store)

@@ -141,11 +141,16 @@ def _edge_trades(
     db: Rdict, symbol: str, plan: _Plan, time_range: TimeRange, cache: SegmentCache | None = None
 ) -> TradeColumns:
     """The trades of the range that no whole-segment summary stands for, trimmed to the range."""
+    edges = TradeColumns.concat(_edge_parts(db, symbol, plan, cache))
+    return edges if time_range is None else edges.between(*time_range)
+
+
+def _edge_parts(db: Rdict, symbol: str, plan: _Plan, cache: SegmentCache | None) -> list[TradeColumns]:
+    """The edge segments' trades and the young windows', untrimmed, each part on its own."""
     parts = _bodies(db, symbol, plan.edges, cache)
     if plan.windows:
         parts.append(decode_windows(plan.windows))
-    edges = TradeColumns.concat(parts)
-    return edges if time_range is None else edges.between(*time_range)
+    return parts
 
 
 def read_trades(db: Rdict, symbol: str, start_ms: int, end_ms: int) -> TradeColumns:
@@ -228,11 +233,11 @@ def read_price_levels(
         missing = [s for s, levels in zip(plan.inside, stored, strict=True) if levels is None]
         parts += [levels for levels in stored if levels is not None]
         parts += [PriceLevels.of_trades(body) for body in _bodies(db, symbol, missing, cache)]
-    edges = _bodies(db, symbol, plan.edges, cache)
-    if plan.windows:
-        edges.append(decode_windows(plan.windows))
     # Each edge trimmed and summed alone: no concatenation of whole segments (an id is in one place only).
-    parts += [PriceLevels.of_trades(edge, None if time_range is None else edge.within(*time_range)) for edge in edges]
+    parts += [
+        PriceLevels.of_trades(edge, None if time_range is None else edge.within(*time_range))
+        for edge in _edge_parts(db, symbol, plan, cache)
+    ]
     if any(part is None for part in parts):
         return None
     return PriceLevels.merge([part for part in parts if part is not None])

@@ -39,7 +39,8 @@ def _nbytes(decoded: Decoded) -> int:
 class SegmentCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[str, str, SegmentSummary], Decoded] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str, SegmentSummary], tuple[Decoded, int]] = OrderedDict()
+        """Each entry with its size in bytes, counted once when it comes in."""
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -65,10 +66,11 @@ class SegmentCache:
     ) -> list[Decoded | None]:
         keys = [(kind, symbol, summary) for summary in summaries]
         with self._lock:
-            found: list[Decoded | None] = [self._entries.get(key) for key in keys]
-            for key, hit in zip(keys, found, strict=True):
-                if hit is not None:
+            entries = [self._entries.get(key) for key in keys]
+            for key, entry in zip(keys, entries, strict=True):
+                if entry is not None:
                     self._entries.move_to_end(key)
+        found: list[Decoded | None] = [None if entry is None else entry[0] for entry in entries]
         missing = [i for i, hit in enumerate(found) if hit is None]
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
@@ -83,9 +85,10 @@ class SegmentCache:
                 for i in missing:
                     decoded = found[i]
                     if decoded is not None and keys[i] not in self._entries:
-                        self._entries[keys[i]] = decoded
-                        self._bytes += _nbytes(decoded)
+                        size = _nbytes(decoded)
+                        self._entries[keys[i]] = (decoded, size)
+                        self._bytes += size
                 while self._bytes > self.max_bytes and self._entries:
-                    _, evicted = self._entries.popitem(last=False)
-                    self._bytes -= _nbytes(evicted)
+                    _, (_, size) = self._entries.popitem(last=False)
+                    self._bytes -= size
         return found

@@ -203,16 +203,20 @@ class WindowStore:
 
         Raises `StoreError` if RocksDB refuses (nothing is then written; the caller retries).
         """
+        return sum(len(trades) for trades in self.write_new(windows).values())
+
+    def write_new(self, windows: dict[WindowId, TradeColumns]) -> dict[str, TradeColumns]:
+        """`write`, returning per symbol the trades it added (what live updates announce)."""
         with rocksdb_errors(self.path):
             return self._write(windows)
 
-    def _write(self, windows: dict[WindowId, TradeColumns]) -> int:
+    def _write(self, windows: dict[WindowId, TradeColumns]) -> dict[str, TradeColumns]:
         by_symbol: dict[str, list[TradeColumns]] = {}
         for (symbol, _), columns in windows.items():
             by_symbol.setdefault(symbol, []).append(columns)
         batch = WriteBatch(raw_mode=True)
         indexes: dict[str, IdRuns] = {}
-        added = 0
+        added: dict[str, TradeColumns] = {}
         for symbol, parts in by_symbol.items():
             incoming = TradeColumns.concat(parts)
             runs = self.index(symbol)
@@ -220,7 +224,7 @@ class WindowStore:
             if len(fresh) == 0:
                 continue
             indexes[symbol] = self._add(batch, symbol, fresh)
-            added += len(fresh)
+            added[symbol] = fresh
         if not batch.is_empty():
             self.db.write(batch, self._sync)
             self._index.update(indexes)
