@@ -1,11 +1,13 @@
-"""Ingest throughput against the raw `publish_async` ceiling, for 2 and for 1,000 symbols.
+"""Ingest throughput against the raw publishing ceilings, for 2 and for 1,000 symbols.
 
-Per scenario, on a fresh nats-server: first the raw ceiling (this process, `publish_async`
-of aggTrade-sized payloads with a `Nats-Msg-Id` each, ingest's window of 2,000), then the
-simulator in its own process replaying generated dumps as fast as it can send, and
-`tradetape ingest` in its own process, then the ceiling once more (the machine is noisy: the
-ratio is taken against the higher of the two); trades/s is the stream's growth from the
-first to the last trade stored, and ingest's peak RSS is its VmHWM. Run:
+Per scenario, on a fresh nats-server: first the two raw ceilings of this process for
+aggTrade-sized payloads with a `Nats-Msg-Id` each: `publish_async` (ingest's window of
+2,000) and one fast-ingest batch (ADR-50, two flow acks ahead, as ingest publishes); then
+the simulator in its own process replaying generated dumps as fast as it can send, and
+`tradetape ingest` in its own process; then the ceilings once more (the machine is noisy:
+ratios are taken against the higher of the two). Trades/s is the stream's growth from the
+first to the last trade stored; CPU µs a trade is ingest's user and system time over the
+same stretch, divided by its trades; peak RSS is its VmHWM. Run:
 
     python bench/ingest.py [--trades 300000] [--symbols 2,1000]
 """
@@ -30,9 +32,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nats.aio.client import Client  # noqa: E402
+from nats.aio.msg import Msg  # noqa: E402
 from nats.js.api import StorageType, StreamConfig  # noqa: E402
 
 from services.exchange.generator import TradeGenerator  # noqa: E402
+from services.ingest.fast_batch import (  # noqa: E402
+    OUTSTANDING_ACKS,
+    BatchReply,
+    Op,
+    ReplyKind,
+    read_batch_reply,
+    reply_base,
+    reply_subject,
+)
 from tradetape.bus.subjects import MSG_ID_HEADER, TRADES_STREAM  # noqa: E402
 from tradetape.runtime.nats_server import EmbeddedNatsServer  # noqa: E402
 
@@ -60,39 +72,89 @@ def write_dumps(directory: Path, symbols: list[str], per_symbol: int) -> list[Pa
     return paths
 
 
-async def raw_ceiling(url: str, count: int) -> float:
+PAYLOAD = orjson.dumps(
+    {
+        "e": "aggTrade",
+        "E": START_MS,
+        "s": "BTCUSDT",
+        "a": 1,
+        "p": "87000.12000000",
+        "q": "0.00123000",
+        "f": 1,
+        "l": 1,
+        "T": START_MS,
+        "m": False,
+        "M": True,
+    }
+)
+
+
+async def publish_async_ceiling(nc: Client, count: int, run: int) -> float:
     """`publish_async` with a message id each, `WINDOW` in flight, every ack awaited."""
-    nc = Client()
-    await nc.connect(url)
     js = nc.jetstream(publish_async_max_pending=WINDOW)
-    await js.add_stream(StreamConfig(name="BENCH_RAW", subjects=["bench.raw.>"], storage=StorageType.FILE))
-    payload = orjson.dumps(
-        {
-            "e": "aggTrade",
-            "E": START_MS,
-            "s": "BTCUSDT",
-            "a": 1,
-            "p": "87000.12000000",
-            "q": "0.00123000",
-            "f": 1,
-            "l": 1,
-            "T": START_MS,
-            "m": False,
-            "M": True,
-        }
-    )
     started = time.perf_counter()
     futures: list[asyncio.Future[Any]] = []
     for i in range(count):
-        futures.append(await js.publish_async("bench.raw.BTCUSDT", payload, headers={MSG_ID_HEADER: f"raw:{i}"}))
+        headers = {MSG_ID_HEADER: f"async:{run}:{i}"}
+        futures.append(await js.publish_async("bench.raw.BTCUSDT", PAYLOAD, headers=headers))
         if len(futures) >= WINDOW:
             await asyncio.gather(*futures[: WINDOW // 2])
             del futures[: WINDOW // 2]
     await asyncio.gather(*futures)
+    return count / (time.perf_counter() - started)
+
+
+async def fast_batch_ceiling(nc: Client, count: int, run: int) -> float:
+    """One fast-ingest batch of `count` messages with a message id each, two flow acks ahead, closed by EOB."""
+    inbox = nc.new_inbox()
+    base = reply_base(inbox, f"bench-{run}")
+    acked, flow = 0, 0
+    answered = asyncio.Event()
+    ended: asyncio.Future[BatchReply] = asyncio.get_running_loop().create_future()
+
+    async def on_reply(msg: Msg) -> None:
+        nonlocal acked, flow
+        reply = read_batch_reply(msg.data)
+        if reply.kind is ReplyKind.FLOW:
+            acked, flow = max(acked, reply.seq), reply.flow
+            answered.set()
+        elif reply.kind in (ReplyKind.END, ReplyKind.REFUSED) and not ended.done():
+            ended.set_result(reply)
+
+    sub = await nc.subscribe(inbox + ".>", cb=on_reply)
+    started = time.perf_counter()
+    for seq in range(1, count + 1):
+        headers = {MSG_ID_HEADER: f"fast:{run}:{seq}"}
+        await nc.publish(
+            "bench.raw.BTCUSDT",
+            PAYLOAD,
+            reply=reply_subject(base, seq, Op.START if seq == 1 else Op.APPEND),
+            headers=headers,
+        )
+        while not flow or seq >= acked + flow * OUTSTANDING_ACKS:
+            answered.clear()
+            await answered.wait()
+    await nc.publish("bench.raw.BTCUSDT", b"", reply=reply_subject(base, count + 1, Op.COMMIT_EOB))
+    reply = await ended
     rate = count / (time.perf_counter() - started)
-    await js.delete_stream("BENCH_RAW")
-    await nc.close()
+    await sub.unsubscribe()
+    if reply.kind is not ReplyKind.END or reply.seq != count:
+        raise RuntimeError(f"the fast batch did not store all {count}: {reply}")
     return rate
+
+
+async def raw_ceilings(url: str, count: int, run: int) -> tuple[float, float]:
+    """Both raw ceilings on a fresh stream: `publish_async`, then a fast-ingest batch."""
+    nc = Client()
+    await nc.connect(url)
+    js = nc.jetstream()
+    config = StreamConfig(name="BENCH_RAW", subjects=["bench.raw.>"], storage=StorageType.FILE, allow_batched=True)
+    await js.add_stream(config)
+    try:
+        return await publish_async_ceiling(nc, count, run), await fast_batch_ceiling(nc, count, run)
+    finally:
+        await js.delete_stream("BENCH_RAW")
+        await nc.close()
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -103,6 +165,12 @@ def peak_rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a live process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -140,8 +208,8 @@ async def scenario(work: Path, symbol_count: int, total: int, ceiling_count: int
     dumps = write_dumps(work / f"dumps-{symbol_count}", symbols, per_symbol)
     expected = per_symbol * symbol_count
     async with EmbeddedNatsServer(work / f"nats-{symbol_count}") as server:
-        ceiling = await raw_ceiling(server.url, ceiling_count)
-        log(f"{symbol_count} symbols: raw publish_async ceiling {ceiling:,.0f} msg/s")
+        ceiling, fast = await raw_ceilings(server.url, ceiling_count, 1)
+        log(f"{symbol_count} symbols: raw ceilings: publish_async {ceiling:,.0f} msg/s, fast batch {fast:,.0f} msg/s")
         ready = work / f"exchange-{symbol_count}.json"
         env = dict(os.environ, PYTHONUNBUFFERED="1", TRADETAPE_LOG_LEVEL="WARNING")
         replay_args = [arg for path in dumps for arg in ("--replay", str(path))]
@@ -195,7 +263,7 @@ async def scenario(work: Path, symbol_count: int, total: int, ceiling_count: int
                 now_count = await stream_count(nc)
                 now = time.monotonic()
                 if now_count and first_at is None:
-                    first_at, first_count = now, now_count
+                    first_at, first_count, first_cpu = now, now_count, cpu_seconds(ingest.pid)
                 if now_count != count:
                     count, last_change = now_count, now
                 elif now - last_change > 60:
@@ -205,19 +273,29 @@ async def scenario(work: Path, symbol_count: int, total: int, ceiling_count: int
             elapsed = last_change - first_at
             rate = (count - first_count) / elapsed if elapsed > 0 else float("nan")
             rss = peak_rss_mb(ingest.pid)
-            log(f"{symbol_count} symbols: {count:,} trades, ingest {rate:,.0f} trades/s, peak RSS {rss:.0f} MB")
+            cpu_us = (cpu_seconds(ingest.pid) - first_cpu) * 1e6 / (count - first_count)
+            log(
+                f"{symbol_count} symbols: {count:,} trades, ingest {rate:,.0f} trades/s,"
+                f" {cpu_us:.1f} CPU µs a trade, peak RSS {rss:.0f} MB"
+            )
             stop(ingest)
             ingest = None
-            again = await raw_ceiling(server.url, ceiling_count)
-            log(f"{symbol_count} symbols: raw publish_async ceiling again {again:,.0f} msg/s")
+            again, fast_again = await raw_ceilings(server.url, ceiling_count, 2)
+            log(
+                f"{symbol_count} symbols: raw ceilings again: publish_async {again:,.0f} msg/s,"
+                f" fast batch {fast_again:,.0f} msg/s"
+            )
             return {
                 "symbols": symbol_count,
                 "trades": count,
                 "ceiling": max(ceiling, again),
                 "ceilings": (ceiling, again),
+                "fast_ceilings": (fast, fast_again),
+                "fast_ratio": rate / max(fast, fast_again),
                 "rate": rate,
                 "ratio": rate / max(ceiling, again),
                 "rss_mb": rss,
+                "cpu_us": cpu_us,
             }
         finally:
             if ingest is not None:
@@ -237,13 +315,16 @@ async def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         for count in (int(c) for c in args.symbols.split(",")):
             results.append(await scenario(Path(tmp), count, args.trades, args.ceiling_count))
-    header = f"{'symbols':>8} {'trades':>9} {'ceilings/s (before, after)':>27} {'ingest/s':>10} {'ratio':>6}"
-    print(f"{header} {'peak RSS':>9}")
+    print(
+        f"{'symbols':>8} {'trades':>9} {'publish_async/s (before, after)':>32} {'fast batch/s (before, after)':>29}"
+        f" {'ingest/s':>9} {'ratio':>6} {'vs fast':>8} {'CPU µs/trade':>13} {'peak RSS':>9}"
+    )
     for r in results:
         ceilings = " / ".join(f"{c:,.0f}" for c in r["ceilings"])
+        fast = " / ".join(f"{c:,.0f}" for c in r["fast_ceilings"])
         print(
-            f"{r['symbols']:>8} {r['trades']:>9,} {ceilings:>27} {r['rate']:>10,.0f} {r['ratio']:>6.2f}"
-            f" {r['rss_mb']:>7.0f}MB"
+            f"{r['symbols']:>8} {r['trades']:>9,} {ceilings:>32} {fast:>29} {r['rate']:>9,.0f} {r['ratio']:>6.2f}"
+            f" {r['fast_ratio']:>8.2f} {r['cpu_us']:>13.1f} {r['rss_mb']:>7.0f}MB"
         )
     return 0
 

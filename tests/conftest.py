@@ -40,7 +40,7 @@ def _container_nats() -> Iterator[str]:
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.waiting_utils import wait_for_logs
 
-    container = DockerContainer("nats:2.11-alpine").with_command("-js -sd /data").with_exposed_ports(4222)
+    container = DockerContainer("nats:2.15-alpine").with_command("-js -sd /data").with_exposed_ports(4222)
     with container:
         wait_for_logs(container, "Server is ready", timeout=30)
         yield f"nats://{container.get_container_host_ip()}:{container.get_exposed_port(4222)}"

@@ -8,6 +8,7 @@ over the environment; the environment of a child process is `Settings.to_env()`.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "TRADETAPE_"
 _UNPREFIXED = {"nats_url": "NATS_URL"}
+ALL_SYMBOLS = "ALL"
+"""`TRADETAPE_SYMBOLS=ALL`: every TRADING symbol of the exchange, learned at start (`tradetape.binance.symbols`)."""
+
+
+class SymbolsUnresolvedError(RuntimeError):
+    """`TRADETAPE_SYMBOLS=ALL` stands for a list only exchangeInfo knows; resolve it before asking for the symbols."""
 
 
 def check_symbol(symbol: str) -> str:
@@ -42,7 +49,9 @@ class Settings(BaseSettings):
         default=Path("./data"), description="holds RocksDB (shards/), the embedded NATS store (nats/), nats.url"
     )
     symbols: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=("BTCUSDT", "ETHUSDT"), description="comma-separated symbols to ingest, persist and serve"
+        default=("BTCUSDT", "ETHUSDT"),
+        description="comma-separated symbols to ingest, persist and serve, or ALL: every TRADING symbol of the "
+        "exchange's exchangeInfo, asked by each service at its start",
     )
     binance_ws_url: str = Field(default="wss://data-stream.binance.vision", description="exchange WebSocket URL")
     binance_rest_url: str = Field(default="https://data-api.binance.vision", description="exchange REST URL (gap fill)")
@@ -163,6 +172,10 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="longest wait between REST attempts at one open gap (capped backoff)"
     )
     ingest_stats_interval_s: float = Field(default=10.0, gt=0, description="seconds between ingest summary log lines")
+    ingest_fast_batches: bool = Field(
+        default=True,
+        description="publish trades in JetStream fast-ingest batches (nats-server >= 2.14); false: an ack a trade",
+    )
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -175,6 +188,8 @@ class Settings(BaseSettings):
                 check_symbol(symbol)
             if not symbols:
                 raise ValueError("at least one symbol is needed")
+            if ALL_SYMBOLS in symbols and len(symbols) > 1:
+                raise ValueError(f"{ALL_SYMBOLS} stands alone: it means every TRADING symbol of the exchange")
             return symbols
         return value
 
@@ -215,11 +230,33 @@ class Settings(BaseSettings):
         return env
 
     @property
+    def symbols_from_exchange(self) -> bool:
+        """True for `TRADETAPE_SYMBOLS=ALL`: the list is the exchange's, so `symbols` holds no symbol yet."""
+        return self.symbols == (ALL_SYMBOLS,)
+
+    @property
     def shard_symbols(self) -> tuple[str, ...]:
-        """The symbols this shard owns: all of `symbols`, or shard `shard_index` of `shard_count` by stable hash."""
-        if self.shard_count == 1:
-            return self.symbols
-        return tuple(s for s in self.symbols if shard_of(s, self.shard_count) == self.shard_index)
+        """The symbols this shard owns: all of `symbols`, or shard `shard_index` of `shard_count` by stable hash.
+
+        With `ALL` there is no list to split without asking the exchange: `SymbolsUnresolvedError`, so "ALL" is
+        never taken for a symbol; services resolve it (`tradetape.binance.symbols`) and call `shard_share`.
+        """
+        if self.symbols_from_exchange:
+            raise SymbolsUnresolvedError(
+                f"{self.env_name('symbols')}={ALL_SYMBOLS}: the symbols come from the exchange's exchangeInfo "
+                "and are not known before a service has asked for them"
+            )
+        return self.shard_share(self.symbols)
+
+    def shard_share(self, symbols: Iterable[str]) -> tuple[str, ...]:
+        """Those of `symbols` this shard owns, in their order: all of them, or those whose stable hash is ours."""
+        return tuple(s for s in symbols if self.owns(s))
+
+    def owns(self, symbol: str) -> bool:
+        """Whether `symbol` is this shard's: in `symbols` (any symbol with `ALL`), and of this shard by hash."""
+        if not self.symbols_from_exchange and symbol not in self.symbols:
+            return False
+        return self.shard_count == 1 or shard_of(symbol, self.shard_count) == self.shard_index
 
     @property
     def shard_dir(self) -> Path:

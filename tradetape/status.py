@@ -26,7 +26,7 @@ from tradetape.bus.ledger import LedgerFormatError, open_gaps
 from tradetape.bus.subjects import TRADES_STREAM
 from tradetape.client import ClientQueryError, TapeClient, TapeUnavailable
 from tradetape.runtime.metrics import discover
-from tradetape.settings import Settings
+from tradetape.settings import ALL_SYMBOLS, Settings
 from tradetape.store.shards import find_shards
 
 DISCOVERY_WAIT_S = 0.5
@@ -121,7 +121,14 @@ async def collect_status(nc: Client, settings: Settings, url: str) -> SystemStat
     services = await _services(nc)
     shards = find_shards(settings.data_dir / "shards")
     owners = _symbol_shards(services, shards)
-    symbols = sorted(set(owners) | (set() if owners else set(settings.symbols)))
+    if owners or not settings.symbols_from_exchange:
+        symbols = sorted(set(owners) | (set() if owners else set(settings.symbols)))
+    else:
+        symbols = []
+        problems.append(
+            f"{Settings.env_name('symbols')}=ALL: no shard manifest under {settings.data_dir / 'shards'} and no "
+            "running persist or analytics names its symbols yet"
+        )
     disk = {shard: _disk_bytes(settings.data_dir / "shards" / shard) for shard in shards}
     tape = TapeClient(nc, timeout=QUERY_TIMEOUT_S)
     rows = await asyncio.gather(*(_symbol_status(nc, tape, s, owners.get(s), disk, problems) for s in symbols))
@@ -209,6 +216,8 @@ def _symbol_shards(services: list[ServiceStatus], shards: dict[str, tuple[str, .
     for service in services:
         shard = service.metadata.get("shard")
         for symbol in filter(None, service.metadata.get("symbols", "").split(",")):
+            if symbol == ALL_SYMBOLS:  # the service learns its list from the exchange: no symbol named here
+                continue
             if shard is not None or symbol not in owners:
                 owners[symbol] = shard
     return owners

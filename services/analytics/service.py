@@ -1,11 +1,13 @@
 """The analytics service: a NATS micro service answering `tape.query.<method>.<SYMBOL>`.
 
-It serves the symbols of one shard, reading that shard's RocksDB as a secondary
-instance and catching up with the writer before every answer (at most `CATCH_UP_EVERY_S`
-stale), with decoded segments kept between answers (`query_cache_mb`). Each registered method ×
-symbol is one endpoint in the shard's queue group, so replicas share the load and NATS
-routes a query to a worker of the shard that owns its symbol. `$SRV.PING|INFO|STATS`
-discover it; error replies count in `$SRV.STATS` as errors.
+It serves the symbols of one shard (its share of `TRADETAPE_SYMBOLS`, or with `ALL` of
+the exchange's TRADING symbols, asked at start: `tradetape.binance.symbols`), reading
+that shard's RocksDB as a secondary instance and catching up with the writer before
+every answer (at most `CATCH_UP_EVERY_S` stale), with decoded segments kept between
+answers (`query_cache_mb`). Each registered method × symbol is one endpoint in the
+shard's queue group, so replicas share the load and NATS routes a query to a worker of
+the shard that owns its symbol. `$SRV.PING|INFO|STATS` discover it; error replies
+count in `$SRV.STATS` as errors.
 
 Protection: a request without a reply subject is dropped before any work; at most
 `query_concurrency` queries compute at once (in threads, so the event loop keeps
@@ -47,6 +49,7 @@ from tradetape.api.errors import (
     reply_too_large,
 )
 from tradetape.api.registry import QueryMethod, TradeSource, api_schema, methods
+from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.ledger import LedgerFormatError, LedgerGap, ledger_bucket, read_entry
 from tradetape.bus.subjects import ANALYTICS_SERVICE, SCHEMA_SUBJECT, analytics_queue_group, query_subject, symbol_of
 from tradetape.domain.columns import TradeColumns
@@ -120,9 +123,16 @@ class AnalyticsService:
         self.dropped_without_reply = 0
         self.errors: Counter[str] = Counter()
         self._serving = False
+        self.symbols: tuple[str, ...] = ()
+        """The symbols served, known once `run` has resolved them."""
         self.metrics = ServiceMetrics("analytics", self._metrics_snapshot)
 
     async def run(self, stop: asyncio.Event) -> None:
+        resolved = await resolve_symbols(self._settings, stop)
+        if not resolved:
+            self._reader.close()
+            return
+        self.symbols = self._settings.shard_share(resolved)
         keep_heap()
         queue_group = analytics_queue_group(self._settings.shard)
         service = await add_service(
@@ -131,11 +141,11 @@ class AnalyticsService:
             version=__version__,
             description="Market-microstructure queries over the trade tape",
             queue_group=queue_group,
-            metadata={"shard": self._settings.shard, "symbols": ",".join(self._settings.shard_symbols)},
+            metadata={"shard": self._settings.shard, "symbols": ",".join(self.symbols)},
         )
         try:
             for name, method in methods().items():
-                for symbol in self._settings.shard_symbols:
+                for symbol in self.symbols:
                     await service.add_endpoint(
                         name=f"{name}-{symbol}",
                         subject=query_subject(name, symbol),
@@ -153,7 +163,7 @@ class AnalyticsService:
                 extra={
                     "shard": self._settings.shard,
                     "queue_group": queue_group,
-                    "symbols": ",".join(self._settings.shard_symbols),
+                    "symbols": ",".join(self.symbols),
                     "methods": ",".join(methods()),
                 },
             )

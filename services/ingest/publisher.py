@@ -1,24 +1,30 @@
-"""Pipelined JetStream publishing through NATS outages, every ack checked.
+"""Pipelined JetStream publishing through NATS outages, every trade confirmed.
 
 Trades (and dead letters) are handed over synchronously into a bounded in-memory
-buffer, so reading the exchange never waits on NATS. A sender moves them into at most
-`window` in flight while the connection is up and pauses while it is not; a confirmer
-takes the acks in order and reports each one (`on_ack`). A failed or late ack
-(`ack_timeout`) puts the message back at the front, to be re-sent with the same
-`Nats-Msg-Id`. When the buffer is full the oldest trade is dropped and reported
-(`on_drop`) so the gap ledger can fetch it from REST later. A connection nats-py has
-closed for good raises `NatsClosedError`: the process should end and be restarted.
+buffer, so reading the exchange never waits on NATS. A sender moves them into flight
+while the connection is up and pauses while it is not; each confirmed trade is reported
+(`on_ack`). When the buffer is full the oldest trade is dropped and reported (`on_drop`)
+so the gap ledger can fetch it from REST later. A connection nats-py has closed for good
+raises `NatsClosedError`: the process should end and be restarted.
+
+Trades go in fast-ingest batches (ADR-50, `services.ingest.fast_batch`): the server acks
+every few hundred messages, so the per-trade work is the publish alone. A batch is
+closed after `COMMIT_IDLE_S` without new trades, which confirms its tail; it ends early
+when a message is lost or refused, when the connection was re-established, or when an
+answer does not come within `ack_timeout`, and its unconfirmed trades are sent again in
+a new batch under the same `Nats-Msg-Id`. Against a server or stream without batches
+(the first answer tells), and for dead letters (another stream), each message gets its
+own ack instead: sent with `nc.publish` to a numbered reply subject under one wildcard
+inbox, matched oldest first, and re-sent on an error, an unreadable ack or a timeout.
 
 Why not nats-py's `publish_async`: measured with py-spy under `bench/ingest.py`, a
 third of ingest's time went to its per-message machinery (a random inbox token, a
-future and a semaphore wait per message, acks parsed with the stdlib and a dataclass).
-A JetStream publish is a plain publish with a reply subject, so the publisher sends
-each message with `nc.publish` to one wildcard ack inbox of its own, numbered by a
-counter, and matches the acks (parsed with orjson) to what is in flight: no slot can
-leak, and an ack for a message already given up (re-sent under a new number) is ignored.
+future and a semaphore wait per message, acks parsed with the stdlib and a dataclass);
+the acks alone, even matched cheaply, were a quarter. `bench/ingest.py` prints both raw
+ceilings beside ingest.
 
 No wait lasts longer than `POLL_S` without looking at the connection again: closing the
-connection leaves acks unanswered for ever, so the confirmer bounds each by its deadline.
+connection leaves acks unanswered for ever, so every answer is bounded by its deadline.
 """
 
 from __future__ import annotations
@@ -36,7 +42,19 @@ from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, MaxPayloadError, OutboundBufferLimitError
 from nats.errors import Error as NatsError
 
+from services.ingest.fast_batch import (
+    BATCH_NOT_ENABLED,
+    SUFFIX,
+    FastBatch,
+    Op,
+    ReplyKind,
+    read_batch_reply,
+    reply_base,
+    reply_subject,
+)
+from tradetape.bus.bulk_publish import BulkPublish
 from tradetape.bus.subjects import MSG_ID_HEADER, trade_msg_id, trade_subject
+from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.tasks import wait_event
 
 logger = logging.getLogger(__name__)
@@ -44,6 +62,10 @@ logger = logging.getLogger(__name__)
 PAUSE_POLL_S = 0.05
 POLL_S = 0.25
 """The longest the send and confirm loops wait before they look at the connection again."""
+COMMIT_IDLE_S = 0.005
+"""A batch is closed (its tail confirmed) once no trade came for this long."""
+SEND_INTERVAL_S = 0.0
+"""After a send the sender lets trades gather this long: one socket write for many, not one each."""
 
 
 class NatsClosedError(RuntimeError):
@@ -60,7 +82,9 @@ def raise_if_closed(nc: Client) -> None:
 class Outgoing:
     subject: str
     payload: bytes
-    headers: dict[str, str]
+    msg_id: str
+    """A trade's `Nats-Msg-Id`; "" for a dead letter, whose `headers` are its own."""
+    headers: dict[str, str] | None
     symbol: str
     agg_id: int
     """-1 for a dead letter."""
@@ -76,6 +100,7 @@ class Publisher:
         window: int = 2000,
         buffer_max: int = 100_000,
         ack_timeout: float = 5.0,
+        batches: bool = True,
     ) -> None:
         self._nc = nc
         self._on_ack = on_ack
@@ -85,13 +110,21 @@ class Publisher:
         self._ack_timeout = ack_timeout
         self._buffer: deque[Outgoing] = deque()
         self._inflight: dict[int, tuple[Outgoing, float]] = {}
-        """By ack number: the message and its ack deadline."""
+        """Sent with an ack each, by ack number: the message and its ack deadline."""
         self._order: deque[int] = deque()
         """The ack numbers in flight, oldest first (a dict emptied from the front iterates slowly)."""
         self._acks: dict[int, bytes] = {}
         """Ack bodies received for messages still in flight, by ack number."""
         self._sent = 0
+        self._inbox = ""
         self._ack_prefix = ""
+        self.batching = batches
+        """Trades go in fast-ingest batches; False once the server showed it has none."""
+        self._batch: FastBatch[Outgoing] | None = None
+        self._bulk = BulkPublish(nc)
+        self._batch_backoff = Backoff(0.05, 2.0)
+        self._batch_not_before = 0.0
+        self._reconnects = 0
         self._has_work = asyncio.Event()
         self._has_inflight = asyncio.Event()
         self._has_ack = asyncio.Event()
@@ -105,6 +138,7 @@ class Publisher:
         self.dropped = 0
         self.deadletters_lost = 0
         self.stale_acks = 0
+        self.batches = 0
         self.paused = False
 
     @property
@@ -113,7 +147,7 @@ class Publisher:
 
     @property
     def in_flight(self) -> int:
-        return len(self._inflight)
+        return len(self._inflight) + (len(self._batch.items) if self._batch is not None else 0)
 
     @property
     def pressure(self) -> float:
@@ -138,11 +172,11 @@ class Publisher:
         subject = self._subjects.get(symbol)
         if subject is None:
             subject = self._subjects[symbol] = trade_subject(symbol)
-        self._submit(Outgoing(subject, payload, {MSG_ID_HEADER: trade_msg_id(symbol, agg_id)}, symbol, agg_id))
+        self._submit(Outgoing(subject, payload, trade_msg_id(symbol, agg_id), None, symbol, agg_id))
 
     def submit(self, subject: str, payload: bytes, headers: dict[str, str], symbol: str) -> None:
-        """Any other message (a dead letter): buffered and retried like a trade, not tracked."""
-        self._submit(Outgoing(subject, payload, headers, symbol, -1))
+        """Any other message (a dead letter): buffered and retried like a trade, sent with an ack each."""
+        self._submit(Outgoing(subject, payload, "", headers, symbol, -1))
 
     def _submit(self, item: Outgoing) -> None:
         buffer = self._buffer
@@ -166,9 +200,10 @@ class Publisher:
 
     async def run(self) -> None:
         """Send and confirm until cancelled; raises `NatsClosedError` when NATS is gone for good."""
-        inbox = self._nc.new_inbox()
-        self._ack_prefix = inbox + "."
-        acks = await self._nc.subscribe(inbox + ".*", cb=self._on_ack_message)
+        self._inbox = self._nc.new_inbox()
+        self._ack_prefix = self._inbox + "."
+        self._reconnects = self._nc.stats["reconnects"]
+        acks = await self._nc.subscribe(self._inbox + ".>", cb=self._on_reply)
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._send_loop(), name="ingest-publish-send")
@@ -177,34 +212,32 @@ class Publisher:
             with contextlib.suppress(NatsError):
                 await acks.unsubscribe()
 
-    async def _on_ack_message(self, msg: Msg) -> None:
-        number = msg.subject[len(self._ack_prefix) :]
-        if not number.isdecimal() or int(number) not in self._inflight:
-            self.stale_acks += 1  # the message was given up and re-sent under a new number
-            return
-        self._acks[int(number)] = msg.data
-        if not self._has_ack.is_set():
-            self._has_ack.set()
-
     async def drain(self, timeout: float) -> int:
-        """Wait (at most `timeout`) until everything handed over is acked; returns what is left."""
+        """Wait (at most `timeout`) until everything handed over is confirmed; returns what is left."""
         await wait_event(self._idle, timeout)
-        return len(self._buffer) + len(self._inflight)
+        return len(self._buffer) + self.in_flight
 
     def _note_idle(self) -> None:
-        if not self._buffer and not self._inflight:
+        if not self._buffer and not self._inflight and (self._batch is None or not self._batch.items):
             self._idle.set()
 
+    # -- sending ----------------------------------------------------------------------
+
     async def _send_loop(self) -> None:
-        buffer, inflight = self._buffer, self._inflight
+        buffer, nc = self._buffer, self._nc
         while True:
-            raise_if_closed(self._nc)
+            raise_if_closed(nc)
             if not buffer:
                 self._has_work.clear()
                 self._note_idle()
+                batch = self._batch
+                if batch is not None and not batch.committing and not batch.failed and nc.is_connected:
+                    if not await wait_event(self._has_work, COMMIT_IDLE_S):
+                        await self._commit(batch)
+                    continue
                 await wait_event(self._has_work, POLL_S)
                 continue
-            if not self._nc.is_connected:
+            if not nc.is_connected:
                 if not self.paused:
                     self.paused = True
                     self._drained.set()
@@ -214,31 +247,58 @@ class Publisher:
             if self.paused:
                 self.paused = False
                 logger.info("nats back, publishing resumed", extra={"buffered": len(buffer)})
-            if len(inflight) >= self._window:
-                self._room.clear()
-                await wait_event(self._room, POLL_S)
-                continue
+            if nc.stats["reconnects"] != self._reconnects:
+                self._reconnects = nc.stats["reconnects"]
+                if self._batch is not None:  # what was in flight over the old connection may be lost
+                    self._end_batch(self._batch, "the connection was re-established", retry_now=True)
+            self._room.clear()
             sent = await self._send_some()
             if len(buffer) <= self._high_water // 2 and not self._drained.is_set():
                 self._drained.set()
             if sent:
                 self._has_inflight.set()
-            await asyncio.sleep(0 if sent else PAUSE_POLL_S)
+                await asyncio.sleep(SEND_INTERVAL_S)
+            else:
+                await wait_event(self._room, min(POLL_S, max(self._batch_not_before - self._now(), PAUSE_POLL_S)))
 
     async def _send_some(self) -> int:
-        """Move buffered messages into flight while there is room and a connection; returns how many."""
-        buffer, inflight, nc, prefix = self._buffer, self._inflight, self._nc, self._ack_prefix
-        deadline = asyncio.get_running_loop().time() + self._ack_timeout
+        """Move buffered messages into flight, in order, while their lane has room; returns how many."""
+        buffer, inflight, nc, bulk = self._buffer, self._inflight, self._nc, self._bulk
+        now = self._now()
+        deadline = now + self._ack_timeout
         sent = 0
-        while buffer and len(inflight) < self._window and nc.is_connected:
-            item = buffer.popleft()
+        batch = self._batch
+        room = batch.room() if batch is not None else 0
+        while buffer and nc.is_connected:
+            item = buffer[0]
+            batched = self.batching and item.agg_id >= 0
+            if batched and room <= 0:
+                if batch is not None or now < self._batch_not_before:
+                    break
+                batch = self._open_batch()
+                room = batch.room()
+            elif not batched and len(inflight) >= self._window:
+                break
+            buffer.popleft()
             if len(item.payload) > nc.max_payload:
                 logger.error("message over the max payload dropped", extra={"subject": item.subject})
                 self._drop(item)
                 continue
+            if batched:
+                assert batch is not None
+                bulk.add(
+                    item.subject, reply_subject(batch.base, batch.sent + 1, batch.next_op()), item.msg_id, item.payload
+                )
+                batch.sent_one(item, now)
+                batch.subject = item.subject
+                room -= 1
+                sent += 1
+                continue
+            await bulk.flush()
             self._sent += 1
+            headers = item.headers if item.headers is not None else {MSG_ID_HEADER: item.msg_id}
             try:
-                await nc.publish(item.subject, item.payload, reply=f"{prefix}{self._sent}", headers=item.headers)
+                await nc.publish(item.subject, item.payload, reply=f"{self._ack_prefix}{self._sent}", headers=headers)
             except (OutboundBufferLimitError, ConnectionClosedError) as exc:
                 buffer.appendleft(item)
                 raise_if_closed(nc)
@@ -251,13 +311,111 @@ class Publisher:
             inflight[self._sent] = (item, deadline)
             self._order.append(self._sent)
             sent += 1
+        await bulk.flush()
         return sent
+
+    def _open_batch(self) -> FastBatch[Outgoing]:
+        self.batches += 1
+        batch_id = f"{self._inbox.rpartition('.')[2]}-{self.batches}"
+        self._batch = FastBatch(batch_id, reply_base(self._inbox, batch_id))
+        return self._batch
+
+    async def _commit(self, batch: FastBatch[Outgoing]) -> None:
+        """Close the batch: an empty, unstored last message; the server's pub ack confirms the tail."""
+        if not batch.sent:
+            self._batch = None
+            return
+        seq = batch.commit(self._now())
+        try:
+            await self._nc.publish(batch.subject, b"", reply=reply_subject(batch.base, seq, Op.COMMIT_EOB))
+        except (OutboundBufferLimitError, ConnectionClosedError) as exc:
+            raise_if_closed(self._nc)
+            self._end_batch(batch, f"closing the batch failed: {exc!r}", retry_now=True)
+
+    # -- confirming -------------------------------------------------------------------
+
+    async def _on_reply(self, msg: Msg) -> None:
+        rest = msg.subject[len(self._ack_prefix) :]
+        if rest.endswith(SUFFIX):
+            self._on_batch_reply(rest[: rest.find(".")], msg.data)
+            return
+        if not rest.isdecimal() or int(rest) not in self._inflight:
+            self.stale_acks += 1  # the message was given up and re-sent under a new number
+            return
+        self._acks[int(rest)] = msg.data
+        if not self._has_ack.is_set():
+            self._has_ack.set()
+
+    def _on_batch_reply(self, batch_id: str, body: bytes) -> None:
+        batch = self._batch
+        if batch is None or batch_id != batch.id:
+            self.stale_acks += 1  # a batch already ended (its later messages are answered as unknown)
+            return
+        reply = read_batch_reply(body)
+        now = self._now()
+        kind = reply.kind
+        if kind is ReplyKind.FLOW:
+            self._confirm(batch.flow_ack(reply.seq, reply.flow, now), False)
+            self._batch_backoff.reset()
+            self._room.set()
+        elif kind is ReplyKind.END:
+            if not reply.batched:
+                self._stop_batching("the server answered a batch like a single publish (no fast-ingest batches)")
+            self._confirm(batch.confirm(reply.seq, now), reply.duplicate)
+            self._end_batch(batch, batch.failed, retry_now=not batch.failed)
+        elif kind is ReplyKind.REFUSED:
+            if reply.error_code == BATCH_NOT_ENABLED:
+                self._stop_batching(reply.error)
+            self._end_batch(batch, reply.error, retry_now=reply.error_code == BATCH_NOT_ENABLED)
+        else:  # a gap or a refused message: in gap mode `fail` the server closes the batch next
+            batch.failed = batch.failed or reply.error or f"message {reply.seq} of the batch was lost"
+        self._note_idle()
+
+    def _confirm(self, items: list[Outgoing], duplicate: bool) -> None:
+        on_ack = self._on_ack
+        for item in items:
+            on_ack(item.symbol, item.agg_id, duplicate)
+
+    def _end_batch(self, batch: FastBatch[Outgoing], error: str, *, retry_now: bool) -> None:
+        """Forget the batch; its unconfirmed trades go back to the front, to be sent in the next one."""
+        self._batch = None
+        left = batch.items
+        if left:
+            self.retried += len(left)
+            self._buffer.extendleft(reversed(left))
+            while len(self._buffer) > self._buffer_max:
+                self._drop_oldest()
+            self._idle.clear()
+            self._has_work.set()
+        if error and not retry_now:
+            self._batch_not_before = self._now() + self._batch_backoff.next_delay()
+        if error or left:
+            logger.warning(
+                "publish batch ended early, re-sending",
+                extra={"error": (error or "the server ended it")[:200], "unconfirmed": len(left)},
+            )
+        self._room.set()
+
+    def _stop_batching(self, reason: str) -> None:
+        if self.batching:
+            self.batching = False
+            logger.warning("fast-ingest batches unavailable, publishing with an ack each", extra={"reason": reason})
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
 
     async def _confirm_loop(self) -> None:
         inflight, order, acks, on_ack = self._inflight, self._order, self._acks, self._on_ack
         loop = asyncio.get_running_loop()
         while True:
             raise_if_closed(self._nc)
+            batch = self._batch
+            if (
+                batch is not None
+                and batch.waiting_since is not None
+                and (loop.time() - batch.waiting_since > self._ack_timeout)
+            ):
+                self._end_batch(batch, "no answer within the ack timeout", retry_now=True)
             if not inflight:
                 self._has_inflight.clear()
                 self._note_idle()
@@ -278,15 +436,14 @@ class Publisher:
                 error, duplicate = read_ack(body)
             del inflight[number]
             order.popleft()
-            if not self._room.is_set():
-                self._room.set()
+            self._room.set()
             if error is not None:
-                self.retried += 1
                 self._retry(item, error)
             elif item.agg_id >= 0:
                 on_ack(item.symbol, item.agg_id, duplicate)
 
     def _retry(self, item: Outgoing, error: str) -> None:
+        self.retried += 1
         if self.retried % 1000 == 1:
             logger.warning(
                 "publish ack failed, re-sending", extra={"symbol": item.symbol, "error": error, "retried": self.retried}

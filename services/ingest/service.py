@@ -29,25 +29,24 @@ from nats.js.kv import KeyValue
 
 from services.ingest.feed import AttemptLimiter, Feed, FeedOptions, split_symbols
 from services.ingest.filler import GapFiller
-from services.ingest.gapfill import GapFillError, RestClient, RestTrade
+from services.ingest.gapfill import RestClient, RestTrade
 from services.ingest.publisher import NatsClosedError, Publisher, raise_if_closed
 from services.ingest.stats import StatsBook
 from services.ingest.tape import SymbolTape, Verdict
 from services.ingest.wire import AggTradeFrame, ControlFrame, FrameError, ReplyFrame, parse_frame
+from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.codec import decode_trade, encode_trade
 from tradetape.bus.deadletter import deadletter_message
 from tradetape.bus.ledger import LedgerEntry, LedgerFormatError, ledger_bucket, read_entry, write_entry
 from tradetape.bus.provision import ensure_streams
 from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM, deadletter_subject, trade_subject
 from tradetape.domain.trade import TradeFormatError
-from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.metrics import ServiceMetrics
 from tradetape.runtime.tasks import cancel_and_wait
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-ALL_SYMBOLS = ("ALL",)
 PUBLISH_WINDOW = 2000
 DRAIN_TIMEOUT_S = 10.0
 UNSUBSCRIBE_TIMEOUT_S = 2.0
@@ -74,6 +73,7 @@ class IngestService:
             on_drop=self._on_drop,
             window=PUBLISH_WINDOW,
             buffer_max=settings.ingest_buffer_trades,
+            batches=settings.ingest_fast_batches,
         )
         self.filler = GapFiller(self._rest, self.tapes, self._accept_rest, self._filler_ready)
         self.feeds: list[Feed] = []
@@ -155,21 +155,9 @@ class IngestService:
                 await cancel_and_wait(task)
 
     async def _resolve_symbols(self, stop: asyncio.Event) -> tuple[str, ...]:
-        if self._settings.symbols != ALL_SYMBOLS:
-            return self._settings.symbols
-        backoff = Backoff(1.0, 60.0)
-        while not stop.is_set():
-            raise_if_closed(self._nc)
-            try:
-                symbols = tuple(await self._rest.trading_symbols())
-                logger.info("symbols from exchangeInfo", extra={"trading": len(symbols)})
-                return symbols
-            except GapFillError as exc:
-                delay = backoff.next_delay()
-                logger.warning("exchangeInfo failed, retrying", extra={"error": exc.reason, "delay_s": round(delay, 1)})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-        return ()
+        return await resolve_symbols(
+            self._settings, stop, rest=self._rest, before_attempt=lambda: raise_if_closed(self._nc)
+        )
 
     async def _restore(self, kv: KeyValue, symbols: tuple[str, ...]) -> None:
         settings = self._settings

@@ -71,6 +71,9 @@ class StatsBook:
                 "in_flight": publisher.in_flight,
                 "paused": publisher.paused,
                 "retried": publisher.retried,
+                "fast_batches": publisher.batching,
+                "batches": publisher.batches,
+                "stale_acks": publisher.stale_acks,
                 "dropped": publisher.dropped,
             },
             "connections": [

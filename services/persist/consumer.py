@@ -49,13 +49,15 @@ class PersistConsumer:
         self._settings = settings
         self._js = js
         self.durable = persist_durable(settings.shard)
+        self.symbols: tuple[str, ...] | None = None
+        """The shard's symbols its filter is built from, once resolved (None: `settings.shard_symbols`)."""
         self._subscription: JetStreamContext.PullSubscription | None = None
         self._last_seen = time.monotonic()
         self.reprovisioned = 0
 
     async def bind(self) -> JetStreamContext.PullSubscription:
         await ensure_streams(self._js, self._settings)
-        await ensure_persist_consumer(self._js, self._settings)
+        await ensure_persist_consumer(self._js, self._settings, self.symbols)
         await self.close()
         self._subscription = await self._js.pull_subscribe_bind(
             self.durable, TRADES_STREAM, pending_bytes_limit=PULL_PENDING_BYTES

@@ -37,7 +37,11 @@ class BulkImporter:
 
     async def start(self) -> None:
         for symbol in self._symbols:
-            self._subscriptions.append(await self._nc.subscribe(import_subject(symbol), cb=self._handle))
+            await self.add(symbol)
+
+    async def add(self, symbol: str) -> None:
+        """Take imports for one more symbol (one persist adopted after its start)."""
+        self._subscriptions.append(await self._nc.subscribe(import_subject(symbol), cb=self._handle))
 
     async def stop(self) -> None:
         """Unsubscribe; safe twice."""

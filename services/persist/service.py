@@ -1,10 +1,15 @@
 """The persist service: JetStream trades → 1-second windows → segments in the shard's RocksDB.
 
-start (lock the shard, open the store, bind the consumer) → run (fetch a batch, validate,
-write it durably, ack it; roll up closed windows, apply retention) → drain (the batch in
-hand is written and acked before the loop ends) → stop (close the store, release the
-shard). A crash at any point loses nothing (unacked messages are redelivered) and
-duplicates nothing (the store drops agg ids it holds).
+start (resolve the symbols, lock the shard, open the store, bind the consumer) → run
+(fetch a batch, validate, write it durably, ack it; roll up closed windows, apply
+retention) → drain (the batch in hand is written and acked before the loop ends) → stop
+(close the store, release the shard). A crash at any point loses nothing (unacked
+messages are redelivered) and duplicates nothing (the store drops agg ids it holds).
+
+The shard's symbols are its share of `TRADETAPE_SYMBOLS`, or with `ALL` of the exchange's
+TRADING symbols, asked at start (`tradetape.binance.symbols`). `ALL` on a single shard
+consumes every trade subject, so a symbol first seen on the stream (listed after the start)
+is adopted: stored, rolled up, importable and in the manifest from its first trade.
 
 Bad messages never stop the tape: one that is not a valid aggTrade is dead-lettered
 with the reason and acked; one that the server gave up on after `max_deliver` attempts
@@ -27,15 +32,16 @@ from nats.errors import Error as NatsError
 from services.persist.consumer import MaxDeliveries, PersistConsumer
 from services.persist.importer import BulkImporter
 from services.persist.live import LivePublisher
+from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.codec import decode_trade
 from tradetape.bus.deadletter import publish_deadletter
-from tradetape.bus.subjects import TRADES_STREAM, symbol_of
+from tradetape.bus.subjects import TRADES_STREAM, symbol_of, trade_subject
 from tradetape.domain.trade import TradeFormatError, TradeRow
 from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.logs import ProgressLog
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.runtime.tasks import cancel_and_wait
-from tradetape.settings import Settings
+from tradetape.settings import Settings, check_symbol
 from tradetape.store.keys import SUMMARY, kind_prefix, prefix_end
 from tradetape.store.rocks import StoreError, scan
 from tradetape.store.shards import write_manifest
@@ -76,7 +82,9 @@ class PersistService:
         self._stats_interval = stats_interval
         # Roll up at least four times per roll-up age, so windows never pile up past it.
         self._rollup_interval = min(rollup_interval, settings.rollup_age_s / 4)
-        self._symbols = settings.shard_symbols
+        self._symbols: tuple[str, ...] = ()
+        """The shard's symbols, known once `run` has resolved them."""
+        self._owned: set[str] = set()
         self._subject_symbols: dict[str, str] = {}
         self.written: Counter[str] = Counter()
         self.deadlettered: Counter[str] = Counter()
@@ -89,6 +97,7 @@ class PersistService:
         self._progress = ProgressLog(logger)
         self.windows_written = 0
         self._store: WindowStore | None = None
+        self._importer: BulkImporter | None = None
         self.metrics = ServiceMetrics("persist", self._metrics_snapshot)
 
     @property
@@ -96,10 +105,21 @@ class PersistService:
         """How often the consumer had disappeared and was provisioned again."""
         return self._consumer.reprovisioned
 
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The symbols this shard stores (empty until resolved at start)."""
+        return self._symbols
+
     async def run(self, stop: asyncio.Event) -> None:
+        resolved = await resolve_symbols(self._settings, stop)
+        if not resolved:
+            return
+        self._symbols = self._settings.shard_share(resolved)
+        self._owned = set(self._symbols)
+        self._consumer.symbols = self._symbols
         store = WindowStore(self._settings.shard_dir)
         advisories = MaxDeliveries(self._nc, self._js, self._consumer.durable, self.deadlettered)
-        importer = BulkImporter(self._nc, store, self._symbols, self._settings.rollup_age_s)
+        importer = self._importer = BulkImporter(self._nc, store, self._symbols, self._settings.rollup_age_s)
         try:
             write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols)
             await advisories.start()
@@ -112,6 +132,7 @@ class PersistService:
                     "shard": self._settings.shard,
                     "consumer": self._consumer.durable,
                     "symbols": ",".join(self._symbols),
+                    "from_exchange": self._settings.symbols_from_exchange,
                     "path": str(self._settings.shard_dir),
                 },
             )
@@ -123,6 +144,7 @@ class PersistService:
                 await self.live.flush(store)
         finally:
             self._store = None
+            self._importer = None
             await importer.stop()
             await advisories.stop()
             await self._consumer.close()
@@ -192,6 +214,8 @@ class PersistService:
         trades: list[tuple[str, TradeRow]] = []
         for msg in msgs:
             symbol = self._symbol_of(msg.subject)
+            if symbol not in self._owned and not await self._admit(symbol, msg):
+                continue
             try:
                 trades.append((symbol, decode_trade(msg.data)))
             except TradeFormatError as exc:
@@ -207,6 +231,29 @@ class PersistService:
         for msg in msgs:
             await msg.ack()
         self.batches += 1
+
+    async def _admit(self, symbol: str, msg: Msg) -> bool:
+        """Whether to store a trade of a symbol outside the shard's list; False once it is dead-lettered.
+
+        Only `ALL` on a single shard sees such subjects (it consumes all of them): a symbol
+        listed after the start is adopted, i.e. rolled up, importable and in the manifest
+        from its first trade on; a subject that names no symbol is dead-lettered.
+        """
+        try:
+            if msg.subject != trade_subject(check_symbol(symbol)):
+                raise ValueError(f"subject {msg.subject!r} is not a trade subject of one symbol")
+        except ValueError as exc:
+            await publish_deadletter(self._js, "persist", None, msg.data, str(exc), max_payload=self._nc.max_payload)
+            self.deadlettered[symbol] += 1
+            return False
+        if self._settings.symbols_from_exchange and self._settings.owns(symbol):
+            self._symbols += (symbol,)
+            self._owned.add(symbol)
+            write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols)
+            if self._importer is not None:
+                await self._importer.add(symbol)
+            logger.info("new symbol on the stream", extra={"symbol": symbol, "symbols": len(self._symbols)})
+        return True
 
     def _symbol_of(self, subject: str) -> str:
         symbol = self._subject_symbols.get(subject)

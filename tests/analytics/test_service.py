@@ -10,6 +10,7 @@ import nats
 import pytest
 from nats.errors import NoRespondersError
 
+from services.exchange import Exchange, ExchangeConfig
 from tests.harness import request, run_services, wait_for
 from tradetape.bus.ledger import LedgerEntry, LedgerGap, ledger_bucket, ledger_key, write_entry
 from tradetape.settings import Settings
@@ -94,3 +95,34 @@ async def test_coverage_carries_ingest_open_gaps_from_the_ledger(nats_url: str, 
             assert closed["ingest_gaps"] == []
         finally:
             await client.close()
+
+
+async def test_all_serves_the_shards_share_of_what_exchange_info_lists(nats_url: str, tmp_path: Path) -> None:
+    listed = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
+    async with Exchange(ExchangeConfig(symbols=listed, rate=0)) as exchange:
+        settings = Settings(
+            nats_url=nats_url,
+            data_dir=tmp_path,
+            symbols="ALL",
+            binance_rest_url=exchange.rest_url,
+            shard="s1",
+            shard_count=2,
+            shard_index=1,
+        )
+        share = settings.shard_share(sorted(listed))
+        async with run_services(settings, "analytics") as running:
+            client = await nats.connect(nats_url)
+            try:
+
+                async def info() -> dict[str, object] | None:
+                    msg = await client.request("$SRV.INFO.tradetape-analytics", b"", timeout=2)
+                    return json.loads(msg.data)
+
+                found = await wait_for(info, timeout=10, running=running)
+                assert found["metadata"] == {"shard": "s1", "symbols": ",".join(share)}
+                served = {e["metadata"]["symbol"] for e in found["endpoints"] if "symbol" in e["metadata"]}
+                assert served == set(share) and 0 < len(share) < len(listed)
+                empty, _ = await request(client, f"tape.query.coverage.{share[0]}", {})
+                assert empty["trade_count"] == 0
+            finally:
+                await client.close()

@@ -15,10 +15,11 @@ import pytest
 from tradetape.domain.columns import TradeColumns
 from tradetape.history.dumps import DumpError, read_dump
 from tradetape.history.export import export, read_frame, tape_frame
-from tradetape.history.load import TapeImporter
-from tradetape.settings import Settings
+from tradetape.history.load import ImportTargetError, TapeImporter, shard_dir_of
+from tradetape.settings import Settings, shard_of
 from tradetape.store.keys import window_start
 from tradetape.store.reader import SecondaryStore, read_all_trades
+from tradetape.store.shards import find_shards
 from tradetape.store.windows import split_by
 from tradetape.store.writer import WindowStore
 
@@ -56,6 +57,17 @@ async def test_import_goes_into_segments_and_twice_adds_nothing(tmp_path: Path) 
     assert not [key for key in keys if key.startswith(b"trades:")]  # no 1-second windows
     assert [key for key in keys if key.startswith(b"seg:")] == [b"seg:BTCUSDT:1767225600000"]
     assert (settings.shard_dir / "shard.json").exists()
+
+
+async def test_with_all_an_import_lands_in_the_shard_its_hash_names_and_joins_its_manifest(tmp_path: Path) -> None:
+    mine = Settings(data_dir=tmp_path / "data", symbols="ALL", shard_count=2, shard_index=shard_of("BTCUSDT", 2))
+    other = mine.model_copy(update={"shard_index": 1 - mine.shard_index})
+    with pytest.raises(ImportTargetError, match="by its hash it is not shard"):
+        shard_dir_of(other, "BTCUSDT")
+    async with TapeImporter(mine) as importer:
+        assert (await importer.import_dump(read_dump(REAL))).added == 5000
+    assert find_shards(mine.data_dir / "shards") == {"main": ("BTCUSDT",)}
+    assert same(stored(mine)[0], read_dump(REAL).trades)
 
 
 async def test_an_overlap_with_the_live_tape_adds_nothing_and_a_hole_is_reported(tmp_path: Path) -> None:

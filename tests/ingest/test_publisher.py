@@ -1,4 +1,4 @@
-"""The publisher against a real nats-server: acks that never come, late or refused, a closed connection.
+"""The publisher against a real nats-server: batches and single acks that never come, late or refused.
 
 Each runs the publisher in an isolated loop (`tests.ingest.isolated`), so a wait that never
 ends or an ignored cancellation fails the test within its bounds instead of hanging pytest.
@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import nats
 import pytest
 from nats.aio.client import Client
-from nats.js.api import StreamConfig
+from nats.js.api import DiscardPolicy, StreamConfig
 
 from services.ingest.publisher import NatsClosedError, Publisher, read_ack
 from tests.ingest.isolated import LoopThread, ended, isolated_loop
-from tradetape.bus.subjects import trade_subject
+from tradetape.bus.subjects import MSG_ID_HEADER, trade_msg_id, trade_subject
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,17 +52,20 @@ class Running:
 
 
 @asynccontextmanager
-async def publishing(nats_url: str, **options: float) -> AsyncIterator[Running]:
+async def publishing(nats_url: str, stream: StreamConfig | None = None, **options: float) -> AsyncIterator[Running]:
     """A publisher running in an isolated loop, with a stream for SYMBOL and a silent subscriber."""
     async with isolated_loop() as loop:
 
         async def start() -> tuple[Client, Publisher, Acks]:
             nc = await nats.connect(nats_url)
             await nc.subscribe(SILENT_SUBJECT)
-            await nc.jetstream().add_stream(StreamConfig(name="PUB", subjects=[trade_subject(SYMBOL)]))
+            await nc.jetstream().add_stream(stream or batched_stream())
             acks = Acks()
             window = int(options.pop("window", 10))
-            publisher = Publisher(nc, on_ack=acks.on_ack, on_drop=acks.on_drop, window=window, **options)
+            batches = bool(options.pop("batches", True))
+            publisher = Publisher(
+                nc, on_ack=acks.on_ack, on_drop=acks.on_drop, window=window, batches=batches, **options
+            )
             return nc, publisher, acks
 
         nc, publisher, acks = await loop.call(start(), 10)
@@ -72,6 +75,10 @@ async def publishing(nats_url: str, **options: float) -> AsyncIterator[Running]:
         finally:
             loop.cancel(task)
             await loop.call(nc.close(), 5)
+
+
+def batched_stream(**config: object) -> StreamConfig:
+    return StreamConfig(name="PUB", subjects=[trade_subject(SYMBOL)], allow_batched=True, **config)  # type: ignore[arg-type]
 
 
 async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -118,7 +125,7 @@ async def test_cancelling_run_with_acks_outstanding_is_prompt(nats_url: str) -> 
 
 
 async def test_lost_acks_are_resent_under_the_same_msg_id(nats_url: str) -> None:
-    async with publishing(nats_url, window=64, ack_timeout=0.3) as running:
+    async with publishing(nats_url, window=64, ack_timeout=0.3, batches=False) as running:
         js = running.nc.jetstream()
         config = StreamConfig(name="PUB", subjects=[trade_subject(SYMBOL)], no_ack=True)
         await running.loop.call(js.update_stream(config), 5)  # stores, but answers nothing
@@ -147,7 +154,7 @@ async def test_acks_are_matched_by_number_late_and_refused_ones_never_confirm(na
     """A core responder stands in for JetStream on a subject no stream takes, answering as told."""
     late_symbol = "LATEUSDT"
     answers: list[bytes | None] = []  # per request: the reply body, or None for "answer after 0.5 s"
-    async with publishing(nats_url, window=8, ack_timeout=0.3) as running:
+    async with publishing(nats_url, window=8, ack_timeout=0.3, batches=False) as running:
 
         async def respond(msg: nats.aio.msg.Msg) -> None:
             body = answers.pop(0) if answers else b'{"stream": "PUB", "seq": 1}'
@@ -164,6 +171,91 @@ async def test_acks_are_matched_by_number_late_and_refused_ones_never_confirm(na
         assert running.publisher.retried == 3, "timed out, refused, unreadable: three re-sends"
         assert running.publisher.stale_acks == 1
         assert running.acks.acked == Counter({7: 1}) and running.acks.duplicates == 0
+
+
+async def stored(running: Running) -> int:
+    info = await running.loop.call(running.nc.jetstream().stream_info("PUB"), 5)
+    return int(info.state.messages)
+
+
+async def test_trades_go_in_batches_each_confirmed_once(nats_url: str) -> None:
+    async with publishing(nats_url) as running:
+        submit(running, range(5000))
+        await until(lambda: len(running.acks.acked) == 5000, 20, "all 5,000 confirmed")
+        assert max(running.acks.acked.values()) == 1 and not running.acks.dropped
+        assert running.publisher.batching and running.publisher.retried == 0
+        assert running.publisher.batches <= 3, "one long batch, not one per loop turn"
+        assert await stored(running) == 5000
+        await until(lambda: running.publisher.in_flight == 0, 5, "the closed batch leaves nothing in flight")
+        submit(running, range(5000, 5003))  # a trickle after the burst: a short batch, its tail confirmed
+        await until(lambda: len(running.acks.acked) == 5003, 5, "the 3 late trades confirmed")
+        assert running.publisher.batches >= 2
+
+
+async def test_a_batch_never_answered_is_sent_again_in_a_new_one(nats_url: str) -> None:
+    quiet_symbol = "QUIETUSDT"
+    async with publishing(nats_url, ack_timeout=0.3) as running:
+        await running.loop.call(running.nc.subscribe(trade_subject(quiet_symbol)), 5)  # takes it, answers nothing
+        hand_over = running.publisher.submit_trade
+        for agg_id in range(50):
+            running.loop.loop.call_soon_threadsafe(hand_over, quiet_symbol, agg_id, b"{}")
+        await until(lambda: running.publisher.batches >= 3, 10, "batches given up after their timeout")
+        assert not running.acks.acked and running.publisher.batching
+        stream = StreamConfig(name="QUIET", subjects=[trade_subject(quiet_symbol)], allow_batched=True)
+        await running.loop.call(running.nc.jetstream().add_stream(stream), 5)
+        await until(lambda: len(running.acks.acked) == 50, 10, "all 50 confirmed once a stream answers")
+        assert max(running.acks.acked.values()) == 1 and running.publisher.retried >= 2
+
+
+async def test_trades_stored_before_are_confirmed_and_not_stored_again(nats_url: str) -> None:
+    """After a lost answer the same trades come again: the stream's `Nats-Msg-Id` check skips them."""
+    async with publishing(nats_url) as running:
+        js = running.nc.jetstream()
+        for agg_id in [*range(0, 100), *range(150, 160)]:
+            headers = {MSG_ID_HEADER: trade_msg_id(SYMBOL, agg_id)}
+            await running.loop.call(js.publish(trade_subject(SYMBOL), b"{}", headers=headers), 5)
+        submit(running, range(200))
+        await until(lambda: len(running.acks.acked) == 200, 10, "all 200 confirmed")
+        assert max(running.acks.acked.values()) == 1 and running.publisher.retried == 0
+        assert await stored(running) == 200
+
+
+async def test_a_full_stream_ends_the_batch_and_confirms_only_what_it_stored(nats_url: str) -> None:
+    full = batched_stream(max_msgs=100, discard=DiscardPolicy.NEW)
+    async with publishing(nats_url, stream=full) as running:
+        submit(running, range(300))
+        await until(lambda: running.publisher.retried >= 200, 10, "the refused trades handed back")
+        await asyncio.sleep(0.3)
+        assert set(running.acks.acked) == set(range(100)), "the first 100 stored, nothing refused confirmed"
+        await running.loop.call(running.nc.jetstream().update_stream(batched_stream(discard=DiscardPolicy.NEW)), 5)
+        await until(lambda: len(running.acks.acked) == 300, 10, "the rest confirmed once there is room")
+        assert max(running.acks.acked.values()) == 1 and await stored(running) == 300
+
+
+async def test_a_stream_without_batches_gets_an_ack_a_message(nats_url: str) -> None:
+    plain = StreamConfig(name="PUB", subjects=[trade_subject(SYMBOL)])
+    async with publishing(nats_url, stream=plain) as running:
+        submit(running, range(200))
+        await until(lambda: len(running.acks.acked) == 200, 10, "all 200 confirmed")
+        assert not running.publisher.batching and max(running.acks.acked.values()) == 1
+        assert await stored(running) == 200
+
+
+async def test_a_server_that_answers_a_batch_like_one_publish_gets_an_ack_a_message(nats_url: str) -> None:
+    """A server before 2.14 ignores the batch in the reply subject and acks each message on its own."""
+    old_symbol = "OLDUSDT"
+    async with publishing(nats_url) as running:
+
+        async def respond(msg: nats.aio.msg.Msg) -> None:
+            await running.nc.publish(msg.reply, b'{"stream": "OLD", "seq": 1}')
+
+        await running.loop.call(running.nc.subscribe(trade_subject(old_symbol), cb=respond), 5)
+        running.loop.loop.call_soon_threadsafe(running.publisher.submit_trade, old_symbol, 1, b"{}")
+        await until(lambda: running.acks.acked[1] == 1, 5, "the first trade confirmed by the plain ack")
+        assert not running.publisher.batching
+        for agg_id in (2, 3):
+            running.loop.loop.call_soon_threadsafe(running.publisher.submit_trade, old_symbol, agg_id, b"{}")
+        await until(lambda: len(running.acks.acked) == 3, 5, "later trades confirmed one ack each")
 
 
 def test_read_ack_tells_stored_duplicate_and_refused_apart() -> None:

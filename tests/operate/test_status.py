@@ -15,7 +15,10 @@ import pytest
 from tests.cluster.topology import child_env, free_ports, start_replay_system
 from tests.harness import wait_for, wait_until_stored
 from tests.processes import ServiceProcesses
+from tradetape.runtime.metrics import announce
 from tradetape.settings import Settings
+from tradetape.status import collect_status
+from tradetape.store.shards import write_manifest
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -104,3 +107,18 @@ def test_status_watch_refreshes_until_stopped(tmp_path: Path) -> None:
     stamps = [orjson.loads(line)["collected_at"] for line in lines]
     assert stamps == sorted(stamps) and len(set(stamps)) == 3
     assert proc.returncode == 0
+
+
+async def test_with_all_status_names_the_symbols_the_shards_recorded_never_all(nats_url: str, tmp_path: Path) -> None:
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path / "data", symbols="ALL")
+    client = await nats.connect(nats_url)
+    presence = await announce(client, "persist", {"symbols": "ALL", "shard": "main"})  # as `tradetape persist` does
+    try:
+        before = await collect_status(client, settings, nats_url)
+        assert before.symbols == [] and any("TRADETAPE_SYMBOLS=ALL" in p for p in before.problems)
+        write_manifest(settings.shard_dir, "main", ("ETHUSDT", "BTCUSDT"))
+        after = await collect_status(client, settings, nats_url)
+        assert [(row.symbol, row.shard) for row in after.symbols] == [("BTCUSDT", "main"), ("ETHUSDT", "main")]
+    finally:
+        await presence.stop()
+        await client.close()

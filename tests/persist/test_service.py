@@ -9,11 +9,12 @@ import nats
 import orjson
 import pytest
 
+from services.exchange import Exchange, ExchangeConfig
 from tests.harness import run_services, wait_for
 from tradetape.bus.provision import ensure_streams
 from tradetape.settings import Settings
-from tradetape.store.reader import SecondaryStore, read_all_trades
-from tradetape.store.shards import ShardLockedError
+from tradetape.store.reader import SecondaryStore, ShardReader, read_all_trades
+from tradetape.store.shards import ShardLockedError, find_shards
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -121,3 +122,38 @@ async def test_a_second_process_cannot_act_as_the_same_shard(nats_url: str, tmp_
         with pytest.raises(ShardLockedError):
             async with run_services(settings, "persist"):
                 await asyncio.sleep(2)
+
+
+async def test_all_stores_the_symbols_exchange_info_lists_and_those_listed_later(nats_url: str, tmp_path: Path) -> None:
+    listed = ("AAAUSDT", "BBBUSDT", "CCCUSDT")
+    async with Exchange(ExchangeConfig(symbols=listed, rate=0)) as exchange:
+        settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols="ALL", binance_rest_url=exchange.rest_url)
+        client = await nats.connect(nats_url)
+        js = client.jetstream()
+        try:
+            await ensure_streams(js, settings)
+            for symbol in (*listed, "NEWUSDT"):  # NEWUSDT: listed after persist asked, first seen on the stream
+                for agg_id in range(1, 21):
+                    await js.publish(f"tape.trades.binance.{symbol}", trade(agg_id, agg_id * 10))
+            await js.publish("tape.trades.binance.x.y", trade(1, 10))
+            async with run_services(settings, "persist", persist={"linger": 0.02}) as running:
+                persist = running.services["persist"]
+
+                async def settled() -> bool:
+                    return bool(sum(persist.written.values()) == 80 and sum(persist.deadlettered.values()) == 1)
+
+                await wait_for(settled, timeout=20, running=running)
+                assert persist.symbols == (*listed, "NEWUSDT")
+                consumer = await js.consumer_info("TAPE_TRADES", "persist-main")
+                assert consumer.config.filter_subjects == ["tape.trades.binance.>"]
+                assert consumer.num_ack_pending == 0 and consumer.num_pending == 0
+                dead = await js.get_msg("TAPE_DEADLETTER", 1)
+                assert dead.headers is not None and "not a trade subject" in dead.headers["Tradetape-Reason"]
+        finally:
+            await client.close()
+    assert find_shards(tmp_path / "shards") == {"main": (*listed, "NEWUSDT")}
+    reader = ShardReader(settings.shard_dir)
+    try:
+        assert [reader.coverage(s, None).trade_count for s in (*listed, "NEWUSDT")] == [20] * 4
+    finally:
+        reader.close()

@@ -277,3 +277,14 @@ def test_ctrl_c_stops_everything_in_order_and_exits_0(first: Up) -> None:
     assert not (first.cwd / "data" / "nats.url").exists()
     after = first.query("coverage", "BTCUSDT", "--nats-url", url)
     assert after.returncode == 2 and "cannot reach NATS" in after.stderr
+
+
+def test_a_backfill_of_all_symbols_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    env = {**clean_env(), "TRADETAPE_SYMBOLS": "ALL", "TRADETAPE_BACKFILL_DAYS": "2"}
+    env["TRADETAPE_DATA_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "tradetape.cli", "up", "--simulate"], env=env, text=True, capture_output=True, timeout=30
+    )
+    assert done.returncode == 1
+    assert "TRADETAPE_BACKFILL_DAYS=2 needs a list of symbols" in done.stderr + done.stdout
+    assert not (tmp_path / "nats").exists() and not (tmp_path / "nats.url").exists()

@@ -14,6 +14,7 @@ from pathlib import Path
 from tests.harness import wait_for
 from tests.processes import ServiceProcesses
 from tradetape.settings import Settings
+from tradetape.store.shards import write_manifest
 from tradetape.web.server import WebServer
 
 
@@ -47,6 +48,17 @@ def test_page_files_and_config_with_the_query_user(tmp_path: Path) -> None:
             "password": "secret",
         }
         assert get(web.url + "../pyproject.toml")[0] == 404
+
+
+def test_with_all_the_page_lists_what_the_shards_recorded(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, symbols="ALL", web_nats_url="ws://127.0.0.1:9999")
+    with WebServer(settings, port=0) as web:
+        status, _, body = get(web.url + "config.json")
+        assert status == 503 and b"TRADETAPE_SYMBOLS=ALL" in body
+        write_manifest(tmp_path / "shards" / "s0", "s0", ("SOLUSDT", "BTCUSDT"))
+        write_manifest(tmp_path / "shards" / "s1", "s1", ("ETHUSDT",))
+        status, _, body = get(web.url + "config.json")
+        assert status == 200 and json.loads(body)["symbols"] == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
 
 
 def test_config_follows_the_url_up_records_and_says_what_is_missing(tmp_path: Path) -> None:

@@ -67,6 +67,19 @@ def parse_page(body: bytes, from_id: int, limit: int) -> list[RestTrade]:
     return out
 
 
+def parse_trading_symbols(body: bytes) -> list[str]:
+    """The TRADING symbols of an `exchangeInfo` answer, sorted; names not of ASCII letters and digits left out."""
+    try:
+        info = orjson.loads(body)
+        return sorted(
+            str(s["symbol"])
+            for s in info["symbols"]
+            if s.get("status") == "TRADING" and str(s["symbol"]).isascii() and str(s["symbol"]).isalnum()
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise GapFillError(f"exchangeInfo answer unusable: {exc!r}") from None
+
+
 class WeightBudget:
     """A token bucket of request weight: `per_minute` refilled evenly, bursts up to a quarter of it."""
 
@@ -120,14 +133,7 @@ class RestClient:
 
     async def trading_symbols(self) -> list[str]:
         """Every symbol `exchangeInfo` lists with status TRADING."""
-        body = await self._get("/api/v3/exchangeInfo", {}, EXCHANGE_INFO_WEIGHT)
-        try:
-            info = orjson.loads(body)
-            return sorted(
-                str(s["symbol"]) for s in info["symbols"] if s.get("status") == "TRADING" and str(s["symbol"]).isalnum()
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-            raise GapFillError(f"exchangeInfo answer unusable: {exc!r}") from None
+        return parse_trading_symbols(await self._get("/api/v3/exchangeInfo", {}, EXCHANGE_INFO_WEIGHT))
 
     async def _get(self, path: str, params: dict[str, Any], weight: int) -> bytes:
         wait = self.paused_until - time.monotonic()

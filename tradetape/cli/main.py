@@ -216,10 +216,12 @@ def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
         replay: tuple[Path, ...] = tuple(args.replay)
     else:
         replay = () if args.rate is not None else (BUNDLED_REPLAY,)
+    # The simulator is the exchange: ALL (ask the exchange) leaves it the default symbols to list.
+    default_symbols: tuple[str, ...] = Settings.model_fields["symbols"].default
     return ExchangeConfig(
         host=args.host,
         port=args.port,
-        symbols=settings.symbols,
+        symbols=default_symbols if settings.symbols_from_exchange else settings.symbols,
         replay=replay,
         speed=args.speed,
         original_times=args.original_times,
@@ -344,6 +346,7 @@ async def _run_service(name: str, settings: Settings) -> int:
 
     from tradetape.bus.auth import NatsAuth
     from tradetape.bus.connect import resolve_nats_url
+    from tradetape.runtime.collector import settle_after_start
     from tradetape.runtime.lifecycle import run_with_nats
     from tradetape.runtime.metrics import MetricsPortError, MetricsServer, announce
 
@@ -355,10 +358,14 @@ async def _run_service(name: str, settings: Settings) -> int:
         metrics_server.attach(service.metrics)
         presence = None
         if name != "analytics":  # analytics is a micro service itself
-            metadata = {"symbols": ",".join(settings.symbols if name == "ingest" else settings.shard_symbols)}
+            # With ALL the list is the exchange's, learned by the service itself: "ALL" says so
+            # (status takes the symbols from the shard manifests and analytics instead).
+            own = settings.symbols if name == "ingest" or settings.symbols_from_exchange else settings.shard_symbols
+            metadata = {"symbols": ",".join(own)}
             if name == "persist":
                 metadata["shard"] = settings.shard
             presence = await announce(nc, name, {**metadata, "metrics_port": str(settings.metrics_port)})
+        settle_after_start()
         try:
             await service.run(stop)
         finally:

@@ -75,8 +75,13 @@ def shard_dir_of(settings: Settings, symbol: str) -> Path:
     for shard, symbols in find_shards(root).items():
         if symbol in symbols:
             return root / shard
-    if symbol in settings.shard_symbols:
+    if settings.owns(symbol):
         return settings.shard_dir
+    if settings.symbols_from_exchange:
+        raise ImportTargetError(
+            f"{symbol} is in no shard: no shard manifest under {root} lists it and by its hash it is not "
+            f"shard {settings.shard_index} of {settings.shard_count}"
+        )
     raise ImportTargetError(
         f"{symbol} is in no shard: no shard manifest under {root} lists it and it is not one of "
         f"{Settings.env_name('symbols')}={','.join(settings.symbols)}"
@@ -115,6 +120,7 @@ class TapeImporter:
         """The shard of `symbol`, and its store if this process may write it (None: persist holds it)."""
         path = shard_dir_of(self._settings, symbol)
         if path in self._stores:
+            self._list_in_manifest(path, symbol)
             return path, self._stores[path]
         if path in self._persisted or self._persist_wait_s > 0:
             return path, None
@@ -125,8 +131,18 @@ class TapeImporter:
             return path, None
         self._stores[path] = store
         if path == self._settings.shard_dir and not (path / "shard.json").exists():
-            write_manifest(path, self._settings.shard, self._settings.shard_symbols)
+            listed = () if self._settings.symbols_from_exchange else self._settings.shard_symbols
+            write_manifest(path, self._settings.shard, listed)
+        self._list_in_manifest(path, symbol)
         return path, store
+
+    def _list_in_manifest(self, path: Path, symbol: str) -> None:
+        """With `ALL`, a symbol imported straight into this shard joins its manifest (persist lists the rest)."""
+        if not self._settings.symbols_from_exchange or path != self._settings.shard_dir:
+            return
+        listed = find_shards(path.parent).get(self._settings.shard, ())
+        if symbol not in listed:
+            write_manifest(path, self._settings.shard, (*listed, symbol))
 
     async def import_dump(self, dump: Dump, progress: Progress | None = None) -> ImportResult:
         """One validated file into the store; `DumpError` (naming the line) if it conflicts with what is stored."""

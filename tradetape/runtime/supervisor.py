@@ -146,6 +146,7 @@ async def _run_locked(
     settings: Settings, exchange_args: list[str] | None, lock: DataDirLock, stop: asyncio.Event
 ) -> list[int | None]:
     """Start everything, supervise until `stop`, stop in order; the children's exit codes."""
+    check_backfill(settings)
     codes: list[int | None] = []
 
     async def stop_in_order(children: list[Child]) -> None:
@@ -198,6 +199,16 @@ async def _run_locked(
         )
         await supervise([*services, *simulators], stop)
     return codes
+
+
+def check_backfill(settings: Settings) -> None:
+    """`StartupError` for a backfill of `ALL`: the dumps of every TRADING symbol, far more than anyone means."""
+    if settings.backfill_days and settings.symbols_from_exchange:
+        raise StartupError(
+            f"{Settings.env_name('backfill_days')}={settings.backfill_days} needs a list of symbols, not "
+            f"{Settings.env_name('symbols')}=ALL (it would download the dumps of every TRADING symbol); "
+            f"run `tradetape fetch-history SYMBOL ...` for the ones wanted, or set it to 0"
+        )
 
 
 def backfill_child(settings: Settings, env: dict[str, str]) -> Child | None:

@@ -1,11 +1,12 @@
 """Shards: which database a symbol lives in, and the lock that keeps one writer per shard.
 
-A persist shard owns a set of symbols (`Settings.shard_symbols`: an explicit list, or
-shard i of N by a stable hash) and writes `<data dir>/shards/<shard>/` alone. The lock
-(`flock` on a file in that directory, released by the kernel even after `kill -9`)
-stops a second process from acting as the same shard before it touches the consumer;
-the manifest beside it (`shard.json`) names the shard's symbols, so analytics workers
-and tools find which directory serves which symbol (`find_shards`).
+A persist shard owns a set of symbols (an explicit list, or with `ALL` what exchangeInfo
+lists at its start; all of them, or shard i of N by a stable hash) and writes
+`<data dir>/shards/<shard>/` alone. The lock (`flock` on a file in that directory,
+released by the kernel even after `kill -9`) stops a second process from acting as the
+same shard before it touches the consumer; the manifest beside it (`shard.json`) names
+the shard's symbols, so analytics workers and tools find which directory serves which
+symbol (`find_shards`).
 """
 
 from __future__ import annotations

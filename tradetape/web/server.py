@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from tradetape.runtime.nats_server import read_url_file
 from tradetape.settings import Settings
+from tradetape.store.shards import find_shards
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,21 @@ def web_config(settings: Settings) -> WebConfig:
             f"or run `tradetape up` with data dir {settings.data_dir}"
         )
     password = settings.web_nats_password.get_secret_value() if settings.web_nats_password else None
-    return WebConfig(servers=url, symbols=list(settings.symbols), user=settings.web_nats_user, password=password)
+    return WebConfig(servers=url, symbols=page_symbols(settings), user=settings.web_nats_user, password=password)
+
+
+def page_symbols(settings: Settings) -> list[str]:
+    """`symbols`; with `ALL`, those the shards under the data dir recorded when persist resolved them."""
+    if not settings.symbols_from_exchange:
+        return list(settings.symbols)
+    root = settings.data_dir / "shards"
+    symbols = sorted({symbol for owned in find_shards(root).values() for symbol in owned})
+    if not symbols:
+        raise WebConfigError(
+            f"{Settings.env_name('symbols')}=ALL: the page lists the symbols persist recorded under {root}, "
+            f"and none has yet (start `tradetape up`, or set {Settings.env_name('symbols')} for the page)"
+        )
+    return symbols
 
 
 class WebServer:

@@ -1,0 +1,49 @@
+"""`hpub` writes what nats-py's `publish` writes, and `BulkPublish` delivers it, in order, to a real server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+from nats.aio.msg import Msg
+from nats.protocol.command import hpub_cmd
+
+from tradetape.bus.bulk_publish import BulkPublish, hpub
+from tradetape.bus.subjects import MSG_ID_HEADER
+
+
+def test_hpub_is_the_bytes_nats_py_builds() -> None:
+    header = f"NATS/1.0\r\n{MSG_ID_HEADER}: binance:BTCUSDT:42\r\n\r\n".encode()
+    payload = b'{"e":"aggTrade","a":42}'
+    expected = hpub_cmd("tape.trades.binance.BTCUSDT", "_INBOX.x.b-1.500.fail.7.1.$FI", header, payload)
+    assert (
+        hpub("tape.trades.binance.BTCUSDT", "_INBOX.x.b-1.500.fail.7.1.$FI", "binance:BTCUSDT:42", payload) == expected
+    )
+
+
+async def test_gathered_publishes_arrive_in_order_with_their_ids_and_replies(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        got: list[Msg] = []
+        done = asyncio.Event()
+
+        async def receive(msg: Msg) -> None:
+            got.append(msg)
+            if len(got) == 1001:
+                done.set()
+
+        await nc.subscribe("bulk.>", cb=receive)
+        bulk = BulkPublish(nc)
+        assert bulk.direct, "nats-py lost the internals BulkPublish writes through: it would publish one by one"
+        for i in range(1000):
+            bulk.add(f"bulk.{i % 3}", f"reply.{i}", f"id:{i}", str(i).encode())
+        await bulk.flush()
+        await nc.publish("bulk.after", b"last", headers={MSG_ID_HEADER: "id:after"})
+        await asyncio.wait_for(done.wait(), 5)
+        assert [m.data for m in got] == [str(i).encode() for i in range(1000)] + [b"last"]
+        assert [m.subject for m in got[:4]] == ["bulk.0", "bulk.1", "bulk.2", "bulk.0"]
+        assert all(
+            m.reply == f"reply.{i}" and m.headers == {MSG_ID_HEADER: f"id:{i}"} for i, m in enumerate(got[:1000])
+        )
+    finally:
+        await nc.close()

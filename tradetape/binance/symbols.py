@@ -1,0 +1,65 @@
+"""The symbols a service works on: `TRADETAPE_SYMBOLS` as given, or for `ALL` every TRADING symbol of exchangeInfo.
+
+The one place `ALL` becomes a list, so ingest, persist and analytics started with the same
+settings agree on it (each then takes its shard's share with `Settings.shard_share`). The
+exchange is asked once, at start: while it is unreachable or its answer unusable (no
+TRADING symbol is unusable too: a service with nothing to do would look stopped), the
+question is asked again with capped backoff, each failure one warning naming the setting,
+until it answers or the caller's stop event is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from tradetape.binance.rest import GapFillError, RestClient
+from tradetape.runtime.backoff import Backoff
+from tradetape.settings import ALL_SYMBOLS, Settings
+
+logger = logging.getLogger(__name__)
+
+RETRY_INITIAL_S = 1.0
+RETRY_MAX_S = 60.0
+
+
+async def resolve_symbols(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    rest: RestClient | None = None,
+    backoff: Backoff | None = None,
+    before_attempt: Callable[[], None] | None = None,
+) -> tuple[str, ...]:
+    """`settings.symbols`, or with `ALL` the exchange's TRADING symbols; () if `stop` was set first.
+
+    `rest` is the caller's client when it has one (ingest: one weight budget for all its
+    calls), else one for `settings.binance_rest_url`. `before_attempt` runs before each
+    question; what it raises ends the wait (ingest: a NATS connection closed for good).
+    """
+    if not settings.symbols_from_exchange:
+        return settings.symbols
+    rest = rest or RestClient(settings.binance_rest_url, weight_per_minute=settings.ingest_rest_weight_per_minute)
+    backoff = backoff or Backoff(RETRY_INITIAL_S, RETRY_MAX_S)
+    setting = f"{Settings.env_name('symbols')}={ALL_SYMBOLS}"
+    while not stop.is_set():
+        if before_attempt is not None:
+            before_attempt()
+        try:
+            symbols = tuple(await rest.trading_symbols())
+            if symbols:
+                logger.info("symbols from exchangeInfo", extra={"setting": setting, "trading": len(symbols)})
+                return symbols
+            error = "exchangeInfo lists no TRADING symbol"
+        except GapFillError as exc:
+            error = exc.reason
+        delay = backoff.next_delay()
+        logger.warning(
+            "exchangeInfo not usable, symbols unknown, retrying",
+            extra={"setting": setting, "url": settings.binance_rest_url, "error": error, "delay_s": round(delay, 1)},
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+    return ()
