@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, WebSocketException
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI, WebSocketException
 
 from services.ingest.wire import (
     MAX_URL_CHARS,
@@ -259,9 +259,10 @@ class Feed:
                 raise FeedError(f"SUBSCRIBE refused: {error}")
 
     async def _read(self, conn: _Connection) -> None:
-        sink, flow = self._sink, self._flow
+        sink, flow, ws = self._sink, self._flow, conn.ws
         try:
-            async for message in conn.ws:
+            while True:
+                message = await ws.recv(decode=False)  # bytes: orjson reads them without a str in between
                 out = sink(message)
                 if flow is not None and flow.congested:
                     await flow.wait_for_room()
@@ -276,6 +277,8 @@ class Feed:
                     conn.shutdown.set()
                 else:
                     logger.info("exchange event", extra={"feed": self.name, "event": out.event})
+        except ConnectionClosedOK:
+            pass
         except ConnectionClosed as exc:
             logger.warning("exchange connection lost", extra={"feed": self.name, "error": repr(exc)})
         logger.info("exchange connection closed", extra={"feed": self.name, "code": conn.ws.close_code})

@@ -231,7 +231,9 @@ class Publisher:
                 self._has_work.clear()
                 self._note_idle()
                 batch = self._batch
-                if batch is not None and not batch.committing and not batch.failed and nc.is_connected:
+                # Closed only once the server answered its first message: a server without
+                # batches would store the empty closing message as a trade.
+                if batch is not None and batch.flow and not batch.committing and not batch.failed and nc.is_connected:
                     if not await wait_event(self._has_work, COMMIT_IDLE_S):
                         await self._commit(batch)
                     continue
@@ -355,9 +357,12 @@ class Publisher:
         now = self._now()
         kind = reply.kind
         if kind is ReplyKind.FLOW:
+            first = not batch.flow
             self._confirm(batch.flow_ack(reply.seq, reply.flow, now), False)
             self._batch_backoff.reset()
             self._room.set()
+            if first:
+                self._has_work.set()  # a sender idle since the first message may close the batch now
         elif kind is ReplyKind.END:
             if not reply.batched:
                 self._stop_batching("the server answered a batch like a single publish (no fast-ingest batches)")
