@@ -64,8 +64,6 @@ POLL_S = 0.25
 """The longest the send and confirm loops wait before they look at the connection again."""
 COMMIT_IDLE_S = 0.005
 """A batch is closed (its tail confirmed) once no trade came for this long."""
-SEND_INTERVAL_S = 0.0
-"""After a send the sender lets trades gather this long: one socket write for many, not one each."""
 
 
 class NatsClosedError(RuntimeError):
@@ -259,7 +257,7 @@ class Publisher:
                 self._drained.set()
             if sent:
                 self._has_inflight.set()
-                await asyncio.sleep(SEND_INTERVAL_S)
+                await asyncio.sleep(0)
             else:
                 await wait_event(self._room, min(POLL_S, max(self._batch_not_before - self._now(), PAUSE_POLL_S)))
 
