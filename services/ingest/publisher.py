@@ -15,7 +15,7 @@ answer does not come within `ack_timeout`, and its unconfirmed trades are sent a
 a new batch under the same `Nats-Msg-Id`. Against a server or stream without batches
 (the first answer tells), and for dead letters (another stream), each message gets its
 own ack instead: sent with `nc.publish` to a numbered reply subject under one wildcard
-inbox, matched oldest first, and re-sent on an error, an unreadable ack or a timeout.
+inbox, matched oldest first (`services.ingest.numbered_acks`), and re-sent on an error, an unreadable ack or a timeout.
 
 Why not nats-py's `publish_async`: measured with py-spy under `bench/ingest.py`, a
 third of ingest's time went to its per-message machinery (a random inbox token, a
@@ -33,10 +33,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, MaxPayloadError, OutboundBufferLimitError
@@ -52,6 +51,7 @@ from services.ingest.fast_batch import (
     reply_base,
     reply_subject,
 )
+from services.ingest.numbered_acks import NumberedAcks, read_ack
 from tradetape.bus.bulk_publish import BulkPublish
 from tradetape.bus.subjects import MSG_ID_HEADER, trade_msg_id, trade_subject
 from tradetape.runtime.backoff import Backoff
@@ -107,13 +107,8 @@ class Publisher:
         self._buffer_max = buffer_max
         self._ack_timeout = ack_timeout
         self._buffer: deque[Outgoing] = deque()
-        self._inflight: dict[int, tuple[Outgoing, float]] = {}
-        """Sent with an ack each, by ack number: the message and its ack deadline."""
-        self._order: deque[int] = deque()
-        """The ack numbers in flight, oldest first (a dict emptied from the front iterates slowly)."""
-        self._acks: dict[int, bytes] = {}
-        """Ack bodies received for messages still in flight, by ack number."""
-        self._sent = 0
+        self._single: NumberedAcks[Outgoing] = NumberedAcks()
+        """Messages sent with an ack each (dead letters; every message without batches)."""
         self._inbox = ""
         self._ack_prefix = ""
         self.batching = batches
@@ -135,8 +130,8 @@ class Publisher:
         self.retried = 0
         self.dropped = 0
         self.deadletters_lost = 0
-        self.stale_acks = 0
         self.batches = 0
+        self._stale_batch_replies = 0
         self.paused = False
 
     @property
@@ -145,7 +140,12 @@ class Publisher:
 
     @property
     def in_flight(self) -> int:
-        return len(self._inflight) + (len(self._batch.items) if self._batch is not None else 0)
+        return len(self._single) + (len(self._batch.items) if self._batch is not None else 0)
+
+    @property
+    def stale_acks(self) -> int:
+        """Answers for messages or batches already given up."""
+        return self._single.stale + self._stale_batch_replies
 
     @property
     def pressure(self) -> float:
@@ -216,7 +216,7 @@ class Publisher:
         return len(self._buffer) + self.in_flight
 
     def _note_idle(self) -> None:
-        if not self._buffer and not self._inflight and (self._batch is None or not self._batch.items):
+        if not self._buffer and not self._single and (self._batch is None or not self._batch.items):
             self._idle.set()
 
     # -- sending ----------------------------------------------------------------------
@@ -263,7 +263,7 @@ class Publisher:
 
     async def _send_some(self) -> int:
         """Move buffered messages into flight, in order, while their lane has room; returns how many."""
-        buffer, inflight, nc, bulk = self._buffer, self._inflight, self._nc, self._bulk
+        buffer, single, nc, bulk = self._buffer, self._single, self._nc, self._bulk
         now = self._now()
         deadline = now + self._ack_timeout
         sent = 0
@@ -277,7 +277,7 @@ class Publisher:
                     break
                 batch = self._open_batch()
                 room = batch.room()
-            elif not batched and len(inflight) >= self._window:
+            elif not batched and len(single) >= self._window:
                 break
             buffer.popleft()
             if len(item.payload) > nc.max_payload:
@@ -295,10 +295,10 @@ class Publisher:
                 sent += 1
                 continue
             await bulk.flush()
-            self._sent += 1
+            number = single.next_number()
             headers = item.headers if item.headers is not None else {MSG_ID_HEADER: item.msg_id}
             try:
-                await nc.publish(item.subject, item.payload, reply=f"{self._ack_prefix}{self._sent}", headers=headers)
+                await nc.publish(item.subject, item.payload, reply=f"{self._ack_prefix}{number}", headers=headers)
             except (OutboundBufferLimitError, ConnectionClosedError) as exc:
                 buffer.appendleft(item)
                 raise_if_closed(nc)
@@ -308,8 +308,7 @@ class Publisher:
                 logger.error("message over the max payload dropped", extra={"subject": item.subject})
                 self._drop(item)
                 continue
-            inflight[self._sent] = (item, deadline)
-            self._order.append(self._sent)
+            single.sent(number, item, deadline)
             sent += 1
         await bulk.flush()
         return sent
@@ -339,17 +338,13 @@ class Publisher:
         if rest.endswith(SUFFIX):
             self._on_batch_reply(rest[: rest.find(".")], msg.data)
             return
-        if not rest.isdecimal() or int(rest) not in self._inflight:
-            self.stale_acks += 1  # the message was given up and re-sent under a new number
-            return
-        self._acks[int(rest)] = msg.data
-        if not self._has_ack.is_set():
+        if self._single.answered(rest, msg.data) and not self._has_ack.is_set():
             self._has_ack.set()
 
     def _on_batch_reply(self, batch_id: str, body: bytes) -> None:
         batch = self._batch
         if batch is None or batch_id != batch.id:
-            self.stale_acks += 1  # a batch already ended (its later messages are answered as unknown)
+            self._stale_batch_replies += 1  # a batch already ended (its later messages are answered as unknown)
             return
         reply = read_batch_reply(body)
         now = self._now()
@@ -384,12 +379,7 @@ class Publisher:
         self._batch = None
         left = batch.items
         if left:
-            self.retried += len(left)
-            self._buffer.extendleft(reversed(left))
-            while len(self._buffer) > self._buffer_max:
-                self._drop_oldest()
-            self._idle.clear()
-            self._has_work.set()
+            self._give_back(left)
         if error and not retry_now:
             self._batch_not_before = self._now() + self._batch_backoff.next_delay()
         if error or left:
@@ -408,7 +398,7 @@ class Publisher:
         return asyncio.get_running_loop().time()
 
     async def _confirm_loop(self) -> None:
-        inflight, order, acks, on_ack = self._inflight, self._order, self._acks, self._on_ack
+        single, on_ack = self._single, self._on_ack
         loop = asyncio.get_running_loop()
         while True:
             raise_if_closed(self._nc)
@@ -419,14 +409,13 @@ class Publisher:
                 and (loop.time() - batch.waiting_since > self._ack_timeout)
             ):
                 self._end_batch(batch, "no answer within the ack timeout", retry_now=True)
-            if not inflight:
+            oldest = single.oldest()
+            if oldest is None:
                 self._has_inflight.clear()
                 self._note_idle()
                 await wait_event(self._has_inflight, POLL_S)
                 continue
-            number = order[0]
-            item, deadline = inflight[number]
-            body = acks.pop(number, None)
+            item, deadline, body = oldest
             if body is None:
                 left = deadline - loop.time()
                 if left > 0:
@@ -437,8 +426,7 @@ class Publisher:
                 duplicate = False
             else:
                 error, duplicate = read_ack(body)
-            del inflight[number]
-            order.popleft()
+            single.settle_oldest()
             self._room.set()
             if error is not None:
                 self._retry(item, error)
@@ -446,31 +434,18 @@ class Publisher:
                 on_ack(item.symbol, item.agg_id, duplicate)
 
     def _retry(self, item: Outgoing, error: str) -> None:
-        self.retried += 1
-        if self.retried % 1000 == 1:
+        if self.retried % 1000 == 0:
             logger.warning(
-                "publish ack failed, re-sending", extra={"symbol": item.symbol, "error": error, "retried": self.retried}
+                "publish ack failed, re-sending",
+                extra={"symbol": item.symbol, "error": error, "retried": self.retried + 1},
             )
-        self._buffer.appendleft(item)
-        if len(self._buffer) > self._buffer_max:
+        self._give_back((item,))
+
+    def _give_back(self, items: Sequence[Outgoing]) -> None:
+        """Unconfirmed messages back to the front of the buffer, in order, to be sent again."""
+        self.retried += len(items)
+        self._buffer.extendleft(reversed(items))
+        while len(self._buffer) > self._buffer_max:
             self._drop_oldest()
         self._idle.clear()
         self._has_work.set()
-
-
-def read_ack(body: bytes) -> tuple[str | None, bool]:
-    """A JetStream publish reply: (why the message was not stored, or None; whether it was a duplicate).
-
-    An empty body is a status message (503: no stream takes the subject); an error is
-    JetStream's refusal (a full stream, say); both are retried like a lost ack.
-    """
-    if not body:
-        return "no stream answered (no responders)", False
-    try:
-        ack = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return f"unreadable ack {body[:80]!r}", False
-    if not isinstance(ack, dict) or "error" in ack or "seq" not in ack:
-        refusal = ack.get("error") if isinstance(ack, dict) else ack
-        return f"jetstream refused the message: {refusal!r}"[:200], False
-    return None, ack.get("duplicate") is True

@@ -17,7 +17,8 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, StreamConfig
 
-from services.ingest.publisher import NatsClosedError, Publisher, read_ack
+from services.ingest.numbered_acks import read_ack
+from services.ingest.publisher import NatsClosedError, Publisher
 from tests.ingest.isolated import LoopThread, ended, isolated_loop
 from tradetape.bus.subjects import MSG_ID_HEADER, trade_msg_id, trade_subject
 
