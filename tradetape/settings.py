@@ -176,6 +176,12 @@ class Settings(BaseSettings):
         default=True,
         description="publish trades in JetStream fast-ingest batches (nats-server >= 2.14); false: an ack a trade",
     )
+    ingest_tail_probe_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="a symbol without a new trade for this long gets a REST check for trades after its newest "
+        "(a burst's last trades lost on the WebSocket), again every this long while it stays quiet",
+    )
 
     @field_validator("symbols", mode="before")
     @classmethod

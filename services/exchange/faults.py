@@ -33,6 +33,8 @@ class FaultConfig:
 
     drop_every: int = 0
     """Every Nth trade is not sent (it stays in the history, so the client sees a gap)."""
+    drop_after: int = 0
+    """After N trades, none is sent: a burst's last trades lost, seen by no later id while the symbol is quiet."""
     malformed_every: int = 0
     """After every Nth sent trade, send one malformed frame (kinds rotate)."""
     invalid_every: int = 0
@@ -186,8 +188,8 @@ class FaultState:
     def take(self) -> bool:
         """Count one trade due to be sent; False means drop it."""
         self.considered += 1
-        every = self.config.drop_every
-        if every and self.considered % every == 0:
+        every, after = self.config.drop_every, self.config.drop_after
+        if (every and self.considered % every == 0) or (after and self.considered > after):
             self.dropped += 1
             return False
         return True

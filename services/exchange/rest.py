@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter, deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
+RECENT_REQUESTS = 10_000
 LOT_STEP = "0.00001000"
 
 _SYMBOL_RE = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
@@ -73,6 +75,20 @@ class RestFaults:
     def released_before(self) -> float | None:
         lag = self.config.rest_lag_s
         return time.monotonic() - lag if lag else None
+
+
+@dataclass
+class RestLog:
+    """The REST requests received, so a test can check a client's weight and pacing as the exchange sees them."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    """Requests per path (`/api/v3/aggTrades`)."""
+    recent: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
+    """The newest requests as (monotonic time, path with query), oldest first."""
+
+    def note(self, path: str) -> None:
+        self.counts[urlsplit(path).path] += 1
+        self.recent.append((time.monotonic(), path))
 
 
 class RestError(Exception):

@@ -166,6 +166,7 @@ class Exchange:
         self._sessions: set[StreamSession] = set()
         self._server: Server | None = None
         self._rest_faults = rest.RestFaults(self.config.faults)
+        self.rest_log = rest.RestLog()
         self._dumps = DumpArchive()
         self._lock = asyncio.Lock()
         self._stopped = asyncio.Event()
@@ -382,6 +383,7 @@ class Exchange:
         """Answer REST GETs and reject bad stream URLs; None lets the handshake proceed."""
         path = request.path
         if path.startswith("/api/"):
+            self.rest_log.note(path)
             answer = rest.handle(path, self._histories, self._tick_sizes, self._rest_faults)
             return _json_response(answer.status, answer.body, answer.headers, answer.content_type)
         if path.startswith("/control/"):

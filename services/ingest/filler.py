@@ -6,6 +6,8 @@ gap's end; a short page (REST behind the WebSocket) or any unusable answer leave
 rest open with a capped, growing delay. After a (re)connection it also asks for the
 trades after the newest id of each symbol that has not traded since (the "tail"), and it
 checks an implausible live id against the exchange's newest before believing later ones.
+When nothing else is due, it probes the tail of a symbol quiet for a while, on the
+`TailSchedule`'s pace, for a burst's last trades lost on the WebSocket (`tailprobe`).
 It holds back while the publisher is paused or its buffer half full.
 """
 
@@ -18,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from services.ingest.tailprobe import TailSchedule
 from services.ingest.tape import CONFIRM_WAIT_S, Gap, SymbolTape
 from tradetape.binance.rest import PAGE_LIMIT, GapFillError, RestClient, RestTrade
 
@@ -38,14 +41,33 @@ class _Tail:
     attempts: int = 0
 
 
+@dataclass(slots=True)
+class ProbeCounters:
+    probes: int = 0
+    found_probes: int = 0
+    """Probes that found trades: a burst's tail was lost."""
+    found: int = 0
+    """Trades the probes found."""
+    failures: int = 0
+    failing: int = 0
+    """Probes failed in a row (logged at the 1st, 2nd, 4th, ...)."""
+
+
 class GapFiller:
     def __init__(
-        self, rest: RestClient, tapes: Mapping[str, SymbolTape], accept: Accept, ready: Callable[[], bool]
+        self,
+        rest: RestClient,
+        tapes: Mapping[str, SymbolTape],
+        accept: Accept,
+        ready: Callable[[], bool],
+        probes: TailSchedule,
     ) -> None:
         self._rest = rest
         self._tapes = tapes
         self._accept = accept
         self._ready = ready
+        self.probes = probes
+        self.probe_counters = ProbeCounters()
         self._tails: dict[str, _Tail] = {}
         self._verify: dict[str, float] = {}
         self._verified_at: dict[str, float] = {}
@@ -86,7 +108,8 @@ class GapFiller:
         due = [t.next_attempt for t in self._tails.values()]
         due += self._verify.values()
         due += (g.next_attempt for tape in self._tapes.values() if tape.gaps for g in tape.gaps)
-        return min(due, default=time.monotonic() + IDLE_POLL_S)
+        due.append(self.probes.due_at())
+        return min(due)
 
     async def _one_job(self, now: float) -> bool:
         """Run the most urgent due job; False if none is due."""
@@ -106,10 +129,10 @@ class GapFiller:
             for gap in tape.gaps:
                 if gap.next_attempt <= now and (due is None or gap.next_attempt < due[0]):
                     due = (gap.next_attempt, tape, gap)
-        if due is None:
-            return False
-        await self._fill_gap(due[1], due[2])
-        return True
+        if due is not None:
+            await self._fill_gap(due[1], due[2])
+            return True
+        return await self._probe(now)
 
     async def _fill_gap(self, tape: SymbolTape, gap: Gap) -> None:
         symbol, span = tape.symbol, (gap.from_id, gap.to_id)
@@ -153,16 +176,20 @@ class GapFiller:
             },
         )
 
-    async def _fill_tail(self, symbol: str, tail: _Tail) -> None:
+    async def _fetch_tail(self, symbol: str) -> int:
+        """Fetch the trades after the symbol's newest id, page by page; the number accepted."""
         tape = self._tapes[symbol]
         fetched = 0
+        while True:
+            page = await self._rest.agg_trades(symbol, tape.head + 1, PAGE_LIMIT)
+            fetched += self._accept(symbol, page)
+            if len(page) < PAGE_LIMIT or not self._ready():
+                return fetched
+
+    async def _fill_tail(self, symbol: str, tail: _Tail) -> None:
+        tape = self._tapes[symbol]
         try:
-            while True:
-                start = tape.head + 1
-                page = await self._rest.agg_trades(symbol, start, PAGE_LIMIT)
-                fetched += self._accept(symbol, page)
-                if len(page) < PAGE_LIMIT or not self._ready():
-                    break
+            fetched = await self._fetch_tail(symbol)
         except GapFillError as exc:
             tail.attempts += 1
             tail.next_attempt = time.monotonic() + min(2.0**tail.attempts / 2, TAIL_RETRY_MAX_S)
@@ -171,6 +198,47 @@ class GapFiller:
         self._tails.pop(symbol, None)
         if fetched:
             logger.info("gap filled", extra={"symbol": symbol, "tail": True, "fetched": fetched, "head": tape.head})
+
+    async def _probe(self, now: float) -> bool:
+        """Probe the tail of the symbol quiet longest, if one is due; False if none is."""
+        probes = self.probes
+        for tape in self._tapes.values():
+            if tape.watermark is not None:
+                probes.observe(tape.symbol, tape.head, now)
+        symbol = probes.next(now)
+        if symbol is None:
+            return False
+        tape, counters = self._tapes[symbol], self.probe_counters
+        head, quiet_s = tape.head, now - probes.quiet_since[symbol]
+        counters.probes += 1
+        try:
+            fetched = await self._fetch_tail(symbol)
+        except GapFillError as exc:
+            counters.failures += 1
+            counters.failing += 1
+            if counters.failing & (counters.failing - 1) == 0:
+                logger.warning(
+                    "tail probe failed",
+                    extra={"symbol": symbol, "failing": counters.failing, "error": exc.reason},
+                )
+            fetched = 0
+        else:
+            counters.failing = 0
+        probes.probed(symbol, tape.head, now)
+        if fetched:
+            counters.found_probes += 1
+            counters.found += fetched
+            logger.info(
+                "tail probe found trades",
+                extra={
+                    "symbol": symbol,
+                    "from_id": head + 1,
+                    "to_id": tape.head,
+                    "fetched": fetched,
+                    "quiet_s": round(quiet_s, 1),
+                },
+            )
+        return True
 
     async def _check_newest(self, symbol: str) -> None:
         self._verified_at[symbol] = time.monotonic()

@@ -32,6 +32,7 @@ from services.ingest.filler import GapFiller
 from services.ingest.gapfill import RestClient, RestTrade
 from services.ingest.publisher import NatsClosedError, Publisher, raise_if_closed
 from services.ingest.stats import StatsBook
+from services.ingest.tailprobe import TailSchedule, probe_interval_s
 from services.ingest.tape import SymbolTape, Verdict
 from services.ingest.wire import AggTradeFrame, ControlFrame, FrameError, ReplyFrame, parse_frame
 from tradetape.binance.symbols import resolve_symbols
@@ -75,7 +76,10 @@ class IngestService:
             buffer_max=settings.ingest_buffer_trades,
             batches=settings.ingest_fast_batches,
         )
-        self.filler = GapFiller(self._rest, self.tapes, self._accept_rest, self._filler_ready)
+        probes = TailSchedule(
+            settings.ingest_tail_probe_after_s, probe_interval_s(settings.ingest_rest_weight_per_minute)
+        )
+        self.filler = GapFiller(self._rest, self.tapes, self._accept_rest, self._filler_ready, probes)
         self.feeds: list[Feed] = []
         self._written: dict[str, tuple[int, int, tuple[Any, ...]]] = {}
         self.stats = StatsBook(self)

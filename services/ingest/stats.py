@@ -56,7 +56,10 @@ class StatsBook:
         """The stats reply: every symbol's counters (or one), plus the process-wide figures."""
         service = self._service
         now = time.time_ns() // 1_000_000
-        symbols = [symbol] if symbol in service.tapes else list(service.tapes)
+        if symbol is None:
+            symbols = list(service.tapes)
+        else:  # a symbol ingest does not have: the process-wide figures alone (what `tradetape status` asks)
+            symbols = [symbol] if isinstance(symbol, str) and symbol in service.tapes else []
         publisher = service.publisher
         return {
             "symbols": {s: self.symbol_stats(s, now, with_gaps=with_gaps) for s in symbols},
@@ -66,6 +69,7 @@ class StatsBook:
                 "calls": service.rest.calls,
                 "failures": service.rest.failures,
             },
+            "tail_probe": self.tail_probe(),
             "publisher": {
                 "buffered": publisher.buffered,
                 "in_flight": publisher.in_flight,
@@ -86,6 +90,23 @@ class StatsBook:
                 }
                 for f in service.feeds
             ],
+        }
+
+    def tail_probe(self) -> dict[str, Any]:
+        """The tail probe's pace and findings, and the bound on finding a lost last trade with every symbol quiet."""
+        filler = self._service.filler
+        schedule, counters = filler.probes, filler.probe_counters
+        symbols = len(self._service.tapes)
+        return {
+            "after_s": schedule.after_s,
+            "interval_s": round(schedule.interval_s, 3),
+            "symbols": symbols,
+            "quiet": schedule.quiet(time.monotonic()),
+            "found_within_s": round(schedule.found_within_s(symbols), 1),
+            "probes": counters.probes,
+            "found_probes": counters.found_probes,
+            "found_trades": counters.found,
+            "failures": counters.failures,
         }
 
     async def metrics(self) -> ServiceSnapshot:
@@ -138,6 +159,8 @@ class StatsBook:
             + sum(service.unknown_deadletters.values()),
             "reconnects": sum(f.reconnects for f in service.feeds),
             "rest_weight": service.rest.budget.used,
+            "tail_probes": service.filler.probe_counters.probes,
+            "tail_found": service.filler.probe_counters.found,
             "buffered": service.publisher.buffered,
         }
         self._progress.log(event, "*", fields, force=force)

@@ -339,6 +339,20 @@ async def test_drop_every_leaves_gaps_rest_fills() -> None:
         assert [r["a"] for r in rows] == [missing]
 
 
+async def test_drop_after_loses_a_bursts_last_trades_rest_has_them() -> None:
+    async with replay_exchange(faults=FaultConfig(drop_after=4990)) as exchange:
+        async with stream(exchange, "/ws/btcusdt@aggTrade") as ws:
+            events = await receive(ws, 4990)
+            await asyncio.wait_for(exchange.wait_replay("BTCUSDT"), 5)
+            await assert_silent(ws)
+        assert [e["a"] for e in events] == list(range(FIRST_ID, FIRST_ID + 4990))
+        url = f"{exchange.rest_url}/api/v3/aggTrades?symbol=BTCUSDT&fromId={FIRST_ID + 4990}&limit=1000"
+        _, _, rows = await http_get(url)
+        assert [r["a"] for r in rows] == list(range(FIRST_ID + 4990, FIRST_ID + 5000))
+        assert exchange.rest_log.counts["/api/v3/aggTrades"] == 1
+        assert [path for _, path in exchange.rest_log.recent] == [url.removeprefix(exchange.rest_url)]
+
+
 async def test_malformed_every_rotates_kinds() -> None:
     async with replay_exchange(faults=FaultConfig(malformed_every=100)) as exchange:
         url = "/stream?streams=btcusdt@aggTrade"

@@ -1,7 +1,8 @@
 """Ingest against the simulator and a real nats-server, one test per fault.
 
-A lost trade is seen as a gap only when a later id arrives, so no fault here drops the
-replay's last trade (5,000 is no multiple of the `drop_every` values).
+A lost trade is seen as a gap only when a later id arrives, so no `drop_every` here drops
+the replay's last trade (5,000 is no multiple of the values); the tail probe tests drop the
+last ones on purpose.
 
 Every test ends the same way: the stream holds, for every symbol, exactly the exchange's
 agg ids, each once, with the exchange's exact price and quantity strings, and the gap
@@ -29,9 +30,11 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
 from services.ingest.publisher import NatsClosedError
 from services.ingest.service import IngestService
+from services.ingest.tailprobe import PROBE_WEIGHT_SHARE, found_within_s, probe_interval_s
 from tests.harness import Running, run_services, wait_for
 from tests.ingest.isolated import LoopThread, ended, isolated_loop
 from tests.processes import ServiceProcesses, service_env
+from tradetape.binance.rest import AGG_TRADES_WEIGHT
 from tradetape.bus.connect import connect
 from tradetape.bus.ledger import LedgerGap, ledger_bucket, open_gaps, read_entry
 from tradetape.bus.subjects import DEADLETTER_STREAM, INGEST_STATS_SUBJECT, TRADES_STREAM, trade_subject
@@ -41,6 +44,8 @@ from tradetape.settings import Settings
 pytestmark = pytest.mark.timeout(90)
 
 FAST = {"ingest_gap_retry_max_s": 1.0}
+SLACK_S = 3.0
+"""Beyond a stated bound: the filler's 0.5 s poll, the publish and its ack, a loaded 2-core machine."""
 
 
 def exchange_for(*symbols: str, speed: float | None = 250, **config: Any) -> Exchange:
@@ -161,6 +166,74 @@ async def test_ids_skipped_on_the_websocket_are_filled_from_rest(nats_url: str, 
         await assert_tape_exact(client, exchange, ("BTCUSDT",), running)
         counters = ingest.tapes["BTCUSDT"].counters
         assert counters.backfilled >= 49 and counters.gaps_closed >= 1
+
+
+async def test_a_quiet_symbols_lost_last_trades_are_found_by_the_tail_probe(
+    nats_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The last 10 of 5,000 ids never reach the WebSocket and the symbol stays quiet: no later id shows the loss."""
+    caplog.set_level(logging.INFO, logger="services.ingest.filler")
+    after_s = 2.0
+    faults = FaultConfig(drop_after=4990)
+    async with scenario(nats_url, tmp_path, faults=faults, speed=None, ingest_tail_probe_after_s=after_s) as (
+        exchange,
+        running,
+        ingest,
+        client,
+    ):
+        await asyncio.wait_for(exchange.wait_replay("BTCUSDT"), 30)
+        quiet_from = time.monotonic()
+        bound = found_within_s(1, after_s, probe_interval_s(Settings().ingest_rest_weight_per_minute))
+        js = client.jetstream()
+        await wait_for(lambda: _at_least(js, 5000), bound + SLACK_S, interval=0.05, running=running)
+        found_after = time.monotonic() - quiet_from
+        assert after_s - 0.2 <= found_after <= bound + SLACK_S, "found by a probe once quiet, within the bound"
+        await assert_tape_exact(client, exchange, ("BTCUSDT",), running)
+        counters = ingest.tapes["BTCUSDT"].counters
+        assert (counters.backfilled, counters.gaps_opened) == (10, 0)
+        reply = orjson.loads((await client.request(INGEST_STATS_SUBJECT, b'{"symbol": ""}', timeout=5)).data)
+        probe = reply["tail_probe"]
+        assert reply["symbols"] == {} and probe["symbols"] == 1 and probe["after_s"] == after_s
+        assert (probe["found_probes"], probe["found_trades"]) == (1, 10) and probe["probes"] >= 1
+        assert probe["found_within_s"] == round(bound, 1)
+    found = [r for r in caplog.records if r.getMessage() == "tail probe found trades"]
+    assert len(found) == 1 and found[0].__dict__["fetched"] == 10, "one line per probe, none per trade"
+
+
+async def test_many_quiet_symbols_are_probed_in_turn_within_the_weight_budget(nats_url: str, tmp_path: Path) -> None:
+    """20 symbols trade 20 times each, then stay quiet: one probe each within the bound, paced by the budget."""
+    short = tmp_path / "short.csv"
+    short.write_text("".join(BUNDLED_REPLAY.read_text().splitlines(keepends=True)[:20]))
+    symbols = tuple(f"Q{index:02d}USDT" for index in range(20))
+    after_s, budget = 1.0, 1200
+    interval = probe_interval_s(budget)
+    replay = {symbol: short for symbol in symbols}
+    async with Exchange(ExchangeConfig(symbols=(), replay=replay, rate=0, speed=None)) as exchange:
+        settings = settings_for(
+            nats_url,
+            tmp_path,
+            exchange,
+            *symbols,
+            ingest_tail_probe_after_s=after_s,
+            ingest_rest_weight_per_minute=budget,
+        )
+        async with ingesting(settings) as (running, ingest, client):
+            await assert_tape_exact(client, exchange, symbols, running)
+            quiet_from = time.monotonic()
+            await asyncio.sleep(found_within_s(len(symbols), after_s, interval) + SLACK_S)
+            observed_until = time.monotonic()
+            calls = [(at, path) for at, path in exchange.rest_log.recent if path.startswith("/api/v3/aggTrades")]
+            assert ingest.tapes[symbols[0]].counters.gaps_opened == 0
+    probed = {symbol for _, path in calls for symbol in symbols if f"symbol={symbol}&" in path}
+    assert probed == set(symbols), "every quiet symbol probed within the bound"
+    assert all("fromId=" in path for _, path in calls)
+    times = sorted(at for at, _ in calls)
+    assert len(times) <= (observed_until - quiet_from) / interval + 2, "probes spend their share, no more"
+    weight_per_minute = len(times) * AGG_TRADES_WEIGHT * 60 / (times[-1] - times[0])
+    assert weight_per_minute <= budget * PROBE_WEIGHT_SHARE * 1.25
+    window = 2.0
+    busiest = max(sum(1 for t in times if start <= t < start + window) for start in times)
+    assert busiest <= window / interval + 2, f"spread over time, not all at once: {busiest} calls in {window} s"
 
 
 async def test_duplicates_are_dropped(nats_url: str, tmp_path: Path) -> None:
