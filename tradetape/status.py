@@ -2,9 +2,10 @@
 
 One read of everything an operator asks first: is NATS reachable, how deep is the trades
 stream and how far behind is each consumer, which service instances answer `$SRV.PING`
-(with their versions and uptimes from `$SRV.INFO` / `$SRV.STATS`), and per symbol what the
-store holds (analytics `coverage`), the gaps ingest still has open (its ledger) and the
-disk its shard uses. A part that does not answer is reported as such (`None` and a note in
+(with their versions and uptimes from `$SRV.INFO` / `$SRV.STATS`), ingest's tail probe
+(from its stats: how soon a lost last trade is found), and per symbol what the store holds
+(analytics `coverage`), the gaps ingest still has open (its ledger) and the disk its shard
+uses. A part that does not answer is reported as such (`None` and a note in
 `problems`), never an exception: a status screen is most needed when something is down.
 """
 
@@ -17,19 +18,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from tradetape.bus.ledger import LedgerFormatError, open_gaps
-from tradetape.bus.subjects import TRADES_STREAM
+from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM
 from tradetape.client import ClientQueryError, TapeClient, TapeUnavailable
-from tradetape.runtime.metrics import discover
+from tradetape.runtime.metrics import PREFIX, discover
 from tradetape.settings import ALL_SYMBOLS, Settings
 from tradetape.store.shards import find_shards
 
 DISCOVERY_WAIT_S = 0.5
+INGEST_SERVICE = f"{PREFIX}-ingest"
 QUERY_TIMEOUT_S = 5.0
 
 
@@ -77,6 +80,22 @@ class ServiceStatus(BaseModel):
     errors: int
 
 
+class TailProbeStatus(BaseModel):
+    """Ingest's tail probe: quiet symbols asked over REST for the trades after their newest id."""
+
+    after_s: float
+    """A symbol quiet this long is probed, and again every this long while it stays quiet."""
+    interval_s: float
+    """Seconds between two probes: half the REST weight budget."""
+    symbols: int
+    quiet: int
+    found_within_s: float
+    """The longest a lost last trade stays unknown with every symbol quiet: `after_s + symbols × interval_s`."""
+    probes: int
+    found_trades: int
+    failures: int
+
+
 class SymbolStatus(BaseModel):
     symbol: str
     shard: str | None
@@ -99,6 +118,8 @@ class SystemStatus(BaseModel):
     nats: NatsStatus
     stream: StreamStatus | None = None
     services: list[ServiceStatus] = []
+    tail_probe: TailProbeStatus | None = None
+    """None when no ingest runs or it did not answer."""
     symbols: list[SymbolStatus] = []
     problems: list[str] = []
 
@@ -119,6 +140,7 @@ async def collect_status(nc: Client, settings: Settings, url: str) -> SystemStat
     )
     stream = await _stream_status(nc, problems)
     services = await _services(nc)
+    tail_probe = await _tail_probe(nc, problems) if any(s.name == INGEST_SERVICE for s in services) else None
     shards = find_shards(settings.data_dir / "shards")
     owners = _symbol_shards(services, shards)
     if owners or not settings.symbols_from_exchange:
@@ -133,8 +155,8 @@ async def collect_status(nc: Client, settings: Settings, url: str) -> SystemStat
     tape = TapeClient(nc, timeout=QUERY_TIMEOUT_S)
     rows = await asyncio.gather(*(_symbol_status(nc, tape, s, owners.get(s), disk, problems) for s in symbols))
     return SystemStatus(
-        collected_at=_now_ms(), nats=nats_status, stream=stream, services=services, symbols=list(rows),
-        problems=problems,
+        collected_at=_now_ms(), nats=nats_status, stream=stream, services=services, tail_probe=tail_probe,
+        symbols=list(rows), problems=problems,
     )
 
 
@@ -205,6 +227,16 @@ async def _services(nc: Client) -> list[ServiceStatus]:
             )
         )
     return sorted(found, key=lambda s: (s.name, s.metadata.get("shard", ""), s.id))
+
+
+async def _tail_probe(nc: Client, problems: list[str]) -> TailProbeStatus | None:
+    """The tail probe figures of ingest's stats, asked without per-symbol counters (a symbol it does not have)."""
+    try:
+        reply = orjson.loads((await nc.request(INGEST_STATS_SUBJECT, b'{"symbol": ""}', timeout=QUERY_TIMEOUT_S)).data)
+        return TailProbeStatus.model_validate(reply.get("tail_probe") if isinstance(reply, dict) else None)
+    except (NatsError, TimeoutError, ValidationError, orjson.JSONDecodeError) as exc:
+        problems.append(f"ingest stats not answered or unreadable: {exc!r}"[:300])
+        return None
 
 
 def _symbol_shards(services: list[ServiceStatus], shards: dict[str, tuple[str, ...]]) -> dict[str, str | None]:

@@ -74,6 +74,9 @@ async def test_status_shows_stream_consumers_services_and_symbols(
     assert symbol["open_gaps"] == 0
     assert symbol["last_time"] > symbol["first_time"]
     assert symbol["disk_bytes"] > 0
+    probe = status["tail_probe"]
+    assert (probe["symbols"], probe["after_s"], probe["interval_s"]) == (1, 60.0, 0.4)
+    assert probe["found_within_s"] == 60.4, "after_s + symbols x interval at the default budget"
     assert status["problems"] == []
 
     screen = run_status(settings)
@@ -82,6 +85,7 @@ async def test_status_shows_stream_consumers_services_and_symbols(
     assert "persist-main" in screen.stdout
     assert "tradetape-ingest" in screen.stdout
     assert "BTCUSDT   main      5000" in screen.stdout
+    assert "ingest tail probe: a lost last trade is found within 1m00s (1 symbols" in screen.stdout
 
 
 def test_status_without_nats_says_unreachable_and_exits_2(tmp_path: Path) -> None:
@@ -116,6 +120,7 @@ async def test_with_all_status_names_the_symbols_the_shards_recorded_never_all(n
     try:
         before = await collect_status(client, settings, nats_url)
         assert before.symbols == [] and any("TRADETAPE_SYMBOLS=ALL" in p for p in before.problems)
+        assert before.tail_probe is None and not any("ingest stats" in p for p in before.problems), "no ingest runs"
         write_manifest(settings.shard_dir, "main", ("ETHUSDT", "BTCUSDT"))
         after = await collect_status(client, settings, nats_url)
         assert [(row.symbol, row.shard) for row in after.symbols] == [("BTCUSDT", "main"), ("ETHUSDT", "main")]

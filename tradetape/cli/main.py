@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     exchange.add_argument("--ready-file", type=Path, help="write the served URLs here as JSON once listening")
     add_exchange_source_options(exchange)
     exchange.add_argument("--drop-every", type=int, default=0, help="skip every Nth trade on the WebSocket")
+    exchange.add_argument(
+        "--drop-after", type=int, default=0, help="skip every trade after the first N of a connection on the WebSocket"
+    )
     exchange.add_argument("--malformed-every", type=int, default=0, help="send a malformed frame after every Nth trade")
     exchange.add_argument("--disconnect-after", type=int, default=0, help="close each connection after N trades")
     exchange.add_argument(
@@ -230,6 +233,7 @@ def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
         state_dir=settings.data_dir / "exchange",
         faults=FaultConfig(
             drop_every=args.drop_every,
+            drop_after=args.drop_after,
             malformed_every=args.malformed_every,
             disconnect_after=args.disconnect_after,
             invalid_every=args.invalid_every,

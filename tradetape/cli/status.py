@@ -20,7 +20,7 @@ from tradetape.bus.connect import resolve_nats_url
 from tradetape.cli.query import console_for_stdout
 from tradetape.client import TapeClient, TapeUnavailable
 from tradetape.settings import Settings
-from tradetape.status import SystemStatus, collect_status, unreachable
+from tradetape.status import SystemStatus, TailProbeStatus, collect_status, unreachable
 
 EXIT_UNREACHABLE = 2
 
@@ -130,6 +130,8 @@ def render(status: SystemStatus) -> RenderableType:
         )
     parts.append(Text(f"services: {len(status.services)} answered $SRV.PING", style="" if status.services else "red"))
     parts.append(services)
+    if status.tail_probe is not None:
+        parts.append(Text(_tail_probe_line(status.tail_probe)))
     symbols = table(
         "symbol",
         "shard",
@@ -155,6 +157,15 @@ def render(status: SystemStatus) -> RenderableType:
     parts.append(symbols)
     parts += [Text(f"! {problem}", style="yellow") for problem in status.problems]
     return Group(*parts)
+
+
+def _tail_probe_line(probe: TailProbeStatus) -> str:
+    return (
+        f"ingest tail probe: a lost last trade is found within {_duration(probe.found_within_s)} "
+        f"({probe.symbols} symbols, {probe.quiet} quiet now; probed after {probe.after_s:g} s quiet, "
+        f"one every {probe.interval_s:g} s); {probe.probes} probes, {probe.found_trades} trades found, "
+        f"{probe.failures} failed"
+    )
 
 
 def _count(value: int | None) -> str:
