@@ -120,6 +120,7 @@ async def test_each_service_runs_end_to_end_with_only_its_own_user(
             status = await read_status(monitor)  # `tradetape status` needs no more than the monitor role
             assert status.stream is not None and status.stream.messages == 5000
             assert [consumer.name for consumer in status.stream.consumers] == ["persist-main"]
+            assert status.tail_probe is not None and status.tail_probe.symbols == 1, "ingest's stats, as the monitor"
         processes.stop_all()
         assert violations(tmp_path) == []
 
