@@ -17,17 +17,21 @@ from urllib.parse import unquote, urlsplit
 
 import nats
 import pytest
+from playwright.async_api import async_playwright
 from websockets.exceptions import InvalidStatus
 
 from tests.nats_ws import NatsWebSocket
 from tests.runtime.test_up import REPLAYED, Up, clean_env
+from tests.web.test_page import CHROMIUM, CHROMIUM_ARGS, chromium  # noqa: F401 - the fixture, for usefixtures
+from tradetape.runtime.nats_users import QUERY_PERMISSIONS
 from tradetape.settings import Settings
 from tradetape.web.server import WebServer
 
 pytestmark = pytest.mark.timeout(120)
 
 EVIL = "http://evil.example"
-QUERY_INBOX = "_INBOX_QUERY.test"
+QUERY_INBOX = QUERY_PERMISSIONS["subscribe"]["allow"][0].removesuffix(">") + "test"
+"""An inbox under the query role's prefix."""
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,8 @@ async def test_the_page_queries_but_cannot_delete_the_stream_or_publish_trades(p
         assert deleted.error == "'Permissions Violation for Publish to \"$JS.API.STREAM.DELETE.TAPE_TRADES\"'"
         forged = await ws.publish("tape.trades.binance.BTCUSDT", b'{"forged": true}')
         assert forged.error == "'Permissions Violation for Publish to \"tape.trades.binance.BTCUSDT\"'"
-        _, tapped = await ws.subscribe("_INBOX.>")
-        assert tapped.error == "'Permissions Violation for Subscription to \"_INBOX.>\"'"
+        _, tapped = await ws.subscribe("tape.trades.>")
+        assert tapped.error == "'Permissions Violation for Subscription to \"tape.trades.>\"'"
         assert (await ws.request("tape.query.coverage.BTCUSDT", {}, QUERY_INBOX + "2"))["trade_count"] == REPLAYED
     after = await js.stream_info("TAPE_TRADES")
     assert (after.created, after.state.first_seq) == (before.created, before.state.first_seq)
@@ -118,3 +122,25 @@ def test_the_credential_is_the_data_dirs_and_only_its_owners(up: Up, page: Page)
     for private in (settings.nats_url_file, settings.nats_ws_user_file):
         assert private.stat().st_mode & 0o777 == 0o600, private
     assert page.password is not None and page.password not in Path(up.log_path).read_text()
+
+
+@pytest.mark.usefixtures("chromium")
+async def test_in_a_browser_the_page_follows_the_tape_and_a_copy_elsewhere_is_refused(up: Up, page: Page) -> None:
+    """Chromium names the page's origin itself: `tradetape web`'s page works, the same page from another port not."""
+    settings = Settings(data_dir=up.cwd / "data")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            tab = await browser.new_page()
+            errors: list[str] = []
+            tab.on("pageerror", lambda error: errors.append(str(error)))
+            await tab.goto(f"{page.origin}/?symbol=BTCUSDT&range=3600")
+            trades = f"document.getElementById('stats').dataset.trades === '{REPLAYED}'"
+            await tab.wait_for_function(trades, timeout=30_000)
+            assert errors == []
+            with WebServer(settings, port=0) as elsewhere:
+                await tab.goto(elsewhere.url + "?symbol=BTCUSDT&range=3600")
+                await tab.wait_for_function("document.getElementById('status').textContent.startsWith('error')")
+                assert await tab.get_attribute("#stats", "data-trades") in (None, "")
+        finally:
+            await browser.close()

@@ -7,10 +7,10 @@ Two users, no anonymous access on either listener:
   password. A new password each run, handed to the children in `NATS_URL` and to the local
   commands in `<data dir>/nats.url` (0600).
 - `query`, the QUERY role of `deploy/nats/auth.conf` (ask `tape.query.>`, follow
-  `tape.live.>`, replies on `_INBOX_QUERY.>`), for the web page: its password is random per
-  data directory and kept 0600 in `<data dir>/nats-ws.user.json`, which `tradetape web`
-  hands to the page in `config.json`. tests/runtime/test_nats_users.py holds the two
-  definitions of the role equal.
+  `tape.live.>`, nothing else), for the web page: its password is random per data
+  directory and kept 0600 in `<data dir>/nats-ws.user.json`, which `tradetape web` hands
+  to the page in `config.json`. The role is written here as well as in auth.conf (which
+  is no part of the package); tests/runtime/test_nats_users.py holds the two equal.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ INTERNAL_USER = "tradetape"
 QUERY_USER = "query"
 QUERY_PERMISSIONS: dict[str, Any] = {
     "publish": {"allow": ["tape.query.>", "tape.schema", "$SRV.>"]},
-    "subscribe": {"allow": ["_INBOX_QUERY.>", "tape.live.>"]},
+    "subscribe": {"allow": ["_INBOX.>", "tape.live.>"]},
 }
-"""The QUERY role of deploy/nats/auth.conf."""
+"""The QUERY role of deploy/nats/auth.conf, to the letter (tests/runtime/test_nats_users.py compares them)."""
 _CREDENTIAL_MAX_BYTES = 4096
 
 
