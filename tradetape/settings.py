@@ -278,6 +278,11 @@ class Settings(BaseSettings):
         return self.data_dir / "nats-ws.url"
 
     @property
+    def nats_ws_user_file(self) -> Path:
+        """The query user's credential of `tradetape up`'s embedded server, which `tradetape web` hands its page."""
+        return self.data_dir / "nats-ws.user.json"
+
+    @property
     def nats_url_file(self) -> Path:
         """Where `tradetape up` writes the embedded server's URL so other commands find it."""
         return self.data_dir / "nats.url"

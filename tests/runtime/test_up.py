@@ -16,8 +16,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+
+from tradetape.bus.auth import redact_url
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -204,7 +207,8 @@ def test_a_second_up_on_the_same_data_dir_is_refused_at_once(first: Up) -> None:
     assert second.returncode == 2, second.stderr
     message = second.stderr
     assert "already running" in message
-    assert f"pid {first.proc.pid}" in message and url_before in message and str(first.cwd / "data") in message
+    assert f"pid {first.proc.pid}" in message and redact_url(url_before) in message
+    assert str(first.cwd / "data") in message and urlsplit(url_before).password not in message
     assert "Traceback" not in message
     assert "service started" not in message and "nats-server started" not in message
     assert first.proc.poll() is None

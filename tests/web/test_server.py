@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.harness import wait_for
 from tests.processes import ServiceProcesses
+from tradetape.runtime.nats_users import query_credential
 from tradetape.settings import Settings
 from tradetape.store.shards import write_manifest
 from tradetape.web.server import WebServer
@@ -61,7 +62,7 @@ def test_with_all_the_page_lists_what_the_shards_recorded(tmp_path: Path) -> Non
         assert status == 200 and json.loads(body)["symbols"] == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
 
 
-def test_config_follows_the_url_up_records_and_says_what_is_missing(tmp_path: Path) -> None:
+def test_config_follows_the_server_and_query_user_up_records_and_says_what_is_missing(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     with WebServer(settings, port=0) as web:
         status, _, body = get(web.url + "config.json")
@@ -69,8 +70,18 @@ def test_config_follows_the_url_up_records_and_says_what_is_missing(tmp_path: Pa
         assert b"TRADETAPE_WEB_NATS_URL" in body and str(tmp_path).encode() in body
         settings.nats_ws_url_file.write_text("ws://127.0.0.1:4321\n")
         status, _, body = get(web.url + "config.json")
-        assert status == 200 and json.loads(body)["servers"] == "ws://127.0.0.1:4321"
-        assert json.loads(body)["user"] is None
+        assert status == 503 and str(settings.nats_ws_user_file).encode() in body
+        credential = query_credential(settings.nats_ws_user_file)
+        status, _, body = get(web.url + "config.json")
+        assert status == 200
+        assert json.loads(body) == {
+            "servers": "ws://127.0.0.1:4321",
+            "symbols": ["BTCUSDT", "ETHUSDT"],
+            "user": "query",
+            "password": credential.password.get_secret_value(),
+        }
+        settings.nats_ws_user_file.chmod(0o644)  # no longer its owner's alone: not handed out
+        assert get(web.url + "config.json")[0] == 503
 
 
 def test_stop_is_safe_twice(tmp_path: Path) -> None:

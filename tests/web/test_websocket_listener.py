@@ -27,4 +27,4 @@ async def test_websocket_listener_greets_with_the_servers_info_and_keeps_the_con
 async def test_no_listener_unless_asked(tmp_path: Path) -> None:
     async with EmbeddedNatsServer(tmp_path / "nats") as server:
         assert server.websocket_url is None
-        assert not (tmp_path / "nats" / "websocket.conf").exists()
+        assert not (tmp_path / "nats" / "server.conf").exists()

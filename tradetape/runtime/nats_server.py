@@ -21,10 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 from tradetape.bus.auth import write_private_file
+from tradetape.runtime.nats_users import EmbeddedUsers, with_credential
 from tradetape.runtime.processes import die_with_parent
 
 logger = logging.getLogger(__name__)
@@ -57,9 +59,12 @@ class EmbeddedNatsServer:
 
     `port=0` lets the server pick a free port and reads it back from its ports file, so
     parallel test runs never collide. `config_file` (users, permissions, TLS) is read first;
-    the options given here win over it. `websocket_port` (0: a free one) adds a plain-ws
-    listener for browsers, read back into `websocket_url`. The server runs in its own
-    session, so a terminal's Ctrl-C reaches only its parent, which stops it last.
+    the options given here win over it. `users` (instead of a `config_file`'s users) are the
+    only clients let in; `client_url` carries the internal one's password. `websocket_port`
+    (0: a free one) adds a plain-ws listener for browsers, read back into `websocket_url`;
+    with `allowed_origins`, a browser page of any other origin is refused at the upgrade.
+    The server runs in its own session, so a terminal's Ctrl-C reaches only its parent,
+    which stops it last.
     """
 
     def __init__(
@@ -70,9 +75,15 @@ class EmbeddedNatsServer:
         port: int = 0,
         config_file: Path | None = None,
         websocket_port: int | None = None,
+        users: EmbeddedUsers | None = None,
+        allowed_origins: Sequence[str] = (),
     ) -> None:
+        if users is not None and config_file is not None:
+            raise ValueError("users and a config file: give the users in the config file alone")
         self.store_dir = Path(store_dir)
         self.config_file = config_file
+        self.users = users
+        self.allowed_origins = tuple(allowed_origins)
         self.websocket_port = websocket_port
         self.websocket_url: str | None = None
         self.host = host
@@ -83,6 +94,11 @@ class EmbeddedNatsServer:
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
+
+    @property
+    def client_url(self) -> str:
+        """`url`, with the internal user's password when the server has `users`: for clients, never for a log."""
+        return self.url if self.users is None else with_credential(self.url, self.users.internal)
 
     @property
     def pid(self) -> int | None:
@@ -142,19 +158,26 @@ class EmbeddedNatsServer:
         logger.info("nats-server started", extra={"url": self.url, "pid": self.pid, "store": str(self.store_dir)})
 
     def _config(self) -> Path | None:
-        """The config file to start with: nats-server takes a WebSocket listener only from one.
+        """The config file to start with: nats-server takes users and a WebSocket listener only from one.
 
-        With a listener, a file of our own that includes `config_file` (by a relative path:
-        nats-server resolves includes against the including file's folder).
+        With either, a file of our own (0600: it may hold passwords) that includes `config_file`
+        (by a relative path: nats-server resolves includes against the including file's folder).
+        Values are written as JSON, which nats-server's config format reads as it is.
         """
-        if self.websocket_port is None:
+        if self.websocket_port is None and self.users is None:
             return self.config_file
-        config = self.store_dir / "websocket.conf"
-        include = ""
+        config = self.store_dir / "server.conf"
+        lines = []
         if self.config_file is not None:
-            include = f'include "{os.path.relpath(self.config_file.resolve(), self.store_dir.resolve())}"\n'
-        listener = f'websocket {{\n  host: "{self.host}"\n  port: {self.websocket_port or -1}\n  no_tls: true\n}}\n'
-        config.write_text(include + listener)
+            lines.append(f'include "{os.path.relpath(self.config_file.resolve(), self.store_dir.resolve())}"')
+        if self.users is not None:
+            lines.append(f"authorization {json.dumps(self.users.authorization())}")
+        if self.websocket_port is not None:
+            listener: dict[str, object] = {"host": self.host, "port": self.websocket_port or -1, "no_tls": True}
+            if self.allowed_origins:
+                listener["allowed_origins"] = list(self.allowed_origins)
+            lines.append(f"websocket {json.dumps(listener)}")
+        write_private_file(config, "\n".join(lines) + "\n")
         return config
 
     async def _wait_for_ports_file(self, ports_file: Path, deadline: float, log_offset: int) -> int:

@@ -41,8 +41,10 @@ from tradetape.runtime.nats_server import (
     remove_url_file,
     write_url_file,
 )
+from tradetape.runtime.nats_users import INTERNAL_USER, Credential, EmbeddedUsers, query_credential
 from tradetape.runtime.processes import die_with_parent, tradetape_command
 from tradetape.settings import Settings
+from tradetape.web.origins import page_origins
 
 logger = logging.getLogger(__name__)
 
@@ -105,13 +107,30 @@ class Child:
 
 
 async def start_embedded_nats(settings: Settings, port: int = EMBEDDED_PORT) -> EmbeddedNatsServer:
-    """`port` when it is free (4222, so any client finds it), else any free port."""
-    server = EmbeddedNatsServer(settings.nats_store_dir, port=port, websocket_port=settings.websocket_port)
+    """`port` when it is free (4222, so any client finds it), else any free port.
+
+    No anonymous client on either listener (`tradetape.runtime.nats_users`); the WebSocket
+    listener lets in only pages served where `tradetape web` serves its own.
+    """
+    users = EmbeddedUsers(
+        internal=Credential.generate(INTERNAL_USER), query=query_credential(settings.nats_ws_user_file)
+    )
+
+    def embedded(port: int) -> EmbeddedNatsServer:
+        return EmbeddedNatsServer(
+            settings.nats_store_dir,
+            port=port,
+            websocket_port=settings.websocket_port,
+            users=users,
+            allowed_origins=page_origins(settings.web_host, settings.web_port),
+        )
+
+    server = embedded(port)
     try:
         await server.start()
     except NatsPortInUse:
         logger.warning("nats port in use, taking a free port", extra={"port": port})
-        server = EmbeddedNatsServer(settings.nats_store_dir, port=0, websocket_port=settings.websocket_port)
+        server = embedded(0)
         await server.start()
     return server
 
@@ -158,7 +177,7 @@ async def _run_locked(
         if nats_url is None:
             server = await start_embedded_nats(settings)
             stack.push_async_callback(server.stop)
-            nats_url = server.url
+            nats_url = server.client_url
             if server.websocket_url is not None:  # for `tradetape web`
                 write_url_file(settings.nats_ws_url_file, server.websocket_url)
                 stack.callback(remove_url_file, settings.nats_ws_url_file, server.websocket_url)

@@ -4,6 +4,8 @@ The page talks to NATS itself, over the server's WebSocket listener, with the of
 `nats.ws` client (its ES module bundle is committed as `static/nats.js`): this server
 only hands out files and the config, so it holds no connection and no state. The config
 is read again for every request, so the page finds a `tradetape up` started after it.
+With `up`'s embedded server, the config carries the query user `up` made for the page
+(`tradetape.runtime.nats_users`): that listener lets no one in without it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from tradetape.runtime.nats_server import read_url_file
+from tradetape.runtime.nats_users import read_credential
 from tradetape.settings import Settings
 from tradetape.store.shards import find_shards
 
@@ -47,15 +50,26 @@ class WebConfig(BaseModel):
 
 
 def web_config(settings: Settings) -> WebConfig:
-    """`web_nats_url`, else the URL `tradetape up` recorded for its embedded server."""
-    url = settings.web_nats_url or read_url_file(settings.nats_ws_url_file)
+    """`web_nats_url` as `web_nats_user`, else `tradetape up`'s embedded server as the query user it made."""
+    symbols = page_symbols(settings)
+    if settings.web_nats_url is not None:
+        password = settings.web_nats_password.get_secret_value() if settings.web_nats_password else None
+        return WebConfig(servers=settings.web_nats_url, symbols=symbols, user=settings.web_nats_user, password=password)
+    url = read_url_file(settings.nats_ws_url_file)
     if url is None:
         raise WebConfigError(
             f"no NATS WebSocket URL: set {Settings.env_name('web_nats_url')} (e.g. ws://127.0.0.1:8080), "
             f"or run `tradetape up` with data dir {settings.data_dir}"
         )
-    password = settings.web_nats_password.get_secret_value() if settings.web_nats_password else None
-    return WebConfig(servers=url, symbols=page_symbols(settings), user=settings.web_nats_user, password=password)
+    credential = read_credential(settings.nats_ws_user_file)
+    if credential is None:
+        raise WebConfigError(
+            f"no query user for {url}: {settings.nats_ws_user_file} is missing or not readable by this user alone "
+            f"(`tradetape up` writes it; run this command as the user who runs `up`)"
+        )
+    return WebConfig(
+        servers=url, symbols=symbols, user=credential.user, password=credential.password.get_secret_value()
+    )
 
 
 def page_symbols(settings: Settings) -> list[str]:
