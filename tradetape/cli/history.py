@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, Tex
 from rich.text import Text
 
 from tradetape.api.models import parse_duration_ms, parse_time_ms
-from tradetape.settings import Settings
+from tradetape.settings import Settings, check_symbol
 
 if TYPE_CHECKING:
     from tradetape.history.fetch import FetchReport
@@ -252,6 +252,7 @@ async def _fetch(args: argparse.Namespace, settings: Settings, importer: object)
     from tradetape.history.load import TapeImporter
 
     assert isinstance(importer, TapeImporter)
+    symbols = [check_symbol(symbol.upper()) for symbol in args.symbols_to_fetch]  # all, before any download
     with _bar() as progress:
 
         def on_file(name: str, trades: int) -> Callable[[int], None]:
@@ -259,7 +260,7 @@ async def _fetch(args: argparse.Namespace, settings: Settings, importer: object)
             return lambda n: progress.advance(task, n)
 
         fetcher = HistoryFetcher(settings, importer, on_file=on_file)
-        reports = [(s.upper(), await fetcher.fetch(s.upper(), args.first, args.last)) for s in args.symbols_to_fetch]
+        reports = [(symbol, await fetcher.fetch(symbol, args.first, args.last)) for symbol in symbols]
     failed = 0
     for symbol, report in reports:
         failed += len(report.failed)
