@@ -18,11 +18,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tradetape.api.models import parse_time_ms
 from tradetape.settings import check_symbol
 
 KEY_PREFIX = "tradetape."
 CSV_MARK = "# tradetape export"
+YEAR_10000_MS = 253_402_300_800_000
 
 
 class LabelError(ValueError):
@@ -48,9 +48,15 @@ class ExportLabel(BaseModel):
     @field_validator("start", "end", mode="before")
     @classmethod
     def _time(cls, value: object) -> int:
-        if not isinstance(value, int | str):
-            raise ValueError("not a time")
-        return parse_time_ms(value)
+        """Epoch ms as given to `export` (any range it was asked for), or the ISO-8601 text the file carries."""
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < YEAR_10000_MS:
+            return value
+        if isinstance(value, str) and value.endswith("Z"):
+            try:
+                return int(datetime.fromisoformat(value.removesuffix("Z") + "+00:00").timestamp() * 1000)
+            except ValueError:
+                pass
+        raise ValueError("not a UTC time (ISO-8601 ending in Z)")
 
     @model_validator(mode="after")
     def _range(self) -> ExportLabel:
