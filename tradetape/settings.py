@@ -183,6 +183,31 @@ class Settings(BaseSettings):
         "(a burst's last trades lost on the WebSocket), again every this long while it stays quiet",
     )
 
+    import_max_line_bytes: int = Field(
+        default=4096,
+        ge=256,
+        le=1024**2,
+        description="longest line a CSV dump or export may have (a trade's line is ~90 bytes); longer: refused",
+    )
+    import_max_member_bytes: int = Field(
+        default=64 * 1024**3,
+        ge=1,
+        description="most bytes a CSV, a zip's CSV once inflated, or a Parquet file's data uncompressed may hold",
+    )
+    import_max_members: int = Field(
+        default=16, ge=1, description="most entries a zip may list (a dump holds one CSV); more: refused unread"
+    )
+    history_max_download_bytes: int = Field(
+        default=16 * 1024**3,
+        ge=1,
+        description="most bytes one downloaded dump file may have (BTCUSDT's largest monthly zips are a few GB)",
+    )
+    history_download_deadline_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="seconds one dump file's download may take in all; later: refused, resumed by the next run",
+    )
+
     @field_validator("symbols", mode="before")
     @classmethod
     def _split_symbols(cls, value: object) -> object:

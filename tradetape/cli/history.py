@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, Tex
 from rich.text import Text
 
 from tradetape.api.models import parse_duration_ms, parse_time_ms
-from tradetape.settings import Settings
+from tradetape.settings import Settings, check_symbol
 
 if TYPE_CHECKING:
     from tradetape.history.fetch import FetchReport
@@ -34,6 +34,8 @@ HISTORY_COMMANDS = ("import", "fetch-history", "export", "repair")
 STORE_SETTINGS = (
     "data_dir", "symbols", "shard", "shard_count", "shard_index", "rollup_age_s", "retention_days", "log_level",
 )
+IMPORT_SETTINGS = ("import_max_line_bytes", "import_max_member_bytes", "import_max_members")
+FETCH_SETTINGS = ("history_url", "history_max_download_bytes", "history_download_deadline_s")
 EXAMPLES = {
     "import": "tradetape import BTCUSDT-aggTrades-2026-01-01.zip BTCUSDT-aggTrades-2026-01-02.zip",
     "fetch-history": "tradetape fetch-history BTCUSDT --from 2026-01-01 --to 2026-01-31",
@@ -69,8 +71,10 @@ def add_history_commands(
     write_settings = (*nats_settings, *STORE_SETTINGS)
     imp = make("import", HELP["import"], EXAMPLES["import"])
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    imp.add_argument("--symbol", help="the files' symbol, when their names do not tell (SYMBOL-aggTrades-...)")
-    add_settings(imp, write_settings)
+    imp.add_argument(
+        "--symbol", help="the files' symbol, when neither an export's label nor the name (SYMBOL-aggTrades-...) tells"
+    )
+    add_settings(imp, (*write_settings, *IMPORT_SETTINGS))
 
     fetch = make("fetch-history", HELP["fetch-history"], EXAMPLES["fetch-history"])
     fetch.add_argument("symbols_to_fetch", nargs="+", metavar="SYMBOL")
@@ -83,7 +87,7 @@ def add_history_commands(
         metavar="S",
         help="always import through persist, waiting up to S seconds for it to answer (as `up` backfills)",
     )
-    add_settings(fetch, (*write_settings, "history_url"))
+    add_settings(fetch, (*write_settings, *IMPORT_SETTINGS, *FETCH_SETTINGS))
 
     export = make("export", HELP["export"], EXAMPLES["export"])
     export.add_argument("symbol", metavar="SYMBOL")
@@ -101,7 +105,8 @@ def add_history_commands(
         metavar="N",
         help="gaps of N or more ids in past days come from the daily dumps first (0: REST only)",
     )
-    add_settings(repair, (*write_settings, "binance_rest_url", "ingest_rest_weight_per_minute", "history_url"))
+    rest_settings = ("binance_rest_url", "ingest_rest_weight_per_minute")
+    add_settings(repair, (*write_settings, *rest_settings, *IMPORT_SETTINGS, *FETCH_SETTINGS))
 
 
 def _range_options(parser: argparse.ArgumentParser) -> None:
@@ -175,24 +180,37 @@ async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _import(args: argparse.Namespace, settings: Settings, importer: object) -> int:
-    from tradetape.history.dumps import DumpError, read_dump
-    from tradetape.history.load import TapeImporter
+    """Each file in turn, all or nothing; a file that fails is reported and the next one goes on.
+
+    Only a store or persist that cannot be reached stops the command (every later file would
+    fail the same way): the files not tried are named, and the exit code is 2.
+    """
+    from tradetape.history.dumps import DumpError, FileLimits, read_dump
+    from tradetape.history.load import ImportTargetError, TapeImporter
+    from tradetape.store.rocks import StoreError
+    from tradetape.store.shards import ShardLockedError
 
     assert isinstance(importer, TapeImporter)
+    limits = FileLimits.of(settings)
     failed = 0
     totals = [0, 0, 0]
     results: list[ImportResult] = []
     with _bar() as progress:
-        for path in args.files:
+        for at, path in enumerate(args.files):
             task = progress.add_task(path.name, total=None)
             try:
-                dump = await asyncio.to_thread(read_dump, path, args.symbol)
+                dump = await asyncio.to_thread(read_dump, path, args.symbol, limits=limits)
                 progress.update(task, total=len(dump.trades))
                 result = await importer.import_dump(dump, _advance(progress, task))
             except DumpError as exc:
-                progress.console.print(f"[red]{exc}[/red]")
+                where = f"line {exc.line}: " if exc.line is not None else ""
+                print(f"{path.name}: FAILED, nothing of it imported: {where}{exc.reason}")
                 failed += 1
                 continue
+            except (ImportTargetError, StoreError, ShardLockedError):
+                for later in args.files[at:]:
+                    print(f"{later.name}: not imported: the command stopped (below)")
+                raise
             results.append(result)
             totals[0] += result.added
             totals[1] += result.duplicates
@@ -234,6 +252,7 @@ async def _fetch(args: argparse.Namespace, settings: Settings, importer: object)
     from tradetape.history.load import TapeImporter
 
     assert isinstance(importer, TapeImporter)
+    symbols = [check_symbol(symbol.upper()) for symbol in args.symbols_to_fetch]  # all, before any download
     with _bar() as progress:
 
         def on_file(name: str, trades: int) -> Callable[[int], None]:
@@ -241,7 +260,7 @@ async def _fetch(args: argparse.Namespace, settings: Settings, importer: object)
             return lambda n: progress.advance(task, n)
 
         fetcher = HistoryFetcher(settings, importer, on_file=on_file)
-        reports = [(s.upper(), await fetcher.fetch(s.upper(), args.first, args.last)) for s in args.symbols_to_fetch]
+        reports = [(symbol, await fetcher.fetch(symbol, args.first, args.last)) for symbol in symbols]
     failed = 0
     for symbol, report in reports:
         failed += len(report.failed)

@@ -5,10 +5,17 @@ isBuyerMaker[, isBestMatch]``, with or without a header line, timestamps in µs 
 since 2025) or ms (before): the unit is decided once per file, from its first row, and
 every row must then be a plausible epoch time in it. A tradetape export (Parquet, or CSV
 with the header ``agg_id,price,qty,first_id,last_id,time,buyer_maker``) reads back to
-the same trades. The file is read in chunks of lines (a day of a busy symbol is
+the same trades; its label (`tradetape.history.labels`) names the symbol and the range
+every trade must lie in. The file is read in chunks of lines (a day of a busy symbol is
 ~150 MB of CSV) and each chunk is parsed and checked with polars and numpy, never a
 Python object per row; the first bad row is a `DumpError` naming the file and its line,
 and nothing of a bad file is returned.
+
+A file is hostile until read: `FileLimits` bound a line, a file's (or zip member's
+inflated) bytes and a zip's entries, each checked while the file streams, before more
+of it is held (a 2 MB zip inflating to 2 GiB of one unterminated line is refused at its
+first 4 MiB). A byte-order mark, CRLF line ends and a header are read without losing a
+row; a first line that is neither a row nor a known header is refused, never skipped.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ from __future__ import annotations
 import bisect
 import io
 import re
+import struct
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -27,9 +35,13 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tradetape.domain.column_checks import decimal_units, first_invalid, first_not_ascending, first_of
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
+from tradetape.history.labels import ExportLabel, LabelError, iso_ms
+from tradetape.settings import Settings, check_symbol
 
 CHUNK_BYTES = 4 * 1024 * 1024
 MICROSECONDS_ABOVE = 10**14
@@ -37,9 +49,63 @@ MICROSECONDS_ABOVE = 10**14
 DUMP_FIELDS = ("agg_id", "price", "qty", "first_id", "last_id", "time", "buyer_maker", "best_match")
 EXPORT_FIELDS = DUMP_FIELDS[:-1]
 """The columns of a tradetape export, in order (also its CSV header)."""
+DUMP_HEADERS = (
+    ("agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time", "is_buyer_maker"),
+    (
+        "agg_trade_id",
+        "price",
+        "quantity",
+        "first_trade_id",
+        "last_trade_id",
+        "transact_time",
+        "is_buyer_maker",
+        "is_best_match",
+    ),
+)
+"""The header lines data.binance.vision writes (futures dumps have one; spot dumps none)."""
 EXPORT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.3fZ"
+MAX_BLANK_LINES = 1000
+"""Blank lines a file may hold: a dump has none, and a file of nothing but line ends is a zip bomb's filler."""
+PARQUET_SLICE_ROWS = 500_000
+_BOM = b"\xef\xbb\xbf"
 _SYMBOL = re.compile(r"^([A-Z0-9]{2,20})(?:-|_|\.)")
 _INT_FIELDS = ("agg_id", "first_id", "last_id")
+_PARQUET_TYPES: dict[str, tuple[Callable[[pa.DataType], bool], str]] = {
+    "agg_id": (pa.types.is_integer, "an integer"),
+    "price": (lambda t: pa.types.is_decimal(t) or pa.types.is_string(t), "an exact decimal"),
+    "qty": (lambda t: pa.types.is_decimal(t) or pa.types.is_string(t), "an exact decimal"),
+    "first_id": (pa.types.is_integer, "an integer"),
+    "last_id": (pa.types.is_integer, "an integer"),
+    "time": (pa.types.is_timestamp, "a timestamp"),
+    "buyer_maker": (pa.types.is_boolean, "a boolean"),
+}
+
+
+def _default(name: str) -> int:
+    return int(Settings.model_fields[name].default)
+
+
+@dataclass(frozen=True)
+class FileLimits:
+    """How much of a file is read before it is refused (`Settings.import_max_*`)."""
+
+    max_line_bytes: int = _default("import_max_line_bytes")
+    max_member_bytes: int = _default("import_max_member_bytes")
+    """A CSV's bytes, a zip's CSV's inflated bytes, or a Parquet file's data uncompressed."""
+    max_members: int = _default("import_max_members")
+
+    @classmethod
+    def of(cls, settings: Settings) -> FileLimits:
+        return cls(settings.import_max_line_bytes, settings.import_max_member_bytes, settings.import_max_members)
+
+
+@dataclass(frozen=True)
+class TimeBounds:
+    """``[start_ms, end_ms)``, the times a file's trades must lie in, and what says so (for the error)."""
+
+    start_ms: int
+    end_ms: int
+    what: str
 
 
 class DumpError(ValueError):
@@ -104,36 +170,50 @@ def symbol_of_name(name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def dump_symbol(path: Path, symbol: str | None) -> str:
-    """The symbol a file holds: from its name, or `symbol`; both given must agree."""
-    named = symbol_of_name(path.name)
-    if symbol is not None:
-        symbol = symbol.upper()
-        if named is not None and "-aggTrades" in path.name and named != symbol:
-            raise DumpError(path.name, f"the file holds {named} trades, not {symbol}")
-        return symbol
+def dump_symbol(name: str, given: str | None, label: ExportLabel | None = None) -> str:
+    """The symbol a file holds: its label's, else its name's, else `given`; `given` must agree with either."""
+    if given is not None:
+        given = given.upper()
+        try:
+            check_symbol(given)
+        except ValueError as exc:
+            raise DumpError(name, str(exc)) from None
+    if label is not None:
+        if given is not None and given != label.symbol:
+            raise DumpError(name, f"the file holds {label.symbol} trades (its export label), not {given}")
+        return label.symbol
+    named = symbol_of_name(name)
+    if given is not None:
+        if named is not None and "-aggTrades" in name and named != given:
+            raise DumpError(name, f"the file holds {named} trades, not {given}")
+        return given
     if named is None:
-        raise DumpError(path.name, "cannot tell the symbol from the file name; give it (--symbol)")
+        raise DumpError(name, "cannot tell the symbol from the file name; give it (--symbol)")
     return named
 
 
-def read_dump(path: Path, symbol: str | None = None, *, now_ms: int | None = None) -> Dump:
-    """Every trade of a dump or export file, validated as a whole; `DumpError` at the first bad row."""
+def read_dump(
+    path: Path,
+    symbol: str | None = None,
+    *,
+    limits: FileLimits = FileLimits(),  # noqa: B008 - frozen, never changed
+    within: TimeBounds | None = None,
+    now_ms: int | None = None,
+) -> Dump:
+    """Every trade of a dump or export file, validated as a whole; `DumpError` at the first bad row.
+
+    `symbol` is the user's word for the symbol (refused if the file's label or dump name says
+    another); `within`, the times every trade must lie in (a fetched day's or month's).
+    """
     source = path.name
-    symbol = dump_symbol(path, symbol)
     if not path.is_file():
         raise DumpError(source, "no such file")
-    if path.suffix == ".parquet":
-        return _read_parquet(path, source, symbol, now_ms)
-    reader = _ChunkReader(source, now_ms)
+    reader = _ChunkReader(source, symbol, limits, within, now_ms)
     try:
-        if path.suffix == ".zip":
-            with zipfile.ZipFile(path) as archive:
-                members = [m for m in archive.infolist() if not m.is_dir()]
-                if len(members) != 1:
-                    raise DumpError(source, f"a dump zip holds one CSV, this one holds {len(members)} files")
-                with archive.open(members[0]) as handle:
-                    reader.read_all(handle, members[0].file_size)
+        if path.suffix == ".parquet":
+            _read_parquet(path, reader)
+        elif path.suffix == ".zip":
+            _read_zip(path, reader)
         else:
             with path.open("rb") as handle:
                 reader.read_all(handle, path.stat().st_size)
@@ -141,41 +221,111 @@ def read_dump(path: Path, symbol: str | None = None, *, now_ms: int | None = Non
         raise DumpError(source, f"not a readable zip (truncated or corrupt: {exc})") from None
     except OSError as exc:
         raise DumpError(source, f"cannot be read: {exc}") from None
-    return reader.result(symbol)
+    return reader.result()
 
 
-def _lines(handle: IO[bytes]) -> Iterator[bytes]:
-    """The file in chunks that end at a line end."""
-    rest = b""
-    while True:
-        block = handle.read(CHUNK_BYTES)
-        if not block:
-            if rest.strip():
-                yield rest
-            return
-        block = rest + block
-        cut = block.rfind(b"\n")
-        if cut < 0:
-            rest = block
-            continue
-        yield block[: cut + 1]
-        rest = block[cut + 1 :]
+def _read_zip(path: Path, reader: _ChunkReader) -> None:
+    """A dump zip's one CSV; its entries are counted from the end record before the directory is read."""
+    source, limits = reader.source, reader.limits
+    entries = zip_entries(path)
+    if entries > limits.max_members:
+        raise DumpError(
+            source, f"the zip lists {entries} entries, more than {limits.max_members} ({_env('import_max_members')})"
+        )
+    with zipfile.ZipFile(path) as archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        if len(members) != 1:
+            raise DumpError(source, f"a dump zip holds one CSV, this one holds {len(members)} files")
+        member = members[0]
+        if member.file_size > limits.max_member_bytes:
+            raise DumpError(source, f"its CSV inflates to {member.file_size} bytes, {_over_member(limits)}")
+        with archive.open(member) as handle:
+            # sized for its trades as a real dump compresses (~5x), not as its header claims
+            reader.read_all(handle, min(member.file_size, member.compress_size * 16))
+
+
+def zip_entries(path: Path) -> int:
+    """The entry count a zip's end-of-central-directory record states (zip64 too); 0 if there is none."""
+    with path.open("rb") as handle:
+        size = handle.seek(0, 2)
+        tail_start = max(0, size - 22 - 65_535)
+        handle.seek(tail_start)
+        tail = handle.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or at + 22 > len(tail):
+            return 0
+        entries: int = struct.unpack_from("<H", tail, at + 10)[0]
+        locator = at - 20
+        if entries == 0xFFFF and locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
+            handle.seek(struct.unpack_from("<Q", tail, locator + 8)[0])
+            record = handle.read(56)
+            if len(record) == 56 and record[:4] == b"PK\x06\x06":
+                entries = struct.unpack_from("<Q", record, 32)[0]
+        return entries
+
+
+def _env(name: str) -> str:
+    return Settings.env_name(name)
+
+
+def _over_member(limits: FileLimits) -> str:
+    return f"more than {limits.max_member_bytes} ({_env('import_max_member_bytes')})"
 
 
 class _ChunkReader:
-    def __init__(self, source: str, now_ms: int | None) -> None:
+    def __init__(
+        self,
+        source: str,
+        given: str | None,
+        limits: FileLimits,
+        within: TimeBounds | None,
+        now_ms: int | None,
+    ) -> None:
         self.source = source
+        self.given = given
+        self.limits = limits
+        self.bounds = [within] if within is not None else []
         self.now_ms = now_ms
+        self.symbol: str | None = None
         self.next_line = 1
+        self.blank_lines = 0
         self.time_unit: str | None = None
         self.previous_id: int | None = None
         self.out = _Growing()
         self.size = 0
 
     def read_all(self, handle: IO[bytes], size: int) -> None:
+        """The file in chunks that end at a line end, each line's length and the total checked before it is kept."""
         self.size = size
-        for chunk in _lines(handle):
-            self._chunk(chunk)
+        rest = b""
+        total = 0
+        while block := handle.read(CHUNK_BYTES):
+            total += len(block)
+            if total > self.limits.max_member_bytes:
+                raise DumpError(self.source, f"it holds {_over_member(self.limits)} bytes")
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                rest += block
+            else:
+                self._chunk(self._short_lines(rest + block[: cut + 1]))
+                rest = block[cut + 1 :]
+            if len(rest) > self.limits.max_line_bytes:
+                raise self._too_long(self.next_line)
+        if rest.strip():
+            self._chunk(self._short_lines(rest))
+
+    def _short_lines(self, data: bytes) -> bytes:
+        """`data`, if none of its lines is longer than the limit."""
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        lengths = np.diff(np.r_[-1, ends, len(data)]) - 1
+        too_long = np.flatnonzero(lengths > self.limits.max_line_bytes)
+        if len(too_long):
+            raise self._too_long(self.next_line + int(too_long[0]))
+        return data
+
+    def _too_long(self, line: int) -> DumpError:
+        limit = self.limits.max_line_bytes
+        return DumpError(self.source, f"the line is longer than {limit} bytes ({_env('import_max_line_bytes')})", line)
 
     def _chunk(self, data: bytes) -> None:
         first_line = self.next_line
@@ -183,7 +333,10 @@ class _ChunkReader:
         if first_line == 1:
             data, first_line = self._header(data)
         if not data.strip():
+            self._blank(data.count(b"\n"), first_line)
             return
+        if self.time_unit is None:
+            self.time_unit = self._unit(data, first_line)
         fields = DUMP_FIELDS if self.time_unit != "export" else EXPORT_FIELDS
         schema: dict[str, pl.DataType] = {name: pl.String() for name in fields}
         for name in _INT_FIELDS:
@@ -198,8 +351,13 @@ class _ChunkReader:
         lines = np.arange(first_line, first_line + frame.height, dtype=np.int64)
         blank = frame.select(pl.all_horizontal(pl.all().is_null())).to_series().to_numpy()
         if bool(blank.any()):
+            self._blank(int(blank.sum()), int(lines[blank][0]))
             frame, lines = frame.filter(~pl.Series(blank)), lines[~blank]
         columns, checks = self._columns(frame)
+        for bounds in self.bounds:
+            outside = (columns.time < bounds.start_ms) | (columns.time >= bounds.end_ms)
+            reason = f"time is outside {bounds.what} [{iso_ms(bounds.start_ms)}, {iso_ms(bounds.end_ms)})"
+            checks.append((outside, reason))
         bad = first_of(checks)
         if bad is None:
             bad = first_invalid(columns, now_ms=self.now_ms)
@@ -215,24 +373,62 @@ class _ChunkReader:
             self.previous_id = int(columns.agg_id[-1])
         self.out.append(columns, lines, expected=int(self.size / max(len(data), 1) * len(columns) * 1.02) + 1024)
 
+    def _blank(self, count: int, line: int) -> None:
+        self.blank_lines += count
+        if self.blank_lines > MAX_BLANK_LINES:
+            raise DumpError(self.source, f"more than {MAX_BLANK_LINES} blank lines: not a trades file", line)
+
     def _header(self, data: bytes) -> tuple[bytes, int]:
-        """Skip a header line; decide the format (an export's header) and the time unit (the first row)."""
+        """The file's top: a byte-order mark, comment lines (an export's label), a header; the symbol from them.
+
+        A first line that is not a row must be a header tradetape knows: anything else is refused,
+        as skipping it could drop a trade.
+        """
+        data, line, label = data.removeprefix(_BOM), 1, None
         first, _, rest = data.partition(b"\n")
-        if first[:1].isdigit():
-            rest, line = data, 1
-        else:
-            names = first.decode(errors="replace").strip().lower().split(",")
-            if tuple(names) == EXPORT_FIELDS:
-                self.time_unit = "export"
-            line = 2
-        if self.time_unit is None:
-            row = rest.partition(b"\n")[0].split(b",")
+        while rest and (first.startswith(b"#") or not first.strip()):
             try:
-                stamp = int(row[5])
-            except (IndexError, ValueError):
-                raise DumpError(self.source, f"not an aggTrades row: {row!r}", line) from None
-            self.time_unit = "us" if stamp > MICROSECONDS_ABOVE else "ms"
-        return rest, line
+                label = ExportLabel.from_comment(first.decode(errors="replace").strip()) or label
+            except LabelError as exc:
+                raise DumpError(self.source, str(exc), line) from None
+            data, line = rest, line + 1
+            first, _, rest = data.partition(b"\n")
+        self._label(label)
+        text = first.decode(errors="replace").strip()
+        if not text:
+            return b"", line
+        if text[:1].isdigit():
+            if label is not None:
+                raise DumpError(self.source, "an export's label must be followed by its header line", line)
+            return data, line
+        names = tuple(name.strip().lower() for name in text.split(","))
+        expected = EXPORT_FIELDS if label is not None or names[:1] == ("agg_id",) else DUMP_HEADERS[len(names) > 7]
+        if names != expected:
+            column = next((i for i, pair in enumerate(zip(names, expected, strict=False)) if pair[0] != pair[1]), None)
+            if column is None:
+                reason = f"the header has {len(names)} columns, expected {len(expected)}: {','.join(expected)}"
+            else:
+                reason = f"the header's column {column + 1} is {names[column][:40]!r}, expected {expected[column]!r}"
+            raise DumpError(self.source, reason, line)
+        if expected == EXPORT_FIELDS:
+            self.time_unit = "export"
+        return rest, line + 1
+
+    def _label(self, label: ExportLabel | None) -> None:
+        """The symbol (label, name or the user's word, which must agree) and the label's range as a bound."""
+        self.symbol = dump_symbol(self.source, self.given, label)
+        if label is not None:
+            what = "the export label's range"
+            self.bounds.append(TimeBounds(label.start, label.end, what))
+
+    def _unit(self, data: bytes, line: int) -> str:
+        """µs or ms, from the file's first row."""
+        row = data.lstrip(b"\r\n").partition(b"\n")[0].split(b",")
+        try:
+            stamp = int(row[5])
+        except (IndexError, ValueError):
+            raise DumpError(self.source, f"not an aggTrades row: {row[:8]!r}"[:240], line) from None
+        return "us" if stamp > MICROSECONDS_ABOVE else "ms"
 
     def _columns(self, frame: pl.DataFrame) -> tuple[TradeColumns, list[tuple[BoolArray, str]]]:
         last_field = frame["buyer_maker"].is_null().to_numpy()
@@ -266,11 +462,11 @@ class _ChunkReader:
         columns = TradeColumns(ints["agg_id"], price, qty, ints["first_id"], ints["last_id"], times, maker_array)
         return columns, checks
 
-    def result(self, symbol: str) -> Dump:
+    def result(self) -> Dump:
         trades, lines = self.out.result()
-        if len(trades) == 0:
+        if len(trades) == 0 or self.symbol is None:
             raise DumpError(self.source, "holds no trades")
-        return Dump(self.source, symbol, trades, lines, self.time_unit or "ms")
+        return Dump(self.source, self.symbol, trades, lines, self.time_unit or "ms")
 
 
 class _Growing:
@@ -320,28 +516,61 @@ def _ragged_line(data: bytes, fields: int, first_line: int) -> tuple[int, str]:
     return first_line, ""
 
 
-def _read_parquet(path: Path, source: str, symbol: str, now_ms: int | None) -> Dump:
-    """A tradetape export: decimals back to units through their exact string form."""
+def _read_parquet(path: Path, reader: _ChunkReader) -> None:
+    """A tradetape export, a row group (an hour) at a time: decimals back to units through their exact text.
+
+    Its columns and their types, its label and its uncompressed size are checked from the
+    footer before a row is read.
+    """
+    source = reader.source
     try:
-        frame = pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise DumpError(source, f"not a readable Parquet file: {exc}") from None
-    missing = [name for name in EXPORT_FIELDS if name not in frame.columns]
-    if missing:
-        raise DumpError(source, f"not a tradetape export: no column {', '.join(missing)}")
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DumpError(source, f"not a readable Parquet file: {str(exc)[:200]}") from None
+    try:
+        schema = parquet.schema_arrow
+        for name, (accepts, expected) in _PARQUET_TYPES.items():
+            if name not in schema.names:
+                raise DumpError(source, f"not a tradetape export: no column {name}")
+            kind = schema.field(name).type
+            if not accepts(kind):
+                raise DumpError(source, f"column {name} is {kind}, expected {expected}")
+        try:
+            reader._label(ExportLabel.from_pairs(schema.metadata or {}))
+        except LabelError as exc:
+            raise DumpError(source, str(exc)) from None
+        metadata = parquet.metadata
+        size = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+        if size > reader.limits.max_member_bytes:
+            raise DumpError(source, f"its data is {size} bytes uncompressed, {_over_member(reader.limits)}")
+        reader.size, reader.time_unit = size, "export"
+        reader.next_line = 2  # row 1 of the table is reported as line 2, as in the CSV form
+        for group in range(metadata.num_row_groups):
+            table = parquet.read_row_group(group, columns=list(EXPORT_FIELDS))
+            for offset in range(0, table.num_rows, PARQUET_SLICE_ROWS):
+                reader._chunk(_export_text(table.slice(offset, PARQUET_SLICE_ROWS)))
+    except (pa.ArrowException, pl.exceptions.PolarsError) as exc:
+        raise DumpError(source, f"not a readable Parquet file: {str(exc)[:200]}") from None
+    finally:
+        parquet.close()
+
+
+def _export_text(table: pa.Table) -> bytes:
+    """Rows of an export table as the CSV form's lines (times in UTC, whatever zone the column names)."""
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    time = pl.col("time")
+    if frame.schema["time"].time_zone is not None:  # type: ignore[attr-defined]
+        time = time.dt.convert_time_zone("UTC")
     text = frame.select(
         pl.col("agg_id", "first_id", "last_id").cast(pl.String),
         pl.col("price", "qty").cast(pl.String),
         pl.col("buyer_maker").cast(pl.String),
-        pl.col("time").dt.strftime(EXPORT_TIME_FORMAT),
+        time.dt.strftime(EXPORT_TIME_FORMAT),
     ).select(EXPORT_FIELDS)
-    reader = _ChunkReader(source, now_ms)
-    reader.time_unit = "export"
-    reader.next_line = 2  # row 1 of the table is reported as line 2, as in the CSV form
     buffer = io.BytesIO()
     text.write_csv(buffer, include_header=False)
-    reader._chunk(buffer.getvalue())
-    return reader.result(symbol)
+    return buffer.getvalue()
 
 
 def export_decimal(units: Int64Array) -> pl.Series:

@@ -6,7 +6,9 @@ ascending by agg id. The store is read as a secondary (fine while persist writes
 segment span (an hour) at a time, and each hour is written before the next is read, so
 a week of a busy symbol exports in the memory of one hour. Parquet goes through one
 pyarrow writer (a row group per hour, zstd); CSV writes times as ISO-8601 with ``Z``.
-Both read back with `tradetape import` to the same trades.
+Each carries its label (`tradetape.history.labels`: symbol, market, range, version), as
+Parquet key-value metadata or as the CSV's first line, a ``#`` comment. Both read back
+with `tradetape import` to the same trades, under the label's symbol.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import polars as pl
 import pyarrow.parquet as pq
 from rocksdict import Rdict
 
+from tradetape import __version__
 from tradetape.api.models import parse_time_ms
 from tradetape.domain.columns import TradeColumns
 from tradetape.history.dumps import EXPORT_FIELDS, EXPORT_TIME_FORMAT, export_decimal
+from tradetape.history.labels import ExportLabel
 from tradetape.history.load import shard_dir_of
 from tradetape.settings import Settings
 from tradetape.store.reader import SecondaryStore, read_coverage, read_trades
@@ -102,10 +106,12 @@ def export(
     path: Path,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Write the range to `path` (Parquet or CSV by its extension); the number of rows written."""
+    """Write the range to `path` (Parquet or CSV by its extension), labelled; the number of rows written."""
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ExportError(f"{path.name}: the extension picks the format, {' or '.join(FORMATS)}")
+    label = ExportLabel(symbol=symbol, start=start_ms, end=end_ms, version=__version__)
+    schema = trades_frame(TradeColumns.empty()).to_arrow().schema.with_metadata(label.pairs())
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".part")
     rows = 0
@@ -113,22 +119,21 @@ def export(
     try:
         with temporary.open("wb") as handle:
             if suffix == ".csv":
-                handle.write((",".join(EXPORT_FIELDS) + "\n").encode())
+                handle.write((label.comment() + "\n" + ",".join(EXPORT_FIELDS) + "\n").encode())
             for trades in _each_hour(shard_dir, symbol, start_ms, end_ms):
                 frame = trades_frame(trades)
                 if suffix == ".csv":
                     frame.write_csv(handle, include_header=False, datetime_format=EXPORT_TIME_FORMAT)
                 else:
-                    table = frame.to_arrow()
                     if writer is None:
-                        writer = pq.ParquetWriter(handle, table.schema, compression="zstd")
-                    writer.write_table(table)
+                        writer = pq.ParquetWriter(handle, schema, compression="zstd")
+                    writer.write_table(frame.to_arrow().replace_schema_metadata(label.pairs()))
                 rows += frame.height
                 if progress is not None:
                     progress(frame.height)
             if suffix == ".parquet":
                 if writer is None:
-                    writer = pq.ParquetWriter(handle, trades_frame(TradeColumns.empty()).to_arrow().schema)
+                    writer = pq.ParquetWriter(handle, schema)
                 writer.close()
                 writer = None
         temporary.replace(path)

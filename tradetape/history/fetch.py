@@ -6,10 +6,14 @@ Layout (data.binance.vision, or any host serving the same paths, `Settings.histo
 ``.CHECKSUM`` file beside it. A calendar month asked for whole (and already over) is one
 monthly file, falling back to its days when the monthly file is not there; every other
 day is a daily file. A file is downloaded to ``<data dir>/history/downloads/`` (a partial
-download resumes with an HTTP Range request), its SHA-256 compared with the checksum
-file before it is read (a mismatch imports nothing and deletes the download), imported
+download resumes with an HTTP Range request; `tradetape.history.download` bounds its
+size, its time and its host), its SHA-256 compared with the checksum file (which must
+name it) before it is read (a mismatch imports nothing and deletes the download), read
+with every trade required to lie in the file's day or month, imported
 (`tradetape.history.load`), and recorded in ``<data dir>/history/imported.json``, so a
-second run skips it: fetching resumes where it stopped.
+second run skips it: fetching resumes where it stopped. Paths and URLs are built only
+from a symbol `check_symbol` accepts and a date, and the download's path is checked to
+lie in the data directory.
 """
 
 from __future__ import annotations
@@ -19,30 +23,25 @@ import calendar
 import hashlib
 import json
 import logging
-import urllib.error
-import urllib.request
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from tradetape.history.dumps import DumpError, read_dump
+from tradetape.history.download import Deadline, DownloadLimits, FetchError, HistoryHost
+from tradetape.history.dumps import DumpError, FileLimits, TimeBounds, read_dump
 from tradetape.history.load import ImportResult, Progress, TapeImporter
-from tradetape.settings import Settings
+from tradetape.settings import Settings, check_symbol
 
 logger = logging.getLogger(__name__)
 
-DOWNLOAD_CHUNK = 1024 * 1024
-HTTP_TIMEOUT_S = 60.0
-
-
-class FetchError(RuntimeError):
-    """A dump that could not be downloaded or verified (the name says which)."""
-
+HASH_CHUNK = 1024 * 1024
+_CHECKSUM_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *]?(\S+)")
 
 @dataclass(frozen=True)
 class Period:
-    """One dump file: a day or a whole month of one symbol."""
+    """One dump file: a day or a whole month of one symbol (checked: its name and URL are built from it)."""
 
     symbol: str
     kind: str
@@ -52,9 +51,23 @@ class Period:
     first: date
     last: date
 
+    def __post_init__(self) -> None:
+        check_symbol(self.symbol)
+        if self.kind not in ("daily", "monthly") or self.label != (
+            self.first.isoformat() if self.kind == "daily" else self.first.strftime("%Y-%m")
+        ):
+            raise ValueError(f"not a dump period: {self.kind} {self.label!r}")
+
     @property
     def name(self) -> str:
         return f"{self.symbol}-aggTrades-{self.label}.zip"
+
+    @property
+    def bounds(self) -> TimeBounds:
+        """The times its trades must lie in: the day, or the month, UTC."""
+        start, end = (datetime.combine(d, time(), UTC) for d in (self.first, self.last + timedelta(1)))
+        what = "the file's day" if self.kind == "daily" else "the file's month"
+        return TimeBounds(int(start.timestamp() * 1000), int(end.timestamp() * 1000), what)
 
     @property
     def path(self) -> str:
@@ -129,14 +142,19 @@ class HistoryFetcher:
         *,
         on_file: Callable[[str, int], Progress | None] | None = None,
     ) -> None:
-        self._base = settings.history_url.rstrip("/")
+        self._host = HistoryHost(settings.history_url, DownloadLimits.of(settings))
+        self._limits = FileLimits.of(settings)
+        self._data_dir = settings.data_dir
         self._importer = importer
         self._downloads = settings.data_dir / "history" / "downloads"
         self.manifest = ImportManifest(settings.data_dir / "history" / "imported.json")
         self._on_file = on_file
 
     async def fetch(self, symbol: str, first: date, last: date, *, again: bool = False) -> FetchReport:
-        """Import the files of ``[first, last]``; `again`: also those the manifest lists (a repair)."""
+        """Import the files of ``[first, last]``; `again`: also those the manifest lists (a repair).
+
+        `ValueError` before anything is asked or written if `symbol` is not a symbol (`check_symbol`).
+        """
         report = FetchReport()
         today = datetime.now(UTC).date()
         queue = periods(symbol, first, last, today)
@@ -161,67 +179,43 @@ class HistoryFetcher:
         return report
 
     async def _one(self, period: Period) -> ImportResult:
-        url = f"{self._base}/{period.path}"
-        expected = (await asyncio.to_thread(_get_text, url + ".CHECKSUM")).split()
-        if not expected or len(expected[0]) != 64:
-            raise FetchError(f"{period.name}.CHECKSUM: not a SHA-256 checksum line")
         target = self._downloads / period.name
-        await asyncio.to_thread(_download, url, target)
+        if not target.resolve().is_relative_to(self._data_dir.resolve()):
+            raise FetchError(f"{period.name}: would be written outside the data directory ({target})")
+        deadline = Deadline(self._host.limits.deadline_s, period.name)
+        checksum = await asyncio.to_thread(self._host.text, period.path + ".CHECKSUM", deadline)
+        expected = checksum_of(checksum, period.name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self._host.download, period.path, target, deadline)
         digest = await asyncio.to_thread(_sha256, target)
-        if digest != expected[0].lower():
+        if digest != expected:
             target.unlink(missing_ok=True)
             raise FetchError(
-                f"{period.name}: SHA-256 {digest} does not match its .CHECKSUM {expected[0]}; nothing imported"
+                f"{period.name}: SHA-256 {digest} does not match its .CHECKSUM {expected}; nothing imported"
             )
-        dump = await asyncio.to_thread(read_dump, target, period.symbol)
+        try:
+            dump = await asyncio.to_thread(read_dump, target, period.symbol, limits=self._limits, within=period.bounds)
+        finally:
+            target.unlink(missing_ok=True)
         progress = self._on_file(period.name, len(dump.trades)) if self._on_file is not None else None
         result = await self._importer.import_dump(dump, progress)
         self.manifest.record(period.symbol, period.name, digest, result)
-        target.unlink(missing_ok=True)
         return result
 
 
-def _open(request: urllib.request.Request) -> urllib.request._UrlopenRet:
-    try:
-        return urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            raise FileNotFoundError(request.full_url) from None
-        raise FetchError(f"{request.full_url}: HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise FetchError(f"{request.full_url}: unreachable ({exc!r})") from None
-
-
-def _get_text(url: str) -> str:
-    with _open(urllib.request.Request(url)) as response:
-        return response.read(4096).decode(errors="replace")  # type: ignore[no-any-return]
-
-
-def _download(url: str, target: Path) -> None:
-    """`url` into `target`, resuming ``target.part`` with a Range request if a previous run left one."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    offset = partial.stat().st_size if partial.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
-    try:
-        response = _open(request)
-    except FetchError:
-        if not offset:
-            raise
-        partial.unlink(missing_ok=True)  # a stale partial (416 or similar): start over
-        response = _open(urllib.request.Request(url))
-        offset = 0
-    with response:
-        mode = "ab" if offset and response.status == 206 else "wb"
-        with partial.open(mode) as handle:
-            while block := response.read(DOWNLOAD_CHUNK):
-                handle.write(block)
-    partial.replace(target)
+def checksum_of(text: str, name: str) -> str:
+    """The SHA-256 of a ``.CHECKSUM`` file's one line, ``<sha256>  <name>``, which must name `name`."""
+    match = _CHECKSUM_LINE.fullmatch(text.strip())
+    if match is None:
+        raise FetchError(f"{name}.CHECKSUM: not one line of a SHA-256 and a file name: {text[:120]!r}")
+    if match.group(2) != name:
+        raise FetchError(f"{name}.CHECKSUM: names {match.group(2)[:120]!r}, not {name}; nothing imported")
+    return match.group(1).lower()
 
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while block := handle.read(DOWNLOAD_CHUNK):
+        while block := handle.read(HASH_CHUNK):
             digest.update(block)
     return digest.hexdigest()
