@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.codec import decode_trade
 from tradetape.bus.deadletter import publish_deadletter
 from tradetape.bus.ledger import LedgerFormatError, ledger_bucket, read_entry
+from tradetape.bus.shard_stores import ShardStore, record_shard_store
 from tradetape.bus.subjects import TRADES_STREAM, symbol_of, trade_subject
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.trade import TradeFormatError, TradeRow
@@ -144,7 +146,7 @@ class PersistService:
             self._nc, store, self._symbols, self._settings.rollup_age_s, self._store_thread
         )
         try:
-            write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols)
+            await self._record_store(write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols))
             await advisories.start()
             await importer.start()
             await self._consumer.bind()
@@ -174,6 +176,22 @@ class PersistService:
             await asyncio.to_thread(self._store_thread.shutdown)  # what the thread still writes finishes first
             store.close()
             self._log_counts("persist stopped", force=True)
+
+    async def _record_store(self, store_id: str) -> None:
+        """Record in NATS KV that this store serves the shard, so analytics workers of other directories refuse."""
+        here = ShardStore(
+            shard=self._settings.shard,
+            store_id=store_id,
+            host=socket.gethostname(),
+            dir=str(self._settings.shard_dir.resolve()),
+            since_ms=int(time.time() * 1000),
+        )
+        previous = await record_shard_store(self._js, here, replicas=self._settings.stream_replicas)
+        if previous is not None and previous.store_id != store_id:
+            logger.warning(
+                "shard taken over from another store",
+                extra={"shard": here.shard, "store": here.place, "previous": previous.place},
+            )
 
     async def _loop(self, store: WindowStore, stop: asyncio.Event) -> None:
         now = time.monotonic()
