@@ -51,6 +51,7 @@ from tradetape.api.errors import (
 from tradetape.api.registry import QueryMethod, TradeSource, api_schema, methods
 from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.ledger import LedgerFormatError, LedgerGap, ledger_bucket, read_entry
+from tradetape.bus.shard_stores import check_same_store, read_shard_store
 from tradetape.bus.subjects import ANALYTICS_SERVICE, SCHEMA_SUBJECT, analytics_queue_group, query_subject, symbol_of
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
@@ -58,6 +59,7 @@ from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.settings import Settings
 from tradetape.store.reader import ShardReader
 from tradetape.store.segments import PriceLevels
+from tradetape.store.shards import store_id
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 HEAP_KEEP_BYTES = 256 * 1024 * 1024
 LEDGER_READ_TIMEOUT_S = 0.5
+SHARD_STORE_READ_TIMEOUT_S = 10.0
 CATCH_UP_EVERY_S = 0.02
 """A query may see the store up to this stale: a burst of queries catches up with the writer once, not each."""
 
@@ -128,6 +131,11 @@ class AnalyticsService:
         self.metrics = ServiceMetrics("analytics", self._metrics_snapshot)
 
     async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self._check_store()
+        except BaseException:
+            self._reader.close()
+            raise
         resolved = await resolve_symbols(self._settings, stop)
         if not resolved:
             self._reader.close()
@@ -176,6 +184,14 @@ class AnalyticsService:
             logger.info(
                 "analytics stopped", extra={"shard": self._settings.shard, "dropped": self.dropped_without_reply}
             )
+
+    async def _check_store(self) -> None:
+        """Refuse to serve the shard from a store that is not the one its persist writes (`ForeignStoreError`)."""
+        async with asyncio.timeout(SHARD_STORE_READ_TIMEOUT_S):
+            record = await read_shard_store(self._nc.jetstream(), self._settings.shard)
+        check_same_store(record, store_id(self._settings.shard_dir), self._settings.shard_dir)
+        if record is None:
+            logger.warning("no store recorded for the shard yet", extra={"shard": self._settings.shard})
 
     async def _dispatch(self, method: QueryMethod[Any, Any], request: Request) -> None:
         """Start the answer and return: nats-py runs an endpoint's handler one request at a time.

@@ -2,15 +2,22 @@
 
 The shard's writer is this process, so imports and repairs that run while persist runs
 send their batches here (`tradetape.history.bulk`): one request subject per symbol the
-shard owns. Each batch is checked with the same column rules as a dump, then written by
-`WindowStore.import_trades` in one atomic write straight into hour segments. The handler
-runs on persist's event loop between its writes, so the store never sees two writers.
+shard owns. Each batch is read before it is trusted (`decode_batch`: every count and width
+checked against its bytes, at most `BATCH_TRADES` trades), checked whole with the same
+column rules as a dump (one invalid row refuses the batch, with the reason), then written
+by `WindowStore.import_trades` in one atomic write straight into hour segments. All of it
+runs on persist's store thread, the one thread that changes the store: the event loop
+keeps consuming live trades meanwhile, and a batch is never written beside a live write.
+At most `PENDING_BATCHES` batches of a symbol wait in memory; NATS drops the ones beyond
+(the importer's request then times out), so a flood of batches cannot grow persist.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -23,17 +30,28 @@ from tradetape.store.writer import ImportConflictError, WindowStore
 
 logger = logging.getLogger(__name__)
 
+PENDING_BATCHES = 2
+
 
 class BulkImporter:
-    def __init__(self, nc: Client, store: WindowStore, symbols: tuple[str, ...], rollup_age_s: float) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        store: WindowStore,
+        symbols: tuple[str, ...],
+        rollup_age_s: float,
+        store_thread: ThreadPoolExecutor,
+    ) -> None:
         self._nc = nc
         self._store = store
+        self._store_thread = store_thread
         self._symbols = symbols
         self._rollup_age_ms = int(rollup_age_s * 1000)
         self._subscriptions: list[Subscription] = []
         self.imported = 0
         self.duplicates = 0
         self.batches = 0
+        self.refused = 0
 
     async def start(self) -> None:
         for symbol in self._symbols:
@@ -41,7 +59,13 @@ class BulkImporter:
 
     async def add(self, symbol: str) -> None:
         """Take imports for one more symbol (one persist adopted after its start)."""
-        self._subscriptions.append(await self._nc.subscribe(import_subject(symbol), cb=self._handle))
+        subscription = await self._nc.subscribe(
+            import_subject(symbol),
+            cb=self._handle,
+            pending_msgs_limit=PENDING_BATCHES,
+            pending_bytes_limit=PENDING_BATCHES * self._nc.max_payload,
+        )
+        self._subscriptions.append(subscription)
 
     async def stop(self) -> None:
         """Unsubscribe; safe twice."""
@@ -54,19 +78,20 @@ class BulkImporter:
         if not msg.reply:
             return
         symbol = msg.subject.rsplit(".", 1)[-1]
-        reply = self._import(symbol, msg.data)
+        reply = await asyncio.get_running_loop().run_in_executor(self._store_thread, self._import, symbol, msg.data)
         await msg.respond(reply.encode())
 
     def _import(self, symbol: str, data: bytes) -> ImportReply:
+        """One batch, on the store thread: read, checked whole, written; the reply says what happened."""
         try:
             source, trades = decode_batch(data)
         except BatchFormatError as exc:
-            return ImportReply(error_code="invalid", error=str(exc))
+            return self._refuse(symbol, "", len(data), str(exc))
         bad = first_invalid(trades)
         step = first_not_ascending(trades.agg_id, None)
         if bad is not None or step is not None:
             index, reason = bad if bad is not None else (step or 0, "agg ids do not ascend")
-            return ImportReply(error_code="invalid", error=f"agg id {int(trades.agg_id[index])}: {reason}")
+            return self._refuse(symbol, source, len(data), f"agg id {int(trades.agg_id[index])}: {reason}")
         try:
             counts = self._store.import_trades(
                 symbol, trades, roll_up_before_ms=int(time.time() * 1000) - self._rollup_age_ms
@@ -85,3 +110,9 @@ class BulkImporter:
             extra={"symbol": symbol, "source": source, "added": counts.added, "duplicates": counts.duplicates},
         )
         return ImportReply(added=counts.added, duplicates=counts.duplicates)
+
+    def _refuse(self, symbol: str, source: str, size: int, reason: str) -> ImportReply:
+        self.refused += 1
+        extra = {"symbol": symbol, "source": source[:100], "bytes": size, "error": reason[:200]}
+        logger.warning("import batch refused", extra=extra)
+        return ImportReply(error_code="invalid", error=reason)

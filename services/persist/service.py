@@ -22,20 +22,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
+from nats.js.errors import Error as JetStreamError
+from nats.js.kv import KeyValue
 
+from services.persist.admission import IMPLAUSIBLE_ID, Refusal, Vetting, vet
 from services.persist.consumer import MaxDeliveries, PersistConsumer
 from services.persist.importer import BulkImporter
 from services.persist.live import LivePublisher
 from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.codec import decode_trade
 from tradetape.bus.deadletter import publish_deadletter
+from tradetape.bus.ledger import LedgerFormatError, ledger_bucket, read_entry
+from tradetape.bus.shard_stores import ShardStore, record_shard_store
 from tradetape.bus.subjects import TRADES_STREAM, symbol_of, trade_subject
+from tradetape.domain.columns import TradeColumns
 from tradetape.domain.trade import TradeFormatError, TradeRow
 from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.logs import ProgressLog
@@ -43,12 +53,13 @@ from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.runtime.tasks import cancel_and_wait
 from tradetape.settings import Settings, check_symbol
 from tradetape.store.keys import SUMMARY, kind_prefix, prefix_end
-from tradetape.store.rocks import StoreError, scan
+from tradetape.store.rocks import StoreError, rocksdb_errors, scan
 from tradetape.store.shards import write_manifest
 from tradetape.store.windows import assemble_windows
 from tradetape.store.writer import WindowStore
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FETCH_BATCH = 5000
 FETCH_TIMEOUT_S = 0.2
@@ -59,6 +70,11 @@ STATS_INTERVAL_S = 10.0
 ROLLUP_INTERVAL_S = 10.0
 RETENTION_INTERVAL_S = 3600.0
 STORE_RETRY_MAX_S = 30.0
+LEDGER_READ_TIMEOUT_S = 1.0
+IMPLAUSIBLE_DELIVERIES = 3
+"""An implausible id is delivered this often before it is dead-lettered: ingest writes its ledger every second,
+so a real jump ingest believed (after asking REST) shows there by the next delivery."""
+IMPLAUSIBLE_RECHECK_S = 2.0
 
 
 class PersistService:
@@ -88,6 +104,10 @@ class PersistService:
         self._subject_symbols: dict[str, str] = {}
         self.written: Counter[str] = Counter()
         self.deadlettered: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
+        """Trades refused after they were read, by kind (`conflict`, `implausible_id`); each is dead-lettered."""
+        self.held_implausible = 0
+        """Deliveries of implausible ids given back to be checked again against ingest's ledger."""
         self.batches = 0
         self.already_stored = 0
         self.rolled_windows = 0
@@ -98,6 +118,9 @@ class PersistService:
         self.windows_written = 0
         self._store: WindowStore | None = None
         self._importer: BulkImporter | None = None
+        self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="persist-store")
+        """The one thread that changes the store: live writes, roll-ups, retention and bulk imports, one at a time."""
+        self._ledger: KeyValue | None = None
         self.metrics = ServiceMetrics("persist", self._metrics_snapshot)
 
     @property
@@ -119,9 +142,11 @@ class PersistService:
         self._consumer.symbols = self._symbols
         store = WindowStore(self._settings.shard_dir)
         advisories = MaxDeliveries(self._nc, self._js, self._consumer.durable, self.deadlettered)
-        importer = self._importer = BulkImporter(self._nc, store, self._symbols, self._settings.rollup_age_s)
+        importer = self._importer = BulkImporter(
+            self._nc, store, self._symbols, self._settings.rollup_age_s, self._store_thread
+        )
         try:
-            write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols)
+            await self._record_store(write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols))
             await advisories.start()
             await importer.start()
             await self._consumer.bind()
@@ -148,8 +173,25 @@ class PersistService:
             await importer.stop()
             await advisories.stop()
             await self._consumer.close()
+            await asyncio.to_thread(self._store_thread.shutdown)  # what the thread still writes finishes first
             store.close()
             self._log_counts("persist stopped", force=True)
+
+    async def _record_store(self, store_id: str) -> None:
+        """Record in NATS KV that this store serves the shard, so analytics workers of other directories refuse."""
+        here = ShardStore(
+            shard=self._settings.shard,
+            store_id=store_id,
+            host=socket.gethostname(),
+            dir=str(self._settings.shard_dir.resolve()),
+            since_ms=int(time.time() * 1000),
+        )
+        previous = await record_shard_store(self._js, here, replicas=self._settings.stream_replicas)
+        if previous is not None and previous.store_id != store_id:
+            logger.warning(
+                "shard taken over from another store",
+                extra={"shard": here.shard, "store": here.place, "previous": previous.place},
+            )
 
     async def _loop(self, store: WindowStore, stop: asyncio.Event) -> None:
         now = time.monotonic()
@@ -159,10 +201,10 @@ class PersistService:
         while not stop.is_set():
             now = time.monotonic()
             if now >= next_rollup:
-                self._roll_up(store)
+                self.rolled_windows += await self._in_store(self._roll_up, store)
                 next_rollup = now + self._rollup_interval
             if now >= next_retention:
-                self._apply_retention(store)
+                await self._in_store(self._apply_retention, store)
                 next_retention = now + RETENTION_INTERVAL_S
             if now >= next_stats:
                 self._log_counts("persist progress")
@@ -210,27 +252,60 @@ class PersistService:
             logger.warning("consumer check failed", extra={"error": repr(exc)})
 
     async def _persist(self, store: WindowStore, msgs: list[Msg], stop: asyncio.Event) -> None:
-        """Write one batch durably, then ack every message of it."""
-        trades: list[tuple[str, TradeRow]] = []
+        """Write one batch durably, then ack every message of it (an implausible id may be given back instead)."""
+        rows: list[tuple[str, TradeRow]] = []
+        sources: list[Msg] = []
         for msg in msgs:
             symbol = self._symbol_of(msg.subject)
             if symbol not in self._owned and not await self._admit(symbol, msg):
                 continue
             try:
-                trades.append((symbol, decode_trade(msg.data)))
+                rows.append((symbol, decode_trade(msg.data)))
+                sources.append(msg)
             except TradeFormatError as exc:
                 await publish_deadletter(
                     self._js, "persist", symbol, msg.data, str(exc), max_payload=self._nc.max_payload
                 )
                 self.deadlettered[symbol] += 1
-        added = await self._write(store, trades, msgs, stop)
-        if added is None:
+        written = await self._write(store, rows, msgs, stop)
+        if written is None:
             return
-        self.written.update(symbol for symbol, _ in trades)
-        self.already_stored += len(trades) - added
+        vetting, added = written
+        given_back = await self._refuse(vetting.refusals, rows, sources)
+        refused = vetting.refused()
+        self.written.update(symbol for index, (symbol, _) in enumerate(rows) if index not in refused)
+        self.already_stored += len(rows) - len(refused) - added
         for msg in msgs:
-            await msg.ack()
+            if id(msg) in given_back:
+                await msg.nak(delay=IMPLAUSIBLE_RECHECK_S)
+            else:
+                await msg.ack()
         self.batches += 1
+
+    async def _refuse(self, refusals: list[Refusal], rows: list[tuple[str, TradeRow]], sources: list[Msg]) -> set[int]:
+        """Dead-letter what the batch's vetting refused, one log line for all; the messages to give back (by id).
+
+        An implausible id is given back for another look until its `IMPLAUSIBLE_DELIVERIES`th
+        delivery: the jump may be real and ingest's ledger not yet written.
+        """
+        given_back: set[int] = set()
+        counts: Counter[str] = Counter()
+        for refusal in refusals:
+            symbol, msg = rows[refusal.index][0], sources[refusal.index]
+            if refusal.kind == IMPLAUSIBLE_ID and msg.metadata.num_delivered < IMPLAUSIBLE_DELIVERIES:
+                given_back.add(id(msg))
+                self.held_implausible += 1
+                counts["given_back"] += 1
+                continue
+            await publish_deadletter(
+                self._js, "persist", symbol, msg.data, refusal.reason, max_payload=self._nc.max_payload, log=False
+            )
+            self.deadlettered[symbol] += 1
+            self.refused[refusal.kind] += 1
+            counts[refusal.kind] += 1
+        if refusals:
+            logger.warning("trades refused", extra={**counts, "first": refusals[0].reason[:200]})
+        return given_back
 
     async def _admit(self, symbol: str, msg: Msg) -> bool:
         """Whether to store a trade of a symbol outside the shard's list; False once it is dead-lettered.
@@ -261,18 +336,28 @@ class PersistService:
             symbol = self._subject_symbols[subject] = symbol_of(subject)
         return symbol
 
+    async def _in_store(self, call: Callable[..., T], *args: object) -> T:
+        """`call(*args)` on the store thread (never beside another change of the store)."""
+        return await asyncio.get_running_loop().run_in_executor(self._store_thread, call, *args)
+
     async def _write(
-        self, store: WindowStore, trades: list[tuple[str, TradeRow]], msgs: list[Msg], stop: asyncio.Event
-    ) -> int | None:
-        """The store's write, retried while RocksDB refuses it; None if stopped before it succeeded."""
-        windows = assemble_windows(trades)
+        self, store: WindowStore, rows: list[tuple[str, TradeRow]], msgs: list[Msg], stop: asyncio.Event
+    ) -> tuple[Vetting, int] | None:
+        """The batch vetted and written, retried while RocksDB refuses; None if stopped before it succeeded.
+
+        Returns the vetting and how many trades the write added.
+        """
         backoff = Backoff(0.5, STORE_RETRY_MAX_S)
         while True:
             try:
-                fresh = store.write_new(windows)
+                vetting, fresh, windows = await self._in_store(self._vet_and_write, store, rows, None)
+                if fresh is None:
+                    ledger = await self._ledger_newest(vetting.unsure)
+                    vetting, fresh, windows = await self._in_store(self._vet_and_write, store, rows, ledger)
+                assert fresh is not None
                 self.live.stored(fresh)
-                self.windows_written += len(windows)
-                return sum(len(added) for added in fresh.values())
+                self.windows_written += windows
+                return vetting, sum(len(added) for added in fresh.values())
             except StoreError as exc:
                 self.store_errors += 1
                 logger.error("store write failed, batch held unacked", extra={"error": str(exc), "held": len(msgs)})
@@ -285,20 +370,55 @@ class PersistService:
                 logger.warning("stopped with an unwritten batch, delivered again later", extra={"held": len(msgs)})
                 return None
             try:
-                store.reopen()  # a refused handle stays refused, even once space is back
+                await self._in_store(store.reopen)  # a refused handle stays refused, even once space is back
             except StoreError as exc:
                 logger.error("store reopen failed, will retry", extra={"error": str(exc)})
 
-    def _roll_up(self, store: WindowStore) -> None:
+    def _vet_and_write(
+        self, store: WindowStore, rows: list[tuple[str, TradeRow]], ledger: dict[str, int | None] | None
+    ) -> tuple[Vetting, dict[str, TradeColumns] | None, int]:
+        """On the store thread: vet the batch and write what it admits (nothing while it needs ingest's ledger)."""
+        with rocksdb_errors(store.path):
+            vetting = vet(store, rows, self._settings.ingest_max_id_jump, ledger)
+        if vetting.unsure and ledger is None:
+            return vetting, None, 0
+        refused = vetting.refused()
+        windows = assemble_windows(row for index, row in enumerate(rows) if index not in refused)
+        return vetting, store.write_new(windows), len(windows)
+
+    async def _ledger_newest(self, symbols: set[str]) -> dict[str, int | None]:
+        """Per symbol the highest agg id ingest's ledger knows (confirmed, or asked for by an open gap).
+
+        Asked only for a batch with an id beyond the newest stored; a ledger that cannot be read
+        in time knows nothing (those ids are then given back and asked about again).
+        """
+        known: dict[str, int | None] = {}
+        try:
+            async with asyncio.timeout(LEDGER_READ_TIMEOUT_S):
+                if self._ledger is None:
+                    self._ledger = await ledger_bucket(self._js)
+                for symbol in sorted(symbols):
+                    entry = None if self._ledger is None else await read_entry(self._ledger, symbol)
+                    known[symbol] = None if entry is None else max([entry.last_id, *(g.to_id for g in entry.gaps)])
+        except (NatsError, JetStreamError, TimeoutError, LedgerFormatError) as exc:
+            extra = {"symbols": ",".join(sorted(symbols)), "error": repr(exc)}
+            logger.warning("ingest ledger not readable", extra=extra)
+        return known
+
+    def _roll_up(self, store: WindowStore) -> int:
+        """On the store thread: roll up every symbol's closed windows; how many were rolled up."""
+        rolled = 0
         before = int(time.time() * 1000 - self._settings.rollup_age_s * 1000)
         for symbol in self._symbols:
             try:
-                self.rolled_windows += store.roll_up(symbol, before)
+                rolled += store.roll_up(symbol, before)
             except StoreError as exc:
                 self.store_errors += 1
                 logger.error("roll-up failed, will retry", extra={"symbol": symbol, "error": str(exc)})
+        return rolled
 
     def _apply_retention(self, store: WindowStore) -> None:
+        """On the store thread: drop what is older than the retention."""
         cutoff = int(time.time() * 1000 - self._settings.retention_days * 86_400_000)
         for symbol in self._symbols:
             try:
@@ -316,7 +436,7 @@ class PersistService:
             with contextlib.suppress(NatsError, TimeoutError):
                 info = await self._js.consumer_info(TRADES_STREAM, durable, timeout=1.0)
                 lag[durable], ack_pending[durable] = info.num_pending or 0, info.num_ack_pending or 0
-        errors = {"store_error": self.store_errors, "deadletter": sum(self.deadlettered.values())}
+        errors = {"store_error": self.store_errors, "deadletter": sum(self.deadlettered.values()), **self.refused}
         return ServiceSnapshot(
             ready=store is not None and self._nc.is_connected,
             reason="starting" if store is None else "" if self._nc.is_connected else "nats disconnected",
@@ -343,6 +463,8 @@ class PersistService:
             "already_stored": self.already_stored,
             "rolled_windows": self.rolled_windows,
             "store_errors": self.store_errors,
+            **self.refused,
+            "held_implausible": self.held_implausible,
             "reprovisioned": self.reprovisioned,
         }
         self._progress.log(event, "", totals, force=force)

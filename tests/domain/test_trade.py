@@ -37,6 +37,8 @@ def test_parses_exact_units() -> None:
         ({"p": 87648.21}, "'p'"),
         ({"p": "abc"}, "not a plain decimal"),
         ({"p": "0"}, "positive"),
+        ({"q": "0"}, "quantity must be positive"),
+        ({"q": "0.00000000"}, "quantity must be positive"),
         ({"q": None}, "'q'"),
         ({"m": 1}, "'m'"),
         ({"T": -1}, "'T'"),

@@ -59,6 +59,7 @@ def test_ms_timestamps_a_header_and_a_zip_give_the_same_trades(tmp_path: Path) -
         ("3800397697,87648.2,0.123456789,1,1,1767225600039409,True,True", "quantity is not a plain decimal"),
         ("3800397697,87648.2,1²,1,1,1767225600039409,True,True", "quantity is not a plain decimal"),
         ("3800397697,0,0.1,1,1,1767225600039409,True,True", "price must be positive"),
+        ("3800397697,87648.2,0.00000000,1,1,1767225600039409,True,True", "quantity must be positive"),
         ("3800397697,87648.2,0.1,5,4,1767225600039409,True,True", "last trade id is below first"),
         ("3800397697,87648.2,0.1,1,1,1767225600039,True,True", "time is not between 2017"),
         ("3800397697,87648.2,0.1,1,1,1767225600039409,maybe,True", "buyer-maker is not a boolean"),

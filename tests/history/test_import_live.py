@@ -63,7 +63,7 @@ async def wait_for_persist(settings: Settings) -> None:
 async def test_import_while_persist_runs_goes_through_it_in_batches(
     nats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tradetape.history.load.BATCH_TRADES", 700)  # first+last, then six more batches
+    monkeypatch.setattr("tradetape.history.load.BATCH_TRADES", 700)  # the first and last 350, then seven more batches
     settings = Settings(nats_url=nats_url, data_dir=tmp_path / "data", symbols=("BTCUSDT",), retention_days=3650)
     dump = read_dump(REAL)
     async with run_services(settings, "persist") as running:

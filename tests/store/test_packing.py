@@ -1,8 +1,13 @@
+import contextlib
+import tracemalloc
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.store.hostile import rle_frame
 from tradetape.store.packing import PackingError, byte_width, pack_columns, unpack_columns, unzigzag, zigzag
 
 int64s = st.integers(-(2**63), 2**63 - 1)
@@ -35,3 +40,31 @@ def test_a_damaged_frame_is_a_specific_error() -> None:
         unpack_columns(widths, 10, frame[:-3])
     with pytest.raises(PackingError):
         unpack_columns(widths, 11, frame)
+
+
+def peak_bytes_of(call: Callable[[], object]) -> int:
+    """The most memory Python's allocators held at once during `call` (zstd and numpy buffers included)."""
+    tracemalloc.start()
+    try:
+        with contextlib.suppress(PackingError):
+            call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    ("frame", "widths", "count"),
+    [
+        (rle_frame(6000, 2**40), [1], 6000),  # declares 2^40 bytes: allocated before a byte is read
+        (rle_frame(2**30, 2**30), [1], 6000),  # a real GiB of zeros in 32 KiB
+        (rle_frame(2**30, None), [1], 6000),  # the same without a declared size
+        (rle_frame(6000, 6000), [3], 2000),  # a width no column has
+        (rle_frame(6000, 6000), [8], 6000),  # widths that claim more than the frame holds
+    ],
+    ids=["declares 2^40", "a GiB", "a GiB undeclared", "width 3", "widths lie"],
+)
+def test_a_frame_is_refused_by_its_claims_before_it_is_inflated(frame: bytes, widths: list[int], count: int) -> None:
+    with pytest.raises(PackingError):
+        unpack_columns(widths, count, frame)
+    assert peak_bytes_of(lambda: unpack_columns(widths, count, frame)) < 1_000_000

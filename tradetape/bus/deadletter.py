@@ -74,11 +74,17 @@ async def publish_deadletter(
     reason: str,
     *,
     max_payload: int = DEFAULT_MAX_PAYLOAD,
+    log: bool = True,
 ) -> None:
-    """Keep a rejected message with its reason, truncated to fit `max_payload`, until the stream acks it."""
+    """Keep a rejected message with its reason, truncated to fit `max_payload`, until the stream acks it.
+
+    `log=False` for a caller that logs one line for a whole batch of them.
+    """
     subject = deadletter_subject(source, symbol)
     body, headers = deadletter_message(payload, reason, max_payload)
     await publish_until_acked(js, subject, body, headers, stream=DEADLETTER_STREAM)
+    if not log:
+        return
     logger.warning(
         "dead-lettered",
         extra={

@@ -3,7 +3,7 @@
 Imports (a day of a busy symbol is millions of rows) cannot afford `parse_trade` per row,
 so the same rules run here as polars and numpy expressions: ASCII-digit decimals with at
 most 8 places that fit int64 units of 1e-8, ids from 0 to 2^53-1, last trade id not
-below the first, positive prices, epoch-ms times from 2017 to a minute ahead. The limits
+below the first, positive prices and quantities, epoch-ms times from 2017 to a minute ahead. The limits
 are the ones those modules define, so both paths accept exactly the same trades.
 """
 
@@ -70,6 +70,7 @@ def first_invalid(columns: TradeColumns, *, now_ms: int | None = None) -> tuple[
         ((columns.last_id < 0) | (columns.last_id > MAX_ID), "last trade id must be from 0 to 2^53-1"),
         (columns.last_id < columns.first_id, "last trade id is below first trade id"),
         (columns.price <= 0, "price must be positive"),
+        (columns.qty <= 0, "quantity must be positive"),
         ((columns.time < MIN_TIME_MS) | (columns.time > latest), "time is not between 2017 and a minute from now"),
     ]
     return first_of(checks)

@@ -68,8 +68,12 @@ def parse_trade(obj: Any, *, now_ms: int | None = None) -> TradeRow:
         qty = parse_units(_decimal_field(obj, "q"))
     except DecimalFormatError as exc:
         raise TradeFormatError(str(exc)) from exc
+    # A trade's value is judged here alone (and in `column_checks.first_invalid` over columns):
+    # the one place where an exception, such as the exchange's void rows, belongs.
     if price <= 0:
         raise TradeFormatError(f"price must be positive, got {obj['p']!r}")
+    if qty <= 0:
+        raise TradeFormatError(f"quantity must be positive, got {obj['q']!r}")
     if obj["l"] < obj["f"]:
         raise TradeFormatError(f"last trade id {obj['l']} is below first trade id {obj['f']}")
     return TradeRow(obj["a"], price, qty, obj["f"], obj["l"], trade_time, buyer_maker)

@@ -6,7 +6,7 @@ the segment encoding (`tradetape.store.segments`, ~4 bytes a trade, so a batch o
 100,000 trades is far below NATS's 1 MiB max payload); persist writes it with
 `WindowStore.import_trades` in one atomic write and answers the counts, or an error.
 
-A file goes as its first and last chunks in one batch, then the chunks between: an
+A file goes as its first and last half-batches in one batch, then the batches between: an
 import cut short at any point leaves a hole between ids the store holds, which the
 completeness index lists as a gap, never a range that looks complete.
 """
@@ -26,6 +26,8 @@ from tradetape.store.segments import SegmentFormatError, decode_segment, encode_
 IMPORT_PREFIX = "tape.persist.import"
 BATCH_FORMAT = 1
 BATCH_TRADES = 100_000
+"""The most trades one batch may hold: persist refuses a batch that claims more before decoding it."""
+MAX_SOURCE_CHARS = 1000
 
 
 def import_subject(symbol: str) -> str:
@@ -56,11 +58,20 @@ def encode_batch(source: str, trades: TradeColumns) -> bytes:
 
 
 def decode_batch(data: bytes) -> tuple[str, TradeColumns]:
+    """A request body back into its source and trades; `BatchFormatError` if it is not a batch.
+
+    Nothing is believed before it is checked: msgpack allocates no more than the body holds,
+    and the trades' header may claim at most `BATCH_TRADES` trades, which the bytes must
+    then prove (`decode_segment`), so a batch never costs more than a full legal one.
+    """
     try:
         body = msgpack.unpackb(data, raw=False)
         if not isinstance(body, dict) or body.get("v") != BATCH_FORMAT:
             raise BatchFormatError("not a bulk-import batch of format 1")
-        return str(body["source"]), decode_segment(body["trades"])
+        source, trades = body["source"], body["trades"]
+        if not isinstance(source, str) or len(source) > MAX_SOURCE_CHARS or not isinstance(trades, bytes):
+            raise BatchFormatError(f"a batch holds a source name (at most {MAX_SOURCE_CHARS} characters) and bytes")
+        return source, decode_segment(trades, max_trades=BATCH_TRADES)
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, KeyError, TypeError) as exc:
         if isinstance(exc, BatchFormatError):
             raise
@@ -70,13 +81,14 @@ def decode_batch(data: bytes) -> tuple[str, TradeColumns]:
 
 
 def batches(trades: TradeColumns, size: int = BATCH_TRADES) -> Iterator[TradeColumns]:
-    """`trades` (ascending by agg id) in chunks of `size`: the first and the last together, then the rest in order."""
+    """`trades` (ascending by agg id) in batches of at most `size`: first and last halves together, then the rest."""
     n = len(trades)
-    if n <= 2 * size:
+    if n <= size:
         if n:
             yield trades
         return
-    last_start = n - (n - size) % size if (n - size) % size else n - size
-    yield TradeColumns.concat([trades.take(slice(0, size)), trades.take(slice(last_start, n))])
-    for start in range(size, last_start, size):
-        yield trades.take(slice(start, min(start + size, last_start)))
+    head = size // 2
+    tail_start = n - (size - head)
+    yield TradeColumns.concat([trades.take(slice(0, head)), trades.take(slice(tail_start, n))])
+    for start in range(head, tail_start, size):
+        yield trades.take(slice(start, min(start + size, tail_start)))

@@ -74,12 +74,18 @@ def pack_columns(columns: Sequence[Int64Array]) -> tuple[list[int], bytes]:
 
 
 def unpack_columns(widths: Sequence[int], count: int, frame: bytes) -> list[Int64Array]:
-    """The inverse of `pack_columns`."""
+    """The inverse of `pack_columns`; the widths and the frame's declared size are checked before it is inflated.
+
+    The caller bounds `count` (and the number of widths): then nothing here allocates more than they allow.
+    """
+    if count < 0 or any(type(w) is not int or w not in _UNSIGNED for w in widths):
+        raise PackingError(f"widths {list(widths)[:8]} x {count} values are not a packing")
+    _check_declared(frame, sum(widths) * count)
     try:
         raw = memoryview(_decompressor.decompress(frame, max_output_size=sum(widths) * count))
     except zstandard.ZstdError as exc:
         raise PackingError(f"unreadable zstd frame: {exc}") from exc
-    if len(raw) != sum(widths) * count or any(w not in _UNSIGNED for w in widths):
+    if len(raw) != sum(widths) * count:
         raise PackingError(f"frame holds {len(raw)} bytes, widths {list(widths)} x {count} values expected")
     columns: list[Int64Array] = []
     offset = 0
@@ -94,7 +100,23 @@ def compress(data: bytes) -> bytes:
 
 
 def decompress(frame: bytes, size: int) -> bytes:
+    """The bytes of one frame that declares at most `size` of them (zstd allocates what a frame declares)."""
+    _check_declared(frame, size, exact=False)
     try:
         return _decompressor.decompress(frame, max_output_size=size)
     except zstandard.ZstdError as exc:
         raise PackingError(f"unreadable zstd frame: {exc}") from exc
+
+
+def _check_declared(frame: bytes, size: int, *, exact: bool = True) -> None:
+    """Refuse a frame whose header does not declare `size` bytes (at most `size` unless `exact`).
+
+    python-zstandard allocates the size a frame header declares and ignores `max_output_size`
+    then: a 20-byte frame may claim a terabyte. Our frames always declare theirs.
+    """
+    try:
+        declared = zstandard.frame_content_size(frame)
+    except zstandard.ZstdError as exc:
+        raise PackingError(f"unreadable zstd frame: {exc}") from exc
+    if declared < 0 or declared > size or (exact and declared != size):
+        raise PackingError(f"zstd frame declares {declared} bytes, {size} expected")

@@ -73,6 +73,8 @@ FORMAT_VERSION = 2
 """The database layout (1: windows only; 2: windows, segments, summaries, histograms, index)."""
 SEGMENT_FORMAT = 1
 SEGMENT_MS = 3_600_000
+SEGMENT_COLUMNS = 6
+"""Packed columns of a segment: agg id, first trade id, fills, time, price, quantity steps."""
 _INT64_MAX = 2**63 - 1
 _FLOAT_EXACT = 2**53
 
@@ -125,6 +127,13 @@ def encode_segment(columns: TradeColumns) -> bytes:
     return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
 
 
+def _header_int(body: dict[str, object], key: str) -> int:
+    value = body[key]
+    if type(value) is not int or not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        raise SegmentFormatError(f"segment field {key!r} must be an int64, got {str(value)[:40]}")
+    return value
+
+
 def _steps(values: Int64Array) -> Int64Array:
     """Differences with a leading 0, so every packed column has one value per trade."""
     return np.diff(values, prepend=values[:1])
@@ -135,22 +144,38 @@ def _cumulative(first: int, steps: Int64Array) -> Int64Array:
     return np.cumsum(steps) + np.int64(first)
 
 
-def decode_segment(value: bytes) -> TradeColumns:
+def decode_segment(value: bytes, *, max_trades: int | None = None) -> TradeColumns:
+    """A segment body back into columns; `SegmentFormatError` if it is not one.
+
+    Every claim of the header is checked against the bytes before anything is allocated:
+    the count against `max_trades` (a bulk batch's limit; stored segments have none) and
+    against the buyer-maker bits, which hold one bit a trade; the widths (one a column, 1, 2,
+    4 or 8 bytes) and the count against the size the zstd frame declares (`unpack_columns`);
+    the start values against int64. So a value allocates at most what its own bytes prove.
+    """
     try:
         body = msgpack.unpackb(value, raw=False)
-        if body.get("v") != SEGMENT_FORMAT:
-            raise SegmentFormatError(f"unknown segment format {body.get('v')!r}")
-        n = int(body["n"])
-        da, df, lf, dt, dp, qs = unpack_columns(body["w"], n, body["z"])
-        agg_id = _cumulative(body["a0"], np.r_[0, da[1:] + 1])
+        if not isinstance(body, dict) or body.get("v") != SEGMENT_FORMAT:
+            raise SegmentFormatError(f"unknown segment format {body.get('v') if isinstance(body, dict) else None!r}")
+        n = _header_int(body, "n")
+        maker_bytes, widths = body["m"], body["w"]
+        if not 1 <= n <= (max_trades if max_trades is not None else n):
+            raise SegmentFormatError(f"a segment of {n} trades (from 1 to {max_trades})")
+        if not isinstance(maker_bytes, bytes) or len(maker_bytes) != (n + 7) // 8:
+            raise SegmentFormatError(f"{n} trades need {(n + 7) // 8} bytes of buyer-maker bits")
+        if not isinstance(widths, list) or len(widths) != SEGMENT_COLUMNS:
+            raise SegmentFormatError(f"a segment packs {SEGMENT_COLUMNS} columns")
+        a0, f0, t0, p0, tick, qty_step = (_header_int(body, key) for key in ("a0", "f0", "t0", "p0", "pt", "qs"))
+        da, df, lf, dt, dp, qs = unpack_columns(widths, n, body["z"])
+        agg_id = _cumulative(a0, np.r_[0, da[1:] + 1])
         # f[i] = l[i-1] + 1 + df[i] = f[i-1] + lf[i-1] + 1 + df[i]
         first_step = df + np.r_[0, lf[:-1] + 1]
-        first_id = _cumulative(body["f0"], first_step)
+        first_id = _cumulative(f0, first_step)
         last_id = first_id + lf
-        time = _cumulative(body["t0"], dt)
-        price = _cumulative(body["p0"], dp * np.int64(body["pt"]))
-        qty = qs * np.int64(body["qs"])
-        maker: BoolArray = np.unpackbits(np.frombuffer(body["m"], dtype=np.uint8), count=n).astype(np.bool_)
+        time = _cumulative(t0, dt)
+        price = _cumulative(p0, dp * np.int64(tick))
+        qty = qs * np.int64(qty_step)
+        maker: BoolArray = np.unpackbits(np.frombuffer(maker_bytes, dtype=np.uint8), count=n).astype(np.bool_)
     except PackingError as exc:
         raise SegmentFormatError(str(exc)) from exc
     except (KeyError, TypeError, ValueError, msgpack.ExtraData) as exc:

@@ -6,13 +6,16 @@ lists at its start; all of them, or shard i of N by a stable hash) and writes
 released by the kernel even after `kill -9`) stops a second process from acting as the
 same shard before it touches the consumer; the manifest beside it (`shard.json`) names
 the shard's symbols, so analytics workers and tools find which directory serves which
-symbol (`find_shards`).
+symbol (`find_shards`), and the store's id: made once, when the manifest is first written,
+and kept by every later write, so that a worker can tell this store from another data
+directory's store of the same shard (`tradetape.bus.shard_stores`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from pathlib import Path
 
 from tradetape.runtime.lock import DataDirLock, DataDirLocked
@@ -44,17 +47,34 @@ class ShardLock:
         self._lock.release()
 
 
-def write_manifest(shard_dir: Path, shard: str, symbols: tuple[str, ...]) -> None:
-    """Record the shard's symbols; warn about another shard that claims one of them."""
+def write_manifest(shard_dir: Path, shard: str, symbols: tuple[str, ...]) -> str:
+    """Record the shard's symbols (keeping its store id, made on the first write); returns the store id.
+
+    Warns about another shard that claims one of the symbols.
+    """
     for other, other_symbols in find_shards(shard_dir.parent).items():
         shared = sorted(set(other_symbols) & set(symbols))
         if other != shard and shared:
             logger.warning("symbols in two shards", extra={"shard": shard, "other": other, "symbols": ",".join(shared)})
     shard_dir.mkdir(parents=True, exist_ok=True)
+    identity = store_id(shard_dir) or uuid.uuid4().hex
     path = shard_dir / MANIFEST_FILE
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"shard": shard, "symbols": list(symbols)}) + "\n")
+    temporary.write_text(json.dumps({"shard": shard, "symbols": list(symbols), "store_id": identity}) + "\n")
     temporary.replace(path)
+    return identity
+
+
+def store_id(shard_dir: Path) -> str | None:
+    """The id of the store in `shard_dir` (from its manifest), None where no persist or import wrote one."""
+    try:
+        value = json.loads((shard_dir / MANIFEST_FILE).read_text()).get("store_id")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError):
+        logger.warning("unreadable shard manifest", extra={"path": str(shard_dir / MANIFEST_FILE)})
+        return None
+    return value if isinstance(value, str) and value else None
 
 
 def find_shards(shards_root: Path) -> dict[str, tuple[str, ...]]:

@@ -94,19 +94,42 @@ def check_same(db: Rdict, symbol: str, incoming: TradeColumns, segment_ms: int) 
     Raises `ImportConflictError` for the first that differs (works on a secondary too, so an
     importer can check a whole file before it sends anything).
     """
+    differences = stored_differences(db, symbol, incoming, segment_ms)
+    if differences:
+        index, what = differences[0]
+        raise ImportConflictError(symbol, int(incoming.agg_id[index]), f"it is stored with {what}")
+
+
+def stored_differences(db: Rdict, symbol: str, incoming: TradeColumns, segment_ms: int) -> list[tuple[int, str]]:
+    """The incoming trades (whose agg ids are stored) that differ from the stored one: index and what differs.
+
+    The stored trade is read where the incoming trade time puts it, so one stored at another
+    time differs by "another trade time". Ascending by index.
+    """
     from tradetape.store.reader import read_trades  # the reader imports this module
 
     starts = incoming.time - incoming.time % segment_ms
+    order = np.argsort(starts, kind="stable")  # the order `split_by` hands the parts out in
+    differences: list[tuple[int, str]] = []
+    offset = 0
     for start, part in split_by(incoming, starts):
+        positions = order[offset : offset + len(part)]
+        offset += len(part)
         stored = read_trades(db, symbol, start, start + segment_ms)
         if len(stored) == 0:
-            raise ImportConflictError(symbol, int(part.agg_id[0]), "it is stored with another trade time")
+            differences += [(int(position), _differs_in(0)) for position in positions]
+            continue
         found = stored.take(np.minimum(np.searchsorted(stored.agg_id, part.agg_id), len(stored) - 1))
-        for name, mine, theirs in zip(_FIELD_NAMES, part.arrays(), found.arrays(), strict=True):
-            differs = np.flatnonzero(mine != theirs)
-            if len(differs):
-                what = "another trade time" if name in ("agg id", "time") else f"another {name}"
-                raise ImportConflictError(symbol, int(part.agg_id[differs[0]]), f"it is stored with {what}")
+        first_field = np.full(len(part), -1)
+        for field, (mine, theirs) in enumerate(zip(part.arrays(), found.arrays(), strict=True)):
+            first_field[(mine != theirs) & (first_field < 0)] = field
+        differences += [(int(positions[i]), _differs_in(int(first_field[i]))) for i in np.flatnonzero(first_field >= 0)]
+    return sorted(differences)
+
+
+def _differs_in(field: int) -> str:
+    name = _FIELD_NAMES[field]
+    return "another trade time" if name in ("agg id", "time") else f"another {name}"
 
 
 class WindowStore:
@@ -189,6 +212,16 @@ class WindowStore:
         if runs is None:
             runs = self._index[symbol] = IdRuns.decode(self.db.get(index_key(symbol)))
         return runs
+
+    def newest(self, symbol: str) -> int | None:
+        """The highest agg id stored for `symbol`, None before its first trade."""
+        runs = self.index(symbol)
+        return int(runs.high[-1]) if len(runs) else None
+
+    def differences(self, symbol: str, trades: TradeColumns) -> list[tuple[int, str]]:
+        """Of `trades` (agg ids the store holds), which differ from the stored ones (`stored_differences`)."""
+        with rocksdb_errors(self.path):
+            return stored_differences(self.db, symbol, trades, self.segment_ms)
 
     def rolled_until(self, symbol: str) -> int:
         """Every window of `symbol` that starts before this is in a segment."""
