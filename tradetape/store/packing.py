@@ -14,9 +14,8 @@ a new decompressor per call costs ~15 µs more per frame than one kept per threa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from rocksdict import AccessType, Rdict
 
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
+from tradetape.runtime.scratch import owned_tempdir, sweep
 from tradetape.store.codec import decode_windows
 from tradetape.store.index import IdRuns
 from tradetape.store.keys import (
@@ -48,26 +48,47 @@ logger = logging.getLogger(__name__)
 
 TimeRange = tuple[int, int] | None
 T = TypeVar("T")
+SECONDARY_DIR_PREFIX = "tradetape-secondary-"
+
+
+class StoreClosedError(RuntimeError):
+    """A read asked of a store view after `close`: it is never opened again."""
 
 
 class SecondaryStore:
-    """A read-only view of a shard's database that follows the writer."""
+    """A read-only view of a shard's database that follows the writer.
+
+    A secondary instance needs a directory of its own (its info log); it is a temporary
+    one named by this process (`tradetape.runtime.scratch`), removed on `close`, and
+    opening one first removes those left by processes that died without closing.
+    Opening, catching up and closing are serialised; after `close` the view stays closed.
+    """
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._secondary_dir: str | None = None
+        self._secondary_dir: Path | None = None
         self._db: Rdict | None = None
         self._caught_up_at = -math.inf
+        self._lock = threading.Lock()
+        self._closed = False
 
     def _open(self) -> Rdict:
+        if self._closed:
+            raise StoreClosedError(f"the view of {self._path} is closed")
         if self._db is None:
             if not (self._path / "CURRENT").exists():
                 raise StoreNotFoundError(f"no tape database in {self._path} yet")
-            self._secondary_dir = tempfile.mkdtemp(prefix="tradetape-secondary-")
+            sweep(SECONDARY_DIR_PREFIX)
+            self._secondary_dir = owned_tempdir(SECONDARY_DIR_PREFIX)
             options = store_options()
             options.create_if_missing(False)
             options.set_max_open_files(-1)
-            self._db = Rdict(str(self._path), options, access_type=AccessType.secondary(self._secondary_dir))
+            try:
+                self._db = Rdict(str(self._path), options, access_type=AccessType.secondary(str(self._secondary_dir)))
+            except BaseException:
+                shutil.rmtree(self._secondary_dir, ignore_errors=True)
+                self._secondary_dir = None
+                raise
         return self._db
 
     def catch_up(self, *, unless_within_s: float = 0.0) -> Rdict:
@@ -76,19 +97,23 @@ class SecondaryStore:
         With `unless_within_s`, a catch-up that finished less than that long ago stands
         (each costs 1-2 ms reading the writer's manifest and log, however little changed).
         """
-        db = self._open()
-        if time.monotonic() - self._caught_up_at >= unless_within_s:
-            db.try_catch_up_with_primary()
-            self._caught_up_at = time.monotonic()
-        return db
+        with self._lock:
+            db = self._open()
+            if time.monotonic() - self._caught_up_at >= unless_within_s:
+                db.try_catch_up_with_primary()
+                self._caught_up_at = time.monotonic()
+            return db
 
     def close(self) -> None:
-        db, self._db = self._db, None
-        if db is not None:
-            db.close()
-        if self._secondary_dir is not None:
-            shutil.rmtree(self._secondary_dir, ignore_errors=True)
-            self._secondary_dir = None
+        """Close the database and remove its directory (safe twice). Reads in flight must have ended."""
+        with self._lock:
+            self._closed = True
+            db, self._db = self._db, None
+            if db is not None:
+                db.close()
+            if self._secondary_dir is not None:
+                shutil.rmtree(self._secondary_dir, ignore_errors=True)
+                self._secondary_dir = None
 
 
 @dataclass(frozen=True)
@@ -269,24 +294,26 @@ class ShardReader:
         """0: catch up before every read; more: at most that stale (the analytics service: 20 ms)."""
         self.cache = SegmentCache(cache_bytes)
         """Decoded segments and histograms between queries (`tradetape.store.segment_cache`); 0: none."""
-        self._catching_up = threading.Lock()
         self._readers = threading.Condition()
         self._active = 0
+        self._closed = False
 
     def _with_db(self, read: Callable[[Rdict], T], empty: T) -> T:
         """`read` on the database caught up with the writer; `empty` before the writer created it.
 
-        Only the catch-up is serialised: reads of a RocksDB secondary run concurrently, so a
-        long read never holds up a short one. `close` waits for the reads in flight.
+        Only the catch-up is serialised (in `SecondaryStore`): reads of a RocksDB secondary
+        run concurrently, so a long read never holds up a short one. `close` waits for the
+        reads in flight; a read asked after it raises `StoreClosedError`.
         """
         with self._readers:
+            if self._closed:
+                raise StoreClosedError("the shard reader is closed")
             self._active += 1
         try:
-            with self._catching_up:
-                try:
-                    db = self._store.catch_up(unless_within_s=self._catch_up_every_s)
-                except StoreNotFoundError:
-                    return empty
+            try:
+                db = self._store.catch_up(unless_within_s=self._catch_up_every_s)
+            except StoreNotFoundError:
+                return empty
             return read(db)
         finally:
             with self._readers:
@@ -310,6 +337,6 @@ class ShardReader:
 
     def close(self) -> None:
         with self._readers:
+            self._closed = True
             self._readers.wait_for(lambda: self._active == 0)
-            with self._catching_up:
-                self._store.close()
+            self._store.close()
