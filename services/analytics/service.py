@@ -56,8 +56,9 @@ from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.settings import Settings
+from tradetape.store.codec import WindowFormatError
 from tradetape.store.reader import ShardReader
-from tradetape.store.segments import PriceLevels
+from tradetape.store.segments import PriceLevels, SegmentFormatError
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +267,9 @@ class AnalyticsService:
             reply = method.handler(source or self._reader, symbol, request, now_ms)
         except QueryError:
             raise
+        except (SegmentFormatError, WindowFormatError) as exc:  # stored bytes, not the request, are at fault
+            logger.exception("stored data unreadable", extra={"method": method.name, "symbol": symbol})
+            raise internal_error(exc) from exc
         except ValueError as exc:
             raise invalid_request(str(exc)) from exc
         except Exception as exc:  # the one boundary: a failed query is a reply, never a dead worker
