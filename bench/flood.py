@@ -238,8 +238,8 @@ async def sampling(worker: Worker, stop: asyncio.Event) -> None:
 async def measure(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int:
     server = EmbeddedNatsServer(root / "nats")
     await server.start()
-    overrides = {k: v for k, v in (("query_memory_mb", args.query_memory_mb),
-                                   ("query_concurrency", args.concurrency)) if v is not None}  # fmt: skip
+    overrides = {k: v for k, v in (("query_memory_mb", args.query_memory_mb), ("query_concurrency", args.concurrency),
+                                   ("query_max_pending", args.max_pending)) if v is not None}  # fmt: skip
     settings = Settings(data_dir=root / "data", symbols=(SYMBOL,), nats_url=server.url, **overrides)
     worker = Worker({**os.environ, **settings.to_env()}, root / "analytics.log")
     nc = await nats.connect(server.url, max_reconnect_attempts=0)
@@ -319,6 +319,7 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=300.0, help="per request")
     parser.add_argument("--concurrency", type=int, help="query_concurrency (default: the settings' default)")
     parser.add_argument("--query-memory-mb", type=int, help="query_memory_mb (default: the settings' default)")
+    parser.add_argument("--max-pending", type=int, help="query_max_pending (default: the settings' default)")
     parser.add_argument("--work-dir", type=Path, help="keep the store here and reuse it on the next run")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
