@@ -245,6 +245,7 @@ async def measure(args: argparse.Namespace, root: Path, meta: dict[str, Any]) ->
     nc = await nats.connect(server.url, max_reconnect_attempts=0)
     try:
         await wait_ready(nc, worker)
+        idle_mb = rss_mb(worker.proc.pid)
         asks = requests(meta, args.queries, args.heavy_share)
         log(f"flood: {len(asks)} requests at once ({sum(a.heavy for a in asks)} over {args.days} days)")
         stop = asyncio.Event()
@@ -269,7 +270,7 @@ async def measure(args: argparse.Namespace, root: Path, meta: dict[str, Any]) ->
             1 for ask, got in outcome.answers.items() for data in got if canonical(data) != canonical(alone[ask])
         )
         alone_kinds = Counter(kind_of(data) for data in alone.values())
-        report(args, settings, meta, asks, outcome, alone_s, alone_kinds, differ, crashed, peak_mb, worker)
+        report(args, settings, meta, asks, outcome, alone_s, alone_kinds, differ, crashed, (idle_mb, peak_mb), worker)
         return 1 if crashed or differ or set(outcome.kinds) - {"answer", "error:overloaded"} else 0
     finally:
         await nc.close()
@@ -279,8 +280,10 @@ async def measure(args: argparse.Namespace, root: Path, meta: dict[str, Any]) ->
 
 def report(
     args: argparse.Namespace, settings: Settings, meta: dict[str, Any], asks: list[Ask], outcome: Outcome,
-    alone_s: dict[Ask, float], alone_kinds: Counter[str], differ: int, crashed: bool, peak_mb: float, worker: Worker,
+    alone_s: dict[Ask, float], alone_kinds: Counter[str], differ: int, crashed: bool, rss: tuple[float, float],
+    worker: Worker,
 ) -> None:  # fmt: skip
+    idle_mb, peak_mb = rss
     budget_mb = settings.query_cache_mb + settings.query_concurrency * settings.query_memory_mb
     answered = Counter(ask.heavy for ask, got in outcome.answers.items() for _ in got)
     other = {k: v for k, v in outcome.kinds.items() if k not in ("answer", "error:overloaded")}
@@ -304,6 +307,7 @@ def report(
     print(f"| the flood's answers asked one by one (raw ceiling, same run) | {sequential_s:.1f} s | |")
     print(f"| a heavy request alone, min / max | {heavy_alone[0] * 1e3:.0f} / {heavy_alone[-1] * 1e3:.0f} ms | |")
     print(f"| distinct requests alone: kinds | {dict(alone_kinds)} | all answers |")
+    print(f"| worker RSS idle, before the flood | {idle_mb:.0f} MB | |")
     print(f"| worker peak RSS (VmHWM) | {peak_mb:.0f} MB (sampled {worker.peak_sampled_mb:.0f} MB) | "
           f"<= {budget_mb} MB = cache {settings.query_cache_mb} + {settings.query_concurrency} x "
           f"{settings.query_memory_mb}; <= {GB} MB |")
