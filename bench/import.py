@@ -24,12 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
-import polars as pl
-
-from tradetape.domain.columns import Int64Array, TradeColumns
 from tradetape.settings import Settings
 
 SYMBOL = "BTCUSDT"
@@ -42,31 +38,6 @@ def peak_rss_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def decimal_text(units: Int64Array) -> pl.Expr:
-    """Units of 1e-8 as Binance writes them: ``87648.21000000``."""
-    column = pl.lit(pl.Series(units))
-    return (column // 10**8).cast(pl.String) + "." + (column % 10**8).cast(pl.String).str.zfill(8)
-
-
-def write_dump(trades: TradeColumns, directory: Path) -> Path:
-    day = time.strftime("%Y-%m-%d", time.gmtime(int(trades.time[0]) / 1000))
-    name = f"{SYMBOL}-aggTrades-{day}"
-    frame = pl.select(
-        a=pl.lit(pl.Series(trades.agg_id)),
-        p=decimal_text(trades.price),
-        q=decimal_text(trades.qty),
-        f=pl.lit(pl.Series(trades.first_id)),
-        l=pl.lit(pl.Series(trades.last_id)),
-        T=pl.lit(pl.Series(trades.time * 1000 + 123)),
-        m=pl.when(pl.lit(pl.Series(trades.buyer_maker))).then(pl.lit("True")).otherwise(pl.lit("False")),
-        b=pl.lit("True"),
-    )
-    path = directory / f"{name}.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive, archive.open(f"{name}.csv", "w") as handle:
-        frame.write_csv(handle, include_header=False)
-    return path
 
 
 def child_import(dump: Path, data_dir: Path) -> dict[str, float]:
@@ -113,7 +84,8 @@ def main() -> None:
         result = child_import(Path(paths[0]), Path(paths[1])) if kind == "import" else child_export(*map(Path, paths))
         print(json.dumps(result))
         return
-    from tape_data import dir_bytes, generate  # bench/tape_data.py (imports pyarrow: only here, not in the children)
+    # bench/tape_data.py imports pyarrow: only here, not in the children
+    from tape_data import dir_bytes, generate, write_dump
 
     with tempfile.TemporaryDirectory(prefix="tradetape-bench-import-") as tmp:
         root = Path(tmp)

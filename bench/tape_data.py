@@ -13,15 +13,17 @@ from __future__ import annotations
 import csv
 import statistics
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from services.exchange import BUNDLED_REPLAY
-from tradetape.domain.columns import TradeColumns
+from tradetape.domain.columns import Int64Array, TradeColumns
 from tradetape.domain.decimals import parse_units
 from tradetape.store.keys import window_start
 from tradetape.store.windows import split_by
@@ -90,6 +92,32 @@ def generate(days: int, per_day: int, seed: int) -> Iterator[TradeColumns]:
         next_trade = int(last[-1]) + 1
         price = int(prices[-1])
         clock_us = day_end_us
+
+
+def decimal_text(units: Int64Array) -> pl.Expr:
+    """Units of 1e-8 as Binance writes them: ``87648.21000000``."""
+    column = pl.lit(pl.Series(units))
+    return (column // 10**8).cast(pl.String) + "." + (column % 10**8).cast(pl.String).str.zfill(8)
+
+
+def write_dump(trades: TradeColumns, directory: Path) -> Path:
+    """`trades` (one day of `SYMBOL`) as a data.binance.vision dump: a zip of a header-less CSV, µs timestamps."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(int(trades.time[0]) / 1000))
+    name = f"{SYMBOL}-aggTrades-{day}"
+    frame = pl.select(
+        a=pl.lit(pl.Series(trades.agg_id)),
+        p=decimal_text(trades.price),
+        q=decimal_text(trades.qty),
+        f=pl.lit(pl.Series(trades.first_id)),
+        l=pl.lit(pl.Series(trades.last_id)),
+        T=pl.lit(pl.Series(trades.time * 1000 + 123)),
+        m=pl.when(pl.lit(pl.Series(trades.buyer_maker))).then(pl.lit("True")).otherwise(pl.lit("False")),
+        b=pl.lit("True"),
+    )
+    path = directory / f"{name}.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive, archive.open(f"{name}.csv", "w") as handle:
+        frame.write_csv(handle, include_header=False)
+    return path
 
 
 def dir_bytes(path: Path) -> int:

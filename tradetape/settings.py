@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     query_cache_mb: int = Field(
         default=256, ge=0, description="decoded segments and histograms one analytics worker keeps between queries"
     )
+    query_memory_mb: int = Field(
+        default=256,
+        ge=1,
+        description="memory one query may use, estimated before it reads (range_too_large beyond); a worker needs"
+        " about query_cache_mb + query_concurrency x query_memory_mb",
+    )
     mcp_host: str = Field(default="127.0.0.1", description="`tradetape mcp --http`: the address to listen on")
     mcp_port: int = Field(default=8765, ge=1, le=65535, description="`tradetape mcp --http`: the port to listen on")
     websocket_port: int = Field(

@@ -12,8 +12,15 @@ count in `$SRV.STATS` as errors.
 Protection: a request without a reply subject is dropped before any work; at most
 `query_concurrency` queries compute at once (in threads, so the event loop keeps
 answering) and at most `query_max_pending` wait, the rest are answered `overloaded`;
-ranges are capped at `query_max_range_days`; a reply above the connection's max payload
-is the error `reply_too_large`, never a failed publish.
+ranges are capped at `query_max_range_days`; a query whose reads would need more than
+`query_memory_mb` (its trades and histogram levels counted before decoding, times what
+the method measured it needs per trade) is `range_too_large`; a reply above the
+connection's max payload is the error `reply_too_large`, never a failed publish.
+
+Threads: the handlers run in a pool of `query_concurrency` threads over one shared
+`ShardReader`. What they share is safe to share: RocksDB reads, the segment cache (a
+lock; read-only arrays), each thread's own zstd objects (`tradetape.store.packing`);
+the rest (request, source, arrays computed) belongs to one query.
 
 A method that reads ingest's ledger (`coverage`) gets its open gaps from NATS KV, read
 just before the answer with a short deadline: a ledger that cannot be read makes them
@@ -29,6 +36,7 @@ import logging
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -57,8 +65,10 @@ from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.settings import Settings
+from tradetape.store.budget import ReadBudget, ReadTooLargeError
+from tradetape.store.codec import WindowFormatError
 from tradetape.store.reader import ShardReader
-from tradetape.store.segments import PriceLevels
+from tradetape.store.segments import PriceLevels, SegmentFormatError
 from tradetape.store.shards import store_id
 
 logger = logging.getLogger(__name__)
@@ -89,22 +99,26 @@ def keep_heap(max_bytes: int = HEAP_KEEP_BYTES) -> bool:
         return False
 
 
-class ShardWithLedger:
-    """The shard's store plus ingest's open gaps of one symbol, read from the ledger for one answer."""
+class QuerySource:
+    """The shard's store as one query sees it: every read within the query's memory budget,
+    plus ingest's open gaps of its symbol (read from the ledger for this answer, if it needs them)."""
 
-    def __init__(self, reader: ShardReader, symbol: str, gaps: list[LedgerGap] | None) -> None:
+    def __init__(
+        self, reader: ShardReader, budget: ReadBudget, symbol: str, gaps: list[LedgerGap] | None = None
+    ) -> None:
         self._reader = reader
+        self._budget = budget
         self._symbol = symbol
         self._gaps = gaps
 
     def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
-        return self._reader.trades(symbol, time_range)
+        return self._reader.trades(symbol, time_range, self._budget)
 
     def coverage(self, symbol: str, time_range: tuple[int, int] | None) -> Coverage:
         return self._reader.coverage(symbol, time_range)
 
     def price_levels(self, symbol: str, time_range: tuple[int, int] | None) -> PriceLevels | None:
-        return self._reader.price_levels(symbol, time_range)
+        return self._reader.price_levels(symbol, time_range, self._budget)
 
     def ingest_gaps(self, symbol: str) -> list[LedgerGap] | None:
         return self._gaps if symbol == self._symbol else None
@@ -119,6 +133,8 @@ class AnalyticsService:
         )
         self._max_range_ms = int(settings.query_max_range_days * DAY_MS)
         self._computing = asyncio.Semaphore(settings.query_concurrency)
+        self._threads = ThreadPoolExecutor(settings.query_concurrency, thread_name_prefix="query")
+        """Exactly `query_concurrency` threads: each keeps its own malloc arena of freed query arrays."""
         self._pending = 0
         self._ledger: KeyValue | None = None
         self._answering: set[asyncio.Task[None]] = set()
@@ -180,6 +196,7 @@ class AnalyticsService:
             self._serving = False
             await service.stop()
             await self._finish_answers()
+            self._threads.shutdown(wait=False, cancel_futures=True)
             self._reader.close()
             logger.info(
                 "analytics stopped", extra={"shard": self._settings.shard, "dropped": self.dropped_without_reply}
@@ -250,11 +267,11 @@ class AnalyticsService:
             raise overloaded(self._pending)
         self._pending += 1
         try:
-            source: TradeSource = self._reader
-            if method.reads_ingest_ledger:
-                source = ShardWithLedger(self._reader, symbol, await self._ingest_gaps(symbol))
+            gaps = await self._ingest_gaps(symbol) if method.reads_ingest_ledger else None
+            source = QuerySource(self._reader, self.budget(method), symbol, gaps)
             async with self._computing:
-                return await asyncio.to_thread(self.answer, method, symbol, data, source)
+                call = functools.partial(self.answer, method, symbol, data, source)
+                return await asyncio.get_running_loop().run_in_executor(self._threads, call)
         finally:
             self._pending -= 1
 
@@ -278,10 +295,16 @@ class AnalyticsService:
         now_ms = int(time.time() * 1000)
         if method.bounded_range:
             self._check_range(request.time_range(now_ms))
+        source = source or QuerySource(self._reader, self.budget(method), symbol)
         try:
-            reply = method.handler(source or self._reader, symbol, request, now_ms)
+            reply = method.handler(source, symbol, request, now_ms)
         except QueryError:
             raise
+        except ReadTooLargeError as exc:
+            raise self._over_budget(exc, request.time_range(now_ms)) from None
+        except (SegmentFormatError, WindowFormatError) as exc:  # stored bytes, not the request, are at fault
+            logger.exception("stored data unreadable", extra={"method": method.name, "symbol": symbol})
+            raise internal_error(exc) from exc
         except ValueError as exc:
             raise invalid_request(str(exc)) from exc
         except Exception as exc:  # the one boundary: a failed query is a reply, never a dead worker
@@ -291,6 +314,25 @@ class AnalyticsService:
         if len(body) > self._nc.max_payload:
             raise reply_too_large(len(body), self._nc.max_payload, method.reply_hint)
         return body
+
+    def budget(self, method: QueryMethod[Any, Any]) -> ReadBudget:
+        """What one query of `method` may hold (`query_memory_mb`), at the method's measured cost a trade."""
+        return ReadBudget(self._settings.query_memory_mb * 2**20, method.trade_bytes, method.level_bytes)
+
+    def _over_budget(self, exc: ReadTooLargeError, time_range: tuple[int, int] | None) -> QueryError:
+        share = exc.budget.max_bytes / exc.estimate
+        hint = "ask for a shorter range"
+        if time_range is not None:
+            hint += f" (about {share * (time_range[1] - time_range[0]) / DAY_MS:.2g} days of these trades fit)"
+        return range_too_large(
+            f"the query would need about {exc.estimate / 2**20:.0f} MB for {exc.trades} trades, above the"
+            f" {exc.budget.max_bytes / 2**20:.0f} MB a query may use; {hint}",
+            estimated_bytes=exc.estimate,
+            budget_bytes=exc.budget.max_bytes,
+            trades=exc.trades,
+            levels=exc.levels,
+            hint=f"{hint}, or raise TRADETAPE_QUERY_MEMORY_MB",
+        )
 
     def _check_range(self, time_range: tuple[int, int] | None) -> None:
         if time_range is not None and time_range[1] - time_range[0] > self._max_range_ms:

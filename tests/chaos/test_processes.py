@@ -1,7 +1,8 @@
 """Chaos: processes die and NATS goes away while the exchange keeps trading.
 
 One system (nats-server with a file store, the simulator trading four symbols, persist,
-two analytics replicas, ingest, each its own process), fuzzed queries all the while, and
+two analytics replicas, ingest, each its own process), fuzzed queries and a query flood
+(`tests/chaos/flood.py`) all the while, and
 in turn: `kill -9` of persist three times at random moments (roll-ups run every 250 ms,
 so kills land inside writes and roll-ups) with a restart each time; `kill -9` of ingest,
 restarted 2 s later; nats-server stopped and restarted on its port and file store. After
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.chaos.flood import QueryFlood, complete_ranges
 from tests.chaos.fuzz import QueryFuzzer
 from tests.chaos.invariant import check_invariant, coverage
 from tests.chaos.system import System
@@ -37,7 +39,9 @@ async def test_killed_services_and_a_restarted_nats_lose_and_duplicate_nothing(t
     rng = random.Random(5)
     async with System(tmp_path) as system:
         assert system.settings is not None
-        async with QueryFuzzer(system.settings.nats_url or "", system.symbols) as fuzz:
+        url = system.settings.nats_url or ""
+        ranges = await complete_ranges(system.nats, system.symbols)
+        async with QueryFuzzer(url, system.symbols) as fuzz, QueryFlood(url, ranges) as flood:
             for round_ in range(3):
                 await asyncio.sleep(rng.uniform(0.5, 2.0))
                 system.kill("persist")
@@ -63,3 +67,5 @@ async def test_killed_services_and_a_restarted_nats_lose_and_duplicate_nothing(t
             await invariant(system, "nats restart")
             system.check_alive()
         fuzz.assert_sound()
+        await flood.check(system.nats)
+        system.check_alive()

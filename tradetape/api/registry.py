@@ -64,6 +64,15 @@ class QueryMethod(Generic[RequestT, ReplyT]):
     """Whether `query_max_range_days` applies (not to `coverage`, which reads no trades)."""
     reads_ingest_ledger: bool = False
     """Whether the service hands the handler ingest's open gaps (`IngestGapSource`) read from NATS KV."""
+    trade_bytes: int = 128
+    """Peak bytes the handler needs per trade it reads: the decoded columns and what it computes from them.
+
+    Measured with tracemalloc over 3M real-like trades (`bench/flood.py`'s history) and
+    rounded up; with `query_memory_mb`, the read is refused before decoding past the
+    budget. The default is deliberately dear, for a method nobody measured yet.
+    """
+    level_bytes: int = 100
+    """Peak bytes per price level a histogram read merges (`price_levels`), measured the same way."""
 
     def parse_request(self, data: bytes | dict[str, Any]) -> RequestT:
         """A JSON body (or its fields) as this method's request; `invalid_request` naming each failing field."""

@@ -75,13 +75,15 @@ def time_bars(trades: TradeColumns, interval_ms: int) -> TimeBars:
         return TimeBars(interval_ms, empty, empty, empty, empty, empty, [], [], [], empty, np.empty(0))
     firsts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
     lasts = np.r_[firsts[1:] - 1, n - 1]
-    groups = np.cumsum(np.r_[0, (bucket[1:] != bucket[:-1]).astype(np.int64)])
     n_bars = len(firsts)
+    starts = bucket[firsts] * interval_ms
+    del bucket  # one int64 column less held at the peak (the query's memory budget is per trade)
+    groups = np.repeat(np.arange(n_bars, dtype=np.int64), np.diff(np.r_[firsts, n]))
     buy = exact_group_sums(groups[~sells], qty[~sells], n_bars)
     sell = exact_group_sums(groups[sells], qty[sells], n_bars)
     return TimeBars(
         interval_ms=interval_ms,
-        start=bucket[firsts] * interval_ms,
+        start=starts,
         open=price[firsts],
         high=np.maximum.reduceat(price, firsts),
         low=np.minimum.reduceat(price, firsts),
@@ -90,5 +92,12 @@ def time_bars(trades: TradeColumns, interval_ms: int) -> TimeBars:
         buy_volume=buy,
         sell_volume=sell,
         trade_count=np.diff(np.r_[firsts, n]).astype(np.int64),
-        notional=np.add.reduceat(price.astype(np.float64) * qty.astype(np.float64), firsts),
+        notional=np.add.reduceat(_times(price, qty), firsts),
     )
+
+
+def _times(price: Int64Array, qty: Int64Array) -> FloatArray:
+    """price × qty as floats, made in one column (not three)."""
+    product = price.astype(np.float64)
+    product *= qty
+    return product

@@ -50,7 +50,7 @@ def last_crossing(
     time: npt.NDArray[np.int64], price: npt.NDArray[np.int64], low: int, high: int
 ) -> Crossing | None:
     """The last passage of price through `[low, high)`, trades in agg-id order; None if it never crossed."""
-    side = np.where(price < low, -1, np.where(price >= high, 1, 0))
+    side = (price >= high).view(np.int8) - (price < low).view(np.int8)  # -1 below, 1 above: a byte a trade
     outside = np.flatnonzero(side != 0)
     if len(outside) < 2:
         return None

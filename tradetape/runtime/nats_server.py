@@ -19,7 +19,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from types import TracebackType
 from tradetape.bus.auth import write_private_file
 from tradetape.runtime.nats_users import EmbeddedUsers, with_credential
 from tradetape.runtime.processes import die_with_parent
+from tradetape.runtime.scratch import owned_tempdir, sweep
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,8 @@ class EmbeddedNatsServer:
         if self._process is not None:
             raise NatsServerError("nats-server already started")
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        ports_dir = Path(tempfile.mkdtemp(prefix="tradetape-nats-ports-"))
+        sweep("tradetape-nats-ports-")  # those of runs killed before their clean-up
+        ports_dir = owned_tempdir("tradetape-nats-ports-")
         log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         binary = find_nats_server()
         args = [

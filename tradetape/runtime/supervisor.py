@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from tradetape.runtime.nats_server import (
 )
 from tradetape.runtime.nats_users import INTERNAL_USER, Credential, EmbeddedUsers, query_credential
 from tradetape.runtime.processes import die_with_parent, tradetape_command
+from tradetape.runtime.scratch import owned_tempdir, sweep
 from tradetape.settings import Settings
 from tradetape.web.origins import page_origins
 
@@ -255,7 +255,8 @@ async def start_simulator(child: Child, exchange_args: list[str], stop: asyncio.
 
     A restart keeps the port, so the URLs ingest was given stay right.
     """
-    ready_dir = Path(tempfile.mkdtemp(prefix="tradetape-exchange-"))
+    sweep("tradetape-exchange-")  # those of runs killed before their clean-up
+    ready_dir = owned_tempdir("tradetape-exchange-")
     ready_file = ready_dir / "ready.json"
     child.args = ["exchange", "--port", "0", "--ready-file", str(ready_file), *exchange_args]
     try:

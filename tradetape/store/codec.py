@@ -15,6 +15,8 @@ import numpy as np
 from tradetape.domain.columns import TradeColumns
 
 FORMAT_VERSION = 1
+TRADE_BYTES = 49
+"""Bytes a trade takes in a window value (six int64 columns and a flag): a value of `n` trades is longer than 49 n."""
 
 
 class WindowFormatError(ValueError):

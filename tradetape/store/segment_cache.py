@@ -8,6 +8,11 @@ write to a segment (late trades merged in, retention cutting it) rewrites its su
 Cached arrays are read-only: a handler that tried to change one in place would raise
 instead of corrupting the next answer. Least recently used entries go first once the
 decoded arrays exceed `max_bytes`.
+
+Thread safety: the analytics worker's query threads share one cache. The entries, their
+order and the counters change only under the lock; decoding happens outside it (two
+threads missing the same segment both decode it, the second copy is not kept); what is
+handed out is read-only, so sharing it needs no lock.
 """
 
 from __future__ import annotations
@@ -70,10 +75,10 @@ class SegmentCache:
             for key, entry in zip(keys, entries, strict=True):
                 if entry is not None:
                     self._entries.move_to_end(key)
-        found: list[Decoded | None] = [None if entry is None else entry[0] for entry in entries]
-        missing = [i for i, hit in enumerate(found) if hit is None]
-        self.hits += len(keys) - len(missing)
-        self.misses += len(missing)
+            found: list[Decoded | None] = [None if entry is None else entry[0] for entry in entries]
+            missing = [i for i, hit in enumerate(found) if hit is None]
+            self.hits += len(keys) - len(missing)
+            self.misses += len(missing)
         if not missing:
             return found
         stored: list[bytes | None] = db.get([timed_key(kind, symbol, summaries[i].start) for i in missing])  # type: ignore[assignment]

@@ -106,4 +106,5 @@ METHOD = QueryMethod(
     handler=handle,
     render=render,
     reply_hint="use a longer interval or a shorter range",
+    trade_bytes=76,  # measured peak over 3M trades: 72
 )

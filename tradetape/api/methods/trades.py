@@ -153,4 +153,5 @@ METHOD = QueryMethod(
     handler=handle,
     render=render,
     reply_hint="ask for a smaller limit",
+    trade_bytes=56,  # measured peak over 3M trades: 50
 )

@@ -109,26 +109,18 @@ class VolumeProfileReply(ProfileSummary):
 
 
 def profile_of(
-    source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int, *, with_trades: bool = False
-) -> tuple[int, int, VolumeProfile, TradeColumns | None]:
+    source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int
+) -> tuple[int, int, VolumeProfile]:
     """The range asked for and the volume profile of its trades, by the DESIGN.md rules.
 
     From the store's per-price levels when it has them (whole segments are then summed
-    from their histograms, never decoded), else from the trades; the trades themselves
-    too when `with_trades`.
+    from their histograms, never decoded), else from the trades.
     """
     time_range = request.time_range(now_ms)
     assert time_range is not None
     start, end = time_range
-    trades = source.trades(symbol, time_range) if with_trades else None
-    levels = None
-    if trades is None and isinstance(source, PriceLevelSource):
-        levels = source.price_levels(symbol, time_range)
-    if levels is None:
-        trades = trades if trades is not None else source.trades(symbol, time_range)
-        levels_in = _levels_of(trades)
-    else:
-        levels_in = _levels_from(levels)
+    levels = source.price_levels(symbol, time_range) if isinstance(source, PriceLevelSource) else None
+    levels_in = _levels_of(source.trades(symbol, time_range)) if levels is None else _levels_from(levels)
     price, qty, sells, counts = levels_in
     found = int(counts.sum())
     needed = max(request.min_trades, 1)
@@ -147,7 +139,7 @@ def profile_of(
             max_rows=MAX_PROFILE_ROWS,
         )
     profile = volume_profile(price, qty, sells, row_size, request.value_area_fraction(), trade_counts=counts)
-    return start, end, profile, trades
+    return start, end, profile
 
 
 Levels = tuple[Int64Array, Int64Array, BoolArray, Int64Array]
@@ -182,7 +174,7 @@ def summary_of(symbol: str, start: int, end: int, profile: VolumeProfile) -> dic
 
 
 def handle(source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int) -> VolumeProfileReply:
-    start, end, profile, _ = profile_of(source, symbol, request, now_ms)
+    start, end, profile = profile_of(source, symbol, request, now_ms)
     high_nodes, low_nodes = volume_nodes(profile)
     return VolumeProfileReply(
         **summary_of(symbol, start, end, profile),
@@ -265,4 +257,6 @@ METHOD = QueryMethod(
     handler=handle,
     render=render,
     reply_hint="ask for fewer rows or a larger row_size",
+    trade_bytes=96,  # edges decoded and summed per price; the rest from histograms: 94 bytes a level measured
+    level_bytes=100,
 )
