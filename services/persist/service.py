@@ -41,7 +41,7 @@ from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.logs import ProgressLog
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.runtime.tasks import cancel_and_wait
-from tradetape.settings import Settings, check_symbol
+from tradetape.settings import Settings
 from tradetape.store.keys import SUMMARY, kind_prefix, prefix_end
 from tradetape.store.rocks import StoreError, scan
 from tradetape.store.shards import write_manifest
@@ -240,7 +240,7 @@ class PersistService:
         from its first trade on; a subject that names no symbol is dead-lettered.
         """
         try:
-            if msg.subject != trade_subject(check_symbol(symbol)):
+            if msg.subject != trade_subject(symbol):
                 raise ValueError(f"subject {msg.subject!r} is not a trade subject of one symbol")
         except ValueError as exc:
             await publish_deadletter(self._js, "persist", None, msg.data, str(exc), max_payload=self._nc.max_payload)

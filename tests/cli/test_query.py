@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,16 @@ async def test_queries_render_tables_and_errors_are_one_readable_line(nats_url: 
 
         code, _, err = await tradetape("query", "coverage", "SOLUSDT", env=env)
         assert code == 2 and "SOLUSDT is not served; served symbols: BTCUSDT" in err
+
+
+async def test_a_name_that_is_no_symbol_fails_at_once_in_one_line(nats_url: str) -> None:
+    """4,100 characters used to close the CLI's NATS connection: 31 s, then exit 1 with a traceback."""
+    for name in ("A" * 4100, "BTC.USDT", ">", "BTC_"):
+        started = time.monotonic()
+        code, out, err = await tradetape("query", "coverage", name, env={"NATS_URL": nats_url})
+        assert code == 1 and out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert "is not a Binance symbol" in err and len(err) < 300
+        assert time.monotonic() - started < 15
 
 
 async def test_unknown_method_lists_the_methods() -> None:

@@ -1,8 +1,9 @@
 """`tradetape query <method> <SYMBOL>`: one registered method, its options from its request model.
 
 The reply is rendered by the method's own `render` (rich; plain text when not a
-terminal) or printed as JSON with `--json`. Exit codes: 0 a reply, 1 an error reply
-(printed as one readable line), 2 NATS or the service cannot be reached.
+terminal) or printed as JSON with `--json`. Exit codes: 0 a reply, 1 an error reply or
+a symbol that is none (printed as one readable line), 2 NATS or the service cannot be
+reached.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tradetape.api.errors import QueryError
 from tradetape.api.registry import QueryMethod, methods
 from tradetape.api.render import iso_time
 from tradetape.client import TapeClient, TapeUnavailable
+from tradetape.domain.symbols import SymbolError, symbol_from_input
 from tradetape.settings import Settings
 
 PIPE_WIDTH = 200
@@ -84,7 +86,11 @@ def request_fields(args: argparse.Namespace, method: QueryMethod[Any, Any]) -> d
 
 def run_query(args: argparse.Namespace, settings: Settings) -> int:
     method = methods()[args.method]
-    symbol = args.symbol.upper()
+    try:
+        symbol = symbol_from_input(args.symbol)
+    except SymbolError as exc:
+        print(f"tradetape query: {exc}", file=sys.stderr)
+        return 1
     try:
         reply = asyncio.run(_ask(settings, method, symbol, request_fields(args, method), args.timeout))
     except QueryError as exc:

@@ -30,6 +30,7 @@ import polars as pl
 
 from tradetape.domain.column_checks import decimal_units, first_invalid, first_not_ascending, first_of
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
+from tradetape.domain.symbols import symbol_from_input
 
 CHUNK_BYTES = 4 * 1024 * 1024
 MICROSECONDS_ABOVE = 10**14
@@ -108,7 +109,7 @@ def dump_symbol(path: Path, symbol: str | None) -> str:
     """The symbol a file holds: from its name, or `symbol`; both given must agree."""
     named = symbol_of_name(path.name)
     if symbol is not None:
-        symbol = symbol.upper()
+        symbol = symbol_from_input(symbol)
         if named is not None and "-aggTrades" in path.name and named != symbol:
             raise DumpError(path.name, f"the file holds {named} trades, not {symbol}")
         return symbol

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from tradetape.domain.symbols import check_symbol
 from tradetape.history.dumps import DumpError, read_dump
 from tradetape.history.load import ImportResult, Progress, TapeImporter
 from tradetape.settings import Settings
@@ -137,6 +138,7 @@ class HistoryFetcher:
 
     async def fetch(self, symbol: str, first: date, last: date, *, again: bool = False) -> FetchReport:
         """Import the files of ``[first, last]``; `again`: also those the manifest lists (a repair)."""
+        check_symbol(symbol)
         report = FetchReport()
         today = datetime.now(UTC).date()
         queue = periods(symbol, first, last, today)

@@ -6,7 +6,9 @@ lists at its start; all of them, or shard i of N by a stable hash) and writes
 released by the kernel even after `kill -9`) stops a second process from acting as the
 same shard before it touches the consumer; the manifest beside it (`shard.json`) names
 the shard's symbols, so analytics workers and tools find which directory serves which
-symbol (`find_shards`).
+symbol (`find_shards`). Only symbols of the grammar (`tradetape.domain.symbols`) are
+written to a manifest or read from one: whatever else a manifest holds is left out, with a
+warning, so no other name reaches a subject, a key, a path or the web page.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import json
 import logging
 from pathlib import Path
 
+from tradetape.domain.symbols import check_symbol, is_symbol
 from tradetape.runtime.lock import DataDirLock, DataDirLocked
 
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = "writer.lock"
 MANIFEST_FILE = "shard.json"
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+"""Far above the ~40 KB of every symbol Binance lists; a larger manifest is not one persist wrote."""
 
 
 class ShardLockedError(RuntimeError):
@@ -45,7 +50,10 @@ class ShardLock:
 
 
 def write_manifest(shard_dir: Path, shard: str, symbols: tuple[str, ...]) -> None:
-    """Record the shard's symbols; warn about another shard that claims one of them."""
+    """Record the shard's symbols (`SymbolError` for a name that is no symbol, before anything is written); warn
+    about another shard that claims one of them."""
+    for symbol in symbols:
+        check_symbol(symbol)
     for other, other_symbols in find_shards(shard_dir.parent).items():
         shared = sorted(set(other_symbols) & set(symbols))
         if other != shard and shared:
@@ -58,12 +66,24 @@ def write_manifest(shard_dir: Path, shard: str, symbols: tuple[str, ...]) -> Non
 
 
 def find_shards(shards_root: Path) -> dict[str, tuple[str, ...]]:
-    """Every shard under `<data dir>/shards` with a manifest, and its symbols."""
+    """Every shard under `<data dir>/shards` with a manifest naming its own directory, and its symbols."""
     found: dict[str, tuple[str, ...]] = {}
     for manifest in sorted(shards_root.glob(f"*/{MANIFEST_FILE}")):
         try:
+            if manifest.stat().st_size > MAX_MANIFEST_BYTES:
+                raise ValueError(f"larger than {MAX_MANIFEST_BYTES} bytes")
             body = json.loads(manifest.read_text())
-            found[str(body["shard"])] = tuple(str(s) for s in body["symbols"])
-        except (OSError, ValueError, KeyError, TypeError):
-            logger.warning("unreadable shard manifest", extra={"path": str(manifest)})
+            if body["shard"] != manifest.parent.name:
+                raise ValueError("the manifest names another shard than its directory")
+            names = list(body["symbols"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("unreadable shard manifest", extra={"path": str(manifest), "error": str(exc)[:200]})
+            continue
+        symbols = tuple(name for name in names if is_symbol(name))
+        if len(symbols) < len(names):
+            logger.warning(
+                "shard manifest names that are no symbol left out",
+                extra={"path": str(manifest), "left_out": len(names) - len(symbols)},
+            )
+        found[manifest.parent.name] = symbols
     return found
