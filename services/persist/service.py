@@ -36,6 +36,7 @@ from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.codec import decode_trade
 from tradetape.bus.deadletter import publish_deadletter
 from tradetape.bus.subjects import TRADES_STREAM, symbol_of, trade_subject
+from tradetape.domain.symbols import is_symbol
 from tradetape.domain.trade import TradeFormatError, TradeRow
 from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.logs import ProgressLog
@@ -239,11 +240,9 @@ class PersistService:
         listed after the start is adopted, i.e. rolled up, importable and in the manifest
         from its first trade on; a subject that names no symbol is dead-lettered.
         """
-        try:
-            if msg.subject != trade_subject(symbol):
-                raise ValueError(f"subject {msg.subject!r} is not a trade subject of one symbol")
-        except ValueError as exc:
-            await publish_deadletter(self._js, "persist", None, msg.data, str(exc), max_payload=self._nc.max_payload)
+        if not is_symbol(symbol) or msg.subject != trade_subject(symbol):
+            reason = f"subject {msg.subject[:200]!r} is not a trade subject of one symbol"
+            await publish_deadletter(self._js, "persist", None, msg.data, reason, max_payload=self._nc.max_payload)
             self.deadlettered[symbol] += 1
             return False
         if self._settings.symbols_from_exchange and self._settings.owns(symbol):
