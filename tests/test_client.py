@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from nats.errors import ConnectionClosedError
 
 from tests.harness import replay_pipeline, request, wait_until_stored
 from tradetape.api.methods.coverage import CoverageReply
@@ -64,3 +65,26 @@ async def test_client_answers_every_method_as_the_wire_does(nats_url: str, tmp_p
 async def test_unreachable_nats_is_a_clear_error() -> None:
     with pytest.raises(TapeUnavailable, match="cannot reach NATS at nats://127.0.0.1:1"):
         await TapeClient.connect(url="nats://127.0.0.1:1")
+
+
+async def test_a_connection_the_server_closed_is_opened_again_until_the_client_is_closed(nats_url: str) -> None:
+    """nats-py stays closed after a server's `-ERR`; a long-lived client (the MCP server) must not."""
+    tape = await TapeClient.connect(url=nats_url)
+    try:
+        first = tape.nc
+        await first.publish("x" * 5000, b"")  # past the control line: the server drops the connection
+        for _ in range(100):
+            if first.is_closed:
+                break
+            await asyncio.sleep(0.05)
+        assert first.is_closed
+        assert await tape.served() == {}  # nobody serves, but the question was asked on a new connection
+        assert tape.nc is not first and tape.nc.is_connected
+        with pytest.raises(ClientQueryError, match="is not a Binance symbol"):
+            await tape.query("coverage", "x" * 5000)
+        assert tape.nc.is_connected
+    finally:
+        await tape.close()
+    assert tape.nc.is_closed
+    with pytest.raises(ConnectionClosedError):
+        await tape.served()

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import socket
+import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 from tests.harness import replay_pipeline, request, wait_until_stored
+from tests.processes import ServiceProcesses
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -51,3 +58,76 @@ async def test_assistant_lists_described_tools_and_gets_the_nats_replies(nats_ur
 
                 invalid = await session.call_tool("bars", {"symbol": "BTCUSDT", "interval": "3d"})
                 assert invalid.is_error and json.loads(invalid.content[0].text)["error"]["code"] == "invalid_request"
+
+
+HOSTILE_SYMBOL = "A" * 5000
+"""Above nats-server's 4 KiB control line as a subject: the server used to drop the MCP server's connection."""
+
+
+async def _refused_then_served(hostile: ClientSession, normal: ClientSession) -> None:
+    refused = await hostile.call_tool("coverage", {"symbol": HOSTILE_SYMBOL})
+    for _ in range(2):  # every later call used to fail "nats: connection closed" until a restart
+        served = await normal.call_tool("coverage", {"symbol": "btcusdt"})
+        assert not served.is_error, served.content
+        assert json.loads(served.content[0].text)["trade_count"] == 5000
+    assert refused.is_error
+    error = json.loads(refused.content[0].text)["error"]
+    assert error["code"] == "invalid_request" and "is not a Binance symbol" in error["message"]
+    assert len(refused.content[0].text) < 500
+
+
+async def test_a_hostile_symbol_is_refused_and_the_stdio_server_keeps_serving(nats_url: str, tmp_path: Path) -> None:
+    async with replay_pipeline(nats_url, tmp_path) as (_, running, raw):
+        await wait_until_stored(raw, "BTCUSDT", 5000, running=running)
+        server = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "tradetape.cli", "mcp"],
+            env={**os.environ, "NATS_URL": nats_url, "TRADETAPE_LOG_LEVEL": "WARNING"},
+        )
+        with (tmp_path / "mcp.log").open("w") as errlog:
+            async with stdio_client(server, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+                await session.initialize()
+                await _refused_then_served(session, session)
+
+
+async def test_one_assistants_hostile_symbol_leaves_the_http_server_serving_the_others(
+    nats_url: str, tmp_path: Path
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    processes = ServiceProcesses(tmp_path)
+    async with replay_pipeline(nats_url, tmp_path) as (_, running, raw):
+        await wait_until_stored(raw, "BTCUSDT", 5000, running=running)
+        env = {**os.environ, "NATS_URL": nats_url, "TRADETAPE_LOG_LEVEL": "WARNING"}
+        try:
+            mcp = processes.start(["mcp", "--http", "--mcp-host", "127.0.0.1", "--mcp-port", str(port)], env)
+            await _wait_listening(port, mcp)
+            url = f"http://127.0.0.1:{port}/mcp"
+            async with _session(url) as first, _session(url) as second:  # two assistants, one NATS connection
+                await _refused_then_served(first, second)
+                await _refused_then_served(second, first)
+        finally:
+            processes.stop_all()
+
+
+async def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        assert proc.poll() is None, "the MCP server exited"
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    raise AssertionError("the MCP server did not listen within 30 s")
+
+
+@asynccontextmanager
+async def _session(url: str) -> AsyncIterator[ClientSession]:
+    """An initialized MCP client session over streamable HTTP."""
+    async with streamable_http_client(url) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session

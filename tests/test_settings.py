@@ -19,6 +19,13 @@ def test_all_is_a_setting_not_a_symbol() -> None:
     assert not Settings(symbols="BTCUSDT").symbols_from_exchange
 
 
+def test_symbols_follow_the_grammar_in_any_case() -> None:
+    assert Settings(symbols=" btcusdt, btcusd_perp ").symbols == ("BTCUSDT", "BTCUSD_PERP")
+    for bad in ("BTC.USDT", "BTCUSDT,>", "A" * 33, "BTC_"):
+        with pytest.raises(ValidationError, match="not a Binance symbol"):
+            Settings(symbols=bad)
+
+
 def test_all_stands_alone() -> None:
     with pytest.raises(ValidationError, match="ALL stands alone"):
         Settings(symbols="BTCUSDT,ALL")

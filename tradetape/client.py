@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
@@ -50,7 +51,10 @@ from tradetape.bus.auth import NatsAuth, redact_url
 from tradetape.bus.connect import connect, resolve_nats_url
 from tradetape.bus.subjects import ANALYTICS_SERVICE, query_subject
 from tradetape.domain.bars import SECOND_MS
-from tradetape.settings import Settings, check_symbol
+from tradetape.domain.symbols import SymbolError, is_symbol, symbol_from_input
+from tradetape.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 30.0
 LIVE_JOIN_ATTEMPTS = 50
@@ -71,10 +75,20 @@ class ClientQueryError(QueryError, TapeError):
 
 
 class TapeClient:
-    def __init__(self, nc: Client, *, timeout: float = DEFAULT_TIMEOUT_S, owns_connection: bool = False) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        owns_connection: bool = False,
+        reopen: Callable[[], Awaitable[Client]] | None = None,
+    ) -> None:
+        """`reopen` opens a new connection when the server has closed `nc` for good (`connect` passes one)."""
         self.nc = nc
         self.timeout = timeout
         self._owns_connection = owns_connection
+        self._reopen = reopen
+        self._reopening = asyncio.Lock()
 
     @classmethod
     async def connect(
@@ -84,14 +98,26 @@ class TapeClient:
         settings = settings or Settings()
         url = url or resolve_nats_url(settings)
         auth = NatsAuth.from_settings(settings)
-        try:
-            nc = await connect(url, "tradetape-client", auth=auth, retry=False, connect_timeout=3)
-        except (NatsError, OSError, TimeoutError) as exc:
-            raise TapeUnavailable(
-                f"cannot reach NATS at {redact_url(url)} ({redact_url(str(exc)) or type(exc).__name__}); "
-                "is `tradetape up` running?"
-            ) from exc
-        return cls(nc, timeout=timeout, owns_connection=True)
+
+        async def open_connection() -> Client:
+            try:
+                return await connect(url, "tradetape-client", auth=auth, retry=False, connect_timeout=3)
+            except (NatsError, OSError, TimeoutError) as exc:
+                raise TapeUnavailable(
+                    f"cannot reach NATS at {redact_url(url)} ({redact_url(str(exc)) or type(exc).__name__}); "
+                    "is `tradetape up` running?"
+                ) from exc
+
+        return cls(await open_connection(), timeout=timeout, owns_connection=True, reopen=open_connection)
+
+    async def _connection(self) -> Client:
+        """`nc`, opened again if the server closed it: nats-py never reconnects after a server's `-ERR`, and a
+        long-lived client (the MCP server) must outlive whatever one request or one server restart did to it."""
+        async with self._reopening:
+            if self.nc.is_closed and self._reopen is not None:
+                logger.warning("nats connection closed, opening a new one", extra={"error": repr(self.nc.last_error)})
+                self.nc = await self._reopen()
+        return self.nc
 
     async def query(self, method: str, symbol: str, /, **fields: Any) -> Any:
         """Ask `method` about `symbol` with request `fields`; the method's reply model, or `ClientQueryError`."""
@@ -100,25 +126,29 @@ class TapeClient:
             request = spec.parse_request(fields)
         except QueryError as exc:
             raise ClientQueryError(exc.code, exc.message, exc.details, status=exc.status) from None
-        try:
-            symbol = check_symbol(symbol.upper())
-        except ValueError as exc:
-            raise ClientQueryError("invalid_request", str(exc), {"symbol": symbol}, status=400) from None
-        subject = query_subject(method, symbol)
+        subject = query_subject(method, _symbol(symbol))
         body = orjson.dumps(request.model_dump(mode="json", exclude_unset=True))
+        nc = await self._connection()
+        if len(body) > nc.max_payload:
+            message = f"the request is {len(body)} bytes, above the server's max payload of {nc.max_payload}"
+            raise ClientQueryError("invalid_request", message, status=400)
         try:
-            msg = await self.nc.request(subject, body, timeout=self.timeout)
+            msg = await nc.request(subject, body, timeout=self.timeout)
         except NoRespondersError:
             raise TapeUnavailable(f"no analytics worker serves {subject}") from None
         except NatsTimeoutError:
             raise TapeUnavailable(f"no reply on {subject} within {self.timeout}s") from None
+        except NatsError as exc:
+            raise TapeUnavailable(f"{subject}: {exc}") from None
         headers = msg.headers or {}
         if headers.get(ERROR_CODE_HEADER):
             raise _error_of(msg.data, headers)
         return spec.reply.model_validate_json(msg.data)
 
     async def served(self) -> dict[str, list[str]]:
-        """Symbol → the methods some analytics worker answers for it (from `$SRV.INFO`)."""
+        """Symbol → the methods some analytics worker answers for it (from `$SRV.INFO`; names that are no symbol
+        left out, as no query could be sent for them)."""
+        await self._connection()
         inbox = self.nc.new_inbox()
         subscription = await self.nc.subscribe(inbox)
         served: dict[str, set[str]] = {}
@@ -133,7 +163,7 @@ class TapeClient:
                     break
                 for endpoint in orjson.loads(msg.data).get("endpoints") or []:
                     meta = endpoint.get("metadata") or {}
-                    if "symbol" in meta and "method" in meta:
+                    if is_symbol(meta.get("symbol")) and "method" in meta:
                         served.setdefault(meta["symbol"], set()).add(meta["method"])
         finally:
             await subscription.unsubscribe()
@@ -150,7 +180,7 @@ class TapeClient:
         `volume_profile`'s (`row_size`, `rows`, `value_area`): the snapshot's row size is
         kept from then on. Join rules: `tradetape.api.live`.
         """
-        symbol = symbol.upper()
+        symbol = _symbol(symbol)
         begin, finish = _live_range(last, start, end)
         request = VolumeProfileRequest.model_validate({**fields, "start": begin, "end": finish})
 
@@ -176,7 +206,7 @@ class TapeClient:
         self, symbol: str, /, *, last: str | None = None, start: int | str | None = None, end: int | str | None = None
     ) -> AsyncIterator[BarsReply]:
         """The 1 s bars of the range (as for `live_profile`, at most 4,000 seconds), kept current."""
-        symbol = symbol.upper()
+        symbol = _symbol(symbol)
         begin, finish = _live_range(last, start, end)
 
         async def join() -> LiveBars:
@@ -200,6 +230,7 @@ class TapeClient:
         self, subject: str, model: type[Any], join: Callable[[], Awaitable[Any]]
     ) -> AsyncIterator[Any]:
         """Subscribe, join a snapshot, then apply updates; a lost update means a new snapshot."""
+        await self._connection()
         subscription = await self.nc.subscribe(subject)
         try:
             await self.nc.flush()
@@ -218,7 +249,8 @@ class TapeClient:
                 await subscription.unsubscribe()
 
     async def close(self) -> None:
-        """Close the connection if this client opened it; safe to call twice."""
+        """Close the connection if this client opened it, for good; safe to call twice."""
+        self._reopen = None
         if self._owns_connection and not self.nc.is_closed:
             await self.nc.close()
 
@@ -229,6 +261,14 @@ class TapeClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+def _symbol(symbol: str) -> str:
+    """The symbol a caller typed (any case), or `invalid_request` before anything is sent."""
+    try:
+        return symbol_from_input(symbol)
+    except SymbolError as exc:
+        raise ClientQueryError("invalid_request", str(exc), status=400) from None
 
 
 def _now_ms() -> int:

@@ -24,6 +24,7 @@ from tradetape import __version__
 from tradetape.api.errors import QueryError
 from tradetape.api.registry import QueryMethod, methods
 from tradetape.client import TapeClient, TapeError
+from tradetape.domain.symbols import MAX_SYMBOL_LENGTH
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,13 @@ INSTRUCTIONS = (
 def tool_for(method: QueryMethod[Any, Any]) -> types.Tool:
     """The MCP tool of one registered method: its request model's schema plus the symbol."""
     schema = method.request.model_json_schema()
-    properties = {"symbol": {"type": "string", "description": "Binance spot symbol, e.g. BTCUSDT."}}
+    properties: dict[str, Any] = {
+        "symbol": {
+            "type": "string",
+            "maxLength": MAX_SYMBOL_LENGTH,
+            "description": f"Binance spot symbol, e.g. BTCUSDT: up to {MAX_SYMBOL_LENGTH} letters and digits.",
+        }
+    }
     properties.update(schema.get("properties", {}))
     input_schema: dict[str, Any] = {"type": "object", "properties": properties, "required": ["symbol"]}
     if "$defs" in schema:

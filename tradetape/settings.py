@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tradetape.domain.symbols import symbol_from_input
+
 ENV_PREFIX = "TRADETAPE_"
 _UNPREFIXED = {"nats_url": "NATS_URL"}
 ALL_SYMBOLS = "ALL"
@@ -23,13 +25,6 @@ ALL_SYMBOLS = "ALL"
 
 class SymbolsUnresolvedError(RuntimeError):
     """`TRADETAPE_SYMBOLS=ALL` stands for a list only exchangeInfo knows; resolve it before asking for the symbols."""
-
-
-def check_symbol(symbol: str) -> str:
-    """`symbol` if it is ASCII letters and digits: checked before any subject or key is built from it."""
-    if not (symbol.isascii() and symbol.isalnum()):
-        raise ValueError(f"symbol {symbol!r} must be letters and digits only")
-    return symbol
 
 
 def shard_of(symbol: str, shard_count: int) -> int:
@@ -220,9 +215,7 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = [part for part in value.split(",")]
         if isinstance(value, (list, tuple)):
-            symbols = tuple(str(s).strip().upper() for s in value if str(s).strip())
-            for symbol in symbols:
-                check_symbol(symbol)
+            symbols = tuple(symbol_from_input(str(s)) for s in value if str(s).strip())
             if not symbols:
                 raise ValueError("at least one symbol is needed")
             if ALL_SYMBOLS in symbols and len(symbols) > 1:

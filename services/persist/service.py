@@ -46,12 +46,13 @@ from tradetape.bus.ledger import LedgerFormatError, ledger_bucket, read_entry
 from tradetape.bus.shard_stores import ShardStore, record_shard_store
 from tradetape.bus.subjects import TRADES_STREAM, symbol_of, trade_subject
 from tradetape.domain.columns import TradeColumns
+from tradetape.domain.symbols import is_symbol
 from tradetape.domain.trade import TradeFormatError, TradeRow
 from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.logs import ProgressLog
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.runtime.tasks import cancel_and_wait
-from tradetape.settings import Settings, check_symbol
+from tradetape.settings import Settings
 from tradetape.store.keys import SUMMARY, kind_prefix, prefix_end
 from tradetape.store.rocks import StoreError, rocksdb_errors, scan
 from tradetape.store.shards import write_manifest
@@ -314,11 +315,9 @@ class PersistService:
         listed after the start is adopted, i.e. rolled up, importable and in the manifest
         from its first trade on; a subject that names no symbol is dead-lettered.
         """
-        try:
-            if msg.subject != trade_subject(check_symbol(symbol)):
-                raise ValueError(f"subject {msg.subject!r} is not a trade subject of one symbol")
-        except ValueError as exc:
-            await publish_deadletter(self._js, "persist", None, msg.data, str(exc), max_payload=self._nc.max_payload)
+        if not is_symbol(symbol) or msg.subject != trade_subject(symbol):
+            reason = f"subject {msg.subject[:200]!r} is not a trade subject of one symbol"
+            await publish_deadletter(self._js, "persist", None, msg.data, reason, max_payload=self._nc.max_payload)
             self.deadlettered[symbol] += 1
             return False
         if self._settings.symbols_from_exchange and self._settings.owns(symbol):

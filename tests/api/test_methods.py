@@ -192,6 +192,41 @@ def test_trade_pages_join_without_gap_or_repeat(rows: list[TradeRow], span: tupl
     ]
 
 
+class SymbolSource:
+    """Each symbol's own trades, as a shard keeps them."""
+
+    def __init__(self, tapes: dict[str, list[TradeRow]]) -> None:
+        self.tapes = {symbol: ListSource(rows) for symbol, rows in tapes.items()}
+
+    def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
+        return self.tapes[symbol].trades(symbol, time_range)
+
+
+def test_a_cursor_answers_only_the_question_it_was_made_for() -> None:
+    def tape(first_id: int) -> list[TradeRow]:
+        ids = range(first_id, first_id + 50)
+        return [TradeRow(a, 10**8, 10**8, a, a, BASE + 100 * (a - first_id), False) for a in ids]
+
+    source = SymbolSource({"BTCUSDT": tape(3_800_000_000), "ETHUSDT": tape(2_100_000_000)})
+    span = {"start": BASE, "end": BASE + 60_000}
+    first = trades.handle(source, "BTCUSDT", trades.TradesRequest(limit=10, **span), BASE)
+    cursor = first.next_cursor
+    assert cursor is not None
+    with pytest.raises(QueryError) as caught:  # it used to answer "0 trades, last page"
+        trades.handle(source, "ETHUSDT", trades.TradesRequest(cursor=cursor), BASE)
+    assert caught.value.code == "invalid_request"
+    assert "belongs to BTCUSDT trades" in caught.value.message and "limit 10" in caught.value.message
+
+    # the cursor alone (its limit, not the default 1,000), or beside the options of the first page (as the CLI's
+    # hint repeats them): the next 10
+    for repeated in ({}, {"limit": 10}, span, {"start": BASE}, {"last": "1m", "limit": 10}):
+        page = trades.handle(source, "BTCUSDT", trades.TradesRequest(cursor=cursor, **repeated), BASE)
+        assert [t.a for t in page.trades] == list(range(3_800_000_010, 3_800_000_020)), repeated
+    for other in ({"limit": 1000}, {"start": BASE + 1}, {"end": BASE + 59_999}, {"last": "1h"}):
+        with pytest.raises(ValueError, match=f"cursor belongs to BTCUSDT trades .*{next(iter(other))} differ"):
+            trades.TradesRequest(cursor=cursor, **other)
+
+
 def test_edge_cases_one_trade_one_price_and_none() -> None:
     one = ListSource([TradeRow(7, 5 * 10**8, 3 * 10**8, 7, 7, BASE + 1500, True)])
     reply = bars.handle(one, "X", bars.BarsRequest(interval="1s", start=BASE, end=BASE + 10_000), BASE)
@@ -210,7 +245,12 @@ def test_too_many_intervals_and_foreign_cursors_are_refused() -> None:
     with pytest.raises(QueryError) as caught:
         bars.handle(ListSource([]), "X", bars.BarsRequest(interval="1s", start=BASE, end=BASE + 86_400_000), BASE)
     assert caught.value.code == "range_too_large" and caught.value.details["max_intervals"] == 4000
-    for cursor in ("nonsense", "W10", trades.encode_cursor(BASE, BASE + 10, 1, BASE + 99)):
+    foreign = [
+        trades.TradesCursor("X", BASE, BASE + 10, 5, 1, BASE + 99),  # its last trade outside its range
+        trades.TradesCursor("../x", BASE, BASE + 10, 5, 1, BASE + 1),  # no symbol
+        trades.TradesCursor("X", BASE, BASE + 10, 5000 + 1, 1, BASE + 1),  # a page above the limit
+    ]
+    for cursor in ("nonsense", "W10", "A" * 300, *(c.encode() for c in foreign)):
         with pytest.raises(ValueError, match="cursor"):
             trades.TradesRequest(cursor=cursor)
     with pytest.raises(ValueError, match="interval"):

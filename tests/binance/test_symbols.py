@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import orjson
@@ -33,7 +35,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_only_trading_symbols_with_plain_names_are_taken() -> None:
+def test_only_trading_symbols_are_taken() -> None:
     info = {
         "symbols": [
             {"symbol": "ETHUSDT", "status": "TRADING"},
@@ -43,7 +45,46 @@ def test_only_trading_symbols_with_plain_names_are_taken() -> None:
             {"symbol": "BAD.USDT", "status": "TRADING"},
         ]
     }
-    assert parse_trading_symbols(orjson.dumps(info)) == ["BTCUSDT", "ETHUSDT"]
+    assert parse_trading_symbols(orjson.dumps(info)) == ["BAD.USDT", "BTCUSDT", "ETHUSDT", "币安人生USDT"]
+
+
+class _ExchangeInfo(ThreadingHTTPServer):
+    """An exchange whose exchangeInfo lists names of every shape."""
+
+    def __init__(self, body: bytes) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the http.server interface
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+async def test_names_that_break_the_grammar_are_left_out_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 5,000-letter name, `>` or `BTC.USDT` from the exchange would become a subject, a key and a path."""
+    names = ["BTCUSDT", "A" * 5000, ">", "BTC.USDT", "btcusdt", "币安人生USDT", "BTC_", "BTCUSD_PERP"]
+    body = orjson.dumps({"symbols": [{"symbol": name, "status": "TRADING"} for name in names]})
+    server = _ExchangeInfo(body)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings = Settings(data_dir=tmp_path, symbols="ALL", binance_rest_url=server.url)
+        with caplog.at_level(logging.WARNING, "tradetape.binance.symbols"):
+            assert await resolve_symbols(settings, asyncio.Event()) == ("BTCUSDT", "BTCUSD_PERP")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    [warning] = [r for r in caplog.records if r.getMessage() == "exchangeInfo names that are no symbol left out"]
+    assert warning.left_out == 6 and len(warning.getMessage() + warning.examples) < 400  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("body", [b"<html>502</html>", b"[]", b'{"symbols": [{"status": "TRADING"}]}', b"{}"])

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,7 +51,7 @@ async def test_queries_render_tables_and_errors_are_one_readable_line(nats_url: 
             (("flow", "--interval", "5m"), "cum. delta"),
             (("vwap", "--bands", "1,2"), "±2σ"),
             (("large_trades", "--top", "5"), "largest 5 shown"),
-            (("trades", "--limit", "3"), "next page: --cursor"),
+            (("trades", "--limit", "3"), "more pages follow"),
         ):
             code, out, err = await tradetape("query", args[0], "BTCUSDT", "--last", "24h", *args[1:], env=env)
             assert code == 0 and expected in out, (args, out, err)
@@ -66,6 +68,18 @@ async def test_queries_render_tables_and_errors_are_one_readable_line(nats_url: 
         code, out, _ = await tradetape("query", "coverage", "BTCUSDT", "--json", env=env)
         assert code == 0 and json.loads(out)["trade_count"] == 5000
 
+        # the next-page hint repeats every option given (it used to drop --limit: 1,000 rows came back)
+        asked = ("query", "trades", "btcusdt", "--last", "24h", "--limit", "3", "--json", "--timeout", "20")
+        code, out, err = await tradetape(*asked, env=env)
+        first = [t["a"] for t in json.loads(out)["trades"]]
+        hint = shlex.split(err.strip().splitlines()[-1].removeprefix("next page: "))
+        assert code == 0 and hint[0] == "tradetape" and hint[-2] == "--cursor", err
+        assert hint[1:-2] == ["query", "trades", "BTCUSDT", *asked[3:]]
+        code, out, err = await tradetape(*hint[1:], env=env)
+        assert code == 0 and [t["a"] for t in json.loads(out)["trades"]] == [first[-1] + 1 + i for i in range(3)], err
+        code, _, err = await tradetape("query", "trades", "BTCUSDT", "--limit", "4", "--cursor", hint[-1], env=env)
+        assert code == 1 and "the cursor belongs to BTCUSDT trades" in err and "limit 3" in err
+
         profile = ("query", "volume_profile", "BTCUSDT")
         code, _, err = await tradetape(*profile, "--last", "24h", "--min-trades", "9000", env=env)
         assert code == 1 and len(err.strip().splitlines()) == 1
@@ -77,6 +91,16 @@ async def test_queries_render_tables_and_errors_are_one_readable_line(nats_url: 
 
         code, _, err = await tradetape("query", "coverage", "SOLUSDT", env=env)
         assert code == 2 and "SOLUSDT is not served; served symbols: BTCUSDT" in err
+
+
+async def test_a_name_that_is_no_symbol_fails_at_once_in_one_line(nats_url: str) -> None:
+    """4,100 characters used to close the CLI's NATS connection: 31 s, then exit 1 with a traceback."""
+    for name in ("A" * 4100, "BTC.USDT", ">", "BTC_"):
+        started = time.monotonic()
+        code, out, err = await tradetape("query", "coverage", name, env={"NATS_URL": nats_url})
+        assert code == 1 and out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert "is not a Binance symbol" in err and len(err) < 300
+        assert time.monotonic() - started < 15
 
 
 async def test_unknown_method_lists_the_methods() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,9 @@ from pathlib import Path
 REAL = Path(__file__).parent / "data" / "BTCUSDT-aggTrades-2026-01-01.head5000.csv"
 
 
-def tradetape(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+def tradetape(*args: str, data_dir: Path, symbols: str = "BTCUSDT") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "NATS_URL" and not k.startswith("TRADETAPE_")}
-    env |= {"TRADETAPE_DATA_DIR": str(data_dir), "TRADETAPE_SYMBOLS": "BTCUSDT"}
+    env |= {"TRADETAPE_DATA_DIR": str(data_dir), "TRADETAPE_SYMBOLS": symbols}
     return subprocess.run(
         [sys.executable, "-m", "tradetape.cli", *args], env=env, capture_output=True, text=True, timeout=60
     )
@@ -41,3 +42,28 @@ def test_import_export_and_a_bad_file_from_the_command_line(tmp_path: Path) -> N
         "BTCUSDT-aggTrades-2026-01-02.csv: FAILED, nothing of it imported: line 42: buyer-maker is not a boolean"
         in refused.stdout
     )
+
+
+def test_names_that_are_no_symbol_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """With `ALL` any name was imported: `BTC.USDT`, `>` or `../../x` landed in shard.json and on the web page."""
+    data = tmp_path / "data"
+    unnamed = tmp_path / "trades.csv"  # a name that does not tell the symbol: --symbol does
+    shutil.copy(REAL, unnamed)
+    first = tradetape("import", "--symbol", "btcusdt", str(unnamed), data_dir=data, symbols="ALL")
+    assert first.returncode == 0, first.stderr
+    manifest = data / "shards" / "main" / "shard.json"
+    listed, files = manifest.read_bytes(), sorted(data.rglob("*"))
+    assert b'"BTCUSDT"' in listed
+    for name in ("BTC.USDT", "../../x", ">", "A" * 4100):
+        for args in (
+            ("import", "--symbol", name, str(unnamed)),
+            ("export", name, "--last", "1h", "-o", str(tmp_path / "out.csv")),
+            ("repair", name, "--last", "1h"),
+            ("fetch-history", "BTCUSDT", name, "--from", "2026-01-01", "--to", "2026-01-01"),
+        ):
+            refused = tradetape(*args, data_dir=data, symbols="ALL")
+            assert refused.returncode == 1, (args[0], name, refused.stdout, refused.stderr)
+            assert len(refused.stderr.strip().splitlines()) == 1 and "is not a Binance symbol" in refused.stderr
+            assert refused.stdout == "" and len(refused.stderr) < 300
+            assert manifest.read_bytes() == listed and sorted(data.rglob("*")) == files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "trades.csv"]

@@ -180,7 +180,7 @@ async def test_a_symbol_that_is_a_path_is_refused_before_any_request_or_file(
     )
     settings = settings_for(tmp_path, hostile_host)
     evil = "../../../outside/EVIL"
-    with pytest.raises(ValueError, match="must be letters and digits"):
+    with pytest.raises(ValueError, match="is not a Binance symbol"):
         await fetch(settings, symbol=evil)
     env = {k: v for k, v in os.environ.items() if k != "NATS_URL" and not k.startswith("TRADETAPE_")}
     env |= {"TRADETAPE_DATA_DIR": str(settings.data_dir), "TRADETAPE_HISTORY_URL": hostile_host.url}

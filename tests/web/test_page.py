@@ -101,7 +101,12 @@ async def test_page_shows_the_poc_of_the_nats_reply_and_follows_live_updates(
         body = {"start": start, "end": int(time.time() * 1000) + 120_000, "row_size": row_size, "min_trades": 0}
         reply, _ = await request(client, "tape.query.volume_profile.BTCUSDT", body)
 
-    assert errors == []
+        # a link naming no listed symbol (5,000 letters: past the control line as a subject) shows a listed one
+        await page.goto(f"{web.url}?symbol={'A' * 5000}&range=3600&row_size=10")
+        await page.wait_for_function(f"document.getElementById('stats').dataset.trades === '{TOTAL}'", timeout=20_000)
+        linked_symbol = await page.input_value("#symbol")
+
+    assert errors == [] and linked_symbol == "BTCUSDT"
     assert joined_with < TOTAL, "the page joined while trades were still arriving"
     assert updates > 0, "the page applied live updates, not only its snapshot"
     assert reply["trade_count"] == TOTAL

@@ -11,6 +11,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.harness import wait_for
 from tests.processes import ServiceProcesses
 from tradetape.runtime.nats_users import query_credential
@@ -60,6 +62,24 @@ def test_with_all_the_page_lists_what_the_shards_recorded(tmp_path: Path) -> Non
         write_manifest(tmp_path / "shards" / "s1", "s1", ("ETHUSDT",))
         status, _, body = get(web.url + "config.json")
         assert status == 200 and json.loads(body)["symbols"] == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+
+
+def test_only_symbols_reach_the_page_whatever_a_manifest_holds(tmp_path: Path) -> None:
+    """A manifest holding `BTC.USDT`, `>` or `../../x` (as imports under ALL used to write) lists none of them."""
+    settings = Settings(data_dir=tmp_path, symbols="ALL", web_nats_url="ws://127.0.0.1:9999")
+    hostile = ["BTC.USDT", ">", "../../x", "<script>", "A" * 5000, 7, "ETHUSDT"]
+    for shard, names in (("s0", hostile), ("s1", ["SOLUSDT"])):
+        (tmp_path / "shards" / shard).mkdir(parents=True)
+        (tmp_path / "shards" / shard / "shard.json").write_text(json.dumps({"shard": shard, "symbols": names}))
+    elsewhere = tmp_path / "shards" / "s2"  # a manifest naming another directory than its own
+    elsewhere.mkdir()
+    (elsewhere / "shard.json").write_text(json.dumps({"shard": "../../etc", "symbols": ["BNBUSDT"]}))
+    with WebServer(settings, port=0) as web:
+        status, _, body = get(web.url + "config.json")
+    assert status == 200 and json.loads(body)["symbols"] == ["ETHUSDT", "SOLUSDT"]
+    with pytest.raises(ValueError, match="not a Binance symbol"):
+        write_manifest(tmp_path / "shards" / "s3", "s3", ("BTCUSDT", "BTC.USDT"))
+    assert not (tmp_path / "shards" / "s3").exists()
 
 
 def test_config_follows_the_server_and_query_user_up_records_and_says_what_is_missing(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ from tradetape.domain.bars import SECOND_MS, time_bars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import format_units, parse_units
 from tradetape.domain.sums import exact_group_sums
+from tradetape.domain.symbols import check_symbol
 from tradetape.store.index import IdRuns
 from tradetape.store.keys import window_start
 from tradetape.store.segments import PriceLevels
@@ -53,11 +54,11 @@ IdRun = tuple[int, int]
 
 
 def profile_subject(symbol: str) -> str:
-    return f"tape.live.profile.{symbol}"
+    return f"tape.live.profile.{check_symbol(symbol)}"
 
 
 def bars_subject(symbol: str) -> str:
-    return f"tape.live.bars.1s.{symbol}"
+    return f"tape.live.bars.1s.{check_symbol(symbol)}"
 
 
 class LiveLevels(BaseModel):

@@ -68,14 +68,13 @@ def parse_page(body: bytes, from_id: int, limit: int) -> list[RestTrade]:
 
 
 def parse_trading_symbols(body: bytes) -> list[str]:
-    """The TRADING symbols of an `exchangeInfo` answer, sorted; names not of ASCII letters and digits left out."""
+    """The names an `exchangeInfo` answer lists with status TRADING, sorted, as the exchange wrote them.
+
+    Not yet checked against the symbol grammar: `tradetape.binance.symbols` does that and counts what it drops.
+    """
     try:
         info = orjson.loads(body)
-        return sorted(
-            str(s["symbol"])
-            for s in info["symbols"]
-            if s.get("status") == "TRADING" and str(s["symbol"]).isascii() and str(s["symbol"]).isalnum()
-        )
+        return sorted(str(s["symbol"]) for s in info["symbols"] if s.get("status") == "TRADING")
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise GapFillError(f"exchangeInfo answer unusable: {exc!r}") from None
 

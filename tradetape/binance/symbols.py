@@ -5,7 +5,9 @@ settings agree on it (each then takes its shard's share with `Settings.shard_sha
 exchange is asked once, at start: while it is unreachable or its answer unusable (no
 TRADING symbol is unusable too: a service with nothing to do would look stopped), the
 question is asked again with capped backoff, each failure one warning naming the setting,
-until it answers or the caller's stop event is set.
+until it answers or the caller's stop event is set. Names that break the symbol grammar
+(`tradetape.domain.symbols`) are left out, counted in one warning: no subject, key, path
+or page ever carries them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 from collections.abc import Callable
 
 from tradetape.binance.rest import GapFillError, RestClient
+from tradetape.domain.symbols import is_symbol
 from tradetape.runtime.backoff import Backoff
 from tradetape.settings import ALL_SYMBOLS, Settings
 
@@ -23,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 RETRY_INITIAL_S = 1.0
 RETRY_MAX_S = 60.0
+SHOWN_DROPPED = 5
+"""Refused names quoted in the warning (each cut to 40 characters)."""
 
 
 async def resolve_symbols(
@@ -48,10 +53,10 @@ async def resolve_symbols(
         if before_attempt is not None:
             before_attempt()
         try:
-            symbols = tuple(await rest.trading_symbols())
+            symbols = _grammatical(await rest.trading_symbols(), setting)
             if symbols:
                 logger.info("symbols from exchangeInfo", extra={"setting": setting, "trading": len(symbols)})
-                return symbols
+                return tuple(symbols)
             error = "exchangeInfo lists no TRADING symbol"
         except GapFillError as exc:
             error = exc.reason
@@ -63,3 +68,21 @@ async def resolve_symbols(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
     return ()
+
+
+def _grammatical(names: list[str], setting: str) -> tuple[str, ...]:
+    """The names that are symbols; one warning counting (and quoting a few of) the others."""
+    symbols: list[str] = []
+    dropped: list[str] = []
+    for name in names:
+        (symbols if is_symbol(name) else dropped).append(name)
+    if dropped:
+        logger.warning(
+            "exchangeInfo names that are no symbol left out",
+            extra={
+                "setting": setting,
+                "left_out": len(dropped),
+                "examples": ",".join(repr(name[:40]) for name in dropped[:SHOWN_DROPPED]),
+            },
+        )
+    return tuple(symbols)

@@ -1,6 +1,13 @@
-"""NATS names: the trades stream, its per-symbol subjects, dead letters and query subjects."""
+"""NATS names: the trades stream, its per-symbol subjects, dead letters and query subjects.
+
+A subject built from a symbol checks it (`tradetape.domain.symbols`): whatever a caller
+passes, no subject leaves here with a wildcard, an extra token or a length that would make
+nats-server close the connection (its control line holds 4 KiB).
+"""
 
 from __future__ import annotations
+
+from tradetape.domain.symbols import check_symbol
 
 TRADES_STREAM = "TAPE_TRADES"
 TRADES_PREFIX = "tape.trades.binance"
@@ -21,7 +28,7 @@ EXCHANGE = "binance"
 
 
 def trade_subject(symbol: str) -> str:
-    return f"{TRADES_PREFIX}.{symbol}"
+    return f"{TRADES_PREFIX}.{check_symbol(symbol)}"
 
 
 def symbol_of(subject: str) -> str:
@@ -39,7 +46,7 @@ def deadletter_subject(source: str, symbol: str | None = None) -> str:
 
 
 def query_subject(method: str, symbol: str) -> str:
-    return f"{QUERY_PREFIX}.{method}.{symbol}"
+    return f"{QUERY_PREFIX}.{method}.{check_symbol(symbol)}"
 
 
 ANALYTICS_SERVICE = "tradetape-analytics"

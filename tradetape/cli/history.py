@@ -24,7 +24,8 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, Tex
 from rich.text import Text
 
 from tradetape.api.models import parse_duration_ms, parse_time_ms
-from tradetape.settings import Settings, check_symbol
+from tradetape.domain.symbols import symbol_from_input
+from tradetape.settings import Settings
 
 if TYPE_CHECKING:
     from tradetape.history.fetch import FetchReport
@@ -140,6 +141,7 @@ def run_history(args: argparse.Namespace, settings: Settings) -> int:
     from tradetape.store.shards import ShardLockedError
 
     try:
+        _check_symbols(args)
         if args.command == "export":
             return _export(args, settings)
         return asyncio.run(_run_async(args, settings))
@@ -151,6 +153,14 @@ def run_history(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _check_symbols(args: argparse.Namespace) -> None:
+    """Every symbol given, upper-cased and checked, before anything is read, fetched or written."""
+    if args.command == "fetch-history":
+        args.symbols_to_fetch = [symbol_from_input(s) for s in args.symbols_to_fetch]
+    elif args.symbol is not None:
+        args.symbol = symbol_from_input(args.symbol)
 
 
 @contextmanager
@@ -252,7 +262,6 @@ async def _fetch(args: argparse.Namespace, settings: Settings, importer: object)
     from tradetape.history.load import TapeImporter
 
     assert isinstance(importer, TapeImporter)
-    symbols = [check_symbol(symbol.upper()) for symbol in args.symbols_to_fetch]  # all, before any download
     with _bar() as progress:
 
         def on_file(name: str, trades: int) -> Callable[[int], None]:
@@ -260,7 +269,7 @@ async def _fetch(args: argparse.Namespace, settings: Settings, importer: object)
             return lambda n: progress.advance(task, n)
 
         fetcher = HistoryFetcher(settings, importer, on_file=on_file)
-        reports = [(symbol, await fetcher.fetch(symbol, args.first, args.last)) for symbol in symbols]
+        reports = [(s, await fetcher.fetch(s, args.first, args.last)) for s in args.symbols_to_fetch]
     failed = 0
     for symbol, report in reports:
         failed += len(report.failed)
@@ -295,7 +304,7 @@ async def _repair(args: argparse.Namespace, settings: Settings, importer: object
     from tradetape.history.repair import repair
 
     assert isinstance(importer, TapeImporter)
-    symbol = args.symbol.upper()
+    symbol = args.symbol
     time_range = _time_range(args, required=False)
     gaps = importer.gaps(symbol, time_range)
     rest = RestClient(settings.binance_rest_url, weight_per_minute=settings.ingest_rest_weight_per_minute)
@@ -321,7 +330,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     from tradetape.history.export import export
     from tradetape.history.load import shard_dir_of
 
-    symbol = args.symbol.upper()
+    symbol = args.symbol
     time_range = _time_range(args, required=True)
     assert time_range is not None
     started = time.perf_counter()

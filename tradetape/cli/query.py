@@ -1,8 +1,11 @@
 """`tradetape query <method> <SYMBOL>`: one registered method, its options from its request model.
 
 The reply is rendered by the method's own `render` (rich; plain text when not a
-terminal) or printed as JSON with `--json`. Exit codes: 0 a reply, 1 an error reply
-(printed as one readable line), 2 NATS or the service cannot be reached.
+terminal) or printed as JSON with `--json`. A reply with a `next_cursor` is followed, on
+stderr, by the command of the next page: the same command with every option given
+(`--limit`, the range, `--json`, settings; secrets left out) and `--cursor`. Exit codes:
+0 a reply, 1 an error reply or a symbol that is none (printed as one readable line), 2
+NATS or the service cannot be reached.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any, get_origin
+from typing import Any, get_args, get_origin
 
 import orjson
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from rich.console import Console
@@ -23,9 +27,13 @@ from rich.console import Console
 from tradetape.api.errors import QueryError
 from tradetape.api.registry import QueryMethod, methods
 from tradetape.api.render import iso_time
+from tradetape.bus.auth import redact_url
 from tradetape.client import TapeClient, TapeUnavailable
+from tradetape.domain.symbols import SymbolError, symbol_from_input
 from tradetape.settings import Settings
 
+DEFAULT_TIMEOUT_S = 30.0
+CURSOR = "cursor"
 PIPE_WIDTH = 200
 """Columns when stdout is not a terminal, so tables are never cut."""
 TIME_DETAILS = ("start", "end", "first_time", "last_time")
@@ -53,7 +61,9 @@ def add_query_command(parser: argparse.ArgumentParser, settings_fields: Sequence
             "--param", action="append", default=[], metavar="KEY=VALUE", help="any request field, as JSON or text"
         )
         sub.add_argument("--json", action="store_true", help="print the raw JSON reply")
-        sub.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply (default 30)")
+        sub.add_argument(
+            "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds to wait for the reply (default 30)"
+        )
         add_settings(sub, settings_fields)
 
 
@@ -84,7 +94,11 @@ def request_fields(args: argparse.Namespace, method: QueryMethod[Any, Any]) -> d
 
 def run_query(args: argparse.Namespace, settings: Settings) -> int:
     method = methods()[args.method]
-    symbol = args.symbol.upper()
+    try:
+        symbol = symbol_from_input(args.symbol)
+    except SymbolError as exc:
+        print(f"tradetape query: {exc}", file=sys.stderr)
+        return 1
     try:
         reply = asyncio.run(_ask(settings, method, symbol, request_fields(args, method), args.timeout))
     except QueryError as exc:
@@ -97,7 +111,30 @@ def run_query(args: argparse.Namespace, settings: Settings) -> int:
         print(reply.model_dump_json(indent=2))
     else:
         console_for_stdout().print(method.render(reply))
+    next_cursor = getattr(reply, "next_cursor", None)
+    if isinstance(next_cursor, str):
+        print(f"next page: {next_page_command(args, method, symbol, next_cursor)}", file=sys.stderr)
     return 0
+
+
+def next_page_command(args: argparse.Namespace, method: QueryMethod[Any, Any], symbol: str, cursor: str) -> str:
+    """This command again, every option the user gave repeated but secrets and the old cursor, and `cursor`."""
+    words = ["tradetape", "query", method.name, symbol]
+    for field in method.request.model_fields:
+        value = getattr(args, f"field_{field}", None)
+        if value is not None and field != CURSOR:
+            words += [f"--{field.replace('_', '-')}", value]
+    words += [w for item in args.param if item.partition("=")[0] != CURSOR for w in ("--param", item)]
+    if args.json:
+        words.append("--json")
+    if args.timeout != DEFAULT_TIMEOUT_S:
+        words += ["--timeout", f"{args.timeout:g}"]
+    for field, info in Settings.model_fields.items():
+        value = getattr(args, f"setting_{field}", None)
+        secret = SecretStr in get_args(info.annotation) or (isinstance(value, str) and redact_url(value) != value)
+        if value is not None and not secret:
+            words += [Settings.flag(field), value]
+    return shlex.join([*words, f"--{CURSOR}", cursor])
 
 
 async def _ask(

@@ -21,6 +21,7 @@ import orjson
 from pydantic import BaseModel
 
 from tradetape.domain.columns import TradeColumns
+from tradetape.domain.symbols import check_symbol
 from tradetape.store.segments import SegmentFormatError, decode_segment, encode_segment
 
 IMPORT_PREFIX = "tape.persist.import"
@@ -31,7 +32,7 @@ MAX_SOURCE_CHARS = 1000
 
 
 def import_subject(symbol: str) -> str:
-    return f"{IMPORT_PREFIX}.{symbol}"
+    return f"{IMPORT_PREFIX}.{check_symbol(symbol)}"
 
 
 class BatchFormatError(ValueError):

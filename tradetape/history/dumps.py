@@ -40,8 +40,9 @@ import pyarrow.parquet as pq
 
 from tradetape.domain.column_checks import decimal_units, first_invalid, first_not_ascending, first_of
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
+from tradetape.domain.symbols import SymbolError, symbol_from_input
 from tradetape.history.labels import ExportLabel, LabelError, iso_ms
-from tradetape.settings import Settings, check_symbol
+from tradetape.settings import Settings
 
 CHUNK_BYTES = 4 * 1024 * 1024
 MICROSECONDS_ABOVE = 10**14
@@ -173,10 +174,9 @@ def symbol_of_name(name: str) -> str | None:
 def dump_symbol(name: str, given: str | None, label: ExportLabel | None = None) -> str:
     """The symbol a file holds: its label's, else its name's, else `given`; `given` must agree with either."""
     if given is not None:
-        given = given.upper()
         try:
-            check_symbol(given)
-        except ValueError as exc:
+            given = symbol_from_input(given)
+        except SymbolError as exc:
             raise DumpError(name, str(exc)) from None
     if label is not None:
         if given is not None and given != label.symbol:

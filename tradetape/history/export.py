@@ -23,6 +23,7 @@ from rocksdict import Rdict
 from tradetape import __version__
 from tradetape.api.models import parse_time_ms
 from tradetape.domain.columns import TradeColumns
+from tradetape.domain.symbols import check_symbol, symbol_from_input
 from tradetape.history.dumps import EXPORT_FIELDS, EXPORT_TIME_FORMAT, export_decimal
 from tradetape.history.labels import ExportLabel
 from tradetape.history.load import shard_dir_of
@@ -72,6 +73,7 @@ def hourly_trades(db: Rdict, symbol: str, start_ms: int, end_ms: int) -> Iterato
 
 def read_frame(shard_dir: Path, symbol: str, start_ms: int, end_ms: int) -> pl.DataFrame:
     """The range ``[start_ms, end_ms)`` of `symbol` as one DataFrame (for notebooks: it is all in memory)."""
+    check_symbol(symbol)
     frames = [trades_frame(t) for t in _each_hour(shard_dir, symbol, start_ms, end_ms)]
     return pl.concat(frames) if frames else trades_frame(TradeColumns.empty())
 
@@ -82,7 +84,7 @@ def tape_frame(symbol: str, start: int | str, end: int | str, settings: Settings
     The store is found as the CLI finds it (`Settings`: the environment, `./data` by default).
     """
     settings = settings or Settings()
-    symbol = symbol.upper()
+    symbol = symbol_from_input(symbol)
     return read_frame(shard_dir_of(settings, symbol), symbol, parse_time_ms(start), parse_time_ms(end))
 
 
@@ -107,6 +109,7 @@ def export(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write the range to `path` (Parquet or CSV by its extension), labelled; the number of rows written."""
+    check_symbol(symbol)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ExportError(f"{path.name}: the extension picks the format, {' or '.join(FORMATS)}")

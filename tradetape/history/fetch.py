@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
+from tradetape.domain.symbols import check_symbol
 from tradetape.history.download import Deadline, DownloadLimits, FetchError, HistoryHost
 from tradetape.history.dumps import DumpError, FileLimits, TimeBounds, read_dump
 from tradetape.history.load import ImportResult, Progress, TapeImporter
-from tradetape.settings import Settings, check_symbol
+from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class HistoryFetcher:
 
         `ValueError` before anything is asked or written if `symbol` is not a symbol (`check_symbol`).
         """
+        check_symbol(symbol)
         report = FetchReport()
         today = datetime.now(UTC).date()
         queue = periods(symbol, first, last, today)

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tradetape.settings import check_symbol
+from tradetape.domain.symbols import check_symbol
 
 KEY_PREFIX = "tradetape."
 CSV_MARK = "# tradetape export"

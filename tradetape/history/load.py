@@ -29,6 +29,7 @@ from rocksdict import Rdict
 from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect, resolve_nats_url
 from tradetape.domain.columns import TradeColumns
+from tradetape.domain.symbols import check_symbol
 from tradetape.history.bulk import BATCH_TRADES, ImportReply, batches, encode_batch, import_subject
 from tradetape.history.dumps import Dump, DumpError
 from tradetape.settings import Settings
@@ -71,6 +72,7 @@ class ImportResult:
 
 def shard_dir_of(settings: Settings, symbol: str) -> Path:
     """The shard directory that holds `symbol`: the shard whose manifest lists it, else this settings' shard."""
+    check_symbol(symbol)
     root = settings.data_dir / "shards"
     for shard, symbols in find_shards(root).items():
         if symbol in symbols:

@@ -23,6 +23,7 @@ import numpy as np
 
 from tradetape.binance.rest import PAGE_LIMIT, GapFillError, RestClient
 from tradetape.domain.columns import TradeColumns
+from tradetape.domain.symbols import check_symbol
 from tradetape.domain.trade import TradeRow
 from tradetape.history.fetch import HistoryFetcher
 from tradetape.history.load import Progress, TapeImporter
@@ -61,6 +62,7 @@ async def repair(
     dump_min_ids: int = DUMP_MIN_IDS,
 ) -> RepairReport:
     """Fill `gaps` (inclusive agg-id ranges, from the index) from dumps and REST; what closed and what did not."""
+    check_symbol(symbol)
     report = RepairReport(symbol, list(gaps))
     reasons: dict[tuple[int, int], str] = {}
     for gap in gaps:

@@ -9,6 +9,9 @@ the shard's symbols, so analytics workers and tools find which directory serves 
 symbol (`find_shards`), and the store's id: made once, when the manifest is first written,
 and kept by every later write, so that a worker can tell this store from another data
 directory's store of the same shard (`tradetape.bus.shard_stores`).
+Only symbols of the grammar (`tradetape.domain.symbols`) are written to a manifest or read from
+one: whatever else a manifest holds is left out, with a warning, so no other name reaches a
+subject, a key, a path or the web page.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ import logging
 import uuid
 from pathlib import Path
 
+from tradetape.domain.symbols import check_symbol, is_symbol
 from tradetape.runtime.lock import DataDirLock, DataDirLocked
 
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = "writer.lock"
 MANIFEST_FILE = "shard.json"
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+"""Far above the ~40 KB of every symbol Binance lists; a larger manifest is not one persist wrote."""
 
 
 class ShardLockedError(RuntimeError):
@@ -52,6 +58,8 @@ def write_manifest(shard_dir: Path, shard: str, symbols: tuple[str, ...]) -> str
 
     Warns about another shard that claims one of the symbols.
     """
+    for symbol in symbols:
+        check_symbol(symbol)
     for other, other_symbols in find_shards(shard_dir.parent).items():
         shared = sorted(set(other_symbols) & set(symbols))
         if other != shard and shared:
@@ -78,12 +86,24 @@ def store_id(shard_dir: Path) -> str | None:
 
 
 def find_shards(shards_root: Path) -> dict[str, tuple[str, ...]]:
-    """Every shard under `<data dir>/shards` with a manifest, and its symbols."""
+    """Every shard under `<data dir>/shards` with a manifest naming its own directory, and its symbols."""
     found: dict[str, tuple[str, ...]] = {}
     for manifest in sorted(shards_root.glob(f"*/{MANIFEST_FILE}")):
         try:
+            if manifest.stat().st_size > MAX_MANIFEST_BYTES:
+                raise ValueError(f"larger than {MAX_MANIFEST_BYTES} bytes")
             body = json.loads(manifest.read_text())
-            found[str(body["shard"])] = tuple(str(s) for s in body["symbols"])
-        except (OSError, ValueError, KeyError, TypeError):
-            logger.warning("unreadable shard manifest", extra={"path": str(manifest)})
+            if body["shard"] != manifest.parent.name:
+                raise ValueError("the manifest names another shard than its directory")
+            names = list(body["symbols"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("unreadable shard manifest", extra={"path": str(manifest), "error": str(exc)[:200]})
+            continue
+        symbols = tuple(name for name in names if is_symbol(name))
+        if len(symbols) < len(names):
+            logger.warning(
+                "shard manifest names that are no symbol left out",
+                extra={"path": str(manifest), "left_out": len(names) - len(symbols)},
+            )
+        found[manifest.parent.name] = symbols
     return found

@@ -1,69 +1,122 @@
 """`trades`: the raw trades of a range, exact strings, paginated with an opaque cursor.
 
 A page holds at most `limit` trades ascending by agg id, well under NATS's max payload;
-`next_cursor` (null on the last page) carries the range and the last agg id served, so
-the next request sends only `cursor` and the pages join without a gap or a repeat even
-while new trades arrive.
+`next_cursor` (null on the last page) carries the symbol, the range and the limit of the
+first page and the last agg id served, so the next request sends `cursor` and the pages
+join without a gap or a repeat even while new trades arrive.
+
+A cursor is bound to what it was made for: sent for another symbol, with another range
+or another limit, it is `invalid_request` naming what it belongs to (a foreign cursor
+would otherwise answer "no trades, last page"). The range and limit may be repeated
+beside it (`start`/`end` equal to its range, `last` equal to its length: the range was
+fixed when the first page was asked) or left out (the cursor's are used). It is base64url
+of a small JSON array, not secret, but checked field by field and bounded in size.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 
 import orjson
 import polars as pl
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, model_validator
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from tradetape.api.errors import invalid_request
 from tradetape.api.frames import DECIMAL
-from tradetape.api.models import RangeRequest
+from tradetape.api.models import RangeRequest, parse_duration_ms
 from tradetape.api.registry import QueryMethod, TradeSource
 from tradetape.api.render import iso_time, table, time_span
 from tradetape.domain.decimals import format_units
+from tradetape.domain.symbols import is_symbol
 
 MAX_PAGE = 5000
-CURSOR_VERSION = 1
+DEFAULT_PAGE = 1000
+CURSOR_VERSION = 2
+MAX_CURSOR_CHARS = 256
+"""A cursor is ~120 characters (a 32-character symbol, five integers); a longer one is not ours, unread."""
+
+
+@dataclass(frozen=True)
+class TradesCursor:
+    """Where the next page starts, and the question it belongs to: symbol, range and page size."""
+
+    symbol: str
+    start: int
+    end: int
+    limit: int
+    after_id: int
+    """The last agg id served."""
+    after_time: int
+    """Its trade time: the next page reads from there."""
+
+    def encode(self) -> str:
+        fields = [CURSOR_VERSION, self.symbol, self.start, self.end, self.limit, self.after_id, self.after_time]
+        return base64.urlsafe_b64encode(orjson.dumps(fields)).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> TradesCursor:
+        """The cursor `text` holds; `ValueError` for anything this service did not write."""
+        foreign = ValueError("cursor is not one this service wrote (give next_cursor of a page as it came)")
+        if len(text) > MAX_CURSOR_CHARS:
+            raise foreign
+        try:
+            version, symbol, *numbers = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            start, end, limit, after_id, after_time = numbers
+        except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+            raise foreign from None
+        if version != CURSOR_VERSION or not is_symbol(symbol) or not all(type(v) is int for v in numbers):
+            raise foreign
+        if not (start <= after_time < end and 1 <= limit <= MAX_PAGE):
+            raise foreign
+        return cls(symbol, start, end, limit, after_id, after_time)
+
+    def describe(self) -> str:
+        return f"{self.symbol} trades {iso_time(self.start)} → {iso_time(self.end)}, limit {self.limit}"
 
 
 class TradesRequest(RangeRequest):
-    limit: int = Field(default=1000, ge=1, le=MAX_PAGE, description="Trades per page.")
-    cursor: str | None = Field(
-        default=None, description="next_cursor of the previous page; alone, without start, end or last."
+    limit: int = Field(
+        default=DEFAULT_PAGE, ge=1, le=MAX_PAGE, description="Trades per page (with a cursor: the cursor's)."
     )
+    cursor: str | None = Field(
+        default=None,
+        max_length=MAX_CURSOR_CHARS,
+        description="next_cursor of the previous page, for the same symbol; start/end/last and limit may be left "
+        "out or must name the cursor's range and limit.",
+    )
+    _cursor: TradesCursor | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
-    def _cursor_alone(self) -> TradesRequest:
-        if self.cursor is not None:
-            if self.start is not None or self.end is not None or self.last is not None:
-                raise ValueError("a cursor carries its range: give cursor without start, end or last")
-            decode_cursor(self.cursor)
+    def _cursor_bound(self) -> TradesRequest:
+        if self.cursor is None:
+            return self
+        cursor = TradesCursor.decode(self.cursor)
+        asked: dict[str, object] = {"start": self.start, "end": self.end, "limit": self.limit}
+        bound: dict[str, object] = {"start": cursor.start, "end": cursor.end, "limit": cursor.limit}
+        if self.last is not None:
+            asked["last"], bound["last"] = parse_duration_ms(self.last), cursor.end - cursor.start
+        if "limit" not in self.model_fields_set:
+            del asked["limit"]
+        differ = [name for name, value in asked.items() if value is not None and value != bound[name]]
+        if differ:
+            raise ValueError(f"the cursor belongs to {cursor.describe()}; this request's {', '.join(differ)} differ")
+        self._cursor = cursor
+        self.limit = cursor.limit
         return self
 
+    @property
+    def resume(self) -> TradesCursor | None:
+        """The checked cursor this request continues from (None: a first page)."""
+        return self._cursor
+
     def time_range(self, now_ms: int, default_ms: int | None = None) -> tuple[int, int] | None:
-        if self.cursor is not None:
-            start, end, _, _ = decode_cursor(self.cursor)
-            return start, end
+        if self._cursor is not None:
+            return self._cursor.start, self._cursor.end
         return super().time_range(now_ms)
-
-
-def encode_cursor(start: int, end: int, after_id: int, after_time: int) -> str:
-    raw = orjson.dumps([CURSOR_VERSION, start, end, after_id, after_time])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, int, int, int]:
-    """The range, the last agg id served and its time; `ValueError` for anything this server did not write."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        version, start, end, after_id, after_time = orjson.loads(raw)
-    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
-        raise ValueError("cursor is not one this service wrote") from None
-    fields = (start, end, after_id, after_time)
-    if version != CURSOR_VERSION or not all(type(v) is int for v in fields) or not start <= after_time < end:
-        raise ValueError("cursor is not one this service wrote")
-    return start, end, after_id, after_time
 
 
 class TradeReply(BaseModel):
@@ -107,12 +160,16 @@ def handle(source: TradeSource, symbol: str, request: TradesRequest, now_ms: int
     time_range = request.time_range(now_ms)
     assert time_range is not None
     start, end = time_range
-    if request.cursor is None:
+    cursor = request.resume
+    if cursor is None:
         trades = source.trades(symbol, time_range)
+    elif cursor.symbol != symbol:
+        raise invalid_request(
+            f"the cursor belongs to {cursor.describe()}, not to {symbol}", cursor_symbol=cursor.symbol, symbol=symbol
+        )
     else:  # resume at the last trade's time: ids are ascending with time, so nothing is skipped
-        _, _, after_id, after_time = decode_cursor(request.cursor)
-        trades = source.trades(symbol, (after_time, end))
-        trades = trades.take(trades.agg_id > after_id)
+        trades = source.trades(symbol, (cursor.after_time, end))
+        trades = trades.take(trades.agg_id > cursor.after_id)
     page = trades.take(slice(0, request.limit))
     more = len(trades) > request.limit
     return TradesReply(
@@ -126,7 +183,11 @@ def handle(source: TradeSource, symbol: str, request: TradesRequest, now_ms: int
                 page.last_id.tolist(), page.time.tolist(), page.buyer_maker.tolist(), strict=True,
             )
         ],
-        next_cursor=encode_cursor(start, end, int(page.agg_id[-1]), int(page.time[-1])) if more else None,
+        next_cursor=(
+            TradesCursor(symbol, start, end, request.limit, int(page.agg_id[-1]), int(page.time[-1])).encode()
+            if more
+            else None
+        ),
     )
 
 
@@ -135,7 +196,7 @@ def render(reply: TradesReply) -> RenderableType:
         (f"{reply.symbol} trades", "bold"),
         f"  {time_span(reply.start, reply.end)}\n",
         f"{len(reply.trades)} trades on this page"
-        + (f"; next page: --cursor {reply.next_cursor}" if reply.next_cursor else "; last page"),
+        + ("; more pages follow (next_cursor)" if reply.next_cursor else "; last page"),
     )
     grid = table("time", "agg id", "side", "price", "qty", "first id", "last id",
                  right=("agg id", "price", "qty", "first id", "last id"))

@@ -357,7 +357,8 @@ async function main() {
   const config = await response.json();
   const params = new URLSearchParams(location.search);
   for (const symbol of config.symbols) $("symbol").add(new Option(symbol, symbol));
-  $("symbol").value = params.get("symbol") || config.symbols[0];
+  const wanted = params.get("symbol"); // only a symbol the config lists ever reaches a subject
+  $("symbol").value = config.symbols.includes(wanted) ? wanted : config.symbols[0];
   if (params.get("range")) $("range").value = params.get("range");
   if (params.get("row_size")) $("row-size").value = params.get("row_size");
   const options = { servers: config.servers, name: "tradetape-web" };
