@@ -188,6 +188,6 @@ async def test_a_symbol_that_is_a_path_is_refused_before_any_request_or_file(
     ran = subprocess.run(
         [*command, "--from", "2026-01-01", "--to", "2026-01-01"], env=env, capture_output=True, text=True, timeout=60
     )
-    assert ran.returncode == 1 and "must be letters and digits" in ran.stderr, ran.stdout + ran.stderr
+    assert ran.returncode == 1 and "is not a Binance symbol" in ran.stderr, ran.stdout + ran.stderr
     assert hostile_host.requests == []
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) in ([], ["data"])
