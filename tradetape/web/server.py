@@ -107,6 +107,7 @@ class _GuardedHTTPServer(ThreadingHTTPServer):
     """A thread a connection, at most `max_connections` of them: beyond, a connection is closed at once."""
 
     daemon_threads = True
+    request_queue_size = 128  # the listen backlog (socketserver's 5 drops a burst of connections to SYN retries)
 
     def __init__(self, settings: Settings, address: tuple[str, int], handler: type[BaseRequestHandler]) -> None:
         super().__init__(address, handler)
