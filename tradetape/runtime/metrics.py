@@ -249,9 +249,11 @@ class MetricsServer:
                 writer.close()
                 await writer.wait_closed()
         except (TimeoutError, ConnectionError, ValueError, asyncio.LimitOverrunError):
-            writer.transport.abort()  # a client that went away, sent garbage or took too long gets nothing more
+            pass  # a client that went away, sent garbage or took too long gets nothing more
         finally:
             self._slots.give_back()
+            if not writer.transport.is_closing():
+                writer.transport.abort()
 
 
 async def _read_head(reader: asyncio.StreamReader) -> tuple[str, list[tuple[str, str]]]:
