@@ -5,7 +5,8 @@ schema the method's request model plus `symbol`, its description the method's su
 with the units and defaults spelled out. A call goes through the Python client over NATS;
 the reply is the method's JSON reply as text (what the NATS method answers), an error
 reply a tool error carrying its code and message. `list_symbols` lists what is served and
-each symbol's coverage. Stdio by default; streamable HTTP with `--http`.
+each symbol's coverage. Stdio by default; streamable HTTP with `--http`, behind the access
+rule of `tradetape.runtime.http_access` (Host, Origin, a bearer token, the request deadline).
 """
 
 from __future__ import annotations
@@ -156,10 +157,17 @@ async def serve_stdio(settings: Settings) -> None:
 
 
 async def serve_http(settings: Settings, host: str, port: int) -> None:
-    """Streamable HTTP at `http://<host>:<port>/mcp`."""
+    """Streamable HTTP at `http://<host>:<port>/mcp`; HttpAccessError, before listening, if exposed without a token."""
     import uvicorn
+    from mcp.server.transport_security import TransportSecuritySettings
 
-    app = build_server(settings).streamable_http_app(host=host)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
-    logger.info("mcp server listening", extra={"url": f"http://{host}:{port}/mcp"})
-    await uvicorn.Server(config).serve()
+    from tradetape.runtime.http_access import HttpAccess, require_token
+    from tradetape.runtime.uvicorn_access import uvicorn_config
+
+    require_token(host, settings.mcp_token, Settings.env_name("mcp_token"))
+    # The SDK's own Host/Origin check is off: the one rule (HttpAccess) guards every path before the SDK sees it.
+    unchecked = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    app = build_server(settings).streamable_http_app(host=host, transport_security=unchecked)
+    access = HttpAccess.for_server(settings, host, port, token=settings.mcp_token)
+    logger.info("mcp server listening", extra={"url": f"http://{host}:{port}/mcp", "token": access.token is not None})
+    await uvicorn.Server(uvicorn_config(app, host, port, access)).serve()

@@ -16,11 +16,14 @@ from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tradetape.domain.symbols import symbol_from_input
+from tradetape.runtime.http_access import parse_allowed_host
 
 ENV_PREFIX = "TRADETAPE_"
 _UNPREFIXED = {"nats_url": "NATS_URL"}
 ALL_SYMBOLS = "ALL"
 """`TRADETAPE_SYMBOLS=ALL`: every TRADING symbol of the exchange, learned at start (`tradetape.binance.symbols`)."""
+MIN_TOKEN_CHARS = 16
+"""A bearer token shorter than this is refused: it would be guessable."""
 
 
 class SymbolsUnresolvedError(RuntimeError):
@@ -103,6 +106,11 @@ class Settings(BaseSettings):
     )
     mcp_host: str = Field(default="127.0.0.1", description="`tradetape mcp --http`: the address to listen on")
     mcp_port: int = Field(default=8765, ge=1, le=65535, description="`tradetape mcp --http`: the port to listen on")
+    mcp_token: SecretStr | None = Field(
+        default=None,
+        description="`tradetape mcp --http`: the bearer token every request must carry; required on a "
+        "non-loopback address (prefer the env)",
+    )
     websocket_port: int = Field(
         default=0,
         ge=0,
@@ -146,6 +154,17 @@ class Settings(BaseSettings):
         ge=1,
         le=5,
         description="replicas of the streams, the consumers and the ledger bucket (3 on a 3-node NATS cluster)",
+    )
+    http_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="comma-separated Host names (name, name:port, or an IP network such as 10.0.0.0/8) the web, "
+        "mcp and metrics servers answer to besides their bind address and the loopback names",
+    )
+    http_request_timeout_s: float = Field(
+        default=10.0, gt=0, description="seconds an HTTP client has to send a whole request (headers and body)"
+    )
+    http_max_connections: int = Field(
+        default=64, ge=1, description="connections one HTTP server holds at once; beyond, new ones are closed"
     )
 
     ingest_max_id_jump: int = Field(
@@ -223,6 +242,25 @@ class Settings(BaseSettings):
             return symbols
         return value
 
+    @field_validator("http_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, (list, tuple)):
+            hosts = tuple(str(host).strip() for host in value if str(host).strip())
+            for host in hosts:
+                parse_allowed_host(host)
+            return hosts
+        return value
+
+    @field_validator("mcp_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"a token needs at least {MIN_TOKEN_CHARS} characters, e.g. `openssl rand -hex 32`")
+        return value
+
     @model_validator(mode="after")
     def _check_shard(self) -> Settings:
         if self.shard_index >= self.shard_count:
@@ -250,7 +288,7 @@ class Settings(BaseSettings):
             value: Any = getattr(self, field)
             if value is None:
                 continue
-            if field == "symbols":
+            if isinstance(value, tuple):  # symbols, http_allowed_hosts
                 value = ",".join(value)
             elif isinstance(value, Path):
                 value = value.resolve()

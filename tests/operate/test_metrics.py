@@ -19,6 +19,7 @@ from prometheus_client.samples import Sample
 from tests.cluster.topology import child_env, free_ports, http_get, start_replay_system
 from tests.harness import request, wait_for, wait_until_stored
 from tests.processes import ServiceProcesses
+from tradetape.runtime.http_access import HttpAccess
 from tradetape.runtime.metrics import MetricsServer, ServiceMetrics, ServiceSnapshot
 from tradetape.runtime.supervisor import metrics_env
 from tradetape.settings import Settings
@@ -44,7 +45,7 @@ async def test_a_snapshot_becomes_parseable_metrics_and_health_follows_readiness
 
     metrics = ServiceMetrics("persist", source)
     port = free_ports(1)[0]
-    async with MetricsServer("127.0.0.1", port) as server:
+    async with MetricsServer("127.0.0.1", port, HttpAccess.for_server(Settings(), "127.0.0.1", port)) as server:
         base = f"http://127.0.0.1:{port}"
         status, body = await asyncio.to_thread(http_get, f"{base}/healthz")
         assert (status, body) == (503, "not ready: waiting for NATS\n")

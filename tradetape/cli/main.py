@@ -22,7 +22,8 @@ from tradetape.settings import Settings
 
 ALL_SETTINGS = tuple(Settings.model_fields)
 STREAM_SETTINGS = ("stream_max_age_hours", "stream_max_bytes", "stream_replicas")
-METRICS_SETTINGS = ("metrics_port", "metrics_host")
+HTTP_SETTINGS = ("http_allowed_hosts", "http_request_timeout_s", "http_max_connections")
+METRICS_SETTINGS = ("metrics_port", "metrics_host", *HTTP_SETTINGS)
 SHARD_SETTINGS = ("shard", "shard_count", "shard_index")
 NATS_SETTINGS = ("nats_url", *(field for field in ALL_SETTINGS if field.startswith("nats_") and field != "nats_url"))
 LOG_SETTINGS = ("log_level", "log_format")
@@ -42,8 +43,10 @@ SERVICE_SETTINGS = {
 }
 EXCHANGE_SETTINGS = ("data_dir", "symbols", *LOG_SETTINGS)
 QUERY_SETTINGS = (*NATS_SETTINGS, "data_dir")
-MCP_SETTINGS = (*NATS_SETTINGS, "data_dir", "mcp_host", "mcp_port", *LOG_SETTINGS)
-WEB_SETTINGS = ("data_dir", "symbols", *(field for field in ALL_SETTINGS if field.startswith("web_")), *LOG_SETTINGS)
+MCP_SETTINGS = (*NATS_SETTINGS, "data_dir", "mcp_host", "mcp_port", "mcp_token", *HTTP_SETTINGS, *LOG_SETTINGS)
+WEB_SETTINGS = (
+    "data_dir", "symbols", *(field for field in ALL_SETTINGS if field.startswith("web_")), *HTTP_SETTINGS, *LOG_SETTINGS
+)
 
 EXAMPLES = {
     "up": "tradetape up --simulate            # offline, with the bundled exchange simulator",
@@ -305,7 +308,13 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         from tradetape import mcp_server
 
         if args.http:
-            await mcp_server.serve_http(settings, settings.mcp_host, settings.mcp_port)
+            from tradetape.runtime.http_access import HttpAccessError
+
+            try:
+                await mcp_server.serve_http(settings, settings.mcp_host, settings.mcp_port)
+            except HttpAccessError as exc:
+                print(f"tradetape mcp: {exc}", file=sys.stderr)
+                return 2
         else:
             await mcp_server.serve_stdio(settings)
         return 0
@@ -351,6 +360,7 @@ async def _run_service(name: str, settings: Settings) -> int:
     from tradetape.bus.auth import NatsAuth
     from tradetape.bus.connect import resolve_nats_url
     from tradetape.runtime.collector import settle_after_start
+    from tradetape.runtime.http_access import HttpAccess
     from tradetape.runtime.lifecycle import run_with_nats
     from tradetape.runtime.metrics import MetricsPortError, MetricsServer, announce
 
@@ -377,7 +387,8 @@ async def _run_service(name: str, settings: Settings) -> int:
                 with contextlib.suppress(NatsError, OSError, TimeoutError):
                     await presence.stop()
 
-    metrics_server = MetricsServer(settings.metrics_host, settings.metrics_port)
+    host, port = settings.metrics_host, settings.metrics_port
+    metrics_server = MetricsServer(host, port, HttpAccess.for_server(settings, host, port))
     try:
         await metrics_server.start()
     except MetricsPortError as exc:

@@ -9,7 +9,8 @@ query latency histogram, observed once per query.
 `ok` once the service is connected to NATS and ready, 503 with the reason otherwise,
 including while it still waits for NATS) on `metrics_host:metrics_port`. It runs on the
 service's own event loop, so a scrape reads the counters between two steps of the
-service, never in the middle of one.
+service, never in the middle of one. Every request passes `tradetape.runtime.http_access`
+(Host, Origin, the request deadline, the connection bound).
 
 `announce` registers a NATS micro service with no endpoints for a service that has none
 (ingest, persist), so `$SRV.PING|INFO|STATS` list every instance with its version,
@@ -37,14 +38,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tradetape import __version__
+from tradetape.runtime.http_access import ConnectionSlots, HttpAccess
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "tradetape"
 QUERY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Query latency buckets in seconds: a 1 h profile takes ~10 ms, a 24 h one ~0.5 s."""
-REQUEST_TIMEOUT_S = 5.0
 MAX_REQUEST_BYTES = 8192
+"""The request line and headers of a scrape fit in this; a longer head is dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +168,11 @@ class MetricsPortError(RuntimeError):
 class MetricsServer:
     """`GET /metrics` and `GET /healthz` over plain HTTP/1.1 (one request a connection); port 0: off."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, access: HttpAccess) -> None:
         self.host = host
         self.port = port
+        self._access = access
+        self._slots = ConnectionSlots(access.max_connections)
         self.metrics: ServiceMetrics | None = None
         self._waiting = "waiting for NATS"
         self._server: asyncio.Server | None = None
@@ -220,30 +224,62 @@ class MetricsServer:
         return 503, "text/plain", f"not ready: {snapshot.reason}\n".encode()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._slots.take():
+            writer.transport.abort()
+            return
         try:
-            request_line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT_S)
-            while (await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT_S)).strip():
-                pass  # headers: nothing in them changes the answer
-            parts = request_line.decode("latin-1").split()
+            async with asyncio.timeout(self._access.request_timeout_s):
+                request_line, headers = await _read_head(reader)
+            parts = request_line.split()
+            refused = self._access.refusal(headers)
+            extra = refused.headers if refused is not None else ()
             if len(parts) != 3:
                 status, content_type, body = 400, "text/plain", b"bad request\n"
+            elif refused is not None:
+                status, content_type, body = refused.status, "text/plain", f"{refused.reason}\n".encode()
             else:
                 status, content_type, body = await self.answer(parts[0], parts[1])
-            head = (
-                f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + (b"" if parts[:1] == ["HEAD"] else body))
-            await writer.drain()
-        except (TimeoutError, ConnectionError, ValueError, asyncio.LimitOverrunError):
-            pass  # a client that went away or sent garbage gets nothing more
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
+            lines = [f"HTTP/1.1 {status} {_REASONS[status]}", f"Content-Type: {content_type}"]
+            lines += [f"{name}: {value}" for name, value in extra]
+            lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+            head = "\r\n".join(lines)
+            async with asyncio.timeout(self._access.request_timeout_s):
+                writer.write(head.encode() + (b"" if parts[:1] == ["HEAD"] else body))
+                await writer.drain()
+                writer.close()
                 await writer.wait_closed()
+        except (TimeoutError, ConnectionError, ValueError, asyncio.LimitOverrunError):
+            pass  # a client that went away, sent garbage or took too long gets nothing more
+        finally:
+            self._slots.give_back()
+            if not writer.transport.is_closing():
+                writer.transport.abort()
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+async def _read_head(reader: asyncio.StreamReader) -> tuple[str, list[tuple[str, str]]]:
+    """The request line and the (name, value) header pairs; ValueError past `MAX_REQUEST_BYTES`."""
+    request_line = await reader.readline()
+    size = len(request_line)
+    headers: list[tuple[str, str]] = []
+    while (line := await reader.readline()).strip():
+        size += len(line)
+        if size > MAX_REQUEST_BYTES:
+            raise ValueError("request head too large")
+        name, _, value = line.decode("latin-1").partition(":")
+        headers.append((name.strip(), value.strip()))
+    return request_line.decode("latin-1"), headers
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    421: "Misdirected Request",
+    503: "Service Unavailable",
+}
 
 
 async def announce(nc: Client, service: str, metadata: Mapping[str, str]) -> Service:

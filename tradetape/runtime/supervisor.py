@@ -31,6 +31,7 @@ import orjson
 
 from tradetape.bus.auth import redact_url
 from tradetape.runtime.backoff import Backoff
+from tradetape.runtime.http_access import page_origins
 from tradetape.runtime.lifecycle import stop_on_signals
 from tradetape.runtime.lock import DataDirLock, DataDirLocked
 from tradetape.runtime.nats_server import (
@@ -44,7 +45,6 @@ from tradetape.runtime.nats_users import INTERNAL_USER, Credential, EmbeddedUser
 from tradetape.runtime.processes import die_with_parent, tradetape_command
 from tradetape.runtime.scratch import owned_tempdir, sweep
 from tradetape.settings import Settings
-from tradetape.web.origins import page_origins
 
 logger = logging.getLogger(__name__)
 

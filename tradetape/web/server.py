@@ -6,24 +6,36 @@ only hands out files and the config, so it holds no connection and no state. The
 is read again for every request, so the page finds a `tradetape up` started after it.
 With `up`'s embedded server, the config carries the query user `up` made for the page
 (`tradetape.runtime.nats_users`): that listener lets no one in without it.
+
+Every request passes `tradetape.runtime.http_access` (Host, Origin, the request deadline, the
+connection bound): a thread blocked on a slow client ends at the deadline, and connections
+beyond the bound are closed before a thread is started for them.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import socket
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
+from socketserver import BaseRequestHandler
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
+from tradetape.runtime.http_access import ConnectionSlots, HttpAccess
 from tradetape.runtime.nats_server import read_url_file
 from tradetape.runtime.nats_users import read_credential
 from tradetape.settings import Settings
 from tradetape.store.shards import find_shards
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +98,60 @@ def page_symbols(settings: Settings) -> list[str]:
     return symbols
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A connection's bytes until the request's deadline: each read waits only for the time left."""
+
+    def __init__(self, connection: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._connection = connection
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request was not complete by its deadline")
+        self._connection.settimeout(left)
+        return self._connection.recv_into(buffer)
+
+
+class _GuardedHTTPServer(ThreadingHTTPServer):
+    """A thread a connection, at most `max_connections` of them: beyond, a connection is closed at once."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the listen backlog (socketserver's 5 drops a burst of connections to SYN retries)
+
+    def __init__(self, settings: Settings, address: tuple[str, int], handler: type[BaseRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.access = HttpAccess.for_server(settings, address[0], self.server_address[1])
+        self._slots = ConnectionSlots(self.access.max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.take():
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: it will not give the slot back
+            self._slots.give_back()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.give_back()
+
+
 class WebServer:
     """The page's HTTP server on a thread of its own; `port=0` picks a free port (see `url`)."""
 
     def __init__(self, settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
         self._settings = settings
         self._address = (host or settings.web_host, settings.web_port if port is None else port)
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _GuardedHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -106,6 +165,27 @@ class WebServer:
         settings = self._settings
 
         class Handler(BaseHTTPRequestHandler):
+            @property
+            def access(self) -> HttpAccess:
+                return cast(_GuardedHTTPServer, self.server).access
+
+            def setup(self) -> None:
+                super().setup()
+                self.rfile.close()
+                deadline = time.monotonic() + self.access.request_timeout_s
+                self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline))
+
+            def parse_request(self) -> bool:
+                if not super().parse_request():
+                    return False
+                self.connection.settimeout(self.access.request_timeout_s)  # what each write of the answer may wait
+                refused = self.access.refusal(self.headers.items())
+                if refused is None:
+                    return True
+                body = f"{refused.reason}\n".encode()
+                self._send(HTTPStatus(refused.status), body, "text/plain; charset=utf-8", refused.headers)
+                return False
+
             def do_GET(self) -> None:  # noqa: N802 - the http.server interface
                 path = self.path.split("?", 1)[0]
                 if path == "/config.json":
@@ -123,8 +203,12 @@ class WebServer:
                 name, content_type = page
                 self._send(HTTPStatus.OK, (STATIC / name).read_bytes(), content_type)
 
-            def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+            def _send(
+                self, status: HTTPStatus, body: bytes, content_type: str, headers: tuple[tuple[str, str], ...] = ()
+            ) -> None:
                 self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-cache")
@@ -134,8 +218,7 @@ class WebServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server interface
                 logger.debug("web request", extra={"request": format % args})
 
-        self._server = ThreadingHTTPServer(self._address, Handler)
-        self._server.daemon_threads = True
+        self._server = _GuardedHTTPServer(settings, self._address, Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="tradetape-web", daemon=True)
         self._thread.start()
         logger.info("web page served", extra={"url": self.url})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tradetape.web.origins import page_origins
+from tradetape.runtime.http_access import page_origins
 
 LOOPBACK = ("http://127.0.0.1:8766", "http://localhost:8766", "http://[::1]:8766")
 
