@@ -4,7 +4,8 @@ The shard's writer is this process, so imports and repairs that run while persis
 send their batches here (`tradetape.history.bulk`): one request subject per symbol the
 shard owns. Each batch is checked with the same column rules as a dump, then written by
 `WindowStore.import_trades` in one atomic write straight into hour segments. The handler
-runs on persist's event loop between its writes, so the store never sees two writers.
+runs on persist's event loop between its writes, so the store never sees two writers. A batch
+whose reply subject is not an inbox is dropped unread (`tradetape.bus.replies`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from tradetape.bus.replies import ReplyGuard
 from tradetape.domain.column_checks import first_invalid, first_not_ascending
 from tradetape.history.bulk import BatchFormatError, ImportReply, decode_batch, import_subject
 from tradetape.store.rocks import StoreError
@@ -25,8 +27,11 @@ logger = logging.getLogger(__name__)
 
 
 class BulkImporter:
-    def __init__(self, nc: Client, store: WindowStore, symbols: tuple[str, ...], rollup_age_s: float) -> None:
+    def __init__(
+        self, nc: Client, store: WindowStore, symbols: tuple[str, ...], rollup_age_s: float, replies: ReplyGuard
+    ) -> None:
         self._nc = nc
+        self._replies = replies
         self._store = store
         self._symbols = symbols
         self._rollup_age_ms = int(rollup_age_s * 1000)
@@ -41,7 +46,9 @@ class BulkImporter:
 
     async def add(self, symbol: str) -> None:
         """Take imports for one more symbol (one persist adopted after its start)."""
-        self._subscriptions.append(await self._nc.subscribe(import_subject(symbol), cb=self._handle))
+        self._subscriptions.append(
+            await self._nc.subscribe(import_subject(symbol), cb=self._replies.guarded(self._handle))
+        )
 
     async def stop(self) -> None:
         """Unsubscribe; safe twice."""
@@ -51,8 +58,7 @@ class BulkImporter:
                 await subscription.unsubscribe()
 
     async def _handle(self, msg: Msg) -> None:
-        if not msg.reply:
-            return
+        """One batch, whose reply subject the guard has checked before anything is written."""
         symbol = msg.subject.rsplit(".", 1)[-1]
         reply = self._import(symbol, msg.data)
         await msg.respond(reply.encode())

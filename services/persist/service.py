@@ -35,6 +35,7 @@ from services.persist.live import LivePublisher
 from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.codec import decode_trade
 from tradetape.bus.deadletter import publish_deadletter
+from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.subjects import TRADES_STREAM, symbol_of, trade_subject
 from tradetape.domain.trade import TradeFormatError, TradeRow
 from tradetape.runtime.backoff import Backoff
@@ -76,6 +77,8 @@ class PersistService:
         self._settings = settings
         self._nc = nc
         self._js = nc.jetstream()
+        self.replies = ReplyGuard("persist")
+        """Checks the reply subjects of bulk imports and of the `$SRV` verbs (`announce`)."""
         self._batch = batch
         self._fetch_timeout = fetch_timeout
         self._linger = linger
@@ -119,7 +122,9 @@ class PersistService:
         self._consumer.symbols = self._symbols
         store = WindowStore(self._settings.shard_dir)
         advisories = MaxDeliveries(self._nc, self._js, self._consumer.durable, self.deadlettered)
-        importer = self._importer = BulkImporter(self._nc, store, self._symbols, self._settings.rollup_age_s)
+        importer = self._importer = BulkImporter(
+            self._nc, store, self._symbols, self._settings.rollup_age_s, self.replies
+        )
         try:
             write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols)
             await advisories.start()
@@ -316,7 +321,11 @@ class PersistService:
             with contextlib.suppress(NatsError, TimeoutError):
                 info = await self._js.consumer_info(TRADES_STREAM, durable, timeout=1.0)
                 lag[durable], ack_pending[durable] = info.num_pending or 0, info.num_ack_pending or 0
-        errors = {"store_error": self.store_errors, "deadletter": sum(self.deadlettered.values())}
+        errors = {
+            "store_error": self.store_errors,
+            "deadletter": sum(self.deadlettered.values()),
+            **self.replies.errors,
+        }
         return ServiceSnapshot(
             ready=store is not None and self._nc.is_connected,
             reason="starting" if store is None else "" if self._nc.is_connected else "nats disconnected",
