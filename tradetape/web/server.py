@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tradetape.bus.replies import ROLE_INBOX_PREFIXES
 from tradetape.runtime.nats_server import read_url_file
 from tradetape.settings import Settings
 from tradetape.store.shards import find_shards
@@ -44,6 +45,8 @@ class WebConfig(BaseModel):
     symbols: list[str]
     user: str | None = None
     password: str | None = None
+    inbox_prefix: str = ROLE_INBOX_PREFIXES["query"]
+    """The page asks as the query role, which may read replies under this prefix only."""
 
 
 def web_config(settings: Settings) -> WebConfig:
