@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tradetape.bus.replies import DEFAULT_INBOX_PREFIX, INBOX_PREFIX_PATTERN
 from tradetape.domain.symbols import symbol_from_input
 from tradetape.runtime.http_access import parse_allowed_host
 
@@ -73,6 +74,11 @@ class Settings(BaseSettings):
     nats_tls_ca_file: FilePath | None = Field(default=None, description="CA certificate(s) to trust for NATS TLS")
     nats_tls_cert_file: FilePath | None = Field(default=None, description="client certificate for NATS TLS (mTLS)")
     nats_tls_key_file: FilePath | None = Field(default=None, description="private key of nats_tls_cert_file")
+    nats_inbox_prefix: str = Field(
+        default=DEFAULT_INBOX_PREFIX,
+        pattern=INBOX_PREFIX_PATTERN,
+        description="first token of this client's reply inboxes: its role's (`_INBOX_INGEST`...; README, auth.conf)",
+    )
     stream_max_age_hours: float = Field(
         default=24.0, gt=0, description="hours the trades stream buffers raw messages (longest persist outage survived)"
     )

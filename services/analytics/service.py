@@ -9,7 +9,8 @@ shard's queue group, so replicas share the load and NATS routes a query to a wor
 the shard that owns its symbol. `$SRV.PING|INFO|STATS` discover it; error replies
 count in `$SRV.STATS` as errors.
 
-Protection: a request without a reply subject is dropped before any work; at most
+Protection: a request without a reply subject, or whose reply subject is not an inbox
+(`tradetape.bus.replies`, which guards the `$SRV` verbs too), is dropped before any work; at most
 `query_concurrency` queries compute at once (in threads, so the event loop keeps
 answering) and at most `query_max_pending` wait, the rest are answered `overloaded`;
 ranges are capped at `query_max_range_days`; a query whose reads would need more than
@@ -44,7 +45,6 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
 from nats.js.kv import KeyValue
-from nats.micro import add_service
 from nats.micro.request import Request
 
 from tradetape import __version__
@@ -59,6 +59,7 @@ from tradetape.api.errors import (
 from tradetape.api.registry import QueryMethod, TradeSource, api_schema, methods
 from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.ledger import LedgerFormatError, LedgerGap, ledger_bucket, read_entry
+from tradetape.bus.replies import GuardedService, ReplyGuard
 from tradetape.bus.shard_stores import check_same_store, read_shard_store
 from tradetape.bus.subjects import ANALYTICS_SERVICE, SCHEMA_SUBJECT, analytics_queue_group, query_subject, symbol_of
 from tradetape.domain.columns import TradeColumns
@@ -139,7 +140,7 @@ class AnalyticsService:
         self._ledger: KeyValue | None = None
         self._answering: set[asyncio.Task[None]] = set()
         self._endpoint_stats = EndpointStats(None)
-        self.dropped_without_reply = 0
+        self.replies = ReplyGuard("analytics")
         self.errors: Counter[str] = Counter()
         self._serving = False
         self.symbols: tuple[str, ...] = ()
@@ -159,8 +160,9 @@ class AnalyticsService:
         self.symbols = self._settings.shard_share(resolved)
         keep_heap()
         queue_group = analytics_queue_group(self._settings.shard)
-        service = await add_service(
+        service = await GuardedService.start(
             self._nc,
+            self.replies,
             name=ANALYTICS_SERVICE,
             version=__version__,
             description="Market-microstructure queries over the trade tape",
@@ -180,7 +182,7 @@ class AnalyticsService:
             await service.add_endpoint(
                 name="schema", subject=SCHEMA_SUBJECT, handler=functools.partial(_respond, schema), metadata={}
             )
-            self._endpoint_stats = EndpointStats(service)
+            self._endpoint_stats = EndpointStats(service.service)
             self._serving = True
             logger.info(
                 "analytics started",
@@ -198,9 +200,7 @@ class AnalyticsService:
             await self._finish_answers()
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._reader.close()
-            logger.info(
-                "analytics stopped", extra={"shard": self._settings.shard, "dropped": self.dropped_without_reply}
-            )
+            logger.info("analytics stopped", extra={"shard": self._settings.shard, **self.replies.errors})
 
     async def _check_store(self) -> None:
         """Refuse to serve the shard from a store that is not the one its persist writes (`ForeignStoreError`)."""
@@ -217,10 +217,6 @@ class AnalyticsService:
         same endpoint waited the whole second. Each request is its own task instead; the
         semaphore and `query_max_pending` still bound the work.
         """
-        # nats micro's Request exposes no reply subject; without one nobody would read the answer.
-        if not request._msg.reply:
-            self.dropped_without_reply += 1
-            return
         task = asyncio.create_task(self._handle(method, request), name=f"query-{method.name}")
         self._answering.add(task)
         task.add_done_callback(self._answering.discard)
@@ -259,7 +255,7 @@ class AnalyticsService:
         return ServiceSnapshot(
             ready=self._serving and connected,
             reason="" if self._serving and connected else "nats disconnected" if self._serving else "starting",
-            errors={**self.errors, "dropped_without_reply": self.dropped_without_reply},
+            errors={**self.errors, **self.replies.errors},
         )
 
     async def _compute(self, method: QueryMethod[Any, Any], symbol: str, data: bytes) -> bytes:

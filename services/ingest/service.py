@@ -40,6 +40,7 @@ from tradetape.bus.codec import decode_trade, encode_trade
 from tradetape.bus.deadletter import deadletter_message
 from tradetape.bus.ledger import LedgerEntry, LedgerFormatError, ledger_bucket, read_entry, write_entry
 from tradetape.bus.provision import ensure_streams
+from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM, deadletter_subject, trade_subject
 from tradetape.domain.trade import TradeFormatError
 from tradetape.runtime.metrics import ServiceMetrics
@@ -63,6 +64,8 @@ class IngestService:
     def __init__(self, settings: Settings, nc: Client) -> None:
         self._settings = settings
         self._nc = nc
+        self.replies = ReplyGuard("ingest")
+        """Checks the reply subjects of `tape.ingest.stats` and of the `$SRV` verbs (`announce`)."""
         self._js: JetStreamContext = nc.jetstream()
         self._rest = RestClient(settings.binance_rest_url, weight_per_minute=settings.ingest_rest_weight_per_minute)
         self._retention_ms = int(settings.retention_days * 86_400_000)
@@ -99,7 +102,7 @@ class IngestService:
             kv = await self._start(stop)
             if kv is None:
                 return
-            stats_sub = await self._nc.subscribe(INGEST_STATS_SUBJECT, cb=self._answer_stats)
+            stats_sub = await self._nc.subscribe(INGEST_STATS_SUBJECT, cb=self.replies.guarded(self._answer_stats))
         except NatsError:
             raise_if_closed(self._nc)
             raise

@@ -117,6 +117,7 @@ class StatsBook:
         for tape in tapes:
             errors.update(tape.counters.deadletters)
         errors["rest_failure"] = service.rest.failures
+        errors.update(service.replies.errors)
         gaps = {t.symbol: t.open_gaps() for t in tapes}
         connected = service.connected
         return ServiceSnapshot(

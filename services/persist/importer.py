@@ -9,7 +9,8 @@ by `WindowStore.import_trades` in one atomic write straight into hour segments. 
 runs on persist's store thread, the one thread that changes the store: the event loop
 keeps consuming live trades meanwhile, and a batch is never written beside a live write.
 At most `PENDING_BATCHES` batches of a symbol wait in memory; NATS drops the ones beyond
-(the importer's request then times out), so a flood of batches cannot grow persist.
+(the importer's request then times out), so a flood of batches cannot grow persist. A batch
+whose reply subject is not an inbox is dropped unread (`tradetape.bus.replies`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from tradetape.bus.replies import ReplyGuard
 from tradetape.domain.column_checks import first_invalid, first_not_ascending
 from tradetape.history.bulk import BatchFormatError, ImportReply, decode_batch, import_subject
 from tradetape.store.rocks import StoreError
@@ -41,8 +43,10 @@ class BulkImporter:
         symbols: tuple[str, ...],
         rollup_age_s: float,
         store_thread: ThreadPoolExecutor,
+        replies: ReplyGuard,
     ) -> None:
         self._nc = nc
+        self._replies = replies
         self._store = store
         self._store_thread = store_thread
         self._symbols = symbols
@@ -61,7 +65,7 @@ class BulkImporter:
         """Take imports for one more symbol (one persist adopted after its start)."""
         subscription = await self._nc.subscribe(
             import_subject(symbol),
-            cb=self._handle,
+            cb=self._replies.guarded(self._handle),
             pending_msgs_limit=PENDING_BATCHES,
             pending_bytes_limit=PENDING_BATCHES * self._nc.max_payload,
         )
@@ -75,8 +79,7 @@ class BulkImporter:
                 await subscription.unsubscribe()
 
     async def _handle(self, msg: Msg) -> None:
-        if not msg.reply:
-            return
+        """One batch, whose reply subject the guard has checked before anything is written."""
         symbol = msg.subject.rsplit(".", 1)[-1]
         reply = await asyncio.get_running_loop().run_in_executor(self._store_thread, self._import, symbol, msg.data)
         await msg.respond(reply.encode())

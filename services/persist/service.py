@@ -43,6 +43,7 @@ from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.codec import decode_trade
 from tradetape.bus.deadletter import publish_deadletter
 from tradetape.bus.ledger import LedgerFormatError, ledger_bucket, read_entry
+from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.shard_stores import ShardStore, record_shard_store
 from tradetape.bus.subjects import TRADES_STREAM, symbol_of, trade_subject
 from tradetape.domain.columns import TradeColumns
@@ -93,6 +94,8 @@ class PersistService:
         self._settings = settings
         self._nc = nc
         self._js = nc.jetstream()
+        self.replies = ReplyGuard("persist")
+        """Checks the reply subjects of bulk imports and of the `$SRV` verbs (`announce`)."""
         self._batch = batch
         self._fetch_timeout = fetch_timeout
         self._linger = linger
@@ -144,7 +147,7 @@ class PersistService:
         store = WindowStore(self._settings.shard_dir)
         advisories = MaxDeliveries(self._nc, self._js, self._consumer.durable, self.deadlettered)
         importer = self._importer = BulkImporter(
-            self._nc, store, self._symbols, self._settings.rollup_age_s, self._store_thread
+            self._nc, store, self._symbols, self._settings.rollup_age_s, self._store_thread, self.replies
         )
         try:
             await self._record_store(write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols))
@@ -435,7 +438,12 @@ class PersistService:
             with contextlib.suppress(NatsError, TimeoutError):
                 info = await self._js.consumer_info(TRADES_STREAM, durable, timeout=1.0)
                 lag[durable], ack_pending[durable] = info.num_pending or 0, info.num_ack_pending or 0
-        errors = {"store_error": self.store_errors, "deadletter": sum(self.deadlettered.values()), **self.refused}
+        errors = {
+            "store_error": self.store_errors,
+            "deadletter": sum(self.deadlettered.values()),
+            **self.refused,
+            **self.replies.errors,
+        }
         return ServiceSnapshot(
             ready=store is not None and self._nc.is_connected,
             reason="starting" if store is None else "" if self._nc.is_connected else "nats disconnected",

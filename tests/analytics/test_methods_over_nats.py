@@ -129,12 +129,17 @@ async def test_every_method_answers_as_its_handler_and_survives_hostile_requests
                         assert answer["error"]["message"]
 
             stats_before = await _requests_served(client)
-            for name in methods():  # no reply subject: dropped before any work, nothing comes back
+            target = await client.subscribe("tape.trades.binance.>")
+            for name in methods():  # no reply subject, or one outside the inboxes: dropped before any work
                 await client.publish(f"tape.query.{name}.{SYMBOL}", b"{}")
+                await client.publish(f"tape.query.{name}.{SYMBOL}", b"{}", reply=f"tape.trades.binance.{SYMBOL}")
             await client.flush()
             await asyncio.sleep(0.3)
-            assert running.services["analytics"].dropped_without_reply == len(methods())
-            assert await _requests_served(client) == stats_before + len(methods())
+            guard = running.services["analytics"].replies
+            assert (guard.dropped_without_reply, guard.dropped_reply_subject) == (len(methods()), len(methods()))
+            assert await _requests_served(client) == stats_before, "micro never saw them"
+            with pytest.raises(nats.errors.TimeoutError):
+                await target.next_msg(timeout=0.2)
             ok, _ = await request(client, f"tape.query.coverage.{SYMBOL}", {})
             assert ok["trade_count"] == COUNT
             running.check()

@@ -15,6 +15,7 @@ import pytest
 from tests.cluster.topology import child_env, free_ports, start_replay_system
 from tests.harness import wait_for, wait_until_stored
 from tests.processes import ServiceProcesses
+from tradetape.bus.replies import ReplyGuard
 from tradetape.runtime.metrics import announce
 from tradetape.settings import Settings
 from tradetape.status import collect_status
@@ -116,7 +117,7 @@ def test_status_watch_refreshes_until_stopped(tmp_path: Path) -> None:
 async def test_with_all_status_names_the_symbols_the_shards_recorded_never_all(nats_url: str, tmp_path: Path) -> None:
     settings = Settings(nats_url=nats_url, data_dir=tmp_path / "data", symbols="ALL")
     client = await nats.connect(nats_url)
-    presence = await announce(client, "persist", {"symbols": "ALL", "shard": "main"})  # as `tradetape persist` does
+    presence = await announce(client, "persist", {"symbols": "ALL", "shard": "main"}, ReplyGuard("persist"))
     try:
         before = await collect_status(client, settings, nats_url)
         assert before.symbols == [] and any("TRADETAPE_SYMBOLS=ALL" in p for p in before.problems)

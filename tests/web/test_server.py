@@ -49,6 +49,7 @@ def test_page_files_and_config_with_the_query_user(tmp_path: Path) -> None:
             "symbols": ["BTCUSDT", "ETHUSDT"],
             "user": "query",
             "password": "secret",
+            "inbox_prefix": "_INBOX_QUERY",
         }
         assert get(web.url + "../pyproject.toml")[0] == 404
 

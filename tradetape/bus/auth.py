@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from tradetape.bus.replies import DEFAULT_INBOX_PREFIX
 from tradetape.settings import Settings
 
 REDACTED = "***"
@@ -63,7 +64,7 @@ def write_private_file(path: Path, text: str) -> None:
 
 
 class NatsAuth(BaseModel):
-    """How one client authenticates to NATS and what TLS it speaks; built from `Settings`."""
+    """How one client authenticates to NATS, what TLS it speaks and under which inbox prefix; built from `Settings`."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -75,6 +76,8 @@ class NatsAuth(BaseModel):
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    inbox_prefix: str = DEFAULT_INBOX_PREFIX
+    """The first token of this client's inboxes: its role may subscribe to those only (`tradetape.bus.replies`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NatsAuth:
@@ -87,6 +90,7 @@ class NatsAuth(BaseModel):
             tls_ca_file=settings.nats_tls_ca_file,
             tls_cert_file=settings.nats_tls_cert_file,
             tls_key_file=settings.nats_tls_key_file,
+            inbox_prefix=settings.nats_inbox_prefix,
         )
 
     @property

@@ -1,8 +1,10 @@
 """Connecting to NATS the same way from every service and the CLI.
 
-`NATS_URL` may list several servers of a cluster, comma-separated; credentials and TLS
-come from the settings as a `NatsAuth` (`tradetape.bus.auth`), and the URL is logged
-redacted.
+`NATS_URL` may list several servers of a cluster, comma-separated; credentials, TLS and
+the role's inbox prefix come from the settings as a `NatsAuth` (`tradetape.bus.auth`), and
+the URL is logged redacted. Every inbox the code makes comes from `nc.new_inbox()` (or
+nats-py's `request`/JetStream, which use the same prefix), so all replies a client waits
+for arrive under its role's prefix.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ async def connect(
 ) -> Client:
     """A client that keeps reconnecting forever: a restarted server must not end a service."""
     nc = Client()
+    auth = auth or NatsAuth()
 
     async def on_disconnected() -> None:
         if not (nc.is_closed or nc.is_draining):
@@ -57,7 +60,8 @@ async def connect(
         reconnected_cb=on_reconnected,
         error_cb=on_error,
         pending_size=64 * 1024 * 1024,
-        **(auth or NatsAuth()).connect_options(),
+        inbox_prefix=auth.inbox_prefix,
+        **auth.connect_options(),
     )
     if retry:
         # Fail the first connect fast (callers retry it under their own stop signal), but

@@ -378,7 +378,8 @@ async def _run_service(name: str, settings: Settings) -> int:
             metadata = {"symbols": ",".join(own)}
             if name == "persist":
                 metadata["shard"] = settings.shard
-            presence = await announce(nc, name, {**metadata, "metrics_port": str(settings.metrics_port)})
+            metadata["metrics_port"] = str(settings.metrics_port)
+            presence = await announce(nc, name, metadata, service.replies)
         settle_after_start()
         try:
             await service.run(stop)

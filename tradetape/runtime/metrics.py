@@ -14,8 +14,8 @@ service, never in the middle of one. Every request passes `tradetape.runtime.htt
 
 `announce` registers a NATS micro service with no endpoints for a service that has none
 (ingest, persist), so `$SRV.PING|INFO|STATS` list every instance with its version,
-uptime and metadata (analytics is a micro service already); `discover` collects those
-answers.
+uptime and metadata (analytics is a micro service already), answering inboxes only (the
+service's `ReplyGuard`, whose drops its metrics show); `discover` collects those answers.
 """
 
 from __future__ import annotations
@@ -31,13 +31,12 @@ from typing import Any
 import orjson
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.micro import add_service
-from nats.micro.service import Service
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from tradetape import __version__
+from tradetape.bus.replies import GuardedService, ReplyGuard
 from tradetape.runtime.http_access import ConnectionSlots, HttpAccess
 
 logger = logging.getLogger(__name__)
@@ -282,10 +281,11 @@ _REASONS = {
 }
 
 
-async def announce(nc: Client, service: str, metadata: Mapping[str, str]) -> Service:
+async def announce(nc: Client, service: str, metadata: Mapping[str, str], replies: ReplyGuard) -> GuardedService:
     """A micro service without endpoints: `$SRV.PING|INFO|STATS` list this instance (name `tradetape-<service>`)."""
-    return await add_service(
+    return await GuardedService.start(
         nc,
+        replies,
         name=f"{PREFIX}-{service}",
         version=__version__,
         description=f"tradetape {service}",

@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 INTERNAL_USER = "tradetape"
 QUERY_USER = "query"
 QUERY_PERMISSIONS: dict[str, Any] = {
-    "publish": {"allow": ["tape.query.>", "tape.schema", "$SRV.>"]},
-    "subscribe": {"allow": ["_INBOX.>", "tape.live.>"]},
+    "publish": {"allow": ["tape.query.>", "tape.schema", "$SRV.INFO.tradetape-analytics"]},
+    "subscribe": {"allow": ["_INBOX_QUERY.>", "tape.live.>"]},
 }
 """The QUERY role of deploy/nats/auth.conf, to the letter (tests/runtime/test_nats_users.py compares them)."""
 _CREDENTIAL_MAX_BYTES = 4096

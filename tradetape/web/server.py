@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
+from tradetape.bus.replies import ROLE_INBOX_PREFIXES
 from tradetape.runtime.http_access import ConnectionSlots, HttpAccess
 from tradetape.runtime.nats_server import read_url_file
 from tradetape.runtime.nats_users import read_credential
@@ -59,6 +60,8 @@ class WebConfig(BaseModel):
     symbols: list[str]
     user: str | None = None
     password: str | None = None
+    inbox_prefix: str = ROLE_INBOX_PREFIXES["query"]
+    """The page asks as the query role, which may read replies under this prefix only."""
 
 
 def web_config(settings: Settings) -> WebConfig:

@@ -361,7 +361,7 @@ async function main() {
   $("symbol").value = config.symbols.includes(wanted) ? wanted : config.symbols[0];
   if (params.get("range")) $("range").value = params.get("range");
   if (params.get("row_size")) $("row-size").value = params.get("row_size");
-  const options = { servers: config.servers, name: "tradetape-web" };
+  const options = { servers: config.servers, name: "tradetape-web", inboxPrefix: config.inbox_prefix };
   if (config.user) Object.assign(options, { user: config.user, pass: config.password });
   const nc = await connect(options);
   $("show").addEventListener("click", () => show(nc));

@@ -1,0 +1,176 @@
+"""Replies go to inboxes only: the rule every responder of tradetape checks a reply subject against, and the guard.
+
+nats-server (client.go `deliverMsg`, `pubAllowedFullCheck`): with `allow_responses` a client may publish to
+any reply subject it was delivered, checked only after its publish allow *and deny* lists refused, so no
+deny list can stop a requester from aiming a responder's answer at a trade subject, a KV key or a live
+subject: the responder has to refuse the reply subject itself (and auth.conf gives responders no
+`allow_responses`, only the inbox namespaces of the roles that ask them).
+
+A reply subject is answered when it lies in the inbox namespace: first token `_INBOX` or
+`_INBOX_<ROLE>` (each role's connection creates its inboxes under its own prefix, so each role
+may read its own replies only), at least one more token, no wildcard, no blank, at most
+`MAX_REPLY_SUBJECT` characters. Anything else is dropped before any work and counted
+(`dropped_reply_subject`; `dropped_without_reply` when there is none), with a warning at most
+every `WARN_EVERY_S`.
+
+nats micro subscribes its `$SRV.PING|INFO|STATS` verbs and endpoints itself: `GuardedService`
+hands it a client whose `subscribe` wraps every callback in the guard, the one place that knows
+which parts of nats-py's client micro uses; it fails at start if a nats-py release uses others.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, cast
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.micro import add_service
+from nats.micro.service import Service
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_INBOX_PREFIX = "_INBOX"
+INBOX_PREFIX_PATTERN = r"^_INBOX(_[A-Z0-9]+)?$"
+ROLE_INBOX_PREFIXES: Mapping[str, str] = {
+    role: f"_INBOX_{role.upper()}" for role in ("ingest", "persist", "analytics", "query", "importer", "monitor")
+}
+"""The inbox prefix of each role of `deploy/nats/auth.conf` (`admin` keeps `_INBOX`)."""
+MAX_REPLY_SUBJECT = 256
+"""Inboxes of nats-py and nats.js are under 70 characters; the bound only caps what a log line copies."""
+WARN_EVERY_S = 10.0
+LOGGED_SUBJECT_CHARS = 80
+MICRO_VERB_SUBSCRIPTIONS = 9
+"""`$SRV.PING|INFO|STATS`, each in its all, kind and id form."""
+
+_REPLY_SUBJECT = re.compile(r"_INBOX(?:_[A-Z0-9]+)?(?:\.[^.*>\s]+)+")
+
+MsgHandler = Callable[[Msg], Awaitable[None]]
+
+
+def is_reply_subject(subject: str) -> bool:
+    """True when `subject` is an inbox this system may answer into (the rule above)."""
+    return len(subject) <= MAX_REPLY_SUBJECT and subject.isascii() and _REPLY_SUBJECT.fullmatch(subject) is not None
+
+
+class ReplyGuard:
+    """One service's check of the reply subjects it answers, with its counts; the event loop's only."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.dropped_reply_subject = 0
+        self.dropped_without_reply = 0
+        self._warned_at = -WARN_EVERY_S
+        self._unlogged = 0
+
+    @property
+    def errors(self) -> dict[str, int]:
+        """The counts under the names the service's metrics and health show."""
+        return {
+            "dropped_reply_subject": self.dropped_reply_subject,
+            "dropped_without_reply": self.dropped_without_reply,
+        }
+
+    def admits(self, msg: Msg) -> bool:
+        """True when `msg` may be answered; counts (and now and then logs) what may not."""
+        reply = msg.reply
+        if not reply:
+            self.dropped_without_reply += 1
+            return False
+        if is_reply_subject(reply):
+            return True
+        self.dropped_reply_subject += 1
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._warned_at >= WARN_EVERY_S:
+            logger.warning(
+                "request dropped: reply subject outside the inboxes",
+                extra={
+                    "service": self.service,
+                    "subject": msg.subject[:LOGGED_SUBJECT_CHARS],
+                    "reply": reply[:LOGGED_SUBJECT_CHARS],
+                    "dropped_since_last_warning": self._unlogged,
+                },
+            )
+            self._warned_at = now
+            self._unlogged = 0
+        return False
+
+    def guarded(self, handler: MsgHandler) -> MsgHandler:
+        """`handler`, called only for messages whose reply subject may be answered."""
+
+        async def answer_inboxes_only(msg: Msg) -> None:
+            if self.admits(msg):
+                await handler(msg)
+
+        return answer_inboxes_only
+
+
+class _GuardedClient:
+    """The part of nats-py's `Client` nats micro uses (nats-py 2.x), every subscription behind the guard.
+
+    Micro names an instance with the client's NUID generator, subscribes its verbs and endpoints
+    with a callback and flushes; anything else it asked for would go around the guard, so it
+    raises instead of being handed the real client.
+    """
+
+    def __init__(self, nc: Client, guard: ReplyGuard) -> None:
+        if not hasattr(nc, "_nuid"):
+            raise RuntimeError("this nats-py client has no `_nuid`: nats micro changed, review tradetape.bus.replies")
+        self._nuid = nc._nuid
+        self._nc = nc
+        self._guard = guard
+        self.subscriptions = 0
+
+    async def subscribe(
+        self, subject: str, queue: str = "", cb: MsgHandler | None = None, **kwargs: Any
+    ) -> Subscription:
+        if cb is None:
+            raise RuntimeError(f"nats micro subscribed {subject} without a callback: the reply guard cannot check it")
+        self.subscriptions += 1
+        return await self._nc.subscribe(subject, queue=queue, cb=self._guard.guarded(cb), **kwargs)
+
+    async def flush(self, timeout: int = 10) -> None:
+        await self._nc.flush(timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(
+            f"nats micro used Client.{name}, which the reply guard does not cover: review tradetape.bus.replies"
+        )
+
+
+class GuardedService:
+    """A nats micro service (`$SRV.PING|INFO|STATS` and endpoints) that answers inboxes only."""
+
+    def __init__(self, service: Service, client: _GuardedClient) -> None:
+        self.service = service
+        self._client = client
+
+    @classmethod
+    async def start(cls, nc: Client, guard: ReplyGuard, **config: Any) -> GuardedService:
+        """`nats.micro.add_service(nc, **config)`, its verbs subscribed through the guard (checked)."""
+        client = _GuardedClient(nc, guard)
+        service = await add_service(cast(Client, client), **config)
+        guarded = cls(service, client)
+        guarded._expect(MICRO_VERB_SUBSCRIPTIONS, "its $SRV verbs")
+        return guarded
+
+    async def add_endpoint(self, **config: Any) -> None:
+        """`Service.add_endpoint(**config)`, its subscription made through the guard (checked)."""
+        expected = self._client.subscriptions + 1
+        await self.service.add_endpoint(**config)
+        self._expect(expected, f"endpoint {config.get('name')}")
+
+    async def stop(self) -> None:
+        await self.service.stop()
+
+    def _expect(self, subscriptions: int, what: str) -> None:
+        if self._client.subscriptions != subscriptions:
+            raise RuntimeError(
+                f"nats micro subscribed {what} around the reply guard ({self._client.subscriptions} guarded "
+                f"subscriptions, {subscriptions} expected): review tradetape.bus.replies for this nats-py"
+            )
