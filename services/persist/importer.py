@@ -8,8 +8,10 @@ column rules as a dump (one invalid row refuses the batch, with the reason), the
 by `WindowStore.import_trades` in one atomic write straight into hour segments. All of it
 runs on persist's store thread, the one thread that changes the store: the event loop
 keeps consuming live trades meanwhile, and a batch is never written beside a live write.
-At most `PENDING_BATCHES` batches of a symbol wait in memory; NATS drops the ones beyond
-(the importer's request then times out), so a flood of batches cannot grow persist. A batch
+At most `PENDING_BATCHES` full batches' bytes of a symbol wait in memory (and at most
+`PENDING_MESSAGES` requests); NATS drops the ones beyond (the importer's request then times
+out), so a flood of batches cannot grow persist, while small hostile requests still reach
+the reply guard and are counted. A batch
 whose reply subject is not an inbox is dropped unread (`tradetape.bus.replies`).
 """
 
@@ -33,6 +35,7 @@ from tradetape.store.writer import ImportConflictError, WindowStore
 logger = logging.getLogger(__name__)
 
 PENDING_BATCHES = 2
+PENDING_MESSAGES = 64
 
 
 class BulkImporter:
@@ -66,7 +69,7 @@ class BulkImporter:
         subscription = await self._nc.subscribe(
             import_subject(symbol),
             cb=self._replies.guarded(self._handle),
-            pending_msgs_limit=PENDING_BATCHES,
+            pending_msgs_limit=PENDING_MESSAGES,
             pending_bytes_limit=PENDING_BATCHES * self._nc.max_payload,
         )
         self._subscriptions.append(subscription)

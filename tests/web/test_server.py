@@ -97,6 +97,7 @@ def test_config_follows_the_server_and_query_user_up_records_and_says_what_is_mi
         assert status == 200
         assert json.loads(body) == {
             "servers": "ws://127.0.0.1:4321",
+            "inbox_prefix": "_INBOX_QUERY",
             "symbols": ["BTCUSDT", "ETHUSDT"],
             "user": "query",
             "password": credential.password.get_secret_value(),
