@@ -88,6 +88,8 @@ class PersistService:
         self._subject_symbols: dict[str, str] = {}
         self.written: Counter[str] = Counter()
         self.deadlettered: Counter[str] = Counter()
+        self.voids: Counter[str] = Counter()
+        """Void rows stored (`tradetape.store.voids`): ids without a trade."""
         self.batches = 0
         self.already_stored = 0
         self.rolled_windows = 0
@@ -270,9 +272,10 @@ class PersistService:
         while True:
             try:
                 fresh = store.write_new(windows)
-                self.live.stored(fresh)
+                self.live.stored(fresh.trades)
+                self.voids.update(fresh.voids)
                 self.windows_written += len(windows)
-                return sum(len(added) for added in fresh.values())
+                return fresh.count
             except StoreError as exc:
                 self.store_errors += 1
                 logger.error("store write failed, batch held unacked", extra={"error": str(exc), "held": len(msgs)})
@@ -336,6 +339,7 @@ class PersistService:
                 "symbol": symbol,
                 "trades": self.written[symbol],
                 "deadlettered": self.deadlettered[symbol],
+                "voids": self.voids[symbol],
             }
             self._progress.log(event, symbol, counts, force=force)
         totals: dict[str, object] = {
