@@ -9,15 +9,21 @@ what its handler computes over the same trades without the void.
 
 from __future__ import annotations
 
+import asyncio
+import io
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from services.exchange import FaultConfig
 from tests.analytics.test_methods_over_nats import REQUESTS
 from tests.api.test_methods import ListSource
-from tests.harness import coverage_of, replay_pipeline, request, wait_for
+from tests.chaos import invariant
+from tests.cluster.test_scale_out import exchange_history
+from tests.harness import coverage_of, replay_pipeline, request, settings_for, wait_for
 from tradetape.api.registry import methods
 from tradetape.domain.decimals import parse_units
 from tradetape.domain.trade import TradeRow
@@ -66,4 +72,21 @@ async def test_a_gap_fill_that_meets_a_void_closes_the_gap_and_no_analytic_sees_
         ranged, _ = await request(client, f"tape.query.coverage.{SYMBOL}", span)
         assert (ranged["trade_count"], ranged["void_count"], ranged["gaps"]) == (4999, 1, [])
         assert (ranged["first_id"], ranged["last_id"]) == (FIRST_ID, LAST_ID)
+        # the chaos suite's invariant holds with a void: every id once, as the exchange serves it
+        await invariant.settled(client, SYMBOL, LAST_ID, time.monotonic() + 10)
+        shard_dir = settings_for(nats_url, tmp_path / "data", exchange, SYMBOL).shard_dir
+        stored, raw = invariant.stored_raw(shard_dir, SYMBOL)
+        expected_rows = await asyncio.to_thread(exchange_history, exchange.rest_url, SYMBOL, FIRST_ID, LAST_ID)
+        assert invariant.compare(SYMBOL, stored, raw, expected_rows, FIRST_ID, LAST_ID) == 5000
         running.check()
+
+
+def test_the_coverage_rendering_shows_voids_only_when_there_are_some() -> None:
+    spec = methods()["coverage"]
+    base = {"symbol": SYMBOL, "start": None, "end": None, "trade_count": 4999, "first_id": FIRST_ID}
+    base |= {"last_id": LAST_ID, "first_time": 1, "last_time": 2, "missing_count": 0, "gaps": []}
+    console = Console(width=200, record=True, file=io.StringIO())
+    for void_count in (0, 1):
+        console.print(spec.render(spec.reply.model_validate({**base, "void_count": void_count})))
+    shown = console.export_text()
+    assert shown.count("voids") == 1 and "voids 1" in shown
