@@ -96,18 +96,24 @@ def parse_trade(obj: Any, *, now_ms: int | None = None) -> TradeRow:
     except DecimalFormatError as exc:
         raise TradeFormatError(str(exc)) from exc
     # A trade's value is judged here alone (and in `column_checks.first_invalid` over columns).
-    if is_void(price, qty, obj["f"], obj["l"]):
-        return TradeRow(obj["a"], 0, 0, VOID_TRADE_ID, VOID_TRADE_ID, trade_time, buyer_maker)
+    first_id, last_id = obj["f"], obj["l"]
+    if price <= 0 or qty <= 0 or first_id < 0 or last_id < 0:  # one test on the hot path
+        if is_void(price, qty, first_id, last_id):
+            return TradeRow(obj["a"], 0, 0, VOID_TRADE_ID, VOID_TRADE_ID, trade_time, buyer_maker)
+        _refuse_value(obj, price, qty)
+    if last_id < first_id:
+        raise TradeFormatError(f"last trade id {last_id} is below first trade id {first_id}")
+    return TradeRow(obj["a"], price, qty, first_id, last_id, trade_time, buyer_maker)
+
+
+def _refuse_value(obj: dict[str, Any], price: int, qty: int) -> None:
+    """Raise for the first field out of range in a row that is not a void."""
     for field, name in _ID_FIELDS[1:]:
         if obj[field] < 0:
             raise TradeFormatError(f"field {field!r} ({name}) must be an integer from 0 to 2^53-1, got {obj[field]!r}")
     if price <= 0:
         raise TradeFormatError(f"price must be positive, got {obj['p']!r}")
-    if qty <= 0:
-        raise TradeFormatError(f"quantity must be positive, got {obj['q']!r}")
-    if obj["l"] < obj["f"]:
-        raise TradeFormatError(f"last trade id {obj['l']} is below first trade id {obj['f']}")
-    return TradeRow(obj["a"], price, qty, obj["f"], obj["l"], trade_time, buyer_maker)
+    raise TradeFormatError(f"quantity must be positive, got {obj['q']!r}")
 
 
 def _decimal_field(obj: dict[str, Any], field: str) -> str:
