@@ -131,6 +131,7 @@ async def list_symbols(client: TapeClient) -> dict[str, Any]:
             coverage = await client.query("coverage", symbol)
             entry |= {
                 "trade_count": coverage.trade_count,
+                "void_count": coverage.void_count,
                 "first_time": coverage.first_time,
                 "last_time": coverage.last_time,
                 "gaps": len(coverage.gaps),

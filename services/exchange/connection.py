@@ -219,7 +219,7 @@ class StreamSession:
         for index, trade in enumerate(trades):
             if self._closing:
                 return len(trades), False
-            if not faults.take():
+            if trade.void or not faults.take():
                 continue
             event_ms = now_ms()
             frame = prefix + encode_event(trade, symbol, event_ms, scale) + suffix

@@ -4,7 +4,10 @@ WebSocket faults act only on what a connection sends, never on the history, so t
 endpoint still has every trade: a dropped trade is exactly the id gap a backfill must
 repair, and a bad frame is a copy of a good one (if a parser accepts it, it shows as a
 duplicate or a phantom id). REST faults make the gap fill wait (`rest_lag_s`) or fail
-(`rest_error`). The config can be replaced while the exchange runs (`Exchange.set_faults`,
+(`rest_error`). `void_every` makes the exchange invalidate trades as Binance's 2022 data
+audit did: such a trade is released as a void row (REST and the dumps serve it as `p`/`q`
+"0.00000000", `f`/`l` -1) and never streamed, so ingest meets it only in a gap fill. The
+config can be replaced while the exchange runs (`Exchange.set_faults`,
 or `GET /control/faults?...`); counters stay per connection.
 """
 
@@ -60,6 +63,8 @@ class FaultConfig:
     retry_after_s: int = 1
     corrupt_checksum: str = ""
     """A day (``YYYY-MM-DD``) or month (``YYYY-MM``) whose history dump gets a wrong ``.CHECKSUM``."""
+    void_every: int = 0
+    """Every trade whose agg id is a multiple of N is released as a void (from then on: history is not rewritten)."""
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):

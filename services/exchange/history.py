@@ -37,6 +37,21 @@ class AggTrade:
     time_ms: int
     buyer_maker: bool
 
+    @property
+    def void(self) -> bool:
+        """An invalidated duplicate (`p`, `q` 0, `f`, `l` -1): REST and the dumps serve it, streams skip it."""
+        return self.first_id == VOID_TRADE_ID
+
+    def voided(self) -> AggTrade:
+        """This trade as Binance serves one it invalidated: same id, time and side, no price, quantity or fills."""
+        void_id = VOID_TRADE_ID
+        return AggTrade(self.agg_id, VOID_DECIMAL, VOID_DECIMAL, void_id, void_id, self.time_ms, self.buyer_maker)
+
+
+VOID_DECIMAL = "0.00000000"
+"""How Binance's REST spells the price and quantity of a void row."""
+VOID_TRADE_ID = -1
+
 
 def encode_event(trade: AggTrade, symbol: str, event_ms: int, time_scale: int = 1) -> bytes:
     """Encode the aggTrade stream payload; ``time_scale`` 1000 gives µs timestamps."""
@@ -83,10 +98,12 @@ class TradeHistory:
     once the limit is passed, so trimming is rare and amortised.
     """
 
-    def __init__(self, symbol: str, max_trades: int | None = None) -> None:
+    def __init__(self, symbol: str, max_trades: int | None = None, *, void_every: int = 0) -> None:
         if max_trades is not None and max_trades < 1:
             raise ValueError("max_trades must be positive or None")
         self.symbol = symbol
+        self.void_every = void_every
+        """Trades released with an agg id that is a multiple of this are voids (0: none; the `void_every` fault)."""
         self._max_trades = max_trades
         self._trades: list[AggTrade] = []
         self._ids: list[int] = []
@@ -129,6 +146,9 @@ class TradeHistory:
                     f"{previous.agg_id} at {previous.time_ms}"
                 )
             previous = trade
+        if self.void_every:
+            every = self.void_every
+            trades = [trade.voided() if trade.agg_id % every == 0 else trade for trade in trades]
         self._trades.extend(trades)
         self._ids.extend(t.agg_id for t in trades)
         self._times.extend(t.time_ms for t in trades)

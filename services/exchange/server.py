@@ -271,7 +271,9 @@ class Exchange:
 
     def _build_sources(self, config: ExchangeConfig) -> None:
         replays = config.replay_map
-        self._histories = {s: TradeHistory(s, config.max_history) for s in config.all_symbols}
+        self._histories = {
+            s: TradeHistory(s, config.max_history, void_every=config.faults.void_every) for s in config.all_symbols
+        }
         self._tick_sizes = {s: config.tick_size(s) for s in config.all_symbols}
         self._replays = {
             symbol: Replay(
@@ -345,6 +347,8 @@ class Exchange:
         self.config = dataclasses.replace(self.config, faults=faults)
         self._rest_faults.config = faults
         self._rest_faults.failed = 0
+        for history in self._histories.values():
+            history.void_every = faults.void_every
         for session in self._sessions:
             session.faults.reconfigure(faults)
         logger.info("faults set: %s", faults)

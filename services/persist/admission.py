@@ -93,7 +93,7 @@ def _against_stored(store: WindowStore, symbol: str, table: np.ndarray, where: n
     """Trades whose agg id the store holds: each copy is compared with the stored trade."""
     columns = TradeColumns.of_arrays([*(table[:, column] for column in range(6)), table[:, 6].astype(np.bool_)])
     for index, what in store.differences(symbol, columns):
-        reason = f"{CONFLICT}: agg id {table[index, 0]} is stored with {what}; the stored trade is kept"
+        reason = f"{CONFLICT}: agg id {table[index, 0]} is stored {what}; the stored trade is kept"
         vetting.refusals.append(Refusal(int(where[index]), CONFLICT, reason))
 
 

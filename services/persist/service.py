@@ -46,7 +46,6 @@ from tradetape.bus.ledger import LedgerFormatError, ledger_bucket, read_entry
 from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.shard_stores import ShardStore, record_shard_store
 from tradetape.bus.subjects import TRADES_STREAM, symbol_of, trade_subject
-from tradetape.domain.columns import TradeColumns
 from tradetape.domain.symbols import is_symbol
 from tradetape.domain.trade import TradeFormatError, TradeRow
 from tradetape.runtime.backoff import Backoff
@@ -58,7 +57,7 @@ from tradetape.store.keys import SUMMARY, kind_prefix, prefix_end
 from tradetape.store.rocks import StoreError, rocksdb_errors, scan
 from tradetape.store.shards import write_manifest
 from tradetape.store.windows import assemble_windows
-from tradetape.store.writer import WindowStore
+from tradetape.store.writer import WindowStore, Written
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -112,6 +111,8 @@ class PersistService:
         """Trades refused after they were read, by kind (`conflict`, `implausible_id`); each is dead-lettered."""
         self.held_implausible = 0
         """Deliveries of implausible ids given back to be checked again against ingest's ledger."""
+        self.voids: Counter[str] = Counter()
+        """Void rows stored (`tradetape.store.voids`): ids without a trade."""
         self.batches = 0
         self.already_stored = 0
         self.rolled_windows = 0
@@ -357,9 +358,10 @@ class PersistService:
                     ledger = await self._ledger_newest(vetting.unsure)
                     vetting, fresh, windows = await self._in_store(self._vet_and_write, store, rows, ledger)
                 assert fresh is not None
-                self.live.stored(fresh)
+                self.live.stored(fresh.trades)
+                self.voids.update(fresh.voids)
                 self.windows_written += windows
-                return vetting, sum(len(added) for added in fresh.values())
+                return vetting, fresh.count
             except StoreError as exc:
                 self.store_errors += 1
                 logger.error("store write failed, batch held unacked", extra={"error": str(exc), "held": len(msgs)})
@@ -378,7 +380,7 @@ class PersistService:
 
     def _vet_and_write(
         self, store: WindowStore, rows: list[tuple[str, TradeRow]], ledger: dict[str, int | None] | None
-    ) -> tuple[Vetting, dict[str, TradeColumns] | None, int]:
+    ) -> tuple[Vetting, Written | None, int]:
         """On the store thread: vet the batch and write what it admits (nothing while it needs ingest's ledger)."""
         with rocksdb_errors(store.path):
             vetting = vet(store, rows, self._settings.ingest_max_id_jump, ledger)
@@ -463,6 +465,7 @@ class PersistService:
                 "symbol": symbol,
                 "trades": self.written[symbol],
                 "deadlettered": self.deadlettered[symbol],
+                "voids": self.voids[symbol],
             }
             self._progress.log(event, symbol, counts, force=force)
         totals: dict[str, object] = {

@@ -1,7 +1,7 @@
 """The invariant every chaos scenario ends on: the tape equals the exchange, once, and everything answers.
 
-For every symbol, once settled: the agg ids the shard's RocksDB holds (read as a secondary,
-counted raw so a trade kept twice would count twice) are exactly the simulator's history
+For every symbol, once settled: the agg ids the shard's RocksDB holds, as trades or voids (read
+as a secondary, counted raw so a row kept twice would count twice) are exactly the simulator's history
 from the first id stored at warm-up up to the simulator's newest id when the check began,
 each once, with the same price, quantity, time and side (prices and quantities compared
 in units of 1e-8: Binance's eight decimals, so equal units are equal decimal strings);
@@ -30,10 +30,11 @@ from tests.harness import request
 from tradetape.domain.columns import TradeColumns
 from tradetape.runtime.metrics import discover
 from tradetape.store.codec import decode_windows
-from tradetape.store.keys import SUMMARY, WINDOW, kind_prefix, prefix_end
+from tradetape.store.keys import SUMMARY, VOID, WINDOW, kind_prefix, prefix_end
 from tradetape.store.reader import SecondaryStore, read_all_trades
 from tradetape.store.rocks import scan
-from tradetape.store.segments import SegmentSummary
+from tradetape.store.segments import SEGMENT_MS, SegmentSummary
+from tradetape.store.voids import read_voids
 
 SETTLE_S = 90.0
 """At most this long for gap fills and the stream backlog to land after a scenario."""
@@ -65,14 +66,16 @@ def exchange_newest(rest_url: str, symbol: str) -> int:
 
 
 def stored_raw(shard_dir: Path, symbol: str) -> tuple[TradeColumns, int]:
-    """The shard's trades of `symbol`, and how many entries its segments and windows hold, counted raw."""
+    """The shard's rows of `symbol` (trades and voids), and how many entries its segments, windows and void
+    records hold, counted raw."""
     store = SecondaryStore(shard_dir)
     try:
         db = store.catch_up()
-        summaries, windows = kind_prefix(SUMMARY, symbol), kind_prefix(WINDOW, symbol)
+        summaries, windows, voids = (kind_prefix(kind, symbol) for kind in (SUMMARY, WINDOW, VOID))
         raw = sum(SegmentSummary.decode(v).trade_count for _, v in scan(db, summaries, prefix_end(summaries)))
-        raw += sum(len(decode_windows([v])) for _, v in scan(db, windows, prefix_end(windows)))
-        return read_all_trades(db, symbol), raw
+        for prefix in (windows, voids):  # a void record has the window encoding
+            raw += sum(len(decode_windows([v])) for _, v in scan(db, prefix, prefix_end(prefix)))
+        return TradeColumns.concat([read_all_trades(db, symbol), read_voids(db, symbol, None, SEGMENT_MS)]), raw
     finally:
         store.close()
 
@@ -86,7 +89,8 @@ async def settled(client: Client, symbol: str, newest: int, deadline: float) -> 
         except (NoRespondersError, NatsTimeoutError) as exc:
             last = exc
         else:
-            complete = last.get("trade_count") == last.get("last_id", 0) - last.get("first_id", 0) + 1
+            held = last.get("trade_count", 0) + last.get("void_count", 0)
+            complete = held == last.get("last_id", 0) - last.get("first_id", 0) + 1
             if last.get("last_id", 0) >= newest and not last.get("gaps") and complete and last.get("ingest_gaps") == []:
                 return last
         await asyncio.sleep(0.5)

@@ -7,6 +7,7 @@ import asyncio
 import orjson
 import pytest
 
+from services.exchange.dumps import dump_csv
 from services.exchange.history import AggTrade, TradeHistory, encode_event, encode_rest_rows
 
 pytestmark = pytest.mark.timeout(5)
@@ -77,3 +78,15 @@ async def test_listeners_wake_on_append() -> None:
     assert not waiter.done()
     history.append([trade(3, 2)])
     await asyncio.wait_for(waiter, 1)
+
+
+def test_void_every_releases_multiples_as_binance_void_rows_for_rest_and_dumps() -> None:
+    history = TradeHistory("BTCUSDT", void_every=3)
+    history.append([trade(i, 1000 + i) for i in range(1, 8)])
+    assert [t.agg_id for t in history.trades() if t.void] == [3, 6]
+    rows = orjson.loads(encode_rest_rows(history.from_id(3, 1)))
+    assert rows == [{"a": 3, "p": "0.00000000", "q": "0.00000000", "f": -1, "l": -1, "T": 1003, "m": True, "M": True}]
+    assert dump_csv(history.from_id(6, 1)) == b"6,0.00000000,0.00000000,-1,-1,1006000,True,True\n"
+    history.void_every = 0  # the fault turned off: later trades are trades, what was released stays
+    history.append([trade(9, 1009)])
+    assert [t.agg_id for t in history.trades() if t.void] == [3, 6]

@@ -48,8 +48,8 @@ async def test_new_trades_go_out_once_in_messages_that_fit(tmp_path: Path) -> No
             for part in (first, second):
                 windows = windows_of(SYMBOL, part)
                 fresh = store.write_new(windows)
-                publisher.stored(fresh)
-            assert len(fresh[SYMBOL]) == 2000
+                publisher.stored(fresh.trades)
+            assert len(fresh.trades[SYMBOL]) == 2000
             await publisher.flush(store)
             await publisher.flush(store)  # nothing new: nothing sent
             await nc.flush()

@@ -3,8 +3,9 @@
 Imports (a day of a busy symbol is millions of rows) cannot afford `parse_trade` per row,
 so the same rules run here as polars and numpy expressions: ASCII-digit decimals with at
 most 8 places that fit int64 units of 1e-8, ids from 0 to 2^53-1, last trade id not
-below the first, positive prices and quantities, epoch-ms times from 2017 to a minute ahead. The limits
-are the ones those modules define, so both paths accept exactly the same trades.
+below the first, positive prices and quantities, epoch-ms times from 2017 to a minute ahead, except for
+Binance's void rows (`is_void`: price and quantity 0, trade ids -1). The limits are the ones those modules
+define, so both paths accept exactly the same trades.
 """
 
 from __future__ import annotations
@@ -64,13 +65,14 @@ def decimal_units(text: pl.Series) -> tuple[Int64Array, BoolArray]:
 def first_invalid(columns: TradeColumns, *, now_ms: int | None = None) -> tuple[int, str] | None:
     """The first row (index, reason) that `parse_trade` would refuse, once its decimals are units; None if all pass."""
     latest = (time.time_ns() // 1_000_000 if now_ms is None else now_ms) + MAX_AHEAD_MS
+    trade = ~columns.voids()
     checks: list[tuple[BoolArray, str]] = [
         ((columns.agg_id < 0) | (columns.agg_id > MAX_ID), "agg id must be from 0 to 2^53-1"),
-        ((columns.first_id < 0) | (columns.first_id > MAX_ID), "first trade id must be from 0 to 2^53-1"),
-        ((columns.last_id < 0) | (columns.last_id > MAX_ID), "last trade id must be from 0 to 2^53-1"),
+        (trade & ((columns.first_id < 0) | (columns.first_id > MAX_ID)), "first trade id must be from 0 to 2^53-1"),
+        (trade & ((columns.last_id < 0) | (columns.last_id > MAX_ID)), "last trade id must be from 0 to 2^53-1"),
         (columns.last_id < columns.first_id, "last trade id is below first trade id"),
-        (columns.price <= 0, "price must be positive"),
-        (columns.qty <= 0, "quantity must be positive"),
+        (trade & (columns.price <= 0), "price must be positive"),
+        (trade & (columns.qty <= 0), "quantity must be positive"),
         ((columns.time < MIN_TIME_MS) | (columns.time > latest), "time is not between 2017 and a minute from now"),
     ]
     return first_of(checks)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tradetape.domain.trade import TradeRow
+from tradetape.domain.trade import TradeRow, is_void
 
 Int64Array = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -73,6 +73,10 @@ class TradeColumns:
             return self
         _, first = np.unique(self.agg_id, return_index=True)
         return self.take(first)
+
+    def voids(self) -> BoolArray:
+        """Which rows are Binance's void rows (`tradetape.domain.trade.is_void`): the store keeps them apart."""
+        return is_void(self.price, self.qty, self.first_id, self.last_id)
 
     def within(self, start_ms: int, end_ms: int) -> BoolArray:
         """Which trades have ``start_ms <= time < end_ms``."""

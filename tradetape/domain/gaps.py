@@ -16,7 +16,11 @@ __all__ = ["Coverage", "coverage", "find_gaps"]
 
 @dataclass(frozen=True)
 class Coverage:
-    """Trades held for one symbol over a range; ids and times are ``None`` when empty."""
+    """Trades held for one symbol over a range; ids and times are ``None`` when empty.
+
+    Ids and times span the voids held too: ``trade_count + void_count`` ids lie between
+    `first_id` and `last_id` beside the gaps.
+    """
 
     trade_count: int
     first_id: int | None
@@ -27,6 +31,8 @@ class Coverage:
     """Latest trade time ``T`` held, epoch ms."""
     gaps: list[tuple[int, int]] = field(default_factory=list)
     """Missing agg-id ranges ``(from_id, to_id)``, inclusive, ascending."""
+    void_count: int = 0
+    """Agg ids held as voids (`tradetape.domain.trade.is_void`): in the sequence, not in `trade_count`."""
 
 
 def find_gaps(ids: npt.ArrayLike) -> list[tuple[int, int]]:

@@ -5,12 +5,23 @@ validates with this one function, so what one accepts the others accept too. It 
 hot path of ingest and persist, so it is a plain function over a decoded JSON object,
 not a pydantic model; it raises `TradeFormatError` with a reason specific enough to put
 in a dead-letter header.
+
+Voids. Binance marked invalidated duplicate aggTrades with `p` 0, `q` 0, `f` -1, `l` -1
+(spot API changelog, 2022-04-12) and serves them so from REST and in its dumps. The id is
+real and belongs to the sequence; the row carries no trade. Exactly that pattern is
+accepted, as a `TradeRow` with those values (`is_void` says which rows are voids, over
+one row or whole columns); the store keeps voids apart from the trades. Zero is judged as
+a value: "0", "0.0" and "0.00000000" are the same decimal (REST writes the last), while
+any other zero or negative field stays refused as before.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
+
+import numpy as np
+import numpy.typing as npt
 
 from tradetape.domain.decimals import DecimalFormatError, parse_units
 
@@ -39,6 +50,22 @@ class TradeRow(NamedTuple):
 
 
 _ID_FIELDS = (("a", "agg id"), ("f", "first trade id"), ("l", "last trade id"))
+VOID_TRADE_ID = -1
+"""The first and last trade id of a void row."""
+
+_Ints = npt.NDArray[np.int64]
+
+
+@overload
+def is_void(price: int, qty: int, first_id: int, last_id: int) -> bool: ...
+@overload
+def is_void(price: _Ints, qty: _Ints, first_id: _Ints, last_id: _Ints) -> npt.NDArray[np.bool_]: ...
+def is_void(price: Any, qty: Any, first_id: Any, last_id: Any) -> Any:
+    """Binance's invalidated duplicate: price and quantity 0 (units of 1e-8), first and last trade id -1.
+
+    The one definition of the pattern, for one row (a bool) or whole columns (a boolean array).
+    """
+    return (price == 0) & (qty == 0) & (first_id == VOID_TRADE_ID) & (last_id == VOID_TRADE_ID)
 
 
 def parse_trade(obj: Any, *, now_ms: int | None = None) -> TradeRow:
@@ -50,7 +77,7 @@ def parse_trade(obj: Any, *, now_ms: int | None = None) -> TradeRow:
         raise TradeFormatError(f"trade is a {type(obj).__name__}, not an object")
     for field, name in _ID_FIELDS:
         value = obj.get(field)
-        if type(value) is not int or not 0 <= value <= MAX_ID:
+        if type(value) is not int or not (0 <= value <= MAX_ID or (field != "a" and value == VOID_TRADE_ID)):
             raise TradeFormatError(f"field {field!r} ({name}) must be an integer from 0 to 2^53-1, got {value!r}")
     trade_time = obj.get("T")
     if type(trade_time) is not int:
@@ -68,15 +95,25 @@ def parse_trade(obj: Any, *, now_ms: int | None = None) -> TradeRow:
         qty = parse_units(_decimal_field(obj, "q"))
     except DecimalFormatError as exc:
         raise TradeFormatError(str(exc)) from exc
-    # A trade's value is judged here alone (and in `column_checks.first_invalid` over columns):
-    # the one place where an exception, such as the exchange's void rows, belongs.
+    # A trade's value is judged here alone (and in `column_checks.first_invalid` over columns).
+    first_id, last_id = obj["f"], obj["l"]
+    if price <= 0 or qty <= 0 or first_id < 0 or last_id < 0:  # one test on the hot path
+        if is_void(price, qty, first_id, last_id):
+            return TradeRow(obj["a"], 0, 0, VOID_TRADE_ID, VOID_TRADE_ID, trade_time, buyer_maker)
+        _refuse_value(obj, price, qty)
+    if last_id < first_id:
+        raise TradeFormatError(f"last trade id {last_id} is below first trade id {first_id}")
+    return TradeRow(obj["a"], price, qty, first_id, last_id, trade_time, buyer_maker)
+
+
+def _refuse_value(obj: dict[str, Any], price: int, qty: int) -> None:
+    """Raise for the first field out of range in a row that is not a void."""
+    for field, name in _ID_FIELDS[1:]:
+        if obj[field] < 0:
+            raise TradeFormatError(f"field {field!r} ({name}) must be an integer from 0 to 2^53-1, got {obj[field]!r}")
     if price <= 0:
         raise TradeFormatError(f"price must be positive, got {obj['p']!r}")
-    if qty <= 0:
-        raise TradeFormatError(f"quantity must be positive, got {obj['q']!r}")
-    if obj["l"] < obj["f"]:
-        raise TradeFormatError(f"last trade id {obj['l']} is below first trade id {obj['f']}")
-    return TradeRow(obj["a"], price, qty, obj["f"], obj["l"], trade_time, buyer_maker)
+    raise TradeFormatError(f"quantity must be positive, got {obj['q']!r}")
 
 
 def _decimal_field(obj: dict[str, Any], field: str) -> str:

@@ -9,6 +9,9 @@ pyarrow writer (a row group per hour, zstd); CSV writes times as ISO-8601 with `
 Each carries its label (`tradetape.history.labels`: symbol, market, range, version), as
 Parquet key-value metadata or as the CSV's first line, a ``#`` comment. Both read back
 with `tradetape import` to the same trades, under the label's symbol.
+A file export carries the voids too, as Binance writes them (price and quantity 0, first
+and last trade id -1), so an import of it holds the same id sequence; the DataFrames
+(`read_frame`, `tape_frame`) are for analysis and hold trades only.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from tradetape.settings import Settings
 from tradetape.store.reader import SecondaryStore, read_coverage, read_trades
 from tradetape.store.rocks import StoreNotFoundError
 from tradetape.store.segments import SEGMENT_MS
+from tradetape.store.voids import read_voids
 from tradetape.store.writer import read_layout
 
 FORMATS = (".parquet", ".csv")
@@ -55,8 +59,11 @@ def trades_frame(trades: TradeColumns) -> pl.DataFrame:
     )
 
 
-def hourly_trades(db: Rdict, symbol: str, start_ms: int, end_ms: int) -> Iterator[TradeColumns]:
-    """The trades of ``[start_ms, end_ms)``, one segment span at a time, skipping empty spans."""
+def hourly_trades(db: Rdict, symbol: str, start_ms: int, end_ms: int, *, voids: bool = False) -> Iterator[TradeColumns]:
+    """The trades of ``[start_ms, end_ms)``, one segment span at a time, skipping empty spans.
+
+    With `voids`, the void rows too, as Binance writes them (an export keeps the id sequence whole).
+    """
     layout = read_layout(db)
     span = layout[1] if layout is not None else SEGMENT_MS
     tape = read_coverage(db, symbol, None)  # the index and two seeks: no walk through empty years
@@ -66,6 +73,8 @@ def hourly_trades(db: Rdict, symbol: str, start_ms: int, end_ms: int) -> Iterato
     while at < end_ms:
         upper = min(at - at % span + span, end_ms)
         trades = read_trades(db, symbol, at, upper)
+        if voids:
+            trades = TradeColumns.concat([trades, read_voids(db, symbol, (at, upper), span)])
         if len(trades):
             yield trades
         at = upper
@@ -88,14 +97,16 @@ def tape_frame(symbol: str, start: int | str, end: int | str, settings: Settings
     return read_frame(shard_dir_of(settings, symbol), symbol, parse_time_ms(start), parse_time_ms(end))
 
 
-def _each_hour(shard_dir: Path, symbol: str, start_ms: int, end_ms: int) -> Iterator[TradeColumns]:
+def _each_hour(
+    shard_dir: Path, symbol: str, start_ms: int, end_ms: int, *, voids: bool = False
+) -> Iterator[TradeColumns]:
     store = SecondaryStore(shard_dir)
     try:
         try:
             db = store.catch_up()
         except StoreNotFoundError:
             return
-        yield from hourly_trades(db, symbol, start_ms, end_ms)
+        yield from hourly_trades(db, symbol, start_ms, end_ms, voids=voids)
     finally:
         store.close()
 
@@ -123,7 +134,7 @@ def export(
         with temporary.open("wb") as handle:
             if suffix == ".csv":
                 handle.write((label.comment() + "\n" + ",".join(EXPORT_FIELDS) + "\n").encode())
-            for trades in _each_hour(shard_dir, symbol, start_ms, end_ms):
+            for trades in _each_hour(shard_dir, symbol, start_ms, end_ms, voids=True):
                 frame = trades_frame(trades)
                 if suffix == ".csv":
                     frame.write_csv(handle, include_header=False, datetime_format=EXPORT_TIME_FORMAT)

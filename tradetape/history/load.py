@@ -68,6 +68,8 @@ class ImportResult:
     """``direct`` (this process wrote the store) or ``persist`` (over NATS)."""
     beyond_retention: int = 0
     """Trades older than `Settings.retention_days`: persist's hourly retention will delete them."""
+    voids: int = 0
+    """Of `trades`, the void rows (ids Binance invalidated): stored as voids, counted by `coverage`."""
 
 
 def shard_dir_of(settings: Settings, symbol: str) -> Path:
@@ -161,6 +163,7 @@ class TapeImporter:
         result = ImportResult(source, symbol, len(trades), route="direct" if store is not None else "persist")
         if len(trades) == 0:
             return result
+        result.voids = int(trades.voids().sum())
         cutoff = time.time() * 1000 - self._settings.retention_days * 86_400_000
         result.beyond_retention = int((trades.time < cutoff).sum())
         if store is not None:
@@ -192,6 +195,7 @@ class TapeImporter:
                 "trades": result.trades,
                 "added": result.added,
                 "duplicates": result.duplicates,
+                "voids": result.voids,
                 "gaps": len(result.gaps),
                 "route": result.route,
             },

@@ -12,11 +12,12 @@ from rocksdict import Rdict
 from tradetape.store.codec import decode_windows
 from tradetape.store.keys import SEGMENT, SUMMARY, WINDOW, kind_prefix, prefix_end, timed_key
 from tradetape.store.rocks import scan
-from tradetape.store.segments import SegmentSummary, decode_segment
+from tradetape.store.segments import SEGMENT_MS, SegmentSummary, decode_segment
+from tradetape.store.voids import read_voids
 
 
 def time_of_id(db: Rdict, symbol: str, agg_id: int) -> int | None:
-    """The trade time of `agg_id` if the store holds it, else None."""
+    """The trade time of `agg_id` if the store holds it (as a trade or a void), else None."""
     summaries = kind_prefix(SUMMARY, symbol)
     for _, value in scan(db, summaries, prefix_end(summaries)):
         summary = SegmentSummary.decode(value)
@@ -34,7 +35,9 @@ def time_of_id(db: Rdict, symbol: str, agg_id: int) -> int | None:
         hit = trades.agg_id == agg_id
         if bool(hit.any()):
             return int(trades.time[hit][0])
-    return None
+    voids = read_voids(db, symbol, None, SEGMENT_MS)
+    hit = voids.agg_id == agg_id
+    return int(voids.time[hit][0]) if bool(hit.any()) else None
 
 
 def gap_times(db: Rdict, symbol: str, from_id: int, to_id: int) -> tuple[int, int] | None:

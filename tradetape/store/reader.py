@@ -44,6 +44,7 @@ from tradetape.store.keys import (
 from tradetape.store.rocks import StoreNotFoundError, last_before, scan, scan_first, store_options
 from tradetape.store.segment_cache import SegmentCache
 from tradetape.store.segments import SEGMENT_MS, PriceLevels, SegmentSummary, decode_segment
+from tradetape.store.voids import read_voids
 from tradetape.store.writer import read_layout
 
 logger = logging.getLogger(__name__)
@@ -265,38 +266,42 @@ def _body(db: Rdict, symbol: str, summary: SegmentSummary, cache: SegmentCache |
 def read_coverage(db: Rdict, symbol: str, time_range: TimeRange, cache: SegmentCache | None = None) -> Coverage:
     """Trades held over the range (None: the whole tape) and the agg-id gaps between its first and last.
 
+    Voids are counted apart (`void_count`); their ids are held, so never a gap.
+
     The whole tape is answered from the index and two seeks; a range from the summaries of
     the segments inside it, decoding only its edges. Gaps are the index's, between the
     first and last id found (agg ids rise with trade time).
     """
     runs = IdRuns.decode(db.get(index_key(symbol)))
+    voids = read_voids(db, symbol, time_range, _segment_ms(db))
     if time_range is None:
-        return _whole_tape_coverage(db, symbol, runs)
+        return _whole_tape_coverage(db, symbol, runs, voids)
     plan = _plan(db, symbol, time_range)
     edges = _edge_trades(db, symbol, plan, time_range, cache)
     count = sum(s.trade_count for s in plan.inside) + len(edges)
-    if count == 0:
+    if count + len(voids) == 0:
         return Coverage(0, None, None, None, None, [])
     first_ids = [s.first_id for s in plan.inside]
     last_ids = [s.last_id for s in plan.inside]
     first_times = [s.first_time for s in plan.inside]
     last_times = [s.last_time for s in plan.inside]
-    if len(edges):
-        first_ids.append(int(edges.agg_id[0]))
-        last_ids.append(int(edges.agg_id[-1]))
-        first_times.append(int(edges.time.min()))
-        last_times.append(int(edges.time.max()))
+    for rows in (edges, voids):
+        if len(rows):
+            first_ids.append(int(rows.agg_id[0]))
+            last_ids.append(int(rows.agg_id[-1]))
+            first_times.append(int(rows.time.min()))
+            last_times.append(int(rows.time.max()))
     first_id, last_id = min(first_ids), max(last_ids)
     gaps = runs.clip(first_id, last_id).gaps()
-    return Coverage(count, first_id, last_id, min(first_times), max(last_times), gaps)
+    return Coverage(count, first_id, last_id, min(first_times), max(last_times), gaps, len(voids))
 
 
-def _whole_tape_coverage(db: Rdict, symbol: str, runs: IdRuns) -> Coverage:
+def _whole_tape_coverage(db: Rdict, symbol: str, runs: IdRuns, voids: TradeColumns) -> Coverage:
     if len(runs) == 0:
         return Coverage(0, None, None, None, None, [])
     summaries, windows = kind_prefix(SUMMARY, symbol), kind_prefix(WINDOW, symbol)
-    first_times: list[int] = []
-    last_times: list[int] = []
+    first_times: list[int] = [int(voids.time.min())] if len(voids) else []
+    last_times: list[int] = [int(voids.time.max())] if len(voids) else []
     first_summary = scan_first(db, summaries, prefix_end(summaries))
     last_summary = last_before(db, summaries, prefix_end(summaries))
     if first_summary is not None and last_summary is not None:
@@ -309,7 +314,8 @@ def _whole_tape_coverage(db: Rdict, symbol: str, runs: IdRuns) -> Coverage:
         last_times.append(int(decode_windows([last_window[1]]).time.max()))
     first_time = min(first_times) if first_times else None
     last_time = max(last_times) if last_times else None
-    return Coverage(runs.count, int(runs.low[0]), int(runs.high[-1]), first_time, last_time, runs.gaps())
+    first_id, last_id = int(runs.low[0]), int(runs.high[-1])
+    return Coverage(runs.count - len(voids), first_id, last_id, first_time, last_time, runs.gaps(), len(voids))
 
 
 def read_price_levels(

@@ -15,16 +15,24 @@ Layout (format 2; keys spelled in `tradetape.store.keys`), per symbol:
 ``hist:{SYMBOL}:{segment_start_ms:013d}``
     The segment's per-price histogram: every distinct price with its volume, buy volume
     and trade count, so a volume profile over whole segments decodes no trades.
+``void:{SYMBOL}:{segment_start_ms:013d}``
+    The voids of one segment span (`tradetape.store.voids`): Binance's invalidated
+    duplicates (price and quantity 0, trade ids -1), ids of the sequence without a trade,
+    as raw columns. Kept out of windows, segments, summaries and histograms, so no
+    analytic can see one; written in the same atomic write as their index entries.
 ``index:{SYMBOL}``
-    The completeness index (`tradetape.store.index`): the stored agg-id runs.
+    The completeness index (`tradetape.store.index`): the stored agg-id runs, voids included.
 ``meta:rolled:{SYMBOL}``
     The window start before which every window of the symbol is rolled up.
 ``meta:layout``
     The format version and segment span of this database.
 
-Every agg id is in exactly one window or one segment: the writer drops an incoming
-trade whose id the index already holds, and a window at or after the roll-up mark is a
-window, anything before it goes into a segment.
+Every agg id is in exactly one window, one segment or one void record: the writer drops
+an incoming row whose id the index already holds (a void never replaces a trade, nor a
+trade a void), a void goes to its span's void record, and a trade at or after the
+roll-up mark to a window, anything before it to a segment. Retention trims void records
+with the segments. (Void records need no new format version: a database without voids
+simply has none.)
 
 Segment encoding. Trades sorted by agg id; per column a transform that leaves small
 numbers, then zigzag, the narrowest byte width, byte planes and zstd

@@ -4,8 +4,10 @@ Every change is one atomic RocksDB write batch, synced to the WAL before `write`
 (the consumer acks after it, never before), and each carries the index update of the
 trades it adds, so a crash at any point leaves windows, segments and index agreeing.
 An incoming trade whose agg id the index holds is dropped: redelivery, late trades and
-backfill never duplicate a trade, across windows and segments alike. The layout is
-described in `tradetape.store.segments`.
+backfill never duplicate a trade, across windows and segments alike. Void rows
+(`tradetape.domain.trade.is_void`) are taken out of every write into their own records
+(`tradetape.store.voids`), their ids indexed like any other. The layout is described in
+`tradetape.store.segments`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tradetape.store.keys import (
     LAYOUT_KEY,
     SEGMENT,
     SUMMARY,
+    VOID,
     WINDOW,
     index_key,
     kind_prefix,
@@ -47,6 +50,7 @@ from tradetape.store.segments import (
     encode_segment,
 )
 from tradetape.store.shards import ShardLock
+from tradetape.store.voids import merge_voids, read_voids, trim_voids
 from tradetape.store.windows import WindowId, split_by
 
 logger = logging.getLogger(__name__)
@@ -66,6 +70,19 @@ class ImportConflictError(ValueError):
         self.symbol = symbol
         self.agg_id = agg_id
         self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one write added: per symbol the trades (what live updates announce) and how many voids."""
+
+    trades: dict[str, TradeColumns]
+    voids: dict[str, int]
+
+    @property
+    def count(self) -> int:
+        """Agg ids newly stored, trades and voids."""
+        return sum(len(trades) for trades in self.trades.values()) + sum(self.voids.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,20 +108,22 @@ def read_layout(db: Rdict) -> tuple[int, int] | None:
 def check_same(db: Rdict, symbol: str, incoming: TradeColumns, segment_ms: int) -> None:
     """Every incoming trade must equal the stored one of its agg id, read where its trade time puts it.
 
+    A void and a trade of one agg id differ too (a `conflict`: the stored one is kept).
     Raises `ImportConflictError` for the first that differs (works on a secondary too, so an
     importer can check a whole file before it sends anything).
     """
     differences = stored_differences(db, symbol, incoming, segment_ms)
     if differences:
         index, what = differences[0]
-        raise ImportConflictError(symbol, int(incoming.agg_id[index]), f"it is stored with {what}")
+        raise ImportConflictError(symbol, int(incoming.agg_id[index]), f"it is stored {what}")
 
 
 def stored_differences(db: Rdict, symbol: str, incoming: TradeColumns, segment_ms: int) -> list[tuple[int, str]]:
-    """The incoming trades (whose agg ids are stored) that differ from the stored one: index and what differs.
+    """The incoming trades (whose agg ids are stored) that differ from the stored one: index and how.
 
-    The stored trade is read where the incoming trade time puts it, so one stored at another
-    time differs by "another trade time". Ascending by index.
+    How reads after "stored": "with another price", "as another kind (a void)". The stored
+    trade is read where the incoming trade time puts it, so one stored at another time
+    differs "with another trade time". Ascending by index.
     """
     from tradetape.store.reader import read_trades  # the reader imports this module
 
@@ -115,21 +134,31 @@ def stored_differences(db: Rdict, symbol: str, incoming: TradeColumns, segment_m
     for start, part in split_by(incoming, starts):
         positions = order[offset : offset + len(part)]
         offset += len(part)
-        stored = read_trades(db, symbol, start, start + segment_ms)
+        span = (start, start + segment_ms)
+        stored = TradeColumns.concat([read_trades(db, symbol, *span), read_voids(db, symbol, span, segment_ms)])
+        stored = stored.sorted_unique()
         if len(stored) == 0:
             differences += [(int(position), _differs_in(0)) for position in positions]
             continue
         found = stored.take(np.minimum(np.searchsorted(stored.agg_id, part.agg_id), len(stored) - 1))
+        kind = (found.agg_id == part.agg_id) & (found.voids() != part.voids())
         first_field = np.full(len(part), -1)
         for field, (mine, theirs) in enumerate(zip(part.arrays(), found.arrays(), strict=True)):
             first_field[(mine != theirs) & (first_field < 0)] = field
-        differences += [(int(positions[i]), _differs_in(int(first_field[i]))) for i in np.flatnonzero(first_field >= 0)]
+        differences += [
+            (int(positions[i]), _another_kind(bool(found.voids()[i])) if kind[i] else _differs_in(int(first_field[i])))
+            for i in np.flatnonzero(kind | (first_field >= 0))
+        ]
     return sorted(differences)
 
 
 def _differs_in(field: int) -> str:
     name = _FIELD_NAMES[field]
-    return "another trade time" if name in ("agg id", "time") else f"another {name}"
+    return "with another trade time" if name in ("agg id", "time") else f"with another {name}"
+
+
+def _another_kind(stored_void: bool) -> str:
+    return f"as another kind ({'a void' if stored_void else 'a trade'})"
 
 
 class WindowStore:
@@ -232,59 +261,74 @@ class WindowStore:
         return mark
 
     def write(self, windows: dict[WindowId, TradeColumns]) -> int:
-        """Add the trades of `windows` the store does not hold yet, durably; returns how many were new.
+        """Add the trades (and voids) of `windows` the store does not hold yet, durably; returns how many were new.
 
         Raises `StoreError` if RocksDB refuses (nothing is then written; the caller retries).
         """
-        return sum(len(trades) for trades in self.write_new(windows).values())
+        return self.write_new(windows).count
 
-    def write_new(self, windows: dict[WindowId, TradeColumns]) -> dict[str, TradeColumns]:
-        """`write`, returning per symbol the trades it added (what live updates announce)."""
+    def write_new(self, windows: dict[WindowId, TradeColumns]) -> Written:
+        """`write`, returning per symbol the trades it added (what live updates announce) and the voids."""
         with rocksdb_errors(self.path):
             return self._write(windows)
 
-    def _write(self, windows: dict[WindowId, TradeColumns]) -> dict[str, TradeColumns]:
+    def _write(self, windows: dict[WindowId, TradeColumns]) -> Written:
         by_symbol: dict[str, list[TradeColumns]] = {}
         for (symbol, _), columns in windows.items():
             by_symbol.setdefault(symbol, []).append(columns)
         batch = WriteBatch(raw_mode=True)
         indexes: dict[str, IdRuns] = {}
         added: dict[str, TradeColumns] = {}
+        voids: dict[str, int] = {}
         for symbol, parts in by_symbol.items():
             incoming = TradeColumns.concat(parts)
             runs = self.index(symbol)
             fresh = incoming.take(~runs.contains(incoming.agg_id)) if len(runs) else incoming
             if len(fresh) == 0:
                 continue
-            indexes[symbol] = self._add(batch, symbol, fresh)
-            added[symbol] = fresh
+            indexes[symbol], trades = self._add(batch, symbol, fresh)
+            if len(trades):
+                added[symbol] = trades
+            if len(trades) < len(fresh):
+                voids[symbol] = len(fresh) - len(trades)
         if not batch.is_empty():
             self.db.write(batch, self._sync)
             self._index.update(indexes)
-        return added
+        return Written(added, voids)
 
-    def _add(self, batch: WriteBatch, symbol: str, fresh: TradeColumns) -> IdRuns:
-        """Put new trades where they belong (a segment before the roll-up mark, a window after); the new index."""
-        mark = self.rolled_until(symbol)
-        late = fresh.time < mark
-        if bool(late.all()):  # a bulk import of history: no copy of the columns
-            self._merge_into_segments(batch, symbol, fresh)
+    def _add(self, batch: WriteBatch, symbol: str, fresh: TradeColumns) -> tuple[IdRuns, TradeColumns]:
+        """Put new rows where they belong; the new index, and the trades among them.
+
+        A void goes into its span's void record; a trade into a segment before the roll-up
+        mark, a window after it.
+        """
+        void = fresh.voids()
+        trades = fresh
+        if bool(void.any()):
+            merge_voids(self.db, batch, symbol, fresh.take(void), self.segment_ms)
+            trades = fresh.take(~void)
+        late = trades.time < self.rolled_until(symbol)
+        if len(trades) == 0:
+            pass
+        elif bool(late.all()):  # a bulk import of history: no copy of the columns
+            self._merge_into_segments(batch, symbol, trades)
         elif bool(late.any()):
-            self._merge_into_segments(batch, symbol, fresh.take(late))
-            self._merge_into_windows(batch, symbol, fresh.take(~late))
+            self._merge_into_segments(batch, symbol, trades.take(late))
+            self._merge_into_windows(batch, symbol, trades.take(~late))
         else:
-            self._merge_into_windows(batch, symbol, fresh)
+            self._merge_into_windows(batch, symbol, trades)
         runs = self.index(symbol).add(np.sort(fresh.agg_id))
         batch.put(index_key(symbol), runs.encode())
-        return runs
+        return runs, trades
 
     def import_trades(self, symbol: str, trades: TradeColumns, *, roll_up_before_ms: int) -> ImportCounts:
         """Bulk history (dumps, repairs) in one atomic, synced write, straight into hour segments.
 
         Windows before `roll_up_before_ms` are rolled up first (its own atomic write), so
-        imported trades older than that land in segments, never in 1-second windows. A
-        trade whose agg id is stored already is a duplicate and skipped, but only if it is
-        the same trade: different contents raise `ImportConflictError` and nothing is written.
+        imported trades older than that land in segments, never in 1-second windows (voids
+        in their records). A trade whose agg id is stored already is a duplicate and skipped,
+        but only if it is the same trade (a void the same void): different contents raise
+        `ImportConflictError` and nothing is written.
         `trades` must be ascending by agg id, each once. `StoreError` if RocksDB refuses.
         """
         with rocksdb_errors(self.path):
@@ -297,7 +341,7 @@ class WindowStore:
             if len(fresh) == 0:
                 return ImportCounts(0, len(trades))
             batch = WriteBatch(raw_mode=True)
-            index = self._add(batch, symbol, fresh)
+            index, _ = self._add(batch, symbol, fresh)
             self.db.write(batch, self._sync)
             self._index[symbol] = index
             return ImportCounts(len(fresh), len(trades) - len(fresh))
@@ -358,7 +402,7 @@ class WindowStore:
         return len(windows)
 
     def delete_before(self, symbol: str, cutoff_ms: int) -> int:
-        """Retention: drop every trade of `symbol` older than `cutoff_ms`, as key ranges; returns how many.
+        """Retention: drop every trade and void of `symbol` older than `cutoff_ms`, as key ranges; returns how many.
 
         Whole segments before the cutoff and all windows before it go as range deletes; the
         segment that straddles the cutoff is rewritten with its newer trades only. The index
@@ -390,21 +434,24 @@ class WindowStore:
         if old_windows:
             removed += len(decode_windows([value for _, value in old_windows]))
             batch.delete_range(kind_prefix(WINDOW, symbol), windows_end)
-        if removed == 0:
+        voids_removed, first_void = trim_voids(self.db, batch, symbol, cutoff_ms, self.segment_ms)
+        if removed + voids_removed == 0:
             return 0
         first_ids += self._first_ids_after(symbol, straddling, cutoff_ms)
+        first_ids += [] if first_void is None else [first_void]
         runs = self.index(symbol).clip(min(first_ids), None) if first_ids else IdRuns.empty()
         batch.put(index_key(symbol), runs.encode())
         self.db.write(batch, self._sync)
         self._index[symbol] = runs
-        for kind in SEGMENT_KINDS:
+        for kind in (*SEGMENT_KINDS, VOID):
             self.db.compact_range(kind_prefix(kind, symbol), timed_key(kind, symbol, straddling))
         self.db.compact_range(kind_prefix(WINDOW, symbol), windows_end)
         # Compaction flushes the memtable; a secondary keeps serving what it had replayed from
         # the flushed WAL until the primary writes again (measured), so write at once.
         self.db.put(retained_key(symbol), str(cutoff_ms).encode(), self._sync)
-        logger.info("retention", extra={"symbol": symbol, "cutoff_ms": cutoff_ms, "removed": removed})
-        return removed
+        extra = {"symbol": symbol, "cutoff_ms": cutoff_ms, "removed": removed, "voids_removed": voids_removed}
+        logger.info("retention", extra=extra)
+        return removed + voids_removed
 
     def _first_ids_after(self, symbol: str, straddling: int, cutoff_ms: int) -> list[int]:
         """The lowest agg ids of the segments after `straddling` and of the windows from `cutoff_ms` on."""

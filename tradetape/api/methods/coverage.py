@@ -1,7 +1,8 @@
 """`coverage`: how many trades the tape holds over a range, and which agg ids are missing.
 
 Agg ids are consecutive per symbol, so every hole between the first and the last id held
-is a gap (`tradetape.domain.gaps`). Without a range it covers the whole tape. A source
+is a gap (`tradetape.domain.gaps`); a void (an id Binance invalidated) is held, not a gap,
+and counted in `void_count`, never in `trade_count`. Without a range it covers the whole tape. A source
 that keeps a completeness index (the shard's store) answers from it without reading
 trades; any other source is summarised from its trades. Beside what the store holds, the
 reply carries the gaps ingest still has open in its ledger (ids it knows are missing and
@@ -70,6 +71,8 @@ class CoverageReply(BaseModel):
     last_time: int | None
     missing_count: int
     gaps: list[GapReply]
+    void_count: int = 0
+    """Agg ids held as voids (Binance's invalidated duplicates): in the id sequence, not in `trade_count`."""
     ingest_gaps: list[IngestGapReply] | None = None
     """Gaps ingest's ledger has open now (retried until filled); None when the ledger was not reachable."""
 
@@ -96,6 +99,7 @@ def handle(source: TradeSource, symbol: str, request: CoverageRequest, now_ms: i
         last_time=found.last_time,
         missing_count=sum(to_id - from_id + 1 for from_id, to_id in found.gaps),
         gaps=[GapReply(from_id=from_id, to_id=to_id) for from_id, to_id in found.gaps],
+        void_count=found.void_count,
         ingest_gaps=_ingest_gaps(source, symbol, now_ms),
     )
 
@@ -126,6 +130,8 @@ def render(reply: CoverageReply) -> RenderableType:
         ),
         Text(f"gaps {len(reply.gaps)}  missing trades {reply.missing_count}", style="red" if reply.gaps else "green"),
     ]
+    if reply.void_count:
+        lines.append(Text(f"voids {reply.void_count}  (ids Binance invalidated: held, no trade)"))
     lines += [Text(f"  missing ids {gap.from_id} .. {gap.to_id}") for gap in reply.gaps[:SHOWN_GAPS]]
     if len(reply.gaps) > SHOWN_GAPS:
         lines.append(Text(f"  ... and {len(reply.gaps) - SHOWN_GAPS} more gaps (use --json)"))
