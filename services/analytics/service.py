@@ -60,10 +60,11 @@ from tradetape.api.registry import QueryMethod, TradeSource, api_schema, methods
 from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.ledger import LedgerFormatError, LedgerGap, ledger_bucket, read_entry
 from tradetape.bus.replies import GuardedService, ReplyGuard
-from tradetape.bus.shard_stores import check_same_store, read_shard_store
+from tradetape.bus.shard_stores import ShardStore, check_same_store, read_shard_store
 from tradetape.bus.subjects import ANALYTICS_SERVICE, SCHEMA_SUBJECT, analytics_queue_group, query_subject, symbol_of
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
+from tradetape.runtime.backoff import retry_until
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.settings import Settings
 from tradetape.store.budget import ReadBudget, ReadTooLargeError
@@ -79,7 +80,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 HEAP_KEEP_BYTES = 256 * 1024 * 1024
 LEDGER_READ_TIMEOUT_S = 0.5
-SHARD_STORE_READ_TIMEOUT_S = 10.0
+SHARD_STORE_READ_S = 1.0
 CATCH_UP_EVERY_S = 0.02
 """A query may see the store up to this stale: a burst of queries catches up with the writer once, not each."""
 
@@ -149,10 +150,13 @@ class AnalyticsService:
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
-            await self._check_store()
+            checked = await self._check_store(stop)
         except BaseException:
             self._reader.close()
             raise
+        if not checked:
+            self._reader.close()
+            return
         resolved = await resolve_symbols(self._settings, stop)
         if not resolved:
             self._reader.close()
@@ -202,13 +206,26 @@ class AnalyticsService:
             self._reader.close()
             logger.info("analytics stopped", extra={"shard": self._settings.shard, **self.replies.errors})
 
-    async def _check_store(self) -> None:
-        """Refuse to serve the shard from a store that is not the one its persist writes (`ForeignStoreError`)."""
-        async with asyncio.timeout(SHARD_STORE_READ_TIMEOUT_S):
-            record = await read_shard_store(self._nc.jetstream(), self._settings.shard)
+    async def _check_store(self, stop: asyncio.Event) -> bool:
+        """Refuse to serve the shard from a store that is not the one its persist writes (`ForeignStoreError`).
+
+        A record that cannot be read yet (a cluster electing its leaders) is asked again until
+        `stop`; False if stopped before it was read.
+        """
+
+        async def read() -> tuple[ShardStore | None]:
+            return (await read_shard_store(self._nc.jetstream(), self._settings.shard),)
+
+        read_once = await retry_until(
+            stop, read, transient=(NatsError, JetStreamError), what="shard store record", timeout_s=SHARD_STORE_READ_S
+        )
+        if read_once is None:
+            return False
+        (record,) = read_once
         check_same_store(record, store_id(self._settings.shard_dir), self._settings.shard_dir)
         if record is None:
             logger.warning("no store recorded for the shard yet", extra={"shard": self._settings.shard})
+        return True
 
     async def _dispatch(self, method: QueryMethod[Any, Any], request: Request) -> None:
         """Start the answer and return: nats-py runs an endpoint's handler one request at a time.

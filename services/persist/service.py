@@ -48,7 +48,7 @@ from tradetape.bus.shard_stores import ShardStore, record_shard_store
 from tradetape.bus.subjects import TRADES_STREAM, symbol_of, trade_subject
 from tradetape.domain.symbols import is_symbol
 from tradetape.domain.trade import TradeFormatError, TradeRow
-from tradetape.runtime.backoff import Backoff
+from tradetape.runtime.backoff import Backoff, retry_until
 from tradetape.runtime.logs import ProgressLog
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.runtime.tasks import cancel_and_wait
@@ -72,6 +72,8 @@ ROLLUP_INTERVAL_S = 10.0
 RETENTION_INTERVAL_S = 3600.0
 STORE_RETRY_MAX_S = 30.0
 LEDGER_READ_TIMEOUT_S = 1.0
+RECORD_S = 2.0
+"""The longest one try at recording the shard's store may take (a cluster electing its leaders answers late)."""
 IMPLAUSIBLE_DELIVERIES = 3
 """An implausible id is delivered this often before it is dead-lettered: ingest writes its ledger every second,
 so a real jump ingest believed (after asking REST) shows there by the next delivery."""
@@ -151,7 +153,9 @@ class PersistService:
             self._nc, store, self._symbols, self._settings.rollup_age_s, self._store_thread, self.replies
         )
         try:
-            await self._record_store(write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols))
+            manifest = write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols)
+            if not await self._record_store(manifest, stop):
+                return
             await advisories.start()
             await importer.start()
             await self._consumer.bind()
@@ -182,8 +186,11 @@ class PersistService:
             store.close()
             self._log_counts("persist stopped", force=True)
 
-    async def _record_store(self, store_id: str) -> None:
-        """Record in NATS KV that this store serves the shard, so analytics workers of other directories refuse."""
+    async def _record_store(self, store_id: str, stop: asyncio.Event) -> bool:
+        """Record in NATS KV that this store serves the shard, so analytics workers of other directories refuse.
+
+        Tried again until `stop` while the bucket cannot answer yet (a cluster electing its leaders); False if stopped.
+        """
         here = ShardStore(
             shard=self._settings.shard,
             store_id=store_id,
@@ -191,12 +198,21 @@ class PersistService:
             dir=str(self._settings.shard_dir.resolve()),
             since_ms=int(time.time() * 1000),
         )
-        previous = await record_shard_store(self._js, here, replicas=self._settings.stream_replicas)
+
+        async def record() -> tuple[ShardStore | None]:
+            return (await record_shard_store(self._js, here, replicas=self._settings.stream_replicas),)
+
+        transient = (NatsError, JetStreamError)
+        recorded = await retry_until(stop, record, transient=transient, what="shard store record", timeout_s=RECORD_S)
+        if recorded is None:
+            return False
+        (previous,) = recorded
         if previous is not None and previous.store_id != store_id:
             logger.warning(
                 "shard taken over from another store",
                 extra={"shard": here.shard, "store": here.place, "previous": previous.place},
             )
+        return True
 
     async def _loop(self, store: WindowStore, stop: asyncio.Event) -> None:
         now = time.monotonic()

@@ -1,8 +1,16 @@
-"""Capped exponential backoff with jitter, reset after a healthy run."""
+"""Capped exponential backoff with jitter, reset after a healthy run; retrying until stopped."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Backoff:
@@ -20,3 +28,30 @@ class Backoff:
 
     def reset(self) -> None:
         self._next = self.initial
+
+
+async def retry_until(
+    stop: asyncio.Event,
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    transient: tuple[type[BaseException], ...],
+    what: str,
+    timeout_s: float,
+    backoff: Backoff | None = None,
+) -> T | None:
+    """`attempt()` (each at most `timeout_s`) again after a transient failure, until it succeeds or `stop` is set.
+
+    For start-up reads and writes a NATS cluster answers only once it has elected its
+    leaders; None if stopped first. One warning a failure, naming `what`.
+    """
+    backoff = backoff or Backoff(0.2, 5.0)
+    retried: tuple[type[BaseException], ...] = (TimeoutError, *transient)
+    while not stop.is_set():
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await attempt()
+        except retried as exc:
+            logger.warning("not done yet, trying again", extra={"what": what, "error": repr(exc)})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), backoff.next_delay())
+    return None
