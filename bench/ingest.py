@@ -36,7 +36,7 @@ from nats.aio.msg import Msg  # noqa: E402
 from nats.js.api import StorageType, StreamConfig  # noqa: E402
 
 from services.exchange.generator import TradeGenerator  # noqa: E402
-from services.ingest.fast_batch import (  # noqa: E402
+from tradetape.bus.publish.fast_batch import (  # noqa: E402
     OUTSTANDING_ACKS,
     BatchReply,
     Op,

@@ -435,7 +435,7 @@ async def raw_ceilings(url: str, count: int, window: int, batch: int, stall_coun
             pub = result["publish_async"] = await publish_all(js, RAW_SUBJECT, payloads, "bench", None, budget)
         pub.update(cpu)
         log(f"raw publish_async: {pub['acked']} acked in {pub['seconds']}s = {pub['msgs_per_s']:,} msg/s")
-        # (a') the same call as services/ingest/publisher.py makes it: with wait_stall
+        # (a') the call as ingest's publisher made it before the fix: with wait_stall
         if stall_count:
             stall = result["publish_async_wait_stall"] = await publish_all(
                 js, f"{RAW_SUBJECT}.stall", payloads[:stall_count], "stall", 5.0, budget)

@@ -59,6 +59,7 @@ from tradetape.api.errors import (
 from tradetape.api.registry import QueryMethod, TradeSource, api_schema, methods
 from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.ledger import LedgerFormatError, LedgerGap, ledger_bucket, read_entry
+from tradetape.bus.nats_internals import EndpointCounters
 from tradetape.bus.replies import GuardedService, ReplyGuard
 from tradetape.bus.shard_stores import ShardStore, check_same_store, read_shard_store
 from tradetape.bus.subjects import ANALYTICS_SERVICE, SCHEMA_SUBJECT, analytics_queue_group, query_subject, symbol_of
@@ -140,7 +141,7 @@ class AnalyticsService:
         self._pending = 0
         self._ledger: KeyValue | None = None
         self._answering: set[asyncio.Task[None]] = set()
-        self._endpoint_stats = EndpointStats(None)
+        self._endpoint_stats = EndpointCounters(None)
         self.replies = ReplyGuard("analytics")
         self.errors: Counter[str] = Counter()
         self._serving = False
@@ -186,7 +187,7 @@ class AnalyticsService:
             await service.add_endpoint(
                 name="schema", subject=SCHEMA_SUBJECT, handler=functools.partial(_respond, schema), metadata={}
             )
-            self._endpoint_stats = EndpointStats(service.service)
+            self._endpoint_stats = EndpointCounters(service.service)
             self._serving = True
             logger.info(
                 "analytics started",
@@ -360,27 +361,3 @@ class AnalyticsService:
 
 async def _respond(body: bytes, request: Request) -> None:
     await request.respond(body)
-
-
-class EndpointStats:
-    """Keeps nats micro's `$SRV.STATS` true for answers given from a task, after the handler returned.
-
-    Micro counts an error and the processing time only around the handler call; these
-    are its own per-endpoint fields (nats-py 2.x), found by subject. Should a nats-py
-    release rename them, only the statistics are off, never an answer.
-    """
-
-    def __init__(self, service: Any) -> None:
-        self._by_subject = {getattr(e, "_subject", None): e for e in getattr(service, "_endpoints", None) or ()}
-
-    def error(self, subject: str, message: str) -> None:
-        endpoint = self._by_subject.get(subject)
-        if endpoint is not None and hasattr(endpoint, "_num_errors"):
-            endpoint._num_errors += 1
-            endpoint._last_error = message
-
-    def processed(self, subject: str, seconds: float) -> None:
-        endpoint = self._by_subject.get(subject)
-        if endpoint is not None and hasattr(endpoint, "_processing_time") and endpoint._num_requests:
-            endpoint._processing_time += int(seconds * 1e9)
-            endpoint._average_processing_time = int(endpoint._processing_time / endpoint._num_requests)

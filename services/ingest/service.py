@@ -30,7 +30,6 @@ from nats.js.kv import KeyValue
 from services.ingest.feed import AttemptLimiter, Feed, FeedOptions, split_symbols
 from services.ingest.filler import GapFiller
 from services.ingest.gapfill import RestClient, RestTrade
-from services.ingest.publisher import NatsClosedError, Publisher, raise_if_closed
 from services.ingest.stats import StatsBook
 from services.ingest.tailprobe import TailSchedule, probe_interval_s
 from services.ingest.tape import SymbolTape, Verdict
@@ -40,6 +39,7 @@ from tradetape.bus.codec import decode_trade, encode_trade
 from tradetape.bus.deadletter import deadletter_message
 from tradetape.bus.ledger import LedgerEntry, LedgerFormatError, ledger_bucket, read_entry, write_entry
 from tradetape.bus.provision import ensure_streams
+from tradetape.bus.publish.publisher import NatsClosedError, Publisher, raise_if_closed
 from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM, deadletter_subject, trade_subject
 from tradetape.domain.trade import TradeFormatError

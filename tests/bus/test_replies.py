@@ -15,12 +15,12 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect
+from tradetape.bus.nats_internals import MicroClient
 from tradetape.bus.replies import (
     MAX_REPLY_SUBJECT,
     ROLE_INBOX_PREFIXES,
     GuardedService,
     ReplyGuard,
-    _GuardedClient,
     is_reply_subject,
 )
 from tradetape.runtime.metrics import announce
@@ -139,7 +139,7 @@ async def test_micro_verbs_in_every_form_answer_inboxes_only(nats_url: str, verb
 async def test_micro_gets_a_client_that_refuses_what_the_guard_does_not_cover(nats_url: str) -> None:
     nc = await nats.connect(nats_url)
     try:
-        client = _GuardedClient(nc, ReplyGuard("test"))
+        client = MicroClient(nc, ReplyGuard("test").guarded)
         with pytest.raises(RuntimeError, match="Client.publish"):
             await client.publish("x", b"")
         with pytest.raises(RuntimeError, match="without a callback"):

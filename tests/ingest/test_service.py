@@ -28,15 +28,15 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
-from services.ingest.publisher import NatsClosedError
 from services.ingest.service import IngestService
 from services.ingest.tailprobe import PROBE_WEIGHT_SHARE, found_within_s, probe_interval_s
 from tests.harness import Running, run_services, wait_for
-from tests.ingest.isolated import LoopThread, ended, isolated_loop
+from tests.isolated import LoopThread, ended, isolated_loop
 from tests.processes import ServiceProcesses, service_env
 from tradetape.binance.rest import AGG_TRADES_WEIGHT
 from tradetape.bus.connect import connect
 from tradetape.bus.ledger import LedgerGap, ledger_bucket, open_gaps, read_entry
+from tradetape.bus.publish.publisher import NatsClosedError
 from tradetape.bus.subjects import DEADLETTER_STREAM, INGEST_STATS_SUBJECT, TRADES_STREAM, trade_subject
 from tradetape.runtime.nats_server import EmbeddedNatsServer
 from tradetape.settings import Settings

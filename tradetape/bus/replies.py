@@ -14,8 +14,9 @@ may read its own replies only), at least one more token, no wildcard, no blank, 
 every `WARN_EVERY_S`.
 
 nats micro subscribes its `$SRV.PING|INFO|STATS` verbs and endpoints itself: `GuardedService`
-hands it a client whose `subscribe` wraps every callback in the guard, the one place that knows
-which parts of nats-py's client micro uses; it fails at start if a nats-py release uses others.
+hands it a client whose `subscribe` wraps every callback in the guard
+(`tradetape.bus.nats_internals.MicroClient`, which knows which parts of nats-py's client micro
+uses); it fails at start if a nats-py release subscribes around it.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from typing import Any, cast
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.micro import add_service
 from nats.micro.service import Service
+
+from tradetape.bus.nats_internals import MicroClient
 
 logger = logging.getLogger(__name__)
 
@@ -110,50 +112,17 @@ class ReplyGuard:
         return answer_inboxes_only
 
 
-class _GuardedClient:
-    """The part of nats-py's `Client` nats micro uses (nats-py 2.x), every subscription behind the guard.
-
-    Micro names an instance with the client's NUID generator, subscribes its verbs and endpoints
-    with a callback and flushes; anything else it asked for would go around the guard, so it
-    raises instead of being handed the real client.
-    """
-
-    def __init__(self, nc: Client, guard: ReplyGuard) -> None:
-        if not hasattr(nc, "_nuid"):
-            raise RuntimeError("this nats-py client has no `_nuid`: nats micro changed, review tradetape.bus.replies")
-        self._nuid = nc._nuid
-        self._nc = nc
-        self._guard = guard
-        self.subscriptions = 0
-
-    async def subscribe(
-        self, subject: str, queue: str = "", cb: MsgHandler | None = None, **kwargs: Any
-    ) -> Subscription:
-        if cb is None:
-            raise RuntimeError(f"nats micro subscribed {subject} without a callback: the reply guard cannot check it")
-        self.subscriptions += 1
-        return await self._nc.subscribe(subject, queue=queue, cb=self._guard.guarded(cb), **kwargs)
-
-    async def flush(self, timeout: int = 10) -> None:
-        await self._nc.flush(timeout)
-
-    def __getattr__(self, name: str) -> Any:
-        raise RuntimeError(
-            f"nats micro used Client.{name}, which the reply guard does not cover: review tradetape.bus.replies"
-        )
-
-
 class GuardedService:
     """A nats micro service (`$SRV.PING|INFO|STATS` and endpoints) that answers inboxes only."""
 
-    def __init__(self, service: Service, client: _GuardedClient) -> None:
+    def __init__(self, service: Service, client: MicroClient) -> None:
         self.service = service
         self._client = client
 
     @classmethod
     async def start(cls, nc: Client, guard: ReplyGuard, **config: Any) -> GuardedService:
         """`nats.micro.add_service(nc, **config)`, its verbs subscribed through the guard (checked)."""
-        client = _GuardedClient(nc, guard)
+        client = MicroClient(nc, guard.guarded)
         service = await add_service(cast(Client, client), **config)
         guarded = cls(service, client)
         guarded._expect(MICRO_VERB_SUBSCRIPTIONS, "its $SRV verbs")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.ingest.fast_batch import (
+from tradetape.bus.publish.fast_batch import (
     MAX_FLOW,
     OUTSTANDING_ACKS,
     FastBatch,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Generic, TypeVar
 
-from services.ingest.fast_batch import ReplyKind, read_batch_reply
+from tradetape.bus.publish.fast_batch import ReplyKind, read_batch_reply
 
 T = TypeVar("T")
 

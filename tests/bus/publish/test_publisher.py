@@ -1,6 +1,6 @@
 """The publisher against a real nats-server: batches and single acks that never come, late or refused.
 
-Each runs the publisher in an isolated loop (`tests.ingest.isolated`), so a wait that never
+Each runs the publisher in an isolated loop (`tests.isolated`), so a wait that never
 ends or an ignored cancellation fails the test within its bounds instead of hanging pytest.
 """
 
@@ -17,9 +17,9 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, StreamConfig
 
-from services.ingest.numbered_acks import read_ack
-from services.ingest.publisher import NatsClosedError, Publisher
-from tests.ingest.isolated import LoopThread, ended, isolated_loop
+from tests.isolated import LoopThread, ended, isolated_loop
+from tradetape.bus.publish.numbered_acks import read_ack
+from tradetape.bus.publish.publisher import NatsClosedError, Publisher
 from tradetape.bus.subjects import MSG_ID_HEADER, trade_msg_id, trade_subject
 
 pytestmark = pytest.mark.timeout(60)

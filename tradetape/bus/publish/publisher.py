@@ -7,7 +7,7 @@ while the connection is up and pauses while it is not; each confirmed trade is r
 so the gap ledger can fetch it from REST later. A connection nats-py has closed for good
 raises `NatsClosedError`: the process should end and be restarted.
 
-Trades go in fast-ingest batches (ADR-50, `services.ingest.fast_batch`): the server acks
+Trades go in fast-ingest batches (ADR-50, `tradetape.bus.publish.fast_batch`): the server acks
 every few hundred messages, so the per-trade work is the publish alone. A batch is
 closed after `COMMIT_IDLE_S` without new trades, which confirms its tail; it ends early
 when a message is lost or refused, when the connection was re-established, or when an
@@ -15,7 +15,9 @@ answer does not come within `ack_timeout`, and its unconfirmed trades are sent a
 a new batch under the same `Nats-Msg-Id`. Against a server or stream without batches
 (the first answer tells), and for dead letters (another stream), each message gets its
 own ack instead: sent with `nc.publish` to a numbered reply subject under one wildcard
-inbox, matched oldest first (`services.ingest.numbered_acks`), and re-sent on an error, an unreadable ack or a timeout.
+inbox, matched oldest first (`tradetape.bus.publish.numbered_acks`), and re-sent on an
+error, an unreadable ack or a timeout. The batched trades of a send round go to nats-py
+as one buffer append (`tradetape.bus.publish.bulk`).
 
 Why not nats-py's `publish_async`: measured with py-spy under `bench/ingest.py`, a
 third of ingest's time went to its per-message machinery (a random inbox token, a
@@ -41,7 +43,8 @@ from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, MaxPayloadError, OutboundBufferLimitError
 from nats.errors import Error as NatsError
 
-from services.ingest.fast_batch import (
+from tradetape.bus.publish.bulk import BulkPublish
+from tradetape.bus.publish.fast_batch import (
     BATCH_NOT_ENABLED,
     SUFFIX,
     FastBatch,
@@ -51,8 +54,7 @@ from services.ingest.fast_batch import (
     reply_base,
     reply_subject,
 )
-from services.ingest.numbered_acks import NumberedAcks, read_ack
-from tradetape.bus.bulk_publish import BulkPublish
+from tradetape.bus.publish.numbered_acks import NumberedAcks, read_ack
 from tradetape.bus.subjects import MSG_ID_HEADER, trade_msg_id, trade_subject
 from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.tasks import wait_event
