@@ -54,6 +54,7 @@ from services.ingest.fast_batch import (
 from services.ingest.numbered_acks import NumberedAcks, read_ack
 from tradetape.bus.bulk_publish import BulkPublish
 from tradetape.bus.subjects import MSG_ID_HEADER, trade_msg_id, trade_subject
+from tradetape.errors import BusError
 from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.tasks import wait_event
 
@@ -66,7 +67,7 @@ COMMIT_IDLE_S = 0.005
 """A batch is closed (its tail confirmed) once no trade came for this long."""
 
 
-class NatsClosedError(RuntimeError):
+class NatsClosedError(BusError, RuntimeError):
     """nats-py closed the connection for good; ingest cannot publish any more."""
 
 
