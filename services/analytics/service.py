@@ -18,6 +18,11 @@ ranges are capped at `query_max_range_days`; a query whose reads would need more
 the method measured it needs per trade) is `range_too_large`; a reply above the
 connection's max payload is the error `reply_too_large`, never a failed publish.
 
+Errors: only a request's own faults (`tradetape.errors.RequestError`, and the validation of its
+body) are `invalid_request`; a stored value that fails its checksum or format is
+`store_corrupt` (500, naming the key, logged once per key; the worker keeps answering every
+other range and symbol); anything else is `internal`.
+
 Threads: the handlers run in a pool of `query_concurrency` threads over one shared
 `ShardReader`. What they share is safe to share: RocksDB reads, the segment cache (a
 lock; read-only arrays), each thread's own zstd objects (`tradetape.store.packing`);

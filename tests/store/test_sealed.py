@@ -20,7 +20,7 @@ from tradetape.domain.columns import TradeColumns
 from tradetape.store.keys import HISTOGRAM, LAYOUT_KEY, SEGMENT, SUMMARY, VOID, index_key, rolled_key, timed_key
 from tradetape.store.lookup import time_of_id
 from tradetape.store.reader import read_all_trades, read_coverage, read_price_levels, read_trades
-from tradetape.store.rocks import open_primary, scan
+from tradetape.store.rocks import StoreError, open_primary, scan
 from tradetape.store.sealed import ChecksumError, StoreCorruptError, is_sealed, seal, unseal
 from tradetape.store.segments import (
     FORMAT_VERSION,
@@ -238,3 +238,23 @@ def test_a_migration_cut_short_resumes(written: tuple[Path, TradeColumns]) -> No
         assert all(is_sealed(value) for _, value in scan(db, b"", b"\xff"))
     finally:
         db.close()
+
+
+def test_the_writer_refuses_to_merge_into_a_corrupt_segment_and_writes_nothing(
+    written: tuple[Path, TradeColumns],
+) -> None:
+    """A `StoreError`, so persist holds the batch and retries as for a refused write (nothing accepted is lost)."""
+    path, trades = written
+    key = timed_key(SEGMENT, SYMBOL, T0 + HOUR)
+    damage(path, key, lambda value: flipped(value, len(value) // 2))
+    late = trades.take(np.arange(len(trades)) == 3_000)
+    late = TradeColumns(late.agg_id + 1_000_000, *late.arrays()[1:])  # type: ignore[arg-type]
+    store = WindowStore(path)
+    try:
+        before = store.index(SYMBOL)
+        with pytest.raises(StoreError) as caught:
+            store.write(windows_of(SYMBOL, late))
+        assert isinstance(caught.value, StoreCorruptError) and caught.value.key == key
+        assert store.index(SYMBOL).count == before.count
+    finally:
+        store.close()

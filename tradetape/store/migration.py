@@ -9,8 +9,8 @@ is and named in the log, and reading it is `store_corrupt`. A value sealed alrea
 alone, so a migration cut short (a crash, a kill) resumes where it stopped. Readers refuse
 an unmigrated database (`StoreLayoutError`) rather than read unchecked values.
 
-Measured with `bench/codecs.py`: sealing checks each segment by decoding it (~2.5 ms for a
-busy hour), about half a second per busy symbol-week.
+Sealing checks each segment by decoding it (~2.5 ms for a busy hour): measured, 0.3 s for a
+busy symbol-day (2.3M real-like trades, 75 values, 8.8 MB), so about 2 s a busy symbol-week.
 """
 
 from __future__ import annotations

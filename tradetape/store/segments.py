@@ -1,6 +1,6 @@
 """The storage layout of a shard's RocksDB, its format version, and the segment codec.
 
-Layout (format 2; keys spelled in `tradetape.store.keys`), per symbol:
+Layout (format 3; keys spelled in `tradetape.store.keys`), per symbol:
 
 ``trades:{SYMBOL}:{window_start_ms:013d}``
     A 1-second window of trade time (format 1 value, `tradetape.store.codec`): where live
@@ -24,8 +24,19 @@ Layout (format 2; keys spelled in `tradetape.store.keys`), per symbol:
     The completeness index (`tradetape.store.index`): the stored agg-id runs, voids included.
 ``meta:rolled:{SYMBOL}``
     The window start before which every window of the symbol is rolled up.
+``meta:retained:{SYMBOL}``
+    The latest retention cutoff (both marks: `tradetape.store.meta`).
 ``meta:layout``
     The format version and segment span of this database.
+
+Every value is sealed (format 3): a marker byte and a CRC-32 of the rest before its body
+(`tradetape.store.sealed`), checked on every read, and a segment's zstd frame carries zstd's
+content checksum as well; a value that fails either (or its format) is `StoreCorruptError`
+naming its key, never data. Older databases (format 1: windows only; format 2: the same
+values unsealed) are migrated by the writer when it opens them (`tradetape.store.migration`:
+each value sealed once it decodes, in synced batches, resumable, progress logged; the
+layout says format 3 only after the last batch); readers refuse a database not migrated yet
+(`StoreLayoutError`) rather than read values no checksum vouches for.
 
 Every agg id is in exactly one window, one segment or one void record: the writer drops
 an incoming row whose id the index already holds (a void never replaces a trade, nor a
@@ -80,7 +91,7 @@ from tradetape.store.packing import PackingError, pack_columns, unpack_columns
 from tradetape.store.sealed import seal, unseal
 
 FORMAT_VERSION = 3
-"""The database layout (1: windows only; 2: windows, segments, summaries, histograms, index; 3: every value sealed)."""
+"""The database layout (1: windows only; 2: + segments, summaries, histograms, index; 3: every value sealed)."""
 SEGMENT_FORMAT = 1
 SEGMENT_MS = 3_600_000
 SEGMENT_COLUMNS = 6
