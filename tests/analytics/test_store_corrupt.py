@@ -19,8 +19,10 @@ import numpy as np
 import pytest
 from rocksdict import Rdict
 
+from services.analytics.service import AnalyticsService
 from tests.analytics.test_methods_over_nats import REQUESTS
 from tests.harness import request, run_services, wait_for
+from tradetape.api.errors import QueryError
 from tradetape.api.registry import methods
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.trade import VOID_TRADE_ID
@@ -215,3 +217,29 @@ def _comparable(name: str, reply: dict[str, Any]) -> dict[str, Any]:
     if name != "coverage":
         return reply
     return {k: v for k, v in reply.items() if k not in ("start", "end", "ingest_gaps")}
+
+
+class _Broken:
+    """A source whose read fails with a plain `ValueError`, as a bug or bad stored data would."""
+
+    def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
+        raise ValueError("negative quantity")
+
+
+async def test_a_value_error_the_request_did_not_cause_is_internal_not_invalid_request(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """It used to be `invalid_request` (400): the asker was blamed for whatever raised a ValueError."""
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=(CONTROL,))
+    nc = await nats.connect(nats_url)
+    try:
+        service = AnalyticsService(settings, nc)
+        bars = methods()["bars"]
+        with pytest.raises(QueryError) as caught:
+            service.answer(bars, CONTROL, b'{"last": "1h"}', _Broken())
+        assert (caught.value.code, caught.value.status) == ("internal", 500)
+        with pytest.raises(QueryError) as caught:
+            service.answer(bars, CONTROL, b'{"last": "1h", "interval": "7x"}', _Broken())
+        assert (caught.value.code, caught.value.status) == ("invalid_request", 400)
+    finally:
+        await nc.close()
