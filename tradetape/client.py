@@ -52,6 +52,7 @@ from tradetape.bus.connect import connect, resolve_nats_url
 from tradetape.bus.subjects import ANALYTICS_SERVICE, query_subject
 from tradetape.domain.bars import SECOND_MS
 from tradetape.domain.symbols import SymbolError, is_symbol, symbol_from_input
+from tradetape.errors import TradetapeError
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ LIVE_BARS_CHUNK_MS = 900_000
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
 
 
-class TapeError(Exception):
+class TapeError(TradetapeError):
     """Anything the client raises."""
 
 

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tradetape.bus.replies import DEFAULT_INBOX_PREFIX, INBOX_PREFIX_PATTERN
 from tradetape.domain.symbols import symbol_from_input
+from tradetape.errors import ConfigError
 from tradetape.runtime.http_access import parse_allowed_host
 
 ENV_PREFIX = "TRADETAPE_"
@@ -27,7 +28,7 @@ MIN_TOKEN_CHARS = 16
 """A bearer token shorter than this is refused: it would be guessable."""
 
 
-class SymbolsUnresolvedError(RuntimeError):
+class SymbolsUnresolvedError(ConfigError, RuntimeError):
     """`TRADETAPE_SYMBOLS=ALL` stands for a list only exchangeInfo knows; resolve it before asking for the symbols."""
 
 

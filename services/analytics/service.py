@@ -18,6 +18,11 @@ ranges are capped at `query_max_range_days`; a query whose reads would need more
 the method measured it needs per trade) is `range_too_large`; a reply above the
 connection's max payload is the error `reply_too_large`, never a failed publish.
 
+Errors: only a request's own faults (`tradetape.errors.RequestError`, and the validation of its
+body) are `invalid_request`; a stored value that fails its checksum or format is
+`store_corrupt` (500, naming the key, logged once per key; the worker keeps answering every
+other range and symbol); anything else is `internal`.
+
 Threads: the handlers run in a pool of `query_concurrency` threads over one shared
 `ShardReader`. What they share is safe to share: RocksDB reads, the segment cache (a
 lock; read-only arrays), each thread's own zstd objects (`tradetape.store.packing`);
@@ -35,6 +40,7 @@ import ctypes
 import functools
 import logging
 import sys
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +61,7 @@ from tradetape.api.errors import (
     overloaded,
     range_too_large,
     reply_too_large,
+    store_corrupt,
 )
 from tradetape.api.registry import QueryMethod, TradeSource, api_schema, methods
 from tradetape.binance.symbols import resolve_symbols
@@ -65,13 +72,14 @@ from tradetape.bus.shard_stores import ShardStore, check_same_store, read_shard_
 from tradetape.bus.subjects import ANALYTICS_SERVICE, SCHEMA_SUBJECT, analytics_queue_group, query_subject, symbol_of
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
+from tradetape.errors import RequestError
 from tradetape.runtime.backoff import retry_until
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.settings import Settings
 from tradetape.store.budget import ReadBudget, ReadTooLargeError
-from tradetape.store.codec import WindowFormatError
 from tradetape.store.reader import ShardReader
-from tradetape.store.segments import PriceLevels, SegmentFormatError
+from tradetape.store.sealed import StoreCorruptError
+from tradetape.store.segments import PriceLevels
 from tradetape.store.shards import store_id
 
 logger = logging.getLogger(__name__)
@@ -84,6 +92,8 @@ LEDGER_READ_TIMEOUT_S = 0.5
 SHARD_STORE_READ_S = 1.0
 CATCH_UP_EVERY_S = 0.02
 """A query may see the store up to this stale: a burst of queries catches up with the writer once, not each."""
+CORRUPT_KEYS_LOGGED = 10_000
+"""Corrupt stored values logged one by one (each once); past that, once that there are more."""
 
 
 def keep_heap(max_bytes: int = HEAP_KEEP_BYTES) -> bool:
@@ -144,6 +154,9 @@ class AnalyticsService:
         self._endpoint_stats = EndpointCounters(None)
         self.replies = ReplyGuard("analytics")
         self.errors: Counter[str] = Counter()
+        self._corrupt_keys: set[bytes] = set()
+        self._corrupt_lock = threading.Lock()
+        """Query threads find corrupt values side by side; each key is logged once."""
         self._serving = False
         self.symbols: tuple[str, ...] = ()
         """The symbols served, known once `run` has resolved them."""
@@ -316,10 +329,10 @@ class AnalyticsService:
             raise
         except ReadTooLargeError as exc:
             raise self._over_budget(exc, request.time_range(now_ms)) from None
-        except (SegmentFormatError, WindowFormatError) as exc:  # stored bytes, not the request, are at fault
-            logger.exception("stored data unreadable", extra={"method": method.name, "symbol": symbol})
-            raise internal_error(exc) from exc
-        except ValueError as exc:
+        except StoreCorruptError as exc:  # stored bytes, not the request, are at fault
+            self._corrupt_found(exc, method.name, symbol)
+            raise store_corrupt(exc.key.decode(errors="replace"), exc.reason) from exc
+        except RequestError as exc:  # only the request's own faults are the asker's
             raise invalid_request(str(exc)) from exc
         except Exception as exc:  # the one boundary: a failed query is a reply, never a dead worker
             logger.exception("query failed", extra={"method": method.name, "symbol": symbol})
@@ -328,6 +341,19 @@ class AnalyticsService:
         if len(body) > self._nc.max_payload:
             raise reply_too_large(len(body), self._nc.max_payload, method.reply_hint)
         return body
+
+    def _corrupt_found(self, exc: StoreCorruptError, method: str, symbol: str) -> None:
+        """Log a corrupt stored value the first time a query meets it (every answer counts in `errors`)."""
+        with self._corrupt_lock:
+            if exc.key in self._corrupt_keys or len(self._corrupt_keys) > CORRUPT_KEYS_LOGGED:
+                return
+            self._corrupt_keys.add(exc.key)
+            more = len(self._corrupt_keys) > CORRUPT_KEYS_LOGGED
+        if more:
+            logger.error("more corrupt stored values than are logged one by one", extra={"logged": CORRUPT_KEYS_LOGGED})
+            return
+        extra = {"key": exc.key.decode(errors="replace"), "reason": exc.reason, "method": method, "symbol": symbol}
+        logger.error("stored value corrupt", extra=extra)
 
     def budget(self, method: QueryMethod[Any, Any]) -> ReadBudget:
         """What one query of `method` may hold (`query_memory_mb`), at the method's measured cost a trade."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.exchange.history import AggTrade, TradeHistory, now_ms
+from tradetape.errors import InputError
 from tradetape.runtime.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class DumpTrade:
     time_us: int
 
 
-class ReplayFormatError(ValueError):
+class ReplayFormatError(InputError):
     """A dump row that is not a data.binance.vision aggTrades row."""
 
 

@@ -23,6 +23,7 @@ import orjson
 
 from services.exchange.faults import HTML_BODY, FaultConfig
 from services.exchange.history import TradeHistory, encode_rest_rows, now_ms
+from tradetape.errors import ExchangeError
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class RestLog:
         self.recent.append((time.monotonic(), path))
 
 
-class RestError(Exception):
+class RestError(ExchangeError):
     """An error the exchange reports as ``{"code": ..., "msg": ...}``."""
 
     def __init__(self, code: int, msg: str, status: int = HTTPStatus.BAD_REQUEST) -> None:

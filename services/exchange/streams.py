@@ -12,6 +12,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+from tradetape.errors import ExchangeError
+
 logger = logging.getLogger(__name__)
 
 STREAM_TYPE = "aggTrade"
@@ -21,7 +23,7 @@ MAX_STREAMS = 1024
 _STREAM_RE = re.compile(r"^([a-z0-9]{1,20})@([A-Za-z0-9_]+)$")
 
 
-class StreamError(ValueError):
+class StreamError(ExchangeError, ValueError):
     """A request for streams this exchange does not serve; carries a Binance error code."""
 
     def __init__(self, code: int, msg: str) -> None:

@@ -32,6 +32,7 @@ from services.ingest.wire import (
     connection_plan,
     subscribe_request,
 )
+from tradetape.errors import ExchangeError
 from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.tasks import cancel_and_wait
 
@@ -108,7 +109,7 @@ class FeedOptions:
     streams_per_subscribe: int = STREAMS_PER_SUBSCRIBE
 
 
-class FeedError(RuntimeError):
+class FeedError(ExchangeError, RuntimeError):
     """The exchange refused a subscription."""
 
 

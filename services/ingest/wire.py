@@ -15,13 +15,14 @@ from typing import Any
 import orjson
 
 from tradetape.domain.trade import TradeFormatError, TradeRow, parse_trade
+from tradetape.errors import InputError
 
 MAX_URL_CHARS = 4000
 """Streams beyond what fits in a URL this long are sent as SUBSCRIBE requests."""
 STREAMS_PER_SUBSCRIBE = 200
 
 
-class FrameError(ValueError):
+class FrameError(InputError):
     """A frame that is not a valid aggTrade event of a subscribed symbol."""
 
     def __init__(self, reason: str, symbol: str | None = None, kind: str = "invalid_trade") -> None:

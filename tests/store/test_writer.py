@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import msgpack
 import numpy as np
 import pytest
 
@@ -14,8 +13,10 @@ from tradetape.store.codec import encode_window
 from tradetape.store.keys import SEGMENT, WINDOW, kind_prefix, prefix_end, window_key
 from tradetape.store.reader import read_all_trades, read_coverage
 from tradetape.store.rocks import open_primary, scan
+from tradetape.store.sealed import unseal
+from tradetape.store.segments import FORMAT_VERSION
 from tradetape.store.shards import ShardLockedError
-from tradetape.store.writer import WindowStore
+from tradetape.store.writer import WindowStore, read_layout
 
 HOUR = 3_600_000
 
@@ -97,13 +98,13 @@ def test_a_windows_only_database_gets_its_index_built(tmp_path: Path) -> None:
     trades = tape(300, 5_000)
     db = open_primary(path)
     for (_, start), part in windows_of(SYMBOL, trades).items():
-        db.put(window_key(SYMBOL, start), encode_window(part))
+        db.put(window_key(SYMBOL, start), unseal(encode_window(part)))  # format 1: windows unsealed
     db.close()
     store = WindowStore(path)
     try:
         assert store.index(SYMBOL).count == 300
         assert store.write(windows_of(SYMBOL, trades)) == 0
-        assert msgpack.unpackb(store.db[b"meta:layout"])["v"] == 2
+        assert read_layout(store.db) == (FORMAT_VERSION, 3_600_000)
     finally:
         store.close()
 

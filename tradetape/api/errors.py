@@ -2,7 +2,8 @@
 
 Every error a client can get is a `QueryError`, with one of the codes DESIGN.md fixes:
 `invalid_request` (400), `insufficient_trades` (422), `range_too_large` and
-`reply_too_large` (413), `overloaded` (503), `internal` (500). A symbol nobody serves gets
+`reply_too_large` (413), `overloaded` (503), `internal` (500), `store_corrupt` (500: a stored
+value the answer needs failed its checks; `details.key` names it). A symbol nobody serves gets
 NATS "no responders": no worker subscribes to its subjects. The service boundary turns it into the
 JSON error body (`ErrorReply`) and the NATS micro error headers (`Nats-Service-Error`,
 `Nats-Service-Error-Code` = an HTTP-like status); the client turns that body back into
@@ -14,9 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from tradetape.api.models import ErrorDetail, ErrorReply
+from tradetape.errors import TradetapeError
 
 
-class QueryError(Exception):
+class QueryError(TradetapeError):
     status = 400
 
     def __init__(
@@ -67,6 +69,15 @@ def insufficient_trades(found: int, needed: int) -> QueryError:
         f"{found} trades in the range, at least {needed} needed",
         {"found": found, "needed": needed},
         status=422,
+    )
+
+
+def store_corrupt(key: str, reason: str) -> QueryError:
+    return QueryError(
+        "store_corrupt",
+        f"the stored value {key} this answer needs is corrupt ({reason[:200]}); the rest of the tape is served",
+        {"key": key, "reason": reason[:500]},
+        status=500,
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from tradetape.domain.trade import TradeFormatError, TradeRow, parse_trade
+from tradetape.errors import ExchangeError
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ DEFAULT_RETRY_AFTER_S = 60.0
 RestTrade = tuple[dict[str, Any], TradeRow]
 
 
-class GapFillError(RuntimeError):
+class GapFillError(ExchangeError, RuntimeError):
     """A REST answer that did not give usable trades; the attempt failed, the gap stays open."""
 
     def __init__(self, reason: str, *, status: int | None = None, retry_after: float | None = None) -> None:

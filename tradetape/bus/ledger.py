@@ -25,6 +25,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from tradetape.bus.subjects import EXCHANGE
+from tradetape.errors import FormatError
 
 LEDGER_BUCKET = "TAPE_INGEST_LEDGER"
 LEDGER_VERSION = 1
@@ -34,7 +35,7 @@ the max payload (a refused publish makes nats-py close the connection)."""
 MAX_ERROR_CHARS = 120
 
 
-class LedgerFormatError(ValueError):
+class LedgerFormatError(FormatError):
     """A ledger value that is not one this module wrote."""
 
 

@@ -23,10 +23,12 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from pydantic import BaseModel, ValidationError
 
+from tradetape.errors import ConfigError
+
 SHARD_STORES_BUCKET = "TAPE_SHARD_STORES"
 
 
-class ForeignStoreError(RuntimeError):
+class ForeignStoreError(ConfigError, RuntimeError):
     """This worker's data directory does not hold the store the shard's persist writes."""
 
 

@@ -7,6 +7,8 @@ which must fit the int64 columns they are stored in.
 
 from __future__ import annotations
 
+from tradetape.errors import InputError
+
 SCALE_DIGITS = 8
 SCALE: int = 10**SCALE_DIGITS
 MAX_UNITS = 2**63 - 1
@@ -18,7 +20,7 @@ _FRACTION_SCALE = tuple(10 ** (SCALE_DIGITS - places) for places in range(SCALE_
 """Units of one step in the last of `places` decimal places."""
 
 
-class DecimalFormatError(ValueError):
+class DecimalFormatError(InputError):
     """A decimal string that is not a plain non-negative number with at most 8 places, or too large."""
 
 

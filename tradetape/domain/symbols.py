@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import re
 
+from tradetape.errors import RequestError
+
 MAX_SYMBOL_LENGTH = 32
 _GRAMMAR = re.compile(r"[A-Z0-9]+(?:_[A-Z0-9]+)*")
 _SHOWN = 40
 """Characters of a refused name quoted in the error, so a megabyte of garbage makes a one-line message."""
 
 
-class SymbolError(ValueError):
+class SymbolError(RequestError):
     """A name that is not a symbol; its message quotes at most the first 40 characters."""
 
 

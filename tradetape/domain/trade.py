@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tradetape.domain.decimals import DecimalFormatError, parse_units
+from tradetape.errors import InputError
 
 MAX_ID = 2**53 - 1
 """Agg and trade ids stay below 2^53 (exact in a JSON double; far above any exchange's count)."""
@@ -33,7 +34,7 @@ MAX_AHEAD_MS = 60_000
 """A trade time more than a minute ahead of the local clock is not believed."""
 
 
-class TradeFormatError(ValueError):
+class TradeFormatError(InputError):
     """An aggTrade object that cannot be stored as it is."""
 
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.symbols import check_symbol
+from tradetape.errors import InputError
 from tradetape.store.segments import SegmentFormatError, decode_segment, encode_segment
 
 IMPORT_PREFIX = "tape.persist.import"
@@ -35,7 +36,7 @@ def import_subject(symbol: str) -> str:
     return f"{IMPORT_PREFIX}.{check_symbol(symbol)}"
 
 
-class BatchFormatError(ValueError):
+class BatchFormatError(InputError):
     """A bulk-import request body that is not a batch of this format."""
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from tradetape import __version__
+from tradetape.errors import ExchangeError
 from tradetape.settings import Settings
 
 READ_BYTES = 1024 * 1024
@@ -37,7 +38,7 @@ _REDIRECTS = {301, 302, 303, 307, 308}
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
-class FetchError(RuntimeError):
+class FetchError(ExchangeError, RuntimeError):
     """A dump that could not be downloaded or verified (the message says which and why)."""
 
 

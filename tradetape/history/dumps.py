@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 from tradetape.domain.column_checks import decimal_units, first_invalid, first_not_ascending, first_of
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
 from tradetape.domain.symbols import SymbolError, symbol_from_input
+from tradetape.errors import InputError
 from tradetape.history.labels import ExportLabel, LabelError, iso_ms
 from tradetape.settings import Settings
 
@@ -109,7 +110,7 @@ class TimeBounds:
     what: str
 
 
-class DumpError(ValueError):
+class DumpError(InputError):
     """A file that cannot be imported as it is: which file, which line (None: the whole file), why."""
 
     def __init__(self, source: str, reason: str, line: int | None = None) -> None:

@@ -27,6 +27,7 @@ from tradetape import __version__
 from tradetape.api.models import parse_time_ms
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.symbols import check_symbol, symbol_from_input
+from tradetape.errors import RequestError
 from tradetape.history.dumps import EXPORT_FIELDS, EXPORT_TIME_FORMAT, export_decimal
 from tradetape.history.labels import ExportLabel
 from tradetape.history.load import shard_dir_of
@@ -40,7 +41,7 @@ from tradetape.store.writer import read_layout
 FORMATS = (".parquet", ".csv")
 
 
-class ExportError(ValueError):
+class ExportError(RequestError):
     """An export that cannot be written as asked (unknown format, empty range)."""
 
 

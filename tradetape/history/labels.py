@@ -19,13 +19,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tradetape.domain.symbols import check_symbol
+from tradetape.errors import InputError
 
 KEY_PREFIX = "tradetape."
 CSV_MARK = "# tradetape export"
 YEAR_10000_MS = 253_402_300_800_000
 
 
-class LabelError(ValueError):
+class LabelError(InputError):
     """A label that is present but cannot be believed (one line saying which field and why)."""
 
 

@@ -37,7 +37,7 @@ from tradetape.store.index import IdRuns
 from tradetape.store.keys import index_key
 from tradetape.store.lookup import gap_times
 from tradetape.store.reader import SecondaryStore, read_coverage
-from tradetape.store.rocks import StoreNotFoundError
+from tradetape.store.rocks import StoreError, StoreNotFoundError
 from tradetape.store.segments import SEGMENT_MS
 from tradetape.store.shards import ShardLockedError, find_shards, write_manifest
 from tradetape.store.writer import ImportConflictError, ImportCounts, WindowStore, check_same, read_layout
@@ -51,7 +51,7 @@ Progress = Callable[[int], None]
 """Called with the number of trades of each batch written."""
 
 
-class ImportTargetError(RuntimeError):
+class ImportTargetError(StoreError):
     """No shard can take the symbol, or the persist that holds its shard does not answer."""
 
 

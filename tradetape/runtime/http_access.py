@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from tradetape.errors import ConfigError
+
 if TYPE_CHECKING:
     from tradetape.settings import Settings
 
@@ -42,7 +44,7 @@ Authority = tuple[str, int | None]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class HttpAccessError(ValueError):
+class HttpAccessError(ConfigError, ValueError):
     """A server cannot be started as configured (exposed without a token), or an allowed host is malformed."""
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from tradetape.errors import ConfigError
+
 _READ_ATTEMPTS = 5
 _READ_RETRY_S = 0.05
 
@@ -29,7 +31,7 @@ class LockHolder:
     nats_url: str | None
 
 
-class DataDirLocked(RuntimeError):
+class DataDirLocked(ConfigError, RuntimeError):
     """Another process holds the data directory's lock."""
 
     def __init__(self, path: Path, holder: LockHolder) -> None:

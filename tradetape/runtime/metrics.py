@@ -37,6 +37,7 @@ from prometheus_client.registry import Collector
 
 from tradetape import __version__
 from tradetape.bus.replies import GuardedService, ReplyGuard
+from tradetape.errors import ConfigError
 from tradetape.runtime.http_access import ConnectionSlots, HttpAccess
 
 logger = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
-class MetricsPortError(RuntimeError):
+class MetricsPortError(ConfigError, RuntimeError):
     """The metrics address cannot be listened on (taken, or not an address of this host)."""
 
 

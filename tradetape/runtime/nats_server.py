@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tradetape.bus.auth import write_private_file
+from tradetape.errors import ConfigError
 from tradetape.runtime.nats_users import EmbeddedUsers, with_credential
 from tradetape.runtime.processes import die_with_parent
 from tradetape.runtime.scratch import owned_tempdir, sweep
@@ -35,7 +36,7 @@ _POLL_S = 0.02
 _INFO_MAX_BYTES = 64 * 1024
 
 
-class NatsServerError(RuntimeError):
+class NatsServerError(ConfigError, RuntimeError):
     """The embedded nats-server could not be found or did not come up."""
 
 

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from tradetape.bus.auth import redact_url
+from tradetape.errors import ConfigError
 from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.http_access import page_origins
 from tradetape.runtime.lifecycle import stop_on_signals
@@ -63,7 +64,7 @@ CLEAN_EXIT_CODES = (0, None, -signal.SIGTERM)
 T = TypeVar("T")
 
 
-class StartupError(RuntimeError):
+class StartupError(ConfigError, RuntimeError):
     """A part of `up` did not come up."""
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tradetape.errors import LimitError
 
-class ReadTooLargeError(RuntimeError):
+
+class ReadTooLargeError(LimitError, RuntimeError):
     """A read whose estimated memory exceeds its budget; nothing large was allocated."""
 
     def __init__(self, estimate: int, budget: ReadBudget, trades: int, levels: int) -> None:

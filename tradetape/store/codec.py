@@ -2,7 +2,8 @@
 
 Reading a range is one `np.frombuffer` per column instead of a Python object per trade.
 Keys are spelled in `tradetape.store.keys`; this module is the only one that knows how
-a value is laid out, and its format version.
+a value is laid out, and its format version. The value is sealed (`tradetape.store.sealed`):
+its checksum is checked before its body is read.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import msgpack
 import numpy as np
 
 from tradetape.domain.columns import TradeColumns
+from tradetape.errors import FormatError
+from tradetape.store.sealed import seal, unseal
 
 FORMAT_VERSION = 1
 TRADE_BYTES = 49
 """Bytes a trade takes in a window value (six int64 columns and a flag): a value of `n` trades is longer than 49 n."""
 
 
-class WindowFormatError(ValueError):
+class WindowFormatError(FormatError):
     """A stored window value that this version cannot read."""
 
 
@@ -30,7 +33,7 @@ def encode_window(columns: TradeColumns) -> bytes:
     body: dict[str, object] = {"v": FORMAT_VERSION, "n": len(columns)}
     for name, column in zip(_NAMES, columns.arrays(), strict=True):
         body[name] = column.astype(column.dtype.newbyteorder("<"), copy=False).tobytes()
-    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+    return seal(msgpack.packb(body, use_bin_type=True))
 
 
 def decode_window(value: bytes) -> TradeColumns:
@@ -40,7 +43,7 @@ def decode_window(value: bytes) -> TradeColumns:
 def decode_windows(values: Sequence[bytes]) -> TradeColumns:
     """Many stored windows as one column set: each column's bytes joined, one `frombuffer` each."""
     try:
-        bodies = [msgpack.unpackb(value, raw=False) for value in values]
+        bodies = [msgpack.unpackb(unseal(value), raw=False) for value in values]
         for body in bodies:
             if body.get("v") != FORMAT_VERSION:
                 raise WindowFormatError(f"unknown window format version {body.get('v')!r}")

@@ -5,7 +5,7 @@ one; the index's size grows with the number of gaps, never with the number of tr
 The writer updates it in the same atomic write as the trades it adds (so it is never
 ahead of or behind the store) and uses it to drop trades it holds already, which keeps
 each agg id once across windows and segments. Coverage of the whole tape is answered
-from it alone. Pure functions over numpy arrays, plus the value codec.
+from it alone. Pure functions over numpy arrays, plus the value codec (sealed: `tradetape.store.sealed`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ import msgpack
 import numpy as np
 
 from tradetape.domain.columns import BoolArray, Int64Array
+from tradetape.errors import FormatError
+from tradetape.store.sealed import seal, unseal
 
 INDEX_FORMAT = 1
 
 
-class IndexFormatError(ValueError):
+class IndexFormatError(FormatError):
     """A stored index value that this version cannot read."""
 
 
@@ -98,14 +100,14 @@ class IdRuns:
 
     def encode(self) -> bytes:
         body = {"v": INDEX_FORMAT, "low": self.low.astype("<i8").tobytes(), "high": self.high.astype("<i8").tobytes()}
-        return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+        return seal(msgpack.packb(body, use_bin_type=True))
 
     @classmethod
     def decode(cls, value: bytes | None) -> IdRuns:
         if value is None:
             return cls.empty()
         try:
-            body = msgpack.unpackb(value, raw=False)
+            body = msgpack.unpackb(unseal(value), raw=False)
             if body.get("v") != INDEX_FORMAT:
                 raise IndexFormatError(f"unknown index format {body.get('v')!r}")
             low = np.frombuffer(body["low"], dtype="<i8").astype(np.int64)

@@ -33,6 +33,9 @@ SEGMENT = "seg"
 SUMMARY = "sum"
 HISTOGRAM = "hist"
 VOID = "void"
+INDEX = "index"
+ROLLED = "meta:rolled"
+RETAINED = "meta:retained"
 LAYOUT_KEY = b"meta:layout"
 
 
@@ -65,17 +68,17 @@ def parse_timed_key(key: bytes) -> int:
 
 
 def index_key(symbol: str) -> bytes:
-    return f"index:{symbol}".encode()
+    return f"{INDEX}:{symbol}".encode()
 
 
 def rolled_key(symbol: str) -> bytes:
     """Holds the window start before which every window of `symbol` is in a segment."""
-    return f"meta:rolled:{symbol}".encode()
+    return f"{ROLLED}:{symbol}".encode()
 
 
 def retained_key(symbol: str) -> bytes:
     """Holds the latest retention cutoff of `symbol` (epoch ms), written after its compaction."""
-    return f"meta:retained:{symbol}".encode()
+    return f"{RETAINED}:{symbol}".encode()
 
 
 def symbol_prefix(symbol: str) -> bytes:

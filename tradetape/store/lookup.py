@@ -9,33 +9,37 @@ from __future__ import annotations
 
 from rocksdict import Rdict
 
-from tradetape.store.codec import decode_windows
+from tradetape.store.codec import decode_window, decode_windows
 from tradetape.store.keys import SEGMENT, SUMMARY, WINDOW, kind_prefix, prefix_end, timed_key
+from tradetape.store.reader import segment_span
 from tradetape.store.rocks import scan
-from tradetape.store.segments import SEGMENT_MS, SegmentSummary, decode_segment
+from tradetape.store.sealed import decoded, decoded_together
+from tradetape.store.segments import SegmentSummary, decode_stored_segment
 from tradetape.store.voids import read_voids
 
 
 def time_of_id(db: Rdict, symbol: str, agg_id: int) -> int | None:
     """The trade time of `agg_id` if the store holds it (as a trade or a void), else None."""
+    span = segment_span(db)
     summaries = kind_prefix(SUMMARY, symbol)
-    for _, value in scan(db, summaries, prefix_end(summaries)):
-        summary = SegmentSummary.decode(value)
+    for key, value in scan(db, summaries, prefix_end(summaries)):
+        summary = decoded(key, value, SegmentSummary.decode)
         if summary.first_id <= agg_id <= summary.last_id:
-            stored = db.get(timed_key(SEGMENT, symbol, summary.start))
+            segment_key = timed_key(SEGMENT, symbol, summary.start)
+            stored = db.get(segment_key)
             if stored is not None:
-                trades = decode_segment(stored)
+                trades = decoded(segment_key, stored, decode_stored_segment)
                 hit = trades.agg_id == agg_id
                 if bool(hit.any()):
                     return int(trades.time[hit][0])
     windows = kind_prefix(WINDOW, symbol)
-    values = [value for _, value in scan(db, windows, prefix_end(windows))]
-    if values:
-        trades = decode_windows(values)
+    items = scan(db, windows, prefix_end(windows))
+    if items:
+        trades = decoded_together(items, decode_windows, decode_window)
         hit = trades.agg_id == agg_id
         if bool(hit.any()):
             return int(trades.time[hit][0])
-    voids = read_voids(db, symbol, None, SEGMENT_MS)
+    voids = read_voids(db, symbol, None, span)
     hit = voids.agg_id == agg_id
     return int(voids.time[hit][0]) if bool(hit.any()) else None
 

@@ -6,6 +6,11 @@ a column of small signed integers into few bytes and back. Byte planes (all low 
 then all next bytes, ...) let zstd see the long runs of zero high bytes that one outlier
 per column would otherwise spread over every value.
 
+Every frame carries zstd's content checksum (`write_checksum`), which the decompressor
+checks: inflated bytes that differ from those compressed are an error, never columns
+(the stored value around the frame has its own checksum too: `tradetape.store.sealed`).
+Frames without one (written before it was added) still decode.
+
 Thread safety: zstandard's compressor and decompressor objects are not safe to share
 between threads (one shared by the analytics worker's query threads returned wrong bytes
 and crashed the process), so each thread gets its own pair, made on first use. Measured:
@@ -21,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 import zstandard
 
+from tradetape.errors import FormatError
+
 Int64Array = npt.NDArray[np.int64]
 
 ZSTD_LEVEL = 9
@@ -34,14 +41,14 @@ class _Codecs(threading.local):
     """This thread's zstd compressor and decompressor (never shared: see the module's docstring)."""
 
     def __init__(self) -> None:
-        self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
         self.decompressor = zstandard.ZstdDecompressor()
 
 
 _codecs = _Codecs()
 
 
-class PackingError(ValueError):
+class PackingError(FormatError):
     """Packed bytes that do not decode into the columns they claim to hold."""
 
 

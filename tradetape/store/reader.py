@@ -28,7 +28,7 @@ from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.runtime.scratch import owned_tempdir, sweep
 from tradetape.store.budget import ReadBudget
-from tradetape.store.codec import TRADE_BYTES, decode_windows
+from tradetape.store.codec import TRADE_BYTES, decode_window, decode_windows
 from tradetape.store.index import IdRuns
 from tradetape.store.keys import (
     HISTOGRAM,
@@ -41,11 +41,12 @@ from tradetape.store.keys import (
     timed_key,
     window_key_range,
 )
-from tradetape.store.rocks import StoreNotFoundError, last_before, scan, scan_first, store_options
+from tradetape.store.rocks import StoreError, StoreNotFoundError, last_before, scan, scan_first, store_options
+from tradetape.store.sealed import decoded, decoded_together
 from tradetape.store.segment_cache import SegmentCache
-from tradetape.store.segments import SEGMENT_MS, PriceLevels, SegmentSummary, decode_segment
+from tradetape.store.segments import FORMAT_VERSION, SEGMENT_MS, PriceLevels, SegmentSummary, decode_stored_segment
 from tradetape.store.voids import read_voids
-from tradetape.store.writer import read_layout
+from tradetape.store.writer import StoreLayoutError, read_layout
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ T = TypeVar("T")
 SECONDARY_DIR_PREFIX = "tradetape-secondary-"
 
 
-class StoreClosedError(RuntimeError):
+class StoreClosedError(StoreError):
     """A read asked of a store view after `close`: it is never opened again."""
 
 
@@ -125,33 +126,42 @@ class _Plan:
 
     inside: list[SegmentSummary]
     edges: list[SegmentSummary]
-    windows: list[bytes]
+    windows: list[tuple[bytes, bytes]]
+    """Keys and values."""
 
 
 def _plan(db: Rdict, symbol: str, time_range: TimeRange) -> _Plan:
-    span = _segment_ms(db)
+    span = segment_span(db)
     summaries = kind_prefix(SUMMARY, symbol)
     if time_range is None:
-        found = scan(db, summaries, prefix_end(summaries))
+        whole = [decoded(*item, SegmentSummary.decode) for item in scan(db, summaries, prefix_end(summaries))]
         windows = kind_prefix(WINDOW, symbol)
-        values = [value for _, value in scan(db, windows, prefix_end(windows))]
-        return _Plan([SegmentSummary.decode(value) for _, value in found], [], values)
+        return _Plan(whole, [], scan(db, windows, prefix_end(windows)))
     start, end = time_range
     lower = timed_key(SUMMARY, symbol, start - start % span)
     inside: list[SegmentSummary] = []
     edges: list[SegmentSummary] = []
-    for _, value in scan(db, lower, timed_key(SUMMARY, symbol, end)):
-        summary = SegmentSummary.decode(value)
+    for key, value in scan(db, lower, timed_key(SUMMARY, symbol, end)):
+        summary = decoded(key, value, SegmentSummary.decode)
         if summary.last_time < start or summary.first_time >= end:
             continue
         (inside if start <= summary.first_time and summary.last_time < end else edges).append(summary)
     lower_key, upper_key = window_key_range(symbol, start, end)
-    return _Plan(inside, edges, [value for _, value in scan(db, lower_key, upper_key)])
+    return _Plan(inside, edges, scan(db, lower_key, upper_key))
 
 
-def _segment_ms(db: Rdict) -> int:
+def segment_span(db: Rdict) -> int:
+    """The database's segment span; `StoreLayoutError` for a database of an older format, not migrated yet."""
     layout = read_layout(db)
-    return layout[1] if layout is not None else SEGMENT_MS
+    if layout is None:
+        return SEGMENT_MS
+    version, span = layout
+    if version != FORMAT_VERSION:
+        raise StoreLayoutError(
+            f"the store holds format {version}; its writer (persist, or an import) migrates it to format"
+            f" {FORMAT_VERSION} when it opens it, and until then it is not read"
+        )
+    return span
 
 
 def _bodies(
@@ -161,8 +171,10 @@ def _bodies(
         return []
     if cache is not None:
         return cache.bodies(db, symbol, summaries)
-    values: list[bytes | None] = db.get([timed_key(SEGMENT, symbol, s.start) for s in summaries])  # type: ignore[assignment]
-    return [decode_segment(value) for value in values if value is not None]
+    keys = [timed_key(SEGMENT, symbol, s.start) for s in summaries]
+    values: list[bytes | None] = db.get(keys)  # type: ignore[arg-type, assignment]
+    stored = [(key, value) for key, value in zip(keys, values, strict=True) if value is not None]
+    return [decoded(key, value, decode_stored_segment) for key, value in stored]
 
 
 def _edge_trades(
@@ -184,13 +196,13 @@ def _edge_parts(db: Rdict, symbol: str, plan: _Plan, cache: SegmentCache | None)
     """The edge segments' trades and the young windows', untrimmed, each part on its own."""
     parts = _bodies(db, symbol, plan.edges, cache)
     if plan.windows:
-        parts.append(decode_windows(plan.windows))
+        parts.append(decoded_together(plan.windows, decode_windows, decode_window))
     return parts
 
 
 def _most_trades(plan: _Plan, *, inside: bool = True) -> int:
     """At least as many trades as reading `plan` decodes, known before decoding any."""
-    count = sum(s.trade_count for s in plan.edges) + sum(len(value) // TRADE_BYTES for value in plan.windows)
+    count = sum(s.trade_count for s in plan.edges) + sum(len(value) // TRADE_BYTES for _, value in plan.windows)
     return count + (sum(s.trade_count for s in plan.inside) if inside else 0)
 
 
@@ -272,8 +284,9 @@ def read_coverage(db: Rdict, symbol: str, time_range: TimeRange, cache: SegmentC
     the segments inside it, decoding only its edges. Gaps are the index's, between the
     first and last id found (agg ids rise with trade time).
     """
-    runs = IdRuns.decode(db.get(index_key(symbol)))
-    voids = read_voids(db, symbol, time_range, _segment_ms(db))
+    span = segment_span(db)
+    runs = decoded(index_key(symbol), db.get(index_key(symbol)), IdRuns.decode)
+    voids = read_voids(db, symbol, time_range, span)
     if time_range is None:
         return _whole_tape_coverage(db, symbol, runs, voids)
     plan = _plan(db, symbol, time_range)
@@ -305,13 +318,13 @@ def _whole_tape_coverage(db: Rdict, symbol: str, runs: IdRuns, voids: TradeColum
     first_summary = scan_first(db, summaries, prefix_end(summaries))
     last_summary = last_before(db, summaries, prefix_end(summaries))
     if first_summary is not None and last_summary is not None:
-        first_times.append(SegmentSummary.decode(first_summary).first_time)
-        last_times.append(SegmentSummary.decode(last_summary[1]).last_time)
+        first_times.append(decoded(*first_summary, SegmentSummary.decode).first_time)
+        last_times.append(decoded(*last_summary, SegmentSummary.decode).last_time)
     first_window = scan_first(db, windows, prefix_end(windows))
     last_window = last_before(db, windows, prefix_end(windows))
     if first_window is not None and last_window is not None:
-        first_times.append(int(decode_windows([first_window]).time.min()))
-        last_times.append(int(decode_windows([last_window[1]]).time.max()))
+        first_times.append(int(decoded(*first_window, decode_window).time.min()))
+        last_times.append(int(decoded(*last_window, decode_window).time.max()))
     first_time = min(first_times) if first_times else None
     last_time = max(last_times) if last_times else None
     first_id, last_id = int(runs.low[0]), int(runs.high[-1])
@@ -358,8 +371,10 @@ def _histograms(
 ) -> list[PriceLevels | None]:
     if cache is not None:
         return cache.histograms(db, symbol, summaries)
-    values: list[bytes | None] = db.get([timed_key(HISTOGRAM, symbol, s.start) for s in summaries])  # type: ignore[assignment]
-    return [None if value is None else PriceLevels.decode(value) for value in values]
+    keys = [timed_key(HISTOGRAM, symbol, s.start) for s in summaries]
+    values: list[bytes | None] = db.get(keys)  # type: ignore[arg-type, assignment]
+    pairs = zip(keys, values, strict=True)
+    return [None if value is None else decoded(key, value, PriceLevels.decode) for key, value in pairs]
 
 
 class ShardReader:

@@ -11,13 +11,18 @@ from pathlib import Path
 
 from rocksdict import DBCompressionType, Options, Rdict, ReadOptions
 
+from tradetape.errors import TradetapeError
 
-class StoreNotFoundError(FileNotFoundError):
+
+class StoreError(TradetapeError, RuntimeError):
+    """The store cannot do what was asked (its subclasses, drawn in `tradetape.errors`, say how).
+
+    As itself: RocksDB refused a read or write (I/O error, full disk, corruption), and nothing was written.
+    """
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
     """No database exists yet in the shard directory (persist has not written it)."""
-
-
-class StoreError(RuntimeError):
-    """RocksDB refused a read or write (I/O error, full disk, corruption): nothing was written."""
 
 
 @contextlib.contextmanager
@@ -74,10 +79,10 @@ def last_before(db: Rdict, lower: bytes, upper: bytes) -> tuple[bytes, bytes] | 
     return None
 
 
-def scan_first(db: Rdict, lower: bytes, upper: bytes) -> bytes | None:
-    """The value of the first key in ``[lower, upper)``, if any (one seek)."""
+def scan_first(db: Rdict, lower: bytes, upper: bytes) -> tuple[bytes, bytes] | None:
+    """The first key in ``[lower, upper)`` and its value, if any (one seek)."""
     it = db.iter(ReadOptions())
     it.seek(lower)
     if it.valid() and it.key() < upper:
-        return it.value()  # type: ignore[no-any-return]
+        return it.key(), it.value()
     return None

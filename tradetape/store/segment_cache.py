@@ -26,7 +26,8 @@ from rocksdict import Rdict
 
 from tradetape.domain.columns import TradeColumns
 from tradetape.store.keys import HISTOGRAM, SEGMENT, timed_key
-from tradetape.store.segments import PriceLevels, SegmentSummary, decode_segment
+from tradetape.store.sealed import decoded
+from tradetape.store.segments import PriceLevels, SegmentSummary, decode_stored_segment
 
 Decoded = TradeColumns | PriceLevels
 
@@ -53,7 +54,7 @@ class SegmentCache:
 
     def bodies(self, db: Rdict, symbol: str, summaries: Sequence[SegmentSummary]) -> list[TradeColumns]:
         """The trades of each segment (a segment gone since its summary was read is left out)."""
-        found = self._lookup(db, SEGMENT, symbol, summaries, decode_segment)
+        found = self._lookup(db, SEGMENT, symbol, summaries, decode_stored_segment)
         return [body for body in found if isinstance(body, TradeColumns)]
 
     def histograms(self, db: Rdict, symbol: str, summaries: Sequence[SegmentSummary]) -> list[PriceLevels | None]:
@@ -81,17 +82,18 @@ class SegmentCache:
             self.misses += len(missing)
         if not missing:
             return found
-        stored: list[bytes | None] = db.get([timed_key(kind, symbol, summaries[i].start) for i in missing])  # type: ignore[assignment]
-        for i, value in zip(missing, stored, strict=True):
+        stored_keys = [timed_key(kind, symbol, summaries[i].start) for i in missing]
+        stored: list[bytes | None] = db.get(stored_keys)  # type: ignore[arg-type, assignment]
+        for i, stored_key, value in zip(missing, stored_keys, stored, strict=True):
             if value is not None:
-                found[i] = _frozen(decode(value))
+                found[i] = _frozen(decoded(stored_key, value, decode))
         if self.max_bytes > 0:
             with self._lock:
                 for i in missing:
-                    decoded = found[i]
-                    if decoded is not None and keys[i] not in self._entries:
-                        size = _nbytes(decoded)
-                        self._entries[keys[i]] = (decoded, size)
+                    decoded_entry = found[i]
+                    if decoded_entry is not None and keys[i] not in self._entries:
+                        size = _nbytes(decoded_entry)
+                        self._entries[keys[i]] = (decoded_entry, size)
                         self._bytes += size
                 while self._bytes > self.max_bytes and self._entries:
                     _, (_, size) = self._entries.popitem(last=False)

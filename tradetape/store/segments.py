@@ -1,6 +1,6 @@
 """The storage layout of a shard's RocksDB, its format version, and the segment codec.
 
-Layout (format 2; keys spelled in `tradetape.store.keys`), per symbol:
+Layout (format 3; keys spelled in `tradetape.store.keys`), per symbol:
 
 ``trades:{SYMBOL}:{window_start_ms:013d}``
     A 1-second window of trade time (format 1 value, `tradetape.store.codec`): where live
@@ -24,8 +24,19 @@ Layout (format 2; keys spelled in `tradetape.store.keys`), per symbol:
     The completeness index (`tradetape.store.index`): the stored agg-id runs, voids included.
 ``meta:rolled:{SYMBOL}``
     The window start before which every window of the symbol is rolled up.
+``meta:retained:{SYMBOL}``
+    The latest retention cutoff (both marks: `tradetape.store.meta`).
 ``meta:layout``
     The format version and segment span of this database.
+
+Every value is sealed (format 3): a marker byte and a CRC-32 of the rest before its body
+(`tradetape.store.sealed`), checked on every read, and a segment's zstd frame carries zstd's
+content checksum as well; a value that fails either (or its format) is `StoreCorruptError`
+naming its key, never data. Older databases (format 1: windows only; format 2: the same
+values unsealed) are migrated by the writer when it opens them (`tradetape.store.migration`:
+each value sealed once it decodes, in synced batches, resumable, progress logged; the
+layout says format 3 only after the last batch); readers refuse a database not migrated yet
+(`StoreLayoutError`) rather than read values no checksum vouches for.
 
 Every agg id is in exactly one window, one segment or one void record: the writer drops
 an incoming row whose id the index already holds (a void never replaces a trade, nor a
@@ -75,10 +86,12 @@ import msgpack
 import numpy as np
 
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
+from tradetape.errors import FormatError
 from tradetape.store.packing import PackingError, pack_columns, unpack_columns
+from tradetape.store.sealed import seal, unseal
 
-FORMAT_VERSION = 2
-"""The database layout (1: windows only; 2: windows, segments, summaries, histograms, index)."""
+FORMAT_VERSION = 3
+"""The database layout (1: windows only; 2: + segments, summaries, histograms, index; 3: every value sealed)."""
 SEGMENT_FORMAT = 1
 SEGMENT_MS = 3_600_000
 SEGMENT_COLUMNS = 6
@@ -87,7 +100,7 @@ _INT64_MAX = 2**63 - 1
 _FLOAT_EXACT = 2**53
 
 
-class SegmentFormatError(ValueError):
+class SegmentFormatError(FormatError):
     """A stored segment, summary or histogram that this version cannot read."""
 
 
@@ -193,6 +206,16 @@ def decode_segment(value: bytes, *, max_trades: int | None = None) -> TradeColum
     return TradeColumns(agg_id, price, qty, first_id, last_id, time, maker)
 
 
+def encode_stored_segment(columns: TradeColumns) -> bytes:
+    """A segment as the store keeps it: its body (`encode_segment`, also what a bulk batch carries), sealed."""
+    return seal(encode_segment(columns))
+
+
+def decode_stored_segment(value: bytes) -> TradeColumns:
+    """A stored segment back into columns; `ChecksumError` or `SegmentFormatError` if it fails its checks."""
+    return decode_segment(unseal(value))
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentSummary:
     """What a range read needs to know about a whole segment without decoding it."""
@@ -228,12 +251,13 @@ class SegmentSummary:
     def encode(self) -> bytes:
         fields: list[int | str] = [self.trade_count, self.first_id, self.last_id, self.first_time, self.last_time]
         fields += [self.min_price, self.max_price, str(self.volume), str(self.buy_volume)]
-        return msgpack.packb([SEGMENT_FORMAT, self.start, *fields])  # type: ignore[no-any-return]
+        return seal(msgpack.packb([SEGMENT_FORMAT, self.start, *fields]))
 
     @classmethod
     def decode(cls, value: bytes) -> SegmentSummary:
         try:
-            version, start, n, first_id, last_id, first_time, last_time, low, high, volume, buy = msgpack.unpackb(value)
+            fields = msgpack.unpackb(unseal(value))
+            version, start, n, first_id, last_id, first_time, last_time, low, high, volume, buy = fields
             if version != SEGMENT_FORMAT:
                 raise SegmentFormatError(f"unknown summary format {version!r}")
             return cls(start, n, first_id, last_id, first_time, last_time, low, high, int(volume), int(buy))
@@ -331,19 +355,19 @@ class PriceLevels:
 
     def encode(self) -> bytes:
         if len(self) == 0:
-            return msgpack.packb({"v": SEGMENT_FORMAT, "n": 0})  # type: ignore[no-any-return]
+            return seal(msgpack.packb({"v": SEGMENT_FORMAT, "n": 0}))
         steps = _steps(self.price)
         tick = _gcd(steps)
         step = _gcd(np.r_[self.volume, self.buy_volume])
         widths, frame = pack_columns([steps // tick, self.volume // step, self.buy_volume // step, self.trade_count])
         body: dict[str, object] = {"v": SEGMENT_FORMAT, "n": len(self), "p0": int(self.price[0]), "pt": tick}
         body |= {"qs": step, "w": widths, "z": frame}
-        return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+        return seal(msgpack.packb(body, use_bin_type=True))
 
     @classmethod
     def decode(cls, value: bytes) -> PriceLevels:
         try:
-            body = msgpack.unpackb(value, raw=False)
+            body = msgpack.unpackb(unseal(value), raw=False)
             if body.get("v") != SEGMENT_FORMAT:
                 raise SegmentFormatError(f"unknown histogram format {body.get('v')!r}")
             n = int(body["n"])

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tradetape.domain.symbols import check_symbol, is_symbol
 from tradetape.runtime.lock import DataDirLock, DataDirLocked
+from tradetape.store.rocks import StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 """Far above the ~40 KB of every symbol Binance lists; a larger manifest is not one persist wrote."""
 
 
-class ShardLockedError(RuntimeError):
+class ShardLockedError(StoreError):
     """Another process is already the writer of this shard."""
 
 

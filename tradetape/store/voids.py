@@ -15,9 +15,10 @@ from __future__ import annotations
 from rocksdict import Rdict, WriteBatch
 
 from tradetape.domain.columns import TradeColumns
-from tradetape.store.codec import decode_windows, encode_window, merge_windows
+from tradetape.store.codec import decode_window, decode_windows, encode_window, merge_windows
 from tradetape.store.keys import VOID, kind_prefix, prefix_end, timed_key
 from tradetape.store.rocks import scan
+from tradetape.store.sealed import decoded, decoded_together
 from tradetape.store.windows import split_by
 
 TimeRange = tuple[int, int] | None
@@ -32,7 +33,8 @@ def merge_voids(db: Rdict, batch: WriteBatch, symbol: str, voids: TradeColumns, 
     for start, part in split_by(voids, voids.time - voids.time % span_ms):
         key = void_key(symbol, start)
         stored = db.get(key)
-        batch.put(key, encode_window(merge_windows(decode_windows([stored]) if stored is not None else None, part)))
+        held = decoded(key, stored, decode_window) if stored is not None else None
+        batch.put(key, encode_window(merge_windows(held, part)))
 
 
 def read_voids(db: Rdict, symbol: str, time_range: TimeRange, span_ms: int) -> TradeColumns:
@@ -43,10 +45,10 @@ def read_voids(db: Rdict, symbol: str, time_range: TimeRange, span_ms: int) -> T
     else:
         start, end = time_range
         lower, upper = void_key(symbol, start - start % span_ms), void_key(symbol, end)
-    values = [value for _, value in scan(db, lower, upper)]
-    if not values:
+    items = scan(db, lower, upper)
+    if not items:
         return TradeColumns.empty()
-    voids = decode_windows(values)
+    voids = decoded_together(items, decode_windows, decode_window)
     return voids if time_range is None else voids.between(*time_range)
 
 
@@ -54,14 +56,14 @@ def trim_voids(db: Rdict, batch: WriteBatch, symbol: str, cutoff_ms: int, span_m
     """Retention, in `batch`: drop the voids older than `cutoff_ms`; how many, and the lowest agg id kept."""
     prefix = kind_prefix(VOID, symbol)
     straddling = cutoff_ms - cutoff_ms % span_ms
-    old = [value for _, value in scan(db, prefix, void_key(symbol, straddling))]
-    removed = len(decode_windows(old)) if old else 0
+    old = scan(db, prefix, void_key(symbol, straddling))
+    removed = len(decoded_together(old, decode_windows, decode_window)) if old else 0
     if old:
         batch.delete_range(prefix, void_key(symbol, straddling))
     key = void_key(symbol, straddling)
     stored = db.get(key)
     if stored is not None:
-        voids = decode_windows([stored])
+        voids = decoded(key, stored, decode_window)
         kept = voids.take(voids.time >= cutoff_ms)
         if len(kept) < len(voids):
             removed += len(voids) - len(kept)
@@ -69,7 +71,7 @@ def trim_voids(db: Rdict, batch: WriteBatch, symbol: str, cutoff_ms: int, span_m
                 batch.put(key, encode_window(kept))
             else:
                 batch.delete(key)
-    later = [value for _, value in scan(db, key, prefix_end(prefix))]
-    remaining = decode_windows(later) if later else TradeColumns.empty()
+    later = scan(db, key, prefix_end(prefix))
+    remaining = decoded_together(later, decode_windows, decode_window) if later else TradeColumns.empty()
     remaining = remaining.take(remaining.time >= cutoff_ms)
     return removed, int(remaining.agg_id[0]) if len(remaining) else None

@@ -17,12 +17,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgpack
 import numpy as np
 from rocksdict import Rdict, WriteBatch, WriteOptions
 
 from tradetape.domain.columns import TradeColumns
-from tradetape.store.codec import decode_windows, encode_window, merge_windows
+from tradetape.errors import InputError
+from tradetape.store.codec import decode_window, decode_windows, encode_window, merge_windows
 from tradetape.store.index import IdRuns
 from tradetape.store.keys import (
     HISTOGRAM,
@@ -40,14 +40,17 @@ from tradetape.store.keys import (
     window_key,
     window_start,
 )
+from tradetape.store.meta import decode_layout, decode_mark, encode_layout, encode_mark
+from tradetape.store.migration import seal_values
 from tradetape.store.rocks import StoreError, open_primary, rocksdb_errors, scan, scan_first
+from tradetape.store.sealed import decoded, decoded_together
 from tradetape.store.segments import (
     FORMAT_VERSION,
     SEGMENT_MS,
     PriceLevels,
     SegmentSummary,
-    decode_segment,
-    encode_segment,
+    decode_stored_segment,
+    encode_stored_segment,
 )
 from tradetape.store.shards import ShardLock
 from tradetape.store.voids import merge_voids, read_voids, trim_voids
@@ -58,11 +61,11 @@ logger = logging.getLogger(__name__)
 SEGMENT_KINDS = (SEGMENT, SUMMARY, HISTOGRAM)
 
 
-class StoreLayoutError(RuntimeError):
-    """The database was written with another format version or segment span."""
+class StoreLayoutError(StoreError):
+    """The database was written with another format version or segment span (readers: one not migrated yet)."""
 
 
-class ImportConflictError(ValueError):
+class ImportConflictError(InputError):
     """An imported trade whose agg id the store holds with different contents: nothing was written."""
 
     def __init__(self, symbol: str, agg_id: int, reason: str) -> None:
@@ -101,8 +104,7 @@ def read_layout(db: Rdict) -> tuple[int, int] | None:
     value = db.get(LAYOUT_KEY)
     if value is None:
         return None
-    body = msgpack.unpackb(value)
-    return int(body["v"]), int(body["segment_ms"])
+    return decoded(LAYOUT_KEY, value, decode_layout)
 
 
 def check_same(db: Rdict, symbol: str, incoming: TradeColumns, segment_ms: int) -> None:
@@ -211,26 +213,29 @@ class WindowStore:
         logger.warning("store reopened after a refused write", extra={"path": str(self.path)})
 
     def _check_layout(self, segment_ms: int) -> int:
+        """The database's segment span; an older format is migrated first (`tradetape.store.migration`)."""
         db = self.db
         layout = read_layout(db)
-        if layout is None:
-            self._rebuild_indexes()
-            db.put(LAYOUT_KEY, msgpack.packb({"v": FORMAT_VERSION, "segment_ms": segment_ms}), self._sync)
-            return segment_ms
-        version, stored_span = layout
-        if version != FORMAT_VERSION:
+        version, span = layout if layout is not None else (1, segment_ms)  # none: new, or format 1 (windows only)
+        if not 1 <= version <= FORMAT_VERSION:
             raise StoreLayoutError(f"{self.path} holds format {version}; this version reads {FORMAT_VERSION}")
-        return stored_span
+        if version < FORMAT_VERSION:
+            seal_values(db, self.path, self._sync, version)
+            if layout is None:
+                self._rebuild_indexes()
+            db.put(LAYOUT_KEY, encode_layout(span), self._sync)
+        return span
 
     def _rebuild_indexes(self) -> None:
         """A format-1 database (windows only): index what its windows hold, once."""
         windows = scan(self.db, f"{WINDOW}:".encode(), prefix_end(f"{WINDOW}:".encode()))
-        by_symbol: dict[str, list[bytes]] = {}
+        by_symbol: dict[str, list[tuple[bytes, bytes]]] = {}
         for key, value in windows:
-            by_symbol.setdefault(key.split(b":")[1].decode(), []).append(value)
+            by_symbol.setdefault(key.split(b":")[1].decode(), []).append((key, value))
         batch = WriteBatch(raw_mode=True)
-        for symbol, values in by_symbol.items():
-            batch.put(index_key(symbol), IdRuns.of_ids(decode_windows(values).agg_id).encode())
+        for symbol, items in by_symbol.items():
+            ids = decoded_together(items, decode_windows, decode_window).agg_id
+            batch.put(index_key(symbol), IdRuns.of_ids(ids).encode())
         if not batch.is_empty():
             self.db.write(batch, self._sync)
             logger.info("index rebuilt", extra={"symbols": ",".join(by_symbol), "windows": len(windows)})
@@ -239,7 +244,8 @@ class WindowStore:
         """The agg ids stored for `symbol` (cached: this process is the only writer)."""
         runs = self._index.get(symbol)
         if runs is None:
-            runs = self._index[symbol] = IdRuns.decode(self.db.get(index_key(symbol)))
+            key = index_key(symbol)
+            runs = self._index[symbol] = decoded(key, self.db.get(key), IdRuns.decode)
         return runs
 
     def newest(self, symbol: str) -> int | None:
@@ -256,8 +262,9 @@ class WindowStore:
         """Every window of `symbol` that starts before this is in a segment."""
         mark = self._rolled.get(symbol)
         if mark is None:
-            value = self.db.get(rolled_key(symbol))
-            mark = self._rolled[symbol] = int(value) if value is not None else 0
+            key = rolled_key(symbol)
+            value = self.db.get(key)
+            mark = self._rolled[symbol] = decoded(key, value, decode_mark) if value is not None else 0
         return mark
 
     def write(self, windows: dict[WindowId, TradeColumns]) -> int:
@@ -353,15 +360,17 @@ class WindowStore:
         keys = [window_key(symbol, start) for start, _ in parts]
         stored: list[bytes | None] = self.db.get(keys)  # type: ignore[arg-type, assignment]
         for key, value, (_, part) in zip(keys, stored, parts, strict=True):
-            merged = merge_windows(decode_windows([value]) if value is not None else None, part)
+            merged = merge_windows(decoded(key, value, decode_window) if value is not None else None, part)
             batch.put(key, encode_window(merged))
 
     def _merge_into_segments(self, batch: WriteBatch, symbol: str, trades: TradeColumns) -> None:
         """Late trades (and rolled-up windows) into the segments of their trade time."""
         starts = trades.time - trades.time % self.segment_ms
         for start, part in split_by(trades, starts):
-            stored = self.db.get(timed_key(SEGMENT, symbol, start))
-            merged = TradeColumns.concat([decode_segment(stored), part]) if stored is not None else part
+            key = timed_key(SEGMENT, symbol, start)
+            stored = self.db.get(key)
+            held = decoded(key, stored, decode_stored_segment) if stored is not None else None
+            merged = part if held is None else TradeColumns.concat([held, part])
             self._put_segment(batch, symbol, start, merged)
 
     def _put_segment(self, batch: WriteBatch, symbol: str, start: int, trades: TradeColumns) -> None:
@@ -371,7 +380,7 @@ class WindowStore:
                 batch.delete(key)
             return
         levels = PriceLevels.of_trades(trades)
-        batch.put(keys[0], encode_segment(trades))
+        batch.put(keys[0], encode_stored_segment(trades))
         batch.put(keys[1], SegmentSummary.of(start, trades).encode())
         if levels is None:
             batch.delete(keys[2])  # sums beyond int64: readers decode this segment instead
@@ -394,9 +403,9 @@ class WindowStore:
         windows = scan(self.db, prefix, window_key(symbol, before))
         batch = WriteBatch(raw_mode=True)
         if windows:
-            self._merge_into_segments(batch, symbol, decode_windows([value for _, value in windows]))
+            self._merge_into_segments(batch, symbol, decoded_together(windows, decode_windows, decode_window))
             batch.delete_range(prefix, window_key(symbol, before))
-        batch.put(rolled_key(symbol), str(before).encode())
+        batch.put(rolled_key(symbol), encode_mark(before))
         self.db.write(batch, self._sync)
         self._rolled[symbol] = before
         return len(windows)
@@ -417,12 +426,13 @@ class WindowStore:
         removed = 0
         for kind in SEGMENT_KINDS:
             batch.delete_range(kind_prefix(kind, symbol), timed_key(kind, symbol, straddling))
-        for _, value in scan(self.db, kind_prefix(SUMMARY, symbol), timed_key(SUMMARY, symbol, straddling)):
-            removed += SegmentSummary.decode(value).trade_count
+        for key, value in scan(self.db, kind_prefix(SUMMARY, symbol), timed_key(SUMMARY, symbol, straddling)):
+            removed += decoded(key, value, SegmentSummary.decode).trade_count
         first_ids: list[int] = []
-        stored = self.db.get(timed_key(SEGMENT, symbol, straddling))
+        segment_key = timed_key(SEGMENT, symbol, straddling)
+        stored = self.db.get(segment_key)
         if stored is not None:
-            segment = decode_segment(stored)
+            segment = decoded(segment_key, stored, decode_stored_segment)
             kept = segment.take(segment.time >= cutoff_ms)
             if len(kept) < len(segment):
                 removed += len(segment) - len(kept)
@@ -432,7 +442,7 @@ class WindowStore:
         windows_end = window_key(symbol, window_start(cutoff_ms))
         old_windows = scan(self.db, kind_prefix(WINDOW, symbol), windows_end)
         if old_windows:
-            removed += len(decode_windows([value for _, value in old_windows]))
+            removed += len(decoded_together(old_windows, decode_windows, decode_window))
             batch.delete_range(kind_prefix(WINDOW, symbol), windows_end)
         voids_removed, first_void = trim_voids(self.db, batch, symbol, cutoff_ms, self.segment_ms)
         if removed + voids_removed == 0:
@@ -448,7 +458,7 @@ class WindowStore:
         self.db.compact_range(kind_prefix(WINDOW, symbol), windows_end)
         # Compaction flushes the memtable; a secondary keeps serving what it had replayed from
         # the flushed WAL until the primary writes again (measured), so write at once.
-        self.db.put(retained_key(symbol), str(cutoff_ms).encode(), self._sync)
+        self.db.put(retained_key(symbol), encode_mark(cutoff_ms), self._sync)
         extra = {"symbol": symbol, "cutoff_ms": cutoff_ms, "removed": removed, "voids_removed": voids_removed}
         logger.info("retention", extra=extra)
         return removed + voids_removed
@@ -459,11 +469,11 @@ class WindowStore:
         summaries = kind_prefix(SUMMARY, symbol)
         after = scan_first(self.db, timed_key(SUMMARY, symbol, straddling + 1), prefix_end(summaries))
         if after is not None:
-            found.append(SegmentSummary.decode(after).first_id)
+            found.append(decoded(*after, SegmentSummary.decode).first_id)
         windows = kind_prefix(WINDOW, symbol)
         window = scan_first(self.db, window_key(symbol, window_start(cutoff_ms)), prefix_end(windows))
         if window is not None:
-            found.append(int(decode_windows([window]).agg_id.min()))
+            found.append(int(decoded(*window, decode_window).agg_id.min()))
         return found
 
     def symbols(self) -> list[str]:

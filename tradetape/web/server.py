@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pydantic import BaseModel
 
 from tradetape.bus.replies import ROLE_INBOX_PREFIXES
+from tradetape.errors import ConfigError
 from tradetape.runtime.http_access import ConnectionSlots, HttpAccess
 from tradetape.runtime.nats_server import read_url_file
 from tradetape.runtime.nats_users import read_credential
@@ -49,7 +50,7 @@ PAGES = {
 }
 
 
-class WebConfigError(RuntimeError):
+class WebConfigError(ConfigError, RuntimeError):
     """No NATS WebSocket URL is known for the page."""
 
 

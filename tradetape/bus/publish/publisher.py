@@ -56,6 +56,7 @@ from tradetape.bus.publish.fast_batch import (
 )
 from tradetape.bus.publish.numbered_acks import NumberedAcks, read_ack
 from tradetape.bus.subjects import MSG_ID_HEADER, trade_msg_id, trade_subject
+from tradetape.errors import BusError
 from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.tasks import wait_event
 
@@ -68,7 +69,7 @@ COMMIT_IDLE_S = 0.005
 """A batch is closed (its tail confirmed) once no trade came for this long."""
 
 
-class NatsClosedError(RuntimeError):
+class NatsClosedError(BusError, RuntimeError):
     """nats-py closed the connection for good; ingest cannot publish any more."""
 
 

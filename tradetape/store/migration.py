@@ -1,0 +1,96 @@
+"""Migrating a database of an older format (1 or 2, values unsealed) to format 3 (every value sealed).
+
+The writer runs it once, when it opens such a database, before anything else touches it:
+one pass in key order seals each unsealed value (`tradetape.store.sealed`) in synced write
+batches of `BATCH_BYTES`, logging its progress after each; the writer records format 3 only
+after the last batch. A value is sealed only if it decodes as its kind once sealed, so the
+checksum never vouches for bytes that were unreadable before; such a value is left as it
+is and named in the log, and reading it is `store_corrupt`. A value sealed already is left
+alone, so a migration cut short (a crash, a kill) resumes where it stopped. Readers refuse
+an unmigrated database (`StoreLayoutError`) rather than read unchecked values.
+
+Sealing checks each segment by decoding it (~2.5 ms for a busy hour): measured, 0.3 s for a
+busy symbol-day (2.3M real-like trades, 75 values, 8.8 MB), so about 2 s a busy symbol-week.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rocksdict import Rdict, ReadOptions, WriteBatch, WriteOptions
+
+from tradetape.errors import FormatError
+from tradetape.store.codec import decode_window
+from tradetape.store.index import IdRuns
+from tradetape.store.keys import HISTOGRAM, INDEX, RETAINED, ROLLED, SEGMENT, SUMMARY, VOID, WINDOW
+from tradetape.store.meta import decode_mark
+from tradetape.store.sealed import is_sealed, seal
+from tradetape.store.segments import PriceLevels, SegmentSummary, decode_stored_segment
+
+logger = logging.getLogger(__name__)
+
+BATCH_BYTES = 16 * 2**20
+_DECODERS: dict[bytes, Callable[[bytes], object]] = {
+    f"{WINDOW}:".encode(): decode_window,
+    f"{VOID}:".encode(): decode_window,
+    f"{SEGMENT}:".encode(): decode_stored_segment,
+    f"{SUMMARY}:".encode(): SegmentSummary.decode,
+    f"{HISTOGRAM}:".encode(): PriceLevels.decode,
+    f"{INDEX}:".encode(): IdRuns.decode,
+    f"{ROLLED}:".encode(): decode_mark,
+    f"{RETAINED}:".encode(): decode_mark,
+}
+"""What each kind of key holds, by the prefix before its symbol; other keys (the layout) are not sealed here."""
+
+
+def _decoder(key: bytes) -> Callable[[bytes], object] | None:
+    return next((decode for prefix, decode in _DECODERS.items() if key.startswith(prefix)), None)
+
+
+def seal_values(db: Rdict, path: Path, sync: WriteOptions, from_format: int) -> None:
+    """Seal every unsealed value of a format-`from_format` database (see the module's docstring).
+
+    Silent where there is nothing to seal (a new database, or a migration that had finished its batches).
+    """
+    started = time.monotonic()
+    total = db.property_int_value("rocksdb.estimate-num-keys") or 0
+    seen = sealed = unreadable = 0
+    batch, pending = WriteBatch(raw_mode=True), 0
+    it = db.iter(ReadOptions())
+    it.seek_to_first()
+    while it.valid():
+        key, value = it.key(), it.value()
+        it.next()
+        seen += 1
+        decode = _decoder(key)
+        if decode is None or is_sealed(value):
+            continue
+        if sealed + unreadable == 0:
+            extra = {"path": str(path), "from_format": from_format, "keys_estimated": total}
+            logger.warning("store migration started: sealing every value", extra=extra)
+        candidate = seal(value)
+        try:
+            decode(candidate)
+        except FormatError as exc:
+            unreadable += 1
+            logger.error("stored value unreadable, left unsealed", extra={"key": key.decode(errors="replace"),
+                                                                          "error": str(exc)[:200]})
+            continue
+        batch.put(key, candidate)
+        sealed, pending = sealed + 1, pending + len(candidate)
+        if pending >= BATCH_BYTES:
+            db.write(batch, sync)
+            batch, pending = WriteBatch(raw_mode=True), 0
+            logger.info("store migration", extra={"keys_seen": seen, "keys_estimated": total, "sealed": sealed})
+    if not batch.is_empty():
+        db.write(batch, sync)
+    if sealed + unreadable == 0:
+        return
+    logger.warning(
+        "store migrated",
+        extra={"path": str(path), "keys": seen, "sealed": sealed, "unreadable": unreadable,
+               "seconds": round(time.monotonic() - started, 1)},
+    )
