@@ -190,6 +190,8 @@ async def test_first_load_opens_on_a_trading_symbol_with_labelled_axes_and_expla
         notice = await page.evaluate("document.getElementById('notice')?.textContent ?? ''")
         status = await page.text_content("#status") or ""
         option = await page.text_content("#symbol option[value='SOLUSDT']") or ""
+        unserved_shot = tmp_path / "web-unserved.png"
+        await page.screenshot(path=str(unserved_shot))
 
     prices = json.loads(labels.get("priceLabels", "[]"))
     times = json.loads(labels.get("timeLabels", "[]"))
@@ -211,6 +213,7 @@ async def test_first_load_opens_on_a_trading_symbol_with_labelled_axes_and_expla
     assert errors == []
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(shot, ARTIFACTS / "web-first-load.png")
+    shutil.copy(unserved_shot, ARTIFACTS / "web-unserved.png")
     shutil.copy(shot, DOCS / "web.png")  # README shows what a newcomer meets
 
 
