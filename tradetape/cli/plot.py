@@ -7,11 +7,14 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tradetape.api.errors import QueryError
 from tradetape.client import TapeClient, TapeUnavailable
 from tradetape.settings import Settings
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CHARTS = ("volume_profile", "bars")
 
@@ -51,19 +54,25 @@ async def _plot(args: argparse.Namespace, settings: Settings) -> Path:
 
     if args.output.suffix.lower() not in plot.FORMATS:
         raise ValueError(f"the output must end in {' or '.join(plot.FORMATS)}: {args.output}")
-    span = {key: value for key in ("last", "start", "end") if (value := getattr(args, key)) is not None}
     async with await TapeClient.connect(settings, timeout=args.timeout) as tape:
-        if args.chart == "volume_profile":
-            fields: dict[str, Any] = {**span}
-            for key in ("row_size", "rows", "min_trades"):
-                if getattr(args, key) is not None:
-                    fields[key] = getattr(args, key)
-            profile = await tape.query("volume_profile", args.symbol, **fields)
-            same_rows = {key: value for key, value in fields.items() if key not in ("row_size", "rows")}
-            vacuums = await tape.query("liquidity_vacuums", args.symbol, **same_rows, row_size=profile.row_size)
-            figure = plot.volume_profile_figure(profile, vacuums)
-        else:
-            bars = await tape.query("bars", args.symbol, **span, interval=args.interval)
-            flow = await tape.query("flow", args.symbol, **span, interval=args.interval)
-            figure = plot.bars_figure(bars, flow)
+        figure = await chart_figure(tape, args)
     return plot.save(figure, args.output)
+
+
+async def chart_figure(tape: TapeClient, args: argparse.Namespace) -> Figure:
+    """The chart `args` (parsed `tradetape plot` arguments) name, from the replies `tape` gets."""
+    from tradetape import plot
+
+    span = {key: value for key in ("last", "start", "end") if (value := getattr(args, key)) is not None}
+    if args.chart == "volume_profile":
+        fields: dict[str, Any] = {**span}
+        for key in ("row_size", "rows", "min_trades"):
+            if getattr(args, key) is not None:
+                fields[key] = getattr(args, key)
+        profile = await tape.query("volume_profile", args.symbol, **fields)
+        same_rows = {key: value for key, value in fields.items() if key not in ("row_size", "rows")}
+        vacuums = await tape.query("liquidity_vacuums", args.symbol, **same_rows, row_size=profile.row_size)
+        return plot.volume_profile_figure(profile, vacuums)
+    bars = await tape.query("bars", args.symbol, **span, interval=args.interval)
+    flow = await tape.query("flow", args.symbol, **span, interval=args.interval)
+    return plot.bars_figure(bars, flow)

@@ -3,7 +3,8 @@
 // subscribe, snapshot between two agreeing coverage replies, apply only the batches the snapshot
 // does not hold, new snapshot when an update's seq does not follow on. Volumes are exact BigInt
 // units of 1e-8 and POC / value area / vacuums follow the DESIGN.md rules, so the POC shown is the
-// one the volume_profile method answers.
+// one the volume_profile method answers. Without a symbol in the link it opens on the listed symbol that traded
+// most in the last 10 s (`probe`), and says in words when a symbol is not served.
 import { connect } from "./nats.js";
 
 const SCALE = 100000000n;
@@ -11,6 +12,12 @@ const VALUE_AREA = [7n, 10n]; // 70 %, as an exact fraction
 const VACUUM = { minRows: 3, threshold: [1n, 5n] }; // rows below 0.2 x the mean row
 const OPEN_END_MS = 120000; // trades may be stamped up to a minute ahead: snapshot past them
 const BARS_CHUNK_MS = 900000;
+const ASK_TIMEOUT_MS = 15000;
+const PROBE = { window: "10s", timeoutMs: 5000, concurrency: 8 }; // which listed symbols trade now
+const PRICE_LABELS = { fewest: 5, most: 8 };
+const NICE_STEPS = [1, 2, 2.5, 5];
+const TIME_STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+const TIME_LABEL_PX = 90; // room each time label gets under the candles
 const te = new TextEncoder();
 const td = new TextDecoder();
 const $ = (id) => document.getElementById(id);
@@ -30,8 +37,8 @@ export function formatUnits(units, places = 8) {
   return (negative ? "-" : "") + (abs / base).toString() + (frac ? "." + frac : "");
 }
 
-async function ask(nc, method, symbol, body) {
-  const msg = await nc.request(`tape.query.${method}.${symbol}`, te.encode(JSON.stringify(body)), { timeout: 15000 });
+async function ask(nc, method, symbol, body, timeout = ASK_TIMEOUT_MS) {
+  const msg = await nc.request(`tape.query.${method}.${symbol}`, te.encode(JSON.stringify(body)), { timeout });
   const reply = JSON.parse(td.decode(msg.data));
   if (reply.error) {
     const error = new Error(`${reply.error.code}: ${reply.error.message}`);
@@ -273,43 +280,104 @@ function candlesOf(state) {
   return { candles: [...candles.values()], step };
 }
 
+// 5 to 8 round prices over lo..hi: the smallest step of 1, 2, 2.5 or 5 x 10^k giving at most 8 inside, the range
+// widened by whole steps while there are fewer than 5 (the step before gave more than 8, so this is one step at most).
+export function priceTicks(lo, hi) {
+  if (!(hi > lo)) {
+    const pad = Math.max(Math.abs(hi) * 1e-4, 1e-8);
+    [lo, hi] = [lo - pad, hi + pad];
+  }
+  for (let exp = Math.floor(Math.log10((hi - lo) / PRICE_LABELS.most)) - 1; ; exp++) {
+    for (const mantissa of NICE_STEPS) {
+      const step = mantissa * 10 ** exp;
+      let [first, last] = [Math.ceil(lo / step - 1e-9), Math.floor(hi / step + 1e-9)];
+      if (last - first + 1 > PRICE_LABELS.most) continue;
+      while (last - first + 1 < PRICE_LABELS.fewest) (last - first) % 2 ? (first -= 1) : (last += 1);
+      const decimals = Math.max(0, -exp + (mantissa === 2.5 ? 1 : 0));
+      const values = [];
+      for (let k = first; k <= last; k++) values.push(k * step);
+      return { values, text: (price) => price.toFixed(decimals) };
+    }
+  }
+}
+
+// Round UTC times over t0..t1 (epoch ms), at most `most` of them: HH:MM, or HH:MM:SS below a minute's step.
+export function timeTicks(t0, t1, most) {
+  const step = TIME_STEPS_S.map((s) => s * 1000).find((s) => (t1 - t0) / s <= most) || 86400000;
+  const values = [];
+  for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) values.push(t);
+  return { values, text: (t) => new Date(t).toISOString().slice(11, step < 60000 ? 19 : 16) };
+}
+
+export function intervalText(ms) {
+  return ms < 60000 ? `${ms / 1000} s` : ms < 3600000 ? `${ms / 60000} min` : `${ms / 3600000} h`;
+}
+
 function drawBars(state) {
   const [g, width, height] = canvas2d("bars-canvas");
-  const { candles } = candlesOf(state);
+  const canvas = $("bars-canvas");
+  const { candles, step } = candlesOf(state);
+  $("candle-interval").textContent = intervalText(step);
+  Object.assign(canvas.dataset, { candleMs: String(step), priceLabels: "[]", timeLabels: "[]" });
   if (!candles.length) return;
-  const left = 70;
-  const priceH = height * 0.6, volumeH = height * 0.15, deltaH = height * 0.2;
-  const slot = (width - left) / candles.length;
+  const left = 70, right = 8, axisH = 22;
+  const plotH = height - axisH;
+  const priceH = plotH * 0.62, volumeH = plotH * 0.16, deltaH = plotH * 0.22;
+  const t0 = candles[0].time, t1 = candles[candles.length - 1].time + step;
+  const x = (t) => left + ((t - t0) / (t1 - t0)) * (width - left - right);
+  const slot = x(t0 + step) - x(t0);
   const hi = Math.max(...candles.map((c) => c.high)), lo = Math.min(...candles.map((c) => c.low));
-  const py = (p) => 8 + (hi - p) / (hi - lo || 1) * (priceH - 16);
+  const prices = priceTicks(lo, hi);
+  const pHi = Math.max(hi, prices.values[prices.values.length - 1]), pLo = Math.min(lo, prices.values[0]);
+  const py = (p) => 8 + ((pHi - p) / (pHi - pLo)) * (priceH - 16);
   const maxVolume = Math.max(...candles.map((c) => c.volume));
   let cumulative = 0;
   const cumulatives = candles.map((c) => (cumulative += c.delta));
   const dHi = Math.max(0, ...cumulatives), dLo = Math.min(0, ...cumulatives);
-  const dy = (d) => priceH + volumeH + 8 + (dHi - d) / (dHi - dLo || 1) * (deltaH - 16);
+  const dy = (d) => priceH + volumeH + 8 + ((dHi - d) / (dHi - dLo || 1)) * (deltaH - 16);
+  const times = timeTicks(t0, t1, Math.max(2, Math.floor((width - left - right) / TIME_LABEL_PX)));
+  g.strokeStyle = css("--grid");
+  g.beginPath();
+  for (const p of prices.values) { g.moveTo(left, py(p)); g.lineTo(width - right, py(p)); }
+  for (const t of times.values) { g.moveTo(x(t), 0); g.lineTo(x(t), plotH); }
+  g.stroke();
   candles.forEach((c, i) => {
-    const x = left + i * slot + slot / 2;
+    const mid = x(c.time) + slot / 2;
     const color = c.close >= c.open ? css("--buy") : css("--sell");
     g.strokeStyle = g.fillStyle = color;
-    g.beginPath(); g.moveTo(x, py(c.high)); g.lineTo(x, py(c.low)); g.stroke();
+    g.beginPath(); g.moveTo(mid, py(c.high)); g.lineTo(mid, py(c.low)); g.stroke();
     const top = py(Math.max(c.open, c.close));
-    g.fillRect(x - slot * 0.35, top, slot * 0.7, Math.max(py(Math.min(c.open, c.close)) - top, 1));
+    g.fillRect(mid - slot * 0.35, top, slot * 0.7, Math.max(py(Math.min(c.open, c.close)) - top, 1));
     const vh = (c.volume / maxVolume) * (volumeH - 4);
     g.globalAlpha = 0.6;
-    g.fillRect(x - slot * 0.35, priceH + volumeH - vh, slot * 0.7, vh);
+    g.fillRect(mid - slot * 0.35, priceH + volumeH - vh, slot * 0.7, vh);
     g.globalAlpha = 1;
   });
   g.strokeStyle = css("--poc");
   g.beginPath();
-  cumulatives.forEach((d, i) => { const x = left + i * slot + slot / 2; i ? g.lineTo(x, dy(d)) : g.moveTo(x, dy(d)); });
+  cumulatives.forEach((d, i) => { const mid = x(candles[i].time) + slot / 2; i ? g.lineTo(mid, dy(d)) : g.moveTo(mid, dy(d)); });
   g.stroke();
   g.strokeStyle = css("--dim");
-  g.beginPath(); g.moveTo(left, dy(0)); g.lineTo(width, dy(0)); g.stroke();
+  g.beginPath(); g.moveTo(left, dy(0)); g.lineTo(width - right, dy(0)); g.stroke();
   g.fillStyle = css("--text");
-  for (const p of [hi, (hi + lo) / 2, lo]) g.fillText(p.toFixed(2), 4, py(p) + 4);
+  const priceLabels = prices.values.map(prices.text);
+  priceLabels.forEach((text, i) => g.fillText(text, 4, py(prices.values[i]) + 4));
   g.fillText("volume", 4, priceH + volumeH - 4);
   g.fillText("cum. delta", 4, dy(0) + 4);
   g.fillText(cumulative.toFixed(4), 4, dy(cumulative) + 14);
+  const timeLabels = [];
+  g.textAlign = "center";
+  for (const t of times.values) {
+    const text = times.text(t);
+    const half = g.measureText(text).width / 2;
+    if (x(t) - half < left || x(t) + half > width) continue; // a label cut by the edge is left out
+    g.fillText(text, x(t), height - 6);
+    timeLabels.push(text);
+  }
+  g.textAlign = "left";
+  g.fillStyle = css("--dim");
+  g.fillText("UTC", 4, height - 6);
+  Object.assign(canvas.dataset, { priceLabels: JSON.stringify(priceLabels), timeLabels: JSON.stringify(timeLabels) });
 }
 
 // --- wiring --------------------------------------------------------------------------------
@@ -331,10 +399,61 @@ function showProfile(state, view) {
   drawProfile(summary);
 }
 
+// Which listed symbols some analytics worker answers, and how many trades each had in the last PROBE.window:
+// a coverage request each, a few at a time; "no responders" (503) means nobody serves the symbol.
+async function probe(nc, symbols) {
+  const found = new Map();
+  let next = 0;
+  const worker = async () => {
+    while (next < symbols.length) {
+      const symbol = symbols[next++];
+      try {
+        const reply = await ask(nc, "coverage", symbol, { last: PROBE.window }, PROBE.timeoutMs);
+        found.set(symbol, { served: true, trades: reply.trade_count, last: reply.last_time || 0 });
+      } catch (error) {
+        found.set(symbol, { served: !unserved(error), trades: 0, last: 0 });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PROBE.concurrency, symbols.length) }, worker));
+  return found;
+}
+
+// The served symbol with the most trades in the probe's window (then the latest trade, then the list's order).
+export function tradingSymbol(symbols, found) {
+  const served = symbols.filter((symbol) => found.get(symbol)?.served);
+  const rank = (symbol) => [found.get(symbol).trades, found.get(symbol).last];
+  const better = (a, b) => { const [x, y] = [rank(a), rank(b)]; return x[0] !== y[0] ? x[0] > y[0] : x[1] > y[1]; };
+  return served.reduce((best, symbol) => (better(symbol, best) ? symbol : best), served[0]) ?? symbols[0];
+}
+
+const unserved = (error) => error.code === "503"; // nats.ws: the server's "no responders" status
+
+function servedNote(found) {
+  const served = [...found].filter(([, state]) => state.served).map(([symbol]) => symbol);
+  return served.length
+    ? `Served: ${served.join(", ")}.`
+    : "No analytics service answers for any symbol listed: is `tradetape up` (or `tradetape analytics`) running on the NATS server this page uses?";
+}
+
+function explain(error, symbol, found) {
+  if (unserved(error)) {
+    return `${symbol} is not served: no analytics service answers queries for it (analytics serves its own TRADETAPE_SYMBOLS; this page lists the web server's). ${servedNote(found)}`;
+  }
+  if (error.code === "TIMEOUT") return `no answer for ${symbol} within ${ASK_TIMEOUT_MS / 1000} s: the analytics service is busy or stopped.`;
+  return `${symbol}: ${error.message}`;
+}
+
+function notify(text) {
+  $("notice").textContent = text;
+  $("notice").hidden = !text;
+}
+
 let current = null;
 
-async function show(nc) {
+async function show(nc, symbols) {
   if (current) current.stop();
+  notify("");
   const seconds = Number($("range").value);
   const now = Date.now();
   const view = { symbol: $("symbol").value, start: now - seconds * 1000 - ((now - seconds * 1000) % 1000), rowSize: $("row-size").value.trim() };
@@ -344,9 +463,21 @@ async function show(nc) {
   let stop;
   const stopped = new Promise((resolve) => { stop = resolve; });
   stopped.then(() => { stopped.done = true; });
-  current = { stop: () => stop() };
+  const mine = { stop: () => stop() };
+  current = mine;
   setStatus(`${view.symbol}: live`);
-  const fail = (error) => { if (!stopped.done) setStatus(`error: ${error.message}`); };
+  const fail = async (error) => {
+    if (stopped.done) return;
+    if (!unserved(error)) {
+      setStatus(`${view.symbol}: stopped`);
+      notify(explain(error, view.symbol, new Map()));
+      return;
+    }
+    stop(); // both panels: neither will be answered
+    setStatus(`${view.symbol}: not served`);
+    const found = await probe(nc, symbols);
+    if (current === mine) notify(explain(error, view.symbol, found));
+  };
   follow(nc, `tape.live.profile.${view.symbol}`, () => joinProfile(nc, view, stopped), (state) => showProfile(state, view), stopped).catch(fail);
   follow(nc, `tape.live.bars.1s.${view.symbol}`, () => joinBars(nc, view), drawBars, stopped).catch(fail);
 }
@@ -356,16 +487,28 @@ async function main() {
   if (!response.ok) throw new Error(await response.text()); // e.g. no NATS WebSocket URL known yet
   const config = await response.json();
   const params = new URLSearchParams(location.search);
-  for (const symbol of config.symbols) $("symbol").add(new Option(symbol, symbol));
-  const wanted = params.get("symbol"); // only a symbol the config lists ever reaches a subject
-  $("symbol").value = config.symbols.includes(wanted) ? wanted : config.symbols[0];
   if (params.get("range")) $("range").value = params.get("range");
   if (params.get("row_size")) $("row-size").value = params.get("row_size");
   const options = { servers: config.servers, name: "tradetape-web", inboxPrefix: config.inbox_prefix };
   if (config.user) Object.assign(options, { user: config.user, pass: config.password });
-  const nc = await connect(options);
-  $("show").addEventListener("click", () => show(nc));
-  await show(nc);
+  let nc;
+  try {
+    nc = await connect(options);
+  } catch (error) {
+    throw new Error(`cannot reach NATS at ${config.servers} (${error.message}): is \`tradetape up\` running?`);
+  }
+  setStatus("finding the symbols that trade…");
+  const found = await probe(nc, config.symbols);
+  for (const symbol of config.symbols) {
+    $("symbol").add(new Option(found.get(symbol).served ? symbol : `${symbol} (not served)`, symbol));
+  }
+  const wanted = params.get("symbol"); // only a symbol the config lists ever reaches a subject
+  $("symbol").value = config.symbols.includes(wanted) ? wanted : tradingSymbol(config.symbols, found);
+  $("show").addEventListener("click", () => show(nc, config.symbols));
+  await show(nc, config.symbols);
 }
 
-main().catch((error) => setStatus(`error: ${error.message}`));
+main().catch((error) => {
+  setStatus("not connected");
+  notify(error.message);
+});
