@@ -196,8 +196,8 @@ class TapeClient:
     ) -> AsyncIterator[VolumeProfileReply]:
         """The volume profile of the range, yielded after the snapshot and after every update that changed it.
 
-        The range is `last` (default 1h) back from now, or `start` to `end`, in whole
-        seconds; without `end` it stays open and grows as trades are stored. `fields` are
+        The range is `last` (default 1h) back from now, or `start` to `end` (`end` alone: the
+        hour before it), in whole seconds; without `end` it stays open and grows as trades are stored. `fields` are
         `volume_profile`'s (`row_size`, `rows`, `value_area`): the snapshot's row size is
         kept from then on. Join rules: `tradetape.api.live`.
         """
@@ -317,8 +317,9 @@ def _live_range(last: str | None, start: int | str | None, end: int | str | None
     if last is not None and (start is not None or end is not None):
         raise ClientQueryError("invalid_request", "give either last or start/end, not both")
     try:
-        begin = _now_ms() - parse_duration_ms(last or "1h") if start is None else parse_time_ms(start)
         finish = None if end is None else parse_time_ms(end)
+        before = (_now_ms() if finish is None else finish) - parse_duration_ms(last or "1h")  # end alone: its hour
+        begin = before if start is None else parse_time_ms(start)
     except ValueError as exc:
         raise ClientQueryError("invalid_request", str(exc)) from None
     return align_range(begin, finish)

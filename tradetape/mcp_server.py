@@ -50,7 +50,8 @@ ERROR_CODES = {
 CONVENTIONS = (
     "Symbol: a Binance spot pair in upper case, e.g. BTCUSDT. Range: start/end as epoch milliseconds "
     'or ISO-8601 (UTC unless a zone is given), [start, end) by trade time; or last, a duration ending '
-    'now such as "15m", "1h", "24h", "7d". Without a range the last hour (coverage: the whole tape). '
+    'now such as "15m", "1h", "24h", "7d". Without a range the last hour (coverage: the whole tape); '
+    "start alone runs to now, end alone is the hour before it. "
     "Prices and volumes are exact decimal strings (base asset quantity); times are epoch ms."
 )
 INSTRUCTIONS = (

@@ -95,8 +95,14 @@ class RangeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=False)
 
-    start: int | str | None = Field(default=None, description="Range start, epoch ms or ISO-8601, inclusive.")
-    end: int | str | None = Field(default=None, description="Range end, epoch ms or ISO-8601, exclusive.")
+    start: int | str | None = Field(
+        default=None, description="Range start, epoch ms or ISO-8601, inclusive; alone: from it to now."
+    )
+    end: int | str | None = Field(
+        default=None,
+        description="Range end, epoch ms or ISO-8601, exclusive; alone: the hour before it "
+        "(coverage: the tape up to it).",
+    )
     last: str | None = Field(default=None, description='Duration ending now, e.g. "15m", "1h", "24h".')
 
     @field_validator("start", "end")
