@@ -47,10 +47,15 @@ async def test_client_answers_every_method_as_the_wire_does(nats_url: str, tmp_p
                 await tape.query("volume_profile", "BTCUSDT", rows=0)
             assert invalid.value.code == "invalid_request" and invalid.value.details["errors"][0]["field"] == "rows"
 
-            with pytest.raises(KeyError, match="known: bars, coverage"):
+            # an unknown method was a bare KeyError, an unserved symbol did not say what is served
+            with pytest.raises(ClientQueryError, match="unknown query method 'no_such_method'; known: bars, cov"):
                 await tape.query("no_such_method", "BTCUSDT")
-            with pytest.raises(TapeUnavailable, match="SOLUSDT"):
+            with pytest.raises(TapeUnavailable, match="SOLUSDT is not served; served symbols: BTCUSDT") as unserved:
                 await tape.query("coverage", "SOLUSDT")
+            assert unserved.value.served is not None and "coverage" in unserved.value.served["BTCUSDT"]
+
+            vacuums = await tape.query("liquidity_vacuums", "BTCUSDT", last="24h", row_size="1", min_trades=1)
+            assert vacuums.to_polars().height == len(vacuums.vacuums)
             served = await tape.served()
             assert set(served) == {"BTCUSDT"} and "volume_profile" in served["BTCUSDT"]
 

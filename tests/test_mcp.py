@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.harness import replay_pipeline, request, wait_until_stored
 from tests.processes import ServiceProcesses
+from tradetape.mcp_server import ERROR_CODES, MAX_TOOL_TEXT
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -131,3 +133,60 @@ async def _session(url: str) -> AsyncIterator[ClientSession]:
     async with streamable_http_client(url) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         yield session
+
+
+async def test_replies_fit_an_assistant_and_errors_name_what_there_is(nats_url: str, tmp_path: Path) -> None:
+    """`trades` with limit 5000 handed an assistant 584 KB; an unknown tool's message left out list_symbols."""
+    async with replay_pipeline(nats_url, tmp_path) as (_, running, raw):
+        await wait_until_stored(raw, "BTCUSDT", 5000, running=running)
+        server = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "tradetape.cli", "mcp"],
+            env={**os.environ, "NATS_URL": nats_url, "TRADETAPE_LOG_LEVEL": "WARNING"},
+        )
+        with (tmp_path / "mcp.log").open("w") as errlog:
+            async with stdio_client(server, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+                await session.initialize()
+                tools = [tool.name for tool in (await session.list_tools()).tools]
+
+                unknown = await session.call_tool("volume_profiles", {"symbol": "BTCUSDT"})
+                error = json.loads(unknown.content[0].text)["error"]
+                assert unknown.is_error and error["code"] == "invalid_request"
+                assert all(name in error["message"] for name in tools) and "list_symbols" in error["message"]
+
+                unserved = await session.call_tool("coverage", {"symbol": "SOLUSDT"})
+                error = json.loads(unserved.content[0].text)["error"]
+                assert error["code"] == "unavailable" and "served symbols: BTCUSDT" in error["message"]
+
+                # a page cut to fit continues, by its next_cursor, right after its last trade shown
+                ids: list[int] = []
+                arguments: dict[str, object] = {"symbol": "BTCUSDT", "last": "24h", "limit": 5000}
+                while True:
+                    page = await session.call_tool("trades", arguments)
+                    assert not page.is_error and len(page.content[0].text) <= MAX_TOOL_TEXT
+                    body = json.loads(page.content[0].text)
+                    ids += [trade["a"] for trade in body["trades"]]
+                    if body["next_cursor"] is None:
+                        break
+                    assert body["truncated"]["trades"] == {"shown": len(body["trades"]), "of": 5000 - len(ids)
+                                                           + len(body["trades"])}
+                    assert "cursor" in body["truncated"]["how_to_get_more"]
+                    arguments = {"symbol": "BTCUSDT", "cursor": body["next_cursor"], "limit": 5000}
+                assert ids == list(range(ids[0], ids[0] + 5000)) and len(ids) > 5000 // 200
+
+                profile = await session.call_tool("volume_profile", {"symbol": "BTCUSDT", "last": "24h", "rows": 2000})
+                body = json.loads(profile.content[0].text)
+                assert len(profile.content[0].text) <= MAX_TOOL_TEXT and body["poc"] and body["trade_count"] == 5000
+                assert body["truncated"]["rows"]["shown"] == len(body["rows"]) < body["truncated"]["rows"]["of"]
+                assert "ask for fewer rows or a larger row_size" in body["truncated"]["how_to_get_more"]
+
+
+def test_every_error_code_a_tool_can_carry_is_in_the_readme() -> None:
+    """The MCP section named no code at all (`unavailable`, the MCP server's own, was documented nowhere)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Assistants (MCP)", 1)[1].split("\n## ", 1)[0]
+    source = (Path(__file__).parents[1] / "tradetape" / "api" / "errors.py").read_text()
+    made = set(re.findall(r'QueryError\(\s*"(\w+)"', source))
+    assert len(made) >= 6 and made <= set(ERROR_CODES), made - set(ERROR_CODES)
+    for code in ERROR_CODES:
+        assert f"`{code}`" in section, code

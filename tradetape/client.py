@@ -8,8 +8,10 @@ It finds the server as the CLI does (`NATS_URL`, else `<data dir>/nats.url`), ch
 request against the method's model before sending it, and raises:
 
     TapeError
-    ├── QueryError        an error reply (`code`, `message`, `details`), from `tradetape.api.errors`
-    └── TapeUnavailable   NATS unreachable, nobody serving the method and symbol, or no reply in time
+    ├── ClientQueryError  an error reply (`code`, `message`, `details`; a `tradetape.api.errors.QueryError`),
+    │                     or a request refused before it is sent (an unknown method: the known ones listed)
+    └── TapeUnavailable   NATS unreachable, nobody serving the method and symbol (`served`: what is), or no
+                          reply in time
 
 `SyncTapeClient` is the same for code that is not async (scripts, notebooks).
 """
@@ -47,6 +49,7 @@ from tradetape.api.methods.bars import BarReply, BarsReply
 from tradetape.api.methods.volume_profile import VolumeProfileReply, VolumeProfileRequest
 from tradetape.api.models import MAX_INTERVALS, ErrorReply, parse_duration_ms, parse_time_ms
 from tradetape.api.registry import method as registered_method
+from tradetape.api.registry import methods
 from tradetape.bus.auth import NatsAuth, redact_url
 from tradetape.bus.connect import connect, resolve_nats_url
 from tradetape.bus.subjects import ANALYTICS_SERVICE, query_subject
@@ -61,6 +64,8 @@ DEFAULT_TIMEOUT_S = 30.0
 LIVE_JOIN_ATTEMPTS = 50
 LIVE_BARS_CHUNK_MS = 900_000
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+SHOWN_SYMBOLS = 50
+"""Served symbols an error message names at most (with `TRADETAPE_SYMBOLS=ALL` there are thousands)."""
 
 
 class TapeError(TradetapeError):
@@ -68,7 +73,15 @@ class TapeError(TradetapeError):
 
 
 class TapeUnavailable(TapeError):
-    """NATS cannot be reached, no analytics worker serves the subject, or none answered in time."""
+    """NATS cannot be reached, no analytics worker serves the subject, or none answered in time.
+
+    For a subject nobody serves, `served` holds what is served (symbol → methods) and the
+    message says it: the symbols served, or the symbol's methods.
+    """
+
+    def __init__(self, message: str, served: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.served = served
 
 
 class ClientQueryError(QueryError, TapeError):
@@ -122,12 +135,18 @@ class TapeClient:
 
     async def query(self, method: str, symbol: str, /, **fields: Any) -> Any:
         """Ask `method` about `symbol` with request `fields`; the method's reply model, or `ClientQueryError`."""
-        spec = registered_method(method)
+        try:
+            spec = registered_method(method)
+        except KeyError:
+            known = list(methods())
+            message = f"unknown query method {method!r}; known: {', '.join(known)}"
+            raise ClientQueryError("invalid_request", message, {"method": method, "known": known}) from None
         try:
             request = spec.parse_request(fields)
         except QueryError as exc:
             raise ClientQueryError(exc.code, exc.message, exc.details, status=exc.status) from None
-        subject = query_subject(method, _symbol(symbol))
+        symbol = _symbol(symbol)
+        subject = query_subject(method, symbol)
         body = orjson.dumps(request.model_dump(mode="json", exclude_unset=True))
         nc = await self._connection()
         if len(body) > nc.max_payload:
@@ -136,7 +155,9 @@ class TapeClient:
         try:
             msg = await nc.request(subject, body, timeout=self.timeout)
         except NoRespondersError:
-            raise TapeUnavailable(f"no analytics worker serves {subject}") from None
+            served = await self.served()
+            message = f"no analytics worker serves {subject}: {describe_served(served, method, symbol)}"
+            raise TapeUnavailable(message, served) from None
         except NatsTimeoutError:
             raise TapeUnavailable(f"no reply on {subject} within {self.timeout}s") from None
         except NatsError as exc:
@@ -176,8 +197,8 @@ class TapeClient:
     ) -> AsyncIterator[VolumeProfileReply]:
         """The volume profile of the range, yielded after the snapshot and after every update that changed it.
 
-        The range is `last` (default 1h) back from now, or `start` to `end`, in whole
-        seconds; without `end` it stays open and grows as trades are stored. `fields` are
+        The range is `last` (default 1h) back from now, or `start` to `end` (`end` alone: the
+        hour before it), in whole seconds; without `end` it stays open and grows as trades are stored. `fields` are
         `volume_profile`'s (`row_size`, `rows`, `value_area`): the snapshot's row size is
         kept from then on. Join rules: `tradetape.api.live`.
         """
@@ -264,6 +285,17 @@ class TapeClient:
         await self.close()
 
 
+def describe_served(served: dict[str, list[str]], method: str, symbol: str) -> str:
+    """Why nobody answered `method` about `symbol`, in terms of what is served."""
+    if not served:
+        return "no analytics worker is running (start `tradetape up` or `tradetape analytics`)"
+    if symbol not in served:
+        names = list(served)
+        more = f" and {len(names) - SHOWN_SYMBOLS} more" if len(names) > SHOWN_SYMBOLS else ""
+        return f"{symbol} is not served; served symbols: {', '.join(names[:SHOWN_SYMBOLS])}{more}"
+    return f"{symbol} has no method {method}; its methods: {', '.join(served[symbol])}"
+
+
 def _symbol(symbol: str) -> str:
     """The symbol a caller typed (any case), or `invalid_request` before anything is sent."""
     try:
@@ -286,8 +318,9 @@ def _live_range(last: str | None, start: int | str | None, end: int | str | None
     if last is not None and (start is not None or end is not None):
         raise ClientQueryError("invalid_request", "give either last or start/end, not both")
     try:
-        begin = _now_ms() - parse_duration_ms(last or "1h") if start is None else parse_time_ms(start)
         finish = None if end is None else parse_time_ms(end)
+        before = (_now_ms() if finish is None else finish) - parse_duration_ms(last or "1h")  # end alone: its hour
+        begin = before if start is None else parse_time_ms(start)
     except ValueError as exc:
         raise ClientQueryError("invalid_request", str(exc)) from None
     return align_range(begin, finish)

@@ -3,9 +3,11 @@
 The tools come from the method registry: one per method, named after it, its argument
 schema the method's request model plus `symbol`, its description the method's summary
 with the units and defaults spelled out. A call goes through the Python client over NATS;
-the reply is the method's JSON reply as text (what the NATS method answers), an error
-reply a tool error carrying its code and message. `list_symbols` lists what is served and
-each symbol's coverage. Stdio by default; streamable HTTP with `--http`, behind the access
+the reply is the method's JSON reply as text (what the NATS method answers), cut to
+`MAX_TOOL_TEXT` characters when longer (the summary fields whole, the first rows of each
+list, and `truncated` saying how many and how to get the rest), an error reply a tool error
+carrying its code (`ERROR_CODES`) and message. `list_symbols` lists what is served and each
+symbol's coverage. Stdio by default; streamable HTTP with `--http`, behind the access
 rule of `tradetape.runtime.http_access` (Host, Origin, a bearer token, the request deadline).
 """
 
@@ -23,6 +25,7 @@ from mcp.server.stdio import stdio_server
 
 from tradetape import __version__
 from tradetape.api.errors import QueryError
+from tradetape.api.methods.trades import TradesCursor
 from tradetape.api.registry import QueryMethod, methods
 from tradetape.client import TapeClient, TapeError
 from tradetape.domain.symbols import MAX_SYMBOL_LENGTH
@@ -31,10 +34,24 @@ from tradetape.settings import Settings
 logger = logging.getLogger(__name__)
 
 LIST_SYMBOLS = "list_symbols"
+MAX_TOOL_TEXT = 20_000
+"""Characters of JSON one tool reply carries at most: an assistant reads all of it (a 5,000-trade page is 584 KB)."""
+ERROR_CODES = {
+    "invalid_request": "the arguments, the symbol or the tool name are wrong; the message says which",
+    "insufficient_trades": "too few trades in the range (details: found, needed)",
+    "range_too_large": "the range is over the limit, more than 4,000 intervals, or over a query's memory budget",
+    "reply_too_large": "the reply would exceed NATS's max payload; the message says what to ask instead",
+    "overloaded": "the analytics worker has too many queries waiting; retry shortly",
+    "internal": "the query failed on the worker",
+    "unavailable": "NATS cannot be reached, nobody serves the symbol (the message lists what is served), "
+    "or no reply came in time",
+}
+"""Every `error.code` a tool error carries, and what it means (README, Assistants)."""
 CONVENTIONS = (
     "Symbol: a Binance spot pair in upper case, e.g. BTCUSDT. Range: start/end as epoch milliseconds "
     'or ISO-8601 (UTC unless a zone is given), [start, end) by trade time; or last, a duration ending '
-    'now such as "15m", "1h", "24h", "7d". Without a range the last hour (coverage: the whole tape). '
+    'now such as "15m", "1h", "24h", "7d". Without a range the last hour (coverage: the whole tape); '
+    "start alone runs to now, end alone is the hour before it. "
     "Prices and volumes are exact decimal strings (base asset quantity); times are epoch ms."
 )
 INSTRUCTIONS = (
@@ -99,17 +116,19 @@ def build_server(settings: Settings) -> Server[TapeClient]:
         arguments = dict(params.arguments or {})
         try:
             if params.name == LIST_SYMBOLS:
-                return _text(await list_symbols(client))
+                return _text(bounded(LIST_SYMBOLS, await list_symbols(client), {}))
             if params.name not in methods():
-                return _error("invalid_request", f"no tool {params.name!r}; tools: {', '.join(methods())}")
+                tools = [LIST_SYMBOLS, *methods()]
+                message = f"no tool {params.name!r}; tools: {', '.join(tools)}"
+                return _error("invalid_request", message, {"tools": tools})
             symbol = arguments.pop("symbol", None)
             if not isinstance(symbol, str) or not symbol:
                 return _error("invalid_request", "symbol is required, e.g. BTCUSDT")
             reply = await client.query(params.name, symbol, **arguments)
-            return _text(reply.model_dump(mode="json"))
+            return _text(bounded(params.name, reply.model_dump(mode="json"), arguments))
         except QueryError as exc:
             return _error(exc.code, exc.message, exc.details)
-        except (TapeError, KeyError) as exc:
+        except TapeError as exc:
             return _error("unavailable", str(exc))
 
     return Server(
@@ -140,15 +159,65 @@ async def list_symbols(client: TapeClient) -> dict[str, Any]:
     return {"symbols": symbols}
 
 
-def _text(body: dict[str, Any]) -> types.CallToolResult:
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=json.dumps(body))], structured_content=body
+def bounded(tool: str, body: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
+    """`body` whole when its JSON fits `MAX_TOOL_TEXT`; else every field but the lists whole, the first rows of each
+    list (as many as fit, at least one), and `truncated`: per list `{shown, of}` and `how_to_get_more`.
+
+    A cut `trades` page gets a `next_cursor` that continues after its last trade shown, so paging loses nothing.
+    """
+    if len(_json(body)) <= MAX_TOOL_TEXT:
+        return body
+    lists = {key: value for key, value in body.items() if isinstance(value, list) and len(value) > 1}
+    if not lists:
+        return body
+
+    def cut(keep: int) -> dict[str, Any]:
+        shown = {key: value[:keep] for key, value in lists.items()}
+        truncated: dict[str, Any] = {
+            key: {"shown": len(shown[key]), "of": len(value)} for key, value in lists.items() if len(value) > keep
+        }
+        truncated["how_to_get_more"] = _how_to_get_more(tool)
+        reply = {**body, **shown, "truncated": truncated}
+        if tool == "trades" and "trades" in lists and len(shown["trades"]) < len(lists["trades"]):
+            reply["next_cursor"] = _cursor_after(body, shown["trades"][-1], arguments)
+        return reply
+
+    low, high = 1, max(len(value) for value in lists.values()) - 1  # the most rows per list that fit
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if len(_json(cut(middle))) <= MAX_TOOL_TEXT else (low, middle - 1)
+    return cut(low)
+
+
+def _how_to_get_more(tool: str) -> str:
+    if tool == "trades":
+        return "call trades again with cursor set to next_cursor: it continues after the last trade shown"
+    if tool == LIST_SYMBOLS:
+        return "call coverage for one symbol"
+    return f"the rows shown are the first; {methods()[tool].reply_hint} to get them all"
+
+
+def _cursor_after(page: dict[str, Any], last: dict[str, Any], arguments: dict[str, Any]) -> str:
+    """A cursor continuing after `last`, bound to the page's question (its limit: the cursor's or the request's)."""
+    limit = (
+        TradesCursor.decode(page["next_cursor"]).limit
+        if page.get("next_cursor")
+        else methods()["trades"].parse_request(arguments).limit
     )
+    return TradesCursor(page["symbol"], page["start"], page["end"], limit, last["a"], last["T"]).encode()
+
+
+def _json(body: dict[str, Any]) -> str:
+    return json.dumps(body)
+
+
+def _text(body: dict[str, Any]) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=_json(body))], structured_content=body)
 
 
 def _error(code: str, message: str, details: dict[str, Any] | None = None) -> types.CallToolResult:
     body = {"error": {"code": code, "message": message, "details": details or {}}}
-    return types.CallToolResult(content=[types.TextContent(type="text", text=json.dumps(body))], is_error=True)
+    return types.CallToolResult(content=[types.TextContent(type="text", text=_json(body))], is_error=True)
 
 
 async def serve_stdio(settings: Settings) -> None:

@@ -64,3 +64,46 @@ def test_schema_names_every_method() -> None:
         "volume_profile", "liquidity_vacuums", "coverage", "vwap", "bars", "flow", "large_trades", "trades"
     }
     assert "row_size" in schema["methods"]["volume_profile"]["request"]["properties"]
+
+
+NOW = 1_767_225_600_000
+
+
+def test_end_alone_is_the_hour_before_it_and_start_alone_runs_to_now() -> None:
+    """`--end` alone used to mean "from 1970": range_too_large, 20,793 days."""
+    end = NOW - 86_400_000
+    assert VolumeProfileRequest(end=end).time_range(NOW) == (end - 3_600_000, end)
+    assert VolumeProfileRequest(start=end).time_range(NOW) == (end, NOW)
+    assert CoverageRequest(end=end).time_range(NOW, default_ms=None) == (0, end)  # coverage: the tape up to end
+
+
+@pytest.mark.parametrize(
+    ("value", "says", "never"),
+    [
+        ("2010-01-01", "before 2017-01-01, Binance's first trade", "microseconds"),
+        (1_262_304_000_000, "before 2017-01-01, Binance's first trade", "seconds"),
+        (1_767_225_600, "epoch seconds", "microseconds"),
+        ("1767225600", "epoch seconds", "microseconds"),
+        (1_767_225_600_000_000, "microseconds", "epoch seconds"),
+        ("2200-01-01", "after 2100-01-01", "microseconds"),
+    ],
+)
+def test_times_out_of_range_say_what_they_are(value: int | str, says: str, never: str) -> None:
+    """`2010-01-01` used to be called "not epoch milliseconds (microseconds or seconds?)"."""
+    with pytest.raises(ValueError) as refused:
+        parse_time_ms(value)
+    assert says in str(refused.value) and never not in str(refused.value)
+
+
+def test_a_negative_duration_says_it_counts_back_from_now() -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        parse_duration_ms("-1h")
+    with pytest.raises(ValidationError, match="must be positive; last counts back from now"):
+        VolumeProfileRequest(last="-1h")
+
+
+def test_row_size_and_rows_together_are_refused_naming_both() -> None:
+    """`--row-size 10 --rows 5` used to drop `--rows` silently."""
+    with pytest.raises(ValidationError, match="row_size or rows, not both"):
+        VolumeProfileRequest(row_size="10", rows=5)
+    assert VolumeProfileRequest(rows=5).rows == 5 and VolumeProfileRequest(row_size="10").row_size == "10"

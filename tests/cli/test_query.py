@@ -83,7 +83,7 @@ async def test_queries_render_tables_and_errors_are_one_readable_line(nats_url: 
         profile = ("query", "volume_profile", "BTCUSDT")
         code, _, err = await tradetape(*profile, "--last", "24h", "--min-trades", "9000", env=env)
         assert code == 1 and len(err.strip().splitlines()) == 1
-        assert "insufficient_trades" in err and "--min-trades 5000" in err and "--last 24h" in err
+        assert "insufficient_trades" in err and "Lower --min-trades to 5000." in err
 
         code, _, err = await tradetape(*profile, "--rows", "0", "--value-area", "2", env=env)
         assert code == 1 and len(err.strip().splitlines()) == 1
@@ -127,3 +127,59 @@ async def test_version_and_help_show_only_each_commands_own_options() -> None:
 async def test_unreachable_nats_says_so(tmp_path: Path) -> None:
     code, _, err = await tradetape("query", "coverage", "BTCUSDT", env={"NATS_URL": "nats://127.0.0.1:1"})
     assert code == 2 and "cannot reach NATS at nats://127.0.0.1:1" in err
+
+
+UNREACHABLE = {"NATS_URL": "nats://127.0.0.1:1"}
+
+
+async def test_a_request_the_model_refuses_is_one_line_before_anything_connects() -> None:
+    """`--last -1h` was argparse's usage and "expected one argument"; `--row-size` beside `--rows` dropped --rows."""
+    for args, says in (
+        (("--last", "-1h"), "last: duration '-1h' must be positive; last counts back from now"),
+        (("--row-size", "10", "--rows", "5"), "give row_size or rows, not both"),
+        (("--start", "2010-01-01"), "before 2017-01-01, Binance's first trade"),
+    ):
+        code, out, err = await tradetape("query", "volume_profile", "BTCUSDT", *args, env=UNREACHABLE)
+        assert code == 1 and out == "" and len(err.strip().splitlines()) == 1, (args, err)
+        assert says in err and "usage:" not in err and "microseconds" not in err, (args, err)
+
+
+async def test_bands_take_items_or_a_json_list_as_the_help_shows_them() -> None:
+    """`--help` showed the default as `[1.0, 2.0, 3.0]`, and `--bands "[0.5, 1]"` then failed."""
+    code, out, _ = await tradetape("query", "vwap", "--help", env={"COLUMNS": "200"})
+    assert code == 0 and "(default 1,2,3; or a JSON list)" in out
+    for bands in ("0.5,1", "[0.5, 1]", "0.5, 1"):
+        code, _, err = await tradetape("query", "vwap", "BTCUSDT", "--bands", bands, env=UNREACHABLE)
+        assert code == 2 and "cannot reach NATS" in err, (bands, err)  # the request was valid
+    code, _, err = await tradetape("query", "vwap", "BTCUSDT", "--bands", "[0.5,", env=UNREACHABLE)
+    assert code == 1 and "is not a JSON list" in err
+
+
+async def test_messages_advise_only_what_helps(nats_url: str, tmp_path: Path) -> None:
+    env = {"NATS_URL": nats_url}
+    async with replay_pipeline(nats_url, tmp_path) as (_, running, raw):
+        held = await wait_until_stored(raw, "BTCUSDT", 5000, running=running)
+        before = str(held["first_time"] - 7_200_000)  # an hour that ends an hour before the first trade
+        after = str(held["last_time"] + 1)
+
+        # --end alone is the hour before it (it used to run from 1970: range_too_large, 20,793 days)
+        code, out, err = await tradetape("query", "bars", "BTCUSDT", "--end", after, "--interval", "1h", env=env)
+        assert code == 0 and "trades 5000" in out, err
+
+        # nothing in the range: lowering --min-trades to 0 found cannot help, widening can
+        code, _, err = await tradetape("query", "volume_profile", "BTCUSDT", "--end", before, env=env)
+        assert code == 1 and len(err.strip().splitlines()) == 1 and "--min-trades" not in err, err
+        assert "Widen the range: the tape holds 5000 BTCUSDT trades from " in err
+
+        # vwap has no --min-trades: it is never suggested
+        code, _, err = await tradetape("query", "vwap", "BTCUSDT", "--end", before, env=env)
+        assert code == 1 and "insufficient_trades" in err and "--min-trades" not in err, err
+        assert "Widen the range: the tape holds 5000 BTCUSDT trades" in err
+
+        # the whole tape in the range: widening cannot help, lowering --min-trades does
+        code, _, err = await tradetape("query", "volume_profile", "BTCUSDT", "--last", "24h", "--min-trades", "9000",
+                                       env=env)
+        assert code == 1 and err.strip().endswith("Lower --min-trades to 5000.") and "Widen" not in err, err
+
+        code, out, err = await tradetape("query", "coverage", "BTCUSDT", "--end", before, env=env)
+        assert code == 0 and "no trades in the range" in out and "None" not in out, err

@@ -19,7 +19,7 @@ from tradetape.domain.decimals import DecimalFormatError, parse_units
 
 DEFAULT_LAST_MS = 3_600_000
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
@@ -38,6 +38,8 @@ EARLIEST_MS = 1_483_228_800_000
 """2017-01-01T00:00:00Z: no Binance trade is older."""
 LATEST_MS = 4_102_444_800_000
 """2100-01-01T00:00:00Z: a later value is not epoch ms (microseconds, say)."""
+SECONDS_BELOW = 100_000_000_000
+"""Epoch numbers below this (1973 as ms, 5138 as seconds) are taken to be seconds."""
 
 
 def parse_time_ms(value: int | str) -> int:
@@ -48,11 +50,11 @@ def parse_time_ms(value: int | str) -> int:
     """
     if isinstance(value, bool):
         raise ValueError(f"time {value!r} is neither epoch milliseconds nor ISO-8601")
-    if isinstance(value, int):
-        ms = value
-    elif value.strip().isascii() and value.strip().isdigit():
-        ms = int(value.strip())
+    number = isinstance(value, int) or (value.strip().isascii() and value.strip().isdigit())
+    if number:
+        ms = int(value)
     else:
+        assert isinstance(value, str)
         try:
             moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
@@ -60,11 +62,16 @@ def parse_time_ms(value: int | str) -> int:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         ms = int(moment.timestamp() * 1000)
-    if not EARLIEST_MS <= ms <= LATEST_MS:
+    if number and 0 <= ms < SECONDS_BELOW:
+        raise ValueError(f"time {value!r} looks like epoch seconds: times are epoch milliseconds (or ISO-8601)")
+    if number and ms > LATEST_MS:
         raise ValueError(
-            f"time {value!r} is not epoch milliseconds between 2017-01-01 and 2100-01-01"
-            " (microseconds or seconds?)"
+            f"time {value!r} is after 2100-01-01 as epoch milliseconds: microseconds? times are epoch milliseconds"
         )
+    if ms < EARLIEST_MS:
+        raise ValueError(f"time {value!r} is before 2017-01-01, Binance's first trade: the tape holds nothing older")
+    if ms > LATEST_MS:
+        raise ValueError(f"time {value!r} is after 2100-01-01")
     return ms
 
 
@@ -88,8 +95,14 @@ class RangeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=False)
 
-    start: int | str | None = Field(default=None, description="Range start, epoch ms or ISO-8601, inclusive.")
-    end: int | str | None = Field(default=None, description="Range end, epoch ms or ISO-8601, exclusive.")
+    start: int | str | None = Field(
+        default=None, description="Range start, epoch ms or ISO-8601, inclusive; alone: from it to now."
+    )
+    end: int | str | None = Field(
+        default=None,
+        description="Range end, epoch ms or ISO-8601, exclusive; alone: the hour before it "
+        "(coverage: the tape up to it).",
+    )
     last: str | None = Field(default=None, description='Duration ending now, e.g. "15m", "1h", "24h".')
 
     @field_validator("start", "end")
@@ -101,7 +114,10 @@ class RangeRequest(BaseModel):
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_duration_ms(value)
+            try:
+                parse_duration_ms(value)
+            except ValueError as exc:
+                raise ValueError(f'{exc}; last counts back from now: "1h" is the hour before now') from None
         return value
 
     @model_validator(mode="after")
@@ -113,14 +129,19 @@ class RangeRequest(BaseModel):
         return self
 
     def time_range(self, now_ms: int, default_ms: int | None = DEFAULT_LAST_MS) -> tuple[int, int] | None:
-        """`[start, end)` in epoch ms; None means the whole tape (only when `default_ms` is None)."""
+        """`[start, end)` in epoch ms; None means the whole tape (only when `default_ms` is None).
+
+        Without a range, the `default_ms` before now; `start` alone runs to now; `end` alone
+        is the `default_ms` before it (the tape up to it when `default_ms` is None).
+        """
         if self.last is not None:
             return now_ms - parse_duration_ms(self.last), now_ms
         if self.start is None and self.end is None:
             return None if default_ms is None else (now_ms - default_ms, now_ms)
-        start = self.start if isinstance(self.start, int) else 0
         end = self.end if isinstance(self.end, int) else now_ms
-        return start, end
+        if isinstance(self.start, int):
+            return self.start, end
+        return (0 if default_ms is None else end - default_ms), end
 
 
 class ErrorDetail(BaseModel):

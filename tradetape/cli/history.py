@@ -24,6 +24,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, Tex
 from rich.text import Text
 
 from tradetape.api.models import parse_duration_ms, parse_time_ms
+from tradetape.api.render import iso_time
 from tradetape.domain.symbols import symbol_from_input
 from tradetape.settings import Settings
 
@@ -203,8 +204,10 @@ async def _import(args: argparse.Namespace, settings: Settings, importer: object
     assert isinstance(importer, TapeImporter)
     limits = FileLimits.of(settings)
     failed = 0
-    totals = [0, 0, 0]
+    totals = [0, 0]
     results: list[ImportResult] = []
+    spans: dict[str, tuple[int, int]] = {}
+    """Per symbol, the times the imported files span: the summary counts the store's gaps over them."""
     with _bar() as progress:
         for at, path in enumerate(args.files):
             task = progress.add_task(path.name, total=None)
@@ -224,14 +227,26 @@ async def _import(args: argparse.Namespace, settings: Settings, importer: object
             results.append(result)
             totals[0] += result.added
             totals[1] += result.duplicates
-            totals[2] += len(result.gaps)
+            if len(dump.trades):
+                low, high = int(dump.trades.time.min()), int(dump.trades.time.max()) + 1
+                before = spans.get(result.symbol, (low, high))
+                spans[result.symbol] = (min(before[0], low), max(before[1], high))
             print(
                 f"{path.name}: {result.symbol} {result.trades} trades, {result.added} imported, "
                 f"{result.duplicates} duplicates skipped, {len(result.gaps)} gaps "
                 f"{_gap_text(result.gaps)}(via {result.route})"
             )
     if len(args.files) > 1:
-        print(f"total: {totals[0]} imported, {totals[1]} duplicates skipped, {totals[2]} gaps, {failed} files failed")
+        held = {symbol: importer.gaps(symbol, span) for symbol, span in spans.items()}  # also between the files
+        gaps = sum(len(found) for found in held.values())
+        print(f"total: {totals[0]} imported, {totals[1]} duplicates skipped, {gaps} gaps, {failed} files failed")
+        for symbol, found in held.items():
+            if found:
+                start, end = (iso_time(t) for t in spans[symbol])
+                print(
+                    f"{symbol}: the store has {len(found)} gaps from {start} to {end} {_gap_text(found)}"
+                    f"({sum(high - low + 1 for low, high in found)} ids missing; `tradetape repair` closes them)"
+                )
     _retention_warning(results, settings)
     return 1 if failed else 0
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import contextlib
+import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -25,18 +26,22 @@ from pydantic_core import PydanticUndefined
 from rich.console import Console
 
 from tradetape.api.errors import QueryError
+from tradetape.api.methods.coverage import CoverageReply
 from tradetape.api.registry import QueryMethod, methods
 from tradetape.api.render import iso_time
 from tradetape.bus.auth import redact_url
-from tradetape.client import TapeClient, TapeUnavailable
+from tradetape.client import TapeClient, TapeError, TapeUnavailable
 from tradetape.domain.symbols import SymbolError, symbol_from_input
 from tradetape.settings import Settings
 
 DEFAULT_TIMEOUT_S = 30.0
 CURSOR = "cursor"
-PIPE_WIDTH = 200
-"""Columns when stdout is not a terminal, so tables are never cut."""
+PIPE_WIDTH = 100_000
+"""Columns when stdout is not a terminal: rich pads no line, so tables are as wide as their content, never cut."""
 TIME_DETAILS = ("start", "end", "first_time", "last_time")
+VALUE_LIKE_NEGATIVE = re.compile(r"^-\d")
+"""An option's value that starts like a negative number (`--last -1h`): taken as the value, so the request
+model says what is wrong with it in one line, instead of argparse's "expected one argument"."""
 
 
 def add_query_command(parser: argparse.ArgumentParser, settings_fields: Sequence[str]) -> None:
@@ -51,6 +56,7 @@ def add_query_command(parser: argparse.ArgumentParser, settings_fields: Sequence
             epilog=f"example:\n  tradetape query {name} BTCUSDT --last 1h",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        sub._negative_number_matcher = VALUE_LIKE_NEGATIVE  # no option of a query starts with -<digit>
         sub.add_argument("symbol", metavar="SYMBOL", help="e.g. BTCUSDT")
         fields = sub.add_argument_group("request (times: epoch ms or ISO-8601, UTC unless a zone is given)")
         for field, info in method.request.model_fields.items():
@@ -69,9 +75,21 @@ def add_query_command(parser: argparse.ArgumentParser, settings_fields: Sequence
 
 def _field_help(info: FieldInfo) -> str:
     text = info.description or ""
-    if info.default is not PydanticUndefined and info.default is not None:
+    if isinstance(info.default, list):
+        text += f" (default {','.join(f'{item:g}' for item in info.default)}; or a JSON list)"
+    elif info.default is not PydanticUndefined and info.default is not None:
         text += f" (default {info.default})"
     return text
+
+
+def _list_value(text: str) -> Any:
+    """A list option as typed: a JSON list (`[0.5, 1]`), else comma-separated items (`0.5,1`)."""
+    if text.lstrip().startswith("["):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise QueryError("invalid_request", f"{text!r} is not a JSON list (or give items as 0.5,1)") from None
+    return [item.strip() for item in text.split(",")]
 
 
 def request_fields(args: argparse.Namespace, method: QueryMethod[Any, Any]) -> dict[str, Any]:
@@ -80,7 +98,7 @@ def request_fields(args: argparse.Namespace, method: QueryMethod[Any, Any]) -> d
     for field, info in method.request.model_fields.items():
         value = getattr(args, f"field_{field}", None)
         if value is not None:
-            body[field] = value.split(",") if get_origin(info.annotation) is list else value
+            body[field] = _list_value(value) if get_origin(info.annotation) is list else value
     for item in args.param:
         key, sep, value = item.partition("=")
         if not sep:
@@ -100,7 +118,12 @@ def run_query(args: argparse.Namespace, settings: Settings) -> int:
         print(f"tradetape query: {exc}", file=sys.stderr)
         return 1
     try:
-        reply = asyncio.run(_ask(settings, method, symbol, request_fields(args, method), args.timeout))
+        fields = request_fields(args, method)
+        method.parse_request(fields)  # a bad request is one line before anything connects
+        reply = asyncio.run(_ask(settings, method, symbol, fields, args.timeout))
+    except Refused as exc:
+        print(f"tradetape query: {describe_error(exc.error, method, exc.held)}", file=sys.stderr)
+        return 1
     except QueryError as exc:
         print(f"tradetape query: {describe_error(exc, method)}", file=sys.stderr)
         return 1
@@ -137,38 +160,66 @@ def next_page_command(args: argparse.Namespace, method: QueryMethod[Any, Any], s
     return shlex.join([*words, f"--{CURSOR}", cursor])
 
 
+class Refused(Exception):
+    """An error reply, with what the tape holds of the symbol (None: not asked, or not known)."""
+
+    def __init__(self, error: QueryError, held: CoverageReply | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.held = held
+
+
 async def _ask(
     settings: Settings, method: QueryMethod[Any, Any], symbol: str, fields: dict[str, Any], timeout: float
 ) -> BaseModel:
     async with await TapeClient.connect(settings, timeout=timeout) as tape:
         try:
             reply: BaseModel = await tape.query(method.name, symbol, **fields)
-        except TapeUnavailable as exc:
-            served = await tape.served()
-            raise TapeUnavailable(f"{exc}: {describe_served(served, method.name, symbol)}") from None
+        except QueryError as exc:
+            held = None
+            if exc.code == "insufficient_trades":  # what the tape holds decides which advice helps
+                with contextlib.suppress(TapeError):
+                    held = await tape.query("coverage", symbol)
+            raise Refused(exc, held) from None
         return reply
 
 
-def describe_served(served: dict[str, list[str]], method: str, symbol: str) -> str:
-    if not served:
-        return "no analytics worker is running (start `tradetape up` or `tradetape analytics`)"
-    if symbol not in served:
-        return f"{symbol} is not served; served symbols: {', '.join(served)}"
-    return f"{symbol} has no method {method}; its methods: {', '.join(served[symbol])}"
-
-
-def describe_error(exc: QueryError, method: QueryMethod[Any, Any]) -> str:
-    """An error reply as one readable line: the code, the reason per field, times in ISO-8601, a hint."""
+def describe_error(exc: QueryError, method: QueryMethod[Any, Any], held: CoverageReply | None = None) -> str:
+    """An error reply as one readable line: the code, the reason per field, times in ISO-8601, advice that helps."""
     line = f"error {exc.code}: {exc.message}"
     details = {key: value for key, value in exc.details.items() if key != "errors"}
     if details:
         line += " (" + ", ".join(_detail(key, value) for key, value in details.items()) + ")"
     if exc.code == "insufficient_trades":
-        line += (
-            f". Lower --min-trades (e.g. --min-trades {exc.details.get('found', 0) or 1}) or widen the range"
-            " (e.g. --last 24h); the tape holds trades from the first `tradetape up` on."
-        )
+        line += insufficient_advice(exc, method, held)
     return line
+
+
+def insufficient_advice(exc: QueryError, method: QueryMethod[Any, Any], held: CoverageReply | None) -> str:
+    """What would turn `insufficient_trades` into a reply, given the whole tape `held`; only options `method` has
+    and only changes that reach `needed` (lowering --min-trades to 0 found, or widening past the tape, never do)."""
+    found, needed = exc.details.get("found"), exc.details.get("needed")
+    if not isinstance(found, int) or not isinstance(needed, int):
+        return ""
+    if held is not None and held.first_id is None:
+        return (
+            f". The tape holds no {held.symbol} trades yet: they are stored from the first `tradetape up` on"
+            " (or `tradetape import`)."
+        )
+    lowers = "min_trades" in method.request.model_fields
+    options = [f"lower --min-trades to {found}"] if lowers and found >= 1 else []
+    if held is not None and held.trade_count > found and (held.trade_count >= needed or lowers):
+        widen = "widen the range"
+        if held.trade_count < needed:
+            widen += f" and lower --min-trades to {held.trade_count}"
+        options.append(
+            f"{widen}: the tape holds {held.trade_count} {held.symbol} trades from {iso_time(held.first_time)}"
+            f" to {iso_time(held.last_time)}"
+        )
+    if not options:
+        return ""
+    advice = ", or ".join(options)
+    return f". {advice[0].upper()}{advice[1:]}."
 
 
 def _detail(key: str, value: Any) -> str:
@@ -178,6 +229,7 @@ def _detail(key: str, value: Any) -> str:
 
 
 def console_for_stdout() -> Console:
+    """Rich in a terminal; into a pipe or file plain text, no colour, no column ever cut to fit a width."""
     if sys.stdout.isatty():
         return Console()
-    return Console(width=int(os.environ.get("COLUMNS", PIPE_WIDTH)), no_color=True, highlight=False)
+    return Console(width=PIPE_WIDTH, no_color=True, highlight=False)

@@ -1,5 +1,8 @@
 """`tradetape status`: the system on one screen (`--json` for scripts, `--watch N` to refresh).
 
+Into a pipe or a file, `--watch` appends each screen whole (columns never cut), as `--json`
+appends a line.
+
 Exit codes: 0 when NATS answered, 2 when it could not be reached (the screen says so).
 """
 
@@ -71,7 +74,13 @@ async def _watch(args: argparse.Namespace, settings: Settings) -> int:
             sys.stdout.flush()
             await asyncio.sleep(args.watch)
             status = await read_status(settings)
-    with Live(render(status), console=Console(), auto_refresh=False, screen=sys.stdout.isatty()) as live:
+    if not sys.stdout.isatty():  # a pipe or a file: each screen in turn, whole (Live would print only the last)
+        while True:
+            console_for_stdout().print(render(status), "")
+            sys.stdout.flush()
+            await asyncio.sleep(args.watch)
+            status = await read_status(settings)
+    with Live(render(status), console=Console(), auto_refresh=False, screen=True) as live:
         while True:
             await asyncio.sleep(args.watch)
             status = await read_status(settings)

@@ -122,14 +122,19 @@ def _ingest_gaps(source: TradeSource, symbol: str, now_ms: int) -> list[IngestGa
 
 
 def render(reply: CoverageReply) -> RenderableType:
-    lines = [
-        Text.assemble((f"{reply.symbol} coverage", "bold"), f" ({time_span(reply.start, reply.end)})"),
-        Text(
-            f"trades {reply.trade_count}  ids {reply.first_id} .. {reply.last_id}  "
-            f"times {iso_time(reply.first_time)} .. {iso_time(reply.last_time)}"
-        ),
-        Text(f"gaps {len(reply.gaps)}  missing trades {reply.missing_count}", style="red" if reply.gaps else "green"),
-    ]
+    lines = [Text.assemble((f"{reply.symbol} coverage", "bold"), f" ({time_span(reply.start, reply.end)})")]
+    if reply.first_id is None:
+        lines.append(Text("no trades on the tape" if reply.start is None else "no trades in the range"))
+    else:
+        lines += [
+            Text(
+                f"trades {reply.trade_count}  ids {reply.first_id} .. {reply.last_id}  "
+                f"times {iso_time(reply.first_time)} .. {iso_time(reply.last_time)}"
+            ),
+            Text(
+                f"gaps {len(reply.gaps)}  missing trades {reply.missing_count}", style="red" if reply.gaps else "green"
+            ),
+        ]
     if reply.void_count:
         lines.append(Text(f"voids {reply.void_count}  (ids Binance invalidated: held, no trade)"))
     lines += [Text(f"  missing ids {gap.from_id} .. {gap.to_id}") for gap in reply.gaps[:SHOWN_GAPS]]

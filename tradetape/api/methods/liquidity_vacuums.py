@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import polars as pl
 from pydantic import BaseModel, Field, field_validator, model_validator
 from rich.console import Group, RenderableType
+from rich.table import Table
 from rich.text import Text
 
+from tradetape.api.frames import rows_frame
 from tradetape.api.methods.volume_profile import ProfileSummary, VolumeProfileRequest, profile_of, summary_of
 from tradetape.api.models import decimal_field
 from tradetape.api.registry import QueryMethod, TradeSource
@@ -83,6 +86,29 @@ class LiquidityVacuumsReply(ProfileSummary):
     vacuums: list[VacuumReply]
     stop: StopReply | None
 
+    def to_polars(self) -> pl.DataFrame:
+        """The vacuums, widest first: exact Decimal edges and volume, the last crossing flattened (null: never)."""
+        frame = rows_frame(
+            [v.model_dump(include={"price_low", "price_high", "rows", "volume"}) for v in self.vacuums],
+            VacuumReply,
+            exclude=("share", "deficit_pct", "impact", "last_crossed"),
+        )
+        crossed = [v.last_crossed for v in self.vacuums]
+        return frame.with_columns(
+            pl.Series("share", [v.share for v in self.vacuums], dtype=pl.Float64),
+            pl.Series("deficit_pct", [v.deficit_pct for v in self.vacuums], dtype=pl.Float64),
+            pl.Series("impact", [v.impact for v in self.vacuums], dtype=pl.String),
+            _utc("last_crossed_start", [None if c is None else c.start for c in crossed]),
+            _utc("last_crossed_end", [None if c is None else c.end for c in crossed]),
+            pl.Series("direction", [None if c is None else c.direction for c in crossed], dtype=pl.String),
+            pl.Series("seconds", [None if c is None else c.seconds for c in crossed], dtype=pl.Float64),
+            pl.Series("speed", [None if c is None else c.speed for c in crossed], dtype=pl.Float64),
+        )
+
+
+def _utc(name: str, times: list[int | None]) -> pl.Series:
+    return pl.Series(name, times, dtype=pl.Int64).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
+
 
 def handle(
     source: TradeSource, symbol: str, request: LiquidityVacuumsRequest, now_ms: int
@@ -141,14 +167,24 @@ def render(reply: LiquidityVacuumsReply) -> RenderableType:
     header = Text.assemble(
         (f"{reply.symbol} liquidity vacuums", "bold"),
         f"  {time_span(reply.start, reply.end)}\n",
-        f"trades {reply.trade_count}  rows {reply.row_count} of {reply.row_size}  "
+        f"trades {reply.trade_count}  {reply.row_count} rows of size {reply.row_size}  "
         f"thin: below {reply.threshold} × mean row volume for at least {reply.min_rows} rows",
     )
-    if not reply.vacuums:
-        return Group(header, Text("no vacuums"))
+    parts: list[RenderableType] = [header]
+    if reply.vacuums:
+        parts += [Text(""), _vacuum_table(reply.vacuums)]
+    else:
+        parts.append(Text("no vacuums"))
+    if reply.stop is not None:
+        stop = reply.stop
+        parts.append(Text(f"\n{stop.side} from {stop.entry}: stop {stop.stop or '-'} ({stop.reason})", "bold"))
+    return Group(*parts)
+
+
+def _vacuum_table(vacuums: list[VacuumReply]) -> Table:
     numbers = ("price_low", "price_high", "thin rows", "volume in zone", "share of total volume", "below mean row")
     grid = table(*numbers, "impact", "last crossed", right=numbers)
-    for v in reply.vacuums:
+    for v in vacuums:
         crossed = "never" if v.last_crossed is None else (
             f"{iso_time(v.last_crossed.end)} {v.last_crossed.direction} in {v.last_crossed.seconds:g} s"
         )
@@ -156,11 +192,7 @@ def render(reply: LiquidityVacuumsReply) -> RenderableType:
             v.price_low, v.price_high, str(v.rows), v.volume, f"{v.share:.2%}", f"{v.deficit_pct:.0f}%",
             v.impact, crossed, style="red" if v.impact == "severe" else "",
         )
-    parts: list[RenderableType] = [header, Text(""), grid]
-    if reply.stop is not None:
-        stop = reply.stop
-        parts.append(Text(f"\n{stop.side} from {stop.entry}: stop {stop.stop or '-'} ({stop.reason})", "bold"))
-    return Group(*parts)
+    return grid
 
 
 METHOD = QueryMethod(

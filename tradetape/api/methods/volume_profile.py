@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from rich.console import Group, RenderableType
 from rich.text import Text
 
@@ -54,6 +54,12 @@ class VolumeProfileRequest(RangeRequest):
     @classmethod
     def _row_size(cls, value: Any) -> Any:
         return decimal_field(value, "row_size", positive=True)
+
+    @model_validator(mode="after")
+    def _one_row_rule(self) -> VolumeProfileRequest:
+        if self.row_size is not None and self.rows is not None:
+            raise ValueError("give row_size or rows, not both: row_size sets each row's height, rows their count")
+        return self
 
     def row_size_units(self) -> int | None:
         return None if self.row_size is None else parse_units(self.row_size)
@@ -236,9 +242,9 @@ def render(reply: VolumeProfileReply) -> RenderableType:
     for row in reversed(reply.rows):
         poc = row.price_low == reply.poc_low
         in_value_area = Decimal(row.price_low) >= val and Decimal(row.price_high) <= vah
-        edge = "VAH" if Decimal(row.price_high) == vah else ("VAL" if Decimal(row.price_low) == val else "")
+        edges = ("VAH" if Decimal(row.price_high) == vah else "", "VAL" if Decimal(row.price_low) == val else "")
         node = "HVN" if row.price_low in high_nodes else ("LVN" if row.price_low in low_nodes else "")
-        mark = " ".join(part for part in ("POC" if poc else "VA" if in_value_area else "", edge, node) if part)
+        mark = " ".join(part for part in ("POC" if poc else "VA" if in_value_area else "", *edges, node) if part)
         bar = "█" * int(Decimal(row.volume) / peak * BAR_WIDTH)
         style = "bold yellow" if poc else ("cyan" if in_value_area else "")
         grid.add_row(
