@@ -20,7 +20,8 @@ boundary each, into a leaf here, with the original as the cause.
     │   ├── DumpError                    tradetape.history.dumps: a file, its line and why
     │   ├── LabelError                   tradetape.history.labels
     │   ├── ImportConflictError          tradetape.store.writer: an imported trade stored with other contents
-    │   └── ReplayFormatError            services.exchange.replay: the simulator's dump rows
+    │   ├── ReplayFormatError            services.exchange.replay: the simulator's dump rows
+    │   └── ReleasedRowsError            services.exchange.released: the simulator's record of released trades
     ├── FormatError (ValueError)         bytes that do not decode into what their codec claims; the caller's
     │   │                                boundary says whose bytes they were (stored: `StoreCorruptError`)
     │   ├── ChecksumError                tradetape.store.sealed: a stored value's checksum does not match
@@ -55,7 +56,8 @@ boundary each, into a leaf here, with the original as the cause.
     │   ├── NatsServerError (RuntimeError)  tradetape.runtime.nats_server; NatsPortInUse below it
     │   ├── DataDirLocked (RuntimeError) tradetape.runtime.lock
     │   ├── ForeignStoreError (RuntimeError)  tradetape.bus.shard_stores: not the store the shard's persist writes
-    │   └── StartupError (RuntimeError)  tradetape.runtime.supervisor
+    │   ├── StartupError (RuntimeError)  tradetape.runtime.supervisor
+    │   └── NatsInternalsError (RuntimeError)  tradetape.bus.nats_internals: a nats-py release not read
     ├── QueryError                       tradetape.api.errors: an error reply (code, message, details)
     │   └── ClientQueryError             tradetape.client: the same, as the client raises it
     └── TapeError                        tradetape.client: anything the client raises

@@ -357,6 +357,11 @@ class Settings(BaseSettings):
         return self.data_dir / "nats.url"
 
     @property
+    def exchange_url_file(self) -> Path:
+        """Where `tradetape up --simulate` writes its simulator's URL, so `fetch-history` and `repair` find it."""
+        return self.data_dir / "exchange.url"
+
+    @property
     def lock_file(self) -> Path:
         """Held by the one `tradetape up` running on this data directory."""
         return self.data_dir / "tradetape.lock"

@@ -4,7 +4,8 @@
 with ``<YYYY-MM>``) hold a header-less CSV of ``aggTradeId, price, qty, firstTradeId,
 lastTradeId, timestamp (µs), isBuyerMaker, isBestMatch``, each with a ``.CHECKSUM``
 beside it (``<sha256>  <file name>``). Like Binance, a period is published once it has
-ended and only if it has trades; anything else is a 404. A ``Range: bytes=N-`` request
+ended and only if it has trades; anything else is a 404, as is a period whose oldest
+trades the exchange no longer holds (trimmed by its retention): it never serves a part. A ``Range: bytes=N-`` request
 gets the rest of the file (206), so downloads can resume. The fault `corrupt_checksum`
 (a day or a month) makes that period's checksum wrong. Written here, from the trades
 the exchange released, not with the importer's code, so the two check each other.
@@ -78,7 +79,8 @@ class DumpArchive:
             start, end = period_bounds(period)
         except ValueError:
             return _missing()
-        if end > now_ms():
+        trimmed = histories[symbol].trimmed_through_ms
+        if end > now_ms() or (trimmed is not None and trimmed >= start):
             return _missing()
         zip_name = f"{symbol}-aggTrades-{period}.zip"
         body = self._built.get(zip_name)

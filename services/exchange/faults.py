@@ -186,7 +186,11 @@ class FaultState:
         self.config = config
         c = config
         self.active = bool(
-            c.invalid_every or c.duplicate_every or c.oversized_every or c.disconnect_after or c.shutdown_after
+            c.invalid_every
+            or c.duplicate_every
+            or c.oversized_every
+            or c.disconnect_after
+            or c.shutdown_after
             or c.silent_after
         )
 

@@ -4,17 +4,20 @@ The tape must be tested at rates no real day offers on demand (tens of thousands
 trades a second) and with the shapes that break naive code: bursts of trades in one
 millisecond, heavy-tailed sizes, runs of one side. Prices, sizes and sides come from a
 seeded generator in vectorised blocks, so one seed always gives one sequence; only the
-trade times come from the clock. With a state file, ids continue across restarts: ingest
-dedupes by agg id, so a restarted simulator reusing ids would have its trades dropped.
+trade times come from the clock. With a state directory, ids continue across restarts
+right after the last one recorded (`released`): ingest dedupes by agg id, so a restarted
+simulator reusing ids would have its trades dropped, and one skipping ids would leave a
+gap nobody can fill. `past_trades` invents the finished days before a first start, so
+the dumps and REST have a history to serve.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -23,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
-from services.exchange.history import AggTrade, TradeHistory, now_ms
+from services.exchange.history import AggTrade, TradeHistory, now_ms, release
 from tradetape.runtime.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -45,7 +48,9 @@ _STALL_SECONDS = 2.0
 """A feed this far behind its schedule (and more than two bursts) was stalled, not bursty,
 and skips ahead instead of flooding the tape."""
 CHECKPOINT_INTERVAL = 1.0
-"""Seconds between writes of a generated symbol's next ids while it trades."""
+"""Seconds between writes of a generated symbol's next ids in the former state files (`IdCheckpoint`)."""
+PAST_RATE = 0.1
+"""Trades/s of the invented past days (8,640 a day): enough to chart and fetch, small to keep."""
 _TRADE_IDS_PER_AGG = 4
 """Trade-id margin per agg-id margin: an agg trade averages 1.33 trade ids."""
 
@@ -227,7 +232,7 @@ class SystemClock:
 
 @dataclass(frozen=True, slots=True)
 class IdState:
-    """A generated symbol's next ids as last recorded, and how far the feed may have run past them."""
+    """A generated symbol's next ids as the former state file ``<SYMBOL>.json`` recorded them."""
 
     next_agg_id: int
     next_trade_id: int
@@ -239,10 +244,10 @@ class IdState:
 
 
 class IdCheckpoint:
-    """One symbol's :class:`IdState` in a JSON file, replaced atomically (tmp file + rename).
+    """The state file of simulators before the released-trade record: read once, so an upgraded one reuses no id.
 
-    A kill -9 leaves the last written state, with ``clean`` false; the feed never runs
-    further past it than the margins it wrote, so resuming above them reuses no id.
+    Such a simulator wrote its next ids (and, after a kill -9, a margin it may have run past
+    them) but not its trades; a state directory without a record but with this file resumes above it.
     """
 
     def __init__(self, path: Path) -> None:
@@ -273,47 +278,89 @@ class IdCheckpoint:
             raise ValueError(f"{self.path}: invalid generator state {data!r}; delete it to start afresh")
         return state
 
-    def resume(self, agg_margin: int = 0, trade_margin: int = 0) -> tuple[int, int]:
-        """The first agg and trade id to generate: above every id a previous run can have served.
+    def resume(self, agg_margin: int = 0, trade_margin: int = 0) -> tuple[int, int] | None:
+        """The first agg and trade id above every id the former simulator can have served; None without a file.
 
-        After an unclean end the larger of the recorded and the given margins is skipped, so
-        a file written by a run at another rate (or by hand, without margins) is still safe.
+        After an unclean end the larger of the recorded and the given margins is skipped.
         """
         state = self.load()
         if state is None:
-            return FIRST_ID, FIRST_ID
+            return None
         if state.clean:
             return state.next_agg_id, state.next_trade_id
         agg_skip, trade_skip = max(agg_margin, state.agg_margin), max(trade_margin, state.trade_margin)
         logger.warning("generator state %s was not closed cleanly; skipping %d agg ids", self.path, agg_skip)
         return state.next_agg_id + agg_skip, state.next_trade_id + trade_skip
 
-    def save(self, state: IdState) -> None:
-        """Replace the file, so a kill leaves either the old state or the new one, never half."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fields = {
-            "next_agg_id": state.next_agg_id,
-            "next_trade_id": state.next_trade_id,
-            "clean": state.clean,
-            "agg_margin": state.agg_margin,
-            "trade_margin": state.trade_margin,
-        }
-        tmp.write_bytes(orjson.dumps(fields))
-        os.replace(tmp, self.path)
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a generated symbol goes on: its next agg and trade ids and its price."""
+
+    next_agg_id: int
+    next_trade_id: int
+    price: str | None = None
+    """The last traded price (None: the symbol's default level)."""
+
+
+def resume_after(trades: Sequence[AggTrade]) -> Resume | None:
+    """Right after the newest of released trades (oldest first); None if there are none.
+
+    Void rows carry no trade ids or price: those come from the newest real trade before them.
+    """
+    if not trades:
+        return None
+    real = next((t for t in reversed(trades) if not t.void), None)
+    next_trade_id = FIRST_ID if real is None else real.last_id + 1
+    return Resume(trades[-1].agg_id + 1, next_trade_id, None if real is None else real.price)
+
+
+def past_trades(
+    symbol: str,
+    seed: int,
+    tick_size: str,
+    start_ms: int,
+    end_ms: int,
+    *,
+    last_agg_id: int,
+    last_trade_id: int,
+    rate: float = PAST_RATE,
+) -> list[AggTrade]:
+    """Invented trades in ``[start_ms, end_ms)`` at ``rate``, numbered to end at the given ids.
+
+    Seeded apart from the live sequence, so a day's trades are the same for one seed. Empty
+    if they would need ids below 1 (a dump with small ids).
+    """
+    generator = TradeGenerator(symbol, seed + 1, tick_size=tick_size, first_agg_id=0, first_trade_id=0)
+    trades: list[AggTrade] = []
+    while (time_ms := start_ms + int(len(trades) * 1000 / rate)) < end_ms:
+        trades.extend(generator.take_cluster(time_ms))
+    agg_shift = last_agg_id - (generator.next_agg_id - 1)
+    trade_shift = last_trade_id - (generator.next_trade_id - 1)
+    if not trades or agg_shift < 1 or trade_shift < 1:
+        return []
+    return [
+        AggTrade(
+            t.agg_id + agg_shift,
+            t.price,
+            t.qty,
+            t.first_id + trade_shift,
+            t.last_id + trade_shift,
+            t.time_ms,
+            t.buyer_maker,
+        )
+        for t in trades
+    ]
 
 
 class GeneratorFeed:
     """Releases a generator's clusters into a history at ``rate`` trades/s on a timer.
 
     Releasing in batches every ``interval`` seconds keeps the cost per trade low enough for
-    20k+ trades/s. A cluster is released once its first trade is due and is stamped with
-    that due time, so ``T`` never lies in the future, bursts share one millisecond, and a
-    burst of any size only borrows from the following trades' time instead of stalling.
-
-    With a ``checkpoint``, the next ids are recorded as in use before the first release,
-    every ``checkpoint_interval`` and, marked clean, at stop; a write also precedes any
-    batch that would take the ids further past the file than the margins it records.
+    20k+ trades/s (and one record write per batch). A cluster is released once its first
+    trade is due and is stamped with that due time, so ``T`` never lies in the future (nor
+    before the last recorded trade), bursts share one millisecond, and a burst of any size
+    only borrows from the following trades' time instead of stalling.
     """
 
     def __init__(
@@ -324,8 +371,6 @@ class GeneratorFeed:
         *,
         interval: float = 0.02,
         clock: Clock | None = None,
-        checkpoint: IdCheckpoint | None = None,
-        checkpoint_interval: float = CHECKPOINT_INTERVAL,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -334,73 +379,24 @@ class GeneratorFeed:
         self.rate = rate
         self.interval = interval
         self.clock: Clock = clock or SystemClock()
-        self.checkpoint = checkpoint
-        self.checkpoint_interval = checkpoint_interval
-        self.agg_margin, self.trade_margin = id_margins(rate, checkpoint_interval)
         self.released = 0
         self._task: asyncio.Task[None] | None = None
-        self._claimed = False
-        self._saved = (generator.next_agg_id, generator.next_trade_id)
-        self._saved_at = self._retry_at = float("-inf")
-
-    def claim_ids(self) -> None:
-        """Record the ids as in use (not clean) before any is served.
-
-        Raises ``OSError`` when the state cannot be written, so the caller can fail before
-        anything trades; ``start`` claims them itself if this was not called.
-        """
-        if self.checkpoint is not None and not self._claimed:
-            self._save(clean=False, now=self.clock.monotonic())
-            self._claimed = True
 
     def start(self) -> None:
         """Begin trading; later calls do nothing."""
         if self._task is None:
-            self.claim_ids()
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"generator-{self.history.symbol}")
 
     async def stop(self) -> None:
-        """Stop trading and record the exact next ids as clean; safe to call more than once."""
+        """Stop trading; safe to call more than once."""
         task, self._task = self._task, None
         if await cancel_and_wait(task):
             logger.info("generator for %s stopped after %d trades", self.history.symbol, self.released)
-        if self._claimed:
-            try:
-                self._save(clean=True, now=self.clock.monotonic())
-            except OSError as exc:
-                logger.error("generator state for %s not written at stop: %s", self.history.symbol, exc)
-            else:
-                self._claimed = False
-
-    def _save(self, *, clean: bool, now: float) -> None:
-        """Record the generator's next ids; a no-op without a checkpoint."""
-        if self.checkpoint is None:
-            return
-        ids = (self.generator.next_agg_id, self.generator.next_trade_id)
-        self.checkpoint.save(IdState(*ids, clean=clean, agg_margin=self.agg_margin, trade_margin=self.trade_margin))
-        self._saved, self._saved_at = ids, now
-
-    def _save_while_running(self, now: float) -> None:
-        """A failed write must not stop the trading: it is logged and retried an interval later."""
-        try:
-            self._save(clean=False, now=now)
-        except OSError as exc:
-            self._retry_at = now + self.checkpoint_interval
-            logger.error("generator state for %s not written (%s); retrying", self.history.symbol, exc)
-
-    def _checkpoint_due(self, now: float) -> bool:
-        """An interval has passed, or (a backstop: one interval releases less) the ids outran the margins."""
-        if self.checkpoint is None or now < self._retry_at:
-            return False
-        return (
-            now - self._saved_at >= self.checkpoint_interval
-            or self.generator.next_agg_id - self._saved[0] > self.agg_margin
-            or self.generator.next_trade_id - self._saved[1] > self.trade_margin
-        )
 
     async def _run(self) -> None:
         clock, generator, rate = self.clock, self.generator, self.rate
-        origin, origin_ms = clock.monotonic(), float(clock.now_ms())
+        last = self.history.last
+        origin, origin_ms = clock.monotonic(), float(max(clock.now_ms(), last.time_ms if last else 0))
         logger.info("generator for %s started at %g trades/s", self.history.symbol, rate)
         max_lag = max(rate * _STALL_SECONDS, 2.0 * _MAX_BURST)
         while True:
@@ -420,7 +416,5 @@ class GeneratorFeed:
                 batch.extend(cluster)
                 released += len(cluster)
             if batch:
-                if self._checkpoint_due(now):
-                    self._save_while_running(now)
-                self.history.append(batch)
+                await release(self.history, batch)
                 self.released = released

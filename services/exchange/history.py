@@ -3,7 +3,9 @@
 A trade exists for the outside world once it is appended here: WebSocket connections
 stream from it and REST answers from it, so a REST call never returns a trade the stream
 has not released. Positions are absolute sequence numbers, so a connection's cursor stays
-valid when the oldest trades are trimmed away to bound memory.
+valid when the oldest trades are trimmed away to bound memory. With a record
+(`released.ReleasedRows`) a batch is written durably before it is released, and the
+history starts from what the record holds, so a restart forgets nothing it sent.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
+
+if TYPE_CHECKING:
+    from services.exchange.released import ReleasedRows
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +53,8 @@ class AggTrade:
         void_id = VOID_TRADE_ID
         return AggTrade(self.agg_id, VOID_DECIMAL, VOID_DECIMAL, void_id, void_id, self.time_ms, self.buyer_maker)
 
+
+RECORD_RETRY_S = 1.0
 
 VOID_DECIMAL = "0.00000000"
 """How Binance's REST spells the price and quantity of a void row."""
@@ -95,23 +103,38 @@ class TradeHistory:
     """Append-only trades of one symbol, with wake-ups for streaming and id/time lookups.
 
     ``max_trades`` bounds memory for long generator runs: the oldest quarter is dropped
-    once the limit is passed, so trimming is rare and amortised.
+    once the limit is passed, so trimming is rare and amortised. A ``record`` is loaded
+    (its rows were released before) and written before every release.
     """
 
-    def __init__(self, symbol: str, max_trades: int | None = None, *, void_every: int = 0) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        max_trades: int | None = None,
+        *,
+        void_every: int = 0,
+        record: ReleasedRows | None = None,
+    ) -> None:
         if max_trades is not None and max_trades < 1:
             raise ValueError("max_trades must be positive or None")
         self.symbol = symbol
         self.void_every = void_every
         """Trades released with an agg id that is a multiple of this are voids (0: none; the `void_every` fault)."""
         self._max_trades = max_trades
-        self._trades: list[AggTrade] = []
-        self._ids: list[int] = []
-        self._times: list[int] = []
-        self._released: list[float] = []
+        self._record = record
+        self._trades: list[AggTrade] = record.load() if record is not None else []
+        self._ids: list[int] = [t.agg_id for t in self._trades]
+        self._times: list[int] = [t.time_ms for t in self._trades]
+        self._released: list[float] = [float("-inf")] * len(self._trades)
         """Monotonic release time of each trade, for a REST endpoint that lags the stream."""
         self._base = 0
+        self.trimmed_through_ms: int | None = None
+        """The time of the newest trade trimmed away (None: none was): a day up to it is no longer whole."""
         self._listeners: set[asyncio.Event] = set()
+        if self._trades:
+            logger.info("%s: %d released trades recorded before, up to id %d", symbol, len(self), self._ids[-1])
+        if max_trades is not None and len(self._trades) > max_trades:
+            self._trim(len(self._trades) - max_trades * 3 // 4)
 
     def __len__(self) -> int:
         return len(self._trades)
@@ -149,6 +172,8 @@ class TradeHistory:
         if self.void_every:
             every = self.void_every
             trades = [trade.voided() if trade.agg_id % every == 0 else trade for trade in trades]
+        if self._record is not None:
+            self._record.append(trades)
         self._trades.extend(trades)
         self._ids.extend(t.agg_id for t in trades)
         self._times.extend(t.time_ms for t in trades)
@@ -159,12 +184,23 @@ class TradeHistory:
             event.set()
 
     def _trim(self, count: int) -> None:
+        self.trimmed_through_ms = self._times[count - 1]
         del self._trades[:count]
         del self._ids[:count]
         del self._times[:count]
         del self._released[:count]
         self._base += count
+        if self._record is not None:
+            try:
+                self._record.rewrite(self._trades)
+            except OSError as exc:  # the trades are released: the record keeps the old rows, retried at the next trim
+                logger.error("%s: the released-trade record was not shortened: %s", self.symbol, exc)
         logger.debug("%s: trimmed %d old trades, %d retained", self.symbol, count, len(self))
+
+    def close(self) -> None:
+        """Close the record (the exchange stops); appending again reopens it."""
+        if self._record is not None:
+            self._record.close()
 
     def since(self, position: int) -> tuple[int, list[AggTrade]]:
         """Trades from an absolute position on; a trimmed-away position resumes at the oldest.
@@ -233,3 +269,23 @@ class TradeHistory:
         if end_ms is not None:
             stop = min(stop, bisect.bisect_right(self._times, end_ms))
         return self._trades[index:stop] if stop > index else []
+
+
+async def release(history: TradeHistory, trades: Sequence[AggTrade]) -> None:
+    """Append, waiting while the record cannot be written (a full disk): trades go out recorded, in order, or not yet.
+
+    The caller (a feed, a replay) makes nothing new meanwhile, so nothing piles up and no id is skipped.
+    """
+    failing = False
+    while True:
+        try:
+            history.append(trades)
+        except OSError as exc:
+            if not failing:
+                logger.error("%s: released trades not recorded (%s); holding them back", history.symbol, exc)
+            failing = True
+            await asyncio.sleep(RECORD_RETRY_S)
+            continue
+        if failing:
+            logger.info("%s: released trades recorded again", history.symbol)
+        return

@@ -3,7 +3,8 @@
 Real trades exercise parsers with real prices, sizes and bursts. Times are shifted to
 the present by default, so a replayed trade looks live to time-windowed consumers.
 A replay starts when a first client subscribes, so nothing is released before anyone
-listens, and it runs once.
+listens, and it runs once: rows the history recorded as released before (a restart) are
+not played again, and the rest are timed no earlier than the last of those.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.exchange.history import AggTrade, TradeHistory, now_ms
+from services.exchange.history import AggTrade, TradeHistory, now_ms, release
 from tradetape.errors import InputError
 from tradetape.runtime.tasks import cancel_and_wait
 
@@ -133,6 +134,11 @@ def plan(rows: Sequence[DumpTrade], *, speed: float | None, original_times: bool
     return ReplayPlan(trades, offsets)
 
 
+def not_before(trades: list[AggTrade], floor_ms: int) -> list[AggTrade]:
+    """Trades (times non-decreasing) with any time below ``floor_ms`` raised to it: none before a recorded one."""
+    return [t if t.time_ms >= floor_ms else _retimed(t, floor_ms) for t in trades]
+
+
 def _retimed(trade: AggTrade, time_ms: int) -> AggTrade:
     return AggTrade(
         trade.agg_id,
@@ -162,8 +168,19 @@ class Replay:
         self.history = history
         self.speed = speed
         self.original_times = original_times
-        self.rows = read_dump(path)
-        _check_order(self.rows, path)
+        rows = read_dump(path)
+        _check_order(rows, path)
+        last = history.last
+        self.rows = rows if last is None else [r for r in rows if r.trade.agg_id > last.agg_id]
+        if len(self.rows) < len(rows):
+            logger.info(
+                "replay of %s: %d of %d trades of %s were released before (up to id %d)",
+                history.symbol,
+                len(rows) - len(self.rows),
+                len(rows),
+                path.name,
+                last.agg_id if last else 0,
+            )
         self.released = 0
         self._task: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
@@ -201,18 +218,20 @@ class Replay:
     async def _run(self) -> None:
         began = time.perf_counter()
         replay_plan = plan(self.rows, speed=self.speed, original_times=self.original_times, start_ms=now_ms())
+        last = self.history.last
+        trades = replay_plan.trades if last is None else not_before(replay_plan.trades, last.time_ms)
         logger.info(
             "replay of %s started: %d trades from %s, speed %s",
             self.history.symbol,
-            len(replay_plan.trades),
+            len(trades),
             self.path.name,
             "max" if self.speed is None else self.speed,
         )
         try:
             if replay_plan.offsets is None:
-                await self._release_fast(replay_plan.trades)
+                await self._release_fast(trades)
             else:
-                await self._release_timed(replay_plan.trades, replay_plan.offsets)
+                await self._release_timed(trades, replay_plan.offsets)
             logger.info(
                 "replay of %s finished: %d trades in %.2f s",
                 self.history.symbol,
@@ -225,7 +244,7 @@ class Replay:
     async def _release_fast(self, trades: list[AggTrade]) -> None:
         for index in range(0, len(trades), _FAST_CHUNK):
             chunk = trades[index : index + _FAST_CHUNK]
-            self.history.append(chunk)
+            await release(self.history, chunk)
             self.released += len(chunk)
             await asyncio.sleep(0)
 
@@ -236,7 +255,7 @@ class Replay:
         while index < len(trades):
             due = bisect.bisect_right(offsets, loop.time() - origin, lo=index)
             if due > index:
-                self.history.append(trades[index:due])
+                await release(self.history, trades[index:due])
                 self.released += due - index
                 index = due
             if index < len(trades):

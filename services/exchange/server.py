@@ -33,12 +33,16 @@ from services.exchange.generator import (
     FIRST_ID,
     GeneratorFeed,
     IdCheckpoint,
+    Resume,
     TradeGenerator,
     format_units,
     id_margins,
+    past_trades,
+    resume_after,
     to_units,
 )
-from services.exchange.history import TradeHistory
+from services.exchange.history import TradeHistory, now_ms
+from services.exchange.released import ReleasedRows
 from services.exchange.replay import Replay, symbol_from_path
 from services.exchange.streams import MAX_STREAMS, StreamError, is_stream_path, parse_subscription
 
@@ -50,6 +54,10 @@ PING_INTERVAL = 20.0
 PING_TIMEOUT = 60.0
 """... and drops a client whose pong has not come within a minute."""
 SHUTDOWN_NOTICE_TIMEOUT = 2.0
+DAY_MS = 86_400_000
+MAX_HISTORY_DAYS = 366
+RESUME_WINDOW = 1000
+"""Newest trades searched for the last real one (void rows carry no trade ids) when a symbol resumes."""
 
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,20}$")
 
@@ -78,8 +86,11 @@ class ExchangeConfig:
     max_history: int | None = 1_000_000
     """Trades retained per symbol (oldest dropped first); None keeps all."""
     state_dir: Path | None = None
-    """Where generated symbols record their next ids, so a restart continues above every id
-    served before (ingest would drop reused ids as duplicates); None starts at FIRST_ID."""
+    """Where every symbol records the trades it released (`released`), so a restart answers
+    them on REST and continues right after them; None forgets everything at a stop."""
+    history_days: int = 0
+    """With a state directory, finished days invented before the first start (`past_trades`,
+    ending right below the first live id), so the dumps and REST have past days to serve."""
     ping_interval: float = PING_INTERVAL
     ping_timeout: float = PING_TIMEOUT
     max_streams: int = MAX_STREAMS
@@ -95,6 +106,8 @@ class ExchangeConfig:
             raise ValueError("rate must be >= 0")
         if self.max_history is not None and self.max_history < 1:
             raise ValueError("max_history must be positive or None")
+        if not 0 <= self.history_days <= MAX_HISTORY_DAYS:
+            raise ValueError(f"history_days must be 0..{MAX_HISTORY_DAYS}")
         object.__setattr__(self, "symbols", tuple(self.symbols))
         replay = self.replay
         object.__setattr__(self, "replay", dict(replay) if isinstance(replay, Mapping) else tuple(replay))
@@ -271,8 +284,15 @@ class Exchange:
 
     def _build_sources(self, config: ExchangeConfig) -> None:
         replays = config.replay_map
+        state_dir = config.state_dir
         self._histories = {
-            s: TradeHistory(s, config.max_history, void_every=config.faults.void_every) for s in config.all_symbols
+            s: TradeHistory(
+                s,
+                config.max_history,
+                void_every=config.faults.void_every,
+                record=None if state_dir is None else ReleasedRows.of(state_dir, s),
+            )
+            for s in config.all_symbols
         }
         self._tick_sizes = {s: config.tick_size(s) for s in config.all_symbols}
         self._replays = {
@@ -284,24 +304,67 @@ class Exchange:
             )
             for symbol, path in replays.items()
         }
+        generated = [symbol for symbol in config.symbols if symbol not in replays]
+        if state_dir is not None and config.history_days and not config.original_times:
+            for symbol, replay in self._replays.items():
+                if replay.rows:
+                    first = replay.rows[0].trade
+                    self._invent_past(config, symbol, Resume(first.agg_id, first.first_id))
+            for symbol in generated:
+                if self._legacy_ids(config, symbol) is None:
+                    self._invent_past(config, symbol, Resume(FIRST_ID, FIRST_ID))
         self._feeds = []
         if config.rate > 0:
-            self._feeds = [self._generator_feed(config, symbol) for symbol in config.symbols if symbol not in replays]
+            self._feeds = [self._generator_feed(config, symbol) for symbol in generated]
+
+    def _invent_past(self, config: ExchangeConfig, symbol: str, before: Resume) -> None:
+        """The finished days before a first start (nothing released yet), ending right below ``before``'s ids."""
+        history = self._histories[symbol]
+        if len(history) or history.trimmed_through_ms is not None:
+            return
+        today = now_ms() // DAY_MS * DAY_MS
+        trades = past_trades(
+            symbol,
+            config.seed,
+            self._tick_sizes[symbol],
+            today - config.history_days * DAY_MS,
+            today,
+            last_agg_id=before.next_agg_id - 1,
+            last_trade_id=before.next_trade_id - 1,
+        )
+        history.append(trades)
+        if trades:
+            logger.info(
+                "%s: %d trades invented for the %d days before the first start, ids %d..%d",
+                symbol,
+                len(trades),
+                config.history_days,
+                trades[0].agg_id,
+                trades[-1].agg_id,
+            )
+
+    @staticmethod
+    def _legacy_ids(config: ExchangeConfig, symbol: str) -> tuple[int, int] | None:
+        """The next ids of a former simulator's state file, if there is one."""
+        if config.state_dir is None:
+            return None
+        return IdCheckpoint(config.state_dir / f"{symbol}.json").resume(*id_margins(config.rate))
 
     def _generator_feed(self, config: ExchangeConfig, symbol: str) -> GeneratorFeed:
-        """A symbol's feed, resuming its ids from ``state_dir`` when one is configured."""
-        checkpoint = None if config.state_dir is None else IdCheckpoint(config.state_dir / f"{symbol}.json")
-        first_ids = (FIRST_ID, FIRST_ID) if checkpoint is None else checkpoint.resume(*id_margins(config.rate))
+        """A symbol's feed, right after the trades it recorded as released (else a former state file's ids)."""
+        history = self._histories[symbol]
+        resume = resume_after(history.latest(RESUME_WINDOW))
+        if resume is None:
+            resume = Resume(*(self._legacy_ids(config, symbol) or (FIRST_ID, FIRST_ID)))
         generator = TradeGenerator(
             symbol,
             config.seed,
             tick_size=self._tick_sizes[symbol],
-            first_agg_id=first_ids[0],
-            first_trade_id=first_ids[1],
+            start_price=resume.price,
+            first_agg_id=resume.next_agg_id,
+            first_trade_id=resume.next_trade_id,
         )
-        feed = GeneratorFeed(generator, self._histories[symbol], config.rate, checkpoint=checkpoint)
-        feed.claim_ids()
-        return feed
+        return GeneratorFeed(generator, history, config.rate)
 
     async def stop(self) -> None:
         """Stop trading, announce ``serverShutdown``, close every connection; idempotent."""
@@ -328,6 +391,8 @@ class Exchange:
             await feed.stop()
         for replay in self._replays.values():
             await replay.stop()
+        for history in self._histories.values():
+            history.close()
 
     async def serve_forever(self) -> None:
         """Start if needed and serve until cancelled or stopped, then stop (for the CLI)."""

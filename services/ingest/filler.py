@@ -141,6 +141,7 @@ class GapFiller:
             gap.next_attempt = time.monotonic() + CONFIRM_WAIT_S
             return
         self.attempts += 1
+        attempts = tape.begin_attempt(*span)
         fetched, complete, error = 0, False, ""
         start = first[0]
         try:
@@ -155,6 +156,14 @@ class GapFiller:
                 if len(page) < limit:
                     error = f"short page: {len(page)} of {limit} from {start}"
                     break
+                if rest[0][0] == start:  # `start` still missing after a full page: asking again gets the same
+                    answered = page[0][1].agg_id
+                    error = (
+                        f"REST has no id {start}: its answer starts at {answered}"
+                        if answered > start
+                        else f"no progress from {start}"
+                    )
+                    break
                 if not self._ready():
                     error = "publisher busy"
                     break
@@ -162,7 +171,6 @@ class GapFiller:
         except GapFillError as exc:
             error = exc.reason
         tape.note_attempt(span[0], span[1], complete=complete, error=error, now=time.monotonic())
-        attempts = max((g.attempts for g in tape.gaps if g.from_id <= span[1] and g.to_id >= span[0]), default=0)
         (logger.info if complete else logger.warning)(
             "gap filled" if complete else "gap fill incomplete",
             extra={

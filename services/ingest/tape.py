@@ -175,12 +175,24 @@ class SymbolTape:
         missing = self.handed.missing(gap.from_id, gap.to_id)
         return missing[0] if missing else None
 
+    def begin_attempt(self, from_id: int, to_id: int) -> int:
+        """Count a REST attempt at the gaps within `from_id..to_id` as it starts; their most attempts.
+
+        Counted before the answer, so a gap whose attempt waits (a throttle, a slow exchange)
+        does not read as one nobody tries.
+        """
+        attempts = 0
+        for gap in self.gaps:
+            if gap.to_id >= from_id and gap.from_id <= to_id:
+                gap.attempts += 1
+                attempts = max(attempts, gap.attempts)
+        return attempts
+
     def note_attempt(self, from_id: int, to_id: int, *, complete: bool, error: str, now: float) -> None:
-        """Record a REST attempt at the gaps within `from_id..to_id` and schedule the next."""
+        """Record how a begun REST attempt at the gaps within `from_id..to_id` ended and schedule the next."""
         for gap in self.gaps:
             if gap.to_id < from_id or gap.from_id > to_id:
                 continue
-            gap.attempts += 1
             gap.last_error = error
             gap.next_attempt = now + (CONFIRM_WAIT_S if complete else gap.backoff(self.gap_retry_max))
 

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from statistics import median
 
+import orjson
 import pytest
 
 from services.exchange.generator import (
@@ -18,9 +19,11 @@ from services.exchange.generator import (
     FIRST_ID,
     GeneratorFeed,
     IdCheckpoint,
-    IdState,
+    Resume,
     TradeGenerator,
     format_units,
+    past_trades,
+    resume_after,
     to_units,
 )
 from services.exchange.history import AggTrade, TradeHistory, now_ms
@@ -214,14 +217,15 @@ async def test_feed_skips_only_a_real_stall(caplog: pytest.LogCaptureFixture) ->
     assert trades[-1].time_ms <= clock.now_ms()
 
 
-def test_checkpoint_resume(tmp_path: Path) -> None:
+def test_a_former_state_file_is_resumed_above(tmp_path: Path) -> None:
+    """Simulators before the released-trade record wrote only their next ids; an upgraded one starts above them."""
     checkpoint = IdCheckpoint(tmp_path / "state" / "ETHUSDT.json")
-    assert checkpoint.load() is None
-    assert checkpoint.resume() == (FIRST_ID, FIRST_ID)
-    checkpoint.save(IdState(2_000_000, 2_500_000, clean=True, agg_margin=90, trade_margin=360))
-    assert [p.name for p in checkpoint.path.parent.iterdir()] == ["ETHUSDT.json"]
+    assert checkpoint.load() is None and checkpoint.resume() is None
+    checkpoint.path.parent.mkdir()
+    state = {"next_agg_id": 2_000_000, "next_trade_id": 2_500_000, "agg_margin": 90, "trade_margin": 360}
+    checkpoint.path.write_bytes(orjson.dumps({**state, "clean": True}))
     assert checkpoint.resume() == (2_000_000, 2_500_000)
-    checkpoint.save(IdState(2_000_000, 2_500_000, clean=False, agg_margin=90, trade_margin=360))
+    checkpoint.path.write_bytes(orjson.dumps({**state, "clean": False}))
     assert checkpoint.resume() == (2_000_090, 2_500_360)
     assert checkpoint.resume(agg_margin=500, trade_margin=100) == (2_000_500, 2_500_360)
     for broken in (b"{", b"[]", b'{"next_agg_id": 1}', b'{"next_agg_id": "1", "next_trade_id": 1, "clean": true}'):
@@ -230,46 +234,25 @@ def test_checkpoint_resume(tmp_path: Path) -> None:
             checkpoint.resume()
 
 
-class CheckedHistory(TradeHistory):
-    """Checks, at every release, that the state file already covers the released ids."""
-
-    def __init__(self, symbol: str, checkpoint: IdCheckpoint) -> None:
-        super().__init__(symbol)
-        self.checkpoint = checkpoint
-
-    def append(self, trades: Sequence[AggTrade]) -> None:
-        state = self.checkpoint.load()
-        assert state is not None and not state.clean
-        assert trades[-1].agg_id < state.next_agg_id + state.agg_margin
-        assert trades[-1].last_id < state.next_trade_id + state.trade_margin
-        super().append(trades)
+def test_resume_after_the_newest_trade_and_the_newest_real_one() -> None:
+    trades = TradeGenerator("ETHUSDT", 1).take(10)
+    last = trades[-1]
+    assert resume_after([]) is None
+    assert resume_after(trades) == Resume(last.agg_id + 1, last.last_id + 1, last.price)
+    voided = [*trades[:-1], last.voided()]
+    assert resume_after(voided) == Resume(last.agg_id + 1, trades[-2].last_id + 1, trades[-2].price)
 
 
-async def test_feed_checkpoints_stay_within_the_margin(tmp_path: Path) -> None:
-    checkpoint = IdCheckpoint(tmp_path / "ETHUSDT.json")
-    clock = VirtualClock()
-    history = CheckedHistory("ETHUSDT", checkpoint)
-    feed = GeneratorFeed(TradeGenerator("ETHUSDT", 1), history, 20.0, clock=clock, checkpoint=checkpoint)
-    assert feed.agg_margin == 20 * 2 + _MAX_BURST
-    writes = 0
-    save = checkpoint.save
-
-    def counting_save(state: IdState) -> None:
-        nonlocal writes
-        writes += 1
-        save(state)
-
-    checkpoint.save = counting_save  # type: ignore[method-assign]
-    samples: list[tuple[float, int]] = []
-    feed.start()
-    try:
-        for stall in (0.0, 4.0, 0.5, 30.0):
-            clock.seconds += stall
-            await run_for(clock, clock.seconds + 60, feed, samples)
-    finally:
-        await feed.stop()
-    assert 200 < writes < 260, "about one write a simulated second"
-    state = checkpoint.load()
-    last = history.last
-    assert last is not None and state is not None
-    assert state == IdState(last.agg_id + 1, last.last_id + 1, clean=True, agg_margin=90, trade_margin=360)
+def test_past_trades_end_right_below_the_given_ids() -> None:
+    day = 86_400_000
+    start = now_ms() // day * day - 2 * day
+    past = past_trades("BTCUSDT", 1, "0.01", start, start + 2 * day, last_agg_id=999_999, last_trade_id=4_999_999)
+    assert 2 * 8640 <= len(past) <= 2 * 8640 + _MAX_BURST
+    assert past[-1].agg_id == 999_999 and past[-1].last_id == 4_999_999
+    assert [t.agg_id for t in past] == list(range(past[0].agg_id, 1_000_000))
+    assert all(b.first_id == a.last_id + 1 for a, b in itertools.pairwise(past))
+    assert start == past[0].time_ms and past[-1].time_ms < start + 2 * day
+    assert all(a.time_ms <= b.time_ms for a, b in itertools.pairwise(past))
+    again = past_trades("BTCUSDT", 1, "0.01", start, start + 2 * day, last_agg_id=999_999, last_trade_id=4_999_999)
+    assert again == past, "one seed, one past"
+    assert past_trades("BTCUSDT", 1, "0.01", start, start + day, last_agg_id=100, last_trade_id=100) == []

@@ -1,14 +1,20 @@
-"""Generated ids continue across simulator restarts, so ingest never drops a restarted
-simulator's trades as ids it has already passed."""
+"""A restarted simulator forgets nothing it released: REST answers those ids, new ids continue right
+after them (ingest would drop reused ids and could never fill skipped ones), replays are not played twice."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import io
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+import zipfile
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +25,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
-from services.exchange.generator import FIRST_ID, IdCheckpoint, IdState, id_margins
-from services.exchange.history import AggTrade
+from services.exchange.generator import FIRST_ID, id_margins
+from services.exchange.history import AggTrade, encode_rest_rows
 from tests.harness import coverage_of, request, run_services, settings_for, wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -51,30 +57,38 @@ async def served(exchange: Exchange, count: int = 100) -> list[AggTrade]:
     return history.trades()
 
 
-def state_of(state_dir: Path) -> IdState:
-    state = IdCheckpoint(state_dir / "ETHUSDT.json").load()
-    assert state is not None
-    return state
+def rest_page(exchange: Exchange, symbol: str, from_id: int, limit: int = 1000) -> list[dict[str, Any]]:
+    url = f"{exchange.rest_url}/api/v3/aggTrades?symbol={symbol}&fromId={from_id}&limit={limit}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        rows: list[dict[str, Any]] = orjson.loads(response.read())
+    return rows
 
 
-async def test_clean_restart_continues_the_ids(tmp_path: Path) -> None:
+def as_rest(trades: list[AggTrade]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = orjson.loads(encode_rest_rows(trades))
+    return rows
+
+
+async def test_rest_answers_every_id_released_before_a_restart(tmp_path: Path) -> None:
+    """Ingest asks REST for the ids it missed while the simulator stopped: a restarted one must still have them."""
     state_dir = tmp_path / "exchange"
     async with Exchange(generated(state_dir)) as exchange:
         first_run = await served(exchange)
     last = first_run[-1]
     assert first_run[0].agg_id == FIRST_ID
-    assert state_of(state_dir) == IdState(last.agg_id + 1, last.last_id + 1, True, *id_margins(RATE))
 
     async with Exchange(generated(state_dir)) as exchange:
-        second_run = await served(exchange)
+        second_run = (await served(exchange, len(first_run) + 100))[len(first_run) :]
+        assert await asyncio.to_thread(rest_page, exchange, "ETHUSDT", FIRST_ID, len(first_run)) == as_rest(first_run)
     assert (second_run[0].agg_id, second_run[0].first_id) == (last.agg_id + 1, last.last_id + 1)
+    assert second_run[0].time_ms >= last.time_ms
 
     await exchange.start()
     try:
-        third_run = await served(exchange)
+        third_run = await served(exchange, len(first_run) + len(second_run) + 10)
     finally:
         await exchange.stop()
-    assert third_run[0].agg_id == second_run[-1].agg_id + 1
+    assert [t.agg_id for t in third_run] == list(range(FIRST_ID, FIRST_ID + len(third_run)))
 
 
 async def test_without_state_dir_every_run_starts_at_first_id(tmp_path: Path) -> None:
@@ -84,22 +98,61 @@ async def test_without_state_dir_every_run_starts_at_first_id(tmp_path: Path) ->
     assert not any(tmp_path.iterdir())
 
 
-async def test_replayed_symbols_keep_no_state(tmp_path: Path) -> None:
+async def test_a_replay_is_released_once_across_restarts(tmp_path: Path) -> None:
     config = generated(tmp_path, replay=(BUNDLED_REPLAY,), symbols=("BTCUSDT", "ETHUSDT"))
     async with Exchange(config) as exchange:
-        await served(exchange, 10)
-    assert [p.name for p in tmp_path.iterdir()] == ["ETHUSDT.json"]
+        async with connect(f"{exchange.ws_url}/ws/btcusdt@aggTrade"):
+            assert await asyncio.wait_for(exchange.wait_replay("BTCUSDT"), 10) == 5000
+        replayed = exchange.history("BTCUSDT").trades()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["BTCUSDT.released.csv", "ETHUSDT.released.csv"]
+    async with Exchange(config) as exchange:
+        async with connect(f"{exchange.ws_url}/ws/btcusdt@aggTrade"):
+            assert await asyncio.wait_for(exchange.wait_replay("BTCUSDT"), 10) == 0
+        assert exchange.history("BTCUSDT").trades() == replayed
+        page = await asyncio.to_thread(rest_page, exchange, "BTCUSDT", replayed[0].agg_id)
+    assert page == as_rest(replayed[:1000])
 
 
-async def test_unclean_state_skips_a_margin(tmp_path: Path) -> None:
-    IdCheckpoint(tmp_path / "ETHUSDT.json").save(IdState(5_000_000, 7_000_000, clean=False))
-    async with Exchange(generated(tmp_path)) as exchange:
+async def test_a_former_state_file_is_continued_above(tmp_path: Path) -> None:
+    state = {"next_agg_id": 5_000_000, "next_trade_id": 7_000_000, "clean": False, "agg_margin": 10}
+    (tmp_path / "ETHUSDT.json").write_bytes(orjson.dumps(state))
+    async with Exchange(generated(tmp_path, history_days=2)) as exchange:
         first = (await served(exchange, 1))[0]
-        assert not state_of(tmp_path).clean
     agg_margin, trade_margin = id_margins(RATE)
-    assert agg_margin > RATE * 2
-    assert (first.agg_id, first.first_id) == (5_000_000 + agg_margin, 7_000_000 + trade_margin)
-    assert state_of(tmp_path).clean
+    assert (first.agg_id, first.first_id) == (5_000_000 + agg_margin, 7_000_000 + trade_margin), "no past invented"
+
+
+def dump(exchange: Exchange, symbol: str, day: str, suffix: str = "") -> tuple[int, bytes]:
+    url = f"{exchange.rest_url}/data/spot/daily/aggTrades/{symbol}/{symbol}-aggTrades-{day}.zip{suffix}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+
+
+async def test_the_days_before_a_first_start_are_published(tmp_path: Path) -> None:
+    """fetch-history needs finished days: a first start invents them, right below the first live ids."""
+    config = generated(tmp_path, rate=50, history_days=2, replay=(BUNDLED_REPLAY,), symbols=("BTCUSDT", "ETHUSDT"))
+    today = datetime.now(UTC).date()
+    days = [str(today - timedelta(days=n)) for n in (3, 2, 1, 0)]
+    async with Exchange(config) as exchange:
+        live = await served(exchange, len(exchange.history("ETHUSDT")) + 100)
+        past = [t for t in live if t.agg_id < FIRST_ID]
+        assert len(past) >= 2 * 8640 and past[-1].agg_id == FIRST_ID - 1 and past[-1].last_id == FIRST_ID - 1
+        assert live[len(past)].agg_id == FIRST_ID
+        btc = exchange.history("BTCUSDT").trades()
+        assert btc[-1].agg_id == 3800397495 - 1
+        statuses = [(await asyncio.to_thread(dump, exchange, "ETHUSDT", day))[0] for day in days]
+        assert statuses == [404, 200, 200, 404], "only finished days the simulator traded"
+        status, body = await asyncio.to_thread(dump, exchange, "ETHUSDT", days[2])
+        status, checksum = await asyncio.to_thread(dump, exchange, "ETHUSDT", days[2], ".CHECKSUM")
+        assert status == 200 and checksum.decode().split()[0] == hashlib.sha256(body).hexdigest()
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            rows = archive.read(archive.namelist()[0]).decode().splitlines()
+        assert int(rows[-1].split(",")[0]) == FIRST_ID - 1
+    async with Exchange(config) as exchange:
+        assert exchange.history("ETHUSDT").trades()[: len(past)] == past, "invented once"
 
 
 @contextlib.contextmanager
@@ -120,8 +173,8 @@ def child_exchange(state_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
         proc.stdout.close()
 
 
-async def test_kill_9_never_reuses_an_id(tmp_path: Path) -> None:
-    """A killed simulator's file lags what it served; the restart must still start above it."""
+async def test_kill_9_forgets_no_released_id(tmp_path: Path) -> None:
+    """Every trade a killed simulator sent is answered by the restarted one, and its ids go on right after."""
     with child_exchange(tmp_path) as proc:
         assert proc.stdout is not None
         port = int(await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 15))
@@ -136,12 +189,16 @@ async def test_kill_9_never_reuses_an_id(tmp_path: Path) -> None:
                     while True:
                         received.append(orjson.loads(await ws.recv()))
         assert proc.wait(5) == -signal.SIGKILL
-    recorded = state_of(tmp_path)
-    assert not recorded.clean and recorded.next_agg_id > FIRST_ID
-    last = max(received, key=lambda event: event["a"])
     async with Exchange(generated(tmp_path)) as exchange:
-        first = (await served(exchange, 1))[0]
-    assert first.agg_id > last["a"] and first.first_id > last["l"]
+        first_new = (await served(exchange, len(received) + 1))[len(received) :][0]
+        rows: list[dict[str, Any]] = []
+        while not rows or rows[-1]["a"] < first_new.agg_id:
+            rows += await asyncio.to_thread(rest_page, exchange, "ETHUSDT", rows[-1]["a"] + 1 if rows else FIRST_ID)
+    fields = ("a", "p", "q", "f", "l", "T", "m")
+    by_id = {row["a"]: row for row in rows}
+    assert all({k: by_id[e["a"]][k] for k in fields} == {k: e[k] for k in fields} for e in received)
+    assert [row["a"] for row in rows] == list(range(FIRST_ID, rows[-1]["a"] + 1)), "no id skipped"
+    assert first_new.agg_id > max(e["a"] for e in received), "no id reused"
 
 
 @contextlib.asynccontextmanager
@@ -179,13 +236,13 @@ async def test_ingest_stores_a_restarted_simulator(nats_url: str, tmp_path: Path
                 coverage = await wait_for(lambda: stored_beyond(first_last + 100), 15, running=running)
                 second_trades = second.history("ETHUSDT").trades()
                 # Every id up to first_last + 100 is stored, so every trade before that one's time.
-                start, end = second_trades[0].time_ms, second_trades[100].time_ms
+                start, end = second_trades[len(first_trades)].time_ms, second_trades[len(first_trades) + 100].time_ms
                 window, _ = await request(client, "tape.query.coverage.ETHUSDT", {"start": start, "end": end})
     finally:
         await first.stop()
-    assert second_trades[0].agg_id == first_last + 1
+    assert second_trades[len(first_trades)].agg_id == first_last + 1
     assert coverage["first_id"] < first_last < coverage["last_id"]
     assert coverage["gaps"] == []
     assert coverage["trade_count"] == coverage["last_id"] - coverage["first_id"] + 1
-    served = sum(start <= t.time_ms < end for t in first_trades + second_trades)
+    served = sum(start <= t.time_ms < end for t in second_trades)
     assert window["trade_count"] == served, "every trade of the restarted simulator is stored"

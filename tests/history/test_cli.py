@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REAL = Path(__file__).parent / "data" / "BTCUSDT-aggTrades-2026-01-01.head5000.csv"
@@ -67,3 +68,18 @@ def test_names_that_are_no_symbol_are_refused_before_anything_is_written(tmp_pat
             assert refused.stdout == "" and len(refused.stderr) < 300
             assert manifest.read_bytes() == listed and sorted(data.rglob("*")) == files
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "trades.csv"]
+
+
+def test_days_not_over_yet_are_refused(tmp_path: Path) -> None:
+    """A future day (or today) has no dump yet: refused with the last day there is, exit 1, nothing asked or written.
+
+    It asked data.binance.vision for each, reported them `not published (404)` and exited 0.
+    """
+    data = tmp_path / "data"
+    today = datetime.now(UTC).date()
+    for first, last in ((today + timedelta(days=1), today + timedelta(days=2)), (today - timedelta(days=2), today)):
+        refused = tradetape("fetch-history", "BTCUSDT", "--from", str(first), "--to", str(last), data_dir=data)
+        assert refused.returncode == 1, refused.stdout
+        assert f"--to {last} is not over yet" in refused.stderr
+        assert f"the last day to fetch is {today - timedelta(days=1)}" in refused.stderr
+        assert refused.stdout == "" and not data.exists()

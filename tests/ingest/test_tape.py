@@ -113,6 +113,7 @@ def test_failed_attempts_back_off_capped() -> None:
     feed(t, 1, 100)
     delays = []
     for _ in range(8):
+        assert t.begin_attempt(2, 99) == len(delays) + 1
         t.note_attempt(2, 99, complete=False, error="HTTP 503", now=0.0)
         delays.append(t.gaps[0].next_attempt)
     assert delays[0] < 1.0 and max(delays) <= 4.0 * 1.2

@@ -36,6 +36,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.micro.service import Service
 
+from tradetape.errors import ConfigError
+
 SUPPORTED = ((2, 9), (2, 17))
 """The nats-py releases whose source these internals were read from (2.9.0 to 2.16.0): from the first, below
 the second."""
@@ -45,7 +47,7 @@ _Callback = Callable[[Msg], Awaitable[None]]
 _RELEASE = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 
-class NatsInternalsError(RuntimeError):
+class NatsInternalsError(ConfigError, RuntimeError):
     """nats-py is not a release tradetape was written against, or one of its internals changed shape."""
 
 

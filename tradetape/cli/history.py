@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -145,6 +145,10 @@ def run_history(args: argparse.Namespace, settings: Settings) -> int:
         _check_symbols(args)
         if args.command == "export":
             return _export(args, settings)
+        if args.command == "fetch-history":
+            _check_days(args.first, args.last)
+        if args.command in ("fetch-history", "repair"):
+            settings = simulator_settings(settings)
         return asyncio.run(_run_async(args, settings))
     except (DumpError, ExportError, ValueError) as exc:
         print(f"tradetape {args.command}: {exc}", file=sys.stderr)
@@ -162,6 +166,34 @@ def _check_symbols(args: argparse.Namespace) -> None:
         args.symbols_to_fetch = [symbol_from_input(s) for s in args.symbols_to_fetch]
     elif args.symbol is not None:
         args.symbol = symbol_from_input(args.symbol)
+
+
+def _check_days(first: date, last: date) -> None:
+    """`ValueError` for days not over yet: a day's dump is published after it ends (UTC), never before."""
+    today = datetime.now(UTC).date()
+    if last >= today:
+        raise ValueError(
+            f"--to {last} is not over yet (today is {today} UTC): a day's dump is published once the day has "
+            f"ended, so the last day to fetch is {today - timedelta(days=1)}"
+        )
+    if last < first:
+        raise ValueError(f"--to {last} is before --from {first}")
+
+
+def simulator_settings(settings: Settings) -> Settings:
+    """The running `up --simulate`'s exchange for the REST and dump URLs not set explicitly (flag or environment).
+
+    `up --simulate` records it in `<data dir>/exchange.url` while it runs; said on stderr, so no one
+    mistakes the simulator's history for Binance's.
+    """
+    from tradetape.runtime.nats_server import read_url_file
+
+    unset = [f for f in ("binance_rest_url", "history_url") if f not in settings.model_fields_set]
+    url = read_url_file(settings.exchange_url_file) if unset else None
+    if url is None:
+        return settings
+    print(f"using the simulator of `tradetape up --simulate` at {url} ({settings.exchange_url_file})", file=sys.stderr)
+    return settings.model_copy(update=dict.fromkeys(unset, url))
 
 
 @contextmanager

@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-EXCHANGE_SOURCE_OPTIONS = ("replay", "speed", "original_times", "rate", "seed")
+EXCHANGE_SOURCE_OPTIONS = ("replay", "speed", "original_times", "rate", "seed", "history_days")
 
 
 def add_exchange_source_options(parser: argparse.ArgumentParser) -> None:
@@ -198,6 +198,12 @@ def add_exchange_source_options(parser: argparse.ArgumentParser) -> None:
         "--rate", type=float, default=None, help="generated trades/s for each symbol without a replay file (default 20)"
     )
     group.add_argument("--seed", type=int, default=1)
+    group.add_argument(
+        "--history-days",
+        type=int,
+        default=7,
+        help="finished days of history the simulator invents before its first start, for fetch-history (default 7)",
+    )
 
 
 def exchange_source_args(args: argparse.Namespace) -> list[str]:
@@ -211,7 +217,7 @@ def exchange_source_args(args: argparse.Namespace) -> list[str]:
         argv.append("--original-times")
     if args.rate is not None:
         argv += ["--rate", str(args.rate)]
-    argv += ["--seed", str(args.seed)]
+    argv += ["--seed", str(args.seed), "--history-days", str(args.history_days)]
     return argv
 
 
@@ -234,6 +240,7 @@ def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
         rate=args.rate if args.rate is not None else 20.0,
         seed=args.seed,
         state_dir=settings.data_dir / "exchange",
+        history_days=args.history_days,
         faults=FaultConfig(
             drop_every=args.drop_every,
             drop_after=args.drop_after,

@@ -32,6 +32,7 @@ from tradetape.api.render import iso_time
 from tradetape.bus.auth import redact_url
 from tradetape.client import TapeClient, TapeError, TapeUnavailable
 from tradetape.domain.symbols import SymbolError, symbol_from_input
+from tradetape.errors import TradetapeError
 from tradetape.settings import Settings
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -160,7 +161,7 @@ def next_page_command(args: argparse.Namespace, method: QueryMethod[Any, Any], s
     return shlex.join([*words, f"--{CURSOR}", cursor])
 
 
-class Refused(Exception):
+class Refused(TradetapeError):
     """An error reply, with what the tape holds of the symbol (None: not asked, or not known)."""
 
     def __init__(self, error: QueryError, held: CoverageReply | None) -> None:

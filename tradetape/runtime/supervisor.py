@@ -7,7 +7,8 @@ exactly as they do apart. Every child has its own session, so a terminal's Ctrl-
 reaches `up` alone, which then stops them in the order that loses nothing: ingest (it
 flushes its publishes), persist (it writes what it holds), analytics, the simulator and
 nats-server last, so no service drains against a server that is gone. A child that dies
-is restarted with backoff.
+is restarted with backoff. With `--simulate` the simulator's URL is kept in
+`<data dir>/exchange.url` while it runs, for `fetch-history` and `repair` in other terminals.
 """
 
 from __future__ import annotations
@@ -186,6 +187,7 @@ async def _run_locked(
         write_url_file(settings.nats_url_file, nats_url)
         stack.callback(remove_url_file, settings.nats_url_file, nats_url)
         update = {"nats_url": nats_url}
+        settings.exchange_url_file.unlink(missing_ok=True)  # a killed `up --simulate`'s: we hold the lock
         simulators: list[Child] = []
         if exchange_args is not None:
             simulator = Child("exchange", [], {**os.environ, **settings.to_env()})
@@ -195,6 +197,8 @@ async def _run_locked(
                 return codes
             update.update(urls)
             update["history_url"] = urls["binance_rest_url"]  # the simulator serves its own dumps
+            write_url_file(settings.exchange_url_file, urls["binance_rest_url"])  # for fetch-history and repair
+            stack.callback(remove_url_file, settings.exchange_url_file, urls["binance_rest_url"])
             simulators.append(simulator)
         if stop.is_set():
             return codes
