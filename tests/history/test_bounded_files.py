@@ -56,9 +56,12 @@ _REPORT_PEAK = """
 import atexit, re, sys
 from pathlib import Path
 
+PEAK_FILE = Path(sys.argv[1])
+
+
 def report() -> None:
     status = Path("/proc/self/status").read_text()
-    Path(sys.argv[1]).write_text(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1))
+    PEAK_FILE.write_text(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1))
 
 atexit.register(report)
 sys.argv = ["tradetape", *sys.argv[2:]]
