@@ -140,7 +140,7 @@ async def test_in_a_browser_the_page_follows_the_tape_and_a_copy_elsewhere_is_re
             assert errors == []
             with WebServer(settings, port=0) as elsewhere:
                 await tab.goto(elsewhere.url + "?symbol=BTCUSDT&range=3600")
-                await tab.wait_for_function("document.getElementById('status').textContent.startsWith('error')")
+                await tab.wait_for_function("document.getElementById('status').textContent === 'not connected'")
                 assert await tab.get_attribute("#stats", "data-trades") in (None, "")
         finally:
             await browser.close()
