@@ -10,9 +10,10 @@ key (`tests/store/test_closed.py` checks it):
 - `ShardView`: a tool's secondary view of a shard directory for one command; its `tape()`
   is a `StoredTape` (trades, voids, coverage, completeness index, import checks, gap times).
 - Shards: `find_shards`, `write_manifest`, `store_id` (the manifest beside the database).
-- Layout facts: `SEGMENT_MS` (the default segment span), `window_start` (the 1-second
-  window of a trade time), `assemble_windows` (a batch of rows into those windows), and the
-  segment encoding a bulk-import batch carries (`encode_segment`, `decode_segment`).
+- Layout facts: `window_start` (the 1-second window of a trade time), `assemble_windows`
+  (a batch of rows into those windows, what `ShardWriter.write` takes), and the segment
+  encoding a bulk-import batch carries (`encode_segment`, `decode_segment`); the segment
+  span of a database is `StoredTape.segment_ms`.
 - Errors (drawn in `tradetape.errors`): `StoreError` and its leaves, `ImportConflictError`,
   `SegmentFormatError`, `ReadTooLargeError`.
 
@@ -27,14 +28,13 @@ from tradetape.store.layout import StoreLayoutError
 from tradetape.store.reader import ShardReader, ShardView, StoreClosedError
 from tradetape.store.rocks import StoreError, StoreNotFoundError
 from tradetape.store.sealed import StoreCorruptError
-from tradetape.store.segments import SEGMENT_MS, SegmentFormatError, decode_segment, encode_segment
+from tradetape.store.segments import SegmentFormatError, decode_segment, encode_segment
 from tradetape.store.shards import ShardLockedError, find_shards, store_id, write_manifest
 from tradetape.store.tape import StoredTape
 from tradetape.store.windows import WindowId, assemble_windows
 from tradetape.store.writer import ImportCounts, ShardWriter, Written
 
 __all__ = [
-    "SEGMENT_MS",
     "ImportConflictError",
     "ImportCounts",
     "ReadBudget",
