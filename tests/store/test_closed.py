@@ -1,9 +1,10 @@
 """The store is closed: outside `tradetape/store/`, no code reaches past its face (`tradetape.store`).
 
 Every module of the library and the services is read with `ast`: none may import rocksdict,
-import a submodule of the store (at any depth, in a function too), or spell a store key (a
-string or bytes literal, or the start of an f-string, that begins with a key prefix). Tests
-and benches may look inside; they are not walked.
+import a submodule of the store (at any depth, in a function too), take a writer's RocksDB
+handle (its `db` attribute), or spell a store key (a string or bytes literal, or the start
+of an f-string, that begins with a key prefix). Tests and benches may look inside; they are
+not walked.
 """
 
 from __future__ import annotations
@@ -61,12 +62,14 @@ def violations(source: str, where: Path) -> list[str]:
         if isinstance(node, ast.Import | ast.ImportFrom):
             names = [name for name in _imported(node, where) if _reaches_inside(name)]
             found += [f"{where}:{node.lineno}: imports {name}" for name in names[:1]]
+        elif isinstance(node, ast.Attribute) and node.attr == "db":
+            found.append(f"{where}:{node.lineno}: takes a RocksDB handle (.db)")
         elif (key := _spells_key(node)) is not None:
             found.append(f"{where}:{node.lineno}: spells the store key {key!r}")
     return found
 
 
-def test_nothing_outside_the_store_imports_rocksdict_a_store_submodule_or_spells_a_key() -> None:
+def test_nothing_outside_the_store_reaches_past_its_face() -> None:
     modules = _modules()
     assert len(modules) > 100 and ROOT / "services" / "persist" / "service.py" in modules
     found = [line for path in modules for line in violations(path.read_text(), path.relative_to(ROOT))]
@@ -86,6 +89,7 @@ def test_the_walk_sees_what_it_must_refuse() -> None:
         "KEY = b'index:BTCUSDT'\n": "spells the store key 'index:BTCUSDT'",
         "def k(s):\n    return f'seg:{s}:0'\n": "spells the store key 'seg:'",
         "LAYOUT = 'meta:layout'\n": "spells the store key 'meta:layout'",
+        "def read(store):\n    return store.db.get(b'x')\n": "takes a RocksDB handle (.db)",
     }
     for source, expected in sources.items():
         assert any(expected in line for line in violations(source, where)), source
