@@ -17,14 +17,17 @@ from collections.abc import Callable
 
 from tape_data import generate  # bench/tape_data.py
 
+from tradetape.domain.id_runs import IdRuns
+from tradetape.domain.price_levels import PriceLevels
 from tradetape.store.codec import decode_windows, encode_window
-from tradetape.store.index import IdRuns
+from tradetape.store.index import decode_runs, encode_runs
 from tradetape.store.keys import window_start
 from tradetape.store.segments import (
     SEGMENT_MS,
-    PriceLevels,
     SegmentSummary,
+    decode_histogram,
     decode_stored_segment,
+    encode_histogram,
     encode_stored_segment,
 )
 from tradetape.store.windows import split_by
@@ -46,8 +49,8 @@ def main() -> None:
     minute = hour.take(hour.time < first + 60_000)
     levels = PriceLevels.of_trades(hour)
     assert levels is not None
-    segment, histogram = encode_stored_segment(hour), levels.encode()
-    summary, index = SegmentSummary.of(0, hour).encode(), IdRuns.of_ids(hour.agg_id).encode()
+    segment, histogram = encode_stored_segment(hour), encode_histogram(levels)
+    summary, index = SegmentSummary.of(0, hour).encode(), encode_runs(IdRuns.of_ids(hour.agg_id))
     windows = [encode_window(part) for _, part in split_by(minute, window_start(minute.time))]
     print(f"{len(hour)} trades in the hour; segment {len(segment)} B, histogram {len(histogram)} B,"
           f" {len(windows)} windows {sum(map(len, windows))} B")
@@ -55,12 +58,12 @@ def main() -> None:
         ("segment encode (1 h)", lambda: encode_stored_segment(hour), 10),
         ("segment decode (1 h)", lambda: decode_stored_segment(segment), 30),
         ("crc32 of the segment", lambda: zlib.crc32(segment), 300),
-        ("histogram encode", levels.encode, 50),
-        ("histogram decode", lambda: PriceLevels.decode(histogram), 200),
+        ("histogram encode", lambda: encode_histogram(levels), 50),
+        ("histogram decode", lambda: decode_histogram(histogram), 200),
         ("summary decode", lambda: SegmentSummary.decode(summary), 5000),
         ("60 windows encode", lambda: [encode_window(p) for _, p in split_by(minute, window_start(minute.time))], 30),
         ("60 windows decode", lambda: decode_windows(windows), 200),
-        ("index decode", lambda: IdRuns.decode(index), 5000),
+        ("index decode", lambda: decode_runs(index), 5000),
     ]
     for name, fn, repeat in rows:
         print(f"{name:24s} {median_us(fn, repeat):10.1f} µs")

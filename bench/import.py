@@ -100,9 +100,9 @@ def main() -> None:
             f"import: {int(imported['trades']):,} trades in {imported['seconds']:.2f} s = {rate:,.0f} trades/s "
             f"(read+validate {imported['read_s']:.2f} s), peak RSS {imported['rss_mb']:.0f} MB"
         )
-        from tradetape.store.writer import WindowStore
+        from tradetape.store.writer import ShardWriter
 
-        store = WindowStore(Settings(data_dir=data, symbols=(SYMBOL,)).shard_dir)
+        store = ShardWriter(Settings(data_dir=data, symbols=(SYMBOL,)).shard_dir)
         store.compact()
         store.close()
         at_rest = dir_bytes(data / "shards")

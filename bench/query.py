@@ -1,7 +1,7 @@
 """The query bench: tradetape's answers over NATS through the client, beside DuckDB on Parquet, in one run.
 
 Writes `--days` of a busy real-like symbol (`--per-day` trades a day, default 7 x 2.3M)
-through the real `WindowStore` with roll-ups into segments, and the same trades into a
+through the real `ShardWriter` with roll-ups into segments, and the same trades into a
 Parquet file with zstd (`bench/tape_data.py`, shared with `bench/store.py`). Starts a
 nats-server and `--replicas` analytics processes (`python -m tradetape.cli analytics`),
 which read the store as RocksDB secondaries, and asks them through `TapeClient`:
@@ -84,7 +84,7 @@ def prepare_store(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         raise SystemExit(f"{root} holds a store of {meta}, not {wanted}: pick another --work-dir")
     shard = Settings(data_dir=root / "data", symbols=(SYMBOL,)).shard_dir
     parquet = root / "trades.parquet"
-    log(f"writing {args.days} d x {args.per_day:,} trades through WindowStore and into {parquet.name}")
+    log(f"writing {args.days} d x {args.per_day:,} trades through ShardWriter and into {parquet.name}")
     total, write_s = write_store(shard, parquet, args.days, args.per_day, args.segment_minutes * MINUTE_MS, args.seed)
     meta = {**wanted, "trades": total, "write_s": write_s, "store_bytes": dir_bytes(shard)}
     meta["parquet_bytes"] = parquet.stat().st_size

@@ -4,7 +4,7 @@ Generates `--days` of a busy symbol (`--per-day` trades a day) by resampling the
 real BTCUSDT trades: sizes (with log-normal noise, on the real 0.00001 BTC step), tick
 steps, inter-arrival gaps and fills drawn independently from the real ones, sides in the
 real runs (blocks of 200); no block of values repeats, so zstd finds no free copies;
-writes them through the real `WindowStore` in 1-minute batches of 1-second windows with
+writes them through the real `ShardWriter` in 1-minute batches of 1-second windows with
 roll-ups as a live persist does them, and the same trades into one Parquet file with zstd.
 Then prints, for both: bytes per trade at rest (after compaction), the raw read and the
 volume profile of the last 1 h, 24 h and the whole range, whole-tape coverage (time and
@@ -32,10 +32,10 @@ import orjson
 from tape_data import DAY_MS, ROW_SIZE, SYMBOL, dir_bytes, rss_mb, timed, write_store  # bench/tape_data.py
 
 from tradetape.bus.provision import ensure_streams, persist_consumer_config
+from tradetape.domain.price_levels import PriceLevels
 from tradetape.runtime.nats_server import EmbeddedNatsServer
 from tradetape.settings import Settings
 from tradetape.store.reader import ShardReader
-from tradetape.store.segments import PriceLevels
 
 
 def profile_from_levels(levels: PriceLevels, row_size: int) -> tuple[np.ndarray, ...]:  # type: ignore[type-arg]
@@ -162,7 +162,7 @@ def main() -> None:
         store_bytes, parquet_bytes = dir_bytes(root / "shard"), parquet.stat().st_size
         print(
             f"{total:,} trades over {args.days} d, segments of {args.segment_minutes} min; "
-            f"written through WindowStore with roll-ups in {write_s:.1f} s ({total / write_s:,.0f} trades/s)"
+            f"written through ShardWriter with roll-ups in {write_s:.1f} s ({total / write_s:,.0f} trades/s)"
         )
         print(
             f"bytes/trade at rest: tradetape {store_bytes / total:.2f} (compacted RocksDB dir), "

@@ -3,7 +3,7 @@
 `generate` resamples the bundled real BTCUSDT trades into `days` of a busy symbol, one day
 at a time (sizes with log-normal noise on the real 0.00001 BTC step, tick steps, gaps and
 fills drawn independently, sides in real runs of `BLOCK`), so zstd finds no free copies.
-`write_store` writes them through the real `WindowStore` as a live persist does (1-minute
+`write_store` writes them through the real `ShardWriter` as a live persist does (1-minute
 batches of 1-second windows, rolled up into segments a minute behind) and the same
 trades into one Parquet file with zstd, for DuckDB. Nothing here is part of the test run.
 """
@@ -27,7 +27,7 @@ from tradetape.domain.columns import Int64Array, TradeColumns
 from tradetape.domain.decimals import parse_units
 from tradetape.store.keys import window_start
 from tradetape.store.windows import split_by
-from tradetape.store.writer import WindowStore
+from tradetape.store.writer import ShardWriter
 
 SYMBOL = "BTCUSDT"
 DAY_MS = 86_400_000
@@ -133,7 +133,7 @@ def rss_mb(pid: int | str = "self", field: str = "VmRSS") -> float:
 
 def write_store(path: Path, parquet: Path, days: int, per_day: int, segment_ms: int, seed: int) -> tuple[int, float]:
     """`generate`'s trades into a new store at `path` (then compacted) and into `parquet`; (trades, seconds)."""
-    store = WindowStore(path, segment_ms=segment_ms)
+    store = ShardWriter(path, segment_ms=segment_ms)
     schema = pa.schema([(n, pa.int64()) for n in PARQUET_COLUMNS[:-1]] + [(PARQUET_COLUMNS[-1], pa.bool_())])
     writer = pq.ParquetWriter(parquet, schema, compression="zstd")
     total, started = 0, time.perf_counter()

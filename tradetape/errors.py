@@ -19,7 +19,7 @@ boundary each, into a leaf here, with the original as the cause.
     │   ├── BatchFormatError             tradetape.history.bulk: a bulk-import request body
     │   ├── DumpError                    tradetape.history.dumps: a file, its line and why
     │   ├── LabelError                   tradetape.history.labels
-    │   ├── ImportConflictError          tradetape.store.writer: an imported trade stored with other contents
+    │   ├── ImportConflictError          tradetape.store.conflicts: an imported trade stored with other contents
     │   ├── ReplayFormatError            services.exchange.replay: the simulator's dump rows
     │   └── ReleasedRowsError            services.exchange.released: the simulator's record of released trades
     ├── FormatError (ValueError)         bytes that do not decode into what their codec claims; the caller's
@@ -33,7 +33,7 @@ boundary each, into a leaf here, with the original as the cause.
     ├── StoreError (RuntimeError)        tradetape.store.rocks: the store cannot do what was asked
     │   ├── StoreCorruptError            tradetape.store.sealed: a stored value failed its checks (checksum,
     │   │                                format); names the key; answered `store_corrupt` (500)
-    │   ├── StoreLayoutError             tradetape.store.writer: another format version or segment span
+    │   ├── StoreLayoutError             tradetape.store.layout: another format version or segment span
     │   ├── StoreClosedError             tradetape.store.reader
     │   ├── StoreNotFoundError (FileNotFoundError)  tradetape.store.rocks: no database yet
     │   ├── ShardLockedError             tradetape.store.shards: another process writes the shard

@@ -29,7 +29,7 @@ from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM
 from tradetape.client import ClientQueryError, TapeClient, TapeUnavailable
 from tradetape.runtime.metrics import PREFIX, discover
 from tradetape.settings import ALL_SYMBOLS, Settings
-from tradetape.store.shards import find_shards
+from tradetape.store import find_shards
 
 DISCOVERY_WAIT_S = 0.5
 INGEST_SERVICE = f"{PREFIX}-ingest"

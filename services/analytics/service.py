@@ -72,15 +72,12 @@ from tradetape.bus.shard_stores import ShardStore, check_same_store, read_shard_
 from tradetape.bus.subjects import ANALYTICS_SERVICE, SCHEMA_SUBJECT, analytics_queue_group, query_subject, symbol_of
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
+from tradetape.domain.price_levels import PriceLevels
 from tradetape.errors import RequestError
 from tradetape.runtime.backoff import retry_until
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.settings import Settings
-from tradetape.store.budget import ReadBudget, ReadTooLargeError
-from tradetape.store.reader import ShardReader
-from tradetape.store.sealed import StoreCorruptError
-from tradetape.store.segments import PriceLevels
-from tradetape.store.shards import store_id
+from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader, StoreCorruptError, store_id
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.trade import TradeRow
-from tradetape.store.writer import WindowStore
+from tradetape.store import ShardWriter
 
 CONFLICT = "conflict"
 IMPLAUSIBLE_ID = "implausible_id"
@@ -53,7 +53,7 @@ class Vetting:
 
 
 def vet(
-    store: WindowStore,
+    store: ShardWriter,
     rows: Sequence[tuple[str, TradeRow]],
     max_jump: int,
     ledger: Mapping[str, int | None] | None = None,
@@ -89,7 +89,7 @@ def _repeats(table: np.ndarray, where: np.ndarray, first: np.ndarray, vetting: V
         vetting.refusals.append(Refusal(int(where[i]), CONFLICT, reason))
 
 
-def _against_stored(store: WindowStore, symbol: str, table: np.ndarray, where: np.ndarray, vetting: Vetting) -> None:
+def _against_stored(store: ShardWriter, symbol: str, table: np.ndarray, where: np.ndarray, vetting: Vetting) -> None:
     """Trades whose agg id the store holds: each copy is compared with the stored trade."""
     columns = TradeColumns.of_arrays([*(table[:, column] for column in range(6)), table[:, 6].astype(np.bool_)])
     for index, what in store.differences(symbol, columns):
@@ -98,7 +98,7 @@ def _against_stored(store: WindowStore, symbol: str, table: np.ndarray, where: n
 
 
 def _plausible(
-    store: WindowStore,
+    store: ShardWriter,
     symbol: str,
     new_ids: np.ndarray,
     new_where: np.ndarray,

@@ -5,7 +5,7 @@ send their batches here (`tradetape.history.bulk`): one request subject per symb
 shard owns. Each batch is read before it is trusted (`decode_batch`: every count and width
 checked against its bytes, at most `BATCH_TRADES` trades), checked whole with the same
 column rules as a dump (one invalid row refuses the batch, with the reason), then written
-by `WindowStore.import_trades` in one atomic write straight into hour segments. All of it
+by `ShardWriter.import_trades` in one atomic write straight into hour segments. All of it
 runs on persist's store thread, the one thread that changes the store: the event loop
 keeps consuming live trades meanwhile, and a batch is never written beside a live write.
 At most `PENDING_BATCHES` full batches' bytes of a symbol wait in memory (and at most
@@ -29,8 +29,7 @@ from nats.aio.subscription import Subscription
 from tradetape.bus.replies import ReplyGuard
 from tradetape.domain.column_checks import first_invalid, first_not_ascending
 from tradetape.history.bulk import BatchFormatError, ImportReply, decode_batch, import_subject
-from tradetape.store.rocks import StoreError
-from tradetape.store.writer import ImportConflictError, WindowStore
+from tradetape.store import ImportConflictError, ShardWriter, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ class BulkImporter:
     def __init__(
         self,
         nc: Client,
-        store: WindowStore,
+        store: ShardWriter,
         symbols: tuple[str, ...],
         rollup_age_s: float,
         store_thread: ThreadPoolExecutor,

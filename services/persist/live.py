@@ -38,10 +38,7 @@ from tradetape.domain.bars import SECOND_MS
 from tradetape.domain.columns import TradeColumns
 from tradetape.runtime.logs import ProgressLog
 from tradetape.runtime.tasks import wait_event
-from tradetape.store.keys import window_start
-from tradetape.store.reader import read_trades
-from tradetape.store.rocks import StoreError
-from tradetape.store.writer import WindowStore
+from tradetape.store import ShardWriter, StoreError, window_start
 
 logger = logging.getLogger(__name__)
 
@@ -69,18 +66,18 @@ class LivePublisher:
         self._next_stats = time.monotonic() + STATS_INTERVAL_S
 
     def stored(self, fresh: dict[str, TradeColumns]) -> None:
-        """A write stored `fresh` (`WindowStore.write_new`): queue it as one batch per symbol."""
+        """A write stored `fresh` (`ShardWriter.write_new`): queue it as one batch per symbol."""
         for symbol, trades in fresh.items():
             self._batches[symbol].append(stored_batch(trades))
             self._seconds[symbol].update(np.unique(window_start(trades.time)).tolist())
 
-    async def run(self, store: WindowStore, stop: asyncio.Event) -> None:
+    async def run(self, store: ShardWriter, stop: asyncio.Event) -> None:
         """Publish what was queued every `interval` until `stop`, then once more."""
         while not stop.is_set():
             await wait_event(stop, self._interval)
             await self.flush(store)
 
-    async def flush(self, store: WindowStore) -> None:
+    async def flush(self, store: ShardWriter) -> None:
         for symbol in list(self._batches):
             batches = self._batches.pop(symbol)
             seconds = sorted(self._seconds.pop(symbol, set()))
@@ -98,7 +95,7 @@ class LivePublisher:
             for symbol, count in self.published.items():
                 self._progress.log("live published", symbol, {"symbol": symbol, "messages": count})
 
-    def _bars_of(self, store: WindowStore, symbol: str, seconds: list[int]) -> list[BarReply]:
+    def _bars_of(self, store: ShardWriter, symbol: str, seconds: list[int]) -> list[BarReply]:
         """The complete 1 s bars of `seconds`, one read per stretch without a pause of a minute.
 
         Live writes touch a second or two; a backfill may touch seconds spread over hours,
@@ -109,7 +106,7 @@ class LivePublisher:
             return bars
         cuts = [0, *(i for i in range(1, len(seconds)) if seconds[i] - seconds[i - 1] > READ_GAP_MS), len(seconds)]
         for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
-            trades = read_trades(store.db, symbol, seconds[lo], seconds[hi - 1] + SECOND_MS)
+            trades = store.tape.trades(symbol, seconds[lo], seconds[hi - 1] + SECOND_MS)
             bars += second_bars(trades, seconds[lo:hi])
         return bars
 

@@ -53,11 +53,7 @@ from tradetape.runtime.logs import ProgressLog
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.runtime.tasks import cancel_and_wait
 from tradetape.settings import Settings
-from tradetape.store.keys import SUMMARY, kind_prefix, prefix_end
-from tradetape.store.rocks import StoreError, rocksdb_errors, scan
-from tradetape.store.shards import write_manifest
-from tradetape.store.windows import assemble_windows
-from tradetape.store.writer import WindowStore, Written
+from tradetape.store import ShardWriter, StoreError, Written, assemble_windows, write_manifest
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -123,7 +119,7 @@ class PersistService:
         self.live = LivePublisher(nc)
         self._progress = ProgressLog(logger)
         self.windows_written = 0
-        self._store: WindowStore | None = None
+        self._store: ShardWriter | None = None
         self._importer: BulkImporter | None = None
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="persist-store")
         """The one thread that changes the store: live writes, roll-ups, retention and bulk imports, one at a time."""
@@ -147,7 +143,7 @@ class PersistService:
         self._symbols = self._settings.shard_share(resolved)
         self._owned = set(self._symbols)
         self._consumer.symbols = self._symbols
-        store = WindowStore(self._settings.shard_dir)
+        store = ShardWriter(self._settings.shard_dir)
         advisories = MaxDeliveries(self._nc, self._js, self._consumer.durable, self.deadlettered)
         importer = self._importer = BulkImporter(
             self._nc, store, self._symbols, self._settings.rollup_age_s, self._store_thread, self.replies
@@ -214,7 +210,7 @@ class PersistService:
             )
         return True
 
-    async def _loop(self, store: WindowStore, stop: asyncio.Event) -> None:
+    async def _loop(self, store: ShardWriter, stop: asyncio.Event) -> None:
         now = time.monotonic()
         next_stats = now + self._stats_interval
         next_rollup = now
@@ -272,7 +268,7 @@ class PersistService:
         except (NatsError, TimeoutError) as exc:
             logger.warning("consumer check failed", extra={"error": repr(exc)})
 
-    async def _persist(self, store: WindowStore, msgs: list[Msg], stop: asyncio.Event) -> None:
+    async def _persist(self, store: ShardWriter, msgs: list[Msg], stop: asyncio.Event) -> None:
         """Write one batch durably, then ack every message of it (an implausible id may be given back instead)."""
         rows: list[tuple[str, TradeRow]] = []
         sources: list[Msg] = []
@@ -360,7 +356,7 @@ class PersistService:
         return await asyncio.get_running_loop().run_in_executor(self._store_thread, call, *args)
 
     async def _write(
-        self, store: WindowStore, rows: list[tuple[str, TradeRow]], msgs: list[Msg], stop: asyncio.Event
+        self, store: ShardWriter, rows: list[tuple[str, TradeRow]], msgs: list[Msg], stop: asyncio.Event
     ) -> tuple[Vetting, int] | None:
         """The batch vetted and written, retried while RocksDB refuses; None if stopped before it succeeded.
 
@@ -395,11 +391,10 @@ class PersistService:
                 logger.error("store reopen failed, will retry", extra={"error": str(exc)})
 
     def _vet_and_write(
-        self, store: WindowStore, rows: list[tuple[str, TradeRow]], ledger: dict[str, int | None] | None
+        self, store: ShardWriter, rows: list[tuple[str, TradeRow]], ledger: dict[str, int | None] | None
     ) -> tuple[Vetting, Written | None, int]:
         """On the store thread: vet the batch and write what it admits (nothing while it needs ingest's ledger)."""
-        with rocksdb_errors(store.path):
-            vetting = vet(store, rows, self._settings.ingest_max_id_jump, ledger)
+        vetting = vet(store, rows, self._settings.ingest_max_id_jump, ledger)
         if vetting.unsure and ledger is None:
             return vetting, None, 0
         refused = vetting.refused()
@@ -425,7 +420,7 @@ class PersistService:
             logger.warning("ingest ledger not readable", extra=extra)
         return known
 
-    def _roll_up(self, store: WindowStore) -> int:
+    def _roll_up(self, store: ShardWriter) -> int:
         """On the store thread: roll up every symbol's closed windows; how many were rolled up."""
         rolled = 0
         before = int(time.time() * 1000 - self._settings.rollup_age_s * 1000)
@@ -437,7 +432,7 @@ class PersistService:
                 logger.error("roll-up failed, will retry", extra={"symbol": symbol, "error": str(exc)})
         return rolled
 
-    def _apply_retention(self, store: WindowStore) -> None:
+    def _apply_retention(self, store: ShardWriter) -> None:
         """On the store thread: drop what is older than the retention."""
         cutoff = int(time.time() * 1000 - self._settings.retention_days * 86_400_000)
         for symbol in self._symbols:
@@ -472,7 +467,7 @@ class PersistService:
             ack_pending=ack_pending,
             windows_written=self.windows_written,
             windows_rolled_up=self.rolled_windows,
-            segments={} if store is None else {s: _count(store, kind_prefix(SUMMARY, s)) for s in self._symbols},
+            segments={} if store is None else {s: store.segment_count(s) for s in self._symbols},
         )
 
     def _log_counts(self, event: str, *, force: bool = False) -> None:
@@ -495,7 +490,3 @@ class PersistService:
         }
         self._progress.log(event, "", totals, force=force)
 
-
-def _count(store: WindowStore, prefix: bytes) -> int:
-    """Keys under `prefix` (the segment summaries are small: one a symbol and hour)."""
-    return len(scan(store.db, prefix, prefix_end(prefix)))

@@ -22,7 +22,7 @@ from tests.harness import wait_for
 from tests.processes import ServiceProcesses, service_env
 from tradetape.domain.columns import TradeColumns
 from tradetape.settings import Settings
-from tradetape.store.writer import WindowStore
+from tradetape.store.writer import ShardWriter
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,7 +41,7 @@ def busy_day(path: Path, now_ms: int) -> None:
     price = (87_000 * 10**8 + np.cumsum(rng.integers(-3, 4, TRADES)) * 10**6).astype(np.int64)
     qty = (rng.integers(1, 5000, TRADES) * 1000).astype(np.int64)
     trades = TradeColumns(ids, price, qty, 2 * ids, 2 * ids, times, rng.random(TRADES) < 0.5)
-    store = WindowStore(path)
+    store = ShardWriter(path)
     try:
         store.roll_up(SYMBOL, now_ms)
         assert store.write({(SYMBOL, 0): trades}) == TRADES

@@ -29,7 +29,7 @@ from tradetape.domain.trade import VOID_TRADE_ID
 from tradetape.settings import Settings
 from tradetape.store.keys import HISTOGRAM, SEGMENT, SUMMARY, VOID, index_key, timed_key, window_key
 from tradetape.store.rocks import store_options
-from tradetape.store.writer import WindowStore
+from tradetape.store.writer import ShardWriter
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -115,7 +115,7 @@ async def test_flipped_bytes_in_any_stored_value_answer_store_corrupt_and_nothin
     control_old = hours_of_trades(base, 13, 50_000, seed=3)
     control_young = young_trades(now_ms, 50_000 + len(control_old), seed=4)
     indexed = {symbol: hours_of_trades(hour[12], 1, 90_000, seed=5 + i) for i, symbol in enumerate(INDEXED)}
-    store = WindowStore(settings.shard_dir)
+    store = ShardWriter(settings.shard_dir)
     try:
         for symbol in (VICTIM, CONTROL, *INDEXED):
             store.roll_up(symbol, now_ms - 60_000)

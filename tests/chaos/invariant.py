@@ -31,7 +31,8 @@ from tradetape.domain.columns import TradeColumns
 from tradetape.runtime.metrics import discover
 from tradetape.store.codec import decode_windows
 from tradetape.store.keys import SUMMARY, VOID, WINDOW, kind_prefix, prefix_end
-from tradetape.store.reader import SecondaryStore, read_all_trades
+from tradetape.store.reader import SecondaryStore
+from tradetape.store.reads import read_all_trades
 from tradetape.store.rocks import scan
 from tradetape.store.segments import SEGMENT_MS, SegmentSummary
 from tradetape.store.voids import read_voids

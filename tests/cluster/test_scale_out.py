@@ -34,7 +34,8 @@ from tradetape.domain.trade import parse_trade
 from tradetape.runtime.metrics import discover
 from tradetape.settings import Settings, shard_of
 from tradetape.status import collect_status
-from tradetape.store.reader import SecondaryStore, read_all_trades
+from tradetape.store.reader import SecondaryStore
+from tradetape.store.reads import read_all_trades
 
 pytestmark = pytest.mark.timeout(150)
 

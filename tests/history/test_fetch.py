@@ -15,7 +15,8 @@ from tradetape.history.dumps import read_dump
 from tradetape.history.fetch import HistoryFetcher, periods
 from tradetape.history.load import TapeImporter
 from tradetape.settings import Settings
-from tradetape.store.reader import SecondaryStore, read_all_trades
+from tradetape.store.reader import SecondaryStore
+from tradetape.store.reads import read_all_trades
 
 REAL = Path(__file__).parent / "data" / "BTCUSDT-aggTrades-2026-01-01.head5000.csv"
 DAY_US = 86_400_000_000

@@ -19,7 +19,8 @@ from tests.history.conftest import HostileHost, body, drip, endless, lying_lengt
 from tradetape.history.fetch import FetchReport, HistoryFetcher
 from tradetape.history.load import TapeImporter
 from tradetape.settings import Settings
-from tradetape.store.reader import SecondaryStore, read_all_trades
+from tradetape.store.reader import SecondaryStore
+from tradetape.store.reads import read_all_trades
 
 REAL = Path(__file__).parent / "data" / "BTCUSDT-aggTrades-2026-01-01.head5000.csv"
 DAY = date(2026, 1, 1)

@@ -18,10 +18,11 @@ from tradetape.history.export import export, read_frame, tape_frame
 from tradetape.history.load import ImportTargetError, TapeImporter, shard_dir_of
 from tradetape.settings import Settings, shard_of
 from tradetape.store.keys import window_start
-from tradetape.store.reader import SecondaryStore, read_all_trades
+from tradetape.store.reader import SecondaryStore
+from tradetape.store.reads import read_all_trades
 from tradetape.store.shards import find_shards
 from tradetape.store.windows import split_by
-from tradetape.store.writer import WindowStore
+from tradetape.store.writer import ShardWriter
 
 REAL = Path(__file__).parent / "data" / "BTCUSDT-aggTrades-2026-01-01.head5000.csv"
 DAY = (1_767_225_600_000, 1_767_312_000_000)
@@ -74,7 +75,7 @@ async def test_an_overlap_with_the_live_tape_adds_nothing_and_a_hole_is_reported
     settings = settings_in(tmp_path)
     dump = read_dump(REAL)
     live = dump.trades.take(slice(4000, 5000))
-    store = WindowStore(settings.shard_dir)
+    store = ShardWriter(settings.shard_dir)
     try:
         store.write({("BTCUSDT", start): w for start, w in split_by(live, window_start(live.time))})
     finally:

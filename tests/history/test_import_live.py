@@ -24,7 +24,8 @@ from tradetape.history.bulk import import_subject
 from tradetape.history.dumps import DumpError, read_dump
 from tradetape.history.load import TapeImporter
 from tradetape.settings import Settings
-from tradetape.store.reader import SecondaryStore, ShardReader, read_all_trades
+from tradetape.store.reader import SecondaryStore, ShardReader
+from tradetape.store.reads import read_all_trades
 
 REAL = Path(__file__).parent / "data" / "BTCUSDT-aggTrades-2026-01-01.head5000.csv"
 DAY = (1_767_225_600_000, 1_767_312_000_000)

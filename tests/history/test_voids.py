@@ -23,7 +23,8 @@ from tradetape.history.export import export, read_frame
 from tradetape.history.fetch import HistoryFetcher
 from tradetape.history.load import TapeImporter
 from tradetape.settings import Settings
-from tradetape.store.reader import SecondaryStore, read_all_trades, read_coverage
+from tradetape.store.reader import SecondaryStore
+from tradetape.store.reads import read_all_trades, read_coverage
 from tradetape.store.voids import read_voids
 
 pytestmark = pytest.mark.timeout(120)

@@ -25,8 +25,8 @@ from tradetape.api.live import (
 from tradetape.api.methods import bars, coverage, volume_profile
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import parse_units
+from tradetape.domain.price_levels import PriceLevels
 from tradetape.store.keys import window_start
-from tradetape.store.segments import PriceLevels
 
 SYMBOL = "BTCUSDT"
 START, END = T0, T0 + 300_000

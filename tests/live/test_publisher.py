@@ -21,7 +21,7 @@ from tradetape.api.live import (
 from tradetape.api.methods import bars, coverage, volume_profile
 from tradetape.domain.columns import TradeColumns
 from tradetape.runtime.nats_server import EmbeddedNatsServer
-from tradetape.store.writer import WindowStore
+from tradetape.store.writer import ShardWriter
 
 
 class Held:
@@ -39,7 +39,7 @@ async def test_new_trades_go_out_once_in_messages_that_fit(tmp_path: Path) -> No
     first, second = trades.take(slice(0, 4000)), trades.take(slice(3000, 6000))  # the second repeats 1,000
     async with EmbeddedNatsServer(tmp_path / "nats", config_file=config) as server:
         nc = await nats.connect(server.url)
-        store = WindowStore(tmp_path / "shard")
+        store = ShardWriter(tmp_path / "shard")
         try:
             profile_sub = await nc.subscribe(profile_subject(SYMBOL))
             bars_sub = await nc.subscribe(bars_subject(SYMBOL))

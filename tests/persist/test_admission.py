@@ -20,7 +20,8 @@ from tests.harness import run_services, wait_for
 from tradetape.bus.ledger import LedgerEntry, LedgerGap, ledger_bucket, write_entry
 from tradetape.bus.provision import ensure_streams
 from tradetape.settings import Settings
-from tradetape.store.reader import SecondaryStore, ShardReader, read_all_trades
+from tradetape.store.reader import SecondaryStore, ShardReader
+from tradetape.store.reads import read_all_trades
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -23,7 +23,8 @@ from tests.store.hostile import hostile_batches, legal_trades
 from tradetape.bus.provision import ensure_streams
 from tradetape.history.bulk import BATCH_TRADES, ImportReply, encode_batch, import_subject
 from tradetape.settings import Settings
-from tradetape.store.reader import SecondaryStore, read_all_trades
+from tradetape.store.reader import SecondaryStore
+from tradetape.store.reads import read_all_trades
 
 pytestmark = pytest.mark.timeout(180)
 

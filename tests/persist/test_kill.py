@@ -20,7 +20,8 @@ from tradetape.bus.provision import ensure_streams
 from tradetape.settings import Settings
 from tradetape.store.codec import decode_windows
 from tradetape.store.keys import SUMMARY, WINDOW, kind_prefix, prefix_end
-from tradetape.store.reader import SecondaryStore, read_all_trades, read_coverage
+from tradetape.store.reader import SecondaryStore
+from tradetape.store.reads import read_all_trades, read_coverage
 from tradetape.store.rocks import scan
 from tradetape.store.segments import SegmentSummary
 

@@ -13,7 +13,8 @@ from services.exchange import Exchange, ExchangeConfig
 from tests.harness import run_services, wait_for
 from tradetape.bus.provision import ensure_streams
 from tradetape.settings import Settings
-from tradetape.store.reader import SecondaryStore, ShardReader, read_all_trades
+from tradetape.store.reader import SecondaryStore, ShardReader
+from tradetape.store.reads import read_all_trades
 from tradetape.store.shards import ShardLockedError, find_shards
 
 pytestmark = pytest.mark.timeout(60)

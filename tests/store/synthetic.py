@@ -7,7 +7,7 @@ import numpy as np
 from tradetape.domain.columns import TradeColumns
 from tradetape.store.keys import window_start
 from tradetape.store.windows import WindowId, split_by
-from tradetape.store.writer import WindowStore
+from tradetape.store.writer import ShardWriter
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SYMBOL = "BTCUSDT"
@@ -27,7 +27,7 @@ def windows_of(symbol: str, trades: TradeColumns) -> dict[WindowId, TradeColumns
     return {(symbol, start): part for start, part in split_by(trades, window_start(trades.time))}
 
 
-def write_rolled(store: WindowStore, trades: TradeColumns, *, chunk_ms: int = 600_000, age_ms: int = 60_000) -> None:
+def write_rolled(store: ShardWriter, trades: TradeColumns, *, chunk_ms: int = 600_000, age_ms: int = 60_000) -> None:
     """Write `trades` in chunks of trade time, rolling up as a live persist would."""
     starts = trades.time - trades.time % chunk_ms
     for start, part in split_by(trades, starts):

@@ -10,7 +10,7 @@ import pytest
 from tests.store.synthetic import SYMBOL, T0, same, tape, write_rolled
 from tradetape.store.budget import ReadBudget, ReadTooLargeError
 from tradetape.store.reader import ShardReader
-from tradetape.store.writer import WindowStore
+from tradetape.store.writer import ShardWriter
 
 HOUR_MS = 3_600_000
 TRADES = 40_000
@@ -18,7 +18,7 @@ TRADES = 40_000
 
 @pytest.fixture
 def reader(tmp_path: Path) -> ShardReader:
-    store = WindowStore(tmp_path / "shard")
+    store = ShardWriter(tmp_path / "shard")
     try:
         write_rolled(store, tape(TRADES, 8 * HOUR_MS))
     finally:

@@ -14,7 +14,8 @@ import numpy as np
 
 from tests.store.synthetic import same, tape
 from tradetape.domain.columns import TradeColumns
-from tradetape.store.segments import PriceLevels, decode_segment, encode_segment
+from tradetape.domain.price_levels import PriceLevels
+from tradetape.store.segments import decode_histogram, decode_segment, encode_histogram, encode_segment
 
 THREADS = 6
 ROUNDS = 40
@@ -24,7 +25,7 @@ def test_threads_decoding_different_segments_get_their_own_trades() -> None:
     segments = [tape(20_000 + 997 * i, 3_600_000, seed=i, first_id=1 + 10**6 * i) for i in range(12)]
     encoded = [encode_segment(s) for s in segments]
     histograms = [PriceLevels.of_trades(s) for s in segments]
-    encoded_levels = [levels.encode() for levels in histograms if levels is not None]
+    encoded_levels = [encode_histogram(levels) for levels in histograms if levels is not None]
     assert len(encoded_levels) == len(segments)
     failures: list[str] = []
     start = threading.Barrier(THREADS)
@@ -35,7 +36,7 @@ def test_threads_decoding_different_segments_get_their_own_trades() -> None:
             i = (worker * 5 + round_) % len(encoded)
             try:
                 decoded: TradeColumns = decode_segment(encoded[i])
-                levels = PriceLevels.decode(encoded_levels[i])
+                levels = decode_histogram(encoded_levels[i])
             except ValueError as exc:
                 failures.append(f"thread {worker} segment {i}: {exc}")
                 continue

@@ -11,9 +11,10 @@ import pytest
 
 from tests.store.synthetic import SYMBOL, T0, same, tape, windows_of, write_rolled
 from tradetape.domain.gaps import coverage
-from tradetape.store.reader import ShardReader, read_coverage
-from tradetape.store.segments import PriceLevels
-from tradetape.store.writer import WindowStore
+from tradetape.domain.price_levels import PriceLevels
+from tradetape.store.reader import ShardReader
+from tradetape.store.reads import read_coverage
+from tradetape.store.writer import ShardWriter
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -27,7 +28,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     held = np.ones(len(trades), dtype=np.bool_)
     held[[5, 6, 7, 9_000, 15_500]] = False
     trades = trades.take(held)
-    store = WindowStore(path)
+    store = ShardWriter(path)
     write_rolled(store, trades.take(trades.time < T0 + 5 * HOUR - 60_000))
     store.write(windows_of(SYMBOL, trades.take(trades.time >= T0 + 5 * HOUR - 60_000)))
     store.close()
@@ -74,7 +75,7 @@ def test_the_segment_cache_never_serves_a_segment_written_since(tmp_path: Path) 
     trades = tape(6_000, 2 * HOUR, seed=9)
     late = np.zeros(len(trades), dtype=np.bool_)
     late[100:4_000:7] = True
-    store = WindowStore(tmp_path / "shard")
+    store = ShardWriter(tmp_path / "shard")
     store.roll_up(SYMBOL, T0 + 3 * HOUR)
     store.write({(SYMBOL, 0): trades.take(~late)})
     reader = ShardReader(tmp_path / "shard", cache_bytes=16 << 20)
@@ -109,7 +110,7 @@ def test_a_reader_before_the_first_write_sees_an_empty_tape(tmp_path: Path) -> N
 
 def test_coverage_of_a_seven_day_tape_reads_no_trades(tmp_path: Path) -> None:
     """Whole-tape coverage from the index: milliseconds and no memory growth, whatever the tape's size."""
-    store = WindowStore(tmp_path / "shard")
+    store = ShardWriter(tmp_path / "shard")
     trades = tape(1_200_000, 7 * DAY, seed=5)
     held = np.ones(len(trades), dtype=np.bool_)
     held[1::100_000] = False

@@ -18,8 +18,9 @@ from rocksdict import Rdict
 from tests.store.synthetic import SYMBOL, T0, same, tape, windows_of, write_rolled
 from tradetape.domain.columns import TradeColumns
 from tradetape.store.keys import HISTOGRAM, LAYOUT_KEY, SEGMENT, SUMMARY, VOID, index_key, rolled_key, timed_key
+from tradetape.store.layout import StoreLayoutError, read_layout
 from tradetape.store.lookup import time_of_id
-from tradetape.store.reader import read_all_trades, read_coverage, read_price_levels, read_trades
+from tradetape.store.reads import read_all_trades, read_coverage, read_price_levels, read_trades
 from tradetape.store.rocks import StoreError, open_primary, scan
 from tradetape.store.sealed import ChecksumError, StoreCorruptError, is_sealed, seal, unseal
 from tradetape.store.segments import (
@@ -29,7 +30,7 @@ from tradetape.store.segments import (
     decode_stored_segment,
     encode_segment,
 )
-from tradetape.store.writer import StoreLayoutError, WindowStore, read_layout
+from tradetape.store.writer import ShardWriter
 
 HOUR = 3_600_000
 NOW_MS = T0 + 3 * HOUR
@@ -58,7 +59,7 @@ def written(tmp_path: Path) -> tuple[Path, TradeColumns]:
         trades.agg_id, trades.price * zero, trades.qty * zero, np.where(void, -1, trades.first_id),
         np.where(void, -1, trades.last_id), trades.time, trades.buyer_maker,
     )
-    store = WindowStore(path)
+    store = ShardWriter(path)
     try:
         write_rolled(store, trades.take(trades.time < NOW_MS - 60_000))
         store.write(windows_of(SYMBOL, trades.take(trades.time >= NOW_MS - 60_000)))
@@ -134,7 +135,7 @@ def test_a_flipped_young_window_and_a_flipped_mark_are_named_too(written: tuple[
             time_of_id(db, SYMBOL, int(young.agg_id[-1]))
     finally:
         db.close()
-    store = WindowStore(path)  # the writer meets the flipped mark when it next rolls up
+    store = ShardWriter(path)  # the writer meets the flipped mark when it next rolls up
     try:
         with pytest.raises(StoreCorruptError) as caught:
             store.roll_up(SYMBOL, NOW_MS)
@@ -200,7 +201,7 @@ def test_a_format_2_store_is_refused_by_readers_and_sealed_when_the_writer_opens
         db.close()
 
     caplog.set_level(logging.INFO, logger="tradetape.store.migration")
-    WindowStore(path).close()
+    ShardWriter(path).close()
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
         "store migration started: sealing every value",
         "stored value unreadable, left unsealed",
@@ -230,7 +231,7 @@ def test_a_migration_cut_short_resumes(written: tuple[Path, TradeColumns]) -> No
                 db.put(key, seal(value))
     finally:
         db.close()
-    WindowStore(path).close()
+    ShardWriter(path).close()
     db = open_primary(path)
     try:
         assert read_layout(db) == (FORMAT_VERSION, HOUR)
@@ -249,7 +250,7 @@ def test_the_writer_refuses_to_merge_into_a_corrupt_segment_and_writes_nothing(
     damage(path, key, lambda value: flipped(value, len(value) // 2))
     late = trades.take(np.arange(len(trades)) == 3_000)
     late = TradeColumns(late.agg_id + 1_000_000, *late.arrays()[1:])  # type: ignore[arg-type]
-    store = WindowStore(path)
+    store = ShardWriter(path)
     try:
         before = store.index(SYMBOL)
         with pytest.raises(StoreError) as caught:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.store.synthetic import SYMBOL, T0, same, tape, write_rolled
 from tradetape.store.reader import SECONDARY_DIR_PREFIX, SecondaryStore, ShardReader, StoreClosedError
-from tradetape.store.writer import WindowStore
+from tradetape.store.writer import ShardWriter
 
 HOUR_MS = 3_600_000
 
@@ -38,7 +38,7 @@ def secondaries(root: Path) -> list[Path]:
 @pytest.fixture
 def shard(tmp_path: Path) -> Path:
     path = tmp_path / "shard"
-    store = WindowStore(path)
+    store = ShardWriter(path)
     try:
         write_rolled(store, tape(60_000, 6 * HOUR_MS))
     finally:

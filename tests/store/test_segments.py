@@ -4,11 +4,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tradetape.domain.columns import TradeColumns
+from tradetape.domain.price_levels import PriceLevels
 from tradetape.store.segments import (
-    PriceLevels,
     SegmentFormatError,
     SegmentSummary,
+    decode_histogram,
     decode_segment,
+    encode_histogram,
     encode_segment,
 )
 
@@ -93,7 +95,7 @@ def test_price_levels_are_exact_or_refused(columns: TradeColumns) -> None:
     if levels is not None:
         assert as_dict(levels) == reference_levels(columns)
         assert list(levels.price) == sorted(levels.price)
-        assert as_dict(PriceLevels.decode(levels.encode())) == as_dict(levels)
+        assert as_dict(decode_histogram(encode_histogram(levels))) == as_dict(levels)
 
 
 def test_merged_levels_equal_the_levels_of_all_trades() -> None:
@@ -104,6 +106,6 @@ def test_merged_levels_equal_the_levels_of_all_trades() -> None:
 
 
 def test_unreadable_values_are_a_specific_error() -> None:
-    for decode in (decode_segment, SegmentSummary.decode, PriceLevels.decode):
+    for decode in (decode_segment, SegmentSummary.decode, decode_histogram):
         with pytest.raises(SegmentFormatError):
             decode(b"\x81\xa1v\x63")

@@ -10,12 +10,13 @@ import pytest
 from tests.store.synthetic import SYMBOL, T0, same, tape, windows_of, write_rolled
 from tradetape.domain.columns import TradeColumns
 from tradetape.history.bulk import decode_batch, encode_batch
+from tradetape.store.conflicts import ImportConflictError
 from tradetape.store.keys import SUMMARY, kind_prefix, prefix_end
 from tradetape.store.lookup import time_of_id
-from tradetape.store.reader import read_all_trades, read_coverage, read_price_levels
+from tradetape.store.reads import read_all_trades, read_coverage, read_price_levels
 from tradetape.store.rocks import scan
 from tradetape.store.voids import read_voids
-from tradetape.store.writer import ImportConflictError, WindowStore
+from tradetape.store.writer import ShardWriter
 
 HOUR = 3_600_000
 
@@ -27,21 +28,21 @@ def voided(trades: TradeColumns, where: np.ndarray) -> TradeColumns:
     return TradeColumns(trades.agg_id, price, qty, first, last, trades.time, trades.buyer_maker)
 
 
-def summaries(store: WindowStore) -> list[bytes]:
+def summaries(store: ShardWriter) -> list[bytes]:
     prefix = kind_prefix(SUMMARY, SYMBOL)
     return [value for _, value in scan(store.db, prefix, prefix_end(prefix))]
 
 
 @pytest.fixture
-def stores(tmp_path: Path) -> tuple[WindowStore, WindowStore]:
-    with_voids, without = WindowStore(tmp_path / "voids"), WindowStore(tmp_path / "plain")
+def stores(tmp_path: Path) -> tuple[ShardWriter, ShardWriter]:
+    with_voids, without = ShardWriter(tmp_path / "voids"), ShardWriter(tmp_path / "plain")
     yield with_voids, without  # type: ignore[misc]
     with_voids.close()
     without.close()
 
 
 def test_voids_complete_the_sequence_and_no_trade_read_summary_or_histogram_sees_them(
-    stores: tuple[WindowStore, WindowStore],
+    stores: tuple[ShardWriter, ShardWriter],
 ) -> None:
     store, plain = stores
     trades = tape(3_000, 3 * HOUR)
@@ -66,7 +67,7 @@ def test_voids_complete_the_sequence_and_no_trade_read_summary_or_histogram_sees
     assert time_of_id(store.db, SYMBOL, int(trades.agg_id[1_234])) == int(trades.time[1_234])
 
 
-def test_a_stored_row_is_never_replaced_by_the_other_kind(stores: tuple[WindowStore, WindowStore]) -> None:
+def test_a_stored_row_is_never_replaced_by_the_other_kind(stores: tuple[ShardWriter, ShardWriter]) -> None:
     store, _ = stores
     trades = tape(400, 60_000, start_ms=T0 + 5 * HOUR)
     void = np.arange(len(trades)) % 100 == 7
@@ -88,7 +89,7 @@ def test_a_stored_row_is_never_replaced_by_the_other_kind(stores: tuple[WindowSt
 
 
 def test_an_import_batch_carries_voids_and_retention_trims_them_with_the_index(
-    stores: tuple[WindowStore, WindowStore],
+    stores: tuple[ShardWriter, ShardWriter],
 ) -> None:
     store, _ = stores
     trades = tape(6_000, 6 * HOUR)

@@ -11,29 +11,30 @@ from tests.store.synthetic import SYMBOL, T0, same, tape, windows_of, write_roll
 from tradetape.domain.columns import TradeColumns
 from tradetape.store.codec import encode_window
 from tradetape.store.keys import SEGMENT, WINDOW, kind_prefix, prefix_end, window_key
-from tradetape.store.reader import read_all_trades, read_coverage
+from tradetape.store.layout import read_layout
+from tradetape.store.reads import read_all_trades, read_coverage
 from tradetape.store.rocks import open_primary, scan
 from tradetape.store.sealed import unseal
 from tradetape.store.segments import FORMAT_VERSION
 from tradetape.store.shards import ShardLockedError
-from tradetape.store.writer import WindowStore, read_layout
+from tradetape.store.writer import ShardWriter
 
 HOUR = 3_600_000
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> WindowStore:
-    opened = WindowStore(tmp_path / "shard")
+def store(tmp_path: Path) -> ShardWriter:
+    opened = ShardWriter(tmp_path / "shard")
     yield opened  # type: ignore[misc]
     opened.close()
 
 
-def keys_of(store: WindowStore, kind: str) -> list[bytes]:
+def keys_of(store: ShardWriter, kind: str) -> list[bytes]:
     prefix = kind_prefix(kind, SYMBOL)
     return [key for key, _ in scan(store.db, prefix, prefix_end(prefix))]
 
 
-def test_redelivered_trades_add_nothing(store: WindowStore) -> None:
+def test_redelivered_trades_add_nothing(store: ShardWriter) -> None:
     trades = tape(500, 10_000)
     assert store.write(windows_of(SYMBOL, trades)) == 500
     assert store.write(windows_of(SYMBOL, trades)) == 0
@@ -42,7 +43,7 @@ def test_redelivered_trades_add_nothing(store: WindowStore) -> None:
     assert same(read_all_trades(store.db, SYMBOL), trades)
 
 
-def test_the_same_agg_id_at_another_time_is_still_stored_once(store: WindowStore) -> None:
+def test_the_same_agg_id_at_another_time_is_still_stored_once(store: ShardWriter) -> None:
     trades = tape(10, 5_000)
     store.write(windows_of(SYMBOL, trades))
     moved = TradeColumns.of_arrays([*trades.arrays()[:5], trades.time + 7_000, trades.buyer_maker])
@@ -50,7 +51,7 @@ def test_the_same_agg_id_at_another_time_is_still_stored_once(store: WindowStore
     assert same(read_all_trades(store.db, SYMBOL), trades)
 
 
-def test_roll_up_moves_closed_windows_into_segments_atomically(store: WindowStore) -> None:
+def test_roll_up_moves_closed_windows_into_segments_atomically(store: ShardWriter) -> None:
     trades = tape(3_000, 2 * HOUR)
     store.write(windows_of(SYMBOL, trades))
     cutoff = T0 + HOUR + 30 * 60_000
@@ -62,7 +63,7 @@ def test_roll_up_moves_closed_windows_into_segments_atomically(store: WindowStor
     assert store.roll_up(SYMBOL, cutoff) == 0
 
 
-def test_a_late_trade_merges_into_its_rolled_up_segment(store: WindowStore) -> None:
+def test_a_late_trade_merges_into_its_rolled_up_segment(store: ShardWriter) -> None:
     trades = tape(2_000, HOUR)
     missing = np.zeros(len(trades), dtype=np.bool_)
     missing[[10, 11, 1500]] = True
@@ -78,7 +79,7 @@ def test_a_late_trade_merges_into_its_rolled_up_segment(store: WindowStore) -> N
     assert (found.trade_count, found.gaps) == (2_000, [])
 
 
-def test_retention_removes_only_expired_trades(store: WindowStore) -> None:
+def test_retention_removes_only_expired_trades(store: ShardWriter) -> None:
     trades = tape(6_000, 6 * HOUR)
     write_rolled(store, trades)
     store.write(windows_of(SYMBOL, tape(50, 10_000, first_id=7_000, start_ms=T0 + 6 * HOUR)))
@@ -100,7 +101,7 @@ def test_a_windows_only_database_gets_its_index_built(tmp_path: Path) -> None:
     for (_, start), part in windows_of(SYMBOL, trades).items():
         db.put(window_key(SYMBOL, start), unseal(encode_window(part)))  # format 1: windows unsealed
     db.close()
-    store = WindowStore(path)
+    store = ShardWriter(path)
     try:
         assert store.index(SYMBOL).count == 300
         assert store.write(windows_of(SYMBOL, trades)) == 0
@@ -109,9 +110,9 @@ def test_a_windows_only_database_gets_its_index_built(tmp_path: Path) -> None:
         store.close()
 
 
-def test_one_writer_per_shard(store: WindowStore) -> None:
+def test_one_writer_per_shard(store: ShardWriter) -> None:
     with pytest.raises(ShardLockedError):
-        WindowStore(store.path)
+        ShardWriter(store.path)
 
 
 def test_a_store_refused_by_a_full_disk_writes_again_once_reopened(tmp_path: Path) -> None:
@@ -122,7 +123,7 @@ def test_a_store_refused_by_a_full_disk_writes_again_once_reopened(tmp_path: Pat
     trades = tape(3_000, 600_000, seed=4)
     first, rest = trades.take(slice(0, 1_000)), trades.take(slice(1_000, None))
     with small_volume(tmp_path / "volume", 16):
-        store = WindowStore(tmp_path / "volume" / "shard")
+        store = ShardWriter(tmp_path / "volume" / "shard")
         try:
             store.write(windows_of(SYMBOL, first))
             filler = tmp_path / "volume" / "filler"

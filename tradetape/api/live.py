@@ -41,11 +41,11 @@ from tradetape.api.methods.volume_profile import handle as volume_profile_reply
 from tradetape.domain.bars import SECOND_MS, time_bars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import format_units, parse_units
+from tradetape.domain.id_runs import IdRuns
+from tradetape.domain.price_levels import PriceLevels
 from tradetape.domain.sums import exact_group_sums
 from tradetape.domain.symbols import check_symbol
-from tradetape.store.index import IdRuns
-from tradetape.store.keys import window_start
-from tradetape.store.segments import PriceLevels
+from tradetape.store import window_start
 
 PROFILE_SUBJECT = "tape.live.profile.<SYMBOL>"
 BARS_SUBJECT = "tape.live.bars.1s.<SYMBOL>"

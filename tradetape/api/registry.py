@@ -21,7 +21,7 @@ from rich.console import RenderableType
 from tradetape.api.errors import invalid_request
 from tradetape.api.models import ErrorReply, RangeRequest
 from tradetape.domain.columns import TradeColumns
-from tradetape.store.segments import PriceLevels
+from tradetape.domain.price_levels import PriceLevels
 
 QUERY_SUBJECT = "tape.query.<method>.<SYMBOL>"
 

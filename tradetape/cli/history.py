@@ -138,8 +138,7 @@ def run_history(args: argparse.Namespace, settings: Settings) -> int:
     from tradetape.history.dumps import DumpError
     from tradetape.history.export import ExportError
     from tradetape.history.load import ImportTargetError
-    from tradetape.store.rocks import StoreError
-    from tradetape.store.shards import ShardLockedError
+    from tradetape.store import ShardLockedError, StoreError
 
     try:
         _check_symbols(args)
@@ -230,8 +229,7 @@ async def _import(args: argparse.Namespace, settings: Settings, importer: object
     """
     from tradetape.history.dumps import DumpError, FileLimits, read_dump
     from tradetape.history.load import ImportTargetError, TapeImporter
-    from tradetape.store.rocks import StoreError
-    from tradetape.store.shards import ShardLockedError
+    from tradetape.store import ShardLockedError, StoreError
 
     assert isinstance(importer, TapeImporter)
     limits = FileLimits.of(settings)

@@ -4,7 +4,7 @@ RocksDB has one writer per shard, so while persist runs, history reaches the sto
 through it: a request on ``tape.persist.import.<SYMBOL>`` carries one batch of trades in
 the segment encoding (`tradetape.store.segments`, ~4 bytes a trade, so a batch of
 100,000 trades is far below NATS's 1 MiB max payload); persist writes it with
-`WindowStore.import_trades` in one atomic write and answers the counts, or an error.
+`ShardWriter.import_trades` in one atomic write and answers the counts, or an error.
 
 A file goes as its first and last half-batches in one batch, then the batches between: an
 import cut short at any point leaves a hole between ids the store holds, which the
@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.symbols import check_symbol
 from tradetape.errors import InputError
-from tradetape.store.segments import SegmentFormatError, decode_segment, encode_segment
+from tradetape.store import SegmentFormatError, decode_segment, encode_segment
 
 IMPORT_PREFIX = "tape.persist.import"
 BATCH_FORMAT = 1

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
-from rocksdict import Rdict
 
 from tradetape import __version__
 from tradetape.api.models import parse_time_ms
@@ -32,11 +31,7 @@ from tradetape.history.dumps import EXPORT_FIELDS, EXPORT_TIME_FORMAT, export_de
 from tradetape.history.labels import ExportLabel
 from tradetape.history.load import shard_dir_of
 from tradetape.settings import Settings
-from tradetape.store.reader import SecondaryStore, read_coverage, read_trades
-from tradetape.store.rocks import StoreNotFoundError
-from tradetape.store.segments import SEGMENT_MS
-from tradetape.store.voids import read_voids
-from tradetape.store.writer import read_layout
+from tradetape.store import ShardView, StoredTape
 
 FORMATS = (".parquet", ".csv")
 
@@ -60,22 +55,23 @@ def trades_frame(trades: TradeColumns) -> pl.DataFrame:
     )
 
 
-def hourly_trades(db: Rdict, symbol: str, start_ms: int, end_ms: int, *, voids: bool = False) -> Iterator[TradeColumns]:
+def hourly_trades(
+    tape: StoredTape, symbol: str, start_ms: int, end_ms: int, *, voids: bool = False
+) -> Iterator[TradeColumns]:
     """The trades of ``[start_ms, end_ms)``, one segment span at a time, skipping empty spans.
 
     With `voids`, the void rows too, as Binance writes them (an export keeps the id sequence whole).
     """
-    layout = read_layout(db)
-    span = layout[1] if layout is not None else SEGMENT_MS
-    tape = read_coverage(db, symbol, None)  # the index and two seeks: no walk through empty years
-    if tape.first_time is None or tape.last_time is None:
+    span = tape.segment_ms
+    whole = tape.coverage(symbol, None)  # the index and two seeks: no walk through empty years
+    if whole.first_time is None or whole.last_time is None:
         return
-    at, end_ms = max(start_ms, tape.first_time), min(end_ms, tape.last_time + 1)
+    at, end_ms = max(start_ms, whole.first_time), min(end_ms, whole.last_time + 1)
     while at < end_ms:
         upper = min(at - at % span + span, end_ms)
-        trades = read_trades(db, symbol, at, upper)
+        trades = tape.trades(symbol, at, upper)
         if voids:
-            trades = TradeColumns.concat([trades, read_voids(db, symbol, (at, upper), span)])
+            trades = TradeColumns.concat([trades, tape.voids(symbol, (at, upper))])
         if len(trades):
             yield trades
         at = upper
@@ -101,15 +97,10 @@ def tape_frame(symbol: str, start: int | str, end: int | str, settings: Settings
 def _each_hour(
     shard_dir: Path, symbol: str, start_ms: int, end_ms: int, *, voids: bool = False
 ) -> Iterator[TradeColumns]:
-    store = SecondaryStore(shard_dir)
-    try:
-        try:
-            db = store.catch_up()
-        except StoreNotFoundError:
-            return
-        yield from hourly_trades(db, symbol, start_ms, end_ms, voids=voids)
-    finally:
-        store.close()
+    with ShardView(shard_dir) as view:
+        tape = view.tape()
+        if tape is not None:
+            yield from hourly_trades(tape, symbol, start_ms, end_ms, voids=voids)
 
 
 def export(

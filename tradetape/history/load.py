@@ -1,7 +1,7 @@
 """Getting history into a shard's store: through its running persist, or directly when none runs.
 
 RocksDB allows one writer per shard. If the shard's lock is free, the importer takes it
-and writes with `WindowStore.import_trades` itself; if a persist holds it, every batch
+and writes with `ShardWriter.import_trades` itself; if a persist holds it, every batch
 goes to that persist as a bulk request over NATS (`tradetape.history.bulk`), which calls
 the same function. Either way a whole file is checked first (rows by the dump reader;
 agg ids the store holds must come with the same contents, read from a secondary view),
@@ -24,23 +24,26 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from rocksdict import Rdict
 
 from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect, resolve_nats_url
 from tradetape.domain.columns import TradeColumns
+from tradetape.domain.id_runs import IdRuns
 from tradetape.domain.symbols import check_symbol
 from tradetape.history.bulk import BATCH_TRADES, ImportReply, batches, encode_batch, import_subject
 from tradetape.history.dumps import Dump, DumpError
 from tradetape.settings import Settings
-from tradetape.store.index import IdRuns
-from tradetape.store.keys import index_key
-from tradetape.store.lookup import gap_times
-from tradetape.store.reader import SecondaryStore, read_coverage
-from tradetape.store.rocks import StoreError, StoreNotFoundError
-from tradetape.store.segments import SEGMENT_MS
-from tradetape.store.shards import ShardLockedError, find_shards, write_manifest
-from tradetape.store.writer import ImportConflictError, ImportCounts, WindowStore, check_same, read_layout
+from tradetape.store import (
+    ImportConflictError,
+    ImportCounts,
+    ShardLockedError,
+    ShardView,
+    ShardWriter,
+    StoredTape,
+    StoreError,
+    find_shards,
+    write_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +102,7 @@ class TapeImporter:
         """`persist_wait_s` > 0: always go through persist, waiting that long for it to answer (`up`'s backfill)."""
         self._settings = settings
         self._persist_wait_s = persist_wait_s
-        self._stores: dict[Path, WindowStore] = {}
+        self._stores: dict[Path, ShardWriter] = {}
         self._persisted: set[Path] = set()
         self._nc: Client | None = None
 
@@ -120,7 +123,7 @@ class TapeImporter:
         if nc is not None and not nc.is_closed:
             await nc.close()
 
-    def _route(self, symbol: str) -> tuple[Path, WindowStore | None]:
+    def _route(self, symbol: str) -> tuple[Path, ShardWriter | None]:
         """The shard of `symbol`, and its store if this process may write it (None: persist holds it)."""
         path = shard_dir_of(self._settings, symbol)
         if path in self._stores:
@@ -129,7 +132,7 @@ class TapeImporter:
         if path in self._persisted or self._persist_wait_s > 0:
             return path, None
         try:
-            store = WindowStore(path)
+            store = ShardWriter(path)
         except ShardLockedError:
             self._persisted.add(path)
             return path, None
@@ -167,25 +170,20 @@ class TapeImporter:
         cutoff = time.time() * 1000 - self._settings.retention_days * 86_400_000
         result.beyond_retention = int((trades.time < cutoff).sum())
         if store is not None:
-            self._check(store.db, symbol, trades, store.segment_ms, store.index(symbol))
+            self._check(store.tape, symbol, trades, store.index(symbol))
             for batch in batches(trades, DIRECT_BATCH_TRADES):
                 counts = store.import_trades(symbol, batch, roll_up_before_ms=self._roll_up_before())
                 self._count(result, counts, len(batch), progress)
             runs = store.index(symbol)
         else:
-            secondary = SecondaryStore(path)
-            try:
-                db = self._secondary(secondary)
-                if db is not None:
-                    layout = read_layout(db)
-                    span = layout[1] if layout is not None else SEGMENT_MS
-                    self._check(db, symbol, trades, span, IdRuns.decode(db.get(index_key(symbol))))
+            with ShardView(path) as view:
+                tape = view.tape()
+                if tape is not None:
+                    self._check(tape, symbol, trades, tape.runs(symbol))
                 for batch in batches(trades, BATCH_TRADES):
                     self._count(result, await self._send(symbol, source, batch), len(batch), progress)
-                db = self._secondary(secondary)
-                runs = IdRuns.decode(db.get(index_key(symbol))) if db is not None else IdRuns.empty()
-            finally:
-                secondary.close()
+                tape = view.tape()
+                runs = tape.runs(symbol) if tape is not None else IdRuns.empty()
         result.gaps = runs.clip(int(trades.agg_id[0]), int(trades.agg_id[-1])).gaps()
         logger.info(
             "imported",
@@ -204,42 +202,32 @@ class TapeImporter:
 
     def stored_runs(self, symbol: str) -> IdRuns:
         """The agg ids the store holds for `symbol` (the completeness index)."""
-        return self._reading(symbol, lambda db: IdRuns.decode(db.get(index_key(symbol))), IdRuns.empty())
+        return self._reading(symbol, lambda tape: tape.runs(symbol), IdRuns.empty())
 
     def gaps(self, symbol: str, time_range: tuple[int, int] | None) -> list[tuple[int, int]]:
         """The index's gaps between the first and last id stored in the range (None: the whole tape)."""
-        return self._reading(symbol, lambda db: read_coverage(db, symbol, time_range).gaps, [])
+        return self._reading(symbol, lambda tape: tape.coverage(symbol, time_range).gaps, [])
 
     def gap_times(self, symbol: str, from_id: int, to_id: int) -> tuple[int, int] | None:
         """The trade times of the stored neighbours of a gap (None if either is not stored)."""
-        return self._reading(symbol, lambda db: gap_times(db, symbol, from_id, to_id), None)
+        return self._reading(symbol, lambda tape: tape.gap_times(symbol, from_id, to_id), None)
 
-    def _reading(self, symbol: str, read: Callable[[Rdict], T], empty: T) -> T:
-        """`read` on the store: the open primary if this process writes it, else a fresh secondary view."""
+    def _reading(self, symbol: str, read: Callable[[StoredTape], T], empty: T) -> T:
+        """`read` on the store: through the writer if this process holds the shard, else a fresh secondary view."""
         path, store = self._route(symbol)
         if store is not None:
-            return read(store.db)
-        secondary = SecondaryStore(path)
-        try:
-            db = self._secondary(secondary)
-            return read(db) if db is not None else empty
-        finally:
-            secondary.close()
+            return read(store.tape)
+        with ShardView(path) as view:
+            tape = view.tape()
+            return read(tape) if tape is not None else empty
 
     @staticmethod
-    def _secondary(secondary: SecondaryStore) -> Rdict | None:
-        try:
-            return secondary.catch_up()
-        except StoreNotFoundError:
-            return None
-
-    @staticmethod
-    def _check(db: Rdict, symbol: str, trades: TradeColumns, span: int, runs: IdRuns) -> None:
+    def _check(tape: StoredTape, symbol: str, trades: TradeColumns, runs: IdRuns) -> None:
         if len(runs) == 0:
             return
         held = runs.contains(trades.agg_id)
         if bool(held.any()):
-            check_same(db, symbol, trades.take(held), span)
+            tape.check_same(symbol, trades.take(held))
 
     def _roll_up_before(self) -> int:
         return int(time.time() * 1000 - self._settings.rollup_age_s * 1000)

@@ -23,11 +23,11 @@ import numpy as np
 
 from tradetape.binance.rest import PAGE_LIMIT, GapFillError, RestClient
 from tradetape.domain.columns import TradeColumns
+from tradetape.domain.id_runs import IdRuns
 from tradetape.domain.symbols import check_symbol
 from tradetape.domain.trade import TradeRow
 from tradetape.history.fetch import HistoryFetcher
 from tradetape.history.load import Progress, TapeImporter
-from tradetape.store.index import IdRuns
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from rocksdict import Rdict
 
 from tradetape.store.codec import decode_window, decode_windows
 from tradetape.store.keys import SEGMENT, SUMMARY, WINDOW, kind_prefix, prefix_end, timed_key
-from tradetape.store.reader import segment_span
+from tradetape.store.layout import segment_span
 from tradetape.store.rocks import scan
 from tradetape.store.sealed import decoded, decoded_together
 from tradetape.store.segments import SegmentSummary, decode_stored_segment

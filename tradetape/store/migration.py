@@ -24,11 +24,11 @@ from rocksdict import Rdict, ReadOptions, WriteBatch, WriteOptions
 
 from tradetape.errors import FormatError
 from tradetape.store.codec import decode_window
-from tradetape.store.index import IdRuns
+from tradetape.store.index import decode_runs
 from tradetape.store.keys import HISTOGRAM, INDEX, RETAINED, ROLLED, SEGMENT, SUMMARY, VOID, WINDOW
 from tradetape.store.meta import decode_mark
 from tradetape.store.sealed import is_sealed, seal
-from tradetape.store.segments import PriceLevels, SegmentSummary, decode_stored_segment
+from tradetape.store.segments import SegmentSummary, decode_histogram, decode_stored_segment
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ _DECODERS: dict[bytes, Callable[[bytes], object]] = {
     f"{VOID}:".encode(): decode_window,
     f"{SEGMENT}:".encode(): decode_stored_segment,
     f"{SUMMARY}:".encode(): SegmentSummary.decode,
-    f"{HISTOGRAM}:".encode(): PriceLevels.decode,
-    f"{INDEX}:".encode(): IdRuns.decode,
+    f"{HISTOGRAM}:".encode(): decode_histogram,
+    f"{INDEX}:".encode(): decode_runs,
     f"{ROLLED}:".encode(): decode_mark,
     f"{RETAINED}:".encode(): decode_mark,
 }

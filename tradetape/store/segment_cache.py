@@ -25,9 +25,10 @@ import numpy as np
 from rocksdict import Rdict
 
 from tradetape.domain.columns import TradeColumns
+from tradetape.domain.price_levels import PriceLevels
 from tradetape.store.keys import HISTOGRAM, SEGMENT, timed_key
 from tradetape.store.sealed import decoded
-from tradetape.store.segments import PriceLevels, SegmentSummary, decode_stored_segment
+from tradetape.store.segments import SegmentSummary, decode_histogram, decode_stored_segment
 
 Decoded = TradeColumns | PriceLevels
 
@@ -59,7 +60,7 @@ class SegmentCache:
 
     def histograms(self, db: Rdict, symbol: str, summaries: Sequence[SegmentSummary]) -> list[PriceLevels | None]:
         """Each segment's histogram, None where none is stored (sums beyond int64: decode its trades)."""
-        found = self._lookup(db, HISTOGRAM, symbol, summaries, PriceLevels.decode)
+        found = self._lookup(db, HISTOGRAM, symbol, summaries, decode_histogram)
         return [levels if isinstance(levels, PriceLevels) else None for levels in found]
 
     def _lookup(

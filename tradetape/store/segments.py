@@ -86,6 +86,7 @@ import msgpack
 import numpy as np
 
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
+from tradetape.domain.price_levels import PriceLevels, common_divisor
 from tradetape.errors import FormatError
 from tradetape.store.packing import PackingError, pack_columns, unpack_columns
 from tradetape.store.sealed import seal, unseal
@@ -97,7 +98,6 @@ SEGMENT_MS = 3_600_000
 SEGMENT_COLUMNS = 6
 """Packed columns of a segment: agg id, first trade id, fills, time, price, quantity steps."""
 _INT64_MAX = 2**63 - 1
-_FLOAT_EXACT = 2**53
 
 
 class SegmentFormatError(FormatError):
@@ -108,11 +108,6 @@ def segment_start(time_ms: int, span_ms: int = SEGMENT_MS) -> int:
     return time_ms - time_ms % span_ms
 
 
-def _gcd(values: Int64Array) -> int:
-    divisor = int(np.gcd.reduce(np.abs(values))) if len(values) else 0
-    return divisor or 1
-
-
 def encode_segment(columns: TradeColumns) -> bytes:
     """A segment body: `columns` (sorted by agg id, each id once, non-empty) compactly encoded."""
     n = len(columns)
@@ -120,8 +115,8 @@ def encode_segment(columns: TradeColumns) -> bytes:
         raise ValueError("a segment holds at least one trade")
     a, p, q, f, last, t = (columns.agg_id, columns.price, columns.qty, columns.first_id, columns.last_id, columns.time)
     price_steps = _steps(p)
-    tick = _gcd(price_steps)
-    qty_step = _gcd(q)
+    tick = common_divisor(price_steps)
+    qty_step = common_divisor(q)
     widths, frame = pack_columns(
         [
             np.r_[0, np.diff(a) - 1],
@@ -275,110 +270,34 @@ def _exact_sum(values: Int64Array) -> int:
     return sum(values.tolist())
 
 
-@dataclass(frozen=True, slots=True)
-class PriceLevels:
-    """Trades aggregated per distinct price, ascending by price (units of 1e-8).
+def encode_histogram(levels: PriceLevels) -> bytes:
+    """A segment's price levels as the store keeps them (`hist:` keys), sealed."""
+    if len(levels) == 0:
+        return seal(msgpack.packb({"v": SEGMENT_FORMAT, "n": 0}))
+    steps = _steps(levels.price)
+    tick = common_divisor(steps)
+    step = common_divisor(np.r_[levels.volume, levels.buy_volume])
+    widths, frame = pack_columns([steps // tick, levels.volume // step, levels.buy_volume // step, levels.trade_count])
+    body: dict[str, object] = {"v": SEGMENT_FORMAT, "n": len(levels), "p0": int(levels.price[0]), "pt": tick}
+    body |= {"qs": step, "w": widths, "z": frame}
+    return seal(msgpack.packb(body, use_bin_type=True))
 
-    Volume is base quantity; buy volume is taker-buy (``m`` false). Sums are exact int64.
-    """
 
-    price: Int64Array
-    volume: Int64Array
-    buy_volume: Int64Array
-    trade_count: Int64Array
-
-    def __len__(self) -> int:
-        return len(self.price)
-
-    @classmethod
-    def empty(cls) -> PriceLevels:
-        empty = np.zeros(0, dtype=np.int64)
-        return cls(empty, empty, empty, empty)
-
-    @classmethod
-    def of_trades(cls, columns: TradeColumns, where: BoolArray | None = None) -> PriceLevels | None:
-        """The levels of `columns` (those `where` is true); None if a sum could leave int64 (then read the trades).
-
-        `where` spares a range's edge the copy of all seven columns that `between` makes.
-        """
-        price, qty, maker = columns.price, columns.qty, columns.buyer_maker
-        if where is not None:
-            price, qty, maker = price[where], qty[where], maker[where]
-        if len(price) == 0:
-            return cls.empty()
-        if int(qty.max()) * len(qty) > _INT64_MAX:
-            return None
-        return cls._grouped(price, qty, np.where(maker, 0, qty), np.ones(len(qty), dtype=np.int64))
-
-    @classmethod
-    def merge(cls, parts: list[PriceLevels]) -> PriceLevels | None:
-        """Levels of several parts as one; None if a sum could leave int64."""
-        parts = [part for part in parts if len(part)]
-        if not parts:
-            return cls.empty()
-        if len(parts) == 1:
-            return parts[0]
-        if sum(int(part.volume.max()) for part in parts) > _INT64_MAX:
-            return None
-        joined = [np.concatenate(cols) for cols in zip(*(p.arrays() for p in parts), strict=True)]
-        return cls._grouped(*joined)
-
-    @classmethod
-    def _grouped(cls, price: Int64Array, volume: Int64Array, buy: Int64Array, count: Int64Array) -> PriceLevels:
-        low, high = int(price.min()), int(price.max())
-        tick = _gcd(price - low)
-        span = (high - low) // tick + 1
-        if span <= 4 * len(price) + 1024:
-            # Dense slots on the traded tick grid: no sort, one scatter-add per column.
-            slot = (price - low) // tick
-            if int(volume.sum()) < _FLOAT_EXACT:
-                # float64 sums of integers below 2^53 are exact, and bincount is the fastest scatter-add.
-                sums = [np.bincount(slot, weights=c, minlength=span).astype(np.int64) for c in (volume, buy, count)]
-            else:
-                sums = [np.zeros(span, dtype=np.int64) for _ in range(3)]
-                for total, column in zip(sums, (volume, buy, count), strict=True):
-                    np.add.at(total, slot, column)
-            held = np.flatnonzero(sums[2])
-            return cls(low + held.astype(np.int64) * tick, *(total[held] for total in sums))
-        order = np.argsort(price, kind="stable")
-        sorted_price = price[order]
-        starts = np.flatnonzero(np.r_[True, np.diff(sorted_price) != 0])
-        grouped = [np.add.reduceat(column[order], starts) for column in (volume, buy, count)]
-        return cls(sorted_price[starts], *grouped)
-
-    def arrays(self) -> tuple[Int64Array, Int64Array, Int64Array, Int64Array]:
-        return (self.price, self.volume, self.buy_volume, self.trade_count)
-
-    def between_prices(self, low: int, high: int) -> PriceLevels:
-        mask = (self.price >= low) & (self.price <= high)
-        return PriceLevels(*(column[mask] for column in self.arrays()))
-
-    def encode(self) -> bytes:
-        if len(self) == 0:
-            return seal(msgpack.packb({"v": SEGMENT_FORMAT, "n": 0}))
-        steps = _steps(self.price)
-        tick = _gcd(steps)
-        step = _gcd(np.r_[self.volume, self.buy_volume])
-        widths, frame = pack_columns([steps // tick, self.volume // step, self.buy_volume // step, self.trade_count])
-        body: dict[str, object] = {"v": SEGMENT_FORMAT, "n": len(self), "p0": int(self.price[0]), "pt": tick}
-        body |= {"qs": step, "w": widths, "z": frame}
-        return seal(msgpack.packb(body, use_bin_type=True))
-
-    @classmethod
-    def decode(cls, value: bytes) -> PriceLevels:
-        try:
-            body = msgpack.unpackb(unseal(value), raw=False)
-            if body.get("v") != SEGMENT_FORMAT:
-                raise SegmentFormatError(f"unknown histogram format {body.get('v')!r}")
-            n = int(body["n"])
-            if n == 0:
-                return cls.empty()
-            steps, volume, buy, count = unpack_columns(body["w"], n, body["z"])
-            step = np.int64(body["qs"])
-            return cls(_cumulative(body["p0"], steps * np.int64(body["pt"])), volume * step, buy * step, count)
-        except PackingError as exc:
-            raise SegmentFormatError(str(exc)) from exc
-        except (KeyError, TypeError, ValueError, msgpack.ExtraData) as exc:
-            if isinstance(exc, SegmentFormatError):
-                raise
-            raise SegmentFormatError(f"unreadable histogram: {exc}") from exc
+def decode_histogram(value: bytes) -> PriceLevels:
+    """A stored histogram back into price levels; `ChecksumError` or `SegmentFormatError` if it fails its checks."""
+    try:
+        body = msgpack.unpackb(unseal(value), raw=False)
+        if body.get("v") != SEGMENT_FORMAT:
+            raise SegmentFormatError(f"unknown histogram format {body.get('v')!r}")
+        n = int(body["n"])
+        if n == 0:
+            return PriceLevels.empty()
+        steps, volume, buy, count = unpack_columns(body["w"], n, body["z"])
+        step = np.int64(body["qs"])
+        return PriceLevels(_cumulative(body["p0"], steps * np.int64(body["pt"])), volume * step, buy * step, count)
+    except PackingError as exc:
+        raise SegmentFormatError(str(exc)) from exc
+    except (KeyError, TypeError, ValueError, msgpack.ExtraData) as exc:
+        if isinstance(exc, SegmentFormatError):
+            raise
+        raise SegmentFormatError(f"unreadable histogram: {exc}") from exc

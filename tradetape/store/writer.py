@@ -21,9 +21,11 @@ import numpy as np
 from rocksdict import Rdict, WriteBatch, WriteOptions
 
 from tradetape.domain.columns import TradeColumns
-from tradetape.errors import InputError
+from tradetape.domain.id_runs import IdRuns
+from tradetape.domain.price_levels import PriceLevels
 from tradetape.store.codec import decode_window, decode_windows, encode_window, merge_windows
-from tradetape.store.index import IdRuns
+from tradetape.store.conflicts import check_same
+from tradetape.store.index import decode_runs, encode_runs
 from tradetape.store.keys import (
     HISTOGRAM,
     LAYOUT_KEY,
@@ -40,39 +42,27 @@ from tradetape.store.keys import (
     window_key,
     window_start,
 )
-from tradetape.store.meta import decode_layout, decode_mark, encode_layout, encode_mark
+from tradetape.store.layout import StoreLayoutError, read_layout
+from tradetape.store.meta import decode_mark, encode_layout, encode_mark
 from tradetape.store.migration import seal_values
 from tradetape.store.rocks import StoreError, open_primary, rocksdb_errors, scan, scan_first
 from tradetape.store.sealed import decoded, decoded_together
 from tradetape.store.segments import (
     FORMAT_VERSION,
     SEGMENT_MS,
-    PriceLevels,
     SegmentSummary,
     decode_stored_segment,
+    encode_histogram,
     encode_stored_segment,
 )
 from tradetape.store.shards import ShardLock
-from tradetape.store.voids import merge_voids, read_voids, trim_voids
+from tradetape.store.tape import StoredTape
+from tradetape.store.voids import merge_voids, trim_voids
 from tradetape.store.windows import WindowId, split_by
 
 logger = logging.getLogger(__name__)
 
 SEGMENT_KINDS = (SEGMENT, SUMMARY, HISTOGRAM)
-
-
-class StoreLayoutError(StoreError):
-    """The database was written with another format version or segment span (readers: one not migrated yet)."""
-
-
-class ImportConflictError(InputError):
-    """An imported trade whose agg id the store holds with different contents: nothing was written."""
-
-    def __init__(self, symbol: str, agg_id: int, reason: str) -> None:
-        super().__init__(f"{symbol} agg id {agg_id}: {reason} than the imported one")
-        self.symbol = symbol
-        self.agg_id = agg_id
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,74 +86,7 @@ class ImportCounts:
     duplicates: int
 
 
-_FIELD_NAMES = ("agg id", "price", "quantity", "first trade id", "last trade id", "time", "buyer-maker flag")
-
-
-def read_layout(db: Rdict) -> tuple[int, int] | None:
-    """The database's format version and segment span, or None before the first write."""
-    value = db.get(LAYOUT_KEY)
-    if value is None:
-        return None
-    return decoded(LAYOUT_KEY, value, decode_layout)
-
-
-def check_same(db: Rdict, symbol: str, incoming: TradeColumns, segment_ms: int) -> None:
-    """Every incoming trade must equal the stored one of its agg id, read where its trade time puts it.
-
-    A void and a trade of one agg id differ too (a `conflict`: the stored one is kept).
-    Raises `ImportConflictError` for the first that differs (works on a secondary too, so an
-    importer can check a whole file before it sends anything).
-    """
-    differences = stored_differences(db, symbol, incoming, segment_ms)
-    if differences:
-        index, what = differences[0]
-        raise ImportConflictError(symbol, int(incoming.agg_id[index]), f"it is stored {what}")
-
-
-def stored_differences(db: Rdict, symbol: str, incoming: TradeColumns, segment_ms: int) -> list[tuple[int, str]]:
-    """The incoming trades (whose agg ids are stored) that differ from the stored one: index and how.
-
-    How reads after "stored": "with another price", "as another kind (a void)". The stored
-    trade is read where the incoming trade time puts it, so one stored at another time
-    differs "with another trade time". Ascending by index.
-    """
-    from tradetape.store.reader import read_trades  # the reader imports this module
-
-    starts = incoming.time - incoming.time % segment_ms
-    order = np.argsort(starts, kind="stable")  # the order `split_by` hands the parts out in
-    differences: list[tuple[int, str]] = []
-    offset = 0
-    for start, part in split_by(incoming, starts):
-        positions = order[offset : offset + len(part)]
-        offset += len(part)
-        span = (start, start + segment_ms)
-        stored = TradeColumns.concat([read_trades(db, symbol, *span), read_voids(db, symbol, span, segment_ms)])
-        stored = stored.sorted_unique()
-        if len(stored) == 0:
-            differences += [(int(position), _differs_in(0)) for position in positions]
-            continue
-        found = stored.take(np.minimum(np.searchsorted(stored.agg_id, part.agg_id), len(stored) - 1))
-        kind = (found.agg_id == part.agg_id) & (found.voids() != part.voids())
-        first_field = np.full(len(part), -1)
-        for field, (mine, theirs) in enumerate(zip(part.arrays(), found.arrays(), strict=True)):
-            first_field[(mine != theirs) & (first_field < 0)] = field
-        differences += [
-            (int(positions[i]), _another_kind(bool(found.voids()[i])) if kind[i] else _differs_in(int(first_field[i])))
-            for i in np.flatnonzero(kind | (first_field >= 0))
-        ]
-    return sorted(differences)
-
-
-def _differs_in(field: int) -> str:
-    name = _FIELD_NAMES[field]
-    return "with another trade time" if name in ("agg id", "time") else f"with another {name}"
-
-
-def _another_kind(stored_void: bool) -> str:
-    return f"as another kind ({'a void' if stored_void else 'a trade'})"
-
-
-class WindowStore:
+class ShardWriter:
     """The one writer of a shard's database (RocksDB allows one writing process)."""
 
     def __init__(self, path: Path, *, segment_ms: int = SEGMENT_MS) -> None:
@@ -235,7 +158,7 @@ class WindowStore:
         batch = WriteBatch(raw_mode=True)
         for symbol, items in by_symbol.items():
             ids = decoded_together(items, decode_windows, decode_window).agg_id
-            batch.put(index_key(symbol), IdRuns.of_ids(ids).encode())
+            batch.put(index_key(symbol), encode_runs(IdRuns.of_ids(ids)))
         if not batch.is_empty():
             self.db.write(batch, self._sync)
             logger.info("index rebuilt", extra={"symbols": ",".join(by_symbol), "windows": len(windows)})
@@ -245,7 +168,8 @@ class WindowStore:
         runs = self._index.get(symbol)
         if runs is None:
             key = index_key(symbol)
-            runs = self._index[symbol] = decoded(key, self.db.get(key), IdRuns.decode)
+            with rocksdb_errors(self.path):
+                runs = self._index[symbol] = decoded(key, self.db.get(key), decode_runs)
         return runs
 
     def newest(self, symbol: str) -> int | None:
@@ -254,9 +178,13 @@ class WindowStore:
         return int(runs.high[-1]) if len(runs) else None
 
     def differences(self, symbol: str, trades: TradeColumns) -> list[tuple[int, str]]:
-        """Of `trades` (agg ids the store holds), which differ from the stored ones (`stored_differences`)."""
-        with rocksdb_errors(self.path):
-            return stored_differences(self.db, symbol, trades, self.segment_ms)
+        """Of `trades` (agg ids the store holds), which differ from the stored ones (`StoredTape.differences`)."""
+        return self.tape.differences(symbol, trades)
+
+    @property
+    def tape(self) -> StoredTape:
+        """What the database holds, read through this writer's handle (a tool that holds the shard reads so)."""
+        return StoredTape(self.db, self.path, self.segment_ms)
 
     def rolled_until(self, symbol: str) -> int:
         """Every window of `symbol` that starts before this is in a segment."""
@@ -325,7 +253,7 @@ class WindowStore:
         else:
             self._merge_into_windows(batch, symbol, trades)
         runs = self.index(symbol).add(np.sort(fresh.agg_id))
-        batch.put(index_key(symbol), runs.encode())
+        batch.put(index_key(symbol), encode_runs(runs))
         return runs, trades
 
     def import_trades(self, symbol: str, trades: TradeColumns, *, roll_up_before_ms: int) -> ImportCounts:
@@ -385,7 +313,7 @@ class WindowStore:
         if levels is None:
             batch.delete(keys[2])  # sums beyond int64: readers decode this segment instead
         else:
-            batch.put(keys[2], levels.encode())
+            batch.put(keys[2], encode_histogram(levels))
 
     def roll_up(self, symbol: str, before_ms: int) -> int:
         """Move every window of `symbol` that starts before `before_ms` into its segment, atomically.
@@ -450,7 +378,7 @@ class WindowStore:
         first_ids += self._first_ids_after(symbol, straddling, cutoff_ms)
         first_ids += [] if first_void is None else [first_void]
         runs = self.index(symbol).clip(min(first_ids), None) if first_ids else IdRuns.empty()
-        batch.put(index_key(symbol), runs.encode())
+        batch.put(index_key(symbol), encode_runs(runs))
         self.db.write(batch, self._sync)
         self._index[symbol] = runs
         for kind in (*SEGMENT_KINDS, VOID):
@@ -475,6 +403,12 @@ class WindowStore:
         if window is not None:
             found.append(int(decoded(*window, decode_window).agg_id.min()))
         return found
+
+    def segment_count(self, symbol: str) -> int:
+        """How many segments `symbol` has (their summaries are small: one a symbol and hour)."""
+        prefix = kind_prefix(SUMMARY, symbol)
+        with rocksdb_errors(self.path):
+            return len(scan(self.db, prefix, prefix_end(prefix)))
 
     def symbols(self) -> list[str]:
         """Every symbol the database holds an index for."""

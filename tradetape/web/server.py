@@ -34,7 +34,7 @@ from tradetape.runtime.http_access import ConnectionSlots, HttpAccess
 from tradetape.runtime.nats_server import read_url_file
 from tradetape.runtime.nats_users import read_credential
 from tradetape.settings import Settings
-from tradetape.store.shards import find_shards
+from tradetape.store import find_shards
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer

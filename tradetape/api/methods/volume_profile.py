@@ -23,6 +23,7 @@ from tradetape.api.registry import PriceLevelSource, QueryMethod, TradeSource
 from tradetape.api.render import table, time_span
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
 from tradetape.domain.decimals import format_units, parse_units
+from tradetape.domain.price_levels import PriceLevels
 from tradetape.domain.profile import (
     MAX_PROFILE_ROWS,
     ProfileRow,
@@ -33,7 +34,6 @@ from tradetape.domain.profile import (
     volume_nodes,
     volume_profile,
 )
-from tradetape.store.segments import PriceLevels
 
 BAR_WIDTH = 40
 
