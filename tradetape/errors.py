@@ -14,8 +14,8 @@ boundary each, into a leaf here, with the original as the cause.
     ├── InputError (ValueError)          data received (exchange, bus, files) that fails its checks: refused,
     │   │                                dead-lettered or reported with the reason, never stored
     │   ├── DecimalFormatError           tradetape.domain.decimals
-    │   ├── TradeFormatError             tradetape.domain.trade
-    │   ├── FrameError                   services.ingest.wire: a WebSocket frame
+    │   ├── TradeFormatError             tradetape.binance.aggtrade
+    │   ├── FrameError                   tradetape.binance.frames: a WebSocket frame
     │   ├── BatchFormatError             tradetape.history.bulk: a bulk-import request body
     │   ├── DumpError                    tradetape.history.dumps: a file, its line and why
     │   ├── LabelError                   tradetape.history.labels

@@ -24,14 +24,8 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidURI, WebSocketException
 
-from services.ingest.wire import (
-    MAX_URL_CHARS,
-    STREAMS_PER_SUBSCRIBE,
-    ControlFrame,
-    ReplyFrame,
-    connection_plan,
-    subscribe_request,
-)
+from tradetape.binance.frames import ControlFrame, ReplyFrame
+from tradetape.binance.streams import MAX_URL_CHARS, STREAMS_PER_SUBSCRIBE, connection_plan, subscribe_request
 from tradetape.errors import ExchangeError
 from tradetape.runtime.backoff import Backoff
 from tradetape.runtime.tasks import cancel_and_wait

@@ -29,11 +29,12 @@ from nats.js.kv import KeyValue
 
 from services.ingest.feed import AttemptLimiter, Feed, FeedOptions, split_symbols
 from services.ingest.filler import GapFiller
-from services.ingest.gapfill import RestClient, RestTrade
 from services.ingest.stats import StatsBook
 from services.ingest.tailprobe import TailSchedule, probe_interval_s
 from services.ingest.tape import SymbolTape, Verdict
-from services.ingest.wire import AggTradeFrame, ControlFrame, FrameError, ReplyFrame, parse_frame
+from tradetape.binance.aggtrade import TradeFormatError
+from tradetape.binance.frames import AggTradeFrame, ControlFrame, FrameError, ReplyFrame, parse_frame
+from tradetape.binance.rest import RestClient, RestTrade
 from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.codec import decode_trade, encode_trade
 from tradetape.bus.deadletter import deadletter_message
@@ -42,7 +43,6 @@ from tradetape.bus.provision import ensure_streams
 from tradetape.bus.publish.publisher import NatsClosedError, Publisher, raise_if_closed
 from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM, deadletter_subject, trade_subject
-from tradetape.domain.trade import TradeFormatError
 from tradetape.runtime.metrics import ServiceMetrics
 from tradetape.runtime.tasks import cancel_and_wait
 from tradetape.settings import Settings

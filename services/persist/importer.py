@@ -26,8 +26,9 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from tradetape.binance.aggtrade import first_invalid
 from tradetape.bus.replies import ReplyGuard
-from tradetape.domain.column_checks import first_invalid, first_not_ascending
+from tradetape.domain.column_checks import first_not_ascending
 from tradetape.history.bulk import BatchFormatError, ImportReply, decode_batch, import_subject
 from tradetape.store import ImportConflictError, ShardWriter, StoreError
 

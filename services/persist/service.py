@@ -39,6 +39,7 @@ from services.persist.admission import IMPLAUSIBLE_ID, Refusal, Vetting, vet
 from services.persist.consumer import MaxDeliveries, PersistConsumer
 from services.persist.importer import BulkImporter
 from services.persist.live import LivePublisher
+from tradetape.binance.aggtrade import TradeFormatError
 from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.codec import decode_trade
 from tradetape.bus.deadletter import publish_deadletter
@@ -47,7 +48,7 @@ from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.shard_stores import ShardStore, record_shard_store
 from tradetape.bus.subjects import TRADES_STREAM, symbol_of, trade_subject
 from tradetape.domain.symbols import is_symbol
-from tradetape.domain.trade import TradeFormatError, TradeRow
+from tradetape.domain.trade import TradeRow
 from tradetape.runtime.backoff import Backoff, retry_until
 from tradetape.runtime.logs import ProgressLog
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot

@@ -26,11 +26,11 @@ from nats.aio.client import Client
 from tests.cluster.topology import NatsCluster, child_env, start_exchange
 from tests.harness import request, wait_for
 from tests.processes import ServiceProcesses
+from tradetape.binance.aggtrade import parse_trade
 from tradetape.bus.ledger import open_gaps
 from tradetape.bus.provision import ensure_streams
 from tradetape.bus.subjects import TRADES_STREAM
 from tradetape.domain.columns import TradeColumns
-from tradetape.domain.trade import parse_trade
 from tradetape.runtime.metrics import discover
 from tradetape.settings import Settings, shard_of
 from tradetape.status import collect_status

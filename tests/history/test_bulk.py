@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.store.hostile import batch_body, hostile_batches, legal_trades, rle_frame, segment_body
-from tradetape.domain.column_checks import first_invalid
+from tradetape.binance.aggtrade import first_invalid
 from tradetape.history.bulk import BATCH_TRADES, BatchFormatError, batches, decode_batch, encode_batch
 
 HOSTILE = hostile_batches()

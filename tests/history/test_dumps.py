@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tradetape.binance.aggtrade import TradeFormatError, parse_trade
 from tradetape.domain.column_checks import decimal_units
 from tradetape.domain.decimals import DecimalFormatError, parse_units
-from tradetape.domain.trade import TradeFormatError, parse_trade
 from tradetape.history.dumps import DumpError, read_dump
 
 REAL = Path(__file__).parent / "data" / "BTCUSDT-aggTrades-2026-01-01.head5000.csv"

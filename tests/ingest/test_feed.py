@@ -9,7 +9,7 @@ import pytest
 
 from services.exchange import Exchange, ExchangeConfig
 from services.ingest.feed import AttemptLimiter, Feed, FeedOptions, split_symbols
-from services.ingest.wire import AggTradeFrame, ControlFrame, ReplyFrame, parse_frame
+from tradetape.binance.frames import AggTradeFrame, ControlFrame, ReplyFrame, parse_frame
 
 pytestmark = pytest.mark.timeout(30)
 

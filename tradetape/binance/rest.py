@@ -21,7 +21,8 @@ from typing import Any
 
 import orjson
 
-from tradetape.domain.trade import TradeFormatError, TradeRow, parse_trade
+from tradetape.binance.aggtrade import TradeFormatError, parse_trade
+from tradetape.domain.trade import TradeRow
 from tradetape.errors import ExchangeError
 
 logger = logging.getLogger(__name__)

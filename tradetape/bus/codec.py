@@ -10,7 +10,8 @@ from typing import Any
 
 import orjson
 
-from tradetape.domain.trade import TradeFormatError, TradeRow, parse_trade
+from tradetape.binance.aggtrade import TradeFormatError, parse_trade
+from tradetape.domain.trade import TradeRow
 
 
 def encode_trade(obj: dict[str, Any]) -> bytes:

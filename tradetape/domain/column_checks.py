@@ -1,23 +1,19 @@
-"""The trade rules of `tradetape.domain.trade` and `tradetape.domain.decimals`, over whole columns.
+"""Checks over whole columns: decimal text into units (`tradetape.domain.decimals`), the first flagged row, id order.
 
-Imports (a day of a busy symbol is millions of rows) cannot afford `parse_trade` per row,
-so the same rules run here as polars and numpy expressions: ASCII-digit decimals with at
-most 8 places that fit int64 units of 1e-8, ids from 0 to 2^53-1, last trade id not
-below the first, positive prices and quantities, epoch-ms times from 2017 to a minute ahead, except for
-Binance's void rows (`is_void`: price and quantity 0, trade ids -1). The limits are the ones those modules
-define, so both paths accept exactly the same trades.
+Imports (a day of a busy symbol is millions of rows) cannot afford a Python object per
+row, so the decimal rules run here as polars expressions (ASCII-digit decimals with at
+most 8 places that fit int64 units of 1e-8, exactly what `parse_units` accepts), and
+the exchange's trade rules over columns (`tradetape.binance.aggtrade.first_invalid`)
+report through `first_of`.
 """
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import polars as pl
 
-from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
+from tradetape.domain.columns import BoolArray, Int64Array
 from tradetape.domain.decimals import MAX_TEXT_LENGTH, MAX_UNITS, SCALE_DIGITS
-from tradetape.domain.trade import MAX_AHEAD_MS, MAX_ID, MIN_TIME_MS
 
 
 def decimal_units(text: pl.Series) -> tuple[Int64Array, BoolArray]:
@@ -60,22 +56,6 @@ def decimal_units(text: pl.Series) -> tuple[Int64Array, BoolArray]:
         if again is not None and again_ok is not None:
             units[long], ok[long] = again, again_ok
     return units, ok
-
-
-def first_invalid(columns: TradeColumns, *, now_ms: int | None = None) -> tuple[int, str] | None:
-    """The first row (index, reason) that `parse_trade` would refuse, once its decimals are units; None if all pass."""
-    latest = (time.time_ns() // 1_000_000 if now_ms is None else now_ms) + MAX_AHEAD_MS
-    trade = ~columns.voids()
-    checks: list[tuple[BoolArray, str]] = [
-        ((columns.agg_id < 0) | (columns.agg_id > MAX_ID), "agg id must be from 0 to 2^53-1"),
-        (trade & ((columns.first_id < 0) | (columns.first_id > MAX_ID)), "first trade id must be from 0 to 2^53-1"),
-        (trade & ((columns.last_id < 0) | (columns.last_id > MAX_ID)), "last trade id must be from 0 to 2^53-1"),
-        (columns.last_id < columns.first_id, "last trade id is below first trade id"),
-        (trade & (columns.price <= 0), "price must be positive"),
-        (trade & (columns.qty <= 0), "quantity must be positive"),
-        ((columns.time < MIN_TIME_MS) | (columns.time > latest), "time is not between 2017 and a minute from now"),
-    ]
-    return first_of(checks)
 
 
 def first_of(checks: list[tuple[BoolArray, str]]) -> tuple[int, str] | None:

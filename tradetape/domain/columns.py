@@ -75,7 +75,7 @@ class TradeColumns:
         return self.take(first)
 
     def voids(self) -> BoolArray:
-        """Which rows are Binance's void rows (`tradetape.domain.trade.is_void`): the store keeps them apart."""
+        """Which rows are void rows (`tradetape.domain.trade.is_void`): the store keeps them apart."""
         return is_void(self.price, self.qty, self.first_id, self.last_id)
 
     def within(self, start_ms: int, end_ms: int) -> BoolArray:

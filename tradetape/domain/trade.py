@@ -1,41 +1,20 @@
-"""The aggregate trade: strict validation of Binance's aggTrade objects into exact integer rows.
+"""The trade row: one aggregate trade as exact integers, and the void row that holds an id but no trade.
 
-Every edge (ingest's WebSocket frames and REST rows, persist's bus messages, imports)
-validates with this one function, so what one accepts the others accept too. It is the
-hot path of ingest and persist, so it is a plain function over a decoded JSON object,
-not a pydantic model; it raises `TradeFormatError` with a reason specific enough to put
-in a dead-letter header.
+Rows come from the exchange's own rules (`tradetape.binance.aggtrade` validates its
+aggTrade objects into them); here is only what the tape holds, whatever the source.
 
-Voids. Binance marked invalidated duplicate aggTrades with `p` 0, `q` 0, `f` -1, `l` -1
-(spot API changelog, 2022-04-12) and serves them so from REST and in its dumps. The id is
-real and belongs to the sequence; the row carries no trade. Exactly that pattern is
-accepted, as a `TradeRow` with those values (`is_void` says which rows are voids, over
-one row or whole columns); the store keeps voids apart from the trades. Zero is judged as
-a value: "0", "0.0" and "0.00000000" are the same decimal (REST writes the last), while
-any other zero or negative field stays refused as before.
+Voids. An id of the sequence can be real yet carry no trade (Binance invalidates
+duplicate aggTrades so). Such an id is held as a void row: price and quantity 0, first
+and last trade id `VOID_TRADE_ID`; `is_void` says which rows are voids, over one row or
+whole columns, and the store keeps them apart from the trades.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any, NamedTuple, overload
 
 import numpy as np
 import numpy.typing as npt
-
-from tradetape.domain.decimals import DecimalFormatError, parse_units
-from tradetape.errors import InputError
-
-MAX_ID = 2**53 - 1
-"""Agg and trade ids stay below 2^53 (exact in a JSON double; far above any exchange's count)."""
-MIN_TIME_MS = 1_483_228_800_000
-"""2017-01-01T00:00:00Z, before Binance's first trade: an earlier `T` is not epoch ms."""
-MAX_AHEAD_MS = 60_000
-"""A trade time more than a minute ahead of the local clock is not believed."""
-
-
-class TradeFormatError(InputError):
-    """An aggTrade object that cannot be stored as it is."""
 
 
 class TradeRow(NamedTuple):
@@ -50,7 +29,6 @@ class TradeRow(NamedTuple):
     buyer_maker: bool
 
 
-_ID_FIELDS = (("a", "agg id"), ("f", "first trade id"), ("l", "last trade id"))
 VOID_TRADE_ID = -1
 """The first and last trade id of a void row."""
 
@@ -62,63 +40,8 @@ def is_void(price: int, qty: int, first_id: int, last_id: int) -> bool: ...
 @overload
 def is_void(price: _Ints, qty: _Ints, first_id: _Ints, last_id: _Ints) -> npt.NDArray[np.bool_]: ...
 def is_void(price: Any, qty: Any, first_id: Any, last_id: Any) -> Any:
-    """Binance's invalidated duplicate: price and quantity 0 (units of 1e-8), first and last trade id -1.
+    """A void row: price and quantity 0 (units of 1e-8), first and last trade id -1.
 
     The one definition of the pattern, for one row (a bool) or whole columns (a boolean array).
     """
     return (price == 0) & (qty == 0) & (first_id == VOID_TRADE_ID) & (last_id == VOID_TRADE_ID)
-
-
-def parse_trade(obj: Any, *, now_ms: int | None = None) -> TradeRow:
-    """Validate one aggTrade object (WebSocket `data` or a REST row) into a `TradeRow`.
-
-    `now_ms` (default: the local clock) bounds how far ahead a trade time may lie.
-    """
-    if not isinstance(obj, dict):
-        raise TradeFormatError(f"trade is a {type(obj).__name__}, not an object")
-    for field, name in _ID_FIELDS:
-        value = obj.get(field)
-        if type(value) is not int or not (0 <= value <= MAX_ID or (field != "a" and value == VOID_TRADE_ID)):
-            raise TradeFormatError(f"field {field!r} ({name}) must be an integer from 0 to 2^53-1, got {value!r}")
-    trade_time = obj.get("T")
-    if type(trade_time) is not int:
-        raise TradeFormatError(f"field 'T' (trade time) must be an integer of epoch ms, got {trade_time!r}")
-    latest = (time.time_ns() // 1_000_000 if now_ms is None else now_ms) + MAX_AHEAD_MS
-    if not MIN_TIME_MS <= trade_time <= latest:
-        raise TradeFormatError(
-            f"field 'T' (trade time) {trade_time} is not epoch ms between 2017 and a minute from now"
-        )
-    buyer_maker = obj.get("m")
-    if type(buyer_maker) is not bool:
-        raise TradeFormatError(f"field 'm' (buyer is maker) must be a boolean, got {buyer_maker!r}")
-    try:
-        price = parse_units(_decimal_field(obj, "p"))
-        qty = parse_units(_decimal_field(obj, "q"))
-    except DecimalFormatError as exc:
-        raise TradeFormatError(str(exc)) from exc
-    # A trade's value is judged here alone (and in `column_checks.first_invalid` over columns).
-    first_id, last_id = obj["f"], obj["l"]
-    if price <= 0 or qty <= 0 or first_id < 0 or last_id < 0:  # one test on the hot path
-        if is_void(price, qty, first_id, last_id):
-            return TradeRow(obj["a"], 0, 0, VOID_TRADE_ID, VOID_TRADE_ID, trade_time, buyer_maker)
-        _refuse_value(obj, price, qty)
-    if last_id < first_id:
-        raise TradeFormatError(f"last trade id {last_id} is below first trade id {first_id}")
-    return TradeRow(obj["a"], price, qty, first_id, last_id, trade_time, buyer_maker)
-
-
-def _refuse_value(obj: dict[str, Any], price: int, qty: int) -> None:
-    """Raise for the first field out of range in a row that is not a void."""
-    for field, name in _ID_FIELDS[1:]:
-        if obj[field] < 0:
-            raise TradeFormatError(f"field {field!r} ({name}) must be an integer from 0 to 2^53-1, got {obj[field]!r}")
-    if price <= 0:
-        raise TradeFormatError(f"price must be positive, got {obj['p']!r}")
-    raise TradeFormatError(f"quantity must be positive, got {obj['q']!r}")
-
-
-def _decimal_field(obj: dict[str, Any], field: str) -> str:
-    value = obj.get(field)
-    if not isinstance(value, str):
-        raise TradeFormatError(f"field {field!r} must be a decimal string, got {value!r}")
-    return value

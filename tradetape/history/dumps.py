@@ -1,9 +1,8 @@
 """Reading trade files: data.binance.vision aggTrades dumps (zip or CSV) and tradetape's own exports.
 
-A dump is a CSV of ``aggTradeId, price, qty, firstTradeId, lastTradeId, timestamp,
-isBuyerMaker[, isBestMatch]``, with or without a header line, timestamps in µs (spot
-since 2025) or ms (before): the unit is decided once per file, from its first row, and
-every row must then be a plausible epoch time in it. A tradetape export (Parquet, or CSV
+A dump's rows, header and names are laid out as `tradetape.binance.dumps` says; its
+timestamps' unit is decided once per file, from its first row, and every row must then
+be a plausible epoch time in it. A tradetape export (Parquet, or CSV
 with the header ``agg_id,price,qty,first_id,last_id,time,buyer_maker``) reads back to
 the same trades; its label (`tradetape.history.labels`) names the symbol and the range
 every trade must lie in. The file is read in chunks of lines (a day of a busy symbol is
@@ -27,7 +26,6 @@ import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -38,7 +36,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tradetape.domain.column_checks import decimal_units, first_invalid, first_not_ascending, first_of
+from tradetape.binance.aggtrade import first_invalid
+from tradetape.binance.dumps import DUMP_FIELDS, DUMP_HEADERS, is_dump_name, timestamp_unit
+from tradetape.domain.column_checks import decimal_units, first_not_ascending, first_of
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
 from tradetape.domain.symbols import SymbolError, symbol_from_input
 from tradetape.errors import InputError
@@ -46,25 +46,8 @@ from tradetape.history.labels import ExportLabel, LabelError, iso_ms
 from tradetape.settings import Settings
 
 CHUNK_BYTES = 4 * 1024 * 1024
-MICROSECONDS_ABOVE = 10**14
-"""Dump timestamps above this are µs, below it ms (as the simulator's replay decides)."""
-DUMP_FIELDS = ("agg_id", "price", "qty", "first_id", "last_id", "time", "buyer_maker", "best_match")
-EXPORT_FIELDS = DUMP_FIELDS[:-1]
+EXPORT_FIELDS = ("agg_id", "price", "qty", "first_id", "last_id", "time", "buyer_maker")
 """The columns of a tradetape export, in order (also its CSV header)."""
-DUMP_HEADERS = (
-    ("agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time", "is_buyer_maker"),
-    (
-        "agg_trade_id",
-        "price",
-        "quantity",
-        "first_trade_id",
-        "last_trade_id",
-        "transact_time",
-        "is_buyer_maker",
-        "is_best_match",
-    ),
-)
-"""The header lines data.binance.vision writes (futures dumps have one; spot dumps none)."""
 EXPORT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.3fZ"
 MAX_BLANK_LINES = 1000
 """Blank lines a file may hold: a dump has none, and a file of nothing but line ends is a zip bomb's filler."""
@@ -185,7 +168,7 @@ def dump_symbol(name: str, given: str | None, label: ExportLabel | None = None) 
         return label.symbol
     named = symbol_of_name(name)
     if given is not None:
-        if named is not None and "-aggTrades" in name and named != given:
+        if named is not None and is_dump_name(name) and named != given:
             raise DumpError(name, f"the file holds {named} trades, not {given}")
         return given
     if named is None:
@@ -429,7 +412,7 @@ class _ChunkReader:
             stamp = int(row[5])
         except (IndexError, ValueError):
             raise DumpError(self.source, f"not an aggTrades row: {row[:8]!r}"[:240], line) from None
-        return "us" if stamp > MICROSECONDS_ABOVE else "ms"
+        return timestamp_unit(stamp)
 
     def _columns(self, frame: pl.DataFrame) -> tuple[TradeColumns, list[tuple[BoolArray, str]]]:
         last_field = frame["buyer_maker"].is_null().to_numpy()
@@ -577,7 +560,3 @@ def _export_text(table: pa.Table) -> bytes:
 def export_decimal(units: Int64Array) -> pl.Series:
     """Units of 1e-8 as an exact polars Decimal(38, 8) column."""
     return (pl.Series(units, dtype=pl.Int64).cast(pl.Decimal(38, 8)) * Decimal("0.00000001")).cast(pl.Decimal(38, 8))
-
-
-def day_of(time_ms: int) -> str:
-    return datetime.fromtimestamp(time_ms / 1000, UTC).strftime("%Y-%m-%d")

@@ -1,15 +1,14 @@
 """Fetching Binance's public dumps by date: download, verify SHA-256, import, remember.
 
-Layout (data.binance.vision, or any host serving the same paths, `Settings.history_url`):
-``data/spot/daily/aggTrades/<SYM>/<SYM>-aggTrades-<YYYY-MM-DD>.zip`` and
-``data/spot/monthly/aggTrades/<SYM>/<SYM>-aggTrades-<YYYY-MM>.zip``, each with a
-``.CHECKSUM`` file beside it. A calendar month asked for whole (and already over) is one
+The host is data.binance.vision, or any host serving the same paths
+(`Settings.history_url`); the files' paths, names and checksum lines are
+`tradetape.binance.dumps`. A calendar month asked for whole (and already over) is one
 monthly file, falling back to its days when the monthly file is not there; every other
-day is a daily file. A file is downloaded to ``<data dir>/history/downloads/`` (a partial
-download resumes with an HTTP Range request; `tradetape.history.download` bounds its
-size, its time and its host), its SHA-256 compared with the checksum file (which must
-name it) before it is read (a mismatch imports nothing and deletes the download), read
-with every trade required to lie in the file's day or month, imported
+day is a daily file. A file is downloaded to ``<data dir>/history/downloads/`` (a
+partial download resumes with an HTTP Range request; `tradetape.history.download` bounds
+its size, its time and its host), its SHA-256 compared with the checksum file (which
+must name it) before it is read (a mismatch imports nothing and deletes the download),
+read with every trade required to lie in the file's day or month, imported
 (`tradetape.history.load`), and recorded in ``<data dir>/history/imported.json``, so a
 second run skips it: fetching resumes where it stopped. Paths and URLs are built only
 from a symbol `check_symbol` accepts and a date, and the download's path is checked to
@@ -23,12 +22,21 @@ import calendar
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
+from tradetape.binance.dumps import (
+    CHECKSUM_SUFFIX,
+    DAILY,
+    MONTHLY,
+    PERIOD_KINDS,
+    checksum_line,
+    dump_name,
+    dump_path,
+    period_label,
+)
 from tradetape.domain.symbols import check_symbol
 from tradetape.history.download import Deadline, DownloadLimits, FetchError, HistoryHost
 from tradetape.history.dumps import DumpError, FileLimits, TimeBounds, read_dump
@@ -38,7 +46,6 @@ from tradetape.settings import Settings
 logger = logging.getLogger(__name__)
 
 HASH_CHUNK = 1024 * 1024
-_CHECKSUM_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *]?(\S+)")
 
 @dataclass(frozen=True)
 class Period:
@@ -54,32 +61,30 @@ class Period:
 
     def __post_init__(self) -> None:
         check_symbol(self.symbol)
-        if self.kind not in ("daily", "monthly") or self.label != (
-            self.first.isoformat() if self.kind == "daily" else self.first.strftime("%Y-%m")
-        ):
+        if self.kind not in PERIOD_KINDS or self.label != period_label(self.kind, self.first):
             raise ValueError(f"not a dump period: {self.kind} {self.label!r}")
 
     @property
     def name(self) -> str:
-        return f"{self.symbol}-aggTrades-{self.label}.zip"
+        return dump_name(self.symbol, self.label)
 
     @property
     def bounds(self) -> TimeBounds:
         """The times its trades must lie in: the day, or the month, UTC."""
         start, end = (datetime.combine(d, time(), UTC) for d in (self.first, self.last + timedelta(1)))
-        what = "the file's day" if self.kind == "daily" else "the file's month"
+        what = "the file's day" if self.kind == DAILY else "the file's month"
         return TimeBounds(int(start.timestamp() * 1000), int(end.timestamp() * 1000), what)
 
     @property
     def path(self) -> str:
-        return f"data/spot/{self.kind}/aggTrades/{self.symbol}/{self.name}"
+        return dump_path(self.kind, self.symbol, self.label)
 
     def days(self) -> list[Period]:
         return [daily(self.symbol, self.first + timedelta(n)) for n in range((self.last - self.first).days + 1)]
 
 
 def daily(symbol: str, day: date) -> Period:
-    return Period(symbol, "daily", day.isoformat(), day, day)
+    return Period(symbol, DAILY, period_label(DAILY, day), day, day)
 
 
 def periods(symbol: str, first: date, last: date, today: date) -> list[Period]:
@@ -91,7 +96,7 @@ def periods(symbol: str, first: date, last: date, today: date) -> list[Period]:
     while day <= last:
         month_end = day.replace(day=calendar.monthrange(day.year, day.month)[1])
         if day.day == 1 and month_end <= last and month_end < today.replace(day=1):
-            found.append(Period(symbol, "monthly", day.strftime("%Y-%m"), day, month_end))
+            found.append(Period(symbol, MONTHLY, period_label(MONTHLY, day), day, month_end))
             day = month_end + timedelta(1)
         else:
             found.append(daily(symbol, day))
@@ -168,7 +173,7 @@ class HistoryFetcher:
             try:
                 result = await self._one(period)
             except FileNotFoundError:
-                if period.kind == "monthly":
+                if period.kind == MONTHLY:
                     queue[:0] = period.days()
                 else:
                     report.missing.append(period.name)
@@ -185,7 +190,7 @@ class HistoryFetcher:
         if not target.resolve().is_relative_to(self._data_dir.resolve()):
             raise FetchError(f"{period.name}: would be written outside the data directory ({target})")
         deadline = Deadline(self._host.limits.deadline_s, period.name)
-        checksum = await asyncio.to_thread(self._host.text, period.path + ".CHECKSUM", deadline)
+        checksum = await asyncio.to_thread(self._host.text, period.path + CHECKSUM_SUFFIX, deadline)
         expected = checksum_of(checksum, period.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self._host.download, period.path, target, deadline)
@@ -206,13 +211,14 @@ class HistoryFetcher:
 
 
 def checksum_of(text: str, name: str) -> str:
-    """The SHA-256 of a ``.CHECKSUM`` file's one line, ``<sha256>  <name>``, which must name `name`."""
-    match = _CHECKSUM_LINE.fullmatch(text.strip())
-    if match is None:
-        raise FetchError(f"{name}.CHECKSUM: not one line of a SHA-256 and a file name: {text[:120]!r}")
-    if match.group(2) != name:
-        raise FetchError(f"{name}.CHECKSUM: names {match.group(2)[:120]!r}, not {name}; nothing imported")
-    return match.group(1).lower()
+    """The SHA-256 a ``.CHECKSUM`` file gives, which must name `name`."""
+    line = checksum_line(text)
+    if line is None:
+        raise FetchError(f"{name}{CHECKSUM_SUFFIX}: not one line of a SHA-256 and a file name: {text[:120]!r}")
+    digest, named = line
+    if named != name:
+        raise FetchError(f"{name}{CHECKSUM_SUFFIX}: names {named[:120]!r}, not {name}; nothing imported")
+    return digest
 
 
 def _sha256(path: Path) -> str:

@@ -1,25 +1,23 @@
-"""Binance's WebSocket wire format: stream URLs, SUBSCRIBE requests and frame validation.
+"""Binance's WebSocket frames: a raw stream's event or a combined stream's ``{"stream", "data"}`` envelope.
 
 A frame becomes an `AggTradeFrame` (symbol, the raw `data` object, its validated row),
 a `ControlFrame` (an event such as `serverShutdown`), a `ReplyFrame` (the answer to a
 SUBSCRIBE), or a `FrameError` whose `kind` is counted and whose reason goes into the
-dead-letter header. Trade fields are checked by the one shared `parse_trade`.
+dead-letter header. Trade fields are checked by the one shared `parse_trade`
+(`tradetape.binance.aggtrade`), a stream's name against `tradetape.binance.streams`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import orjson
 
-from tradetape.domain.trade import TradeFormatError, TradeRow, parse_trade
+from tradetape.binance.aggtrade import TradeFormatError, parse_trade
+from tradetape.binance.streams import stream_name
+from tradetape.domain.trade import TradeRow
 from tradetape.errors import InputError
-
-MAX_URL_CHARS = 4000
-"""Streams beyond what fits in a URL this long are sent as SUBSCRIBE requests."""
-STREAMS_PER_SUBSCRIBE = 200
 
 
 class FrameError(InputError):
@@ -52,42 +50,6 @@ class ReplyFrame:
 
     request_id: int
     error: str | None
-
-
-@cache
-def stream_name(symbol: str) -> str:
-    """Cached: `parse_frame` checks it on every frame, for the subscribed symbols only."""
-    return f"{symbol.lower()}@aggTrade"
-
-
-def combined_stream_url(ws_url: str, symbols: tuple[str, ...]) -> str:
-    return f"{ws_url.rstrip('/')}/stream?streams={'/'.join(stream_name(s) for s in symbols)}"
-
-
-def connection_plan(
-    ws_url: str,
-    symbols: tuple[str, ...],
-    max_url_chars: int = MAX_URL_CHARS,
-    per_subscribe: int = STREAMS_PER_SUBSCRIBE,
-) -> tuple[str, list[list[str]]]:
-    """The URL to open (as many streams as fit) and the SUBSCRIBE batches for the rest."""
-    base = f"{ws_url.rstrip('/')}/stream?streams="
-    in_url: list[str] = []
-    length = len(base)
-    rest: list[str] = []
-    for symbol in symbols:
-        name = stream_name(symbol)
-        if not rest and (not in_url or length + len(name) + 1 <= max_url_chars):
-            in_url.append(name)
-            length += len(name) + 1
-        else:
-            rest.append(name)
-    batches = [rest[i : i + per_subscribe] for i in range(0, len(rest), per_subscribe)]
-    return base + "/".join(in_url), batches
-
-
-def subscribe_request(streams: list[str], request_id: int) -> str:
-    return orjson.dumps({"method": "SUBSCRIBE", "params": streams, "id": request_id}).decode()
 
 
 def parse_frame(

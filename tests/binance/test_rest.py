@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
-from services.ingest.gapfill import GapFillError, RestClient, WeightBudget, parse_page
+from tradetape.binance.rest import GapFillError, RestClient, WeightBudget, parse_page
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -76,7 +76,7 @@ async def test_rest_faults_are_failed_attempts_and_throttles_pause(
     faults = FaultConfig(rest_error=error, rest_error_calls=1, retry_after_s=1)
     async with Exchange(ExchangeConfig(symbols=("BTCUSDT",), rate=0, faults=faults)) as exchange:
         client = RestClient(exchange.rest_url, weight_per_minute=6000)
-        with caplog.at_level(logging.WARNING, "services.ingest.gapfill"), pytest.raises(GapFillError, match=match):
+        with caplog.at_level(logging.WARNING, "tradetape.binance.rest"), pytest.raises(GapFillError, match=match):
             await client.agg_trades("BTCUSDT", 1)
         started = time.monotonic()
         assert await client.agg_trades("BTCUSDT", 1) == []

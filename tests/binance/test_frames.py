@@ -1,18 +1,7 @@
 import orjson
 import pytest
 
-from services.ingest.wire import (
-    MAX_URL_CHARS,
-    STREAMS_PER_SUBSCRIBE,
-    AggTradeFrame,
-    ControlFrame,
-    FrameError,
-    ReplyFrame,
-    combined_stream_url,
-    connection_plan,
-    parse_frame,
-    subscribe_request,
-)
+from tradetape.binance.frames import AggTradeFrame, ControlFrame, FrameError, ReplyFrame, parse_frame
 
 SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})
 DATA = {
@@ -28,12 +17,6 @@ DATA = {
     "m": False,
     "M": True,
 }
-
-
-def test_combined_stream_url() -> None:
-    assert combined_stream_url("wss://data-stream.binance.vision/", ("BTCUSDT", "ETHUSDT")) == (
-        "wss://data-stream.binance.vision/stream?streams=btcusdt@aggTrade/ethusdt@aggTrade"
-    )
 
 
 def test_combined_frame_keeps_the_raw_object() -> None:
@@ -102,14 +85,3 @@ def test_values_strict_validation_refuses(change: dict[str, object], reason: str
     with pytest.raises(FrameError, match=reason) as info:
         parse_frame(text, SYMBOLS)
     assert info.value.kind == "invalid_trade" and info.value.symbol == "BTCUSDT"
-
-
-def test_many_streams_go_partly_into_the_url_and_the_rest_by_subscribe() -> None:
-    symbols = tuple(f"SYM{i:04d}USDT" for i in range(1024))
-    url, batches = connection_plan("wss://x", symbols)
-    in_url = url.split("streams=", 1)[1].split("/")
-    assert len(url) <= MAX_URL_CHARS
-    assert in_url + [s for batch in batches for s in batch] == [f"{s.lower()}@aggTrade" for s in symbols]
-    assert all(len(batch) <= STREAMS_PER_SUBSCRIBE for batch in batches)
-    assert orjson.loads(subscribe_request(batches[0], 5)) == {"method": "SUBSCRIBE", "params": batches[0], "id": 5}
-    assert connection_plan("wss://x", ("BTCUSDT",)) == ("wss://x/stream?streams=btcusdt@aggTrade", [])

@@ -2,9 +2,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tradetape.domain.column_checks import decimal_units, first_invalid
+from tradetape.binance.aggtrade import TradeFormatError, first_invalid, parse_trade
+from tradetape.domain.column_checks import decimal_units
 from tradetape.domain.columns import TradeColumns
-from tradetape.domain.trade import TradeFormatError, is_void, parse_trade
+from tradetape.domain.trade import is_void
 
 GOOD = {
     "e": "aggTrade",
