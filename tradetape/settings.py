@@ -109,7 +109,7 @@ class Settings(BaseSettings):
         default=None, description="file holding this client's NATS nkey seed (SU...); the server knows its public key"
     )
     nats_creds_file: FilePath | None = Field(
-        default=None, description="NATS creds file (user JWT and seed) for servers in operator mode"
+        default=None, description="NATS creds file (user JWT and seed, from nsc) for a server in operator mode"
     )
     nats_tls_ca_file: FilePath | None = Field(
         default=None,
@@ -142,10 +142,17 @@ class Settings(BaseSettings):
         gt=0,
         description="seconds after which a 1-second window (by trade time) is rolled up into its hour segment",
     )
-    shard_count: int = Field(default=1, ge=1, description="persist shards the symbols are split into by a stable hash")
+    shard_count: int = Field(
+        default=1,
+        ge=1,
+        description="persist shards the symbols are split into by a stable hash (CRC-32 of the symbol); give each "
+        "shard its own shard name",
+    )
     shard_index: int = Field(default=0, ge=0, description="which of the `shard_count` shards this one is (0-based)")
     query_max_range_days: float = Field(
-        default=31.0, gt=0, description="longest time range one query may ask for (range_too_large beyond)"
+        default=31.0,
+        gt=0,
+        description="longest time range one query may ask for (range_too_large beyond; not for coverage)",
     )
     query_concurrency: int = Field(
         default=4,
@@ -173,8 +180,8 @@ class Settings(BaseSettings):
     mcp_port: int = Field(default=8765, ge=1, le=65535, description="`tradetape mcp --http`: the port to listen on")
     mcp_token: SecretStr | None = Field(
         default=None,
-        description="`tradetape mcp --http`: the bearer token every request must carry; required on a "
-        "non-loopback address (prefer the env)",
+        description="`tradetape mcp --http`: the bearer token every request must carry (at least 16 characters); "
+        "required on a non-loopback address (prefer the env)",
     )
     websocket_port: int = Field(
         default=0,
@@ -231,8 +238,8 @@ class Settings(BaseSettings):
     )
     http_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
-        description="comma-separated Host names (name, name:port, or an IP network such as 10.0.0.0/8) the web, "
-        "mcp and metrics servers answer to besides their bind address and the loopback names",
+        description="comma-separated Host names (name: any port, name:port, or an IP network such as 10.0.0.0/8) "
+        "the web, mcp and metrics servers answer to besides their bind address and the loopback names",
     )
     http_request_timeout_s: float = Field(
         default=10.0,

@@ -56,7 +56,7 @@ def settings_markdown() -> str:
     """Every setting as a Markdown table row: its variable, default and description, in the model's order."""
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
     for field, info in Settings.model_fields.items():
-        meaning = (info.description or "").replace("|", "\\|")
+        meaning = _markdown_text(info.description or "")
         rows.append(f"| `{Settings.env_name(field)}` | {_markdown_default(info.default)} | {meaning} |")
     return "\n".join(rows) + "\n"
 
@@ -100,6 +100,12 @@ def _toml_value(value: object) -> str:
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     # A TOML basic string: JSON's escapes are TOML's, and TOML also wants DEL escaped.
     return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _markdown_text(text: str) -> str:
+    """A description as table-cell text: `|` escaped, and `<data dir>` outside code shown, not taken for HTML."""
+    parts = text.replace("|", "\\|").split("`")
+    return "`".join(part if index % 2 else part.replace("<", "&lt;") for index, part in enumerate(parts))
 
 
 def _markdown_default(value: object) -> str:
