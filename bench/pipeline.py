@@ -429,7 +429,7 @@ async def raw_ceilings(url: str, count: int, window: int, batch: int, stall_coun
         payloads = sample_payloads(count)
         result["payload_bytes"] = round(sum(map(len, payloads)) / len(payloads), 1)
 
-        # (a) publish_async, every ack awaited; no wait_stall (see the note in README.md)
+        # (a) publish_async, every ack awaited; no wait_stall (see Publishing in docs/architecture.md)
         cpu: dict[str, Any] = {}
         with cpu_window(cpu):
             pub = result["publish_async"] = await publish_all(js, RAW_SUBJECT, payloads, "bench", None, budget)

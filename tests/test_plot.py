@@ -168,9 +168,9 @@ def test_price_labels_of_a_one_row_profile_stay_apart_and_inside() -> None:
 
 @pytest.mark.timeout(180)
 async def test_docs_charts_drawn_from_the_simulated_tape_can_be_read(nats_url: str, tmp_path: Path) -> None:
-    """The bundled replay (12 minutes of BTCUSDT) through the pipeline, charted as README's commands do.
+    """The bundled replay (12 minutes of BTCUSDT) through the pipeline, charted as docs/charts.md's commands do.
 
-    `--last 24h --interval 5m` is README's bars example: four 5-minute bars in a day, which must fill
+    `--last 24h --interval 5m` is docs/charts.md's bars example: four 5-minute bars in a day, which must fill
     the chart rather than sit in its last 1 %."""
     commands = {
         "profile.png": ["volume_profile", "BTCUSDT", "--last", "1h", "--rows", "40"],
@@ -192,5 +192,5 @@ async def test_docs_charts_drawn_from_the_simulated_tape_can_be_read(nats_url: s
     assert all(fill > 0.9 for fill in fills.values()), fills
     for name, (args, figure) in figures.items():
         assert png_size(plot.save(figure, args.output)) == (1000, 800)
-        if name in ("profile.png", "bars.png"):  # README shows these
+        if name in ("profile.png", "bars.png"):  # README and docs/charts.md show these
             (DOCS / name).write_bytes(args.output.read_bytes())

@@ -43,10 +43,12 @@ ERROR_CODES = {
     "reply_too_large": "the reply would exceed NATS's max payload; the message says what to ask instead",
     "overloaded": "the analytics worker has too many queries waiting; retry shortly",
     "internal": "the query failed on the worker",
+    "store_corrupt": "a stored value the answer needs failed its checksum or format (details: key, reason); "
+    "other ranges and symbols still answer",
     "unavailable": "NATS cannot be reached, nobody serves the symbol (the message lists what is served), "
     "or no reply came in time",
 }
-"""Every `error.code` a tool error carries, and what it means (README, Assistants)."""
+"""Every `error.code` a tool error carries, and what it means (docs/mcp.md)."""
 CONVENTIONS = (
     "Symbol: a Binance spot pair in upper case, e.g. BTCUSDT. Range: start/end as epoch milliseconds "
     'or ISO-8601 (UTC unless a zone is given), [start, end) by trade time; or last, a duration ending '

@@ -2,20 +2,30 @@
 
 Environment variables carry the names DESIGN.md fixes (`NATS_URL`, `TRADETAPE_*`); the
 CLI's options (`--nats-url`, `--data-dir`, ...) are derived from the same fields and win
-over the environment; the environment of a child process is `Settings.to_env()`.
+over the environment, which wins over the config file (`tradetape.toml`, `tradetape.config_file`);
+the environment of a child process is `Settings.to_env()`.
 """
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Iterable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from tradetape.bus.replies import DEFAULT_INBOX_PREFIX, INBOX_PREFIX_PATTERN
+from tradetape.config_file import CONFIG_ENV, config_path, read_config
 from tradetape.domain.symbols import symbol_from_input
 from tradetape.errors import ConfigError
 from tradetape.runtime.http_access import parse_allowed_host
@@ -26,6 +36,8 @@ ALL_SYMBOLS = "ALL"
 """`TRADETAPE_SYMBOLS=ALL`: every TRADING symbol of the exchange, learned at start (`tradetape.binance.symbols`)."""
 MIN_TOKEN_CHARS = 16
 """A bearer token shorter than this is refused: it would be guessable."""
+_config_option: ContextVar[Path | None] = ContextVar("tradetape_config_option", default=None)
+"""The `--config FILE` of the `Settings.load` call building settings now (pydantic builds sources per class)."""
 
 
 class SymbolsUnresolvedError(ConfigError, RuntimeError):
@@ -43,89 +55,147 @@ class Settings(BaseSettings):
     nats_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("NATS_URL", "nats_url"),
-        description="NATS server URL; unset: `tradetape up` embeds one, other commands look in <data dir>/nats.url",
+        description="NATS server URL (several, comma-separated, for a cluster); unset: `tradetape up` embeds one "
+        "(port 4222 if free, else any free port) and records its URL in <data dir>/nats.url, where the other "
+        "commands look next, then at nats://127.0.0.1:4222",
     )
     data_dir: Path = Field(
-        default=Path("./data"), description="holds RocksDB (shards/), the embedded NATS store (nats/), nats.url"
+        default=Path("./data"),
+        description="holds RocksDB (shards/<shard>/), the embedded NATS store (nats/), nats.url, the `up` lock, "
+        "the simulator's released trades (exchange/) and its URL (exchange.url)",
     )
     symbols: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("BTCUSDT", "ETHUSDT"),
         description="comma-separated symbols to ingest, persist and serve, or ALL: every TRADING symbol of the "
-        "exchange's exchangeInfo, asked by each service at its start",
+        "exchange's exchangeInfo, asked by each service at its start (docs/architecture.md, Many symbols)",
     )
     binance_ws_url: str = Field(default="wss://data-stream.binance.vision", description="exchange WebSocket URL")
-    binance_rest_url: str = Field(default="https://data-api.binance.vision", description="exchange REST URL (gap fill)")
-    retention_days: float = Field(default=7.0, gt=0, description="days of trades kept in the stream and in RocksDB")
+    binance_rest_url: str = Field(
+        default="https://data-api.binance.vision",
+        description="exchange REST URL (gap fill; exchangeInfo for symbols=ALL)",
+    )
+    retention_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="trades older than this many days (by trade time) are deleted from RocksDB, hourly, as key "
+        "ranges (then compacted), imported ones too; also the dead-letter stream's max age",
+    )
     shard: str = Field(
         default="main",
         pattern=r"^[A-Za-z0-9_-]+$",
-        description="persist shard: owns the symbols, its RocksDB under <data dir>/shards/<shard>",
+        description="persist shard name: its consumer persist-<shard>, its RocksDB <data dir>/shards/<shard>/, "
+        "its analytics queue group",
     )
-    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_level: str = Field(
+        default="INFO",
+        description="DEBUG, INFO, WARNING or ERROR; services log one line per event to stderr, never one per trade",
+    )
     log_format: Literal["kv", "json"] = Field(
-        default="kv", description="kv: one readable key=value line per event; json: one JSON object a line (Loki, ELK)"
+        default="kv",
+        description='kv: the readable `time level logger "message" key=value` line; json: one JSON object a line '
+        "(time, level, logger, message, the event's fields with numbers as numbers, exception) for Loki or "
+        "Elasticsearch; either way URLs are logged with their user info masked",
     )
-    nats_user: str | None = Field(default=None, description="NATS user (with nats_password; or inside NATS_URL)")
+    nats_user: str | None = Field(
+        default=None,
+        description="NATS user (with nats_password: both or neither; nats://user:pass@host in NATS_URL works too, "
+        "these win; docs/operations.md, Security)",
+    )
     nats_password: SecretStr | None = Field(default=None, description="NATS password of nats_user (prefer the env)")
-    nats_token: SecretStr | None = Field(default=None, description="NATS authentication token (prefer the env)")
-    nats_nkey_seed_file: FilePath | None = Field(default=None, description="file holding this client's NATS nkey seed")
-    nats_creds_file: FilePath | None = Field(
-        default=None, description="NATS creds file (user JWT and seed) for servers in operator mode"
+    nats_token: SecretStr | None = Field(
+        default=None, description="NATS authentication token (nats://TOKEN@host works too; prefer the env)"
     )
-    nats_tls_ca_file: FilePath | None = Field(default=None, description="CA certificate(s) to trust for NATS TLS")
-    nats_tls_cert_file: FilePath | None = Field(default=None, description="client certificate for NATS TLS (mTLS)")
+    nats_nkey_seed_file: FilePath | None = Field(
+        default=None, description="file holding this client's NATS nkey seed (SU...); the server knows its public key"
+    )
+    nats_creds_file: FilePath | None = Field(
+        default=None, description="NATS creds file (user JWT and seed, from nsc) for a server in operator mode"
+    )
+    nats_tls_ca_file: FilePath | None = Field(
+        default=None,
+        description="CA certificate(s) to verify the NATS server by (else the system's); TLS on, as with a tls:// URL",
+    )
+    nats_tls_cert_file: FilePath | None = Field(
+        default=None, description="client certificate for a NATS server that verifies clients (mutual TLS)"
+    )
     nats_tls_key_file: FilePath | None = Field(default=None, description="private key of nats_tls_cert_file")
     nats_inbox_prefix: str = Field(
         default=DEFAULT_INBOX_PREFIX,
         pattern=INBOX_PREFIX_PATTERN,
-        description="first token of this client's reply inboxes: its role's (`_INBOX_INGEST`...; README, auth.conf)",
+        description="first token of this client's reply inboxes: its role's _INBOX_<ROLE> under "
+        "deploy/nats/auth.conf (docs/operations.md, NATS roles and inboxes)",
     )
     stream_max_age_hours: float = Field(
-        default=24.0, gt=0, description="hours the trades stream buffers raw messages (longest persist outage survived)"
+        default=24.0,
+        gt=0,
+        description="hours the trades stream buffers raw messages: the longest persist outage survived "
+        "(docs/architecture.md, Sizing)",
     )
     stream_max_bytes: int = Field(
         default=8 * 1024**3,
         ge=-1,
-        description="bytes the trades stream may hold (-1: unlimited); when full, new publishes are refused",
+        description="bytes the trades stream may hold (-1: unlimited); when full, new publishes are refused, never "
+        "old ones dropped",
     )
     rollup_age_s: float = Field(
         default=60.0,
         gt=0,
         description="seconds after which a 1-second window (by trade time) is rolled up into its hour segment",
     )
-    shard_count: int = Field(default=1, ge=1, description="persist shards the symbols are split into by a stable hash")
+    shard_count: int = Field(
+        default=1,
+        ge=1,
+        description="persist shards the symbols are split into by a stable hash (CRC-32 of the symbol); give each "
+        "shard its own shard name",
+    )
     shard_index: int = Field(default=0, ge=0, description="which of the `shard_count` shards this one is (0-based)")
     query_max_range_days: float = Field(
-        default=31.0, gt=0, description="longest time range one query may ask for (range_too_large beyond)"
+        default=31.0,
+        gt=0,
+        description="longest time range one query may ask for (range_too_large beyond; not for coverage)",
     )
-    query_concurrency: int = Field(default=4, ge=1, description="queries one analytics worker computes at once")
+    query_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="queries one analytics worker computes at once (each request is its own task, so a small query "
+        "never waits behind a heavy one on the same endpoint)",
+    )
     query_max_pending: int = Field(
         default=64, ge=1, description="queries one analytics worker holds waiting; more are answered overloaded"
     )
     query_cache_mb: int = Field(
-        default=256, ge=0, description="decoded segments and histograms one analytics worker keeps between queries"
+        default=256,
+        ge=0,
+        description="MB of decoded hour segments and histograms one analytics worker keeps between queries (least "
+        "recently used go first; keyed by the segment's summary, so a rewritten segment is never served stale); "
+        "0: none",
     )
     query_memory_mb: int = Field(
         default=256,
         ge=1,
-        description="memory one query may use, estimated before it reads (range_too_large beyond); a worker needs"
-        " about query_cache_mb + query_concurrency x query_memory_mb",
+        description="MB one query may use, estimated before it reads (range_too_large beyond); a worker needs"
+        " about query_cache_mb + query_concurrency x query_memory_mb (docs/querying.md, Memory and threads)",
     )
     mcp_host: str = Field(default="127.0.0.1", description="`tradetape mcp --http`: the address to listen on")
     mcp_port: int = Field(default=8765, ge=1, le=65535, description="`tradetape mcp --http`: the port to listen on")
     mcp_token: SecretStr | None = Field(
         default=None,
-        description="`tradetape mcp --http`: the bearer token every request must carry; required on a "
-        "non-loopback address (prefer the env)",
+        description="`tradetape mcp --http`: the bearer token every request must carry (at least 16 characters); "
+        "required on a non-loopback address (prefer the env)",
     )
     websocket_port: int = Field(
         default=0,
         ge=0,
         le=65535,
-        description="the embedded nats-server's WebSocket listener, for `tradetape web`'s page (0: a free port, "
-        "recorded in <data dir>/nats-ws.url)",
+        description="the embedded nats-server's WebSocket listener, for `tradetape web`'s page: plain ws on "
+        "127.0.0.1, as the query user of <data dir>/nats-ws.user.json only (0: a free port, recorded in "
+        "<data dir>/nats-ws.url)",
     )
-    web_host: str = Field(default="127.0.0.1", description="`tradetape web`: the address to listen on")
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="`tradetape web`: the address to listen on; `up`'s WebSocket listener admits pages of this "
+        "origin only (docs/operations.md, Locked listeners)",
+    )
     web_port: int = Field(default=8766, ge=1, le=65535, description="`tradetape web`: the port to listen on")
     web_nats_url: str | None = Field(
         default=None,
@@ -138,7 +208,8 @@ class Settings(BaseSettings):
     web_nats_password: SecretStr | None = Field(default=None, description="the password of web_nats_user")
     history_url: str = Field(
         default="https://data.binance.vision",
-        description="host of Binance's public dumps (data/spot/daily|monthly/aggTrades/...) for fetch-history",
+        description="host of Binance's public dumps (data/spot/daily|monthly/aggTrades/...) and their .CHECKSUM "
+        "files, for fetch-history, repair and backfill",
     )
     backfill_days: int = Field(
         default=0,
@@ -154,7 +225,10 @@ class Settings(BaseSettings):
         "`up` gives ingest this port, persist +1, analytics +2",
     )
     metrics_host: str = Field(
-        default="127.0.0.1", description="address the metrics and health endpoint listens on (0.0.0.0: all)"
+        default="127.0.0.1",
+        description="address the metrics and health endpoint listens on (0.0.0.0 for a Prometheus in another "
+        "container or host, with the name it scrapes by in http_allowed_hosts; compose lists "
+        "ingest,persist,analytics)",
     )
     stream_replicas: int = Field(
         default=1,
@@ -164,30 +238,45 @@ class Settings(BaseSettings):
     )
     http_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
-        description="comma-separated Host names (name, name:port, or an IP network such as 10.0.0.0/8) the web, "
-        "mcp and metrics servers answer to besides their bind address and the loopback names",
+        description="comma-separated Host names (name: any port, name:port, or an IP network such as 10.0.0.0/8) "
+        "the web, mcp and metrics servers answer to besides their bind address and the loopback names",
     )
     http_request_timeout_s: float = Field(
-        default=10.0, gt=0, description="seconds an HTTP client has to send a whole request (headers and body)"
+        default=10.0,
+        gt=0,
+        description="seconds an HTTP client has from its first byte to send its whole request (headers and body) "
+        "before the connection is closed",
     )
     http_max_connections: int = Field(
         default=64, ge=1, description="connections one HTTP server holds at once; beyond, new ones are closed"
     )
 
     ingest_max_id_jump: int = Field(
-        default=1_000_000, gt=0, description="a live agg id further ahead of the newest is dead-lettered, not believed"
+        default=1_000_000,
+        gt=0,
+        description="a live agg id further ahead of the newest is dead-lettered (implausible_id) until REST shows ids "
+        "that far exist",
     )
     ingest_max_frame_bytes: int = Field(
-        default=65_536, ge=1024, description="WebSocket frames larger than this are dropped (counted and dead-lettered)"
+        default=65_536,
+        ge=1024,
+        description="WebSocket frames larger than this are dropped, counted (oversized) and dead-lettered cut to "
+        "this size",
     )
     ingest_streams_per_connection: int = Field(
         default=1024, ge=1, le=1024, description="aggTrade streams per exchange WebSocket connection (Binance: 1024)"
     )
     ingest_buffer_trades: int = Field(
-        default=100_000, ge=100, description="trades held in memory while NATS is away; beyond, the oldest become gaps"
+        default=100_000,
+        ge=100,
+        description="trades held in memory while NATS is away; when full the oldest become gaps in the ledger, "
+        "fetched from REST later",
     )
     ingest_rest_weight_per_minute: int = Field(
-        default=1200, ge=10, description="REST request weight ingest spends per minute (Binance allows 6000 an IP)"
+        default=1200,
+        ge=10,
+        description="REST request weight ingest (and repair) spends a minute (aggTrades 4, exchangeInfo 20; Binance "
+        "allows 6000 an IP)",
     )
     ingest_silence_timeout_s: float = Field(
         default=60.0, gt=0, description="an exchange connection that answers no ping for this long is replaced"
@@ -196,12 +285,15 @@ class Settings(BaseSettings):
         default=23.5 * 3600, gt=0, description="connections are replaced (overlapping) before this age (Binance: 24 h)"
     )
     ingest_gap_retry_max_s: float = Field(
-        default=60.0, gt=0, description="longest wait between REST attempts at one open gap (capped backoff)"
+        default=60.0,
+        gt=0,
+        description="longest wait between REST attempts at one open gap (0.5 s doubling, +-20 %)",
     )
     ingest_stats_interval_s: float = Field(default=10.0, gt=0, description="seconds between ingest summary log lines")
     ingest_fast_batches: bool = Field(
         default=True,
-        description="publish trades in JetStream fast-ingest batches (nats-server >= 2.14); false: an ack a trade",
+        description="publish trades in JetStream fast-ingest batches (nats-server >= 2.14); false: an ack a trade, "
+        "as a server without batches gets anyway",
     )
     ingest_tail_probe_after_s: float = Field(
         default=60.0,
@@ -222,7 +314,10 @@ class Settings(BaseSettings):
         description="most bytes a CSV, a zip's CSV once inflated, or a Parquet file's data uncompressed may hold",
     )
     import_max_members: int = Field(
-        default=16, ge=1, description="most entries a zip may list (a dump holds one CSV); more: refused unread"
+        default=16,
+        ge=1,
+        description="most entries a zip may list (a dump holds one CSV), counted before its directory is read; more: "
+        "refused unread",
     )
     history_max_download_bytes: int = Field(
         default=16 * 1024**3,
@@ -278,6 +373,29 @@ class Settings(BaseSettings):
             raise ValueError("nats_tls_key_file needs nats_tls_cert_file")
         return self
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Options (init values) over the environment over the config file over the defaults."""
+        path = config_path(_config_option.get(), os.environ)
+        values = {} if path is None else read_config(path, settings_cls.model_fields)
+        return init_settings, env_settings, InitSettingsSource(settings_cls, values)
+
+    @classmethod
+    def load(cls, config: Path | None = None, **values: Any) -> Settings:
+        """Settings from `values` (the CLI's options), the environment and `config` (else ./tradetape.toml)."""
+        token = _config_option.set(config)
+        try:
+            return cls(**values)
+        finally:
+            _config_option.reset(token)
+
     @staticmethod
     def env_name(field: str) -> str:
         """The environment variable of a field: `NATS_URL`, `TRADETAPE_DATA_DIR`, ..."""
@@ -289,8 +407,8 @@ class Settings(BaseSettings):
         return "--" + field.replace("_", "-")
 
     def to_env(self) -> dict[str, str]:
-        """These settings as the environment variables a child process reads them from."""
-        env: dict[str, str] = {}
+        """These settings as the environment variables a child process reads them from (and no config file)."""
+        env: dict[str, str] = {CONFIG_ENV: ""}
         for field in type(self).model_fields:
             value: Any = getattr(self, field)
             if value is None:

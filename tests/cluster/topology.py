@@ -43,7 +43,7 @@ def free_ports(count: int) -> list[int]:
 def node_config(
     name: str, client_port: int, route_port: int, monitor_port: int, routes: list[int], store_dir: Path
 ) -> str:
-    """One node's nats-server config: the recipe the README shows, on loopback."""
+    """One node's nats-server config: the recipe docs/operations.md shows, on loopback."""
     route_urls = ", ".join(f'"nats-route://127.0.0.1:{port}"' for port in routes)
     return (
         f"server_name: {name}\n"

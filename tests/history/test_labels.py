@@ -88,7 +88,7 @@ async def test_a_symbol_that_disagrees_with_the_label_is_refused_before_anything
         assert f"{path.name}: FAILED, nothing of it imported: the file holds BTCUSDT trades" in refused.stdout
     assert stored(settings, "ETHUSDT") == 800
     assert stored(settings, "BTCUSDT") == 5000
-    again = tradetape("import", str(parquet))  # the README's own example: no --symbol, no symbol in the name
+    again = tradetape("import", str(parquet))  # docs/history.md's own example: no --symbol, no symbol in the name
     assert again.returncode == 0, again.stdout + again.stderr
     assert "btc-week.parquet: BTCUSDT 5000 trades, 0 imported, 5000 duplicates skipped" in again.stdout
 

@@ -18,6 +18,7 @@ import orjson
 from pydantic import ValidationError
 
 from tradetape import __version__
+from tradetape.config_file import CONFIG_ENV, CONFIG_FILE, ConfigFileError
 from tradetape.settings import Settings
 
 ALL_SETTINGS = tuple(Settings.model_fields)
@@ -60,12 +61,23 @@ EXAMPLES = {
     "status": "tradetape status --watch 2",
     "plot": "tradetape plot volume_profile BTCUSDT --last 1h -o profile.png",
     "web": "tradetape web            # then open http://127.0.0.1:8766/",
+    "settings": "tradetape settings > tradetape.toml   # the settings in force, as a config file",
+    "completion": "source <(tradetape completion bash)   # in ~/.bashrc",
 }
 
 
 def add_settings(parser: argparse.ArgumentParser, fields: Sequence[str]) -> None:
     """The settings section of a command's help: one option per field, named after its variable."""
-    group = parser.add_argument_group("settings (an option wins over its environment variable)")
+    group = parser.add_argument_group(
+        "settings (an option wins over its environment variable, which wins over the config file)"
+    )
+    group.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"settings file (TOML, field names as keys; default ./{CONFIG_FILE} when present, or ${CONFIG_ENV})",
+    )
     for field in fields:
         info = Settings.model_fields[field]
         default = "" if info.default is None else f", default {_plain_default(info.default)}"
@@ -78,6 +90,14 @@ def add_settings(parser: argparse.ArgumentParser, fields: Sequence[str]) -> None
         )
 
 
+def _setting_names(field: str) -> str:
+    """Where a setting may have come from: its option, its variable, its config file key."""
+    field = "nats_url" if field == Settings.env_name("nats_url") else field
+    if field not in Settings.model_fields:
+        return field
+    return f"{Settings.flag(field)} ({Settings.env_name(field)}, or {field} in the config file)"
+
+
 def _plain_default(value: object) -> str:
     return ",".join(value) if isinstance(value, tuple) else str(value)
 
@@ -88,7 +108,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         for field in ALL_SETTINGS
         if getattr(args, f"setting_{field}", None) is not None
     }
-    return Settings(**overrides)
+    return Settings.load(getattr(args, "config", None), **overrides)
 
 
 def _command(
@@ -175,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     web = _command(commands, "web", "serve the live web page (it talks to NATS over WebSocket)")
     add_web_command(web, WEB_SETTINGS)
+    from tradetape.cli.settings import add_settings_command
+
+    settings_command = _command(commands, "settings", "print the settings in force, or their reference")
+    add_settings_command(settings_command, ALL_SETTINGS)
+    from tradetape.cli.completion import add_completion_command
+
+    add_completion_command(_command(commands, "completion", "print a shell completion script (bash, zsh or fish)"))
     return parser
 
 
@@ -261,7 +288,12 @@ def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "completion":
+        from tradetape.cli.completion import run_completion
+
+        return run_completion(args, parser)
     if args.command == "schema":
         from tradetape.api.registry import api_schema
 
@@ -271,10 +303,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{Settings.flag(str(e['loc'][0])) if e['loc'] else 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+            f"{_setting_names(str(e['loc'][0])) if e['loc'] else 'settings'}: {e['msg'].removeprefix('Value error, ')}"
             for e in exc.errors()
         )
         print(f"tradetape: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    except ConfigFileError as exc:
+        print(f"tradetape: {exc}", file=sys.stderr)
         return 2
     from tradetape.runtime.logs import configure_logging
 
@@ -298,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging(settings.log_level, settings.log_format)
         return run_web(args, settings)
+    if args.command == "settings":
+        from tradetape.cli.settings import run_settings
+
+        return run_settings(args, settings)
     if args.command == "status":
         from tradetape.cli.status import run_status
 
