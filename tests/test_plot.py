@@ -6,6 +6,7 @@ persist and analytics and the `tradetape plot` command's own code."""
 from __future__ import annotations
 
 import itertools
+import os
 import struct
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -27,7 +28,9 @@ from tradetape.cli.plot import chart_figure
 from tradetape.client import TapeClient
 from tradetape.domain.trade import TradeRow
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" if os.environ.get("TRADETAPE_UPDATE_DOCS") == "1" else ROOT / "test-artifacts"
+"""Where the charts go: `docs/` only when asked (`TRADETAPE_UPDATE_DOCS=1`), so a test run changes no tracked file."""
 SLACK_PX = 0.5
 """Text extents are measured in float pixels: touching is not overlapping."""
 
@@ -193,4 +196,5 @@ async def test_docs_charts_drawn_from_the_simulated_tape_can_be_read(nats_url: s
     for name, (args, figure) in figures.items():
         assert png_size(plot.save(figure, args.output)) == (1000, 800)
         if name in ("profile.png", "bars.png"):  # README and docs/charts.md show these
+            DOCS.mkdir(exist_ok=True)
             (DOCS / name).write_bytes(args.output.read_bytes())

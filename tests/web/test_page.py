@@ -46,7 +46,8 @@ CHROMIUM_ARGS = [
 ]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-DOCS = ROOT / "docs"
+DOCS = ROOT / "docs" if os.environ.get("TRADETAPE_UPDATE_DOCS") == "1" else ARTIFACTS
+"""Where the first-load screenshot goes: `docs/` only when asked (`TRADETAPE_UPDATE_DOCS=1`)."""
 AUTH_CONF = ROOT / "deploy" / "nats" / "auth.conf"
 ROLES = ("INGEST", "PERSIST", "ANALYTICS", "QUERY", "IMPORTER", "MONITOR", "ADMIN")
 TOTAL = 5000
@@ -214,6 +215,7 @@ async def test_first_load_opens_on_a_trading_symbol_with_labelled_axes_and_expla
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(shot, ARTIFACTS / "web-first-load.png")
     shutil.copy(unserved_shot, ARTIFACTS / "web-unserved.png")
+    DOCS.mkdir(exist_ok=True)
     shutil.copy(shot, DOCS / "web.png")  # README shows what a newcomer meets
 
 
