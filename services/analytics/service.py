@@ -84,7 +84,7 @@ logger = logging.getLogger(__name__)
 DAY_MS = 86_400_000
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-HEAP_KEEP_BYTES = 256 * 1024 * 1024
+HEAP_KEEP_BYTES = 32 * 1024 * 1024
 LEDGER_READ_TIMEOUT_S = 0.5
 SHARD_STORE_READ_S = 1.0
 CATCH_UP_EVERY_S = 0.02
@@ -94,17 +94,20 @@ CORRUPT_KEYS_LOGGED = 10_000
 
 
 def keep_heap(max_bytes: int = HEAP_KEEP_BYTES) -> bool:
-    """Ask glibc to keep freed query arrays (up to `max_bytes`) for the next query.
+    """Ask glibc to keep freed query arrays (each up to `max_bytes`) for the next query.
 
     Measured in bench/query.py: by default glibc returns each answer's large numpy
     temporaries to the kernel and faults them back in on the next query (about 6,000 page
-    faults, half of a 1 h profile's 40 ms). True when set (glibc only).
+    faults, half of a 1 h profile's 40 ms). Bounded, because each query thread's arena keeps
+    what it freed: at 256 MB (trim at 1 GB) bench/flood.py's worker peaked at 1,505 MB, past
+    `query_cache_mb + query_concurrency x query_memory_mb`; arrays above `max_bytes` (a long
+    range's columns) are mapped and returned at once. True when set (glibc only).
     """
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, max_bytes)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 4 * max_bytes))
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, max_bytes)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2 * max_bytes))
     except (OSError, AttributeError):
         return False
 
