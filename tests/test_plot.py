@@ -18,7 +18,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from tests.api.test_methods import BASE, ListSource
+from tests.api.test_methods import BASE
 from tests.harness import replay_pipeline, wait_until_stored
 from tradetape import plot
 from tradetape.api.methods import bars, flow, liquidity_vacuums, volume_profile
@@ -26,20 +26,21 @@ from tradetape.cli.main import build_parser
 from tradetape.cli.plot import chart_figure
 from tradetape.client import TapeClient
 from tradetape.domain.trade import TradeRow
+from tradetape.testing import HeldTrades
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SLACK_PX = 0.5
 """Text extents are measured in float pixels: touching is not overlapping."""
 
 
-def known_trades() -> ListSource:
+def known_trades() -> HeldTrades:
     """Two volume shelves with a thin stretch between them, over an hour, both sides: the value area (70 %)
     lies in the lower shelf (80 %), so VAH borders the stretch."""
     rows = []
     for i in range(1200):
         price = (100 + (i % 7)) if i % 5 else (130 + (i // 5 % 5))
         rows.append(TradeRow(i + 1, price * 10**8, (1 + i % 4) * 10**7, i, i, BASE + i * 3000, i % 2 == 0))
-    return ListSource(rows)
+    return HeldTrades.from_rows(rows)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -160,7 +161,8 @@ def test_price_labels_of_a_one_row_profile_stay_apart_and_inside() -> None:
     rows = [TradeRow(i + 1, 100 * 10**8, 10**7, i, i, BASE + i * 1000, i % 2 == 0) for i in range(200)]
     end = BASE + 3_600_000
     request = {"start": BASE, "end": end, "row_size": "1", "min_trades": 100}
-    profile = volume_profile.handle(ListSource(rows), "X", volume_profile.VolumeProfileRequest(**request), end)
+    source = HeldTrades.from_rows(rows)
+    profile = volume_profile.handle(source, "X", volume_profile.VolumeProfileRequest(**request), end)
     figure = plot.volume_profile_figure(profile)
     assert unreadable(figure) == [] and misplaced_price_labels(figure) == []
     assert plot.spread([10.0, 10.0, 11.0], [4.0, 4.0, 4.0], 0.0, 12.0) == [2.0, 6.0, 10.0]

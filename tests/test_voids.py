@@ -20,13 +20,13 @@ from rich.console import Console
 
 from services.exchange import FaultConfig
 from tests.analytics.test_methods_over_nats import REQUESTS
-from tests.api.test_methods import ListSource
 from tests.chaos import invariant
 from tests.cluster.test_scale_out import exchange_history
 from tests.harness import coverage_of, replay_pipeline, request, settings_for, wait_for
 from tradetape.api.registry import methods
 from tradetape.domain.decimals import parse_units
 from tradetape.domain.trade import TradeRow
+from tradetape.testing import HeldTrades
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -58,7 +58,7 @@ async def test_a_gap_fill_that_meets_a_void_closes_the_gap_and_no_analytic_sees_
             for t in released
             if not t.void
         ]
-        source = ListSource(rows)
+        source = HeldTrades.from_rows(rows)
         span = {"start": coverage["first_time"], "end": coverage["last_time"] + 1}
         for name, extra in REQUESTS.items():
             if name == "coverage":

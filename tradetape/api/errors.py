@@ -34,11 +34,6 @@ class QueryError(TradetapeError):
     def reply(self) -> ErrorReply:
         return ErrorReply(error=ErrorDetail(code=self.code, message=self.message, details=self.details))
 
-    @classmethod
-    def from_reply(cls, reply: ErrorReply, status: int | None = None) -> QueryError:
-        error = reply.error
-        return cls(error.code, error.message, error.details, status=status)
-
 
 def invalid_request(message: str, **details: Any) -> QueryError:
     return QueryError("invalid_request", message, details, status=400)

@@ -27,7 +27,6 @@ import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -577,7 +576,3 @@ def _export_text(table: pa.Table) -> bytes:
 def export_decimal(units: Int64Array) -> pl.Series:
     """Units of 1e-8 as an exact polars Decimal(38, 8) column."""
     return (pl.Series(units, dtype=pl.Int64).cast(pl.Decimal(38, 8)) * Decimal("0.00000001")).cast(pl.Decimal(38, 8))
-
-
-def day_of(time_ms: int) -> str:
-    return datetime.fromtimestamp(time_ms / 1000, UTC).strftime("%Y-%m-%d")

@@ -104,10 +104,6 @@ class SegmentFormatError(FormatError):
     """A stored segment, summary or histogram that this version cannot read."""
 
 
-def segment_start(time_ms: int, span_ms: int = SEGMENT_MS) -> int:
-    return time_ms - time_ms % span_ms
-
-
 def _gcd(values: Int64Array) -> int:
     divisor = int(np.gcd.reduce(np.abs(values))) if len(values) else 0
     return divisor or 1
@@ -348,10 +344,6 @@ class PriceLevels:
 
     def arrays(self) -> tuple[Int64Array, Int64Array, Int64Array, Int64Array]:
         return (self.price, self.volume, self.buy_volume, self.trade_count)
-
-    def between_prices(self, low: int, high: int) -> PriceLevels:
-        mask = (self.price >= low) & (self.price <= high)
-        return PriceLevels(*(column[mask] for column in self.arrays()))
 
     def encode(self) -> bytes:
         if len(self) == 0:
