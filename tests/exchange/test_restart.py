@@ -27,7 +27,8 @@ from websockets.exceptions import ConnectionClosed
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
 from services.exchange.generator import FIRST_ID, id_margins
 from services.exchange.history import AggTrade, encode_rest_rows
-from tests.harness import coverage_of, request, run_services, settings_for, wait_for
+from tests.harness import coverage_of, request, run_services, wait_for
+from tradetape.testing import simulator_settings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -218,7 +219,7 @@ async def test_ingest_stores_a_restarted_simulator(nats_url: str, tmp_path: Path
     await first.start()
     try:
         port = first.port
-        settings = settings_for(nats_url, tmp_path / "data", first, "ETHUSDT")
+        settings = simulator_settings(first, nats_url, tmp_path / "data", "ETHUSDT")
         async with (
             run_services(settings, "persist", "analytics", "ingest") as running,
             nats_client(nats_url) as client,

@@ -40,6 +40,7 @@ from tradetape.bus.publish.publisher import NatsClosedError
 from tradetape.bus.subjects import DEADLETTER_STREAM, INGEST_STATS_SUBJECT, TRADES_STREAM, trade_subject
 from tradetape.runtime.nats_server import EmbeddedNatsServer
 from tradetape.settings import Settings
+from tradetape.testing import simulator_settings
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -54,15 +55,9 @@ def exchange_for(*symbols: str, speed: float | None = 250, **config: Any) -> Exc
     return Exchange(ExchangeConfig(symbols=(), replay=replay, rate=0, speed=speed, **config))
 
 
-def settings_for(nats_url: str, tmp_path: Path, exchange: Exchange, *symbols: str, **fields: Any) -> Settings:
-    return Settings(
-        nats_url=nats_url,
-        data_dir=tmp_path / "data",
-        symbols=symbols,
-        binance_ws_url=exchange.ws_url,
-        binance_rest_url=exchange.rest_url,
-        **{**FAST, **fields},
-    )
+def ingest_settings(exchange: Exchange, nats_url: str, tmp_path: Path, *symbols: str, **fields: Any) -> Settings:
+    """The simulator's settings with the fast ingest timings (`FAST`), data under `tmp_path / "data"`."""
+    return simulator_settings(exchange, nats_url, tmp_path / "data", *symbols, **{**FAST, **fields})
 
 
 @contextlib.asynccontextmanager
@@ -83,7 +78,7 @@ async def scenario(
     """BTCUSDT replayed with `faults`, ingested with `fields` as settings."""
     async with (
         exchange_for("BTCUSDT", speed=speed, faults=faults or FaultConfig()) as exchange,
-        ingesting(settings_for(nats_url, tmp_path, exchange, "BTCUSDT", **fields)) as (running, ingest, nc),
+        ingesting(ingest_settings(exchange, nats_url, tmp_path, "BTCUSDT", **fields)) as (running, ingest, nc),
     ):
         yield exchange, running, ingest, nc
 
@@ -209,10 +204,10 @@ async def test_many_quiet_symbols_are_probed_in_turn_within_the_weight_budget(na
     interval = probe_interval_s(budget)
     replay = {symbol: short for symbol in symbols}
     async with Exchange(ExchangeConfig(symbols=(), replay=replay, rate=0, speed=None)) as exchange:
-        settings = settings_for(
+        settings = ingest_settings(
+            exchange,
             nats_url,
             tmp_path,
-            exchange,
             *symbols,
             ingest_tail_probe_after_s=after_s,
             ingest_rest_weight_per_minute=budget,
@@ -311,7 +306,7 @@ async def test_server_shutdown_switches_connections_without_loss(nats_url: str, 
 
 async def test_connections_rotate_before_their_maximum_age(nats_url: str, tmp_path: Path) -> None:
     async with exchange_for("BTCUSDT", speed=150) as exchange:
-        settings = settings_for(nats_url, tmp_path, exchange, "BTCUSDT", ingest_max_connection_age_s=1.5)
+        settings = ingest_settings(exchange, nats_url, tmp_path, "BTCUSDT", ingest_max_connection_age_s=1.5)
         async with ingesting(settings) as (running, ingest, client):
             await assert_tape_exact(client, exchange, ("BTCUSDT",), running)
             assert ingest.feeds[0].rotations >= 2 and ingest.feeds[0].reconnects == 0
@@ -320,7 +315,7 @@ async def test_connections_rotate_before_their_maximum_age(nats_url: str, tmp_pa
 
 async def test_a_silent_connection_is_replaced(nats_url: str, tmp_path: Path) -> None:
     async with exchange_for("BTCUSDT", faults=FaultConfig(silent_after=1000)) as exchange:
-        settings = settings_for(nats_url, tmp_path, exchange, "BTCUSDT", ingest_silence_timeout_s=1.0)
+        settings = ingest_settings(exchange, nats_url, tmp_path, "BTCUSDT", ingest_silence_timeout_s=1.0)
         async with ingesting(settings) as (running, ingest, client):
             await assert_tape_exact(client, exchange, ("BTCUSDT",), running)
             assert ingest.feeds[0].reconnects >= 1
@@ -329,7 +324,7 @@ async def test_a_silent_connection_is_replaced(nats_url: str, tmp_path: Path) ->
 async def test_many_symbols_are_split_subscribed_paced_and_pinged(nats_url: str, tmp_path: Path) -> None:
     symbols = ("AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT")
     async with exchange_for(*symbols, max_streams=2, ping_interval=0.3, ping_timeout=2.0) as exchange:
-        settings = settings_for(nats_url, tmp_path, exchange, "ALL", ingest_streams_per_connection=2)
+        settings = ingest_settings(exchange, nats_url, tmp_path, "ALL", ingest_streams_per_connection=2)
         async with ingesting(settings) as (running, ingest, client):
             await assert_tape_exact(client, exchange, symbols, running)
             assert [feed.symbols for feed in ingest.feeds] == [symbols[:2], symbols[2:4], symbols[4:]]
@@ -366,7 +361,7 @@ async def test_a_nats_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
     await server.start()
     try:
         async with exchange_for("BTCUSDT", speed=80) as exchange:
-            settings = settings_for(server.url, tmp_path, exchange, "BTCUSDT", ingest_buffer_trades=300)
+            settings = ingest_settings(exchange, server.url, tmp_path, "BTCUSDT", ingest_buffer_trades=300)
             async with ingesting(settings) as (running, ingest, client):
                 await wait_for(lambda: _at_least(client.jetstream(), 500), 30, running=running)
                 await asyncio.sleep(1.0)
@@ -386,7 +381,7 @@ async def test_ingest_killed_and_restarted_while_trading(
     nats_url: str, tmp_path: Path, processes: ServiceProcesses
 ) -> None:
     async with exchange_for("BTCUSDT", speed=80) as exchange:
-        env = service_env(settings_for(nats_url, tmp_path, exchange, "BTCUSDT"))
+        env = service_env(ingest_settings(exchange, nats_url, tmp_path, "BTCUSDT"))
         ingest = processes.start(["ingest"], env)
         client = await nats.connect(nats_url)
         try:
@@ -424,7 +419,7 @@ async def start_ingest(loop: LoopThread, settings: Settings) -> tuple[Client, In
 
 async def test_a_connection_closed_for_good_ends_ingest(nats_url: str, tmp_path: Path) -> None:
     async with exchange_for("BTCUSDT", speed=100) as exchange, isolated_loop() as loop:
-        nc, service, task = await start_ingest(loop, settings_for(nats_url, tmp_path, exchange, "BTCUSDT"))
+        nc, service, task = await start_ingest(loop, ingest_settings(exchange, nats_url, tmp_path, "BTCUSDT"))
         try:
             await wait_for(lambda: _published(service), 20)
         finally:
@@ -436,7 +431,7 @@ async def test_a_connection_closed_for_good_ends_ingest(nats_url: str, tmp_path:
 
 async def test_cancelling_ingest_ends_it_promptly(nats_url: str, tmp_path: Path) -> None:
     async with exchange_for("BTCUSDT", speed=None) as exchange, isolated_loop() as loop:
-        nc, service, task = await start_ingest(loop, settings_for(nats_url, tmp_path, exchange, "BTCUSDT"))
+        nc, service, task = await start_ingest(loop, ingest_settings(exchange, nats_url, tmp_path, "BTCUSDT"))
         try:
             await wait_for(lambda: _published(service), 20, interval=0.01)
             loop.cancel(task)

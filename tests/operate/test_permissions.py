@@ -34,11 +34,12 @@ from nats.js.errors import NotFoundError
 
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
 from tests.cluster.topology import free_ports, http_get
-from tests.harness import settings_for, wait_until_stored
+from tests.harness import wait_until_stored
 from tests.processes import ServiceProcesses, service_env
 from tradetape.bus.subjects import TRADES_STREAM
 from tradetape.runtime.nats_server import EmbeddedNatsServer, find_nats_server
 from tradetape.settings import Settings
+from tradetape.testing import simulator_settings
 
 pytestmark = pytest.mark.timeout(180)
 SHARED = pytest.mark.asyncio(loop_scope="module")
@@ -169,7 +170,7 @@ async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Syst
         url, passwords = await stack.enter_async_context(secured_server(directory))
         config = ExchangeConfig(symbols=("BTCUSDT", "ETHUSDT"), replay=(BUNDLED_REPLAY,), rate=0)
         exchange = await stack.enter_async_context(Exchange(config))
-        base = settings_for(url, directory / "data", exchange, "BTCUSDT", "ETHUSDT")
+        base = simulator_settings(exchange, url, directory / "data", "BTCUSDT", "ETHUSDT")
         ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
         stack.callback(processes.stop_all)
         for role in SERVICES:

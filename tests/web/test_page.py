@@ -27,8 +27,9 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from pydantic import SecretStr
 
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
-from tests.harness import Running, request, run_services, settings_for, wait_for, wait_until_stored
+from tests.harness import Running, request, run_services, wait_for, wait_until_stored
 from tradetape.runtime.nats_server import EmbeddedNatsServer
+from tradetape.testing import simulator_settings
 from tradetape.web.server import WebServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -94,7 +95,7 @@ async def running_system(
         stack.push_async_callback(browser.close)
         page = await browser.new_page(viewport={"width": 1400, "height": 720})
         exchange = await stack.enter_async_context(Exchange(config))
-        settings = settings_for(admin_url, tmp_path / "data", exchange, *config.symbols)
+        settings = simulator_settings(exchange, admin_url, tmp_path / "data", *config.symbols)
         page_settings = settings.model_copy(
             update={
                 "symbols": page_symbols,
