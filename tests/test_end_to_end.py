@@ -2,7 +2,7 @@
 
 The simulator replays the real BTCUSDT file as fast as possible over a real WebSocket;
 the reply of `volume_profile`, asked by a plain NATS client, must equal the profile
-computed straight from the CSV by the DESIGN.md rules.
+computed straight from the CSV by the docs/design.md rules.
 """
 
 from __future__ import annotations
