@@ -131,6 +131,7 @@ def bars_fill(figure: Figure) -> float:
     return (max(box.x1 for box in candles) - min(box.x0 for box in candles)) / frame.width
 
 
+@pytest.mark.slow
 def test_profile_and_bars_figures_as_png_and_svg(tmp_path: Path) -> None:
     source, end = known_trades(), BASE + 3_600_000
     span = {"start": BASE, "end": end, "row_size": "1", "min_trades": 100}
@@ -168,6 +169,7 @@ def test_price_labels_of_a_one_row_profile_stay_apart_and_inside() -> None:
     assert plot.spread([10.0, 10.0, 11.0], [4.0, 4.0, 4.0], 0.0, 12.0) == [2.0, 6.0, 10.0]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_docs_charts_drawn_from_the_simulated_tape_can_be_read(nats_url: str, tmp_path: Path) -> None:
     """The bundled replay (12 minutes of BTCUSDT) through the pipeline, charted as README's commands do.

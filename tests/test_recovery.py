@@ -42,6 +42,7 @@ async def some_stored(client: Any) -> bool:
     return bool((await coverage_of(client, "BTCUSDT")).get("trade_count", 0) >= 500)
 
 
+@pytest.mark.slow
 async def test_killed_ingest_and_persist_resume_without_loss_or_duplicates(
     nats_url: str, tmp_path: Path, processes: ServiceProcesses
 ) -> None:
@@ -72,6 +73,7 @@ async def test_killed_ingest_and_persist_resume_without_loss_or_duplicates(
         assert "gap filled" in restarted_ingest_log, restarted_ingest_log[-2000:]
 
 
+@pytest.mark.slow
 async def test_services_ride_out_a_nats_restart(tmp_path: Path) -> None:
     server = EmbeddedNatsServer(tmp_path / "nats")
     await server.start()

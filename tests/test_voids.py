@@ -35,6 +35,7 @@ VOID_ID = 3_800_400_000
 FIRST_ID, LAST_ID = 3_800_397_495, 3_800_402_494
 
 
+@pytest.mark.slow
 async def test_a_gap_fill_that_meets_a_void_closes_the_gap_and_no_analytic_sees_it(
     nats_url: str, tmp_path: Path
 ) -> None:

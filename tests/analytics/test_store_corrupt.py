@@ -91,6 +91,7 @@ def with_voids(trades: TradeColumns, hours: list[int]) -> TradeColumns:
     )
 
 
+@pytest.mark.slow
 async def test_flipped_bytes_in_any_stored_value_answer_store_corrupt_and_nothing_else_suffers(
     nats_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -87,6 +87,7 @@ async def test_import_while_persist_runs_goes_through_it_in_batches(
     assert caught.value.line == 1234 and "another price" in str(caught.value)
 
 
+@pytest.mark.slow
 async def test_importing_the_real_file_gives_the_same_tape_and_profile_as_ingesting_it(
     nats_url: str, tmp_path: Path
 ) -> None:

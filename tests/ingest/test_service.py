@@ -140,6 +140,7 @@ async def wait_open_gap(client: Client, symbol: str, timeout: float = 10) -> lis
     return found
 
 
+@pytest.mark.slow
 async def test_dropped_connections_lose_nothing(nats_url: str, tmp_path: Path) -> None:
     async with scenario(nats_url, tmp_path, faults=FaultConfig(disconnect_after=1000), speed=150) as (
         exchange,
@@ -151,6 +152,7 @@ async def test_dropped_connections_lose_nothing(nats_url: str, tmp_path: Path) -
         assert ingest.feeds[0].reconnects >= 2
 
 
+@pytest.mark.slow
 async def test_ids_skipped_on_the_websocket_are_filled_from_rest(nats_url: str, tmp_path: Path) -> None:
     async with scenario(nats_url, tmp_path, faults=FaultConfig(drop_every=99), speed=None) as (
         exchange,
@@ -163,6 +165,7 @@ async def test_ids_skipped_on_the_websocket_are_filled_from_rest(nats_url: str, 
         assert counters.backfilled >= 49 and counters.gaps_closed >= 1
 
 
+@pytest.mark.slow
 async def test_a_quiet_symbols_lost_last_trades_are_found_by_the_tail_probe(
     nats_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -195,6 +198,7 @@ async def test_a_quiet_symbols_lost_last_trades_are_found_by_the_tail_probe(
     assert len(found) == 1 and found[0].__dict__["fetched"] == 10, "one line per probe, none per trade"
 
 
+@pytest.mark.slow
 async def test_many_quiet_symbols_are_probed_in_turn_within_the_weight_budget(nats_url: str, tmp_path: Path) -> None:
     """20 symbols trade 20 times each, then stay quiet: one probe each within the bound, paced by the budget."""
     short = tmp_path / "short.csv"
@@ -231,6 +235,7 @@ async def test_many_quiet_symbols_are_probed_in_turn_within_the_weight_budget(na
     assert busiest <= window / interval + 2, f"spread over time, not all at once: {busiest} calls in {window} s"
 
 
+@pytest.mark.slow
 async def test_duplicates_are_dropped(nats_url: str, tmp_path: Path) -> None:
     async with scenario(nats_url, tmp_path, faults=FaultConfig(duplicate_every=7), speed=None) as (
         exchange,
@@ -243,6 +248,7 @@ async def test_duplicates_are_dropped(nats_url: str, tmp_path: Path) -> None:
         assert counters.duplicates >= 5000 // 7 and counters.stream_duplicates == 0
 
 
+@pytest.mark.slow
 async def test_bad_frames_are_deadlettered_and_never_stop_the_tape(nats_url: str, tmp_path: Path) -> None:
     faults = FaultConfig(malformed_every=300, invalid_every=250, oversized_every=1500, oversized_bytes=2**20 + 100)
     async with scenario(nats_url, tmp_path, faults=faults) as (exchange, running, ingest, client):
@@ -267,6 +273,7 @@ def _size(msg: Any) -> int:
     return len(msg.data or b"") + sum(len(k) + len(v) + 4 for k, v in (msg.headers or {}).items())
 
 
+@pytest.mark.slow
 async def test_lagging_rest_closes_the_gap_later(nats_url: str, tmp_path: Path) -> None:
     faults = FaultConfig(drop_every=999, rest_lag_s=2.0)
     async with scenario(nats_url, tmp_path, faults=faults, speed=None) as (exchange, running, ingest, client):
@@ -278,6 +285,7 @@ async def test_lagging_rest_closes_the_gap_later(nats_url: str, tmp_path: Path) 
         assert ingest.tapes["BTCUSDT"].counters.gaps_closed >= 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("error", "reason"), [("503", "HTTP 503"), ("429", "HTTP 429"), ("418", "HTTP 418"), ("html", "not JSON")]
 )
@@ -294,6 +302,7 @@ async def test_failing_rest_closes_the_gap_later(
         assert any(r.levelno == logging.ERROR and "418" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow
 async def test_server_shutdown_switches_connections_without_loss(nats_url: str, tmp_path: Path) -> None:
     faults = FaultConfig(shutdown_after=1500, shutdown_grace_s=1.5)
     async with scenario(nats_url, tmp_path, faults=faults, speed=150) as (exchange, running, ingest, client):
@@ -304,6 +313,7 @@ async def test_server_shutdown_switches_connections_without_loss(nats_url: str, 
         assert counters.duplicates > 0, "both delivered for a while"
 
 
+@pytest.mark.slow
 async def test_connections_rotate_before_their_maximum_age(nats_url: str, tmp_path: Path) -> None:
     async with exchange_for("BTCUSDT", speed=150) as exchange:
         settings = ingest_settings(exchange, nats_url, tmp_path, "BTCUSDT", ingest_max_connection_age_s=1.5)
@@ -313,6 +323,7 @@ async def test_connections_rotate_before_their_maximum_age(nats_url: str, tmp_pa
             assert ingest.tapes["BTCUSDT"].counters.gaps_opened == 0
 
 
+@pytest.mark.slow
 async def test_a_silent_connection_is_replaced(nats_url: str, tmp_path: Path) -> None:
     async with exchange_for("BTCUSDT", faults=FaultConfig(silent_after=1000)) as exchange:
         settings = ingest_settings(exchange, nats_url, tmp_path, "BTCUSDT", ingest_silence_timeout_s=1.0)
@@ -321,6 +332,7 @@ async def test_a_silent_connection_is_replaced(nats_url: str, tmp_path: Path) ->
             assert ingest.feeds[0].reconnects >= 1
 
 
+@pytest.mark.slow
 async def test_many_symbols_are_split_subscribed_paced_and_pinged(nats_url: str, tmp_path: Path) -> None:
     symbols = ("AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT")
     async with exchange_for(*symbols, max_streams=2, ping_interval=0.3, ping_timeout=2.0) as exchange:
@@ -332,6 +344,7 @@ async def test_many_symbols_are_split_subscribed_paced_and_pinged(nats_url: str,
             assert [feed.reconnects for feed in ingest.feeds] == [0, 0, 0], "pings answered, requests paced"
 
 
+@pytest.mark.slow
 async def test_stats_request_and_graceful_stop(nats_url: str, tmp_path: Path) -> None:
     async with scenario(nats_url, tmp_path, faults=FaultConfig(drop_every=999), speed=None) as (
         exchange,
@@ -356,6 +369,7 @@ async def test_stats_request_and_graceful_stop(nats_url: str, tmp_path: Path) ->
         await nc.close()
 
 
+@pytest.mark.slow
 async def test_a_nats_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
     server = EmbeddedNatsServer(tmp_path / "nats")
     await server.start()
@@ -377,6 +391,7 @@ async def test_a_nats_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
         await server.stop()
 
 
+@pytest.mark.slow
 async def test_ingest_killed_and_restarted_while_trading(
     nats_url: str, tmp_path: Path, processes: ServiceProcesses
 ) -> None:

@@ -111,6 +111,7 @@ async def running_system(
         yield System(page, web, running, client)
 
 
+@pytest.mark.slow
 async def test_page_shows_the_poc_of_the_nats_reply_and_follows_live_updates(
     chromium: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -153,6 +154,7 @@ async def test_page_shows_the_poc_of_the_nats_reply_and_follows_live_updates(
     shutil.copy(shot, ARTIFACTS / "web.png")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_first_load_opens_on_a_trading_symbol_with_labelled_axes_and_explains_an_unserved_one(
     chromium: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
