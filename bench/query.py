@@ -162,9 +162,6 @@ class Replicas:
             self.procs.append(proc)
             log(f"started {name} (pid {proc.pid})")
 
-    def alive(self) -> list[subprocess.Popen[bytes]]:
-        return [proc for proc in self.procs if proc.poll() is None]
-
     def check(self) -> None:
         for number, proc in enumerate(self.procs, 1):
             if proc.poll() is not None and proc.returncode not in (0, -signal.SIGTERM):

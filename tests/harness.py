@@ -21,6 +21,7 @@ from services.persist.service import PersistService
 from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect
 from tradetape.settings import Settings
+from tradetape.testing import simulator_settings
 
 KINDS: dict[str, Any] = {"ingest": IngestService, "persist": PersistService, "analytics": AnalyticsService}
 
@@ -104,16 +105,6 @@ async def wait_until_stored(
     return result
 
 
-def settings_for(nats_url: str, data_dir: Path, exchange: Exchange, *symbols: str) -> Settings:
-    return Settings(
-        nats_url=nats_url,
-        data_dir=data_dir,
-        symbols=symbols,
-        binance_ws_url=exchange.ws_url,
-        binance_rest_url=exchange.rest_url,
-    )
-
-
 @contextlib.asynccontextmanager
 async def replay_pipeline(
     nats_url: str, data_dir: Path, *, faults: FaultConfig | None = None, speed: float | None = None
@@ -123,7 +114,7 @@ async def replay_pipeline(
         symbols=("BTCUSDT",), replay=(BUNDLED_REPLAY,), rate=0, speed=speed, faults=faults or FaultConfig()
     )
     async with Exchange(config) as exchange:
-        settings = settings_for(nats_url, data_dir, exchange, "BTCUSDT")
+        settings = simulator_settings(exchange, nats_url, data_dir, "BTCUSDT")
         async with run_services(settings, "persist", "analytics", "ingest") as running:
             client = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
             try:

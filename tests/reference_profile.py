@@ -1,4 +1,4 @@
-"""A slow, obviously-correct volume profile: the DESIGN.md rules one trade at a time in Decimal."""
+"""A slow, obviously-correct volume profile: the docs/design.md rules one trade at a time in Decimal."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from decimal import Decimal, localcontext
 
 
 def reference_profile(trades: list[tuple[str, str, bool]], row_size: str, value_area: str) -> dict[str, object]:
-    """The DESIGN.md rules spelled out one trade at a time in Decimal arithmetic."""
+    """The docs/design.md rules spelled out one trade at a time in Decimal arithmetic."""
     with localcontext() as ctx:
         ctx.prec = 60
         size = Decimal(row_size)

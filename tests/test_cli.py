@@ -30,6 +30,7 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "NATS_URL" and not k.startswith("TRADETAPE_")}
 
 
+@pytest.mark.slow
 def test_up_simulate_then_query_from_another_terminal_then_ctrl_c(tmp_path: Path) -> None:
     env = clean_env()
     log = (tmp_path / "up.log").open("wb")

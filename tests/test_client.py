@@ -18,6 +18,7 @@ from tradetape.client import ClientQueryError, SyncTapeClient, TapeClient, TapeU
 pytestmark = pytest.mark.timeout(90)
 
 
+@pytest.mark.slow
 async def test_client_answers_every_method_as_the_wire_does(nats_url: str, tmp_path: Path) -> None:
     async with replay_pipeline(nats_url, tmp_path) as (_, running, raw):
         await wait_until_stored(raw, "BTCUSDT", 5000, running=running)
@@ -67,6 +68,7 @@ async def test_client_answers_every_method_as_the_wire_does(nats_url: str, tmp_p
         assert await asyncio.to_thread(sync_coverage) == 5000
 
 
+@pytest.mark.slow
 async def test_unreachable_nats_is_a_clear_error() -> None:
     with pytest.raises(TapeUnavailable, match="cannot reach NATS at nats://127.0.0.1:1"):
         await TapeClient.connect(url="nats://127.0.0.1:1")

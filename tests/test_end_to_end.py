@@ -2,7 +2,7 @@
 
 The simulator replays the real BTCUSDT file as fast as possible over a real WebSocket;
 the reply of `volume_profile`, asked by a plain NATS client, must equal the profile
-computed straight from the CSV by the DESIGN.md rules.
+computed straight from the CSV by the docs/design.md rules.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def csv_trades(path: Path) -> list[tuple[str, str, bool]]:
         return [(row[1], row[2], row[6].lower() == "true") for row in csv.reader(handle)]
 
 
+@pytest.mark.slow
 async def test_replayed_file_is_stored_completely_and_profiled_exactly(nats_url: str, tmp_path: Path) -> None:
     async with replay_pipeline(nats_url, tmp_path / "data") as (_, running, client):
         coverage = await wait_until_stored(client, "BTCUSDT", 5000, running=running)

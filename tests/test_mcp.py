@@ -25,6 +25,7 @@ from tradetape.mcp_server import ERROR_CODES, MAX_TOOL_TEXT
 pytestmark = pytest.mark.timeout(90)
 
 
+@pytest.mark.slow
 async def test_assistant_lists_described_tools_and_gets_the_nats_replies(nats_url: str, tmp_path: Path) -> None:
     async with replay_pipeline(nats_url, tmp_path) as (_, running, raw):
         coverage = await wait_until_stored(raw, "BTCUSDT", 5000, running=running)
@@ -78,6 +79,7 @@ async def _refused_then_served(hostile: ClientSession, normal: ClientSession) ->
     assert len(refused.content[0].text) < 500
 
 
+@pytest.mark.slow
 async def test_a_hostile_symbol_is_refused_and_the_stdio_server_keeps_serving(nats_url: str, tmp_path: Path) -> None:
     async with replay_pipeline(nats_url, tmp_path) as (_, running, raw):
         await wait_until_stored(raw, "BTCUSDT", 5000, running=running)
@@ -92,6 +94,7 @@ async def test_a_hostile_symbol_is_refused_and_the_stdio_server_keeps_serving(na
                 await _refused_then_served(session, session)
 
 
+@pytest.mark.slow
 async def test_one_assistants_hostile_symbol_leaves_the_http_server_serving_the_others(
     nats_url: str, tmp_path: Path
 ) -> None:
@@ -135,6 +138,7 @@ async def _session(url: str) -> AsyncIterator[ClientSession]:
         yield session
 
 
+@pytest.mark.slow
 async def test_replies_fit_an_assistant_and_errors_name_what_there_is(nats_url: str, tmp_path: Path) -> None:
     """`trades` with limit 5000 handed an assistant 584 KB; an unknown tool's message left out list_symbols."""
     async with replay_pipeline(nats_url, tmp_path) as (_, running, raw):

@@ -19,7 +19,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from tests.api.test_methods import BASE, ListSource
+from tests.api.test_methods import BASE
 from tests.harness import replay_pipeline, wait_until_stored
 from tradetape import plot
 from tradetape.api.methods import bars, flow, liquidity_vacuums, volume_profile
@@ -27,6 +27,7 @@ from tradetape.cli.main import build_parser
 from tradetape.cli.plot import chart_figure
 from tradetape.client import TapeClient
 from tradetape.domain.trade import TradeRow
+from tradetape.testing import HeldTrades
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" if os.environ.get("TRADETAPE_UPDATE_DOCS") == "1" else ROOT / "test-artifacts"
@@ -35,14 +36,14 @@ SLACK_PX = 0.5
 """Text extents are measured in float pixels: touching is not overlapping."""
 
 
-def known_trades() -> ListSource:
+def known_trades() -> HeldTrades:
     """Two volume shelves with a thin stretch between them, over an hour, both sides: the value area (70 %)
     lies in the lower shelf (80 %), so VAH borders the stretch."""
     rows = []
     for i in range(1200):
         price = (100 + (i % 7)) if i % 5 else (130 + (i // 5 % 5))
         rows.append(TradeRow(i + 1, price * 10**8, (1 + i % 4) * 10**7, i, i, BASE + i * 3000, i % 2 == 0))
-    return ListSource(rows)
+    return HeldTrades.from_rows(rows)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -133,6 +134,7 @@ def bars_fill(figure: Figure) -> float:
     return (max(box.x1 for box in candles) - min(box.x0 for box in candles)) / frame.width
 
 
+@pytest.mark.slow
 def test_profile_and_bars_figures_as_png_and_svg(tmp_path: Path) -> None:
     source, end = known_trades(), BASE + 3_600_000
     span = {"start": BASE, "end": end, "row_size": "1", "min_trades": 100}
@@ -163,12 +165,14 @@ def test_price_labels_of_a_one_row_profile_stay_apart_and_inside() -> None:
     rows = [TradeRow(i + 1, 100 * 10**8, 10**7, i, i, BASE + i * 1000, i % 2 == 0) for i in range(200)]
     end = BASE + 3_600_000
     request = {"start": BASE, "end": end, "row_size": "1", "min_trades": 100}
-    profile = volume_profile.handle(ListSource(rows), "X", volume_profile.VolumeProfileRequest(**request), end)
+    source = HeldTrades.from_rows(rows)
+    profile = volume_profile.handle(source, "X", volume_profile.VolumeProfileRequest(**request), end)
     figure = plot.volume_profile_figure(profile)
     assert unreadable(figure) == [] and misplaced_price_labels(figure) == []
     assert plot.spread([10.0, 10.0, 11.0], [4.0, 4.0, 4.0], 0.0, 12.0) == [2.0, 6.0, 10.0]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_docs_charts_drawn_from_the_simulated_tape_can_be_read(nats_url: str, tmp_path: Path) -> None:
     """The bundled replay (12 minutes of BTCUSDT) through the pipeline, charted as docs/charts.md's commands do.

@@ -13,9 +13,10 @@ import nats
 import pytest
 
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
-from tests.harness import coverage_of, replay_pipeline, request, settings_for, wait_for, wait_until_stored
+from tests.harness import coverage_of, replay_pipeline, request, wait_for, wait_until_stored
 from tests.processes import ServiceProcesses, service_env
 from tradetape.runtime.nats_server import EmbeddedNatsServer
+from tradetape.testing import simulator_settings
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -41,12 +42,13 @@ async def some_stored(client: Any) -> bool:
     return bool((await coverage_of(client, "BTCUSDT")).get("trade_count", 0) >= 500)
 
 
+@pytest.mark.slow
 async def test_killed_ingest_and_persist_resume_without_loss_or_duplicates(
     nats_url: str, tmp_path: Path, processes: ServiceProcesses
 ) -> None:
     config = ExchangeConfig(symbols=("BTCUSDT",), replay=(BUNDLED_REPLAY,), rate=0, speed=80)
     async with Exchange(config) as exchange:
-        settings = settings_for(nats_url, tmp_path / "data", exchange, "BTCUSDT")
+        settings = simulator_settings(exchange, nats_url, tmp_path / "data", "BTCUSDT")
         env = service_env(settings)
         persist = processes.start(["persist"], env)
         ingest = processes.start(["ingest"], env)
@@ -71,6 +73,7 @@ async def test_killed_ingest_and_persist_resume_without_loss_or_duplicates(
         assert "gap filled" in restarted_ingest_log, restarted_ingest_log[-2000:]
 
 
+@pytest.mark.slow
 async def test_services_ride_out_a_nats_restart(tmp_path: Path) -> None:
     server = EmbeddedNatsServer(tmp_path / "nats")
     await server.start()

@@ -20,13 +20,13 @@ from rich.console import Console
 
 from services.exchange import FaultConfig
 from tests.analytics.test_methods_over_nats import REQUESTS
-from tests.api.test_methods import ListSource
 from tests.chaos import invariant
 from tests.cluster.test_scale_out import exchange_history
-from tests.harness import coverage_of, replay_pipeline, request, settings_for, wait_for
+from tests.harness import coverage_of, replay_pipeline, request, wait_for
 from tradetape.api.registry import methods
 from tradetape.domain.decimals import parse_units
 from tradetape.domain.trade import TradeRow
+from tradetape.testing import HeldTrades, simulator_settings
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -35,6 +35,7 @@ VOID_ID = 3_800_400_000
 FIRST_ID, LAST_ID = 3_800_397_495, 3_800_402_494
 
 
+@pytest.mark.slow
 async def test_a_gap_fill_that_meets_a_void_closes_the_gap_and_no_analytic_sees_it(
     nats_url: str, tmp_path: Path
 ) -> None:
@@ -58,7 +59,7 @@ async def test_a_gap_fill_that_meets_a_void_closes_the_gap_and_no_analytic_sees_
             for t in released
             if not t.void
         ]
-        source = ListSource(rows)
+        source = HeldTrades.from_rows(rows)
         span = {"start": coverage["first_time"], "end": coverage["last_time"] + 1}
         for name, extra in REQUESTS.items():
             if name == "coverage":
@@ -74,7 +75,7 @@ async def test_a_gap_fill_that_meets_a_void_closes_the_gap_and_no_analytic_sees_
         assert (ranged["first_id"], ranged["last_id"]) == (FIRST_ID, LAST_ID)
         # the chaos suite's invariant holds with a void: every id once, as the exchange serves it
         await invariant.settled(client, SYMBOL, LAST_ID, time.monotonic() + 10)
-        shard_dir = settings_for(nats_url, tmp_path / "data", exchange, SYMBOL).shard_dir
+        shard_dir = simulator_settings(exchange, nats_url, tmp_path / "data", SYMBOL).shard_dir
         stored, raw = invariant.stored_raw(shard_dir, SYMBOL)
         expected_rows = await asyncio.to_thread(exchange_history, exchange.rest_url, SYMBOL, FIRST_ID, LAST_ID)
         assert invariant.compare(SYMBOL, stored, raw, expected_rows, FIRST_ID, LAST_ID) == 5000

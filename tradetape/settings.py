@@ -1,6 +1,6 @@
 """Settings every service and the CLI share: the one definition, read once at the edge and passed in.
 
-Environment variables carry the names DESIGN.md fixes (`NATS_URL`, `TRADETAPE_*`); the
+Environment variables carry the names docs/design.md fixes (`NATS_URL`, `TRADETAPE_*`); the
 CLI's options (`--nats-url`, `--data-dir`, ...) are derived from the same fields and win
 over the environment, which wins over the config file (`tradetape.toml`, `tradetape.config_file`);
 the environment of a child process is `Settings.to_env()`.

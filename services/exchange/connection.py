@@ -74,7 +74,6 @@ class StreamSession:
         self._max_incoming = max_incoming_per_s
         self._incoming: deque[float] = deque()
         self._shutdown_sent = False
-        self.silent = False
         self._group: asyncio.TaskGroup
         self.peer = _peer(websocket)
 
@@ -255,7 +254,6 @@ class StreamSession:
             return False
         if faults.silence_due:
             logger.info("client %s: going silent (silent_after fault)", self.peer)
-            self.silent = True
             self.websocket.transport.pause_reading()
             return False
         self._shutdown_sent = True

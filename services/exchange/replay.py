@@ -190,10 +190,6 @@ class Replay:
     def started(self) -> bool:
         return self._started.is_set()
 
-    @property
-    def finished(self) -> bool:
-        return self._done.is_set()
-
     def start(self) -> None:
         """Begin releasing trades; later calls do nothing (a replay runs once)."""
         if self._task is not None:

@@ -93,7 +93,6 @@ class SymbolTape:
         self.believe_up_to = -1
         """An id REST showed to exist: live ids up to it plus the jump limit are believed."""
         self.counters = SymbolCounters()
-        self.live_frames = 0
 
     # -- per trade -------------------------------------------------------------------
 
@@ -195,10 +194,6 @@ class SymbolTape:
                 continue
             gap.last_error = error
             gap.next_attempt = now + (CONFIRM_WAIT_S if complete else gap.backoff(self.gap_retry_max))
-
-    def postpone(self, until: float) -> None:
-        for gap in self.gaps:
-            gap.next_attempt = max(gap.next_attempt, until)
 
     def normalize(self, now_ms: int, retention_ms: int) -> list[Gap]:
         """Advance the watermark, trim gaps to their unconfirmed ids; returns the gaps closed."""

@@ -50,6 +50,7 @@ def burst(now_ms: int) -> list[tuple[str, dict[str, object]]]:
     return asked
 
 
+@pytest.mark.slow
 async def test_a_cold_burst_of_queries_gets_only_correct_answers(
     nats_url: str, tmp_path: Path, processes: ServiceProcesses
 ) -> None:

@@ -49,6 +49,7 @@ def busy_day(path: Path, now_ms: int) -> None:
         store.close()
 
 
+@pytest.mark.slow
 async def test_small_query_beside_heavy_ones_is_answered_in_under_50_ms(
     nats_url: str, tmp_path: Path, processes: ServiceProcesses
 ) -> None:

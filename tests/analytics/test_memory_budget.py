@@ -22,6 +22,7 @@ from tradetape.settings import Settings
 pytestmark = pytest.mark.timeout(120)
 
 
+@pytest.mark.slow
 async def test_a_range_over_the_memory_budget_is_refused_with_its_figures(
     nats_url: str, tmp_path: Path, processes: ServiceProcesses
 ) -> None:

@@ -18,13 +18,13 @@ import nats
 import orjson
 import pytest
 
-from tests.api.test_methods import ListSource
 from tests.harness import request, run_services, wait_until_stored
 from tradetape.api.registry import methods
 from tradetape.bus.provision import ensure_streams
 from tradetape.domain.decimals import format_units
 from tradetape.domain.trade import TradeRow
 from tradetape.settings import Settings
+from tradetape.testing import HeldTrades
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -108,7 +108,7 @@ async def test_every_method_answers_as_its_handler_and_survives_hostile_requests
         async with run_services(settings, "persist", "analytics", persist={"linger": 0.02}) as running:
             coverage = await wait_until_stored(client, SYMBOL, COUNT, running=running)
             span = {"start": coverage["first_time"], "end": coverage["last_time"] + 1}
-            source = ListSource(rows)
+            source = HeldTrades.from_rows(rows)
             for name, extra in REQUESTS.items():
                 body = {**span, **extra} if name != "coverage" else {}
                 reply, headers = await request(client, f"tape.query.{name}.{SYMBOL}", body)

@@ -30,6 +30,7 @@ from tradetape.settings import Settings
 from tradetape.store.keys import HISTOGRAM, SEGMENT, SUMMARY, VOID, index_key, timed_key, window_key
 from tradetape.store.rocks import store_options
 from tradetape.store.writer import ShardWriter
+from tradetape.testing import HeldTrades
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -90,17 +91,7 @@ def with_voids(trades: TradeColumns, hours: list[int]) -> TradeColumns:
     )
 
 
-class ColumnSource:
-    """The trades written, voids left out, served as the shard reader serves them: `[start, end)` by time."""
-
-    def __init__(self, *parts: TradeColumns) -> None:
-        joined = TradeColumns.concat(list(parts))
-        self.columns = joined.take(~joined.voids())
-
-    def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
-        return self.columns if time_range is None else self.columns.between(*time_range)
-
-
+@pytest.mark.slow
 async def test_flipped_bytes_in_any_stored_value_answer_store_corrupt_and_nothing_else_suffers(
     nats_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -155,9 +146,9 @@ async def test_flipped_bytes_in_any_stored_value_answer_store_corrupt_and_nothin
         db.close()
 
     sources = {
-        VICTIM: ColumnSource(victim_old, victim_young),
-        CONTROL: ColumnSource(control_old, control_young),
-        **{symbol: ColumnSource(trades) for symbol, trades in indexed.items()},
+        VICTIM: HeldTrades(TradeColumns.concat([victim_old, victim_young])),
+        CONTROL: HeldTrades(TradeColumns.concat([control_old, control_young])),
+        **{symbol: HeldTrades(trades) for symbol, trades in indexed.items()},
     }
 
     def expected(symbol: str, name: str, body: dict[str, Any]) -> dict[str, Any]:

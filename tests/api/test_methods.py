@@ -1,7 +1,7 @@
 """Every query method against a plain, obviously correct reference, on random trade sets.
 
-The handlers run on an in-memory `TradeSource` (the same interface the shard reader
-implements); `tests/analytics/test_methods_over_nats.py` checks that the service answers
+The handlers run on an in-memory `TradeSource` (`tradetape.testing.HeldTrades`, served as the
+shard reader serves); `tests/analytics/test_methods_over_nats.py` checks that the service answers
 exactly what the handlers compute.
 """
 
@@ -22,21 +22,10 @@ from tradetape.api.methods import bars, flow, large_trades, trades, vwap
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import format_units
 from tradetape.domain.trade import TradeRow
+from tradetape.testing import HeldTrades
 
 BASE = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 UNIT = Decimal("0.00000001")
-
-
-class ListSource:
-    """Trades held in memory, served as the shard reader serves them: `[start, end)` by time."""
-
-    def __init__(self, rows: list[TradeRow]) -> None:
-        self.columns = TradeColumns.from_rows(rows)
-
-    def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
-        if time_range is None:
-            return self.columns
-        return self.columns.between(*time_range)
 
 
 @st.composite
@@ -77,7 +66,7 @@ def test_bars_equal_a_per_interval_reference(rows: list[TradeRow], interval: str
     body = request_range(span)
     interval_ms = {"1s": 1000, "5s": 5000, "1m": 60_000, "1h": 3_600_000}[interval]
     try:
-        reply = bars.handle(ListSource(rows), "X", bars.BarsRequest(interval=interval, **body), BASE)
+        reply = bars.handle(HeldTrades.from_rows(rows), "X", bars.BarsRequest(interval=interval, **body), BASE)
     except QueryError as exc:
         assert exc.code == "range_too_large"
         return
@@ -108,7 +97,7 @@ def test_bars_equal_a_per_interval_reference(rows: list[TradeRow], interval: str
 def test_flow_deltas_accumulate_over_the_range(rows: list[TradeRow], interval: str, span: tuple[int, int]) -> None:
     body = request_range(span)
     try:
-        reply = flow.handle(ListSource(rows), "X", flow.FlowRequest(interval=interval, **body), BASE)
+        reply = flow.handle(HeldTrades.from_rows(rows), "X", flow.FlowRequest(interval=interval, **body), BASE)
     except QueryError as exc:
         assert exc.code == "range_too_large"
         return
@@ -131,7 +120,7 @@ def test_vwap_and_bands_equal_the_weighted_mean_and_deviation(rows: list[TradeRo
     chosen = in_range(rows, body["start"], body["end"])
     volume = sum(r.qty for r in chosen)
     try:
-        reply = vwap.handle(ListSource(rows), "X", vwap.VwapRequest(interval="1m", **body), BASE)
+        reply = vwap.handle(HeldTrades.from_rows(rows), "X", vwap.VwapRequest(interval="1m", **body), BASE)
     except QueryError as exc:
         assert exc.code == "insufficient_trades" and volume == 0
         return
@@ -150,7 +139,7 @@ def test_vwap_and_bands_equal_the_weighted_mean_and_deviation(rows: list[TradeRo
 
 def test_anchored_vwap_starts_at_the_anchor() -> None:
     rows = [TradeRow(i, (100 + i) * 10**8, 10**8, i, i, BASE + i * 1000, False) for i in range(1, 11)]
-    anchored = vwap.handle(ListSource(rows), "X", vwap.VwapRequest(anchor=BASE + 6000), BASE + 60_000)
+    anchored = vwap.handle(HeldTrades.from_rows(rows), "X", vwap.VwapRequest(anchor=BASE + 6000), BASE + 60_000)
     assert anchored.anchored and anchored.start == BASE + 6000 and anchored.trade_count == 5
     assert math.isclose(anchored.vwap, 108.0)
     with pytest.raises(ValueError, match="anchor"):
@@ -165,7 +154,7 @@ def test_large_trades_are_the_largest_by_quantity(
     body = request_range(span)
     min_qty = None if min_units is None else format_units(min_units)
     request = large_trades.LargeTradesRequest(top=top, min_qty=min_qty, **body)
-    reply = large_trades.handle(ListSource(rows), "X", request, BASE)
+    reply = large_trades.handle(HeldTrades.from_rows(rows), "X", request, BASE)
     chosen = [r for r in in_range(rows, body["start"], body["end"]) if min_units is None or r.qty >= min_units]
     expected = sorted(chosen, key=lambda r: (-r.qty, r.agg_id))[:top]
     assert [t.agg_id for t in reply.trades] == [r.agg_id for r in expected]
@@ -178,7 +167,7 @@ def test_large_trades_are_the_largest_by_quantity(
 @settings(max_examples=40, deadline=None)
 @given(tapes(), SPAN, st.integers(1, 15))
 def test_trade_pages_join_without_gap_or_repeat(rows: list[TradeRow], span: tuple[int, int], limit: int) -> None:
-    source = ListSource(rows)
+    source = HeldTrades.from_rows(rows)
     body = request_range(span)
     page = trades.handle(source, "X", trades.TradesRequest(limit=limit, **body), BASE)
     seen = list(page.trades)
@@ -192,22 +181,14 @@ def test_trade_pages_join_without_gap_or_repeat(rows: list[TradeRow], span: tupl
     ]
 
 
-class SymbolSource:
-    """Each symbol's own trades, as a shard keeps them."""
-
-    def __init__(self, tapes: dict[str, list[TradeRow]]) -> None:
-        self.tapes = {symbol: ListSource(rows) for symbol, rows in tapes.items()}
-
-    def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
-        return self.tapes[symbol].trades(symbol, time_range)
-
-
 def test_a_cursor_answers_only_the_question_it_was_made_for() -> None:
     def tape(first_id: int) -> list[TradeRow]:
         ids = range(first_id, first_id + 50)
         return [TradeRow(a, 10**8, 10**8, a, a, BASE + 100 * (a - first_id), False) for a in ids]
 
-    source = SymbolSource({"BTCUSDT": tape(3_800_000_000), "ETHUSDT": tape(2_100_000_000)})
+    source = HeldTrades(
+        {"BTCUSDT": TradeColumns.from_rows(tape(3_800_000_000)), "ETHUSDT": TradeColumns.from_rows(tape(2_100_000_000))}
+    )
     span = {"start": BASE, "end": BASE + 60_000}
     first = trades.handle(source, "BTCUSDT", trades.TradesRequest(limit=10, **span), BASE)
     cursor = first.next_cursor
@@ -228,13 +209,13 @@ def test_a_cursor_answers_only_the_question_it_was_made_for() -> None:
 
 
 def test_edge_cases_one_trade_one_price_and_none() -> None:
-    one = ListSource([TradeRow(7, 5 * 10**8, 3 * 10**8, 7, 7, BASE + 1500, True)])
+    one = HeldTrades.from_rows([TradeRow(7, 5 * 10**8, 3 * 10**8, 7, 7, BASE + 1500, True)])
     reply = bars.handle(one, "X", bars.BarsRequest(interval="1s", start=BASE, end=BASE + 10_000), BASE)
     got = [(b.time, b.open, b.close, b.volume, b.sell_volume) for b in reply.bars]
     assert got == [(BASE + 1000, "5", "5", "3", "3")]
-    same = ListSource([TradeRow(i, 10**8, 10**8, i, i, BASE + i, i % 2 == 0) for i in range(1, 6)])
+    same = HeldTrades.from_rows([TradeRow(i, 10**8, 10**8, i, i, BASE + i, i % 2 == 0) for i in range(1, 6)])
     assert vwap.handle(same, "X", vwap.VwapRequest(start=BASE, end=BASE + 10), BASE).std == 0.0
-    empty = ListSource([])
+    empty = HeldTrades.empty()
     assert bars.handle(empty, "X", bars.BarsRequest(start=BASE, end=BASE + 60_000), BASE).bars == []
     assert trades.handle(empty, "X", trades.TradesRequest(start=BASE, end=BASE + 1), BASE).next_cursor is None
     with pytest.raises(QueryError, match="insufficient_trades|trades in the range"):
@@ -243,7 +224,7 @@ def test_edge_cases_one_trade_one_price_and_none() -> None:
 
 def test_too_many_intervals_and_foreign_cursors_are_refused() -> None:
     with pytest.raises(QueryError) as caught:
-        bars.handle(ListSource([]), "X", bars.BarsRequest(interval="1s", start=BASE, end=BASE + 86_400_000), BASE)
+        bars.handle(HeldTrades.empty(), "X", bars.BarsRequest(interval="1s", start=BASE, end=BASE + 86_400_000), BASE)
     assert caught.value.code == "range_too_large" and caught.value.details["max_intervals"] == 4000
     foreign = [
         trades.TradesCursor("X", BASE, BASE + 10, 5, 1, BASE + 99),  # its last trade outside its range

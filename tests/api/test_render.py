@@ -11,10 +11,11 @@ import polars as pl
 from pydantic import BaseModel
 from rich.console import Console, RenderableType
 
-from tests.api.test_methods import BASE, ListSource
+from tests.api.test_methods import BASE
 from tradetape.api.methods import coverage, liquidity_vacuums, volume_profile
 from tradetape.api.registry import methods
 from tradetape.domain.trade import TradeRow
+from tradetape.testing import HeldTrades
 
 UNITS = 100_000_000
 
@@ -25,14 +26,14 @@ def text_of(renderable: RenderableType) -> str:
     return out.getvalue()
 
 
-def trades_at(*prices: tuple[int, int]) -> ListSource:
+def trades_at(*prices: tuple[int, int]) -> HeldTrades:
     """`count` trades of 1 at each whole `price`, one a millisecond from BASE, consecutive agg ids."""
     rows = []
     for price, count in prices:
         for _ in range(count):
             n = len(rows)
             rows.append(TradeRow(1000 + n, price * UNITS, UNITS, 1000 + n, 1000 + n, BASE + n, n % 2 == 0))
-    return ListSource(rows)
+    return HeldTrades.from_rows(rows)
 
 
 SPAN = {"start": BASE, "end": BASE + 60_000}
@@ -56,7 +57,7 @@ def test_coverage_of_an_empty_range_says_no_trades() -> None:
     assert "no trades on the tape" in text_of(coverage.render(whole))
 
 
-def vacuums_of(source: ListSource, **fields: Any) -> liquidity_vacuums.LiquidityVacuumsReply:
+def vacuums_of(source: HeldTrades, **fields: Any) -> liquidity_vacuums.LiquidityVacuumsReply:
     request = liquidity_vacuums.LiquidityVacuumsRequest(**SPAN, row_size="1", min_trades=1, **fields)
     return liquidity_vacuums.handle(source, "BTCUSDT", request, BASE)
 

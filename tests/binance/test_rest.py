@@ -66,6 +66,7 @@ async def test_pages_come_from_the_simulator() -> None:
         assert client.budget.used == 4 + 4 + 20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("error", "match"),
     [("503", "HTTP 503"), ("429", "HTTP 429, retry after 1"), ("418", "HTTP 418, retry after 1"), ("html", "not JSON")],

@@ -34,6 +34,7 @@ async def tradetape(*args: str, env: dict[str, str] | None = None) -> tuple[int,
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.slow
 async def test_queries_render_tables_and_errors_are_one_readable_line(nats_url: str, tmp_path: Path) -> None:
     env = {"NATS_URL": nats_url}
     async with replay_pipeline(nats_url, tmp_path) as (_, running, raw):
@@ -93,6 +94,7 @@ async def test_queries_render_tables_and_errors_are_one_readable_line(nats_url: 
         assert code == 2 and "SOLUSDT is not served; served symbols: BTCUSDT" in err
 
 
+@pytest.mark.slow
 async def test_a_name_that_is_no_symbol_fails_at_once_in_one_line(nats_url: str) -> None:
     """4,100 characters used to close the CLI's NATS connection: 31 s, then exit 1 with a traceback."""
     for name in ("A" * 4100, "BTC.USDT", ">", "BTC_"):
@@ -108,6 +110,7 @@ async def test_unknown_method_lists_the_methods() -> None:
     assert code == 2 and "volume_profile" in err and "coverage" in err
 
 
+@pytest.mark.slow
 async def test_version_and_help_show_only_each_commands_own_options() -> None:
     code, out, _ = await tradetape("--version")
     assert code == 0 and out.strip() == f"tradetape {__version__}"
@@ -124,6 +127,7 @@ async def test_version_and_help_show_only_each_commands_own_options() -> None:
     assert "--row-size" in out and "--min-trades" in out and "(default 1000)" in out
 
 
+@pytest.mark.slow
 async def test_unreachable_nats_says_so(tmp_path: Path) -> None:
     code, _, err = await tradetape("query", "coverage", "BTCUSDT", env={"NATS_URL": "nats://127.0.0.1:1"})
     assert code == 2 and "cannot reach NATS at nats://127.0.0.1:1" in err
@@ -132,6 +136,7 @@ async def test_unreachable_nats_says_so(tmp_path: Path) -> None:
 UNREACHABLE = {"NATS_URL": "nats://127.0.0.1:1"}
 
 
+@pytest.mark.slow
 async def test_a_request_the_model_refuses_is_one_line_before_anything_connects() -> None:
     """`--last -1h` was argparse's usage and "expected one argument"; `--row-size` beside `--rows` dropped --rows."""
     for args, says in (
@@ -144,6 +149,7 @@ async def test_a_request_the_model_refuses_is_one_line_before_anything_connects(
         assert says in err and "usage:" not in err and "microseconds" not in err, (args, err)
 
 
+@pytest.mark.slow
 async def test_bands_take_items_or_a_json_list_as_the_help_shows_them() -> None:
     """`--help` showed the default as `[1.0, 2.0, 3.0]`, and `--bands "[0.5, 1]"` then failed."""
     code, out, _ = await tradetape("query", "vwap", "--help", env={"COLUMNS": "200"})
@@ -155,6 +161,7 @@ async def test_bands_take_items_or_a_json_list_as_the_help_shows_them() -> None:
     assert code == 1 and "is not a JSON list" in err
 
 
+@pytest.mark.slow
 async def test_messages_advise_only_what_helps(nats_url: str, tmp_path: Path) -> None:
     env = {"NATS_URL": nats_url}
     async with replay_pipeline(nats_url, tmp_path) as (_, running, raw):

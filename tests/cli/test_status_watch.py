@@ -21,6 +21,7 @@ pytestmark = pytest.mark.timeout(90)
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "1000SHIBUSDT")
 
 
+@pytest.mark.slow
 async def test_watch_into_a_pipe_prints_each_screen_with_full_columns(nats_url: str, tmp_path: Path) -> None:
     """Piped, `--watch` printed nothing until Ctrl-C, then one screen cut to 80 columns (`B…`)."""
     settings = Settings(nats_url=nats_url, data_dir=tmp_path / "data", symbols=SYMBOLS)

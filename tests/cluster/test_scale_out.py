@@ -92,6 +92,7 @@ async def all_answer(client: Client, symbols: tuple[str, ...], times: int) -> li
     return [await coverage(client, symbol) for _ in range(times) for symbol in symbols]
 
 
+@pytest.mark.slow
 async def test_shards_replicas_and_a_lost_nats_node(tmp_path: Path, processes: ServiceProcesses) -> None:
     async with NatsCluster(tmp_path / "nats") as cluster:
         settings = Settings(

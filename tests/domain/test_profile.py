@@ -1,4 +1,4 @@
-"""Volume profile and liquidity vacuum rules (DESIGN.md, "Query API").
+"""Volume profile and liquidity vacuum rules (docs/design.md, "Query API").
 
 Every expected value below is worked out by hand in the comments next to it; the last
 tests compare against a slow pure-Python ``Decimal`` reference on random trades.

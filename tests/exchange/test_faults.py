@@ -70,6 +70,7 @@ async def test_shutdown_is_announced_then_the_connection_closes_after_the_grace(
         assert ws.close_code == 1001
 
 
+@pytest.mark.slow
 async def test_silent_sends_nothing_and_answers_no_ping() -> None:
     async with replay(silent_after=50) as exchange, stream(exchange, "/ws/btcusdt@aggTrade") as ws:
         assert len(await receive(ws, 50)) == 50
@@ -82,6 +83,7 @@ async def test_silent_sends_nothing_and_answers_no_ping() -> None:
                 await pong
 
 
+@pytest.mark.slow
 async def test_rest_lags_the_stream() -> None:
     config = ExchangeConfig(symbols=("BTCUSDT",), rate=200, faults=FaultConfig(rest_lag_s=1.0))
     async with Exchange(config) as exchange, stream(exchange, "/ws/btcusdt@aggTrade") as ws:

@@ -27,7 +27,8 @@ from websockets.exceptions import ConnectionClosed
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
 from services.exchange.generator import FIRST_ID, id_margins
 from services.exchange.history import AggTrade, encode_rest_rows
-from tests.harness import coverage_of, request, run_services, settings_for, wait_for
+from tests.harness import coverage_of, request, run_services, wait_for
+from tradetape.testing import simulator_settings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -98,6 +99,7 @@ async def test_without_state_dir_every_run_starts_at_first_id(tmp_path: Path) ->
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 async def test_a_replay_is_released_once_across_restarts(tmp_path: Path) -> None:
     config = generated(tmp_path, replay=(BUNDLED_REPLAY,), symbols=("BTCUSDT", "ETHUSDT"))
     async with Exchange(config) as exchange:
@@ -131,6 +133,7 @@ def dump(exchange: Exchange, symbol: str, day: str, suffix: str = "") -> tuple[i
         return exc.code, b""
 
 
+@pytest.mark.slow
 async def test_the_days_before_a_first_start_are_published(tmp_path: Path) -> None:
     """fetch-history needs finished days: a first start invents them, right below the first live ids."""
     config = generated(tmp_path, rate=50, history_days=2, replay=(BUNDLED_REPLAY,), symbols=("BTCUSDT", "ETHUSDT"))
@@ -173,6 +176,7 @@ def child_exchange(state_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
         proc.stdout.close()
 
 
+@pytest.mark.slow
 async def test_kill_9_forgets_no_released_id(tmp_path: Path) -> None:
     """Every trade a killed simulator sent is answered by the restarted one, and its ids go on right after."""
     with child_exchange(tmp_path) as proc:
@@ -210,6 +214,7 @@ async def nats_client(url: str) -> AsyncIterator[Any]:
         await client.close()
 
 
+@pytest.mark.slow
 async def test_ingest_stores_a_restarted_simulator(nats_url: str, tmp_path: Path) -> None:
     """The simulator restarts on the same port while ingest runs: its new trades are stored
     right after the old ones, without a gap and without being taken for duplicates."""
@@ -218,7 +223,7 @@ async def test_ingest_stores_a_restarted_simulator(nats_url: str, tmp_path: Path
     await first.start()
     try:
         port = first.port
-        settings = settings_for(nats_url, tmp_path / "data", first, "ETHUSDT")
+        settings = simulator_settings(first, nats_url, tmp_path / "data", "ETHUSDT")
         async with (
             run_services(settings, "persist", "analytics", "ingest") as running,
             nats_client(nats_url) as client,

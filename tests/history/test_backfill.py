@@ -16,6 +16,7 @@ from tests.history.test_fetch import two_days
 pytestmark = pytest.mark.timeout(120)
 
 
+@pytest.mark.slow
 def test_up_backfills_the_last_days_through_its_persist(tmp_path: Path, processes: Any) -> None:
     source = two_days(tmp_path)
     days = (datetime.now(UTC).date() - date(2026, 1, 1)).days  # back to the replayed file's first day

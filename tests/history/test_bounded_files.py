@@ -100,6 +100,7 @@ def run_cli(*args: str, data_dir: Path, kill_after_s: float = 60) -> tuple[int, 
     return code, log.read_text(), elapsed, peak_kb * 1024
 
 
+@pytest.mark.slow
 def test_the_2_gib_zip_bomb_is_one_line_refusal_in_seconds_and_little_memory(tmp_path: Path) -> None:
     bomb = tmp_path / "BTCUSDT-aggTrades-2026-01-01.zip"
     nul_bomb(bomb, 2 * 1024 * MIB)

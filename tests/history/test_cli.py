@@ -9,6 +9,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 REAL = Path(__file__).parent / "data" / "BTCUSDT-aggTrades-2026-01-01.head5000.csv"
 
 
@@ -45,6 +47,7 @@ def test_import_export_and_a_bad_file_from_the_command_line(tmp_path: Path) -> N
     )
 
 
+@pytest.mark.slow
 def test_names_that_are_no_symbol_are_refused_before_anything_is_written(tmp_path: Path) -> None:
     """With `ALL` any name was imported: `BTC.USDT`, `>` or `../../x` landed in shard.json and on the web page."""
     data = tmp_path / "data"
@@ -70,6 +73,7 @@ def test_names_that_are_no_symbol_are_refused_before_anything_is_written(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "trades.csv"]
 
 
+@pytest.mark.slow
 def test_days_not_over_yet_are_refused(tmp_path: Path) -> None:
     """A future day (or today) has no dump yet: refused with the last day there is, exit 1, nothing asked or written.
 

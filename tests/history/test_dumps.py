@@ -94,6 +94,7 @@ def test_a_truncated_zip_a_file_of_another_symbol_and_an_empty_file_are_refused(
         read_dump(write(tmp_path, "BTCUSDT-aggTrades-2026-01-02.csv", []))
 
 
+@pytest.mark.slow
 def test_rows_split_across_read_chunks_keep_their_line_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tradetape.history.dumps.CHUNK_BYTES", 1000)
     lines = list(REAL_LINES[:400])

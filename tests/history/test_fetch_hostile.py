@@ -124,6 +124,7 @@ async def test_a_body_longer_or_shorter_than_its_content_length_is_refused(
     assert [p for p in hostile_host.requests if p == PATH] == [PATH] * 3
 
 
+@pytest.mark.slow
 async def test_a_drip_is_cut_off_at_the_whole_file_deadline(tmp_path: Path, hostile_host: HostileHost) -> None:
     data = day_zip()
     hostile_host.routes[PATH + ".CHECKSUM"] = body(checksum(data), "text/plain")
@@ -151,6 +152,7 @@ async def test_a_file_holding_another_days_trades_is_refused(tmp_path: Path, hos
     assert stored(settings) == 0 and leftovers(settings) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
@@ -170,6 +172,7 @@ async def test_a_checksum_line_must_name_the_file(
     assert PATH not in hostile_host.requests and stored(settings) == 0
 
 
+@pytest.mark.slow
 async def test_a_symbol_that_is_a_path_is_refused_before_any_request_or_file(
     tmp_path: Path, hostile_host: HostileHost
 ) -> None:

@@ -17,7 +17,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from services.exchange import Exchange, ExchangeConfig
-from tests.harness import run_services, settings_for, wait_until_stored
+from tests.harness import run_services, wait_until_stored
 from tradetape.api.methods import volume_profile
 from tradetape.domain.columns import TradeColumns
 from tradetape.history.bulk import import_subject
@@ -26,6 +26,7 @@ from tradetape.history.load import TapeImporter
 from tradetape.settings import Settings
 from tradetape.store.reader import SecondaryStore, ShardReader
 from tradetape.store.reads import read_all_trades
+from tradetape.testing import simulator_settings
 
 REAL = Path(__file__).parent / "data" / "BTCUSDT-aggTrades-2026-01-01.head5000.csv"
 DAY = (1_767_225_600_000, 1_767_312_000_000)
@@ -87,12 +88,13 @@ async def test_import_while_persist_runs_goes_through_it_in_batches(
     assert caught.value.line == 1234 and "another price" in str(caught.value)
 
 
+@pytest.mark.slow
 async def test_importing_the_real_file_gives_the_same_tape_and_profile_as_ingesting_it(
     nats_url: str, tmp_path: Path
 ) -> None:
     config = ExchangeConfig(symbols=("BTCUSDT",), replay=(REAL,), rate=0, original_times=True)
     async with Exchange(config) as exchange:
-        live = settings_for(nats_url, tmp_path / "live", exchange, "BTCUSDT")
+        live = simulator_settings(exchange, nats_url, tmp_path / "live", "BTCUSDT")
         async with run_services(live, "persist", "analytics", "ingest") as running:
             client = await nats.connect(nats_url)
             try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.history.test_cli import REAL, tradetape
 
 
@@ -25,6 +27,7 @@ def test_the_total_counts_the_stores_gap_between_two_files(tmp_path: Path) -> No
     assert f"[{low}..{high}] (1722 ids missing; `tradetape repair` closes them)" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_missing_file_is_no_such_file_whatever_its_name(tmp_path: Path) -> None:
     for name in ("nosuch.csv", "nosuch.zip", "BTCUSDT-aggTrades-2026-01-01.zip"):
         done = tradetape("import", str(tmp_path / name), data_dir=tmp_path / "data")

@@ -65,6 +65,7 @@ async def test_an_export_is_labelled_and_imports_under_any_name(exports: tuple[S
     assert duckdb.sql(f"select count(*) from '{csv}'").fetchall() == [(5000,)]  # the label is a comment to DuckDB
 
 
+@pytest.mark.slow
 async def test_a_symbol_that_disagrees_with_the_label_is_refused_before_anything_is_written(
     exports: tuple[Settings, Path, Path],
 ) -> None:

@@ -56,6 +56,7 @@ def with_voids(tmp_path: Path, rows: dict[int, str]) -> Path:
     return path
 
 
+@pytest.mark.slow
 async def test_a_dump_holding_a_void_is_imported_through_persist_and_counted(nats_url: str, tmp_path: Path) -> None:
     faults = FaultConfig(void_every=5000)
     config = ExchangeConfig(symbols=("BTCUSDT",), replay=(REAL,), rate=0, original_times=True, faults=faults)

@@ -40,6 +40,7 @@ from tradetape.bus.publish.publisher import NatsClosedError
 from tradetape.bus.subjects import DEADLETTER_STREAM, INGEST_STATS_SUBJECT, TRADES_STREAM, trade_subject
 from tradetape.runtime.nats_server import EmbeddedNatsServer
 from tradetape.settings import Settings
+from tradetape.testing import simulator_settings
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -54,15 +55,9 @@ def exchange_for(*symbols: str, speed: float | None = 250, **config: Any) -> Exc
     return Exchange(ExchangeConfig(symbols=(), replay=replay, rate=0, speed=speed, **config))
 
 
-def settings_for(nats_url: str, tmp_path: Path, exchange: Exchange, *symbols: str, **fields: Any) -> Settings:
-    return Settings(
-        nats_url=nats_url,
-        data_dir=tmp_path / "data",
-        symbols=symbols,
-        binance_ws_url=exchange.ws_url,
-        binance_rest_url=exchange.rest_url,
-        **{**FAST, **fields},
-    )
+def ingest_settings(exchange: Exchange, nats_url: str, tmp_path: Path, *symbols: str, **fields: Any) -> Settings:
+    """The simulator's settings with the fast ingest timings (`FAST`), data under `tmp_path / "data"`."""
+    return simulator_settings(exchange, nats_url, tmp_path / "data", *symbols, **{**FAST, **fields})
 
 
 @contextlib.asynccontextmanager
@@ -83,7 +78,7 @@ async def scenario(
     """BTCUSDT replayed with `faults`, ingested with `fields` as settings."""
     async with (
         exchange_for("BTCUSDT", speed=speed, faults=faults or FaultConfig()) as exchange,
-        ingesting(settings_for(nats_url, tmp_path, exchange, "BTCUSDT", **fields)) as (running, ingest, nc),
+        ingesting(ingest_settings(exchange, nats_url, tmp_path, "BTCUSDT", **fields)) as (running, ingest, nc),
     ):
         yield exchange, running, ingest, nc
 
@@ -145,6 +140,7 @@ async def wait_open_gap(client: Client, symbol: str, timeout: float = 10) -> lis
     return found
 
 
+@pytest.mark.slow
 async def test_dropped_connections_lose_nothing(nats_url: str, tmp_path: Path) -> None:
     async with scenario(nats_url, tmp_path, faults=FaultConfig(disconnect_after=1000), speed=150) as (
         exchange,
@@ -156,6 +152,7 @@ async def test_dropped_connections_lose_nothing(nats_url: str, tmp_path: Path) -
         assert ingest.feeds[0].reconnects >= 2
 
 
+@pytest.mark.slow
 async def test_ids_skipped_on_the_websocket_are_filled_from_rest(nats_url: str, tmp_path: Path) -> None:
     async with scenario(nats_url, tmp_path, faults=FaultConfig(drop_every=99), speed=None) as (
         exchange,
@@ -168,6 +165,7 @@ async def test_ids_skipped_on_the_websocket_are_filled_from_rest(nats_url: str, 
         assert counters.backfilled >= 49 and counters.gaps_closed >= 1
 
 
+@pytest.mark.slow
 async def test_a_quiet_symbols_lost_last_trades_are_found_by_the_tail_probe(
     nats_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -200,6 +198,7 @@ async def test_a_quiet_symbols_lost_last_trades_are_found_by_the_tail_probe(
     assert len(found) == 1 and found[0].__dict__["fetched"] == 10, "one line per probe, none per trade"
 
 
+@pytest.mark.slow
 async def test_many_quiet_symbols_are_probed_in_turn_within_the_weight_budget(nats_url: str, tmp_path: Path) -> None:
     """20 symbols trade 20 times each, then stay quiet: one probe each within the bound, paced by the budget."""
     short = tmp_path / "short.csv"
@@ -209,10 +208,10 @@ async def test_many_quiet_symbols_are_probed_in_turn_within_the_weight_budget(na
     interval = probe_interval_s(budget)
     replay = {symbol: short for symbol in symbols}
     async with Exchange(ExchangeConfig(symbols=(), replay=replay, rate=0, speed=None)) as exchange:
-        settings = settings_for(
+        settings = ingest_settings(
+            exchange,
             nats_url,
             tmp_path,
-            exchange,
             *symbols,
             ingest_tail_probe_after_s=after_s,
             ingest_rest_weight_per_minute=budget,
@@ -236,6 +235,7 @@ async def test_many_quiet_symbols_are_probed_in_turn_within_the_weight_budget(na
     assert busiest <= window / interval + 2, f"spread over time, not all at once: {busiest} calls in {window} s"
 
 
+@pytest.mark.slow
 async def test_duplicates_are_dropped(nats_url: str, tmp_path: Path) -> None:
     async with scenario(nats_url, tmp_path, faults=FaultConfig(duplicate_every=7), speed=None) as (
         exchange,
@@ -248,6 +248,7 @@ async def test_duplicates_are_dropped(nats_url: str, tmp_path: Path) -> None:
         assert counters.duplicates >= 5000 // 7 and counters.stream_duplicates == 0
 
 
+@pytest.mark.slow
 async def test_bad_frames_are_deadlettered_and_never_stop_the_tape(nats_url: str, tmp_path: Path) -> None:
     faults = FaultConfig(malformed_every=300, invalid_every=250, oversized_every=1500, oversized_bytes=2**20 + 100)
     async with scenario(nats_url, tmp_path, faults=faults) as (exchange, running, ingest, client):
@@ -272,6 +273,7 @@ def _size(msg: Any) -> int:
     return len(msg.data or b"") + sum(len(k) + len(v) + 4 for k, v in (msg.headers or {}).items())
 
 
+@pytest.mark.slow
 async def test_lagging_rest_closes_the_gap_later(nats_url: str, tmp_path: Path) -> None:
     faults = FaultConfig(drop_every=999, rest_lag_s=2.0)
     async with scenario(nats_url, tmp_path, faults=faults, speed=None) as (exchange, running, ingest, client):
@@ -283,6 +285,7 @@ async def test_lagging_rest_closes_the_gap_later(nats_url: str, tmp_path: Path) 
         assert ingest.tapes["BTCUSDT"].counters.gaps_closed >= 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("error", "reason"), [("503", "HTTP 503"), ("429", "HTTP 429"), ("418", "HTTP 418"), ("html", "not JSON")]
 )
@@ -299,6 +302,7 @@ async def test_failing_rest_closes_the_gap_later(
         assert any(r.levelno == logging.ERROR and "418" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow
 async def test_server_shutdown_switches_connections_without_loss(nats_url: str, tmp_path: Path) -> None:
     faults = FaultConfig(shutdown_after=1500, shutdown_grace_s=1.5)
     async with scenario(nats_url, tmp_path, faults=faults, speed=150) as (exchange, running, ingest, client):
@@ -309,27 +313,30 @@ async def test_server_shutdown_switches_connections_without_loss(nats_url: str, 
         assert counters.duplicates > 0, "both delivered for a while"
 
 
+@pytest.mark.slow
 async def test_connections_rotate_before_their_maximum_age(nats_url: str, tmp_path: Path) -> None:
     async with exchange_for("BTCUSDT", speed=150) as exchange:
-        settings = settings_for(nats_url, tmp_path, exchange, "BTCUSDT", ingest_max_connection_age_s=1.5)
+        settings = ingest_settings(exchange, nats_url, tmp_path, "BTCUSDT", ingest_max_connection_age_s=1.5)
         async with ingesting(settings) as (running, ingest, client):
             await assert_tape_exact(client, exchange, ("BTCUSDT",), running)
             assert ingest.feeds[0].rotations >= 2 and ingest.feeds[0].reconnects == 0
             assert ingest.tapes["BTCUSDT"].counters.gaps_opened == 0
 
 
+@pytest.mark.slow
 async def test_a_silent_connection_is_replaced(nats_url: str, tmp_path: Path) -> None:
     async with exchange_for("BTCUSDT", faults=FaultConfig(silent_after=1000)) as exchange:
-        settings = settings_for(nats_url, tmp_path, exchange, "BTCUSDT", ingest_silence_timeout_s=1.0)
+        settings = ingest_settings(exchange, nats_url, tmp_path, "BTCUSDT", ingest_silence_timeout_s=1.0)
         async with ingesting(settings) as (running, ingest, client):
             await assert_tape_exact(client, exchange, ("BTCUSDT",), running)
             assert ingest.feeds[0].reconnects >= 1
 
 
+@pytest.mark.slow
 async def test_many_symbols_are_split_subscribed_paced_and_pinged(nats_url: str, tmp_path: Path) -> None:
     symbols = ("AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT")
     async with exchange_for(*symbols, max_streams=2, ping_interval=0.3, ping_timeout=2.0) as exchange:
-        settings = settings_for(nats_url, tmp_path, exchange, "ALL", ingest_streams_per_connection=2)
+        settings = ingest_settings(exchange, nats_url, tmp_path, "ALL", ingest_streams_per_connection=2)
         async with ingesting(settings) as (running, ingest, client):
             await assert_tape_exact(client, exchange, symbols, running)
             assert [feed.symbols for feed in ingest.feeds] == [symbols[:2], symbols[2:4], symbols[4:]]
@@ -337,6 +344,7 @@ async def test_many_symbols_are_split_subscribed_paced_and_pinged(nats_url: str,
             assert [feed.reconnects for feed in ingest.feeds] == [0, 0, 0], "pings answered, requests paced"
 
 
+@pytest.mark.slow
 async def test_stats_request_and_graceful_stop(nats_url: str, tmp_path: Path) -> None:
     async with scenario(nats_url, tmp_path, faults=FaultConfig(drop_every=999), speed=None) as (
         exchange,
@@ -361,12 +369,13 @@ async def test_stats_request_and_graceful_stop(nats_url: str, tmp_path: Path) ->
         await nc.close()
 
 
+@pytest.mark.slow
 async def test_a_nats_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
     server = EmbeddedNatsServer(tmp_path / "nats")
     await server.start()
     try:
         async with exchange_for("BTCUSDT", speed=80) as exchange:
-            settings = settings_for(server.url, tmp_path, exchange, "BTCUSDT", ingest_buffer_trades=300)
+            settings = ingest_settings(exchange, server.url, tmp_path, "BTCUSDT", ingest_buffer_trades=300)
             async with ingesting(settings) as (running, ingest, client):
                 await wait_for(lambda: _at_least(client.jetstream(), 500), 30, running=running)
                 await asyncio.sleep(1.0)
@@ -382,11 +391,12 @@ async def test_a_nats_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
         await server.stop()
 
 
+@pytest.mark.slow
 async def test_ingest_killed_and_restarted_while_trading(
     nats_url: str, tmp_path: Path, processes: ServiceProcesses
 ) -> None:
     async with exchange_for("BTCUSDT", speed=80) as exchange:
-        env = service_env(settings_for(nats_url, tmp_path, exchange, "BTCUSDT"))
+        env = service_env(ingest_settings(exchange, nats_url, tmp_path, "BTCUSDT"))
         ingest = processes.start(["ingest"], env)
         client = await nats.connect(nats_url)
         try:
@@ -424,7 +434,7 @@ async def start_ingest(loop: LoopThread, settings: Settings) -> tuple[Client, In
 
 async def test_a_connection_closed_for_good_ends_ingest(nats_url: str, tmp_path: Path) -> None:
     async with exchange_for("BTCUSDT", speed=100) as exchange, isolated_loop() as loop:
-        nc, service, task = await start_ingest(loop, settings_for(nats_url, tmp_path, exchange, "BTCUSDT"))
+        nc, service, task = await start_ingest(loop, ingest_settings(exchange, nats_url, tmp_path, "BTCUSDT"))
         try:
             await wait_for(lambda: _published(service), 20)
         finally:
@@ -436,7 +446,7 @@ async def test_a_connection_closed_for_good_ends_ingest(nats_url: str, tmp_path:
 
 async def test_cancelling_ingest_ends_it_promptly(nats_url: str, tmp_path: Path) -> None:
     async with exchange_for("BTCUSDT", speed=None) as exchange, isolated_loop() as loop:
-        nc, service, task = await start_ingest(loop, settings_for(nats_url, tmp_path, exchange, "BTCUSDT"))
+        nc, service, task = await start_ingest(loop, ingest_settings(exchange, nats_url, tmp_path, "BTCUSDT"))
         try:
             await wait_for(lambda: _published(service), 20, interval=0.01)
             loop.cancel(task)

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.timeout(120)
 TOTAL = 5000
 
 
+@pytest.mark.slow
 async def test_late_subscriber_accumulates_exactly_what_a_fresh_query_answers(nats_url: str, tmp_path: Path) -> None:
     # 100x real time: the file's 12 minutes of trades arrive over about 7 seconds.
     async with replay_pipeline(nats_url, tmp_path / "data", speed=100) as (_, running, client):

@@ -27,17 +27,10 @@ from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import parse_units
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.store.keys import window_start
+from tradetape.testing import HeldTrades
 
 SYMBOL = "BTCUSDT"
 START, END = T0, T0 + 300_000
-
-
-class Held:
-    def __init__(self, trades: TradeColumns) -> None:
-        self.columns = trades
-
-    def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
-        return self.columns if time_range is None else self.columns.between(*time_range)
 
 
 def writes() -> list[TradeColumns]:
@@ -67,11 +60,12 @@ def test_snapshot_plus_updates_equals_the_query_of_everything(held: int) -> None
     snapshot_trades = TradeColumns.concat(batches[:held])
     everything = TradeColumns.concat(batches)
     request = volume_profile.VolumeProfileRequest(start=START, end=END, row_size="5", min_trades=0)
-    ids = SnapshotIds(coverage.handle(Held(snapshot_trades), SYMBOL, coverage.CoverageRequest(), END))
-    snapshot = volume_profile.handle(Held(snapshot_trades), SYMBOL, request, END) if held else None
+    ids = SnapshotIds(coverage.handle(HeldTrades(snapshot_trades), SYMBOL, coverage.CoverageRequest(), END))
+    snapshot = volume_profile.handle(HeldTrades(snapshot_trades), SYMBOL, request, END) if held else None
     profile = LiveProfile(SYMBOL, request, START, END, snapshot, ids)
     bars_request = bars.BarsRequest(start=START, end=END, interval="1s")
-    live_bars = LiveBars(SYMBOL, START, END, bars.handle(Held(snapshot_trades), SYMBOL, bars_request, END).bars, ids)
+    snapshot_bars = bars.handle(HeldTrades(snapshot_trades), SYMBOL, bars_request, END).bars
+    live_bars = LiveBars(SYMBOL, START, END, snapshot_bars, ids)
 
     stored: list[TradeColumns] = []
     for seq, batch in enumerate(batches, 1):  # every write is published, those in the snapshot too
@@ -88,14 +82,14 @@ def test_snapshot_plus_updates_equals_the_query_of_everything(held: int) -> None
         )
         live_bars.apply(bars_update)
 
-    assert profile.reply(END) == volume_profile.handle(Held(everything), SYMBOL, request, END)
-    assert live_bars.reply(END) == bars.handle(Held(everything), SYMBOL, bars_request, END)
+    assert profile.reply(END) == volume_profile.handle(HeldTrades(everything), SYMBOL, request, END)
+    assert live_bars.reply(END) == bars.handle(HeldTrades(everything), SYMBOL, bars_request, END)
 
 
 def test_a_batch_is_held_by_its_first_id_gaps_included() -> None:
     batches = writes()
     held = TradeColumns.concat(batches[:10])  # batch 7 is missing: a gap inside the held ids
-    ids = SnapshotIds(coverage.handle(Held(held), SYMBOL, coverage.CoverageRequest(), END))
+    ids = SnapshotIds(coverage.handle(HeldTrades(held), SYMBOL, coverage.CoverageRequest(), END))
     assert [ids.holds(stored_batch(batch)) for batch in batches[:12]] == [True] * 10 + [False, False]
     assert ids.holds(stored_batch(batches[-1])) is False  # the backfill, in the gap
     assert not ids.holds(LiveBatch(ids=[]))

@@ -19,17 +19,9 @@ from tradetape.api.live import (
     profile_subject,
 )
 from tradetape.api.methods import bars, coverage, volume_profile
-from tradetape.domain.columns import TradeColumns
 from tradetape.runtime.nats_server import EmbeddedNatsServer
 from tradetape.store.writer import ShardWriter
-
-
-class Held:
-    def __init__(self, trades: TradeColumns) -> None:
-        self.columns = trades
-
-    def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
-        return self.columns if time_range is None else self.columns.between(*time_range)
+from tradetape.testing import HeldTrades
 
 
 async def test_new_trades_go_out_once_in_messages_that_fit(tmp_path: Path) -> None:
@@ -66,16 +58,16 @@ async def test_new_trades_go_out_once_in_messages_that_fit(tmp_path: Path) -> No
     runs = list(dict.fromkeys(tuple(map(tuple, batch.ids)) for u in profile_updates for batch in u.batches))
     assert runs == [((1000, 4999),), ((5000, 6999),)]
 
-    nothing = SnapshotIds(coverage.handle(Held(TradeColumns.empty()), SYMBOL, coverage.CoverageRequest(), T0))
+    nothing = SnapshotIds(coverage.handle(HeldTrades.empty(), SYMBOL, coverage.CoverageRequest(), T0))
     request = volume_profile.VolumeProfileRequest(start=T0, end=T0 + 900_000, row_size="1", min_trades=0)
     live = LiveProfile(SYMBOL, request, T0, T0 + 900_000, None, nothing)
     for update in profile_updates:
         live.apply(update)
-    assert live.reply(T0) == volume_profile.handle(Held(trades), SYMBOL, request, T0)
+    assert live.reply(T0) == volume_profile.handle(HeldTrades(trades), SYMBOL, request, T0)
 
     bars_request = bars.BarsRequest(start=T0, end=T0 + 900_000, interval="1s")
     got = {bar.time: bar for update in bars_updates for bar in update.bars}
-    assert [got[time] for time in sorted(got)] == bars.handle(Held(trades), SYMBOL, bars_request, T0).bars
+    assert [got[time] for time in sorted(got)] == bars.handle(HeldTrades(trades), SYMBOL, bars_request, T0).bars
     assert all(u.batches == [b.model_copy(update={"levels": []}) for b in u.batches] for u in bars_updates)
 
 

@@ -100,6 +100,7 @@ def test_secrets_stay_hidden_in_settings_but_reach_children_and_nats(tmp_path: P
 # --- a real run ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_up_with_a_password_in_nats_url_logs_it_redacted_and_keeps_the_url_file_private(
     tmp_path: Path, processes: ServiceProcesses
 ) -> None:

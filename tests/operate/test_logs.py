@@ -71,6 +71,7 @@ def test_the_default_line_is_key_value_and_redacted(
     assert line.endswith(" info tests.operate.logs \"nats reconnected\" client=tradetape-ingest url=nats://***@nats:4222")
 
 
+@pytest.mark.slow
 async def test_a_service_run_with_log_format_json_writes_only_json_lines(
     nats_url: str, tmp_path: Path, processes: ServiceProcesses
 ) -> None:

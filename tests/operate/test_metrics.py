@@ -78,6 +78,7 @@ async def test_a_snapshot_becomes_parseable_metrics_and_health_follows_readiness
     assert value(found, "process_resident_memory_bytes") > 1_000_000
 
 
+@pytest.mark.slow
 async def test_every_service_process_serves_metrics_and_health(
     nats_url: str, tmp_path: Path, processes: ServiceProcesses
 ) -> None:

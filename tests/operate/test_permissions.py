@@ -34,11 +34,12 @@ from nats.js.errors import NotFoundError
 
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
 from tests.cluster.topology import free_ports, http_get
-from tests.harness import settings_for, wait_until_stored
+from tests.harness import wait_until_stored
 from tests.processes import ServiceProcesses, service_env
 from tradetape.bus.subjects import TRADES_STREAM
 from tradetape.runtime.nats_server import EmbeddedNatsServer, find_nats_server
 from tradetape.settings import Settings
+from tradetape.testing import simulator_settings
 
 pytestmark = pytest.mark.timeout(180)
 SHARED = pytest.mark.asyncio(loop_scope="module")
@@ -169,7 +170,7 @@ async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Syst
         url, passwords = await stack.enter_async_context(secured_server(directory))
         config = ExchangeConfig(symbols=("BTCUSDT", "ETHUSDT"), replay=(BUNDLED_REPLAY,), rate=0)
         exchange = await stack.enter_async_context(Exchange(config))
-        base = settings_for(url, directory / "data", exchange, "BTCUSDT", "ETHUSDT")
+        base = simulator_settings(exchange, url, directory / "data", "BTCUSDT", "ETHUSDT")
         ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
         stack.callback(processes.stop_all)
         for role in SERVICES:
@@ -225,6 +226,7 @@ class Probe:
         return {wanted[w] for w in wanted if any(w in error for error in self.errors)}
 
 
+@pytest.mark.slow
 @SHARED
 @pytest.mark.parametrize("role", CLIENT_ROLES)
 async def test_a_role_is_refused_every_publish_and_subscription_it_does_not_need(system: System, role: str) -> None:
@@ -241,6 +243,7 @@ async def test_a_role_is_refused_every_publish_and_subscription_it_does_not_need
     assert stream.state.messages >= 5000, "no role but admin deletes or purges the stream"
 
 
+@pytest.mark.slow
 @SHARED
 async def test_each_service_runs_end_to_end_with_only_its_own_user(system: System) -> None:
     from tradetape.cli.status import read_status
@@ -265,6 +268,7 @@ async def test_each_service_runs_end_to_end_with_only_its_own_user(system: Syste
 # responder's reply at ingest's ledger, at the trades stream and at the live subjects.
 
 
+@pytest.mark.slow
 @SHARED
 async def test_analytics_never_writes_its_reply_into_the_ingest_ledger(system: System) -> None:
     target = "$KV.TAPE_INGEST_LEDGER.binance.ETHUSDT"
@@ -281,6 +285,7 @@ async def test_analytics_never_writes_its_reply_into_the_ingest_ledger(system: S
     assert await _ledger_revision(system.admin, "ETHUSDT") == before
 
 
+@pytest.mark.slow
 @SHARED
 async def test_persist_never_appends_its_ping_reply_to_the_trades_stream(system: System) -> None:
     target = "tape.trades.binance.ETHUSDT"
@@ -295,6 +300,7 @@ async def test_persist_never_appends_its_ping_reply_to_the_trades_stream(system:
     assert await _stored(system.admin, target) == before
 
 
+@pytest.mark.slow
 @SHARED
 async def test_no_service_sends_a_fake_live_message(system: System) -> None:
     target = "tape.live.profile.BTCUSDT"
@@ -329,6 +335,7 @@ REQUESTS = [
 ]
 
 
+@pytest.mark.slow
 @SHARED
 @pytest.mark.parametrize(("role", "subject", "responders"), REQUESTS, ids=[r[1] for r in REQUESTS])
 async def test_no_responder_answers_outside_the_inboxes(
@@ -369,6 +376,7 @@ async def test_no_responder_answers_outside_the_inboxes(
         await (await js.key_value("TAPE_INGEST_LEDGER")).get(f"binance.ZZ{n}USDT")
 
 
+@pytest.mark.slow
 @SHARED
 async def test_a_reply_into_another_roles_inbox_is_refused_by_the_server(system: System) -> None:
     spy = await system.connect("ingest")  # ingest's own inbox: it may read, and no one else may write
@@ -435,6 +443,7 @@ def test_make_env_writes_a_password_for_every_user_the_compose_nats_config_accep
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_compose_publishes_on_loopback_only_and_runs_each_service_as_its_own_user(tmp_path: Path) -> None:
     passwords = make_env(tmp_path)
     compose = Path(sys.executable).parent / "docker-compose"

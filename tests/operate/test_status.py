@@ -34,6 +34,7 @@ def run_status(settings: Settings, *args: str) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.slow
 async def test_status_shows_stream_consumers_services_and_symbols(
     nats_url: str, tmp_path: Path, processes: ServiceProcesses
 ) -> None:
@@ -89,6 +90,7 @@ async def test_status_shows_stream_consumers_services_and_symbols(
     assert "ingest tail probe: a lost last trade is found within 1m00s (1 symbols" in screen.stdout
 
 
+@pytest.mark.slow
 def test_status_without_nats_says_unreachable_and_exits_2(tmp_path: Path) -> None:
     settings = Settings(nats_url=f"nats://127.0.0.1:{free_ports(1)[0]}", data_dir=tmp_path / "data")
     done = run_status(settings, "--json")
@@ -99,6 +101,7 @@ def test_status_without_nats_says_unreachable_and_exits_2(tmp_path: Path) -> Non
     assert status["services"] == [] and status["symbols"] == []
 
 
+@pytest.mark.slow
 def test_status_watch_refreshes_until_stopped(tmp_path: Path) -> None:
     settings = Settings(nats_url=f"nats://127.0.0.1:{free_ports(1)[0]}", data_dir=tmp_path / "data")
     command = [sys.executable, "-m", "tradetape.cli", "status", "--json", "--watch", "0.2"]

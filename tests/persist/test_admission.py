@@ -97,6 +97,7 @@ async def test_a_copy_of_a_stored_agg_id_with_other_contents_is_deadlettered_as_
     assert stored.price.tolist() == [10_050_000_000] * 3 and stored.qty.tolist() == [25_000_000] * 3
 
 
+@pytest.mark.slow
 async def test_an_id_far_beyond_the_newest_is_implausible_unless_ingest_ledger_asks_for_it(
     nats_url: str, tmp_path: Path
 ) -> None:
@@ -138,6 +139,7 @@ async def test_an_id_far_beyond_the_newest_is_implausible_unless_ingest_ledger_a
     assert stored_ids(settings, "ETHUSDT") == [5_000_000]
 
 
+@pytest.mark.slow
 async def test_a_real_jump_published_before_ingest_wrote_its_ledger_is_stored_after_a_second_look(
     nats_url: str, tmp_path: Path
 ) -> None:

@@ -26,6 +26,7 @@ def stored_ids(settings: Settings) -> list[int]:
         reader.close()
 
 
+@pytest.mark.slow
 async def test_a_deleted_consumer_and_a_lost_stream_are_provisioned_again(nats_url: str, tmp_path: Path) -> None:
     settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=("BTCUSDT",))
     client = await nats.connect(nats_url)

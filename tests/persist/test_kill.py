@@ -46,6 +46,7 @@ def stored_without_dedup(settings: Settings) -> tuple[int, list[int]]:
         reader.close()
 
 
+@pytest.mark.slow
 async def test_killed_persist_restarts_with_every_agg_id_once(
     nats_url: str, tmp_path: Path, processes: ServiceProcesses
 ) -> None:

@@ -116,6 +116,7 @@ async def test_poison_messages_are_deadlettered_and_the_trades_around_them_store
         reader.close()
 
 
+@pytest.mark.slow
 async def test_a_second_process_cannot_act_as_the_same_shard(nats_url: str, tmp_path: Path) -> None:
     settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=("BTCUSDT",))
     async with run_services(settings, "persist"):

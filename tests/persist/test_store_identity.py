@@ -34,6 +34,7 @@ def live_trade(agg_id: int) -> bytes:
     return orjson.dumps({"a": agg_id, "p": "100.5", "q": "0.25", "f": agg_id, "l": agg_id, "T": now, "m": True})
 
 
+@pytest.mark.slow
 async def test_a_worker_of_another_data_directory_refuses_to_join_the_shard(
     nats_url: str, tmp_path: Path, processes: ServiceProcesses
 ) -> None:

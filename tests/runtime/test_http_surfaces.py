@@ -117,6 +117,7 @@ async def drip(port: int, path: str, patience: float) -> float:
     return time.monotonic() - started
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("surface", SURFACES)
 async def test_a_wrong_host_is_refused(
     surface: str, processes: ServiceProcesses, tmp_path: Path, nats_url: str
@@ -130,6 +131,7 @@ async def test_a_wrong_host_is_refused(
             assert await status_of(port, path, host=host) not in REFUSALS, host
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("surface", SURFACES)
 async def test_an_evil_origin_is_refused(
     surface: str, processes: ServiceProcesses, tmp_path: Path, nats_url: str
@@ -143,6 +145,7 @@ async def test_an_evil_origin_is_refused(
         assert await status_of(port, path) not in REFUSALS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("surface", SURFACES)
 async def test_a_client_dripping_its_headers_is_cut_off(
     surface: str, processes: ServiceProcesses, tmp_path: Path, nats_url: str
@@ -152,6 +155,7 @@ async def test_a_client_dripping_its_headers_is_cut_off(
     assert 1.5 <= held <= 10, f"a dripping client held the {surface} server for {held:.1f} s (deadline 2 s)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("surface", SURFACES)
 async def test_fifty_dripping_clients_do_not_stop_a_request(
     surface: str, processes: ServiceProcesses, tmp_path: Path, nats_url: str
@@ -169,6 +173,7 @@ async def test_fifty_dripping_clients_do_not_stop_a_request(
     assert max(held) <= 14, f"dripping clients held the {surface} server for up to {max(held):.1f} s (deadline 8 s)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("surface", SURFACES)
 async def test_connections_beyond_the_bound_are_closed_at_once(
     surface: str, processes: ServiceProcesses, tmp_path: Path, nats_url: str
@@ -189,6 +194,7 @@ async def test_connections_beyond_the_bound_are_closed_at_once(
         assert await status_of(port, PATHS[surface]) not in REFUSALS
 
 
+@pytest.mark.slow
 async def test_mcp_on_every_address_refuses_to_start_without_a_token(
     processes: ServiceProcesses, tmp_path: Path, nats_url: str
 ) -> None:

@@ -191,6 +191,7 @@ def _assert_complete(up: Up) -> None:
     assert eth is not None and eth["trade_count"] > 0 and eth["gaps"] == [], eth
 
 
+@pytest.mark.slow
 def test_a_second_up_on_the_same_data_dir_is_refused_at_once(first: Up) -> None:
     url_before = first.nats_url
     started = time.monotonic()
@@ -216,6 +217,7 @@ def test_a_second_up_on_the_same_data_dir_is_refused_at_once(first: Up) -> None:
     _assert_complete(first)
 
 
+@pytest.mark.slow
 def test_a_second_up_elsewhere_runs_on_its_own_server(first: Up, tmp_path: Path) -> None:
     other = Up(tmp_path, clean_env())
     try:
@@ -247,6 +249,7 @@ def test_a_second_up_elsewhere_runs_on_its_own_server(first: Up, tmp_path: Path)
     assert (first.cwd / "data" / "nats.url").exists()
 
 
+@pytest.mark.slow
 def test_a_child_that_dies_is_restarted(first: Up) -> None:
     first.note_children()
     (analytics,) = [pid for pid in _descendants(first.proc.pid) if _cmdline(pid)[-1:] == ["analytics"]]
@@ -259,6 +262,7 @@ def test_a_child_that_dies_is_restarted(first: Up) -> None:
     _assert_complete(first)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_everything_in_order_and_exits_0(first: Up) -> None:
     url = first.nats_url
     assert len(first.seen) >= 6, first.seen

@@ -93,6 +93,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             up.kill_all()
 
 
+@pytest.mark.slow
 def test_history_commands_find_the_simulator(demo: Demo) -> None:
     """From a second terminal with no settings: they went to Binance (unreachable) or found no day."""
     url_file = demo.cwd / "data" / "exchange.url"
@@ -118,6 +119,7 @@ def test_history_commands_find_the_simulator(demo: Demo) -> None:
     assert coverage is not None and gap_free(coverage), coverage
 
 
+@pytest.mark.slow
 def test_ctrl_c_and_up_again_is_gap_free(demo: Demo) -> None:
     last_id = demo.last_eth_id()
     assert demo.up.ctrl_c() == 0, demo.up.output()[-3000:]
@@ -126,6 +128,7 @@ def test_ctrl_c_and_up_again_is_gap_free(demo: Demo) -> None:
     print(f"gap-free {took:.1f} s after the first new trade (Ctrl-C)")
 
 
+@pytest.mark.slow
 def test_kill_9_of_everything_and_up_again_is_gap_free(demo: Demo) -> None:
     up = demo.up
     last_id = demo.last_eth_id()

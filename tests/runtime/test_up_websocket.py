@@ -73,6 +73,7 @@ async def internal(up: Up) -> AsyncIterator[nats.NATS]:
     await client.close()
 
 
+@pytest.mark.slow
 async def test_a_page_of_another_origin_is_refused(page: Page) -> None:
     with pytest.raises(InvalidStatus) as refused:
         async with NatsWebSocket.open(page.servers, EVIL):
@@ -124,6 +125,7 @@ def test_the_credential_is_the_data_dirs_and_only_its_owners(up: Up, page: Page)
     assert page.password is not None and page.password not in Path(up.log_path).read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("chromium")
 async def test_in_a_browser_the_page_follows_the_tape_and_a_copy_elsewhere_is_refused(up: Up, page: Page) -> None:
     """Chromium names the page's origin itself: `tradetape web`'s page works, the same page from another port not."""

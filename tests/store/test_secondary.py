@@ -92,6 +92,7 @@ def test_another_running_process_s_secondary_directory_is_left_alone(temp_root: 
     assert secondaries(temp_root) == []
 
 
+@pytest.mark.slow
 def test_closing_while_threads_read_ends_every_read_cleanly(temp_root: Path, shard: Path) -> None:
     reader = ShardReader(shard, cache_bytes=8 * 2**20)
     whole = (T0, T0 + 6 * HOUR_MS)

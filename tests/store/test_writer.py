@@ -115,6 +115,7 @@ def test_one_writer_per_shard(store: ShardWriter) -> None:
         ShardWriter(store.path)
 
 
+@pytest.mark.slow
 def test_a_store_refused_by_a_full_disk_writes_again_once_reopened(tmp_path: Path) -> None:
     """RocksDB refuses every write on a handle that once failed, even after space is back: reopen recovers."""
     from tests.chaos.system import fill, small_volume

@@ -27,8 +27,9 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from pydantic import SecretStr
 
 from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
-from tests.harness import Running, request, run_services, settings_for, wait_for, wait_until_stored
+from tests.harness import Running, request, run_services, wait_for, wait_until_stored
 from tradetape.runtime.nats_server import EmbeddedNatsServer
+from tradetape.testing import simulator_settings
 from tradetape.web.server import WebServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -95,7 +96,7 @@ async def running_system(
         stack.push_async_callback(browser.close)
         page = await browser.new_page(viewport={"width": 1400, "height": 720})
         exchange = await stack.enter_async_context(Exchange(config))
-        settings = settings_for(admin_url, tmp_path / "data", exchange, *config.symbols)
+        settings = simulator_settings(exchange, admin_url, tmp_path / "data", *config.symbols)
         page_settings = settings.model_copy(
             update={
                 "symbols": page_symbols,
@@ -111,6 +112,7 @@ async def running_system(
         yield System(page, web, running, client)
 
 
+@pytest.mark.slow
 async def test_page_shows_the_poc_of_the_nats_reply_and_follows_live_updates(
     chromium: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -153,6 +155,7 @@ async def test_page_shows_the_poc_of_the_nats_reply_and_follows_live_updates(
     shutil.copy(shot, ARTIFACTS / "web.png")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_first_load_opens_on_a_trading_symbol_with_labelled_axes_and_explains_an_unserved_one(
     chromium: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -113,6 +113,7 @@ def test_stop_is_safe_twice(tmp_path: Path) -> None:
     web.stop()
 
 
+@pytest.mark.slow
 async def test_tradetape_web_serves_until_sigterm(tmp_path: Path, processes: ServiceProcesses) -> None:
     with socket.socket() as probe:  # a free port for the child
         probe.bind(("127.0.0.1", 0))

@@ -1,6 +1,6 @@
 """Query errors: a stable machine-readable code, a human message and details.
 
-Every error a client can get is a `QueryError`, with one of the codes DESIGN.md fixes:
+Every error a client can get is a `QueryError`, with one of the codes docs/design.md fixes:
 `invalid_request` (400), `insufficient_trades` (422), `range_too_large` and
 `reply_too_large` (413), `overloaded` (503), `internal` (500), `store_corrupt` (500: a stored
 value the answer needs failed its checks; `details.key` names it). A symbol nobody serves gets
@@ -33,11 +33,6 @@ class QueryError(TradetapeError):
 
     def reply(self) -> ErrorReply:
         return ErrorReply(error=ErrorDetail(code=self.code, message=self.message, details=self.details))
-
-    @classmethod
-    def from_reply(cls, reply: ErrorReply, status: int | None = None) -> QueryError:
-        error = reply.error
-        return cls(error.code, error.message, error.details, status=status)
 
 
 def invalid_request(message: str, **details: Any) -> QueryError:

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from tradetape.history.fetch import FetchReport
     from tradetape.history.load import ImportResult
 
-HISTORY_COMMANDS = ("import", "fetch-history", "export", "repair")
 STORE_SETTINGS = (
     "data_dir", "symbols", "shard", "shard_count", "shard_index", "rollup_age_s", "retention_days", "log_level",
 )

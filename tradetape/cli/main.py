@@ -205,9 +205,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-EXCHANGE_SOURCE_OPTIONS = ("replay", "speed", "original_times", "rate", "seed", "history_days")
-
-
 def add_exchange_source_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("simulated exchange")
     group.add_argument(

@@ -96,7 +96,3 @@ class PriceLevels:
 
     def arrays(self) -> tuple[Int64Array, Int64Array, Int64Array, Int64Array]:
         return (self.price, self.volume, self.buy_volume, self.trade_count)
-
-    def between_prices(self, low: int, high: int) -> PriceLevels:
-        mask = (self.price >= low) & (self.price <= high)
-        return PriceLevels(*(column[mask] for column in self.arrays()))

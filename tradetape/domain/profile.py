@@ -1,4 +1,4 @@
-"""Volume profile and liquidity vacuums: the rules of DESIGN.md ("Query API"), computed exactly.
+"""Volume profile and liquidity vacuums: the rules of docs/design.md ("Query API"), computed exactly.
 
 Pure functions over one symbol's trades given as numpy columns. Prices and quantities are
 integers in units of 1e-8 (:mod:`tradetape.domain.decimals`); every row boundary, every sum and
@@ -152,7 +152,7 @@ def volume_profile(
     max_rows: int | None = MAX_PROFILE_ROWS,
     trade_counts: npt.ArrayLike | None = None,
 ) -> VolumeProfile:
-    """Build the volume profile of one symbol's trades by the rules of DESIGN.md.
+    """Build the volume profile of one symbol's trades by the rules of docs/design.md.
 
     ``price`` and ``qty`` are integer columns in units of 1e-8, ``buyer_maker`` Binance's
     ``m`` (true: the taker sold, the trade is sell volume). ``value_area`` is a fraction in

@@ -62,11 +62,6 @@ def prefix_end(prefix: bytes) -> bytes:
     return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
-def parse_timed_key(key: bytes) -> int:
-    """The start time of a window or segment key."""
-    return int(key.rsplit(b":", 1)[1])
-
-
 def index_key(symbol: str) -> bytes:
     return f"{INDEX}:{symbol}".encode()
 
@@ -79,10 +74,6 @@ def rolled_key(symbol: str) -> bytes:
 def retained_key(symbol: str) -> bytes:
     """Holds the latest retention cutoff of `symbol` (epoch ms), written after its compaction."""
     return f"{RETAINED}:{symbol}".encode()
-
-
-def symbol_prefix(symbol: str) -> bytes:
-    return kind_prefix(WINDOW, symbol)
 
 
 def parse_window_key(key: bytes) -> tuple[str, int]:

@@ -104,8 +104,6 @@ class SegmentFormatError(FormatError):
     """A stored segment, summary or histogram that this version cannot read."""
 
 
-def segment_start(time_ms: int, span_ms: int = SEGMENT_MS) -> int:
-    return time_ms - time_ms % span_ms
 
 
 def encode_segment(columns: TradeColumns) -> bytes:

@@ -151,6 +151,7 @@ async def test_oversized_messages_never_take_a_window_slot(nats_url: str) -> Non
         assert sorted(running.acks.dropped) == list(range(600))
 
 
+@pytest.mark.slow
 async def test_acks_are_matched_by_number_late_and_refused_ones_never_confirm(nats_url: str) -> None:
     """A core responder stands in for JetStream on a subject no stream takes, answering as told."""
     late_symbol = "LATEUSDT"
@@ -193,6 +194,7 @@ async def test_trades_go_in_batches_each_confirmed_once(nats_url: str) -> None:
         assert running.publisher.batches >= 2
 
 
+@pytest.mark.slow
 async def test_a_batch_never_answered_is_sent_again_in_a_new_one(nats_url: str) -> None:
     quiet_symbol = "QUIETUSDT"
     async with publishing(nats_url, ack_timeout=0.3) as running:

@@ -1,7 +1,7 @@
 """`liquidity_vacuums`: runs of thin rows inside a volume profile, where price moved fast.
 
 A vacuum is a maximal run of at least `min_rows` consecutive rows strictly between the
-lowest and highest traded rows, each below `threshold` × the mean row volume (DESIGN.md);
+lowest and highest traded rows, each below `threshold` × the mean row volume (docs/design.md);
 computed in `tradetape.domain.profile`, widest first.
 """
 

@@ -1,7 +1,7 @@
 """`volume_profile`: volume per fixed-height price row, with POC, value area high and low.
 
 The rules (row `floor(p / row_size)`, POC tie-break, value area growth) are those of
-DESIGN.md, computed exactly in `tradetape.domain.profile`; this module validates the
+docs/design.md, computed exactly in `tradetape.domain.profile`; this module validates the
 request, reads the range and formats exact decimal strings once.
 """
 
@@ -117,7 +117,7 @@ class VolumeProfileReply(ProfileSummary):
 def profile_of(
     source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int
 ) -> tuple[int, int, VolumeProfile]:
-    """The range asked for and the volume profile of its trades, by the DESIGN.md rules.
+    """The range asked for and the volume profile of its trades, by the docs/design.md rules.
 
     From the store's per-price levels when it has them (whole segments are then summed
     from their histograms, never decoded), else from the trades.

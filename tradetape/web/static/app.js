@@ -2,7 +2,7 @@
 // bars of a range, and keeps them current from tape.live.* by the join rules of tradetape.api.live:
 // subscribe, snapshot between two agreeing coverage replies, apply only the batches the snapshot
 // does not hold, new snapshot when an update's seq does not follow on. Volumes are exact BigInt
-// units of 1e-8 and POC / value area / vacuums follow the DESIGN.md rules, so the POC shown is the
+// units of 1e-8 and POC / value area / vacuums follow the docs/design.md rules, so the POC shown is the
 // one the volume_profile method answers. Without a symbol in the link it opens on the listed symbol that traded
 // most in the last 10 s (`probe`), and says in words when a symbol is not served.
 import { connect } from "./nats.js";
@@ -94,7 +94,7 @@ class ProfileState {
     if (changed) this.updates += 1;
     return changed;
   }
-  // Every row from the lowest to the highest traded one, POC, value area and vacuums (DESIGN.md).
+  // Every row from the lowest to the highest traded one, POC, value area and vacuums (docs/design.md).
   summary() {
     if (!this.rows.size) return null;
     const keys = [...this.rows.keys()];
