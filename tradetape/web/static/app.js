@@ -402,7 +402,7 @@ function showProfile(state, view) {
 // Which listed symbols some analytics worker answers, and how many trades each had in the last PROBE.window:
 // a coverage request each, a few at a time; "no responders" (503) means nobody serves the symbol.
 async function probe(nc, symbols) {
-  const found = new Map();
+  const found = new Map(symbols.map((symbol) => [symbol, { served: false, trades: 0, last: 0 }])); // in list order
   let next = 0;
   const worker = async () => {
     while (next < symbols.length) {
