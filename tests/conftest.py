@@ -19,7 +19,7 @@ from tradetape.runtime.logs import configure_logging
 from tradetape.runtime.nats_server import EmbeddedNatsServer
 
 configure_logging(os.environ.get("TRADETAPE_TEST_LOG_LEVEL", "WARNING"))
-logging.getLogger("services").setLevel(os.environ.get("TRADETAPE_TEST_LOG_LEVEL", "INFO"))
+logging.getLogger("tradetape.services").setLevel(os.environ.get("TRADETAPE_TEST_LOG_LEVEL", "INFO"))
 
 
 def _docker_available() -> bool:

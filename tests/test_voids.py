@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from services.exchange import FaultConfig
 from tests.analytics.test_methods_over_nats import REQUESTS
 from tests.api.test_methods import ListSource
 from tests.chaos import invariant
@@ -27,6 +26,7 @@ from tests.harness import coverage_of, replay_pipeline, request, settings_for, w
 from tradetape.api.registry import methods
 from tradetape.domain.decimals import parse_units
 from tradetape.domain.trade import TradeRow
+from tradetape.services.exchange import FaultConfig
 
 pytestmark = pytest.mark.timeout(150)
 

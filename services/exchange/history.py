@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 if TYPE_CHECKING:
-    from services.exchange.released import ReleasedRows
+    from tradetape.services.exchange.released import ReleasedRows
 
 logger = logging.getLogger(__name__)
 

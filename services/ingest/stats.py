@@ -12,7 +12,7 @@ from tradetape.runtime.logs import ProgressLog
 from tradetape.runtime.metrics import ServiceSnapshot
 
 if TYPE_CHECKING:
-    from services.ingest.service import IngestService
+    from tradetape.services.ingest.service import IngestService
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import nats
 import orjson
 
-from services.persist.live import LivePublisher
 from tests.store.synthetic import SYMBOL, T0, tape, windows_of
 from tradetape.api.live import (
     LiveBarsUpdate,
@@ -21,6 +20,7 @@ from tradetape.api.live import (
 from tradetape.api.methods import bars, coverage, volume_profile
 from tradetape.domain.columns import TradeColumns
 from tradetape.runtime.nats_server import EmbeddedNatsServer
+from tradetape.services.persist.live import LivePublisher
 from tradetape.store.writer import ShardWriter
 
 

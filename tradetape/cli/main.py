@@ -249,7 +249,7 @@ def exchange_source_args(args: argparse.Namespace) -> list[str]:
 
 
 def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
-    from services.exchange import BUNDLED_REPLAY, ExchangeConfig, FaultConfig
+    from tradetape.services.exchange import BUNDLED_REPLAY, ExchangeConfig, FaultConfig
 
     if args.replay:
         replay: tuple[Path, ...] = tuple(args.replay)
@@ -374,9 +374,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_exchange(args: argparse.Namespace, settings: Settings) -> int:
-    from services.exchange import Exchange
     from tradetape.runtime.lifecycle import stop_on_signals
     from tradetape.runtime.nats_server import write_url_file
+    from tradetape.services.exchange import Exchange
 
     stop = asyncio.Event()
     stop_on_signals(stop)
@@ -390,9 +390,9 @@ async def _run_exchange(args: argparse.Namespace, settings: Settings) -> int:
 
 
 SERVICE_CLASSES = {
-    "ingest": ("services.ingest.service", "IngestService"),
-    "persist": ("services.persist.service", "PersistService"),
-    "analytics": ("services.analytics.service", "AnalyticsService"),
+    "ingest": ("tradetape.services.ingest.service", "IngestService"),
+    "persist": ("tradetape.services.persist.service", "PersistService"),
+    "analytics": ("tradetape.services.analytics.service", "AnalyticsService"),
 }
 
 

@@ -1,0 +1,38 @@
+"""The distribution holds one top-level package: the services install as `tradetape.services`.
+
+Their sources stay in `services/`; `pyproject.toml` maps them there for the wheel and the link
+`tradetape/services -> ../services` gives the source tree (tests, mypy, import-linter) the same name.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import tradetape.services
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_source_tree_services_are_the_services_folder() -> None:
+    assert [Path(entry).resolve() for entry in tradetape.services.__path__] == [ROOT / "services"]
+
+
+def test_wheel_holds_one_top_level_package(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--quiet", "--wheel-dir", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    [wheel] = tmp_path.glob("tradetape-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert tops == {"tradetape"}
+    for module in ("ingest/service.py", "persist/service.py", "analytics/service.py", "exchange/server.py"):
+        assert f"tradetape/services/{module}" in names
+    assert any(name.startswith("tradetape/services/exchange/data/") and name.endswith(".csv") for name in names)
+    [top_level] = [name for name in names if name.endswith(".dist-info/top_level.txt")]
+    assert zipfile.ZipFile(wheel).read(top_level).split() == [b"tradetape"]
