@@ -50,12 +50,13 @@ from tradetape.api.methods.volume_profile import VolumeProfileReply, VolumeProfi
 from tradetape.api.models import MAX_INTERVALS, ErrorReply, parse_duration_ms, parse_time_ms
 from tradetape.api.registry import method as registered_method
 from tradetape.api.registry import methods
-from tradetape.bus.auth import NatsAuth, redact_url
+from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect, resolve_nats_url
 from tradetape.bus.subjects import ANALYTICS_SERVICE, query_subject
 from tradetape.domain.bars import SECOND_MS
 from tradetape.domain.symbols import SymbolError, is_symbol, symbol_from_input
 from tradetape.errors import TradetapeError
+from tradetape.ground.redaction import redact_url
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)

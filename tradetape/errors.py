@@ -54,7 +54,7 @@ boundary each, into a leaf here, with the original as the cause.
     │   ├── WebConfigError (RuntimeError)  tradetape.web.server
     │   ├── MetricsPortError (RuntimeError)  tradetape.runtime.metrics
     │   ├── NatsServerError (RuntimeError)  tradetape.runtime.nats_server; NatsPortInUse below it
-    │   ├── DataDirLocked (RuntimeError) tradetape.runtime.lock
+    │   ├── DataDirLocked (RuntimeError) tradetape.ground.lock
     │   ├── ForeignStoreError (RuntimeError)  tradetape.bus.shard_stores: not the store the shard's persist writes
     │   ├── StartupError (RuntimeError)  tradetape.runtime.supervisor
     │   └── NatsInternalsError (RuntimeError)  tradetape.bus.nats_internals: a nats-py release not read

@@ -74,7 +74,7 @@ from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.errors import RequestError
-from tradetape.runtime.backoff import retry_until
+from tradetape.ground.backoff import retry_until
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.settings import Settings
 from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader, StoreCorruptError, store_id

@@ -38,8 +38,8 @@ from tradetape.bus.provision import ensure_streams
 from tradetape.bus.publish.publisher import NatsClosedError, Publisher, raise_if_closed
 from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM, deadletter_subject, trade_subject
+from tradetape.ground.tasks import cancel_and_wait
 from tradetape.runtime.metrics import ServiceMetrics
-from tradetape.runtime.tasks import cancel_and_wait
 from tradetape.services.ingest.feed import AttemptLimiter, Feed, FeedOptions, split_symbols
 from tradetape.services.ingest.filler import GapFiller
 from tradetape.services.ingest.stats import StatsBook

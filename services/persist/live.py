@@ -36,8 +36,8 @@ from tradetape.api.live import (
 from tradetape.api.methods.bars import BarReply
 from tradetape.domain.bars import SECOND_MS
 from tradetape.domain.columns import TradeColumns
+from tradetape.ground.tasks import wait_event
 from tradetape.runtime.logs import ProgressLog
-from tradetape.runtime.tasks import wait_event
 from tradetape.store import ShardWriter, StoreError, window_start
 
 logger = logging.getLogger(__name__)

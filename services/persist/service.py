@@ -45,10 +45,10 @@ from tradetape.bus.shard_stores import ShardStore, record_shard_store
 from tradetape.bus.subjects import TRADES_STREAM, symbol_of, trade_subject
 from tradetape.domain.symbols import is_symbol
 from tradetape.domain.trade import TradeRow
-from tradetape.runtime.backoff import Backoff, retry_until
+from tradetape.ground.backoff import Backoff, retry_until
+from tradetape.ground.tasks import cancel_and_wait
 from tradetape.runtime.logs import ProgressLog
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
-from tradetape.runtime.tasks import cancel_and_wait
 from tradetape.services.persist.admission import IMPLAUSIBLE_ID, Refusal, Vetting, vet
 from tradetape.services.persist.consumer import MaxDeliveries, PersistConsumer
 from tradetape.services.persist.importer import BulkImporter

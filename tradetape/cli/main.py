@@ -347,8 +347,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_exchange(args: argparse.Namespace, settings: Settings) -> int:
+    from tradetape.ground.url_files import write_url_file
     from tradetape.runtime.lifecycle import stop_on_signals
-    from tradetape.runtime.nats_server import write_url_file
     from tradetape.services.exchange import Exchange
 
     stop = asyncio.Event()

@@ -29,11 +29,11 @@ from tradetape.api.errors import QueryError
 from tradetape.api.methods.coverage import CoverageReply
 from tradetape.api.registry import QueryMethod, methods
 from tradetape.api.render import iso_time
-from tradetape.bus.auth import redact_url
 from tradetape.cli.options import add_settings
 from tradetape.client import TapeClient, TapeError, TapeUnavailable
 from tradetape.domain.symbols import SymbolError, symbol_from_input
 from tradetape.errors import TradetapeError
+from tradetape.ground.redaction import redact_url
 from tradetape.settings import Settings
 
 DEFAULT_TIMEOUT_S = 30.0

@@ -18,11 +18,11 @@ from rich.live import Live
 from rich.text import Text
 
 from tradetape.api.render import iso_time, table
-from tradetape.bus.auth import redact_url
 from tradetape.bus.connect import resolve_nats_url
 from tradetape.cli.options import add_settings
 from tradetape.cli.query import console_for_stdout
 from tradetape.client import TapeClient, TapeUnavailable
+from tradetape.ground.redaction import redact_url
 from tradetape.settings import Settings
 from tradetape.status import SystemStatus, TailProbeStatus, collect_status, unreachable
 
