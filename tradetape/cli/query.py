@@ -27,7 +27,8 @@ from rich.console import Console
 
 from tradetape.api.errors import QueryError
 from tradetape.api.methods.coverage import CoverageReply
-from tradetape.api.registry import QueryMethod, methods
+from tradetape.api.query_method import QueryMethod
+from tradetape.api.registry import methods
 from tradetape.api.render import iso_time
 from tradetape.cli.options import add_settings
 from tradetape.client import TapeClient, TapeError, TapeUnavailable
