@@ -6,6 +6,7 @@ Their sources stay in `services/`; `pyproject.toml` maps them there for the whee
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -21,13 +22,20 @@ def test_source_tree_services_are_the_services_folder() -> None:
 
 
 def test_wheel_holds_one_top_level_package(tmp_path: Path) -> None:
+    """Built from a copy of what the Dockerfile copies, so setuptools' build directory stays out of the tree."""
+    source, wheels = tmp_path / "source", tmp_path / "wheels"
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in ("tradetape", "services"):
+        shutil.copytree(ROOT / name, source / name, symlinks=True, ignore=skip)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--quiet", "--wheel-dir", str(tmp_path)],
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--quiet", "--wheel-dir", str(wheels)],
         check=True,
         capture_output=True,
         timeout=600,
     )
-    [wheel] = tmp_path.glob("tradetape-*.whl")
+    [wheel] = wheels.glob("tradetape-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert tops == {"tradetape"}
