@@ -18,8 +18,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from tests.harness import run_services, settings_for, wait_until_stored
 from tradetape.api.methods import volume_profile
+from tradetape.bus.subjects import import_subject
 from tradetape.domain.columns import TradeColumns
-from tradetape.history.bulk import import_subject
 from tradetape.history.dumps import DumpError, read_dump
 from tradetape.history.load import TapeImporter
 from tradetape.services.exchange import Exchange, ExchangeConfig

@@ -16,8 +16,7 @@ from typing import Any
 from tradetape.api.live import live_schema
 from tradetape.api.models import ErrorReply
 from tradetape.api.query_method import QueryMethod
-
-QUERY_SUBJECT = "tape.query.<method>.<SYMBOL>"
+from tradetape.bus.subjects import QUERY_SUBJECT
 
 
 @cache
