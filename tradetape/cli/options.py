@@ -30,9 +30,14 @@ def add_settings(parser: argparse.ArgumentParser, fields: Sequence[str]) -> None
             dest=f"setting_{field}",
             default=None,
             metavar=Settings.env_name(field),
-            help=f"{info.description} ({Settings.env_name(field)}{default})",
+            help=_literal(f"{info.description} ({Settings.env_name(field)}{default})"),
         )
 
 
 def _plain_default(value: object) -> str:
     return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
+def _literal(text: str) -> str:
+    """`text` as argparse help shows it: argparse %-formats help, so a `%` in a description is doubled."""
+    return text.replace("%", "%%")
