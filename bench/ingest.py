@@ -35,7 +35,6 @@ from nats.aio.client import Client  # noqa: E402
 from nats.aio.msg import Msg  # noqa: E402
 from nats.js.api import StorageType, StreamConfig  # noqa: E402
 
-from services.exchange.generator import TradeGenerator  # noqa: E402
 from tradetape.bus.publish.fast_batch import (  # noqa: E402
     OUTSTANDING_ACKS,
     BatchReply,
@@ -47,6 +46,7 @@ from tradetape.bus.publish.fast_batch import (  # noqa: E402
 )
 from tradetape.bus.subjects import MSG_ID_HEADER, TRADES_STREAM  # noqa: E402
 from tradetape.runtime.nats_server import EmbeddedNatsServer  # noqa: E402
+from tradetape.services.exchange.generator import TradeGenerator  # noqa: E402
 
 WINDOW = 2000
 START_MS = 1_767_225_600_000

@@ -222,9 +222,9 @@ def exchange_child(argv: list[str]) -> int:
     parser.add_argument("--port-file", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    from services.exchange import Exchange, ExchangeConfig
     from tradetape.runtime.lifecycle import stop_on_signals
     from tradetape.runtime.logs import configure_logging
+    from tradetape.services.exchange import Exchange, ExchangeConfig
 
     configure_logging("INFO")
 

@@ -390,7 +390,7 @@ def check(figure: Figure, duck: dict[str, Any], row_size: int) -> str | None:
 
 def in_process_service(shard_dir: Path) -> Any:
     """The analytics service's own `answer` (request parsing, read, compute, reply JSON), without NATS."""
-    from services.analytics.service import AnalyticsService
+    from tradetape.services.analytics.service import AnalyticsService
 
     settings = Settings(data_dir=shard_dir.parents[1], symbols=(SYMBOL,))
     return AnalyticsService(settings, SimpleNamespace(max_payload=1 << 20))  # type: ignore[arg-type]

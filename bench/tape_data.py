@@ -22,9 +22,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from services.exchange import BUNDLED_REPLAY
 from tradetape.domain.columns import Int64Array, TradeColumns
 from tradetape.domain.decimals import parse_units
+from tradetape.services.exchange import BUNDLED_REPLAY
 from tradetape.store.keys import window_start
 from tradetape.store.windows import split_by
 from tradetape.store.writer import ShardWriter

@@ -19,7 +19,7 @@ from tradetape.testing import docker_available as _docker_available
 from tradetape.testing import nats_server
 
 configure_logging(os.environ.get("TRADETAPE_TEST_LOG_LEVEL", "WARNING"))
-logging.getLogger("services").setLevel(os.environ.get("TRADETAPE_TEST_LOG_LEVEL", "INFO"))
+logging.getLogger("tradetape.services").setLevel(os.environ.get("TRADETAPE_TEST_LOG_LEVEL", "INFO"))
 
 
 @pytest.fixture(scope="session")

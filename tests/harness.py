@@ -14,12 +14,12 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from services.analytics.service import AnalyticsService
-from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
-from services.ingest.service import IngestService
-from services.persist.service import PersistService
 from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect
+from tradetape.services.analytics.service import AnalyticsService
+from tradetape.services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
+from tradetape.services.ingest.service import IngestService
+from tradetape.services.persist.service import PersistService
 from tradetape.settings import Settings
 from tradetape.testing import simulator_settings
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from services.exchange import BUNDLED_REPLAY, FaultConfig
 from tests.harness import replay_pipeline, request, wait_for, wait_until_stored
 from tests.reference_profile import reference_profile, reference_vacuums
+from tradetape.services.exchange import BUNDLED_REPLAY, FaultConfig
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,10 +12,10 @@ from typing import Any
 import nats
 import pytest
 
-from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
 from tests.harness import coverage_of, replay_pipeline, request, wait_for, wait_until_stored
 from tests.processes import ServiceProcesses, service_env
 from tradetape.runtime.nats_server import EmbeddedNatsServer
+from tradetape.services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
 from tradetape.testing import simulator_settings
 
 pytestmark = pytest.mark.timeout(150)

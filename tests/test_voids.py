@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from services.exchange import FaultConfig
 from tests.analytics.test_methods_over_nats import REQUESTS
 from tests.chaos import invariant
 from tests.cluster.test_scale_out import exchange_history
@@ -26,6 +25,7 @@ from tests.harness import coverage_of, replay_pipeline, request, wait_for
 from tradetape.api.registry import methods
 from tradetape.domain.decimals import parse_units
 from tradetape.domain.trade import TradeRow
+from tradetape.services.exchange import FaultConfig
 from tradetape.testing import HeldTrades, simulator_settings
 
 pytestmark = pytest.mark.timeout(150)

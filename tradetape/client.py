@@ -42,20 +42,19 @@ from tradetape.api.live import (
     SnapshotIds,
     UpdateOrder,
     align_range,
-    bars_subject,
-    profile_subject,
 )
 from tradetape.api.methods.bars import BarReply, BarsReply
 from tradetape.api.methods.volume_profile import VolumeProfileReply, VolumeProfileRequest
 from tradetape.api.models import MAX_INTERVALS, ErrorReply, parse_duration_ms, parse_time_ms
 from tradetape.api.registry import method as registered_method
 from tradetape.api.registry import methods
-from tradetape.bus.auth import NatsAuth, redact_url
+from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect, resolve_nats_url
-from tradetape.bus.subjects import ANALYTICS_SERVICE, query_subject
+from tradetape.bus.subjects import ANALYTICS_SERVICE, bars_subject, micro_subject, profile_subject, query_subject
 from tradetape.domain.bars import SECOND_MS
 from tradetape.domain.symbols import SymbolError, is_symbol, symbol_from_input
 from tradetape.errors import TradetapeError
+from tradetape.ground.redaction import redact_url
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -175,7 +174,7 @@ class TapeClient:
         subscription = await self.nc.subscribe(inbox)
         served: dict[str, set[str]] = {}
         try:
-            await self.nc.publish(f"$SRV.INFO.{ANALYTICS_SERVICE}", b"", reply=inbox)
+            await self.nc.publish(micro_subject("INFO", ANALYTICS_SERVICE), b"", reply=inbox)
             while True:
                 try:
                     msg = await subscription.next_msg(timeout=0.5)

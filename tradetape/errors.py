@@ -20,8 +20,8 @@ boundary each, into a leaf here, with the original as the cause.
     │   ├── DumpError                    tradetape.history.dumps: a file, its line and why
     │   ├── LabelError                   tradetape.history.labels
     │   ├── ImportConflictError          tradetape.store.conflicts: an imported trade stored with other contents
-    │   ├── ReplayFormatError            services.exchange.replay: the simulator's dump rows
-    │   └── ReleasedRowsError            services.exchange.released: the simulator's record of released trades
+    │   ├── ReplayFormatError            tradetape.services.exchange.replay: the simulator's dump rows
+    │   └── ReleasedRowsError            tradetape.services.exchange.released: the simulator's record of released trades
     ├── FormatError (ValueError)         bytes that do not decode into what their codec claims; the caller's
     │   │                                boundary says whose bytes they were (stored: `StoreCorruptError`)
     │   ├── ChecksumError                tradetape.store.sealed: a stored value's checksum does not match
@@ -42,19 +42,19 @@ boundary each, into a leaf here, with the original as the cause.
     │   └── ReadTooLargeError (RuntimeError)  tradetape.store.budget: a read over the query memory budget
     ├── ExchangeError                    Binance (or its simulator) refused or answered nothing usable
     │   ├── GapFillError (RuntimeError)  tradetape.binance.rest
-    │   ├── FeedError (RuntimeError)     services.ingest.feed: a refused subscription
+    │   ├── FeedError (RuntimeError)     tradetape.services.ingest.feed: a refused subscription
     │   ├── FetchError (RuntimeError)    tradetape.history.download; RefusedBodyError below it
-    │   ├── RestError                    services.exchange.rest: the simulator's ``{"code", "msg"}`` answer
-    │   └── StreamError (ValueError)     services.exchange.streams: streams the simulator does not serve
+    │   ├── RestError                    tradetape.services.exchange.rest: the simulator's ``{"code", "msg"}`` answer
+    │   └── StreamError (ValueError)     tradetape.services.exchange.streams: streams the simulator does not serve
     ├── BusError                         NATS itself
-    │   └── NatsClosedError (RuntimeError)  services.ingest.publisher: the connection is closed for good
+    │   └── NatsClosedError (RuntimeError)  tradetape.services.ingest.publisher: the connection is closed for good
     ├── ConfigError                      settings or the machine do not allow what is asked
     │   ├── SymbolsUnresolvedError (RuntimeError)  tradetape.settings
     │   ├── HttpAccessError (ValueError) tradetape.runtime.http_access
     │   ├── WebConfigError (RuntimeError)  tradetape.web.server
     │   ├── MetricsPortError (RuntimeError)  tradetape.runtime.metrics
     │   ├── NatsServerError (RuntimeError)  tradetape.runtime.nats_server; NatsPortInUse below it
-    │   ├── DataDirLocked (RuntimeError) tradetape.runtime.lock
+    │   ├── DataDirLocked (RuntimeError) tradetape.ground.lock
     │   ├── ForeignStoreError (RuntimeError)  tradetape.bus.shard_stores: not the store the shard's persist writes
     │   ├── StartupError (RuntimeError)  tradetape.runtime.supervisor
     │   └── NatsInternalsError (RuntimeError)  tradetape.bus.nats_internals: a nats-py release not read

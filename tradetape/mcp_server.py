@@ -26,7 +26,8 @@ from mcp.server.stdio import stdio_server
 from tradetape import __version__
 from tradetape.api.errors import QueryError
 from tradetape.api.methods.trades import TradesCursor
-from tradetape.api.registry import QueryMethod, methods
+from tradetape.api.query_method import QueryMethod
+from tradetape.api.registry import methods
 from tradetape.client import TapeClient, TapeError
 from tradetape.domain.symbols import MAX_SYMBOL_LENGTH
 from tradetape.settings import Settings

@@ -8,7 +8,7 @@
 - `HeldTrades`: a `TradeSource` over trades held in memory, served as a shard's reader serves
   them, for handler tests and for the expected answer of a query asked over NATS.
 - `simulator_settings(exchange, ...)`: the `Settings` that point ingest and the history
-  commands at a running exchange simulator (`services.exchange.Exchange`, itself the
+  commands at a running exchange simulator (`tradetape.services.exchange.Exchange`, itself the
   handle: an async context manager on a free loopback port).
 
 Why a server per test and not one per session: the services fix their stream, consumer,
@@ -104,7 +104,7 @@ def _as_stored(trades: TradeColumns) -> TradeColumns:
 
 
 class ExchangeAddress(Protocol):
-    """Where a simulator (or any Binance peer) answers: `services.exchange.Exchange` is one."""
+    """Where a simulator (or any Binance peer) answers: `tradetape.services.exchange.Exchange` is one."""
 
     @property
     def ws_url(self) -> str: ...

@@ -63,7 +63,8 @@ from tradetape.api.errors import (
     reply_too_large,
     store_corrupt,
 )
-from tradetape.api.registry import QueryMethod, TradeSource, api_schema, methods
+from tradetape.api.query_method import QueryMethod, TradeSource
+from tradetape.api.registry import api_schema, methods
 from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.ledger import LedgerFormatError, LedgerGap, ledger_bucket, read_entry
 from tradetape.bus.nats_internals import EndpointCounters
@@ -74,7 +75,7 @@ from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.errors import RequestError
-from tradetape.runtime.backoff import retry_until
+from tradetape.ground.backoff import retry_until
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.settings import Settings
 from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader, StoreCorruptError, store_id

@@ -4,8 +4,8 @@ It writes Binance's wire format itself, importing nothing from the other service
 checks ingest's parser instead of sharing its mistakes.
 """
 
-from services.exchange.faults import FaultConfig
-from services.exchange.replay import BUNDLED_REPLAY
-from services.exchange.server import Exchange, ExchangeConfig
+from tradetape.services.exchange.faults import FaultConfig
+from tradetape.services.exchange.replay import BUNDLED_REPLAY
+from tradetape.services.exchange.server import Exchange, ExchangeConfig
 
 __all__ = ["BUNDLED_REPLAY", "Exchange", "ExchangeConfig", "FaultConfig"]

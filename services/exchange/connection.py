@@ -20,9 +20,15 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from services.exchange.faults import FaultConfig, FaultState, invalid_payload, malformed_payload, oversized_payload
-from services.exchange.history import AggTrade, TradeHistory, encode_event, now_ms
-from services.exchange.streams import MAX_STREAMS, StreamError, Subscription, stream_symbol
+from tradetape.services.exchange.faults import (
+    FaultConfig,
+    FaultState,
+    invalid_payload,
+    malformed_payload,
+    oversized_payload,
+)
+from tradetape.services.exchange.history import AggTrade, TradeHistory, encode_event, now_ms
+from tradetape.services.exchange.streams import MAX_STREAMS, StreamError, Subscription, stream_symbol
 
 logger = logging.getLogger(__name__)
 

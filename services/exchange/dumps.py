@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
 
-from services.exchange.history import AggTrade, TradeHistory, now_ms
-from services.exchange.rest import RestResponse
+from tradetape.services.exchange.history import AggTrade, TradeHistory, now_ms
+from tradetape.services.exchange.rest import RestResponse
 
 DUMP_PREFIX = "/data/spot/"
 _FILE = r"/aggTrades/([A-Z0-9]+)/([A-Z0-9]+)-aggTrades-({period})\.zip(\.CHECKSUM)?$"

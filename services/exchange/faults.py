@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from services.exchange.history import AggTrade, encode_event
+from tradetape.services.exchange.history import AggTrade, encode_event
 
 logger = logging.getLogger(__name__)
 

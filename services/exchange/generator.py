@@ -26,8 +26,8 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
-from services.exchange.history import AggTrade, TradeHistory, now_ms, release
-from tradetape.runtime.tasks import cancel_and_wait
+from tradetape.ground.tasks import cancel_and_wait
+from tradetape.services.exchange.history import AggTrade, TradeHistory, now_ms, release
 
 logger = logging.getLogger(__name__)
 

@@ -16,12 +16,9 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import orjson
-
-if TYPE_CHECKING:
-    from services.exchange.released import ReleasedRows
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +49,18 @@ class AggTrade:
         """This trade as Binance serves one it invalidated: same id, time and side, no price, quantity or fills."""
         void_id = VOID_TRADE_ID
         return AggTrade(self.agg_id, VOID_DECIMAL, VOID_DECIMAL, void_id, void_id, self.time_ms, self.buyer_maker)
+
+
+class ReleaseRecord(Protocol):
+    """The durable record a history writes before it releases (`released.ReleasedRows`, which stores `AggTrade`)."""
+
+    def load(self) -> list[AggTrade]: ...
+
+    def append(self, trades: Sequence[AggTrade]) -> None: ...
+
+    def rewrite(self, trades: Sequence[AggTrade]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 RECORD_RETRY_S = 1.0
@@ -113,7 +122,7 @@ class TradeHistory:
         max_trades: int | None = None,
         *,
         void_every: int = 0,
-        record: ReleasedRows | None = None,
+        record: ReleaseRecord | None = None,
     ) -> None:
         if max_trades is not None and max_trades < 1:
             raise ValueError("max_trades must be positive or None")

@@ -21,10 +21,10 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from services.exchange.dumps import dump_csv
-from services.exchange.history import AggTrade
-from services.exchange.replay import ReplayFormatError, parse_row
 from tradetape.errors import InputError
+from tradetape.services.exchange.dumps import dump_csv
+from tradetape.services.exchange.history import AggTrade
+from tradetape.services.exchange.replay import ReplayFormatError, parse_row
 
 logger = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.exchange.history import AggTrade, TradeHistory, now_ms, release
 from tradetape.errors import InputError
-from tradetape.runtime.tasks import cancel_and_wait
+from tradetape.ground.tasks import cancel_and_wait
+from tradetape.services.exchange.history import AggTrade, TradeHistory, now_ms, release
 
 logger = logging.getLogger(__name__)
 

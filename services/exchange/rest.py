@@ -21,9 +21,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from services.exchange.faults import HTML_BODY, FaultConfig
-from services.exchange.history import TradeHistory, encode_rest_rows, now_ms
 from tradetape.errors import ExchangeError
+from tradetape.services.exchange.faults import HTML_BODY, FaultConfig
+from tradetape.services.exchange.history import TradeHistory, encode_rest_rows, now_ms
 
 logger = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from services.exchange import rest
-from services.exchange.connection import MAX_INCOMING_PER_S, StreamSession
-from services.exchange.dumps import DUMP_PREFIX, DumpArchive
-from services.exchange.faults import FaultConfig
-from services.exchange.generator import (
+from tradetape.services.exchange import rest
+from tradetape.services.exchange.connection import MAX_INCOMING_PER_S, StreamSession
+from tradetape.services.exchange.dumps import DUMP_PREFIX, DumpArchive
+from tradetape.services.exchange.faults import FaultConfig
+from tradetape.services.exchange.generator import (
     FIRST_ID,
     GeneratorFeed,
     IdCheckpoint,
@@ -41,10 +41,10 @@ from services.exchange.generator import (
     resume_after,
     to_units,
 )
-from services.exchange.history import TradeHistory, now_ms
-from services.exchange.released import ReleasedRows
-from services.exchange.replay import Replay, symbol_from_path
-from services.exchange.streams import MAX_STREAMS, StreamError, is_stream_path, parse_subscription
+from tradetape.services.exchange.history import TradeHistory, now_ms
+from tradetape.services.exchange.released import ReleasedRows
+from tradetape.services.exchange.replay import Replay, symbol_from_path
+from tradetape.services.exchange.streams import MAX_STREAMS, StreamError, is_stream_path, parse_subscription
 
 logger = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidH
 from tradetape.binance.frames import ControlFrame, ReplyFrame
 from tradetape.binance.streams import MAX_URL_CHARS, STREAMS_PER_SUBSCRIBE, connection_plan, subscribe_request
 from tradetape.errors import ExchangeError
-from tradetape.runtime.backoff import Backoff
-from tradetape.runtime.tasks import cancel_and_wait
+from tradetape.ground.backoff import Backoff
+from tradetape.ground.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from services.ingest.tailprobe import TailSchedule
-from services.ingest.tape import CONFIRM_WAIT_S, Gap, SymbolTape
 from tradetape.binance.rest import PAGE_LIMIT, GapFillError, RestClient, RestTrade
+from tradetape.services.ingest.tailprobe import TailSchedule
+from tradetape.services.ingest.tape import CONFIRM_WAIT_S, Gap, SymbolTape
 
 logger = logging.getLogger(__name__)
 

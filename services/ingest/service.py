@@ -27,11 +27,6 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
-from services.ingest.feed import AttemptLimiter, Feed, FeedOptions, split_symbols
-from services.ingest.filler import GapFiller
-from services.ingest.stats import StatsBook
-from services.ingest.tailprobe import TailSchedule, probe_interval_s
-from services.ingest.tape import SymbolTape, Verdict
 from tradetape.binance.aggtrade import TradeFormatError
 from tradetape.binance.frames import AggTradeFrame, ControlFrame, FrameError, ReplyFrame, parse_frame
 from tradetape.binance.rest import RestClient, RestTrade
@@ -43,8 +38,13 @@ from tradetape.bus.provision import ensure_streams
 from tradetape.bus.publish.publisher import NatsClosedError, Publisher, raise_if_closed
 from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM, deadletter_subject, trade_subject
+from tradetape.ground.tasks import cancel_and_wait
 from tradetape.runtime.metrics import ServiceMetrics
-from tradetape.runtime.tasks import cancel_and_wait
+from tradetape.services.ingest.feed import AttemptLimiter, Feed, FeedOptions, split_symbols
+from tradetape.services.ingest.filler import GapFiller
+from tradetape.services.ingest.stats import StatsBook
+from tradetape.services.ingest.tailprobe import TailSchedule, probe_interval_s
+from tradetape.services.ingest.tape import SymbolTape, Verdict
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -6,19 +6,52 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tradetape.runtime.logs import ProgressLog
 from tradetape.runtime.metrics import ServiceSnapshot
 
 if TYPE_CHECKING:
-    from services.ingest.service import IngestService
+    from tradetape.binance.rest import RestClient
+    from tradetape.bus.publish.publisher import Publisher
+    from tradetape.bus.replies import ReplyGuard
+    from tradetape.services.ingest.feed import Feed
+    from tradetape.services.ingest.filler import GapFiller
+    from tradetape.services.ingest.tape import SymbolTape
 
 logger = logging.getLogger(__name__)
 
 
+class IngestState(Protocol):
+    """What the stats book reads of the ingest service: the service uses the book, so the book names no service."""
+
+    @property
+    def tapes(self) -> dict[str, SymbolTape]: ...
+
+    @property
+    def feeds(self) -> list[Feed]: ...
+
+    @property
+    def rest(self) -> RestClient: ...
+
+    @property
+    def unknown_deadletters(self) -> Counter[str]: ...
+
+    @property
+    def publisher(self) -> Publisher: ...
+
+    @property
+    def filler(self) -> GapFiller: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def replies(self) -> ReplyGuard: ...
+
+
 class StatsBook:
-    def __init__(self, service: IngestService) -> None:
+    def __init__(self, service: IngestState) -> None:
         self._service = service
         self._progress = ProgressLog(logger)
         self._last_published = 0

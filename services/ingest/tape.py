@@ -19,8 +19,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from services.ingest.ranges import RangeSet
 from tradetape.bus.ledger import LedgerEntry, LedgerGap
+from tradetape.services.ingest.ranges import RangeSet
 
 logger = logging.getLogger(__name__)
 

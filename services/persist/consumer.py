@@ -27,7 +27,7 @@ from nats.js.errors import NotFoundError
 
 from tradetape.bus.deadletter import publish_deadletter
 from tradetape.bus.provision import PERSIST_MAX_DELIVER, ensure_persist_consumer, ensure_streams, persist_durable
-from tradetape.bus.subjects import TRADES_STREAM, symbol_of
+from tradetape.bus.subjects import TRADES_STREAM, max_deliveries_subject, symbol_of
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -36,10 +36,6 @@ HEALTH_CHECK_IDLE_S = 5.0
 """After this long without a message, check that the consumer still exists."""
 PULL_PENDING_BYTES = 0
 """No client-side byte limit: a fetch asks for at most a batch, and a message over a limit would be dropped."""
-
-
-def max_deliveries_subject(durable: str) -> str:
-    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{TRADES_STREAM}.{durable}"
 
 
 class PersistConsumer:

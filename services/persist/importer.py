@@ -28,8 +28,9 @@ from nats.aio.subscription import Subscription
 
 from tradetape.binance.aggtrade import first_invalid
 from tradetape.bus.replies import ReplyGuard
+from tradetape.bus.subjects import import_subject
 from tradetape.domain.column_checks import first_not_ascending
-from tradetape.history.bulk import BatchFormatError, ImportReply, decode_batch, import_subject
+from tradetape.history.bulk import BatchFormatError, ImportReply, decode_batch
 from tradetape.store import ImportConflictError, ShardWriter, StoreError
 
 logger = logging.getLogger(__name__)

@@ -23,21 +23,13 @@ import orjson
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
-from tradetape.api.live import (
-    LiveBarsUpdate,
-    LiveBatch,
-    LiveProfileUpdate,
-    bars_subject,
-    profile_subject,
-    second_bars,
-    split_batch,
-    stored_batch,
-)
+from tradetape.api.live import LiveBarsUpdate, LiveBatch, LiveProfileUpdate, second_bars, split_batch, stored_batch
 from tradetape.api.methods.bars import BarReply
+from tradetape.bus.subjects import bars_subject, profile_subject
 from tradetape.domain.bars import SECOND_MS
 from tradetape.domain.columns import TradeColumns
+from tradetape.ground.tasks import wait_event
 from tradetape.runtime.logs import ProgressLog
-from tradetape.runtime.tasks import wait_event
 from tradetape.store import ShardWriter, StoreError, window_start
 
 logger = logging.getLogger(__name__)

@@ -35,10 +35,6 @@ from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
 from nats.js.kv import KeyValue
 
-from services.persist.admission import IMPLAUSIBLE_ID, Refusal, Vetting, vet
-from services.persist.consumer import MaxDeliveries, PersistConsumer
-from services.persist.importer import BulkImporter
-from services.persist.live import LivePublisher
 from tradetape.binance.aggtrade import TradeFormatError
 from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.codec import decode_trade
@@ -49,10 +45,14 @@ from tradetape.bus.shard_stores import ShardStore, record_shard_store
 from tradetape.bus.subjects import TRADES_STREAM, symbol_of, trade_subject
 from tradetape.domain.symbols import is_symbol
 from tradetape.domain.trade import TradeRow
-from tradetape.runtime.backoff import Backoff, retry_until
+from tradetape.ground.backoff import Backoff, retry_until
+from tradetape.ground.tasks import cancel_and_wait
 from tradetape.runtime.logs import ProgressLog
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
-from tradetape.runtime.tasks import cancel_and_wait
+from tradetape.services.persist.admission import IMPLAUSIBLE_ID, Refusal, Vetting, vet
+from tradetape.services.persist.consumer import MaxDeliveries, PersistConsumer
+from tradetape.services.persist.importer import BulkImporter
+from tradetape.services.persist.live import LivePublisher
 from tradetape.settings import Settings
 from tradetape.store import ShardWriter, StoreError, Written, assemble_windows, write_manifest
 

@@ -19,11 +19,11 @@ import nats
 import orjson
 import pytest
 
-from services.analytics.service import AnalyticsService
 from tests.analytics.test_isolation import HOUR_MS, SYMBOL, busy_day
 from tests.harness import wait_for
 from tests.processes import ServiceProcesses, service_env
 from tradetape.api.registry import methods
+from tradetape.services.analytics.service import AnalyticsService
 from tradetape.settings import Settings
 
 pytestmark = pytest.mark.timeout(240)

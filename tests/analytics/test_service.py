@@ -10,9 +10,9 @@ import nats
 import pytest
 from nats.errors import NoRespondersError
 
-from services.exchange import Exchange, ExchangeConfig
 from tests.harness import request, run_services, wait_for
 from tradetape.bus.ledger import LedgerEntry, LedgerGap, ledger_bucket, ledger_key, write_entry
+from tradetape.services.exchange import Exchange, ExchangeConfig
 from tradetape.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)

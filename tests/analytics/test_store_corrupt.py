@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 from rocksdict import Rdict
 
-from services.analytics.service import AnalyticsService
 from tests.analytics.test_methods_over_nats import REQUESTS
 from tests.harness import request, run_services, wait_for
 from tradetape.api.errors import QueryError
 from tradetape.api.registry import methods
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.trade import VOID_TRADE_ID
+from tradetape.services.analytics.service import AnalyticsService
 from tradetape.settings import Settings
 from tradetape.store.keys import HISTOGRAM, SEGMENT, SUMMARY, VOID, index_key, timed_key, window_key
 from tradetape.store.rocks import store_options
@@ -167,7 +167,7 @@ async def test_flipped_bytes_in_any_stored_value_answer_store_corrupt_and_nothin
             assert "Nats-Service-Error-Code" not in headers, (symbol, name, time_range, reply)
             assert _comparable(name, reply) == expected(symbol, name, body), (symbol, name, time_range)
 
-    caplog.set_level(logging.WARNING, logger="services.analytics.service")
+    caplog.set_level(logging.WARNING, logger="tradetape.services.analytics.service")
     async with run_services(settings, "analytics") as running:
         client = await nats.connect(nats_url)
         try:

@@ -8,8 +8,8 @@ import time
 import orjson
 import pytest
 
-from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
 from tradetape.binance.rest import GapFillError, RestClient, WeightBudget, parse_page
+from tradetape.services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from services.exchange import Exchange, ExchangeConfig
 from tradetape.binance.rest import GapFillError, parse_trading_symbols
 from tradetape.binance.symbols import resolve_symbols
-from tradetape.runtime.backoff import Backoff
+from tradetape.ground.backoff import Backoff
+from tradetape.services.exchange import Exchange, ExchangeConfig
 from tradetape.settings import Settings
 
 pytestmark = pytest.mark.timeout(20)

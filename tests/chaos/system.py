@@ -26,12 +26,12 @@ import orjson
 import pytest
 from nats.aio.client import Client
 
-from services.exchange.faults import FaultConfig
 from tests.cluster.topology import NatsCluster, child_env, http_get, start_exchange
 from tests.harness import wait_for
 from tests.processes import ServiceProcesses
 from tradetape.bus.provision import ensure_streams
 from tradetape.runtime.nats_server import EmbeddedNatsServer
+from tradetape.services.exchange.faults import FaultConfig
 from tradetape.settings import Settings
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT")

@@ -23,11 +23,11 @@ import orjson
 import pytest
 from nats.js import JetStreamContext
 
-from services.exchange.faults import FaultConfig
 from tests.chaos.fuzz import QueryFuzzer
 from tests.chaos.invariant import check_invariant
 from tests.chaos.system import System
 from tradetape.bus.subjects import DEADLETTER_STREAM, trade_subject
+from tradetape.services.exchange.faults import FaultConfig
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(360)]
 

@@ -10,9 +10,9 @@ import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
-from services.exchange.faults import InvalidKind
 from tests.exchange.test_server import FIRST_ID, http_get, receive, stream
+from tradetape.services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
+from tradetape.services.exchange.faults import InvalidKind
 
 pytestmark = pytest.mark.timeout(20)
 

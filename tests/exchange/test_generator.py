@@ -14,7 +14,7 @@ from statistics import median
 import orjson
 import pytest
 
-from services.exchange.generator import (
+from tradetape.services.exchange.generator import (
     _MAX_BURST,
     FIRST_ID,
     GeneratorFeed,
@@ -26,7 +26,7 @@ from services.exchange.generator import (
     resume_after,
     to_units,
 )
-from services.exchange.history import AggTrade, TradeHistory, now_ms
+from tradetape.services.exchange.history import AggTrade, TradeHistory, now_ms
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -196,7 +196,7 @@ async def test_feed_skips_only_a_real_stall(caplog: pytest.LogCaptureFixture) ->
     samples: list[tuple[float, int]] = []
     feed.start()
     try:
-        with caplog.at_level(logging.WARNING, logger="services.exchange.generator"):
+        with caplog.at_level(logging.WARNING, logger="tradetape.services.exchange.generator"):
             await run_for(clock, 10, feed, samples)
             clock.seconds += 3  # shorter than the stall tolerance: caught up, nothing skipped
             await run_for(clock, 20, feed, samples)

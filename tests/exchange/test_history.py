@@ -7,8 +7,8 @@ import asyncio
 import orjson
 import pytest
 
-from services.exchange.dumps import dump_csv
-from services.exchange.history import AggTrade, TradeHistory, encode_event, encode_rest_rows
+from tradetape.services.exchange.dumps import dump_csv
+from tradetape.services.exchange.history import AggTrade, TradeHistory, encode_event, encode_rest_rows
 
 pytestmark = pytest.mark.timeout(5)
 

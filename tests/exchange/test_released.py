@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from services.exchange.generator import TradeGenerator
-from services.exchange.history import TradeHistory
-from services.exchange.released import ReleasedRows, ReleasedRowsError
+from tradetape.services.exchange.generator import TradeGenerator
+from tradetape.services.exchange.history import TradeHistory
+from tradetape.services.exchange.released import ReleasedRows, ReleasedRowsError
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from services.exchange import BUNDLED_REPLAY
-from services.exchange.history import TradeHistory, now_ms
-from services.exchange.replay import (
+from tradetape.services.exchange import BUNDLED_REPLAY
+from tradetape.services.exchange.history import TradeHistory, now_ms
+from tradetape.services.exchange.replay import (
     Replay,
     ReplayFormatError,
     parse_row,

@@ -24,10 +24,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
-from services.exchange.generator import FIRST_ID, id_margins
-from services.exchange.history import AggTrade, encode_rest_rows
 from tests.harness import coverage_of, request, run_services, wait_for
+from tradetape.services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
+from tradetape.services.exchange.generator import FIRST_ID, id_margins
+from tradetape.services.exchange.history import AggTrade, encode_rest_rows
 from tradetape.testing import simulator_settings
 
 pytestmark = pytest.mark.timeout(30)
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RATE = 2000.0
 CHILD = """
 import asyncio, sys
-from services.exchange import Exchange, ExchangeConfig
+from tradetape.services.exchange import Exchange, ExchangeConfig
 
 async def main() -> None:
     config = ExchangeConfig(symbols=("ETHUSDT",), rate=float(sys.argv[2]), state_dir=sys.argv[1])

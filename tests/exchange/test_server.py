@@ -13,9 +13,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
-from services.exchange.history import now_ms
-from services.exchange.replay import read_dump
+from tradetape.services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
+from tradetape.services.exchange.history import now_ms
+from tradetape.services.exchange.replay import read_dump
 
 pytestmark = pytest.mark.timeout(15)
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from services.exchange import Exchange, ExchangeConfig, FaultConfig
 from tradetape.domain.columns import TradeColumns
 from tradetape.history.dumps import read_dump
 from tradetape.history.fetch import HistoryFetcher, periods
 from tradetape.history.load import TapeImporter
+from tradetape.services.exchange import Exchange, ExchangeConfig, FaultConfig
 from tradetape.settings import Settings
 from tradetape.store.reader import SecondaryStore
 from tradetape.store.reads import read_all_trades

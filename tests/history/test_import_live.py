@@ -16,13 +16,13 @@ import pytest
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from services.exchange import Exchange, ExchangeConfig
 from tests.harness import run_services, wait_until_stored
 from tradetape.api.methods import volume_profile
+from tradetape.bus.subjects import import_subject
 from tradetape.domain.columns import TradeColumns
-from tradetape.history.bulk import import_subject
 from tradetape.history.dumps import DumpError, read_dump
 from tradetape.history.load import TapeImporter
+from tradetape.services.exchange import Exchange, ExchangeConfig
 from tradetape.settings import Settings
 from tradetape.store.reader import SecondaryStore, ShardReader
 from tradetape.store.reads import read_all_trades

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 from websockets.asyncio.client import connect as ws_connect
 
-from services.exchange import Exchange, ExchangeConfig, FaultConfig
 from tests.harness import run_services
 from tests.history.test_fetch import two_days
 from tests.history.test_import_live import same, stored, wait_for_persist
@@ -17,6 +16,7 @@ from tradetape.history.dumps import read_dump
 from tradetape.history.fetch import HistoryFetcher
 from tradetape.history.load import TapeImporter
 from tradetape.history.repair import repair
+from tradetape.services.exchange import Exchange, ExchangeConfig, FaultConfig
 from tradetape.settings import Settings
 
 REAL = Path(__file__).parent / "data" / "BTCUSDT-aggTrades-2026-01-01.head5000.csv"

@@ -14,7 +14,6 @@ import nats
 import numpy as np
 import pytest
 
-from services.exchange import Exchange, ExchangeConfig, FaultConfig
 from tests.harness import request, run_services
 from tests.history.test_import_live import wait_for_persist
 from tradetape.domain.columns import TradeColumns
@@ -22,6 +21,7 @@ from tradetape.history.dumps import DumpError, read_dump
 from tradetape.history.export import export, read_frame
 from tradetape.history.fetch import HistoryFetcher
 from tradetape.history.load import TapeImporter
+from tradetape.services.exchange import Exchange, ExchangeConfig, FaultConfig
 from tradetape.settings import Settings
 from tradetape.store.reader import SecondaryStore
 from tradetape.store.reads import read_all_trades, read_coverage

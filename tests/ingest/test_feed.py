@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from services.exchange import Exchange, ExchangeConfig
-from services.ingest.feed import AttemptLimiter, Feed, FeedOptions, split_symbols
 from tradetape.binance.frames import AggTradeFrame, ControlFrame, ReplyFrame, parse_frame
+from tradetape.services.exchange import Exchange, ExchangeConfig
+from tradetape.services.ingest.feed import AttemptLimiter, Feed, FeedOptions, split_symbols
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from services.exchange import Exchange, ExchangeConfig
-from services.exchange.history import AggTrade
-from services.ingest.filler import GapFiller
-from services.ingest.tailprobe import TailSchedule
-from services.ingest.tape import SymbolTape
 from tradetape.binance.rest import RestClient, RestTrade
+from tradetape.services.exchange import Exchange, ExchangeConfig
+from tradetape.services.exchange.history import AggTrade
+from tradetape.services.ingest.filler import GapFiller
+from tradetape.services.ingest.tailprobe import TailSchedule
+from tradetape.services.ingest.tape import SymbolTape
 
 pytestmark = pytest.mark.timeout(30)
 

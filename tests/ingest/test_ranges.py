@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from services.ingest.ranges import RangeSet
+from tradetape.services.ingest.ranges import RangeSet
 
 
 def test_in_order_adds_extend_one_range() -> None:

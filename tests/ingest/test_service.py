@@ -27,9 +27,6 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
-from services.ingest.service import IngestService
-from services.ingest.tailprobe import PROBE_WEIGHT_SHARE, found_within_s, probe_interval_s
 from tests.harness import Running, run_services, wait_for
 from tests.isolated import LoopThread, ended, isolated_loop
 from tests.processes import ServiceProcesses, service_env
@@ -39,6 +36,9 @@ from tradetape.bus.ledger import LedgerGap, ledger_bucket, open_gaps, read_entry
 from tradetape.bus.publish.publisher import NatsClosedError
 from tradetape.bus.subjects import DEADLETTER_STREAM, INGEST_STATS_SUBJECT, TRADES_STREAM, trade_subject
 from tradetape.runtime.nats_server import EmbeddedNatsServer
+from tradetape.services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
+from tradetape.services.ingest.service import IngestService
+from tradetape.services.ingest.tailprobe import PROBE_WEIGHT_SHARE, found_within_s, probe_interval_s
 from tradetape.settings import Settings
 from tradetape.testing import simulator_settings
 
@@ -170,7 +170,7 @@ async def test_a_quiet_symbols_lost_last_trades_are_found_by_the_tail_probe(
     nats_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The last 10 of 5,000 ids never reach the WebSocket and the symbol stays quiet: no later id shows the loss."""
-    caplog.set_level(logging.INFO, logger="services.ingest.filler")
+    caplog.set_level(logging.INFO, logger="tradetape.services.ingest.filler")
     after_s = 2.0
     faults = FaultConfig(drop_after=4990)
     async with scenario(nats_url, tmp_path, faults=faults, speed=None, ingest_tail_probe_after_s=after_s) as (

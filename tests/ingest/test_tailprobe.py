@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.ingest.tailprobe import (
+from tradetape.binance.rest import AGG_TRADES_WEIGHT
+from tradetape.services.ingest.tailprobe import (
     PROBE_WEIGHT_SHARE,
     TailSchedule,
     found_within_s,
@@ -12,7 +13,6 @@ from services.ingest.tailprobe import (
     probe_due_at,
     probe_interval_s,
 )
-from tradetape.binance.rest import AGG_TRADES_WEIGHT
 from tradetape.settings import Settings
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.ingest.tape import SymbolTape, Verdict
 from tradetape.bus.ledger import LedgerEntry, LedgerGap
+from tradetape.services.ingest.tape import SymbolTape, Verdict
 
 DAY_MS = 86_400_000
 

@@ -14,9 +14,9 @@ import pytest
 from nats.aio.client import Client
 
 from tests.harness import replay_pipeline, wait_for, wait_until_stored
-from tradetape.api.live import bars_subject, profile_subject
 from tradetape.api.methods.bars import BarsReply
 from tradetape.api.methods.volume_profile import VolumeProfileReply
+from tradetape.bus.subjects import bars_subject, profile_subject
 from tradetape.client import TapeClient
 
 pytestmark = pytest.mark.timeout(120)

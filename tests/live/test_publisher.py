@@ -8,18 +8,12 @@ from pathlib import Path
 import nats
 import orjson
 
-from services.persist.live import LivePublisher
 from tests.store.synthetic import SYMBOL, T0, tape, windows_of
-from tradetape.api.live import (
-    LiveBarsUpdate,
-    LiveProfile,
-    LiveProfileUpdate,
-    SnapshotIds,
-    bars_subject,
-    profile_subject,
-)
+from tradetape.api.live import LiveBarsUpdate, LiveProfile, LiveProfileUpdate, SnapshotIds
 from tradetape.api.methods import bars, coverage, volume_profile
+from tradetape.bus.subjects import bars_subject, profile_subject
 from tradetape.runtime.nats_server import EmbeddedNatsServer
+from tradetape.services.persist.live import LivePublisher
 from tradetape.store.writer import ShardWriter
 from tradetape.testing import HeldTrades
 

@@ -26,9 +26,11 @@ from nats.errors import Error as NatsError
 
 from tests.harness import wait_for
 from tests.processes import ServiceProcesses
-from tradetape.bus.auth import NatsAuth, redact_url, write_private_file
+from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect
 from tradetape.client import ClientQueryError, TapeClient, TapeUnavailable
+from tradetape.ground.private_files import write_private_file
+from tradetape.ground.redaction import redact_url
 from tradetape.runtime.nats_server import EmbeddedNatsServer
 from tradetape.settings import Settings
 

@@ -32,12 +32,12 @@ from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 
-from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
 from tests.cluster.topology import free_ports, http_get
 from tests.harness import wait_until_stored
 from tests.processes import ServiceProcesses, service_env
 from tradetape.bus.subjects import TRADES_STREAM
 from tradetape.runtime.nats_server import EmbeddedNatsServer, find_nats_server
+from tradetape.services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
 from tradetape.settings import Settings
 from tradetape.testing import simulator_settings
 

@@ -21,7 +21,8 @@ from tests.history.test_import_live import wait_for_persist
 from tests.processes import ServiceProcesses, service_env
 from tests.store.hostile import hostile_batches, legal_trades
 from tradetape.bus.provision import ensure_streams
-from tradetape.history.bulk import BATCH_TRADES, ImportReply, encode_batch, import_subject
+from tradetape.bus.subjects import import_subject
+from tradetape.history.bulk import BATCH_TRADES, ImportReply, encode_batch
 from tradetape.settings import Settings
 from tradetape.store.reader import SecondaryStore
 from tradetape.store.reads import read_all_trades

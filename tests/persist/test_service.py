@@ -9,9 +9,9 @@ import nats
 import orjson
 import pytest
 
-from services.exchange import Exchange, ExchangeConfig
 from tests.harness import run_services, wait_for
 from tradetape.bus.provision import ensure_streams
+from tradetape.services.exchange import Exchange, ExchangeConfig
 from tradetape.settings import Settings
 from tradetape.store.reader import SecondaryStore, ShardReader
 from tradetape.store.reads import read_all_trades

@@ -9,9 +9,9 @@ import nats
 import orjson
 import pytest
 
-from services.exchange import Exchange, ExchangeConfig
 from tests.harness import run_services, wait_for
 from tradetape.bus.provision import ensure_streams
+from tradetape.services.exchange import Exchange, ExchangeConfig
 from tradetape.settings import Settings, shard_of
 from tradetape.store.reader import ShardReader
 from tradetape.store.shards import find_shards

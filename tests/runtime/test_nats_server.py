@@ -10,13 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tradetape.runtime.nats_server import (
-    EmbeddedNatsServer,
-    NatsPortInUse,
-    read_url_file,
-    remove_url_file,
-    write_url_file,
-)
+from tradetape.ground.url_files import read_url_file, remove_url_file, write_url_file
+from tradetape.runtime.nats_server import EmbeddedNatsServer, NatsPortInUse
 from tradetape.runtime.supervisor import start_embedded_nats
 from tradetape.settings import Settings
 

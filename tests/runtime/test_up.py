@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tradetape.bus.auth import redact_url
+from tradetape.ground.redaction import redact_url
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -26,9 +26,9 @@ from playwright.async_api import Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from pydantic import SecretStr
 
-from services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
 from tests.harness import Running, request, run_services, wait_for, wait_until_stored
 from tradetape.runtime.nats_server import EmbeddedNatsServer
+from tradetape.services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
 from tradetape.testing import simulator_settings
 from tradetape.web.server import WebServer
 

@@ -38,27 +38,16 @@ from tradetape.api.methods.bars import BarReply, BarsReply, bar_replies
 from tradetape.api.methods.coverage import CoverageReply
 from tradetape.api.methods.volume_profile import VolumeProfileReply, VolumeProfileRequest
 from tradetape.api.methods.volume_profile import handle as volume_profile_reply
+from tradetape.bus.subjects import BARS_SUBJECT, PROFILE_SUBJECT
 from tradetape.domain.bars import SECOND_MS, time_bars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import format_units, parse_units
 from tradetape.domain.id_runs import IdRuns
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.domain.sums import exact_group_sums
-from tradetape.domain.symbols import check_symbol
 from tradetape.store import window_start
 
-PROFILE_SUBJECT = "tape.live.profile.<SYMBOL>"
-BARS_SUBJECT = "tape.live.bars.1s.<SYMBOL>"
-
 IdRun = tuple[int, int]
-
-
-def profile_subject(symbol: str) -> str:
-    return f"tape.live.profile.{check_symbol(symbol)}"
-
-
-def bars_subject(symbol: str) -> str:
-    return f"tape.live.bars.1s.{check_symbol(symbol)}"
 
 
 class LiveLevels(BaseModel):

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from tradetape.binance.rest import GapFillError, RestClient
 from tradetape.domain.symbols import is_symbol
-from tradetape.runtime.backoff import Backoff
+from tradetape.ground.backoff import Backoff
 from tradetape.settings import ALL_SYMBOLS, Settings
 
 logger = logging.getLogger(__name__)

@@ -7,14 +7,13 @@ certificate and key for servers that verify clients. Which subjects each user ma
 the server's business: `deploy/nats/auth.conf` holds one user per role.
 
 Secrets stay `SecretStr` until the moment they are handed to nats-py; every URL that is
-logged or printed goes through `redact_url` (the log formatters apply it to every line as
-well); files that hold URLs or secrets are created 0600 by `write_private_file`.
+logged or printed goes through `tradetape.ground.redaction.redact_url` (the log formatters apply
+it to every line as well); files that hold URLs or secrets are created 0600 by
+`tradetape.ground.private_files.write_private_file`.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import ssl
 from pathlib import Path
 from typing import Any
@@ -23,44 +22,6 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from tradetape.bus.replies import DEFAULT_INBOX_PREFIX
 from tradetape.settings import Settings
-
-REDACTED = "***"
-_USERINFO = re.compile(r'(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<userinfo>[^@/\s",]+)@', re.IGNORECASE)
-
-
-def redact_url(text: str) -> str:
-    """`text` with the user info of every URL in it masked.
-
-    `nats://ingest:S3cret@host` → `nats://ingest:***@host`; a lone user part is a token
-    (`nats://TOKEN@host` → `nats://***@host`). Works on one URL, a comma-separated list, or
-    a free-text line that contains URLs. User info holds no `/`, `"`, `,` or blank (they are
-    percent-encoded in a URL), so a match never runs past the URL it starts in.
-    """
-    return _USERINFO.sub(_mask, text)
-
-
-def _mask(match: re.Match[str]) -> str:
-    user, colon, _ = match["userinfo"].partition(":")
-    shown = f"{user}:{REDACTED}" if colon else REDACTED
-    return f"{match['scheme']}{shown}@"
-
-
-def write_private_file(path: Path, text: str) -> None:
-    """Write `text` atomically to a file only its owner can read (0600 from its creation, never chmod-ed later).
-
-    A reader sees the old content or the new, never a part.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
 
 
 class NatsAuth(BaseModel):

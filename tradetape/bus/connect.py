@@ -13,8 +13,9 @@ import logging
 
 from nats.aio.client import Client
 
-from tradetape.bus.auth import NatsAuth, redact_url
-from tradetape.runtime.nats_server import read_url_file
+from tradetape.bus.auth import NatsAuth
+from tradetape.ground.redaction import redact_url
+from tradetape.ground.url_files import read_url_file
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from tradetape.bus.subjects import (
     TRUNCATED_HEADER,
     deadletter_subject,
 )
-from tradetape.runtime.backoff import Backoff
+from tradetape.ground.backoff import Backoff
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,6 @@
-"""NATS names: the trades stream, its per-symbol subjects, dead letters and query subjects.
+"""NATS names: the trades stream, its per-symbol subjects, dead letters, query, live, import and micro subjects.
+
+Every subject tradetape publishes or subscribes to is spelled here.
 
 A subject built from a symbol checks it (`tradetape.domain.symbols`): whatever a caller
 passes, no subject leaves here with a wildcard, an extra token or a length that would make
@@ -21,6 +23,11 @@ TRUNCATED_HEADER = "Tradetape-Truncated"
 MSG_ID_HEADER = "Nats-Msg-Id"
 
 QUERY_PREFIX = "tape.query"
+QUERY_SUBJECT = f"{QUERY_PREFIX}.<method>.<SYMBOL>"
+LIVE_PREFIX = "tape.live"
+PROFILE_SUBJECT = f"{LIVE_PREFIX}.profile.<SYMBOL>"
+BARS_SUBJECT = f"{LIVE_PREFIX}.bars.1s.<SYMBOL>"
+IMPORT_PREFIX = "tape.persist.import"
 INGEST_STATS_SUBJECT = "tape.ingest.stats"
 """Request-reply: ingest answers with its per-symbol counters and open gaps (JSON)."""
 
@@ -47,6 +54,28 @@ def deadletter_subject(source: str, symbol: str | None = None) -> str:
 
 def query_subject(method: str, symbol: str) -> str:
     return f"{QUERY_PREFIX}.{method}.{check_symbol(symbol)}"
+
+
+def profile_subject(symbol: str) -> str:
+    return f"{LIVE_PREFIX}.profile.{check_symbol(symbol)}"
+
+
+def bars_subject(symbol: str) -> str:
+    return f"{LIVE_PREFIX}.bars.1s.{check_symbol(symbol)}"
+
+
+def import_subject(symbol: str) -> str:
+    return f"{IMPORT_PREFIX}.{check_symbol(symbol)}"
+
+
+def max_deliveries_subject(durable: str) -> str:
+    """JetStream's advisory when a message of the trades stream ran out of deliveries to `durable`."""
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{TRADES_STREAM}.{durable}"
+
+
+def micro_subject(verb: str, service: str | None = None) -> str:
+    """nats micro's discovery subject `$SRV.<verb>[.<service>]` (PING, INFO, STATS)."""
+    return f"$SRV.{verb}" + (f".{service}" if service else "")
 
 
 ANALYTICS_SERVICE = "tradetape-analytics"

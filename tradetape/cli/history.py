@@ -184,7 +184,7 @@ def simulator_settings(settings: Settings) -> Settings:
     `up --simulate` records it in `<data dir>/exchange.url` while it runs; said on stderr, so no one
     mistakes the simulator's history for Binance's.
     """
-    from tradetape.runtime.nats_server import read_url_file
+    from tradetape.ground.url_files import read_url_file
 
     unset = [f for f in ("binance_rest_url", "history_url") if f not in settings.model_fields_set]
     url = read_url_file(settings.exchange_url_file) if unset else None

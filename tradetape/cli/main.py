@@ -18,7 +18,8 @@ import orjson
 from pydantic import ValidationError
 
 from tradetape import __version__
-from tradetape.config_file import CONFIG_ENV, CONFIG_FILE, ConfigFileError
+from tradetape.cli.options import add_settings
+from tradetape.config_file import ConfigFileError
 from tradetape.settings import Settings
 
 ALL_SETTINGS = tuple(Settings.model_fields)
@@ -66,40 +67,12 @@ EXAMPLES = {
 }
 
 
-def add_settings(parser: argparse.ArgumentParser, fields: Sequence[str]) -> None:
-    """The settings section of a command's help: one option per field, named after its variable."""
-    group = parser.add_argument_group(
-        "settings (an option wins over its environment variable, which wins over the config file)"
-    )
-    group.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help=f"settings file (TOML, field names as keys; default ./{CONFIG_FILE} when present, or ${CONFIG_ENV})",
-    )
-    for field in fields:
-        info = Settings.model_fields[field]
-        default = "" if info.default is None else f", default {_plain_default(info.default)}"
-        group.add_argument(
-            Settings.flag(field),
-            dest=f"setting_{field}",
-            default=None,
-            metavar=Settings.env_name(field),
-            help=f"{info.description} ({Settings.env_name(field)}{default})",
-        )
-
-
 def _setting_names(field: str) -> str:
     """Where a setting may have come from: its option, its variable, its config file key."""
     field = "nats_url" if field == Settings.env_name("nats_url") else field
     if field not in Settings.model_fields:
         return field
     return f"{Settings.flag(field)} ({Settings.env_name(field)}, or {field} in the config file)"
-
-
-def _plain_default(value: object) -> str:
-    return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -246,7 +219,7 @@ def exchange_source_args(args: argparse.Namespace) -> list[str]:
 
 
 def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
-    from services.exchange import BUNDLED_REPLAY, ExchangeConfig, FaultConfig
+    from tradetape.services.exchange import BUNDLED_REPLAY, ExchangeConfig, FaultConfig
 
     if args.replay:
         replay: tuple[Path, ...] = tuple(args.replay)
@@ -371,9 +344,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_exchange(args: argparse.Namespace, settings: Settings) -> int:
-    from services.exchange import Exchange
+    from tradetape.ground.url_files import write_url_file
     from tradetape.runtime.lifecycle import stop_on_signals
-    from tradetape.runtime.nats_server import write_url_file
+    from tradetape.services.exchange import Exchange
 
     stop = asyncio.Event()
     stop_on_signals(stop)
@@ -387,9 +360,9 @@ async def _run_exchange(args: argparse.Namespace, settings: Settings) -> int:
 
 
 SERVICE_CLASSES = {
-    "ingest": ("services.ingest.service", "IngestService"),
-    "persist": ("services.persist.service", "PersistService"),
-    "analytics": ("services.analytics.service", "AnalyticsService"),
+    "ingest": ("tradetape.services.ingest.service", "IngestService"),
+    "persist": ("tradetape.services.persist.service", "PersistService"),
+    "analytics": ("tradetape.services.analytics.service", "AnalyticsService"),
 }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradetape.api.errors import QueryError
+from tradetape.cli.options import add_settings
 from tradetape.client import TapeClient, TapeUnavailable
 from tradetape.settings import Settings
 
@@ -20,7 +21,6 @@ CHARTS = ("volume_profile", "bars")
 
 
 def add_plot_command(parser: argparse.ArgumentParser, settings_fields: Sequence[str]) -> None:
-    from tradetape.cli.main import add_settings
 
     parser.add_argument("chart", choices=CHARTS, help="volume_profile (with vacuums) or bars (with cumulative delta)")
     parser.add_argument("symbol", metavar="SYMBOL")

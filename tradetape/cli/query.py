@@ -27,12 +27,14 @@ from rich.console import Console
 
 from tradetape.api.errors import QueryError
 from tradetape.api.methods.coverage import CoverageReply
-from tradetape.api.registry import QueryMethod, methods
+from tradetape.api.query_method import QueryMethod
+from tradetape.api.registry import methods
 from tradetape.api.render import iso_time
-from tradetape.bus.auth import redact_url
+from tradetape.cli.options import add_settings
 from tradetape.client import TapeClient, TapeError, TapeUnavailable
 from tradetape.domain.symbols import SymbolError, symbol_from_input
 from tradetape.errors import TradetapeError
+from tradetape.ground.redaction import redact_url
 from tradetape.settings import Settings
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -46,7 +48,6 @@ model says what is wrong with it in one line, instead of argparse's "expected on
 
 
 def add_query_command(parser: argparse.ArgumentParser, settings_fields: Sequence[str]) -> None:
-    from tradetape.cli.main import add_settings
 
     by_method = parser.add_subparsers(dest="method", required=True, metavar="METHOD")
     for name, method in methods().items():

@@ -18,10 +18,11 @@ from rich.live import Live
 from rich.text import Text
 
 from tradetape.api.render import iso_time, table
-from tradetape.bus.auth import redact_url
 from tradetape.bus.connect import resolve_nats_url
+from tradetape.cli.options import add_settings
 from tradetape.cli.query import console_for_stdout
 from tradetape.client import TapeClient, TapeUnavailable
+from tradetape.ground.redaction import redact_url
 from tradetape.settings import Settings
 from tradetape.status import SystemStatus, TailProbeStatus, collect_status, unreachable
 
@@ -29,7 +30,6 @@ EXIT_UNREACHABLE = 2
 
 
 def add_status_command(parser: argparse.ArgumentParser, settings_fields: Sequence[str]) -> None:
-    from tradetape.cli.main import add_settings
 
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
     parser.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C")

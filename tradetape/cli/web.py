@@ -8,12 +8,12 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from tradetape.cli.options import add_settings
 from tradetape.settings import Settings
 from tradetape.web.server import WebConfigError, WebServer, web_config
 
 
 def add_web_command(parser: argparse.ArgumentParser, settings_fields: Sequence[str]) -> None:
-    from tradetape.cli.main import add_settings
 
     add_settings(parser, settings_fields)
 

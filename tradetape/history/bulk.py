@@ -21,19 +21,13 @@ import orjson
 from pydantic import BaseModel
 
 from tradetape.domain.columns import TradeColumns
-from tradetape.domain.symbols import check_symbol
 from tradetape.errors import InputError
 from tradetape.store import SegmentFormatError, decode_segment, encode_segment
 
-IMPORT_PREFIX = "tape.persist.import"
 BATCH_FORMAT = 1
 BATCH_TRADES = 100_000
 """The most trades one batch may hold: persist refuses a batch that claims more before decoding it."""
 MAX_SOURCE_CHARS = 1000
-
-
-def import_subject(symbol: str) -> str:
-    return f"{IMPORT_PREFIX}.{check_symbol(symbol)}"
 
 
 class BatchFormatError(InputError):

@@ -27,10 +27,11 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect, resolve_nats_url
+from tradetape.bus.subjects import import_subject
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.id_runs import IdRuns
 from tradetape.domain.symbols import check_symbol
-from tradetape.history.bulk import BATCH_TRADES, ImportReply, batches, encode_batch, import_subject
+from tradetape.history.bulk import BATCH_TRADES, ImportReply, batches, encode_batch
 from tradetape.history.dumps import Dump, DumpError
 from tradetape.settings import Settings
 from tradetape.store import (

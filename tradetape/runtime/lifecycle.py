@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
-from tradetape.bus.auth import NatsAuth, redact_url
+from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect
-from tradetape.runtime.backoff import Backoff
+from tradetape.ground.backoff import Backoff
+from tradetape.ground.redaction import redact_url
 
 logger = logging.getLogger(__name__)
 

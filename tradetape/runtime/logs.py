@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import orjson
 
-from tradetape.bus.auth import redact_url
+from tradetape.ground.redaction import redact_url
 
 LogFormat = Literal["kv", "json"]
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}

@@ -37,6 +37,7 @@ from prometheus_client.registry import Collector
 
 from tradetape import __version__
 from tradetape.bus.replies import GuardedService, ReplyGuard
+from tradetape.bus.subjects import micro_subject
 from tradetape.errors import ConfigError
 from tradetape.runtime.http_access import ConnectionSlots, HttpAccess
 
@@ -298,7 +299,7 @@ async def discover(
     nc: Client, verb: str = "INFO", service: str | None = None, wait: float = 0.5
 ) -> list[dict[str, Any]]:
     """Every instance's answer to `$SRV.<verb>[.<service>]` that arrives within `wait` seconds."""
-    subject = f"$SRV.{verb}" + (f".{service}" if service else "")
+    subject = micro_subject(verb, service)
     inbox = nc.new_inbox()
     subscription = await nc.subscribe(inbox)
     replies: list[dict[str, Any]] = []

@@ -24,11 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from tradetape.bus.auth import write_private_file
 from tradetape.errors import ConfigError
+from tradetape.ground.private_files import write_private_file
+from tradetape.ground.scratch import owned_tempdir, sweep
 from tradetape.runtime.nats_users import EmbeddedUsers, with_credential
 from tradetape.runtime.processes import die_with_parent
-from tradetape.runtime.scratch import owned_tempdir, sweep
 
 logger = logging.getLogger(__name__)
 
@@ -264,24 +264,3 @@ class EmbeddedNatsServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
-
-
-def read_url_file(path: Path) -> str | None:
-    try:
-        url = path.read_text().strip()
-    except OSError:
-        return None
-    return url or None
-
-
-def write_url_file(path: Path, url: str) -> None:
-    """Write atomically and readable by its owner only: the URL may carry a user and password."""
-    write_private_file(path, url + "\n")
-
-
-def remove_url_file(path: Path, url: str) -> bool:
-    """Remove `path` only if it still names `url`: another `up` may have written its own since."""
-    if read_url_file(path) != url:
-        return False
-    path.unlink(missing_ok=True)
-    return True

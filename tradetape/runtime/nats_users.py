@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import orjson
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from tradetape.bus.auth import write_private_file
+from tradetape.ground.private_files import write_private_file
 
 logger = logging.getLogger(__name__)
 

@@ -30,22 +30,17 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from tradetape.bus.auth import redact_url
 from tradetape.errors import ConfigError
-from tradetape.runtime.backoff import Backoff
+from tradetape.ground.backoff import Backoff
+from tradetape.ground.lock import DataDirLock, DataDirLocked
+from tradetape.ground.redaction import redact_url
+from tradetape.ground.scratch import owned_tempdir, sweep
+from tradetape.ground.url_files import remove_url_file, write_url_file
 from tradetape.runtime.http_access import page_origins
 from tradetape.runtime.lifecycle import stop_on_signals
-from tradetape.runtime.lock import DataDirLock, DataDirLocked
-from tradetape.runtime.nats_server import (
-    EmbeddedNatsServer,
-    NatsPortInUse,
-    NatsServerError,
-    remove_url_file,
-    write_url_file,
-)
+from tradetape.runtime.nats_server import EmbeddedNatsServer, NatsPortInUse, NatsServerError
 from tradetape.runtime.nats_users import INTERNAL_USER, Credential, EmbeddedUsers, query_credential
 from tradetape.runtime.processes import die_with_parent, tradetape_command
-from tradetape.runtime.scratch import owned_tempdir, sweep
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from rocksdict import AccessType, Rdict
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.price_levels import PriceLevels
-from tradetape.runtime.scratch import owned_tempdir, sweep
+from tradetape.ground.scratch import owned_tempdir, sweep
 from tradetape.store.budget import ReadBudget
 from tradetape.store.reads import TimeRange, read_coverage, read_price_levels, read_range
 from tradetape.store.rocks import StoreError, StoreNotFoundError, store_options
@@ -45,7 +45,7 @@ class SecondaryStore:
     """A read-only view of a shard's database that follows the writer.
 
     A secondary instance needs a directory of its own (its info log); it is a temporary
-    one named by this process (`tradetape.runtime.scratch`), removed on `close`, and
+    one named by this process (`tradetape.ground.scratch`), removed on `close`, and
     opening one first removes those left by processes that died without closing.
     Opening, catching up and closing are serialised; after `close` the view stays closed.
     """

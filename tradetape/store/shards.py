@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 from tradetape.domain.symbols import check_symbol, is_symbol
-from tradetape.runtime.lock import DataDirLock, DataDirLocked
+from tradetape.ground.lock import DataDirLock, DataDirLocked
 from tradetape.store.rocks import StoreError
 
 logger = logging.getLogger(__name__)

@@ -30,8 +30,8 @@ from pydantic import BaseModel
 
 from tradetape.bus.replies import ROLE_INBOX_PREFIXES
 from tradetape.errors import ConfigError
+from tradetape.ground.url_files import read_url_file
 from tradetape.runtime.http_access import ConnectionSlots, HttpAccess
-from tradetape.runtime.nats_server import read_url_file
 from tradetape.runtime.nats_users import read_credential
 from tradetape.settings import Settings
 from tradetape.store import find_shards

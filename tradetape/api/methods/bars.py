@@ -17,7 +17,7 @@ from rich.text import Text
 from tradetape.api.errors import range_too_large
 from tradetape.api.frames import rows_frame
 from tradetape.api.models import MAX_INTERVALS, IntervalRequest, interval_count
-from tradetape.api.registry import QueryMethod, TradeSource
+from tradetape.api.query_method import QueryMethod, TradeSource
 from tradetape.api.render import iso_time, table, time_span
 from tradetape.domain.bars import TimeBars, time_bars
 from tradetape.domain.columns import TradeColumns

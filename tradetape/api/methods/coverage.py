@@ -20,7 +20,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from tradetape.api.models import RangeRequest
-from tradetape.api.registry import QueryMethod, TradeSource
+from tradetape.api.query_method import QueryMethod, TradeSource
 from tradetape.api.render import iso_time, time_span
 from tradetape.bus.ledger import LedgerGap
 from tradetape.domain.gaps import Coverage, coverage

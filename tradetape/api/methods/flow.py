@@ -16,7 +16,7 @@ from rich.text import Text
 from tradetape.api.frames import rows_frame
 from tradetape.api.methods.bars import read_intervals
 from tradetape.api.models import IntervalRequest
-from tradetape.api.registry import QueryMethod, TradeSource
+from tradetape.api.query_method import QueryMethod, TradeSource
 from tradetape.api.render import iso_time, table, time_span
 from tradetape.domain.bars import time_bars
 from tradetape.domain.decimals import format_units

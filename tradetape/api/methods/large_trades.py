@@ -17,7 +17,7 @@ from rich.text import Text
 
 from tradetape.api.frames import rows_frame
 from tradetape.api.models import RangeRequest, decimal_field
-from tradetape.api.registry import QueryMethod, TradeSource
+from tradetape.api.query_method import QueryMethod, TradeSource
 from tradetape.api.render import iso_time, table, time_span
 from tradetape.domain.decimals import format_units, parse_units
 

@@ -18,7 +18,7 @@ from rich.text import Text
 from tradetape.api.frames import rows_frame
 from tradetape.api.methods.volume_profile import ProfileSummary, VolumeProfileRequest, profile_of, summary_of
 from tradetape.api.models import decimal_field
-from tradetape.api.registry import QueryMethod, TradeSource
+from tradetape.api.query_method import QueryMethod, TradeSource
 from tradetape.api.render import iso_time, table, time_span
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import SCALE, format_units, parse_units

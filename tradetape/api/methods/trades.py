@@ -28,7 +28,7 @@ from rich.text import Text
 from tradetape.api.errors import invalid_request
 from tradetape.api.frames import DECIMAL
 from tradetape.api.models import RangeRequest, parse_duration_ms
-from tradetape.api.registry import QueryMethod, TradeSource
+from tradetape.api.query_method import QueryMethod, TradeSource
 from tradetape.api.render import iso_time, table, time_span
 from tradetape.domain.decimals import format_units
 from tradetape.domain.symbols import is_symbol

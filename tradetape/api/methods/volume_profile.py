@@ -19,7 +19,7 @@ from rich.text import Text
 from tradetape.api.errors import insufficient_trades, invalid_request
 from tradetape.api.frames import rows_frame
 from tradetape.api.models import RangeRequest, decimal_field
-from tradetape.api.registry import PriceLevelSource, QueryMethod, TradeSource
+from tradetape.api.query_method import PriceLevelSource, QueryMethod, TradeSource
 from tradetape.api.render import table, time_span
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
 from tradetape.domain.decimals import format_units, parse_units

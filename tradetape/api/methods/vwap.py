@@ -14,7 +14,7 @@ from rich.text import Text
 
 from tradetape.api.errors import insufficient_trades, range_too_large
 from tradetape.api.models import MAX_INTERVALS, RangeRequest, interval_count, parse_interval_ms, parse_time_ms
-from tradetape.api.registry import QueryMethod, TradeSource
+from tradetape.api.query_method import QueryMethod, TradeSource
 from tradetape.api.render import iso_time, table, time_span
 from tradetape.domain.bars import time_bars
 from tradetape.domain.decimals import SCALE

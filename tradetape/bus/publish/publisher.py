@@ -57,8 +57,8 @@ from tradetape.bus.publish.fast_batch import (
 from tradetape.bus.publish.numbered_acks import NumberedAcks, read_ack
 from tradetape.bus.subjects import MSG_ID_HEADER, trade_msg_id, trade_subject
 from tradetape.errors import BusError
-from tradetape.runtime.backoff import Backoff
-from tradetape.runtime.tasks import wait_event
+from tradetape.ground.backoff import Backoff
+from tradetape.ground.tasks import wait_event
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tradetape.runtime.lock import DataDirLock, DataDirLocked, LockHolder, read_holder
+from tradetape.ground.lock import DataDirLock, DataDirLocked, LockHolder, read_holder
 
 
 def test_acquire_records_the_holder(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ def test_held_by_another_process_until_it_exits(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from pathlib import Path; from tradetape.runtime.lock import DataDirLock\n"
+            "import sys; from pathlib import Path; from tradetape.ground.lock import DataDirLock\n"
             "lock = DataDirLock(Path(sys.argv[1])); lock.acquire(); lock.record('nats://127.0.0.1:1')\n"
             "print('held', flush=True); sys.stdin.read()",
             str(path),

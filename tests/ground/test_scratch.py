@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tradetape.runtime.scratch import owned_tempdir, process_start, sweep
+from tradetape.ground.scratch import owned_tempdir, process_start, sweep
 
 PREFIX = "tradetape-test-scratch-"
 

@@ -1,0 +1,87 @@
+"""What a query method declares: name, request and reply models, handler and renderer.
+
+Apart from the registry that finds the method modules, so that a method module imports this and
+the registry imports the method modules, with no circle between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ValidationError
+from rich.console import RenderableType
+
+from tradetape.api.errors import invalid_request
+from tradetape.api.models import RangeRequest
+from tradetape.domain.columns import TradeColumns
+from tradetape.domain.price_levels import PriceLevels
+
+RequestT = TypeVar("RequestT", bound=RangeRequest)
+ReplyT = TypeVar("ReplyT", bound=BaseModel)
+
+
+class TradeSource(Protocol):
+    """Where handlers read trades from: a shard's store, or anything a test builds."""
+
+    def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
+        """Trades in `[start, end)`, or the whole tape when `time_range` is None."""
+        ...
+
+
+@runtime_checkable
+class PriceLevelSource(Protocol):
+    """A source that can sum trades per distinct price without handing them over (segment histograms)."""
+
+    def price_levels(self, symbol: str, time_range: tuple[int, int] | None) -> PriceLevels | None:
+        """Volume, buy volume and trade count per price; None when the sums could leave int64."""
+        ...
+
+
+@dataclass(frozen=True)
+class QueryMethod(Generic[RequestT, ReplyT]):
+    name: str
+    """The `<method>` token of `tape.query.<method>.<SYMBOL>`."""
+    summary: str
+    """One line for help texts and the schema."""
+    request: type[RequestT]
+    reply: type[ReplyT]
+    handler: Callable[[TradeSource, str, RequestT, int], ReplyT]
+    """`(source, symbol, request, now_ms) -> reply`; raises `QueryError` for what a client must hear."""
+    render: Callable[[ReplyT], RenderableType]
+    """The reply as the CLI shows it (a rich renderable)."""
+    reply_hint: str = "ask for a shorter range"
+    """What to change when the reply exceeds the server's max payload."""
+    bounded_range: bool = True
+    """Whether `query_max_range_days` applies (not to `coverage`, which reads no trades)."""
+    reads_ingest_ledger: bool = False
+    """Whether the service hands the handler ingest's open gaps (`IngestGapSource`) read from NATS KV."""
+    trade_bytes: int = 128
+    """Peak bytes the handler needs per trade it reads: the decoded columns and what it computes from them.
+
+    Measured with tracemalloc over 3M real-like trades (`bench/flood.py`'s history) and
+    rounded up; with `query_memory_mb`, the read is refused before decoding past the
+    budget. The default is deliberately dear, for a method nobody measured yet.
+    """
+    level_bytes: int = 100
+    """Peak bytes per price level a histogram read merges (`price_levels`), measured the same way."""
+
+    def parse_request(self, data: bytes | dict[str, Any]) -> RequestT:
+        """A JSON body (or its fields) as this method's request; `invalid_request` naming each failing field."""
+        try:
+            if isinstance(data, dict):
+                return self.request.model_validate(data)
+            return self.request.model_validate_json(data or b"{}")
+        except ValidationError as exc:
+            problems = [
+                {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": _reason(e["msg"])}
+                for e in exc.errors()
+            ]
+            summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+            raise invalid_request(f"invalid {self.name} request: {summary}", errors=problems) from None
+
+
+def _reason(message: str) -> str:
+    """Pydantic's message without the "Value error, " it puts before a validator's own text."""
+    return message.removeprefix("Value error, ")
