@@ -50,7 +50,7 @@ boundary each, into a leaf here, with the original as the cause.
     │   └── NatsClosedError (RuntimeError)  tradetape.services.ingest.publisher: the connection is closed for good
     ├── ConfigError                      settings or the machine do not allow what is asked
     │   ├── SymbolsUnresolvedError (RuntimeError)  tradetape.settings
-    │   ├── HttpAccessError (ValueError) tradetape.runtime.http_access
+    │   ├── HttpAccessError (ValueError) tradetape.ground.hosts
     │   ├── WebConfigError (RuntimeError)  tradetape.web.server
     │   ├── MetricsPortError (RuntimeError)  tradetape.runtime.metrics
     │   ├── NatsServerError (RuntimeError)  tradetape.runtime.nats_server; NatsPortInUse below it

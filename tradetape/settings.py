@@ -24,11 +24,11 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from tradetape.bus.replies import DEFAULT_INBOX_PREFIX, INBOX_PREFIX_PATTERN
 from tradetape.config_file import CONFIG_ENV, config_path, read_config
 from tradetape.domain.symbols import symbol_from_input
 from tradetape.errors import ConfigError
-from tradetape.runtime.http_access import parse_allowed_host
+from tradetape.ground.hosts import parse_allowed_host
+from tradetape.ground.inboxes import DEFAULT_INBOX_PREFIX, INBOX_PREFIX_PATTERN
 
 ENV_PREFIX = "TRADETAPE_"
 _UNPREFIXED = {"nats_url": "NATS_URL"}

@@ -16,13 +16,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect
 from tradetape.bus.nats_internals import MicroClient
-from tradetape.bus.replies import (
-    MAX_REPLY_SUBJECT,
-    ROLE_INBOX_PREFIXES,
-    GuardedService,
-    ReplyGuard,
-    is_reply_subject,
-)
+from tradetape.bus.replies import MAX_REPLY_SUBJECT, GuardedService, ReplyGuard, is_reply_subject
+from tradetape.ground.inboxes import ROLE_INBOX_PREFIXES
 from tradetape.runtime.metrics import announce
 from tradetape.settings import Settings
 

@@ -5,13 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from tradetape.runtime.http_access import (
-    ConnectionSlots,
-    HttpAccess,
-    HttpAccessError,
-    parse_authority,
-    require_token,
-)
+from tradetape.ground.hosts import HttpAccessError, parse_authority
+from tradetape.runtime.http_access import ConnectionSlots, HttpAccess, require_token
 from tradetape.settings import Settings
 
 TOKEN = "0123456789abcdef-token"

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from tradetape.bus.replies import DEFAULT_INBOX_PREFIX
+from tradetape.ground.inboxes import DEFAULT_INBOX_PREFIX
 from tradetape.settings import Settings
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from nats.aio.client import Client
@@ -36,12 +36,6 @@ from tradetape.bus.nats_internals import MicroClient
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_INBOX_PREFIX = "_INBOX"
-INBOX_PREFIX_PATTERN = r"^_INBOX(_[A-Z0-9]+)?$"
-ROLE_INBOX_PREFIXES: Mapping[str, str] = {
-    role: f"_INBOX_{role.upper()}" for role in ("ingest", "persist", "analytics", "query", "importer", "monitor")
-}
-"""The inbox prefix of each role of `deploy/nats/auth.conf` (`admin` keeps `_INBOX`)."""
 MAX_REPLY_SUBJECT = 256
 """Inboxes of nats-py and nats.js are under 70 characters; the bound only caps what a log line copies."""
 WARN_EVERY_S = 10.0

@@ -324,7 +324,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         from tradetape import mcp_server
 
         if args.http:
-            from tradetape.runtime.http_access import HttpAccessError
+            from tradetape.ground.hosts import HttpAccessError
 
             try:
                 await mcp_server.serve_http(settings, settings.mcp_host, settings.mcp_port)

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
-from tradetape.bus.replies import ROLE_INBOX_PREFIXES
 from tradetape.errors import ConfigError
+from tradetape.ground.inboxes import ROLE_INBOX_PREFIXES
 from tradetape.ground.url_files import read_url_file
 from tradetape.runtime.http_access import ConnectionSlots, HttpAccess
 from tradetape.runtime.nats_users import read_credential
