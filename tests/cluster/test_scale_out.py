@@ -127,9 +127,18 @@ async def _run(
     await wait_for(every_symbol_stored, 60, interval=0.5)
     assert (await js.stream_info(TRADES_STREAM)).config.num_replicas == 3
 
-    infos = await discover(client, "INFO", wait=1.0)
+    expected = {"tradetape-analytics": 4, "tradetape-persist": 2, "tradetape-ingest": 1}
+    found: list[dict[str, Any]] = []
+
+    async def every_instance_up() -> bool:
+        # a worker serves once its shard's store record is read, which a fresh R3 bucket answers late
+        found[:] = await discover(client, "INFO", wait=1.0)
+        return Counter(info["name"] for info in found) == expected
+
+    await wait_for(every_instance_up, 30, interval=0.5)
+    infos = found
     instances = Counter(info["name"] for info in infos)
-    assert instances == {"tradetape-analytics": 4, "tradetape-persist": 2, "tradetape-ingest": 1}
+    assert instances == expected
     for info in infos:
         if info["name"] == "tradetape-analytics":
             shard = info["metadata"]["shard"]
