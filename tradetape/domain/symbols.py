@@ -35,8 +35,8 @@ def check_symbol(symbol: object) -> str:
     if isinstance(symbol, str) and len(symbol) <= MAX_SYMBOL_LENGTH and _GRAMMAR.fullmatch(symbol):
         return symbol
     raise SymbolError(
-        f"symbol {_shown(symbol)} is not a Binance symbol: 1 to {MAX_SYMBOL_LENGTH} upper-case letters and digits, "
-        "with single underscores between them (e.g. BTCUSDT, BTCUSD_PERP)"
+        f"symbol {quoted_name(symbol)} is not a Binance symbol: 1 to {MAX_SYMBOL_LENGTH} upper-case letters and "
+        "digits, with single underscores between them (e.g. BTCUSDT, BTCUSD_PERP)"
     )
 
 
@@ -56,7 +56,8 @@ def is_symbol(name: object) -> bool:
     return True
 
 
-def _shown(name: object) -> str:
+def quoted_name(name: object) -> str:
+    """`name` quoted for an error message: at most 40 characters of it, and its length when cut."""
     if not isinstance(name, str):
         return f"of type {type(name).__name__}"
     if len(name) <= _SHOWN:
