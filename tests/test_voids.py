@@ -23,6 +23,7 @@ from tests.chaos import invariant
 from tests.cluster.test_scale_out import exchange_history
 from tests.harness import coverage_of, replay_pipeline, request, wait_for
 from tradetape.api.registry import methods
+from tradetape.cli.renderers import renderer
 from tradetape.domain.decimals import parse_units
 from tradetape.domain.trade import TradeRow
 from tradetape.services.exchange import FaultConfig
@@ -88,6 +89,6 @@ def test_the_coverage_rendering_shows_voids_only_when_there_are_some() -> None:
     base |= {"last_id": LAST_ID, "first_time": 1, "last_time": 2, "missing_count": 0, "gaps": []}
     console = Console(width=200, record=True, file=io.StringIO())
     for void_count in (0, 1):
-        console.print(spec.render(spec.reply.model_validate({**base, "void_count": void_count})))
+        console.print(renderer("coverage")(spec.reply.model_validate({**base, "void_count": void_count})))
     shown = console.export_text()
     assert shown.count("voids") == 1 and "voids 1" in shown

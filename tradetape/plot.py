@@ -37,7 +37,7 @@ from tradetape.api.methods.bars import BarsReply  # noqa: E402
 from tradetape.api.methods.flow import FlowReply  # noqa: E402
 from tradetape.api.methods.liquidity_vacuums import LiquidityVacuumsReply  # noqa: E402
 from tradetape.api.methods.volume_profile import VolumeProfileReply  # noqa: E402
-from tradetape.api.render import time_span  # noqa: E402
+from tradetape.api.times import time_span  # noqa: E402
 
 SIZE_INCHES = (10.0, 8.0)
 DPI = 100

@@ -6,6 +6,7 @@ import pytest
 
 from tradetape.api.errors import QueryError
 from tradetape.api.registry import api_schema, method, methods
+from tradetape.cli.renderers import renderer
 
 
 def test_every_method_module_is_registered_with_models_handler_and_rendering() -> None:
@@ -13,7 +14,7 @@ def test_every_method_module_is_registered_with_models_handler_and_rendering() -
     assert {"volume_profile", "liquidity_vacuums", "coverage"} <= set(found)
     for name, spec in found.items():
         assert spec.name == name and spec.summary
-        assert callable(spec.handler) and callable(spec.render)
+        assert callable(spec.handler) and callable(renderer(name))
         assert "last" in spec.request.model_fields
 
 

@@ -1,4 +1,4 @@
-"""What the CLI prints of a reply (each method's `render`) and what `to_polars` hands a notebook."""
+"""What the CLI prints of a reply (its method's renderer in `tradetape.cli.renderers`) and what `to_polars` gives."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rich.console import Console, RenderableType
 from tests.api.test_methods import BASE
 from tradetape.api.methods import coverage, liquidity_vacuums, volume_profile
 from tradetape.api.registry import methods
+from tradetape.cli.renderers import renderer
 from tradetape.domain.trade import TradeRow
 from tradetape.testing import HeldTrades
 
@@ -44,17 +45,18 @@ def test_a_one_row_profile_marks_both_value_area_edges() -> None:
     request = volume_profile.VolumeProfileRequest(**SPAN, row_size="10", min_trades=1)
     reply = volume_profile.handle(trades_at((100, 5)), "BTCUSDT", request, BASE)
     assert len(reply.rows) == 1 and reply.val == "100" and reply.vah == "110"
-    [row] = [line for line in text_of(volume_profile.render(reply)).splitlines() if line.strip().startswith("100")]
+    shown = text_of(renderer("volume_profile")(reply))
+    [row] = [line for line in shown.splitlines() if line.strip().startswith("100")]
     assert "POC VAH VAL" in row
 
 
 def test_coverage_of_an_empty_range_says_no_trades() -> None:
     """It used to print `ids None .. None  times - .. -`."""
     reply = coverage.handle(trades_at((100, 5)), "BTCUSDT", coverage.CoverageRequest(start=BASE + 10**6), BASE + 10**7)
-    shown = text_of(coverage.render(reply))
+    shown = text_of(renderer("coverage")(reply))
     assert "no trades in the range" in shown and "None" not in shown
     whole = coverage.handle(trades_at(), "BTCUSDT", coverage.CoverageRequest(), BASE)
-    assert "no trades on the tape" in text_of(coverage.render(whole))
+    assert "no trades on the tape" in text_of(renderer("coverage")(whole))
 
 
 def vacuums_of(source: HeldTrades, **fields: Any) -> liquidity_vacuums.LiquidityVacuumsReply:
@@ -66,7 +68,7 @@ def test_vacuums_header_counts_rows_of_a_size_and_stop_advice_stays_without_a_va
     """`rows 93 of 2` (93 rows of size 2) read as 93 of 2 rows; with no vacuum the stop advice used to vanish."""
     thick = trades_at((100, 50), (101, 50), (102, 50))
     reply = vacuums_of(thick, side="long", entry="102")
-    shown = text_of(liquidity_vacuums.render(reply))
+    shown = text_of(renderer("liquidity_vacuums")(reply))
     assert reply.vacuums == [] and reply.stop is not None
     assert "3 rows of size 1" in shown and "rows 3 of" not in shown
     assert "no vacuums" in shown and "long from 102: stop - (no vacuum below the entry in this range)" in shown

@@ -1,7 +1,8 @@
-"""What a query method declares: name, request and reply models, handler and renderer.
+"""What a query method declares: its name, request and reply models, and its handler.
 
 Apart from the registry that finds the method modules, so that a method module imports this and
-the registry imports the method modules, with no circle between them.
+the registry imports the method modules, with no circle between them. How the CLI shows a reply is
+not declared here but in `tradetape.cli.renderers`, so the analytics process loads no terminal library.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
-from rich.console import RenderableType
 
 from tradetape.api.errors import invalid_request
 from tradetape.api.models import RangeRequest
@@ -49,8 +49,6 @@ class QueryMethod(Generic[RequestT, ReplyT]):
     reply: type[ReplyT]
     handler: Callable[[TradeSource, str, RequestT, int], ReplyT]
     """`(source, symbol, request, now_ms) -> reply`; raises `QueryError` for what a client must hear."""
-    render: Callable[[ReplyT], RenderableType]
-    """The reply as the CLI shows it (a rich renderable)."""
     reply_hint: str = "ask for a shorter range"
     """What to change when the reply exceeds the server's max payload."""
     bounded_range: bool = True

@@ -1,9 +1,10 @@
 """The registry of query methods: one module a method under `tradetape.api.methods`.
 
 A method module declares `METHOD = QueryMethod(...)` (`tradetape.api.query_method`): its
-name, request and reply models, the handler that computes the reply from the shard's trades,
-and how the CLI renders it. The micro service, `tradetape schema`, the CLI and the client all iterate
-`methods()`, so adding a method is one new module (and its tests).
+name, request and reply models and the handler that computes the reply from the shard's trades.
+The micro service, `tradetape schema`, the CLI and the client all iterate `methods()`, so adding a
+method is one new module (and its tests), plus, for the CLI's tables, a renderer module of the same
+name in `tradetape.cli.renderers` (without one the CLI prints the reply's JSON).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, Tex
 from rich.text import Text
 
 from tradetape.api.models import parse_duration_ms, parse_time_ms
-from tradetape.api.render import iso_time
+from tradetape.api.times import iso_time
 from tradetape.domain.symbols import symbol_from_input
 from tradetape.settings import Settings
 

@@ -1,7 +1,7 @@
 """`tradetape query <method> <SYMBOL>`: one registered method, its options from its request model.
 
-The reply is rendered by the method's own `render` (rich; plain text when not a
-terminal) or printed as JSON with `--json`. A reply with a `next_cursor` is followed, on
+The reply is rendered by the method's renderer (`tradetape.cli.renderers`; rich, plain text
+when not a terminal) or printed as JSON with `--json`. A reply with a `next_cursor` is followed, on
 stderr, by the command of the next page: the same command with every option given
 (`--limit`, the range, `--json`, settings; secrets left out) and `--cursor`. Exit codes:
 0 a reply, 1 an error reply or a symbol that is none (printed as one readable line), 2
@@ -29,8 +29,9 @@ from tradetape.api.errors import QueryError
 from tradetape.api.methods.coverage import CoverageReply
 from tradetape.api.query_method import QueryMethod
 from tradetape.api.registry import methods
-from tradetape.api.render import iso_time
+from tradetape.api.times import iso_time
 from tradetape.cli.options import add_settings
+from tradetape.cli.renderers import renderer
 from tradetape.client import TapeClient, TapeError, TapeUnavailable
 from tradetape.domain.symbols import SymbolError, symbol_from_input
 from tradetape.errors import TradetapeError
@@ -135,7 +136,7 @@ def run_query(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(reply.model_dump_json(indent=2))
     else:
-        console_for_stdout().print(method.render(reply))
+        console_for_stdout().print(renderer(method.name)(reply))
     next_cursor = getattr(reply, "next_cursor", None)
     if isinstance(next_cursor, str):
         print(f"next page: {next_page_command(args, method, symbol, next_cursor)}", file=sys.stderr)

@@ -17,10 +17,11 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from tradetape.api.render import iso_time, table
+from tradetape.api.times import iso_time
 from tradetape.bus.connect import resolve_nats_url
 from tradetape.cli.options import add_settings
 from tradetape.cli.query import console_for_stdout
+from tradetape.cli.tables import table
 from tradetape.client import TapeClient, TapeUnavailable
 from tradetape.ground.redaction import redact_url
 from tradetape.settings import Settings

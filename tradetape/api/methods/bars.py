@@ -7,18 +7,14 @@ Intervals are aligned to the epoch (UTC) and only those holding trades are liste
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 
 import polars as pl
 from pydantic import BaseModel
-from rich.console import Group, RenderableType
-from rich.text import Text
 
 from tradetape.api.errors import range_too_large
 from tradetape.api.frames import rows_frame
 from tradetape.api.models import MAX_INTERVALS, IntervalRequest, interval_count
 from tradetape.api.query_method import QueryMethod, TradeSource
-from tradetape.api.render import iso_time, table, time_span
 from tradetape.domain.bars import TimeBars, time_bars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import SCALE, format_units
@@ -108,31 +104,12 @@ def handle(source: TradeSource, symbol: str, request: BarsRequest, now_ms: int) 
     )
 
 
-def render(reply: BarsReply) -> RenderableType:
-    header = Text.assemble(
-        (f"{reply.symbol} bars {reply.interval}", "bold"),
-        f"  {time_span(reply.start, reply.end)}\n",
-        f"trades {reply.trade_count}  bars with trades {len(reply.bars)}",
-    )
-    numbers = ("open", "high", "low", "close", "volume", "buy", "sell", "trades", "vwap")
-    grid = table("time", *numbers, right=numbers)
-    for bar in reply.bars:
-        rising = Decimal(bar.close) >= Decimal(bar.open)
-        grid.add_row(
-            iso_time(bar.time), bar.open, bar.high, bar.low, bar.close, bar.volume, bar.buy_volume,
-            bar.sell_volume, str(bar.trade_count), "" if bar.vwap is None else f"{bar.vwap:.8g}",
-            style="green" if rising else "red",
-        )
-    return Group(header, Text(""), grid)
-
-
 METHOD = QueryMethod(
     name="bars",
     summary="OHLCV bars per interval (1s to 1d) with buy and sell volume, trade count and VWAP",
     request=BarsRequest,
     reply=BarsReply,
     handler=handle,
-    render=render,
     reply_hint="use a longer interval or a shorter range",
     trade_bytes=76,  # measured peak over 3M trades: 72
 )

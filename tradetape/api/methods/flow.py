@@ -10,14 +10,11 @@ from itertools import accumulate
 
 import polars as pl
 from pydantic import BaseModel
-from rich.console import Group, RenderableType
-from rich.text import Text
 
 from tradetape.api.frames import rows_frame
 from tradetape.api.methods.bars import read_intervals
 from tradetape.api.models import IntervalRequest
 from tradetape.api.query_method import QueryMethod, TradeSource
-from tradetape.api.render import iso_time, table, time_span
 from tradetape.domain.bars import time_bars
 from tradetape.domain.decimals import format_units
 
@@ -82,29 +79,12 @@ def handle(source: TradeSource, symbol: str, request: FlowRequest, now_ms: int) 
     )
 
 
-def render(reply: FlowReply) -> RenderableType:
-    header = Text.assemble(
-        (f"{reply.symbol} order flow {reply.interval}", "bold"),
-        f"  {time_span(reply.start, reply.end)}\n",
-        f"trades {reply.trade_count}  buy {reply.buy_volume}  sell {reply.sell_volume}  delta {reply.delta}",
-    )
-    numbers = ("buy", "sell", "delta", "cum. delta", "trades")
-    grid = table("time", *numbers, right=numbers)
-    for row in reply.rows:
-        grid.add_row(
-            iso_time(row.time), row.buy_volume, row.sell_volume, row.delta, row.cumulative_delta,
-            str(row.trade_count), style="red" if row.delta.startswith("-") else "green",
-        )
-    return Group(header, Text(""), grid)
-
-
 METHOD = QueryMethod(
     name="flow",
     summary="Buy volume, sell volume, delta and cumulative delta per interval",
     request=FlowRequest,
     reply=FlowReply,
     handler=handle,
-    render=render,
     reply_hint="use a longer interval or a shorter range",
     trade_bytes=76,  # measured peak over 3M trades: 72
 )

@@ -12,13 +12,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, Field, field_validator
-from rich.console import Group, RenderableType
-from rich.text import Text
 
 from tradetape.api.frames import rows_frame
 from tradetape.api.models import RangeRequest, decimal_field
 from tradetape.api.query_method import QueryMethod, TradeSource
-from tradetape.api.render import iso_time, table, time_span
 from tradetape.domain.decimals import format_units, parse_units
 
 MAX_TOP = 1000
@@ -104,29 +101,12 @@ def _quote(price: int, qty: int) -> str:
     return f"{whole}.{frac:016d}".rstrip("0").rstrip(".")
 
 
-def render(reply: LargeTradesReply) -> RenderableType:
-    header = Text.assemble(
-        (f"{reply.symbol} large trades", "bold"),
-        f"  {time_span(reply.start, reply.end)}\n",
-        f"{reply.matched} of {reply.trade_count} trades qualify; largest {len(reply.trades)} shown"
-        + (" (more qualify)" if reply.truncated else ""),
-    )
-    grid = table("time", "agg id", "side", "price", "qty", "quote qty", right=("agg id", "price", "qty", "quote qty"))
-    for trade in reply.trades:
-        grid.add_row(
-            iso_time(trade.time), str(trade.agg_id), trade.side, trade.price, trade.qty, trade.quote_qty,
-            style="green" if trade.side == "buy" else "red",
-        )
-    return Group(header, Text(""), grid)
-
-
 METHOD = QueryMethod(
     name="large_trades",
     summary="The largest trades of a range: top N by quantity, or all above a size",
     request=LargeTradesRequest,
     reply=LargeTradesReply,
     handler=handle,
-    render=render,
     reply_hint="ask for fewer trades (top)",
     trade_bytes=76,  # measured peak over 3M trades: 73
 )

@@ -11,15 +11,11 @@ from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, Field, field_validator, model_validator
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
 
 from tradetape.api.frames import rows_frame
 from tradetape.api.methods.volume_profile import ProfileSummary, VolumeProfileRequest, profile_of, summary_of
 from tradetape.api.models import decimal_field
 from tradetape.api.query_method import QueryMethod, TradeSource
-from tradetape.api.render import iso_time, table, time_span
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import SCALE, format_units, parse_units
 from tradetape.domain.profile import LiquidityVacuum, liquidity_vacuums
@@ -163,45 +159,12 @@ def _vacuum(vacuum: LiquidityVacuum, mean_row: float, trades: TradeColumns) -> V
     )
 
 
-def render(reply: LiquidityVacuumsReply) -> RenderableType:
-    header = Text.assemble(
-        (f"{reply.symbol} liquidity vacuums", "bold"),
-        f"  {time_span(reply.start, reply.end)}\n",
-        f"trades {reply.trade_count}  {reply.row_count} rows of size {reply.row_size}  "
-        f"thin: below {reply.threshold} × mean row volume for at least {reply.min_rows} rows",
-    )
-    parts: list[RenderableType] = [header]
-    if reply.vacuums:
-        parts += [Text(""), _vacuum_table(reply.vacuums)]
-    else:
-        parts.append(Text("no vacuums"))
-    if reply.stop is not None:
-        stop = reply.stop
-        parts.append(Text(f"\n{stop.side} from {stop.entry}: stop {stop.stop or '-'} ({stop.reason})", "bold"))
-    return Group(*parts)
-
-
-def _vacuum_table(vacuums: list[VacuumReply]) -> Table:
-    numbers = ("price_low", "price_high", "thin rows", "volume in zone", "share of total volume", "below mean row")
-    grid = table(*numbers, "impact", "last crossed", right=numbers)
-    for v in vacuums:
-        crossed = "never" if v.last_crossed is None else (
-            f"{iso_time(v.last_crossed.end)} {v.last_crossed.direction} in {v.last_crossed.seconds:g} s"
-        )
-        grid.add_row(
-            v.price_low, v.price_high, str(v.rows), v.volume, f"{v.share:.2%}", f"{v.deficit_pct:.0f}%",
-            v.impact, crossed, style="red" if v.impact == "severe" else "",
-        )
-    return grid
-
-
 METHOD = QueryMethod(
     name="liquidity_vacuums",
     summary="Price zones the profile crossed on thin volume (runs of rows below threshold × mean row volume)",
     request=LiquidityVacuumsRequest,
     reply=LiquidityVacuumsReply,
     handler=handle,
-    render=render,
     trade_bytes=64,  # measured peak over 3M trades: 60
     level_bytes=100,
 )

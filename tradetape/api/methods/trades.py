@@ -22,14 +22,12 @@ from dataclasses import dataclass
 import orjson
 import polars as pl
 from pydantic import BaseModel, Field, PrivateAttr, model_validator
-from rich.console import Group, RenderableType
-from rich.text import Text
 
 from tradetape.api.errors import invalid_request
 from tradetape.api.frames import DECIMAL
 from tradetape.api.models import RangeRequest, parse_duration_ms
 from tradetape.api.query_method import QueryMethod, TradeSource
-from tradetape.api.render import iso_time, table, time_span
+from tradetape.api.times import iso_time
 from tradetape.domain.decimals import format_units
 from tradetape.domain.symbols import is_symbol
 
@@ -191,28 +189,12 @@ def handle(source: TradeSource, symbol: str, request: TradesRequest, now_ms: int
     )
 
 
-def render(reply: TradesReply) -> RenderableType:
-    header = Text.assemble(
-        (f"{reply.symbol} trades", "bold"),
-        f"  {time_span(reply.start, reply.end)}\n",
-        f"{len(reply.trades)} trades on this page"
-        + ("; more pages follow (next_cursor)" if reply.next_cursor else "; last page"),
-    )
-    grid = table("time", "agg id", "side", "price", "qty", "first id", "last id",
-                 right=("agg id", "price", "qty", "first id", "last id"))
-    for t in reply.trades:
-        grid.add_row(iso_time(t.T), str(t.a), "sell" if t.m else "buy", t.p, t.q, str(t.f), str(t.l),
-                     style="red" if t.m else "green")
-    return Group(header, Text(""), grid)
-
-
 METHOD = QueryMethod(
     name="trades",
     summary="The raw trades of a range, exact strings, in pages joined by an opaque cursor",
     request=TradesRequest,
     reply=TradesReply,
     handler=handle,
-    render=render,
     reply_hint="ask for a smaller limit",
     trade_bytes=56,  # measured peak over 3M trades: 50
 )

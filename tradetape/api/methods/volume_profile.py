@@ -13,14 +13,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, Field, field_validator, model_validator
-from rich.console import Group, RenderableType
-from rich.text import Text
 
 from tradetape.api.errors import insufficient_trades, invalid_request
 from tradetape.api.frames import rows_frame
 from tradetape.api.models import RangeRequest, decimal_field
 from tradetape.api.query_method import PriceLevelSource, QueryMethod, TradeSource
-from tradetape.api.render import table, time_span
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
 from tradetape.domain.decimals import format_units, parse_units
 from tradetape.domain.price_levels import PriceLevels
@@ -34,8 +31,6 @@ from tradetape.domain.profile import (
     volume_nodes,
     volume_profile,
 )
-
-BAR_WIDTH = 40
 
 
 class VolumeProfileRequest(RangeRequest):
@@ -220,48 +215,12 @@ def _plain(value: object) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def render(reply: VolumeProfileReply) -> RenderableType:
-    """Header lines, then the rows from the highest price down, POC and value area marked, with bars."""
-    header = Text.assemble(
-        (f"{reply.symbol} volume profile", "bold"),
-        f"  {time_span(reply.start, reply.end)}\n",
-        f"trades {reply.trade_count}  volume {reply.total_volume} (buy {reply.buy_volume}, "
-        f"sell {reply.sell_volume})  row size {reply.row_size}\n",
-        (f"POC {reply.poc} [{reply.poc_low}, {reply.poc_high})", "bold yellow"),
-        (f"   VAH {reply.vah}   VAL {reply.val}", "cyan"),
-        f"   value area {reply.value_area:.0%}",
-    )
-    grid = table(
-        "price_low", "price_high", "volume", "buy", "sell", "trades", "", "",
-        right=("price_low", "price_high", "volume", "buy", "sell", "trades"),
-    )
-    peak = max((Decimal(row.volume) for row in reply.rows), default=Decimal(0)) or Decimal(1)
-    val, vah = Decimal(reply.val), Decimal(reply.vah)
-    high_nodes = {node.price_low for node in reply.hvn}
-    low_nodes = {node.price_low for node in reply.lvn}
-    for row in reversed(reply.rows):
-        poc = row.price_low == reply.poc_low
-        in_value_area = Decimal(row.price_low) >= val and Decimal(row.price_high) <= vah
-        edges = ("VAH" if Decimal(row.price_high) == vah else "", "VAL" if Decimal(row.price_low) == val else "")
-        node = "HVN" if row.price_low in high_nodes else ("LVN" if row.price_low in low_nodes else "")
-        mark = " ".join(part for part in ("POC" if poc else "VA" if in_value_area else "", *edges, node) if part)
-        bar = "█" * int(Decimal(row.volume) / peak * BAR_WIDTH)
-        style = "bold yellow" if poc else ("cyan" if in_value_area else "")
-        grid.add_row(
-            row.price_low, row.price_high, row.volume, row.buy_volume, row.sell_volume, str(row.trade_count),
-            mark, bar, style=style,
-        )
-    legend = Text("POC: most volume; VA: value area; VAH/VAL: its edges; HVN/LVN: high/low-volume nodes", "dim")
-    return Group(header, Text(""), grid, legend)
-
-
 METHOD = QueryMethod(
     name="volume_profile",
     summary="Volume per price row with POC, value area high (VAH) and low (VAL)",
     request=VolumeProfileRequest,
     reply=VolumeProfileReply,
     handler=handle,
-    render=render,
     reply_hint="ask for fewer rows or a larger row_size",
     trade_bytes=96,  # edges decoded and summed per price; the rest from histograms: 94 bytes a level measured
     level_bytes=100,

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import polars as pl
 from pydantic import BaseModel, Field, field_validator, model_validator
-from rich.console import Group, RenderableType
-from rich.text import Text
 
 from tradetape.api.errors import insufficient_trades, range_too_large
 from tradetape.api.models import MAX_INTERVALS, RangeRequest, interval_count, parse_interval_ms, parse_time_ms
 from tradetape.api.query_method import QueryMethod, TradeSource
-from tradetape.api.render import iso_time, table, time_span
 from tradetape.domain.bars import time_bars
 from tradetape.domain.decimals import SCALE
 from tradetape.domain.vwap import running_vwap, vwap
@@ -131,33 +128,12 @@ def handle(source: TradeSource, symbol: str, request: VwapRequest, now_ms: int) 
     )
 
 
-def render(reply: VwapReply) -> RenderableType:
-    header = Text.assemble(
-        (f"{reply.symbol} {'anchored ' if reply.anchored else ''}VWAP", "bold"),
-        f"  {time_span(reply.start, reply.end)}\n",
-        f"trades {reply.trade_count}  volume {reply.volume:.8g}\n",
-        (f"VWAP {reply.vwap:.10g}", "bold yellow"),
-        f"   σ {reply.std:.6g}",
-    )
-    bands = table("band", "upper", "lower", right=("band", "upper", "lower"))
-    for band in reply.bands:
-        bands.add_row(f"±{band.deviations:g}σ", f"{band.upper:.10g}", f"{band.lower:.10g}")
-    parts: list[RenderableType] = [header, Text(""), bands]
-    if reply.series:
-        series = table("until", "vwap", "σ", right=("vwap", "σ"))
-        for point in reply.series:
-            series.add_row(iso_time(point.time), f"{point.vwap:.10g}", f"{point.std:.6g}")
-        parts += [Text(""), series]
-    return Group(*parts)
-
-
 METHOD = QueryMethod(
     name="vwap",
     summary="Volume-weighted average price with standard-deviation bands; anchored from a time",
     request=VwapRequest,
     reply=VwapReply,
     handler=handle,
-    render=render,
     reply_hint="use a longer interval or a shorter range",
     trade_bytes=76,  # measured peak over 3M trades: 73
 )
