@@ -34,15 +34,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import ValidationError
 
 from tradetape.api.errors import QueryError
-from tradetape.api.live import (
-    LiveBars,
-    LiveBarsUpdate,
-    LiveProfile,
-    LiveProfileUpdate,
-    SnapshotIds,
-    UpdateOrder,
-    align_range,
-)
+from tradetape.api.live.joining import LiveBars, LiveProfile, SnapshotIds, UpdateOrder, align_range
+from tradetape.api.live.messages import LiveBarsUpdate, LiveProfileUpdate
 from tradetape.api.methods.bars import BarReply, BarsReply
 from tradetape.api.methods.volume_profile import VolumeProfileReply, VolumeProfileRequest
 from tradetape.api.models import MAX_INTERVALS, ErrorReply, parse_duration_ms, parse_time_ms
@@ -199,7 +192,7 @@ class TapeClient:
         The range is `last` (default 1h) back from now, or `start` to `end` (`end` alone: the
         hour before it), in whole seconds; without `end` it stays open and grows as trades are stored. `fields` are
         `volume_profile`'s (`row_size`, `rows`, `value_area`): the snapshot's row size is
-        kept from then on. Join rules: `tradetape.api.live`.
+        kept from then on. Join rules: `tradetape.api.live.messages`.
         """
         symbol = _symbol(symbol)
         begin, finish = _live_range(last, start, end)

@@ -7,7 +7,7 @@ each symbol go out as one profile update (increments per window and price) and o
 update (the complete 1 s bars of the seconds touched, read back from the store), split
 over several messages only when one would exceed the server's max payload. Messages are
 core NATS: nothing is kept for subscribers that are not there. Message models and the
-join rules: `tradetape.api.live`.
+join rules: `tradetape.api.live.messages`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import orjson
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
-from tradetape.api.live import LiveBarsUpdate, LiveBatch, LiveProfileUpdate, second_bars, split_batch, stored_batch
+from tradetape.api.live.building import second_bars, split_batch, stored_batch
+from tradetape.api.live.messages import LiveBarsUpdate, LiveBatch, LiveProfileUpdate
 from tradetape.api.methods.bars import BarReply
 from tradetape.bus.subjects import bars_subject, profile_subject
 from tradetape.domain.bars import SECOND_MS

@@ -1,10 +1,15 @@
-"""Persist's consumer filter: the shard's subjects, every trade subject for `ALL` on one shard, never unbounded."""
+"""Persist's consumer filter: the shard's subjects, every trade subject for `ALL` on one shard, never unbounded;
+the KV buckets, built alike."""
 
 from __future__ import annotations
 
+import nats
 import pytest
+from nats.js.api import StorageType
 
-from tradetape.bus.provision import persist_consumer_config
+from tradetape.bus.ledger import LEDGER_BUCKET, ledger_bucket
+from tradetape.bus.provision import kv_bucket_config, persist_consumer_config
+from tradetape.bus.shard_stores import SHARD_STORES_BUCKET, ShardStore, record_shard_store
 from tradetape.bus.subjects import TRADES_SUBJECTS, trade_subject
 from tradetape.settings import Settings
 
@@ -34,3 +39,24 @@ def test_too_many_subjects_or_none_are_refused() -> None:
         persist_consumer_config(settings, many)
     with pytest.raises(ValueError, match="owns no symbol"):
         persist_consumer_config(settings, ())
+
+
+async def test_every_kv_bucket_is_built_alike(nats_url: str) -> None:
+    """The ledger and the shard-store records come out of one config: file storage, the newest value of a key only."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await ledger_bucket(js, create=True)
+        await record_shard_store(js, ShardStore(shard="s1", store_id="a", host="h", dir="/d", since_ms=1))
+        for bucket in (LEDGER_BUCKET, SHARD_STORES_BUCKET):
+            config = (await js.stream_info(f"KV_{bucket}")).config
+            assert (config.storage, config.max_msgs_per_subject, config.num_replicas) == (StorageType.FILE, 1, 1)
+            assert config.description, bucket
+    finally:
+        await nc.close()
+
+
+def test_a_kv_bucket_config_takes_the_replicas_asked() -> None:
+    config = kv_bucket_config("B", "what B holds", replicas=3)
+    assert (config.bucket, config.description, config.replicas) == ("B", "what B holds", 3)
+    assert (config.storage, config.history) == (StorageType.FILE, 1)

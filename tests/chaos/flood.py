@@ -12,16 +12,13 @@ other reply must be the one the same request gets alone once the scenario is ove
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats
 import orjson
 from nats.aio.client import Client
-from nats.errors import Error as NatsError
 
+from tests.chaos.hostile_client import ClientReport, HostileClient, reply_code
 from tests.chaos.invariant import coverage
 from tests.harness import wait_for
 from tradetape.bus.subjects import query_subject
@@ -55,25 +52,24 @@ async def complete_ranges(nc: Client, symbols: tuple[str, ...]) -> dict[str, tup
 
 
 @dataclass
-class FloodReport:
-    sent: int = 0
-    unanswered: int = 0
-    kinds: Counter[str] = field(default_factory=Counter)
+class FloodReport(ClientReport):
     replies: dict[tuple[str, bytes], list[bytes]] = field(default_factory=dict)
     wrong: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
-            f"query flood: {self.sent} sent, {dict(self.kinds)}, {self.unanswered} unanswered during outages, "
+            f"query flood: {self.sent} sent, {dict(self.codes)}, {self.unanswered} unanswered during outages, "
             f"{len(self.wrong)} wrong"
         )
 
 
-class QueryFlood:
+class QueryFlood(HostileClient):
     """`async with QueryFlood(url, ranges) as flood:` ... then `await flood.check(nc)` once the faults are over."""
 
+    name = "chaos-flood"
+
     def __init__(self, url: str, ranges: dict[str, tuple[int, int]], *, burst: int = 200, pause: float = 1.0) -> None:
-        self._url = url
+        super().__init__(url)
         self._requests = [
             (query_subject(name, symbol), orjson.dumps({**fields, "start": start, "end": end}))
             for symbol, (first, last) in ranges.items()
@@ -82,58 +78,30 @@ class QueryFlood:
         ]
         self._burst = burst
         self._pause = pause
-        self._nc: Client | None = None
-        self._task: asyncio.Task[None] | None = None
         self.report = FloodReport()
-
-    async def __aenter__(self) -> QueryFlood:
-        self._nc = await nats.connect(
-            self._url.split(","), max_reconnect_attempts=-1, reconnect_time_wait=0.2, name="chaos-flood"
-        )
-        self._task = asyncio.create_task(self._run(self._nc), name="chaos-flood")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._nc.close(), 5)
-        print(self.report.summary())
 
     async def _run(self, nc: Client) -> None:
         while True:
             chosen = [self._requests[(self.report.sent + i) % len(self._requests)] for i in range(self._burst)]
-            self.report.sent += len(chosen)
             await asyncio.gather(*(self._ask(nc, subject, body) for subject, body in chosen))
             await asyncio.sleep(self._pause)
 
     async def _ask(self, nc: Client, subject: str, body: bytes) -> None:
-        try:
-            msg = await nc.request(subject, body, timeout=20)
-        except (NatsError, TimeoutError):
-            self.report.unanswered += 1
+        data = await self._request(nc, subject, body, timeout=20)
+        if data is None:
             return
-        kind = _kind(msg.data)
-        self.report.kinds[kind] += 1
-        if kind != "overloaded":
-            self.report.replies.setdefault((subject, body), []).append(msg.data)
+        code = reply_code(data)
+        self.report.codes[code] += 1
+        if code != "overloaded":
+            self.report.replies.setdefault((subject, body), []).append(data)
 
     async def check(self, nc: Client) -> None:
         """Each distinct request asked alone: every reply the flood got must be that one, none `internal`."""
         report = self.report
         for (subject, body), replies in report.replies.items():
             alone = (await nc.request(subject, body, timeout=30)).data
-            assert _kind(alone) == "answer", f"{subject} {body!r} alone: {alone[:300]!r}"
+            assert reply_code(alone) == "ok", f"{subject} {body!r} alone: {alone[:300]!r}"
             expected = orjson.loads(alone)
             report.wrong += [f"{subject} {body!r}: {got[:300]!r}" for got in replies if orjson.loads(got) != expected]
         assert not report.wrong, f"{len(report.wrong)} answers differ from alone, e.g. {report.wrong[:3]}"
-        assert report.kinds["answer"] >= 100, report.summary()
-
-
-def _kind(data: bytes) -> str:
-    reply = orjson.loads(data)
-    error = reply.get("error") if isinstance(reply, dict) else None
-    return "answer" if error is None else str(error.get("code"))
+        assert report.codes["ok"] >= 100, report.summary()

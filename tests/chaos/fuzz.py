@@ -10,17 +10,14 @@ counted, not failed; a reply that is not JSON, or an error without a code, or an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats
 import orjson
 from nats.aio.client import Client
-from nats.errors import Error as NatsError
 
+from tests.chaos.hostile_client import ClientReport, HostileClient, reply_code
 from tradetape.api.registry import methods
 from tradetape.bus.subjects import query_subject
 
@@ -37,11 +34,8 @@ GARBAGE: tuple[bytes, ...] = (b"", b"{", b"null", b"[]", b"\xff\xfe\x00", b'{"la
 
 
 @dataclass
-class FuzzReport:
-    sent: int = 0
+class FuzzReport(ClientReport):
     answered: int = 0
-    unanswered: int = 0
-    codes: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -63,67 +57,36 @@ def hostile_body(rng: random.Random) -> bytes:
 
 
 def judge(data: bytes) -> str:
-    """The error code of a reply, `ok` for a result; raises ValueError for a reply that breaks the contract."""
-    try:
-        reply = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise ValueError(f"not JSON: {data[:200]!r}") from None
-    if not isinstance(reply, dict):
-        raise ValueError(f"not a JSON object: {data[:200]!r}")
-    error = reply.get("error")
-    if error is None:
-        return "ok"
-    code = error.get("code") if isinstance(error, dict) else None
-    if not isinstance(code, str) or not code:
-        raise ValueError(f"an error without a code: {data[:200]!r}")
+    """The error code of a reply, `ok` for a result; raises ValueError for a reply that breaks the contract
+    (`reply_code`) or is an `internal` error."""
+    code = reply_code(data)
     if code == "internal":
         raise ValueError(f"an internal error: {data[:300]!r}")
     return code
 
 
-class QueryFuzzer:
+class QueryFuzzer(HostileClient):
     """`async with QueryFuzzer(url, symbols) as fuzz:` ... then `fuzz.report`; fails nothing itself."""
 
+    name = "chaos-fuzz"
+
     def __init__(self, url: str, symbols: tuple[str, ...], *, seed: int = 12, interval: float = 0.02) -> None:
-        self._url = url
+        super().__init__(url)
         self._subjects = [query_subject(name, symbol) for name in methods() for symbol in symbols]
         self._rng = random.Random(seed)
         self._interval = interval
-        self._nc: Client | None = None
-        self._task: asyncio.Task[None] | None = None
         self.report = FuzzReport()
-
-    async def __aenter__(self) -> QueryFuzzer:
-        self._nc = await nats.connect(
-            self._url.split(","), max_reconnect_attempts=-1, reconnect_time_wait=0.2, name="chaos-fuzz"
-        )
-        self._task = asyncio.create_task(self._run(self._nc), name="chaos-fuzz")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._nc.close(), 5)
-        print(self.report.summary())
 
     async def _run(self, nc: Client) -> None:
         report = self.report
         while True:
             subject = self._rng.choice(self._subjects)
             body = hostile_body(self._rng)
-            report.sent += 1
-            try:
-                msg = await nc.request(subject, body, timeout=5)
-            except (NatsError, TimeoutError):
-                report.unanswered += 1
-            else:
+            data = await self._request(nc, subject, body, timeout=5)
+            if data is not None:
                 report.answered += 1
                 try:
-                    report.codes[judge(msg.data)] += 1
+                    report.codes[judge(data)] += 1
                 except ValueError as exc:
                     report.failures.append(f"{subject} {body[:200]!r}: {exc}")
             await asyncio.sleep(self._interval)

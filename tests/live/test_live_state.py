@@ -1,4 +1,4 @@
-"""The join rules of `tradetape.api.live`, checked on a known tape without any server: a snapshot of
+"""The join rules of `tradetape.api.live.messages`, checked on a known tape without any server: a snapshot of
 some writes plus the updates of all writes (some already in it, one a late backfill) must give the
 reply of the query over every trade, exactly."""
 
@@ -8,20 +8,9 @@ import numpy as np
 import pytest
 
 from tests.store.synthetic import T0, tape
-from tradetape.api.live import (
-    LiveBars,
-    LiveBarsUpdate,
-    LiveBatch,
-    LiveProfile,
-    LiveProfileUpdate,
-    SnapshotIds,
-    UpdateOrder,
-    align_range,
-    second_bars,
-    split_batch,
-    stored_batch,
-    window_levels,
-)
+from tradetape.api.live.building import second_bars, split_batch, stored_batch, window_levels
+from tradetape.api.live.joining import LiveBars, LiveProfile, SnapshotIds, UpdateOrder, align_range
+from tradetape.api.live.messages import LiveBarsUpdate, LiveBatch, LiveProfileUpdate
 from tradetape.api.methods import bars, coverage, volume_profile
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import parse_units

@@ -9,7 +9,8 @@ import nats
 import orjson
 
 from tests.store.synthetic import SYMBOL, T0, tape, windows_of
-from tradetape.api.live import LiveBarsUpdate, LiveProfile, LiveProfileUpdate, SnapshotIds
+from tradetape.api.live.joining import LiveProfile, SnapshotIds
+from tradetape.api.live.messages import LiveBarsUpdate, LiveProfileUpdate
 from tradetape.api.methods import bars, coverage, volume_profile
 from tradetape.bus.subjects import bars_subject, profile_subject
 from tradetape.runtime.nats_server import EmbeddedNatsServer

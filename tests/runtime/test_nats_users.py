@@ -1,19 +1,18 @@
-"""The embedded server's users: the query role as auth.conf defines it, a credential kept per data dir and private."""
+"""The embedded server's users: the query role of the one table (as auth.conf says it too), a credential kept
+per data dir and private."""
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
 from pydantic import SecretStr
 
+from tests.bus.test_roles import conf_role
+from tradetape.bus.roles import role
 from tradetape.runtime.nats_server import EmbeddedNatsServer
 from tradetape.runtime.nats_users import (
-    QUERY_PERMISSIONS,
     QUERY_USER,
     Credential,
     EmbeddedUsers,
@@ -25,44 +24,11 @@ from tradetape.runtime.nats_users import (
 AUTH_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "auth.conf"
 
 
-def conf_role(text: str, name: str) -> dict[str, Any]:
-    """Role `name` of an auth.conf: its publish and subscribe lists; anything else in the block fails the test."""
-    text = re.sub(r"#[^\n]*", "", text)
-    opened = re.search(rf"\b{name}\s*[=:]\s*\{{", text)
-    assert opened is not None, f"no role {name}"
-    depth, end = 1, opened.end()
-    while depth:
-        depth += {"{": 1, "}": -1}.get(text[end], 0)
-        end += 1
-    block = text[opened.end() : end - 1]
-    role: dict[str, Any] = {}
-    for action in ("publish", "subscribe"):
-        pattern = rf"\b{action}\s*[=:]\s*\{{\s*allow\s*[=:]\s*(\[[^\]]*\])\s*\}}"
-        found = re.search(pattern, block)
-        if found is not None:
-            role[action] = {"allow": json.loads(found[1])}
-            block = block.replace(found[0], "")
-    assert block.strip() == "", f"{name} holds more than publish and subscribe allow lists: {block.strip()}"
-    return role
-
-
 def test_the_embedded_query_user_has_exactly_auth_confs_query_role() -> None:
-    assert conf_role(AUTH_CONF.read_text(), "QUERY") == QUERY_PERMISSIONS
+    assert conf_role(AUTH_CONF.read_text(), "QUERY") == role(QUERY_USER).permissions()
     users = EmbeddedUsers(internal=Credential.generate("tradetape"), query=Credential.generate(QUERY_USER))
     query = next(user for user in users.authorization()["users"] if user["user"] == QUERY_USER)
-    assert query["permissions"] == QUERY_PERMISSIONS
-
-
-def test_the_role_reader_sees_every_difference() -> None:
-    """The comparison above can fail: the reader returns a role's lists and refuses anything more in it."""
-    conf = (
-        'authorization {\n  Q = {\n    publish = { allow = ["a.>"] }  # ask\n'
-        '    subscribe = { allow = ["b", "c"] }\n%s  }\n}'
-    )
-    assert conf_role(conf % "", "Q") == {"publish": {"allow": ["a.>"]}, "subscribe": {"allow": ["b", "c"]}}
-    for extra in ("    allow_responses = true\n", '    subscribe = { deny = ["d"] }\n'):
-        with pytest.raises(AssertionError, match="more than"):
-            conf_role(conf % extra, "Q")
+    assert query["permissions"] == role(QUERY_USER).permissions()
 
 
 def test_the_query_credential_is_kept_per_data_dir_and_private(tmp_path: Path) -> None:

@@ -23,14 +23,14 @@ from websockets.exceptions import InvalidStatus
 from tests.nats_ws import NatsWebSocket
 from tests.runtime.test_up import REPLAYED, Up, clean_env
 from tests.web.test_page import CHROMIUM, CHROMIUM_ARGS, chromium  # noqa: F401 - the fixture, for usefixtures
-from tradetape.runtime.nats_users import QUERY_PERMISSIONS
+from tradetape.ground.inboxes import ROLE_INBOX_PREFIXES
 from tradetape.settings import Settings
 from tradetape.web.server import WebServer
 
 pytestmark = pytest.mark.timeout(120)
 
 EVIL = "http://evil.example"
-QUERY_INBOX = QUERY_PERMISSIONS["subscribe"]["allow"][0].removesuffix(">") + "test"
+QUERY_INBOX = f"{ROLE_INBOX_PREFIXES['query']}.test"
 """An inbox under the query role's prefix."""
 
 

@@ -14,7 +14,7 @@ import pkgutil
 from functools import cache
 from typing import Any
 
-from tradetape.api.live import live_schema
+from tradetape.api.live.messages import live_schema
 from tradetape.api.models import ErrorReply
 from tradetape.api.query_method import QueryMethod
 from tradetape.bus.subjects import QUERY_SUBJECT

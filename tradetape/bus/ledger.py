@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 
 import orjson
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from tradetape.bus.provision import kv_bucket_config
 from tradetape.bus.subjects import EXCHANGE
 from tradetape.errors import FormatError
 
@@ -72,16 +72,6 @@ class LedgerEntry:
 
 def ledger_key(symbol: str) -> str:
     return f"{EXCHANGE}.{symbol}"
-
-
-def ledger_config(replicas: int = 1) -> KeyValueConfig:
-    return KeyValueConfig(
-        bucket=LEDGER_BUCKET,
-        description="ingest gap ledger: confirmed watermark and open gaps per symbol",
-        history=1,
-        storage=StorageType.FILE,
-        replicas=replicas,
-    )
 
 
 def encode_entry(entry: LedgerEntry) -> bytes:
@@ -153,7 +143,8 @@ def _int(value: object) -> int:
 async def ledger_bucket(js: JetStreamContext, *, create: bool = False, replicas: int = 1) -> KeyValue | None:
     """The ledger bucket; created when `create` (with `replicas` on a cluster), else None if ingest never ran."""
     if create:
-        return await js.create_key_value(ledger_config(replicas))
+        about = "ingest gap ledger: confirmed watermark and open gaps per symbol"
+        return await js.create_key_value(kv_bucket_config(LEDGER_BUCKET, about, replicas))
     try:
         return await js.key_value(LEDGER_BUCKET)
     except BucketNotFoundError:

@@ -1,4 +1,4 @@
-"""JetStream streams and consumers, created or updated idempotently at every start.
+"""JetStream streams, consumers and KV buckets, created or updated idempotently at every start.
 
 Every service provisions what it touches, so services can start in any order and a
 changed setting (stream limits, symbols of a shard) updates the existing objects; persist
@@ -22,6 +22,7 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
+    KeyValueConfig,
     StorageType,
     StoreCompression,
     StreamConfig,
@@ -76,6 +77,13 @@ def deadletter_stream_config(settings: Settings) -> StreamConfig:
         compression=StoreCompression.S2,
         allow_direct=True,
         num_replicas=settings.stream_replicas,
+    )
+
+
+def kv_bucket_config(bucket: str, description: str, replicas: int = 1) -> KeyValueConfig:
+    """A tradetape KV bucket: on disk, the newest value of each key only, `replicas` copies on a cluster."""
+    return KeyValueConfig(
+        bucket=bucket, description=description, history=1, storage=StorageType.FILE, replicas=replicas
     )
 
 

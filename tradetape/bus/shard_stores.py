@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Literal
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from pydantic import BaseModel, ValidationError
 
+from tradetape.bus.provision import kv_bucket_config
 from tradetape.errors import ConfigError
 
 SHARD_STORES_BUCKET = "TAPE_SHARD_STORES"
@@ -47,19 +47,10 @@ class ShardStore(BaseModel):
         return f"{self.host}:{self.dir}"
 
 
-def shard_stores_config(replicas: int = 1) -> KeyValueConfig:
-    return KeyValueConfig(
-        bucket=SHARD_STORES_BUCKET,
-        description="the store (id, host, directory) each persist shard writes",
-        history=1,
-        storage=StorageType.FILE,
-        replicas=replicas,
-    )
-
-
 async def record_shard_store(js: JetStreamContext, record: ShardStore, *, replicas: int = 1) -> ShardStore | None:
     """Record the store that serves `record.shard` now; returns the record it replaces (None if none or unreadable)."""
-    kv = await js.create_key_value(shard_stores_config(replicas))
+    about = "the store (id, host, directory) each persist shard writes"
+    kv = await js.create_key_value(kv_bucket_config(SHARD_STORES_BUCKET, about, replicas))
     previous: ShardStore | None = None
     try:
         entry = await kv.get(record.shard)

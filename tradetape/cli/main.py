@@ -64,6 +64,7 @@ EXAMPLES = {
     "web": "tradetape web            # then open http://127.0.0.1:8766/",
     "settings": "tradetape settings > tradetape.toml   # the settings in force, as a config file",
     "completion": "source <(tradetape completion bash)   # in ~/.bashrc",
+    "nats-auth": "tradetape nats-auth > deploy/nats/auth.conf",
 }
 
 
@@ -175,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tradetape.cli.completion import add_completion_command
 
     add_completion_command(_command(commands, "completion", "print a shell completion script (bash, zsh or fish)"))
+    _command(commands, "nats-auth", "print the NATS users and permissions of every role, for nats-server to include")
     return parser
 
 
@@ -268,6 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tradetape.api.registry import api_schema
 
         sys.stdout.write(orjson.dumps(api_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    if args.command == "nats-auth":
+        from tradetape.bus.roles import auth_conf
+
+        sys.stdout.write(auth_conf())
         return 0
     try:
         settings = settings_from(args)

@@ -6,11 +6,13 @@ Two users, no anonymous access on either listener:
   plain TCP (`allowed_connection_types`), so no WebSocket client is ever it, even with its
   password. A new password each run, handed to the children in `NATS_URL` and to the local
   commands in `<data dir>/nats.url` (0600).
-- `query`, the QUERY role of `deploy/nats/auth.conf` (ask `tape.query.>`, follow
-  `tape.live.>`, nothing else), for the web page: its password is random per data
-  directory and kept 0600 in `<data dir>/nats-ws.user.json`, which `tradetape web` hands
-  to the page in `config.json`. The role is written here as well as in auth.conf (which
-  is no part of the package); tests/runtime/test_nats_users.py holds the two equal.
+- `query`, the `query` role (ask `tape.query.>`, follow `tape.live.>`, nothing else), for
+  the web page: its password is random per data directory and kept 0600 in
+  `<data dir>/nats-ws.user.json`, which `tradetape web` hands to the page in `config.json`.
+
+The role comes from the one table of roles, `tradetape.bus.roles`, which `deploy/nats/auth.conf`
+(compose's nats-server) is rendered from: the wheel ships no `deploy/`, and a file read back
+here would need a parser of nats-server's config syntax.
 """
 
 from __future__ import annotations
@@ -25,17 +27,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import orjson
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from tradetape.bus.roles import role
 from tradetape.ground.private_files import write_private_file
 
 logger = logging.getLogger(__name__)
 
 INTERNAL_USER = "tradetape"
 QUERY_USER = "query"
-QUERY_PERMISSIONS: dict[str, Any] = {
-    "publish": {"allow": ["tape.query.>", "tape.schema", "$SRV.INFO.tradetape-analytics"]},
-    "subscribe": {"allow": ["_INBOX_QUERY.>", "tape.live.>"]},
-}
-"""The QUERY role of deploy/nats/auth.conf, to the letter (tests/runtime/test_nats_users.py compares them)."""
 _CREDENTIAL_MAX_BYTES = 4096
 
 
@@ -72,7 +70,7 @@ class EmbeddedUsers(BaseModel):
                 {
                     "user": self.query.user,
                     "password": self.query.password.get_secret_value(),
-                    "permissions": QUERY_PERMISSIONS,
+                    "permissions": role(QUERY_USER).permissions(),
                 },
             ]
         }

@@ -1,5 +1,5 @@
 // The tradetape page: asks NATS directly over WebSocket (nats.ws), draws the volume profile and the
-// bars of a range, and keeps them current from tape.live.* by the join rules of tradetape.api.live:
+// bars of a range, and keeps them current from tape.live.* by the join rules of tradetape.api.live.messages:
 // subscribe, snapshot between two agreeing coverage replies, apply only the batches the snapshot
 // does not hold, new snapshot when an update's seq does not follow on. Volumes are exact BigInt
 // units of 1e-8 and POC / value area / vacuums follow the docs/design.md rules, so the POC shown is the

@@ -1,0 +1,173 @@
+"""The joining side of live updates: a snapshot query plus the updates after it, kept equal to a fresh query.
+
+The client and the web page (`tradetape/web/static/app.js`) follow the join rules of
+`tradetape.api.live.messages`; these classes are the client's, and the tests' reference.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+
+from tradetape.api.errors import QueryError
+from tradetape.api.live.messages import LiveBarsUpdate, LiveBatch, LiveLevels, LiveProfileUpdate, LiveUpdate
+from tradetape.api.methods.bars import BarReply, BarsReply
+from tradetape.api.methods.coverage import CoverageReply
+from tradetape.api.methods.volume_profile import VolumeProfileReply, VolumeProfileRequest
+from tradetape.api.methods.volume_profile import handle as volume_profile_reply
+from tradetape.domain.bars import SECOND_MS
+from tradetape.domain.columns import TradeColumns
+from tradetape.domain.decimals import parse_units
+from tradetape.domain.price_levels import PriceLevels
+
+
+class SnapshotIds:
+    """The agg ids a snapshot holds: those of a whole-tape coverage reply."""
+
+    def __init__(self, coverage: CoverageReply) -> None:
+        self._first = coverage.first_id
+        self._last = coverage.last_id
+        self._gap_starts = [gap.from_id for gap in coverage.gaps]
+        self._gap_ends = [gap.to_id for gap in coverage.gaps]
+
+    @staticmethod
+    def agree(before: CoverageReply, after: CoverageReply) -> bool:
+        """Whether nothing was stored between the two replies (the stored ids only grow)."""
+        return (before.trade_count, before.first_id, before.last_id) == (
+            after.trade_count,
+            after.first_id,
+            after.last_id,
+        )
+
+    def holds(self, batch: LiveBatch) -> bool:
+        """Whether the snapshot holds the batch (a write is atomic: its first id tells)."""
+        if not batch.ids or self._first is None or self._last is None:
+            return False
+        first = batch.ids[0][0]
+        if not self._first <= first <= self._last:
+            return False
+        i = bisect.bisect_right(self._gap_starts, first) - 1
+        return not (i >= 0 and first <= self._gap_ends[i])
+
+
+class UpdateOrder:
+    """Checks that updates follow on: same run, seq one higher."""
+
+    def __init__(self) -> None:
+        self._last: tuple[str, int] | None = None
+
+    def follows(self, update: LiveUpdate) -> bool:
+        last, self._last = self._last, (update.run, update.seq)
+        return last is None or last == (update.run, update.seq - 1)
+
+
+def align_range(start_ms: int, end_ms: int | None) -> tuple[int, int | None]:
+    """A live range in whole seconds (start down, end up): updates come per 1-second window."""
+    start = start_ms - start_ms % SECOND_MS
+    if end_ms is None:
+        return start, None
+    return start, -(-end_ms // SECOND_MS) * SECOND_MS
+
+
+class LiveProfile:
+    """A volume profile kept current from a snapshot and the profile updates after it.
+
+    The state is the per-price levels (the snapshot's rows count as levels at their lower
+    edge, which fall into the same rows); the reply is computed from them by the
+    `volume_profile` method itself, so it is what a fresh query of the range answers.
+    """
+
+    def __init__(
+        self,
+        symbol: str,
+        request: VolumeProfileRequest,
+        start: int,
+        end: int | None,
+        snapshot: VolumeProfileReply | None,
+        ids: SnapshotIds,
+    ) -> None:
+        self.symbol = symbol
+        self.start, self.end = start, end
+        self._ids = ids
+        self._request = request.model_copy(update={"min_trades": 0, "last": None, "start": start, "end": end})
+        self._levels = PriceLevels.empty()
+        if snapshot is not None:
+            self._request = self._request.model_copy(update={"row_size": snapshot.row_size, "rows": None})
+            rows = [row for row in snapshot.rows if row.trade_count]
+            self._levels = PriceLevels(
+                np.array([parse_units(row.price_low) for row in rows], dtype=np.int64),
+                np.array([parse_units(row.volume) for row in rows], dtype=np.int64),
+                np.array([parse_units(row.buy_volume) for row in rows], dtype=np.int64),
+                np.array([row.trade_count for row in rows], dtype=np.int64),
+            )
+
+    def apply(self, update: LiveProfileUpdate) -> bool:
+        """Add the update's batches the snapshot does not hold; whether anything changed."""
+        parts = [self._levels]
+        for batch in update.batches:
+            if self._ids.holds(batch):
+                continue
+            parts += [_levels_of(levels) for levels in batch.levels if self._covers(levels.time)]
+        if len(parts) == 1:
+            return False
+        merged = PriceLevels.merge(parts)
+        if merged is None:
+            raise ValueError(f"{self.symbol}: a per-price volume exceeds int64; query the profile instead")
+        self._levels = merged
+        return True
+
+    def _covers(self, window: int) -> bool:
+        return window >= self.start and (self.end is None or window < self.end)
+
+    def reply(self, now_ms: int) -> VolumeProfileReply | None:
+        """The profile of the range as of the updates applied (None while it holds no trade)."""
+        if len(self._levels) == 0:
+            return None
+        request = self._request if self.end is not None else self._request.model_copy(update={"end": now_ms})
+        return volume_profile_reply(self, self.symbol, request, now_ms)
+
+    def price_levels(self, symbol: str, time_range: tuple[int, int] | None) -> PriceLevels | None:
+        return self._levels
+
+    def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
+        raise QueryError("internal", "a live profile holds price levels, not trades")
+
+
+def _levels_of(levels: LiveLevels) -> PriceLevels:
+    return PriceLevels(
+        np.array([parse_units(p) for p in levels.price], dtype=np.int64),
+        np.array([parse_units(v) for v in levels.volume], dtype=np.int64),
+        np.array([parse_units(v) for v in levels.buy_volume], dtype=np.int64),
+        np.array(levels.trade_count, dtype=np.int64),
+    )
+
+
+class LiveBars:
+    """1 s bars kept current from a snapshot and the bars updates after it."""
+
+    def __init__(self, symbol: str, start: int, end: int | None, snapshot: list[BarReply], ids: SnapshotIds) -> None:
+        self.symbol = symbol
+        self.start, self.end = start, end
+        self._ids = ids
+        self._bars = {bar.time: bar for bar in snapshot}
+
+    def apply(self, update: LiveBarsUpdate) -> bool:
+        """Take the update's bars unless the snapshot already holds its last batch; whether anything changed."""
+        if not update.batches or self._ids.holds(update.batches[-1]):
+            return False
+        fresh = [bar for bar in update.bars if bar.time >= self.start and (self.end is None or bar.time < self.end)]
+        self._bars.update((bar.time, bar) for bar in fresh)
+        return bool(fresh)
+
+    def reply(self, now_ms: int) -> BarsReply:
+        bars = [self._bars[time] for time in sorted(self._bars)]
+        return BarsReply(
+            symbol=self.symbol,
+            start=self.start,
+            end=self.end if self.end is not None else now_ms,
+            interval="1s",
+            interval_ms=SECOND_MS,
+            trade_count=sum(bar.trade_count for bar in bars),
+            bars=bars,
+        )
