@@ -264,5 +264,5 @@ METHOD = QueryMethod(
     handler=handle,
     render=render,
     reply_hint="use a larger row_size, a longer interval or a shorter range",
-    trade_bytes=128,
+    trade_bytes=112,  # measured peak over 3M trades: 109 (5m bars, levels sorted per interval and price)
 )
