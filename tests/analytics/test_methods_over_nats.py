@@ -61,6 +61,8 @@ REQUESTS: dict[str, dict[str, Any]] = {
     "large_trades": {"top": 15},
     "trades": {"limit": 700},
     "coverage": {},
+    "footprint": {"interval": "5m", "rows": 10},
+    "market_profile": {"period": "5m", "rows": 50},
 }
 
 HOSTILE: list[bytes] = [

@@ -61,7 +61,8 @@ def test_row_size_accepts_numbers_and_strings() -> None:
 def test_schema_names_every_method() -> None:
     schema = api_schema()
     assert set(schema["methods"]) == {
-        "volume_profile", "liquidity_vacuums", "coverage", "vwap", "bars", "flow", "large_trades", "trades"
+        "volume_profile", "liquidity_vacuums", "coverage", "vwap", "bars", "flow", "large_trades", "trades",
+        "footprint", "market_profile",
     }
     assert "row_size" in schema["methods"]["volume_profile"]["request"]["properties"]
 

@@ -184,3 +184,10 @@ def interval_count(time_range: tuple[int, int], interval_ms: int) -> int:
     """How many epoch-aligned intervals `[start, end)` touches."""
     start, end = time_range
     return (end - 1) // interval_ms - start // interval_ms + 1
+
+
+def one_row_rule(row_size: str | None, rows: int | None) -> None:
+    """`row_size` sets each row's height and `rows` their count: a request gives one of them at most."""
+    if row_size is not None and rows is not None:
+        raise ValueError("give row_size or rows, not both: row_size sets each row's height, rows their count")
+

@@ -27,6 +27,7 @@ Nothing is summed in int64, so sums past 9.2e18 units (big-supply coins) do not 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -44,7 +45,12 @@ __all__ = [
     "VolumeProfile",
     "choose_row_size",
     "default_row_size",
+    "exact_fraction",
+    "half_units_to_decimal",
     "infer_tick",
+    "nice_row_sizes",
+    "poc_position",
+    "value_area_span",
     "volume_nodes",
     "liquidity_vacuums",
     "volume_profile",
@@ -110,7 +116,7 @@ class VolumeProfile:
         plain digit string, so ``str()`` gives positional notation for usual prices, but
         values below 1e-6 print in exponent form: format with ``format(poc, "f")`` for JSON.
         """
-        return _half_units_to_decimal(self.poc_low + self.poc_high)
+        return half_units_to_decimal(self.poc_low + self.poc_high)
 
     @property
     def vah(self) -> int:
@@ -182,7 +188,7 @@ def volume_profile(
     row_size = int(row_size)
     if row_size <= 0:
         raise ValueError(f"row_size must be positive, got {row_size}")
-    target = _fraction(value_area, "value_area")
+    target = exact_fraction(value_area, "value_area")
     if not 0 < target <= 1:
         raise ValueError(f"value_area must be in (0, 1], got {value_area}")
     max_qty = int(qtys.max())
@@ -230,8 +236,8 @@ def volume_profile(
     volumes = [row.volume for row in rows]
     total_volume = sum(volumes)
     buy_total = sum(row.buy_volume for row in rows)
-    poc = _poc_position(volumes)
-    va_low, va_high = _value_area(volumes, poc, total_volume, target)
+    poc = poc_position(volumes)
+    va_low, va_high = value_area_span(volumes, poc, total_volume, target)
     return VolumeProfile(
         row_size=row_size,
         rows=tuple(rows),
@@ -266,14 +272,16 @@ def choose_row_size(low: int, high: int, rows: int, tick: int = 1) -> int:
         raise ValueError(f"rows must be at least 1, got {rows}")
     if tick < 1:
         raise ValueError(f"tick must be at least 1 unit, got {tick}")
-    decade = 1
+    return next(size for size in nice_row_sizes(tick) if high // size - low // size + 1 <= rows)
+
+
+def nice_row_sizes(tick: int) -> Iterator[int]:
+    """The candidate row sizes of :func:`choose_row_size`, ascending, without end: ``tick * m`` for
+    ``m`` = 1, 2, 5, 10, 20, 25, 50, 100, ... (2.5 x 10^j only where it is an integer)."""
+    yield from (tick, 2 * tick, 5 * tick)
+    decade = 10
     while True:
-        # 2.5 x decade only where it is an integer: 25, 250, ... but not 2.5.
-        nice = (1, 2, 5) if decade == 1 else (decade, 2 * decade, 5 * decade // 2, 5 * decade)
-        for m in nice:
-            size = tick * m
-            if high // size - low // size + 1 <= rows:
-                return size
+        yield from (tick * decade, tick * 2 * decade, tick * (5 * decade // 2), tick * 5 * decade)
         decade *= 10
 
 
@@ -329,7 +337,7 @@ def liquidity_vacuums(profile: VolumeProfile, min_rows: int = 3, threshold: floa
     """
     if min_rows < 1:
         raise ValueError(f"min_rows must be at least 1, got {min_rows}")
-    limit = _fraction(threshold, "threshold")
+    limit = exact_fraction(threshold, "threshold")
     if limit < 0:
         raise ValueError(f"threshold must not be negative, got {threshold}")
     rows = profile.rows
@@ -370,7 +378,7 @@ def liquidity_vacuums(profile: VolumeProfile, min_rows: int = 3, threshold: floa
     return vacuums
 
 
-# --- helpers -------------------------------------------------------------------------------
+# --- helpers; the rules over plain lists of row figures are public: footprint and TPO share them ---
 
 
 def _int64_column(values: npt.ArrayLike, name: str) -> npt.NDArray[np.int64]:
@@ -384,7 +392,7 @@ def _int64_column(values: npt.ArrayLike, name: str) -> npt.NDArray[np.int64]:
     return array.astype(np.int64, copy=False)
 
 
-def _fraction(value: Any, name: str) -> Fraction:
+def exact_fraction(value: Any, name: str) -> Fraction:
     """``value`` as an exact fraction; a float is read as its shortest repr (0.2 -> 1/5)."""
     if isinstance(value, float):
         value = repr(value)
@@ -394,7 +402,7 @@ def _fraction(value: Any, name: str) -> Fraction:
         raise ValueError(f"{name} must be a finite number, got {value!r}") from exc
 
 
-def _poc_position(volumes: list[int]) -> int:
+def poc_position(volumes: list[int]) -> int:
     """Position of the largest volume; ties: nearest to the middle, then the lower one."""
     top = max(volumes)
     last = len(volumes) - 1
@@ -405,7 +413,7 @@ def _poc_position(volumes: list[int]) -> int:
     )
 
 
-def _value_area(volumes: list[int], poc: int, total: int, share: Fraction) -> tuple[int, int]:
+def value_area_span(volumes: list[int], poc: int, total: int, share: Fraction) -> tuple[int, int]:
     """Inclusive positions ``(low, high)`` of the value area grown from ``poc``."""
     num, den = share.numerator, share.denominator
     goal = num * total  # compare volume * den < num * total, exactly
@@ -426,7 +434,7 @@ def _value_area(volumes: list[int], poc: int, total: int, share: Fraction) -> tu
     return low, high
 
 
-def _half_units_to_decimal(twice_units: int) -> Decimal:
+def half_units_to_decimal(twice_units: int) -> Decimal:
     """``twice_units / 2`` units of 1e-8 as an exact Decimal price, trailing zeros dropped."""
     sign = "-" if twice_units < 0 else ""
     whole, frac = divmod(abs(twice_units) * 5, 10**9)  # units of 1e-9
