@@ -17,6 +17,7 @@ from tests.reference_order_flow import Trade, decimals_of, reference_footprint
 from tradetape.api.errors import QueryError
 from tradetape.api.methods import footprint
 from tradetape.api.methods.footprint import DEFAULT_ROWS_PER_BAR, MAX_FOOTPRINT_CELLS, FootprintRequest
+from tradetape.cli.renderers import renderer
 from tradetape.domain.trade import TradeRow
 from tradetape.testing import HeldTrades
 
@@ -175,7 +176,7 @@ def test_an_empty_range_has_no_bars_and_no_row_size() -> None:
     reply = ask([trade(0, "100")], start=BASE + 10**6, end=BASE + 2 * 10**6)
     assert reply.bars == [] and reply.row_size is None and reply.trade_count == 0
     assert reply.to_polars().height == 0
-    assert "no trades in the range" in text_of(footprint.render(reply))
+    assert "no trades in the range" in text_of(renderer("footprint")(reply))
     assert ask([], row_size="5", **SPAN_1M).row_size == "5"
 
 
@@ -217,7 +218,7 @@ def text_of(renderable: Any) -> str:
 def test_render_shows_each_bar_top_down_with_imbalances_stacks_and_poc() -> None:
     rows = [trade(i, str(100 + i), "1") for i in range(5)] + [trade(5, "102", "4", sell=True)]
     reply = ask(rows, row_size="1", stacked=2, **SPAN_1M)
-    shown = text_of(footprint.render(reply)).splitlines()
+    shown = text_of(renderer("footprint")(reply)).splitlines()
     lines = [line.split() for line in shown if line.strip()[:3].isdigit() and "×" in line]
     assert [line[0] for line in lines] == ["104", "103", "102", "101", "100"]
     assert lines[0][:4] == ["104", "1", "×", "0"] and "▲" in lines[0] and "▲▲" not in lines[0]  # alone

@@ -14,6 +14,7 @@ from tests.reference_order_flow import decimals_of, reference_tpo
 from tradetape.api.errors import QueryError
 from tradetape.api.methods import market_profile, volume_profile
 from tradetape.api.methods.market_profile import MAX_TPO_CELLS, MarketProfileRequest
+from tradetape.cli.renderers import renderer
 from tradetape.domain.trade import TradeRow
 from tradetape.testing import HeldTrades
 
@@ -92,7 +93,7 @@ def test_poc_ties_value_area_single_prints_and_poor_extremes() -> None:
     assert reply.initial_balance is not None and reply.initial_balance.model_dump() == {"high": "103.5", "low": "100"}
     # 11 TPOs; 70 % is 7.7: from 100 (3), up 101 (2, no row below), 102 (1), 103 (2) = 8
     assert (reply.val, reply.vah) == ("100", "104")
-    lines = text_of(market_profile.render(reply)).splitlines()
+    lines = text_of(renderer("market_profile")(reply)).splitlines()
     assert any(line.split()[:3] == ["100", "3", "ABD"] and "POC" in line for line in lines)
     assert any(line.split()[:3] == ["102", "1", "A"] and "single" in line for line in lines)
     assert "poor low" in "\n".join(lines) and "poor high" not in "\n".join(lines)
