@@ -13,107 +13,21 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeElapsedColumn
-from rich.text import Text
+from rich.progress import Progress, TaskID
 
 from tradetape.api.models import parse_duration_ms, parse_time_ms
 from tradetape.api.times import iso_time
+from tradetape.cli.progress import progress_bar
 from tradetape.domain.symbols import symbol_from_input
 from tradetape.settings import Settings
 
 if TYPE_CHECKING:
     from tradetape.history.fetch import FetchReport
     from tradetape.history.load import ImportResult
-
-STORE_SETTINGS = (
-    "data_dir", "symbols", "shard", "shard_count", "shard_index", "rollup_age_s", "retention_days", "log_level",
-)
-IMPORT_SETTINGS = ("import_max_line_bytes", "import_max_member_bytes", "import_max_members")
-FETCH_SETTINGS = ("history_url", "history_max_download_bytes", "history_download_deadline_s")
-EXAMPLES = {
-    "import": "tradetape import BTCUSDT-aggTrades-2026-01-01.zip BTCUSDT-aggTrades-2026-01-02.zip",
-    "fetch-history": "tradetape fetch-history BTCUSDT --from 2026-01-01 --to 2026-01-31",
-    "export": "tradetape export BTCUSDT --start 2026-01-01 --end 2026-01-08 -o btc-week.parquet",
-    "repair": "tradetape repair BTCUSDT --last 24h",
-}
-HELP = {
-    "import": "import aggTrades dumps (zip or CSV, data.binance.vision format) or tradetape exports",
-    "fetch-history": "download Binance's daily/monthly dumps for a date range, verify SHA-256 and import them",
-    "export": "write a range of the tape to Parquet or CSV (by the extension)",
-    "repair": "close the store's gaps (completeness index) from REST aggTrades?fromId=",
-}
-
-
-class _TradesPerSecond(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} trades/s" if speed else "", style="progress.data.speed")
-
-
-class _Count(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        total = f"/{task.total:,.0f}" if task.total is not None else ""
-        return Text(f"{task.completed:,.0f}{total}", style="progress.download")
-
-
-def add_history_commands(
-    make: Callable[[str, str, str], argparse.ArgumentParser],
-    add_settings: Callable[[argparse.ArgumentParser, tuple[str, ...]], None],
-    nats_settings: tuple[str, ...],
-) -> None:
-    """The four commands; `make(name, help, example)` creates a sub-command parser."""
-    write_settings = (*nats_settings, *STORE_SETTINGS)
-    imp = make("import", HELP["import"], EXAMPLES["import"])
-    imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    imp.add_argument(
-        "--symbol", help="the files' symbol, when neither an export's label nor the name (SYMBOL-aggTrades-...) tells"
-    )
-    add_settings(imp, (*write_settings, *IMPORT_SETTINGS))
-
-    fetch = make("fetch-history", HELP["fetch-history"], EXAMPLES["fetch-history"])
-    fetch.add_argument("symbols_to_fetch", nargs="+", metavar="SYMBOL")
-    fetch.add_argument("--from", dest="first", required=True, type=date.fromisoformat, help="first day, YYYY-MM-DD")
-    fetch.add_argument("--to", dest="last", required=True, type=date.fromisoformat, help="last day (inclusive)")
-    fetch.add_argument(
-        "--wait-for-persist",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="always import through persist, waiting up to S seconds for it to answer (as `up` backfills)",
-    )
-    add_settings(fetch, (*write_settings, *IMPORT_SETTINGS, *FETCH_SETTINGS))
-
-    export = make("export", HELP["export"], EXAMPLES["export"])
-    export.add_argument("symbol", metavar="SYMBOL")
-    _range_options(export)
-    export.add_argument("-o", "--output", required=True, type=Path, help="FILE.parquet or FILE.csv")
-    add_settings(export, STORE_SETTINGS)
-
-    repair = make("repair", HELP["repair"], EXAMPLES["repair"])
-    repair.add_argument("symbol", metavar="SYMBOL")
-    _range_options(repair)
-    repair.add_argument(
-        "--dump-min-gap",
-        type=int,
-        default=100_000,
-        metavar="N",
-        help="gaps of N or more ids in past days come from the daily dumps first (0: REST only)",
-    )
-    rest_settings = ("binance_rest_url", "ingest_rest_weight_per_minute")
-    add_settings(repair, (*write_settings, *rest_settings, *IMPORT_SETTINGS, *FETCH_SETTINGS))
-
-
-def _range_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--start", help="epoch ms or ISO-8601 (UTC unless it names a zone)")
-    parser.add_argument("--end", help="epoch ms or ISO-8601; default now")
-    parser.add_argument("--last", help="a duration ending now: 15m, 24h, 7d")
 
 
 def _time_range(args: argparse.Namespace, *, required: bool) -> tuple[int, int] | None:
@@ -194,21 +108,6 @@ def simulator_settings(settings: Settings) -> Settings:
     return settings.model_copy(update=dict.fromkeys(unset, url))
 
 
-@contextmanager
-def _bar() -> Iterator[Progress]:
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        _Count(),
-        _TradesPerSecond(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )
-    with progress:
-        yield progress
-
-
 async def _run_async(args: argparse.Namespace, settings: Settings) -> int:
     from tradetape.history.load import TapeImporter
 
@@ -237,7 +136,7 @@ async def _import(args: argparse.Namespace, settings: Settings, importer: object
     results: list[ImportResult] = []
     spans: dict[str, tuple[int, int]] = {}
     """Per symbol, the times the imported files span: the summary counts the store's gaps over them."""
-    with _bar() as progress:
+    with progress_bar() as progress:
         for at, path in enumerate(args.files):
             task = progress.add_task(path.name, total=None)
             try:
@@ -306,7 +205,7 @@ async def _fetch(args: argparse.Namespace, settings: Settings, importer: object)
     from tradetape.history.load import TapeImporter
 
     assert isinstance(importer, TapeImporter)
-    with _bar() as progress:
+    with progress_bar() as progress:
 
         def on_file(name: str, trades: int) -> Callable[[int], None]:
             task = progress.add_task(name, total=trades)
@@ -352,7 +251,7 @@ async def _repair(args: argparse.Namespace, settings: Settings, importer: object
     time_range = _time_range(args, required=False)
     gaps = importer.gaps(symbol, time_range)
     rest = RestClient(settings.binance_rest_url, weight_per_minute=settings.ingest_rest_weight_per_minute)
-    with _bar() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"{symbol} gaps", total=sum(high - low + 1 for low, high in gaps))
         fetcher = HistoryFetcher(settings, importer) if args.dump_min_gap > 0 else None
         report = await repair(
@@ -378,7 +277,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     time_range = _time_range(args, required=True)
     assert time_range is not None
     started = time.perf_counter()
-    with _bar() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"{symbol} → {args.output.name}", total=None)
         shard_dir = shard_dir_of(settings, symbol)
         rows = export(shard_dir, symbol, *time_range, args.output, lambda n: progress.advance(task, n))

@@ -3,6 +3,10 @@
 Each subcommand takes the settings it uses as options derived from `Settings` (an
 option wins over its environment variable); `query` takes one sub-subcommand per
 registered method, its options derived from that method's request model.
+
+What this module imports at its top declares the commands (argparse, settings, request models);
+what runs and draws a command (rich, the services) is imported where that command runs, so a
+service started as `tradetape analytics` loads no terminal renderer.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ import orjson
 from pydantic import ValidationError
 
 from tradetape import __version__
+from tradetape.cli.completion import add_completion_command
+from tradetape.cli.history_options import add_history_commands
 from tradetape.cli.options import add_settings
+from tradetape.cli.plot import add_plot_command
+from tradetape.cli.query_options import add_query_command
+from tradetape.cli.settings import add_settings_command
+from tradetape.cli.status_options import add_status_command
+from tradetape.cli.web import add_web_command
 from tradetape.config_file import ConfigFileError
 from tradetape.settings import Settings
 
@@ -98,8 +109,6 @@ def _command(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tradetape.cli.query import add_query_command
-
     parser = argparse.ArgumentParser(prog="tradetape", description="A gap-free tape of Binance aggregate trades.")
     parser.add_argument("--version", action="version", version=f"tradetape {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -151,30 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_query_command(_command(commands, "query", "ask the analytics service one question"), QUERY_SETTINGS)
     _command(commands, "schema", "print the JSON Schema of the query API")
-    from tradetape.cli.status import add_status_command
-
     add_status_command(_command(commands, "status", "NATS, stream, services and symbols at a glance"), QUERY_SETTINGS)
-    from tradetape.cli.plot import add_plot_command
-
     add_plot_command(_command(commands, "plot", "draw a chart of a query: PNG or SVG by extension"), QUERY_SETTINGS)
-    from tradetape.cli.history import add_history_commands
-
     add_history_commands(
         lambda name, text, example: _command(commands, name, text, example), add_settings, NATS_SETTINGS
     )
     mcp = _command(commands, "mcp", "serve every query method as an MCP tool for assistants (stdio by default)")
     mcp.add_argument("--http", action="store_true", help="serve streamable HTTP at http://<mcp host>:<mcp port>/mcp")
     add_settings(mcp, MCP_SETTINGS)
-    from tradetape.cli.web import add_web_command
-
     web = _command(commands, "web", "serve the live web page (it talks to NATS over WebSocket)")
     add_web_command(web, WEB_SETTINGS)
-    from tradetape.cli.settings import add_settings_command
-
     settings_command = _command(commands, "settings", "print the settings in force, or their reference")
     add_settings_command(settings_command, ALL_SETTINGS)
-    from tradetape.cli.completion import add_completion_command
-
     add_completion_command(_command(commands, "completion", "print a shell completion script (bash, zsh or fish)"))
     _command(commands, "nats-auth", "print the NATS users and permissions of every role, for nats-server to include")
     return parser

@@ -1,4 +1,4 @@
-"""`tradetape query <method> <SYMBOL>`: one registered method, its options from its request model.
+"""`tradetape query <method> <SYMBOL>` run: ask one registered method, show its reply (options: `query_options`).
 
 The reply is rendered by the method's renderer (`tradetape.cli.renderers`; rich, plain text
 when not a terminal) or printed as JSON with `--json`. A reply with a `next_cursor` is followed, on
@@ -13,24 +13,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import re
 import shlex
 import sys
-from collections.abc import Sequence
 from typing import Any, get_args, get_origin
 
 import orjson
 from pydantic import BaseModel, SecretStr
-from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
-from rich.console import Console
 
 from tradetape.api.errors import QueryError
 from tradetape.api.methods.coverage import CoverageReply
 from tradetape.api.query_method import QueryMethod
 from tradetape.api.registry import methods
 from tradetape.api.times import iso_time
-from tradetape.cli.options import add_settings
+from tradetape.cli.console import PIPE_WIDTH as PIPE_WIDTH  # re-exported: the width a reply is drawn at in a pipe
+from tradetape.cli.console import console_for_stdout
+from tradetape.cli.query_options import DEFAULT_TIMEOUT_S
 from tradetape.cli.renderers import renderer
 from tradetape.client import TapeClient, TapeError, TapeUnavailable
 from tradetape.domain.symbols import SymbolError, symbol_from_input
@@ -38,51 +35,8 @@ from tradetape.errors import TradetapeError
 from tradetape.ground.redaction import redact_url
 from tradetape.settings import Settings
 
-DEFAULT_TIMEOUT_S = 30.0
 CURSOR = "cursor"
-PIPE_WIDTH = 100_000
-"""Columns when stdout is not a terminal: rich pads no line, so tables are as wide as their content, never cut."""
 TIME_DETAILS = ("start", "end", "first_time", "last_time")
-VALUE_LIKE_NEGATIVE = re.compile(r"^-\d")
-"""An option's value that starts like a negative number (`--last -1h`): taken as the value, so the request
-model says what is wrong with it in one line, instead of argparse's "expected one argument"."""
-
-
-def add_query_command(parser: argparse.ArgumentParser, settings_fields: Sequence[str]) -> None:
-
-    by_method = parser.add_subparsers(dest="method", required=True, metavar="METHOD")
-    for name, method in methods().items():
-        sub = by_method.add_parser(
-            name,
-            help=method.summary,
-            description=method.summary,
-            epilog=f"example:\n  tradetape query {name} BTCUSDT --last 1h",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        sub._negative_number_matcher = VALUE_LIKE_NEGATIVE  # no option of a query starts with -<digit>
-        sub.add_argument("symbol", metavar="SYMBOL", help="e.g. BTCUSDT")
-        fields = sub.add_argument_group("request (times: epoch ms or ISO-8601, UTC unless a zone is given)")
-        for field, info in method.request.model_fields.items():
-            fields.add_argument(
-                f"--{field.replace('_', '-')}", dest=f"field_{field}", metavar=field.upper(), help=_field_help(info)
-            )
-        sub.add_argument(
-            "--param", action="append", default=[], metavar="KEY=VALUE", help="any request field, as JSON or text"
-        )
-        sub.add_argument("--json", action="store_true", help="print the raw JSON reply")
-        sub.add_argument(
-            "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds to wait for the reply (default 30)"
-        )
-        add_settings(sub, settings_fields)
-
-
-def _field_help(info: FieldInfo) -> str:
-    text = info.description or ""
-    if isinstance(info.default, list):
-        text += f" (default {','.join(f'{item:g}' for item in info.default)}; or a JSON list)"
-    elif info.default is not PydanticUndefined and info.default is not None:
-        text += f" (default {info.default})"
-    return text
 
 
 def _list_value(text: str) -> Any:
@@ -229,10 +183,3 @@ def _detail(key: str, value: Any) -> str:
     if key in TIME_DETAILS and isinstance(value, int):
         return f"{key}={value} ({iso_time(value)})"
     return f"{key}={value}"
-
-
-def console_for_stdout() -> Console:
-    """Rich in a terminal; into a pipe or file plain text, no colour, no column ever cut to fit a width."""
-    if sys.stdout.isatty():
-        return Console()
-    return Console(width=PIPE_WIDTH, no_color=True, highlight=False)
