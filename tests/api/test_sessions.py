@@ -257,14 +257,15 @@ def test_bounds_are_range_too_large() -> None:
             session="utc-day", row_size="0.00000001", min_trades=1, start=span["start"], end=span["start"] + DAY_MS)),
         (bars.handle, bars.BarsRequest(tick_bar=10, **span)),
         (bars.handle, bars.BarsRequest(volume_bar="1", **span)),
-        (bars.handle, bars.BarsRequest(interval="1d", tz="UTC", start=utc("2017-01-01T00:00"), end=utc("2029-01-01T00:00"))),
+        (bars.handle, bars.BarsRequest(interval="1d", tz="UTC", start=utc("2017-01-01T00:00"),
+                                       end=utc("2029-01-01T00:00"))),
     ]
     for handler, request in cases:
         with pytest.raises(QueryError) as caught:
             handler(source, "X", request, span["end"])  # type: ignore[operator]
         assert caught.value.code in ("range_too_large", "invalid_request"), request
     in_range = 59 * 24 * 60
-    assert [bar.partial for bar in bars.handle(source, "X", bars.BarsRequest(tick_bar=96, **span), span["end"]).bars] == [
-        False] * (in_range // 96)
+    whole = bars.handle(source, "X", bars.BarsRequest(tick_bar=96, **span), span["end"]).bars
+    assert [bar.partial for bar in whole] == [False] * (in_range // 96)
     last = bars.handle(source, "X", bars.BarsRequest(tick_bar=100, **span), span["end"]).bars[-1]
     assert (last.partial, last.trade_count) == (True, in_range % 100)

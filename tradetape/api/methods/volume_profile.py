@@ -28,7 +28,7 @@ from tradetape.api.models import (
     session_spec,
 )
 from tradetape.api.query_method import PriceLevelSource, QueryMethod, TradeSource
-from tradetape.api.render import table, time_span
+from tradetape.api.render import iso_time, table, time_span
 from tradetape.api.sessions import (
     NakedPocReply,
     PieceAnswer,
@@ -369,7 +369,22 @@ def render(reply: VolumeProfileReply) -> RenderableType:
             mark, bar, style=style,
         )
     legend = Text("POC: most volume; VA: value area; VAH/VAL: its edges; HVN/LVN: high/low-volume nodes", "dim")
-    return Group(header, Text(""), grid, legend)
+    if reply.sessions is None:
+        return Group(header, Text(""), grid, legend)
+    return Group(header, Text(""), grid, legend, Text(""), *_render_sessions(reply))
+
+
+def _render_sessions(reply: VolumeProfileReply) -> list[RenderableType]:
+    """One line per session (its POC and value area), then the naked POCs."""
+    numbers = ("trades", "volume", "POC", "VAH", "VAL")
+    grid = table("session", "from", "to", *numbers, "", right=numbers)
+    for session in reply.sessions or []:
+        grid.add_row(
+            session.label, iso_time(session.start), iso_time(session.end), str(session.trade_count),
+            session.total_volume, session.poc, session.vah, session.val, "partial" if session.partial else "",
+        )
+    naked = ", ".join(f"{poc.poc} ({poc.label})" for poc in reply.naked_pocs or []) or "none"
+    return [Text(f"sessions {len(reply.sessions or [])}", "bold"), grid, Text(f"naked POCs: {naked}", "yellow")]
 
 
 METHOD = QueryMethod(
