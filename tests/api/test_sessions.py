@@ -22,6 +22,7 @@ from tests.reference_profile import reference_profile
 from tests.sessions_reference import local_midnight_of, reference_windows
 from tradetape.api.errors import QueryError
 from tradetape.api.methods import bars, volume_profile
+from tradetape.domain import threshold_bars
 from tradetape.domain.decimals import format_units
 from tradetape.domain.sessions import PRESETS
 from tradetape.domain.trade import TradeRow
@@ -167,16 +168,23 @@ def reference_threshold_bars(rows: list[TradeRow], kind: str, threshold: Decimal
     ]
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     st.one_of(tapes(), tapes(max_size=40, big=True)),
     st.sampled_from(["tick_bar", "volume_bar", "dollar_bar"]),
     st.integers(1, 10**12),
     st.integers(0, 12),
+    st.sampled_from([1, 2, 3, 7, threshold_bars.CHUNK]),
 )
 def test_threshold_bars_close_where_the_running_total_reaches_the_threshold(
-    tape: tuple[int, list[TradeRow]], kind: str, amount: int, digits: int
+    tape: tuple[int, list[TradeRow]], kind: str, amount: int, digits: int, chunk: int
 ) -> None:
+    with pytest.MonkeyPatch.context() as patch:  # totals are found chunk by chunk: cut tiny tapes as large ones
+        patch.setattr(threshold_bars, "CHUNK", chunk)
+        threshold_bars_equal_the_reference(tape, kind, amount, digits)
+
+
+def threshold_bars_equal_the_reference(tape: tuple[int, list[TradeRow]], kind: str, amount: int, digits: int) -> None:
     base, rows = tape
     amount = amount if kind == "tick_bar" else amount * 10**digits
     value: int | str = min(amount, 1000) if kind == "tick_bar" else format_units(min(amount, 2**63 - 1))

@@ -14,6 +14,7 @@ only at bar boundaries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,33 +125,41 @@ def tick_bars(trades: TradeColumns, count: int, limit: int) -> ThresholdBars:
 
 def volume_bars(trades: TradeColumns, threshold: int, limit: int) -> ThresholdBars:
     """A bar closing where its base volume (units of 1e-8) reaches `threshold`."""
-    return _summed(trades, quantity_limbs(trades.qty), threshold, limit)
+    return _summed(trades, lambda part: quantity_limbs(trades.qty[part]), threshold, limit)
 
 
 def dollar_bars(trades: TradeColumns, threshold: int, limit: int) -> ThresholdBars:
     """A bar closing where its quote value, price × quantity in units of 1e-16, reaches `threshold`."""
-    return _summed(trades, notional_limbs(trades.price, trades.qty), threshold, limit)
+    return _summed(trades, lambda part: notional_limbs(trades.price[part], trades.qty[part]), threshold, limit)
 
 
-def _summed(trades: TradeColumns, limbs: list[Int64Array], threshold: int, limit: int) -> ThresholdBars:
+CHUNK = 1 << 16
+"""Trades totalled at a time: the limbs and running totals of a chunk are all that is held (~2 MB), not a range's."""
+
+
+def _summed(
+    trades: TradeColumns, limbs_of: Callable[[slice], list[Int64Array]], threshold: int, limit: int
+) -> ThresholdBars:
+    """Bar starts found chunk by chunk; `carried` is the total of the bar still open where a chunk begins."""
     if threshold < 1:
         raise ValueError(f"a bar threshold must be positive, got {threshold}")
-    if len(trades) == 0:
-        return _bars(trades, np.empty(0, dtype=np.int64), True)
-    total = running_total(limbs)
-    del limbs
     firsts: list[int] = []
-    begin, before = 0, 0
-    while begin < len(total):
-        if len(firsts) == limit:
-            raise TooManyBars(f"more than {limit} bars")
-        firsts.append(begin)
-        close = total.first_reaching(before + threshold, begin)
-        if close >= len(total):
-            return _bars(trades, np.array(firsts, dtype=np.int64), False)
-        before = total.at(close)
-        begin = close + 1
-    return _bars(trades, np.array(firsts, dtype=np.int64), True)
+    carried, open_bar = 0, False
+    for offset in range(0, len(trades), CHUNK):
+        total = running_total(limbs_of(slice(offset, offset + CHUNK)))
+        begin, before = 0, -carried  # totals inside the chunk count from its start; the open bar's part before it
+        while begin < len(total):
+            if not open_bar:
+                if len(firsts) == limit:
+                    raise TooManyBars(f"more than {limit} bars")
+                firsts.append(offset + begin)
+            close = total.first_reaching(before + threshold, begin)
+            if close >= len(total):
+                carried, open_bar = total.at(len(total) - 1) - before, True
+                break
+            before, begin = total.at(close), close + 1
+            carried, open_bar = 0, False
+    return _bars(trades, np.array(firsts, dtype=np.int64), not open_bar)
 
 
 def _bars(trades: TradeColumns, firsts: Int64Array, last_complete: bool) -> ThresholdBars:
