@@ -118,7 +118,8 @@ def bars_figure(bars: BarsReply, flow: FlowReply) -> Figure:
     figure, (price_axes, volume_axes, delta_axes) = plt.subplots(
         3, 1, figsize=SIZE_INCHES, dpi=DPI, sharex=True, height_ratios=[3, 1, 1], layout="constrained"
     )
-    step = bars.interval_ms / DAY_MS
+    interval_ms = flow.interval_ms  # both asked for the same interval; threshold bars have none
+    step = interval_ms / DAY_MS
     lefts = _dates([bar.time for bar in bars.bars])
     price_span = max((float(bar.high) for bar in bars.bars), default=0.0) - min(
         (float(bar.low) for bar in bars.bars), default=0.0
@@ -133,7 +134,7 @@ def bars_figure(bars: BarsReply, flow: FlowReply) -> Figure:
     volume_axes.bar(lefts + step / 2, buys, width=step * 0.8, color=BUY, label="buy")
     volume_axes.bar(lefts + step / 2, [float(bar.sell_volume) for bar in bars.bars], width=step * 0.8, bottom=buys,
                     color=SELL, label="sell")
-    delta_times = _dates([row.time for row in flow.rows]) + flow.interval_ms / DAY_MS / 2
+    delta_times = _dates([row.time for row in flow.rows]) + interval_ms / DAY_MS / 2
     delta_axes.plot(delta_times, [float(row.cumulative_delta) for row in flow.rows], color=DELTA)
     delta_axes.axhline(0, color="#888", linewidth=0.5)
     if not bars.bars:
@@ -145,15 +146,15 @@ def bars_figure(bars: BarsReply, flow: FlowReply) -> Figure:
     price_axes.set_title(f"{bars.symbol} {bars.interval} bars  {time_span(bars.start, bars.end)}\n"
                          f"{len(bars.bars)} bars, {bars.trade_count} trades", fontsize=10)
     volume_axes.legend(loc="upper left", fontsize=7)
-    _time_axis(delta_axes, *_traded_range(bars))
+    _time_axis(delta_axes, *_traded_range(bars, interval_ms))
     return figure
 
 
-def _traded_range(bars: BarsReply) -> tuple[int, int]:
+def _traded_range(bars: BarsReply, interval_ms: int) -> tuple[int, int]:
     """From the first bar's open to the last bar's close, so the bars fill the chart; the range asked if none."""
     if not bars.bars:
         return bars.start, bars.end
-    return min(bar.time for bar in bars.bars), max(bar.time for bar in bars.bars) + bars.interval_ms
+    return min(bar.time for bar in bars.bars), max(bar.time for bar in bars.bars) + interval_ms
 
 
 def _time_axis(axes: Axes, start_ms: int, end_ms: int) -> None:

@@ -7,6 +7,7 @@ Schema). Decimal values are exact JSON strings, counts integers, times epoch ms.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tradetape.domain.bars import check_interval
 from tradetape.domain.decimals import DecimalFormatError, parse_units
+from tradetape.domain.local_time import zone
+from tradetape.domain.sessions import PRESETS, SessionSpec
 
 DEFAULT_LAST_MS = 3_600_000
 
@@ -144,6 +147,12 @@ class RangeRequest(BaseModel):
         return (0 if default_ms is None else end - default_ms), end
 
 
+def omitted(value: object) -> bool:
+    """For `Field(exclude_if=omitted)`: a reply field left out of the JSON when it does not apply, so a request
+    that does not ask for it is answered exactly as before the field existed."""
+    return value is None
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
@@ -191,3 +200,75 @@ def one_row_rule(row_size: str | None, rows: int | None) -> None:
     if row_size is not None and rows is not None:
         raise ValueError("give row_size or rows, not both: row_size sets each row's height, rows their count")
 
+MAX_ZONE_NAME = 64
+"""No IANA zone name is longer (the longest, America/Argentina/ComodRivadavia, has 32 characters)."""
+_HOUR_MINUTE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+def zone_field(value: Any) -> str:
+    """A time zone the tz database names, checked before anything is opened: bounded, then looked up."""
+    if not isinstance(value, str) or len(value) > MAX_ZONE_NAME:
+        raise ValueError(f"a time zone is an IANA name of at most {MAX_ZONE_NAME} characters, e.g. America/New_York")
+    zone(value)
+    return value
+
+
+def minute_of_day(value: Any) -> int:
+    """`"HH:MM"`, 00:00 to 23:59, exactly five characters."""
+    match = _HOUR_MINUTE.match(value) if isinstance(value, str) else None
+    if match is None:
+        shown = repr(value[:16]) if isinstance(value, str) else type(value).__name__
+        raise ValueError(f"a session time is HH:MM from 00:00 to 23:59, got {shown}")
+    return int(match.group(1)) * 60 + int(match.group(2))
+
+
+class SessionHours(BaseModel):
+    """A session's local hours: `end` at or before `start` crosses midnight (`start == end`: the whole day)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tz: str = Field(description="IANA time zone, e.g. America/New_York.")
+    start: str = Field(description='Local opening time, "HH:MM".')
+    end: str = Field(description='Local closing time, "HH:MM" (exclusive).')
+
+    @field_validator("tz", mode="before")
+    @classmethod
+    def _tz(cls, value: Any) -> str:
+        return zone_field(value)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _hour_minute(cls, value: Any) -> str:
+        minute_of_day(value)
+        return str(value)
+
+    def spec(self) -> SessionSpec:
+        return SessionSpec(self.tz, minute_of_day(self.start), minute_of_day(self.end))
+
+
+MAX_SESSION_TEXT = 256
+
+
+def session_field(value: Any) -> Any:
+    """A preset's name, a `SessionHours` object, or that object as JSON text (as a command line gives it)."""
+    if isinstance(value, str):
+        if len(value) > MAX_SESSION_TEXT:
+            raise ValueError(f"a session is a preset name or a small object, not {len(value)} characters")
+        if value.lstrip().startswith("{"):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("a session given as text is a preset name or a JSON object") from None
+        if value not in PRESETS:
+            raise ValueError(f"unknown session {value[:32]!r}: a preset ({', '.join(PRESETS)}) or {{tz, start, end}}")
+    return value
+
+
+SESSION_DESCRIPTION = (
+    f"A preset ({', '.join(PRESETS)}) or {{\"tz\": \"America/New_York\", \"start\": \"09:30\", \"end\": \"16:00\"}}:"
+    " one answer per session in the range."
+)
+
+
+def session_spec(value: str | SessionHours) -> SessionSpec:
+    return PRESETS[value] if isinstance(value, str) else value.spec()

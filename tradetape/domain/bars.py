@@ -8,12 +8,13 @@ a float, a derived figure. Pure numpy over columns; `flow` and the bars method s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from tradetape.domain.columns import TradeColumns
+from tradetape.domain.columns import BoolArray, TradeColumns
 from tradetape.domain.sums import exact_group_sums
 
 SECOND_MS = 1000
@@ -43,6 +44,11 @@ class TimeBars:
     def __len__(self) -> int:
         return len(self.start)
 
+    @classmethod
+    def empty(cls, interval_ms: int) -> TimeBars:
+        none = np.empty(0, dtype=np.int64)
+        return cls(interval_ms, none, none, none, none, none, [], [], [], none, np.empty(0))
+
     @property
     def vwap_units(self) -> FloatArray:
         """VWAP per bar in units of 1e-8 (NaN where a bar's volume is 0)."""
@@ -60,7 +66,23 @@ def check_interval(interval_ms: int) -> None:
 def time_bars(trades: TradeColumns, interval_ms: int) -> TimeBars:
     """The bars of `trades` (ascending by agg id) at `interval_ms`."""
     check_interval(interval_ms)
-    bucket = trades.time // interval_ms
+    return _bucketed(trades, trades.time // interval_ms, interval_ms, lambda buckets: buckets * interval_ms)
+
+
+def calendar_bars(trades: TradeColumns, edges: Int64Array, interval_ms: int) -> TimeBars:
+    """The bars of `trades` between consecutive `edges` (ascending epoch ms, e.g. local midnights), each bar's
+    `start` its left edge; `interval_ms` is the nominal length reported (a local day may last 23 or 25 hours).
+
+    Every trade must lie in `[edges[0], edges[-1])`.
+    """
+    bucket = np.searchsorted(edges, trades.time, side="right").astype(np.int64) - 1
+    return _bucketed(trades, bucket, interval_ms, lambda buckets: edges[buckets])
+
+
+def _bucketed(
+    trades: TradeColumns, bucket: Int64Array, interval_ms: int, starts_of: Callable[[Int64Array], Int64Array]
+) -> TimeBars:
+    """One bar per bucket holding trades, ascending by bucket, agg-id order kept inside each."""
     if bool((bucket[1:] >= bucket[:-1]).all()):  # the usual case: times ascend with agg ids
         price, qty, sells = trades.price, trades.qty, trades.buyer_maker
     else:
@@ -71,13 +93,20 @@ def time_bars(trades: TradeColumns, interval_ms: int) -> TimeBars:
         sells = trades.buyer_maker[order]
     n = len(bucket)
     if n == 0:
-        empty = np.empty(0, dtype=np.int64)
-        return TimeBars(interval_ms, empty, empty, empty, empty, empty, [], [], [], empty, np.empty(0))
+        return TimeBars.empty(interval_ms)
     firsts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    starts = starts_of(bucket[firsts])
+    del bucket  # one int64 column less held at the peak (the query's memory budget is per trade)
+    return grouped_bars(price, qty, sells, firsts, starts, interval_ms)
+
+
+def grouped_bars(
+    price: Int64Array, qty: Int64Array, sells: BoolArray, firsts: Int64Array, starts: Int64Array, interval_ms: int
+) -> TimeBars:
+    """Bars over consecutive runs of trades: run i is `firsts[i]` up to the next first (the last to the end)."""
+    n = len(price)
     lasts = np.r_[firsts[1:] - 1, n - 1]
     n_bars = len(firsts)
-    starts = bucket[firsts] * interval_ms
-    del bucket  # one int64 column less held at the peak (the query's memory budget is per trade)
     groups = np.repeat(np.arange(n_bars, dtype=np.int64), np.diff(np.r_[firsts, n]))
     buy = exact_group_sums(groups[~sells], qty[~sells], n_bars)
     sell = exact_group_sums(groups[sells], qty[sells], n_bars)

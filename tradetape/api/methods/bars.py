@@ -7,26 +7,102 @@ Intervals are aligned to the epoch (UTC) and only those holding trades are liste
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import polars as pl
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from tradetape.api.errors import range_too_large
 from tradetape.api.frames import rows_frame
-from tradetape.api.models import MAX_INTERVALS, IntervalRequest, interval_count
+from tradetape.api.models import (
+    MAX_INTERVALS,
+    IntervalRequest,
+    decimal_field,
+    interval_count,
+    omitted,
+    parse_duration_ms,
+    parse_interval_ms,
+    zone_field,
+)
 from tradetape.api.query_method import QueryMethod, TradeSource
-from tradetape.domain.bars import TimeBars, time_bars
-from tradetape.domain.columns import TradeColumns
-from tradetape.domain.decimals import SCALE, format_units
+from tradetape.domain.bars import DAY_MS, TimeBars, calendar_bars, time_bars
+from tradetape.domain.columns import Int64Array, TradeColumns
+from tradetape.domain.decimals import SCALE, format_units, parse_units
+from tradetape.domain.local_time import day_starts, zone
+from tradetape.domain.threshold_bars import TooManyBars, dollar_bars, tick_bars, volume_bars
+
+WEEK_MS = 7 * DAY_MS
+THRESHOLDS = ("volume_bar", "tick_bar", "dollar_bar")
 
 
 class BarsRequest(IntervalRequest):
-    pass
+    """Time bars (`interval`, local days and weeks with `tz`), or bars that close on a threshold of activity."""
+
+    interval: str = Field(
+        default="1m",
+        description='Interval, whole seconds from "1s" to "1d" aligned to the epoch (UTC), or "1w" (weeks from '
+        "Monday 00:00); or give volume_bar, tick_bar or dollar_bar instead.",
+    )
+    tz: str | None = Field(
+        default=None,
+        description='With an interval of "1d" or "1w": bars from local midnights of this IANA zone (a day of 23 or '
+        "25 hours across a DST change); default UTC.",
+    )
+    volume_bar: str | None = Field(
+        default=None, description='A bar each time this base volume has traded (decimal string, e.g. "10").'
+    )
+    tick_bar: int | None = Field(default=None, ge=1, le=1_000_000_000, description="A bar every this many trades.")
+    dollar_bar: str | None = Field(
+        default=None, description='A bar each time this quote value (price x quantity) has traded, e.g. "1000000".'
+    )
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        if parse_duration_ms(value) != WEEK_MS:
+            parse_interval_ms(value)
+        return value
+
+    @field_validator("tz", mode="before")
+    @classmethod
+    def _tz(cls, value: Any) -> Any:
+        return None if value is None else zone_field(value)
+
+    @field_validator("volume_bar", "dollar_bar", mode="before")
+    @classmethod
+    def _threshold(cls, value: Any, info: ValidationInfo) -> Any:
+        return decimal_field(value, info.field_name or "threshold", positive=True)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> BarsRequest:
+        kinds = [name for name in THRESHOLDS if getattr(self, name) is not None]
+        if "interval" in self.model_fields_set:
+            kinds.insert(0, "interval")
+        if len(kinds) > 1:
+            raise ValueError(f"give one of interval, volume_bar, tick_bar and dollar_bar, not {' and '.join(kinds)}")
+        if self.tz is not None and (self.threshold() is not None or self.interval_ms() < DAY_MS):
+            raise ValueError('tz aligns bars of "1d" or "1w"; shorter intervals are aligned to the epoch (UTC)')
+        return self
+
+    def interval_ms(self) -> int:
+        ms = parse_duration_ms(self.interval)
+        return ms if ms == WEEK_MS else parse_interval_ms(self.interval)
+
+    def threshold(self) -> tuple[str, int] | None:
+        """The threshold bars asked for, `(kind, amount)`: volume and dollars in units of 1e-8; None for time bars."""
+        if self.volume_bar is not None:
+            return "volume_bar", parse_units(self.volume_bar)
+        if self.dollar_bar is not None:
+            return "dollar_bar", parse_units(self.dollar_bar)
+        if self.tick_bar is not None:
+            return "tick_bar", self.tick_bar
+        return None
 
 
 class BarReply(BaseModel):
     time: int
-    """Open time of the interval, epoch ms."""
+    """Open time of the interval (of a threshold bar: its first trade's time), epoch ms."""
     open: str
     high: str
     low: str
@@ -36,14 +112,24 @@ class BarReply(BaseModel):
     sell_volume: str
     trade_count: int
     vwap: float | None
+    end_time: int | None = Field(default=None, exclude_if=omitted)
+    """A threshold bar's last (closing) trade's time, epoch ms."""
+    partial: bool | None = Field(default=None, exclude_if=omitted)
+    """A threshold bar that has not reached its threshold (the range ended first): only ever the last."""
 
 
 class BarsReply(BaseModel):
     symbol: str
     start: int
     end: int
-    interval: str
-    interval_ms: int
+    interval: str | None = Field(default=None, exclude_if=omitted)
+    """The interval asked for; None for threshold bars."""
+    interval_ms: int | None = Field(default=None, exclude_if=omitted)
+    """Its nominal length (a local day bar may last 23 or 25 hours); None for threshold bars."""
+    tz: str | None = Field(default=None, exclude_if=omitted)
+    volume_bar: str | None = Field(default=None, exclude_if=omitted)
+    tick_bar: int | None = Field(default=None, exclude_if=omitted)
+    dollar_bar: str | None = Field(default=None, exclude_if=omitted)
     trade_count: int
     bars: list[BarReply]
 
@@ -71,8 +157,15 @@ def read_intervals(
     return time_range[0], time_range[1], source.trades(symbol, time_range)
 
 
-def bar_replies(bars: TimeBars) -> list[BarReply]:
+def bar_replies(bars: TimeBars, ends: Int64Array | None = None, last_complete: bool = True) -> list[BarReply]:
+    """The bars as replies; with `ends` (threshold bars) each with its end time and whether it is partial."""
     vwaps = bars.vwap_units.tolist()
+    n = len(bars)
+    extra: list[dict[str, Any]] = (
+        [{} for _ in range(n)]
+        if ends is None
+        else [{"end_time": int(ends[i]), "partial": i == n - 1 and not last_complete} for i in range(n)]
+    )
     return [
         BarReply(
             time=int(bars.start[i]),
@@ -85,12 +178,18 @@ def bar_replies(bars: TimeBars) -> list[BarReply]:
             sell_volume=format_units(bars.sell_volume[i]),
             trade_count=int(bars.trade_count[i]),
             vwap=None if math.isnan(vwaps[i]) else vwaps[i] / SCALE,
+            **extra[i],
         )
-        for i in range(len(bars))
+        for i in range(n)
     ]
 
 
 def handle(source: TradeSource, symbol: str, request: BarsRequest, now_ms: int) -> BarsReply:
+    threshold = request.threshold()
+    if threshold is not None:
+        return _threshold_bars(source, symbol, request, *threshold, now_ms)
+    if request.tz is not None or request.interval_ms() == WEEK_MS:
+        return _calendar_bars(source, symbol, request, now_ms)
     start, end, trades = read_intervals(source, symbol, request, now_ms)
     bars = time_bars(trades, request.interval_ms())
     return BarsReply(
@@ -101,6 +200,61 @@ def handle(source: TradeSource, symbol: str, request: BarsRequest, now_ms: int) 
         interval_ms=request.interval_ms(),
         trade_count=len(trades),
         bars=bar_replies(bars),
+    )
+
+
+def _calendar_bars(source: TradeSource, symbol: str, request: BarsRequest, now_ms: int) -> BarsReply:
+    """Day or week bars from the local midnights of `tz` (UTC by default), weeks from Monday."""
+    time_range = request.time_range(now_ms)
+    assert time_range is not None
+    start, end = time_range
+    interval_ms = request.interval_ms()
+    most = (end - start) // interval_ms + 3  # before any edge is computed: a day is at least 22 hours
+    if most > MAX_INTERVALS:
+        raise range_too_large(
+            f"about {most} intervals of {request.interval}; at most {MAX_INTERVALS}: ask a shorter range",
+            intervals=most,
+            max_intervals=MAX_INTERVALS,
+        )
+    tz = request.tz or "UTC"
+    edges = np.array(day_starts(zone(tz), start, end, days=interval_ms // DAY_MS), dtype=np.int64)
+    trades = source.trades(symbol, time_range)
+    return BarsReply(
+        symbol=symbol,
+        start=start,
+        end=end,
+        interval=request.interval,
+        interval_ms=interval_ms,
+        tz=tz,
+        trade_count=len(trades),
+        bars=bar_replies(calendar_bars(trades, edges, interval_ms)),
+    )
+
+
+_THRESHOLD_BARS = {"volume_bar": volume_bars, "tick_bar": tick_bars, "dollar_bar": dollar_bars}
+
+
+def _threshold_bars(
+    source: TradeSource, symbol: str, request: BarsRequest, kind: str, amount: int, now_ms: int
+) -> BarsReply:
+    """Bars closing on the trade at which their count, volume or quote value reaches the threshold."""
+    time_range = request.time_range(now_ms)
+    assert time_range is not None
+    trades = source.trades(symbol, time_range)
+    target = amount * SCALE if kind == "dollar_bar" else amount  # price x quantity is in units of 1e-16
+    try:
+        found = _THRESHOLD_BARS[kind](trades, target, MAX_INTERVALS)
+    except TooManyBars as exc:
+        raise range_too_large(
+            f"{exc}: at most {MAX_INTERVALS} bars; use a larger {kind} or a shorter range", max_intervals=MAX_INTERVALS
+        ) from None
+    return BarsReply(
+        symbol=symbol,
+        start=time_range[0],
+        end=time_range[1],
+        trade_count=len(trades),
+        bars=bar_replies(found.bars, found.end, found.last_complete),
+        **{kind: getattr(request, kind)},
     )
 
 

@@ -14,10 +14,26 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from tradetape.api.errors import insufficient_trades, invalid_request
+from tradetape.api.errors import insufficient_trades, invalid_request, range_too_large
 from tradetape.api.frames import rows_frame
-from tradetape.api.models import RangeRequest, decimal_field
+from tradetape.api.models import (
+    SESSION_DESCRIPTION,
+    RangeRequest,
+    SessionHours,
+    decimal_field,
+    omitted,
+    session_field,
+    session_spec,
+)
 from tradetape.api.query_method import PriceLevelSource, QueryMethod, TradeSource
+from tradetape.api.sessions import (
+    NakedPocReply,
+    PieceAnswer,
+    SessionInfo,
+    naked_poc_replies,
+    range_pieces,
+    session_info,
+)
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
 from tradetape.domain.decimals import format_units, parse_units
 from tradetape.domain.price_levels import PriceLevels
@@ -31,6 +47,7 @@ from tradetape.domain.profile import (
     volume_nodes,
     volume_profile,
 )
+from tradetape.domain.sessions import SessionSpec
 
 
 class VolumeProfileRequest(RangeRequest):
@@ -44,11 +61,17 @@ class VolumeProfileRequest(RangeRequest):
     )
     value_area: float = Field(default=0.7, gt=0, le=1, description="Share of volume in the value area.")
     min_trades: int = Field(default=1000, ge=0, description="Fewer trades in the range is insufficient_trades.")
+    session: str | SessionHours | None = Field(default=None, description=SESSION_DESCRIPTION)
 
     @field_validator("row_size", mode="before")
     @classmethod
     def _row_size(cls, value: Any) -> Any:
         return decimal_field(value, "row_size", positive=True)
+
+    @field_validator("session", mode="before")
+    @classmethod
+    def _session(cls, value: Any) -> Any:
+        return session_field(value)
 
     @model_validator(mode="after")
     def _one_row_rule(self) -> VolumeProfileRequest:
@@ -78,6 +101,23 @@ class NodeReply(BaseModel):
     volume: str
 
 
+class SessionProfileReply(SessionInfo):
+    """One session's volume profile: the reply's profile fields, over the part of the session in the range."""
+
+    trade_count: int
+    total_volume: str
+    buy_volume: str
+    sell_volume: str
+    poc: str
+    poc_low: str
+    poc_high: str
+    vah: str
+    val: str
+    hvn: list[NodeReply]
+    lvn: list[NodeReply]
+    rows: list[ProfileRowReply]
+
+
 class ProfileSummary(BaseModel):
     """What every reply computed from a volume profile starts with."""
 
@@ -103,6 +143,10 @@ class VolumeProfileReply(ProfileSummary):
     lvn: list[NodeReply]
     """Low-volume nodes: inner rows below their neighbours and the mean; thinnest first."""
     rows: list[ProfileRowReply]
+    sessions: list[SessionProfileReply] | None = Field(default=None, exclude_if=omitted)
+    """With `session`: the profile of each session in the range holding trades (rows sized as the range's)."""
+    naked_pocs: list[NakedPocReply] | None = Field(default=None, exclude_if=omitted)
+    """With `session`: POC rows of sessions closed in the range that no later trade in it reached."""
 
     def to_polars(self) -> pl.DataFrame:
         """The rows as a DataFrame, prices and volumes as exact decimals, ascending by price."""
@@ -120,13 +164,28 @@ def profile_of(
     time_range = request.time_range(now_ms)
     assert time_range is not None
     start, end = time_range
+    price, qty, sells, counts = read_levels(source, symbol, time_range)
+    _check_found(request, counts)
+    row_size = _row_size(request, price)
+    profile = volume_profile(price, qty, sells, row_size, request.value_area_fraction(), trade_counts=counts)
+    return start, end, profile
+
+
+def read_levels(source: TradeSource, symbol: str, time_range: tuple[int, int]) -> Levels:
+    """What `[start, end)` traded per price: from the store's histograms when it offers them, else its trades."""
     levels = source.price_levels(symbol, time_range) if isinstance(source, PriceLevelSource) else None
-    levels_in = _levels_of(source.trades(symbol, time_range)) if levels is None else _levels_from(levels)
-    price, qty, sells, counts = levels_in
+    return _levels_of(source.trades(symbol, time_range)) if levels is None else _levels_from(levels)
+
+
+def _check_found(request: VolumeProfileRequest, counts: Int64Array) -> None:
     found = int(counts.sum())
     needed = max(request.min_trades, 1)
     if found < needed:
         raise insufficient_trades(found, needed)
+
+
+def _row_size(request: VolumeProfileRequest, price: Int64Array) -> int:
+    """The row height asked for, or chosen for the prices' span and tick; `invalid_request` past MAX_PROFILE_ROWS."""
     low, high = int(price.min()), int(price.max())
     tick = infer_tick(price)
     row_size = request.row_size_units() or (
@@ -139,8 +198,7 @@ def profile_of(
             row_count=row_count,
             max_rows=MAX_PROFILE_ROWS,
         )
-    profile = volume_profile(price, qty, sells, row_size, request.value_area_fraction(), trade_counts=counts)
-    return start, end, profile
+    return row_size
 
 
 Levels = tuple[Int64Array, Int64Array, BoolArray, Int64Array]
@@ -175,21 +233,28 @@ def summary_of(symbol: str, start: int, end: int, profile: VolumeProfile) -> dic
 
 
 def handle(source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int) -> VolumeProfileReply:
+    if request.session is not None:
+        return _by_session(source, symbol, request, session_spec(request.session), now_ms)
     start, end, profile = profile_of(source, symbol, request, now_ms)
-    high_nodes, low_nodes = volume_nodes(profile)
     return VolumeProfileReply(
-        **summary_of(symbol, start, end, profile),
-        buy_volume=format_units(profile.buy_volume),
-        sell_volume=format_units(profile.sell_volume),
-        poc=_plain(profile.poc),
-        poc_low=format_units(profile.poc_low),
-        poc_high=format_units(profile.poc_high),
-        vah=format_units(profile.vah),
-        val=format_units(profile.val),
-        value_area=request.value_area,
-        hvn=[_node(row) for row in high_nodes],
-        lvn=[_node(row) for row in low_nodes],
-        rows=[
+        **summary_of(symbol, start, end, profile), **_profile_fields(profile), value_area=request.value_area
+    )
+
+
+def _profile_fields(profile: VolumeProfile) -> dict[str, Any]:
+    """A profile's POC, value area, nodes and rows as exact strings: the reply's, and each session's."""
+    high_nodes, low_nodes = volume_nodes(profile)
+    return {
+        "buy_volume": format_units(profile.buy_volume),
+        "sell_volume": format_units(profile.sell_volume),
+        "poc": _plain(profile.poc),
+        "poc_low": format_units(profile.poc_low),
+        "poc_high": format_units(profile.poc_high),
+        "vah": format_units(profile.vah),
+        "val": format_units(profile.val),
+        "hvn": [_node(row) for row in high_nodes],
+        "lvn": [_node(row) for row in low_nodes],
+        "rows": [
             ProfileRowReply(
                 price_low=format_units(row.price_low),
                 price_high=format_units(row.price_high),
@@ -200,6 +265,58 @@ def handle(source: TradeSource, symbol: str, request: VolumeProfileRequest, now_
             )
             for row in profile.rows
         ],
+    }
+
+
+MAX_SESSION_ROWS = 20_000
+"""Rows all sessions' profiles may hold together."""
+
+
+def _by_session(
+    source: TradeSource, symbol: str, request: VolumeProfileRequest, spec: SessionSpec, now_ms: int
+) -> VolumeProfileReply:
+    """The range's profile as without `session`, plus one per session (same row size) and the naked POCs.
+
+    Each piece of the range (sessions, and the time between them) is read once; the range's
+    profile sums them all.
+    """
+    time_range = request.time_range(now_ms)
+    assert time_range is not None
+    pieces = range_pieces(spec, time_range)
+    levels = [read_levels(source, symbol, piece.range) for piece in pieces]
+    price, qty, sells, counts = (np.concatenate(column) for column in zip(*levels, strict=True))
+    _check_found(request, counts)
+    row_size = _row_size(request, price)
+    share = request.value_area_fraction()
+    held = [(piece, level) for piece, level in zip(pieces, levels, strict=True) if piece.session and len(level[0])]
+    rows = sum(int(level[0].max()) // row_size - int(level[0].min()) // row_size + 1 for _, level in held)
+    if rows > MAX_SESSION_ROWS:
+        raise range_too_large(
+            f"{len(held)} sessions of row_size {format_units(row_size)} need {rows} rows; at most {MAX_SESSION_ROWS}:"
+            " use a larger row_size or a shorter range",
+            rows=rows,
+            max_rows=MAX_SESSION_ROWS,
+        )
+    sessions, answers = [], []
+    for piece, (p, q, s, c) in held:
+        profile = volume_profile(p, q, s, row_size, share, trade_counts=c)
+        fields = _profile_fields(profile)
+        sessions.append(
+            SessionProfileReply(
+                **session_info(piece),
+                trade_count=profile.trade_count,
+                total_volume=format_units(profile.total_volume),
+                **fields,
+            )
+        )
+        answers.append(PieceAnswer(piece, fields["poc"], profile.poc_low, profile.poc_high))
+    profile = volume_profile(price, qty, sells, row_size, share, trade_counts=counts)
+    return VolumeProfileReply(
+        **summary_of(symbol, *time_range, profile),
+        **_profile_fields(profile),
+        value_area=request.value_area,
+        sessions=sessions,
+        naked_pocs=naked_poc_replies(pieces, [np.unique(level[0]) for level in levels], answers),
     )
 
 
