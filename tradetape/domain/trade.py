@@ -18,7 +18,11 @@ import numpy.typing as npt
 
 
 class TradeRow(NamedTuple):
-    """One aggTrade with price and quantity in units of 1e-8."""
+    """One aggTrade with price and quantity in units of 1e-8.
+
+    `normal_qty` is USD-M's `nq`, the quantity without RPI (retail price improvement) orders
+    (at most `qty`); None where the exchange sends none (spot, COIN-M, USD-M before 2025-12-31).
+    """
 
     agg_id: int
     price: int
@@ -27,6 +31,7 @@ class TradeRow(NamedTuple):
     last_id: int
     time: int
     buyer_maker: bool
+    normal_qty: int | None = None
 
 
 VOID_TRADE_ID = -1
