@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from tradetape.domain.instruments import split_instrument
 from tradetape.ground.tasks import cancel_and_wait
 from tradetape.services.exchange.history import AggTrade, TradeHistory, now_ms, release
 
@@ -116,11 +117,14 @@ class TradeGenerator:
         lot_units: int = LOT_UNITS,
         normal_qty: bool = False,
     ) -> None:
-        """`lot_units`: the quantity step (`CONTRACT_UNITS` for COIN-M); `normal_qty`: USD-M's ``nq`` too."""
+        """`symbol`: the instrument's name (``um:ETHUSDT``), which seeds it, so each market trades its own tape.
+
+        `lot_units`: the quantity step (`CONTRACT_UNITS` for COIN-M); `normal_qty`: USD-M's ``nq`` too.
+        """
         self.symbol = symbol
         self._lot_units = lot_units
         self._tick_units = to_units(tick_size)
-        start_units = to_units(start_price or default_start_price(symbol))
+        start_units = to_units(start_price or default_start_price(split_instrument(symbol)[1]))
         self._tick = max(1, start_units // self._tick_units)
         self._maker = False
         self._rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(symbol.encode())]))

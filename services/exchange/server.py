@@ -361,7 +361,7 @@ class Exchange:
         today = now_ms() // DAY_MS * DAY_MS
         wire = wire_of(history.market)
         trades = past_trades(
-            history.symbol,
+            symbol,
             config.seed,
             self._tick_sizes[symbol],
             today - config.history_days * DAY_MS,
@@ -397,7 +397,7 @@ class Exchange:
             resume = Resume(*(self._legacy_ids(config, symbol) or (FIRST_ID, FIRST_ID)))
         wire = wire_of(history.market)
         generator = TradeGenerator(
-            history.symbol,
+            symbol,
             config.seed,
             tick_size=self._tick_sizes[symbol],
             start_price=resume.price,

@@ -107,7 +107,7 @@ def parse_listing(body: bytes, api: MarketApi | None = None) -> list[Listed]:
             if futures and not (isinstance(contract_type, str) and contract_type):
                 continue
             size = entry["contractSize"] if api.contract_size else None
-            if size is not None and (type(size) is not int or size <= 0):
+            if api.contract_size and (type(size) is not int or size <= 0):
                 raise TypeError(f"contractSize of {str(entry['symbol'])[:40]!r} is {size!r}, not a positive integer")
             listed.append(Listed(str(entry["symbol"]), contract_type, size))
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
