@@ -87,7 +87,7 @@ VOID = {**GOOD, "p": "0.00000000", "q": "0.00000000", "f": -1, "l": -1}
 @pytest.mark.parametrize(("price", "qty"), [("0.00000000", "0.00000000"), ("0", "0"), ("0.0", "0.000")])
 def test_binance_void_rows_are_accepted_as_voids(price: str, qty: str) -> None:
     row = parse_trade({**VOID, "p": price, "q": qty})
-    assert row == (12, 0, 0, -1, -1, 1_767_225_600_039, True, None)
+    assert row == (12, 0, 0, -1, -1, 1_767_225_600_039, True)
     assert is_void(row.price, row.qty, row.first_id, row.last_id)
     assert not is_void(*parse_trade(GOOD)[1:5])
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradetape.binance.aggtrade import TradeFormatError, parse_trade
+from tradetape.binance.aggtrade import TradeFormatError, normal_qty, parse_trade
 from tradetape.binance.dumps import DumpMarketError, check_dump_market, dump_path, path_market
 from tradetape.binance.frames import AggTradeFrame, parse_frame
 from tradetape.binance.markets import market_api
@@ -56,7 +56,7 @@ def test_a_usdm_frame_carries_nq_beside_q_exactly() -> None:
     frame = parse_frame(orjson.dumps(UM_FRAME), frozenset({"BTCUSDT"}))
     assert isinstance(frame, AggTradeFrame)
     row = frame.row
-    assert (row.agg_id, row.price, row.qty, row.normal_qty) == (
+    assert (row.agg_id, row.price, row.qty, frame.normal_qty) == (
         2_943_775_001,
         8_765_130_000_000,
         25_000_000,
@@ -68,13 +68,14 @@ def test_a_usdm_frame_carries_nq_beside_q_exactly() -> None:
 def test_a_coinm_frame_has_contracts_and_no_nq() -> None:
     frame = parse_frame(orjson.dumps(CM_FRAME), frozenset({"BTCUSD_PERP"}))
     assert isinstance(frame, AggTradeFrame)
-    assert (frame.symbol, frame.row.qty, frame.row.normal_qty) == ("BTCUSD_PERP", 37 * 10**8, None)
+    assert (frame.symbol, frame.row.qty, frame.normal_qty) == ("BTCUSD_PERP", 37 * 10**8, None)
 
 
 def test_a_spot_frame_is_read_as_before() -> None:
     spot = {**UM_FRAME["data"], "M": True}
     del spot["nq"]
-    assert parse_trade(spot).normal_qty is None
+    assert parse_trade(spot) == parse_trade(UM_FRAME["data"]), "nq is checked, q is the row's quantity"
+    assert normal_qty(spot) is None
 
 
 units = st.integers(min_value=1, max_value=10**15)
@@ -83,8 +84,8 @@ units = st.integers(min_value=1, max_value=10**15)
 @given(qty=units, share=st.fractions(min_value=0, max_value=1))
 def test_any_nq_from_zero_to_q_is_kept_exactly(qty: int, share: object) -> None:
     normal = int(qty * share)  # type: ignore[operator]
-    row = parse_trade({**UM_ROW, "q": format_units(qty), "nq": format_units(normal)})
-    assert (row.qty, row.normal_qty) == (qty, normal)
+    obj = {**UM_ROW, "q": format_units(qty), "nq": format_units(normal)}
+    assert (parse_trade(obj).qty, normal_qty(obj)) == (qty, normal)
 
 
 @given(qty=units, above=st.integers(min_value=1, max_value=10**8))
@@ -101,14 +102,16 @@ def test_an_nq_that_is_no_plain_decimal_is_refused(nq: object) -> None:
 
 def test_a_void_may_carry_a_zero_nq_and_no_other() -> None:
     void = {**UM_ROW, "p": "0", "q": "0", "f": -1, "l": -1}
-    assert parse_trade({**void, "nq": "0.00000000"}).normal_qty == 0
+    assert parse_trade({**void, "nq": "0.00000000"}).qty == 0
     with pytest.raises(TradeFormatError, match="'nq'"):
         parse_trade({**void, "nq": "1"})
 
 
 def test_fapi_rows_keep_their_nq() -> None:
     page = parse_page(orjson.dumps([UM_ROW, {**UM_ROW, "a": 26130, "nq": "1.5"}]), 26129, 1000)
-    assert [row.normal_qty for _, row in page] == [470_443_515, 150_000_000]
+    assert [normal_qty(obj) for obj, _ in page] == [470_443_515, 150_000_000]
+    with pytest.raises(GapFillError, match="row 1: field 'nq'"):
+        parse_page(orjson.dumps([UM_ROW, {**UM_ROW, "a": 26130, "nq": "9"}]), 26129, 1000)
 
 
 FAPI_INFO = {

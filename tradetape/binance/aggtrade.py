@@ -17,9 +17,12 @@ apart from the trades. Zero is judged as a value: "0", "0.0" and "0.00000000" ar
 decimal (REST writes the last), while any other zero or negative field stays refused.
 
 Futures. COIN-M and USD-M objects carry no `M`, which is never read anyway. USD-M's carry
-`nq` (since 2025-12-31): the quantity without RPI (retail price improvement) orders, kept
-beside `q` as `TradeRow.normal_qty`. When present it is a decimal string from 0 to `q`
-(0 on a void); an object without it is a trade without it (spot, COIN-M, older USD-M).
+`nq` (since 2025-12-31): the quantity without RPI (retail price improvement) orders. When
+present it must be a decimal string from 0 to `q` (0 on a void), checked by `parse_trade`
+like every other field, so an object with a bad `nq` is refused at every edge; the row
+keeps `q`, and `normal_qty` reads the exact `nq` of an accepted object (None without one:
+spot, COIN-M, USD-M before 2025-12-31). The raw object, `nq` included, is what goes on the
+bus.
 """
 
 from __future__ import annotations
@@ -75,27 +78,33 @@ def parse_trade(obj: Any, *, now_ms: int | None = None) -> TradeRow:
         qty = parse_units(_decimal_field(obj, "q"))
     except DecimalFormatError as exc:
         raise TradeFormatError(str(exc)) from exc
-    normal = None if "nq" not in obj else _normal_qty(obj, qty)
+    if "nq" in obj:
+        _check_normal_qty(obj, qty)
     # A trade's value is judged here alone (and in `first_invalid` over columns).
     first_id, last_id = obj["f"], obj["l"]
     if price <= 0 or qty <= 0 or first_id < 0 or last_id < 0:  # one test on the hot path
         if is_void(price, qty, first_id, last_id):
-            return TradeRow(obj["a"], 0, 0, VOID_TRADE_ID, VOID_TRADE_ID, trade_time, buyer_maker, normal)
+            return TradeRow(obj["a"], 0, 0, VOID_TRADE_ID, VOID_TRADE_ID, trade_time, buyer_maker)
         _refuse_value(obj, price, qty)
     if last_id < first_id:
         raise TradeFormatError(f"last trade id {last_id} is below first trade id {first_id}")
-    return TradeRow(obj["a"], price, qty, first_id, last_id, trade_time, buyer_maker, normal)
+    return TradeRow(obj["a"], price, qty, first_id, last_id, trade_time, buyer_maker)
 
 
-def _normal_qty(obj: dict[str, Any], qty: int) -> int:
-    """USD-M's `nq` in units: a decimal string from 0 to the quantity `q` (so 0 on a void)."""
+def normal_qty(obj: dict[str, Any]) -> int | None:
+    """USD-M's `nq` of an object `parse_trade` accepted, exact in units of 1e-8; None if it has none."""
+    text = obj.get("nq")
+    return None if text is None else parse_units(text)
+
+
+def _check_normal_qty(obj: dict[str, Any], qty: int) -> None:
+    """USD-M's `nq` must be a decimal string from 0 to the quantity `q` (so 0 on a void)."""
     try:
         normal = parse_units(_decimal_field(obj, "nq"))
     except DecimalFormatError as exc:
         raise TradeFormatError(f"field 'nq' (quantity without RPI orders): {exc}") from exc
     if not 0 <= normal <= qty:
         raise TradeFormatError(f"field 'nq' {obj['nq']!r} must be from 0 to the quantity {obj['q']!r}")
-    return normal
 
 
 def first_invalid(columns: TradeColumns, *, now_ms: int | None = None) -> tuple[int, str] | None:

@@ -45,8 +45,7 @@ class TradeColumns:
         if not rows:
             empty = np.empty(0, dtype=np.int64)
             return cls(empty, empty, empty, empty, empty, empty, np.empty(0, dtype=np.bool_))
-        # USD-M's `normal_qty` is no column (yet): the tape keeps `q`, the quantity with RPI orders.
-        agg_id, price, qty, first_id, last_id, time, maker, _ = zip(*rows, strict=True)
+        agg_id, price, qty, first_id, last_id, time, maker = zip(*rows, strict=True)
         return cls(
             np.array(agg_id, dtype=np.int64),
             np.array(price, dtype=np.int64),

@@ -18,11 +18,7 @@ import numpy.typing as npt
 
 
 class TradeRow(NamedTuple):
-    """One aggTrade with price and quantity in units of 1e-8.
-
-    `normal_qty` is USD-M's `nq`, the quantity without RPI (retail price improvement) orders
-    (at most `qty`); None where the exchange sends none (spot, COIN-M, USD-M before 2025-12-31).
-    """
+    """One aggTrade with price and quantity in units of 1e-8."""
 
     agg_id: int
     price: int
@@ -31,7 +27,6 @@ class TradeRow(NamedTuple):
     last_id: int
     time: int
     buyer_maker: bool
-    normal_qty: int | None = None
 
 
 VOID_TRADE_ID = -1
