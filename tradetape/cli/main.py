@@ -344,6 +344,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_exchange(args: argparse.Namespace, settings: Settings) -> int:
+    from tradetape.domain.instruments import Market
     from tradetape.ground.url_files import write_url_file
     from tradetape.runtime.lifecycle import stop_on_signals
     from tradetape.services.exchange import Exchange
@@ -358,6 +359,10 @@ async def _run_exchange(args: argparse.Namespace, settings: Settings) -> int:
                 urls[ws_field], urls[rest_field] = exchange.urls(market)
             write_url_file(args.ready_file, orjson.dumps(urls).decode())
         print(f"exchange simulator on {exchange.ws_url} (WebSocket) and {exchange.rest_url} (REST)", file=sys.stderr)
+        print(
+            f"USD-M at {exchange.urls(Market.UM)[0]}, COIN-M at {exchange.urls(Market.CM)[0]} (same REST)",
+            file=sys.stderr,
+        )
         await stop.wait()
     return 0
 
