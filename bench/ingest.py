@@ -247,8 +247,7 @@ async def scenario(work: Path, symbol_count: int, total: int, ceiling_count: int
                 NATS_URL=server.url,
                 TRADETAPE_SYMBOLS=",".join(symbols),
                 TRADETAPE_DATA_DIR=str(work / "data"),
-                TRADETAPE_BINANCE_WS_URL=urls["ws_url"],
-                TRADETAPE_BINANCE_REST_URL=urls["rest_url"],
+                **{f"TRADETAPE_{field.upper()}": url for field, url in urls.items()},  # every market's URLs
                 TRADETAPE_LOG_LEVEL="INFO",
                 TRADETAPE_INGEST_STATS_INTERVAL_S="5",
             )

@@ -18,6 +18,7 @@ boundary each, into a leaf here, with the original as the cause.
     │   ├── FrameError                   tradetape.binance.frames: a WebSocket frame
     │   ├── BatchFormatError             tradetape.history.bulk: a bulk-import request body
     │   ├── DumpError                    tradetape.history.dumps: a file, its line and why
+    │   ├── DumpMarketError              tradetape.binance.dumps: a dump of another market than the instrument's
     │   ├── LabelError                   tradetape.history.labels
     │   ├── ImportConflictError          tradetape.store.conflicts: an imported trade stored with other contents
     │   ├── ReplayFormatError            tradetape.services.exchange.replay: the simulator's dump rows

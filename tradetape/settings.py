@@ -25,7 +25,7 @@ from pydantic_settings import (
 )
 
 from tradetape.config_file import CONFIG_ENV, config_path, read_config
-from tradetape.domain.symbols import symbol_from_input
+from tradetape.domain.instruments import Market, instrument_from_input
 from tradetape.errors import ConfigError
 from tradetape.ground.hosts import parse_allowed_host
 from tradetape.ground.inboxes import DEFAULT_INBOX_PREFIX, INBOX_PREFIX_PATTERN
@@ -38,6 +38,19 @@ MIN_TOKEN_CHARS = 16
 """A bearer token shorter than this is refused: it would be guessable."""
 _config_option: ContextVar[Path | None] = ContextVar("tradetape_config_option", default=None)
 """The `--config FILE` of the `Settings.load` call building settings now (pydantic builds sources per class)."""
+
+
+MARKET_URL_FIELDS = {
+    Market.SPOT: ("binance_ws_url", "binance_rest_url"),
+    Market.UM: ("binance_um_ws_url", "binance_um_rest_url"),
+    Market.CM: ("binance_cm_ws_url", "binance_cm_rest_url"),
+}
+"""Per market the settings holding its WebSocket and REST URLs (`up --simulate` points each at the simulator)."""
+MARKET_WEIGHT_FIELDS = {
+    Market.SPOT: "ingest_rest_weight_per_minute",
+    Market.UM: "ingest_um_rest_weight_per_minute",
+    Market.CM: "ingest_cm_rest_weight_per_minute",
+}
 
 
 class SymbolsUnresolvedError(ConfigError, RuntimeError):
@@ -73,6 +86,19 @@ class Settings(BaseSettings):
     binance_rest_url: str = Field(
         default="https://data-api.binance.vision",
         description="exchange REST URL (gap fill; exchangeInfo for symbols=ALL)",
+    )
+    binance_um_ws_url: str = Field(
+        default="wss://fstream.binance.com/market",
+        description="USD-M futures WebSocket URL, its market-stream path included (streams of um:SYMBOL)",
+    )
+    binance_um_rest_url: str = Field(
+        default="https://fapi.binance.com", description="USD-M futures REST URL (/fapi/v1: gap fill, exchangeInfo)"
+    )
+    binance_cm_ws_url: str = Field(
+        default="wss://dstream.binance.com", description="COIN-M futures WebSocket URL (streams of cm:SYMBOL)"
+    )
+    binance_cm_rest_url: str = Field(
+        default="https://dapi.binance.com", description="COIN-M futures REST URL (/dapi/v1: gap fill, exchangeInfo)"
     )
     retention_days: float = Field(
         default=7.0,
@@ -301,6 +327,18 @@ class Settings(BaseSettings):
         description="a symbol without a new trade for this long gets a REST check for trades after its newest "
         "(a burst's last trades lost on the WebSocket), again every this long while it stays quiet",
     )
+    ingest_um_rest_weight_per_minute: int = Field(
+        default=1200,
+        ge=20,
+        description="REST request weight ingest spends a minute on USD-M, a budget of its own (aggTrades 20; "
+        "Binance allows 2400 an IP on /fapi)",
+    )
+    ingest_cm_rest_weight_per_minute: int = Field(
+        default=1200,
+        ge=20,
+        description="REST request weight ingest spends a minute on COIN-M, a budget of its own (aggTrades 20; "
+        "Binance allows 2400 an IP on /dapi)",
+    )
 
     import_max_line_bytes: int = Field(
         default=4096,
@@ -336,7 +374,7 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = [part for part in value.split(",")]
         if isinstance(value, (list, tuple)):
-            symbols = tuple(symbol_from_input(str(s)) for s in value if str(s).strip())
+            symbols = tuple(instrument_from_input(str(s)) for s in value if str(s).strip())
             if not symbols:
                 raise ValueError("at least one symbol is needed")
             if ALL_SYMBOLS in symbols and len(symbols) > 1:
@@ -483,3 +521,13 @@ class Settings(BaseSettings):
     def lock_file(self) -> Path:
         """Held by the one `tradetape up` running on this data directory."""
         return self.data_dir / "tradetape.lock"
+
+    def binance_urls(self, market: Market) -> tuple[str, str]:
+        """The WebSocket and REST URLs of `market` (`binance_ws_url` and `binance_rest_url` for spot)."""
+        ws, rest = MARKET_URL_FIELDS[market]
+        return getattr(self, ws), getattr(self, rest)
+
+    def rest_weight_per_minute(self, market: Market) -> int:
+        """The REST weight budget of `market`: each market has its own limit at the exchange."""
+        budget: int = getattr(self, MARKET_WEIGHT_FIELDS[market])
+        return budget

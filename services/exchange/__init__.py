@@ -1,4 +1,4 @@
-"""A Binance-compatible exchange simulator: aggTrade streams and REST on one loopback port.
+"""A Binance-compatible exchange simulator: aggTrade streams and REST of spot, USD-M and COIN-M on one loopback port.
 
 It writes Binance's wire format itself, importing nothing from the other services, so it
 checks ingest's parser instead of sharing its mistakes.

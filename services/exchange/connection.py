@@ -28,6 +28,7 @@ from tradetape.services.exchange.faults import (
     oversized_payload,
 )
 from tradetape.services.exchange.history import AggTrade, TradeHistory, encode_event, now_ms
+from tradetape.services.exchange.markets import MarketWire
 from tradetape.services.exchange.streams import MAX_STREAMS, StreamError, Subscription, stream_symbol
 
 logger = logging.getLogger(__name__)
@@ -62,10 +63,13 @@ class StreamSession:
         faults: FaultConfig,
         on_subscribe: Callable[[str], None],
         *,
+        wire: MarketWire,
         max_streams: int = MAX_STREAMS,
         max_incoming_per_s: int = MAX_INCOMING_PER_S,
     ) -> None:
+        """`histories`: the market's, by the exchange's symbol; `wire`: how the market writes its frames."""
         self.websocket = websocket
+        self.wire = wire
         self.combined = subscription.combined
         self.time_scale = subscription.time_scale
         self.faults = FaultState(faults)
@@ -90,7 +94,9 @@ class StreamSession:
     async def run(self) -> None:
         """Stream until the client leaves, a fault disconnects it, or the server closes."""
         self._subscribe(self._initial)
-        logger.info("client %s connected: %s %d streams", self.peer, self._framing, len(self.streams))
+        logger.info(
+            "client %s connected: %s %s %d streams", self.peer, self.wire.market, self._framing, len(self.streams)
+        )
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._read())
@@ -129,7 +135,7 @@ class StreamSession:
             history = self._histories[stream_symbol(stream, self._histories)]
             self._cursors[stream] = _Cursor(history, history.end)
             history.add_listener(self._wake)
-            self._on_subscribe(history.symbol)
+            self._on_subscribe(history.name)
 
     def _unsubscribe(self, streams: list[str]) -> None:
         for stream in streams:
@@ -156,7 +162,7 @@ class StreamSession:
             self._stop()
 
     def _over_rate(self) -> bool:
-        """Binance drops a connection that sends more than 5 messages a second."""
+        """Binance drops a connection that sends more messages a second than its market allows (5 spot, 10 futures)."""
         now = time.monotonic()
         incoming = self._incoming
         incoming.append(now)
@@ -217,7 +223,7 @@ class StreamSession:
 
     async def _send_trades(self, stream: str, history: TradeHistory, trades: list[AggTrade]) -> tuple[int, bool]:
         """Send trades one frame each, applying faults; returns how many were taken and whether a fault is due."""
-        symbol, scale, faults = history.symbol, self.time_scale, self.faults
+        symbol, scale, faults, best_match = history.symbol, self.time_scale, self.faults, self.wire.best_match
         prefix = b'{"stream":"' + stream.encode() + b'","data":' if self.combined else b""
         suffix = b"}" if self.combined else b""
         send = self.websocket.send
@@ -227,7 +233,7 @@ class StreamSession:
             if trade.void or not faults.take():
                 continue
             event_ms = now_ms()
-            frame = prefix + encode_event(trade, symbol, event_ms, scale) + suffix
+            frame = prefix + encode_event(trade, symbol, event_ms, scale, best_match=best_match) + suffix
             await send(frame, text=True)
             kind = faults.sent_one()
             if kind is not None:

@@ -14,6 +14,7 @@ the dumps and REST have a history to serve.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import zlib
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from tradetape.domain.instruments import split_instrument
 from tradetape.ground.tasks import cancel_and_wait
 from tradetape.services.exchange.history import AggTrade, TradeHistory, now_ms, release
 
@@ -34,7 +36,11 @@ logger = logging.getLogger(__name__)
 SCALE = 10**8
 """Prices and quantities are handled as integers in units of 1e-8, Binance's finest step."""
 LOT_UNITS = 1_000
-"""Quantities are multiples of 0.00001."""
+"""Quantities are multiples of 0.00001 (spot, USD-M)."""
+CONTRACT_UNITS = SCALE
+"""COIN-M quantities are whole contracts."""
+RPI_SHARE = 0.2
+"""USD-M: the share of trades that filled RPI orders too, so that ``nq`` is below ``q``."""
 FIRST_ID = 1_000_000
 
 _BLOCK_CLUSTERS = 4096
@@ -88,6 +94,7 @@ class _Block:
     qty_units: list[int]
     buyer_maker: list[bool]
     trade_counts: list[int]
+    normal_units: list[int] | None
 
 
 class TradeGenerator:
@@ -107,13 +114,23 @@ class TradeGenerator:
         start_price: str | None = None,
         first_agg_id: int = FIRST_ID,
         first_trade_id: int = FIRST_ID,
+        lot_units: int = LOT_UNITS,
+        normal_qty: bool = False,
     ) -> None:
+        """`symbol`: the instrument's name (``um:ETHUSDT``), which seeds it, so each market trades its own tape.
+
+        `lot_units`: the quantity step (`CONTRACT_UNITS` for COIN-M); `normal_qty`: USD-M's ``nq`` too.
+        """
         self.symbol = symbol
+        self._lot_units = lot_units
         self._tick_units = to_units(tick_size)
-        start_units = to_units(start_price or default_start_price(symbol))
+        start_units = to_units(start_price or default_start_price(split_instrument(symbol)[1]))
         self._tick = max(1, start_units // self._tick_units)
         self._maker = False
         self._rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(symbol.encode())]))
+        # A generator of its own, so that spot's sequences stay what they were for a seed.
+        self._rpi_rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(symbol.encode()), 1]))
+        self._normal_qty = normal_qty
         self._next_agg_id = first_agg_id
         self._next_trade_id = first_trade_id
         self._block = self._new_block()
@@ -141,12 +158,18 @@ class TradeGenerator:
 
         lots = np.clip(np.rint(np.exp(rng.normal(np.log(40.0), 1.6, total))), 1, 10**7)
         counts = rng.geometric(0.75, total)
+        normal: list[int] | None = None
+        if self._normal_qty:
+            rpi_rng = self._rpi_rng
+            rpi_lots = np.where(rpi_rng.random(total) < RPI_SHARE, np.floor(lots * rpi_rng.random(total)), 0)
+            normal = ((lots - rpi_lots).astype(np.int64) * self._lot_units).tolist()
         return _Block(
             cluster_sizes=sizes.astype(np.int64).tolist(),
             price_units=(ticks.astype(np.int64) * self._tick_units).tolist(),
-            qty_units=(lots.astype(np.int64) * LOT_UNITS).tolist(),
+            qty_units=(lots.astype(np.int64) * self._lot_units).tolist(),
             buyer_maker=trade_makers.tolist(),
             trade_counts=counts.astype(np.int64).tolist(),
+            normal_units=normal,
         )
 
     @property
@@ -182,6 +205,7 @@ class TradeGenerator:
                     last_id=self._next_trade_id - 1,
                     time_ms=time_ms,
                     buyer_maker=block.buyer_maker[index],
+                    normal_qty=None if block.normal_units is None else format_units(block.normal_units[index]),
                 )
             )
             self._next_agg_id += 1
@@ -325,13 +349,23 @@ def past_trades(
     last_agg_id: int,
     last_trade_id: int,
     rate: float = PAST_RATE,
+    lot_units: int = LOT_UNITS,
+    normal_qty: bool = False,
 ) -> list[AggTrade]:
     """Invented trades in ``[start_ms, end_ms)`` at ``rate``, numbered to end at the given ids.
 
     Seeded apart from the live sequence, so a day's trades are the same for one seed. Empty
     if they would need ids below 1 (a dump with small ids).
     """
-    generator = TradeGenerator(symbol, seed + 1, tick_size=tick_size, first_agg_id=0, first_trade_id=0)
+    generator = TradeGenerator(
+        symbol,
+        seed + 1,
+        tick_size=tick_size,
+        first_agg_id=0,
+        first_trade_id=0,
+        lot_units=lot_units,
+        normal_qty=normal_qty,
+    )
     trades: list[AggTrade] = []
     while (time_ms := start_ms + int(len(trades) * 1000 / rate)) < end_ms:
         trades.extend(generator.take_cluster(time_ms))
@@ -340,14 +374,8 @@ def past_trades(
     if not trades or agg_shift < 1 or trade_shift < 1:
         return []
     return [
-        AggTrade(
-            t.agg_id + agg_shift,
-            t.price,
-            t.qty,
-            t.first_id + trade_shift,
-            t.last_id + trade_shift,
-            t.time_ms,
-            t.buyer_maker,
+        dataclasses.replace(
+            t, agg_id=t.agg_id + agg_shift, first_id=t.first_id + trade_shift, last_id=t.last_id + trade_shift
         )
         for t in trades
     ]
@@ -385,19 +413,19 @@ class GeneratorFeed:
     def start(self) -> None:
         """Begin trading; later calls do nothing."""
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"generator-{self.history.symbol}")
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"generator-{self.history.name}")
 
     async def stop(self) -> None:
         """Stop trading; safe to call more than once."""
         task, self._task = self._task, None
         if await cancel_and_wait(task):
-            logger.info("generator for %s stopped after %d trades", self.history.symbol, self.released)
+            logger.info("generator for %s stopped after %d trades", self.history.name, self.released)
 
     async def _run(self) -> None:
         clock, generator, rate = self.clock, self.generator, self.rate
         last = self.history.last
         origin, origin_ms = clock.monotonic(), float(max(clock.now_ms(), last.time_ms if last else 0))
-        logger.info("generator for %s started at %g trades/s", self.history.symbol, rate)
+        logger.info("generator for %s started at %g trades/s", self.history.name, rate)
         max_lag = max(rate * _STALL_SECONDS, 2.0 * _MAX_BURST)
         while True:
             await clock.sleep(self.interval)
@@ -407,7 +435,7 @@ class GeneratorFeed:
                 skip = lag / rate
                 origin += skip
                 origin_ms += skip * 1000
-                logger.warning("generator for %s fell behind; skipped %.2f s", self.history.symbol, skip)
+                logger.warning("generator for %s fell behind; skipped %.2f s", self.history.name, skip)
             due = (now - origin) * rate
             batch: list[AggTrade] = []
             released = self.released

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import orjson
+
+from tradetape.domain.instruments import Market, instrument_name
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class AggTrade:
     last_id: int
     time_ms: int
     buyer_maker: bool
+    normal_qty: str | None = None
+    """USD-M's ``nq``: the quantity without RPI orders (at most ``qty``); None on the other markets."""
 
     @property
     def void(self) -> bool:
@@ -47,8 +52,13 @@ class AggTrade:
 
     def voided(self) -> AggTrade:
         """This trade as Binance serves one it invalidated: same id, time and side, no price, quantity or fills."""
-        void_id = VOID_TRADE_ID
-        return AggTrade(self.agg_id, VOID_DECIMAL, VOID_DECIMAL, void_id, void_id, self.time_ms, self.buyer_maker)
+        void_id, normal = VOID_TRADE_ID, None if self.normal_qty is None else VOID_DECIMAL
+        return AggTrade(
+            self.agg_id, VOID_DECIMAL, VOID_DECIMAL, void_id, void_id, self.time_ms, self.buyer_maker, normal
+        )
+
+    def retimed(self, time_ms: int) -> AggTrade:
+        return dataclasses.replace(self, time_ms=time_ms)
 
 
 class ReleaseRecord(Protocol):
@@ -70,42 +80,51 @@ VOID_DECIMAL = "0.00000000"
 VOID_TRADE_ID = -1
 
 
-def encode_event(trade: AggTrade, symbol: str, event_ms: int, time_scale: int = 1) -> bytes:
-    """Encode the aggTrade stream payload; ``time_scale`` 1000 gives µs timestamps."""
-    return orjson.dumps(
-        {
-            "e": "aggTrade",
-            "E": event_ms * time_scale,
-            "s": symbol,
-            "a": trade.agg_id,
-            "p": trade.price,
-            "q": trade.qty,
-            "f": trade.first_id,
-            "l": trade.last_id,
-            "T": trade.time_ms * time_scale,
-            "m": trade.buyer_maker,
-            "M": True,
+def encode_event(
+    trade: AggTrade, symbol: str, event_ms: int, time_scale: int = 1, *, best_match: bool = True
+) -> bytes:
+    """Encode the aggTrade stream payload; ``time_scale`` 1000 gives µs timestamps.
+
+    Spot's carries ``M`` (`best_match`); futures' do not, and USD-M's carry ``nq``.
+    """
+    event: dict[str, object] = {
+        "e": "aggTrade",
+        "E": event_ms * time_scale,
+        "s": symbol,
+        "a": trade.agg_id,
+        "p": trade.price,
+        "q": trade.qty,
+        "f": trade.first_id,
+        "l": trade.last_id,
+        "T": trade.time_ms * time_scale,
+        "m": trade.buyer_maker,
+    }
+    if best_match:
+        event["M"] = True
+    if trade.normal_qty is not None:
+        event["nq"] = trade.normal_qty
+    return orjson.dumps(event)
+
+
+def encode_rest_rows(trades: Iterable[AggTrade], *, best_match: bool = True) -> bytes:
+    """Encode an aggTrades response body (no ``e``, ``E``, ``s``; ``M`` on spot, ``nq`` on USD-M)."""
+    rows: list[dict[str, object]] = []
+    for t in trades:
+        row: dict[str, object] = {
+            "a": t.agg_id,
+            "p": t.price,
+            "q": t.qty,
+            "f": t.first_id,
+            "l": t.last_id,
+            "T": t.time_ms,
+            "m": t.buyer_maker,
         }
-    )
-
-
-def encode_rest_rows(trades: Iterable[AggTrade]) -> bytes:
-    """Encode a ``GET /api/v3/aggTrades`` response body (no ``e``, ``E``, ``s``)."""
-    return orjson.dumps(
-        [
-            {
-                "a": t.agg_id,
-                "p": t.price,
-                "q": t.qty,
-                "f": t.first_id,
-                "l": t.last_id,
-                "T": t.time_ms,
-                "m": t.buyer_maker,
-                "M": True,
-            }
-            for t in trades
-        ]
-    )
+        if best_match:
+            row["M"] = True
+        if t.normal_qty is not None:
+            row["nq"] = t.normal_qty
+        rows.append(row)
+    return orjson.dumps(rows)
 
 
 class TradeHistory:
@@ -121,12 +140,17 @@ class TradeHistory:
         symbol: str,
         max_trades: int | None = None,
         *,
+        market: Market = Market.SPOT,
         void_every: int = 0,
         record: ReleaseRecord | None = None,
     ) -> None:
         if max_trades is not None and max_trades < 1:
             raise ValueError("max_trades must be positive or None")
         self.symbol = symbol
+        """The exchange's own symbol (what frames, REST and dumps call it)."""
+        self.market = market
+        self.name = instrument_name(market, symbol)
+        """The instrument's name (``um:BTCUSDT``), for logs and the exchange's callers."""
         self.void_every = void_every
         """Trades released with an agg id that is a multiple of this are voids (0: none; the `void_every` fault)."""
         self._max_trades = max_trades
@@ -141,7 +165,7 @@ class TradeHistory:
         """The time of the newest trade trimmed away (None: none was): a day up to it is no longer whole."""
         self._listeners: set[asyncio.Event] = set()
         if self._trades:
-            logger.info("%s: %d released trades recorded before, up to id %d", symbol, len(self), self._ids[-1])
+            logger.info("%s: %d released trades recorded before, up to id %d", self.name, len(self), self._ids[-1])
         if max_trades is not None and len(self._trades) > max_trades:
             self._trim(len(self._trades) - max_trades * 3 // 4)
 
@@ -174,7 +198,7 @@ class TradeHistory:
         for trade in trades:
             if previous is not None and (trade.agg_id <= previous.agg_id or trade.time_ms < previous.time_ms):
                 raise ValueError(
-                    f"{self.symbol}: trade {trade.agg_id} at {trade.time_ms} does not follow "
+                    f"{self.name}: trade {trade.agg_id} at {trade.time_ms} does not follow "
                     f"{previous.agg_id} at {previous.time_ms}"
                 )
             previous = trade
@@ -203,8 +227,8 @@ class TradeHistory:
             try:
                 self._record.rewrite(self._trades)
             except OSError as exc:  # the trades are released: the record keeps the old rows, retried at the next trim
-                logger.error("%s: the released-trade record was not shortened: %s", self.symbol, exc)
-        logger.debug("%s: trimmed %d old trades, %d retained", self.symbol, count, len(self))
+                logger.error("%s: the released-trade record was not shortened: %s", self.name, exc)
+        logger.debug("%s: trimmed %d old trades, %d retained", self.name, count, len(self))
 
     def close(self) -> None:
         """Close the record (the exchange stops); appending again reopens it."""
@@ -291,10 +315,10 @@ async def release(history: TradeHistory, trades: Sequence[AggTrade]) -> None:
             history.append(trades)
         except OSError as exc:
             if not failing:
-                logger.error("%s: released trades not recorded (%s); holding them back", history.symbol, exc)
+                logger.error("%s: released trades not recorded (%s); holding them back", history.name, exc)
             failing = True
             await asyncio.sleep(RECORD_RETRY_S)
             continue
         if failing:
-            logger.info("%s: released trades recorded again", history.symbol)
+            logger.info("%s: released trades recorded again", history.name)
         return

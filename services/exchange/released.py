@@ -5,8 +5,10 @@ released before a stop (Ctrl-C, kill -9) could never answer, and the tape kept t
 So every batch is appended here and fsync'd before the stream or REST can see it (one
 write and one fsync per batch, not per trade), and a restart loads it: REST answers the
 old ids and new ids continue right after the last one. One file per symbol in the state
-directory, ``<SYMBOL>.released.csv``, in the dumps' row layout (`dumps.dump_csv`, read
-back with `replay.parse_row`), rows exactly as served (voids too). Its size follows the
+directory, named by the instrument's token (``BTCUSDT.released.csv``,
+``um.BTCUSDT.released.csv``), in spot dumps' row layout (`dumps.spot_row`, read back with
+`replay.parse_row`) plus USD-M's ``nq`` as a ninth field where a trade has one, rows
+exactly as served (voids too). Its size follows the
 history's retention: when the history drops its oldest trades the file is rewritten with
 the retained ones (tmp file, fsync, rename). A write cut short (a kill, a full disk)
 leaves at most a torn last line of trades never sent: it is cut off.
@@ -14,6 +16,7 @@ leaves at most a torn last line of trades never sent: it is cut off.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -21,13 +24,16 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from tradetape.domain.instruments import instrument_token
 from tradetape.errors import InputError
-from tradetape.services.exchange.dumps import dump_csv
+from tradetape.services.exchange.dumps import spot_row
 from tradetape.services.exchange.history import AggTrade
 from tradetape.services.exchange.replay import ReplayFormatError, parse_row
 
 logger = logging.getLogger(__name__)
 
+NORMAL_QTY_FIELD = 8
+"""Where a row keeps USD-M's ``nq`` (after spot dumps' eight fields)."""
 MAX_LINE_BYTES = 256
 """Far above any row written here (about 90 bytes)."""
 SUFFIX = ".released.csv"
@@ -46,8 +52,9 @@ class ReleasedRows:
         self._size = 0
 
     @classmethod
-    def of(cls, state_dir: Path, symbol: str) -> ReleasedRows:
-        return cls(state_dir / f"{symbol}{SUFFIX}")
+    def of(cls, state_dir: Path, name: str) -> ReleasedRows:
+        """The record of instrument `name` (``BTCUSDT``, ``um:BTCUSDT``) in `state_dir`."""
+        return cls(state_dir / f"{instrument_token(name)}{SUFFIX}")
 
     def load(self) -> list[AggTrade]:
         """The recorded rows, oldest first (none without a file); a torn last line is cut off the file.
@@ -76,7 +83,10 @@ class ReleasedRows:
         if len(line) > MAX_LINE_BYTES:
             raise ReleasedRowsError(f"{where}: longer than {MAX_LINE_BYTES} bytes; delete the file to start afresh")
         try:
-            row = parse_row(line.decode("ascii").split(",")).trade
+            fields = line.decode("ascii").split(",")
+            row = parse_row(fields).trade
+            if len(fields) > NORMAL_QTY_FIELD:
+                row = dataclasses.replace(row, normal_qty=fields[NORMAL_QTY_FIELD].strip())
         except (ReplayFormatError, UnicodeDecodeError) as exc:
             raise ReleasedRowsError(f"{where}: {exc}; delete the file to start afresh") from None
         if previous is not None and (row.agg_id <= previous.agg_id or row.time_ms < previous.time_ms):
@@ -94,7 +104,7 @@ class ReleasedRows:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             self._size = os.fstat(self._fd).st_size
         try:
-            _write_all(self._fd, dump_csv(list(trades)))
+            _write_all(self._fd, record_csv(trades))
             os.fsync(self._fd)
         except OSError:
             try:
@@ -111,7 +121,7 @@ class ReleasedRows:
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            _write_all(fd, dump_csv(list(trades)))
+            _write_all(fd, record_csv(trades))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -126,6 +136,13 @@ class ReleasedRows:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+def record_csv(trades: Sequence[AggTrade]) -> bytes:
+    """The record's rows: a spot dump's, and ``nq`` as a ninth field where a trade has it."""
+    return "".join(
+        spot_row(t) + ("\n" if t.normal_qty is None else f",{t.normal_qty}\n") for t in trades
+    ).encode()
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -128,27 +128,15 @@ def plan(rows: Sequence[DumpTrade], *, speed: float | None, original_times: bool
         return ReplayPlan([r.trade for r in rows], offsets)
     if offsets is None:
         shift = start_ms - rows[-1].trade.time_ms
-        trades = [_retimed(r.trade, r.trade.time_ms + shift) for r in rows]
+        trades = [r.trade.retimed(r.trade.time_ms + shift) for r in rows]
     else:
-        trades = [_retimed(r.trade, start_ms + int(o * 1000)) for r, o in zip(rows, offsets, strict=False)]
+        trades = [r.trade.retimed(start_ms + int(o * 1000)) for r, o in zip(rows, offsets, strict=False)]
     return ReplayPlan(trades, offsets)
 
 
 def not_before(trades: list[AggTrade], floor_ms: int) -> list[AggTrade]:
     """Trades (times non-decreasing) with any time below ``floor_ms`` raised to it: none before a recorded one."""
-    return [t if t.time_ms >= floor_ms else _retimed(t, floor_ms) for t in trades]
-
-
-def _retimed(trade: AggTrade, time_ms: int) -> AggTrade:
-    return AggTrade(
-        trade.agg_id,
-        trade.price,
-        trade.qty,
-        trade.first_id,
-        trade.last_id,
-        time_ms,
-        trade.buyer_maker,
-    )
+    return [t if t.time_ms >= floor_ms else t.retimed(floor_ms) for t in trades]
 
 
 class Replay:
@@ -175,7 +163,7 @@ class Replay:
         if len(self.rows) < len(rows):
             logger.info(
                 "replay of %s: %d of %d trades of %s were released before (up to id %d)",
-                history.symbol,
+                history.name,
                 len(rows) - len(self.rows),
                 len(rows),
                 path.name,
@@ -194,7 +182,7 @@ class Replay:
         """Begin releasing trades; later calls do nothing (a replay runs once)."""
         if self._task is not None:
             return
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"replay-{self.history.symbol}")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"replay-{self.history.name}")
         self._started.set()
 
     async def wait_done(self) -> int:
@@ -218,7 +206,7 @@ class Replay:
         trades = replay_plan.trades if last is None else not_before(replay_plan.trades, last.time_ms)
         logger.info(
             "replay of %s started: %d trades from %s, speed %s",
-            self.history.symbol,
+            self.history.name,
             len(trades),
             self.path.name,
             "max" if self.speed is None else self.speed,
@@ -230,7 +218,7 @@ class Replay:
                 await self._release_timed(trades, replay_plan.offsets)
             logger.info(
                 "replay of %s finished: %d trades in %.2f s",
-                self.history.symbol,
+                self.history.name,
                 self.released,
                 time.perf_counter() - began,
             )

@@ -1,10 +1,12 @@
-"""The REST side: ``/api/v3/aggTrades``, ``/api/v3/exchangeInfo`` and their Binance errors.
+"""The REST side: each market's aggTrades and exchangeInfo (``/api/v3``, ``/fapi/v1``, ``/dapi/v1``), Binance's errors.
 
 Handlers are pure functions of the query string and the histories, returning a status
 and a JSON body, so the HTTP plumbing in the server stays a few lines. Parameter checks
 follow Binance's error codes (``-1100`` illegal characters, ``-1101`` duplicates,
 ``-1102`` missing, ``-1104`` unread, ``-1105`` empty, ``-1121`` invalid symbol), so a
 client's error handling is exercised against the answers the real exchange gives.
+Request weight is counted per market over a sliding minute (`RestLog`), as Binance counts
+it per host: beyond the market's limit a call is answered 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from tradetape.domain.instruments import Market
 from tradetape.errors import ExchangeError
 from tradetape.services.exchange.faults import HTML_BODY, FaultConfig
 from tradetape.services.exchange.history import TradeHistory, encode_rest_rows, now_ms
+from tradetape.services.exchange.markets import MarketWire, contract_size, contract_type
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +38,7 @@ LOT_STEP = "0.00001000"
 
 _SYMBOL_RE = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
 _LONG_RE = re.compile(r"^[0-9]{1,20}$")
-_RATE_LIMIT = {
-    "rateLimitType": "REQUEST_WEIGHT",
-    "interval": "MINUTE",
-    "intervalNum": 1,
-    "limit": 6000,
-}
+WEIGHT_WINDOW_S = 60.0
 _QUOTES = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "BTC", "ETH", "BNB", "EUR", "TRY", "BRL")
 
 
@@ -80,16 +79,50 @@ class RestFaults:
 
 @dataclass
 class RestLog:
-    """The REST requests received, so a test can check a client's weight and pacing as the exchange sees them."""
+    """The REST requests received and the weight they cost per market, so a test can check a client's weight and
+    pacing as the exchange sees them; over a market's limit a minute, calls are refused (429)."""
 
     counts: Counter[str] = field(default_factory=Counter)
     """Requests per path (`/api/v3/aggTrades`)."""
     recent: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
     """The newest requests as (monotonic time, path with query), oldest first."""
+    weights: Counter[Market] = field(default_factory=Counter)
+    """Request weight spent per market since the start."""
+    refused: Counter[Market] = field(default_factory=Counter)
+    """Calls answered 429 per market: over its weight limit."""
+    _window: dict[Market, deque[tuple[float, int]]] = field(default_factory=dict)
 
-    def note(self, path: str) -> None:
-        self.counts[urlsplit(path).path] += 1
-        self.recent.append((time.monotonic(), path))
+    def note(self, path: str, wire: MarketWire | None = None) -> RestResponse | None:
+        """Count a request; the 429 it gets if its market's weight in the last minute would pass the limit."""
+        route = urlsplit(path).path
+        self.counts[route] += 1
+        now = time.monotonic()
+        self.recent.append((now, path))
+        if wire is None:
+            return None
+        weight = request_weight(route, wire)
+        window = self._window.setdefault(wire.market, deque())
+        while window and window[0][0] <= now - WEIGHT_WINDOW_S:
+            window.popleft()
+        if sum(w for _, w in window) + weight > wire.weight_limit:
+            self.refused[wire.market] += 1
+            retry = max(1, int(window[0][0] + WEIGHT_WINDOW_S - now) + 1)
+            body = orjson.dumps({"code": -1003, "msg": f"Too many requests; current limit is {wire.weight_limit}."})
+            return RestResponse(HTTPStatus.TOO_MANY_REQUESTS, body, (("Retry-After", str(retry)),))
+        window.append((now, weight))
+        self.weights[wire.market] += weight
+        return None
+
+    def weight_within(self, market: Market, seconds: float) -> int:
+        """The weight `market` spent in the last `seconds` (at most a minute back)."""
+        since = time.monotonic() - seconds
+        return sum(w for at, w in self._window.get(market, ()) if at > since)
+
+
+def request_weight(route: str, wire: MarketWire) -> int:
+    """What a call to `route` costs in `wire`'s market (aggTrades 4 on spot, 20 on futures)."""
+    name = route.removeprefix(wire.rest_prefix)
+    return {"aggTrades": wire.agg_trades_weight, "exchangeInfo": wire.exchange_info_weight}.get(name, 1)
 
 
 class RestError(ExchangeError):
@@ -167,8 +200,10 @@ def _known_symbol(value: str, histories: Mapping[str, TradeHistory]) -> str:
     return value
 
 
-def agg_trades(query: str, histories: Mapping[str, TradeHistory], faults: RestFaults | None = None) -> RestResponse:
-    """``GET /api/v3/aggTrades``: by ``fromId``, by time, or the most recent ``limit``.
+def agg_trades(
+    query: str, histories: Mapping[str, TradeHistory], faults: RestFaults | None = None, *, best_match: bool = True
+) -> RestResponse:
+    """``GET /api/v3/aggTrades`` (``/fapi/v1``, ``/dapi/v1``): by ``fromId``, by time, or the most recent ``limit``.
 
     ``fromId`` combined with a time bound returns trades matching both. Only released
     trades exist here, so the answer never runs ahead of the stream.
@@ -202,7 +237,7 @@ def agg_trades(query: str, histories: Mapping[str, TradeHistory], faults: RestFa
         trades = history.between(start_ms, end_ms, limit)
     else:
         trades = history.latest(limit)
-    return RestResponse(HTTPStatus.OK, encode_rest_rows(trades))
+    return RestResponse(HTTPStatus.OK, encode_rest_rows(trades, best_match=best_match))
 
 
 def split_symbol(symbol: str) -> tuple[str, str]:
@@ -211,6 +246,13 @@ def split_symbol(symbol: str) -> tuple[str, str]:
         if symbol.endswith(quote) and len(symbol) > len(quote):
             return symbol[: -len(quote)], quote
     return symbol[:-3], symbol[-3:]
+
+
+def _filters(tick_size: str, step: str) -> list[dict[str, str]]:
+    return [
+        {"filterType": "PRICE_FILTER", "minPrice": tick_size, "maxPrice": "1000000.00000000", "tickSize": tick_size},
+        {"filterType": "LOT_SIZE", "minQty": step, "maxQty": "9000.00000000", "stepSize": step},
+    ]
 
 
 def _symbol_info(symbol: str, tick_size: str) -> dict[str, Any]:
@@ -223,28 +265,44 @@ def _symbol_info(symbol: str, tick_size: str) -> dict[str, Any]:
         "quoteAsset": quote,
         "quotePrecision": 8,
         "quoteAssetPrecision": 8,
-        "filters": [
-            {
-                "filterType": "PRICE_FILTER",
-                "minPrice": tick_size,
-                "maxPrice": "1000000.00000000",
-                "tickSize": tick_size,
-            },
-            {
-                "filterType": "LOT_SIZE",
-                "minQty": LOT_STEP,
-                "maxQty": "9000.00000000",
-                "stepSize": LOT_STEP,
-            },
-        ],
+        "filters": _filters(tick_size, LOT_STEP),
     }
 
 
-def exchange_info(query: str, histories: Mapping[str, TradeHistory], tick_sizes: Mapping[str, str]) -> RestResponse:
-    """``GET /api/v3/exchangeInfo``, optionally narrowed by ``symbol`` or ``symbols``."""
+def _contract_info(symbol: str, tick_size: str, wire: MarketWire) -> dict[str, Any]:
+    """A futures contract as ``/fapi/v1/exchangeInfo`` and ``/dapi/v1/exchangeInfo`` list it."""
+    pair = symbol.partition("_")[0]
+    base, quote = split_symbol(pair)
+    kind = contract_type(symbol)
+    info: dict[str, Any] = {
+        "symbol": symbol,
+        "pair": pair,
+        "contractType": kind,
+        "deliveryDate": 4133404800000 if kind == "PERPETUAL" else 1798185600000,
+        "onboardDate": 1569398400000,
+        "baseAsset": base,
+        "quoteAsset": quote,
+        "marginAsset": base if wire.contracts else quote,
+        "pricePrecision": 2,
+        "quantityPrecision": 0 if wire.contracts else 3,
+        "underlyingType": "COIN",
+        "filters": _filters(tick_size, "1" if wire.contracts else "0.001"),
+    }
+    if wire.contracts:
+        info["contractStatus"] = "TRADING"
+        info["contractSize"] = contract_size(symbol)
+    else:
+        info["status"] = "TRADING"
+    return info
+
+
+def exchange_info(
+    query: str, histories: Mapping[str, TradeHistory], tick_sizes: Mapping[str, str], wire: MarketWire
+) -> RestResponse:
+    """``GET /api/v3/exchangeInfo`` (narrowed by ``symbol`` or ``symbols``), or a futures market's (whole)."""
     params = _Params(query)
-    single = params.text("symbol")
-    many = params.text("symbols")
+    single = None if wire.futures else params.text("symbol")
+    many = None if wire.futures else params.text("symbols")
     params.finish()
     if single is not None and many is not None:
         raise RestError(-1128, "Combination of optional parameters invalid.")
@@ -254,12 +312,15 @@ def exchange_info(query: str, histories: Mapping[str, TradeHistory], tick_sizes:
         wanted = _symbol_list(many, histories)
     else:
         wanted = sorted(histories)
+    rate_limit = {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": wire.weight_limit}
     body = {
         "timezone": "UTC",
         "serverTime": now_ms(),
-        "rateLimits": [_RATE_LIMIT],
+        "rateLimits": [rate_limit],
         "exchangeFilters": [],
-        "symbols": [_symbol_info(s, tick_sizes[s]) for s in wanted],
+        "symbols": [
+            _contract_info(s, tick_sizes[s], wire) if wire.futures else _symbol_info(s, tick_sizes[s]) for s in wanted
+        ],
     }
     return RestResponse(HTTPStatus.OK, orjson.dumps(body))
 
@@ -276,20 +337,22 @@ def _symbol_list(text: str, histories: Mapping[str, TradeHistory]) -> list[str]:
 
 def handle(
     path: str,
+    wire: MarketWire,
     histories: Mapping[str, TradeHistory],
     tick_sizes: Mapping[str, str],
     faults: RestFaults | None = None,
 ) -> RestResponse:
-    """Route one REST GET; every failure becomes a Binance error body."""
+    """Route one REST GET of `wire`'s market (`histories` and `tick_sizes` by its symbols); failures are Binance's."""
     parts = urlsplit(path)
+    name = parts.path.removeprefix(wire.rest_prefix)
     try:
-        if parts.path == "/api/v3/aggTrades":
-            return agg_trades(parts.query, histories, faults)
-        if parts.path == "/api/v3/exchangeInfo":
-            return exchange_info(parts.query, histories, tick_sizes)
-        if parts.path == "/api/v3/ping":
+        if name == "aggTrades":
+            return agg_trades(parts.query, histories, faults, best_match=wire.best_match)
+        if name == "exchangeInfo":
+            return exchange_info(parts.query, histories, tick_sizes, wire)
+        if name == "ping":
             return RestResponse(HTTPStatus.OK, b"{}")
-        if parts.path == "/api/v3/time":
+        if name == "time":
             return RestResponse(HTTPStatus.OK, orjson.dumps({"serverTime": now_ms()}))
     except RestError as exc:
         return exc.response()

@@ -1,8 +1,11 @@
-"""The exchange: one loopback port speaking Binance's WebSocket streams and REST endpoints.
+"""The exchange: one loopback port speaking Binance's WebSocket streams and REST endpoints, for three markets.
 
 Ingest reaches it by URL only, exactly as it reaches Binance, so nothing in ingest knows
 it is talking to a simulator. WebSocket upgrades and plain HTTP GETs share the port:
-websockets' ``process_request`` hook answers REST requests before any handshake.
+websockets' ``process_request`` hook answers REST requests before any handshake. Spot,
+USD-M and COIN-M instruments (``BTCUSDT``, ``um:BTCUSDT``, ``cm:BTCUSD_PERP``) are served
+side by side, each market at its own paths (`markets`): ``urls(market)`` gives the base
+URLs a client of that market is pointed at.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import asyncio
 import dataclasses
 import email.utils
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -25,12 +27,15 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from tradetape.domain.instruments import Market, check_instrument, instrument_token, split_instrument
 from tradetape.services.exchange import rest
 from tradetape.services.exchange.connection import MAX_INCOMING_PER_S, StreamSession
-from tradetape.services.exchange.dumps import DUMP_PREFIX, DumpArchive
+from tradetape.services.exchange.dumps import DumpArchive
 from tradetape.services.exchange.faults import FaultConfig
 from tradetape.services.exchange.generator import (
+    CONTRACT_UNITS,
     FIRST_ID,
+    LOT_UNITS,
     GeneratorFeed,
     IdCheckpoint,
     Resume,
@@ -42,6 +47,15 @@ from tradetape.services.exchange.generator import (
     to_units,
 )
 from tradetape.services.exchange.history import TradeHistory, now_ms
+from tradetape.services.exchange.markets import (
+    FUTURES_MAX_INCOMING_PER_S,
+    FUTURES_PING_INTERVAL,
+    WIRES,
+    MarketWire,
+    rest_market,
+    wire_of,
+    ws_route,
+)
 from tradetape.services.exchange.released import ReleasedRows
 from tradetape.services.exchange.replay import Replay, symbol_from_path
 from tradetape.services.exchange.streams import MAX_STREAMS, StreamError, is_stream_path, parse_subscription
@@ -59,8 +73,6 @@ MAX_HISTORY_DAYS = 366
 RESUME_WINDOW = 1000
 """Newest trades searched for the last real one (void rows carry no trade ids) when a symbol resumes."""
 
-_SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,20}$")
-
 
 @dataclass(frozen=True)
 class ExchangeConfig:
@@ -70,9 +82,9 @@ class ExchangeConfig:
     port: int = 0
     """0 picks a free port; read it back from ``Exchange.port``."""
     symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT")
-    """Symbols listed and, unless replayed from a file, generated at ``rate``."""
+    """Instruments listed (``BTCUSDT``, ``um:BTCUSDT``, ``cm:BTCUSD_PERP``); unless replayed, generated at ``rate``."""
     replay: Sequence[Path | str] | Mapping[str, Path | str] = ()
-    """Dumps to replay; a sequence takes each symbol from its file name, a mapping names it."""
+    """Dumps to replay; a sequence takes each (spot) symbol from its file name, a mapping names the instrument."""
     speed: float | None = None
     """Replay speed factor (10 = ten times real time); None = as fast as possible."""
     original_times: bool = False
@@ -82,7 +94,7 @@ class ExchangeConfig:
     seed: int = 0
     faults: FaultConfig = field(default_factory=FaultConfig)
     tick_sizes: Mapping[str, str] = field(default_factory=dict)
-    """Per-symbol PRICE_FILTER tick size (default 0.01); the generator trades on it too."""
+    """Per-instrument PRICE_FILTER tick size (default 0.01); the generator trades on it too."""
     max_history: int | None = 1_000_000
     """Trades retained per symbol (oldest dropped first); None keeps all."""
     state_dir: Path | None = None
@@ -96,6 +108,11 @@ class ExchangeConfig:
     max_streams: int = MAX_STREAMS
     """Streams one connection may hold (Binance: 1024); tests use fewer."""
     max_incoming_per_s: int = MAX_INCOMING_PER_S
+    """Messages a spot client may send a connection a second (Binance: 5)."""
+    futures_ping_interval: float = FUTURES_PING_INTERVAL
+    """Futures connections are pinged this often (Binance: every 3 minutes)."""
+    futures_max_incoming_per_s: int = FUTURES_MAX_INCOMING_PER_S
+    """Messages a futures client may send a connection a second (Binance: 10)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -114,9 +131,8 @@ class ExchangeConfig:
         object.__setattr__(self, "tick_sizes", dict(self.tick_sizes))
         if self.state_dir is not None:
             object.__setattr__(self, "state_dir", Path(self.state_dir))
-        for symbol in (*self.symbols, *self.replay_map, *self.tick_sizes):
-            if not _SYMBOL_RE.match(symbol):
-                raise ValueError(f"symbols are upper-case letters and digits: {symbol!r}")
+        for name in (*self.symbols, *self.replay_map, *self.tick_sizes):
+            check_instrument(name)
         for tick in self.tick_sizes.values():
             to_units(tick)
 
@@ -136,11 +152,17 @@ class ExchangeConfig:
 
     @property
     def all_symbols(self) -> list[str]:
-        """Every symbol served, generated or replayed."""
+        """Every instrument served, generated or replayed."""
         return sorted({*self.symbols, *self.replay_map})
 
-    def tick_size(self, symbol: str) -> str:
-        return format_units(to_units(self.tick_sizes.get(symbol, DEFAULT_TICK_SIZE)))
+    def tick_size(self, name: str) -> str:
+        return format_units(to_units(self.tick_sizes.get(name, DEFAULT_TICK_SIZE)))
+
+    def ping_interval_of(self, wire: MarketWire) -> float:
+        return self.futures_ping_interval if wire.futures else self.ping_interval
+
+    def max_incoming_of(self, wire: MarketWire) -> int:
+        return self.futures_max_incoming_per_s if wire.futures else self.max_incoming_per_s
 
 
 def _json_response(
@@ -173,6 +195,9 @@ class Exchange:
         base = config or ExchangeConfig()
         self.config = dataclasses.replace(base, **overrides) if overrides else base
         self._histories: dict[str, TradeHistory] = {}
+        """By instrument name."""
+        self._markets: dict[Market, dict[str, TradeHistory]] = {}
+        """Per market, its histories by the exchange's symbol: what its paths serve."""
         self._replays: dict[str, Replay] = {}
         self._feeds: list[GeneratorFeed] = []
         self._tick_sizes: dict[str, str] = {}
@@ -216,14 +241,21 @@ class Exchange:
 
     @property
     def ws_url(self) -> str:
+        """Spot's WebSocket base URL (`urls` gives each market's)."""
         return f"ws://{self._url_host}:{self.port}"
 
     @property
     def rest_url(self) -> str:
+        """The REST base URL of every market (their paths differ: /api/v3, /fapi/v1, /dapi/v1) and of the dumps."""
         return f"http://{self._url_host}:{self.port}"
+
+    def urls(self, market: Market) -> tuple[str, str]:
+        """The WebSocket and REST base URLs a client of `market` is given (``ws://host:port/fstream/market``...)."""
+        return self.ws_url + wire_of(market).ws_prefix, self.rest_url
 
     @property
     def symbols(self) -> list[str]:
+        """The instruments served, by name."""
         return sorted(self._histories)
 
     @property
@@ -231,12 +263,12 @@ class Exchange:
         """Open WebSocket connections."""
         return len(self._sessions)
 
-    def history(self, symbol: str) -> TradeHistory:
-        """The released trades of a symbol (what the stream sent and REST returns)."""
+    def history(self, name: str) -> TradeHistory:
+        """The released trades of an instrument (what the stream sent and REST returns)."""
         try:
-            return self._histories[symbol]
+            return self._histories[name]
         except KeyError:
-            raise KeyError(f"{symbol} is not served by this exchange") from None
+            raise KeyError(f"{name} is not served by this exchange") from None
 
     async def wait_replay(self, symbol: str) -> int:
         """Wait until the symbol's replay has started and released every trade.
@@ -286,14 +318,18 @@ class Exchange:
         replays = config.replay_map
         state_dir = config.state_dir
         self._histories = {
-            s: TradeHistory(
-                s,
+            name: TradeHistory(
+                split_instrument(name)[1],
                 config.max_history,
+                market=split_instrument(name)[0],
                 void_every=config.faults.void_every,
-                record=None if state_dir is None else ReleasedRows.of(state_dir, s),
+                record=None if state_dir is None else ReleasedRows.of(state_dir, name),
             )
-            for s in config.all_symbols
+            for name in config.all_symbols
         }
+        self._markets = {market: {} for market in WIRES}
+        for history in self._histories.values():
+            self._markets[history.market][history.symbol] = history
         self._tick_sizes = {s: config.tick_size(s) for s in config.all_symbols}
         self._replays = {
             symbol: Replay(
@@ -323,6 +359,7 @@ class Exchange:
         if len(history) or history.trimmed_through_ms is not None:
             return
         today = now_ms() // DAY_MS * DAY_MS
+        wire = wire_of(history.market)
         trades = past_trades(
             symbol,
             config.seed,
@@ -331,6 +368,8 @@ class Exchange:
             today,
             last_agg_id=before.next_agg_id - 1,
             last_trade_id=before.next_trade_id - 1,
+            lot_units=CONTRACT_UNITS if wire.contracts else LOT_UNITS,
+            normal_qty=wire.normal_qty,
         )
         history.append(trades)
         if trades:
@@ -348,7 +387,7 @@ class Exchange:
         """The next ids of a former simulator's state file, if there is one."""
         if config.state_dir is None:
             return None
-        return IdCheckpoint(config.state_dir / f"{symbol}.json").resume(*id_margins(config.rate))
+        return IdCheckpoint(config.state_dir / f"{instrument_token(symbol)}.json").resume(*id_margins(config.rate))
 
     def _generator_feed(self, config: ExchangeConfig, symbol: str) -> GeneratorFeed:
         """A symbol's feed, right after the trades it recorded as released (else a former state file's ids)."""
@@ -356,6 +395,7 @@ class Exchange:
         resume = resume_after(history.latest(RESUME_WINDOW))
         if resume is None:
             resume = Resume(*(self._legacy_ids(config, symbol) or (FIRST_ID, FIRST_ID)))
+        wire = wire_of(history.market)
         generator = TradeGenerator(
             symbol,
             config.seed,
@@ -363,6 +403,8 @@ class Exchange:
             start_price=resume.price,
             first_agg_id=resume.next_agg_id,
             first_trade_id=resume.next_trade_id,
+            lot_units=CONTRACT_UNITS if wire.contracts else LOT_UNITS,
+            normal_qty=wire.normal_qty,
         )
         return GeneratorFeed(generator, history, config.rate)
 
@@ -437,53 +479,72 @@ class Exchange:
 
     async def _process_any_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """History dumps (a replayed symbol's replay is played out first), else `_process_request`."""
-        if not request.path.startswith(DUMP_PREFIX):
+        wire = next((w for w in WIRES.values() if request.path.startswith(w.dump_prefix)), None)
+        if wire is None:
             return self._process_request(connection, request)
-        for symbol, replay in self._replays.items():
-            if f"/{symbol}/" in request.path:
+        for name, replay in self._replays.items():
+            history = self._histories[name]
+            if history.market is wire.market and f"/{history.symbol}/" in request.path:
                 replay.start()
                 await replay.wait_done()
         answer = self._dumps.handle(
-            request.path, request.headers.get("Range"), self._histories, self.config.faults.corrupt_checksum
+            request.path,
+            request.headers.get("Range"),
+            wire,
+            self._markets[wire.market],
+            self.config.faults.corrupt_checksum,
         )
         return _json_response(answer.status, answer.body, answer.headers, answer.content_type)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Answer REST GETs and reject bad stream URLs; None lets the handshake proceed."""
         path = request.path
-        if path.startswith("/api/"):
-            self.rest_log.note(path)
-            answer = rest.handle(path, self._histories, self._tick_sizes, self._rest_faults)
+        wire = rest_market(path)
+        if wire is not None:
+            answer = self.rest_log.note(path, wire) or rest.handle(
+                path, wire, self._markets[wire.market], self._market_ticks(wire.market), self._rest_faults
+            )
             return _json_response(answer.status, answer.body, answer.headers, answer.content_type)
         if path.startswith("/control/"):
             return self._control(path)
-        if not is_stream_path(path):
+        route = ws_route(path)
+        if route is None or not is_stream_path(route[1]):
             body = orjson.dumps({"code": -1000, "msg": "Not found."})
             return _json_response(HTTPStatus.NOT_FOUND, body)
+        wire, below = route
         try:
-            parse_subscription(path, self._histories, self.config.max_streams)
+            parse_subscription(below, self._markets[wire.market], self.config.max_streams)
         except StreamError as exc:
             body = orjson.dumps({"code": exc.code, "msg": exc.msg})
             return _json_response(HTTPStatus.BAD_REQUEST, body)
+        connection.ping_interval = self.config.ping_interval_of(wire)  # keepalive starts after the handshake
         return None
 
-    def _on_subscribe(self, symbol: str) -> None:
-        replay = self._replays.get(symbol)
+    def _market_ticks(self, market: Market) -> dict[str, str]:
+        return {h.symbol: self._tick_sizes[n] for n, h in self._histories.items() if h.market is market}
+
+    def _on_subscribe(self, name: str) -> None:
+        replay = self._replays.get(name)
         if replay is not None:
             replay.start()
 
     async def _handle(self, websocket: ServerConnection) -> None:
         assert websocket.request is not None
         config = self.config
-        subscription = parse_subscription(websocket.request.path, self._histories, config.max_streams)
+        route = ws_route(websocket.request.path)
+        assert route is not None  # `_process_request` refused every other path
+        wire, below = route
+        histories = self._markets[wire.market]
+        subscription = parse_subscription(below, histories, config.max_streams)
         session = StreamSession(
             websocket,
             subscription,
-            self._histories,
+            histories,
             config.faults,
             self._on_subscribe,
+            wire=wire,
             max_streams=config.max_streams,
-            max_incoming_per_s=config.max_incoming_per_s,
+            max_incoming_per_s=config.max_incoming_of(wire),
         )
         self._sessions.add(session)
         try:

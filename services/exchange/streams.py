@@ -2,6 +2,7 @@
 
 Kept apart from the connection so that what Binance accepts (``/ws/<stream>``,
 ``/stream?streams=a/b``, ``timeUnit``) is decided once, before the handshake is accepted.
+Paths here are below the market's prefix (`markets.ws_route`); symbols are the market's.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ STREAM_TYPE = "aggTrade"
 MAX_STREAMS = 1024
 """Binance's limit per connection."""
 
-_STREAM_RE = re.compile(r"^([a-z0-9]{1,20})@([A-Za-z0-9_]+)$")
+_STREAM_RE = re.compile(r"^([a-z0-9_]{1,32})@([A-Za-z0-9_]+)$")
 
 
 class StreamError(ExchangeError, ValueError):

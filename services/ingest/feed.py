@@ -1,7 +1,8 @@
 """Exchange WebSocket connections kept healthy: one `Feed` per group of at most 1024 streams.
 
 A feed opens its connection (streams in the URL as far as they fit, the rest by
-SUBSCRIBE, paced under Binance's 5 incoming messages a second), hands every frame to
+SUBSCRIBE, paced under its market's incoming messages a second: 5 on spot, 10 on
+futures, `lanes.subscribe_interval_s`), hands every frame to
 the sink, and replaces the connection when it is lost (capped backoff), silent (no pong
 within the silence timeout: websockets' keepalive pings), announced `serverShutdown`,
 or nearly 24 h old. A planned replacement is opened and subscribed first and the old one
@@ -26,6 +27,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidH
 
 from tradetape.binance.frames import ControlFrame, ReplyFrame
 from tradetape.binance.streams import MAX_URL_CHARS, STREAMS_PER_SUBSCRIBE, connection_plan, subscribe_request
+from tradetape.domain.instruments import Market, instrument_name
 from tradetape.errors import ExchangeError
 from tradetape.ground.backoff import Backoff
 from tradetape.ground.tasks import cancel_and_wait
@@ -128,10 +130,13 @@ class Feed:
         options: FeedOptions,
         on_subscribed: Callable[[tuple[str, ...]], None],
         flow: FlowControl | None = None,
+        market: Market = Market.SPOT,
     ) -> None:
+        """`symbols` are the exchange's (stream names); `on_subscribed` gets their instrument names on `market`."""
         self.name = name
         self._flow = flow
         self.symbols = symbols
+        self.instruments = tuple(instrument_name(market, symbol) for symbol in symbols)
         self._url, self._batches = connection_plan(
             ws_url, symbols, options.max_url_chars, options.streams_per_subscribe
         )
@@ -238,7 +243,7 @@ class Feed:
             "exchange connected",
             extra={"feed": self.name, "streams": len(self.symbols), "connection": self.connections},
         )
-        self._on_subscribed(self.symbols)
+        self._on_subscribed(self.instruments)
         return conn
 
     async def _subscribe(self, conn: _Connection) -> None:

@@ -1,11 +1,13 @@
 """The ingest service: Binance aggTrade streams → JetStream, every id once, gaps tracked until filled.
 
-Start: provision the streams and the ledger bucket, resolve the symbols (a list, or `ALL`
-from exchangeInfo), restore each symbol's tape from its ledger entry (the watermark and
-open gaps; the stream's last trade for a symbol the ledger does not know yet). Run, in
-one task group: the feeds (≤ N streams a connection), the publisher, the gap filler, the
-ledger writer (once a second, changed symbols only) and the summary log; a stats request
-on `tape.ingest.stats` answers the counters. Stop: close the feeds, confirm what is in
+Start: provision the streams and the ledger bucket, resolve the instruments (a list, or
+`ALL` from exchangeInfo), restore each instrument's tape from its ledger entry (the
+watermark and open gaps; the stream's last trade for one the ledger does not know yet),
+and give each market a lane (`lanes`): spot, USD-M and COIN-M instruments each get their
+market's connections, REST client, weight budget and gap filler. Run, in one task group:
+every lane's feeds (≤ N streams a connection) and gap filler, the publisher, the ledger
+writer (once a second, changed instruments only) and the summary log; a stats request on
+`tape.ingest.stats` answers the counters. Stop: close the feeds, confirm what is in
 flight (bounded), write the ledger a last time. A NATS connection closed for good ends
 `run` with `NatsClosedError`, so the process exits and is restarted.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -29,6 +32,7 @@ from nats.js.kv import KeyValue
 
 from tradetape.binance.aggtrade import TradeFormatError
 from tradetape.binance.frames import AggTradeFrame, ControlFrame, FrameError, ReplyFrame, parse_frame
+from tradetape.binance.markets import market_api
 from tradetape.binance.rest import RestClient, RestTrade
 from tradetape.binance.symbols import resolve_symbols
 from tradetape.bus.codec import decode_trade, encode_trade
@@ -38,10 +42,12 @@ from tradetape.bus.provision import ensure_streams
 from tradetape.bus.publish.publisher import NatsClosedError, Publisher, raise_if_closed
 from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM, deadletter_subject, trade_subject
+from tradetape.domain.instruments import Market, split_instrument
 from tradetape.ground.tasks import cancel_and_wait
 from tradetape.runtime.metrics import ServiceMetrics
 from tradetape.services.ingest.feed import AttemptLimiter, Feed, FeedOptions, split_symbols
 from tradetape.services.ingest.filler import GapFiller
+from tradetape.services.ingest.lanes import MarketLane, subscribe_interval_s
 from tradetape.services.ingest.stats import StatsBook
 from tradetape.services.ingest.tailprobe import TailSchedule, probe_interval_s
 from tradetape.services.ingest.tape import SymbolTape, Verdict
@@ -67,9 +73,13 @@ class IngestService:
         self.replies = ReplyGuard("ingest")
         """Checks the reply subjects of `tape.ingest.stats` and of the `$SRV` verbs (`announce`)."""
         self._js: JetStreamContext = nc.jetstream()
-        self._rest = RestClient(settings.binance_rest_url, weight_per_minute=settings.ingest_rest_weight_per_minute)
         self._retention_ms = int(settings.retention_days * 86_400_000)
         self.tapes: dict[str, SymbolTape] = {}
+        """Every instrument's tape, by its name (``BTCUSDT``, ``um:BTCUSDT``)."""
+        self.lanes: dict[Market, MarketLane] = {}
+        """One per market ingested, built at start."""
+        self._spot_rest = RestClient.of(settings, Market.SPOT)
+        """Spot's client: asks exchangeInfo for `ALL`, then serves spot's lane (one budget)."""
         self.unknown_deadletters: Counter[str] = Counter()
         self.publisher = Publisher(
             nc,
@@ -79,18 +89,14 @@ class IngestService:
             buffer_max=settings.ingest_buffer_trades,
             batches=settings.ingest_fast_batches,
         )
-        probes = TailSchedule(
-            settings.ingest_tail_probe_after_s, probe_interval_s(settings.ingest_rest_weight_per_minute)
-        )
-        self.filler = GapFiller(self._rest, self.tapes, self._accept_rest, self._filler_ready, probes)
-        self.feeds: list[Feed] = []
         self._written: dict[str, tuple[int, int, tuple[Any, ...]]] = {}
-        self.stats = StatsBook(self)
+        self.stats = StatsBook(self, settings.ingest_tail_probe_after_s)
         self.metrics = ServiceMetrics("ingest", self.stats.metrics)
 
     @property
-    def rest(self) -> RestClient:
-        return self._rest
+    def feeds(self) -> list[Feed]:
+        """Every lane's connections."""
+        return [feed for lane in self.lanes.values() for feed in lane.feeds]
 
     @property
     def connected(self) -> bool:
@@ -131,11 +137,12 @@ class IngestService:
         if not symbols:
             return None
         await self._restore(kv, symbols)
-        self._build_feeds(symbols)
+        self._build_lanes(symbols)
         logger.info(
             "ingest started",
             extra={
                 "symbols": len(symbols),
+                "markets": ",".join(self.lanes),
                 "connections": len(self.feeds),
                 "resumed": sum(1 for t in self.tapes.values() if t.watermark is not None),
                 "open_gaps": sum(len(t.gaps) for t in self.tapes.values()),
@@ -146,13 +153,17 @@ class IngestService:
     async def _run_tasks(self, kv: KeyValue, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
             publisher = group.create_task(self.publisher.run(), name="ingest-publisher")
-            filler = group.create_task(self.filler.run(), name="ingest-filler")
+            fillers = [
+                group.create_task(lane.filler.run(), name=f"ingest-filler-{market}")
+                for market, lane in self.lanes.items()
+            ]
             ledger = group.create_task(self._ledger_loop(kv), name="ingest-ledger")
             stats = group.create_task(self.stats.log_loop(self._settings.ingest_stats_interval_s), name="ingest-stats")
             feeds = [group.create_task(feed.run(stop), name=f"ingest-feed-{feed.name}") for feed in self.feeds]
             await stop.wait()
             await asyncio.gather(*feeds)
-            await cancel_and_wait(filler)
+            for filler in fillers:
+                await cancel_and_wait(filler)
             left = await self.publisher.drain(DRAIN_TIMEOUT_S)
             if left:
                 logger.error("publishes unconfirmed at shutdown, left to the ledger", extra={"pending": left})
@@ -163,7 +174,7 @@ class IngestService:
 
     async def _resolve_symbols(self, stop: asyncio.Event) -> tuple[str, ...]:
         return await resolve_symbols(
-            self._settings, stop, rest=self._rest, before_attempt=lambda: raise_if_closed(self._nc)
+            self._settings, stop, rest=self._spot_rest, before_attempt=lambda: raise_if_closed(self._nc)
         )
 
     async def _restore(self, kv: KeyValue, symbols: tuple[str, ...]) -> None:
@@ -200,48 +211,70 @@ class IngestService:
             logger.error("last stored trade unreadable", extra={"symbol": symbol, "error": str(exc)})
             return None
 
-    def _build_feeds(self, symbols: tuple[str, ...]) -> None:
+    def _build_lanes(self, names: tuple[str, ...]) -> None:
+        """A lane for each market among `names`: its client, filler and feeds, in the order the names come."""
         settings = self._settings
-        options = FeedOptions(
-            silence_timeout=settings.ingest_silence_timeout_s,
-            max_age=settings.ingest_max_connection_age_s,
-            max_frame_bytes=settings.ingest_max_frame_bytes,
-        )
         limiter = AttemptLimiter()
-        self.feeds = [
-            Feed(
-                str(index),
-                settings.binance_ws_url,
-                group,
-                self.handle_frame,
-                limiter=limiter,
-                options=options,
-                on_subscribed=self.filler.request_tails,
-                flow=self.publisher,
+        by_market: dict[Market, list[str]] = {}
+        for name in names:
+            by_market.setdefault(split_instrument(name)[0], []).append(name)
+        for market, members in by_market.items():
+            api = market_api(market)
+            rest = self._spot_rest if market is Market.SPOT else RestClient.of(settings, market)
+            budget = settings.rest_weight_per_minute(market)
+            probes = TailSchedule(
+                settings.ingest_tail_probe_after_s,
+                probe_interval_s(budget, call_weight=api.agg_trades_weight),
             )
-            for index, group in enumerate(split_symbols(symbols, settings.ingest_streams_per_connection))
-        ]
+            tapes = {name: self.tapes[name] for name in members}
+            filler = GapFiller(rest, tapes, self._accept_rest, self._filler_ready, probes)
+            lane = MarketLane(market, rest, filler, {split_instrument(n)[1]: tape for n, tape in tapes.items()})
+            options = FeedOptions(
+                silence_timeout=settings.ingest_silence_timeout_s,
+                max_age=settings.ingest_max_connection_age_s,
+                max_frame_bytes=settings.ingest_max_frame_bytes,
+                subscribe_interval=subscribe_interval_s(api.incoming_per_s),
+            )
+            ws_url = settings.binance_urls(market)[0]
+            symbols = tuple(lane.tapes)
+            lane.feeds = [
+                Feed(
+                    str(index) if market is Market.SPOT else f"{market}-{index}",
+                    ws_url,
+                    group,
+                    functools.partial(self.handle_frame, lane=lane),
+                    limiter=limiter,
+                    options=options,
+                    on_subscribed=filler.request_tails,
+                    flow=self.publisher,
+                    market=market,
+                )
+                for index, group in enumerate(split_symbols(symbols, settings.ingest_streams_per_connection))
+            ]
+            self.lanes[market] = lane
 
     # -- the hot path: one call per frame, no awaits ---------------------------------
 
-    def handle_frame(self, message: str | bytes) -> ControlFrame | ReplyFrame | None:
+    def handle_frame(self, message: str | bytes, lane: MarketLane) -> ControlFrame | ReplyFrame | None:
+        """One frame of `lane`'s market: its symbol is the exchange's, its tape the market's instrument."""
         try:
-            frame = parse_frame(message, self.tapes, self._settings.ingest_max_frame_bytes)
+            frame = parse_frame(message, lane.tapes, self._settings.ingest_max_frame_bytes)
         except FrameError as exc:
-            self.deadletter("ingest", exc.symbol, message, exc.reason, exc.kind)
+            known = lane.tapes.get(exc.symbol or "")
+            self.deadletter("ingest", None if known is None else known.symbol, message, exc.reason, exc.kind)
             return None
         if type(frame) is not AggTradeFrame:
             return frame  # type: ignore[return-value]
-        symbol = frame.symbol
-        tape = self.tapes[symbol]
+        tape = lane.tapes[frame.symbol]
+        name = tape.symbol
         agg_id = frame.row.agg_id
         verdict = tape.offer(agg_id)
         if verdict is Verdict.NEW:
-            self.publisher.submit_trade(symbol, agg_id, encode_trade(frame.data))
+            self.publisher.submit_trade(name, agg_id, encode_trade(frame.data))
         elif verdict is Verdict.IMPLAUSIBLE:
             reason = f"implausible agg id {agg_id}: more than {tape.max_id_jump} ahead of {tape.head}"
-            self.deadletter("ingest", symbol, message, reason, "implausible_id")
-            self.filler.request_verify(symbol)
+            self.deadletter("ingest", name, message, reason, "implausible_id")
+            lane.filler.request_verify(name)
         return None
 
     def deadletter(self, source: str, symbol: str | None, message: str | bytes, reason: str, kind: str) -> None:

@@ -12,11 +12,11 @@ from tradetape.runtime.logs import ProgressLog
 from tradetape.runtime.metrics import ServiceSnapshot
 
 if TYPE_CHECKING:
-    from tradetape.binance.rest import RestClient
     from tradetape.bus.publish.publisher import Publisher
     from tradetape.bus.replies import ReplyGuard
+    from tradetape.domain.instruments import Market
     from tradetape.services.ingest.feed import Feed
-    from tradetape.services.ingest.filler import GapFiller
+    from tradetape.services.ingest.lanes import MarketLane
     from tradetape.services.ingest.tape import SymbolTape
 
 logger = logging.getLogger(__name__)
@@ -32,16 +32,13 @@ class IngestState(Protocol):
     def feeds(self) -> list[Feed]: ...
 
     @property
-    def rest(self) -> RestClient: ...
+    def lanes(self) -> dict[Market, MarketLane]: ...
 
     @property
     def unknown_deadletters(self) -> Counter[str]: ...
 
     @property
     def publisher(self) -> Publisher: ...
-
-    @property
-    def filler(self) -> GapFiller: ...
 
     @property
     def connected(self) -> bool: ...
@@ -51,8 +48,9 @@ class IngestState(Protocol):
 
 
 class StatsBook:
-    def __init__(self, service: IngestState) -> None:
+    def __init__(self, service: IngestState, tail_probe_after_s: float) -> None:
         self._service = service
+        self._after_s = tail_probe_after_s
         self._progress = ProgressLog(logger)
         self._last_published = 0
         self._last_at = time.monotonic()
@@ -62,7 +60,7 @@ class StatsBook:
         tape = service.tapes[symbol]
         c = tape.counters
         gaps = tape.open_gaps()
-        feed = next((f for f in service.feeds if symbol in f.symbols), None)
+        feed = next((f for f in service.feeds if symbol in f.instruments), None)
         return {
             "published": c.published,
             "stream_duplicates": c.stream_duplicates,
@@ -97,12 +95,12 @@ class StatsBook:
         return {
             "symbols": {s: self.symbol_stats(s, now, with_gaps=with_gaps) for s in symbols},
             "deadletters_unknown_symbol": dict(service.unknown_deadletters),
-            "rest": {
-                "weight_used": service.rest.budget.used,
-                "calls": service.rest.calls,
-                "failures": service.rest.failures,
-            },
+            "rest": self.rest(),
             "tail_probe": self.tail_probe(),
+            "markets": {
+                str(market): {"rest": self.rest(lane), "tail_probe": self.tail_probe(lane)}
+                for market, lane in service.lanes.items()
+            },
             "publisher": {
                 "buffered": publisher.buffered,
                 "in_flight": publisher.in_flight,
@@ -125,21 +123,35 @@ class StatsBook:
             ],
         }
 
-    def tail_probe(self) -> dict[str, Any]:
-        """The tail probe's pace and findings, and the bound on finding a lost last trade with every symbol quiet."""
-        filler = self._service.filler
-        schedule, counters = filler.probes, filler.probe_counters
-        symbols = len(self._service.tapes)
+    def rest(self, lane: MarketLane | None = None) -> dict[str, int]:
+        """REST use of one market's lane, or summed over every market (each has its own budget)."""
+        clients = [lane.rest] if lane is not None else [each.rest for each in self._service.lanes.values()]
         return {
-            "after_s": schedule.after_s,
-            "interval_s": round(schedule.interval_s, 3),
-            "symbols": symbols,
-            "quiet": schedule.quiet(time.monotonic()),
-            "found_within_s": round(schedule.found_within_s(symbols), 1),
-            "probes": counters.probes,
-            "found_probes": counters.found_probes,
-            "found_trades": counters.found,
-            "failures": counters.failures,
+            "weight_used": sum(c.budget.used for c in clients),
+            "calls": sum(c.calls for c in clients),
+            "failures": sum(c.failures for c in clients),
+        }
+
+    def tail_probe(self, lane: MarketLane | None = None) -> dict[str, Any]:
+        """The tail probe's pace and findings, and the bound on finding a lost last trade with every symbol quiet.
+
+        Without a lane: every market's together (their probes run side by side, so the bound is the
+        slowest market's, and `interval_s` the longest).
+        """
+        lanes = [lane] if lane is not None else list(self._service.lanes.values())
+        now = time.monotonic()
+        bounds = [each.filler.probes.found_within_s(len(each.tapes)) for each in lanes]
+        counters = [each.filler.probe_counters for each in lanes]
+        return {
+            "after_s": self._after_s,
+            "interval_s": round(max((each.filler.probes.interval_s for each in lanes), default=0.0), 3),
+            "symbols": sum(len(each.tapes) for each in lanes),
+            "quiet": sum(each.filler.probes.quiet(now) for each in lanes),
+            "found_within_s": round(max(bounds, default=0.0), 1),
+            "probes": sum(c.probes for c in counters),
+            "found_probes": sum(c.found_probes for c in counters),
+            "found_trades": sum(c.found for c in counters),
+            "failures": sum(c.failures for c in counters),
         }
 
     async def metrics(self) -> ServiceSnapshot:
@@ -149,7 +161,7 @@ class StatsBook:
         errors: Counter[str] = Counter(service.unknown_deadletters)
         for tape in tapes:
             errors.update(tape.counters.deadletters)
-        errors["rest_failure"] = service.rest.failures
+        errors["rest_failure"] = self.rest()["failures"]
         errors.update(service.replies.errors)
         gaps = {t.symbol: t.open_gaps() for t in tapes}
         connected = service.connected
@@ -192,9 +204,9 @@ class StatsBook:
             "deadletters": sum(sum(t.counters.deadletters.values()) for t in tapes)
             + sum(service.unknown_deadletters.values()),
             "reconnects": sum(f.reconnects for f in service.feeds),
-            "rest_weight": service.rest.budget.used,
-            "tail_probes": service.filler.probe_counters.probes,
-            "tail_found": service.filler.probe_counters.found,
+            "rest_weight": sum(lane.rest.budget.used for lane in service.lanes.values()),
+            "tail_probes": sum(lane.filler.probe_counters.probes for lane in service.lanes.values()),
+            "tail_found": sum(lane.filler.probe_counters.found for lane in service.lanes.values()),
             "buffered": service.publisher.buffered,
         }
         self._progress.log(event, "*", fields, force=force)

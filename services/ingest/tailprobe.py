@@ -21,9 +21,14 @@ PROBE_WEIGHT_SHARE = 0.5
 """The part of `ingest_rest_weight_per_minute` probes may spend."""
 
 
-def probe_interval_s(weight_per_minute: int, share: float = PROBE_WEIGHT_SHARE) -> float:
-    """Seconds between two probes so that they spend `share` of the budget (one aggTrades call each)."""
-    return AGG_TRADES_WEIGHT * 60.0 / (weight_per_minute * share)
+def probe_interval_s(
+    weight_per_minute: int, share: float = PROBE_WEIGHT_SHARE, call_weight: int = AGG_TRADES_WEIGHT
+) -> float:
+    """Seconds between two probes so that they spend `share` of the budget (one aggTrades call of `call_weight` each).
+
+    The call's weight is the market's: 4 on spot, 20 on futures (`tradetape.binance.markets`).
+    """
+    return call_weight * 60.0 / (weight_per_minute * share)
 
 
 def found_within_s(symbols: int, after_s: float, interval_s: float) -> float:

@@ -62,7 +62,7 @@ async def test_pages_come_from_the_simulator() -> None:
         assert await client.agg_trades("BTCUSDT", FIRST_ID) == [], "nothing released before a subscriber"
         with pytest.raises(GapFillError, match="HTTP 400"):
             await client.agg_trades("DOGEUSDT", 1)
-        assert await client.trading_symbols() == ["BTCUSDT"]
+        assert [item.symbol for item in await client.listing()] == ["BTCUSDT"]
         assert client.budget.used == 4 + 4 + 20
 
 

@@ -157,7 +157,7 @@ def start_exchange(processes: ServiceProcesses, env: dict[str, str], ready: Path
             raise AssertionError(f"the simulator exited with {proc.returncode}")
         with contextlib.suppress(OSError, orjson.JSONDecodeError):
             urls = orjson.loads(ready.read_bytes())
-            return str(urls["ws_url"]), str(urls["rest_url"])
+            return str(urls["binance_ws_url"]), str(urls["binance_rest_url"])
         time.sleep(0.05)
     raise AssertionError("the simulator wrote no ready file in time")
 

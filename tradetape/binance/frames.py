@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from tradetape.binance.aggtrade import TradeFormatError, parse_trade
+from tradetape.binance.aggtrade import TradeFormatError, normal_qty, parse_trade
 from tradetape.binance.streams import stream_name
 from tradetape.domain.trade import TradeRow
 from tradetape.errors import InputError
@@ -35,6 +35,11 @@ class AggTradeFrame:
     symbol: str
     data: dict[str, Any]
     row: TradeRow
+
+    @property
+    def normal_qty(self) -> int | None:
+        """USD-M's `nq` (the quantity without RPI orders), exact; None on spot and COIN-M."""
+        return normal_qty(self.data)
 
 
 @dataclass(frozen=True, slots=True)

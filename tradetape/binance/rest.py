@@ -1,4 +1,8 @@
-"""Binance REST: `GET /api/v3/aggTrades` pages (ingest's gap fill, `tradetape repair`), and `exchangeInfo`.
+"""Binance REST: aggTrades pages (ingest's gap fill, `tradetape repair`) and `exchangeInfo`, one client a market.
+
+A client speaks to one market (`tradetape.binance.markets`: `/api/v3`, `/fapi/v1` or
+`/dapi/v1`) with a weight budget of its own, as Binance counts each market's weight apart;
+it takes instrument names (`BTCUSDT`, `um:BTCUSDT`) and refuses one of another market.
 
 Every answer is validated before anything in it is used: a body that is not JSON (a
 proxy's HTML page), not a list, or holding one row `parse_trade` rejects or ids out of
@@ -17,19 +21,23 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from tradetape.binance.aggtrade import TradeFormatError, parse_trade
+from tradetape.binance.markets import MarketApi, market_api
+from tradetape.domain.instruments import Market, split_instrument
 from tradetape.domain.trade import TradeRow
 from tradetape.errors import ExchangeError
+from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 PAGE_LIMIT = 1000
-AGG_TRADES_WEIGHT = 4
-EXCHANGE_INFO_WEIGHT = 20
+AGG_TRADES_WEIGHT = market_api(Market.SPOT).agg_trades_weight
+EXCHANGE_INFO_WEIGHT = market_api(Market.SPOT).exchange_info_weight
 DEFAULT_RETRY_AFTER_S = 60.0
 
 RestTrade = tuple[dict[str, Any], TradeRow]
@@ -69,16 +77,47 @@ def parse_page(body: bytes, from_id: int, limit: int) -> list[RestTrade]:
     return out
 
 
-def parse_trading_symbols(body: bytes) -> list[str]:
-    """The names an `exchangeInfo` answer lists with status TRADING, sorted, as the exchange wrote them.
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A symbol exchangeInfo lists as TRADING, as the exchange wrote it (not yet checked against the grammar)."""
 
-    Not yet checked against the symbol grammar: `tradetape.binance.symbols` does that and counts what it drops.
+    symbol: str
+    contract_type: str | None = None
+    """Futures: PERPETUAL, CURRENT_QUARTER, ... (None on spot)."""
+    contract_size: int | None = None
+    """COIN-M: what one contract is worth in USD (quantities are contracts); None elsewhere."""
+
+
+def parse_listing(body: bytes, api: MarketApi | None = None) -> list[Listed]:
+    """What an `exchangeInfo` answer of `api`'s market (default spot) lists as TRADING, sorted by symbol.
+
+    Futures: perpetual and delivery contracts, i.e. those with a contract type (settled ones have
+    none); COIN-M's status is `contractStatus` and its `contractSize` must be a positive integer.
+    The names are not yet checked against the symbol grammar: `tradetape.binance.symbols` does that
+    and counts what it drops.
     """
+    api = api or market_api(Market.SPOT)
+    futures = api.market is not Market.SPOT
+    listed: list[Listed] = []
     try:
-        info = orjson.loads(body)
-        return sorted(str(s["symbol"]) for s in info["symbols"] if s.get("status") == "TRADING")
+        for entry in orjson.loads(body)["symbols"]:
+            if entry.get(api.status_field) != "TRADING":
+                continue
+            contract_type = entry.get("contractType") if futures else None
+            if futures and not (isinstance(contract_type, str) and contract_type):
+                continue
+            size = entry["contractSize"] if api.contract_size else None
+            if api.contract_size and (type(size) is not int or size <= 0):
+                raise TypeError(f"contractSize of {str(entry['symbol'])[:40]!r} is {size!r}, not a positive integer")
+            listed.append(Listed(str(entry["symbol"]), contract_type, size))
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise GapFillError(f"exchangeInfo answer unusable: {exc!r}") from None
+    return sorted(listed, key=lambda item: item.symbol)
+
+
+def parse_trading_symbols(body: bytes) -> list[str]:
+    """The names a spot `exchangeInfo` answer lists with status TRADING, sorted, as the exchange wrote them."""
+    return [item.symbol for item in parse_listing(body)]
 
 
 class WeightBudget:
@@ -110,31 +149,59 @@ class WeightBudget:
 
 
 class RestClient:
-    def __init__(self, rest_url: str, *, weight_per_minute: int, timeout: float = 10.0) -> None:
-        self._base = rest_url.rstrip("/")
+    """One market's REST: its paths, its weights, its own budget."""
+
+    def __init__(
+        self, rest_url: str, *, weight_per_minute: int, market: Market = Market.SPOT, timeout: float = 10.0
+    ) -> None:
+        self.api = market_api(market)
+        self.base_url = rest_url.rstrip("/")
         self._timeout = timeout
         self.budget = WeightBudget(weight_per_minute)
+        if weight_per_minute > self.api.weight_limit_per_minute:
+            logger.warning(
+                "rest weight budget above the exchange's limit",
+                extra={"market": market.value, "budget": weight_per_minute, "limit": self.api.weight_limit_per_minute},
+            )
         self.paused_until = 0.0
         """Monotonic time before which no call is made (429 / 418)."""
         self.calls = 0
         self.failures = 0
 
-    async def agg_trades(self, symbol: str, from_id: int, limit: int = PAGE_LIMIT) -> list[RestTrade]:
-        """Up to `limit` validated trades from `from_id` inclusive; `GapFillError` if the answer is unusable."""
-        body = await self._get(
-            "/api/v3/aggTrades", {"symbol": symbol, "fromId": from_id, "limit": limit}, AGG_TRADES_WEIGHT
+    @classmethod
+    def of(cls, settings: Settings, market: Market) -> RestClient:
+        """The client of `market` with its URL and weight budget from `settings`."""
+        return cls(
+            settings.binance_urls(market)[1], weight_per_minute=settings.rest_weight_per_minute(market), market=market
         )
+
+    @property
+    def market(self) -> Market:
+        return self.api.market
+
+    def _symbol(self, name: str) -> str:
+        """The exchange's symbol of an instrument of this client's market; `ValueError` for another market's."""
+        market, symbol = split_instrument(name)
+        if market is not self.api.market:
+            raise ValueError(f"{name} is not a {self.api.market.value} instrument: ask that market's client")
+        return symbol
+
+    async def agg_trades(self, name: str, from_id: int, limit: int = PAGE_LIMIT) -> list[RestTrade]:
+        """Up to `limit` validated trades from `from_id` inclusive; `GapFillError` if the answer is unusable."""
+        params = {"symbol": self._symbol(name), "fromId": from_id, "limit": limit}
+        body = await self._get(self.api.agg_trades_path, params, self.api.agg_trades_weight)
         return parse_page(body, from_id, limit)
 
-    async def newest_id(self, symbol: str) -> int | None:
-        """The newest agg id the exchange has for `symbol` (None if it has none)."""
-        body = await self._get("/api/v3/aggTrades", {"symbol": symbol, "limit": 1}, AGG_TRADES_WEIGHT)
-        page = parse_page(body, 0, 1)
+    async def newest_id(self, name: str) -> int | None:
+        """The newest agg id the exchange has for instrument `name` (None if it has none)."""
+        params = {"symbol": self._symbol(name), "limit": 1}
+        page = parse_page(await self._get(self.api.agg_trades_path, params, self.api.agg_trades_weight), 0, 1)
         return page[-1][1].agg_id if page else None
 
-    async def trading_symbols(self) -> list[str]:
-        """Every symbol `exchangeInfo` lists with status TRADING."""
-        return parse_trading_symbols(await self._get("/api/v3/exchangeInfo", {}, EXCHANGE_INFO_WEIGHT))
+    async def listing(self) -> list[Listed]:
+        """Every symbol `exchangeInfo` lists as TRADING (futures: perpetual and delivery contracts)."""
+        body = await self._get(self.api.exchange_info_path, {}, self.api.exchange_info_weight)
+        return parse_listing(body, self.api)
 
     async def _get(self, path: str, params: dict[str, Any], weight: int) -> bytes:
         wait = self.paused_until - time.monotonic()
@@ -142,7 +209,7 @@ class RestClient:
             await asyncio.sleep(wait)
         await self.budget.acquire(weight)
         self.calls += 1
-        url = f"{self._base}{path}?{urllib.parse.urlencode(params)}" if params else f"{self._base}{path}"
+        url = f"{self.base_url}{path}?{urllib.parse.urlencode(params)}" if params else f"{self.base_url}{path}"
         try:
             return await asyncio.to_thread(self._fetch, url)
         except GapFillError:

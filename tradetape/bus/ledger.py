@@ -25,6 +25,7 @@ from nats.js.kv import KeyValue
 
 from tradetape.bus.provision import kv_bucket_config
 from tradetape.bus.subjects import EXCHANGE
+from tradetape.domain.instruments import instrument_token
 from tradetape.errors import FormatError
 
 LEDGER_BUCKET = "TAPE_INGEST_LEDGER"
@@ -71,7 +72,7 @@ class LedgerEntry:
 
 
 def ledger_key(symbol: str) -> str:
-    return f"{EXCHANGE}.{symbol}"
+    return f"{EXCHANGE}.{instrument_token(symbol)}"
 
 
 def encode_entry(entry: LedgerEntry) -> bytes:

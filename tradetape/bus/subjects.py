@@ -9,6 +9,7 @@ nats-server close the connection (its control line holds 4 KiB).
 
 from __future__ import annotations
 
+from tradetape.domain.instruments import instrument_token
 from tradetape.domain.symbols import check_symbol
 
 TRADES_STREAM = "TAPE_TRADES"
@@ -35,7 +36,7 @@ EXCHANGE = "binance"
 
 
 def trade_subject(symbol: str) -> str:
-    return f"{TRADES_PREFIX}.{check_symbol(symbol)}"
+    return f"{TRADES_PREFIX}.{instrument_token(symbol)}"
 
 
 def symbol_of(subject: str) -> str:

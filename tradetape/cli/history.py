@@ -100,7 +100,8 @@ def simulator_settings(settings: Settings) -> Settings:
     """
     from tradetape.ground.url_files import read_url_file
 
-    unset = [f for f in ("binance_rest_url", "history_url") if f not in settings.model_fields_set]
+    fields = ("binance_rest_url", "binance_um_rest_url", "binance_cm_rest_url", "history_url")  # one REST root
+    unset = [f for f in fields if f not in settings.model_fields_set]
     url = read_url_file(settings.exchange_url_file) if unset else None
     if url is None:
         return settings

@@ -348,17 +348,25 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_exchange(args: argparse.Namespace, settings: Settings) -> int:
+    from tradetape.domain.instruments import Market
     from tradetape.ground.url_files import write_url_file
     from tradetape.runtime.lifecycle import stop_on_signals
     from tradetape.services.exchange import Exchange
+    from tradetape.settings import MARKET_URL_FIELDS
 
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with Exchange(exchange_config(args, settings)) as exchange:  # type: ignore[arg-type]
-        if args.ready_file is not None:
-            urls = {"ws_url": exchange.ws_url, "rest_url": exchange.rest_url}
+        if args.ready_file is not None:  # the settings pointing each market's clients at it
+            urls: dict[str, str] = {}
+            for market, (ws_field, rest_field) in MARKET_URL_FIELDS.items():
+                urls[ws_field], urls[rest_field] = exchange.urls(market)
             write_url_file(args.ready_file, orjson.dumps(urls).decode())
         print(f"exchange simulator on {exchange.ws_url} (WebSocket) and {exchange.rest_url} (REST)", file=sys.stderr)
+        print(
+            f"USD-M at {exchange.urls(Market.UM)[0]}, COIN-M at {exchange.urls(Market.CM)[0]} (same REST)",
+            file=sys.stderr,
+        )
         await stop.wait()
     return 0
 

@@ -41,7 +41,7 @@ from tradetape.runtime.lifecycle import stop_on_signals
 from tradetape.runtime.nats_server import EmbeddedNatsServer, NatsPortInUse, NatsServerError
 from tradetape.runtime.nats_users import INTERNAL_USER, Credential, EmbeddedUsers, query_credential
 from tradetape.runtime.processes import die_with_parent, tradetape_command
-from tradetape.settings import Settings
+from tradetape.settings import MARKET_URL_FIELDS, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -266,12 +266,12 @@ async def start_simulator(child: Child, exchange_args: list[str], stop: asyncio.
         shutil.rmtree(ready_dir, ignore_errors=True)
     if urls is None:
         return None
-    ws_url, rest_url = urls
-    child.args = ["exchange", "--port", str(urlsplit(ws_url).port), *exchange_args]
-    return {"binance_ws_url": ws_url, "binance_rest_url": rest_url}
+    child.args = ["exchange", "--port", str(urlsplit(urls["binance_ws_url"]).port), *exchange_args]
+    return urls
 
 
-async def _wait_ready(child: Child, ready_file: Path, stop: asyncio.Event) -> tuple[str, str] | None:
+async def _wait_ready(child: Child, ready_file: Path, stop: asyncio.Event) -> dict[str, str] | None:
+    """The URL settings the simulator's ready file gives, every market's (`MARKET_URL_FIELDS`)."""
     assert child.process is not None
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not stop.is_set():
@@ -279,7 +279,7 @@ async def _wait_ready(child: Child, ready_file: Path, stop: asyncio.Event) -> tu
             raise StartupError(f"the exchange simulator exited with code {child.process.returncode}")
         try:
             ready = orjson.loads(ready_file.read_bytes())
-            return str(ready["ws_url"]), str(ready["rest_url"])
+            return {field: str(ready[field]) for fields in MARKET_URL_FIELDS.values() for field in fields}
         except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
             pass
         if time.monotonic() > deadline:
