@@ -6,8 +6,8 @@ Two users, no anonymous access on either listener:
   plain TCP (`allowed_connection_types`), so no WebSocket client is ever it, even with its
   password. A new password each run, handed to the children in `NATS_URL` and to the local
   commands in `<data dir>/nats.url` (0600).
-- `query`, the QUERY role of `deploy/nats/auth.conf` (ask `tape.query.>`, follow
-  `tape.live.>`, nothing else), for the web page: its password is random per data
+- `query`, the QUERY role of `deploy/nats/auth.conf` (ask `tape.query.>`, read what analytics
+  serves from the `TAPE_SERVED` bucket, follow `tape.live.>`, nothing else), for the web page: its password is random per data
   directory and kept 0600 in `<data dir>/nats-ws.user.json`, which `tradetape web` hands
   to the page in `config.json`. The role is written here as well as in auth.conf (which
   is no part of the package); tests/runtime/test_nats_users.py holds the two equal.
@@ -32,7 +32,15 @@ logger = logging.getLogger(__name__)
 INTERNAL_USER = "tradetape"
 QUERY_USER = "query"
 QUERY_PERMISSIONS: dict[str, Any] = {
-    "publish": {"allow": ["tape.query.>", "tape.schema", "$SRV.INFO.tradetape-analytics"]},
+    "publish": {
+        "allow": [
+            "tape.query.>",
+            "tape.schema",
+            "$SRV.INFO.tradetape-analytics",
+            "$JS.API.STREAM.INFO.KV_TAPE_SERVED",
+            "$JS.API.DIRECT.GET.KV_TAPE_SERVED.>",
+        ]
+    },
     "subscribe": {"allow": ["_INBOX_QUERY.>", "tape.live.>"]},
 }
 """The QUERY role of deploy/nats/auth.conf, to the letter (tests/runtime/test_nats_users.py compares them)."""
