@@ -403,6 +403,28 @@ class Exchange:
         finally:
             await self.stop()
 
+    def list_symbol(self, symbol: str) -> None:
+        """List `symbol` from now on, as Binance lists a new pair: in exchangeInfo, on the streams and REST, and
+        generated at the configured rate (a symbol listed already is left as it is)."""
+        if not _SYMBOL_RE.match(symbol):
+            raise ValueError(f"symbols are upper-case letters and digits: {symbol!r}")
+        if symbol in self._histories:
+            return
+        config = self.config
+        self.config = dataclasses.replace(config, symbols=(*config.symbols, symbol))
+        self._histories[symbol] = TradeHistory(
+            symbol,
+            config.max_history,
+            void_every=config.faults.void_every,
+            record=None if config.state_dir is None else ReleasedRows.of(config.state_dir, symbol),
+        )
+        self._tick_sizes[symbol] = config.tick_size(symbol)
+        if config.rate > 0 and self._server is not None:
+            feed = self._generator_feed(config, symbol)
+            self._feeds.append(feed)
+            feed.start()
+        logger.info("%s listed", symbol)
+
     @property
     def faults(self) -> FaultConfig:
         return self.config.faults
@@ -424,11 +446,20 @@ class Exchange:
         return self._rest_faults.failed
 
     def _control(self, path: str) -> Response:
-        """``GET /control/faults?name=value&...``: change faults at run time; answers the faults in force."""
+        """``GET /control/faults?name=value&...``: change faults at run time; answers the faults in force.
+
+        ``GET /control/list?symbol=NEWUSDT``: list a symbol now (`list_symbol`); answers every symbol listed.
+        """
         parts = urlsplit(path)
+        params = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
+        if parts.path == "/control/list":
+            try:
+                self.list_symbol(params.get("symbol", ""))
+            except ValueError as exc:
+                return _json_response(HTTPStatus.BAD_REQUEST, orjson.dumps({"code": -1100, "msg": str(exc)}))
+            return _json_response(HTTPStatus.OK, orjson.dumps({"symbols": self.symbols}))
         if parts.path != "/control/faults":
             return _json_response(HTTPStatus.NOT_FOUND, orjson.dumps({"code": -1000, "msg": "Not found."}))
-        params = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
         try:
             self.set_faults(FaultConfig.from_query(self.config.faults, params))
         except (ValueError, TypeError) as exc:

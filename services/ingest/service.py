@@ -30,7 +30,7 @@ from nats.js.kv import KeyValue
 from tradetape.binance.aggtrade import TradeFormatError
 from tradetape.binance.frames import AggTradeFrame, ControlFrame, FrameError, ReplyFrame, parse_frame
 from tradetape.binance.rest import RestClient, RestTrade
-from tradetape.binance.symbols import resolve_symbols
+from tradetape.binance.symbols import follow_listings, resolve_symbols
 from tradetape.bus.codec import decode_trade, encode_trade
 from tradetape.bus.deadletter import deadletter_message
 from tradetape.bus.ledger import LedgerEntry, LedgerFormatError, ledger_bucket, read_entry, write_entry
@@ -84,6 +84,8 @@ class IngestService:
         )
         self.filler = GapFiller(self._rest, self.tapes, self._accept_rest, self._filler_ready, probes)
         self.feeds: list[Feed] = []
+        self._limiter = AttemptLimiter()
+        """Connection attempts of every feed, those of listed symbols too, within Binance's limit."""
         self._written: dict[str, tuple[int, int, tuple[Any, ...]]] = {}
         self.stats = StatsBook(self)
         self.metrics = ServiceMetrics("ingest", self.stats.metrics)
@@ -150,7 +152,9 @@ class IngestService:
             ledger = group.create_task(self._ledger_loop(kv), name="ingest-ledger")
             stats = group.create_task(self.stats.log_loop(self._settings.ingest_stats_interval_s), name="ingest-stats")
             feeds = [group.create_task(feed.run(stop), name=f"ingest-feed-{feed.name}") for feed in self.feeds]
+            listings = group.create_task(self._follow_listings(kv, stop, group, feeds), name="ingest-listings")
             await stop.wait()
+            await cancel_and_wait(listings)
             await asyncio.gather(*feeds)
             await cancel_and_wait(filler)
             left = await self.publisher.drain(DRAIN_TIMEOUT_S)
@@ -201,26 +205,48 @@ class IngestService:
             return None
 
     def _build_feeds(self, symbols: tuple[str, ...]) -> None:
+        self.feeds = self._feeds_for(symbols)
+
+    def _feeds_for(self, symbols: tuple[str, ...]) -> list[Feed]:
+        """The connections that carry `symbols`, numbered on after the feeds there are."""
         settings = self._settings
         options = FeedOptions(
             silence_timeout=settings.ingest_silence_timeout_s,
             max_age=settings.ingest_max_connection_age_s,
             max_frame_bytes=settings.ingest_max_frame_bytes,
         )
-        limiter = AttemptLimiter()
-        self.feeds = [
+        return [
             Feed(
-                str(index),
+                str(len(self.feeds) + index),
                 settings.binance_ws_url,
                 group,
                 self.handle_frame,
-                limiter=limiter,
+                limiter=self._limiter,
                 options=options,
                 on_subscribed=self.filler.request_tails,
                 flow=self.publisher,
             )
             for index, group in enumerate(split_symbols(symbols, settings.ingest_streams_per_connection))
         ]
+
+    # -- symbols listed while ingest runs (a hook of its own: `follow_listings` does the asking) --
+
+    async def _follow_listings(
+        self, kv: KeyValue, stop: asyncio.Event, group: asyncio.TaskGroup, feeds: list[asyncio.Task[None]]
+    ) -> None:
+        """With `ALL`: a symbol listed while ingest runs gets its tape and a connection of its own, no restart."""
+
+        async def listed(new: tuple[str, ...]) -> None:
+            added = tuple(symbol for symbol in new if symbol not in self.tapes)
+            if not added:
+                return
+            await self._restore(kv, added)
+            for feed in self._feeds_for(added):
+                self.feeds.append(feed)
+                feeds.append(group.create_task(feed.run(stop), name=f"ingest-feed-{feed.name}"))
+            logger.info("listed symbols ingested", extra={"added": ",".join(added[:50]), "symbols": len(self.tapes)})
+
+        await follow_listings(self._settings, stop, tuple(self.tapes), listed, rest=self._rest)
 
     # -- the hot path: one call per frame, no awaits ---------------------------------
 

@@ -7,9 +7,9 @@ Two users, no anonymous access on either listener:
   password. A new password each run, handed to the children in `NATS_URL` and to the local
   commands in `<data dir>/nats.url` (0600).
 - `query`, the QUERY role of `deploy/nats/auth.conf` (ask `tape.query.>`, read what analytics
-  serves from the `TAPE_SERVED` bucket, follow `tape.live.>`, nothing else), for the web page: its password is random per data
-  directory and kept 0600 in `<data dir>/nats-ws.user.json`, which `tradetape web` hands
-  to the page in `config.json`. The role is written here as well as in auth.conf (which
+  serves from the `TAPE_SERVED` bucket, follow `tape.live.>`, nothing else), for the web page:
+  its password is random per data directory and kept 0600 in `<data dir>/nats-ws.user.json`,
+  which `tradetape web` hands to the page in `config.json`. The role is written here as well as in auth.conf (which
   is no part of the package); tests/runtime/test_nats_users.py holds the two equal.
 """
 
