@@ -49,6 +49,8 @@ ERROR_CODES = {
     "other ranges and symbols still answer",
     "unavailable": "NATS cannot be reached, nobody serves the symbol (the message lists what is served), "
     "or no reply came in time",
+    "unserved": "the analytics reply for a symbol its shard does not serve; the tools report it as unavailable, "
+    "with what is served",
 }
 """Every `error.code` a tool error carries, and what it means (docs/mcp.md)."""
 CONVENTIONS = (

@@ -12,8 +12,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from tests.harness import request, run_services, wait_for
 from tradetape.api.registry import methods
-from tradetape.bus.served import read_served
 from tradetape.bus.ledger import LedgerEntry, LedgerGap, ledger_bucket, ledger_key, write_entry
+from tradetape.bus.served import read_served
 from tradetape.services.exchange import Exchange, ExchangeConfig
 from tradetape.settings import Settings
 
