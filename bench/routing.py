@@ -5,7 +5,9 @@ Starts a nats-server and one `tradetape analytics` process a shard (`--shards`, 
 answer itself costs next to nothing and the figures are the routing's), waits until every
 symbol answers `coverage`, then asks `coverage` of the symbols in turn: `--requests`
 sequential requests for p50/p99 (each timed from the request to its reply), and
-`--concurrency` in flight for `--seconds` for the throughput. It only sends NATS requests, so
+`--concurrency` in flight for `--seconds` for the throughput, and the CPU all the analytics
+processes spent a sequential request (from /proc: robust on a busy machine, where the
+latencies are not). It only sends NATS requests, so
 the same script measures any version of analytics: run it with `PYTHONPATH` at another
 checkout to compare (the README of bench/ has the command). Nothing here is part of the test run.
 """
@@ -75,13 +77,26 @@ async def wait_served(nc: Client, symbols: list[str], timeout: float = 120.0) ->
                 await asyncio.sleep(0.2)
 
 
-async def measure(url: str, symbols: list[str], requests: int, concurrency: int, seconds: float) -> dict[str, float]:
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU of `pids` so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(
+    url: str, symbols: list[str], requests: int, concurrency: int, seconds: float, pids: list[int]
+) -> dict[str, float]:
     nc = await nats.connect(url)
     try:
         await wait_served(nc, symbols)
         for index in range(200):  # warm-up
             await ask(nc, symbols[index % len(symbols)])
+        cpu = cpu_seconds(pids)
         times = sorted([await ask(nc, symbols[index % len(symbols)]) for index in range(requests)])
+        cpu = cpu_seconds(pids) - cpu
         done = 0
         stop_at = time.monotonic() + seconds
 
@@ -99,6 +114,7 @@ async def measure(url: str, symbols: list[str], requests: int, concurrency: int,
             "p50_ms": 1000 * statistics.median(times),
             "p99_ms": 1000 * times[int(0.99 * (len(times) - 1))],
             "per_s": done / (time.monotonic() - started),
+            "cpu_us": 1e6 * cpu / requests,
         }
     finally:
         await nc.close()
@@ -107,20 +123,25 @@ async def measure(url: str, symbols: list[str], requests: int, concurrency: int,
 async def run(args: argparse.Namespace) -> None:
     symbols = symbols_of(args.symbols)
     print(f"# {args.symbols} symbols, {args.requests} sequential coverage requests, {args.concurrency} in flight")
-    print("shards  p50_ms  p99_ms  requests/s")
+    print("shards  p50_ms  p99_ms  requests/s  analytics_cpu_us/request")
     for shards in args.shards:
         with tempfile.TemporaryDirectory(prefix="tradetape-routing-") as scratch:
             root = Path(scratch)
             async with EmbeddedNatsServer(root / "nats") as server:
                 procs = start_shards(server.url, root / "data", symbols, shards)
                 try:
-                    figures = await measure(server.url, symbols, args.requests, args.concurrency, args.seconds)
+                    pids = [proc.pid for proc in procs]
+                    figures = await measure(server.url, symbols, args.requests, args.concurrency, args.seconds, pids)
                 finally:
                     for proc in procs:
                         proc.terminate()
                     for proc in procs:
                         proc.wait(30)
-        print(f"{shards:>6}  {figures['p50_ms']:6.2f}  {figures['p99_ms']:6.2f}  {figures['per_s']:10.0f}", flush=True)
+        print(
+            f"{shards:>6}  {figures['p50_ms']:6.2f}  {figures['p99_ms']:6.2f}  {figures['per_s']:10.0f}"
+            f"  {figures['cpu_us']:24.0f}",
+            flush=True,
+        )
 
 
 def main() -> None:

@@ -174,8 +174,8 @@ class TapeClient:
         """Nobody answers `subject`: the error naming what is served."""
         try:
             served = await self.served()
-        except (NatsError, TimeoutError) as exc:
-            return TapeUnavailable(f"no analytics worker serves {subject}; what is served is unknown: {exc!r}")
+        except TapeUnavailable as exc:
+            return TapeUnavailable(f"no analytics worker serves {subject}; what is served is unknown: {exc}")
         return TapeUnavailable(
             f"no analytics worker serves {subject}: {describe_served(served, method, symbol)}", served
         )
@@ -184,7 +184,10 @@ class TapeClient:
         """Instrument → the methods some analytics shard answers for it, from the served lists each shard keeps in
         NATS KV (`tradetape.bus.served`; names that are no symbol left out, as no query could be sent for them)."""
         nc = await self._connection()
-        return served_methods(await read_served(nc.jetstream()))
+        try:
+            return served_methods(await read_served(nc.jetstream()))
+        except (NatsError, TimeoutError) as exc:
+            raise TapeUnavailable(f"the served lists in NATS KV cannot be read: {exc!r}") from None
 
     async def live_profile(
         self,
