@@ -28,8 +28,8 @@ from typing import Any, Self
 
 import orjson
 from nats.aio.client import Client
+from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import Error as NatsError
-from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import ValidationError
 
@@ -186,6 +186,8 @@ class TapeClient:
         nc = await self._connection()
         try:
             return served_methods(await read_served(nc.jetstream()))
+        except ConnectionClosedError:  # a client used after `close()`: the caller's mistake, not unavailability
+            raise
         except (NatsError, TimeoutError) as exc:
             raise TapeUnavailable(f"the served lists in NATS KV cannot be read: {exc!r}") from None
 
