@@ -14,7 +14,7 @@ instead, at start and whenever a listing adds some; every reader (the client's `
 
 Bounds: a value is refused above `MAX_SERVED_JSON` (4 MiB of JSON, ~110,000 instruments of the
 longest names; Binance lists ~3,500 over its three markets) or above the connection's max
-payload compressed (2,500 symbols make ~33 KB of JSON and ~9 KB compressed); a reader inflates
+payload compressed (2,500 of the simulator's symbols make 30 KB of JSON, 6 KB compressed); a reader inflates
 at most `MAX_SERVED_JSON` of a value and reads at most `MAX_SHARDS` keys. A value it cannot
 read is left out with a warning, never an exception: discovery is most needed when something
 is wrong.
