@@ -10,8 +10,8 @@ request against the method's model before sending it, and raises:
     TapeError
     ├── ClientQueryError  an error reply (`code`, `message`, `details`; a `tradetape.api.errors.QueryError`),
     │                     or a request refused before it is sent (an unknown method: the known ones listed)
-    └── TapeUnavailable   NATS unreachable, nobody serving the method and symbol (`served`: what is), or no
-                          reply in time
+    └── TapeUnavailable   NATS unreachable, nobody serving the method and symbol (`served`: what is, from the
+                          served lists analytics keeps in NATS KV, `tradetape.bus.served`), or no reply in time
 
 `SyncTapeClient` is the same for code that is not async (scripts, notebooks).
 """
@@ -28,8 +28,8 @@ from typing import Any, Self
 
 import orjson
 from nats.aio.client import Client
+from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import Error as NatsError
-from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import ValidationError
 
@@ -43,9 +43,10 @@ from tradetape.api.registry import method as registered_method
 from tradetape.api.registry import methods
 from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect, resolve_nats_url
-from tradetape.bus.subjects import ANALYTICS_SERVICE, bars_subject, micro_subject, profile_subject, query_subject
+from tradetape.bus.served import read_served, served_methods
+from tradetape.bus.subjects import bars_subject, profile_subject, query_subject
 from tradetape.domain.bars import SECOND_MS
-from tradetape.domain.symbols import SymbolError, is_symbol, symbol_from_input
+from tradetape.domain.symbols import SymbolError, symbol_from_input
 from tradetape.errors import TradetapeError
 from tradetape.ground.redaction import redact_url
 from tradetape.settings import Settings
@@ -56,6 +57,8 @@ DEFAULT_TIMEOUT_S = 30.0
 LIVE_JOIN_ATTEMPTS = 50
 LIVE_BARS_CHUNK_MS = 900_000
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+UNSERVED = "unserved"
+"""The error code of the shard an instrument belongs to when it does not serve it (`tradetape.api.errors`)."""
 SHOWN_SYMBOLS = 50
 """Served symbols an error message names at most (with `TRADETAPE_SYMBOLS=ALL` there are thousands)."""
 
@@ -147,44 +150,48 @@ class TapeClient:
         try:
             msg = await nc.request(subject, body, timeout=self.timeout)
         except NoRespondersError:
-            served = await self.served()
-            message = f"no analytics worker serves {subject}: {describe_served(served, method, symbol)}"
-            raise TapeUnavailable(message, served) from None
+            raise await self._unserved(subject, method, symbol) from None
         except NatsTimeoutError:
             raise TapeUnavailable(f"no reply on {subject} within {self.timeout}s") from None
         except NatsError as exc:
             raise TapeUnavailable(f"{subject}: {exc}") from None
         headers = msg.headers or {}
         if headers.get(ERROR_CODE_HEADER):
-            raise _error_of(msg.data, headers)
+            error = _error_of(msg.data, headers)
+            if error.code == UNSERVED:
+                raise await self._unserved(subject, method, symbol) from error
+            raise error
         return spec.reply.model_validate_json(msg.data)
 
-    async def served(self) -> dict[str, list[str]]:
-        """Symbol → the methods some analytics worker answers for it (from `$SRV.INFO`; names that are no symbol
-        left out, as no query could be sent for them)."""
-        await self._connection()
-        inbox = self.nc.new_inbox()
-        subscription = await self.nc.subscribe(inbox)
-        served: dict[str, set[str]] = {}
+    async def _unserved(self, subject: str, method: str, symbol: str) -> TapeUnavailable:
+        """Nobody answers `subject`: the error naming what is served."""
         try:
-            await self.nc.publish(micro_subject("INFO", ANALYTICS_SERVICE), b"", reply=inbox)
-            while True:
-                try:
-                    msg = await subscription.next_msg(timeout=0.5)
-                except NatsTimeoutError:
-                    break
-                if not msg.data:  # the server's "no responders" status: nobody is running
-                    break
-                for endpoint in orjson.loads(msg.data).get("endpoints") or []:
-                    meta = endpoint.get("metadata") or {}
-                    if is_symbol(meta.get("symbol")) and "method" in meta:
-                        served.setdefault(meta["symbol"], set()).add(meta["method"])
-        finally:
-            await subscription.unsubscribe()
-        return {symbol: sorted(names) for symbol, names in sorted(served.items())}
+            served = await self.served()
+        except TapeUnavailable as exc:
+            return TapeUnavailable(f"no analytics worker serves {subject}; what is served is unknown: {exc}")
+        return TapeUnavailable(
+            f"no analytics worker serves {subject}: {describe_served(served, method, symbol)}", served
+        )
+
+    async def served(self) -> dict[str, list[str]]:
+        """Instrument → the methods some analytics shard answers for it, from the served lists each shard keeps in
+        NATS KV (`tradetape.bus.served`; names that are no symbol left out, as no query could be sent for them)."""
+        nc = await self._connection()
+        try:
+            return served_methods(await read_served(nc.jetstream()))
+        except ConnectionClosedError:  # a client used after `close()`: the caller's mistake, not unavailability
+            raise
+        except (NatsError, TimeoutError) as exc:
+            raise TapeUnavailable(f"the served lists in NATS KV cannot be read: {exc!r}") from None
 
     async def live_profile(
-        self, symbol: str, /, *, last: str | None = None, start: int | str | None = None, end: int | str | None = None,
+        self,
+        symbol: str,
+        /,
+        *,
+        last: str | None = None,
+        start: int | str | None = None,
+        end: int | str | None = None,
         **fields: Any,
     ) -> AsyncIterator[VolumeProfileReply]:
         """The volume profile of the range, yielded after the snapshot and after every update that changed it.
@@ -240,9 +247,7 @@ class TapeClient:
         async for bars_reply in self._follow(bars_subject(symbol), LiveBarsUpdate, join):
             yield bars_reply
 
-    async def _follow(
-        self, subject: str, model: type[Any], join: Callable[[], Awaitable[Any]]
-    ) -> AsyncIterator[Any]:
+    async def _follow(self, subject: str, model: type[Any], join: Callable[[], Awaitable[Any]]) -> AsyncIterator[Any]:
         """Subscribe, join a snapshot, then apply updates; a lost update means a new snapshot."""
         await self._connection()
         subscription = await self.nc.subscribe(subject)
@@ -280,7 +285,7 @@ class TapeClient:
 def describe_served(served: dict[str, list[str]], method: str, symbol: str) -> str:
     """Why nobody answered `method` about `symbol`, in terms of what is served."""
     if not served:
-        return "no analytics worker is running (start `tradetape up` or `tradetape analytics`)"
+        return "no analytics worker has said what it serves (start `tradetape up` or `tradetape analytics`)"
     if symbol not in served:
         names = list(served)
         more = f" and {len(names) - SHOWN_SYMBOLS} more" if len(names) > SHOWN_SYMBOLS else ""
@@ -331,8 +336,8 @@ def _error_of(data: bytes, headers: dict[str, str]) -> ClientQueryError:
 class SyncTapeClient:
     """`TapeClient` for code that is not async: each call runs on the client's own event loop.
 
-        with SyncTapeClient.connect() as tape:
-            bars = tape.query("coverage", "BTCUSDT")
+    with SyncTapeClient.connect() as tape:
+        bars = tape.query("coverage", "BTCUSDT")
     """
 
     def __init__(self, runner: asyncio.Runner, client: TapeClient) -> None:
@@ -375,4 +380,3 @@ class SyncTapeClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-

@@ -13,6 +13,7 @@ rule of `tradetape.runtime.http_access` (Host, Origin, a bearer token, the reque
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -48,6 +49,8 @@ ERROR_CODES = {
     "other ranges and symbols still answer",
     "unavailable": "NATS cannot be reached, nobody serves the symbol (the message lists what is served), "
     "or no reply came in time",
+    "unserved": "the analytics reply for a symbol its shard does not serve; the tools report it as unavailable, "
+    "with what is served",
 }
 """Every `error.code` a tool error carries, and what it means (docs/mcp.md)."""
 CONVENTIONS = (
@@ -92,11 +95,23 @@ def _argument_help(method: QueryMethod[Any, Any]) -> str:
     return "; ".join(parts)
 
 
+LIST_SYMBOLS_PAGE = 100
+"""Symbols a `list_symbols` page holds (each with its coverage): with `ALL` thousands are served."""
+LIST_SYMBOLS_CONCURRENCY = 16
+"""Coverage queries of one page in flight at once."""
 LIST_SYMBOLS_TOOL = types.Tool(
     name=LIST_SYMBOLS,
     description="The symbols served, the methods each answers, and each tape's trade count, first and "
-    "last trade time (epoch ms) and gap count. Takes no arguments.",
-    input_schema={"type": "object", "properties": {}},
+    f"last trade time (epoch ms) and gap count; {LIST_SYMBOLS_PAGE} a page, in name order, with `count` (all that "
+    "match) and `next_offset` (call again with offset set to it for the next page; null: none left). "
+    "`contains` keeps the symbols whose name holds it (e.g. USDT).",
+    input_schema={
+        "type": "object",
+        "properties": {
+            "offset": {"type": "integer", "minimum": 0, "default": 0},
+            "contains": {"type": "string", "maxLength": MAX_SYMBOL_LENGTH},
+        },
+    },
 )
 
 
@@ -119,7 +134,11 @@ def build_server(settings: Settings) -> Server[TapeClient]:
         arguments = dict(params.arguments or {})
         try:
             if params.name == LIST_SYMBOLS:
-                return _text(bounded(LIST_SYMBOLS, await list_symbols(client), {}))
+                offset, contains = arguments.get("offset", 0), arguments.get("contains", "")
+                if not isinstance(offset, int) or offset < 0 or not isinstance(contains, str):
+                    return _error("invalid_request", "offset is a whole number from 0, contains a string")
+                page = await list_symbols(client, offset=offset, contains=contains[:MAX_SYMBOL_LENGTH])
+                return _text(bounded(LIST_SYMBOLS, page, {}))
             if params.name not in methods():
                 tools = [LIST_SYMBOLS, *methods()]
                 message = f"no tool {params.name!r}; tools: {', '.join(tools)}"
@@ -144,22 +163,37 @@ def build_server(settings: Settings) -> Server[TapeClient]:
     )
 
 
-async def list_symbols(client: TapeClient) -> dict[str, Any]:
-    served = await client.served()
-    symbols = []
-    for symbol, names in served.items():
-        entry: dict[str, Any] = {"symbol": symbol, "methods": names}
+async def list_symbols(
+    client: TapeClient, *, offset: int = 0, contains: str = "", page: int = LIST_SYMBOLS_PAGE
+) -> dict[str, Any]:
+    """One page of the served symbols (from the shards' served lists) whose name holds `contains`, with coverage."""
+    wanted = contains.strip().upper()
+    served = [(symbol, names) for symbol, names in (await client.served()).items() if wanted in symbol]
+    shown = served[offset : offset + page]
+    slots = asyncio.Semaphore(LIST_SYMBOLS_CONCURRENCY)
+
+    async def entry(symbol: str, names: list[str]) -> dict[str, Any]:
+        row: dict[str, Any] = {"symbol": symbol, "methods": names}
         if "coverage" in names:
-            coverage = await client.query("coverage", symbol)
-            entry |= {
+            async with slots:
+                coverage = await client.query("coverage", symbol)
+            row |= {
                 "trade_count": coverage.trade_count,
                 "void_count": coverage.void_count,
                 "first_time": coverage.first_time,
                 "last_time": coverage.last_time,
                 "gaps": len(coverage.gaps),
             }
-        symbols.append(entry)
-    return {"symbols": symbols}
+        return row
+
+    symbols = await asyncio.gather(*(entry(symbol, names) for symbol, names in shown))
+    following = offset + page
+    return {
+        "count": len(served),
+        "offset": offset,
+        "symbols": list(symbols),
+        "next_offset": following if following < len(served) else None,
+    }
 
 
 def bounded(tool: str, body: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +230,7 @@ def _how_to_get_more(tool: str) -> str:
     if tool == "trades":
         return "call trades again with cursor set to next_cursor: it continues after the last trade shown"
     if tool == LIST_SYMBOLS:
-        return "call coverage for one symbol"
+        return "call list_symbols with offset set to next_offset, or coverage for one symbol"
     return f"the rows shown are the first; {methods()[tool].reply_hint} to get them all"
 
 

@@ -276,6 +276,12 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(
         default=64, ge=1, description="connections one HTTP server holds at once; beyond, new ones are closed"
     )
+    symbols_refresh_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="with symbols=ALL, seconds between two exchangeInfo questions of a running ingest, persist and "
+        "analytics: a symbol listed meanwhile is ingested, stored and served without a restart (0: at start only)",
+    )
 
     ingest_max_id_jump: int = Field(
         default=1_000_000,

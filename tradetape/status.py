@@ -2,10 +2,11 @@
 
 One read of everything an operator asks first: is NATS reachable, how deep is the trades
 stream and how far behind is each consumer, which service instances answer `$SRV.PING`
-(with their versions and uptimes from `$SRV.INFO` / `$SRV.STATS`), ingest's tail probe
-(from its stats: how soon a lost last trade is found), and per symbol what the store holds
-(analytics `coverage`), the gaps ingest still has open (its ledger) and the disk its shard
-uses. A part that does not answer is reported as such (`None` and a note in
+(with their versions and uptimes from `$SRV.INFO` / `$SRV.STATS`), what each analytics shard
+serves (its served list in NATS KV, `tradetape.bus.served`), ingest's tail probe (from its
+stats: how soon a lost last trade is found), and per symbol what the store holds (analytics
+`coverage`, `SYMBOL_CONCURRENCY` symbols at a time), the gaps ingest still has open (its
+ledger) and the disk its shard uses. A part that does not answer is reported as such (`None` and a note in
 `problems`), never an exception: a status screen is most needed when something is down.
 """
 
@@ -25,6 +26,7 @@ from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ValidationError
 
 from tradetape.bus.ledger import LedgerFormatError, open_gaps
+from tradetape.bus.served import Served, read_served
 from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM
 from tradetape.client import ClientQueryError, TapeClient, TapeUnavailable
 from tradetape.runtime.metrics import PREFIX, discover
@@ -34,6 +36,8 @@ from tradetape.store import find_shards
 DISCOVERY_WAIT_S = 0.5
 INGEST_SERVICE = f"{PREFIX}-ingest"
 QUERY_TIMEOUT_S = 5.0
+SYMBOL_CONCURRENCY = 16
+"""Symbols whose coverage and ledger are asked at once: thousands at once would be answered `overloaded`."""
 
 
 class NatsStatus(BaseModel):
@@ -112,12 +116,24 @@ class SymbolStatus(BaseModel):
     """The disk use of the symbol's shard directory (shared by the shard's symbols), when it is local."""
 
 
+class ShardServed(BaseModel):
+    """What one analytics shard serves, as its workers last published it."""
+
+    shard: str
+    shard_index: int
+    shard_count: int
+    symbols: int
+    methods: list[str]
+    updated_ms: int
+
+
 class SystemStatus(BaseModel):
     collected_at: int
     """Epoch ms."""
     nats: NatsStatus
     stream: StreamStatus | None = None
     services: list[ServiceStatus] = []
+    served: list[ShardServed] = []
     tail_probe: TailProbeStatus | None = None
     """None when no ingest runs or it did not answer."""
     symbols: list[SymbolStatus] = []
@@ -141,8 +157,9 @@ async def collect_status(nc: Client, settings: Settings, url: str) -> SystemStat
     stream = await _stream_status(nc, problems)
     services = await _services(nc)
     tail_probe = await _tail_probe(nc, problems) if any(s.name == INGEST_SERVICE for s in services) else None
+    served = await _served(nc, problems)
     shards = find_shards(settings.data_dir / "shards")
-    owners = _symbol_shards(services, shards)
+    owners = _symbol_shards(services, shards, served)
     if owners or not settings.symbols_from_exchange:
         symbols = sorted(set(owners) | (set() if owners else set(settings.symbols)))
     else:
@@ -153,10 +170,23 @@ async def collect_status(nc: Client, settings: Settings, url: str) -> SystemStat
         )
     disk = {shard: _disk_bytes(settings.data_dir / "shards" / shard) for shard in shards}
     tape = TapeClient(nc, timeout=QUERY_TIMEOUT_S)
-    rows = await asyncio.gather(*(_symbol_status(nc, tape, s, owners.get(s), disk, problems) for s in symbols))
+    slots = asyncio.Semaphore(SYMBOL_CONCURRENCY)
+
+    async def row(symbol: str) -> SymbolStatus:
+        async with slots:
+            return await _symbol_status(nc, tape, symbol, owners.get(symbol), disk, problems)
+
+    rows = await asyncio.gather(*(row(s) for s in symbols))
+    shards_served = [
+        ShardServed(
+            shard=name, shard_index=value.shard_index, shard_count=value.shard_count, symbols=len(value.symbols),
+            methods=value.methods, updated_ms=value.updated_ms,
+        )
+        for name, value in served.items()
+    ]
     return SystemStatus(
-        collected_at=_now_ms(), nats=nats_status, stream=stream, services=services, tail_probe=tail_probe,
-        symbols=list(rows), problems=problems,
+        collected_at=_now_ms(), nats=nats_status, stream=stream, services=services, served=shards_served,
+        tail_probe=tail_probe, symbols=list(rows), problems=problems,
     )
 
 
@@ -239,11 +269,26 @@ async def _tail_probe(nc: Client, problems: list[str]) -> TailProbeStatus | None
         return None
 
 
-def _symbol_shards(services: list[ServiceStatus], shards: dict[str, tuple[str, ...]]) -> dict[str, str | None]:
-    """Each known symbol and the shard that owns it: from the running services, then the local manifests."""
+async def _served(nc: Client, problems: list[str]) -> dict[str, Served]:
+    """Every analytics shard's served list; {} (and a problem) when the bucket cannot be read."""
+    try:
+        return await read_served(nc.jetstream())
+    except (NatsError, TimeoutError) as exc:
+        problems.append(f"served lists not readable: {exc!r}"[:300])
+        return {}
+
+
+def _symbol_shards(
+    services: list[ServiceStatus], shards: dict[str, tuple[str, ...]], served: dict[str, Served]
+) -> dict[str, str | None]:
+    """Each known symbol and the shard that owns it: from the running services, the served lists, then the local
+    manifests."""
     owners: dict[str, str | None] = {}
     for name, symbols in shards.items():
         for symbol in symbols:
+            owners[symbol] = name
+    for name, listed in served.items():
+        for symbol in listed.symbols:
             owners[symbol] = name
     for service in services:
         shard = service.metadata.get("shard")

@@ -1,13 +1,19 @@
 """The analytics service: a NATS micro service answering `tape.query.<method>.<SYMBOL>`.
 
 It serves the symbols of one shard (its share of `TRADETAPE_SYMBOLS`, or with `ALL` of
-the exchange's TRADING symbols, asked at start: `tradetape.binance.symbols`), reading
-that shard's RocksDB as a secondary instance and catching up with the writer before
-every answer (at most `CATCH_UP_EVERY_S` stale), with decoded segments kept between
-answers (`query_cache_mb`). Each registered method × symbol is one endpoint in the
-shard's queue group, so replicas share the load and NATS routes a query to a worker of
-the shard that owns its symbol. `$SRV.PING|INFO|STATS` discover it; error replies
-count in `$SRV.STATS` as errors.
+the exchange's TRADING symbols, asked at start and again every `symbols_refresh_s`:
+`tradetape.binance.symbols`), reading that shard's RocksDB as a secondary instance and
+catching up with the writer before every answer (at most `CATCH_UP_EVERY_S` stale), with
+decoded segments kept between answers (`query_cache_mb`).
+
+Routing: each method is one wildcard endpoint (`tape.query.<method>.>`) in the shard's queue
+group, so replicas share the load and `$SRV.INFO` stays a few KB whatever the symbol count.
+Every shard's workers receive every query; the shard the instrument hashes to
+(`tradetape.settings.shard_of`) answers it, or answers `unserved` when it does not serve the
+instrument, and the other shards drop it before nats micro counts it (`queries_not_owned`).
+The instruments served are published in NATS KV (`tradetape.bus.served`), at start, when a
+listing adds some and every `SERVED_REPUBLISH_S`. `$SRV.PING|INFO|STATS` discover the workers;
+error replies count in `$SRV.STATS` as errors.
 
 Protection: a request without a reply subject, or whose reply subject is not an inbox
 (`tradetape.bus.replies`, which guards the `$SRV` verbs too), is dropped before any work; at most
@@ -36,6 +42,7 @@ just before the answer with a short deadline: a ledger that cannot be read makes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import functools
 import logging
@@ -48,6 +55,7 @@ from typing import Any
 
 import orjson
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
 from nats.js.kv import KeyValue
@@ -62,22 +70,32 @@ from tradetape.api.errors import (
     range_too_large,
     reply_too_large,
     store_corrupt,
+    unserved,
 )
 from tradetape.api.query_method import QueryMethod, TradeSource
 from tradetape.api.registry import api_schema, methods
-from tradetape.binance.symbols import resolve_symbols
+from tradetape.binance.symbols import follow_listings, resolve_symbols
 from tradetape.bus.ledger import LedgerFormatError, LedgerGap, ledger_bucket, read_entry
 from tradetape.bus.nats_internals import EndpointCounters
 from tradetape.bus.replies import GuardedService, ReplyGuard
+from tradetape.bus.served import Served, ServedFormatError, publish_served
 from tradetape.bus.shard_stores import ShardStore, check_same_store, read_shard_store
-from tradetape.bus.subjects import ANALYTICS_SERVICE, SCHEMA_SUBJECT, analytics_queue_group, query_subject, symbol_of
+from tradetape.bus.subjects import (
+    ANALYTICS_SERVICE,
+    SCHEMA_SUBJECT,
+    analytics_queue_group,
+    method_queries,
+    queried_symbol,
+)
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.price_levels import PriceLevels
+from tradetape.domain.symbols import SymbolError
 from tradetape.errors import RequestError
 from tradetape.ground.backoff import retry_until
+from tradetape.ground.tasks import cancel_and_wait
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
-from tradetape.settings import Settings
+from tradetape.settings import Settings, shard_of
 from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader, StoreCorruptError, store_id
 
 logger = logging.getLogger(__name__)
@@ -91,6 +109,8 @@ SHARD_STORE_READ_S = 1.0
 CATCH_UP_EVERY_S = 0.02
 """A query may see the store up to this stale: a burst of queries catches up with the writer once, not each."""
 CORRUPT_KEYS_LOGGED = 10_000
+SERVED_REPUBLISH_S = 60.0
+"""The served list is put again this often: a bucket lost with a NATS server's state comes back."""
 """Corrupt stored values logged one by one (each once); past that, once that there are more."""
 
 
@@ -160,7 +180,11 @@ class AnalyticsService:
         """Query threads find corrupt values side by side; each key is logged once."""
         self._serving = False
         self.symbols: tuple[str, ...] = ()
-        """The symbols served, known once `run` has resolved them."""
+        """The symbols served, known once `run` has resolved them; a listing adds to them."""
+        self._served: frozenset[str] = frozenset()
+        self._served_changed = asyncio.Event()
+        self.not_owned = 0
+        """Queries received for instruments of another shard, dropped unanswered."""
         self.metrics = ServiceMetrics("analytics", self._metrics_snapshot)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -176,9 +200,10 @@ class AnalyticsService:
         if not resolved:
             self._reader.close()
             return
-        self.symbols = self._settings.shard_share(resolved)
+        self._serve(self._settings.shard_share(resolved))
         keep_heap()
-        queue_group = analytics_queue_group(self._settings.shard)
+        settings = self._settings
+        queue_group = analytics_queue_group(settings.shard)
         service = await GuardedService.start(
             self._nc,
             self.replies,
@@ -186,17 +211,22 @@ class AnalyticsService:
             version=__version__,
             description="Market-microstructure queries over the trade tape",
             queue_group=queue_group,
-            metadata={"shard": self._settings.shard, "symbols": ",".join(self.symbols)},
+            metadata={
+                "shard": settings.shard,
+                "shard_index": str(settings.shard_index),
+                "shard_count": str(settings.shard_count),
+            },
         )
+        tasks: list[asyncio.Task[None]] = []
         try:
             for name, method in methods().items():
-                for symbol in self.symbols:
-                    await service.add_endpoint(
-                        name=f"{name}-{symbol}",
-                        subject=query_subject(name, symbol),
-                        handler=functools.partial(self._dispatch, method),
-                        metadata={"method": name, "symbol": symbol, "schema": SCHEMA_SUBJECT},
-                    )
+                await service.add_endpoint(
+                    name=name,
+                    subject=method_queries(name),
+                    handler=functools.partial(self._dispatch, method),
+                    metadata={"method": name, "schema": SCHEMA_SUBJECT},
+                    admit=functools.partial(self._owns_query, name),
+                )
             schema = orjson.dumps(api_schema())
             await service.add_endpoint(
                 name="schema", subject=SCHEMA_SUBJECT, handler=functools.partial(_respond, schema), metadata={}
@@ -206,20 +236,78 @@ class AnalyticsService:
             logger.info(
                 "analytics started",
                 extra={
-                    "shard": self._settings.shard,
+                    "shard": settings.shard,
                     "queue_group": queue_group,
-                    "symbols": ",".join(self.symbols),
+                    "symbols": len(self.symbols),
                     "methods": ",".join(methods()),
                 },
+            )
+            tasks.append(asyncio.create_task(self._keep_served(stop), name="analytics-served"))
+            tasks.append(
+                asyncio.create_task(follow_listings(settings, stop, resolved, self._listed), name="analytics-listings")
             )
             await stop.wait()
         finally:
             self._serving = False
+            for task in tasks:
+                await cancel_and_wait(task)
             await service.stop()
             await self._finish_answers()
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._reader.close()
             logger.info("analytics stopped", extra={"shard": self._settings.shard, **self.replies.errors})
+
+    def _serve(self, symbols: tuple[str, ...]) -> None:
+        """Serve `symbols` besides those served already (the event loop's only: queries read the set there)."""
+        added = tuple(symbol for symbol in symbols if symbol not in self._served)
+        self.symbols += added
+        self._served = frozenset(self.symbols)
+        self._served_changed.set()
+
+    async def _listed(self, listed: tuple[str, ...]) -> None:
+        """Symbols the exchange listed since the start: this shard's share is served from now on."""
+        share = self._settings.shard_share(listed)
+        if share:
+            self._serve(share)
+            logger.info("symbols served", extra={"added": ",".join(share[:50]), "symbols": len(self.symbols)})
+
+    async def _keep_served(self, stop: asyncio.Event) -> None:
+        """Publish the served list now, whenever it grows, and every `SERVED_REPUBLISH_S` (`tradetape.bus.served`)."""
+        settings = self._settings
+        while not stop.is_set():
+            self._served_changed.clear()
+            served = Served(
+                shard=settings.shard,
+                shard_index=settings.shard_index,
+                shard_count=settings.shard_count,
+                methods=list(methods()),
+                symbols=list(self.symbols),
+                updated_ms=int(time.time() * 1000),
+            )
+            try:
+                await publish_served(
+                    self._nc.jetstream(), served, max_payload=self._nc.max_payload, replicas=settings.stream_replicas
+                )
+            except ServedFormatError as exc:
+                logger.error("served list not published", extra={"shard": settings.shard, "error": str(exc)})
+            except (NatsError, JetStreamError, TimeoutError) as exc:
+                logger.warning("served list not published", extra={"shard": settings.shard, "error": repr(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._served_changed.wait(), SERVED_REPUBLISH_S)
+
+    def _owns_query(self, method: str, msg: Msg) -> bool:
+        """Whether this shard answers `msg`: the one its instrument hashes to (an unreadable subject: by its hash).
+
+        Every shard's workers receive every query; the others drop it here, before nats micro counts it.
+        """
+        try:
+            key = queried_symbol(method, msg.subject)
+        except SymbolError:
+            key = msg.subject
+        if self._settings.shard_count == 1 or shard_of(key, self._settings.shard_count) == self._settings.shard_index:
+            return True
+        self.not_owned += 1
+        return False
 
     async def _check_store(self, stop: asyncio.Event) -> bool:
         """Refuse to serve the shard from a store that is not the one its persist writes (`ForeignStoreError`).
@@ -255,23 +343,35 @@ class AnalyticsService:
 
     async def _handle(self, method: QueryMethod[Any, Any], request: Request) -> None:
         started = time.perf_counter()
-        symbol = symbol_of(request.subject)
+        endpoint = method_queries(method.name)
+        symbol = request.subject[:80]
         try:
             try:
+                symbol = self._served_symbol(method, request.subject)
                 body = await self._compute(method, symbol, request.data)
             except QueryError as exc:
                 logger.info("query rejected", extra={"method": method.name, "symbol": symbol, "code": exc.code})
                 self.errors[exc.code] += 1
-                self._endpoint_stats.error(request.subject, exc.message)
+                self._endpoint_stats.error(endpoint, exc.message)
                 await request.respond_error(str(exc.status), exc.message, data=exc.reply().model_dump_json().encode())
             else:
                 await request.respond(body)
         except NatsError as exc:
             logger.warning("query reply not sent", extra={"method": method.name, "symbol": symbol, "error": repr(exc)})
         elapsed = time.perf_counter() - started
-        self._endpoint_stats.processed(request.subject, elapsed)
+        self._endpoint_stats.processed(endpoint, elapsed)
         self.metrics.observe_query(method.name, elapsed)
         logger.debug("query answered", extra={"method": method.name, "symbol": symbol, "ms": round(elapsed * 1000, 1)})
+
+    def _served_symbol(self, method: QueryMethod[Any, Any], subject: str) -> str:
+        """The instrument a query names, if this shard serves it; `invalid_request` or `unserved` otherwise."""
+        try:
+            symbol = queried_symbol(method.name, subject)
+        except SymbolError as exc:
+            raise invalid_request(str(exc)) from None
+        if symbol not in self._served:
+            raise unserved(symbol, self._settings.shard, len(self._served))
+        return symbol
 
     async def _finish_answers(self, timeout: float = 5.0) -> None:
         """Let the answers in flight be sent (at most `timeout`), then cancel what is left."""
@@ -288,6 +388,7 @@ class AnalyticsService:
             ready=self._serving and connected,
             reason="" if self._serving and connected else "nats disconnected" if self._serving else "starting",
             errors={**self.errors, **self.replies.errors},
+            queries_not_owned=self.not_owned,
         )
 
     async def _compute(self, method: QueryMethod[Any, Any], symbol: str, data: bytes) -> bytes:

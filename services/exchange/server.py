@@ -317,16 +317,7 @@ class Exchange:
     def _build_sources(self, config: ExchangeConfig) -> None:
         replays = config.replay_map
         state_dir = config.state_dir
-        self._histories = {
-            name: TradeHistory(
-                split_instrument(name)[1],
-                config.max_history,
-                market=split_instrument(name)[0],
-                void_every=config.faults.void_every,
-                record=None if state_dir is None else ReleasedRows.of(state_dir, name),
-            )
-            for name in config.all_symbols
-        }
+        self._histories = {name: self._history(config, name) for name in config.all_symbols}
         self._markets = {market: {} for market in WIRES}
         for history in self._histories.values():
             self._markets[history.market][history.symbol] = history
@@ -445,6 +436,34 @@ class Exchange:
         finally:
             await self.stop()
 
+    @staticmethod
+    def _history(config: ExchangeConfig, name: str) -> TradeHistory:
+        market, symbol = split_instrument(name)
+        return TradeHistory(
+            symbol,
+            config.max_history,
+            market=market,
+            void_every=config.faults.void_every,
+            record=None if config.state_dir is None else ReleasedRows.of(config.state_dir, name),
+        )
+
+    def list_symbol(self, symbol: str) -> None:
+        """List instrument `symbol` from now on, as Binance lists a new pair: in exchangeInfo, on the streams and
+        REST, and generated at the configured rate (an instrument listed already is left as it is)."""
+        check_instrument(symbol)
+        if symbol in self._histories:
+            return
+        config = self.config
+        self.config = dataclasses.replace(config, symbols=(*config.symbols, symbol))
+        history = self._histories[symbol] = self._history(config, symbol)
+        self._markets[history.market][history.symbol] = history
+        self._tick_sizes[symbol] = config.tick_size(symbol)
+        if config.rate > 0 and self._server is not None:
+            feed = self._generator_feed(config, symbol)
+            self._feeds.append(feed)
+            feed.start()
+        logger.info("%s listed", symbol)
+
     @property
     def faults(self) -> FaultConfig:
         return self.config.faults
@@ -466,11 +485,20 @@ class Exchange:
         return self._rest_faults.failed
 
     def _control(self, path: str) -> Response:
-        """``GET /control/faults?name=value&...``: change faults at run time; answers the faults in force."""
+        """``GET /control/faults?name=value&...``: change faults at run time; answers the faults in force.
+
+        ``GET /control/list?symbol=NEWUSDT``: list a symbol now (`list_symbol`); answers every symbol listed.
+        """
         parts = urlsplit(path)
+        params = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
+        if parts.path == "/control/list":
+            try:
+                self.list_symbol(params.get("symbol", ""))
+            except ValueError as exc:
+                return _json_response(HTTPStatus.BAD_REQUEST, orjson.dumps({"code": -1100, "msg": str(exc)}))
+            return _json_response(HTTPStatus.OK, orjson.dumps({"symbols": self.symbols}))
         if parts.path != "/control/faults":
             return _json_response(HTTPStatus.NOT_FOUND, orjson.dumps({"code": -1000, "msg": "Not found."}))
-        params = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
         try:
             self.set_faults(FaultConfig.from_query(self.config.faults, params))
         except (ValueError, TypeError) as exc:

@@ -28,6 +28,8 @@ class MarketLane:
     filler: GapFiller
     tapes: dict[str, SymbolTape]
     """The market's tapes by the exchange's symbol (what frames carry in `s`)."""
+    filler_tapes: dict[str, SymbolTape]
+    """The same tapes by instrument name: the filler's view, grown in place when an instrument is listed."""
     feeds: list[Feed] = field(default_factory=list)
 
 

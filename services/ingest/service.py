@@ -34,7 +34,7 @@ from tradetape.binance.aggtrade import TradeFormatError
 from tradetape.binance.frames import AggTradeFrame, ControlFrame, FrameError, ReplyFrame, parse_frame
 from tradetape.binance.markets import market_api
 from tradetape.binance.rest import RestClient, RestTrade
-from tradetape.binance.symbols import resolve_symbols
+from tradetape.binance.symbols import follow_listings, resolve_symbols
 from tradetape.bus.codec import decode_trade, encode_trade
 from tradetape.bus.deadletter import deadletter_message
 from tradetape.bus.ledger import LedgerEntry, LedgerFormatError, ledger_bucket, read_entry, write_entry
@@ -89,6 +89,8 @@ class IngestService:
             buffer_max=settings.ingest_buffer_trades,
             batches=settings.ingest_fast_batches,
         )
+        self._limiter = AttemptLimiter()
+        """Connection attempts of every feed, those of instruments listed later too, within Binance's limit."""
         self._written: dict[str, tuple[int, int, tuple[Any, ...]]] = {}
         self.stats = StatsBook(self, settings.ingest_tail_probe_after_s)
         self.metrics = ServiceMetrics("ingest", self.stats.metrics)
@@ -160,7 +162,9 @@ class IngestService:
             ledger = group.create_task(self._ledger_loop(kv), name="ingest-ledger")
             stats = group.create_task(self.stats.log_loop(self._settings.ingest_stats_interval_s), name="ingest-stats")
             feeds = [group.create_task(feed.run(stop), name=f"ingest-feed-{feed.name}") for feed in self.feeds]
+            listings = group.create_task(self._follow_listings(kv, stop, group, feeds), name="ingest-listings")
             await stop.wait()
+            await cancel_and_wait(listings)
             await asyncio.gather(*feeds)
             for filler in fillers:
                 await cancel_and_wait(filler)
@@ -211,47 +215,84 @@ class IngestService:
             logger.error("last stored trade unreadable", extra={"symbol": symbol, "error": str(exc)})
             return None
 
-    def _build_lanes(self, names: tuple[str, ...]) -> None:
-        """A lane for each market among `names`: its client, filler and feeds, in the order the names come."""
+    def _build_lanes(self, names: tuple[str, ...]) -> list[Feed]:
+        """Add `names` (their tapes restored) to the lane of their market, building a lane where there is none.
+
+        Returns the feeds built for them: connections carry only new instruments, numbered on
+        after the lane's feeds, so a listing at runtime never touches a running connection.
+        """
         settings = self._settings
-        limiter = AttemptLimiter()
         by_market: dict[Market, list[str]] = {}
         for name in names:
             by_market.setdefault(split_instrument(name)[0], []).append(name)
+        added: list[Feed] = []
         for market, members in by_market.items():
+            lane = self.lanes.get(market) or self._new_lane(market)
             api = market_api(market)
-            rest = self._spot_rest if market is Market.SPOT else RestClient.of(settings, market)
-            budget = settings.rest_weight_per_minute(market)
-            probes = TailSchedule(
-                settings.ingest_tail_probe_after_s,
-                probe_interval_s(budget, call_weight=api.agg_trades_weight),
-            )
-            tapes = {name: self.tapes[name] for name in members}
-            filler = GapFiller(rest, tapes, self._accept_rest, self._filler_ready, probes)
-            lane = MarketLane(market, rest, filler, {split_instrument(n)[1]: tape for n, tape in tapes.items()})
+            for name in members:
+                lane.tapes[split_instrument(name)[1]] = self.tapes[name]
+                lane.filler_tapes[name] = self.tapes[name]
             options = FeedOptions(
                 silence_timeout=settings.ingest_silence_timeout_s,
                 max_age=settings.ingest_max_connection_age_s,
                 max_frame_bytes=settings.ingest_max_frame_bytes,
                 subscribe_interval=subscribe_interval_s(api.incoming_per_s),
             )
-            ws_url = settings.binance_urls(market)[0]
-            symbols = tuple(lane.tapes)
-            lane.feeds = [
+            first = len(lane.feeds)
+            feeds = [
                 Feed(
-                    str(index) if market is Market.SPOT else f"{market}-{index}",
-                    ws_url,
+                    str(first + index) if market is Market.SPOT else f"{market}-{first + index}",
+                    settings.binance_urls(market)[0],
                     group,
                     functools.partial(self.handle_frame, lane=lane),
-                    limiter=limiter,
+                    limiter=self._limiter,
                     options=options,
-                    on_subscribed=filler.request_tails,
+                    on_subscribed=lane.filler.request_tails,
                     flow=self.publisher,
                     market=market,
                 )
-                for index, group in enumerate(split_symbols(symbols, settings.ingest_streams_per_connection))
+                for index, group in enumerate(
+                    split_symbols(
+                        tuple(split_instrument(n)[1] for n in members), settings.ingest_streams_per_connection
+                    )
+                )
             ]
-            self.lanes[market] = lane
+            lane.feeds += feeds
+            added += feeds
+        return added
+
+    def _new_lane(self, market: Market) -> MarketLane:
+        """`market`'s lane with no instrument yet: its REST client, budget and gap filler."""
+        settings = self._settings
+        api = market_api(market)
+        rest = self._spot_rest if market is Market.SPOT else RestClient.of(settings, market)
+        budget = settings.rest_weight_per_minute(market)
+        probes = TailSchedule(
+            settings.ingest_tail_probe_after_s, probe_interval_s(budget, call_weight=api.agg_trades_weight)
+        )
+        filler_tapes: dict[str, SymbolTape] = {}
+        filler = GapFiller(rest, filler_tapes, self._accept_rest, self._filler_ready, probes)
+        lane = MarketLane(market, rest, filler, {}, filler_tapes)
+        self.lanes[market] = lane
+        return lane
+
+    # -- instruments listed while ingest runs (a hook of its own: `follow_listings` does the asking) --
+
+    async def _follow_listings(
+        self, kv: KeyValue, stop: asyncio.Event, group: asyncio.TaskGroup, feeds: list[asyncio.Task[None]]
+    ) -> None:
+        """With `ALL`: an instrument listed while ingest runs gets its tape and a connection of its own, no restart."""
+
+        async def listed(new: tuple[str, ...]) -> None:
+            added = tuple(name for name in new if name not in self.tapes)
+            if not added:
+                return
+            await self._restore(kv, added)
+            for feed in self._build_lanes(added):
+                feeds.append(group.create_task(feed.run(stop), name=f"ingest-feed-{feed.name}"))
+            logger.info("listed symbols ingested", extra={"added": ",".join(added[:50]), "symbols": len(self.tapes)})
+
+        await follow_listings(self._settings, stop, tuple(self.tapes), listed, rest=self._spot_rest)
 
     # -- the hot path: one call per frame, no awaits ---------------------------------
 

@@ -26,7 +26,13 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from tradetape.bus.deadletter import publish_deadletter
-from tradetape.bus.provision import PERSIST_MAX_DELIVER, ensure_persist_consumer, ensure_streams, persist_durable
+from tradetape.bus.provision import (
+    PERSIST_MAX_DELIVER,
+    ensure_persist_consumer,
+    ensure_streams,
+    listed_catch_up_config,
+    persist_durable,
+)
 from tradetape.bus.subjects import TRADES_STREAM, max_deliveries_subject, symbol_of
 from tradetape.settings import Settings
 
@@ -50,11 +56,15 @@ class PersistConsumer:
         self._subscription: JetStreamContext.PullSubscription | None = None
         self._last_seen = time.monotonic()
         self.reprovisioned = 0
+        self.catch_ups: list[tuple[str, JetStreamContext.PullSubscription]] = []
+        """Consumers of listed symbols' messages from before the filter grew (`grow`), oldest first."""
+        self._listings = 0
 
     async def bind(self) -> JetStreamContext.PullSubscription:
         await ensure_streams(self._js, self._settings)
         await ensure_persist_consumer(self._js, self._settings, self.symbols)
-        await self.close()
+        subscription, self._subscription = self._subscription, None
+        await _unsubscribe(subscription)
         self._subscription = await self._js.pull_subscribe_bind(
             self.durable, TRADES_STREAM, pending_bytes_limit=PULL_PENDING_BYTES
         )
@@ -86,9 +96,42 @@ class PersistConsumer:
         logger.info("consumer provisioned again", extra={"consumer": self.durable})
         return True
 
+    async def grow(self, added: tuple[str, ...]) -> None:
+        """Take the subjects of `added` (symbols listed while persist runs) too, from their first message.
+
+        The durable consumer's filter grows (it goes on from where it is); a catch-up consumer
+        (`listed_catch_up_config`) brings the messages of `added` the stream holds from before,
+        until `caught_up` says it has nothing left.
+        """
+        self.symbols = tuple(dict.fromkeys((*(self.symbols or ()), *added)))
+        await ensure_persist_consumer(self._js, self._settings, self.symbols)
+        self._listings += 1
+        config = listed_catch_up_config(self._settings, added, self._listings)
+        assert config.name is not None
+        await self._js.add_consumer(TRADES_STREAM, config)
+        subscription = await self._js.pull_subscribe_bind(
+            config.name, TRADES_STREAM, pending_bytes_limit=PULL_PENDING_BYTES
+        )
+        self.catch_ups.append((config.name, subscription))
+
+    async def caught_up(self) -> None:
+        """Drop the oldest catch-up consumer if nothing of it is left to deliver or to ack."""
+        name, subscription = self.catch_ups[0]
+        try:
+            info = await self._js.consumer_info(TRADES_STREAM, name)
+        except NotFoundError:
+            info = None
+        if info is None or (not info.num_pending and not info.num_ack_pending):
+            self.catch_ups.pop(0)
+            await _unsubscribe(subscription)
+            logger.info("listed symbols caught up", extra={"consumer": name})
+
     async def close(self) -> None:
+        """Unsubscribe the durable consumer and every catch-up consumer."""
         subscription, self._subscription = self._subscription, None
         await _unsubscribe(subscription)
+        while self.catch_ups:
+            await _unsubscribe(self.catch_ups.pop()[1])
 
 
 class MaxDeliveries:

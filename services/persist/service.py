@@ -9,7 +9,10 @@ messages are redelivered) and duplicates nothing (the store drops agg ids it hol
 The shard's symbols are its share of `TRADETAPE_SYMBOLS`, or with `ALL` of the exchange's
 TRADING symbols, asked at start (`tradetape.binance.symbols`). `ALL` on a single shard
 consumes every trade subject, so a symbol first seen on the stream (listed after the start)
-is adopted: stored, rolled up, importable and in the manifest from its first trade.
+is adopted: stored, rolled up, importable and in the manifest from its first trade. On N
+shards the exchange is asked again every `symbols_refresh_s`: the shard's share of what was
+listed meanwhile joins its consumer's filter, and a catch-up consumer brings the listed
+symbols' messages from before (`PersistConsumer.grow`).
 
 Bad messages never stop the tape: one that is not a valid aggTrade is dead-lettered
 with the reason and acked; one that the server gave up on after `max_deliver` attempts
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
@@ -36,7 +40,7 @@ from nats.js.errors import Error as JetStreamError
 from nats.js.kv import KeyValue
 
 from tradetape.binance.aggtrade import TradeFormatError
-from tradetape.binance.symbols import resolve_symbols
+from tradetape.binance.symbols import follow_listings, resolve_symbols
 from tradetape.bus.codec import decode_trade
 from tradetape.bus.deadletter import publish_deadletter
 from tradetape.bus.ledger import LedgerFormatError, ledger_bucket, read_entry
@@ -64,6 +68,7 @@ FETCH_TIMEOUT_S = 0.2
 FETCH_RETRY_S = 0.5
 LINGER_S = 0.1
 MIN_FETCH_S = 0.005
+CATCH_UP_FETCH_S = 0.5
 STATS_INTERVAL_S = 10.0
 ROLLUP_INTERVAL_S = 10.0
 RETENTION_INTERVAL_S = 3600.0
@@ -168,9 +173,11 @@ class PersistService:
                 },
             )
             live = asyncio.create_task(self.live.run(store, stop), name="persist-live")
+            listings = asyncio.create_task(self._follow_listings(resolved, stop), name="persist-listings")
             try:
                 await self._loop(store, stop)
             finally:
+                await cancel_and_wait(listings)
                 await cancel_and_wait(live)
                 await self.live.flush(store)
         finally:
@@ -227,9 +234,51 @@ class PersistService:
             if now >= next_stats:
                 self._log_counts("persist progress")
                 next_stats = now + self._stats_interval
+            if self._consumer.catch_ups:
+                await self._catch_up(store, stop)
             msgs = await self._collect(stop)
             if msgs:
                 await self._persist(store, msgs, stop)
+
+    async def _follow_listings(self, resolved: tuple[str, ...], stop: asyncio.Event) -> None:
+        """On N shards with `ALL`: the shard's share of symbols listed while it runs joins its consumer.
+
+        (A single shard consumes every trade subject and adopts a new symbol from the stream.)
+        """
+        if self._settings.shard_count == 1:
+            return
+
+        async def listed(new: tuple[str, ...]) -> None:
+            share = tuple(symbol for symbol in self._settings.shard_share(new) if symbol not in self._owned)
+            if not share:
+                return
+            self._symbols += share
+            self._owned.update(share)
+            write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols)
+            if self._importer is not None:
+                for symbol in share:
+                    await self._importer.add(symbol)
+            transient = (NatsError, JetStreamError)
+            grow = functools.partial(self._consumer.grow, share)
+            await retry_until(stop, grow, transient=transient, what="listed symbols", timeout_s=RECORD_S)
+            logger.info("listed symbols stored", extra={"added": ",".join(share[:50]), "symbols": len(self._symbols)})
+
+        await follow_listings(self._settings, stop, resolved, listed)
+
+    async def _catch_up(self, store: ShardWriter, stop: asyncio.Event) -> None:
+        """One batch of the oldest catch-up consumer (listed symbols' earlier messages); dropped once it is done."""
+        _, subscription = self._consumer.catch_ups[0]
+        try:
+            msgs = await subscription.fetch(self._batch, timeout=CATCH_UP_FETCH_S)
+        except TimeoutError:
+            msgs = []
+        except NatsError as exc:
+            logger.warning("catch-up fetch failed", extra={"error": repr(exc)})
+            msgs = []
+        if msgs:
+            await self._persist(store, msgs, stop)
+        else:
+            await self._consumer.caught_up()
 
     async def _collect(self, stop: asyncio.Event) -> list[Msg]:
         """The messages of one write: up to `batch`, gathered for at most `linger` after the first.
@@ -490,4 +539,3 @@ class PersistService:
             "reprovisioned": self.reprovisioned,
         }
         self._progress.log(event, "", totals, force=force)
-

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import nats
 import pytest
-from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from tests.harness import request, run_services, wait_for
+from tradetape.api.registry import methods
 from tradetape.bus.ledger import LedgerEntry, LedgerGap, ledger_bucket, ledger_key, write_entry
+from tradetape.bus.served import read_served
 from tradetape.services.exchange import Exchange, ExchangeConfig
 from tradetape.settings import Settings
 
@@ -26,11 +28,12 @@ async def test_discovery_empty_tape_and_invalid_requests(nats_url: str, tmp_path
 
             async def info() -> dict[str, object] | None:
                 msg = await client.request("$SRV.INFO.tradetape-analytics", b"", timeout=2)
-                return json.loads(msg.data)
+                found = json.loads(msg.data)
+                return found if len(found["endpoints"]) == len(methods()) + 1 else None
 
             found = await wait_for(info, timeout=10, running=running)
             subjects = {endpoint["subject"] for endpoint in found["endpoints"]}
-            assert {"tape.query.volume_profile.BTCUSDT", "tape.query.coverage.ETHUSDT", "tape.schema"} <= subjects
+            assert subjects == {f"tape.query.{name}.>" for name in methods()} | {"tape.schema"}
             schema = json.loads((await client.request("tape.schema", b"", timeout=2)).data)
             assert "request" in schema["methods"]["bars"] and schema["subject"] == "tape.query.<method>.<SYMBOL>"
 
@@ -53,15 +56,19 @@ async def test_discovery_empty_tape_and_invalid_requests(nats_url: str, tmp_path
                 assert headers["Nats-Service-Error-Code"] == "400"
                 assert field in json.dumps(bad["error"]["details"])
 
-            with pytest.raises(NoRespondersError):
-                await client.request("tape.query.coverage.SOLUSDT", b"{}", timeout=2)
+            unserved, headers = await request(client, "tape.query.coverage.SOLUSDT", b"{}", timeout=2)
+            assert unserved["error"]["code"] == "unserved" and headers["Nats-Service-Error-Code"] == "404"
+            assert unserved["error"]["details"] == {"symbol": "SOLUSDT", "shard": "main", "served_count": 2}
+            for subject in ("tape.query.coverage.BTCUSDT.ETHUSDT", "tape.query.coverage.btcusdt"):
+                refused, _ = await request(client, subject, b"{}", timeout=2)
+                assert refused["error"]["code"] == "invalid_request", subject
 
             stats = json.loads((await client.request("$SRV.STATS.tradetape-analytics", b"", timeout=2)).data)
             served = {e["subject"]: e["num_requests"] for e in stats["endpoints"]}
-            assert served["tape.query.volume_profile.BTCUSDT"] == 5
+            assert served["tape.query.volume_profile.>"] == 5
             errors = {e["subject"]: e["num_errors"] for e in stats["endpoints"]}
-            assert errors["tape.query.volume_profile.BTCUSDT"] == 5  # every one of them was an error reply
-            assert errors["tape.query.coverage.ETHUSDT"] == 0
+            assert errors["tape.query.volume_profile.>"] == 5  # every one of them was an error reply
+            assert served["tape.query.coverage.>"] == 4 and errors["tape.query.coverage.>"] == 3
             running.check()
         finally:
             await client.close()
@@ -119,10 +126,14 @@ async def test_all_serves_the_shards_share_of_what_exchange_info_lists(nats_url:
                     return json.loads(msg.data)
 
                 found = await wait_for(info, timeout=10, running=running)
-                assert found["metadata"] == {"shard": "s1", "symbols": ",".join(share)}
-                served = {e["metadata"]["symbol"] for e in found["endpoints"] if "symbol" in e["metadata"]}
-                assert served == set(share) and 0 < len(share) < len(listed)
+                assert found["metadata"] == {"shard": "s1", "shard_index": "1", "shard_count": "2"}
+                lists = await wait_for(lambda: read_served(client.jetstream()), timeout=10, running=running)
+                assert set(lists) == {"s1"} and lists["s1"].symbols == list(share) and 0 < len(share) < len(listed)
                 empty, _ = await request(client, f"tape.query.coverage.{share[0]}", {})
                 assert empty["trade_count"] == 0
+                other = next(symbol for symbol in listed if symbol not in share)
+                with pytest.raises(NatsTimeoutError):  # shard 0's, and no worker of shard 0 runs
+                    await client.request(f"tape.query.coverage.{other}", b"{}", timeout=1)
+                assert running.services["analytics"].not_owned == 1
             finally:
                 await client.close()

@@ -29,6 +29,7 @@ from tests.processes import ServiceProcesses
 from tradetape.binance.aggtrade import parse_trade
 from tradetape.bus.ledger import open_gaps
 from tradetape.bus.provision import ensure_streams
+from tradetape.bus.served import read_served
 from tradetape.bus.subjects import TRADES_STREAM
 from tradetape.domain.columns import TradeColumns
 from tradetape.runtime.metrics import discover
@@ -139,22 +140,21 @@ async def _run(
     infos = found
     instances = Counter(info["name"] for info in infos)
     assert instances == expected
-    for info in infos:
-        if info["name"] == "tradetape-analytics":
-            shard = info["metadata"]["shard"]
-            served = {e["metadata"]["symbol"] for e in info["endpoints"] if "symbol" in e["metadata"]}
-            assert served == {s for s in SYMBOLS if owner(s) == shard}
+    served = await read_served(js)
+    for shard in SHARDS:
+        assert set(served[shard].symbols) == {s for s in SYMBOLS if owner(s) == shard}
 
-    await all_answer(client, SYMBOLS, 5)
-    answered: Counter[tuple[str, str]] = Counter()
+    before: Counter[str] = Counter()
     for stats in await discover(client, "STATS", "tradetape-analytics", wait=1.0):
         shard = next(i["metadata"]["shard"] for i in infos if i["id"] == stats["id"])
-        for endpoint in stats["endpoints"]:
-            if endpoint["name"].startswith("coverage-"):
-                answered[(endpoint["name"].removeprefix("coverage-"), shard)] += endpoint["num_requests"]
-    for symbol in SYMBOLS:
-        assert answered[(symbol, owner(symbol))] >= 5
-        assert (symbol, next(s for s in SHARDS if s != owner(symbol))) not in answered
+        before[shard] += next(e["num_requests"] for e in stats["endpoints"] if e["name"] == "coverage")
+    await all_answer(client, SYMBOLS, 5)
+    answered: Counter[str] = Counter()
+    for stats in await discover(client, "STATS", "tradetape-analytics", wait=1.0):
+        shard = next(i["metadata"]["shard"] for i in infos if i["id"] == stats["id"])
+        answered[shard] += next(e["num_requests"] for e in stats["endpoints"] if e["name"] == "coverage")
+    for shard in SHARDS:  # each shard answered exactly its own symbols' queries
+        assert answered[shard] - before[shard] == 5 * sum(1 for s in SYMBOLS if owner(s) == shard)
 
     victim = analytics["s1"][0]
     victim.send_signal(signal.SIGKILL)

@@ -3,8 +3,9 @@
 Every error a client can get is a `QueryError`, with one of the codes docs/design.md fixes:
 `invalid_request` (400), `insufficient_trades` (422), `range_too_large` and
 `reply_too_large` (413), `overloaded` (503), `internal` (500), `store_corrupt` (500: a stored
-value the answer needs failed its checks; `details.key` names it). A symbol nobody serves gets
-NATS "no responders": no worker subscribes to its subjects. The service boundary turns it into the
+value the answer needs failed its checks; `details.key` names it), `unserved` (404: the shard the
+instrument belongs to does not serve it; `details` name the shard). With no analytics worker
+running at all, NATS answers "no responders". The service boundary turns it into the
 JSON error body (`ErrorReply`) and the NATS micro error headers (`Nats-Service-Error`,
 `Nats-Service-Error-Code` = an HTTP-like status); the client turns that body back into
 a `QueryError`, so both ends share this one shape.
@@ -73,6 +74,15 @@ def store_corrupt(key: str, reason: str) -> QueryError:
         f"the stored value {key} this answer needs is corrupt ({reason[:200]}); the rest of the tape is served",
         {"key": key, "reason": reason[:500]},
         status=500,
+    )
+
+
+def unserved(symbol: str, shard: str, served: int) -> QueryError:
+    return QueryError(
+        "unserved",
+        f"{symbol} is not served: shard {shard}, which answers for it, serves {served} other instruments",
+        {"symbol": symbol, "shard": shard, "served_count": served},
+        status=404,
     )
 
 

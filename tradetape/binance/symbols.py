@@ -1,7 +1,9 @@
 """The instruments a service works on: `TRADETAPE_SYMBOLS` as given, or for `ALL` every TRADING one of exchangeInfo.
 
 The one place `ALL` becomes a list, so ingest, persist and analytics started with the same
-settings agree on it (each then takes its shard's share with `Settings.shard_share`).
+settings agree on it (each then takes its shard's share with `Settings.shard_share`), at
+start and then every `symbols_refresh_s` while the service runs (`follow_listings`, which
+hands the service the instruments listed since).
 `ExchangeListings.resolve(market)` asks one market's exchangeInfo once (spot's, USD-M's or
 COIN-M's: TRADING perpetual and delivery contracts) and answers instrument names
 (`BTCUSDT`, `um:BTCUSDT`, `cm:BTCUSD_PERP`), keeping COIN-M's contract sizes for volume
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from tradetape.binance.rest import GapFillError, Listed, RestClient
 from tradetape.domain.instruments import Market, instrument_name
@@ -124,6 +126,42 @@ async def resolve_symbols(
     return await resolve_market(
         listings, Market.SPOT, stop, setting=setting, backoff=backoff, before_attempt=before_attempt
     )
+
+
+async def follow_listings(
+    settings: Settings,
+    stop: asyncio.Event,
+    known: Iterable[str],
+    on_listed: Callable[[tuple[str, ...]], Awaitable[None]],
+    *,
+    rest: RestClient | None = None,
+) -> None:
+    """With `ALL`, ask exchangeInfo every `symbols_refresh_s` until `stop`; `on_listed(new)` for names not in `known`.
+
+    `new` holds every TRADING instrument not seen before, in the exchange's order (the caller
+    takes its shard's share). A failed question is one warning and waits for the next interval;
+    an instrument the exchange stops listing stays where it is (its tape is still served).
+    """
+    if not settings.symbols_from_exchange or settings.symbols_refresh_s <= 0:
+        return
+    listings = ExchangeListings(settings, {} if rest is None else {Market.SPOT: rest})
+    setting = f"{Settings.env_name('symbols')}={ALL_SYMBOLS}"
+    seen = set(known)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.symbols_refresh_s)
+        if stop.is_set():
+            return
+        try:
+            listed = await listings.resolve(Market.SPOT)
+        except GapFillError as exc:
+            logger.warning("exchangeInfo not usable, listings not refreshed", extra={"error": exc.reason})
+            continue
+        new = tuple(name for name in listed if name not in seen)
+        if new:
+            seen.update(new)
+            logger.info("symbols listed", extra={"setting": setting, "new": len(new), "symbols": ",".join(new[:50])})
+            await on_listed(new)
 
 
 def _grammatical(listed: list[Listed], market: Market) -> list[Listed]:

@@ -146,6 +146,8 @@ class MicroClient:
         self._nc = nc
         self._wrap = wrap
         self.subscriptions = 0
+        self.admit: Callable[[Msg], bool] | None = None
+        """Set around one `add_endpoint`: that endpoint's messages reach micro only when it returns True."""
 
     async def subscribe(
         self, subject: str, queue: str = "", cb: _Callback | None = None, **kwargs: Any
@@ -153,7 +155,8 @@ class MicroClient:
         if cb is None:
             raise RuntimeError(f"nats micro subscribed {subject} without a callback: the reply guard cannot check it")
         self.subscriptions += 1
-        return await self._nc.subscribe(subject, queue=queue, cb=self._wrap(cb), **kwargs)
+        handler = cb if self.admit is None else _admitted(self.admit, cb)
+        return await self._nc.subscribe(subject, queue=queue, cb=self._wrap(handler), **kwargs)
 
     async def flush(self, timeout: int = 10) -> None:
         await self._nc.flush(timeout)
@@ -190,3 +193,13 @@ class EndpointCounters:
         if endpoint is not None and endpoint._num_requests:
             endpoint._processing_time += int(seconds * 1e9)
             endpoint._average_processing_time = int(endpoint._processing_time / endpoint._num_requests)
+
+
+def _admitted(admit: Callable[[Msg], bool], cb: _Callback) -> _Callback:
+    """`cb`, called only for the messages `admit` lets through (micro counts only those)."""
+
+    async def admitted(msg: Msg) -> None:
+        if admit(msg):
+            await cb(msg)
+
+    return admitted

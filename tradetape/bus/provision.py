@@ -130,6 +130,30 @@ def persist_consumer_config(settings: Settings, symbols: tuple[str, ...] | None 
     )
 
 
+LISTED_CATCH_UP_INACTIVE_S = 60.0
+"""A listing's catch-up consumer the server removes once persist stopped fetching from it this long."""
+
+
+def listed_catch_up_config(settings: Settings, symbols: tuple[str, ...], sequence: int) -> ConsumerConfig:
+    """A consumer of the stream's messages of `symbols` from the first: those a grown filter does not go back for.
+
+    Persist's durable consumer takes a symbol listed while it runs from its delivered position
+    on; this one (`persist-<shard>-listed-<n>`, removed by the server once unused) hands it the
+    symbols' earlier messages, which the store keeps once whichever consumer brings them.
+    """
+    return ConsumerConfig(
+        name=f"{persist_durable(settings.shard)}-listed-{sequence}",
+        description=f"persist shard {settings.shard}: symbols listed while it ran, from their first message",
+        filter_subjects=[trade_subject(symbol) for symbol in symbols],
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=PERSIST_ACK_WAIT_S,
+        max_ack_pending=PERSIST_MAX_ACK_PENDING,
+        max_deliver=PERSIST_MAX_DELIVER,
+        inactive_threshold=LISTED_CATCH_UP_INACTIVE_S,
+    )
+
+
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     try:
         await js.add_stream(config)

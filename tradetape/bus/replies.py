@@ -122,10 +122,18 @@ class GuardedService:
         guarded._expect(MICRO_VERB_SUBSCRIPTIONS, "its $SRV verbs")
         return guarded
 
-    async def add_endpoint(self, **config: Any) -> None:
-        """`Service.add_endpoint(**config)`, its subscription made through the guard (checked)."""
+    async def add_endpoint(self, *, admit: Callable[[Msg], bool] | None = None, **config: Any) -> None:
+        """`Service.add_endpoint(**config)`, its subscription made through the guard (checked).
+
+        With `admit`, a request it refuses is dropped before micro sees it: neither answered nor
+        counted in `$SRV.STATS` (a wildcard endpoint's request that another worker answers).
+        """
         expected = self._client.subscriptions + 1
-        await self.service.add_endpoint(**config)
+        self._client.admit = admit
+        try:
+            await self.service.add_endpoint(**config)
+        finally:
+            self._client.admit = None
         self._expect(expected, f"endpoint {config.get('name')}")
 
     async def stop(self) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tradetape.bus.ledger import LEDGER_BUCKET
+from tradetape.bus.served import SERVED_BUCKET
 from tradetape.bus.shard_stores import SHARD_STORES_BUCKET
 from tradetape.bus.subjects import (
     ANALYTICS_SERVICE,
@@ -89,6 +90,7 @@ def _micro_responder(service: str) -> tuple[str, ...]:
 _ANY_INBOX = f"{DEFAULT_INBOX_PREFIX}.>"
 _LEDGER = _kv_stream(LEDGER_BUCKET)
 _SHARD_STORES = _kv_stream(SHARD_STORES_BUCKET)
+_SERVED = _kv_stream(SERVED_BUCKET)
 _STREAMS_KEPT: Lines = (
     (_stream("CREATE", TRADES_STREAM), _stream("UPDATE", TRADES_STREAM),
      _stream("INFO", TRADES_STREAM)),
@@ -146,12 +148,13 @@ ROLES: tuple[Role, ...] = (
         name="analytics",
         about="analytics: a micro service answering queries (query, monitor) and its $SRV verbs (query asks\n"
         "$SRV.INFO.tradetape-analytics, monitor all of them); reads ingest's ledger for coverage and,\n"
-        "at start, which store its shard's persist writes.",
+        "at start, which store its shard's persist writes; publishes what its shard serves (TAPE_SERVED).",
         publish=(
             (_stream("INFO", _LEDGER),),
             _LEDGER_READ,
             (_stream("INFO", _SHARD_STORES),),
             (_stream("MSG", "GET", _SHARD_STORES), _js_api("DIRECT", "GET", _SHARD_STORES, ">")),
+            (_stream("CREATE", _SERVED), _stream("INFO", _SERVED), f"$KV.{SERVED_BUCKET}.>"),
             (_inbox("query"), _inbox("monitor"), _ANY_INBOX),
         ),
         subscribe=(
@@ -162,10 +165,13 @@ ROLES: tuple[Role, ...] = (
     Role(
         name="query",
         about="query: clients (the CLI, the Python client, MCP, the web page) only ask, list what analytics\n"
-        "serves, and follow live updates. Every browser gets this role (and, under compose, so does a\n"
-        "WebSocket client without credentials): its clients share one inbox prefix, so a query reply\n"
-        "never carries anything but market data.",
-        publish=((f"{QUERY_PREFIX}.>", SCHEMA_SUBJECT, micro_subject("INFO", ANALYTICS_SERVICE)),),
+        "serves (the TAPE_SERVED bucket's keys and values, read-only), and follow live updates. Every\n"
+        "browser gets this role (and, under compose, so does a WebSocket client without credentials):\n"
+        "its clients share one inbox prefix, so a query reply never carries anything but market data.",
+        publish=(
+            (f"{QUERY_PREFIX}.>", SCHEMA_SUBJECT, micro_subject("INFO", ANALYTICS_SERVICE)),
+            (_stream("INFO", _SERVED), _js_api("DIRECT", "GET", _SERVED, ">")),
+        ),
         subscribe=((_inbox("query"), f"{LIVE_PREFIX}.>"),),
     ),
     Role(
@@ -184,6 +190,7 @@ ROLES: tuple[Role, ...] = (
             (_js_api("INFO"), _stream("NAMES"), _stream("LIST"), _stream("INFO", "*")),
             (_consumer("NAMES", "*"), _consumer("LIST", "*"), _consumer("INFO", "*", "*")),
             _LEDGER_READ,
+            (_js_api("DIRECT", "GET", _SERVED, ">"),),
         ),
         subscribe=((_inbox("monitor"),),),
     ),

@@ -10,7 +10,7 @@ nats-server close the connection (its control line holds 4 KiB).
 from __future__ import annotations
 
 from tradetape.domain.instruments import instrument_token
-from tradetape.domain.symbols import check_symbol
+from tradetape.domain.symbols import SymbolError, check_symbol, quoted_name
 
 TRADES_STREAM = "TAPE_TRADES"
 TRADES_PREFIX = "tape.trades.binance"
@@ -55,6 +55,24 @@ def deadletter_subject(source: str, symbol: str | None = None) -> str:
 
 def query_subject(method: str, symbol: str) -> str:
     return f"{QUERY_PREFIX}.{method}.{check_symbol(symbol)}"
+
+
+def method_queries(method: str) -> str:
+    """Every query subject of `method`, whatever instrument it names: one wildcard endpoint a method."""
+    return f"{QUERY_PREFIX}.{method}.>"
+
+
+def queried_symbol(method: str, subject: str) -> str:
+    """The instrument a query subject of `method` names (`symbol_of`), checked by spelling it back.
+
+    A subject the wildcard endpoint received may carry anything after the method; only one
+    that `query_subject` would have written for the name read from it is a query of that name
+    (`SymbolError` otherwise), so an extra token never passes for another instrument.
+    """
+    symbol = symbol_of(subject)
+    if query_subject(method, symbol) != subject:
+        raise SymbolError(f"subject {quoted_name(subject)} is not a query of {method} about one instrument")
+    return symbol
 
 
 def profile_subject(symbol: str) -> str:

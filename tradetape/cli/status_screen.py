@@ -49,14 +49,16 @@ def render(status: SystemStatus) -> RenderableType:
         "errors",
         right=("uptime", "requests", "errors"),
     )
+    served = {listed.shard: f"{listed.symbols} served" for listed in status.served}
     for s in status.services:
+        shard = s.metadata.get("shard", "")
         services.add_row(
             s.name,
             s.id[:8],
             s.version,
             _duration(s.uptime_s),
-            s.metadata.get("shard", ""),
-            _symbols(s.metadata.get("symbols", "")),
+            shard,
+            _symbols(s.metadata["symbols"]) if "symbols" in s.metadata else served.get(shard, ""),
             str(s.requests),
             str(s.errors),
         )

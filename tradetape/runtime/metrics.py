@@ -73,6 +73,8 @@ class ServiceSnapshot:
     windows_written: int | None = None
     windows_rolled_up: int | None = None
     segments: Mapping[str, int] = field(default_factory=dict)
+    queries_not_owned: int | None = None
+    """Analytics: queries for another shard's instruments, dropped unanswered (that shard answers them)."""
 
 
 SnapshotSource = Callable[[], Awaitable[ServiceSnapshot]]
@@ -92,6 +94,7 @@ _TOTALS: tuple[tuple[str, str, str], ...] = (
     ("windows_written", "counter", "1-second windows written (one per symbol and second of a batch)"),
     ("windows_rolled_up", "counter", "1-second windows rolled up into hour segments"),
     ("publish_backlog", "gauge", "trades buffered or in flight to the stream"),
+    ("queries_not_owned", "counter", "queries for another shard's instruments, dropped (that shard answers them)"),
 )
 
 

@@ -6,7 +6,8 @@ Two users, no anonymous access on either listener:
   plain TCP (`allowed_connection_types`), so no WebSocket client is ever it, even with its
   password. A new password each run, handed to the children in `NATS_URL` and to the local
   commands in `<data dir>/nats.url` (0600).
-- `query`, the `query` role (ask `tape.query.>`, follow `tape.live.>`, nothing else), for
+- `query`, the `query` role (ask `tape.query.>`, read what analytics serves from the `TAPE_SERVED` bucket, follow
+  `tape.live.>`, nothing else), for
   the web page: its password is random per data directory and kept 0600 in
   `<data dir>/nats-ws.user.json`, which `tradetape web` hands to the page in `config.json`.
 

@@ -3,8 +3,9 @@
 // subscribe, snapshot between two agreeing coverage replies, apply only the batches the snapshot
 // does not hold, new snapshot when an update's seq does not follow on. Volumes are exact BigInt
 // units of 1e-8 and POC / value area / vacuums follow the docs/design.md rules, so the POC shown is the
-// one the volume_profile method answers. Without a symbol in the link it opens on the listed symbol that traded
-// most in the last 10 s (`probe`), and says in words when a symbol is not served.
+// one the volume_profile method answers. The picker lists the web server's symbols and those the analytics shards
+// serve (`servedSymbols`: their lists in NATS KV); without a symbol in the link it opens on the served symbol that
+// traded most in the last 10 s (`probe`, asked of the first PROBE.most), and says in words when one is not served.
 import { connect } from "./nats.js";
 
 const SCALE = 100000000n;
@@ -13,7 +14,9 @@ const VACUUM = { minRows: 3, threshold: [1n, 5n] }; // rows below 0.2 x the mean
 const OPEN_END_MS = 120000; // trades may be stamped up to a minute ahead: snapshot past them
 const BARS_CHUNK_MS = 900000;
 const ASK_TIMEOUT_MS = 15000;
-const PROBE = { window: "10s", timeoutMs: 5000, concurrency: 8 }; // which listed symbols trade now
+const PROBE = { window: "10s", timeoutMs: 5000, concurrency: 8, most: 64 }; // which listed symbols trade now
+const SERVED = { stream: "KV_TAPE_SERVED", keys: "$KV.TAPE_SERVED.>", timeoutMs: 5000 }; // tradetape.bus.served
+const SYMBOL = /^(?=.{1,32}$)[A-Z0-9]+(?:_[A-Z0-9]+)*$/; // tradetape.domain.symbols
 const PRICE_LABELS = { fewest: 5, most: 8 };
 const NICE_STEPS = [1, 2, 2.5, 5];
 const TIME_STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
@@ -399,14 +402,37 @@ function showProfile(state, view) {
   drawProfile(summary);
 }
 
-// Which listed symbols some analytics worker answers, and how many trades each had in the last PROBE.window:
-// a coverage request each, a few at a time; "no responders" (503) means nobody serves the symbol.
-async function probe(nc, symbols) {
-  const found = new Map(symbols.map((symbol) => [symbol, { served: false, trades: 0, last: 0 }])); // in list order
+// The symbols the analytics shards serve: each shard's list under its key of the TAPE_SERVED bucket (zlib-compressed
+// JSON), read with a STREAM.INFO for the keys and a DIRECT.GET a key; null when it cannot be read (then `probe` asks).
+async function servedSymbols(nc) {
+  const options = { timeout: SERVED.timeoutMs };
+  try {
+    const filter = te.encode(JSON.stringify({ subjects_filter: SERVED.keys }));
+    const info = JSON.parse(td.decode((await nc.request(`$JS.API.STREAM.INFO.${SERVED.stream}`, filter, options)).data));
+    if (info.error) return null; // no bucket: no analytics worker has published yet
+    const lists = await Promise.all(Object.keys(info.state?.subjects ?? {}).map(async (subject) => {
+      const msg = await nc.request(`$JS.API.DIRECT.GET.${SERVED.stream}.${subject}`, new Uint8Array(), options);
+      if (!msg.data.length) return []; // a deleted key
+      const inflated = new Blob([msg.data]).stream().pipeThrough(new DecompressionStream("deflate"));
+      const symbols = JSON.parse(await new Response(inflated).text()).symbols;
+      return Array.isArray(symbols) ? symbols : [];
+    }));
+    return new Set(lists.flat().filter((symbol) => typeof symbol === "string" && SYMBOL.test(symbol)));
+  } catch {
+    return null;
+  }
+}
+
+// Which symbols some analytics worker answers (`served`, else asked), and how many trades each had in the last
+// PROBE.window: a coverage request each of the first PROBE.most served, a few at a time; "no responders" (503) or
+// `unserved` means nobody serves the symbol.
+async function probe(nc, symbols, served) {
+  const found = new Map(symbols.map((symbol) => [symbol, { served: served?.has(symbol) ?? false, trades: 0, last: 0 }]));
+  const asked = (served ? symbols.filter((symbol) => served.has(symbol)) : symbols).slice(0, PROBE.most);
   let next = 0;
   const worker = async () => {
-    while (next < symbols.length) {
-      const symbol = symbols[next++];
+    while (next < asked.length) {
+      const symbol = asked[next++];
       try {
         const reply = await ask(nc, "coverage", symbol, { last: PROBE.window }, PROBE.timeoutMs);
         found.set(symbol, { served: true, trades: reply.trade_count, last: reply.last_time || 0 });
@@ -415,8 +441,12 @@ async function probe(nc, symbols) {
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(PROBE.concurrency, symbols.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(PROBE.concurrency, asked.length) }, worker));
   return found;
+}
+
+async function survey(nc, symbols) {
+  return probe(nc, symbols, await servedSymbols(nc));
 }
 
 // The served symbol with the most trades in the probe's window (then the latest trade, then the list's order).
@@ -427,7 +457,8 @@ export function tradingSymbol(symbols, found) {
   return served.reduce((best, symbol) => (better(symbol, best) ? symbol : best), served[0]) ?? symbols[0];
 }
 
-const unserved = (error) => error.code === "503"; // nats.ws: the server's "no responders" status
+// nats.ws: the server's "no responders" status (no worker at all), or the owning shard's `unserved` reply
+const unserved = (error) => error.code === "503" || error.code === "unserved";
 
 function servedNote(found) {
   const served = [...found].filter(([, state]) => state.served).map(([symbol]) => symbol);
@@ -475,7 +506,7 @@ async function show(nc, symbols) {
     }
     stop(); // both panels: neither will be answered
     setStatus(`${view.symbol}: not served`);
-    const found = await probe(nc, symbols);
+    const found = await survey(nc, symbols);
     if (current === mine) notify(explain(error, view.symbol, found));
   };
   follow(nc, `tape.live.profile.${view.symbol}`, () => joinProfile(nc, view, stopped), (state) => showProfile(state, view), stopped).catch(fail);
@@ -498,14 +529,16 @@ async function main() {
     throw new Error(`cannot reach NATS at ${config.servers} (${error.message}): is \`tradetape up\` running?`);
   }
   setStatus("finding the symbols that trade…");
-  const found = await probe(nc, config.symbols);
-  for (const symbol of config.symbols) {
+  const served = await servedSymbols(nc);
+  const symbols = [...new Set([...config.symbols, ...[...(served ?? [])].sort()])];
+  const found = await probe(nc, symbols, served);
+  for (const symbol of symbols) {
     $("symbol").add(new Option(found.get(symbol).served ? symbol : `${symbol} (not served)`, symbol));
   }
-  const wanted = params.get("symbol"); // only a symbol the config lists ever reaches a subject
-  $("symbol").value = config.symbols.includes(wanted) ? wanted : tradingSymbol(config.symbols, found);
-  $("show").addEventListener("click", () => show(nc, config.symbols));
-  await show(nc, config.symbols);
+  const wanted = params.get("symbol"); // only a symbol listed (config or served lists) ever reaches a subject
+  $("symbol").value = symbols.includes(wanted) ? wanted : tradingSymbol(symbols, found);
+  $("show").addEventListener("click", () => show(nc, symbols));
+  await show(nc, symbols);
 }
 
 main().catch((error) => {
