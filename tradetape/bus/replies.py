@@ -115,11 +115,16 @@ class GuardedService:
 
     @classmethod
     async def start(cls, nc: Client, guard: ReplyGuard, **config: Any) -> GuardedService:
-        """`nats.micro.add_service(nc, **config)`, its verbs subscribed through the guard (checked)."""
+        """`nats.micro.add_service(nc, **config)`, its verbs subscribed through the guard (checked).
+
+        Returns once the server holds the subscriptions (a flush): a request sent by anyone after
+        the service started finds it, never a "no responders" status.
+        """
         client = MicroClient(nc, guard.guarded)
         service = await add_service(cast(Client, client), **config)
         guarded = cls(service, client)
         guarded._expect(MICRO_VERB_SUBSCRIPTIONS, "its $SRV verbs")
+        await nc.flush()
         return guarded
 
     async def add_endpoint(self, *, admit: Callable[[Msg], bool] | None = None, **config: Any) -> None:
