@@ -167,17 +167,11 @@ class FootprintReply(BaseModel):
 
 
 def handle(source: TradeSource, symbol: str, request: FootprintRequest, now_ms: int) -> FootprintReply:
-    pieces = None if request.session is None else range_pieces(session_spec(request.session), _range(request, now_ms))
-    reply = _range_reply(source, symbol, request, now_ms)
-    if pieces is None:
-        return reply
-    return _with_sessions(source, symbol, request, reply, pieces)
-
-
-def _range(request: FootprintRequest, now_ms: int) -> tuple[int, int]:
     time_range = request.time_range(now_ms)
     assert time_range is not None
-    return time_range
+    pieces = None if request.session is None else range_pieces(session_spec(request.session), time_range)
+    reply = _range_reply(source, symbol, request, now_ms)
+    return reply if pieces is None else _with_sessions(source, symbol, request, reply, pieces)
 
 
 def _range_reply(source: TradeSource, symbol: str, request: FootprintRequest, now_ms: int) -> FootprintReply:
