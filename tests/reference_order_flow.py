@@ -13,7 +13,7 @@ from typing import Any
 
 Trade = tuple[int, Decimal, Decimal, bool]
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-TEXT_FIELDS = {"symbol", "interval", "period", "letters", "letter", "side"}
+TEXT_FIELDS = {"symbol", "interval", "period", "letters", "letter", "side", "label"}
 
 
 def decimals_of(value: Any, key: str = "") -> Any:

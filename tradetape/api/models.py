@@ -11,9 +11,9 @@ import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from tradetape.domain.bars import check_interval
 from tradetape.domain.decimals import DecimalFormatError, parse_units
@@ -268,6 +268,12 @@ SESSION_DESCRIPTION = (
     f"A preset ({', '.join(PRESETS)}) or {{\"tz\": \"America/New_York\", \"start\": \"09:30\", \"end\": \"16:00\"}}:"
     " one answer per session in the range."
 )
+
+
+SessionField = Annotated[
+    str | SessionHours | None, BeforeValidator(session_field), Field(description=SESSION_DESCRIPTION)
+]
+"""The `session` field of every method answering per session (`session: SessionField = None`)."""
 
 
 def session_spec(value: str | SessionHours) -> SessionSpec:

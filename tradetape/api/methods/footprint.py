@@ -2,26 +2,49 @@
 
 Bars are aligned as `bars`; the rules (rows, diagonal imbalances, stacked runs, POC and value
 area per bar) are those of `tradetape.domain.footprint`, computed exactly from price levels per
-interval. The reply is bounded: at most MAX_FOOTPRINT_CELLS rows over all its bars.
+interval. With `session`, the same footprint of each session's part of the range follows, with
+the session's POC and value area over all its bars' rows (`tradetape.api.sessions`). The reply is
+bounded: at most MAX_FOOTPRINT_CELLS rows over all its bars, the sessions' included.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from fractions import Fraction
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from tradetape.api.errors import range_too_large
 from tradetape.api.frames import rows_frame
 from tradetape.api.methods.bars import read_intervals
-from tradetape.api.models import IntervalRequest, decimal_field, one_row_rule
+from tradetape.api.methods.volume_profile import read_levels
+from tradetape.api.models import IntervalRequest, SessionField, decimal_field, omitted, one_row_rule, session_spec
 from tradetape.api.query_method import QueryMethod, TradeSource
+from tradetape.api.sessions import (
+    NakedPocReply,
+    PieceAnswer,
+    RangePiece,
+    SessionInfo,
+    naked_poc_replies,
+    range_pieces,
+    session_info,
+)
 from tradetape.domain.bars import time_bars
+from tradetape.domain.columns import Int64Array, TradeColumns
 from tradetape.domain.decimals import format_units, parse_units
 from tradetape.domain.footprint import FootprintBar, footprint, footprint_cells, footprint_row_size
 from tradetape.domain.interval_levels import IntervalLevels, interval_levels
-from tradetape.domain.profile import exact_fraction, infer_tick
+from tradetape.domain.profile import (
+    MAX_PROFILE_ROWS,
+    exact_fraction,
+    half_units_to_decimal,
+    infer_tick,
+    poc_position,
+    value_area_span,
+)
 
 MAX_FOOTPRINT_CELLS = 6000
 """Rows one reply may hold over all its bars (about 140 bytes of JSON each: 0.85 MB, under NATS's 1 MiB)."""
@@ -43,6 +66,7 @@ class FootprintRequest(IntervalRequest):
     )
     stacked: int = Field(default=3, ge=1, le=1000, description="Fewest consecutive imbalanced rows a stacked run has.")
     value_area: float = Field(default=0.7, gt=0, le=1, description="Share of each bar's volume in its value area.")
+    session: SessionField = None
 
     @field_validator("row_size", mode="before")
     @classmethod
@@ -95,6 +119,23 @@ class FootprintBarReply(BaseModel):
     stacked_imbalances: list[StackedImbalanceReply]
 
 
+class SessionFootprintReply(SessionInfo):
+    """One session's footprint: its bars (the range's row size), and its POC and value area over all their rows."""
+
+    trade_count: int
+    volume: str
+    buy_volume: str
+    sell_volume: str
+    delta: str
+    poc: str
+    """Middle of the row with the most volume over the session's bars (the volume profile's rules)."""
+    poc_low: str
+    poc_high: str
+    vah: str
+    val: str
+    bars: list[FootprintBarReply]
+
+
 class FootprintReply(BaseModel):
     symbol: str
     start: int
@@ -108,6 +149,10 @@ class FootprintReply(BaseModel):
     value_area: float
     trade_count: int
     bars: list[FootprintBarReply]
+    sessions: list[SessionFootprintReply] | None = Field(default=None, exclude_if=omitted)
+    """With `session`: the footprint of each session in the range holding trades."""
+    naked_pocs: list[NakedPocReply] | None = Field(default=None, exclude_if=omitted)
+    """With `session`: POC rows of sessions closed in the range that no later trade in it reached."""
 
     def to_polars(self) -> pl.DataFrame:
         """One line per (bar, row): `time` as a UTC datetime, then the row; exact Decimal prices and volumes."""
@@ -120,41 +165,26 @@ class FootprintReply(BaseModel):
             pl.from_epoch(pl.col("time"), time_unit="ms").dt.replace_time_zone("UTC")
         )
 
+
 def handle(source: TradeSource, symbol: str, request: FootprintRequest, now_ms: int) -> FootprintReply:
+    time_range = request.time_range(now_ms)
+    assert time_range is not None
+    pieces = None if request.session is None else range_pieces(session_spec(request.session), time_range)
+    reply = _range_reply(source, symbol, request, now_ms)
+    return reply if pieces is None else _with_sessions(source, symbol, request, reply, pieces)
+
+
+def _range_reply(source: TradeSource, symbol: str, request: FootprintRequest, now_ms: int) -> FootprintReply:
+    """The footprint of the whole range: the whole reply without `session`."""
     start, end, trades = read_intervals(source, symbol, request, now_ms)
-    interval_ms = request.interval_ms()
-    bars = time_bars(trades, interval_ms)
-    levels = interval_levels(trades, interval_ms)
-    if levels is None:  # a level's sum could leave int64: each trade its own level, summed exactly
-        levels = IntervalLevels.each_trade(trades, interval_ms)
-    row_size = None if request.row_size is None else parse_units(request.row_size)
-    if row_size is None and len(bars):
-        row_size = footprint_row_size(bars, request.rows or DEFAULT_ROWS_PER_BAR, infer_tick(levels.price))
-    computed: list[FootprintBar] = []
-    if row_size is not None and len(bars):
-        cells = footprint_cells(bars, row_size)
-        if cells > MAX_FOOTPRINT_CELLS:
-            raise range_too_large(
-                f"{len(bars)} bars of {request.interval} at row size {format_units(row_size)} hold {cells} rows;"
-                f" at most {MAX_FOOTPRINT_CELLS}: use a larger row_size, a longer interval or a shorter range",
-                cells=cells,
-                max_cells=MAX_FOOTPRINT_CELLS,
-                bars=len(bars),
-            )
-        computed = footprint(
-            bars,
-            levels,
-            row_size,
-            ratio=exact_fraction(request.imbalance, "imbalance"),
-            stacked=request.stacked,
-            value_area=exact_fraction(request.value_area, "value_area"),
-        )
+    asked = None if request.row_size is None else parse_units(request.row_size)
+    row_size, computed = _footprint_of(trades, request, asked, held=0)
     return FootprintReply(
         symbol=symbol,
         start=start,
         end=end,
         interval=request.interval,
-        interval_ms=interval_ms,
+        interval_ms=request.interval_ms(),
         row_size=None if row_size is None else format_units(row_size),
         imbalance=request.imbalance,
         stacked=request.stacked,
@@ -162,6 +192,114 @@ def handle(source: TradeSource, symbol: str, request: FootprintRequest, now_ms: 
         trade_count=len(trades),
         bars=[_bar_reply(bar) for bar in computed],
     )
+
+
+def _footprint_of(
+    trades: TradeColumns, request: FootprintRequest, row_size: int | None, held: int
+) -> tuple[int | None, list[FootprintBar]]:
+    """The row size (the one asked, else chosen for these bars) and the footprint of `trades`.
+
+    `held` rows are already in the reply: past MAX_FOOTPRINT_CELLS with them is `range_too_large`,
+    before the footprint is built.
+    """
+    interval_ms = request.interval_ms()
+    bars = time_bars(trades, interval_ms)
+    levels = interval_levels(trades, interval_ms)
+    if levels is None:  # a level's sum could leave int64: each trade its own level, summed exactly
+        levels = IntervalLevels.each_trade(trades, interval_ms)
+    if row_size is None and len(bars):
+        row_size = footprint_row_size(bars, request.rows or DEFAULT_ROWS_PER_BAR, infer_tick(levels.price))
+    if row_size is None or not len(bars):
+        return row_size, []
+    own = footprint_cells(bars, row_size)
+    if held + own > MAX_FOOTPRINT_CELLS:
+        besides = f" ({held + own} with the rest of the reply)" if held else ""
+        raise range_too_large(
+            f"{len(bars)} bars of {request.interval} at row size {format_units(row_size)} hold {own} rows{besides};"
+            f" at most {MAX_FOOTPRINT_CELLS}: use a larger row_size, a longer interval or a shorter range",
+            cells=held + own,
+            max_cells=MAX_FOOTPRINT_CELLS,
+            bars=len(bars),
+        )
+    return row_size, footprint(
+        bars,
+        levels,
+        row_size,
+        ratio=exact_fraction(request.imbalance, "imbalance"),
+        stacked=request.stacked,
+        value_area=exact_fraction(request.value_area, "value_area"),
+    )
+
+
+def _with_sessions(
+    source: TradeSource, symbol: str, request: FootprintRequest, reply: FootprintReply, pieces: list[RangePiece]
+) -> FootprintReply:
+    """The range's reply plus each session's footprint at the range's row size, and the naked POCs.
+
+    Each piece of the range is read on its own (a session's trades, or only the prices traded
+    between sessions), so no more than one piece is held at a time.
+    """
+    if reply.row_size is None:  # no trades in the range: no session holds any
+        return reply.model_copy(update={"sessions": [], "naked_pocs": []})
+    row_size = parse_units(reply.row_size)
+    held = sum(len(bar.rows) for bar in reply.bars)
+    share = exact_fraction(request.value_area, "value_area")
+    sessions: list[SessionFootprintReply] = []
+    answers: list[PieceAnswer] = []
+    prices: list[Int64Array] = []
+    for piece in pieces:
+        if piece.session is None:
+            prices.append(np.unique(read_levels(source, symbol, piece.range)[0]))
+            continue
+        trades = source.trades(symbol, piece.range)
+        prices.append(np.unique(trades.price))
+        _, computed = _footprint_of(trades, request, row_size, held)
+        if computed:
+            held += sum(len(bar.rows) for bar in computed)
+            session, answer = _session_reply(piece, computed, row_size, share)
+            sessions.append(session)
+            answers.append(answer)
+    return reply.model_copy(update={"sessions": sessions, "naked_pocs": naked_poc_replies(pieces, prices, answers)})
+
+
+def _session_reply(
+    piece: RangePiece, bars: list[FootprintBar], row_size: int, share: Fraction
+) -> tuple[SessionFootprintReply, PieceAnswer]:
+    """A session's figures from its bars; POC and value area by the volume profile's rules over its rows' volumes,
+    from its lowest row to its highest (at most MAX_PROFILE_ROWS, else `range_too_large`)."""
+    volumes: dict[int, int] = defaultdict(int)
+    for bar in bars:
+        for row in bar.rows:
+            volumes[row.price_low // row_size] += row.volume
+    bottom, top = min(volumes), max(volumes)
+    if top - bottom + 1 > MAX_PROFILE_ROWS:
+        raise range_too_large(
+            f"a session spans {top - bottom + 1} rows of row size {format_units(row_size)}; its POC is found over"
+            f" at most {MAX_PROFILE_ROWS}: use a larger row_size",
+            rows=top - bottom + 1,
+            max_rows=MAX_PROFILE_ROWS,
+        )
+    column = [volumes.get(k, 0) for k in range(bottom, top + 1)]
+    poc = poc_position(column)
+    low, high = value_area_span(column, poc, sum(column), share)
+    buy, sell = sum(bar.buy_volume for bar in bars), sum(bar.sell_volume for bar in bars)
+    poc_low = (bottom + poc) * row_size
+    poc_text = format(half_units_to_decimal(2 * poc_low + row_size), "f")  # no trailing zeros or exponent
+    session = SessionFootprintReply(
+        **session_info(piece),
+        trade_count=sum(bar.trade_count for bar in bars),
+        volume=format_units(buy + sell),
+        buy_volume=format_units(buy),
+        sell_volume=format_units(sell),
+        delta=format_units(buy - sell),
+        poc=poc_text,
+        poc_low=format_units(poc_low),
+        poc_high=format_units(poc_low + row_size),
+        vah=format_units((bottom + high + 1) * row_size),
+        val=format_units((bottom + low) * row_size),
+        bars=[_bar_reply(bar) for bar in bars],
+    )
+    return session, PieceAnswer(piece, poc_text, poc_low, poc_low + row_size)
 
 
 def _bar_reply(bar: FootprintBar) -> FootprintBarReply:

@@ -2,7 +2,9 @@
 
 Periods are epoch-aligned like `bars`; the rules (letters, coverage by row, POC and value area by
 TPO count, initial balance, single prints, poor high and low) are those of `tradetape.domain.tpo`,
-computed exactly from each period's high and low.
+computed exactly from each period's high and low. With `session`, the same profile of each
+session's part of the range follows (letters from its first period, rows at the range's row size;
+`tradetape.api.sessions`).
 """
 
 from __future__ import annotations
@@ -15,19 +17,33 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from tradetape.api.errors import insufficient_trades, invalid_request, range_too_large
 from tradetape.api.frames import rows_frame
+from tradetape.api.methods.volume_profile import MAX_SESSION_ROWS, read_levels
 from tradetape.api.models import (
     MAX_INTERVALS,
     RangeRequest,
+    SessionField,
     decimal_field,
     interval_count,
+    omitted,
     one_row_rule,
     parse_interval_ms,
+    session_spec,
 )
 from tradetape.api.query_method import QueryMethod, TradeSource
+from tradetape.api.sessions import (
+    NakedPocReply,
+    PieceAnswer,
+    RangePiece,
+    SessionInfo,
+    naked_poc_replies,
+    range_pieces,
+    session_info,
+)
 from tradetape.domain.bars import time_bars
+from tradetape.domain.columns import Int64Array
 from tradetape.domain.decimals import format_units, parse_units
 from tradetape.domain.profile import MAX_PROFILE_ROWS, choose_row_size, default_row_size, exact_fraction, infer_tick
-from tradetape.domain.tpo import market_profile, tpo_cells
+from tradetape.domain.tpo import TpoProfile, market_profile, tpo_cells
 
 MAX_TPO_CELLS = 400_000
 """Periods × rows one profile may take (a bool and a byte a cell while lettering)."""
@@ -44,6 +60,7 @@ class MarketProfileRequest(RangeRequest):
         "max(10 ticks, range / 100) rounded to a nice size.",
     )
     value_area: float = Field(default=0.7, gt=0, le=1, description="Share of the TPOs in the value area.")
+    session: SessionField = None
 
     @field_validator("period")
     @classmethod
@@ -91,6 +108,25 @@ class SinglePrintReply(BaseModel):
     rows: int
 
 
+class SessionMarketProfileReply(SessionInfo):
+    """One session's market profile: the reply's profile fields over its part of the range, lettered from its first
+    period, at the range's row size."""
+
+    trade_count: int
+    poc: str
+    poc_low: str
+    poc_high: str
+    vah: str
+    val: str
+    initial_balance: InitialBalanceReply | None
+    """High and low of the session's first two periods (of those in the range); null when neither traded."""
+    single_prints: list[SinglePrintReply]
+    poor_high: bool
+    poor_low: bool
+    periods: list[TpoPeriodReply]
+    rows: list[TpoRowReply]
+
+
 class MarketProfileReply(BaseModel):
     symbol: str
     start: int
@@ -113,6 +149,10 @@ class MarketProfileReply(BaseModel):
     poor_low: bool
     periods: list[TpoPeriodReply]
     rows: list[TpoRowReply]
+    sessions: list[SessionMarketProfileReply] | None = Field(default=None, exclude_if=omitted)
+    """With `session`: the profile of each session in the range holding trades."""
+    naked_pocs: list[NakedPocReply] | None = Field(default=None, exclude_if=omitted)
+    """With `session`: POC rows of sessions closed in the range that no later trade in it reached."""
 
     def to_polars(self) -> pl.DataFrame:
         """The rows, ascending by price: exact Decimal prices, `tpo_count`, `letters` as text."""
@@ -131,6 +171,16 @@ def handle(source: TradeSource, symbol: str, request: MarketProfileRequest, now_
             intervals=count,
             max_intervals=MAX_INTERVALS,
         )
+    pieces = None if request.session is None else range_pieces(session_spec(request.session), time_range)
+    reply = _range_reply(source, symbol, request, time_range)
+    return reply if pieces is None else _with_sessions(source, symbol, request, reply, pieces)
+
+
+def _range_reply(
+    source: TradeSource, symbol: str, request: MarketProfileRequest, time_range: tuple[int, int]
+) -> MarketProfileReply:
+    """The profile of the whole range: the whole reply without `session`."""
+    period_ms = request.period_ms()
     start, end = time_range
     trades = source.trades(symbol, time_range)
     if len(trades) == 0:
@@ -163,7 +213,6 @@ def handle(source: TradeSource, symbol: str, request: MarketProfileRequest, now_
     profile = market_profile(
         bars, start // period_ms * period_ms, row_size, exact_fraction(request.value_area, "value_area")
     )
-    balance = profile.initial_balance
     return MarketProfileReply(
         symbol=symbol,
         start=start,
@@ -173,27 +222,78 @@ def handle(source: TradeSource, symbol: str, request: MarketProfileRequest, now_
         trade_count=len(trades),
         row_size=format_units(row_size),
         value_area=request.value_area,
-        poc=format(profile.poc, "f"),  # built without trailing zeros or an exponent
-        poc_low=format_units(profile.poc_low),
-        poc_high=format_units(profile.poc_high),
-        vah=format_units(profile.vah),
-        val=format_units(profile.val),
-        initial_balance=None
+        **_profile_fields(profile),
+    )
+
+
+def _with_sessions(
+    source: TradeSource,
+    symbol: str,
+    request: MarketProfileRequest,
+    reply: MarketProfileReply,
+    pieces: list[RangePiece],
+) -> MarketProfileReply:
+    """The range's reply plus each session's profile at the range's row size, and the naked POCs.
+
+    A session's periods and rows lie within the range's, so each profile is within the range's
+    bound on cells; their rows together are bounded by MAX_SESSION_ROWS. Each piece of the range
+    is read on its own, so no more than one piece is held at a time.
+    """
+    period_ms = request.period_ms()
+    row_size = parse_units(reply.row_size)
+    share = exact_fraction(request.value_area, "value_area")
+    rows = 0
+    sessions: list[SessionMarketProfileReply] = []
+    answers: list[PieceAnswer] = []
+    prices: list[Int64Array] = []
+    for piece in pieces:
+        if piece.session is None:
+            prices.append(np.unique(read_levels(source, symbol, piece.range)[0]))
+            continue
+        trades = source.trades(symbol, piece.range)
+        prices.append(np.unique(trades.price))
+        if len(trades) == 0:
+            continue
+        bars = time_bars(trades, period_ms)
+        rows += int(bars.high.max()) // row_size - int(bars.low.min()) // row_size + 1
+        if rows > MAX_SESSION_ROWS:
+            raise range_too_large(
+                f"the sessions' profiles at row size {format_units(row_size)} need {rows} rows or more;"
+                f" at most {MAX_SESSION_ROWS}: use a larger row_size or a shorter range",
+                rows=rows,
+                max_rows=MAX_SESSION_ROWS,
+            )
+        profile = market_profile(bars, piece.start // period_ms * period_ms, row_size, share)
+        fields = _profile_fields(profile)
+        sessions.append(SessionMarketProfileReply(**session_info(piece), trade_count=len(trades), **fields))
+        answers.append(PieceAnswer(piece, fields["poc"], profile.poc_low, profile.poc_high))
+    return reply.model_copy(update={"sessions": sessions, "naked_pocs": naked_poc_replies(pieces, prices, answers)})
+
+
+def _profile_fields(profile: TpoProfile) -> dict[str, Any]:
+    """A profile's POC, value area, initial balance, single prints, extremes, periods and rows as exact strings."""
+    balance = profile.initial_balance
+    return {
+        "poc": format(profile.poc, "f"),  # built without trailing zeros or an exponent
+        "poc_low": format_units(profile.poc_low),
+        "poc_high": format_units(profile.poc_high),
+        "vah": format_units(profile.vah),
+        "val": format_units(profile.val),
+        "initial_balance": None
         if balance is None
         else InitialBalanceReply(high=format_units(balance[0]), low=format_units(balance[1])),
-        single_prints=[
-            SinglePrintReply(
-                price_low=format_units(run.price_low), price_high=format_units(run.price_high), rows=run.rows
-            )
+        "single_prints": [
+            SinglePrintReply(price_low=format_units(run.price_low), price_high=format_units(run.price_high),
+                             rows=run.rows)
             for run in profile.single_prints
         ],
-        poor_high=profile.poor_high,
-        poor_low=profile.poor_low,
-        periods=[
+        "poor_high": profile.poor_high,
+        "poor_low": profile.poor_low,
+        "periods": [
             TpoPeriodReply(letter=p.letter, start=p.start, high=format_units(p.high), low=format_units(p.low))
             for p in profile.periods
         ],
-        rows=[
+        "rows": [
             TpoRowReply(
                 price_low=format_units(row.price_low),
                 price_high=format_units(row.price_high),
@@ -202,7 +302,7 @@ def handle(source: TradeSource, symbol: str, request: MarketProfileRequest, now_
             )
             for row in profile.rows
         ],
-    )
+    }
 
 
 METHOD = QueryMethod(

@@ -17,12 +17,11 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from tradetape.api.errors import insufficient_trades, invalid_request, range_too_large
 from tradetape.api.frames import rows_frame
 from tradetape.api.models import (
-    SESSION_DESCRIPTION,
     RangeRequest,
-    SessionHours,
+    SessionField,
     decimal_field,
     omitted,
-    session_field,
+    one_row_rule,
     session_spec,
 )
 from tradetape.api.query_method import PriceLevelSource, QueryMethod, TradeSource
@@ -61,22 +60,16 @@ class VolumeProfileRequest(RangeRequest):
     )
     value_area: float = Field(default=0.7, gt=0, le=1, description="Share of volume in the value area.")
     min_trades: int = Field(default=1000, ge=0, description="Fewer trades in the range is insufficient_trades.")
-    session: str | SessionHours | None = Field(default=None, description=SESSION_DESCRIPTION)
+    session: SessionField = None
 
     @field_validator("row_size", mode="before")
     @classmethod
     def _row_size(cls, value: Any) -> Any:
         return decimal_field(value, "row_size", positive=True)
 
-    @field_validator("session", mode="before")
-    @classmethod
-    def _session(cls, value: Any) -> Any:
-        return session_field(value)
-
     @model_validator(mode="after")
     def _one_row_rule(self) -> VolumeProfileRequest:
-        if self.row_size is not None and self.rows is not None:
-            raise ValueError("give row_size or rows, not both: row_size sets each row's height, rows their count")
+        one_row_rule(self.row_size, self.rows)
         return self
 
     def row_size_units(self) -> int | None:

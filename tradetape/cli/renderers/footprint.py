@@ -1,4 +1,7 @@
-"""`footprint` as the CLI shows it: a block a bar, rows from the highest price down, imbalances marked."""
+"""`footprint` as the CLI shows it: a block a bar, rows from the highest price down, imbalances marked.
+
+With sessions, a line a session follows (its bars are the range's, cut at its open and close).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from rich.text import Text
 
 from tradetape.api.methods.footprint import FootprintBarReply, FootprintReply, FootprintRowReply, StackedImbalanceReply
 from tradetape.api.times import iso_time, time_span
+from tradetape.cli.session_table import session_table
 from tradetape.cli.tables import table
 
 
@@ -26,6 +30,12 @@ def render(reply: FootprintReply) -> RenderableType:
         parts.append(_bar_block(bar))
     legend = "buy × sell per row; ▲ buy imbalance, ▼ sell imbalance, ▲▲/▼▼ in a stacked run; POC; VA: value area"
     parts.append(Text(legend if reply.bars else "no trades in the range", "dim"))
+    if reply.sessions is not None:
+        parts.append(Text(""))
+        parts += session_table(
+            reply.sessions, reply.naked_pocs or [], ("bars", "trades", "volume", "delta", "POC", "VAH", "VAL"),
+            lambda s: (str(len(s.bars)), str(s.trade_count), s.volume, s.delta, s.poc, s.vah, s.val),
+        )
     return Group(*parts)
 
 

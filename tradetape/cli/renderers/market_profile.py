@@ -1,4 +1,7 @@
-"""`market_profile` as the CLI shows it: the rows from the highest price down, each with its TPO letters."""
+"""`market_profile` as the CLI shows it: the rows from the highest price down, each with its TPO letters.
+
+With sessions, a line a session follows: its POC, value area and initial balance (`--json` has its rows).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,9 @@ from decimal import Decimal
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from tradetape.api.methods.market_profile import MarketProfileReply
+from tradetape.api.methods.market_profile import MarketProfileReply, SessionMarketProfileReply
 from tradetape.api.times import iso_time, time_span
+from tradetape.cli.session_table import session_table
 from tradetape.cli.tables import table
 
 
@@ -42,4 +46,18 @@ def render(reply: MarketProfileReply) -> RenderableType:
         f"periods: {periods}\nletters A–Z, a–z, then A again; POC: most TPOs; VA: value area; single: single prints",
         "dim",
     )
-    return Group(header, Text(""), grid, legend)
+    if reply.sessions is None:
+        return Group(header, Text(""), grid, legend)
+    sessions = session_table(
+        reply.sessions, reply.naked_pocs or [], ("periods", "trades", "POC", "VAH", "VAL", "initial balance"),
+        _session_cells,
+    )
+    return Group(header, Text(""), grid, legend, Text(""), *sessions)
+
+
+def _session_cells(session: SessionMarketProfileReply) -> tuple[str, ...]:
+    balance = session.initial_balance
+    return (
+        str(len(session.periods)), str(session.trade_count), session.poc, session.vah, session.val,
+        f"{balance.low} – {balance.high}" if balance else "-",
+    )

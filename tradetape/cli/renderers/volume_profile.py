@@ -8,7 +8,8 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from tradetape.api.methods.volume_profile import VolumeProfileReply
-from tradetape.api.times import iso_time, time_span
+from tradetape.api.times import time_span
+from tradetape.cli.session_table import session_table
 from tradetape.cli.tables import table
 
 BAR_WIDTH = 40
@@ -48,17 +49,8 @@ def render(reply: VolumeProfileReply) -> RenderableType:
     legend = Text("POC: most volume; VA: value area; VAH/VAL: its edges; HVN/LVN: high/low-volume nodes", "dim")
     if reply.sessions is None:
         return Group(header, Text(""), grid, legend)
-    return Group(header, Text(""), grid, legend, Text(""), *_render_sessions(reply))
-
-
-def _render_sessions(reply: VolumeProfileReply) -> list[RenderableType]:
-    """One line per session (its POC and value area), then the naked POCs."""
-    numbers = ("trades", "volume", "POC", "VAH", "VAL")
-    grid = table("session", "from", "to", *numbers, "", right=numbers)
-    for session in reply.sessions or []:
-        grid.add_row(
-            session.label, iso_time(session.start), iso_time(session.end), str(session.trade_count),
-            session.total_volume, session.poc, session.vah, session.val, "partial" if session.partial else "",
-        )
-    naked = ", ".join(f"{poc.poc} ({poc.label})" for poc in reply.naked_pocs or []) or "none"
-    return [Text(f"sessions {len(reply.sessions or [])}", "bold"), grid, Text(f"naked POCs: {naked}", "yellow")]
+    sessions = session_table(
+        reply.sessions, reply.naked_pocs or [], ("trades", "volume", "POC", "VAH", "VAL"),
+        lambda s: (str(s.trade_count), s.total_volume, s.poc, s.vah, s.val),
+    )
+    return Group(header, Text(""), grid, legend, Text(""), *sessions)
