@@ -52,7 +52,8 @@ from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect, resolve_nats_url
 from tradetape.bus.subjects import ANALYTICS_SERVICE, bars_subject, micro_subject, profile_subject, query_subject
 from tradetape.domain.bars import SECOND_MS
-from tradetape.domain.symbols import SymbolError, is_symbol, symbol_from_input
+from tradetape.domain.instruments import instrument_from_input, is_instrument
+from tradetape.domain.symbols import SymbolError
 from tradetape.errors import TradetapeError
 from tradetape.ground.redaction import redact_url
 from tradetape.settings import Settings
@@ -184,7 +185,7 @@ class TapeClient:
                     break
                 for endpoint in orjson.loads(msg.data).get("endpoints") or []:
                     meta = endpoint.get("metadata") or {}
-                    if is_symbol(meta.get("symbol")) and "method" in meta:
+                    if is_instrument(meta.get("symbol")) and "method" in meta:
                         served.setdefault(meta["symbol"], set()).add(meta["method"])
         finally:
             await subscription.unsubscribe()
@@ -296,9 +297,9 @@ def describe_served(served: dict[str, list[str]], method: str, symbol: str) -> s
 
 
 def _symbol(symbol: str) -> str:
-    """The symbol a caller typed (any case), or `invalid_request` before anything is sent."""
+    """The instrument a caller typed (`btcusdt`, `um:BTCUSDT`), or `invalid_request` before anything is sent."""
     try:
-        return symbol_from_input(symbol)
+        return instrument_from_input(symbol)
     except SymbolError as exc:
         raise ClientQueryError("invalid_request", str(exc), status=400) from None
 

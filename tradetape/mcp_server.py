@@ -29,7 +29,7 @@ from tradetape.api.methods.trades import TradesCursor
 from tradetape.api.query_method import QueryMethod
 from tradetape.api.registry import methods
 from tradetape.client import TapeClient, TapeError
-from tradetape.domain.symbols import MAX_SYMBOL_LENGTH
+from tradetape.domain.instruments import MAX_INSTRUMENT_LENGTH, split_instrument
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -69,8 +69,9 @@ def tool_for(method: QueryMethod[Any, Any]) -> types.Tool:
     properties: dict[str, Any] = {
         "symbol": {
             "type": "string",
-            "maxLength": MAX_SYMBOL_LENGTH,
-            "description": f"Binance spot symbol, e.g. BTCUSDT: up to {MAX_SYMBOL_LENGTH} letters and digits.",
+            "maxLength": MAX_INSTRUMENT_LENGTH,
+            "description": "Binance instrument as list_symbols names it: BTCUSDT (spot), um:BTCUSDT (USD-M "
+            "futures), cm:BTCUSD_PERP (COIN-M futures).",
         }
     }
     properties.update(schema.get("properties", {}))
@@ -148,7 +149,8 @@ async def list_symbols(client: TapeClient) -> dict[str, Any]:
     served = await client.served()
     symbols = []
     for symbol, names in served.items():
-        entry: dict[str, Any] = {"symbol": symbol, "methods": names}
+        market, bare = split_instrument(symbol)
+        entry: dict[str, Any] = {"symbol": symbol, "market": market.value, "exchange_symbol": bare, "methods": names}
         if "coverage" in names:
             coverage = await client.query("coverage", symbol)
             entry |= {

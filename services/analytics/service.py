@@ -70,9 +70,16 @@ from tradetape.bus.ledger import LedgerFormatError, LedgerGap, ledger_bucket, re
 from tradetape.bus.nats_internals import EndpointCounters
 from tradetape.bus.replies import GuardedService, ReplyGuard
 from tradetape.bus.shard_stores import ShardStore, check_same_store, read_shard_store
-from tradetape.bus.subjects import ANALYTICS_SERVICE, SCHEMA_SUBJECT, analytics_queue_group, query_subject, symbol_of
+from tradetape.bus.subjects import (
+    ANALYTICS_SERVICE,
+    SCHEMA_SUBJECT,
+    analytics_queue_group,
+    query_instrument,
+    query_subject,
+)
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
+from tradetape.domain.instruments import instrument_token
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.errors import RequestError
 from tradetape.ground.backoff import retry_until
@@ -192,7 +199,7 @@ class AnalyticsService:
             for name, method in methods().items():
                 for symbol in self.symbols:
                     await service.add_endpoint(
-                        name=f"{name}-{symbol}",
+                        name=f"{name}-{instrument_token(symbol).replace('.', '-')}",
                         subject=query_subject(name, symbol),
                         handler=functools.partial(self._dispatch, method),
                         metadata={"method": name, "symbol": symbol, "schema": SCHEMA_SUBJECT},
@@ -255,7 +262,7 @@ class AnalyticsService:
 
     async def _handle(self, method: QueryMethod[Any, Any], request: Request) -> None:
         started = time.perf_counter()
-        symbol = symbol_of(request.subject)
+        symbol = query_instrument(request.subject)  # the endpoint's own subject: one instrument's
         try:
             try:
                 body = await self._compute(method, symbol, request.data)

@@ -25,7 +25,8 @@ from rich.text import Text
 
 from tradetape.api.models import parse_duration_ms, parse_time_ms
 from tradetape.api.render import iso_time
-from tradetape.domain.symbols import symbol_from_input
+from tradetape.cli.options import INSTRUMENT_HELP
+from tradetape.domain.instruments import instrument_from_input
 from tradetape.settings import Settings
 
 if TYPE_CHECKING:
@@ -73,12 +74,14 @@ def add_history_commands(
     imp = make("import", HELP["import"], EXAMPLES["import"])
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
     imp.add_argument(
-        "--symbol", help="the files' symbol, when neither an export's label nor the name (SYMBOL-aggTrades-...) tells"
+        "--symbol",
+        help="the files' instrument (BTCUSDT, um:BTCUSDT), when neither an export's label nor the name "
+        "(SYMBOL-aggTrades-...) tells",
     )
     add_settings(imp, (*write_settings, *IMPORT_SETTINGS))
 
     fetch = make("fetch-history", HELP["fetch-history"], EXAMPLES["fetch-history"])
-    fetch.add_argument("symbols_to_fetch", nargs="+", metavar="SYMBOL")
+    fetch.add_argument("symbols_to_fetch", nargs="+", metavar="SYMBOL", help=INSTRUMENT_HELP)
     fetch.add_argument("--from", dest="first", required=True, type=date.fromisoformat, help="first day, YYYY-MM-DD")
     fetch.add_argument("--to", dest="last", required=True, type=date.fromisoformat, help="last day (inclusive)")
     fetch.add_argument(
@@ -91,13 +94,13 @@ def add_history_commands(
     add_settings(fetch, (*write_settings, *IMPORT_SETTINGS, *FETCH_SETTINGS))
 
     export = make("export", HELP["export"], EXAMPLES["export"])
-    export.add_argument("symbol", metavar="SYMBOL")
+    export.add_argument("symbol", metavar="SYMBOL", help=INSTRUMENT_HELP)
     _range_options(export)
     export.add_argument("-o", "--output", required=True, type=Path, help="FILE.parquet or FILE.csv")
     add_settings(export, STORE_SETTINGS)
 
     repair = make("repair", HELP["repair"], EXAMPLES["repair"])
-    repair.add_argument("symbol", metavar="SYMBOL")
+    repair.add_argument("symbol", metavar="SYMBOL", help=INSTRUMENT_HELP)
     _range_options(repair)
     repair.add_argument(
         "--dump-min-gap",
@@ -159,11 +162,11 @@ def run_history(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _check_symbols(args: argparse.Namespace) -> None:
-    """Every symbol given, upper-cased and checked, before anything is read, fetched or written."""
+    """Every instrument given (`BTCUSDT`, `um:BTCUSDT`), folded and checked, before anything is read or written."""
     if args.command == "fetch-history":
-        args.symbols_to_fetch = [symbol_from_input(s) for s in args.symbols_to_fetch]
+        args.symbols_to_fetch = [instrument_from_input(s) for s in args.symbols_to_fetch]
     elif args.symbol is not None:
-        args.symbol = symbol_from_input(args.symbol)
+        args.symbol = instrument_from_input(args.symbol)
 
 
 def _check_days(first: date, last: date) -> None:

@@ -30,9 +30,10 @@ from tradetape.api.methods.coverage import CoverageReply
 from tradetape.api.query_method import QueryMethod
 from tradetape.api.registry import methods
 from tradetape.api.render import iso_time
-from tradetape.cli.options import add_settings
+from tradetape.cli.options import INSTRUMENT_HELP, add_settings
 from tradetape.client import TapeClient, TapeError, TapeUnavailable
-from tradetape.domain.symbols import SymbolError, symbol_from_input
+from tradetape.domain.instruments import instrument_from_input
+from tradetape.domain.symbols import SymbolError
 from tradetape.errors import TradetapeError
 from tradetape.ground.redaction import redact_url
 from tradetape.settings import Settings
@@ -59,7 +60,7 @@ def add_query_command(parser: argparse.ArgumentParser, settings_fields: Sequence
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub._negative_number_matcher = VALUE_LIKE_NEGATIVE  # no option of a query starts with -<digit>
-        sub.add_argument("symbol", metavar="SYMBOL", help="e.g. BTCUSDT")
+        sub.add_argument("symbol", metavar="SYMBOL", help=INSTRUMENT_HELP)
         fields = sub.add_argument_group("request (times: epoch ms or ISO-8601, UTC unless a zone is given)")
         for field, info in method.request.model_fields.items():
             fields.add_argument(
@@ -115,7 +116,7 @@ def request_fields(args: argparse.Namespace, method: QueryMethod[Any, Any]) -> d
 def run_query(args: argparse.Namespace, settings: Settings) -> int:
     method = methods()[args.method]
     try:
-        symbol = symbol_from_input(args.symbol)
+        symbol = instrument_from_input(args.symbol)
     except SymbolError as exc:
         print(f"tradetape query: {exc}", file=sys.stderr)
         return 1

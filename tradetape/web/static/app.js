@@ -37,8 +37,21 @@ export function formatUnits(units, places = 8) {
   return (negative ? "-" : "") + (abs / base).toString() + (frac ? "." + frac : "");
 }
 
+// An instrument's name is `BTCUSDT` (spot) or `um:BTCUSDT` (USD-M), `cm:BTCUSD_PERP` (COIN-M); subjects carry its
+// token, the market a token of its own (tradetape.domain.instruments): `tape.query.bars.um.BTCUSDT`.
+const MARKETS = { spot: "spot", um: "USD-M", cm: "COIN-M" };
+
+export function subjectToken(symbol) {
+  return symbol.replace(":", ".");
+}
+
+export function instrumentLabel(symbol) {
+  const [market, bare] = symbol.includes(":") ? symbol.split(":", 2) : ["spot", symbol];
+  return `${bare} · ${MARKETS[market] ?? market}`;
+}
+
 async function ask(nc, method, symbol, body, timeout = ASK_TIMEOUT_MS) {
-  const msg = await nc.request(`tape.query.${method}.${symbol}`, te.encode(JSON.stringify(body)), { timeout });
+  const msg = await nc.request(`tape.query.${method}.${subjectToken(symbol)}`, te.encode(JSON.stringify(body)), { timeout });
   const reply = JSON.parse(td.decode(msg.data));
   if (reply.error) {
     const error = new Error(`${reply.error.code}: ${reply.error.message}`);
@@ -478,8 +491,8 @@ async function show(nc, symbols) {
     const found = await probe(nc, symbols);
     if (current === mine) notify(explain(error, view.symbol, found));
   };
-  follow(nc, `tape.live.profile.${view.symbol}`, () => joinProfile(nc, view, stopped), (state) => showProfile(state, view), stopped).catch(fail);
-  follow(nc, `tape.live.bars.1s.${view.symbol}`, () => joinBars(nc, view), drawBars, stopped).catch(fail);
+  follow(nc, `tape.live.profile.${subjectToken(view.symbol)}`, () => joinProfile(nc, view, stopped), (state) => showProfile(state, view), stopped).catch(fail);
+  follow(nc, `tape.live.bars.1s.${subjectToken(view.symbol)}`, () => joinBars(nc, view), drawBars, stopped).catch(fail);
 }
 
 async function main() {
@@ -500,7 +513,7 @@ async function main() {
   setStatus("finding the symbols that trade…");
   const found = await probe(nc, config.symbols);
   for (const symbol of config.symbols) {
-    $("symbol").add(new Option(found.get(symbol).served ? symbol : `${symbol} (not served)`, symbol));
+    $("symbol").add(new Option(found.get(symbol).served ? instrumentLabel(symbol) : `${instrumentLabel(symbol)} (not served)`, symbol));
   }
   const wanted = params.get("symbol"); // only a symbol the config lists ever reaches a subject
   $("symbol").value = config.symbols.includes(wanted) ? wanted : tradingSymbol(config.symbols, found);
