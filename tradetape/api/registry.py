@@ -16,7 +16,7 @@ from typing import Any
 from tradetape.api.live import live_schema
 from tradetape.api.models import ErrorReply
 from tradetape.api.query_method import QueryMethod
-from tradetape.bus.subjects import QUERY_SUBJECT
+from tradetape.bus.subjects import QUERY_SUBJECT, SYMBOL_TOKENS
 
 
 @cache
@@ -47,6 +47,7 @@ def api_schema() -> dict[str, Any]:
     """JSON Schema of every method's request and reply, the error reply, and the live subjects' messages."""
     return {
         "subject": QUERY_SUBJECT,
+        "symbol": SYMBOL_TOKENS,
         "methods": {
             name: {
                 "summary": m.summary,
