@@ -22,7 +22,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from tests.harness import run_services, wait_until_stored
+from tests.harness import run_services, wait_for, wait_until_stored
 from tradetape.api.registry import methods
 from tradetape.bus.ledger import LedgerEntry, LedgerGap, ledger_bucket, ledger_key, read_entry, write_entry
 from tradetape.bus.provision import ensure_streams
@@ -46,6 +46,7 @@ from tradetape.domain.decimals import format_units
 from tradetape.domain.instruments import symbol_of_instrument
 from tradetape.domain.symbols import SymbolError
 from tradetape.domain.trade import TradeRow
+from tradetape.services.exchange import Exchange, ExchangeConfig
 from tradetape.settings import Settings, shard_of
 from tradetape.store.keys import index_key, parse_window_key, window_key
 from tradetape.store.reader import SecondaryStore
@@ -268,3 +269,41 @@ async def test_the_client_refuses_a_hostile_instrument_before_sending(nats_url: 
             with pytest.raises(ClientQueryError) as refused:
                 await tape.query("coverage", name)
             assert refused.value.code == "invalid_request" and "\n" not in refused.value.message
+
+
+async def test_a_shard_taking_spot_whole_stores_its_own_and_dead_letters_another_markets(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """`ALL,um:ETHUSDT` on one shard consumes every trade subject: spot (a symbol listed later too) and the named
+    future are stored; um:BTCUSDT (not named) and a subject that names no instrument are dead-lettered, not stored."""
+    now_ms = int(time.time() * 1000)
+    one = TradeRow(FIRST_ID, 2_400 * 10**8, 10**8, 1, 1, now_ms - 60_000, False)
+    async with Exchange(ExchangeConfig(symbols=("BTCUSDT",), rate=0)) as exchange:
+        settings = Settings(
+            nats_url=nats_url, data_dir=tmp_path, symbols="ALL,um:ETHUSDT", binance_rest_url=exchange.rest_url
+        )
+        client = await nats.connect(nats_url)
+        js = client.jetstream()
+        try:
+            await ensure_streams(js, settings)
+            for instrument in ("BTCUSDT", "SOLUSDT", "um:ETHUSDT", "um:BTCUSDT"):
+                assert not any(await publish(js, instrument, [one]))
+            await js.publish("tape.trades.binance.um.A.B", wire("um:ETHUSDT", one))
+            async with run_services(settings, "persist", persist={"linger": 0.02}) as running:
+                persist = running.services["persist"]
+
+                async def settled() -> bool:
+                    return sum(persist.written.values()) == 3 and sum(persist.deadlettered.values()) == 2
+
+                await wait_for(settled, timeout=30, running=running)
+                assert persist.written == {"BTCUSDT": 1, "SOLUSDT": 1, "um:ETHUSDT": 1}
+                assert persist.deadlettered == {"um:BTCUSDT": 1, "unknown": 1}
+                dead = [await js.get_msg("TAPE_DEADLETTER", seq) for seq in (1, 2)]
+                assert sorted(d.subject for d in dead) == [
+                    "tape.deadletter.persist.um.BTCUSDT",
+                    "tape.deadletter.persist.unknown",
+                ]
+                assert persist.symbols == ("BTCUSDT", "um:ETHUSDT", "SOLUSDT")
+        finally:
+            await client.close()
+    assert find_shards(tmp_path / "shards") == {"main": ("BTCUSDT", "um:ETHUSDT", "SOLUSDT")}
