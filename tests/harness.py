@@ -16,6 +16,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect
+from tradetape.bus.subjects import query_subject
 from tradetape.services.analytics.service import AnalyticsService
 from tradetape.services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
 from tradetape.services.ingest.service import IngestService
@@ -88,7 +89,7 @@ async def wait_for(predicate: Any, timeout: float, interval: float = 0.2, runnin
 
 
 async def coverage_of(client: Client, symbol: str) -> dict[str, Any]:
-    reply, _ = await request(client, f"tape.query.coverage.{symbol}", {})
+    reply, _ = await request(client, query_subject("coverage", symbol), {})
     return reply
 
 

@@ -46,7 +46,8 @@ from tradetape.bus.connect import connect, resolve_nats_url
 from tradetape.bus.served import read_served, served_methods
 from tradetape.bus.subjects import bars_subject, profile_subject, query_subject
 from tradetape.domain.bars import SECOND_MS
-from tradetape.domain.symbols import SymbolError, symbol_from_input
+from tradetape.domain.instruments import instrument_from_input, is_instrument
+from tradetape.domain.symbols import SymbolError
 from tradetape.errors import TradetapeError
 from tradetape.ground.redaction import redact_url
 from tradetape.settings import Settings
@@ -294,9 +295,9 @@ def describe_served(served: dict[str, list[str]], method: str, symbol: str) -> s
 
 
 def _symbol(symbol: str) -> str:
-    """The symbol a caller typed (any case), or `invalid_request` before anything is sent."""
+    """The instrument a caller typed (`btcusdt`, `um:BTCUSDT`), or `invalid_request` before anything is sent."""
     try:
-        return symbol_from_input(symbol)
+        return instrument_from_input(symbol)
     except SymbolError as exc:
         raise ClientQueryError("invalid_request", str(exc), status=400) from None
 

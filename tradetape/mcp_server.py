@@ -30,7 +30,7 @@ from tradetape.api.methods.trades import TradesCursor
 from tradetape.api.query_method import QueryMethod
 from tradetape.api.registry import methods
 from tradetape.client import TapeClient, TapeError
-from tradetape.domain.symbols import MAX_SYMBOL_LENGTH
+from tradetape.domain.instruments import MAX_INSTRUMENT_LENGTH, split_instrument
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -72,8 +72,9 @@ def tool_for(method: QueryMethod[Any, Any]) -> types.Tool:
     properties: dict[str, Any] = {
         "symbol": {
             "type": "string",
-            "maxLength": MAX_SYMBOL_LENGTH,
-            "description": f"Binance spot symbol, e.g. BTCUSDT: up to {MAX_SYMBOL_LENGTH} letters and digits.",
+            "maxLength": MAX_INSTRUMENT_LENGTH,
+            "description": "Binance instrument as list_symbols names it: BTCUSDT (spot), um:BTCUSDT (USD-M "
+            "futures), cm:BTCUSD_PERP (COIN-M futures).",
         }
     }
     properties.update(schema.get("properties", {}))
@@ -168,12 +169,13 @@ async def list_symbols(
 ) -> dict[str, Any]:
     """One page of the served symbols (from the shards' served lists) whose name holds `contains`, with coverage."""
     wanted = contains.strip().upper()
-    served = [(symbol, names) for symbol, names in (await client.served()).items() if wanted in symbol]
+    served = [(symbol, names) for symbol, names in (await client.served()).items() if wanted in symbol.upper()]
     shown = served[offset : offset + page]
     slots = asyncio.Semaphore(LIST_SYMBOLS_CONCURRENCY)
 
     async def entry(symbol: str, names: list[str]) -> dict[str, Any]:
-        row: dict[str, Any] = {"symbol": symbol, "methods": names}
+        market, bare = split_instrument(symbol)
+        row: dict[str, Any] = {"symbol": symbol, "market": market.value, "exchange_symbol": bare, "methods": names}
         if "coverage" in names:
             async with slots:
                 coverage = await client.query("coverage", symbol)

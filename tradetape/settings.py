@@ -25,7 +25,7 @@ from pydantic_settings import (
 )
 
 from tradetape.config_file import CONFIG_ENV, config_path, read_config
-from tradetape.domain.instruments import Market, instrument_from_input
+from tradetape.domain.instruments import Market, instrument_from_input, instrument_name, is_instrument, split_instrument
 from tradetape.errors import ConfigError
 from tradetape.ground.hosts import parse_allowed_host
 from tradetape.ground.inboxes import DEFAULT_INBOX_PREFIX, INBOX_PREFIX_PATTERN
@@ -33,7 +33,9 @@ from tradetape.ground.inboxes import DEFAULT_INBOX_PREFIX, INBOX_PREFIX_PATTERN
 ENV_PREFIX = "TRADETAPE_"
 _UNPREFIXED = {"nats_url": "NATS_URL"}
 ALL_SYMBOLS = "ALL"
-"""`TRADETAPE_SYMBOLS=ALL`: every TRADING symbol of the exchange, learned at start (`tradetape.binance.symbols`)."""
+"""`TRADETAPE_SYMBOLS=ALL`: every TRADING symbol of the exchange, learned at start (`tradetape.binance.symbols`).
+
+Written with a market prefix it is that market's: `um:ALL`, `cm:ALL`; bare, spot's."""
 MIN_TOKEN_CHARS = 16
 """A bearer token shorter than this is refused: it would be guessable."""
 _config_option: ContextVar[Path | None] = ContextVar("tradetape_config_option", default=None)
@@ -58,8 +60,18 @@ class SymbolsUnresolvedError(ConfigError, RuntimeError):
 
 
 def shard_of(symbol: str, shard_count: int) -> int:
-    """The shard that owns `symbol`: CRC-32 of its name, stable across processes and versions."""
+    """The shard that owns instrument `symbol`: CRC-32 of its name, stable across processes and versions.
+
+    The name carries the market (`um:BTCUSDT`), so the market is part of the hash, and a
+    spot name is the bare symbol, so every spot symbol stays on the shard it always had.
+    """
     return zlib.crc32(symbol.encode()) % shard_count
+
+
+def market_of_all(name: str) -> Market | None:
+    """The market whose every TRADING symbol `name` stands for (`ALL`: spot, `um:ALL`, `cm:ALL`), else None."""
+    market, symbol = split_instrument(name)
+    return market if symbol == ALL_SYMBOLS else None
 
 
 class Settings(BaseSettings):
@@ -79,8 +91,10 @@ class Settings(BaseSettings):
     )
     symbols: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("BTCUSDT", "ETHUSDT"),
-        description="comma-separated symbols to ingest, persist and serve, or ALL: every TRADING symbol of the "
-        "exchange's exchangeInfo, asked by each service at its start (docs/architecture.md, Many symbols)",
+        description="comma-separated instruments to ingest, persist and serve: BTCUSDT (spot), um:BTCUSDT (USD-M), "
+        "cm:BTCUSD_PERP (COIN-M); ALL, um:ALL, cm:ALL: every TRADING symbol of that market's exchangeInfo, asked by "
+        "each service at its start; a market's ALL stands alone in its market, beside other markets' names "
+        "(docs/architecture.md, Many symbols; Markets)",
     )
     binance_ws_url: str = Field(default="wss://data-stream.binance.vision", description="exchange WebSocket URL")
     binance_rest_url: str = Field(
@@ -380,11 +394,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = [part for part in value.split(",")]
         if isinstance(value, (list, tuple)):
-            symbols = tuple(instrument_from_input(str(s)) for s in value if str(s).strip())
+            symbols = tuple(dict.fromkeys(instrument_from_input(str(s)) for s in value if str(s).strip()))
             if not symbols:
                 raise ValueError("at least one symbol is needed")
-            if ALL_SYMBOLS in symbols and len(symbols) > 1:
-                raise ValueError(f"{ALL_SYMBOLS} stands alone: it means every TRADING symbol of the exchange")
+            whole = {market for market in map(market_of_all, symbols) if market is not None}
+            for name in symbols:
+                market = split_instrument(name)[0]
+                if market in whole and market_of_all(name) is None:
+                    every = instrument_name(market, ALL_SYMBOLS)
+                    raise ValueError(
+                        f"{every} stands alone in its market: it means every TRADING symbol of {market.value}, "
+                        f"so {name} is in it already (other markets' instruments may stand beside it)"
+                    )
             return symbols
         return value
 
@@ -467,20 +488,26 @@ class Settings(BaseSettings):
         return env
 
     @property
+    def markets_from_exchange(self) -> tuple[Market, ...]:
+        """The markets named by their `ALL` (`ALL`, `um:ALL`, `cm:ALL`), in the order given."""
+        return tuple(market for market in map(market_of_all, self.symbols) if market is not None)
+
+    @property
     def symbols_from_exchange(self) -> bool:
-        """True for `TRADETAPE_SYMBOLS=ALL`: the list is the exchange's, so `symbols` holds no symbol yet."""
-        return self.symbols == (ALL_SYMBOLS,)
+        """True when some market is named by its `ALL`: the list is the exchange's, not known before it is asked."""
+        return bool(self.markets_from_exchange)
 
     @property
     def shard_symbols(self) -> tuple[str, ...]:
-        """The symbols this shard owns: all of `symbols`, or shard `shard_index` of `shard_count` by stable hash.
+        """The instruments this shard owns: all of `symbols`, or shard `shard_index` of `shard_count` by stable hash.
 
         With `ALL` there is no list to split without asking the exchange: `SymbolsUnresolvedError`, so "ALL" is
         never taken for a symbol; services resolve it (`tradetape.binance.symbols`) and call `shard_share`.
         """
         if self.symbols_from_exchange:
+            given = ",".join(instrument_name(market, ALL_SYMBOLS) for market in self.markets_from_exchange)
             raise SymbolsUnresolvedError(
-                f"{self.env_name('symbols')}={ALL_SYMBOLS}: the symbols come from the exchange's exchangeInfo "
+                f"{self.env_name('symbols')}={given}: the symbols come from the exchange's exchangeInfo "
                 "and are not known before a service has asked for them"
             )
         return self.shard_share(self.symbols)
@@ -490,8 +517,10 @@ class Settings(BaseSettings):
         return tuple(s for s in symbols if self.owns(s))
 
     def owns(self, symbol: str) -> bool:
-        """Whether `symbol` is this shard's: in `symbols` (any symbol with `ALL`), and of this shard by hash."""
-        if not self.symbols_from_exchange and symbol not in self.symbols:
+        """Whether instrument `symbol` is this shard's: in `symbols` (or its market's `ALL`), and ours by hash."""
+        if not is_instrument(symbol) or market_of_all(symbol) is not None:
+            return False
+        if symbol not in self.symbols and split_instrument(symbol)[0] not in self.markets_from_exchange:
             return False
         return self.shard_count == 1 or shard_of(symbol, self.shard_count) == self.shard_index
 

@@ -29,8 +29,9 @@ from tradetape.bus.ledger import LedgerFormatError, open_gaps
 from tradetape.bus.served import Served, read_served
 from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM
 from tradetape.client import ClientQueryError, TapeClient, TapeUnavailable
+from tradetape.domain.instruments import is_instrument
 from tradetape.runtime.metrics import PREFIX, discover
-from tradetape.settings import ALL_SYMBOLS, Settings
+from tradetape.settings import Settings, market_of_all
 from tradetape.store import find_shards
 
 DISCOVERY_WAIT_S = 0.5
@@ -165,7 +166,8 @@ async def collect_status(nc: Client, settings: Settings, url: str) -> SystemStat
     else:
         symbols = []
         problems.append(
-            f"{Settings.env_name('symbols')}=ALL: no shard manifest under {settings.data_dir / 'shards'} and no "
+            f"{Settings.env_name('symbols')}={','.join(settings.symbols)}: no shard manifest under "
+            f"{settings.data_dir / 'shards'} and no "
             "running persist or analytics names its symbols yet"
         )
     disk = {shard: _disk_bytes(settings.data_dir / "shards" / shard) for shard in shards}
@@ -293,7 +295,7 @@ def _symbol_shards(
     for service in services:
         shard = service.metadata.get("shard")
         for symbol in filter(None, service.metadata.get("symbols", "").split(",")):
-            if symbol == ALL_SYMBOLS:  # the service learns its list from the exchange: no symbol named here
+            if not is_instrument(symbol) or market_of_all(symbol) is not None:  # `ALL`, `um:ALL`: none named here
                 continue
             if shard is not None or symbol not in owners:
                 owners[symbol] = shard

@@ -33,7 +33,8 @@ from tradetape.bus.provision import (
     listed_catch_up_config,
     persist_durable,
 )
-from tradetape.bus.subjects import TRADES_STREAM, max_deliveries_subject, symbol_of
+from tradetape.bus.subjects import TRADES_STREAM, max_deliveries_subject, trade_instrument
+from tradetape.domain.symbols import SymbolError
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -161,12 +162,15 @@ class MaxDeliveries:
         except NotFoundError:
             logger.warning("undeliverable message already gone from the stream", extra={"sequence": sequence})
             return
-        symbol = symbol_of(stored.subject or "")
+        try:
+            symbol: str | None = trade_instrument(stored.subject or "")
+        except SymbolError:
+            symbol = None
         reason = f"not acknowledged after {deliveries} deliveries (stream sequence {sequence})"
         await publish_deadletter(
             self._js, "persist", symbol, stored.data or b"", reason, max_payload=self._nc.max_payload
         )
-        self._deadlettered[symbol] += 1
+        self._deadlettered[symbol or "unknown"] += 1
 
     async def stop(self) -> None:
         subscription, self._subscription = self._subscription, None

@@ -18,6 +18,7 @@ whose reply subject is not an inbox is dropped unread (`tradetape.bus.replies`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -69,7 +70,7 @@ class BulkImporter:
         """Take imports for one more symbol (one persist adopted after its start)."""
         subscription = await self._nc.subscribe(
             import_subject(symbol),
-            cb=self._replies.guarded(self._handle),
+            cb=self._replies.guarded(functools.partial(self._handle, symbol)),
             pending_msgs_limit=PENDING_MESSAGES,
             pending_bytes_limit=PENDING_BATCHES * self._nc.max_payload,
         )
@@ -82,9 +83,8 @@ class BulkImporter:
             if not self._nc.is_closed:
                 await subscription.unsubscribe()
 
-    async def _handle(self, msg: Msg) -> None:
-        """One batch, whose reply subject the guard has checked before anything is written."""
-        symbol = msg.subject.rsplit(".", 1)[-1]
+    async def _handle(self, symbol: str, msg: Msg) -> None:
+        """One batch of `symbol` (its subscription's), its reply subject checked by the guard before any write."""
         reply = await asyncio.get_running_loop().run_in_executor(self._store_thread, self._import, symbol, msg.data)
         await msg.respond(reply.encode())
 

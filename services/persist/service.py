@@ -46,8 +46,8 @@ from tradetape.bus.deadletter import publish_deadletter
 from tradetape.bus.ledger import LedgerFormatError, ledger_bucket, read_entry
 from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.shard_stores import ShardStore, record_shard_store
-from tradetape.bus.subjects import TRADES_STREAM, symbol_of, trade_subject
-from tradetape.domain.symbols import is_symbol
+from tradetape.bus.subjects import TRADES_STREAM, trade_instrument
+from tradetape.domain.symbols import SymbolError
 from tradetape.domain.trade import TradeRow
 from tradetape.ground.backoff import Backoff, retry_until
 from tradetape.ground.tasks import cancel_and_wait
@@ -75,6 +75,8 @@ RETENTION_INTERVAL_S = 3600.0
 STORE_RETRY_MAX_S = 30.0
 LEDGER_READ_TIMEOUT_S = 1.0
 RECORD_S = 2.0
+MAX_SUBJECTS_REMEMBERED = 100_000
+"""Trade subjects whose instrument is remembered (far above every instrument of every market); more are parsed."""
 """The longest one try at recording the shard's store may take (a cluster electing its leaders answers late)."""
 IMPLAUSIBLE_DELIVERIES = 3
 """An implausible id is delivered this often before it is dead-lettered: ingest writes its ledger every second,
@@ -108,7 +110,7 @@ class PersistService:
         self._symbols: tuple[str, ...] = ()
         """The shard's symbols, known once `run` has resolved them."""
         self._owned: set[str] = set()
-        self._subject_symbols: dict[str, str] = {}
+        self._subject_symbols: dict[str, str | None] = {}
         self.written: Counter[str] = Counter()
         self.deadlettered: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
@@ -324,6 +326,11 @@ class PersistService:
         sources: list[Msg] = []
         for msg in msgs:
             symbol = self._symbol_of(msg.subject)
+            if symbol is None:
+                reason = f"subject {msg.subject[:200]!r} is not a trade subject of one instrument"
+                await publish_deadletter(self._js, "persist", None, msg.data, reason, max_payload=self._nc.max_payload)
+                self.deadlettered["unknown"] += 1
+                continue
             if symbol not in self._owned and not await self._admit(symbol, msg):
                 continue
             try:
@@ -375,30 +382,36 @@ class PersistService:
         return given_back
 
     async def _admit(self, symbol: str, msg: Msg) -> bool:
-        """Whether to store a trade of a symbol outside the shard's list; False once it is dead-lettered.
+        """Whether to store a trade of an instrument outside the shard's list; False once it is dead-lettered.
 
-        Only `ALL` on a single shard sees such subjects (it consumes all of them): a symbol
-        listed after the start is adopted, i.e. rolled up, importable and in the manifest
-        from its first trade on; a subject that names no symbol is dead-lettered.
+        Only a single shard with a market's `ALL` sees such subjects (it consumes all of them): an
+        instrument of such a market listed after the start is adopted, i.e. rolled up, importable
+        and in the manifest from its first trade on; one this shard does not own (another market,
+        not taken whole) is dead-lettered, never stored as another market's trade.
         """
-        if not is_symbol(symbol) or msg.subject != trade_subject(symbol):
-            reason = f"subject {msg.subject[:200]!r} is not a trade subject of one symbol"
-            await publish_deadletter(self._js, "persist", None, msg.data, reason, max_payload=self._nc.max_payload)
+        if not self._settings.owns(symbol):
+            reason = f"instrument {symbol} is not one of this shard's ({Settings.env_name('symbols')})"
+            await publish_deadletter(self._js, "persist", symbol, msg.data, reason, max_payload=self._nc.max_payload)
             self.deadlettered[symbol] += 1
             return False
-        if self._settings.symbols_from_exchange and self._settings.owns(symbol):
-            self._symbols += (symbol,)
-            self._owned.add(symbol)
-            write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols)
-            if self._importer is not None:
-                await self._importer.add(symbol)
-            logger.info("new symbol on the stream", extra={"symbol": symbol, "symbols": len(self._symbols)})
+        self._symbols += (symbol,)
+        self._owned.add(symbol)
+        write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols)
+        if self._importer is not None:
+            await self._importer.add(symbol)
+        logger.info("new symbol on the stream", extra={"symbol": symbol, "symbols": len(self._symbols)})
         return True
 
-    def _symbol_of(self, subject: str) -> str:
-        symbol = self._subject_symbols.get(subject)
-        if symbol is None:
-            symbol = self._subject_symbols[subject] = symbol_of(subject)
+    def _symbol_of(self, subject: str) -> str | None:
+        """The instrument a trade subject names, None for a subject that names none (remembered either way)."""
+        if subject in self._subject_symbols:
+            return self._subject_symbols[subject]
+        try:
+            symbol: str | None = trade_instrument(subject)
+        except SymbolError:
+            symbol = None
+        if len(self._subject_symbols) < MAX_SUBJECTS_REMEMBERED:
+            self._subject_symbols[subject] = symbol
         return symbol
 
     async def _in_store(self, call: Callable[..., T], *args: object) -> T:

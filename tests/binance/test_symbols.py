@@ -15,9 +15,10 @@ import pytest
 
 from tradetape.binance.rest import GapFillError, parse_trading_symbols
 from tradetape.binance.symbols import resolve_symbols
+from tradetape.domain.instruments import Market
 from tradetape.ground.backoff import Backoff
 from tradetape.services.exchange import Exchange, ExchangeConfig
-from tradetape.settings import Settings
+from tradetape.settings import Settings, SymbolsUnresolvedError
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -155,3 +156,25 @@ async def test_an_exchange_listing_nothing_is_asked_again(tmp_path: Path, caplog
             assert await asyncio.wait_for(resolving, 2) == ()
     errors = {r.error for r in caplog.records if hasattr(r, "error")}
     assert errors == {"exchangeInfo lists no TRADING symbol"}
+
+
+async def test_each_markets_all_is_its_own_listing_beside_named_instruments(tmp_path: Path) -> None:
+    """`resolve(market)` answers a market's `ALL`; spot's is exchangeInfo; another market's names are dropped."""
+    asked: list[Market] = []
+
+    async def futures_listing(market: Market) -> list[str]:
+        asked.append(market)
+        return {Market.UM: ["um:BTCUSDT", "um:ETHUSDT", "BTCUSDT", "cm:BTCUSD_PERP", "um:a.b"]}[market]
+
+    settings = Settings(data_dir=tmp_path, symbols="cm:BTCUSD_PERP,um:ALL,BTCUSDT", binance_rest_url=NOWHERE)
+    resolved = await resolve_symbols(settings, asyncio.Event(), listing=futures_listing)
+    assert resolved == ("cm:BTCUSD_PERP", "um:BTCUSDT", "um:ETHUSDT", "BTCUSDT") and asked == [Market.UM]
+    async with Exchange(ExchangeConfig(symbols=("SOLUSDT", "BTCUSDT"), rate=0)) as exchange:
+        settings = Settings(data_dir=tmp_path, symbols="ALL,um:ETHUSDT", binance_rest_url=exchange.rest_url)
+        assert await resolve_symbols(settings, asyncio.Event()) == ("BTCUSDT", "SOLUSDT", "um:ETHUSDT")
+
+
+async def test_a_futures_all_without_its_exchange_info_client_is_refused(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, symbols="um:ALL", binance_rest_url=NOWHERE)
+    with pytest.raises(SymbolsUnresolvedError, match="um:ALL: no exchangeInfo client of market um"):
+        await resolve_symbols(settings, asyncio.Event())

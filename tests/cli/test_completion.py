@@ -96,3 +96,12 @@ def test_zsh_registers_the_completion(tmp_path: Path) -> None:
     registered, offered = done.stdout.splitlines()
     assert registered == "_bash_complete -o default -F _tradetape"
     assert "volume_profile" in offered.split()  # zsh filters by the typed prefix itself
+
+
+def test_bash_completes_after_an_instrument_name_that_bash_splits_at_its_colon(tmp_path: Path) -> None:
+    """Bash's COMP_WORDBREAKS holds `:`, so `um:BTCUSDT` arrives as three words: none may shift what follows."""
+    file = tmp_path / "tradetape.bash"
+    file.write_text(script("bash"))
+    assert bash_complete(file, "tradetape", "query", "volume_profile", "um", ":", "BTCUSDT", "--la") == ["--last"]
+    assert bash_complete(file, "tradetape", "export", "cm", ":", "BTCUSD_PERP", "--out") == ["--output"]
+    assert "--rollup-age-s" in bash_complete(file, "tradetape", "persist", "--symbols", "ALL,um", ":", "ALL", "--ro")

@@ -17,7 +17,7 @@ from typing import Any
 from tradetape.api.live.messages import live_schema
 from tradetape.api.models import ErrorReply
 from tradetape.api.query_method import QueryMethod
-from tradetape.bus.subjects import QUERY_SUBJECT
+from tradetape.bus.subjects import QUERY_SUBJECT, SYMBOL_TOKENS
 
 
 @cache
@@ -48,6 +48,7 @@ def api_schema() -> dict[str, Any]:
     """JSON Schema of every method's request and reply, the error reply, and the live subjects' messages."""
     return {
         "subject": QUERY_SUBJECT,
+        "symbol": SYMBOL_TOKENS,
         "methods": {
             name: {
                 "summary": m.summary,

@@ -1,10 +1,11 @@
-"""The ingest gap ledger in NATS KV: per symbol, the confirmed watermark and the open gaps.
+"""The ingest gap ledger in NATS KV: per instrument, the confirmed watermark and the open gaps.
 
 Ingest writes it, analytics (`coverage`) and operators read it. Layout:
 
 - bucket `TAPE_INGEST_LEDGER` (file storage, one revision kept per key);
-- key `binance.<SYMBOL>`;
-- value: JSON `{"v": 1, "watermark": W, "last_id": L, "updated_ms": t, "gaps": [...]}`
+- key `binance.<INSTRUMENT>`, the instrument's token (`tradetape.domain.instruments`):
+  `binance.BTCUSDT` for spot as ever, `binance.um.BTCUSDT` for USD-M, so markets never share an entry;
+- value: JSON `{"v": 1, "symbol": NAME, "watermark": W, "last_id": L, "updated_ms": t, "gaps": [...]}`
   where every agg id `<= W` is confirmed stored in the trades stream, `L >= W` is the
   highest confirmed id, and each gap is `{"from_id", "to_id", "opened_ms", "attempts",
   "last_error"}`: ids (inclusive) missing or not yet confirmed. Ids in `(W, L]` outside

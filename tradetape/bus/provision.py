@@ -94,7 +94,8 @@ def persist_durable(shard: str) -> str:
 def persist_consumer_config(settings: Settings, symbols: tuple[str, ...] | None = None) -> ConsumerConfig:
     """The shard's durable consumer, filtered on the subjects of its `symbols` (default: `settings.shard_symbols`).
 
-    With `ALL` on a single shard it takes every trade subject: thousands of filter subjects
+    With any market's `ALL` (`ALL`, `um:ALL`, `cm:ALL`) on a single shard it takes every trade subject
+    (persist dead-letters an instrument it does not own): thousands of filter subjects
     would cost the server (nats-server 2.15 took 0.4 s to create a consumer with 2,000 and
     3 s with 5,000; nats-server#6046 proposes a hard limit of 1,000), and a symbol listed
     after the start is stored too. A shard with more than that many symbols is refused, and

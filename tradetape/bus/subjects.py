@@ -1,16 +1,22 @@
-"""NATS names: the trades stream, its per-symbol subjects, dead letters, query, live, import and micro subjects.
+"""NATS names: the trades stream, its per-instrument subjects, dead letters, query, live, import and micro subjects.
 
 Every subject tradetape publishes or subscribes to is spelled here.
 
-A subject built from a symbol checks it (`tradetape.domain.symbols`): whatever a caller
-passes, no subject leaves here with a wildcard, an extra token or a length that would make
-nats-server close the connection (its control line holds 4 KiB).
+A subject names an instrument (`tradetape.domain.instruments`) by its token, as its last
+token or two: spot keeps the bare symbol (`tape.trades.binance.BTCUSDT`), a futures
+market is a token of its own before the symbol (`tape.trades.binance.um.BTCUSDT`,
+`tape.query.bars.cm.BTCUSD_PERP`). So a filter `<family>.*` is spot only, `<family>.um.*`
+is USD-M only and `<family>.>` is every market. A subject built from a name checks it:
+whatever a caller passes, no subject leaves here with a wildcard, an extra token or a
+length that would make nats-server close the connection (its control line holds 4 KiB).
+A subject read back (`trade_instrument`, `query_instrument`) yields the canonical name
+or `SymbolError`, never a guess from its last token.
 """
 
 from __future__ import annotations
 
-from tradetape.domain.instruments import instrument_token
-from tradetape.domain.symbols import SymbolError, check_symbol, quoted_name
+from tradetape.domain.instruments import instrument_of_token, instrument_token, is_instrument
+from tradetape.domain.symbols import SymbolError, quoted_name
 
 TRADES_STREAM = "TAPE_TRADES"
 TRADES_PREFIX = "tape.trades.binance"
@@ -25,6 +31,11 @@ MSG_ID_HEADER = "Nats-Msg-Id"
 
 QUERY_PREFIX = "tape.query"
 QUERY_SUBJECT = f"{QUERY_PREFIX}.<method>.<SYMBOL>"
+SYMBOL_TOKENS = (
+    "<SYMBOL> is the instrument's token: the bare symbol on spot (BTCUSDT), the market then the symbol on futures "
+    "(um.BTCUSDT for the instrument um:BTCUSDT, cm.BTCUSD_PERP for cm:BTCUSD_PERP)"
+)
+"""How a subject spells an instrument, for the schema (`tradetape schema`) and the docs."""
 LIVE_PREFIX = "tape.live"
 PROFILE_SUBJECT = f"{LIVE_PREFIX}.profile.<SYMBOL>"
 BARS_SUBJECT = f"{LIVE_PREFIX}.bars.1s.<SYMBOL>"
@@ -35,26 +46,43 @@ INGEST_STATS_SUBJECT = "tape.ingest.stats"
 EXCHANGE = "binance"
 
 
-def trade_subject(symbol: str) -> str:
-    return f"{TRADES_PREFIX}.{instrument_token(symbol)}"
+def trade_subject(instrument: str) -> str:
+    return f"{TRADES_PREFIX}.{instrument_token(instrument)}"
 
 
-def symbol_of(subject: str) -> str:
-    """The symbol is always the last token of a trade or query subject."""
-    return subject.rsplit(".", 1)[-1]
+def trade_instrument(subject: str) -> str:
+    """The instrument a trade subject names; `SymbolError` for a subject that is not one instrument's trades."""
+    return _instrument_after(subject, f"{TRADES_PREFIX}.")
 
 
-def trade_msg_id(symbol: str, agg_id: int) -> str:
-    """JetStream drops a second publish with the same id inside the duplicate window."""
-    return f"{EXCHANGE}:{symbol}:{agg_id}"
+def query_instrument(subject: str) -> str:
+    """The instrument a query subject `tape.query.<method>.<INSTRUMENT>` names; `SymbolError` otherwise."""
+    parts = subject.split(".", 3)
+    if len(parts) < 4 or f"{parts[0]}.{parts[1]}" != QUERY_PREFIX:
+        raise SymbolError(f"subject {quoted_name(subject)} is not a query subject")
+    return instrument_of_token(parts[3])
 
 
-def deadletter_subject(source: str, symbol: str | None = None) -> str:
-    return f"{DEADLETTER_PREFIX}.{source}.{symbol or 'unknown'}"
+def _instrument_after(subject: str, prefix: str) -> str:
+    if not subject.startswith(prefix):
+        raise SymbolError(f"subject {quoted_name(subject)} is not under {prefix}")
+    return instrument_of_token(subject[len(prefix) :])
 
 
-def query_subject(method: str, symbol: str) -> str:
-    return f"{QUERY_PREFIX}.{method}.{check_symbol(symbol)}"
+def trade_msg_id(instrument: str, agg_id: int) -> str:
+    """JetStream drops a second publish with the same id inside the duplicate window.
+
+    Keyed on the instrument's name: `binance:BTCUSDT:7` (spot, as ever) and
+    `binance:um:BTCUSDT:7` never collide, so a futures trade is not dropped as the
+    duplicate of the spot trade with the same agg id.
+    """
+    return f"{EXCHANGE}:{instrument}:{agg_id}"
+
+
+def deadletter_subject(source: str, instrument: str | None = None) -> str:
+    """`tape.deadletter.<source>.<INSTRUMENT>`; `unknown` for no instrument or a name that is none (never raises)."""
+    token = instrument_token(instrument) if instrument is not None and is_instrument(instrument) else "unknown"
+    return f"{DEADLETTER_PREFIX}.{source}.{token}"
 
 
 def method_queries(method: str) -> str:
@@ -63,28 +91,32 @@ def method_queries(method: str) -> str:
 
 
 def queried_symbol(method: str, subject: str) -> str:
-    """The instrument a query subject of `method` names (`symbol_of`), checked by spelling it back.
+    """The instrument a query subject of `method` names (`query_instrument`), checked by spelling it back.
 
     A subject the wildcard endpoint received may carry anything after the method; only one
     that `query_subject` would have written for the name read from it is a query of that name
     (`SymbolError` otherwise), so an extra token never passes for another instrument.
     """
-    symbol = symbol_of(subject)
-    if query_subject(method, symbol) != subject:
+    instrument = query_instrument(subject)
+    if query_subject(method, instrument) != subject:
         raise SymbolError(f"subject {quoted_name(subject)} is not a query of {method} about one instrument")
-    return symbol
+    return instrument
 
 
-def profile_subject(symbol: str) -> str:
-    return f"{LIVE_PREFIX}.profile.{check_symbol(symbol)}"
+def query_subject(method: str, instrument: str) -> str:
+    return f"{QUERY_PREFIX}.{method}.{instrument_token(instrument)}"
 
 
-def bars_subject(symbol: str) -> str:
-    return f"{LIVE_PREFIX}.bars.1s.{check_symbol(symbol)}"
+def profile_subject(instrument: str) -> str:
+    return f"{LIVE_PREFIX}.profile.{instrument_token(instrument)}"
 
 
-def import_subject(symbol: str) -> str:
-    return f"{IMPORT_PREFIX}.{check_symbol(symbol)}"
+def bars_subject(instrument: str) -> str:
+    return f"{LIVE_PREFIX}.bars.1s.{instrument_token(instrument)}"
+
+
+def import_subject(instrument: str) -> str:
+    return f"{IMPORT_PREFIX}.{instrument_token(instrument)}"
 
 
 def max_deliveries_subject(durable: str) -> str:

@@ -22,7 +22,7 @@ from rich.progress import Progress, TaskID
 from tradetape.api.models import parse_duration_ms, parse_time_ms
 from tradetape.api.times import iso_time
 from tradetape.cli.progress import progress_bar
-from tradetape.domain.symbols import symbol_from_input
+from tradetape.domain.instruments import instrument_from_input
 from tradetape.settings import Settings
 
 if TYPE_CHECKING:
@@ -73,11 +73,11 @@ def run_history(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _check_symbols(args: argparse.Namespace) -> None:
-    """Every symbol given, upper-cased and checked, before anything is read, fetched or written."""
+    """Every instrument given (`BTCUSDT`, `um:BTCUSDT`), folded and checked, before anything is read or written."""
     if args.command == "fetch-history":
-        args.symbols_to_fetch = [symbol_from_input(s) for s in args.symbols_to_fetch]
+        args.symbols_to_fetch = [instrument_from_input(s) for s in args.symbols_to_fetch]
     elif args.symbol is not None:
-        args.symbol = symbol_from_input(args.symbol)
+        args.symbol = instrument_from_input(args.symbol)
 
 
 def _check_days(first: date, last: date) -> None:

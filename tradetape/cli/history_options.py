@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+from tradetape.cli.options import INSTRUMENT_HELP
+
 STORE_SETTINGS = (
     "data_dir", "symbols", "shard", "shard_count", "shard_index", "rollup_age_s", "retention_days", "log_level",
 )
@@ -36,12 +38,14 @@ def add_history_commands(
     imp = make("import", HELP["import"], EXAMPLES["import"])
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
     imp.add_argument(
-        "--symbol", help="the files' symbol, when neither an export's label nor the name (SYMBOL-aggTrades-...) tells"
+        "--symbol",
+        help="the files' instrument (BTCUSDT, um:BTCUSDT), when neither an export's label nor the name "
+        "(SYMBOL-aggTrades-...) tells",
     )
     add_settings(imp, (*write_settings, *IMPORT_SETTINGS))
 
     fetch = make("fetch-history", HELP["fetch-history"], EXAMPLES["fetch-history"])
-    fetch.add_argument("symbols_to_fetch", nargs="+", metavar="SYMBOL")
+    fetch.add_argument("symbols_to_fetch", nargs="+", metavar="SYMBOL", help=INSTRUMENT_HELP)
     fetch.add_argument("--from", dest="first", required=True, type=date.fromisoformat, help="first day, YYYY-MM-DD")
     fetch.add_argument("--to", dest="last", required=True, type=date.fromisoformat, help="last day (inclusive)")
     fetch.add_argument(
@@ -54,13 +58,13 @@ def add_history_commands(
     add_settings(fetch, (*write_settings, *IMPORT_SETTINGS, *FETCH_SETTINGS))
 
     export = make("export", HELP["export"], EXAMPLES["export"])
-    export.add_argument("symbol", metavar="SYMBOL")
+    export.add_argument("symbol", metavar="SYMBOL", help=INSTRUMENT_HELP)
     _range_options(export)
     export.add_argument("-o", "--output", required=True, type=Path, help="FILE.parquet or FILE.csv")
     add_settings(export, STORE_SETTINGS)
 
     repair = make("repair", HELP["repair"], EXAMPLES["repair"])
-    repair.add_argument("symbol", metavar="SYMBOL")
+    repair.add_argument("symbol", metavar="SYMBOL", help=INSTRUMENT_HELP)
     _range_options(repair)
     repair.add_argument(
         "--dump-min-gap",

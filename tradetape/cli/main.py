@@ -31,7 +31,8 @@ from tradetape.cli.settings import add_settings_command
 from tradetape.cli.status_options import add_status_command
 from tradetape.cli.web import add_web_command
 from tradetape.config_file import ConfigFileError
-from tradetape.settings import Settings
+from tradetape.domain.instruments import Market, market_of
+from tradetape.settings import Settings, market_of_all
 
 ALL_SETTINGS = tuple(Settings.model_fields)
 STREAM_SETTINGS = ("stream_max_age_hours", "stream_max_bytes", "stream_replicas")
@@ -224,12 +225,14 @@ def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
         replay: tuple[Path, ...] = tuple(args.replay)
     else:
         replay = () if args.rate is not None else (BUNDLED_REPLAY,)
-    # The simulator is the exchange: ALL (ask the exchange) leaves it the default symbols to list.
+    # The simulator is the exchange: ALL (ask the exchange) leaves it the default symbols to list. It serves
+    # spot only: the spot instruments named are its symbols (futures names are another market's).
     default_symbols: tuple[str, ...] = Settings.model_fields["symbols"].default
+    spot = tuple(s for s in settings.symbols if market_of(s) is Market.SPOT and market_of_all(s) is None)
     return ExchangeConfig(
         host=args.host,
         port=args.port,
-        symbols=default_symbols if settings.symbols_from_exchange else settings.symbols,
+        symbols=spot or default_symbols,
         replay=replay,
         speed=args.speed,
         original_times=args.original_times,

@@ -9,6 +9,9 @@ from pathlib import Path
 from tradetape.config_file import CONFIG_ENV, CONFIG_FILE
 from tradetape.settings import Settings
 
+INSTRUMENT_HELP = "an instrument: BTCUSDT (spot), um:BTCUSDT (USD-M futures), cm:BTCUSD_PERP (COIN-M futures)"
+"""The help of every command's instrument argument (`tradetape.domain.instruments`)."""
+
 
 def add_settings(parser: argparse.ArgumentParser, fields: Sequence[str]) -> None:
     """The settings section of a command's help: one option per field, named after its variable."""

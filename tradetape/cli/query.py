@@ -30,7 +30,8 @@ from tradetape.cli.console import console_for_stdout
 from tradetape.cli.query_options import DEFAULT_TIMEOUT_S
 from tradetape.cli.renderers import renderer
 from tradetape.client import TapeClient, TapeError, TapeUnavailable
-from tradetape.domain.symbols import SymbolError, symbol_from_input
+from tradetape.domain.instruments import instrument_from_input
+from tradetape.domain.symbols import SymbolError
 from tradetape.errors import TradetapeError
 from tradetape.ground.redaction import redact_url
 from tradetape.settings import Settings
@@ -70,7 +71,7 @@ def request_fields(args: argparse.Namespace, method: QueryMethod[Any, Any]) -> d
 def run_query(args: argparse.Namespace, settings: Settings) -> int:
     method = methods()[args.method]
     try:
-        symbol = symbol_from_input(args.symbol)
+        symbol = instrument_from_input(args.symbol)
     except SymbolError as exc:
         print(f"tradetape query: {exc}", file=sys.stderr)
         return 1

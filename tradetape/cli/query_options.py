@@ -14,7 +14,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from tradetape.api.registry import methods
-from tradetape.cli.options import add_settings
+from tradetape.cli.options import INSTRUMENT_HELP, add_settings
 
 DEFAULT_TIMEOUT_S = 30.0
 VALUE_LIKE_NEGATIVE = re.compile(r"^-\d")
@@ -34,7 +34,7 @@ def add_query_command(parser: argparse.ArgumentParser, settings_fields: Sequence
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub._negative_number_matcher = VALUE_LIKE_NEGATIVE  # no option of a query starts with -<digit>
-        sub.add_argument("symbol", metavar="SYMBOL", help="e.g. BTCUSDT")
+        sub.add_argument("symbol", metavar="SYMBOL", help=INSTRUMENT_HELP)
         fields = sub.add_argument_group("request (times: epoch ms or ISO-8601, UTC unless a zone is given)")
         for field, info in method.request.model_fields.items():
             fields.add_argument(

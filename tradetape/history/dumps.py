@@ -40,7 +40,8 @@ from tradetape.binance.aggtrade import first_invalid
 from tradetape.binance.dumps import DUMP_FIELDS, DUMP_HEADERS, is_dump_name, timestamp_unit
 from tradetape.domain.column_checks import decimal_units, first_not_ascending, first_of
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
-from tradetape.domain.symbols import SymbolError, symbol_from_input
+from tradetape.domain.instruments import instrument_from_input, symbol_of_instrument
+from tradetape.domain.symbols import SymbolError
 from tradetape.errors import InputError
 from tradetape.history.labels import ExportLabel, LabelError, iso_ms
 from tradetape.settings import Settings
@@ -156,19 +157,22 @@ def symbol_of_name(name: str) -> str | None:
 
 
 def dump_symbol(name: str, given: str | None, label: ExportLabel | None = None) -> str:
-    """The symbol a file holds: its label's, else its name's, else `given`; `given` must agree with either."""
+    """The instrument a file holds: its label's, else its name's, else `given`; `given` must agree with either.
+
+    `given` may name a futures instrument (`um:BTCUSDT`); a dump's name tells only the symbol.
+    """
     if given is not None:
         try:
-            given = symbol_from_input(given)
+            given = instrument_from_input(given)
         except SymbolError as exc:
             raise DumpError(name, str(exc)) from None
     if label is not None:
-        if given is not None and given != label.symbol:
-            raise DumpError(name, f"the file holds {label.symbol} trades (its export label), not {given}")
-        return label.symbol
+        if given is not None and given != label.instrument:
+            raise DumpError(name, f"the file holds {label.instrument} trades (its export label), not {given}")
+        return label.instrument
     named = symbol_of_name(name)
     if given is not None:
-        if named is not None and is_dump_name(name) and named != given:
+        if named is not None and is_dump_name(name) and named != symbol_of_instrument(given):
             raise DumpError(name, f"the file holds {named} trades, not {given}")
         return given
     if named is None:

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from tradetape import __version__
 from tradetape.api.models import parse_time_ms
 from tradetape.domain.columns import TradeColumns
-from tradetape.domain.symbols import check_symbol, symbol_from_input
+from tradetape.domain.instruments import check_instrument, instrument_from_input, split_instrument
 from tradetape.errors import RequestError
 from tradetape.history.dumps import EXPORT_FIELDS, EXPORT_TIME_FORMAT, export_decimal
 from tradetape.history.labels import ExportLabel
@@ -79,7 +79,7 @@ def hourly_trades(
 
 def read_frame(shard_dir: Path, symbol: str, start_ms: int, end_ms: int) -> pl.DataFrame:
     """The range ``[start_ms, end_ms)`` of `symbol` as one DataFrame (for notebooks: it is all in memory)."""
-    check_symbol(symbol)
+    check_instrument(symbol)
     frames = [trades_frame(t) for t in _each_hour(shard_dir, symbol, start_ms, end_ms)]
     return pl.concat(frames) if frames else trades_frame(TradeColumns.empty())
 
@@ -90,7 +90,7 @@ def tape_frame(symbol: str, start: int | str, end: int | str, settings: Settings
     The store is found as the CLI finds it (`Settings`: the environment, `./data` by default).
     """
     settings = settings or Settings()
-    symbol = symbol_from_input(symbol)
+    symbol = instrument_from_input(symbol)
     return read_frame(shard_dir_of(settings, symbol), symbol, parse_time_ms(start), parse_time_ms(end))
 
 
@@ -112,11 +112,12 @@ def export(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write the range to `path` (Parquet or CSV by its extension), labelled; the number of rows written."""
-    check_symbol(symbol)
+    check_instrument(symbol)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ExportError(f"{path.name}: the extension picks the format, {' or '.join(FORMATS)}")
-    label = ExportLabel(symbol=symbol, start=start_ms, end=end_ms, version=__version__)
+    market, bare = split_instrument(symbol)
+    label = ExportLabel(symbol=bare, market=market.value, start=start_ms, end=end_ms, version=__version__)
     schema = trades_frame(TradeColumns.empty()).to_arrow().schema.with_metadata(label.pairs())
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".part")

@@ -11,7 +11,7 @@ must name it) before it is read (a mismatch imports nothing and deletes the down
 read with every trade required to lie in the file's day or month, imported
 (`tradetape.history.load`), and recorded in ``<data dir>/history/imported.json``, so a
 second run skips it: fetching resumes where it stopped. Paths and URLs are built only
-from a symbol `check_symbol` accepts and a date, and the download's path is checked to
+from an instrument `check_instrument` accepts and a date, and the download's path is checked to
 lie in the data directory.
 """
 
@@ -37,7 +37,7 @@ from tradetape.binance.dumps import (
     dump_path,
     period_label,
 )
-from tradetape.domain.symbols import check_symbol
+from tradetape.domain.instruments import Market, check_instrument, market_of, symbol_of_instrument
 from tradetape.history.download import Deadline, DownloadLimits, FetchError, HistoryHost
 from tradetape.history.dumps import DumpError, FileLimits, TimeBounds, read_dump
 from tradetape.history.load import ImportResult, Progress, TapeImporter
@@ -49,9 +49,10 @@ HASH_CHUNK = 1024 * 1024
 
 @dataclass(frozen=True)
 class Period:
-    """One dump file: a day or a whole month of one symbol (checked: its name and URL are built from it)."""
+    """One dump file: a day or a whole month of one instrument (checked: its name and URL are built from it)."""
 
     symbol: str
+    """The instrument's name (`BTCUSDT`, `um:BTCUSDT`); the file's name carries its bare symbol."""
     kind: str
     """``daily`` or ``monthly``."""
     label: str
@@ -60,13 +61,13 @@ class Period:
     last: date
 
     def __post_init__(self) -> None:
-        check_symbol(self.symbol)
+        check_instrument(self.symbol)
         if self.kind not in PERIOD_KINDS or self.label != period_label(self.kind, self.first):
             raise ValueError(f"not a dump period: {self.kind} {self.label!r}")
 
     @property
     def name(self) -> str:
-        return dump_name(self.symbol, self.label)
+        return dump_name(symbol_of_instrument(self.symbol), self.label)
 
     @property
     def bounds(self) -> TimeBounds:
@@ -77,7 +78,17 @@ class Period:
 
     @property
     def path(self) -> str:
+        """Its path on the host: spot's layout (`tradetape.binance.dumps`); a futures market has none here yet."""
+        market = market_of(self.symbol)
+        if market is not Market.SPOT:
+            raise FetchError(f"{self.name}: no dump layout for {market.value} instruments ({self.symbol})")
         return dump_path(self.kind, self.symbol, self.label)
+
+    @property
+    def download_name(self) -> str:
+        """Where under the downloads its file goes: spot's as named, another market's in its own directory."""
+        market = market_of(self.symbol)
+        return self.name if market is Market.SPOT else f"{market.value}/{self.name}"
 
     def days(self) -> list[Period]:
         return [daily(self.symbol, self.first + timedelta(n)) for n in range((self.last - self.first).days + 1)]
@@ -159,9 +170,9 @@ class HistoryFetcher:
     async def fetch(self, symbol: str, first: date, last: date, *, again: bool = False) -> FetchReport:
         """Import the files of ``[first, last]``; `again`: also those the manifest lists (a repair).
 
-        `ValueError` before anything is asked or written if `symbol` is not a symbol (`check_symbol`).
+        `ValueError` before anything is asked or written if `symbol` is not an instrument (`check_instrument`).
         """
-        check_symbol(symbol)
+        check_instrument(symbol)
         report = FetchReport()
         today = datetime.now(UTC).date()
         queue = periods(symbol, first, last, today)
@@ -186,7 +197,7 @@ class HistoryFetcher:
         return report
 
     async def _one(self, period: Period) -> ImportResult:
-        target = self._downloads / period.name
+        target = self._downloads / period.download_name
         if not target.resolve().is_relative_to(self._data_dir.resolve()):
             raise FetchError(f"{period.name}: would be written outside the data directory ({target})")
         deadline = Deadline(self._host.limits.deadline_s, period.name)

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tradetape.domain.instruments import Market, instrument_name
 from tradetape.domain.symbols import check_symbol
 from tradetape.errors import InputError
 
@@ -34,7 +35,8 @@ class ExportLabel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     symbol: str = Field(max_length=64)
-    market: Literal["spot"] = "spot"
+    market: Literal["spot", "um", "cm"] = "spot"
+    """The market of `symbol` (`tradetape.domain.instruments`): an export of `um:BTCUSDT` says `um` and `BTCUSDT`."""
     start: int
     """Epoch ms, inclusive."""
     end: int
@@ -45,6 +47,11 @@ class ExportLabel(BaseModel):
     @classmethod
     def _symbol(cls, value: str) -> str:
         return check_symbol(value)
+
+    @property
+    def instrument(self) -> str:
+        """The instrument's name: `BTCUSDT` (spot), `um:BTCUSDT`."""
+        return instrument_name(Market(self.market), self.symbol)
 
     @field_validator("start", "end", mode="before")
     @classmethod

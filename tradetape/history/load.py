@@ -30,7 +30,7 @@ from tradetape.bus.connect import connect, resolve_nats_url
 from tradetape.bus.subjects import import_subject
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.id_runs import IdRuns
-from tradetape.domain.symbols import check_symbol
+from tradetape.domain.instruments import check_instrument
 from tradetape.history.bulk import BATCH_TRADES, ImportReply, batches, encode_batch
 from tradetape.history.dumps import Dump, DumpError
 from tradetape.settings import Settings
@@ -78,7 +78,7 @@ class ImportResult:
 
 def shard_dir_of(settings: Settings, symbol: str) -> Path:
     """The shard directory that holds `symbol`: the shard whose manifest lists it, else this settings' shard."""
-    check_symbol(symbol)
+    check_instrument(symbol)
     root = settings.data_dir / "shards"
     for shard, symbols in find_shards(root).items():
         if symbol in symbols:

@@ -24,8 +24,9 @@ import numpy as np
 from tradetape.binance.rest import PAGE_LIMIT, GapFillError, RestClient
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.id_runs import IdRuns
-from tradetape.domain.symbols import check_symbol
+from tradetape.domain.instruments import Market, check_instrument, market_of
 from tradetape.domain.trade import TradeRow
+from tradetape.errors import RequestError
 from tradetape.history.fetch import HistoryFetcher
 from tradetape.history.load import Progress, TapeImporter
 
@@ -62,7 +63,9 @@ async def repair(
     dump_min_ids: int = DUMP_MIN_IDS,
 ) -> RepairReport:
     """Fill `gaps` (inclusive agg-id ranges, from the index) from dumps and REST; what closed and what did not."""
-    check_symbol(symbol)
+    check_instrument(symbol)
+    if market_of(symbol) is not Market.SPOT:  # `rest` asks /api/v3: another market's ids would get spot's trades
+        raise RequestError(f"repair {symbol}: no REST client of market {market_of(symbol).value} here, only spot's")
     report = RepairReport(symbol, list(gaps))
     reasons: dict[tuple[int, int], str] = {}
     for gap in gaps:

@@ -38,6 +38,7 @@ from prometheus_client.registry import Collector
 from tradetape import __version__
 from tradetape.bus.replies import GuardedService, ReplyGuard
 from tradetape.bus.subjects import micro_subject
+from tradetape.domain.instruments import is_instrument, market_of
 from tradetape.errors import ConfigError
 from tradetape.runtime.http_access import ConnectionSlots, HttpAccess
 
@@ -80,6 +81,10 @@ class ServiceSnapshot:
 SnapshotSource = Callable[[], Awaitable[ServiceSnapshot]]
 
 
+SYMBOL_LABEL = "symbol"
+"""Holds the instrument's name (`BTCUSDT`, `um:BTCUSDT`), as every surface names it."""
+MARKET_LABEL = "market"
+"""Beside `symbol` on every per-instrument series: `spot`, `um` or `cm`, to sum or filter by market."""
 _LABELLED: tuple[tuple[str, str, str, str], ...] = (
     ("trades_in", "counter", "symbol", "trades received (ingest: from the exchange; persist: from the stream)"),
     ("trades_out", "counter", "symbol", "trades passed on (ingest: stored by the stream; persist: written to RocksDB)"),
@@ -106,10 +111,11 @@ def snapshot_families(service: str, snapshot: ServiceSnapshot) -> list[Metric]:
     info.add_metric([service, __version__], 1)
     families: list[Metric] = [ready, info]
     for name, kind, label, doc in _LABELLED:
-        family = _family(kind, f"{PREFIX}_{name}", doc, ["service", label])
+        by_symbol = label == SYMBOL_LABEL
+        family = _family(kind, f"{PREFIX}_{name}", doc, ["service", label, *([MARKET_LABEL] if by_symbol else [])])
         values: Mapping[str, int] = getattr(snapshot, name)
         for key, value in sorted(values.items()):
-            family.add_metric([service, key], value)
+            family.add_metric([service, key, *([_market(key)] if by_symbol else [])], value)
         families.append(family)
     for name, kind, doc in _TOTALS:
         total: int | None = getattr(snapshot, name)
@@ -118,6 +124,11 @@ def snapshot_families(service: str, snapshot: ServiceSnapshot) -> list[Metric]:
             family.add_metric([service], total)
             families.append(family)
     return families
+
+
+def _market(name: str) -> str:
+    """The `market` label of an instrument's series (`spot`, `um`, `cm`); empty for a key that names none."""
+    return market_of(name).value if is_instrument(name) else ""
 
 
 def _family(kind: str, name: str, doc: str, labels: list[str]) -> CounterMetricFamily | GaugeMetricFamily:

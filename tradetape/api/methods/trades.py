@@ -29,7 +29,7 @@ from tradetape.api.models import RangeRequest, parse_duration_ms
 from tradetape.api.query_method import QueryMethod, TradeSource
 from tradetape.api.times import iso_time
 from tradetape.domain.decimals import format_units
-from tradetape.domain.symbols import is_symbol
+from tradetape.domain.instruments import is_instrument
 
 MAX_PAGE = 5000
 DEFAULT_PAGE = 1000
@@ -66,7 +66,7 @@ class TradesCursor:
             start, end, limit, after_id, after_time = numbers
         except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
             raise foreign from None
-        if version != CURSOR_VERSION or not is_symbol(symbol) or not all(type(v) is int for v in numbers):
+        if version != CURSOR_VERSION or not is_instrument(symbol) or not all(type(v) is int for v in numbers):
             raise foreign
         if not (start <= after_time < end and 1 <= limit <= MAX_PAGE):
             raise foreign

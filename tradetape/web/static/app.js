@@ -16,7 +16,7 @@ const BARS_CHUNK_MS = 900000;
 const ASK_TIMEOUT_MS = 15000;
 const PROBE = { window: "10s", timeoutMs: 5000, concurrency: 8, most: 64 }; // which listed symbols trade now
 const SERVED = { stream: "KV_TAPE_SERVED", keys: "$KV.TAPE_SERVED.>", timeoutMs: 5000 }; // tradetape.bus.served
-const SYMBOL = /^(?=.{1,32}$)[A-Z0-9]+(?:_[A-Z0-9]+)*$/; // tradetape.domain.symbols
+const INSTRUMENT = /^(?:(?:um|cm):)?(?=[A-Z0-9_]{1,32}$)[A-Z0-9]+(?:_[A-Z0-9]+)*$/; // tradetape.domain.instruments
 const PRICE_LABELS = { fewest: 5, most: 8 };
 const NICE_STEPS = [1, 2, 2.5, 5];
 const TIME_STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
@@ -40,8 +40,21 @@ export function formatUnits(units, places = 8) {
   return (negative ? "-" : "") + (abs / base).toString() + (frac ? "." + frac : "");
 }
 
+// An instrument's name is `BTCUSDT` (spot) or `um:BTCUSDT` (USD-M), `cm:BTCUSD_PERP` (COIN-M); subjects carry its
+// token, the market a token of its own (tradetape.domain.instruments): `tape.query.bars.um.BTCUSDT`.
+const MARKETS = { spot: "spot", um: "USD-M", cm: "COIN-M" };
+
+export function subjectToken(symbol) {
+  return symbol.replace(":", ".");
+}
+
+export function instrumentLabel(symbol) {
+  const [market, bare] = symbol.includes(":") ? symbol.split(":", 2) : ["spot", symbol];
+  return `${bare} · ${MARKETS[market] ?? market}`;
+}
+
 async function ask(nc, method, symbol, body, timeout = ASK_TIMEOUT_MS) {
-  const msg = await nc.request(`tape.query.${method}.${symbol}`, te.encode(JSON.stringify(body)), { timeout });
+  const msg = await nc.request(`tape.query.${method}.${subjectToken(symbol)}`, te.encode(JSON.stringify(body)), { timeout });
   const reply = JSON.parse(td.decode(msg.data));
   if (reply.error) {
     const error = new Error(`${reply.error.code}: ${reply.error.message}`);
@@ -417,7 +430,7 @@ async function servedSymbols(nc) {
       const symbols = JSON.parse(await new Response(inflated).text()).symbols;
       return Array.isArray(symbols) ? symbols : [];
     }));
-    return new Set(lists.flat().filter((symbol) => typeof symbol === "string" && SYMBOL.test(symbol)));
+    return new Set(lists.flat().filter((symbol) => typeof symbol === "string" && INSTRUMENT.test(symbol)));
   } catch {
     return null;
   }
@@ -509,8 +522,8 @@ async function show(nc, symbols) {
     const found = await survey(nc, symbols);
     if (current === mine) notify(explain(error, view.symbol, found));
   };
-  follow(nc, `tape.live.profile.${view.symbol}`, () => joinProfile(nc, view, stopped), (state) => showProfile(state, view), stopped).catch(fail);
-  follow(nc, `tape.live.bars.1s.${view.symbol}`, () => joinBars(nc, view), drawBars, stopped).catch(fail);
+  follow(nc, `tape.live.profile.${subjectToken(view.symbol)}`, () => joinProfile(nc, view, stopped), (state) => showProfile(state, view), stopped).catch(fail);
+  follow(nc, `tape.live.bars.1s.${subjectToken(view.symbol)}`, () => joinBars(nc, view), drawBars, stopped).catch(fail);
 }
 
 async function main() {
@@ -533,7 +546,7 @@ async function main() {
   const symbols = [...new Set([...config.symbols, ...[...(served ?? [])].sort()])];
   const found = await probe(nc, symbols, served);
   for (const symbol of symbols) {
-    $("symbol").add(new Option(found.get(symbol).served ? symbol : `${symbol} (not served)`, symbol));
+    $("symbol").add(new Option(found.get(symbol).served ? instrumentLabel(symbol) : `${instrumentLabel(symbol)} (not served)`, symbol));
   }
   const wanted = params.get("symbol"); // only a symbol listed (config or served lists) ever reaches a subject
   $("symbol").value = symbols.includes(wanted) ? wanted : tradingSymbol(symbols, found);
