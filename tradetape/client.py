@@ -46,7 +46,7 @@ from tradetape.bus.connect import connect, resolve_nats_url
 from tradetape.bus.served import read_served, served_methods
 from tradetape.bus.subjects import bars_subject, profile_subject, query_subject
 from tradetape.domain.bars import SECOND_MS
-from tradetape.domain.instruments import instrument_from_input, is_instrument
+from tradetape.domain.instruments import instrument_from_input
 from tradetape.domain.symbols import SymbolError
 from tradetape.errors import TradetapeError
 from tradetape.ground.redaction import redact_url

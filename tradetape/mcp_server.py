@@ -110,7 +110,7 @@ LIST_SYMBOLS_TOOL = types.Tool(
         "type": "object",
         "properties": {
             "offset": {"type": "integer", "minimum": 0, "default": 0},
-            "contains": {"type": "string", "maxLength": MAX_SYMBOL_LENGTH},
+            "contains": {"type": "string", "maxLength": MAX_INSTRUMENT_LENGTH},
         },
     },
 )
@@ -138,7 +138,7 @@ def build_server(settings: Settings) -> Server[TapeClient]:
                 offset, contains = arguments.get("offset", 0), arguments.get("contains", "")
                 if not isinstance(offset, int) or offset < 0 or not isinstance(contains, str):
                     return _error("invalid_request", "offset is a whole number from 0, contains a string")
-                page = await list_symbols(client, offset=offset, contains=contains[:MAX_SYMBOL_LENGTH])
+                page = await list_symbols(client, offset=offset, contains=contains[:MAX_INSTRUMENT_LENGTH])
                 return _text(bounded(LIST_SYMBOLS, page, {}))
             if params.name not in methods():
                 tools = [LIST_SYMBOLS, *methods()]

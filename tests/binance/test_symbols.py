@@ -18,7 +18,8 @@ from tradetape.binance.symbols import resolve_symbols
 from tradetape.domain.instruments import Market
 from tradetape.ground.backoff import Backoff
 from tradetape.services.exchange import Exchange, ExchangeConfig
-from tradetape.settings import Settings, SymbolsUnresolvedError
+from tradetape.settings import Settings
+from tradetape.testing import simulator_settings
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -174,7 +175,11 @@ async def test_each_markets_all_is_its_own_listing_beside_named_instruments(tmp_
         assert await resolve_symbols(settings, asyncio.Event()) == ("BTCUSDT", "SOLUSDT", "um:ETHUSDT")
 
 
-async def test_a_futures_all_without_its_exchange_info_client_is_refused(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, symbols="um:ALL", binance_rest_url=NOWHERE)
-    with pytest.raises(SymbolsUnresolvedError, match="um:ALL: no exchangeInfo client of market um"):
-        await resolve_symbols(settings, asyncio.Event())
+async def test_each_futures_all_asks_its_own_markets_exchange_info(tmp_path: Path) -> None:
+    """`um:ALL` and `cm:ALL` are answered by /fapi and /dapi exchangeInfo, each market's own REST weight counted."""
+    config = ExchangeConfig(symbols=("BTCUSDT", "um:ETHUSDT", "um:BTCUSDT", "cm:BTCUSD_PERP"), rate=0)
+    async with Exchange(config) as exchange:
+        settings = simulator_settings(exchange, None, tmp_path, "um:ALL", "cm:ALL", "SOLUSDT")
+        resolved = await resolve_symbols(settings, asyncio.Event())
+        assert resolved == ("um:BTCUSDT", "um:ETHUSDT", "cm:BTCUSD_PERP", "SOLUSDT")
+        assert set(exchange.rest_log.weights) == {Market.UM, Market.CM}
