@@ -206,6 +206,14 @@ def test_footprint_cells_hold_readable_text_or_colour_alone_and_every_bar_its_po
         assert bold, "the known set has imbalances, written in bold"
 
 
+def test_a_footprint_of_no_trades_says_so() -> None:
+    end = BASE + 3_600_000
+    reply = footprint.handle(HeldTrades.empty(), "X", footprint.FootprintRequest(start=BASE, end=end), end)
+    figure = plot.footprint_figure(reply)
+    assert unreadable(figure) == []
+    assert [text.get_text() for text in figure.axes[0].texts] == ["no trades in this range"]
+
+
 def test_market_profile_letters_every_row_as_the_reply_does(tmp_path: Path) -> None:
     source, end = known_trades(), BASE + 3_600_000
     request = market_profile.MarketProfileRequest(start=BASE, end=end, period="5m", rows=40)
