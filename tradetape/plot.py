@@ -15,7 +15,7 @@
   coloured by POC and value area, single prints hatched, the initial balance barred at the
   left, the POC/VAH/VAL labels as the volume profile has them.
 
-Text written in cells (volumes, letters) gets the largest font, from 8 down to 5 points,
+Text written in cells (volumes, letters) gets the largest font, from 8 (letters 10) down to 5 points,
 that fits every cell; where none does, the colours and bars carry the chart alone. All use
 constrained layout, so no label leaves the 1000 × 800 figure (`tests/test_plot.py`
 measures every text's box).
