@@ -1,7 +1,8 @@
 """Charts open as images of the expected size and can be read: no two tick labels overlap, no text leaves
-the figure, the POC/VAH/VAL labels sit inside the axes clear of each other and of the vacuum hatching, and
-the bars fill the time axis. `docs/`'s charts are drawn here from the simulator's trades, through ingest,
-persist and analytics and the `tradetape plot` command's own code."""
+the figure, the POC/VAH/VAL labels sit inside the axes clear of each other and of the vacuum hatching, the
+bars fill the time axis, and text written in footprint cells and TPO rows overlaps nothing and stays in its
+cell. `docs/`'s charts are drawn here from the simulator's trades, through ingest, persist and analytics and
+the `tradetape plot` command's own code."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import itertools
 import os
 import struct
 import xml.etree.ElementTree as ElementTree
+from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
+from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
@@ -22,7 +26,7 @@ from matplotlib.transforms import Bbox
 from tests.api.test_methods import BASE
 from tests.harness import replay_pipeline, wait_until_stored
 from tradetape import plot
-from tradetape.api.methods import bars, flow, liquidity_vacuums, volume_profile
+from tradetape.api.methods import bars, flow, footprint, liquidity_vacuums, market_profile, volume_profile
 from tradetape.cli.main import build_parser
 from tradetape.cli.plot import chart_figure
 from tradetape.client import TapeClient
@@ -134,6 +138,92 @@ def bars_fill(figure: Figure) -> float:
     return (max(box.x1 for box in candles) - min(box.x0 for box in candles)) / frame.width
 
 
+def crowded_cells(figure: Figure) -> list[str]:
+    """Text in the first axes (cell volumes, deltas, letters, price labels) over other such text or outside the axes;
+    a cell's text outside its own cell (the row its y names, the column its x stands in)."""
+    figure.draw_without_rendering()
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    axes: Axes = figure.axes[0]
+    frame = axes.get_window_extent(renderer)
+    texts = _shown(list(axes.texts))
+    boxes = np.array([text.get_window_extent(renderer).extents for text in texts]).reshape(-1, 4)
+    problems = [f"{texts[i].get_text()!r} is not inside the axes" for i, (x0, y0, x1, y1) in enumerate(boxes)
+                if x0 < frame.x0 or y0 < frame.y0 or x1 > frame.x1 or y1 > frame.y1]
+    wide = np.minimum(boxes[:, None, 2], boxes[None, :, 2]) - np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    tall = np.minimum(boxes[:, None, 3], boxes[None, :, 3]) - np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    for i, j in zip(*np.nonzero(np.triu((wide > SLACK_PX) & (tall > SLACK_PX), 1)), strict=True):
+        problems.append(f"{texts[i].get_text()!r} and {texts[j].get_text()!r} overlap")
+    cells = [collection for collection in axes.collections if collection.get_gid() == "cells"]
+    for collection in cells:
+        assert isinstance(collection, PatchCollection)
+        extents = [path.get_extents(axes.transData) for path in collection.get_paths()]
+        for text, box in zip(texts, boxes, strict=True):
+            if text.get_gid() in ("volume", "delta") and not any(
+                cell.x0 - SLACK_PX <= box[0] and box[2] <= cell.x1 + SLACK_PX
+                and cell.y0 - SLACK_PX <= box[1] and box[3] <= cell.y1 + SLACK_PX for cell in extents
+            ):
+                problems.append(f"{text.get_text()!r} is not inside a cell")
+    return problems
+
+
+def poc_boxes(figure: Figure) -> list[float]:
+    """The lower price of each POC box drawn in the footprint, in time order."""
+    boxes = [patch for patch in figure.axes[0].patches if patch.get_gid() == "poc"]
+    return [box.get_y() for box in sorted(boxes, key=lambda box: box.get_x()) if isinstance(box, Rectangle)]
+
+
+def drawn_letters(figure: Figure) -> dict[float, str]:
+    """The TPO letters drawn, by row (the text's height), left to right."""
+    rows: dict[float, str] = {}
+    for (y, _), text in sorted((text.get_position()[::-1], text.get_text()) for text in figure.axes[0].texts
+                               if text.get_gid() == "letter"):
+        rows[y] = rows.get(y, "") + text
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("interval", "written"), [("15m", "buy × sell"), ("5m", "delta, buy − sell"), ("1m", "delta by colour")]
+)
+def test_footprint_cells_hold_readable_text_or_colour_alone_and_every_bar_its_poc(interval: str, written: str) -> None:
+    """4 bars of 35 rows leave room for `buy × sell`, 12 for each cell's delta, 60 for colour alone; each bar's POC
+    is boxed at its row, every row is a cell, and no text overlaps another or leaves its cell."""
+    source, end = known_trades(), BASE + 3_600_000
+    request = footprint.FootprintRequest(start=BASE, end=end, interval=interval, row_size="1")
+    reply = footprint.handle(source, "X", request, end)
+    figure = plot.footprint_figure(reply)
+    cells = [collection for collection in figure.axes[0].collections if collection.get_gid() == "cells"]
+    volumes = [text.get_text() for text in figure.axes[0].texts if text.get_gid() == "volume"]
+    assert unreadable(figure) == [] and crowded_cells(figure) == []
+    assert [len(collection.get_paths()) for collection in cells] == [sum(len(bar.rows) for bar in reply.bars)]
+    poc_rows = [next(row for row in bar.rows if Decimal(row.price_low) < Decimal(bar.poc) < Decimal(row.price_high))
+                for bar in reply.bars]
+    assert poc_boxes(figure) == [float(row.price_low) for row in poc_rows]
+    assert figure.axes[0].get_title().endswith(f"cells: {written}")
+    if written == "buy × sell":
+        assert len(volumes) == 2 * sum(1 for bar in reply.bars for row in bar.rows if row.trade_count)
+        bold = {text.get_text() for text in figure.axes[0].texts if text.get_gid() == "volume"
+                and text.get_fontweight() == "bold"}
+        assert bold, "the known set has imbalances, written in bold"
+
+
+def test_a_footprint_of_no_trades_says_so() -> None:
+    end = BASE + 3_600_000
+    reply = footprint.handle(HeldTrades.empty(), "X", footprint.FootprintRequest(start=BASE, end=end), end)
+    figure = plot.footprint_figure(reply)
+    assert unreadable(figure) == []
+    assert [text.get_text() for text in figure.axes[0].texts] == ["no trades in this range"]
+
+
+def test_market_profile_letters_every_row_as_the_reply_does(tmp_path: Path) -> None:
+    source, end = known_trades(), BASE + 3_600_000
+    request = market_profile.MarketProfileRequest(start=BASE, end=end, period="5m", rows=40)
+    reply = market_profile.handle(source, "X", request, end)
+    figure = plot.market_profile_figure(reply)
+    assert unreadable(figure) == [] and crowded_cells(figure) == [] and misplaced_price_labels(figure) == []
+    assert list(drawn_letters(figure).values()) == [row.letters for row in reply.rows if row.letters]
+    assert png_size(plot.save(figure, tmp_path / "tpo.png")) == (1000, 800)
+
+
 @pytest.mark.slow
 def test_profile_and_bars_figures_as_png_and_svg(tmp_path: Path) -> None:
     source, end = known_trades(), BASE + 3_600_000
@@ -178,12 +268,17 @@ async def test_docs_charts_drawn_from_the_simulated_tape_can_be_read(nats_url: s
     """The bundled replay (12 minutes of BTCUSDT) through the pipeline, charted as docs/charts.md's commands do.
 
     `--last 24h --interval 5m` is docs/charts.md's bars example: four 5-minute bars in a day, which must fill
-    the chart rather than sit in its last 1 %."""
+    the chart rather than sit in its last 1 %. The footprint and the market profile write text in their cells:
+    it must overlap nothing and stay in its cell."""
     commands = {
         "profile.png": ["volume_profile", "BTCUSDT", "--last", "1h", "--rows", "40"],
         "bars.png": ["bars", "BTCUSDT", "--last", "1h", "--interval", "30s"],
         "bars-24h.png": ["bars", "BTCUSDT", "--last", "24h", "--interval", "5m"],
+        "footprint.png": ["footprint", "BTCUSDT", "--last", "1h", "--interval", "5m"],
+        "footprint-1m.png": ["footprint", "BTCUSDT", "--last", "1h", "--interval", "1m"],
+        "tpo.png": ["market_profile", "BTCUSDT", "--last", "15m", "--period", "1m"],
     }
+    shown = ("profile.png", "bars.png", "footprint.png", "tpo.png")  # docs/charts.md shows these
     async with replay_pipeline(nats_url, tmp_path / "data") as (_, running, client):
         await wait_until_stored(client, "BTCUSDT", 5000, running=running)
         async with await TapeClient.connect(url=nats_url) as tape:
@@ -191,14 +286,24 @@ async def test_docs_charts_drawn_from_the_simulated_tape_can_be_read(nats_url: s
             for name, command in commands.items():
                 args = build_parser().parse_args(["plot", *command, "-o", str(tmp_path / name)])
                 figures[name] = (args, await chart_figure(tape, args))
+            tpo = await tape.query("market_profile", "BTCUSDT", last="15m", period="1m", rows=40)
 
     problems = {name: unreadable(figure) for name, (_, figure) in figures.items()}
     problems["profile.png"] += misplaced_price_labels(figures["profile.png"][1])
+    problems["tpo.png"] += misplaced_price_labels(figures["tpo.png"][1])
+    for name in ("footprint.png", "footprint-1m.png", "tpo.png"):
+        problems[name] += crowded_cells(figures[name][1])
+    written = {name: figure.axes[0].get_title().rsplit("; ", 1)[-1] for name, (_, figure) in figures.items()
+               if name.startswith("footprint")}
+    letters = drawn_letters(figures["tpo.png"][1])
     fills = {name: round(bars_fill(figure), 3) for name, (_, figure) in figures.items() if name.startswith("bars")}
     assert problems == {name: [] for name in commands}
     assert all(fill > 0.9 for fill in fills.values()), fills
+    assert written == {"footprint.png": "cells: buy × sell", "footprint-1m.png": "cells: delta, buy − sell"}
+    counts = [row.tpo_count for row in tpo.rows if row.tpo_count]  # letters by the minute the test ran: counts
+    assert [len(row) for row in letters.values()] == counts and len(counts) >= 20 and tpo.trade_count == 5000
     for name, (args, figure) in figures.items():
         assert png_size(plot.save(figure, args.output)) == (1000, 800)
-        if name in ("profile.png", "bars.png"):  # README and docs/charts.md show these
+        if name in shown:
             DOCS.mkdir(exist_ok=True)
             (DOCS / name).write_bytes(args.output.read_bytes())

@@ -54,7 +54,7 @@ def test_bash_completes_commands_methods_options_and_choices(tmp_path: Path) -> 
     assert bash_complete(file, "tradetape", "query", "vol") == ["volume_profile"]
     assert bash_complete(file, "tradetape", "query", "volume_profile", "BTCUSDT", "--la") == ["--last"]
     assert bash_complete(file, "tradetape", "exchange", "--rest-error", "") == ["503", "429", "418", "html"]
-    assert bash_complete(file, "tradetape", "plot", "") == ["volume_profile", "bars"]
+    assert bash_complete(file, "tradetape", "plot", "") == ["volume_profile", "bars", "footprint", "market_profile"]
     assert "--config" in bash_complete(file, "tradetape", "up", "--con")
     # An option's value is skipped, even when it looks like a command.
     assert bash_complete(file, "tradetape", "query", "bars", "--data-dir", "query", "--js") == ["--json"]

@@ -61,10 +61,17 @@ async def test_queries_render_tables_and_errors_are_one_readable_line(nats_url: 
             ("volume_profile", "profile.png", ()),
             ("volume_profile", "rows.svg", ("--row-size", "5")),  # a row size of the user's, for both queries
             ("bars", "bars.svg", ()),
+            ("footprint", "footprint.png", ("--interval", "1m", "--imbalance", "2")),
+            ("market_profile", "tpo.svg", ("--period", "2m", "--row-size", "5")),
         ):
             target = str(tmp_path / name)
             code, out, err = await tradetape("plot", chart, "BTCUSDT", "--last", "24h", *extra, "-o", target, env=env)
             assert code == 0 and (tmp_path / name).stat().st_size > 1000, err
+
+        # a footprint past the server's bound on rows is its one-line error, not a traceback
+        code, _, err = await tradetape("plot", "footprint", "BTCUSDT", "--last", "24h", "--interval", "1s",
+                                       "--row-size", "0.01", "-o", str(tmp_path / "huge.png"), env=env)
+        assert code == 1 and "range_too_large" in err and len(err.strip().splitlines()) == 1, err
 
         code, out, _ = await tradetape("query", "coverage", "BTCUSDT", "--json", env=env)
         assert code == 0 and json.loads(out)["trade_count"] == 5000

@@ -42,6 +42,8 @@ def test_page_files_and_config_with_the_query_user(tmp_path: Path) -> None:
         assert (status, kind) == (200, "text/html; charset=utf-8") and b'id="poc"' in body
         status, kind, body = get(web.url + "nats.js")
         assert (status, kind) == (200, "text/javascript; charset=utf-8") and b"export {" in body
+        status, kind, body = get(web.url + "orderflow.js")
+        assert (status, kind) == (200, "text/javascript; charset=utf-8") and b"export async function" in body
         status, _, body = get(web.url + "config.json")
         assert status == 200
         assert json.loads(body) == {

@@ -46,6 +46,7 @@ PAGES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/orderflow.js": ("orderflow.js", "text/javascript; charset=utf-8"),
     "/nats.js": ("nats.js", "text/javascript; charset=utf-8"),
 }
 

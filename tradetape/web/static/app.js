@@ -6,7 +6,10 @@
 // one the volume_profile method answers. The picker lists the web server's symbols and those the analytics shards
 // serve (`servedSymbols`: their lists in NATS KV); without a symbol in the link it opens on the served symbol that
 // traded most in the last 10 s (`probe`, asked of the first PROBE.most), and says in words when one is not served.
+// The footprint and TPO views are orderflow.js's; the view switch (`?view=`) chooses which panels are shown
+// and followed.
 import { connect } from "./nats.js";
+import { followOrderFlow } from "./orderflow.js";
 
 const SCALE = 100000000n;
 const VALUE_AREA = [7n, 10n]; // 70 %, as an exact fraction
@@ -20,10 +23,10 @@ const INSTRUMENT = /^(?:(?:um|cm):)?(?=[A-Z0-9_]{1,32}$)[A-Z0-9]+(?:_[A-Z0-9]+)*
 const PRICE_LABELS = { fewest: 5, most: 8 };
 const NICE_STEPS = [1, 2, 2.5, 5];
 const TIME_STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
-const TIME_LABEL_PX = 90; // room each time label gets under the candles
+export const TIME_LABEL_PX = 90; // room each time label gets under the candles
 const te = new TextEncoder();
 const td = new TextDecoder();
-const $ = (id) => document.getElementById(id);
+export const $ = (id) => document.getElementById(id);
 
 export function parseUnits(text) {
   const negative = text.startsWith("-");
@@ -53,12 +56,13 @@ export function instrumentLabel(symbol) {
   return `${bare} · ${MARKETS[market] ?? market}`;
 }
 
-async function ask(nc, method, symbol, body, timeout = ASK_TIMEOUT_MS) {
+export async function ask(nc, method, symbol, body, timeout = ASK_TIMEOUT_MS) {
   const msg = await nc.request(`tape.query.${method}.${subjectToken(symbol)}`, te.encode(JSON.stringify(body)), { timeout });
   const reply = JSON.parse(td.decode(msg.data));
   if (reply.error) {
     const error = new Error(`${reply.error.code}: ${reply.error.message}`);
     error.code = reply.error.code;
+    error.details = reply.error.details ?? {};
     throw error;
   }
   return reply;
@@ -229,12 +233,12 @@ async function joinBars(nc, view) {
   return new BarsState(view.start, null, bars, ids);
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const setStatus = (text) => { $("status").textContent = text; };
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+export const setStatus = (text) => { $("status").textContent = text; };
 
 // --- drawing -------------------------------------------------------------------------------
 
-function canvas2d(id) {
+export function canvas2d(id) {
   const canvas = $(id);
   const ratio = window.devicePixelRatio || 1;
   canvas.width = canvas.clientWidth * ratio;
@@ -246,7 +250,7 @@ function canvas2d(id) {
   return [g, canvas.clientWidth, canvas.clientHeight];
 }
 
-const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+export const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 
 function drawProfile(summary) {
   const [g, width, height] = canvas2d("profile-canvas");
@@ -381,19 +385,26 @@ function drawBars(state) {
   g.fillText("volume", 4, priceH + volumeH - 4);
   g.fillText("cum. delta", 4, dy(0) + 4);
   g.fillText(cumulative.toFixed(4), 4, dy(cumulative) + 14);
-  const timeLabels = [];
+  const timeLabels = drawTimeLabels(g, times, x, left, width, height);
+  Object.assign(canvas.dataset, { priceLabels: JSON.stringify(priceLabels), timeLabels: JSON.stringify(timeLabels) });
+}
+
+// `times` (timeTicks) under a chart whose x(t) spans left..width, "UTC" beside them; the labels drawn.
+export function drawTimeLabels(g, times, x, left, width, height) {
+  const drawn = [];
+  g.fillStyle = css("--text");
   g.textAlign = "center";
   for (const t of times.values) {
     const text = times.text(t);
     const half = g.measureText(text).width / 2;
     if (x(t) - half < left || x(t) + half > width) continue; // a label cut by the edge is left out
     g.fillText(text, x(t), height - 6);
-    timeLabels.push(text);
+    drawn.push(text);
   }
   g.textAlign = "left";
   g.fillStyle = css("--dim");
   g.fillText("UTC", 4, height - 6);
-  Object.assign(canvas.dataset, { priceLabels: JSON.stringify(priceLabels), timeLabels: JSON.stringify(timeLabels) });
+  return drawn;
 }
 
 // --- wiring --------------------------------------------------------------------------------
@@ -488,7 +499,7 @@ function explain(error, symbol, found) {
   return `${symbol}: ${error.message}`;
 }
 
-function notify(text) {
+export function notify(text) {
   $("notice").textContent = text;
   $("notice").hidden = !text;
 }
@@ -503,6 +514,8 @@ async function show(nc, symbols) {
   const view = { symbol: $("symbol").value, start: now - seconds * 1000 - ((now - seconds * 1000) % 1000), rowSize: $("row-size").value.trim() };
   const params = new URLSearchParams({ symbol: view.symbol, range: String(seconds) });
   if (view.rowSize) params.set("row_size", view.rowSize);
+  const kind = shownView();
+  if (kind !== "candles") params.set("view", kind);
   history.replaceState(null, "", `?${params}`);
   let stop;
   const stopped = new Promise((resolve) => { stop = resolve; });
@@ -522,8 +535,21 @@ async function show(nc, symbols) {
     const found = await survey(nc, symbols);
     if (current === mine) notify(explain(error, view.symbol, found));
   };
+  if (kind !== "candles") {
+    followOrderFlow(nc, kind, view, seconds, stopped).catch(fail);
+    return;
+  }
   follow(nc, `tape.live.profile.${subjectToken(view.symbol)}`, () => joinProfile(nc, view, stopped), (state) => showProfile(state, view), stopped).catch(fail);
   follow(nc, `tape.live.bars.1s.${subjectToken(view.symbol)}`, () => joinBars(nc, view), drawBars, stopped).catch(fail);
+}
+
+// The view the switch names, its panels shown and the others hidden.
+function shownView() {
+  const kind = $("view").value;
+  $("candles-view").hidden = kind !== "candles";
+  $("stats").hidden = kind !== "candles";
+  $("orderflow-view").hidden = kind === "candles";
+  return kind;
 }
 
 async function main() {
@@ -533,6 +559,7 @@ async function main() {
   const params = new URLSearchParams(location.search);
   if (params.get("range")) $("range").value = params.get("range");
   if (params.get("row_size")) $("row-size").value = params.get("row_size");
+  if ([...$("view").options].some((option) => option.value === params.get("view"))) $("view").value = params.get("view");
   const options = { servers: config.servers, name: "tradetape-web", inboxPrefix: config.inbox_prefix };
   if (config.user) Object.assign(options, { user: config.user, pass: config.password });
   let nc;
@@ -551,6 +578,7 @@ async function main() {
   const wanted = params.get("symbol"); // only a symbol listed (config or served lists) ever reaches a subject
   $("symbol").value = symbols.includes(wanted) ? wanted : tradingSymbol(symbols, found);
   $("show").addEventListener("click", () => show(nc, symbols));
+  $("view").addEventListener("change", () => show(nc, symbols));
   await show(nc, symbols);
 }
 
