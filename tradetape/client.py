@@ -51,7 +51,7 @@ from tradetape.api.registry import methods
 from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect, resolve_nats_url
 from tradetape.bus.subjects import ANALYTICS_SERVICE, bars_subject, micro_subject, profile_subject, query_subject
-from tradetape.domain.bars import SECOND_MS
+from tradetape.domain.aggregates import SECOND_MS
 from tradetape.domain.symbols import SymbolError, is_symbol, symbol_from_input
 from tradetape.errors import TradetapeError
 from tradetape.ground.redaction import redact_url

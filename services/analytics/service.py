@@ -71,6 +71,7 @@ from tradetape.bus.nats_internals import EndpointCounters
 from tradetape.bus.replies import GuardedService, ReplyGuard
 from tradetape.bus.shard_stores import ShardStore, check_same_store, read_shard_store
 from tradetape.bus.subjects import ANALYTICS_SERVICE, SCHEMA_SUBJECT, analytics_queue_group, query_subject, symbol_of
+from tradetape.domain.aggregates import MinuteLevels, SecondBars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.price_levels import PriceLevels
@@ -133,6 +134,12 @@ class QuerySource:
 
     def price_levels(self, symbol: str, time_range: tuple[int, int] | None) -> PriceLevels | None:
         return self._reader.price_levels(symbol, time_range, self._budget)
+
+    def second_bars(self, symbol: str, time_range: tuple[int, int] | None) -> SecondBars:
+        return self._reader.second_bars(symbol, time_range, self._budget)
+
+    def minute_levels(self, symbol: str, time_range: tuple[int, int] | None) -> MinuteLevels | None:
+        return self._reader.minute_levels(symbol, time_range, self._budget)
 
     def ingest_gaps(self, symbol: str) -> list[LedgerGap] | None:
         return self._gaps if symbol == self._symbol else None

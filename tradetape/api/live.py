@@ -39,7 +39,8 @@ from tradetape.api.methods.coverage import CoverageReply
 from tradetape.api.methods.volume_profile import VolumeProfileReply, VolumeProfileRequest
 from tradetape.api.methods.volume_profile import handle as volume_profile_reply
 from tradetape.bus.subjects import BARS_SUBJECT, PROFILE_SUBJECT
-from tradetape.domain.bars import SECOND_MS, time_bars
+from tradetape.domain.aggregates import SECOND_MS
+from tradetape.domain.bars import time_bars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import format_units, parse_units
 from tradetape.domain.id_runs import IdRuns

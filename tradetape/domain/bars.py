@@ -2,53 +2,18 @@
 
 Intervals are aligned to the epoch (UTC), `[k * interval, (k + 1) * interval)` by trade
 time; only intervals holding trades appear. Open and close are the first and last trade
-by agg id. Volumes are exact integers in units of 1e-8 (`tradetape.domain.sums`); VWAP is
-a float, a derived figure. Pure numpy over columns; `flow` and the bars method share it.
+by agg id. Volumes and quote volumes are exact integers; VWAP a float correctly rounded
+from them. Bars of trades are the roll-up of their 1-second bars
+(`tradetape.domain.aggregates`), the same roll-up the store's aggregate layer is read
+through, so both paths answer alike.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
-import numpy.typing as npt
-
+from tradetape.domain.aggregates import SECOND_MS, TimeBars, second_bars
 from tradetape.domain.columns import TradeColumns
-from tradetape.domain.sums import exact_group_sums
 
-SECOND_MS = 1000
 DAY_MS = 86_400_000
-
-Int64Array = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True, slots=True)
-class TimeBars:
-    """One entry per interval that holds trades, ascending by time; prices in units of 1e-8."""
-
-    interval_ms: int
-    start: Int64Array
-    open: Int64Array
-    high: Int64Array
-    low: Int64Array
-    close: Int64Array
-    volume: list[int]
-    buy_volume: list[int]
-    sell_volume: list[int]
-    trade_count: Int64Array
-    notional: FloatArray
-    """Sum of price × quantity per bar (in units of 1e-16), for VWAP."""
-
-    def __len__(self) -> int:
-        return len(self.start)
-
-    @property
-    def vwap_units(self) -> FloatArray:
-        """VWAP per bar in units of 1e-8 (NaN where a bar's volume is 0)."""
-        volume = np.asarray(self.volume, dtype=np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return self.notional / volume
 
 
 def check_interval(interval_ms: int) -> None:
@@ -60,44 +25,4 @@ def check_interval(interval_ms: int) -> None:
 def time_bars(trades: TradeColumns, interval_ms: int) -> TimeBars:
     """The bars of `trades` (ascending by agg id) at `interval_ms`."""
     check_interval(interval_ms)
-    bucket = trades.time // interval_ms
-    if bool((bucket[1:] >= bucket[:-1]).all()):  # the usual case: times ascend with agg ids
-        price, qty, sells = trades.price, trades.qty, trades.buyer_maker
-    else:
-        order = np.argsort(bucket, kind="stable")  # keeps agg-id order inside an interval
-        bucket = bucket[order]
-        price = trades.price[order]
-        qty = trades.qty[order]
-        sells = trades.buyer_maker[order]
-    n = len(bucket)
-    if n == 0:
-        empty = np.empty(0, dtype=np.int64)
-        return TimeBars(interval_ms, empty, empty, empty, empty, empty, [], [], [], empty, np.empty(0))
-    firsts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    lasts = np.r_[firsts[1:] - 1, n - 1]
-    n_bars = len(firsts)
-    starts = bucket[firsts] * interval_ms
-    del bucket  # one int64 column less held at the peak (the query's memory budget is per trade)
-    groups = np.repeat(np.arange(n_bars, dtype=np.int64), np.diff(np.r_[firsts, n]))
-    buy = exact_group_sums(groups[~sells], qty[~sells], n_bars)
-    sell = exact_group_sums(groups[sells], qty[sells], n_bars)
-    return TimeBars(
-        interval_ms=interval_ms,
-        start=starts,
-        open=price[firsts],
-        high=np.maximum.reduceat(price, firsts),
-        low=np.minimum.reduceat(price, firsts),
-        close=price[lasts],
-        volume=[b + s for b, s in zip(buy, sell, strict=True)],
-        buy_volume=buy,
-        sell_volume=sell,
-        trade_count=np.diff(np.r_[firsts, n]).astype(np.int64),
-        notional=np.add.reduceat(_times(price, qty), firsts),
-    )
-
-
-def _times(price: Int64Array, qty: Int64Array) -> FloatArray:
-    """price × qty as floats, made in one column (not three)."""
-    product = price.astype(np.float64)
-    product *= qty
-    return product
+    return second_bars(trades).rolled(interval_ms)

@@ -17,10 +17,9 @@ from rich.text import Text
 from tradetape.api.errors import range_too_large
 from tradetape.api.frames import rows_frame
 from tradetape.api.models import MAX_INTERVALS, IntervalRequest, interval_count
-from tradetape.api.query_method import QueryMethod, TradeSource
+from tradetape.api.query_method import QueryMethod, TradeSource, second_bars_of
 from tradetape.api.render import iso_time, table, time_span
-from tradetape.domain.bars import TimeBars, time_bars
-from tradetape.domain.columns import TradeColumns
+from tradetape.domain.aggregates import SecondBars, TimeBars
 from tradetape.domain.decimals import SCALE, format_units
 
 
@@ -58,10 +57,16 @@ class BarsReply(BaseModel):
         return frame.with_columns(vwap, pl.from_epoch(pl.col("time"), time_unit="ms").dt.replace_time_zone("UTC"))
 
 
-def read_intervals(
+def read_seconds(
     source: TradeSource, symbol: str, request: IntervalRequest, now_ms: int
-) -> tuple[int, int, TradeColumns]:
-    """The range and its trades, refused up front when it would need more than MAX_INTERVALS rows."""
+) -> tuple[int, int, SecondBars]:
+    """The range and its 1-second bars (the store's layer, or built from the trades)."""
+    start, end = checked_range(request, now_ms)
+    return start, end, second_bars_of(source, symbol, (start, end))
+
+
+def checked_range(request: IntervalRequest, now_ms: int) -> tuple[int, int]:
+    """The range asked for; `range_too_large` when it would need more than MAX_INTERVALS rows."""
     time_range = request.time_range(now_ms)
     assert time_range is not None
     count = interval_count(time_range, request.interval_ms())
@@ -72,11 +77,11 @@ def read_intervals(
             intervals=count,
             max_intervals=MAX_INTERVALS,
         )
-    return time_range[0], time_range[1], source.trades(symbol, time_range)
+    return time_range
 
 
 def bar_replies(bars: TimeBars) -> list[BarReply]:
-    vwaps = bars.vwap_units.tolist()
+    vwaps = bars.vwap_units
     return [
         BarReply(
             time=int(bars.start[i]),
@@ -95,15 +100,15 @@ def bar_replies(bars: TimeBars) -> list[BarReply]:
 
 
 def handle(source: TradeSource, symbol: str, request: BarsRequest, now_ms: int) -> BarsReply:
-    start, end, trades = read_intervals(source, symbol, request, now_ms)
-    bars = time_bars(trades, request.interval_ms())
+    start, end, seconds = read_seconds(source, symbol, request, now_ms)
+    bars = seconds.rolled(request.interval_ms())
     return BarsReply(
         symbol=symbol,
         start=start,
         end=end,
         interval=request.interval,
         interval_ms=request.interval_ms(),
-        trade_count=len(trades),
+        trade_count=seconds.total_count,
         bars=bar_replies(bars),
     )
 

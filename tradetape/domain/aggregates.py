@@ -1,0 +1,292 @@
+"""The aggregate layer's figures: 1-second bars and per-minute price levels, built from trades, rolled up.
+
+The store keeps both beside every hour segment (`tradetape.store.layer`), so a long range
+reads one row a second (or one a minute and price) instead of every trade, and decodes
+trades only at its ragged edges. Every figure is exact or computed the same way from the
+same trades whichever path made it, so a range answered from the layer equals the same
+range answered from its trades, bit for bit:
+
+- `second_bars(trades)`: per second of trade time holding trades: first and last agg id,
+  open/high/low/close by agg-id order, volume, taker-buy volume and quote volume (Σ p·q,
+  units of 1e-16) as exact wide sums (`tradetape.domain.sums.WideSums`), trade count, and
+  two float moments about the second's open, Σ q·(p − open) and Σ q·(p − open)², summed
+  in trade order by `np.bincount` (a plain loop: the same trades give the same float);
+- `SecondBars.rolled(interval_ms)`: `TimeBars` of any whole-second interval, exact: open
+  from the second holding the lowest agg id, close from the one holding the highest;
+- `minute_levels(trades)`: per minute and distinct price: volume, taker-buy volume, count
+  (int64, like `PriceLevels`; None when a sum could leave int64);
+- `MinuteLevels.per_interval(interval_ms)` and `MinuteLevels.levels()`: levels per interval
+  of any whole number of minutes, or over all of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tradetape.domain.columns import Int64Array, TradeColumns
+from tradetape.domain.price_levels import PriceLevels
+from tradetape.domain.sums import WideSums, product_digits, run_sums, value_digits
+
+SECOND_MS = 1000
+MINUTE_MS = 60_000
+_INT64_MAX = 2**63 - 1
+
+FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.intp]
+
+
+def _runs(keys: Int64Array) -> tuple[IndexArray, IndexArray]:
+    """Start and end (exclusive) of each run of equal `keys`."""
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return starts, np.r_[starts[1:], len(keys)].astype(np.intp)
+
+
+@dataclass(frozen=True, slots=True)
+class SecondBars:
+    """One row per second holding trades, ascending by second; prices in units of 1e-8."""
+
+    time: Int64Array
+    """Start of the second, epoch ms."""
+    first_id: Int64Array
+    last_id: Int64Array
+    open: Int64Array
+    high: Int64Array
+    low: Int64Array
+    close: Int64Array
+    volume: WideSums
+    buy_volume: WideSums
+    quote: WideSums
+    """Σ price × quantity, units of 1e-16."""
+    trade_count: Int64Array
+    deviation: FloatArray
+    """Σ q·(p − open), units of 1e-16 (float)."""
+    square: FloatArray
+    """Σ q·(p − open)², units of 1e-24 (float)."""
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    @classmethod
+    def empty(cls) -> SecondBars:
+        return second_bars(TradeColumns.empty())
+
+    def arrays(self) -> tuple[npt.NDArray[np.generic], ...]:
+        wide = (self.volume, self.buy_volume, self.quote)
+        return (self.time, self.first_id, self.last_id, self.open, self.high, self.low, self.close,
+                *(part for sums in wide for part in (sums.hi, sums.lo)), self.trade_count, self.deviation,
+                self.square)  # fmt: skip
+
+    @classmethod
+    def of_arrays(cls, columns: list[npt.NDArray[np.generic]]) -> SecondBars:
+        t, a, z, o, h, lo, c, vh, vl, bh, bl, qh, ql, n, d, s = columns
+        return cls(t, a, z, o, h, lo, c, WideSums(vh, vl), WideSums(bh, bl), WideSums(qh, ql), n, d, s)  # type: ignore[arg-type]
+
+    def take(self, index: IndexArray | npt.NDArray[np.bool_] | slice) -> SecondBars:
+        return SecondBars.of_arrays([column[index] for column in self.arrays()])
+
+    def between(self, start_ms: int, end_ms: int) -> SecondBars:
+        """The seconds starting in ``[start_ms, end_ms)``."""
+        lo, hi = np.searchsorted(self.time, [start_ms, end_ms])
+        return self if (lo, hi) == (0, len(self)) else self.take(slice(int(lo), int(hi)))
+
+    @staticmethod
+    def concat(parts: list[SecondBars]) -> SecondBars:
+        """Parts as one, ascending by second; where two parts hold the same second, the later part's row stands.
+
+        (A reader may see a window rolled up into its segment between two reads: the segment, read
+        later and passed later, holds every trade the window did.)
+        """
+        parts = [part for part in parts if len(part)]
+        if not parts:
+            return SecondBars.empty()
+        if len(parts) == 1:
+            return parts[0]
+        joined = SecondBars.of_arrays([np.concatenate(cols) for cols in zip(*(p.arrays() for p in parts), strict=True)])
+        if bool((np.diff(joined.time) > 0).all()):
+            return joined
+        order = np.argsort(joined.time, kind="stable")
+        time = joined.time[order]
+        keep = np.r_[time[1:] != time[:-1], True]
+        return joined.take(order[keep])
+
+    @property
+    def total_count(self) -> int:
+        return int(self.trade_count.sum())
+
+    def rolled(self, interval_ms: int) -> TimeBars:
+        """Bars of `interval_ms` (a whole number of seconds), aligned to the epoch, exact."""
+        if interval_ms <= 0 or interval_ms % SECOND_MS:
+            raise ValueError(f"an interval of whole seconds, got {interval_ms} ms")
+        bucket = self.time // interval_ms
+        starts, ends = _runs(bucket)
+        if len(self) == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return TimeBars(interval_ms, empty, empty, empty, empty, empty, [], [], [], empty, [])
+        volume = run_sums(self.volume.digits(), starts).ints()
+        buy = run_sums(self.buy_volume.digits(), starts).ints()
+        return TimeBars(
+            interval_ms=interval_ms,
+            start=bucket[starts] * interval_ms,
+            open=self.open[_first_per_run(self.first_id, bucket, starts, ends, lowest=True)],
+            high=np.maximum.reduceat(self.high, starts),
+            low=np.minimum.reduceat(self.low, starts),
+            close=self.close[_first_per_run(self.last_id, bucket, starts, ends, lowest=False)],
+            volume=volume,
+            buy_volume=buy,
+            sell_volume=[v - b for v, b in zip(volume, buy, strict=True)],
+            trade_count=np.add.reduceat(self.trade_count, starts),
+            quote=run_sums(self.quote.digits(), starts).ints(),
+        )
+
+
+def _first_per_run(
+    ids: Int64Array, bucket: Int64Array, starts: IndexArray, ends: IndexArray, *, lowest: bool
+) -> IndexArray:
+    """Per run of `bucket`, the row with the lowest (or highest) id."""
+    if bool((ids[1:] > ids[:-1]).all()):  # the usual case: agg ids rise with time
+        return starts if lowest else ends - 1
+    order = np.lexsort((ids if lowest else -ids, bucket))
+    return order[starts]
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBars:
+    """One entry per interval that holds trades, ascending by time; prices in units of 1e-8, sums exact."""
+
+    interval_ms: int
+    start: Int64Array
+    open: Int64Array
+    high: Int64Array
+    low: Int64Array
+    close: Int64Array
+    volume: list[int]
+    buy_volume: list[int]
+    sell_volume: list[int]
+    trade_count: Int64Array
+    quote: list[int]
+    """Σ price × quantity per bar, units of 1e-16."""
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @property
+    def vwap_units(self) -> list[float]:
+        """VWAP per bar in units of 1e-8, correctly rounded from the exact sums (NaN where a bar's volume is 0)."""
+        return [q / v if v else float("nan") for q, v in zip(self.quote, self.volume, strict=True)]
+
+
+def second_bars(trades: TradeColumns) -> SecondBars:
+    """The 1-second bars of `trades` (ascending by agg id, each id once); `SumOverflowError` past 2**126."""
+    bucket = trades.time // SECOND_MS
+    if bool((bucket[1:] >= bucket[:-1]).all()):  # the usual case: times ascend with agg ids
+        ordered = trades
+    else:
+        order = np.argsort(bucket, kind="stable")  # agg-id order kept inside a second
+        ordered, bucket = trades.take(order), bucket[order]
+    starts, ends = _runs(bucket)
+    price, qty = ordered.price, ordered.qty
+    open_ = price[starts]
+    groups = np.repeat(np.arange(len(starts), dtype=np.int64), ends - starts)
+    offset = (price - open_[groups]).astype(np.float64)
+    weighted = offset * qty.astype(np.float64)
+    n = len(starts)
+    return SecondBars(
+        time=bucket[starts] * SECOND_MS,
+        first_id=ordered.agg_id[starts],
+        last_id=ordered.agg_id[ends - 1],
+        open=open_,
+        high=np.maximum.reduceat(price, starts) if n else price[:0],
+        low=np.minimum.reduceat(price, starts) if n else price[:0],
+        close=price[ends - 1],
+        volume=run_sums(value_digits(qty), starts),
+        buy_volume=run_sums(value_digits(np.where(ordered.buyer_maker, 0, qty)), starts),
+        quote=run_sums(product_digits(price, qty), starts),
+        trade_count=(ends - starts).astype(np.int64),
+        deviation=np.bincount(groups, weights=weighted, minlength=n).astype(np.float64, copy=False),
+        square=np.bincount(groups, weights=weighted * offset, minlength=n).astype(np.float64, copy=False),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteLevels:
+    """Volume, taker-buy volume and trade count per minute and distinct price, ascending by (minute, price)."""
+
+    time: Int64Array
+    """Start of the minute, epoch ms."""
+    price: Int64Array
+    volume: Int64Array
+    buy_volume: Int64Array
+    trade_count: Int64Array
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    @classmethod
+    def empty(cls) -> MinuteLevels:
+        empty = np.zeros(0, dtype=np.int64)
+        return cls(empty, empty, empty, empty, empty)
+
+    def arrays(self) -> tuple[Int64Array, ...]:
+        return (self.time, self.price, self.volume, self.buy_volume, self.trade_count)
+
+    def take(self, index: IndexArray | npt.NDArray[np.bool_] | slice) -> MinuteLevels:
+        return MinuteLevels(*(column[index] for column in self.arrays()))
+
+    def between(self, start_ms: int, end_ms: int) -> MinuteLevels:
+        """The levels of the minutes starting in ``[start_ms, end_ms)``."""
+        lo, hi = np.searchsorted(self.time, [start_ms, end_ms])
+        return self if (lo, hi) == (0, len(self)) else self.take(slice(int(lo), int(hi)))
+
+    @staticmethod
+    def concat(parts: list[MinuteLevels]) -> MinuteLevels | None:
+        """Parts as one; a (minute, price) in several parts is summed (levels of disjoint trades add up: a minute
+        the roll-up mark cuts is in a segment and in the young windows). None if a sum could leave int64."""
+        parts = [part for part in parts if len(part)]
+        if len(parts) <= 1:
+            return parts[0] if parts else MinuteLevels.empty()
+        joined = MinuteLevels(*(np.concatenate(cols) for cols in zip(*(p.arrays() for p in parts), strict=True)))
+        minutes, prices = np.diff(joined.time), np.diff(joined.price)
+        if bool(((minutes > 0) | ((minutes == 0) & (prices > 0))).all()):
+            return joined
+        if int(joined.volume.max()) * len(joined) > _INT64_MAX:
+            return None
+        return _grouped(joined.time, joined.price, joined.volume, joined.buy_volume, joined.trade_count)
+
+    def per_interval(self, interval_ms: int) -> MinuteLevels:
+        """Levels per interval of `interval_ms` (a whole number of minutes), aligned to the epoch."""
+        if interval_ms <= 0 or interval_ms % MINUTE_MS:
+            raise ValueError(f"an interval of whole minutes, got {interval_ms} ms")
+        if interval_ms == MINUTE_MS or len(self) == 0:
+            return self
+        return _grouped(self.time - self.time % interval_ms, self.price, self.volume, self.buy_volume, self.trade_count)
+
+    def levels(self) -> PriceLevels | None:
+        """Every minute's levels summed per price; None if a sum could leave int64."""
+        return PriceLevels.of_levels(self.price, self.volume, self.buy_volume, self.trade_count)
+
+
+def _grouped(
+    time: Int64Array, price: Int64Array, volume: Int64Array, buy: Int64Array, count: Int64Array
+) -> MinuteLevels:
+    """Rows summed per (time, price), ascending by both (the caller has checked the sums fit int64)."""
+    order = np.lexsort((price, time))
+    time, price = time[order], price[order]
+    heads = np.flatnonzero(np.r_[True, (time[1:] != time[:-1]) | (price[1:] != price[:-1])])
+    sums = [np.add.reduceat(column[order], heads) for column in (volume, buy, count)]
+    return MinuteLevels(time[heads], price[heads], *sums)
+
+
+def minute_levels(trades: TradeColumns) -> MinuteLevels | None:
+    """The per-minute price levels of `trades`; None if a sum could leave int64 (then read the trades)."""
+    if len(trades) == 0:
+        return MinuteLevels.empty()
+    qty = trades.qty
+    if int(qty.max()) * len(qty) > _INT64_MAX:
+        return None
+    buy = np.where(trades.buyer_maker, 0, qty)
+    return _grouped(trades.time - trades.time % MINUTE_MS, trades.price, qty, buy, np.ones(len(qty), dtype=np.int64))
