@@ -39,7 +39,8 @@ boundary each, into a leaf here, with the original as the cause.
     │   ├── ShardLockedError             tradetape.store.shards: another process writes the shard
     │   └── ImportTargetError            tradetape.history.load: no shard, or its persist does not answer
     ├── LimitError                       a request beyond what a worker allows (answered `range_too_large`)
-    │   └── ReadTooLargeError (RuntimeError)  tradetape.store.budget: a read over the query memory budget
+    │   ├── ReadTooLargeError (RuntimeError)  tradetape.store.budget: a read over the query memory budget
+    │   └── SumOverflowError (ArithmeticError)  tradetape.domain.sums: a wide sum past 2**126 units
     ├── ExchangeError                    Binance (or its simulator) refused or answered nothing usable
     │   ├── GapFillError (RuntimeError)  tradetape.binance.rest
     │   ├── FeedError (RuntimeError)     tradetape.services.ingest.feed: a refused subscription

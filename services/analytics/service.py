@@ -75,6 +75,7 @@ from tradetape.domain.aggregates import MinuteLevels, SecondBars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.price_levels import PriceLevels
+from tradetape.domain.sums import SumOverflowError
 from tradetape.errors import RequestError
 from tradetape.ground.backoff import retry_until
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
@@ -337,6 +338,8 @@ class AnalyticsService:
             raise
         except ReadTooLargeError as exc:
             raise self._over_budget(exc, request.time_range(now_ms)) from None
+        except SumOverflowError as exc:  # sums past 2**126 units: no tape holds them, a hostile one might
+            raise range_too_large(f"{exc}; ask for a shorter range") from None
         except StoreCorruptError as exc:  # stored bytes, not the request, are at fault
             self._corrupt_found(exc, method.name, symbol)
             raise store_corrupt(exc.key.decode(errors="replace"), exc.reason) from exc

@@ -292,8 +292,6 @@ def read_second_bars(
 ) -> SecondBars:
     """The 1-second bars of the range's trades (None: the whole tape), equal to `second_bars` of those trades."""
     plan = _plan(db, symbol, time_range)
-    if budget is not None:
-        budget.check(_most_trades(plan, inside=False))
     layers, trades = _layered(
         db, symbol, time_range, plan.inside + plan.edges, plan.windows, SECOND_MS, (SECOND_BARS, decode_second_bars),
         cache, budget,
@@ -306,8 +304,6 @@ def read_minute_levels(
 ) -> MinuteLevels | None:
     """The per-minute price levels of the range's trades (a ragged minute: its trades in range); None past int64."""
     plan = _plan(db, symbol, time_range)
-    if budget is not None:
-        budget.check(_most_trades(plan, inside=False))
     layers, trades = _layered(
         db, symbol, time_range, plan.inside + plan.edges, plan.windows, MINUTE_MS,
         (MINUTE_LEVELS, decode_minute_levels), cache, budget,
@@ -334,7 +330,8 @@ def _layered(
     from its last whole unit to its end), every trade in range of a segment without a
     layer, and the young `windows`' trades in range. With a `budget`, the trades to decode
     and the layer's rows (plus `levels_held` already in hand) are checked once the layers
-    are in hand, before any trade is decoded.
+    are in hand, before any trade is decoded. A segment with a ragged edge counts all its
+    trades: it is decoded whole (cached by the worker), then cut.
     """
     kind, decode = layer
     if time_range is None:
