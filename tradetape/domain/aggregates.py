@@ -7,10 +7,11 @@ same trades whichever path made it, so a range answered from the layer equals th
 range answered from its trades, bit for bit:
 
 - `second_bars(trades)`: per second of trade time holding trades: first and last agg id,
-  open/high/low/close by agg-id order, volume, taker-buy volume and quote volume (Σ p·q,
-  units of 1e-16) as exact wide sums (`tradetape.domain.sums.WideSums`), trade count, and
-  two float moments about the second's open, Σ q·(p − open) and Σ q·(p − open)², summed
-  in trade order by `np.bincount` (a plain loop: the same trades give the same float);
+  open/high/low/close by agg-id order, trade count, and as exact wide sums
+  (`tradetape.domain.sums.WideSums`): volume, taker-buy volume, quote volume (Σ p·q, units
+  of 1e-16) and the moments about the second's low, Σ q·(p − low) and Σ q·(p − low)² (what
+  the VWAP's deviation is computed from: exact, so they compress, and any path that made
+  them gives the same floats);
 - `SecondBars.rolled(interval_ms)`: `TimeBars` of any whole-second interval, exact: open
   from the second holding the lowest agg id, close from the one holding the highest;
 - `minute_levels(trades)`: per minute and distinct price: volume, taker-buy volume, count
@@ -28,13 +29,12 @@ import numpy.typing as npt
 
 from tradetape.domain.columns import Int64Array, TradeColumns
 from tradetape.domain.price_levels import PriceLevels
-from tradetape.domain.sums import WideSums, product_digits, run_sums, value_digits
+from tradetape.domain.sums import WideSums, carried, product_digits, run_sums, times_digits, value_digits
 
 SECOND_MS = 1000
 MINUTE_MS = 60_000
 _INT64_MAX = 2**63 - 1
 
-FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 
 
@@ -61,12 +61,12 @@ class SecondBars:
     volume: WideSums
     buy_volume: WideSums
     quote: WideSums
-    """Σ price × quantity, units of 1e-16."""
+    """Σ price × quantity, units of 1e-16 (= low × volume + `above_low`)."""
     trade_count: Int64Array
-    deviation: FloatArray
-    """Σ q·(p − open), units of 1e-16 (float)."""
-    square: FloatArray
-    """Σ q·(p − open)², units of 1e-24 (float)."""
+    above_low: WideSums
+    """Σ q·(p − low), units of 1e-16."""
+    above_low_square: WideSums
+    """Σ q·(p − low)², units of 1e-24."""
 
     def __len__(self) -> int:
         return len(self.time)
@@ -75,16 +75,16 @@ class SecondBars:
     def empty(cls) -> SecondBars:
         return second_bars(TradeColumns.empty())
 
-    def arrays(self) -> tuple[npt.NDArray[np.generic], ...]:
-        wide = (self.volume, self.buy_volume, self.quote)
-        return (self.time, self.first_id, self.last_id, self.open, self.high, self.low, self.close,
-                *(part for sums in wide for part in (sums.hi, sums.lo)), self.trade_count, self.deviation,
-                self.square)  # fmt: skip
+    def arrays(self) -> tuple[Int64Array, ...]:
+        wide = (self.volume, self.buy_volume, self.quote, self.above_low, self.above_low_square)
+        return (self.time, self.first_id, self.last_id, self.open, self.high, self.low, self.close, self.trade_count,
+                *(part for sums in wide for part in (sums.hi, sums.lo)))  # fmt: skip
 
     @classmethod
-    def of_arrays(cls, columns: list[npt.NDArray[np.generic]]) -> SecondBars:
-        t, a, z, o, h, lo, c, vh, vl, bh, bl, qh, ql, n, d, s = columns
-        return cls(t, a, z, o, h, lo, c, WideSums(vh, vl), WideSums(bh, bl), WideSums(qh, ql), n, d, s)  # type: ignore[arg-type]
+    def of_arrays(cls, columns: list[Int64Array]) -> SecondBars:
+        t, a, z, o, h, lo, c, n = columns[:8]
+        v, b, q, m1, m2 = (WideSums(columns[i], columns[i + 1]) for i in range(8, 18, 2))
+        return cls(t, a, z, o, h, lo, c, v, b, q, n, m1, m2)
 
     def take(self, index: IndexArray | npt.NDArray[np.bool_] | slice) -> SecondBars:
         return SecondBars.of_arrays([column[index] for column in self.arrays()])
@@ -190,25 +190,24 @@ def second_bars(trades: TradeColumns) -> SecondBars:
         ordered, bucket = trades.take(order), bucket[order]
     starts, ends = _runs(bucket)
     price, qty = ordered.price, ordered.qty
-    open_ = price[starts]
-    groups = np.repeat(np.arange(len(starts), dtype=np.int64), ends - starts)
-    offset = (price - open_[groups]).astype(np.float64)
-    weighted = offset * qty.astype(np.float64)
     n = len(starts)
+    low = np.minimum.reduceat(price, starts) if n else price[:0]
+    above = price - np.repeat(low, ends - starts)
+    weighted = product_digits(qty, above)
     return SecondBars(
         time=bucket[starts] * SECOND_MS,
         first_id=ordered.agg_id[starts],
         last_id=ordered.agg_id[ends - 1],
-        open=open_,
+        open=price[starts],
         high=np.maximum.reduceat(price, starts) if n else price[:0],
-        low=np.minimum.reduceat(price, starts) if n else price[:0],
+        low=low,
         close=price[ends - 1],
         volume=run_sums(value_digits(qty), starts),
         buy_volume=run_sums(value_digits(np.where(ordered.buyer_maker, 0, qty)), starts),
         quote=run_sums(product_digits(price, qty), starts),
         trade_count=(ends - starts).astype(np.int64),
-        deviation=np.bincount(groups, weights=weighted, minlength=n).astype(np.float64, copy=False),
-        square=np.bincount(groups, weights=weighted * offset, minlength=n).astype(np.float64, copy=False),
+        above_low=run_sums(weighted, starts),
+        above_low_square=run_sums(times_digits(carried(weighted), above), starts),
     )
 
 

@@ -122,14 +122,27 @@ def _digits(values: Int64Array) -> list[Int64Array]:
 
 def product_digits(a: Int64Array, b: Int64Array) -> list[Int64Array]:
     """``a * b`` per element (both non-negative int64) as six base-2**21 digit columns, not carried (each < 2**24)."""
-    da, db = _digits(a), _digits(b)
-    out = [np.zeros(len(a), dtype=np.int64) for _ in range(2 * _HALF_DIGITS)]
-    for i, x in enumerate(da):
-        for j, y in enumerate(db):
+    return times_digits(_digits(a), b)
+
+
+def times_digits(digits: list[Int64Array], b: Int64Array) -> list[Int64Array]:
+    """The number whose carried digit columns (each < 2**21) are given, times `b` (non-negative int64), per element:
+    its digit columns, not carried (each < 2**24)."""
+    out = [np.zeros(len(b), dtype=np.int64) for _ in range(len(digits) + _HALF_DIGITS)]
+    for i, x in enumerate(digits):
+        for j, y in enumerate(_digits(b)):
             product = x * y  # < 2**42
             out[i + j] += product & _DIGIT_MASK
-            if i + j + 1 < len(out):
-                out[i + j + 1] += product >> np.int64(_DIGIT_BITS)
+            out[i + j + 1] += product >> np.int64(_DIGIT_BITS)
+    return out
+
+
+def carried(digits: list[Int64Array]) -> list[Int64Array]:
+    """Per element, the same numbers with carries propagated: each digit below 2**21, one more digit on top."""
+    out = [column.copy() for column in digits] + [np.zeros_like(digits[0])]
+    for m in range(len(out) - 1):
+        out[m + 1] += out[m] >> np.int64(_DIGIT_BITS)
+        out[m] &= _DIGIT_MASK
     return out
 
 
@@ -143,12 +156,13 @@ def run_sums(digits: list[Int64Array], starts: npt.NDArray[np.intp]) -> WideSums
 
     Each digit column is summed in int64 (a run of n digits below 2**24 stays below 2**63
     for n < 2**39), then the carries are propagated; `SumOverflowError` past 2**126.
+    With `starts` every index, it carries each number alone (digits back into a pair).
     """
     if len(starts) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return WideSums(empty, empty)
     sums = [np.add.reduceat(column, starts) for column in digits]
-    sums += [np.zeros(len(starts), dtype=np.int64) for _ in range(2 * _HALF_DIGITS + 1 - len(sums))]
+    sums += [np.zeros(len(starts), dtype=np.int64) for _ in range(max(2 * _HALF_DIGITS + 1 - len(sums), 1))]
     for m in range(len(sums) - 1):
         sums[m + 1] += sums[m] >> np.int64(_DIGIT_BITS)
         sums[m] &= _DIGIT_MASK

@@ -3,8 +3,8 @@
 `mean = Σ p·q / Σ q`, `std = sqrt(Σ q·(p − mean)² / Σ q)` (the volume-weighted deviation
 traders draw as VWAP bands). Computed from 1-second bars (`tradetape.domain.aggregates`),
 whether the store's layer or the trades made them: the mean is correctly rounded from the
-exact quote and base volumes; the deviation from each second's float moments about its
-open, moved to one reference price (the first second's open) so the digits are kept.
+exact quote and base volumes; the deviation from each second's exact moments about its
+low, as floats moved to one reference price (the first second's low) so the digits are kept.
 Floats: derived figures, never stored or used to decide a row boundary. Prices in units of 1e-8.
 """
 
@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 import numpy as np
+import numpy.typing as npt
 
-from tradetape.domain.aggregates import FloatArray, SecondBars
+from tradetape.domain.aggregates import SecondBars
 from tradetape.domain.columns import Int64Array
 from tradetape.domain.sums import run_sums
+
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +66,10 @@ def _running(seconds: SecondBars, bucket: Int64Array) -> VwapSeries:
     volume = list(accumulate(run_sums(seconds.volume.digits(), starts).ints()))
     quote = list(accumulate(run_sums(seconds.quote.digits(), starts).ints()))
     groups = np.repeat(np.arange(len(starts), dtype=np.int64), np.diff(np.r_[starts, len(seconds)]))
-    shift = (seconds.open - seconds.open[0]).astype(np.float64)
-    base = seconds.volume.floats()
-    centred = seconds.deviation + shift * base
-    square = seconds.square + 2.0 * shift * seconds.deviation + shift * shift * base
+    shift = (seconds.low - seconds.low[0]).astype(np.float64)
+    base, above = seconds.volume.floats(), seconds.above_low.floats()
+    centred = above + shift * base
+    square = seconds.above_low_square.floats() + 2.0 * shift * above + shift * shift * base
     totals = np.array(volume, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_centred = _cumulative(groups, centred, len(starts)) / totals
