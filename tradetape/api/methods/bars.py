@@ -81,21 +81,24 @@ def checked_range(request: IntervalRequest, now_ms: int) -> tuple[int, int]:
 
 
 def bar_replies(bars: TimeBars) -> list[BarReply]:
-    vwaps = bars.vwap_units
+    """The bars as reply rows (columns turned into lists first: a numpy scalar a field is slow)."""
+    columns = (bars.start, bars.open, bars.high, bars.low, bars.close, bars.trade_count)
+    sums = (bars.volume, bars.buy_volume, bars.sell_volume, bars.vwap_units)
+    rows = zip(*(column.tolist() for column in columns), *sums, strict=True)
     return [
         BarReply(
-            time=int(bars.start[i]),
-            open=format_units(int(bars.open[i])),
-            high=format_units(int(bars.high[i])),
-            low=format_units(int(bars.low[i])),
-            close=format_units(int(bars.close[i])),
-            volume=format_units(bars.volume[i]),
-            buy_volume=format_units(bars.buy_volume[i]),
-            sell_volume=format_units(bars.sell_volume[i]),
-            trade_count=int(bars.trade_count[i]),
-            vwap=None if math.isnan(vwaps[i]) else vwaps[i] / SCALE,
+            time=time,
+            open=format_units(open_),
+            high=format_units(high),
+            low=format_units(low),
+            close=format_units(close),
+            volume=format_units(volume),
+            buy_volume=format_units(buy),
+            sell_volume=format_units(sell),
+            trade_count=count,
+            vwap=None if math.isnan(vwap) else vwap / SCALE,
         )
-        for i in range(len(bars))
+        for time, open_, high, low, close, count, volume, buy, sell, vwap in rows
     ]
 
 
