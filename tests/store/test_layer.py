@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgpack
 import numpy as np
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,11 +19,14 @@ from pydantic import BaseModel
 
 from tests.store.synthetic import SYMBOL, T0, tape, windows_of, write_rolled
 from tests.store.test_voids import voided
+from tradetape.api.errors import QueryError
 from tradetape.api.methods import bars, flow, volume_profile, vwap
 from tradetape.domain.aggregates import MinuteLevels, SecondBars, minute_levels, second_bars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.price_levels import PriceLevels
-from tradetape.services.analytics.service import QuerySource
+from tradetape.domain.sums import SumOverflowError
+from tradetape.services.analytics.service import AnalyticsService, QuerySource
+from tradetape.settings import Settings
 from tradetape.store.budget import ReadBudget, ReadTooLargeError
 from tradetape.store.keys import LAYOUT_KEY, MINUTE_LEVELS, SECOND_BARS, kind_prefix, prefix_end
 from tradetape.store.layout import read_layout
@@ -264,3 +269,37 @@ def test_a_format_3_store_stays_readable_and_gets_its_layer_when_the_writer_open
     caplog.clear()
     ShardWriter(busy).close()  # upgraded once: nothing more to build
     assert [r for r in caplog.records if r.name == "tradetape.store.migration"] == []
+
+
+def test_a_segment_whose_sums_pass_2_126_keeps_no_layer_and_its_queries_are_refused(tmp_path: Path) -> None:
+    """Hostile but valid trades (quantities near int64, prices far apart in one second) are stored like any other;
+    their segment keeps no layer, the other segments do, and a query over them is `range_too_large`."""
+    normal = tape(2_000, HOUR, seed=3)
+    ids = np.arange(10**6, 10**6 + 3, dtype=np.int64)
+    huge = TradeColumns(ids, np.array([2**40, 2**61, 2**62], dtype=np.int64), np.full(3, 2**62, dtype=np.int64),
+                        ids, ids, np.full(3, T0 + HOUR + 500, dtype=np.int64), np.zeros(3, dtype=np.bool_))  # fmt: skip
+    store = ShardWriter(tmp_path / "shard")
+    try:
+        write_rolled(store, TradeColumns.concat([normal, huge]))
+        assert len(read_all_trades(store.db, SYMBOL)) == 2_003
+        for kind in LAYER_KINDS:
+            prefix = kind_prefix(kind, SYMBOL)
+            assert [key[-13:] for key, _ in scan(store.db, prefix, prefix_end(prefix))] == [str(T0).encode()]
+        assert read_second_bars(store.db, SYMBOL, (T0, T0 + HOUR)).total_count == 2_000
+        with pytest.raises(SumOverflowError):
+            read_second_bars(store.db, SYMBOL, (T0, T0 + 2 * HOUR))
+    finally:
+        store.close()
+    service = AnalyticsService(Settings(data_dir=tmp_path, symbols=(SYMBOL,)), SimpleNamespace(max_payload=2**20))  # type: ignore[arg-type]
+    reader = ShardReader(tmp_path / "shard")
+    try:
+        source = QuerySource(reader, ReadBudget(2**30, 100, 100), SYMBOL)
+        body = orjson.dumps({"start": T0, "end": T0 + 2 * HOUR, "interval": "1m"})
+        with pytest.raises(QueryError) as refused:
+            service.answer(bars.METHOD, SYMBOL, body, source)
+        assert refused.value.code == "range_too_large"
+        first_hour = orjson.dumps({"start": T0, "end": T0 + HOUR, "interval": "1m"})
+        assert orjson.loads(service.answer(bars.METHOD, SYMBOL, first_hour, source))["trade_count"] == 2_000
+    finally:
+        reader.close()
+        service._reader.close()

@@ -104,15 +104,8 @@ class WideSums:
         """The values as floats (deterministic, not always correctly rounded past 2**63)."""
         return self.lo.astype(np.float64) + self.hi.astype(np.float64) * 2.0**63
 
-    def take(self, index: npt.NDArray[np.intp] | npt.NDArray[np.bool_] | slice) -> WideSums:
-        return WideSums(self.hi[index], self.lo[index])
-
     def digits(self) -> list[Int64Array]:
         return _digits(self.lo) + _digits(self.hi)
-
-    @staticmethod
-    def concat(parts: list[WideSums]) -> WideSums:
-        return WideSums(np.concatenate([p.hi for p in parts]), np.concatenate([p.lo for p in parts]))
 
 
 def _digits(values: Int64Array) -> list[Int64Array]:

@@ -39,8 +39,10 @@ content checksum as well; a value that fails either (or its format) is `StoreCor
 naming its key, never data. Older databases (format 1: windows only; format 2: the same
 values unsealed) are migrated by the writer when it opens them (`tradetape.store.migration`:
 each value sealed once it decodes, in synced batches, resumable, progress logged; the
-layout says format 3 only after the last batch); readers refuse a database not migrated yet
-(`StoreLayoutError`) rather than read values no checksum vouches for.
+layout says the new format only after the last batch); readers refuse a database not sealed
+yet (`StoreLayoutError`) rather than read values no checksum vouches for. A format-3
+database (sealed, no aggregate layer) gets its layer when the writer opens it, and readers
+read it meanwhile, decoding the trades of a segment with no layer yet.
 
 Every agg id is in exactly one window, one segment or one void record: the writer drops
 an incoming row whose id the index already holds (a void never replaces a trade, nor a
