@@ -5,14 +5,18 @@ through the real `ShardWriter` with roll-ups into segments, and the same trades 
 Parquet file with zstd (`bench/tape_data.py`, shared with `bench/store.py`). Starts a
 nats-server and `--replicas` analytics processes (`python -m tradetape.cli analytics`),
 which read the store as RocksDB secondaries, and asks them through `TapeClient`:
-`volume_profile` over 1 h, 24 h and the whole range, `bars` and `flow` at 1 m over 24 h,
-and `coverage` of the whole tape; warm-up, then sequential requests for p50/p99, each
-timed from the client's call to its parsed reply. DuckDB computes the same profiles
-(exact integer row math on the Parquet file's integer units), the 1 m bars and a
-coverage of the file in the same run, and every tradetape answer is checked equal to
-DuckDB's. Then `--concurrency` requests in flight for `--throughput-seconds`, with every
-replica and then with one. Prints one table: each figure beside its target and its
-DuckDB peer. Nothing here is part of the test run.
+`volume_profile` over 1 h, 24 h and the whole range (7 d), `bars`, `flow` and `vwap` (its
+running series) at 1 m over 24 h and at 5 m over the whole range (1 m over 7 d would pass
+`bars`' 4,000 bars a reply), and `coverage` of the whole tape; warm-up, then sequential
+requests for p50/p99, each timed from the client's call to its parsed reply. DuckDB
+computes the same answers from the Parquet file in the same run (profiles and bars with
+exact integer math on its integer units; VWAP in doubles, centred), and every tradetape
+answer is checked equal to DuckDB's (VWAP within float tolerance). Then `--concurrency`
+requests in flight for `--throughput-seconds`, with every replica and then with one; last,
+each figure cold: the workers restarted (their caches empty; the OS page cache is not
+dropped) and the figure's first answer timed. Prints one table: each figure beside its
+target and its DuckDB peer, and the bytes a trade at rest with and without the aggregate
+layer. Nothing here is part of the test run.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import contextlib
 import cProfile
 import io
 import json
+import math
 import os
 import platform
 import pstats
@@ -55,6 +60,8 @@ from tradetape.domain.decimals import parse_units
 from tradetape.runtime.nats_server import EmbeddedNatsServer
 from tradetape.runtime.processes import die_with_parent, tradetape_command
 from tradetape.settings import Settings
+from tradetape.store.keys import MINUTE_LEVELS, SECOND_BARS, kind_prefix, prefix_end
+from tradetape.store.rocks import open_primary, scan
 
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
@@ -91,6 +98,16 @@ def prepare_store(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     meta_file.write_text(json.dumps(meta))
     meta["reused"] = False
     return meta
+
+
+def layer_bytes(shard: Path) -> dict[str, int]:
+    """Bytes of the aggregate layer's values per kind (as stored, before RocksDB's own compression of its blocks)."""
+    db = open_primary(shard)
+    try:
+        prefixes = {kind: kind_prefix(kind, SYMBOL) for kind in (SECOND_BARS, MINUTE_LEVELS)}
+        return {kind: sum(len(value) for _, value in scan(db, p, prefix_end(p))) for kind, p in prefixes.items()}
+    finally:
+        db.close()
 
 
 # --------------------------------------------------------------------------- processes
@@ -182,6 +199,12 @@ class Replicas:
         for proc in self.procs:
             with contextlib.suppress(Exception):
                 self.stop(proc)
+
+    def restart(self, count: int) -> None:
+        """`count` fresh workers in place of every running one (their caches empty)."""
+        self.stop_all()
+        self.procs = []
+        self.start(count)
 
 
 async def service_replies(nc: Client, verb: str, wait_s: float = 0.3) -> list[dict[str, Any]]:
@@ -290,6 +313,8 @@ class Figure:
     reply: Any = None
     reply_bytes: int = 0
     in_process: Samples | None = None
+    cold_s: float = float("nan")
+    """The figure's first answer from workers started just before it (empty caches)."""
 
 
 def absolute(ms: float) -> Callable[[dict[str, Samples]], tuple[float, str]]:
@@ -315,6 +340,28 @@ def duck_bars_sql(parquet: Path, start: int, end: int, interval_ms: int) -> str:
         f"SELECT T // {interval_ms} * {interval_ms} AS minute, arg_min(p, a), max(p), min(p), arg_max(p, a), sum(q), "
         "coalesce(sum(q) FILTER (WHERE NOT m), 0), coalesce(sum(q) FILTER (WHERE m), 0), count(*) "
         f"FROM read_parquet('{parquet}') WHERE T >= {start} AND T < {end} GROUP BY minute ORDER BY minute"
+    )
+
+
+def duck_flow_sql(parquet: Path, start: int, end: int, interval_ms: int) -> str:
+    return (
+        f"SELECT k * {interval_ms}, buy, sell, sum(buy - sell) OVER (ORDER BY k), n FROM ("
+        f"SELECT T // {interval_ms} AS k, coalesce(sum(q) FILTER (WHERE NOT m), 0) AS buy, "
+        "coalesce(sum(q) FILTER (WHERE m), 0) AS sell, count(*) AS n "
+        f"FROM read_parquet('{parquet}') WHERE T >= {start} AND T < {end} GROUP BY k) ORDER BY k"
+    )
+
+
+def duck_vwap_sql(parquet: Path, start: int, end: int, interval_ms: int, reference: int) -> str:
+    """The running VWAP and its volume-weighted deviation at the end of each interval, prices centred in doubles."""
+    running = "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"
+    return (
+        f"SELECT (k + 1) * {interval_ms}, {reference} + c1 / c0, sqrt(greatest(c2 / c0 - (c1 / c0) ^ 2, 0)) FROM ("
+        f"SELECT k, sum(v) OVER (ORDER BY k {running}) AS c0, sum(x) OVER (ORDER BY k {running}) AS c1, "
+        f"sum(x2) OVER (ORDER BY k {running}) AS c2 FROM ("
+        f"SELECT T // {interval_ms} AS k, sum(q::DOUBLE) AS v, sum((p - {reference})::DOUBLE * q) AS x, "
+        f"sum((p - {reference})::DOUBLE * (p - {reference})::DOUBLE * q) AS x2 "
+        f"FROM read_parquet('{parquet}') WHERE T >= {start} AND T < {end} GROUP BY k)) ORDER BY 1"
     )
 
 
@@ -354,6 +401,10 @@ def flow_rows(reply: Any) -> list[tuple[int, ...]]:
     return [(r.time, parse_units(r.buy_volume), parse_units(r.sell_volume), r.trade_count) for r in reply.rows]
 
 
+def signed_units(text: str) -> int:
+    return -parse_units(text[1:]) if text.startswith("-") else parse_units(text)
+
+
 def check(figure: Figure, duck: dict[str, Any], row_size: int) -> str | None:
     """None when tradetape's answer equals DuckDB's, else what differs."""
     reply, peer = figure.reply, duck[figure.peer or ""]
@@ -370,12 +421,18 @@ def check(figure: Figure, duck: dict[str, Any], row_size: int) -> str | None:
             assert bar_rows(reply) == theirs, "bars differ"
             assert reply.trade_count == sum(r[-1] for r in theirs)
         elif figure.method == "flow":
-            theirs = [(int(r[0]), int(r[6]), int(r[7]), int(r[8])) for r in peer]
+            theirs = [(int(r[0]), int(r[1]), int(r[2]), int(r[4])) for r in peer]
             assert flow_rows(reply) == theirs, "flow rows differ"
             buy = sum(r[1] for r in theirs)
             sell = sum(r[2] for r in theirs)
             assert (parse_units(reply.buy_volume), parse_units(reply.sell_volume)) == (buy, sell)
-            assert parse_units(reply.rows[-1].cumulative_delta) == buy - sell
+            assert [signed_units(r.cumulative_delta) for r in reply.rows] == [int(r[3]) for r in peer]
+        elif figure.method == "vwap":
+            ours = [(point.time, point.vwap * 1e8, point.std * 1e8) for point in reply.series]
+            assert [t for t, _, _ in ours] == [int(r[0]) for r in peer], "series times differ"
+            for (_, mean, std), (_, duck_mean, duck_std) in zip(ours, peer, strict=True):
+                assert math.isclose(mean, duck_mean, rel_tol=1e-12), f"VWAP {mean} vs DuckDB {duck_mean}"
+                assert math.isclose(std, duck_std, rel_tol=1e-6, abs_tol=1e-3), f"deviation {std} vs DuckDB {duck_std}"
         elif figure.method == "coverage":
             count, first_id, last_id, first_time, last_time, gaps = (int(v) for v in peer[0])
             got = (reply.trade_count, reply.first_id, reply.last_id, reply.first_time, reply.last_time, len(reply.gaps))
@@ -388,11 +445,11 @@ def check(figure: Figure, duck: dict[str, Any], row_size: int) -> str | None:
 # --------------------------------------------------------------------------- in-process profile
 
 
-def in_process_service(shard_dir: Path) -> Any:
+def in_process_service(shard_dir: Path, query_memory_mb: int) -> Any:
     """The analytics service's own `answer` (request parsing, read, compute, reply JSON), without NATS."""
     from tradetape.services.analytics.service import AnalyticsService
 
-    settings = Settings(data_dir=shard_dir.parents[1], symbols=(SYMBOL,))
+    settings = Settings(data_dir=shard_dir.parents[1], symbols=(SYMBOL,), query_memory_mb=query_memory_mb)
     return AnalyticsService(settings, SimpleNamespace(max_payload=1 << 20))  # type: ignore[arg-type]
 
 
@@ -466,22 +523,37 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
                f"profile {label}")
         for label, span in ranges.items()
     ]  # fmt: skip
-    figures[0].target = absolute(10)
+    figures[0].target = absolute(5)
     figures[1].target = half_of("profile 24 h")
     if span_days == 7:
         figures[2].target = absolute(250)
     day = {"start": end - DAY_MS, "end": end, "interval": "1m"}
+    span = {"start": end - span_days * DAY_MS, "end": end, "interval": "5m"}
+    whole = f"{span_days} d"
     figures += [
-        Figure("bars 1m over 24 h", "bars", day, "bars 1m 24 h"),
-        Figure("flow 1m over 24 h", "flow", day, "bars 1m 24 h"),
+        Figure("bars 1m over 24 h", "bars", day, "bars 1m 24 h", half_of("bars 1m 24 h")),
+        Figure("flow 1m over 24 h", "flow", day, "flow 1m 24 h", half_of("flow 1m 24 h")),
+        Figure("vwap 1m over 24 h", "vwap", day, "vwap 1m 24 h", half_of("vwap 1m 24 h")),
+        Figure(f"bars 5m over {whole}", "bars", span, f"bars 5m {whole}"),
+        Figure(f"flow 5m over {whole}", "flow", span, f"flow 5m {whole}"),
+        Figure(f"vwap 5m over {whole}", "vwap", span, f"vwap 5m {whole}"),
         Figure("coverage, whole tape", "coverage", {}, "coverage", absolute(20)),
     ]
+    if span_days == 7:
+        for figure in figures[-4:-1]:
+            figure.target = absolute(250)
 
     # DuckDB first, while the replicas do not exist yet: nothing else of ours competes for the cores.
     duck_sql = {
         f"profile {label}": duck_profile_sql(parquet, end - span, end, row_size) for label, span in ranges.items()
     }
-    duck_sql["bars 1m 24 h"] = duck_bars_sql(parquet, end - DAY_MS, end, MINUTE_MS)
+    reference = con.execute(f"SELECT p FROM read_parquet('{parquet}') WHERE T >= {end - DAY_MS} LIMIT 1").fetchone()
+    assert reference is not None
+    for label, start, interval in (("1m 24 h", end - DAY_MS, MINUTE_MS), (f"5m {whole}", end - span_days * DAY_MS,
+                                                                          5 * MINUTE_MS)):  # fmt: skip
+        duck_sql[f"bars {label}"] = duck_bars_sql(parquet, start, end, interval)
+        duck_sql[f"flow {label}"] = duck_flow_sql(parquet, start, end, interval)
+        duck_sql[f"vwap {label}"] = duck_vwap_sql(parquet, start, end, interval, int(reference[0]))
     duck_sql["coverage"] = duck_coverage_sql(parquet)
     duck: dict[str, Samples] = {}
     duck_rows: dict[str, Any] = {}
@@ -492,8 +564,10 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
     duck_threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
     con.close()
 
+    meta["layer"] = layer_bytes(shard)
     settings = Settings(
-        data_dir=root / "data", symbols=(SYMBOL,), log_level="WARNING", query_max_range_days=max(31, args.days + 1)
+        data_dir=root / "data", symbols=(SYMBOL,), log_level="WARNING", query_max_range_days=max(31, args.days + 1),
+        query_memory_mb=args.query_memory_mb,
     )
     server = EmbeddedNatsServer(root / "nats")
     SERVERS.append(server)
@@ -533,6 +607,15 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
             log("throughput again with one worker")
             rate_one = await throughput(client, nc, args, end, {k: v for k, v in pids.items() if k != "analytics-2"})
         replicas.check()
+        log("cold: each figure's first answer from workers started just before it")
+        for figure in figures:
+            replicas.restart(args.replicas)
+            await wait_ready(nc, replicas, args.replicas)
+            started = time.perf_counter()
+            await client.query(figure.method, SYMBOL, **figure.fields)
+            figure.cold_s = time.perf_counter() - started
+            log(f"{figure.label}: cold {figure.cold_s * 1e3:.1f} ms")
+        replicas.check()
     finally:
         if nc is not None:
             with contextlib.suppress(Exception):
@@ -543,7 +626,7 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
 
     # The service's own compute, in this process, with nothing else of ours running: the
     # round trip minus this is NATS, the reply's JSON on the wire, and the client's parsing.
-    service = in_process_service(shard)
+    service = in_process_service(shard, args.query_memory_mb)
     try:
         for figure in figures:
             spec = registered_method(figure.method)
@@ -591,19 +674,24 @@ def print_report(
         f"load average now {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
     )
     write = "reused from --work-dir" if meta.get("reused") else f"written in {meta['write_s']:.0f} s"
+    trades, layer = meta["trades"], meta["layer"]
     print(
-        f"store: {meta['trades']:,} trades over {meta['days']} d ({meta['per_day']:,}/day), segments of "
-        f"{meta['segment_minutes']} min, {write}; at rest {meta['store_bytes'] / meta['trades']:.2f} B/trade "
-        f"(Parquet+zstd {meta['parquet_bytes'] / meta['trades']:.2f}); ranges end {args.end_offset_minutes} min "
-        f"before the newest trade; profile rows of {args.row_size}"
+        f"store: {trades:,} trades over {meta['days']} d ({meta['per_day']:,}/day), segments of "
+        f"{meta['segment_minutes']} min, {write}; at rest {meta['store_bytes'] / trades:.2f} B/trade with the "
+        f"aggregate layer, {(meta['store_bytes'] - sum(layer.values())) / trades:.2f} without it (the layer: "
+        f"{sum(layer.values()) / trades:.2f} B/trade, 1 s bars {layer[SECOND_BARS] / trades:.2f}, minute levels "
+        f"{layer[MINUTE_LEVELS] / trades:.2f}); Parquet+zstd {meta['parquet_bytes'] / trades:.2f}; ranges end "
+        f"{args.end_offset_minutes} min before the newest trade; profile rows of {args.row_size}"
     )
     print(
         f"requests: {args.warmup} warm-up, then up to {args.requests} sequential (at least 10, fewer past "
-        f"{args.budget_s:g} s) per figure, through TapeClient over NATS with {args.replicas} analytics workers"
+        f"{args.budget_s:g} s) per figure, through TapeClient over NATS with {args.replicas} analytics workers "
+        f"(query_memory_mb {args.query_memory_mb})"
     )
     print()
     header = (
-        f"{'figure':<24} {'trades':>10} {'reply':>8} {'n':>4} {'first ms':>8} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'figure':<24} {'trades':>10} {'reply':>8} {'n':>4} {'cold ms':>8} {'first ms':>8} {'p50 ms':>8} "
+        f"{'p99 ms':>8} "
         f"{'faults':>7} {'in-proc':>8} {'faults':>7}  "
         f"{'target':<27} {'met':<4} {'DuckDB p50':>10} {'p99':>7} {'ratio':>6}"
     )
@@ -621,15 +709,26 @@ def print_report(
         peer_text = f"{peer.ms(50):10.1f} {peer.ms(99):7.1f}" if peer else f"{'-':>10} {'-':>7}"
         print(
             f"{figure.label:<24} {figure.reply.trade_count:>10,} {figure.reply_bytes / 1024:>6.0f}KB {samples.n:>4} "
-            f"{samples.first_s * 1e3:8.1f} {samples.ms(50):8.1f} {samples.ms(99):8.1f} {samples.faults:7.0f} "
+            f"{figure.cold_s * 1e3:8.1f} {samples.first_s * 1e3:8.1f} {samples.ms(50):8.1f} {samples.ms(99):8.1f} "
+            f"{samples.faults:7.0f} "
             f"{figure.in_process.ms(50):8.1f} "
             f"{figure.in_process.faults:7.0f}  {target_text:<27} "
             f"{met:<4} {peer_text} {ratio:>6}"
         )
     print()
     print("DuckDB peers: profile = GROUP BY p // row (sum q, buy q, count); bars = OHLC by arg_min/arg_max over a,")
-    print("  volumes, count per T // 60000 (flow is compared with the same bars); coverage = count, min/max a and T,")
-    print("  gaps by lag(a) over the whole file. The ratio is tradetape p50 / DuckDB p50.")
+    print("  volumes, count per T // interval; flow = buy/sell/count per interval and the cumulative delta (a window);")
+    print("  vwap = per interval Σq, Σq·x, Σq·x² in doubles (x = p − a price of the range), running sums (a window);")
+    print("  coverage = count, min/max a and T, gaps by lag(a) over the whole file. Ratio: tradetape p50 / DuckDB p50.")
+    print("cold: the figure's first answer from workers started just before it (caches empty, OS page cache warm);")
+    colds = [f for f in figures if "24 h" in f.label and f.samples is not None]
+    verdicts = [
+        f"{f.label} {f.cold_s * 1e3:.0f}/{f.samples.ms(50):.0f} ms "
+        + ("yes" if f.cold_s * 1e3 <= 2 * f.samples.ms(50) else "NO")
+        for f in colds
+        if f.samples is not None
+    ]
+    print("cold <= 2 x warm p50 over 24 h (cold/p50): " + ", ".join(verdicts))
     print("first: the figure's first request, before its warm-up (its segments not yet in the worker's cache);")
     print("  p50/p99 are of the requests after it, served from decoded segments the worker keeps (query_cache_mb).")
     print("in-proc: p50 of the analytics service's own answer() (parse, read, compute, reply JSON) in this process.")
@@ -649,7 +748,8 @@ def print_report(
             print(f"  {line}")
     else:
         print("checks: every tradetape answer equals DuckDB's (profile rows: volume, buy volume, trades per row;")
-        print("  bars: OHLCV, buy/sell volume, trades; flow: buy/sell per minute and the cumulative delta; coverage)")
+        print("  bars: OHLCV, buy/sell volume, trades; flow: buy/sell per interval and the cumulative delta; coverage;")
+        print("  vwap: the running series, VWAP within 1e-12 and deviation within 1e-6 relative)")
 
 
 def main() -> int:
@@ -664,6 +764,11 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=20.0, help="stop a figure's requests after this (>= 10 run)")
     parser.add_argument("--concurrency", type=int, default=50, help="requests in flight for the throughput phase")
     parser.add_argument("--throughput-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--query-memory-mb", type=int, default=512,
+        help="the workers' query_memory_mb (default 512: a 7 d profile's estimate, ~2.7M histogram levels at 100 B, "
+        "passes the default 256)",
+    )  # fmt: skip
     parser.add_argument("--row-size", default="10", help="profile row height, a decimal string (default 10)")
     parser.add_argument(
         "--end-offset-minutes", type=int, default=25,

@@ -45,7 +45,7 @@ from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect, resolve_nats_url
 from tradetape.bus.served import read_served, served_methods
 from tradetape.bus.subjects import bars_subject, profile_subject, query_subject
-from tradetape.domain.bars import SECOND_MS
+from tradetape.domain.aggregates import SECOND_MS
 from tradetape.domain.instruments import instrument_from_input
 from tradetape.domain.symbols import SymbolError
 from tradetape.errors import TradetapeError

@@ -42,7 +42,8 @@ boundary each, into a leaf here, with the original as the cause.
     ├── LimitError                       a request beyond what a worker allows (answered `range_too_large`)
     │   ├── ReadTooLargeError (RuntimeError)  tradetape.store.budget: a read over the query memory budget
     │   ├── TooManySessions (ValueError)  tradetape.domain.sessions: a range touching too many sessions
-    │   └── TooManyBars (ValueError)     tradetape.domain.threshold_bars: more volume, tick or dollar bars than allowed
+    │   ├── TooManyBars (ValueError)     tradetape.domain.threshold_bars: more volume, tick or dollar bars than allowed
+    │   └── SumOverflowError (ArithmeticError)  tradetape.domain.sums: a wide sum past 2**126 units
     ├── ExchangeError                    Binance (or its simulator) refused or answered nothing usable
     │   ├── GapFillError (RuntimeError)  tradetape.binance.rest
     │   ├── FeedError (RuntimeError)     tradetape.services.ingest.feed: a refused subscription

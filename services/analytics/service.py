@@ -87,9 +87,11 @@ from tradetape.bus.subjects import (
     method_queries,
     queried_symbol,
 )
+from tradetape.domain.aggregates import MinuteLevels, SecondBars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.price_levels import PriceLevels
+from tradetape.domain.sums import SumOverflowError
 from tradetape.domain.symbols import SymbolError
 from tradetape.errors import RequestError
 from tradetape.ground.backoff import retry_until
@@ -153,6 +155,12 @@ class QuerySource:
 
     def price_levels(self, symbol: str, time_range: tuple[int, int] | None) -> PriceLevels | None:
         return self._reader.price_levels(symbol, time_range, self._budget)
+
+    def second_bars(self, symbol: str, time_range: tuple[int, int] | None) -> SecondBars:
+        return self._reader.second_bars(symbol, time_range, self._budget)
+
+    def minute_levels(self, symbol: str, time_range: tuple[int, int] | None) -> MinuteLevels | None:
+        return self._reader.minute_levels(symbol, time_range, self._budget)
 
     def ingest_gaps(self, symbol: str) -> list[LedgerGap] | None:
         return self._gaps if symbol == self._symbol else None
@@ -431,6 +439,8 @@ class AnalyticsService:
             raise
         except ReadTooLargeError as exc:
             raise self._over_budget(exc, request.time_range(now_ms)) from None
+        except SumOverflowError as exc:  # sums past 2**126 units: no tape holds them, a hostile one might
+            raise range_too_large(f"{exc}; ask for a shorter range") from None
         except StoreCorruptError as exc:  # stored bytes, not the request, are at fault
             self._corrupt_found(exc, method.name, symbol)
             raise store_corrupt(exc.key.decode(errors="replace"), exc.reason) from exc

@@ -17,10 +17,28 @@ from rocksdict import Rdict
 
 from tests.store.synthetic import SYMBOL, T0, same, tape, windows_of, write_rolled
 from tradetape.domain.columns import TradeColumns
-from tradetape.store.keys import HISTOGRAM, LAYOUT_KEY, SEGMENT, SUMMARY, VOID, index_key, rolled_key, timed_key
+from tradetape.store.keys import (
+    HISTOGRAM,
+    LAYOUT_KEY,
+    MINUTE_LEVELS,
+    SECOND_BARS,
+    SEGMENT,
+    SUMMARY,
+    VOID,
+    index_key,
+    rolled_key,
+    timed_key,
+)
 from tradetape.store.layout import StoreLayoutError, read_layout
 from tradetape.store.lookup import time_of_id
-from tradetape.store.reads import read_all_trades, read_coverage, read_price_levels, read_trades
+from tradetape.store.reads import (
+    read_all_trades,
+    read_coverage,
+    read_minute_levels,
+    read_price_levels,
+    read_second_bars,
+    read_trades,
+)
 from tradetape.store.rocks import StoreError, open_primary, scan
 from tradetape.store.sealed import ChecksumError, StoreCorruptError, is_sealed, seal, unseal
 from tradetape.store.segments import (
@@ -85,15 +103,23 @@ READS: dict[str, Callable[[Rdict], object]] = {
     "levels of the whole hour": lambda db: read_price_levels(db, SYMBOL, (T0 + HOUR, T0 + 2 * HOUR)),
     "every trade": lambda db: read_all_trades(db, SYMBOL),
     "the whole tape's coverage": lambda db: read_coverage(db, SYMBOL, None),
+    "second bars of the hour": lambda db: read_second_bars(db, SYMBOL, (T0 + HOUR + 500, T0 + 2 * HOUR - 500)),
+    "minute levels of the hour": lambda db: read_minute_levels(db, SYMBOL, (T0 + HOUR + 500, T0 + 2 * HOUR - 500)),
 }
 """Reads that touch the second hour's values (and the young windows, the index)."""
 
 VALUES: dict[str, tuple[bytes, tuple[str, ...]]] = {
-    "segment": (timed_key(SEGMENT, SYMBOL, T0 + HOUR), ("trades of the hour", "coverage of the hour", "every trade")),
+    "segment": (
+        timed_key(SEGMENT, SYMBOL, T0 + HOUR),
+        ("trades of the hour", "coverage of the hour", "every trade", "second bars of the hour",
+         "minute levels of the hour"),
+    ),  # fmt: skip
     "summary": (timed_key(SUMMARY, SYMBOL, T0 + HOUR), tuple(READS)[:4]),
     "histogram": (timed_key(HISTOGRAM, SYMBOL, T0 + HOUR), ("levels of the whole hour",)),
     "voids": (timed_key(VOID, SYMBOL, T0 + HOUR), ("coverage of the hour", "the whole tape's coverage")),
     "index": (index_key(SYMBOL), ("coverage of the hour", "the whole tape's coverage")),
+    "second bars": (timed_key(SECOND_BARS, SYMBOL, T0 + HOUR), ("second bars of the hour",)),
+    "minute levels": (timed_key(MINUTE_LEVELS, SYMBOL, T0 + HOUR), ("minute levels of the hour",)),
 }
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from tradetape.api.errors import invalid_request
 from tradetape.api.models import RangeRequest
+from tradetape.domain.aggregates import MinuteLevels, SecondBars, second_bars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.price_levels import PriceLevels
 
@@ -37,6 +38,32 @@ class PriceLevelSource(Protocol):
     def price_levels(self, symbol: str, time_range: tuple[int, int] | None) -> PriceLevels | None:
         """Volume, buy volume and trade count per price; None when the sums could leave int64."""
         ...
+
+
+@runtime_checkable
+class SecondBarSource(Protocol):
+    """A source that keeps 1-second bars (the store's aggregate layer): a long range reads a row a second."""
+
+    def second_bars(self, symbol: str, time_range: tuple[int, int] | None) -> SecondBars:
+        """The 1-second bars of the trades in the range, exactly as `second_bars` of those trades."""
+        ...
+
+
+@runtime_checkable
+class MinuteLevelSource(Protocol):
+    """A source that keeps per-minute price levels (the store's aggregate layer)."""
+
+    def minute_levels(self, symbol: str, time_range: tuple[int, int] | None) -> MinuteLevels | None:
+        """The per-minute levels of the trades in the range (a ragged minute holds only its trades in range);
+        None when a sum could leave int64."""
+        ...
+
+
+def second_bars_of(source: TradeSource, symbol: str, time_range: tuple[int, int] | None) -> SecondBars:
+    """The range's 1-second bars: from the source's layer when it keeps one, else built from its trades."""
+    if isinstance(source, SecondBarSource):
+        return source.second_bars(symbol, time_range)
+    return second_bars(source.trades(symbol, time_range))
 
 
 @dataclass(frozen=True)
@@ -63,7 +90,8 @@ class QueryMethod(Generic[RequestT, ReplyT]):
     budget. The default is deliberately dear, for a method nobody measured yet.
     """
     level_bytes: int = 100
-    """Peak bytes per price level a histogram read merges (`price_levels`), measured the same way."""
+    """Peak bytes per row of the aggregate layer a read merges (a histogram's or a minute's price level, a
+    1-second bar), measured the same way."""
 
     def parse_request(self, data: bytes | dict[str, Any]) -> RequestT:
         """A JSON body (or its fields) as this method's request; `invalid_request` naming each failing field."""

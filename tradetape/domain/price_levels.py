@@ -59,6 +59,17 @@ class PriceLevels:
         return cls._grouped(price, qty, np.where(maker, 0, qty), np.ones(len(qty), dtype=np.int64))
 
     @classmethod
+    def of_levels(
+        cls, price: Int64Array, volume: Int64Array, buy: Int64Array, count: Int64Array
+    ) -> PriceLevels | None:
+        """Levels given per (something, price), e.g. per minute, summed per price; None if a sum could leave int64."""
+        if len(price) == 0:
+            return cls.empty()
+        if int(volume.max()) * len(volume) > _INT64_MAX:
+            return None
+        return cls._grouped(price, volume, buy, count)
+
+    @classmethod
     def merge(cls, parts: list[PriceLevels]) -> PriceLevels | None:
         """Levels of several parts as one; None if a sum could leave int64."""
         parts = [part for part in parts if len(part)]

@@ -4,12 +4,23 @@ Quantities are split into chunks of `bits` bits with `n * (2**bits - 1) < 2**53`
 float64 partial sum of a chunk column is an exactly represented integer whatever the
 summation order; the chunk sums per group come from `np.bincount` and are recombined as
 Python ints. Nothing accumulates in int64, so sums past 9.2e18 units do not overflow.
+
+Wide sums (`WideSums`, `run_sums`) keep such sums as numpy columns instead: each number is
+split into base-2**21 digits (a product of two int64s into six), digits are summed per run
+in int64, and carries propagated into a pair ``hi * 2**63 + lo``: exact up to 2**126, all
+vectorised, and summable again (the aggregate layer's per-second volumes and notionals).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
+
+from tradetape.errors import LimitError
+
+Int64Array = npt.NDArray[np.int64]
 
 _FLOAT_EXACT_BITS = 53  # integers below 2**53 are exact in float64
 _INT64_MAX = np.iinfo(np.int64).max
@@ -49,3 +60,109 @@ def exact_group_sums(
         shift += bits
         if not remaining:
             return [int(v) for v in narrow.tolist()] if fits_int64 else wide
+
+
+# --- wide sums: exact past int64, kept as int64 pairs ------------------------------------------
+
+_DIGIT_BITS = 21
+_DIGIT_MASK = np.int64((1 << _DIGIT_BITS) - 1)
+_HALF_DIGITS = 3
+"""Base-2**21 digits in one non-negative int64 (63 bits)."""
+
+
+class SumOverflowError(LimitError, ArithmeticError):
+    """A sum of 2**126 units or more (a notional of ~8.5e21 quote units): past what wide sums keep exactly."""
+
+
+@dataclass(frozen=True, slots=True)
+class WideSums:
+    """Exact non-negative sums as int64 pairs: each value is ``hi * 2**63 + lo``, with ``0 <= lo, hi < 2**63``.
+
+    Why: price × quantity is in units of 1e-16 and passes int64 at a few thousand USDT of
+    notional; a pair keeps every plausible sum exact in two numpy columns (the high one all
+    zeros, and so free under zstd, for most symbols), which sum again exactly per group.
+    """
+
+    hi: Int64Array
+    lo: Int64Array
+
+    def __len__(self) -> int:
+        return len(self.lo)
+
+    @classmethod
+    def of(cls, values: Int64Array) -> WideSums:
+        """Non-negative int64 values as wide ones."""
+        return cls(np.zeros(len(values), dtype=np.int64), values)
+
+    def ints(self) -> list[int]:
+        """The values as exact Python ints."""
+        if not self.hi.any():
+            return [int(v) for v in self.lo.tolist()]
+        return [(h << 63) | lo for h, lo in zip(self.hi.tolist(), self.lo.tolist(), strict=True)]
+
+    def floats(self) -> npt.NDArray[np.float64]:
+        """The values as floats (deterministic, not always correctly rounded past 2**63)."""
+        return self.lo.astype(np.float64) + self.hi.astype(np.float64) * 2.0**63
+
+    def digits(self) -> list[Int64Array]:
+        return _digits(self.lo) + _digits(self.hi)
+
+
+def _digits(values: Int64Array) -> list[Int64Array]:
+    """Non-negative int64 values as three base-2**21 digit columns."""
+    return [(values >> np.int64(_DIGIT_BITS * k)) & _DIGIT_MASK for k in range(_HALF_DIGITS)]
+
+
+def product_digits(a: Int64Array, b: Int64Array) -> list[Int64Array]:
+    """``a * b`` per element (both non-negative int64) as six base-2**21 digit columns, not carried (each < 2**24)."""
+    return times_digits(_digits(a), b)
+
+
+def times_digits(digits: list[Int64Array], b: Int64Array) -> list[Int64Array]:
+    """The number whose carried digit columns (each < 2**21) are given, times `b` (non-negative int64), per element:
+    its digit columns, not carried (each < 2**24)."""
+    out = [np.zeros(len(b), dtype=np.int64) for _ in range(len(digits) + _HALF_DIGITS)]
+    for i, x in enumerate(digits):
+        for j, y in enumerate(_digits(b)):
+            product = x * y  # < 2**42
+            out[i + j] += product & _DIGIT_MASK
+            out[i + j + 1] += product >> np.int64(_DIGIT_BITS)
+    return out
+
+
+def carried(digits: list[Int64Array]) -> list[Int64Array]:
+    """Per element, the same numbers with carries propagated: each digit below 2**21, one more digit on top."""
+    out = [column.copy() for column in digits] + [np.zeros_like(digits[0])]
+    for m in range(len(out) - 1):
+        out[m + 1] += out[m] >> np.int64(_DIGIT_BITS)
+        out[m] &= _DIGIT_MASK
+    return out
+
+
+def value_digits(values: Int64Array) -> list[Int64Array]:
+    """Non-negative int64 values as digit columns, for `run_sums`."""
+    return _digits(values)
+
+
+def run_sums(digits: list[Int64Array], starts: npt.NDArray[np.intp]) -> WideSums:
+    """Exact sums of consecutive runs (each starting at `starts`) of the numbers whose digit columns are given.
+
+    Each digit column is summed in int64 (a run of n digits below 2**24 stays below 2**63
+    for n < 2**39), then the carries are propagated; `SumOverflowError` past 2**126.
+    With `starts` every index, it carries each number alone (digits back into a pair).
+    """
+    if len(starts) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return WideSums(empty, empty)
+    sums = [np.add.reduceat(column, starts) for column in digits]
+    sums += [np.zeros(len(starts), dtype=np.int64) for _ in range(max(2 * _HALF_DIGITS + 1 - len(sums), 1))]
+    for m in range(len(sums) - 1):
+        sums[m + 1] += sums[m] >> np.int64(_DIGIT_BITS)
+        sums[m] &= _DIGIT_MASK
+    if any(bool(column.any()) for column in sums[2 * _HALF_DIGITS :]):
+        raise SumOverflowError("a sum reaches 2**126 units: past what is kept exactly")
+
+    def joined(part: list[Int64Array]) -> Int64Array:
+        return part[0] | (part[1] << np.int64(_DIGIT_BITS)) | (part[2] << np.int64(2 * _DIGIT_BITS))
+
+    return WideSums(joined(sums[_HALF_DIGITS : 2 * _HALF_DIGITS]), joined(sums[:_HALF_DIGITS]))

@@ -1,46 +1,35 @@
 """Volume-weighted average price with standard-deviation bands, over a range or anchored.
 
 `mean = Σ p·q / Σ q`, `std = sqrt(Σ q·(p − mean)² / Σ q)` (the volume-weighted deviation
-traders draw as VWAP bands). Floats: these are derived figures, never stored or used to
-decide a row boundary. Prices in units of 1e-8.
+traders draw as VWAP bands). Computed from 1-second bars (`tradetape.domain.aggregates`),
+whether the store's layer or the trades made them: the mean is correctly rounded from the
+exact quote and base volumes; the deviation from each second's exact moments about its
+low, as floats moved to one reference price (the first second's low) so the digits are kept.
+Floats: derived figures, never stored or used to decide a row boundary. Prices in units of 1e-8.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
+import numpy.typing as npt
 
-from tradetape.domain.bars import TimeBars
-from tradetape.domain.columns import TradeColumns
+from tradetape.domain.aggregates import SecondBars
+from tradetape.domain.columns import Int64Array
+from tradetape.domain.sums import run_sums
+
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
 class Vwap:
     mean: float
     std: float
-    volume: float
-
-
-def vwap(trades: TradeColumns) -> Vwap:
-    """VWAP and its volume-weighted standard deviation over `trades` (units of 1e-8).
-
-    Prices centred on the first one and reduced with dot products, in place: two float
-    columns at a time, not five (the query's memory budget is per trade).
-    """
-    qty = trades.qty.astype(np.float64)
-    volume = float(qty.sum())
-    if volume <= 0:
-        raise ValueError("no volume in the range")
-    shift = float(trades.price[0])
-    centred = trades.price.astype(np.float64)
-    centred -= shift
-    mean = float(np.dot(qty, centred) / volume)
-    centred -= mean
-    np.square(centred, out=centred)
-    variance = float(np.dot(qty, centred) / volume)
-    return Vwap(mean=mean + shift, std=math.sqrt(max(variance, 0.0)), volume=volume)
+    volume: int
+    """Exact base volume, units of 1e-8."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,31 +39,49 @@ class VwapSeries:
     time: list[int]
     mean: list[float]
     std: list[float]
+    volume: list[int]
 
 
-def running_vwap(trades: TradeColumns, bars: TimeBars) -> VwapSeries:
-    """VWAP from the first trade up to the end of each bar of `bars` (built from `trades`)."""
-    bucket = trades.time // bars.interval_ms
-    if bool((bucket[1:] >= bucket[:-1]).all()):  # the usual case: times ascend with agg ids
-        price, qty = trades.price.astype(np.float64), trades.qty.astype(np.float64)
-    else:
-        order = np.argsort(bucket, kind="stable")
-        price, qty = trades.price[order].astype(np.float64), trades.qty[order].astype(np.float64)
-        del order
-    del bucket
-    shift = float(trades.price[0]) if len(trades) else 0.0  # centred, so E[p²] - E[p]² keeps its digits
-    price -= shift
-    firsts = np.r_[0, np.cumsum(bars.trade_count)[:-1]]
-    volume = np.cumsum(np.add.reduceat(qty, firsts)) if len(firsts) else np.empty(0)
-    qty *= price  # from here on price × quantity, in place: the budget is per trade
-    notional = np.cumsum(np.add.reduceat(qty, firsts)) if len(firsts) else np.empty(0)
-    qty *= price
-    square = np.cumsum(np.add.reduceat(qty, firsts)) if len(firsts) else np.empty(0)
+def vwap(seconds: SecondBars) -> Vwap:
+    """VWAP and its volume-weighted standard deviation over `seconds`; ValueError without volume."""
+    whole = _running(seconds, np.zeros(len(seconds), dtype=np.int64))
+    if not whole.volume or whole.volume[-1] <= 0:
+        raise ValueError("no volume in the range")
+    return Vwap(mean=whole.mean[-1], std=whole.std[-1], volume=whole.volume[-1])
+
+
+def running_vwap(seconds: SecondBars, interval_ms: int) -> VwapSeries:
+    """VWAP from the first second up to the end of each interval of `interval_ms` holding trades."""
+    bucket = seconds.time // interval_ms
+    running = _running(seconds, bucket)
+    ends = (np.unique(bucket) + 1) * interval_ms
+    return VwapSeries(ends.tolist(), running.mean, running.std, running.volume)
+
+
+def _running(seconds: SecondBars, bucket: Int64Array) -> VwapSeries:
+    """Cumulative VWAP and deviation at the end of each run of `bucket` (ascending) over `seconds`."""
+    if len(seconds) == 0:
+        return VwapSeries([], [], [], [])
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    volume = list(accumulate(run_sums(seconds.volume.digits(), starts).ints()))
+    quote = list(accumulate(run_sums(seconds.quote.digits(), starts).ints()))
+    groups = np.repeat(np.arange(len(starts), dtype=np.int64), np.diff(np.r_[starts, len(seconds)]))
+    shift = (seconds.low - seconds.low[0]).astype(np.float64)
+    base, above = seconds.volume.floats(), seconds.above_low.floats()
+    centred = above + shift * base
+    square = seconds.above_low_square.floats() + 2.0 * shift * above + shift * shift * base
+    totals = np.array(volume, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        centred = notional / volume
-        variance = np.maximum(square / volume - centred * centred, 0.0)
+        mean_centred = _cumulative(groups, centred, len(starts)) / totals
+        variance = np.maximum(_cumulative(groups, square, len(starts)) / totals - mean_centred * mean_centred, 0.0)
     return VwapSeries(
-        time=(bars.start + bars.interval_ms).tolist(),
-        mean=(centred + shift).tolist(),
+        time=[],
+        mean=[q / v if v else math.nan for q, v in zip(quote, volume, strict=True)],
         std=np.sqrt(variance).tolist(),
+        volume=volume,
     )
+
+
+def _cumulative(groups: Int64Array, values: FloatArray, n: int) -> FloatArray:
+    """Per-group sums in input order (`np.bincount`: a plain loop), then running totals."""
+    return np.cumsum(np.bincount(groups, weights=values, minlength=n).astype(np.float64, copy=False))

@@ -1,8 +1,9 @@
 """RocksDB key layout: the one place that knows how keys are spelled.
 
 A window of one instrument's trades lives under ``trades:{INSTRUMENT}:{window_start_ms:013d}``,
-a segment under ``seg:``, its summary under ``sum:`` and its price histogram under
-``hist:`` with the segment start, the voids of a segment span under ``void:``; what each holds, and why, is in
+a segment under ``seg:``, its summary under ``sum:``, its price histogram under
+``hist:`` and its aggregate layer under ``secs:`` and ``mlvl:`` with the segment start,
+the voids of a segment span under ``void:``; what each holds, and why, is in
 `tradetape.store.segments`. Timestamps are zero-padded to 13 digits (and clamped to
 them), so byte order equals time order and a time range of one kind of one symbol is
 one contiguous key range.
@@ -41,6 +42,8 @@ WINDOW = "trades"
 SEGMENT = "seg"
 SUMMARY = "sum"
 HISTOGRAM = "hist"
+SECOND_BARS = "secs"
+MINUTE_LEVELS = "mlvl"
 VOID = "void"
 INDEX = "index"
 ROLLED = "meta:rolled"

@@ -14,7 +14,7 @@ from tradetape.store.keys import LAYOUT_KEY
 from tradetape.store.meta import decode_layout
 from tradetape.store.rocks import StoreError
 from tradetape.store.sealed import decoded
-from tradetape.store.segments import FORMAT_VERSION, SEGMENT_MS
+from tradetape.store.segments import FORMAT_VERSION, READABLE_FORMATS, SEGMENT_MS
 
 
 class StoreLayoutError(StoreError):
@@ -30,12 +30,16 @@ def read_layout(db: Rdict) -> tuple[int, int] | None:
 
 
 def segment_span(db: Rdict) -> int:
-    """The database's segment span; `StoreLayoutError` for a database of an older format, not migrated yet."""
+    """The database's segment span; `StoreLayoutError` for a database of an older format, not migrated yet.
+
+    Format 3 is read as well: its writer is building the aggregate layer (`tradetape.store.migration`),
+    and the reads decode the trades of a segment that has none yet.
+    """
     layout = read_layout(db)
     if layout is None:
         return SEGMENT_MS
     version, span = layout
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMATS:
         raise StoreLayoutError(
             f"the store holds format {version}; its writer (persist, or an import) migrates it to format"
             f" {FORMAT_VERSION} when it opens it, and until then it is not read"

@@ -3,8 +3,8 @@
 A mark is a time in epoch ms (`meta:rolled:{SYMBOL}`: every window before it is in a segment;
 `meta:retained:{SYMBOL}`: the latest retention cutoff). Both are sealed like every stored
 value (`tradetape.store.sealed`). The layout is the one value also read as older formats
-wrote it (msgpack, unsealed), so that the writer knows a database to migrate; a format-3
-layout unsealed is corrupt.
+wrote it (msgpack, unsealed), so that the writer knows a database to migrate; a layout of
+format 3 or later unsealed is corrupt.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import msgpack
 
 from tradetape.store.sealed import is_sealed, seal, unseal
-from tradetape.store.segments import FORMAT_VERSION, SegmentFormatError
+from tradetape.store.segments import FORMAT_VERSION, SEALED_SINCE, SegmentFormatError
 
 
 def encode_layout(segment_ms: int) -> bytes:
@@ -26,7 +26,7 @@ def decode_layout(value: bytes) -> tuple[int, int]:
         version, span = int(body["v"]), int(body["segment_ms"])
     except (KeyError, TypeError, ValueError, AttributeError, msgpack.ExtraData) as exc:
         raise SegmentFormatError(f"unreadable layout: {exc}") from exc
-    if (version >= FORMAT_VERSION) != is_sealed(value) or span <= 0:
+    if (version >= SEALED_SINCE) != is_sealed(value) or span <= 0:
         raise SegmentFormatError(f"layout of format {version}, span {span}, {'' if is_sealed(value) else 'un'}sealed")
     return version, span
 

@@ -21,12 +21,20 @@ from typing import Self, TypeVar
 
 from rocksdict import AccessType, Rdict
 
+from tradetape.domain.aggregates import MinuteLevels, SecondBars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.ground.scratch import owned_tempdir, sweep
 from tradetape.store.budget import ReadBudget
-from tradetape.store.reads import TimeRange, read_coverage, read_price_levels, read_range
+from tradetape.store.reads import (
+    TimeRange,
+    read_coverage,
+    read_minute_levels,
+    read_price_levels,
+    read_range,
+    read_second_bars,
+)
 from tradetape.store.rocks import StoreError, StoreNotFoundError, store_options
 from tradetape.store.segment_cache import SegmentCache
 from tradetape.store.tape import StoredTape
@@ -111,6 +119,8 @@ class ShardReader:
     - `price_levels(symbol, time_range)`: volume, buy volume and trade count per distinct
       price, from segment histograms plus the decoded edges; None when a per-price sum
       could exceed int64 (then compute from `trades`).
+    - `second_bars(symbol, time_range)`, `minute_levels(symbol, time_range)`: the aggregate
+      layer (`tradetape.store.layer`) over the range, trades decoded only at its ragged edges.
     """
 
     def __init__(self, path: Path, *, cache_bytes: int = 0, catch_up_every_s: float = 0.0) -> None:
@@ -158,6 +168,16 @@ class ShardReader:
     ) -> PriceLevels | None:
         empty: PriceLevels | None = PriceLevels.empty()
         return self._with_db(lambda db: read_price_levels(db, symbol, time_range, self._cache, budget), empty)
+
+    def second_bars(self, symbol: str, time_range: TimeRange, budget: ReadBudget | None = None) -> SecondBars:
+        empty = SecondBars.empty()
+        return self._with_db(lambda db: read_second_bars(db, symbol, time_range, self._cache, budget), empty)
+
+    def minute_levels(
+        self, symbol: str, time_range: TimeRange, budget: ReadBudget | None = None
+    ) -> MinuteLevels | None:
+        empty: MinuteLevels | None = MinuteLevels.empty()
+        return self._with_db(lambda db: read_minute_levels(db, symbol, time_range, self._cache, budget), empty)
 
     @property
     def _cache(self) -> SegmentCache | None:

@@ -1,8 +1,13 @@
-"""Range reads over a handle of a shard's database: trades, coverage and price levels.
+"""Range reads over a handle of a shard's database: trades, coverage, price levels and the aggregate layer.
 
 A range read touches the summaries of the segments it spans, uses them whole where a
 segment lies inside the range, and decodes trades only where it must: the two edge
 segments and the young windows not yet rolled up (layout: `tradetape.store.segments`).
+Reads of the aggregate layer (`read_second_bars`, `read_minute_levels`, and the edges of
+`read_price_levels`) take every whole second (or minute) of the range from the segments'
+layers and decode trades only for the range's ragged edges, the young windows, and a
+segment that has no layer (not built yet during an upgrade, or a sum it cannot keep); the
+result equals the same aggregates built from the range's trades.
 Coverage of the whole tape reads only the completeness index and the first and last
 entries. Functions of a handle, so the writer (its own checks) and the readers
 (`tradetape.store.reader`, `tradetape.store.tape`) share them.
@@ -10,11 +15,13 @@ entries. Functions of a handle, so the writer (its own checks) and the readers
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from rocksdict import Rdict
 
+from tradetape.domain.aggregates import MINUTE_MS, SECOND_MS, MinuteLevels, SecondBars, minute_levels, second_bars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.id_runs import IdRuns
@@ -24,6 +31,8 @@ from tradetape.store.codec import TRADE_BYTES, decode_window, decode_windows
 from tradetape.store.index import decode_runs
 from tradetape.store.keys import (
     HISTOGRAM,
+    MINUTE_LEVELS,
+    SECOND_BARS,
     SEGMENT,
     SUMMARY,
     WINDOW,
@@ -33,10 +42,11 @@ from tradetape.store.keys import (
     timed_key,
     window_key_range,
 )
+from tradetape.store.layer import decode_minute_levels, decode_second_bars
 from tradetape.store.layout import segment_span
 from tradetape.store.rocks import last_before, scan, scan_first
 from tradetape.store.sealed import decoded, decoded_together
-from tradetape.store.segment_cache import SegmentCache
+from tradetape.store.segment_cache import Layer, SegmentCache
 from tradetape.store.segments import SegmentSummary, decode_histogram, decode_stored_segment
 from tradetape.store.voids import read_voids
 
@@ -250,30 +260,132 @@ def read_price_levels(
 ) -> PriceLevels | None:
     """The range's trades aggregated per distinct price; None if a sum could leave int64.
 
-    Whole segments inside the range come from their stored histograms; only the edges
-    are decoded. With a `budget`, the edges' trades are checked before anything is read
-    and the histograms' levels once they are in hand, before the merge.
+    Whole segments inside the range come from their stored histograms, the whole minutes
+    of the edge segments from their minute levels; only the ragged edges (and young
+    windows) are decoded. With a `budget`, the edges' trades are checked before anything is
+    read and the levels once they are in hand, before the merge.
     """
     plan = _plan(db, symbol, time_range)
     if budget is not None:
         budget.check(_most_trades(plan, inside=False))
     parts: list[PriceLevels | None] = []
+    missing: list[SegmentSummary] = []
+    held = 0
     if plan.inside:
         stored = _histograms(db, symbol, plan.inside, cache)
         missing = [s for s, levels in zip(plan.inside, stored, strict=True) if levels is None]
-        if budget is not None:  # the histograms are in hand: their levels are counted exactly
-            trades = _most_trades(plan, inside=False) + sum(s.trade_count for s in missing)
-            budget.check(trades, sum(len(levels) for levels in stored if levels is not None))
         parts += [levels for levels in stored if levels is not None]
-        parts += [PriceLevels.of_trades(body) for body in _bodies(db, symbol, missing, cache)]
-    # Each edge trimmed and summed alone: no concatenation of whole segments (an id is in one place only).
-    parts += [
-        PriceLevels.of_trades(edge, None if time_range is None else edge.within(*time_range))
-        for edge in _edge_parts(db, symbol, plan, cache)
-    ]
+        held = sum(len(levels) for levels in stored if levels is not None)
+    layers, trades = _layered(
+        db, symbol, time_range, plan.edges + missing, plan.windows, MINUTE_MS, (MINUTE_LEVELS, decode_minute_levels),
+        cache, budget, held,
+    )  # fmt: skip
+    parts += [layer.levels() for layer in layers]
+    parts.append(PriceLevels.of_trades(trades))
     if any(part is None for part in parts):
         return None
     return PriceLevels.merge([part for part in parts if part is not None])
+
+
+def read_second_bars(
+    db: Rdict, symbol: str, time_range: TimeRange, cache: SegmentCache | None = None, budget: ReadBudget | None = None
+) -> SecondBars:
+    """The 1-second bars of the range's trades (None: the whole tape), equal to `second_bars` of those trades."""
+    plan = _plan(db, symbol, time_range)
+    layers, trades = _layered(
+        db, symbol, time_range, plan.inside + plan.edges, plan.windows, SECOND_MS, (SECOND_BARS, decode_second_bars),
+        cache, budget,
+    )  # fmt: skip
+    return SecondBars.concat([second_bars(trades), *layers])  # layers last: read after the windows, they stand
+
+
+def read_minute_levels(
+    db: Rdict, symbol: str, time_range: TimeRange, cache: SegmentCache | None = None, budget: ReadBudget | None = None
+) -> MinuteLevels | None:
+    """The per-minute price levels of the range's trades (a ragged minute: its trades in range); None past int64."""
+    plan = _plan(db, symbol, time_range)
+    layers, trades = _layered(
+        db, symbol, time_range, plan.inside + plan.edges, plan.windows, MINUTE_MS,
+        (MINUTE_LEVELS, decode_minute_levels), cache, budget,
+    )  # fmt: skip
+    edges = minute_levels(trades)
+    return None if edges is None else MinuteLevels.concat([edges, *layers])
+
+
+def _layered(
+    db: Rdict,
+    symbol: str,
+    time_range: TimeRange,
+    segments: list[SegmentSummary],
+    windows: list[tuple[bytes, bytes]],
+    unit_ms: int,
+    layer: tuple[str, Callable[[bytes], Layer]],
+    cache: SegmentCache | None,
+    budget: ReadBudget | None,
+    levels_held: int = 0,
+) -> tuple[list[Layer], TradeColumns]:
+    """The layers of `segments` cut to the range's whole units, and every trade of the range they do not stand for.
+
+    Those trades are the ragged parts (from the range's start to its first whole unit, and
+    from its last whole unit to its end), every trade in range of a segment without a
+    layer, and the young `windows`' trades in range. With a `budget`, the trades to decode
+    and the layer's rows (plus `levels_held` already in hand) are checked once the layers
+    are in hand, before any trade is decoded. A segment with a ragged edge counts all its
+    trades: it is decoded whole (cached by the worker), then cut.
+    """
+    kind, decode = layer
+    if time_range is None:
+        start, end, whole_start, whole_end = -1, 2**62, -1, 2**62
+    else:
+        start, end = time_range
+        whole_start = -(-start // unit_ms) * unit_ms
+        whole_end = max(end - end % unit_ms, whole_start)
+    stored = _layers(db, symbol, kind, segments, decode, cache)
+    kept: list[Layer] = []
+    with_trades: list[tuple[SegmentSummary, bool]] = []
+    for summary, found in zip(segments, stored, strict=True):
+        if found is None:
+            with_trades.append((summary, False))
+            continue
+        kept.append(found if time_range is None else found.between(whole_start, whole_end))
+        if summary.first_time < whole_start or summary.last_time >= whole_end:
+            with_trades.append((summary, True))
+    if budget is not None:
+        trades = sum(s.trade_count for s, _ in with_trades) + sum(len(v) // TRADE_BYTES for _, v in windows)
+        budget.check(trades, levels_held + sum(len(found) for found in stored if found is not None))
+    parts: list[TradeColumns] = []
+    for summary, ragged_only in with_trades:
+        body = _body(db, symbol, summary, cache)
+        if body is None:
+            continue  # the segment went (retention) since its summary was read
+        time = body.time
+        inside = (time >= start) & (time < end)
+        if ragged_only:
+            inside &= (time < whole_start) | (time >= whole_end)
+        if bool(inside.any()):
+            parts.append(body.take(inside))
+    if windows:
+        young = decoded_together(windows, decode_windows, decode_window)
+        parts.append(young if time_range is None else young.between(start, end))
+    return [found for found in kept if len(found)], TradeColumns.concat(parts)
+
+
+def _layers(
+    db: Rdict,
+    symbol: str,
+    kind: str,
+    summaries: list[SegmentSummary],
+    decode: Callable[[bytes], Layer],
+    cache: SegmentCache | None,
+) -> list[Layer | None]:
+    if not summaries:
+        return []
+    if cache is not None:
+        return cache.layers(db, kind, symbol, summaries, decode)
+    keys = [timed_key(kind, symbol, s.start) for s in summaries]
+    values: list[bytes | None] = db.get(keys)  # type: ignore[arg-type, assignment]
+    pairs = zip(keys, values, strict=True)
+    return [None if value is None else decoded(key, value, decode) for key, value in pairs]
 
 
 def _histograms(

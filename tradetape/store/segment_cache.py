@@ -1,4 +1,4 @@
-"""Decoded segments and histograms kept between queries, keyed by their summary.
+"""Decoded segments, histograms and aggregate layers kept between queries, keyed by their summary.
 
 Why: measured on a busy day (2M trades, `bench/query.py`), a 1 h profile spent most of
 its time decoding the two hour segments it straddles, and a 24 h profile decoding 24
@@ -20,17 +20,20 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 from rocksdict import Rdict
 
+from tradetape.domain.aggregates import MinuteLevels, SecondBars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.store.keys import HISTOGRAM, SEGMENT, timed_key
 from tradetape.store.sealed import decoded
 from tradetape.store.segments import SegmentSummary, decode_histogram, decode_stored_segment
 
-Decoded = TradeColumns | PriceLevels
+Decoded = TradeColumns | PriceLevels | SecondBars | MinuteLevels
+Layer = TypeVar("Layer", SecondBars, MinuteLevels)
 
 
 def _frozen(decoded: Decoded) -> Decoded:
@@ -62,6 +65,13 @@ class SegmentCache:
         """Each segment's histogram, None where none is stored (sums beyond int64: decode its trades)."""
         found = self._lookup(db, HISTOGRAM, symbol, summaries, decode_histogram)
         return [levels if isinstance(levels, PriceLevels) else None for levels in found]
+
+    def layers(
+        self, db: Rdict, kind: str, symbol: str, summaries: Sequence[SegmentSummary], decode: Callable[[bytes], Layer]
+    ) -> list[Layer | None]:
+        """Each segment's layer of `kind` (`tradetape.store.layer`), None where none is stored."""
+        found = self._lookup(db, kind, symbol, summaries, decode)
+        return found  # type: ignore[return-value]
 
     def _lookup(
         self,

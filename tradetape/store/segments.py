@@ -1,6 +1,6 @@
 """The storage layout of a shard's RocksDB, its format version, and the segment codec.
 
-Layout (format 3; keys spelled in `tradetape.store.keys`), per symbol:
+Layout (format 4; keys spelled in `tradetape.store.keys`), per symbol:
 
 ``trades:{SYMBOL}:{window_start_ms:013d}``
     A 1-second window of trade time (format 1 value, `tradetape.store.codec`): where live
@@ -15,6 +15,10 @@ Layout (format 3; keys spelled in `tradetape.store.keys`), per symbol:
 ``hist:{SYMBOL}:{segment_start_ms:013d}``
     The segment's per-price histogram: every distinct price with its volume, buy volume
     and trade count, so a volume profile over whole segments decodes no trades.
+``secs:{SYMBOL}:{segment_start_ms:013d}`` and ``mlvl:{SYMBOL}:{segment_start_ms:013d}``
+    The segment's aggregate layer (format 4, `tradetape.store.layer`): its 1-second bars and
+    its per-minute price levels, so a long range reads a row a second (or a minute and price)
+    and decodes trades only at its ragged edges. Written with the segment, in the same write.
 ``void:{SYMBOL}:{segment_start_ms:013d}``
     The voids of one segment span (`tradetape.store.voids`): Binance's invalidated
     duplicates (price and quantity 0, trade ids -1), ids of the sequence without a trade,
@@ -35,8 +39,10 @@ content checksum as well; a value that fails either (or its format) is `StoreCor
 naming its key, never data. Older databases (format 1: windows only; format 2: the same
 values unsealed) are migrated by the writer when it opens them (`tradetape.store.migration`:
 each value sealed once it decodes, in synced batches, resumable, progress logged; the
-layout says format 3 only after the last batch); readers refuse a database not migrated yet
-(`StoreLayoutError`) rather than read values no checksum vouches for.
+layout says the new format only after the last batch); readers refuse a database not sealed
+yet (`StoreLayoutError`) rather than read values no checksum vouches for. A format-3
+database (sealed, no aggregate layer) gets its layer when the writer opens it, and readers
+read it meanwhile, decoding the trades of a segment with no layer yet.
 
 Every agg id is in exactly one window, one segment or one void record: the writer drops
 an incoming row whose id the index already holds (a void never replaces a trade, nor a
@@ -91,8 +97,13 @@ from tradetape.errors import FormatError
 from tradetape.store.packing import PackingError, pack_columns, unpack_columns
 from tradetape.store.sealed import seal, unseal
 
-FORMAT_VERSION = 3
-"""The database layout (1: windows only; 2: + segments, summaries, histograms, index; 3: every value sealed)."""
+FORMAT_VERSION = 4
+"""The database layout (1: windows only; 2: + segments, summaries, histograms, index; 3: every value sealed;
+4: + the aggregate layer beside every segment)."""
+SEALED_SINCE = 3
+"""The first format whose values are all sealed."""
+READABLE_FORMATS = (3, 4)
+"""What readers read: a format-3 store (being upgraded) has no layer yet, and its readers decode trades instead."""
 SEGMENT_FORMAT = 1
 SEGMENT_MS = 3_600_000
 SEGMENT_COLUMNS = 6

@@ -29,6 +29,8 @@ from tradetape.store.index import decode_runs, encode_runs
 from tradetape.store.keys import (
     HISTOGRAM,
     LAYOUT_KEY,
+    MINUTE_LEVELS,
+    SECOND_BARS,
     SEGMENT,
     SUMMARY,
     VOID,
@@ -42,13 +44,15 @@ from tradetape.store.keys import (
     window_key,
     window_start,
 )
+from tradetape.store.layer import put_layer
 from tradetape.store.layout import StoreLayoutError, read_layout
 from tradetape.store.meta import decode_mark, encode_layout, encode_mark
-from tradetape.store.migration import seal_values
+from tradetape.store.migration import build_layers, seal_values
 from tradetape.store.rocks import StoreError, open_primary, rocksdb_errors, scan, scan_first
 from tradetape.store.sealed import decoded, decoded_together
 from tradetape.store.segments import (
     FORMAT_VERSION,
+    SEALED_SINCE,
     SEGMENT_MS,
     SegmentSummary,
     decode_stored_segment,
@@ -62,7 +66,8 @@ from tradetape.store.windows import WindowId, split_by
 
 logger = logging.getLogger(__name__)
 
-SEGMENT_KINDS = (SEGMENT, SUMMARY, HISTOGRAM)
+SEGMENT_KINDS = (SEGMENT, SUMMARY, HISTOGRAM, SECOND_BARS, MINUTE_LEVELS)
+"""What the writer keeps per segment, written and deleted together."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +148,11 @@ class ShardWriter:
         if not 1 <= version <= FORMAT_VERSION:
             raise StoreLayoutError(f"{self.path} holds format {version}; this version reads {FORMAT_VERSION}")
         if version < FORMAT_VERSION:
-            seal_values(db, self.path, self._sync, version)
+            if version < SEALED_SINCE:
+                seal_values(db, self.path, self._sync, version)
             if layout is None:
                 self._rebuild_indexes()
+            build_layers(db, self.path, self._sync)
             db.put(LAYOUT_KEY, encode_layout(span), self._sync)
         return span
 
@@ -314,6 +321,7 @@ class ShardWriter:
             batch.delete(keys[2])  # sums beyond int64: readers decode this segment instead
         else:
             batch.put(keys[2], encode_histogram(levels))
+        put_layer(batch, symbol, start, trades)
 
     def roll_up(self, symbol: str, before_ms: int) -> int:
         """Move every window of `symbol` that starts before `before_ms` into its segment, atomically.

@@ -13,7 +13,8 @@ import numpy as np
 
 from tradetape.api.live.messages import IdRun, LiveBatch, LiveLevels
 from tradetape.api.methods.bars import BarReply, bar_replies
-from tradetape.domain.bars import SECOND_MS, time_bars
+from tradetape.domain.aggregates import SECOND_MS
+from tradetape.domain.bars import time_bars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import format_units
 from tradetape.domain.id_runs import IdRuns

@@ -16,7 +16,7 @@ from tradetape.api.methods.bars import BarReply, BarsReply
 from tradetape.api.methods.coverage import CoverageReply
 from tradetape.api.methods.volume_profile import VolumeProfileReply, VolumeProfileRequest
 from tradetape.api.methods.volume_profile import handle as volume_profile_reply
-from tradetape.domain.bars import SECOND_MS
+from tradetape.domain.aggregates import SECOND_MS
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import parse_units
 from tradetape.domain.price_levels import PriceLevels

@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from tradetape.api.methods.bars import BarReply
 from tradetape.bus.subjects import BARS_SUBJECT, PROFILE_SUBJECT
-from tradetape.domain.bars import SECOND_MS
+from tradetape.domain.aggregates import SECOND_MS
 
 IdRun = tuple[int, int]
 

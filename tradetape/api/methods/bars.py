@@ -25,8 +25,9 @@ from tradetape.api.models import (
     parse_interval_ms,
     zone_field,
 )
-from tradetape.api.query_method import QueryMethod, TradeSource
-from tradetape.domain.bars import DAY_MS, TimeBars, calendar_bars, time_bars
+from tradetape.api.query_method import QueryMethod, TradeSource, second_bars_of
+from tradetape.domain.aggregates import SecondBars, TimeBars
+from tradetape.domain.bars import DAY_MS, calendar_bars
 from tradetape.domain.columns import Int64Array, TradeColumns
 from tradetape.domain.decimals import SCALE, format_units, parse_units
 from tradetape.domain.local_time import day_starts, zone
@@ -140,10 +141,24 @@ class BarsReply(BaseModel):
         return frame.with_columns(vwap, pl.from_epoch(pl.col("time"), time_unit="ms").dt.replace_time_zone("UTC"))
 
 
+def read_seconds(
+    source: TradeSource, symbol: str, request: IntervalRequest, now_ms: int
+) -> tuple[int, int, SecondBars]:
+    """The range and its 1-second bars (the store's layer, or built from the trades)."""
+    start, end = checked_range(request, now_ms)
+    return start, end, second_bars_of(source, symbol, (start, end))
+
+
 def read_intervals(
     source: TradeSource, symbol: str, request: IntervalRequest, now_ms: int
 ) -> tuple[int, int, TradeColumns]:
-    """The range and its trades, refused up front when it would need more than MAX_INTERVALS rows."""
+    """The range and its trades (for what the layer does not hold: a footprint's rows by price)."""
+    start, end = checked_range(request, now_ms)
+    return start, end, source.trades(symbol, (start, end))
+
+
+def checked_range(request: IntervalRequest, now_ms: int) -> tuple[int, int]:
+    """The range asked for; `range_too_large` when it would need more than MAX_INTERVALS rows."""
     time_range = request.time_range(now_ms)
     assert time_range is not None
     count = interval_count(time_range, request.interval_ms())
@@ -154,12 +169,15 @@ def read_intervals(
             intervals=count,
             max_intervals=MAX_INTERVALS,
         )
-    return time_range[0], time_range[1], source.trades(symbol, time_range)
+    return time_range
 
 
 def bar_replies(bars: TimeBars, ends: Int64Array | None = None, last_complete: bool = True) -> list[BarReply]:
-    """The bars as replies; with `ends` (threshold bars) each with its end time and whether it is partial."""
-    vwaps = bars.vwap_units.tolist()
+    """The bars as reply rows (columns turned into lists first: a numpy scalar a field is slow); with `ends`
+    (threshold bars) each with its end time and whether it is partial."""
+    columns = (bars.start, bars.open, bars.high, bars.low, bars.close, bars.trade_count)
+    sums = (bars.volume, bars.buy_volume, bars.sell_volume, bars.vwap_units)
+    rows = zip(*(column.tolist() for column in columns), *sums, strict=True)
     n = len(bars)
     extra: list[dict[str, Any]] = (
         [{} for _ in range(n)]
@@ -168,19 +186,19 @@ def bar_replies(bars: TimeBars, ends: Int64Array | None = None, last_complete: b
     )
     return [
         BarReply(
-            time=int(bars.start[i]),
-            open=format_units(int(bars.open[i])),
-            high=format_units(int(bars.high[i])),
-            low=format_units(int(bars.low[i])),
-            close=format_units(int(bars.close[i])),
-            volume=format_units(bars.volume[i]),
-            buy_volume=format_units(bars.buy_volume[i]),
-            sell_volume=format_units(bars.sell_volume[i]),
-            trade_count=int(bars.trade_count[i]),
-            vwap=None if math.isnan(vwaps[i]) else vwaps[i] / SCALE,
-            **extra[i],
+            time=time,
+            open=format_units(open_),
+            high=format_units(high),
+            low=format_units(low),
+            close=format_units(close),
+            volume=format_units(volume),
+            buy_volume=format_units(buy),
+            sell_volume=format_units(sell),
+            trade_count=count,
+            vwap=None if math.isnan(vwap) else vwap / SCALE,
+            **more,
         )
-        for i in range(n)
+        for (time, open_, high, low, close, count, volume, buy, sell, vwap), more in zip(rows, extra, strict=True)
     ]
 
 
@@ -190,15 +208,15 @@ def handle(source: TradeSource, symbol: str, request: BarsRequest, now_ms: int) 
         return _threshold_bars(source, symbol, request, *threshold, now_ms)
     if request.tz is not None or request.interval_ms() == WEEK_MS:
         return _calendar_bars(source, symbol, request, now_ms)
-    start, end, trades = read_intervals(source, symbol, request, now_ms)
-    bars = time_bars(trades, request.interval_ms())
+    start, end, seconds = read_seconds(source, symbol, request, now_ms)
+    bars = seconds.rolled(request.interval_ms())
     return BarsReply(
         symbol=symbol,
         start=start,
         end=end,
         interval=request.interval,
         interval_ms=request.interval_ms(),
-        trade_count=len(trades),
+        trade_count=seconds.total_count,
         bars=bar_replies(bars),
     )
 

@@ -12,7 +12,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from tradetape.api.frames import rows_frame
-from tradetape.api.methods.bars import read_intervals
+from tradetape.api.methods.bars import read_seconds
 from tradetape.api.models import IntervalRequest
 from tradetape.api.query_method import QueryMethod, TradeSource
 from tradetape.domain.bars import time_bars
@@ -50,8 +50,8 @@ class FlowReply(BaseModel):
 
 
 def handle(source: TradeSource, symbol: str, request: FlowRequest, now_ms: int) -> FlowReply:
-    start, end, trades = read_intervals(source, symbol, request, now_ms)
-    bars = time_bars(trades, request.interval_ms())
+    start, end, seconds = read_seconds(source, symbol, request, now_ms)
+    bars = seconds.rolled(request.interval_ms())
     deltas = [b - s for b, s in zip(bars.buy_volume, bars.sell_volume, strict=True)]
     cumulative = list(accumulate(deltas))
     buy, sell = sum(bars.buy_volume), sum(bars.sell_volume)
@@ -61,7 +61,7 @@ def handle(source: TradeSource, symbol: str, request: FlowRequest, now_ms: int) 
         end=end,
         interval=request.interval,
         interval_ms=request.interval_ms(),
-        trade_count=len(trades),
+        trade_count=seconds.total_count,
         buy_volume=format_units(buy),
         sell_volume=format_units(sell),
         delta=format_units(buy - sell),

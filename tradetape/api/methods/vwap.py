@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from tradetape.api.errors import insufficient_trades, range_too_large
 from tradetape.api.models import MAX_INTERVALS, RangeRequest, interval_count, parse_interval_ms, parse_time_ms
-from tradetape.api.query_method import QueryMethod, TradeSource
+from tradetape.api.query_method import QueryMethod, TradeSource, second_bars_of
 from tradetape.domain.bars import time_bars
 from tradetape.domain.decimals import SCALE
 from tradetape.domain.vwap import running_vwap, vwap
@@ -102,13 +102,14 @@ def handle(source: TradeSource, symbol: str, request: VwapRequest, now_ms: int) 
         raise range_too_large(
             f"more than {MAX_INTERVALS} intervals of {request.interval}", max_intervals=MAX_INTERVALS
         )
-    trades = source.trades(symbol, time_range)
-    if len(trades) == 0 or int(trades.qty.max()) == 0:
-        raise insufficient_trades(len(trades), 1)
-    overall = vwap(trades)
+    seconds = second_bars_of(source, symbol, time_range)
+    trade_count = seconds.total_count
+    if trade_count == 0 or not (seconds.volume.lo.any() or seconds.volume.hi.any()):
+        raise insufficient_trades(trade_count, 1)
+    overall = vwap(seconds)
     series = None
     if interval_ms is not None:
-        running = running_vwap(trades, time_bars(trades, interval_ms))
+        running = running_vwap(seconds, interval_ms)
         series = [
             VwapPointReply(time=t, vwap=mean / SCALE, std=std / SCALE)
             for t, mean, std in zip(running.time, running.mean, running.std, strict=True)
@@ -119,7 +120,7 @@ def handle(source: TradeSource, symbol: str, request: VwapRequest, now_ms: int) 
         start=time_range[0],
         end=time_range[1],
         anchored=request.anchor is not None,
-        trade_count=len(trades),
+        trade_count=trade_count,
         volume=overall.volume / SCALE,
         vwap=mean,
         std=std,

@@ -1,0 +1,303 @@
+"""The aggregate layer's figures: 1-second bars and per-minute price levels, built from trades, rolled up.
+
+The store keeps both beside every hour segment (`tradetape.store.layer`), so a long range
+reads one row a second (or one a minute and price) instead of every trade, and decodes
+trades only at its ragged edges. Every figure is exact or computed the same way from the
+same trades whichever path made it, so a range answered from the layer equals the same
+range answered from its trades, bit for bit:
+
+- `second_bars(trades)`: per second of trade time holding trades: first and last agg id,
+  open/high/low/close by agg-id order, trade count, and as exact wide sums
+  (`tradetape.domain.sums.WideSums`): volume, taker-buy volume, quote volume (Σ p·q, units
+  of 1e-16) and the moments about the second's low, Σ q·(p − low) and Σ q·(p − low)² (what
+  the VWAP's deviation is computed from: exact, so they compress, and any path that made
+  them gives the same floats);
+- `SecondBars.rolled(interval_ms)`: `TimeBars` of any whole-second interval, exact: open
+  from the second holding the lowest agg id, close from the one holding the highest;
+- `minute_levels(trades)`: per minute and distinct price: volume, taker-buy volume, count
+  (int64, like `PriceLevels`; None when a sum could leave int64);
+- `MinuteLevels.per_interval(interval_ms)` and `MinuteLevels.levels()`: levels per interval
+  of any whole number of minutes, or over all of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tradetape.domain.columns import Int64Array, TradeColumns
+from tradetape.domain.price_levels import PriceLevels
+from tradetape.domain.sums import WideSums, carried, product_digits, run_sums, times_digits, value_digits
+
+SECOND_MS = 1000
+MINUTE_MS = 60_000
+_INT64_MAX = 2**63 - 1
+
+IndexArray = npt.NDArray[np.intp]
+
+
+def _runs(keys: Int64Array) -> tuple[IndexArray, IndexArray]:
+    """Start and end (exclusive) of each run of equal `keys`."""
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return starts, np.r_[starts[1:], len(keys)].astype(np.intp)
+
+
+@dataclass(frozen=True, slots=True)
+class SecondBars:
+    """One row per second holding trades, ascending by second; prices in units of 1e-8."""
+
+    time: Int64Array
+    """Start of the second, epoch ms."""
+    first_id: Int64Array
+    last_id: Int64Array
+    open: Int64Array
+    high: Int64Array
+    low: Int64Array
+    close: Int64Array
+    volume: WideSums
+    buy_volume: WideSums
+    quote: WideSums
+    """Σ price × quantity, units of 1e-16 (= low × volume + `above_low`)."""
+    trade_count: Int64Array
+    above_low: WideSums
+    """Σ q·(p − low), units of 1e-16."""
+    above_low_square: WideSums
+    """Σ q·(p − low)², units of 1e-24."""
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    @classmethod
+    def empty(cls) -> SecondBars:
+        return second_bars(TradeColumns.empty())
+
+    def arrays(self) -> tuple[Int64Array, ...]:
+        wide = (self.volume, self.buy_volume, self.quote, self.above_low, self.above_low_square)
+        return (self.time, self.first_id, self.last_id, self.open, self.high, self.low, self.close, self.trade_count,
+                *(part for sums in wide for part in (sums.hi, sums.lo)))  # fmt: skip
+
+    @classmethod
+    def of_arrays(cls, columns: list[Int64Array]) -> SecondBars:
+        t, a, z, o, h, lo, c, n = columns[:8]
+        v, b, q, m1, m2 = (WideSums(columns[i], columns[i + 1]) for i in range(8, 18, 2))
+        return cls(t, a, z, o, h, lo, c, v, b, q, n, m1, m2)
+
+    def take(self, index: IndexArray | npt.NDArray[np.bool_] | slice) -> SecondBars:
+        return SecondBars.of_arrays([column[index] for column in self.arrays()])
+
+    def between(self, start_ms: int, end_ms: int) -> SecondBars:
+        """The seconds starting in ``[start_ms, end_ms)``."""
+        lo, hi = np.searchsorted(self.time, [start_ms, end_ms])
+        return self if (lo, hi) == (0, len(self)) else self.take(slice(int(lo), int(hi)))
+
+    @staticmethod
+    def concat(parts: list[SecondBars]) -> SecondBars:
+        """Parts as one, ascending by second; where two parts hold the same second, the later part's row stands.
+
+        (A reader may see a window rolled up into its segment between two reads: the segment, read
+        later and passed later, holds every trade the window did.)
+        """
+        parts = [part for part in parts if len(part)]
+        if not parts:
+            return SecondBars.empty()
+        if len(parts) == 1:
+            return parts[0]
+        joined = SecondBars.of_arrays([np.concatenate(cols) for cols in zip(*(p.arrays() for p in parts), strict=True)])
+        if bool((np.diff(joined.time) > 0).all()):
+            return joined
+        order = np.argsort(joined.time, kind="stable")
+        time = joined.time[order]
+        keep = np.r_[time[1:] != time[:-1], True]
+        return joined.take(order[keep])
+
+    @property
+    def total_count(self) -> int:
+        return int(self.trade_count.sum())
+
+    def rolled(self, interval_ms: int) -> TimeBars:
+        """Bars of `interval_ms` (a whole number of seconds), aligned to the epoch, exact."""
+        if interval_ms <= 0 or interval_ms % SECOND_MS:
+            raise ValueError(f"an interval of whole seconds, got {interval_ms} ms")
+        bucket = self.time // interval_ms
+        return self.grouped(bucket, bucket * interval_ms, interval_ms)
+
+    def grouped(self, bucket: Int64Array, start: Int64Array, interval_ms: int) -> TimeBars:
+        """One bar per run of equal `bucket` (ascending, one per second), starting at that run's `start`.
+
+        `interval_ms` is the length the bars report: nominal where buckets differ in length
+        (local days of 23 or 25 hours, `tradetape.domain.bars.calendar_bars`).
+        """
+        starts, ends = _runs(bucket)
+        if len(self) == 0:
+            return TimeBars.empty(interval_ms)
+        volume = run_sums(self.volume.digits(), starts).ints()
+        buy = run_sums(self.buy_volume.digits(), starts).ints()
+        return TimeBars(
+            interval_ms=interval_ms,
+            start=start[starts],
+            open=self.open[_first_per_run(self.first_id, bucket, starts, ends, lowest=True)],
+            high=np.maximum.reduceat(self.high, starts),
+            low=np.minimum.reduceat(self.low, starts),
+            close=self.close[_first_per_run(self.last_id, bucket, starts, ends, lowest=False)],
+            volume=volume,
+            buy_volume=buy,
+            sell_volume=[v - b for v, b in zip(volume, buy, strict=True)],
+            trade_count=np.add.reduceat(self.trade_count, starts),
+            quote=run_sums(self.quote.digits(), starts).ints(),
+        )
+
+
+def _first_per_run(
+    ids: Int64Array, bucket: Int64Array, starts: IndexArray, ends: IndexArray, *, lowest: bool
+) -> IndexArray:
+    """Per run of `bucket`, the row with the lowest (or highest) id."""
+    if bool((ids[1:] > ids[:-1]).all()):  # the usual case: agg ids rise with time
+        return starts if lowest else ends - 1
+    order = np.lexsort((ids if lowest else -ids, bucket))
+    return order[starts]
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBars:
+    """One entry per interval that holds trades, ascending by time; prices in units of 1e-8, sums exact."""
+
+    interval_ms: int
+    start: Int64Array
+    open: Int64Array
+    high: Int64Array
+    low: Int64Array
+    close: Int64Array
+    volume: list[int]
+    buy_volume: list[int]
+    sell_volume: list[int]
+    trade_count: Int64Array
+    quote: list[int]
+    """Σ price × quantity per bar, units of 1e-16."""
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @classmethod
+    def empty(cls, interval_ms: int) -> TimeBars:
+        none = np.zeros(0, dtype=np.int64)
+        return cls(interval_ms, none, none, none, none, none, [], [], [], none, [])
+
+    @property
+    def vwap_units(self) -> list[float]:
+        """VWAP per bar in units of 1e-8, correctly rounded from the exact sums (NaN where a bar's volume is 0)."""
+        return [q / v if v else float("nan") for q, v in zip(self.quote, self.volume, strict=True)]
+
+
+def second_bars(trades: TradeColumns) -> SecondBars:
+    """The 1-second bars of `trades` (ascending by agg id, each id once); `SumOverflowError` past 2**126."""
+    bucket = trades.time // SECOND_MS
+    if bool((bucket[1:] >= bucket[:-1]).all()):  # the usual case: times ascend with agg ids
+        ordered = trades
+    else:
+        order = np.argsort(bucket, kind="stable")  # agg-id order kept inside a second
+        ordered, bucket = trades.take(order), bucket[order]
+    starts, ends = _runs(bucket)
+    price, qty = ordered.price, ordered.qty
+    n = len(starts)
+    low = np.minimum.reduceat(price, starts) if n else price[:0]
+    above = price - np.repeat(low, ends - starts)
+    weighted = product_digits(qty, above)
+    return SecondBars(
+        time=bucket[starts] * SECOND_MS,
+        first_id=ordered.agg_id[starts],
+        last_id=ordered.agg_id[ends - 1],
+        open=price[starts],
+        high=np.maximum.reduceat(price, starts) if n else price[:0],
+        low=low,
+        close=price[ends - 1],
+        volume=run_sums(value_digits(qty), starts),
+        buy_volume=run_sums(value_digits(np.where(ordered.buyer_maker, 0, qty)), starts),
+        quote=run_sums(product_digits(price, qty), starts),
+        trade_count=(ends - starts).astype(np.int64),
+        above_low=run_sums(weighted, starts),
+        above_low_square=run_sums(times_digits(carried(weighted), above), starts),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteLevels:
+    """Volume, taker-buy volume and trade count per minute and distinct price, ascending by (minute, price)."""
+
+    time: Int64Array
+    """Start of the minute, epoch ms."""
+    price: Int64Array
+    volume: Int64Array
+    buy_volume: Int64Array
+    trade_count: Int64Array
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    @classmethod
+    def empty(cls) -> MinuteLevels:
+        empty = np.zeros(0, dtype=np.int64)
+        return cls(empty, empty, empty, empty, empty)
+
+    def arrays(self) -> tuple[Int64Array, ...]:
+        return (self.time, self.price, self.volume, self.buy_volume, self.trade_count)
+
+    def take(self, index: IndexArray | npt.NDArray[np.bool_] | slice) -> MinuteLevels:
+        return MinuteLevels(*(column[index] for column in self.arrays()))
+
+    def between(self, start_ms: int, end_ms: int) -> MinuteLevels:
+        """The levels of the minutes starting in ``[start_ms, end_ms)``."""
+        lo, hi = np.searchsorted(self.time, [start_ms, end_ms])
+        return self if (lo, hi) == (0, len(self)) else self.take(slice(int(lo), int(hi)))
+
+    @staticmethod
+    def concat(parts: list[MinuteLevels]) -> MinuteLevels | None:
+        """Parts as one; a (minute, price) in several parts is summed (levels of disjoint trades add up: a minute
+        the roll-up mark cuts is in a segment and in the young windows). None if a sum could leave int64."""
+        parts = [part for part in parts if len(part)]
+        if len(parts) <= 1:
+            return parts[0] if parts else MinuteLevels.empty()
+        joined = MinuteLevels(*(np.concatenate(cols) for cols in zip(*(p.arrays() for p in parts), strict=True)))
+        minutes, prices = np.diff(joined.time), np.diff(joined.price)
+        if bool(((minutes > 0) | ((minutes == 0) & (prices > 0))).all()):
+            return joined
+        if int(joined.volume.max()) * len(joined) > _INT64_MAX:
+            return None
+        return _grouped(joined.time, joined.price, joined.volume, joined.buy_volume, joined.trade_count)
+
+    def per_interval(self, interval_ms: int) -> MinuteLevels:
+        """Levels per interval of `interval_ms` (a whole number of minutes), aligned to the epoch."""
+        if interval_ms <= 0 or interval_ms % MINUTE_MS:
+            raise ValueError(f"an interval of whole minutes, got {interval_ms} ms")
+        if interval_ms == MINUTE_MS or len(self) == 0:
+            return self
+        return _grouped(self.time - self.time % interval_ms, self.price, self.volume, self.buy_volume, self.trade_count)
+
+    def levels(self) -> PriceLevels | None:
+        """Every minute's levels summed per price; None if a sum could leave int64."""
+        return PriceLevels.of_levels(self.price, self.volume, self.buy_volume, self.trade_count)
+
+
+def _grouped(
+    time: Int64Array, price: Int64Array, volume: Int64Array, buy: Int64Array, count: Int64Array
+) -> MinuteLevels:
+    """Rows summed per (time, price), ascending by both (the caller has checked the sums fit int64)."""
+    order = np.lexsort((price, time))
+    time, price = time[order], price[order]
+    heads = np.flatnonzero(np.r_[True, (time[1:] != time[:-1]) | (price[1:] != price[:-1])])
+    sums = [np.add.reduceat(column[order], heads) for column in (volume, buy, count)]
+    return MinuteLevels(time[heads], price[heads], *sums)
+
+
+def minute_levels(trades: TradeColumns) -> MinuteLevels | None:
+    """The per-minute price levels of `trades`; None if a sum could leave int64 (then read the trades)."""
+    if len(trades) == 0:
+        return MinuteLevels.empty()
+    qty = trades.qty
+    if int(qty.max()) * len(qty) > _INT64_MAX:
+        return None
+    buy = np.where(trades.buyer_maker, 0, qty)
+    return _grouped(trades.time - trades.time % MINUTE_MS, trades.price, qty, buy, np.ones(len(qty), dtype=np.int64))
