@@ -77,6 +77,7 @@ from tradetape.domain.price_levels import PriceLevels
 from tradetape.errors import RequestError
 from tradetape.ground.backoff import retry_until
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
+from tradetape.services.analytics.replay import ReplayResponder
 from tradetape.settings import Settings
 from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader, StoreCorruptError, store_id
 
@@ -162,6 +163,8 @@ class AnalyticsService:
         self.symbols: tuple[str, ...] = ()
         """The symbols served, known once `run` has resolved them."""
         self.metrics = ServiceMetrics("analytics", self._metrics_snapshot)
+        self.replay = ReplayResponder(settings, nc, self._reader, self.replies, lambda name: name in self.symbols)
+        """Replay streams (`tradetape.services.analytics.replay`): beside the endpoints, not one of them."""
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -202,6 +205,7 @@ class AnalyticsService:
                 name="schema", subject=SCHEMA_SUBJECT, handler=functools.partial(_respond, schema), metadata={}
             )
             self._endpoint_stats = EndpointCounters(service.service)
+            await self.replay.start()
             self._serving = True
             logger.info(
                 "analytics started",
@@ -215,6 +219,7 @@ class AnalyticsService:
             await stop.wait()
         finally:
             self._serving = False
+            await self.replay.stop()
             await service.stop()
             await self._finish_answers()
             self._threads.shutdown(wait=False, cancel_futures=True)
@@ -287,7 +292,7 @@ class AnalyticsService:
         return ServiceSnapshot(
             ready=self._serving and connected,
             reason="" if self._serving and connected else "nats disconnected" if self._serving else "starting",
-            errors={**self.errors, **self.replies.errors},
+            errors={**self.errors, **self.replies.errors, **self.replay.counts},
         )
 
     async def _compute(self, method: QueryMethod[Any, Any], symbol: str, data: bytes) -> bytes:

@@ -30,6 +30,7 @@ from tradetape.bus.subjects import (
     INGEST_STATS_SUBJECT,
     LIVE_PREFIX,
     QUERY_PREFIX,
+    REPLAY_PREFIX,
     SCHEMA_SUBJECT,
     TRADES_STREAM,
     TRADES_SUBJECTS,
@@ -146,7 +147,8 @@ ROLES: tuple[Role, ...] = (
         name="analytics",
         about="analytics: a micro service answering queries (query, monitor) and its $SRV verbs (query asks\n"
         "$SRV.INFO.tradetape-analytics, monitor all of them); reads ingest's ledger for coverage and,\n"
-        "at start, which store its shard's persist writes.",
+        "at start, which store its shard's persist writes; streams replays (tape.replay.open.*) to the asker's\n"
+        "inbox and hears its acks on the stream's own tape.replay.flow subject.",
         publish=(
             (_stream("INFO", _LEDGER),),
             _LEDGER_READ,
@@ -157,15 +159,20 @@ ROLES: tuple[Role, ...] = (
         subscribe=(
             (_inbox("analytics"), f"{QUERY_PREFIX}.>", SCHEMA_SUBJECT),
             _micro_responder(ANALYTICS_SERVICE),
+            (f"{REPLAY_PREFIX}.>",),
         ),
     ),
     Role(
         name="query",
         about="query: clients (the CLI, the Python client, MCP, the web page) only ask, list what analytics\n"
-        "serves, and follow live updates. Every browser gets this role (and, under compose, so does a\n"
+        "serves, follow live updates and replay stored ranges (asking, then acking on the stream's flow\n"
+        "subject). Every browser gets this role (and, under compose, so does a\n"
         "WebSocket client without credentials): its clients share one inbox prefix, so a query reply\n"
         "never carries anything but market data.",
-        publish=((f"{QUERY_PREFIX}.>", SCHEMA_SUBJECT, micro_subject("INFO", ANALYTICS_SERVICE)),),
+        publish=(
+            (f"{QUERY_PREFIX}.>", SCHEMA_SUBJECT, micro_subject("INFO", ANALYTICS_SERVICE)),
+            (f"{REPLAY_PREFIX}.>",),
+        ),
         subscribe=((_inbox("query"), f"{LIVE_PREFIX}.>"),),
     ),
     Role(

@@ -9,6 +9,7 @@ nats-server close the connection (its control line holds 4 KiB).
 
 from __future__ import annotations
 
+from tradetape.domain.instruments import instrument_of_token, instrument_token
 from tradetape.domain.symbols import check_symbol
 
 TRADES_STREAM = "TAPE_TRADES"
@@ -30,6 +31,12 @@ BARS_SUBJECT = f"{LIVE_PREFIX}.bars.1s.<SYMBOL>"
 IMPORT_PREFIX = "tape.persist.import"
 INGEST_STATS_SUBJECT = "tape.ingest.stats"
 """Request-reply: ingest answers with its per-symbol counters and open gaps (JSON)."""
+
+REPLAY_PREFIX = "tape.replay"
+REPLAY_OPEN_PREFIX = f"{REPLAY_PREFIX}.open"
+REPLAY_OPEN_SUBJECTS = f"{REPLAY_OPEN_PREFIX}.>"
+"""Request-reply streamed: `tape.replay.open.<instrument token>` asks for a replay (`tradetape.api.replay`)."""
+REPLAY_FLOW_PREFIX = f"{REPLAY_PREFIX}.flow"
 
 EXCHANGE = "binance"
 
@@ -91,3 +98,21 @@ would push `$SRV.INFO` past the server's max payload."""
 def analytics_queue_group(shard: str) -> str:
     """Replicas of one shard's workers share this queue group."""
     return f"{ANALYTICS_SERVICE}-{shard}"
+
+
+def replay_subject(instrument: str) -> str:
+    """Where a replay of `instrument` (a canonical name: `BTCUSDT`, `um:BTCUSDT`) is asked for."""
+    return f"{REPLAY_OPEN_PREFIX}.{instrument_token(instrument)}"
+
+
+def replayed_instrument(subject: str) -> str:
+    """The instrument a replay request's subject names; `SymbolError` for anything else."""
+    prefix = REPLAY_OPEN_PREFIX + "."
+    return instrument_of_token(subject[len(prefix) :] if subject.startswith(prefix) else "")
+
+
+def replay_flow_subject(stream_id: str) -> str:
+    """Where a replay's client sends its acks and cancel: one subject a stream, named by the worker."""
+    if not stream_id.isalnum() or not stream_id.isascii():
+        raise ValueError(f"a replay stream id is ASCII letters and digits: {stream_id!r}")
+    return f"{REPLAY_FLOW_PREFIX}.{stream_id}"

@@ -40,7 +40,7 @@ SERVICE_SETTINGS = {
     ),
     "analytics": (
         *NATS_SETTINGS, "data_dir", "symbols", *LOG_SETTINGS, *SHARD_SETTINGS, *METRICS_SETTINGS,
-        *(field for field in ALL_SETTINGS if field.startswith("query_")),
+        *(field for field in ALL_SETTINGS if field.startswith(("query_", "replay_"))),
     ),
 }
 EXCHANGE_SETTINGS = ("data_dir", "symbols", *LOG_SETTINGS)
