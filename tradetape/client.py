@@ -77,6 +77,7 @@ from tradetape.domain.instruments import instrument_from_input
 from tradetape.domain.symbols import SymbolError, is_symbol, symbol_from_input
 from tradetape.errors import TradetapeError
 from tradetape.ground.redaction import redact_url
+from tradetape.ground.tasks import cancel_and_wait
 from tradetape.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -324,9 +325,10 @@ class TapeClient:
         if speed is not None and not speed > 0:
             raise ClientQueryError("invalid_request", f"speed must be positive: {speed}")
         streams = {name: _ReplayStream(self, name, request) for name in names}
-        keepalive = asyncio.create_task(_keep_alive(list(streams.values())), name="replay-keepalive")
+        keepalive: asyncio.Task[None] | None = None
         try:
             await asyncio.gather(*(stream.open() for stream in streams.values()))
+            keepalive = asyncio.create_task(_keep_alive(list(streams.values())), name="replay-keepalive")
             blocks = _merged(streams)
             if speed is None:
                 async for trades, which in blocks:
@@ -335,8 +337,8 @@ class TapeClient:
                 async for frame in _paced(blocks, names, speed):
                     yield frame
         finally:
-            keepalive.cancel()
-            await asyncio.gather(keepalive, *(stream.close() for stream in streams.values()), return_exceptions=True)
+            await cancel_and_wait(keepalive)
+            await asyncio.gather(*(stream.close() for stream in streams.values()), return_exceptions=True)
 
     async def close(self) -> None:
         """Close the connection if this client opened it, for good; safe to call twice."""
@@ -479,6 +481,7 @@ class _ReplayStream:
             await self._publish_flow({"ack": self._acked} if self._acked >= 0 else {})
 
     def keep_alive_s(self) -> float:
+        """A third of the worker's idle timeout (a stream being asked again: a second)."""
         return (self._start.idle_ms / 1000 / 3) if self._start is not None else 1.0
 
     async def close(self) -> None:
@@ -576,9 +579,9 @@ async def _paced(
     loop = asyncio.get_running_loop()
     schedule: Schedule | None = None
     async for trades, which in blocks:
-        if schedule is None:
-            schedule = Schedule(speed, loop.time(), int(trades.time[0]))
         frame = trade_frame(trades, names, which)
+        if schedule is None:  # from the first frame in hand: the time building it is not lateness
+            schedule = Schedule(speed, loop.time(), int(trades.time[0]))
         index = 0
         while index < len(trades):
             delay = schedule.due(int(trades.time[index])) - loop.time()
