@@ -116,3 +116,20 @@ def replay_flow_subject(stream_id: str) -> str:
     if not stream_id.isalnum() or not stream_id.isascii():
         raise ValueError(f"a replay stream id is ASCII letters and digits: {stream_id!r}")
     return f"{REPLAY_FLOW_PREFIX}.{stream_id}"
+
+
+MAX_PUBLISH_SUBJECT = 256
+_OWN_PREFIXES = ("tape.", "$", "_INBOX")
+
+
+def check_foreign_subject(subject: str) -> str:
+    """`subject` if a user may have tradetape publish to it: one concrete subject outside tradetape's own
+    (`tape.>`), the system's (`$...`) and the inboxes; `ValueError` saying why not otherwise."""
+    tokens = subject.split(".")
+    if not subject.isascii() or len(subject) > MAX_PUBLISH_SUBJECT or any(c.isspace() for c in subject):
+        raise ValueError(f"a subject is printable ASCII of at most {MAX_PUBLISH_SUBJECT} characters: {subject[:80]!r}")
+    if any(token in ("", "*", ">") for token in tokens):
+        raise ValueError(f"a subject to publish to has no empty token and no wildcard: {subject!r}")
+    if subject.startswith(_OWN_PREFIXES):
+        raise ValueError(f"{subject!r} is tradetape's or the server's own: choose one outside tape.>, $ and _INBOX")
+    return subject

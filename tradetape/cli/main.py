@@ -57,6 +57,7 @@ EXAMPLES = {
     "analytics": "NATS_URL=nats://127.0.0.1:4222 tradetape analytics",
     "exchange": "tradetape exchange --port 9443 --rate 200",
     "query": "tradetape query volume_profile BTCUSDT --last 1h --rows 20",
+    "replay": "tradetape replay BTCUSDT ETHUSDT --start 2026-12-01T00:00Z --end 2026-12-01T01:00Z -o hour.parquet",
     "schema": "tradetape schema > api.json",
     "mcp": "tradetape mcp            # stdio, as an assistant's MCP configuration starts it",
     "status": "tradetape status --watch 2",
@@ -150,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(exchange, EXCHANGE_SETTINGS)
 
     add_query_command(_command(commands, "query", "ask the analytics service one question"), QUERY_SETTINGS)
+    from tradetape.cli.replay import add_replay_command
+
+    add_replay_command(
+        _command(commands, "replay", "stream stored trades back: to a file, stdout or a NATS subject"), QUERY_SETTINGS
+    )
     _command(commands, "schema", "print the JSON Schema of the query API")
     from tradetape.cli.status import add_status_command
 
@@ -295,6 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging("ERROR")
         return run_query(args, settings)
+    if args.command == "replay":
+        from tradetape.cli.replay import run_replay
+
+        configure_logging("WARNING")
+        return run_replay(args, settings)
     if args.command == "plot":
         from tradetape.cli.plot import run_plot
 

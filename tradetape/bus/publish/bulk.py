@@ -1,4 +1,5 @@
-"""Many JetStream publishes with a `Nats-Msg-Id` each, handed to nats-py as one buffer append.
+"""Many JetStream publishes with a `Nats-Msg-Id` each, handed to nats-py as one buffer append (and core
+publishes of many messages to one subject the same way: `CorePublish`, for `tradetape replay --to-subject`).
 
 Why: under `bench/ingest.py`, nats-py's `publish` was a fifth of ingest's CPU (py-spy),
 most of it building the header block of every message (a regex check of the key, strip,
@@ -11,6 +12,8 @@ bytes against nats-py's own.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from nats.aio.client import Client
 
@@ -46,3 +49,22 @@ class BulkPublish:
             command = b"".join(self._commands)
             self._commands.clear()
             await self._buffer.append(command)
+
+
+class CorePublish:
+    """Core publishes (no reply, no headers) to one subject: a batch of ASCII payloads one buffer append."""
+
+    def __init__(self, nc: Client, subject: str) -> None:
+        self._nc = nc
+        self._buffer = OutgoingBuffer(nc)
+        self._head = f"PUB {subject} "
+
+    async def publish(self, payloads: Sequence[str]) -> None:
+        """Send `payloads` in order; `ValueError` (nothing sent) for one that is not ASCII or above the max payload."""
+        command = "".join(f"{self._head}{len(payload)}\r\n{payload}\r\n" for payload in payloads)
+        if not command.isascii():  # a payload's length in characters is its length in bytes only in ASCII
+            raise ValueError("core publishes carry ASCII payloads only")
+        if payloads and max(len(payload) for payload in payloads) > self._nc.max_payload:
+            raise ValueError(f"a payload above the server's max payload of {self._nc.max_payload} bytes")
+        if command:
+            await self._buffer.append(command.encode())
