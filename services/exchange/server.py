@@ -44,6 +44,7 @@ from tradetape.services.exchange.generator import (
 from tradetape.services.exchange.history import TradeHistory, now_ms
 from tradetape.services.exchange.released import ReleasedRows
 from tradetape.services.exchange.replay import Replay, symbol_from_path
+from tradetape.services.exchange.stored import StoredFeed, StoredFrames
 from tradetape.services.exchange.streams import MAX_STREAMS, StreamError, is_stream_path, parse_subscription
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ class ExchangeConfig:
     max_streams: int = MAX_STREAMS
     """Streams one connection may hold (Binance: 1024); tests use fewer."""
     max_incoming_per_s: int = MAX_INCOMING_PER_S
+    stored: StoredFrames | None = None
+    """A stored range to serve (`stored.StoredFeed`, `tradetape exchange --from-store`): no symbol is generated."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -175,6 +178,7 @@ class Exchange:
         self._histories: dict[str, TradeHistory] = {}
         self._replays: dict[str, Replay] = {}
         self._feeds: list[GeneratorFeed] = []
+        self._stored: StoredFeed | None = None
         self._tick_sizes: dict[str, str] = {}
         self._sessions: set[StreamSession] = set()
         self._server: Server | None = None
@@ -237,6 +241,17 @@ class Exchange:
             return self._histories[symbol]
         except KeyError:
             raise KeyError(f"{symbol} is not served by this exchange") from None
+
+    async def wait_stored(self) -> int:
+        """Wait until the stored range (`ExchangeConfig.stored`) was released; how many trades were."""
+        if self._stored is None:
+            raise KeyError("this exchange serves no stored range")
+        return await self._stored.wait_done()
+
+    def _slowest(self, symbol: str) -> int | None:
+        """The position in `symbol`'s history of the connection furthest behind in it; None: nobody follows it."""
+        positions = [p for session in self._sessions if (p := session.position(symbol)) is not None]
+        return min(positions) if positions else None
 
     async def wait_replay(self, symbol: str) -> int:
         """Wait until the symbol's replay has started and released every trade.
@@ -314,7 +329,9 @@ class Exchange:
                 if self._legacy_ids(config, symbol) is None:
                     self._invent_past(config, symbol, Resume(FIRST_ID, FIRST_ID))
         self._feeds = []
-        if config.rate > 0:
+        if config.stored is not None:
+            self._stored = StoredFeed(config.stored, self._histories, self._slowest)
+        elif config.rate > 0:
             self._feeds = [self._generator_feed(config, symbol) for symbol in generated]
 
     def _invent_past(self, config: ExchangeConfig, symbol: str, before: Resume) -> None:
@@ -387,6 +404,8 @@ class Exchange:
             logger.info("exchange stopped")
 
     async def _stop_sources(self) -> None:
+        if self._stored is not None:
+            await self._stored.stop()
         for feed in self._feeds:
             await feed.stop()
         for replay in self._replays.values():
@@ -468,6 +487,8 @@ class Exchange:
         return None
 
     def _on_subscribe(self, symbol: str) -> None:
+        if self._stored is not None:
+            self._stored.start()
         replay = self._replays.get(symbol)
         if replay is not None:
             replay.start()

@@ -43,7 +43,7 @@ SERVICE_SETTINGS = {
         *(field for field in ALL_SETTINGS if field.startswith(("query_", "replay_"))),
     ),
 }
-EXCHANGE_SETTINGS = ("data_dir", "symbols", *LOG_SETTINGS)
+EXCHANGE_SETTINGS = ("data_dir", "symbols", *LOG_SETTINGS, *NATS_SETTINGS)
 QUERY_SETTINGS = (*NATS_SETTINGS, "data_dir")
 MCP_SETTINGS = (*NATS_SETTINGS, "data_dir", "mcp_host", "mcp_port", "mcp_token", *HTTP_SETTINGS, *LOG_SETTINGS)
 WEB_SETTINGS = (
@@ -148,6 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exchange.add_argument("--rest-error-calls", type=int, default=0, help="fail this many REST calls (0: all)")
     exchange.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds on 429 and 418")
+    stored = exchange.add_argument_group("a stored range instead (a bot backtested unchanged)")
+    stored.add_argument(
+        "--from-store",
+        action="store_true",
+        help="serve the --symbols' stored trades of --start..--end (replayed over NATS, --speed paced) instead of "
+        "generating or replaying files; they start when a first client subscribes",
+    )
+    stored.add_argument("--start", default=None, help="with --from-store: range start, epoch ms or ISO-8601")
+    stored.add_argument("--end", default=None, help="with --from-store: range end, epoch ms or ISO-8601")
     add_settings(exchange, EXCHANGE_SETTINGS)
 
     add_query_command(_command(commands, "query", "ask the analytics service one question"), QUERY_SETTINGS)
@@ -228,6 +237,7 @@ def exchange_source_args(args: argparse.Namespace) -> list[str]:
 
 def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
     from tradetape.services.exchange import BUNDLED_REPLAY, ExchangeConfig, FaultConfig
+    from tradetape.services.exchange.stored import replayed
 
     if args.replay:
         replay: tuple[Path, ...] = tuple(args.replay)
@@ -235,17 +245,20 @@ def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
         replay = () if args.rate is not None else (BUNDLED_REPLAY,)
     # The simulator is the exchange: ALL (ask the exchange) leaves it the default symbols to list.
     default_symbols: tuple[str, ...] = Settings.model_fields["symbols"].default
+    symbols = default_symbols if settings.symbols_from_exchange else settings.symbols
+    from_store = getattr(args, "from_store", False)  # `up --simulate` has no --from-store
     return ExchangeConfig(
         host=args.host,
         port=args.port,
-        symbols=default_symbols if settings.symbols_from_exchange else settings.symbols,
-        replay=replay,
+        symbols=symbols,
+        replay=() if from_store else replay,
         speed=args.speed,
         original_times=args.original_times,
         rate=args.rate if args.rate is not None else 20.0,
         seed=args.seed,
-        state_dir=settings.data_dir / "exchange",
-        history_days=args.history_days,
+        state_dir=None if from_store else settings.data_dir / "exchange",
+        history_days=0 if from_store else args.history_days,
+        stored=replayed(settings, symbols, args.start, args.end, args.speed) if from_store else None,
         faults=FaultConfig(
             drop_every=args.drop_every,
             drop_after=args.drop_after,
@@ -366,6 +379,17 @@ async def _run_exchange(args: argparse.Namespace, settings: Settings) -> int:
     from tradetape.runtime.lifecycle import stop_on_signals
     from tradetape.services.exchange import Exchange
 
+    if args.from_store:
+        from tradetape.api.models import parse_time_ms
+
+        try:
+            if args.start is None or args.end is None:
+                raise ValueError("--from-store needs --start and --end")
+            parse_time_ms(args.start)
+            parse_time_ms(args.end)
+        except ValueError as exc:
+            print(f"tradetape exchange: {exc}", file=sys.stderr)
+            return 2
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with Exchange(exchange_config(args, settings)) as exchange:  # type: ignore[arg-type]
