@@ -131,5 +131,5 @@ def check_foreign_subject(subject: str) -> str:
     if any(token in ("", "*", ">") for token in tokens):
         raise ValueError(f"a subject to publish to has no empty token and no wildcard: {subject!r}")
     if subject.startswith(_OWN_PREFIXES):
-        raise ValueError(f"{subject!r} is tradetape's or the server's own: choose one outside tape.>, $ and _INBOX")
+        raise ValueError(f"subject {subject!r} is tradetape's or the server's: choose one outside tape.>, $, _INBOX")
     return subject
