@@ -88,7 +88,7 @@ async def _replay(args: argparse.Namespace, settings: Settings, output: str | No
             frames = tape.replay(args.symbols, start=args.start, end=args.end, speed=args.speed, chunk=args.chunk)
             async for frame in frames:
                 if publisher is not None:
-                    await publisher.publish(combined_events(frame).to_list())
+                    await publisher.publish(combined_events(frame))
                 sink.write(frame)
                 count += len(frame)
         await tape.nc.flush()
