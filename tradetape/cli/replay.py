@@ -1,15 +1,16 @@
 """`tradetape replay SYMBOL... --start T --end T`: stored trades streamed back, to a file or to a NATS subject.
 
-The trades come from `TapeClient.replay` (merged by time, then symbol, then agg id; `--speed X`
-paces them by trade time, 1 = real time). Output (`-o`): `FILE.jsonl` or `-` (stdout, the default
-without `--to-subject`), one JSON object a trade with the DataFrame's columns (price and qty exact
-decimal strings with 8 places, time epoch ms); `FILE.parquet`, the DataFrame's columns as they are
-(decimal128(38, 8), timestamp in µs UTC), written a frame at a time. `--to-subject S` publishes each
-trade to the core NATS subject S as a Binance combined-stream frame
-(`{"stream":"btcusdt@aggTrade","data":{...}}`, `tradetape.binance.events`), so code written against
-Binance's live frames runs unchanged; S may not be one of tradetape's own subjects (`tape.>`).
-Exit codes: 0 done, 1 a refused request or an output that cannot be written, 2 NATS or the
-service cannot be reached. A summary line (trades, seconds, rate) goes to stderr.
+The range is `--start`/`--end` or `--last` (before now). The trades come from `TapeClient.replay`
+(merged by time, then symbol, then agg id; `--speed X` paces them by trade time, 1 = real time).
+Output (`-o`): `FILE.jsonl` or `-` (stdout, the default without `--to-subject`), one JSON object a
+trade with the DataFrame's columns (price and qty exact decimal strings with 8 places, time epoch
+ms); `FILE.parquet`, the DataFrame's columns as they are (decimal128(38, 8), timestamp in µs UTC),
+written a frame at a time. `--to-subject S` publishes each trade to the core NATS subject S as a
+Binance combined-stream frame (`{"stream":"btcusdt@aggTrade","data":{...}}`,
+`tradetape.binance.events`), so code written against Binance's live frames runs unchanged; S may
+not be one of tradetape's own subjects (`tape.>`). Exit codes: 0 done, 1 a refused request or an
+output that cannot be written, 2 NATS or the service cannot be reached. A summary line (trades,
+seconds, rate) goes to stderr.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from tradetape.api.errors import QueryError
+from tradetape.api.models import parse_duration_ms
 from tradetape.api.replay import DEFAULT_CHUNK
 from tradetape.binance.events import combined_events
 from tradetape.bus.publish.bulk import CorePublish
@@ -39,8 +41,9 @@ STDOUT = "-"
 
 def add_replay_command(parser: argparse.ArgumentParser, settings_fields: Sequence[str]) -> None:
     parser.add_argument("symbols", nargs="+", metavar="SYMBOL", help="instruments (BTCUSDT, um:BTCUSDT)")
-    parser.add_argument("--start", required=True, help="range start, epoch ms or ISO-8601 (inclusive)")
-    parser.add_argument("--end", required=True, help="range end, epoch ms or ISO-8601 (exclusive)")
+    parser.add_argument("--start", help="range start, epoch ms or ISO-8601 (inclusive)")
+    parser.add_argument("--end", help="range end, epoch ms or ISO-8601 (exclusive)")
+    parser.add_argument("--last", help="instead of --start/--end: this long before now (15m, 1h, 1d)")
     parser.add_argument("--speed", type=float, default=None, help="pace by trade time (1: real time)")
     parser.add_argument(
         "-o", "--output", default=None, metavar="FILE", help="FILE.jsonl, FILE.parquet or - (stdout, the default)"
@@ -56,6 +59,7 @@ def add_replay_command(parser: argparse.ArgumentParser, settings_fields: Sequenc
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     output = args.output if args.output is not None else (None if args.to_subject else STDOUT)
     try:
+        args.start, args.end = _range(args.start, args.end, args.last)
         if args.to_subject is not None:
             check_foreign_subject(args.to_subject)
         if output not in (None, STDOUT) and Path(output).suffix not in (".jsonl", ".parquet"):
@@ -78,6 +82,18 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     seconds = time.perf_counter() - began
     print(f"replayed {count} trades in {seconds:.2f} s ({count / max(seconds, 1e-9):,.0f} trades/s)", file=sys.stderr)
     return 0
+
+
+def _range(start: str | None, end: str | None, last: str | None) -> tuple[int | str, int | str]:
+    """`--start`/`--end` as given, or `--last` before now; `ValueError` unless exactly one of the two ways."""
+    if last is not None:
+        if start is not None or end is not None:
+            raise ValueError("give --last or --start/--end, not both")
+        now_ms = int(time.time() * 1000)
+        return now_ms - parse_duration_ms(last), now_ms
+    if start is None or end is None:
+        raise ValueError("give --start and --end (or --last)")
+    return start, end
 
 
 async def _replay(args: argparse.Namespace, settings: Settings, output: str | None) -> int:
