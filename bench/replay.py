@@ -144,6 +144,17 @@ def store_ceiling(shard: Path, start: int, end: int) -> tuple[float, float, int]
         reader.close()
 
 
+WINDOW = 8
+"""Chunks in flight, as replay's default window: unbounded, the receiver falls behind and the server cuts it off
+as a slow consumer (64 MB pending)."""
+
+
+async def window(received: Any, sent: int) -> None:
+    """Wait until at most `WINDOW` of the `sent` messages are still in flight."""
+    while sent - received() >= WINDOW:
+        await asyncio.sleep(0.0005)
+
+
 async def raw_nats(url: str, chunks: list[bytes], small: int) -> tuple[float, float]:
     """(bytes/s of chunk-sized messages from one nats-py client to another, msgs/s of 250-byte ones published in
     batches as `replay --to-subject` does, to a counting subscriber)."""
@@ -161,7 +172,8 @@ async def raw_nats(url: str, chunks: list[bytes], small: int) -> tuple[float, fl
         subscription = await receiver.subscribe("bench.raw", cb=count, pending_msgs_limit=-1, pending_bytes_limit=-1)
         await receiver.flush()
         began = time.perf_counter()
-        for payload in chunks:
+        for sent, payload in enumerate(chunks):
+            await window(lambda: size[0], sent)
             await sender.publish("bench.raw", payload)
         await asyncio.wait_for(done.wait(), 120)
         chunk_rate = size[1] / (time.perf_counter() - began)
@@ -221,7 +233,8 @@ async def _one_codec(
     subscription = await receiver.subscribe("bench.codec", cb=take, pending_msgs_limit=-1, pending_bytes_limit=-1)
     await receiver.flush()
     began = time.perf_counter()
-    for piece in pieces:
+    for sent, piece in enumerate(pieces):
+        await window(lambda: len(sizes), sent)
         await sender.publish("bench.codec", encode(piece))
     await asyncio.wait_for(done.wait(), 120)
     rate = frames[0] / (time.perf_counter() - began)

@@ -53,7 +53,7 @@ from tradetape.api.replay import DEFAULT_CHUNK, DEFAULT_WINDOW, ReplayRequest
 from tradetape.api.replay.chunks import (
     ReplayChunk,
     ReplayEnd,
-    ReplayFormatError,
+    ReplayMessageError,
     ReplayStart,
     decode_message,
     trade_frame,
@@ -533,11 +533,11 @@ class _ReplayStream:
         max_trades = self._start.chunk if self._start is not None else self._request.chunk
         try:
             return decode_message(msg.data, max_trades)
-        except ReplayFormatError as exc:
+        except ReplayMessageError as exc:
             raise TapeUnavailable(f"replay of {self.instrument}: {exc}") from None
 
 
-class _StreamBroken(Exception):
+class _StreamBroken(TapeError):
     """Nothing came in time: the stream is asked again from its last trade."""
 
 

@@ -50,6 +50,7 @@ from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.subjects import REPLAY_OPEN_SUBJECTS, analytics_queue_group, replay_flow_subject, replayed_instrument
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.symbols import SymbolError
+from tradetape.errors import TradetapeError
 from tradetape.settings import Settings, shard_of
 from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader, StoreCorruptError
 
@@ -66,7 +67,7 @@ READ_THREADS = 2
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
 
 
-class StreamStopped(Exception):
+class StreamStopped(TradetapeError):
     """The client cancelled, or acked nothing for the idle timeout: the stream ends without an end message."""
 
 

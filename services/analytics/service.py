@@ -28,6 +28,9 @@ Threads: the handlers run in a pool of `query_concurrency` threads over one shar
 lock; read-only arrays), each thread's own zstd objects (`tradetape.store.packing`);
 the rest (request, source, arrays computed) belongs to one query.
 
+Replays (`tradetape.services.analytics.replay`) stream stored ranges to their askers beside the
+endpoints, with their own subscription, threads and bounds.
+
 A method that reads ingest's ledger (`coverage`) gets its open gaps from NATS KV, read
 just before the answer with a short deadline: a ledger that cannot be read makes them
 "unknown" in the reply, never a failed query.

@@ -15,7 +15,7 @@ from tradetape.api.replay import FlowMessage, ReplayRequest
 from tradetape.api.replay.chunks import (
     ReplayChunk,
     ReplayEnd,
-    ReplayFormatError,
+    ReplayMessageError,
     ReplayStart,
     decode_message,
     encode_chunk,
@@ -73,9 +73,9 @@ def test_hostile_messages_are_refused_before_allocating() -> None:
         good + b"\x00",
     ]
     for data in hostile:
-        with pytest.raises(ReplayFormatError):
+        with pytest.raises(ReplayMessageError):
             decode_message(data, 10)
-    with pytest.raises(ReplayFormatError):
+    with pytest.raises(ReplayMessageError):
         decode_message(good, 9)  # a chunk larger than the stream's chunk size
 
 

@@ -14,7 +14,7 @@ of raw columns costs the worker about 0.1 ms and the client about 0.3 ms (DataFr
 10,000 trades, fewer bytes than IPC with decimal columns and less work than IPC with integer ones.
 Every message is hostile until checked: its size bounds what msgpack may allocate, every column's
 length must be its count times its width, a bool byte must be 0 or 1, and the trades must run in
-`(time, agg id)` order; anything else is `ReplayFormatError`.
+`(time, agg id)` order; anything else is `ReplayMessageError`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ MESSAGE_OVERHEAD = 64
 MAX_SUBJECT = 256
 
 
-class ReplayFormatError(FormatError):
+class ReplayMessageError(FormatError):
     """A replay message that is not one a worker writes."""
 
 
@@ -90,17 +90,17 @@ def _packed(items: list[object]) -> bytes:
 
 
 def decode_message(data: bytes, max_trades: int) -> ReplayStart | ReplayChunk | ReplayEnd:
-    """A worker's message, checked; `ReplayFormatError` for anything else."""
+    """A worker's message, checked; `ReplayMessageError` for anything else."""
     if len(data) > chunk_bytes(max_trades):
-        raise ReplayFormatError(f"a message of {len(data)} bytes, above a chunk of {max_trades} trades")
+        raise ReplayMessageError(f"a message of {len(data)} bytes, above a chunk of {max_trades} trades")
     try:
         items = msgpack.unpackb(
             data, max_bin_len=max_trades * 8, max_str_len=MAX_SUBJECT, max_array_len=3 + COLUMNS, max_map_len=0
         )
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise ReplayFormatError(f"not a replay message: {exc}") from None
+        raise ReplayMessageError(f"not a replay message: {exc}") from None
     if not isinstance(items, list) or not items or type(items[0]) is not int:
-        raise ReplayFormatError("not a replay message: no kind")
+        raise ReplayMessageError("not a replay message: no kind")
     kind, rest = items[0], items[1:]
     if kind == START and len(rest) == 4 and isinstance(rest[0], str) and _ints(rest[1:]):
         return ReplayStart(rest[0], rest[1], rest[2], rest[3])
@@ -108,7 +108,7 @@ def decode_message(data: bytes, max_trades: int) -> ReplayStart | ReplayChunk | 
         return ReplayEnd(rest[0], rest[1])
     if kind == CHUNK and len(rest) == 2 + COLUMNS and _ints(rest[:2]):
         return ReplayChunk(rest[0], _columns(rest[1], rest[2:], max_trades))
-    raise ReplayFormatError(f"not a replay message: kind {kind} with {len(rest)} items")
+    raise ReplayMessageError(f"not a replay message: kind {kind} with {len(rest)} items")
 
 
 def _ints(values: Sequence[object]) -> bool:
@@ -117,18 +117,18 @@ def _ints(values: Sequence[object]) -> bool:
 
 def _columns(count: int, raw: Sequence[object], max_trades: int) -> TradeColumns:
     if not 0 < count <= max_trades:
-        raise ReplayFormatError(f"a chunk of {count} trades (1..{max_trades})")
+        raise ReplayMessageError(f"a chunk of {count} trades (1..{max_trades})")
     widths = (8,) * (COLUMNS - 1) + (1,)
     if not all(isinstance(r, bytes) and len(r) == count * w for r, w in zip(raw, widths, strict=True)):
-        raise ReplayFormatError(f"a chunk of {count} trades whose columns are not {count} values each")
+        raise ReplayMessageError(f"a chunk of {count} trades whose columns are not {count} values each")
     # Copies: a column over the message's bytes would be read-only, which polars copies value by value.
     ints = [np.frombuffer(r, dtype="<i8").astype(np.int64) for r in raw[:-1]]  # type: ignore[call-overload]
     flags: npt.NDArray[np.uint8] = np.frombuffer(raw[-1], dtype=np.uint8)  # type: ignore[call-overload]
     if bool((flags > 1).any()):
-        raise ReplayFormatError("a buyer_maker byte that is neither 0 nor 1")
+        raise ReplayMessageError("a buyer_maker byte that is neither 0 nor 1")
     trades = TradeColumns.of_arrays([*ints, flags.astype(np.bool_)])
     if not in_replay_order(trades):
-        raise ReplayFormatError("a chunk whose trades are not in (time, agg id) order")
+        raise ReplayMessageError("a chunk whose trades are not in (time, agg id) order")
     return trades
 
 
