@@ -15,7 +15,8 @@ as persist leaves them), starts a nats-server and one analytics process, then, `
 - `speed=1` over `--paced-seconds` of the day: each frame's lateness against its schedule (p50, p99,
   max; target p99 <= 5 ms).
 
-`--profile` adds a cProfile of the client side of one `TapeClient.replay` of the day. Nothing here is
+`--profile` adds a cProfile of the client side of one `TapeClient.replay` of the day and of one
+`replay --to-subject` run (an extra run, under the profiler: its rate is not reported). Nothing here is
 part of the test run.
 """
 
@@ -268,14 +269,19 @@ async def replay_day(url: str, start: int, end: int, pid: int, profile: bool) ->
         return count / elapsed, count, (cpu_seconds(pid) - cpu) / elapsed, text
 
 
-async def to_subject(url: str, start: int, end: int, expected: int, env: dict[str, str]) -> tuple[float, float, str]:
+async def to_subject(
+    url: str, start: int, end: int, expected: int, env: dict[str, str], profile: Path | None = None
+) -> tuple[float, float, str]:
     """(trades/s the CLI reports, trades/s a counting subscriber received them at, the CLI's summary line)."""
     counter = RawCounter(url, "bench.frames")
     await counter.start()
     try:
         args = ["replay", SYMBOL, "--start", str(start), "--end", str(end), "--to-subject", "bench.frames"]
+        command = tradetape_command(*args)
+        if profile is not None:  # the CLI under cProfile, its statistics written to `profile`
+            command = [command[0], "-m", "cProfile", "-o", str(profile), *command[1:]]
         proc = await asyncio.create_subprocess_exec(
-            *tradetape_command(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            *command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         _, err = await proc.communicate()
         summary = err.decode().strip().splitlines()[-1] if err else ""
@@ -347,6 +353,12 @@ async def run(args: argparse.Namespace, root: Path) -> int:
             assert count == stored, (count, stored)
             log(f"run {run_number}: replay --to-subject")
             reported, received, summary = await to_subject(server.url, start, end, stored, env)
+            cli_profile = ""
+            if args.profile:
+                await to_subject(server.url, start, end, stored, env, root / "cli.prof")
+                out = io.StringIO()
+                pstats.Stats(str(root / "cli.prof"), stream=out).sort_stats("tottime").print_stats(14)
+                cli_profile = out.getvalue()
             log(f"run {run_number}: speed=1 for {args.paced_seconds:g} s")
             lateness = await paced(server.url, start + HOUR_MS, args.paced_seconds)
             rss = rss_mb(proc.pid, "VmHWM")
@@ -370,8 +382,12 @@ async def run(args: argparse.Namespace, root: Path) -> int:
                  f"target p99 <= 5 ms: {'met' if pct(lateness, 99) <= 0.005 else 'MISSED'}"),
             ]  # fmt: skip
             if profile:
-                rows.append(("profile (client side)", "", "\n" + profile))
-        width = max(len(r[0]) for r in rows)
+                rows.append(("profile: TapeClient.replay, client side (cumulative)", "", ""))
+                rows.append((profile, "", ""))
+            if cli_profile:
+                rows.append(("profile: replay --to-subject, the CLI (own time)", "", ""))
+                rows.append((cli_profile, "", ""))
+        width = max(len(r[0]) for r in rows if r[1])
         for name, value, note in rows:
             print(f"{name:<{width}}  {value:>22}  {note}".rstrip() if value else name)
         return 0

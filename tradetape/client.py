@@ -92,6 +92,9 @@ MAX_REPLAY_INSTRUMENTS = 100
 """Instruments one replay merges at most: a stream each, and each worker serves `replay_max_streams` at once."""
 REPLAY_RESUMES = 3
 """Times one instrument's replay is asked again from its last trade after a lost chunk or a silent worker."""
+PACE_SPIN_S = 0.002
+"""With `speed`, a frame's last 2 ms before it is due are waited for on the CPU, not asleep (measured at speed=1 on
+a busy 2-core machine: p99 lateness 5.9 ms asleep all the way)."""
 _FLOW_SUBJECT = re.compile(re.escape(REPLAY_FLOW_PREFIX) + r"\.[A-Za-z0-9]{1,64}")
 
 
@@ -584,9 +587,11 @@ async def _paced(
             schedule = Schedule(speed, loop.time(), int(trades.time[0]))
         index = 0
         while index < len(trades):
-            delay = schedule.due(int(trades.time[index])) - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            due = schedule.due(int(trades.time[index]))
+            if due - loop.time() > PACE_SPIN_S:
+                await asyncio.sleep(due - loop.time() - PACE_SPIN_S)
+            while loop.time() < due:  # the last PACE_SPIN_S on the CPU (a wake-up from sleep comes late)
+                pass
             upto = max(index + 1, schedule.due_count(trades.time, loop.time()))
             yield frame.slice(index, upto - index)
             index = upto

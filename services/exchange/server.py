@@ -242,12 +242,6 @@ class Exchange:
         except KeyError:
             raise KeyError(f"{symbol} is not served by this exchange") from None
 
-    async def wait_stored(self) -> int:
-        """Wait until the stored range (`ExchangeConfig.stored`) was released; how many trades were."""
-        if self._stored is None:
-            raise KeyError("this exchange serves no stored range")
-        return await self._stored.wait_done()
-
     def _slowest(self, symbol: str) -> int | None:
         """The position in `symbol`'s history of the connection furthest behind in it; None: nobody follows it."""
         positions = [p for session in self._sessions if (p := session.position(symbol)) is not None]

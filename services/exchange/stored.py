@@ -75,25 +75,16 @@ class StoredFeed:
         self._histories = histories
         self._slowest = slowest
         self._task: asyncio.Task[None] | None = None
-        self._done = asyncio.Event()
         self.released = 0
-        self.error: BaseException | None = None
-        """What ended the feed early (the store could not be read), if anything."""
 
     def start(self) -> None:
         """Begin releasing; later calls do nothing (the range is served once)."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="exchange-from-store")
 
-    async def wait_done(self) -> int:
-        """Wait until every stored trade was released (or the feed stopped); how many were."""
-        await self._done.wait()
-        return self.released
-
     async def stop(self) -> None:
         task, self._task = self._task, None
         await cancel_and_wait(task)
-        self._done.set()
 
     async def _run(self) -> None:
         try:
@@ -104,11 +95,8 @@ class StoredFeed:
                     await release(history, trades)
                     self.released += len(trades)
             logger.info("stored range served", extra={"trades": self.released})
-        except Exception as exc:  # the exchange keeps serving what was released; the CLI reports it
-            self.error = exc
+        except Exception as exc:  # the one boundary: the exchange keeps serving what was released, and says so
             logger.error("stored range not served to the end", extra={"trades": self.released, "error": repr(exc)})
-        finally:
-            self._done.set()
 
     async def _wait_for_slowest(self, symbol: str, history: TradeHistory) -> None:
         while (slowest := self._slowest(symbol)) is not None and history.end - slowest > MAX_AHEAD:
