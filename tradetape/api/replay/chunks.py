@@ -10,9 +10,9 @@ A message is a msgpack array whose first item says what it is:
 - `[2, chunks, trades]`: `ReplayEnd`, how many chunks and trades were sent.
 
 Why these bytes: measured in bench/replay.py against Arrow IPC over the same NATS server (encode,
-send, receive, decode to the same DataFrame), msgpack of raw columns was faster in 4 runs of 5
-(2.45-3.07M against 2.17-2.74M trades/s on a day of 2M trades, 1.17-2.55M against 0.77-2.04M on
-300k), with 490 KB a 10,000-trade chunk against IPC's 803 KB (exact decimals are 16 bytes in Arrow).
+send, receive, decode to the same DataFrame), msgpack of raw columns was faster in 6 runs of 7
+(3.97-4.85M against 1.97-2.21M trades/s on a day of 2M trades in the last two), with 490 KB a
+10,000-trade chunk against IPC's 803 KB (an exact decimal takes 16 bytes in Arrow).
 Every message is hostile until checked: its size bounds what msgpack may allocate, every column's
 length must be its count times its width, a bool byte must be 0 or 1, and the trades must run in
 `(time, agg id)` order; anything else is `ReplayMessageError`.
