@@ -29,6 +29,7 @@ boundary each, into a leaf here, with the original as the cause.
     │   ├── PackingError                 tradetape.store.packing: packed columns, zstd frames
     │   ├── SegmentFormatError           tradetape.store.segments: segments, summaries, histograms
     │   ├── WindowFormatError            tradetape.store.codec: windows and void records
+    │   ├── ReplayMessageError           tradetape.api.replay.chunks: a replay stream's message (the client refuses it)
     │   ├── IndexFormatError             tradetape.store.index
     │   └── LedgerFormatError            tradetape.bus.ledger: ingest's gap ledger in NATS KV
     ├── StoreError (RuntimeError)        tradetape.store.rocks: the store cannot do what was asked

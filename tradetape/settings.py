@@ -216,6 +216,18 @@ class Settings(BaseSettings):
         description="MB one query may use, estimated before it reads (range_too_large beyond); a worker needs"
         " about query_cache_mb + query_concurrency x query_memory_mb (docs/querying.md, Memory and threads)",
     )
+    replay_max_streams: int = Field(
+        default=8,
+        ge=1,
+        description="replay streams one analytics worker serves at once (each holds at most two hour pieces and its"
+        " window of chunks); more are answered overloaded",
+    )
+    replay_idle_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds a replay stream waits for its client's ack with its window full; then it stops (a client"
+        " that vanished holds a worker no longer than this)",
+    )
     mcp_host: str = Field(default="127.0.0.1", description="`tradetape mcp --http`: the address to listen on")
     mcp_port: int = Field(default=8765, ge=1, le=65535, description="`tradetape mcp --http`: the port to listen on")
     mcp_token: SecretStr | None = Field(

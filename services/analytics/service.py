@@ -34,6 +34,9 @@ Threads: the handlers run in a pool of `query_concurrency` threads over one shar
 lock; read-only arrays), each thread's own zstd objects (`tradetape.store.packing`);
 the rest (request, source, arrays computed) belongs to one query.
 
+Replays (`tradetape.services.analytics.replay`) stream stored ranges to their askers beside the
+endpoints, with their own subscription, threads and bounds.
+
 A method that reads ingest's ledger (`coverage`) gets its open gaps from NATS KV, read
 just before the answer with a short deadline: a ledger that cannot be read makes them
 "unknown" in the reply, never a failed query.
@@ -97,6 +100,7 @@ from tradetape.errors import RequestError
 from tradetape.ground.backoff import retry_until
 from tradetape.ground.tasks import cancel_and_wait
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
+from tradetape.services.analytics.replay import ReplayResponder
 from tradetape.settings import Settings, shard_of
 from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader, StoreCorruptError, store_id
 
@@ -194,6 +198,8 @@ class AnalyticsService:
         self.not_owned = 0
         """Queries received for instruments of another shard, dropped unanswered."""
         self.metrics = ServiceMetrics("analytics", self._metrics_snapshot)
+        self.replay = ReplayResponder(settings, nc, self._reader, self.replies, lambda name: name in self.symbols)
+        """Replay streams (`tradetape.services.analytics.replay`): beside the endpoints, not one of them."""
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -240,6 +246,7 @@ class AnalyticsService:
                 name="schema", subject=SCHEMA_SUBJECT, handler=functools.partial(_respond, schema), metadata={}
             )
             self._endpoint_stats = EndpointCounters(service.service)
+            await self.replay.start()
             self._serving = True
             logger.info(
                 "analytics started",
@@ -257,6 +264,7 @@ class AnalyticsService:
             await stop.wait()
         finally:
             self._serving = False
+            await self.replay.stop()
             for task in tasks:
                 await cancel_and_wait(task)
             await service.stop()
@@ -395,7 +403,7 @@ class AnalyticsService:
         return ServiceSnapshot(
             ready=self._serving and connected,
             reason="" if self._serving and connected else "nats disconnected" if self._serving else "starting",
-            errors={**self.errors, **self.replies.errors},
+            errors={**self.errors, **self.replies.errors, **self.replay.counts},
             queries_not_owned=self.not_owned,
         )
 

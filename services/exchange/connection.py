@@ -91,6 +91,11 @@ class StreamSession:
     def streams(self) -> list[str]:
         return list(self._cursors)
 
+    def position(self, symbol: str) -> int | None:
+        """How far this connection has sent `symbol`'s history (None: it does not follow it)."""
+        positions = [c.position for c in self._cursors.values() if c.history.symbol == symbol]
+        return min(positions) if positions else None
+
     async def run(self) -> None:
         """Stream until the client leaves, a fault disconnects it, or the server closes."""
         self._subscribe(self._initial)

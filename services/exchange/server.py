@@ -58,6 +58,7 @@ from tradetape.services.exchange.markets import (
 )
 from tradetape.services.exchange.released import ReleasedRows
 from tradetape.services.exchange.replay import Replay, symbol_from_path
+from tradetape.services.exchange.stored import StoredFeed, StoredFrames
 from tradetape.services.exchange.streams import MAX_STREAMS, StreamError, is_stream_path, parse_subscription
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class ExchangeConfig:
     """Futures connections are pinged this often (Binance: every 3 minutes)."""
     futures_max_incoming_per_s: int = FUTURES_MAX_INCOMING_PER_S
     """Messages a futures client may send a connection a second (Binance: 10)."""
+    stored: StoredFrames | None = None
+    """A stored range to serve (`stored.StoredFeed`, `tradetape exchange --from-store`): no symbol is generated."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -200,6 +203,7 @@ class Exchange:
         """Per market, its histories by the exchange's symbol: what its paths serve."""
         self._replays: dict[str, Replay] = {}
         self._feeds: list[GeneratorFeed] = []
+        self._stored: StoredFeed | None = None
         self._tick_sizes: dict[str, str] = {}
         self._sessions: set[StreamSession] = set()
         self._server: Server | None = None
@@ -269,6 +273,11 @@ class Exchange:
             return self._histories[name]
         except KeyError:
             raise KeyError(f"{name} is not served by this exchange") from None
+
+    def _slowest(self, symbol: str) -> int | None:
+        """The position in `symbol`'s history of the connection furthest behind in it; None: nobody follows it."""
+        positions = [p for session in self._sessions if (p := session.position(symbol)) is not None]
+        return min(positions) if positions else None
 
     async def wait_replay(self, symbol: str) -> int:
         """Wait until the symbol's replay has started and released every trade.
@@ -341,7 +350,9 @@ class Exchange:
                 if self._legacy_ids(config, symbol) is None:
                     self._invent_past(config, symbol, Resume(FIRST_ID, FIRST_ID))
         self._feeds = []
-        if config.rate > 0:
+        if config.stored is not None:
+            self._stored = StoredFeed(config.stored, self._histories, self._slowest)
+        elif config.rate > 0:
             self._feeds = [self._generator_feed(config, symbol) for symbol in generated]
 
     def _invent_past(self, config: ExchangeConfig, symbol: str, before: Resume) -> None:
@@ -420,6 +431,8 @@ class Exchange:
             logger.info("exchange stopped")
 
     async def _stop_sources(self) -> None:
+        if self._stored is not None:
+            await self._stored.stop()
         for feed in self._feeds:
             await feed.stop()
         for replay in self._replays.values():
@@ -552,6 +565,8 @@ class Exchange:
         return {h.symbol: self._tick_sizes[n] for n, h in self._histories.items() if h.market is market}
 
     def _on_subscribe(self, name: str) -> None:
+        if self._stored is not None:
+            self._stored.start()
         replay = self._replays.get(name)
         if replay is not None:
             replay.start()

@@ -19,6 +19,7 @@ import secrets
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,8 @@ PUBLISH: dict[str, tuple[str, ...]] = {
     "$SRV.STATS.tradetape-ingest": ("monitor",),
     "$SRV.INFO.tradetape-analytics": ("query", "monitor"),
     "tape.query.coverage.BTCUSDT": ("query", "monitor"),
+    "tape.replay.open.BTCUSDT": ("query",),
+    "tape.replay.flow.probe": ("query",),
     # replies: a responder answers the inboxes of the roles that ask it, no one spoofs a service's replies
     "_INBOX.spoof": ("ingest", "persist", "analytics"),
     "_INBOX_QUERY.spoof": ("analytics",),
@@ -97,6 +100,7 @@ SUBSCRIBE: dict[str, tuple[str, ...]] = {
     "$SRV.>": (),
     "tape.live.>": ("query",),
     "tape.query.>": ("analytics",),
+    "tape.replay.>": ("analytics",),
     "tape.persist.import.*": ("persist",),
     "tape.ingest.stats": ("ingest",),
 }
@@ -254,6 +258,9 @@ async def test_each_service_runs_end_to_end_with_only_its_own_user(system: Syste
         profile = await tape.query("volume_profile", "BTCUSDT", last="30d", row_size="10")
         assert profile.trade_count == 5000
         assert "coverage" in (await tape.served())["BTCUSDT"]  # $SRV.INFO as the query user
+        now_ms = int(time.time() * 1000)
+        replayed = [frame async for frame in tape.replay("BTCUSDT", start=now_ms - 30 * 86_400_000, end=now_ms)]
+        assert sum(len(frame) for frame in replayed) == 5000  # asked, streamed and acked as the query user
     status = await read_status(system.settings("monitor"))  # `tradetape status` needs no more than the monitor role
     stream = await system.admin.jetstream().stream_info(TRADES_STREAM)
     assert status.stream is not None and status.stream.messages == stream.state.messages >= 5000

@@ -95,17 +95,25 @@ class QueryMethod(Generic[RequestT, ReplyT]):
 
     def parse_request(self, data: bytes | dict[str, Any]) -> RequestT:
         """A JSON body (or its fields) as this method's request; `invalid_request` naming each failing field."""
-        try:
-            if isinstance(data, dict):
-                return self.request.model_validate(data)
-            return self.request.model_validate_json(data or b"{}")
-        except ValidationError as exc:
-            problems = [
-                {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": _reason(e["msg"])}
-                for e in exc.errors()
-            ]
-            summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-            raise invalid_request(f"invalid {self.name} request: {summary}", errors=problems) from None
+        return parse_body(self.request, self.name, data)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_body(model: type[ModelT], name: str, data: bytes | dict[str, Any]) -> ModelT:
+    """A JSON body (or its fields) as `model`; `invalid_request` naming `name` and each failing field."""
+    try:
+        if isinstance(data, dict):
+            return model.model_validate(data)
+        return model.model_validate_json(data or b"{}")
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": _reason(e["msg"])}
+            for e in exc.errors()
+        ]
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        raise invalid_request(f"invalid {name} request: {summary}", errors=problems) from None
 
 
 def _reason(message: str) -> str:

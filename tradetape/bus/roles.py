@@ -31,6 +31,7 @@ from tradetape.bus.subjects import (
     INGEST_STATS_SUBJECT,
     LIVE_PREFIX,
     QUERY_PREFIX,
+    REPLAY_PREFIX,
     SCHEMA_SUBJECT,
     TRADES_STREAM,
     TRADES_SUBJECTS,
@@ -148,7 +149,9 @@ ROLES: tuple[Role, ...] = (
         name="analytics",
         about="analytics: a micro service answering queries (query, monitor) and its $SRV verbs (query asks\n"
         "$SRV.INFO.tradetape-analytics, monitor all of them); reads ingest's ledger for coverage and,\n"
-        "at start, which store its shard's persist writes; publishes what its shard serves (TAPE_SERVED).",
+        "at start, which store its shard's persist writes; publishes what its shard serves (TAPE_SERVED);\n"
+        "streams replays (tape.replay.open.*) to the asker's inbox and hears its acks on the stream's own\n"
+        "tape.replay.flow subject.",
         publish=(
             (_stream("INFO", _LEDGER),),
             _LEDGER_READ,
@@ -160,17 +163,20 @@ ROLES: tuple[Role, ...] = (
         subscribe=(
             (_inbox("analytics"), f"{QUERY_PREFIX}.>", SCHEMA_SUBJECT),
             _micro_responder(ANALYTICS_SERVICE),
+            (f"{REPLAY_PREFIX}.>",),
         ),
     ),
     Role(
         name="query",
         about="query: clients (the CLI, the Python client, MCP, the web page) only ask, list what analytics\n"
-        "serves (the TAPE_SERVED bucket's keys and values, read-only), and follow live updates. Every\n"
-        "browser gets this role (and, under compose, so does a WebSocket client without credentials):\n"
-        "its clients share one inbox prefix, so a query reply never carries anything but market data.",
+        "serves (the TAPE_SERVED bucket's keys and values, read-only), follow live updates and replay stored\n"
+        "ranges (asking, then acking on the stream's flow subject). Every browser gets this role (and, under\n"
+        "compose, so does a WebSocket client without credentials): its clients share one inbox prefix, so a\n"
+        "query reply never carries anything but market data.",
         publish=(
             (f"{QUERY_PREFIX}.>", SCHEMA_SUBJECT, micro_subject("INFO", ANALYTICS_SERVICE)),
             (_stream("INFO", _SERVED), _js_api("DIRECT", "GET", _SERVED, ">")),
+            (f"{REPLAY_PREFIX}.>",),
         ),
         subscribe=((_inbox("query"), f"{LIVE_PREFIX}.>"),),
     ),

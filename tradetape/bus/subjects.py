@@ -43,6 +43,12 @@ IMPORT_PREFIX = "tape.persist.import"
 INGEST_STATS_SUBJECT = "tape.ingest.stats"
 """Request-reply: ingest answers with its per-symbol counters and open gaps (JSON)."""
 
+REPLAY_PREFIX = "tape.replay"
+REPLAY_OPEN_PREFIX = f"{REPLAY_PREFIX}.open"
+REPLAY_OPEN_SUBJECTS = f"{REPLAY_OPEN_PREFIX}.>"
+"""Request-reply streamed: `tape.replay.open.<instrument token>` asks for a replay (`tradetape.api.replay`)."""
+REPLAY_FLOW_PREFIX = f"{REPLAY_PREFIX}.flow"
+
 EXCHANGE = "binance"
 
 
@@ -142,3 +148,37 @@ would push `$SRV.INFO` past the server's max payload."""
 def analytics_queue_group(shard: str) -> str:
     """Replicas of one shard's workers share this queue group."""
     return f"{ANALYTICS_SERVICE}-{shard}"
+
+
+def replay_subject(instrument: str) -> str:
+    """Where a replay of `instrument` (a canonical name: `BTCUSDT`, `um:BTCUSDT`) is asked for."""
+    return f"{REPLAY_OPEN_PREFIX}.{instrument_token(instrument)}"
+
+
+def replayed_instrument(subject: str) -> str:
+    """The instrument a replay request's subject names; `SymbolError` for anything else."""
+    return _instrument_after(subject, f"{REPLAY_OPEN_PREFIX}.")
+
+
+def replay_flow_subject(stream_id: str) -> str:
+    """Where a replay's client sends its acks and cancel: one subject a stream, named by the worker."""
+    if not stream_id.isalnum() or not stream_id.isascii():
+        raise ValueError(f"a replay stream id is ASCII letters and digits: {stream_id!r}")
+    return f"{REPLAY_FLOW_PREFIX}.{stream_id}"
+
+
+MAX_PUBLISH_SUBJECT = 256
+_OWN_PREFIXES = ("tape.", "$", "_INBOX")
+
+
+def check_foreign_subject(subject: str) -> str:
+    """`subject` if a user may have tradetape publish to it: one concrete subject outside tradetape's own
+    (`tape.>`), the system's (`$...`) and the inboxes; `ValueError` saying why not otherwise."""
+    tokens = subject.split(".")
+    if not subject.isascii() or len(subject) > MAX_PUBLISH_SUBJECT or any(c.isspace() for c in subject):
+        raise ValueError(f"a subject is printable ASCII of at most {MAX_PUBLISH_SUBJECT} characters: {subject[:80]!r}")
+    if any(token in ("", "*", ">") for token in tokens):
+        raise ValueError(f"a subject to publish to has no empty token and no wildcard: {subject!r}")
+    if subject.startswith(_OWN_PREFIXES):
+        raise ValueError(f"subject {subject!r} is tradetape's or the server's: choose one outside tape.>, $, _INBOX")
+    return subject

@@ -52,10 +52,10 @@ SERVICE_SETTINGS = {
     ),
     "analytics": (
         *NATS_SETTINGS, "data_dir", "symbols", *LOG_SETTINGS, *SHARD_SETTINGS, *METRICS_SETTINGS,
-        *(field for field in ALL_SETTINGS if field.startswith("query_")),
+        *(field for field in ALL_SETTINGS if field.startswith(("query_", "replay_"))),
     ),
 }
-EXCHANGE_SETTINGS = ("data_dir", "symbols", *LOG_SETTINGS)
+EXCHANGE_SETTINGS = ("data_dir", "symbols", *LOG_SETTINGS, *NATS_SETTINGS)
 QUERY_SETTINGS = (*NATS_SETTINGS, "data_dir")
 MCP_SETTINGS = (*NATS_SETTINGS, "data_dir", "mcp_host", "mcp_port", "mcp_token", *HTTP_SETTINGS, *LOG_SETTINGS)
 WEB_SETTINGS = (
@@ -69,6 +69,7 @@ EXAMPLES = {
     "analytics": "NATS_URL=nats://127.0.0.1:4222 tradetape analytics",
     "exchange": "tradetape exchange --port 9443 --rate 200",
     "query": "tradetape query volume_profile BTCUSDT --last 1h --rows 20",
+    "replay": "tradetape replay BTCUSDT ETHUSDT --start 2026-12-01T00:00Z --end 2026-12-01T01:00Z -o hour.parquet",
     "schema": "tradetape schema > api.json",
     "mcp": "tradetape mcp            # stdio, as an assistant's MCP configuration starts it",
     "status": "tradetape status --watch 2",
@@ -157,9 +158,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exchange.add_argument("--rest-error-calls", type=int, default=0, help="fail this many REST calls (0: all)")
     exchange.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds on 429 and 418")
+    stored = exchange.add_argument_group("a stored range instead (a bot backtested unchanged)")
+    stored.add_argument(
+        "--from-store",
+        action="store_true",
+        help="serve the --symbols' stored trades of --start..--end (replayed over NATS, --speed paced) instead of "
+        "generating or replaying files; they start when a first client subscribes",
+    )
+    stored.add_argument("--start", default=None, help="with --from-store: range start, epoch ms or ISO-8601")
+    stored.add_argument("--end", default=None, help="with --from-store: range end, epoch ms or ISO-8601")
     add_settings(exchange, EXCHANGE_SETTINGS)
 
     add_query_command(_command(commands, "query", "ask the analytics service one question"), QUERY_SETTINGS)
+    from tradetape.cli.replay import add_replay_command
+
+    add_replay_command(
+        _command(commands, "replay", "stream stored trades back: to a file, stdout or a NATS subject"), QUERY_SETTINGS
+    )
     _command(commands, "schema", "print the JSON Schema of the query API")
     add_status_command(_command(commands, "status", "NATS, stream, services and symbols at a glance"), QUERY_SETTINGS)
     add_plot_command(_command(commands, "plot", "draw a chart of a query: PNG or SVG by extension"), QUERY_SETTINGS)
@@ -220,6 +235,7 @@ def exchange_source_args(args: argparse.Namespace) -> list[str]:
 
 def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
     from tradetape.services.exchange import BUNDLED_REPLAY, ExchangeConfig, FaultConfig
+    from tradetape.services.exchange.stored import replayed
 
     if args.replay:
         replay: tuple[Path, ...] = tuple(args.replay)
@@ -228,18 +244,20 @@ def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
     # The simulator is the exchange: ALL (ask the exchange) leaves it the default symbols to list. It serves
     # spot only: the spot instruments named are its symbols (futures names are another market's).
     default_symbols: tuple[str, ...] = Settings.model_fields["symbols"].default
-    spot = tuple(s for s in settings.symbols if market_of(s) is Market.SPOT and market_of_all(s) is None)
+    symbols = default_symbols if settings.symbols_from_exchange else settings.symbols
+    from_store = getattr(args, "from_store", False)  # `up --simulate` has no --from-store
     return ExchangeConfig(
         host=args.host,
         port=args.port,
-        symbols=spot or default_symbols,
-        replay=replay,
+        symbols=symbols,
+        replay=() if from_store else replay,
         speed=args.speed,
         original_times=args.original_times,
         rate=args.rate if args.rate is not None else 20.0,
         seed=args.seed,
-        state_dir=settings.data_dir / "exchange",
-        history_days=args.history_days,
+        state_dir=None if from_store else settings.data_dir / "exchange",
+        history_days=0 if from_store else args.history_days,
+        stored=replayed(settings, symbols, args.start, args.end, args.speed) if from_store else None,
         faults=FaultConfig(
             drop_every=args.drop_every,
             drop_after=args.drop_after,
@@ -295,6 +313,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging("ERROR")
         return run_query(args, settings)
+    if args.command == "replay":
+        from tradetape.cli.replay import run_replay
+
+        configure_logging("WARNING")
+        return run_replay(args, settings)
     if args.command == "plot":
         from tradetape.cli.plot import run_plot
 
@@ -357,6 +380,17 @@ async def _run_exchange(args: argparse.Namespace, settings: Settings) -> int:
     from tradetape.services.exchange import Exchange
     from tradetape.settings import MARKET_URL_FIELDS
 
+    if args.from_store:
+        from tradetape.api.models import parse_time_ms
+
+        try:
+            if args.start is None or args.end is None:
+                raise ValueError("--from-store needs --start and --end")
+            parse_time_ms(args.start)
+            parse_time_ms(args.end)
+        except ValueError as exc:
+            print(f"tradetape exchange: {exc}", file=sys.stderr)
+            return 2
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with Exchange(exchange_config(args, settings)) as exchange:  # type: ignore[arg-type]
