@@ -126,7 +126,7 @@ async def test_exchange_from_store_serves_the_range_to_a_websocket_client_and_re
         urls = orjson.loads(ready.read_text())
         streams = "/".join(f"{s.lower()}@aggTrade" for s in SYMBOLS)
         got: list[tuple[object, ...]] = []
-        async with ws_connect(f"{urls['ws_url']}/stream?streams={streams}") as websocket:
+        async with ws_connect(f"{urls['binance_ws_url']}/stream?streams={streams}") as websocket:
             while len(got) < len(expected):
                 event = parse_frame(await asyncio.wait_for(websocket.recv(), 20), frozenset(SYMBOLS))
                 assert isinstance(event, AggTradeFrame)
@@ -136,7 +136,7 @@ async def test_exchange_from_store_serves_the_range_to_a_websocket_client_and_re
         by_symbol = {s: [row for row in expected if row[0] == s] for s in SYMBOLS}
         assert {s: [row for row in got if row[0] == s] for s in SYMBOLS} == by_symbol
         first = by_symbol["ETHUSDT"][0]
-        rest_url = f"{urls['rest_url']}/api/v3/aggTrades?symbol=ETHUSDT&fromId={first[1]}&limit=5"
+        rest_url = f"{urls['binance_rest_url']}/api/v3/aggTrades?symbol=ETHUSDT&fromId={first[1]}&limit=5"
         rest = await asyncio.to_thread(lambda: orjson.loads(urlopen(rest_url, timeout=10).read()))
         served = [(r["a"], parse_units(r["p"]), r["T"]) for r in rest]
         assert served == [(r[1], r[2], r[6]) for r in by_symbol["ETHUSDT"][:5]]

@@ -31,8 +31,8 @@ from tradetape.cli.settings import add_settings_command
 from tradetape.cli.status_options import add_status_command
 from tradetape.cli.web import add_web_command
 from tradetape.config_file import ConfigFileError
-from tradetape.domain.instruments import Market, market_of
-from tradetape.settings import Settings, market_of_all
+from tradetape.domain.instruments import Market
+from tradetape.settings import Settings
 
 ALL_SETTINGS = tuple(Settings.model_fields)
 STREAM_SETTINGS = ("stream_max_age_hours", "stream_max_bytes", "stream_replicas")
@@ -374,7 +374,6 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run_exchange(args: argparse.Namespace, settings: Settings) -> int:
-    from tradetape.domain.instruments import Market
     from tradetape.ground.url_files import write_url_file
     from tradetape.runtime.lifecycle import stop_on_signals
     from tradetape.services.exchange import Exchange
