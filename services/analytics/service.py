@@ -88,7 +88,7 @@ from tradetape.bus.subjects import (
     queried_symbol,
 )
 from tradetape.domain.aggregates import MinuteLevels, SecondBars
-from tradetape.domain.columns import TradeColumns
+from tradetape.domain.columns import Quantity, TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.domain.sums import SumOverflowError
@@ -140,27 +140,38 @@ class QuerySource:
     plus ingest's open gaps of its symbol (read from the ledger for this answer, if it needs them)."""
 
     def __init__(
-        self, reader: ShardReader, budget: ReadBudget, symbol: str, gaps: list[LedgerGap] | None = None
+        self,
+        reader: ShardReader,
+        budget: ReadBudget,
+        symbol: str,
+        gaps: list[LedgerGap] | None = None,
+        quantity: Quantity = "all",
     ) -> None:
         self._reader = reader
         self._budget = budget
         self._symbol = symbol
         self._gaps = gaps
+        self._quantity: Quantity = quantity
+
+    def with_quantity(self, quantity: Quantity) -> QuerySource:
+        """The same reads summing `quantity` (USD-M's `nq` for "normal": from the layer's normal figures)."""
+        return QuerySource(self._reader, self._budget, self._symbol, self._gaps, quantity)
 
     def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
-        return self._reader.trades(symbol, time_range, self._budget)
+        trades = self._reader.trades(symbol, time_range, self._budget)
+        return trades.normal() if self._quantity == "normal" else trades
 
     def coverage(self, symbol: str, time_range: tuple[int, int] | None) -> Coverage:
         return self._reader.coverage(symbol, time_range)
 
     def price_levels(self, symbol: str, time_range: tuple[int, int] | None) -> PriceLevels | None:
-        return self._reader.price_levels(symbol, time_range, self._budget)
+        return self._reader.price_levels(symbol, time_range, self._budget, self._quantity)
 
     def second_bars(self, symbol: str, time_range: tuple[int, int] | None) -> SecondBars:
-        return self._reader.second_bars(symbol, time_range, self._budget)
+        return self._reader.second_bars(symbol, time_range, self._budget, self._quantity)
 
     def minute_levels(self, symbol: str, time_range: tuple[int, int] | None) -> MinuteLevels | None:
-        return self._reader.minute_levels(symbol, time_range, self._budget)
+        return self._reader.minute_levels(symbol, time_range, self._budget, self._quantity)
 
     def ingest_gaps(self, symbol: str) -> list[LedgerGap] | None:
         return self._gaps if symbol == self._symbol else None

@@ -18,6 +18,7 @@ from tradetape.api.frames import rows_frame
 from tradetape.api.models import (
     MAX_INTERVALS,
     IntervalRequest,
+    QuantityField,
     decimal_field,
     interval_count,
     omitted,
@@ -25,7 +26,7 @@ from tradetape.api.models import (
     parse_interval_ms,
     zone_field,
 )
-from tradetape.api.query_method import QueryMethod, TradeSource, second_bars_of
+from tradetape.api.query_method import QueryMethod, TradeSource, quantity_source, second_bars_of
 from tradetape.domain.aggregates import SecondBars, TimeBars
 from tradetape.domain.bars import DAY_MS, calendar_bars
 from tradetape.domain.columns import Int64Array, TradeColumns
@@ -40,6 +41,7 @@ THRESHOLDS = ("volume_bar", "tick_bar", "dollar_bar")
 class BarsRequest(IntervalRequest):
     """Time bars (`interval`, local days and weeks with `tz`), or bars that close on a threshold of activity."""
 
+    quantity: QuantityField = "all"
     interval: str = Field(
         default="1m",
         description='Interval, whole seconds from "1s" to "1d" aligned to the epoch (UTC), or "1w" (weeks from '
@@ -203,6 +205,7 @@ def bar_replies(bars: TimeBars, ends: Int64Array | None = None, last_complete: b
 
 
 def handle(source: TradeSource, symbol: str, request: BarsRequest, now_ms: int) -> BarsReply:
+    source = quantity_source(source, symbol, request.quantity)
     threshold = request.threshold()
     if threshold is not None:
         return _threshold_bars(source, symbol, request, *threshold, now_ms)

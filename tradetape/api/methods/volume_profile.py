@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from tradetape.api.errors import insufficient_trades, invalid_request, range_too_large
 from tradetape.api.frames import rows_frame
 from tradetape.api.models import (
+    QuantityField,
     RangeRequest,
     SessionField,
     decimal_field,
@@ -24,7 +25,7 @@ from tradetape.api.models import (
     one_row_rule,
     session_spec,
 )
-from tradetape.api.query_method import PriceLevelSource, QueryMethod, TradeSource
+from tradetape.api.query_method import PriceLevelSource, QueryMethod, TradeSource, quantity_source
 from tradetape.api.sessions import (
     NakedPocReply,
     PieceAnswer,
@@ -50,6 +51,7 @@ from tradetape.domain.sessions import SessionSpec
 
 
 class VolumeProfileRequest(RangeRequest):
+    quantity: QuantityField = "all"
     row_size: str | None = Field(default=None, description='Row height as a decimal string, e.g. "10".')
     rows: int | None = Field(
         default=None,
@@ -226,6 +228,7 @@ def summary_of(symbol: str, start: int, end: int, profile: VolumeProfile) -> dic
 
 
 def handle(source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int) -> VolumeProfileReply:
+    source = quantity_source(source, symbol, request.quantity)
     if request.session is not None:
         return _by_session(source, symbol, request, session_spec(request.session), now_ms)
     start, end, profile = profile_of(source, symbol, request, now_ms)
