@@ -24,10 +24,11 @@ import numpy as np
 from rocksdict import Rdict
 
 from tradetape.domain.aggregates import MINUTE_MS, SECOND_MS, MinuteLevels, SecondBars, minute_levels, second_bars
-from tradetape.domain.columns import Quantity, TradeColumns
+from tradetape.domain.columns import BASE_COLUMNS, Quantity, TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.id_runs import IdRuns
 from tradetape.domain.price_levels import PriceLevels
+from tradetape.domain.trade import NO_NORMAL_QTY
 from tradetape.store.budget import ReadBudget
 from tradetape.store.codec import TRADE_BYTES, decode_window, decode_windows
 from tradetape.store.index import decode_runs
@@ -195,7 +196,9 @@ def _joined(
             overflow.append(part)
             continue
         ordered = ordered and int(part.agg_id[0]) > last_id
-        for column, values in zip(columns, part.arrays(), strict=True):
+        if part.normal_qty is not None and len(columns) == BASE_COLUMNS:  # the first part with USD-M's nq
+            columns.append(np.full(count, NO_NORMAL_QTY, dtype=np.int64))
+        for column, values in zip(columns, part.arrays(), strict=False):
             column[filled : filled + len(part)] = values
         filled += len(part)
         last_id = int(part.agg_id[-1])
