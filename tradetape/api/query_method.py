@@ -97,6 +97,22 @@ def quantity_source(source: TradeSource, symbol: str, quantity: Quantity) -> Tra
     return source.with_quantity(quantity) if isinstance(source, QuantitySource) else NormalTrades(source)
 
 
+@runtime_checkable
+class ContractSizeSource(Protocol):
+    """A source that knows COIN-M contract sizes (the analytics worker: from COIN-M's exchangeInfo)."""
+
+    def contract_size(self, symbol: str) -> int | None:
+        """USD value of one contract of the COIN-M instrument `symbol`; None while not known."""
+        ...
+
+
+def contract_size_of(source: TradeSource, symbol: str) -> int | None:
+    """The contract size of a COIN-M instrument, when the source knows it; None for other markets."""
+    if market_of(symbol) is not Market.CM or not isinstance(source, ContractSizeSource):
+        return None
+    return source.contract_size(symbol)
+
+
 def second_bars_of(source: TradeSource, symbol: str, time_range: tuple[int, int] | None) -> SecondBars:
     """The range's 1-second bars: from the source's layer when it keeps one, else built from its trades."""
     if isinstance(source, SecondBarSource):
