@@ -82,9 +82,12 @@ class HeldTrades:
     each symbol its own (a symbol it does not name has no trades).
     """
 
-    def __init__(self, trades: TradeColumns | Mapping[str, TradeColumns]) -> None:
+    def __init__(
+        self, trades: TradeColumns | Mapping[str, TradeColumns], contract_sizes: Mapping[str, int] | None = None
+    ) -> None:
         self._shared = _as_stored(trades) if isinstance(trades, TradeColumns) else None
         self._tapes = {} if isinstance(trades, TradeColumns) else {s: _as_stored(t) for s, t in trades.items()}
+        self._contract_sizes = dict(contract_sizes or {})
 
     @classmethod
     def empty(cls) -> HeldTrades:
@@ -97,6 +100,10 @@ class HeldTrades:
     def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
         columns = self._shared if self._shared is not None else self._tapes.get(symbol, TradeColumns.empty())
         return columns if time_range is None else columns.between(*time_range)
+
+    def contract_size(self, symbol: str) -> int | None:
+        """COIN-M contract sizes, as given (a worker learns them from exchangeInfo)."""
+        return self._contract_sizes.get(symbol)
 
 
 

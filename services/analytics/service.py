@@ -77,7 +77,8 @@ from tradetape.api.errors import (
 )
 from tradetape.api.query_method import QueryMethod, TradeSource
 from tradetape.api.registry import api_schema, methods
-from tradetape.binance.symbols import follow_listings, resolve_symbols
+from tradetape.binance.rest import GapFillError
+from tradetape.binance.symbols import ExchangeListings, follow_listings, resolve_symbols
 from tradetape.bus.ledger import LedgerFormatError, LedgerGap, ledger_bucket, read_entry
 from tradetape.bus.nats_internals import EndpointCounters
 from tradetape.bus.replies import GuardedService, ReplyGuard
@@ -91,13 +92,14 @@ from tradetape.bus.subjects import (
     queried_symbol,
 )
 from tradetape.domain.aggregates import MinuteLevels, SecondBars
-from tradetape.domain.columns import TradeColumns
+from tradetape.domain.columns import Quantity, TradeColumns
 from tradetape.domain.gaps import Coverage
+from tradetape.domain.instruments import Market, market_of
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.domain.sums import SumOverflowError
 from tradetape.domain.symbols import SymbolError
 from tradetape.errors import RequestError
-from tradetape.ground.backoff import retry_until
+from tradetape.ground.backoff import Backoff, retry_until
 from tradetape.ground.tasks import cancel_and_wait
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.services.analytics.replay import ReplayResponder
@@ -144,27 +146,43 @@ class QuerySource:
     plus ingest's open gaps of its symbol (read from the ledger for this answer, if it needs them)."""
 
     def __init__(
-        self, reader: ShardReader, budget: ReadBudget, symbol: str, gaps: list[LedgerGap] | None = None
+        self,
+        reader: ShardReader,
+        budget: ReadBudget,
+        symbol: str,
+        gaps: list[LedgerGap] | None = None,
+        quantity: Quantity = "all",
+        contract_sizes: dict[str, int] | None = None,
     ) -> None:
         self._reader = reader
         self._budget = budget
         self._symbol = symbol
         self._gaps = gaps
+        self._quantity: Quantity = quantity
+        self._contract_sizes = contract_sizes or {}
+
+    def with_quantity(self, quantity: Quantity) -> QuerySource:
+        """The same reads summing `quantity` (USD-M's `nq` for "normal": from the layer's normal figures)."""
+        return QuerySource(self._reader, self._budget, self._symbol, self._gaps, quantity, self._contract_sizes)
+
+    def contract_size(self, symbol: str) -> int | None:
+        return self._contract_sizes.get(symbol)
 
     def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
-        return self._reader.trades(symbol, time_range, self._budget)
+        trades = self._reader.trades(symbol, time_range, self._budget)
+        return trades.normal() if self._quantity == "normal" else trades
 
     def coverage(self, symbol: str, time_range: tuple[int, int] | None) -> Coverage:
         return self._reader.coverage(symbol, time_range)
 
     def price_levels(self, symbol: str, time_range: tuple[int, int] | None) -> PriceLevels | None:
-        return self._reader.price_levels(symbol, time_range, self._budget)
+        return self._reader.price_levels(symbol, time_range, self._budget, self._quantity)
 
     def second_bars(self, symbol: str, time_range: tuple[int, int] | None) -> SecondBars:
-        return self._reader.second_bars(symbol, time_range, self._budget)
+        return self._reader.second_bars(symbol, time_range, self._budget, self._quantity)
 
     def minute_levels(self, symbol: str, time_range: tuple[int, int] | None) -> MinuteLevels | None:
-        return self._reader.minute_levels(symbol, time_range, self._budget)
+        return self._reader.minute_levels(symbol, time_range, self._budget, self._quantity)
 
     def ingest_gaps(self, symbol: str) -> list[LedgerGap] | None:
         return self._gaps if symbol == self._symbol else None
@@ -197,6 +215,9 @@ class AnalyticsService:
         self._served_changed = asyncio.Event()
         self.not_owned = 0
         """Queries received for instruments of another shard, dropped unanswered."""
+        self._listings = ExchangeListings(settings)
+        self.contract_sizes: dict[str, int] = {}
+        """COIN-M contract sizes from COIN-M's exchangeInfo; replaced whole (query threads read it), never changed."""
         self.metrics = ServiceMetrics("analytics", self._metrics_snapshot)
         self.replay = ReplayResponder(settings, nc, self._reader, self.replies, lambda name: name in self.symbols)
         """Replay streams (`tradetape.services.analytics.replay`): beside the endpoints, not one of them."""
@@ -210,7 +231,7 @@ class AnalyticsService:
         if not checked:
             self._reader.close()
             return
-        resolved = await resolve_symbols(self._settings, stop)
+        resolved = await resolve_symbols(self._settings, stop, listing=self._listings.resolve)
         if not resolved:
             self._reader.close()
             return
@@ -258,9 +279,9 @@ class AnalyticsService:
                 },
             )
             tasks.append(asyncio.create_task(self._keep_served(stop), name="analytics-served"))
-            tasks.append(
-                asyncio.create_task(follow_listings(settings, stop, resolved, self._listed), name="analytics-listings")
-            )
+            listings = follow_listings(settings, stop, resolved, self._listed, listing=self._listings.resolve)
+            tasks.append(asyncio.create_task(listings, name="analytics-listings"))
+            tasks.append(asyncio.create_task(self._learn_contract_sizes(stop), name="analytics-contracts"))
             await stop.wait()
         finally:
             self._serving = False
@@ -286,6 +307,30 @@ class AnalyticsService:
         if share:
             self._serve(share)
             logger.info("symbols served", extra={"added": ",".join(share[:50]), "symbols": len(self.symbols)})
+
+    async def _learn_contract_sizes(self, stop: asyncio.Event) -> None:
+        """Keep COIN-M's contract sizes for the COIN-M instruments served (their base and quote volumes): asked of
+        COIN-M's exchangeInfo while one is unknown (with capped backoff), then every `symbols_refresh_s`. Answers
+        carry those volumes once known; an unreachable exchange never stops a query."""
+        backoff = Backoff(1.0, 60.0)
+        while not stop.is_set():
+            self.contract_sizes = dict(self._listings.contract_sizes)
+            coins = [symbol for symbol in self.symbols if market_of(symbol) is Market.CM]
+            missing = [symbol for symbol in coins if symbol not in self.contract_sizes]
+            delay = self._settings.symbols_refresh_s or 3600.0
+            if missing:
+                try:
+                    await self._listings.resolve(Market.CM)
+                    self.contract_sizes = dict(self._listings.contract_sizes)
+                    backoff.reset()
+                except GapFillError as exc:
+                    delay = backoff.next_delay()
+                    logger.warning(
+                        "COIN-M contract sizes unknown, retrying",
+                        extra={"missing": len(missing), "error": exc.reason, "delay_s": round(delay, 1)},
+                    )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay if missing else min(delay, 60.0))
 
     async def _keep_served(self, stop: asyncio.Event) -> None:
         """Publish the served list now, whenever it grows, and every `SERVED_REPUBLISH_S` (`tradetape.bus.served`)."""
@@ -413,7 +458,7 @@ class AnalyticsService:
         self._pending += 1
         try:
             gaps = await self._ingest_gaps(symbol) if method.reads_ingest_ledger else None
-            source = QuerySource(self._reader, self.budget(method), symbol, gaps)
+            source = QuerySource(self._reader, self.budget(method), symbol, gaps, contract_sizes=self.contract_sizes)
             async with self._computing:
                 call = functools.partial(self.answer, method, symbol, data, source)
                 return await asyncio.get_running_loop().run_in_executor(self._threads, call)
@@ -440,7 +485,7 @@ class AnalyticsService:
         now_ms = int(time.time() * 1000)
         if method.bounded_range:
             self._check_range(request.time_range(now_ms))
-        source = source or QuerySource(self._reader, self.budget(method), symbol)
+        source = source or QuerySource(self._reader, self.budget(method), symbol, contract_sizes=self.contract_sizes)
         try:
             reply = method.handler(source, symbol, request, now_ms)
         except QueryError:

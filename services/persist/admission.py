@@ -4,8 +4,9 @@ Only ingest may publish trades (`deploy/nats/auth.conf`), yet persist believes n
 can check:
 
 - **conflict**: an agg id the store holds, or an earlier message of the same batch carries,
-  with other contents (price, quantity, trade ids, time, side). The first one stays; the
-  copy is refused. The same contents again is an ordinary redelivery, dropped by the writer.
+  with other contents (price, quantity, trade ids, time, side; USD-M's `nq` where both copies
+  carry one). The first one stays; the copy is refused. The same contents again is an
+  ordinary redelivery, dropped by the writer.
 - **implausible_id**: a new agg id more than `max_jump` beyond the newest known one, the
   newest stored or, once asked (`vet` says which symbols need it), the highest id ingest's
   ledger knows of (its last confirmed id or the end of an open gap it is filling). Ids are
@@ -27,8 +28,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tradetape.domain.columns import TradeColumns
-from tradetape.domain.trade import TradeRow
+from tradetape.domain.trade import NO_NORMAL_QTY, TradeRow
 from tradetape.store import ShardWriter
+
+_NORMAL = TradeRow._fields.index("normal_qty")
 
 CONFLICT = "conflict"
 IMPLAUSIBLE_ID = "implausible_id"
@@ -64,7 +67,7 @@ def vet(
     for index, (symbol, _) in enumerate(rows):
         positions[symbol].append(index)
     for symbol, indices in positions.items():
-        table = np.array([rows[i][1] for i in indices], dtype=np.int64).reshape(-1, 7)
+        table = np.array([rows[i][1] for i in indices], dtype=np.int64).reshape(-1, len(TradeRow._fields))
         where = np.array(indices, dtype=np.int64)
         order = np.lexsort((where, table[:, 0]))  # by agg id, then arrival
         table, where = table[order], where[order]
@@ -83,7 +86,9 @@ def vet(
 def _repeats(table: np.ndarray, where: np.ndarray, first: np.ndarray, vetting: Vetting) -> None:
     """A second message of an agg id in one batch with other contents than the first."""
     original = np.maximum.accumulate(np.where(first, np.arange(len(table)), 0))
-    differs = ~first & (table != table[original]).any(axis=1)
+    normal, normal_first = table[:, _NORMAL], table[original, _NORMAL]
+    normal_differs = (normal != normal_first) & (normal != NO_NORMAL_QTY) & (normal_first != NO_NORMAL_QTY)
+    differs = ~first & ((table[:, :_NORMAL] != table[original, :_NORMAL]).any(axis=1) | normal_differs)
     for i in np.flatnonzero(differs):
         reason = f"{CONFLICT}: agg id {table[i, 0]} arrived twice in one batch with other contents; the first is kept"
         vetting.refusals.append(Refusal(int(where[i]), CONFLICT, reason))
@@ -91,7 +96,11 @@ def _repeats(table: np.ndarray, where: np.ndarray, first: np.ndarray, vetting: V
 
 def _against_stored(store: ShardWriter, symbol: str, table: np.ndarray, where: np.ndarray, vetting: Vetting) -> None:
     """Trades whose agg id the store holds: each copy is compared with the stored trade."""
-    columns = TradeColumns.of_arrays([*(table[:, column] for column in range(6)), table[:, 6].astype(np.bool_)])
+    normal = table[:, _NORMAL]
+    columns = TradeColumns.of_arrays(
+        [*(table[:, column] for column in range(6)), table[:, 6].astype(np.bool_)]
+        + ([normal] if bool((normal != NO_NORMAL_QTY).any()) else [])
+    )
     for index, what in store.differences(symbol, columns):
         reason = f"{CONFLICT}: agg id {table[index, 0]} is stored {what}; the stored trade is kept"
         vetting.refusals.append(Refusal(int(where[index]), CONFLICT, reason))

@@ -5,7 +5,7 @@ import pytest
 from tradetape.binance.aggtrade import TradeFormatError, first_invalid, parse_trade
 from tradetape.domain.column_checks import decimal_units
 from tradetape.domain.columns import TradeColumns
-from tradetape.domain.trade import is_void
+from tradetape.domain.trade import NO_NORMAL_QTY, is_void
 
 GOOD = {
     "e": "aggTrade",
@@ -87,7 +87,7 @@ VOID = {**GOOD, "p": "0.00000000", "q": "0.00000000", "f": -1, "l": -1}
 @pytest.mark.parametrize(("price", "qty"), [("0.00000000", "0.00000000"), ("0", "0"), ("0.0", "0.000")])
 def test_binance_void_rows_are_accepted_as_voids(price: str, qty: str) -> None:
     row = parse_trade({**VOID, "p": price, "q": qty})
-    assert row == (12, 0, 0, -1, -1, 1_767_225_600_039, True)
+    assert row == (12, 0, 0, -1, -1, 1_767_225_600_039, True, NO_NORMAL_QTY)
     assert is_void(row.price, row.qty, row.first_id, row.last_id)
     assert not is_void(*parse_trade(GOOD)[1:5])
 

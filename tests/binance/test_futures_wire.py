@@ -7,13 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradetape.binance.aggtrade import TradeFormatError, normal_qty, parse_trade
+from tradetape.binance.aggtrade import TradeFormatError, parse_trade
 from tradetape.binance.dumps import DumpMarketError, check_dump_market, dump_path, path_market
 from tradetape.binance.frames import AggTradeFrame, parse_frame
 from tradetape.binance.markets import market_api
 from tradetape.binance.rest import GapFillError, RestClient, parse_listing, parse_page
 from tradetape.domain.decimals import format_units
 from tradetape.domain.instruments import Market
+from tradetape.domain.trade import NO_NORMAL_QTY
 
 UM_FRAME = {
     "stream": "btcusdt@aggTrade",
@@ -74,8 +75,9 @@ def test_a_coinm_frame_has_contracts_and_no_nq() -> None:
 def test_a_spot_frame_is_read_as_before() -> None:
     spot = {**UM_FRAME["data"], "M": True}
     del spot["nq"]
-    assert parse_trade(spot) == parse_trade(UM_FRAME["data"]), "nq is checked, q is the row's quantity"
-    assert normal_qty(spot) is None
+    assert parse_trade(spot)[:7] == parse_trade(UM_FRAME["data"])[:7], "nq is checked, q is the row's quantity"
+    assert parse_trade(spot).normal_qty == NO_NORMAL_QTY
+    assert parse_trade(UM_FRAME["data"]).normal_qty == 18_000_000
 
 
 units = st.integers(min_value=1, max_value=10**15)
@@ -85,7 +87,7 @@ units = st.integers(min_value=1, max_value=10**15)
 def test_any_nq_from_zero_to_q_is_kept_exactly(qty: int, share: object) -> None:
     normal = int(qty * share)  # type: ignore[operator]
     obj = {**UM_ROW, "q": format_units(qty), "nq": format_units(normal)}
-    assert (parse_trade(obj).qty, normal_qty(obj)) == (qty, normal)
+    assert (parse_trade(obj).qty, parse_trade(obj).normal_qty) == (qty, normal)
 
 
 @given(qty=units, above=st.integers(min_value=1, max_value=10**8))
@@ -109,7 +111,7 @@ def test_a_void_may_carry_a_zero_nq_and_no_other() -> None:
 
 def test_fapi_rows_keep_their_nq() -> None:
     page = parse_page(orjson.dumps([UM_ROW, {**UM_ROW, "a": 26130, "nq": "1.5"}]), 26129, 1000)
-    assert [normal_qty(obj) for obj, _ in page] == [470_443_515, 150_000_000]
+    assert [parse_trade(obj).normal_qty for obj, _ in page] == [470_443_515, 150_000_000]
     with pytest.raises(GapFillError, match="row 1: field 'nq'"):
         parse_page(orjson.dumps([UM_ROW, {**UM_ROW, "a": 26130, "nq": "9"}]), 26129, 1000)
 

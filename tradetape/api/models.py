@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from tradetape.domain.bars import check_interval
+from tradetape.domain.columns import Quantity
 from tradetape.domain.decimals import DecimalFormatError, parse_units
 from tradetape.domain.local_time import zone
 from tradetape.domain.sessions import PRESETS, SessionSpec
@@ -145,6 +146,16 @@ class RangeRequest(BaseModel):
         if isinstance(self.start, int):
             return self.start, end
         return (0 if default_ms is None else end - default_ms), end
+
+
+QuantityField = Annotated[
+    Quantity,
+    Field(
+        description='Volume summed: "all" (each trade\'s quantity q, default) or "normal" (USD-M only: nq, the'
+        " quantity without RPI orders)."
+    ),
+]
+"""The `quantity` field of every volume-based method (`quantity: QuantityField = "all"`)."""
 
 
 def omitted(value: object) -> bool:

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ValidationError
 from tradetape.api.errors import invalid_request
 from tradetape.api.models import RangeRequest
 from tradetape.domain.aggregates import MinuteLevels, SecondBars, second_bars
-from tradetape.domain.columns import TradeColumns
+from tradetape.domain.columns import Quantity, TradeColumns
+from tradetape.domain.instruments import Market, market_of
 from tradetape.domain.price_levels import PriceLevels
 
 RequestT = TypeVar("RequestT", bound=RangeRequest)
@@ -57,6 +58,59 @@ class MinuteLevelSource(Protocol):
         """The per-minute levels of the trades in the range (a ragged minute holds only its trades in range);
         None when a sum could leave int64."""
         ...
+
+
+@runtime_checkable
+class QuantitySource(Protocol):
+    """A source that answers over USD-M's normal quantity itself (the store: its layer keeps normal figures)."""
+
+    def with_quantity(self, quantity: Quantity) -> TradeSource:
+        """The same source, every volume it hands out summed over `quantity`."""
+        ...
+
+
+class NormalTrades:
+    """Any source's trades with their normal quantity as `qty` (`TradeColumns.normal`): what a source without
+    its own `with_quantity` answers "normal" from; every aggregate is then built from these trades."""
+
+    def __init__(self, source: TradeSource) -> None:
+        self._source = source
+
+    def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
+        return self._source.trades(symbol, time_range).normal()
+
+
+def quantity_source(source: TradeSource, symbol: str, quantity: Quantity) -> TradeSource:
+    """`source` summing `quantity`: "normal" only on USD-M (the one market whose trades carry `nq`), else
+    `invalid_request` saying why. Every volume-based handler starts here, so every one of them answers "normal"
+    the same way: each trade weighs its `nq` instead of `q`; prices, sides and trade counts are unchanged."""
+    if quantity == "all":
+        return source
+    market = market_of(symbol)
+    if market is not Market.UM:
+        raise invalid_request(
+            f'quantity "normal" is USD-M\'s nq (the quantity without RPI orders); {symbol} is {market.value}, whose'
+            ' trades carry no nq: ask quantity "all"',
+            field="quantity",
+            market=market.value,
+        )
+    return source.with_quantity(quantity) if isinstance(source, QuantitySource) else NormalTrades(source)
+
+
+@runtime_checkable
+class ContractSizeSource(Protocol):
+    """A source that knows COIN-M contract sizes (the analytics worker: from COIN-M's exchangeInfo)."""
+
+    def contract_size(self, symbol: str) -> int | None:
+        """USD value of one contract of the COIN-M instrument `symbol`; None while not known."""
+        ...
+
+
+def contract_size_of(source: TradeSource, symbol: str) -> int | None:
+    """The contract size of a COIN-M instrument, when the source knows it; None for other markets."""
+    if market_of(symbol) is not Market.CM or not isinstance(source, ContractSizeSource):
+        return None
+    return source.contract_size(symbol)
 
 
 def second_bars_of(source: TradeSource, symbol: str, time_range: tuple[int, int] | None) -> SecondBars:

@@ -20,9 +20,8 @@ Futures. COIN-M and USD-M objects carry no `M`, which is never read anyway. USD-
 `nq` (since 2025-12-31): the quantity without RPI (retail price improvement) orders. When
 present it must be a decimal string from 0 to `q` (0 on a void), checked by `parse_trade`
 like every other field, so an object with a bad `nq` is refused at every edge; the row
-keeps `q`, and `normal_qty` reads the exact `nq` of an accepted object (None without one:
-spot, COIN-M, USD-M before 2025-12-31). The raw object, `nq` included, is what goes on the
-bus.
+keeps `q` and, as `normal_qty`, the exact `nq` (`NO_NORMAL_QTY` without one: spot, COIN-M,
+USD-M before 2025-12-31). The raw object, `nq` included, is what goes on the bus.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from typing import Any
 from tradetape.domain.column_checks import first_of
 from tradetape.domain.columns import BoolArray, TradeColumns
 from tradetape.domain.decimals import DecimalFormatError, parse_units
-from tradetape.domain.trade import VOID_TRADE_ID, TradeRow, is_void
+from tradetape.domain.trade import NO_NORMAL_QTY, VOID_TRADE_ID, TradeRow, is_void
 from tradetape.errors import InputError
 
 MAX_ID = 2**53 - 1
@@ -78,33 +77,27 @@ def parse_trade(obj: Any, *, now_ms: int | None = None) -> TradeRow:
         qty = parse_units(_decimal_field(obj, "q"))
     except DecimalFormatError as exc:
         raise TradeFormatError(str(exc)) from exc
-    if "nq" in obj:
-        _check_normal_qty(obj, qty)
+    normal = _normal_qty(obj, qty) if "nq" in obj else NO_NORMAL_QTY
     # A trade's value is judged here alone (and in `first_invalid` over columns).
     first_id, last_id = obj["f"], obj["l"]
     if price <= 0 or qty <= 0 or first_id < 0 or last_id < 0:  # one test on the hot path
         if is_void(price, qty, first_id, last_id):
-            return TradeRow(obj["a"], 0, 0, VOID_TRADE_ID, VOID_TRADE_ID, trade_time, buyer_maker)
+            return TradeRow(obj["a"], 0, 0, VOID_TRADE_ID, VOID_TRADE_ID, trade_time, buyer_maker, normal)
         _refuse_value(obj, price, qty)
     if last_id < first_id:
         raise TradeFormatError(f"last trade id {last_id} is below first trade id {first_id}")
-    return TradeRow(obj["a"], price, qty, first_id, last_id, trade_time, buyer_maker)
+    return TradeRow(obj["a"], price, qty, first_id, last_id, trade_time, buyer_maker, normal)
 
 
-def normal_qty(obj: dict[str, Any]) -> int | None:
-    """USD-M's `nq` of an object `parse_trade` accepted, exact in units of 1e-8; None if it has none."""
-    text = obj.get("nq")
-    return None if text is None else parse_units(text)
-
-
-def _check_normal_qty(obj: dict[str, Any], qty: int) -> None:
-    """USD-M's `nq` must be a decimal string from 0 to the quantity `q` (so 0 on a void)."""
+def _normal_qty(obj: dict[str, Any], qty: int) -> int:
+    """USD-M's `nq`, exact: a decimal string from 0 to the quantity `q` (so 0 on a void)."""
     try:
         normal = parse_units(_decimal_field(obj, "nq"))
     except DecimalFormatError as exc:
         raise TradeFormatError(f"field 'nq' (quantity without RPI orders): {exc}") from exc
     if not 0 <= normal <= qty:
         raise TradeFormatError(f"field 'nq' {obj['nq']!r} must be from 0 to the quantity {obj['q']!r}")
+    return normal
 
 
 def first_invalid(columns: TradeColumns, *, now_ms: int | None = None) -> tuple[int, str] | None:

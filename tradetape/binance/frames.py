@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from tradetape.binance.aggtrade import TradeFormatError, normal_qty, parse_trade
+from tradetape.binance.aggtrade import TradeFormatError, parse_trade
 from tradetape.binance.streams import stream_name
-from tradetape.domain.trade import TradeRow
+from tradetape.domain.trade import NO_NORMAL_QTY, TradeRow
 from tradetape.errors import InputError
 
 
@@ -39,7 +39,7 @@ class AggTradeFrame:
     @property
     def normal_qty(self) -> int | None:
         """USD-M's `nq` (the quantity without RPI orders), exact; None on spot and COIN-M."""
-        return normal_qty(self.data)
+        return None if self.row.normal_qty == NO_NORMAL_QTY else self.row.normal_qty
 
 
 @dataclass(frozen=True, slots=True)

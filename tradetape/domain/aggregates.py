@@ -22,7 +22,7 @@ range answered from its trades, bit for bit:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -113,6 +113,12 @@ class SecondBars:
         time = joined.time[order]
         keep = np.r_[time[1:] != time[:-1], True]
         return joined.take(order[keep])
+
+    def less(self, part: SecondBars) -> SecondBars:
+        """These bars with the sums of `part` taken off: `part` holds the same seconds' bars over a share of each
+        trade's quantity (its RPI share, ``q - nq``), so what is left is exactly the normal-quantity bars."""
+        sums = ("volume", "buy_volume", "quote", "above_low", "above_low_square")
+        return replace(self, **{name: getattr(self, name).minus(getattr(part, name)) for name in sums})
 
     @property
     def total_count(self) -> int:
@@ -275,6 +281,11 @@ class MinuteLevels:
         if interval_ms == MINUTE_MS or len(self) == 0:
             return self
         return _grouped(self.time - self.time % interval_ms, self.price, self.volume, self.buy_volume, self.trade_count)
+
+    def less(self, volume: Int64Array, buy_volume: Int64Array) -> MinuteLevels:
+        """These levels with a share of each trade's quantity taken off (`volume`, `buy_volume` per row: the RPI
+        share): the normal-quantity levels."""
+        return MinuteLevels(self.time, self.price, self.volume - volume, self.buy_volume - buy_volume, self.trade_count)
 
     def levels(self) -> PriceLevels | None:
         """Every minute's levels summed per price; None if a sum could leave int64."""

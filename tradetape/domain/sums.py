@@ -107,6 +107,17 @@ class WideSums:
     def digits(self) -> list[Int64Array]:
         return _digits(self.lo) + _digits(self.hi)
 
+    def minus(self, other: WideSums) -> WideSums:
+        """Each value less `other`'s, exact; every difference must be at least 0 (a part of a sum taken off it)."""
+        lo = self.lo - other.lo  # both in [0, 2**63): no overflow
+        borrow = lo < 0
+        lo[borrow] += _INT64_MAX  # + 2**63 in two steps, each in range
+        lo[borrow] += 1
+        hi = self.hi - other.hi - borrow.astype(np.int64)
+        if bool((hi < 0).any()):
+            raise ValueError("a wide difference below 0")
+        return WideSums(hi, lo)
+
 
 def _digits(values: Int64Array) -> list[Int64Array]:
     """Non-negative int64 values as three base-2**21 digit columns."""

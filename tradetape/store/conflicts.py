@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from rocksdict import Rdict
 
-from tradetape.domain.columns import TradeColumns
+from tradetape.domain.columns import BASE_COLUMNS, TradeColumns
+from tradetape.domain.trade import NO_NORMAL_QTY
 from tradetape.errors import InputError
 from tradetape.store.reads import read_trades
 from tradetape.store.voids import read_voids
@@ -29,13 +30,17 @@ class ImportConflictError(InputError):
         self.reason = reason
 
 
-_FIELD_NAMES = ("agg id", "price", "quantity", "first trade id", "last trade id", "time", "buyer-maker flag")
+_FIELD_NAMES = (
+    "agg id", "price", "quantity", "first trade id", "last trade id", "time", "buyer-maker flag",
+    "quantity without RPI orders (nq)",
+)  # fmt: skip
 
 
 def check_same(db: Rdict, symbol: str, incoming: TradeColumns, segment_ms: int) -> None:
     """Every incoming trade must equal the stored one of its agg id, read where its trade time puts it.
 
-    A void and a trade of one agg id differ too (a `conflict`: the stored one is kept).
+    A void and a trade of one agg id differ too (a `conflict`: the stored one is kept); USD-M's
+    `nq` only where both have one (a trade from a dump, which has none, is the live one).
     Raises `ImportConflictError` for the first that differs (works on a secondary too, so an
     importer can check a whole file before it sends anything).
     """
@@ -68,8 +73,13 @@ def stored_differences(db: Rdict, symbol: str, incoming: TradeColumns, segment_m
         found = stored.take(np.minimum(np.searchsorted(stored.agg_id, part.agg_id), len(stored) - 1))
         kind = (found.agg_id == part.agg_id) & (found.voids() != part.voids())
         first_field = np.full(len(part), -1)
-        for field, (mine, theirs) in enumerate(zip(part.arrays(), found.arrays(), strict=True)):
+        pairs = zip(part.arrays()[:BASE_COLUMNS], found.arrays()[:BASE_COLUMNS], strict=True)
+        for field, (mine, theirs) in enumerate(pairs):
             first_field[(mine != theirs) & (first_field < 0)] = field
+        if part.normal_qty is not None and found.normal_qty is not None:  # nq differs only where both have one
+            mine, theirs = part.normal_qty, found.normal_qty
+            known = (mine != NO_NORMAL_QTY) & (theirs != NO_NORMAL_QTY)
+            first_field[known & (mine != theirs) & (first_field < 0)] = BASE_COLUMNS
         differences += [
             (int(positions[i]), _another_kind(bool(found.voids()[i])) if kind[i] else _differs_in(int(first_field[i])))
             for i in np.flatnonzero(kind | (first_field >= 0))

@@ -20,6 +20,15 @@ byte planes and zstd (`tradetape.store.packing`), a msgpack header, sealed with 
 - minute levels: minutes since the segment start as steps (mostly 0), price as the step from
   the row before in the traded tick, volume and taker-sell volume in the lot step, count.
 
+USD-M's normal quantity (`nq`): beside a segment whose every trade has one, both values also
+hold the RPI share (``q - nq``) of their sums in a frame of their own (keys ``rs``, ``rw``,
+``rz``): per second its volume, taker-buy volume and moments about the low (its quote derived
+the same way), per minute level its volume and taker-sell volume. RPI fills are rare, so these
+are mostly zeros; the normal figures are the stored ones less them (`decode_normal_second_bars`,
+`decode_normal_minute_levels`), exactly `second_bars` / `minute_levels` of the trades' `normal()`.
+A value without them (spot, COIN-M, a segment with a trade lacking `nq`) has no normal figures:
+its normal decoders raise `NormalQuantityUnknown`. Readers that do not know the keys ignore them.
+
 Decoding checks what the header claims against the bytes (`unpack_columns`) and the rows'
 order (seconds and (minute, price) strictly ascending), so a value allocates at most what its
 own bytes prove and never hands out rows a range search would misread.
@@ -27,6 +36,7 @@ own bytes prove and never hands out rows a range search would misread.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -34,9 +44,9 @@ import numpy as np
 from rocksdict import WriteBatch
 
 from tradetape.domain.aggregates import MINUTE_MS, SECOND_MS, MinuteLevels, SecondBars, minute_levels, second_bars
-from tradetape.domain.columns import Int64Array, TradeColumns
+from tradetape.domain.columns import Int64Array, NormalQuantityUnknown, TradeColumns
 from tradetape.domain.price_levels import common_divisor
-from tradetape.domain.sums import SumOverflowError, WideSums, product_digits, run_sums
+from tradetape.domain.sums import SumOverflowError, WideSums, product_digits, run_sums, times_digits
 from tradetape.store.keys import MINUTE_LEVELS, SECOND_BARS, timed_key
 from tradetape.store.packing import PackingError, pack_columns, unpack_columns
 from tradetape.store.sealed import seal, unseal
@@ -53,15 +63,26 @@ def put_layer(batch: WriteBatch, symbol: str, start: int, trades: TradeColumns) 
     """The layer of the segment starting at `start` holding `trades` (non-empty), in `batch`: put, or deleted where
     a figure cannot be kept (readers then decode the segment's trades)."""
     seconds_key, levels_key = (timed_key(kind, symbol, start) for kind in (SECOND_BARS, MINUTE_LEVELS))
+    rpi = _rpi_share(trades)
     try:
-        batch.put(seconds_key, encode_second_bars(start, second_bars(trades)))
+        rpi_bars = None if rpi is None else second_bars(rpi)
+        batch.put(seconds_key, encode_second_bars(start, second_bars(trades), rpi_bars))
     except SumOverflowError:
         batch.delete(seconds_key)
     levels = minute_levels(trades)
-    if levels is None:
+    rpi_levels = None if rpi is None else minute_levels(rpi)
+    if levels is None or (rpi is not None and rpi_levels is None):
         batch.delete(levels_key)
     else:
-        batch.put(levels_key, encode_minute_levels(start, levels))
+        batch.put(levels_key, encode_minute_levels(start, levels, rpi_levels))
+
+
+def _rpi_share(trades: TradeColumns) -> TradeColumns | None:
+    """The trades with `qty` their RPI share, ``q - nq``; None unless every trade has an `nq`."""
+    if trades.normal_qty is None or trades.normal_missing():
+        return None
+    return TradeColumns(trades.agg_id, trades.price, trades.qty - trades.normal_qty, trades.first_id,
+                        trades.last_id, trades.time, trades.buyer_maker)  # fmt: skip
 
 
 def _steps(values: Int64Array, first: int) -> Int64Array:
@@ -81,8 +102,8 @@ def _scaled(sums: WideSums) -> tuple[int, Int64Array]:
     return step, sums.lo // step
 
 
-def encode_second_bars(start: int, bars: SecondBars) -> bytes:
-    """The second bars of the segment starting at `start`, sealed."""
+def encode_second_bars(start: int, bars: SecondBars, rpi: SecondBars | None = None) -> bytes:
+    """The second bars of the segment starting at `start` (and the RPI share of their sums, same seconds), sealed."""
     n = len(bars)
     first_id = int(bars.first_id[0]) if n else 0
     p0 = int(bars.open[0]) if n else 0
@@ -111,17 +132,41 @@ def encode_second_bars(start: int, bars: SecondBars) -> bytes:
         ]
     )  # fmt: skip
     body = {"v": LAYER_FORMAT, "n": n, "s": start, "a0": first_id, "p0": p0, "pt": tick, "qs": list(steps)}
-    return seal(msgpack.packb(body | {"qd": derived, "w": widths, "z": frame}, use_bin_type=True))
+    body |= {"qd": derived, "w": widths, "z": frame}
+    if rpi is not None:
+        rpi_sums = (rpi.volume, rpi.buy_volume, rpi.above_low, rpi.above_low_square)
+        rpi_steps, rpi_scaled = zip(*(_scaled(sums) for sums in rpi_sums), strict=True)
+        rpi_widths, rpi_frame = pack_columns(
+            [column for low, sums in zip(rpi_scaled, rpi_sums, strict=True) for column in (low, sums.hi)]
+        )
+        body |= {"rs": list(rpi_steps), "rw": rpi_widths, "rz": rpi_frame}
+    return seal(msgpack.packb(body, use_bin_type=True))
 
 
 def decode_second_bars(value: bytes) -> SecondBars:
     """A stored second-bars value back into columns; `ChecksumError` or `SegmentFormatError` past its checks."""
+    return _decode_second_bars(value, normal=False)
+
+
+def decode_normal_second_bars(value: bytes) -> SecondBars:
+    """The normal-quantity second bars of a stored value; `NormalQuantityUnknown` if it holds none."""
+    return _decode_second_bars(value, normal=True)
+
+
+def _scales(body: dict[str, Any], key: str) -> list[int]:
+    scales = body[key]
+    if not isinstance(scales, list) or len(scales) != 4 or not all(type(v) is int and v > 0 for v in scales):
+        raise SegmentFormatError("second bars need four steps of sums")
+    return scales
+
+
+def _decode_second_bars(value: bytes, *, normal: bool) -> SecondBars:
     try:
         body, n = _body(value, _SECOND_COLUMNS)
+        if normal and "rz" not in body:
+            raise NormalQuantityUnknown()
         start, a0, p0, tick = (_header_int(body, key) for key in ("s", "a0", "p0", "pt"))
-        scales = body["qs"]
-        if not isinstance(scales, list) or len(scales) != 4 or not all(type(v) is int and v > 0 for v in scales):
-            raise SegmentFormatError("second bars need four steps of sums")
+        scales = _scales(body, "qs")
         (steps, id_gap, fills, open_move, up, down, body_move, count, *sums, qlo, qhi) = unpack_columns(
             body["w"], n, body["z"]
         )
@@ -138,7 +183,7 @@ def decode_second_bars(value: bytes) -> SecondBars:
                              np.arange(n, dtype=np.intp))  # fmt: skip
         else:
             quote = WideSums(qhi, qlo)
-        return SecondBars(
+        bars = SecondBars(
             time=seconds * np.int64(SECOND_MS),
             first_id=first_id,
             last_id=first_id + fills,
@@ -153,16 +198,30 @@ def decode_second_bars(value: bytes) -> SecondBars:
             above_low=above,
             above_low_square=square,
         )
+        return bars.less(_rpi_second_bars(body, n, bars)) if normal else bars
     except (PackingError, SumOverflowError) as exc:
         raise SegmentFormatError(str(exc)) from exc
     except (KeyError, TypeError, ValueError, msgpack.ExtraData) as exc:
-        if isinstance(exc, SegmentFormatError):
+        if isinstance(exc, (SegmentFormatError, NormalQuantityUnknown)):
             raise
         raise SegmentFormatError(f"unreadable second bars: {exc}") from exc
 
 
-def encode_minute_levels(start: int, levels: MinuteLevels) -> bytes:
-    """The per-minute price levels of the segment starting at `start`, sealed."""
+def _rpi_second_bars(body: dict[str, Any], n: int, bars: SecondBars) -> SecondBars:
+    """The RPI share of the sums of `bars` (decoded from the same value), as bars of the same seconds."""
+    scales, widths = _scales(body, "rs"), body["rw"]
+    if not isinstance(widths, list) or len(widths) != 8:
+        raise SegmentFormatError("the RPI share of second bars packs 8 columns")
+    columns = unpack_columns(widths, n, body["rz"])
+    volume, buy, above, square = (WideSums(columns[2 * i + 1], columns[2 * i] * np.int64(scales[i])) for i in range(4))
+    digits = times_digits(volume.digits(), bars.low)  # quote = low × volume + Σ r·(p − low), as for the whole
+    digits = [x + y for x, y in zip(digits, [*above.digits(), *([np.zeros(n, dtype=np.int64)] * 3)], strict=True)]
+    quote = run_sums(digits, np.arange(n, dtype=np.intp))
+    return replace(bars, volume=volume, buy_volume=buy, quote=quote, above_low=above, above_low_square=square)
+
+
+def encode_minute_levels(start: int, levels: MinuteLevels, rpi: MinuteLevels | None = None) -> bytes:
+    """The per-minute price levels of the segment starting at `start` (and their RPI share, same rows), sealed."""
     n = len(levels)
     p0 = int(levels.price[0]) if n else 0
     price_steps = _steps(levels.price, p0)
@@ -178,13 +237,28 @@ def encode_minute_levels(start: int, levels: MinuteLevels) -> bytes:
         ]
     )
     body = {"v": LAYER_FORMAT, "n": n, "s": start, "p0": p0, "pt": tick, "qs": lot, "w": widths, "z": frame}
+    if rpi is not None:
+        rpi_lot = common_divisor(np.r_[rpi.volume, rpi.buy_volume])
+        rpi_widths, rpi_frame = pack_columns([rpi.volume // rpi_lot, (rpi.volume - rpi.buy_volume) // rpi_lot])
+        body |= {"rs": rpi_lot, "rw": rpi_widths, "rz": rpi_frame}
     return seal(msgpack.packb(body, use_bin_type=True))
 
 
 def decode_minute_levels(value: bytes) -> MinuteLevels:
     """A stored minute-levels value back into columns; `ChecksumError` or `SegmentFormatError` past its checks."""
+    return _decode_minute_levels(value, normal=False)
+
+
+def decode_normal_minute_levels(value: bytes) -> MinuteLevels:
+    """The normal-quantity minute levels of a stored value; `NormalQuantityUnknown` if it holds none."""
+    return _decode_minute_levels(value, normal=True)
+
+
+def _decode_minute_levels(value: bytes, *, normal: bool) -> MinuteLevels:
     try:
         body, n = _body(value, _LEVEL_COLUMNS)
+        if normal and "rz" not in body:
+            raise NormalQuantityUnknown()
         start, p0, tick, lot = (_header_int(body, key) for key in ("s", "p0", "pt", "qs"))
         steps, price_steps, volume, sell, count = unpack_columns(body["w"], n, body["z"])
         minutes = np.cumsum(steps) + np.int64(start // MINUTE_MS)
@@ -192,13 +266,26 @@ def decode_minute_levels(value: bytes) -> MinuteLevels:
         if n and not bool(((steps[1:] > 0) | ((steps[1:] == 0) & (price_steps[1:] > 0))).all()):
             raise SegmentFormatError("minute levels not strictly ascending by minute and price")
         step = np.int64(lot)
-        return MinuteLevels(minutes * np.int64(MINUTE_MS), price, volume * step, (volume - sell) * step, count)
+        levels = MinuteLevels(minutes * np.int64(MINUTE_MS), price, volume * step, (volume - sell) * step, count)
+        return _normal_levels(body, n, levels) if normal else levels
     except PackingError as exc:
         raise SegmentFormatError(str(exc)) from exc
     except (KeyError, TypeError, ValueError, msgpack.ExtraData) as exc:
-        if isinstance(exc, SegmentFormatError):
+        if isinstance(exc, (SegmentFormatError, NormalQuantityUnknown)):
             raise
         raise SegmentFormatError(f"unreadable minute levels: {exc}") from exc
+
+
+def _normal_levels(body: dict[str, Any], n: int, levels: MinuteLevels) -> MinuteLevels:
+    """`levels` less the RPI share the same value holds; checked: no share above its level's own figure."""
+    lot, widths = _header_int(body, "rs"), body["rw"]
+    if lot <= 0 or not isinstance(widths, list) or len(widths) != 2:
+        raise SegmentFormatError("the RPI share of minute levels packs 2 columns with a positive step")
+    volume, sell = (column * np.int64(lot) for column in unpack_columns(widths, n, body["rz"]))
+    buy = volume - sell
+    if bool(((sell < 0) | (buy < 0) | (volume > levels.volume) | (buy > levels.buy_volume)).any()):
+        raise SegmentFormatError("the RPI share of a minute level exceeds the level")
+    return levels.less(volume, buy)
 
 
 def _body(value: bytes, columns: int) -> tuple[dict[str, Any], int]:

@@ -22,7 +22,7 @@ from typing import Self, TypeVar
 from rocksdict import AccessType, Rdict
 
 from tradetape.domain.aggregates import MinuteLevels, SecondBars
-from tradetape.domain.columns import TradeColumns
+from tradetape.domain.columns import Quantity, TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.ground.scratch import owned_tempdir, sweep
@@ -121,6 +121,8 @@ class ShardReader:
       could exceed int64 (then compute from `trades`).
     - `second_bars(symbol, time_range)`, `minute_levels(symbol, time_range)`: the aggregate
       layer (`tradetape.store.layer`) over the range, trades decoded only at its ragged edges.
+
+    The aggregates take `quantity`: "normal" sums USD-M's `nq` instead of `q`.
     """
 
     def __init__(self, path: Path, *, cache_bytes: int = 0, catch_up_every_s: float = 0.0) -> None:
@@ -164,20 +166,28 @@ class ShardReader:
         return self._with_db(lambda db: read_coverage(db, symbol, time_range, self._cache), empty)
 
     def price_levels(
-        self, symbol: str, time_range: TimeRange, budget: ReadBudget | None = None
+        self, symbol: str, time_range: TimeRange, budget: ReadBudget | None = None, quantity: Quantity = "all"
     ) -> PriceLevels | None:
         empty: PriceLevels | None = PriceLevels.empty()
-        return self._with_db(lambda db: read_price_levels(db, symbol, time_range, self._cache, budget), empty)
+        return self._with_db(
+            lambda db: read_price_levels(db, symbol, time_range, self._cache, budget, quantity), empty
+        )
 
-    def second_bars(self, symbol: str, time_range: TimeRange, budget: ReadBudget | None = None) -> SecondBars:
+    def second_bars(
+        self, symbol: str, time_range: TimeRange, budget: ReadBudget | None = None, quantity: Quantity = "all"
+    ) -> SecondBars:
         empty = SecondBars.empty()
-        return self._with_db(lambda db: read_second_bars(db, symbol, time_range, self._cache, budget), empty)
+        return self._with_db(
+            lambda db: read_second_bars(db, symbol, time_range, self._cache, budget, quantity), empty
+        )
 
     def minute_levels(
-        self, symbol: str, time_range: TimeRange, budget: ReadBudget | None = None
+        self, symbol: str, time_range: TimeRange, budget: ReadBudget | None = None, quantity: Quantity = "all"
     ) -> MinuteLevels | None:
         empty: MinuteLevels | None = MinuteLevels.empty()
-        return self._with_db(lambda db: read_minute_levels(db, symbol, time_range, self._cache, budget), empty)
+        return self._with_db(
+            lambda db: read_minute_levels(db, symbol, time_range, self._cache, budget, quantity), empty
+        )
 
     @property
     def _cache(self) -> SegmentCache | None:

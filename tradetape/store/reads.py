@@ -7,7 +7,9 @@ Reads of the aggregate layer (`read_second_bars`, `read_minute_levels`, and the 
 `read_price_levels`) take every whole second (or minute) of the range from the segments'
 layers and decode trades only for the range's ragged edges, the young windows, and a
 segment that has no layer (not built yet during an upgrade, or a sum it cannot keep); the
-result equals the same aggregates built from the range's trades.
+result equals the same aggregates built from the range's trades. With `quantity="normal"` (USD-M's
+`nq`), the layer's normal figures and the edges' `normal()` trades are read instead, and the
+whole segments of a price-level read come from their minute levels (histograms hold `q` only).
 Coverage of the whole tape reads only the completeness index and the first and last
 entries. Functions of a handle, so the writer (its own checks) and the readers
 (`tradetape.store.reader`, `tradetape.store.tape`) share them.
@@ -22,10 +24,11 @@ import numpy as np
 from rocksdict import Rdict
 
 from tradetape.domain.aggregates import MINUTE_MS, SECOND_MS, MinuteLevels, SecondBars, minute_levels, second_bars
-from tradetape.domain.columns import TradeColumns
+from tradetape.domain.columns import BASE_COLUMNS, Quantity, TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.id_runs import IdRuns
 from tradetape.domain.price_levels import PriceLevels
+from tradetape.domain.trade import NO_NORMAL_QTY
 from tradetape.store.budget import ReadBudget
 from tradetape.store.codec import TRADE_BYTES, decode_window, decode_windows
 from tradetape.store.index import decode_runs
@@ -42,7 +45,12 @@ from tradetape.store.keys import (
     timed_key,
     window_key_range,
 )
-from tradetape.store.layer import decode_minute_levels, decode_second_bars
+from tradetape.store.layer import (
+    decode_minute_levels,
+    decode_normal_minute_levels,
+    decode_normal_second_bars,
+    decode_second_bars,
+)
 from tradetape.store.layout import segment_span
 from tradetape.store.rocks import last_before, scan, scan_first
 from tradetape.store.sealed import decoded, decoded_together
@@ -51,6 +59,14 @@ from tradetape.store.segments import SegmentSummary, decode_histogram, decode_st
 from tradetape.store.voids import read_voids
 
 TimeRange = tuple[int, int] | None
+
+
+def _levels_layer(quantity: Quantity) -> tuple[str, Callable[[bytes], MinuteLevels], Quantity]:
+    return MINUTE_LEVELS, decode_normal_minute_levels if quantity == "normal" else decode_minute_levels, quantity
+
+
+def _seconds_layer(quantity: Quantity) -> tuple[str, Callable[[bytes], SecondBars], Quantity]:
+    return SECOND_BARS, decode_normal_second_bars if quantity == "normal" else decode_second_bars, quantity
 
 
 @dataclass(frozen=True)
@@ -180,7 +196,9 @@ def _joined(
             overflow.append(part)
             continue
         ordered = ordered and int(part.agg_id[0]) > last_id
-        for column, values in zip(columns, part.arrays(), strict=True):
+        if part.normal_qty is not None and len(columns) == BASE_COLUMNS:  # the first part with USD-M's nq
+            columns.append(np.full(count, NO_NORMAL_QTY, dtype=np.int64))
+        for column, values in zip(columns, part.arrays(), strict=False):
             column[filled : filled + len(part)] = values
         filled += len(part)
         last_id = int(part.agg_id[-1])
@@ -257,6 +275,7 @@ def read_price_levels(
     time_range: TimeRange,
     cache: SegmentCache | None = None,
     budget: ReadBudget | None = None,
+    quantity: Quantity = "all",
 ) -> PriceLevels | None:
     """The range's trades aggregated per distinct price; None if a sum could leave int64.
 
@@ -271,14 +290,16 @@ def read_price_levels(
     parts: list[PriceLevels | None] = []
     missing: list[SegmentSummary] = []
     held = 0
-    if plan.inside:
+    if quantity == "normal":
+        missing = plan.inside
+    elif plan.inside:
         stored = _histograms(db, symbol, plan.inside, cache)
         missing = [s for s, levels in zip(plan.inside, stored, strict=True) if levels is None]
         parts += [levels for levels in stored if levels is not None]
         held = sum(len(levels) for levels in stored if levels is not None)
     layers, trades = _layered(
-        db, symbol, time_range, plan.edges + missing, plan.windows, MINUTE_MS, (MINUTE_LEVELS, decode_minute_levels),
-        cache, budget, held,
+        db, symbol, time_range, plan.edges + missing, plan.windows, MINUTE_MS, _levels_layer(quantity), cache,
+        budget, held,
     )  # fmt: skip
     parts += [layer.levels() for layer in layers]
     parts.append(PriceLevels.of_trades(trades))
@@ -288,25 +309,35 @@ def read_price_levels(
 
 
 def read_second_bars(
-    db: Rdict, symbol: str, time_range: TimeRange, cache: SegmentCache | None = None, budget: ReadBudget | None = None
+    db: Rdict,
+    symbol: str,
+    time_range: TimeRange,
+    cache: SegmentCache | None = None,
+    budget: ReadBudget | None = None,
+    quantity: Quantity = "all",
 ) -> SecondBars:
     """The 1-second bars of the range's trades (None: the whole tape), equal to `second_bars` of those trades."""
     plan = _plan(db, symbol, time_range)
     layers, trades = _layered(
-        db, symbol, time_range, plan.inside + plan.edges, plan.windows, SECOND_MS, (SECOND_BARS, decode_second_bars),
-        cache, budget,
+        db, symbol, time_range, plan.inside + plan.edges, plan.windows, SECOND_MS, _seconds_layer(quantity), cache,
+        budget,
     )  # fmt: skip
     return SecondBars.concat([second_bars(trades), *layers])  # layers last: read after the windows, they stand
 
 
 def read_minute_levels(
-    db: Rdict, symbol: str, time_range: TimeRange, cache: SegmentCache | None = None, budget: ReadBudget | None = None
+    db: Rdict,
+    symbol: str,
+    time_range: TimeRange,
+    cache: SegmentCache | None = None,
+    budget: ReadBudget | None = None,
+    quantity: Quantity = "all",
 ) -> MinuteLevels | None:
     """The per-minute price levels of the range's trades (a ragged minute: its trades in range); None past int64."""
     plan = _plan(db, symbol, time_range)
     layers, trades = _layered(
-        db, symbol, time_range, plan.inside + plan.edges, plan.windows, MINUTE_MS,
-        (MINUTE_LEVELS, decode_minute_levels), cache, budget,
+        db, symbol, time_range, plan.inside + plan.edges, plan.windows, MINUTE_MS, _levels_layer(quantity), cache,
+        budget,
     )  # fmt: skip
     edges = minute_levels(trades)
     return None if edges is None else MinuteLevels.concat([edges, *layers])
@@ -319,7 +350,7 @@ def _layered(
     segments: list[SegmentSummary],
     windows: list[tuple[bytes, bytes]],
     unit_ms: int,
-    layer: tuple[str, Callable[[bytes], Layer]],
+    layer: tuple[str, Callable[[bytes], Layer], Quantity],
     cache: SegmentCache | None,
     budget: ReadBudget | None,
     levels_held: int = 0,
@@ -331,16 +362,17 @@ def _layered(
     layer, and the young `windows`' trades in range. With a `budget`, the trades to decode
     and the layer's rows (plus `levels_held` already in hand) are checked once the layers
     are in hand, before any trade is decoded. A segment with a ragged edge counts all its
-    trades: it is decoded whole (cached by the worker), then cut.
+    trades: it is decoded whole (cached by the worker), then cut. `layer` names the kind and the
+    quantity: with "normal", the layers' normal figures and the trades' `normal()`.
     """
-    kind, decode = layer
+    kind, decode, quantity = layer
     if time_range is None:
         start, end, whole_start, whole_end = -1, 2**62, -1, 2**62
     else:
         start, end = time_range
         whole_start = -(-start // unit_ms) * unit_ms
         whole_end = max(end - end % unit_ms, whole_start)
-    stored = _layers(db, symbol, kind, segments, decode, cache)
+    stored = _layers(db, symbol, kind, segments, decode, cache, "" if quantity == "all" else quantity)
     kept: list[Layer] = []
     with_trades: list[tuple[SegmentSummary, bool]] = []
     for summary, found in zip(segments, stored, strict=True):
@@ -367,7 +399,8 @@ def _layered(
     if windows:
         young = decoded_together(windows, decode_windows, decode_window)
         parts.append(young if time_range is None else young.between(start, end))
-    return [found for found in kept if len(found)], TradeColumns.concat(parts)
+    joined = TradeColumns.concat(parts)
+    return [found for found in kept if len(found)], joined.normal() if quantity == "normal" else joined
 
 
 def _layers(
@@ -377,11 +410,12 @@ def _layers(
     summaries: list[SegmentSummary],
     decode: Callable[[bytes], Layer],
     cache: SegmentCache | None,
+    variant: str,
 ) -> list[Layer | None]:
     if not summaries:
         return []
     if cache is not None:
-        return cache.layers(db, kind, symbol, summaries, decode)
+        return cache.layers(db, kind, symbol, summaries, decode, variant)
     keys = [timed_key(kind, symbol, s.start) for s in summaries]
     values: list[bytes | None] = db.get(keys)  # type: ignore[arg-type, assignment]
     pairs = zip(keys, values, strict=True)

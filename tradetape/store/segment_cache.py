@@ -67,10 +67,17 @@ class SegmentCache:
         return [levels if isinstance(levels, PriceLevels) else None for levels in found]
 
     def layers(
-        self, db: Rdict, kind: str, symbol: str, summaries: Sequence[SegmentSummary], decode: Callable[[bytes], Layer]
+        self,
+        db: Rdict,
+        kind: str,
+        symbol: str,
+        summaries: Sequence[SegmentSummary],
+        decode: Callable[[bytes], Layer],
+        variant: str = "",
     ) -> list[Layer | None]:
-        """Each segment's layer of `kind` (`tradetape.store.layer`), None where none is stored."""
-        found = self._lookup(db, kind, symbol, summaries, decode)
+        """Each segment's layer of `kind` (`tradetape.store.layer`), None where none is stored; `variant` names
+        another decoding of the same values (the normal quantity's), cached apart."""
+        found = self._lookup(db, kind, symbol, summaries, decode, variant)
         return found  # type: ignore[return-value]
 
     def _lookup(
@@ -80,8 +87,9 @@ class SegmentCache:
         symbol: str,
         summaries: Sequence[SegmentSummary],
         decode: Callable[[bytes], Decoded],
+        variant: str = "",
     ) -> list[Decoded | None]:
-        keys = [(kind, symbol, summary) for summary in summaries]
+        keys = [(kind + variant, symbol, summary) for summary in summaries]
         with self._lock:
             entries = [self._entries.get(key) for key in keys]
             for key, entry in zip(keys, entries, strict=True):

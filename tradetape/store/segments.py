@@ -63,7 +63,12 @@ numbers, then zigzag, the narrowest byte width, byte planes and zstd
   actually traded, e.g. 1,000,000 units = 0.01 USDT): tick steps, mostly within ±3;
 - quantity: divided by the greatest common divisor of the segment's quantities (the
   smallest step traded, e.g. 1,000 units = 0.00001 BTC);
-- buyer-maker: `np.packbits`.
+- buyer-maker: `np.packbits`;
+- USD-M's normal quantity (`nq`), only in a segment holding some: the RPI share ``q - nq``
+  divided by its own common step (-1 for a trade without `nq`), packed in a frame of its own
+  (keys ``ns``, ``nw``, ``nz``), so spot and COIN-M segments are byte for byte what they
+  were, and a reader that does not know the keys reads the segment without them. RPI fills
+  are rare, so the column is mostly zeros (`bench/store.py` measures its cost).
 
 Why an hour. Measured with `bench/store.py --days 2 --per-day 2300000 --segment-minutes
 1|10|60` (real-like BTCUSDT, 2 cores, one run each):
@@ -93,6 +98,7 @@ import numpy as np
 
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
 from tradetape.domain.price_levels import PriceLevels, common_divisor
+from tradetape.domain.trade import NO_NORMAL_QTY
 from tradetape.errors import FormatError
 from tradetape.store.packing import PackingError, pack_columns, unpack_columns
 from tradetape.store.sealed import seal, unseal
@@ -149,7 +155,31 @@ def encode_segment(columns: TradeColumns) -> bytes:
         "z": frame,
         "m": np.packbits(columns.buyer_maker).tobytes(),
     }
+    if columns.normal_qty is not None:
+        body |= _encode_normal(q, columns.normal_qty)
     return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _encode_normal(qty: Int64Array, normal: Int64Array) -> dict[str, object]:
+    """The normal-quantity keys of a segment body: ``q - nq`` in its step, -1 where a trade has no `nq`."""
+    known = normal != NO_NORMAL_QTY
+    rpi = qty - normal
+    step = common_divisor(rpi[known])
+    widths, frame = pack_columns([np.where(known, rpi // step, -1)])
+    return {"ns": step, "nw": widths, "nz": frame}
+
+
+def _decode_normal(body: dict[str, object], n: int, qty: Int64Array) -> Int64Array | None:
+    """The normal quantities a segment body holds (None: it holds none), checked: from 0 to the quantity."""
+    if "nz" not in body:
+        return None
+    step, widths, frame = _header_int(body, "ns"), body["nw"], body["nz"]
+    if step <= 0 or not isinstance(widths, list) or len(widths) != 1 or not isinstance(frame, bytes):
+        raise SegmentFormatError("a segment's normal quantities are one packed column with a positive step")
+    (rpi,) = unpack_columns(widths, n, frame)
+    if bool((rpi < -1).any()) or bool((rpi > qty // step).any()):
+        raise SegmentFormatError("a segment's normal quantities must be from 0 to the quantity")
+    return np.where(rpi == -1, NO_NORMAL_QTY, qty - rpi * np.int64(step))
 
 
 def _header_int(body: dict[str, object], key: str) -> int:
@@ -201,13 +231,14 @@ def decode_segment(value: bytes, *, max_trades: int | None = None) -> TradeColum
         price = _cumulative(p0, dp * np.int64(tick))
         qty = qs * np.int64(qty_step)
         maker: BoolArray = np.unpackbits(np.frombuffer(maker_bytes, dtype=np.uint8), count=n).astype(np.bool_)
+        normal = _decode_normal(body, n, qty)
     except PackingError as exc:
         raise SegmentFormatError(str(exc)) from exc
     except (KeyError, TypeError, ValueError, msgpack.ExtraData) as exc:
         if isinstance(exc, SegmentFormatError):
             raise
         raise SegmentFormatError(f"unreadable segment: {exc}") from exc
-    return TradeColumns(agg_id, price, qty, first_id, last_id, time, maker)
+    return TradeColumns(agg_id, price, qty, first_id, last_id, time, maker, normal)
 
 
 def encode_stored_segment(columns: TradeColumns) -> bytes:

@@ -18,6 +18,7 @@ from tradetape.api.frames import rows_frame
 from tradetape.api.models import (
     MAX_INTERVALS,
     IntervalRequest,
+    QuantityField,
     decimal_field,
     interval_count,
     omitted,
@@ -25,11 +26,20 @@ from tradetape.api.models import (
     parse_interval_ms,
     zone_field,
 )
-from tradetape.api.query_method import QueryMethod, TradeSource, second_bars_of
-from tradetape.domain.aggregates import SecondBars, TimeBars
+from tradetape.api.query_method import (
+    MinuteLevelSource,
+    QueryMethod,
+    TradeSource,
+    contract_size_of,
+    quantity_source,
+    second_bars_of,
+)
+from tradetape.domain.aggregates import MINUTE_MS, SecondBars, TimeBars
 from tradetape.domain.bars import DAY_MS, calendar_bars
 from tradetape.domain.columns import Int64Array, TradeColumns
+from tradetape.domain.contracts import base_units, quote_units
 from tradetape.domain.decimals import SCALE, format_units, parse_units
+from tradetape.domain.interval_levels import IntervalLevels, interval_levels
 from tradetape.domain.local_time import day_starts, zone
 from tradetape.domain.threshold_bars import TooManyBars, dollar_bars, tick_bars, volume_bars
 
@@ -40,6 +50,7 @@ THRESHOLDS = ("volume_bar", "tick_bar", "dollar_bar")
 class BarsRequest(IntervalRequest):
     """Time bars (`interval`, local days and weeks with `tz`), or bars that close on a threshold of activity."""
 
+    quantity: QuantityField = "all"
     interval: str = Field(
         default="1m",
         description='Interval, whole seconds from "1s" to "1d" aligned to the epoch (UTC), or "1w" (weeks from '
@@ -117,6 +128,10 @@ class BarReply(BaseModel):
     """A threshold bar's last (closing) trade's time, epoch ms."""
     partial: bool | None = Field(default=None, exclude_if=omitted)
     """A threshold bar that has not reached its threshold (the range ended first): only ever the last."""
+    base_volume: str | None = Field(default=None, exclude_if=omitted)
+    """COIN-M time bars: the volume in the coin, contracts × contract size / price (`tradetape.domain.contracts`)."""
+    quote_volume: str | None = Field(default=None, exclude_if=omitted)
+    """COIN-M time bars: the volume in USD, contracts × contract size."""
 
 
 class BarsReply(BaseModel):
@@ -131,6 +146,8 @@ class BarsReply(BaseModel):
     volume_bar: str | None = Field(default=None, exclude_if=omitted)
     tick_bar: int | None = Field(default=None, exclude_if=omitted)
     dollar_bar: str | None = Field(default=None, exclude_if=omitted)
+    contract_size: int | None = Field(default=None, exclude_if=omitted)
+    """COIN-M: the USD value of one contract (`volume` counts contracts), when the worker knows it."""
     trade_count: int
     bars: list[BarReply]
 
@@ -203,6 +220,7 @@ def bar_replies(bars: TimeBars, ends: Int64Array | None = None, last_complete: b
 
 
 def handle(source: TradeSource, symbol: str, request: BarsRequest, now_ms: int) -> BarsReply:
+    source = quantity_source(source, symbol, request.quantity)
     threshold = request.threshold()
     if threshold is not None:
         return _threshold_bars(source, symbol, request, *threshold, now_ms)
@@ -210,15 +228,38 @@ def handle(source: TradeSource, symbol: str, request: BarsRequest, now_ms: int) 
         return _calendar_bars(source, symbol, request, now_ms)
     start, end, seconds = read_seconds(source, symbol, request, now_ms)
     bars = seconds.rolled(request.interval_ms())
+    replies = bar_replies(bars)
+    size = contract_size_of(source, symbol)
+    if size is not None:
+        base = _base_units(source, symbol, (start, end), bars, size)
+        for reply, volume, coins in zip(replies, bars.volume, base, strict=True):
+            reply.base_volume, reply.quote_volume = format_units(coins), format_units(quote_units(volume, size))
     return BarsReply(
         symbol=symbol,
         start=start,
         end=end,
         interval=request.interval,
         interval_ms=request.interval_ms(),
+        contract_size=size,
         trade_count=seconds.total_count,
-        bars=bar_replies(bars),
+        bars=replies,
     )
+
+
+def _base_units(source: TradeSource, symbol: str, time_range: tuple[int, int], bars: TimeBars, size: int) -> list[int]:
+    """Each bar's base volume (COIN-M), from its volume per distinct price: the layer's minute levels for bars of
+    whole minutes, else the trades (or each trade alone, where a level's sum could leave int64)."""
+    levels = None
+    if bars.interval_ms % MINUTE_MS == 0 and isinstance(source, MinuteLevelSource):
+        levels = source.minute_levels(symbol, time_range)
+    if levels is not None:
+        per = levels.per_interval(bars.interval_ms)
+        starts, price, volume = per.time - per.time % bars.interval_ms, per.price, per.volume
+    else:
+        trades = source.trades(symbol, time_range)
+        found = interval_levels(trades, bars.interval_ms) or IntervalLevels.each_trade(trades, bars.interval_ms)
+        starts, price, volume = found.index * bars.interval_ms, found.price, found.volume
+    return base_units(price, volume, np.searchsorted(bars.start, starts), len(bars), size)
 
 
 def _calendar_bars(source: TradeSource, symbol: str, request: BarsRequest, now_ms: int) -> BarsReply:

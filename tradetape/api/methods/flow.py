@@ -13,13 +13,13 @@ from pydantic import BaseModel
 
 from tradetape.api.frames import rows_frame
 from tradetape.api.methods.bars import read_seconds
-from tradetape.api.models import IntervalRequest
-from tradetape.api.query_method import QueryMethod, TradeSource
+from tradetape.api.models import IntervalRequest, QuantityField
+from tradetape.api.query_method import QueryMethod, TradeSource, quantity_source
 from tradetape.domain.decimals import format_units
 
 
 class FlowRequest(IntervalRequest):
-    pass
+    quantity: QuantityField = "all"
 
 
 class FlowRowReply(BaseModel):
@@ -49,6 +49,7 @@ class FlowReply(BaseModel):
 
 
 def handle(source: TradeSource, symbol: str, request: FlowRequest, now_ms: int) -> FlowReply:
+    source = quantity_source(source, symbol, request.quantity)
     start, end, seconds = read_seconds(source, symbol, request, now_ms)
     bars = seconds.rolled(request.interval_ms())
     deltas = [b - s for b, s in zip(bars.buy_volume, bars.sell_volume, strict=True)]

@@ -21,8 +21,16 @@ from tradetape.api.errors import range_too_large
 from tradetape.api.frames import rows_frame
 from tradetape.api.methods.bars import read_intervals
 from tradetape.api.methods.volume_profile import read_levels
-from tradetape.api.models import IntervalRequest, SessionField, decimal_field, omitted, one_row_rule, session_spec
-from tradetape.api.query_method import QueryMethod, TradeSource
+from tradetape.api.models import (
+    IntervalRequest,
+    QuantityField,
+    SessionField,
+    decimal_field,
+    omitted,
+    one_row_rule,
+    session_spec,
+)
+from tradetape.api.query_method import QueryMethod, TradeSource, quantity_source
 from tradetape.api.sessions import (
     NakedPocReply,
     PieceAnswer,
@@ -53,6 +61,7 @@ DEFAULT_ROWS_PER_BAR = 20
 
 
 class FootprintRequest(IntervalRequest):
+    quantity: QuantityField = "all"
     row_size: str | None = Field(default=None, description='Row height as a decimal string, e.g. "5".')
     rows: int | None = Field(
         default=None,
@@ -167,6 +176,7 @@ class FootprintReply(BaseModel):
 
 
 def handle(source: TradeSource, symbol: str, request: FootprintRequest, now_ms: int) -> FootprintReply:
+    source = quantity_source(source, symbol, request.quantity)
     time_range = request.time_range(now_ms)
     assert time_range is not None
     pieces = None if request.session is None else range_pieces(session_spec(request.session), time_range)

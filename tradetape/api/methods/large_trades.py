@@ -14,14 +14,15 @@ import polars as pl
 from pydantic import BaseModel, Field, field_validator
 
 from tradetape.api.frames import rows_frame
-from tradetape.api.models import RangeRequest, decimal_field
-from tradetape.api.query_method import QueryMethod, TradeSource
+from tradetape.api.models import QuantityField, RangeRequest, decimal_field
+from tradetape.api.query_method import QueryMethod, TradeSource, quantity_source
 from tradetape.domain.decimals import format_units, parse_units
 
 MAX_TOP = 1000
 
 
 class LargeTradesRequest(RangeRequest):
+    quantity: QuantityField = "all"
     top: int = Field(default=20, ge=1, le=MAX_TOP, description="How many trades to list at most.")
     min_qty: str | None = Field(
         default=None, description='Only trades of at least this base quantity, a decimal string, e.g. "1.5".'
@@ -60,6 +61,7 @@ class LargeTradesReply(BaseModel):
 
 
 def handle(source: TradeSource, symbol: str, request: LargeTradesRequest, now_ms: int) -> LargeTradesReply:
+    source = quantity_source(source, symbol, request.quantity)
     time_range = request.time_range(now_ms)
     assert time_range is not None
     trades = source.trades(symbol, time_range)

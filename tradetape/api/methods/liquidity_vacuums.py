@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from tradetape.api.frames import rows_frame
 from tradetape.api.methods.volume_profile import ProfileSummary, VolumeProfileRequest, profile_of, summary_of
 from tradetape.api.models import decimal_field
-from tradetape.api.query_method import QueryMethod, TradeSource
+from tradetape.api.query_method import QueryMethod, TradeSource, quantity_source
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import SCALE, format_units, parse_units
 from tradetape.domain.profile import LiquidityVacuum, liquidity_vacuums
@@ -109,6 +109,7 @@ def _utc(name: str, times: list[int | None]) -> pl.Series:
 def handle(
     source: TradeSource, symbol: str, request: LiquidityVacuumsRequest, now_ms: int
 ) -> LiquidityVacuumsReply:
+    source = quantity_source(source, symbol, request.quantity)
     start, end, profile = profile_of(source, symbol, request, now_ms)
     # The profile came from the histograms; the trades only for when price last crossed each vacuum,
     # read afterwards, so the two never sit in memory together.

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from tradetape.api.errors import insufficient_trades, invalid_request, range_too_large
 from tradetape.api.frames import rows_frame
 from tradetape.api.models import (
+    QuantityField,
     RangeRequest,
     SessionField,
     decimal_field,
@@ -24,7 +25,13 @@ from tradetape.api.models import (
     one_row_rule,
     session_spec,
 )
-from tradetape.api.query_method import PriceLevelSource, QueryMethod, TradeSource
+from tradetape.api.query_method import (
+    PriceLevelSource,
+    QueryMethod,
+    TradeSource,
+    contract_size_of,
+    quantity_source,
+)
 from tradetape.api.sessions import (
     NakedPocReply,
     PieceAnswer,
@@ -34,6 +41,7 @@ from tradetape.api.sessions import (
     session_info,
 )
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
+from tradetape.domain.contracts import base_units, quote_units
 from tradetape.domain.decimals import format_units, parse_units
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.domain.profile import (
@@ -50,6 +58,7 @@ from tradetape.domain.sessions import SessionSpec
 
 
 class VolumeProfileRequest(RangeRequest):
+    quantity: QuantityField = "all"
     row_size: str | None = Field(default=None, description='Row height as a decimal string, e.g. "10".')
     rows: int | None = Field(
         default=None,
@@ -86,6 +95,10 @@ class ProfileRowReply(BaseModel):
     buy_volume: str
     sell_volume: str
     trade_count: int
+    base_volume: str | None = Field(default=None, exclude_if=omitted)
+    """COIN-M: the row's volume in the coin, contracts × contract size / price (`tradetape.domain.contracts`)."""
+    quote_volume: str | None = Field(default=None, exclude_if=omitted)
+    """COIN-M: the row's volume in USD, contracts × contract size."""
 
 
 class NodeReply(BaseModel):
@@ -140,6 +153,12 @@ class VolumeProfileReply(ProfileSummary):
     """With `session`: the profile of each session in the range holding trades (rows sized as the range's)."""
     naked_pocs: list[NakedPocReply] | None = Field(default=None, exclude_if=omitted)
     """With `session`: POC rows of sessions closed in the range that no later trade in it reached."""
+    contract_size: int | None = Field(default=None, exclude_if=omitted)
+    """COIN-M: the USD value of one contract (volumes count contracts), when the worker knows it."""
+    total_base_volume: str | None = Field(default=None, exclude_if=omitted)
+    """COIN-M: `total_volume` in the coin (the rows' `base_volume` summed)."""
+    total_quote_volume: str | None = Field(default=None, exclude_if=omitted)
+    """COIN-M: `total_volume` in USD."""
 
     def to_polars(self) -> pl.DataFrame:
         """The rows as a DataFrame, prices and volumes as exact decimals, ascending by price."""
@@ -154,14 +173,23 @@ def profile_of(
     From the store's per-price levels when it has them (whole segments are then summed
     from their histograms, never decoded), else from the trades.
     """
+    start, end, profile, _ = _profiled(source, symbol, request, now_ms)
+    return start, end, profile
+
+
+def _profiled(
+    source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int
+) -> tuple[int, int, VolumeProfile, Levels]:
+    """`profile_of`, and the levels it was built from."""
     time_range = request.time_range(now_ms)
     assert time_range is not None
     start, end = time_range
-    price, qty, sells, counts = read_levels(source, symbol, time_range)
+    levels = read_levels(source, symbol, time_range)
+    price, qty, sells, counts = levels
     _check_found(request, counts)
     row_size = _row_size(request, price)
     profile = volume_profile(price, qty, sells, row_size, request.value_area_fraction(), trade_counts=counts)
-    return start, end, profile
+    return start, end, profile, levels
 
 
 def read_levels(source: TradeSource, symbol: str, time_range: tuple[int, int]) -> Levels:
@@ -226,11 +254,27 @@ def summary_of(symbol: str, start: int, end: int, profile: VolumeProfile) -> dic
 
 
 def handle(source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int) -> VolumeProfileReply:
+    source = quantity_source(source, symbol, request.quantity)
     if request.session is not None:
         return _by_session(source, symbol, request, session_spec(request.session), now_ms)
-    start, end, profile = profile_of(source, symbol, request, now_ms)
-    return VolumeProfileReply(
+    start, end, profile, levels = _profiled(source, symbol, request, now_ms)
+    reply = VolumeProfileReply(
         **summary_of(symbol, start, end, profile), **_profile_fields(profile), value_area=request.value_area
+    )
+    size = contract_size_of(source, symbol)
+    return reply if size is None else _in_coins(reply, profile, levels, size)
+
+
+def _in_coins(reply: VolumeProfileReply, profile: VolumeProfile, levels: Levels, size: int) -> VolumeProfileReply:
+    """A COIN-M profile with its rows' and total base and quote volumes (`tradetape.domain.contracts`)."""
+    price, qty = levels[0], levels[1]
+    rows = price // profile.row_size - profile.rows[0].index
+    base = base_units(price, qty, rows, len(profile.rows), size)
+    for row, reply_row, coins in zip(profile.rows, reply.rows, base, strict=True):
+        reply_row.base_volume, reply_row.quote_volume = format_units(coins), format_units(quote_units(row.volume, size))
+    total_quote = format_units(quote_units(profile.total_volume, size))
+    return reply.model_copy(
+        update={"contract_size": size, "total_base_volume": format_units(sum(base)), "total_quote_volume": total_quote}
     )
 
 

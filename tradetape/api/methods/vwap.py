@@ -11,13 +11,21 @@ import polars as pl
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from tradetape.api.errors import insufficient_trades, range_too_large
-from tradetape.api.models import MAX_INTERVALS, RangeRequest, interval_count, parse_interval_ms, parse_time_ms
-from tradetape.api.query_method import QueryMethod, TradeSource, second_bars_of
+from tradetape.api.models import (
+    MAX_INTERVALS,
+    QuantityField,
+    RangeRequest,
+    interval_count,
+    parse_interval_ms,
+    parse_time_ms,
+)
+from tradetape.api.query_method import QueryMethod, TradeSource, quantity_source, second_bars_of
 from tradetape.domain.decimals import SCALE
 from tradetape.domain.vwap import running_vwap, vwap
 
 
 class VwapRequest(RangeRequest):
+    quantity: QuantityField = "all"
     anchor: int | str | None = Field(
         default=None, description="Anchored VWAP from this time (epoch ms or ISO-8601) to end or now."
     )
@@ -94,6 +102,7 @@ class VwapReply(BaseModel):
 
 
 def handle(source: TradeSource, symbol: str, request: VwapRequest, now_ms: int) -> VwapReply:
+    source = quantity_source(source, symbol, request.quantity)
     time_range = request.time_range(now_ms)
     assert time_range is not None
     interval_ms = None if request.interval is None else parse_interval_ms(request.interval)

@@ -1,0 +1,110 @@
+"""COIN-M bars and volume profiles carry base and quote volume (contracts × contract size [/ price]), exactly as a
+Decimal reference rounds them; other markets' replies are unchanged."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.store.synthetic import tape
+from tests.store.test_normal_quantity import write_live
+from tradetape.api.methods import bars, volume_profile
+from tradetape.domain.columns import TradeColumns
+from tradetape.services.analytics.service import QuerySource
+from tradetape.store.budget import ReadBudget
+from tradetape.store.reader import ShardReader
+from tradetape.store.writer import ShardWriter
+from tradetape.testing import HeldTrades
+
+CM = "cm:BTCUSD_PERP"
+T0 = 1_767_225_600_000
+NOW = T0 + 3_600_000
+SPAN = {"start": T0, "end": NOW}
+EIGHT = Decimal("0.00000001")
+
+
+def contracts(trades: TradeColumns) -> TradeColumns:
+    """Whole contracts (COIN-M quantities): 1 to 500 of them a trade."""
+    whole = (trades.qty % 500 + 1) * 10**8
+    return TradeColumns(trades.agg_id, trades.price, whole, trades.first_id, trades.last_id, trades.time,
+                        trades.buyer_maker)  # fmt: skip
+
+
+def reference_base(levels: dict[Decimal, Decimal], size: int) -> Decimal:
+    """Per distinct price: contracts × size / price rounded half-even to 8 places; summed."""
+    return sum(((v * size / p).quantize(EIGHT, rounding=ROUND_HALF_EVEN) for p, v in levels.items()), Decimal(0))
+
+
+def by_price(trades: TradeColumns, where: np.ndarray) -> dict[Decimal, Decimal]:
+    levels: dict[Decimal, Decimal] = {}
+    for p, q in zip(trades.price[where].tolist(), trades.qty[where].tolist(), strict=True):
+        price = Decimal(p) / 10**8
+        levels[price] = levels.get(price, Decimal(0)) + Decimal(q) / 10**8
+    return levels
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), size=st.sampled_from([10, 100]), interval=st.sampled_from(["1m", "7s", "15m"]))
+def test_coin_m_bars_and_profile_carry_exact_base_and_quote_volume(seed: int, size: int, interval: str) -> None:
+    trades = contracts(tape(3_000, 3_000_000, seed=seed, start_ms=T0))
+    source = HeldTrades(trades, contract_sizes={CM: size})
+    reply = bars.handle(source, CM, bars.BarsRequest(interval=interval, **SPAN), NOW)
+    assert reply.contract_size == size
+    interval_ms = reply.interval_ms or 0
+    for bar in reply.bars:
+        held = (trades.time >= bar.time) & (trades.time < bar.time + interval_ms)
+        assert Decimal(bar.quote_volume or "") == Decimal(bar.volume) * size
+        assert Decimal(bar.base_volume or "") == reference_base(by_price(trades, held), size)
+
+    profile = volume_profile.handle(source, CM, volume_profile.VolumeProfileRequest(row_size="5", **SPAN), NOW)
+    assert profile.contract_size == size
+    assert Decimal(profile.total_quote_volume or "") == Decimal(profile.total_volume) * size
+    total = Decimal(0)
+    for row in profile.rows:
+        low, high = (int(Decimal(edge) * 10**8) for edge in (row.price_low, row.price_high))
+        expected = reference_base(by_price(trades, (trades.price >= low) & (trades.price < high)), size)
+        assert Decimal(row.base_volume or "") == expected
+        assert Decimal(row.quote_volume or "") == Decimal(row.volume) * size
+        total += expected
+    assert Decimal(profile.total_base_volume or "") == total
+
+
+def test_other_markets_and_unknown_sizes_answer_as_before() -> None:
+    trades = contracts(tape(2_000, 3_000_000, start_ms=T0))
+    request = bars.BarsRequest(interval="1m", **SPAN)
+    spot = bars.handle(HeldTrades(trades, contract_sizes={"BTCUSDT": 100}), "BTCUSDT", request, NOW)
+    unknown = bars.handle(HeldTrades(trades), CM, request, NOW)
+    for reply in (spot, unknown):
+        dumped = reply.model_dump_json()
+        assert "base_volume" not in dumped and "quote_volume" not in dumped and "contract_size" not in dumped
+    profile = volume_profile.handle(HeldTrades(trades), CM, volume_profile.VolumeProfileRequest(**SPAN), NOW)
+    assert "base_volume" not in profile.model_dump_json()
+
+
+def test_the_store_answers_coin_m_volumes_as_its_trades_do(tmp_path: Path) -> None:
+    """From the layer's minute levels (bars of whole minutes) and histograms, as from the trades."""
+    trades = contracts(tape(20_000, 3 * 3_600_000, seed=31, start_ms=T0))
+    store = ShardWriter(tmp_path / "shard")
+    try:
+        write_live(store, CM, trades)
+    finally:
+        store.close()
+    reader = ShardReader(tmp_path / "shard", cache_bytes=2**26)
+    try:
+        source = QuerySource(reader, ReadBudget(2**30, 100, 100), CM, contract_sizes={CM: 100})
+        held = HeldTrades(trades, contract_sizes={CM: 100})
+        for start, end in ((T0 + 1_234, T0 + 3 * 3_600_000 - 4_321), (T0, T0 + 3 * 3_600_000 + 1)):
+            span = {"start": start, "end": end}
+            for interval in ("1m", "15m", "7s"):
+                request = bars.BarsRequest(interval=interval, **span)
+                assert bars.handle(source, CM, request, NOW) == bars.handle(held, CM, request, NOW)
+            request_profile = volume_profile.VolumeProfileRequest(row_size="2", **span)
+            got = volume_profile.handle(source, CM, request_profile, NOW)
+            assert got == volume_profile.handle(held, CM, request_profile, NOW)
+            assert got.total_base_volume is not None
+    finally:
+        reader.close()
