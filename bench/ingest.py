@@ -237,6 +237,8 @@ async def scenario(
                 "--rate",
                 "0",
                 *replay_args,
+                "--history-days",
+                "0",  # no invented past days: 1,000 instruments' worth kept the simulator from starting
                 "--data-dir",
                 str(work / f"exdata-{symbol_count}"),
                 "--symbols",
