@@ -1,4 +1,4 @@
-"""Ingest throughput against the raw publishing ceilings, for 2 and for 1,000 symbols.
+"""Ingest throughput against the raw publishing ceilings, for 2 and for 1,000 symbols, spot or spot and USD-M.
 
 Per scenario, on a fresh nats-server: first the two raw ceilings of this process for
 aggTrade-sized payloads with a `Nats-Msg-Id` each: `publish_async` (ingest's window of
@@ -7,9 +7,11 @@ the simulator in its own process replaying generated dumps as fast as it can sen
 `tradetape ingest` in its own process; then the ceilings once more (the machine is noisy:
 ratios are taken against the higher of the two). Trades/s is the stream's growth from the
 first to the last trade stored; CPU µs a trade is ingest's user and system time over the
-same stretch, divided by its trades; peak RSS is its VmHWM. Run:
+same stretch, divided by its trades; peak RSS is its VmHWM. `--markets spot,um` splits each
+scenario's instruments evenly over spot and USD-M (`um:S0500USDT`...): one lane, REST client
+and set of connections per market in ingest, USD-M frames without `M` and with `nq`. Run:
 
-    python bench/ingest.py [--trades 300000] [--symbols 2,1000]
+    python bench/ingest.py [--trades 300000] [--symbols 2,1000] [--markets spot,um]
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from tradetape.bus.publish.fast_batch import (  # noqa: E402
     reply_subject,
 )
 from tradetape.bus.subjects import MSG_ID_HEADER, TRADES_STREAM  # noqa: E402
+from tradetape.domain.instruments import Market, instrument_name, instrument_token  # noqa: E402
 from tradetape.runtime.nats_server import EmbeddedNatsServer  # noqa: E402
 from tradetape.services.exchange.generator import TradeGenerator  # noqa: E402
 
@@ -57,12 +60,15 @@ def log(message: str) -> None:
 
 
 def write_dumps(directory: Path, symbols: list[str], per_symbol: int) -> list[Path]:
-    """One data.binance.vision-style CSV a symbol, generated trades with ms times."""
+    """One data.binance.vision-style CSV an instrument, generated trades with ms times.
+
+    Named by the instrument's token (`um.S0500USDT-aggTrades-…`), which tells the simulator its market.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for index, symbol in enumerate(symbols):
         trades = TradeGenerator(symbol, seed=index).take(per_symbol, START_MS)[:per_symbol]
-        path = directory / f"{symbol}-aggTrades-2026-01-01.csv"
+        path = directory / f"{instrument_token(symbol)}-aggTrades-2026-01-01.csv"
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             for i, t in enumerate(trades):
@@ -202,8 +208,16 @@ async def stream_count(nc: Client) -> int:
         return 0
 
 
-async def scenario(work: Path, symbol_count: int, total: int, ceiling_count: int) -> dict[str, Any]:
+def instruments(symbol_count: int, markets: list[Market]) -> list[str]:
+    """`symbol_count` instruments, split evenly over `markets` in runs (the first half spot, the second USD-M)."""
     symbols = ["BTCUSDT", "ETHUSDT"] if symbol_count == 2 else [f"S{i:04d}USDT" for i in range(symbol_count)]
+    return [instrument_name(markets[i * len(markets) // symbol_count], s) for i, s in enumerate(symbols)]
+
+
+async def scenario(
+    work: Path, symbol_count: int, total: int, ceiling_count: int, markets: list[Market]
+) -> dict[str, Any]:
+    symbols = instruments(symbol_count, markets)
     per_symbol = total // symbol_count
     dumps = write_dumps(work / f"dumps-{symbol_count}", symbols, per_symbol)
     expected = per_symbol * symbol_count
@@ -223,6 +237,8 @@ async def scenario(work: Path, symbol_count: int, total: int, ceiling_count: int
                 "--rate",
                 "0",
                 *replay_args,
+                "--history-days",
+                "0",  # no invented past days: 1,000 instruments' worth kept the simulator from starting
                 "--data-dir",
                 str(work / f"exdata-{symbol_count}"),
                 "--symbols",
@@ -286,6 +302,7 @@ async def scenario(work: Path, symbol_count: int, total: int, ceiling_count: int
             )
             return {
                 "symbols": symbol_count,
+                "markets": "+".join(m.value for m in markets),
                 "trades": count,
                 "ceiling": max(ceiling, again),
                 "ceilings": (ceiling, again),
@@ -309,20 +326,26 @@ async def main() -> int:
     parser.add_argument("--trades", type=int, default=300_000, help="trades per scenario, split over its symbols")
     parser.add_argument("--symbols", default="2,1000", help="comma-separated symbol counts")
     parser.add_argument("--ceiling-count", type=int, default=200_000)
+    parser.add_argument(
+        "--markets", default="spot", help="markets the instruments are split over, evenly: spot, or spot,um"
+    )
     args = parser.parse_args()
+    markets = [Market(m.strip()) for m in args.markets.split(",")]
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         for count in (int(c) for c in args.symbols.split(",")):
-            results.append(await scenario(Path(tmp), count, args.trades, args.ceiling_count))
+            results.append(await scenario(Path(tmp), count, args.trades, args.ceiling_count, markets))
     print(
-        f"{'symbols':>8} {'trades':>9} {'publish_async/s (before, after)':>32} {'fast batch/s (before, after)':>29}"
+        f"{'symbols':>8} {'markets':>8} {'trades':>9} {'publish_async/s (before, after)':>32}"
+        f" {'fast batch/s (before, after)':>29}"
         f" {'ingest/s':>9} {'ratio':>6} {'vs fast':>8} {'CPU µs/trade':>13} {'peak RSS':>9}"
     )
     for r in results:
         ceilings = " / ".join(f"{c:,.0f}" for c in r["ceilings"])
         fast = " / ".join(f"{c:,.0f}" for c in r["fast_ceilings"])
         print(
-            f"{r['symbols']:>8} {r['trades']:>9,} {ceilings:>32} {fast:>29} {r['rate']:>9,.0f} {r['ratio']:>6.2f}"
+            f"{r['symbols']:>8} {r['markets']:>8} {r['trades']:>9,} {ceilings:>32} {fast:>29} {r['rate']:>9,.0f}"
+            f" {r['ratio']:>6.2f}"
             f" {r['fast_ratio']:>8.2f} {r['cpu_us']:>13.1f} {r['rss_mb']:>7.0f}MB"
         )
     return 0

@@ -6,6 +6,9 @@ steps, inter-arrival gaps and fills drawn independently from the real ones, side
 real runs (blocks of 200); no block of values repeats, so zstd finds no free copies;
 writes them through the real `ShardWriter` in 1-minute batches of 1-second windows with
 roll-ups as a live persist does them, and the same trades into one Parquet file with zstd.
+`--market um` (or `cm`) makes them a futures instrument's (`um:BTCUSDT`: 0.1 tick, 0.001 BTC
+lot; `cm:BTCUSD_PERP`: whole contracts), e.g. `--market um --days 1 --drain 0` for the bytes
+a trade of a futures day.
 Then prints, for both: bytes per trade at rest (after compaction), the raw read and the
 volume profile of the last 1 h, 24 h and the whole range, whole-tape coverage (time and
 RSS growth), and persist's drain rate of a pre-filled stream beside a bare pull consumer
@@ -29,9 +32,10 @@ import duckdb
 import nats
 import numpy as np
 import orjson
-from tape_data import DAY_MS, ROW_SIZE, SYMBOL, dir_bytes, rss_mb, timed, write_store  # bench/tape_data.py
+from tape_data import DAY_MS, ROW_SIZE, SHAPES, SYMBOL, dir_bytes, rss_mb, timed, write_store  # bench/tape_data.py
 
 from tradetape.bus.provision import ensure_streams, persist_consumer_config
+from tradetape.domain.instruments import Market
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.runtime.nats_server import EmbeddedNatsServer
 from tradetape.settings import Settings
@@ -147,6 +151,7 @@ def main() -> None:
     parser.add_argument("--segment-minutes", type=int, default=60)
     parser.add_argument("--drain", type=int, default=200_000, help="messages for the drain figure (0: skip)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--market", default="spot", choices=[m.value for m in Market], help="the instrument's market")
     parser.add_argument("--bare", metavar="NATS_URL", help=argparse.SUPPRESS)
     parser.add_argument("--bare-durable", default="bare", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -156,12 +161,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tradetape-bench-store-") as tmp:
         root = Path(tmp)
         parquet = root / "trades.parquet"
+        market = Market(args.market)
+        symbol = SHAPES[market].instrument
         total, write_s = write_store(
-            root / "shard", parquet, args.days, args.per_day, args.segment_minutes * 60_000, args.seed
+            root / "shard", parquet, args.days, args.per_day, args.segment_minutes * 60_000, args.seed, market
         )
         store_bytes, parquet_bytes = dir_bytes(root / "shard"), parquet.stat().st_size
         print(
-            f"{total:,} trades over {args.days} d, segments of {args.segment_minutes} min; "
+            f"{total:,} {symbol} trades over {args.days} d, segments of {args.segment_minutes} min; "
             f"written through ShardWriter with roll-ups in {write_s:.1f} s ({total / write_s:,.0f} trades/s)"
         )
         print(
@@ -170,14 +177,14 @@ def main() -> None:
         )
         reader = ShardReader(root / "shard")
         con = duckdb.connect()
-        whole = reader.coverage(SYMBOL, None)
+        whole = reader.coverage(symbol, None)
         assert whole.last_time is not None and whole.first_time is not None
         end = whole.last_time + 1
         for label, span in (("1 h", 3_600_000), ("24 h", DAY_MS), (f"{args.days} d", end - whole.first_time)):
             start = end - span
-            trades, read_s = timed(lambda s=start: reader.trades(SYMBOL, (s, end)))
+            trades, read_s = timed(lambda s=start: reader.trades(symbol, (s, end)))
             _, duck_read_s = timed(lambda s=start: duck_read(con, parquet, s, end))
-            levels, prof_s = timed(lambda s=start: profile_from_levels(reader.price_levels(SYMBOL, (s, end)), ROW_SIZE))
+            levels, prof_s = timed(lambda s=start: profile_from_levels(reader.price_levels(symbol, (s, end)), ROW_SIZE))
             duck_rows, duck_prof_s = timed(lambda s=start: duck_profile(con, parquet, s, end))
             assert [int(v) for v in levels[1][levels[3] > 0]] == [int(r[1]) for r in duck_rows], "profiles differ"
             print(
@@ -185,7 +192,7 @@ def main() -> None:
                 f"  profile {prof_s * 1e3:6.1f} ms (DuckDB {duck_prof_s * 1e3:6.1f}, ratio {prof_s / duck_prof_s:.2f})"
             )
         before = rss_mb()
-        found, cov_s = timed(lambda: reader.coverage(SYMBOL, None))
+        found, cov_s = timed(lambda: reader.coverage(symbol, None))
         print(
             f"whole-tape coverage: {cov_s * 1e3:.2f} ms, RSS +{rss_mb() - before:.1f} MB "
             f"({found.trade_count:,} trades, {len(found.gaps)} gaps)"

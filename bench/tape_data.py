@@ -5,7 +5,9 @@ at a time (sizes with log-normal noise on the real 0.00001 BTC step, tick steps,
 fills drawn independently, sides in real runs of `BLOCK`), so zstd finds no free copies.
 `write_store` writes them through the real `ShardWriter` as a live persist does (1-minute
 batches of 1-second windows, rolled up into segments a minute behind) and the same
-trades into one Parquet file with zstd, for DuckDB. Nothing here is part of the test run.
+trades into one Parquet file with zstd, for DuckDB. `market` shapes them as that market's
+BTC contract trades (`SHAPES`): USD-M's 0.1 USDT tick and 0.001 BTC lot, COIN-M's 0.1 USD
+tick and whole contracts of 100 USD. Nothing here is part of the test run.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import statistics
 import time
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,7 @@ import pyarrow.parquet as pq
 
 from tradetape.domain.columns import Int64Array, TradeColumns
 from tradetape.domain.decimals import parse_units
+from tradetape.domain.instruments import Market
 from tradetape.services.exchange import BUNDLED_REPLAY
 from tradetape.store.keys import window_start
 from tradetape.store.windows import split_by
@@ -35,6 +39,25 @@ ROW_SIZE = 10 * 10**8  # 10 USDT rows
 BLOCK = 200
 QTY_STEP = 1_000  # 0.00001 BTC, Binance's BTCUSDT lot step
 PARQUET_COLUMNS = ("a", "p", "q", "f", "l", "T", "m")
+UNITS = 10**8
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A market's BTC instrument as its trades look: its name, price tick and quantity step (units of 1e-8)."""
+
+    instrument: str
+    tick: int
+    qty_step: int
+    contract_usd: int = 0
+    """COIN-M: a quantity is a count of contracts of this many USD (the base quantity × price / it)."""
+
+
+SHAPES = {
+    Market.SPOT: Shape(SYMBOL, 1_000_000, QTY_STEP),
+    Market.UM: Shape("um:BTCUSDT", 10_000_000, 100_000),
+    Market.CM: Shape("cm:BTCUSD_PERP", 10_000_000, UNITS, contract_usd=100),
+}
 """The Parquet file's columns: Binance's aggTrade field names, prices and sizes as int64 units of 1e-8."""
 
 
@@ -63,8 +86,9 @@ def real_trades() -> dict[str, np.ndarray]:  # type: ignore[type-arg]
     }
 
 
-def generate(days: int, per_day: int, seed: int) -> Iterator[TradeColumns]:
-    """One day of real-like trades at a time, ids and times continuing across days."""
+def generate(days: int, per_day: int, seed: int, market: Market = Market.SPOT) -> Iterator[TradeColumns]:
+    """One day of real-like trades at a time, ids and times continuing across days, shaped as `market`'s."""
+    shape = SHAPES[market]
     real = real_trades()
     rng = np.random.default_rng(seed)
     n_real = len(real["qty"])
@@ -77,9 +101,13 @@ def generate(days: int, per_day: int, seed: int) -> Iterator[TradeColumns]:
         index = (blocks[:, None] + np.arange(BLOCK)).ravel()[:per_day]
         draw = rng.integers(0, n_real, (4, per_day))
         noise = np.exp(rng.normal(0.0, 0.5, per_day))
-        qty = np.maximum(np.round(real["qty"][draw[0]] * noise / QTY_STEP), 1).astype(np.int64) * QTY_STEP
+        base = real["qty"][draw[0]] * noise
         steps = real["step"][draw[1]] * rng.choice(np.array([-1, 1]), per_day)
         prices = np.maximum(price + np.cumsum(steps), 1_000_000)
+        if shape.contract_usd:
+            base = base * prices / (shape.contract_usd * UNITS)  # contracts of `contract_usd` USD
+        qty = np.maximum(np.round(base / shape.qty_step), 1).astype(np.int64) * shape.qty_step
+        prices = prices // shape.tick * shape.tick
         gaps = (real["gap_us"][draw[2]] * gap_scale * rng.exponential(1.0, per_day)).astype(np.int64)
         clock = clock_us + np.cumsum(gaps)
         day_end_us = (start_ms + (day + 1) * DAY_MS) * 1000
@@ -131,21 +159,24 @@ def rss_mb(pid: int | str = "self", field: str = "VmRSS") -> float:
     return 0.0
 
 
-def write_store(path: Path, parquet: Path, days: int, per_day: int, segment_ms: int, seed: int) -> tuple[int, float]:
+def write_store(
+    path: Path, parquet: Path, days: int, per_day: int, segment_ms: int, seed: int, market: Market = Market.SPOT
+) -> tuple[int, float]:
     """`generate`'s trades into a new store at `path` (then compacted) and into `parquet`; (trades, seconds)."""
+    symbol = SHAPES[market].instrument
     store = ShardWriter(path, segment_ms=segment_ms)
     schema = pa.schema([(n, pa.int64()) for n in PARQUET_COLUMNS[:-1]] + [(PARQUET_COLUMNS[-1], pa.bool_())])
     writer = pq.ParquetWriter(parquet, schema, compression="zstd")
     total, started = 0, time.perf_counter()
-    for trades in generate(days, per_day, seed):
+    for trades in generate(days, per_day, seed, market):
         writer.write_table(pa.table(dict(zip(schema.names, trades.arrays(), strict=True)), schema=schema))
         minutes = trades.time - trades.time % 60_000
         for minute, batch in split_by(trades, minutes):
-            store.write({(SYMBOL, s): w for s, w in split_by(batch, window_start(batch.time))})
+            store.write({(symbol, s): w for s, w in split_by(batch, window_start(batch.time))})
             if minute % 600_000 == 540_000:
-                store.roll_up(SYMBOL, minute)  # as persist does, a minute behind the newest trade
+                store.roll_up(symbol, minute)  # as persist does, a minute behind the newest trade
         total += len(trades)
-    store.roll_up(SYMBOL, int(trades.time.max()) + 1)
+    store.roll_up(symbol, int(trades.time.max()) + 1)
     elapsed = time.perf_counter() - started
     writer.close()
     store.compact()

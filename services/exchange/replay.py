@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tradetape.domain.instruments import NAME_SEPARATOR, TOKEN_SEPARATOR, instrument_from_input
 from tradetape.errors import InputError
 from tradetape.ground.tasks import cancel_and_wait
 from tradetape.services.exchange.history import AggTrade, TradeHistory, now_ms, release
@@ -47,11 +48,11 @@ class ReplayFormatError(InputError):
 
 
 def symbol_from_path(path: Path) -> str:
-    """``BTCUSDT-aggTrades-2026-01-01.csv`` → ``BTCUSDT``."""
+    """``BTCUSDT-aggTrades-2026-01-01.csv`` → ``BTCUSDT``; ``um.BTCUSDT-aggTrades-…`` (a token) → ``um:BTCUSDT``."""
     prefix, sep, _ = path.name.partition("-aggTrades")
     if not sep or not prefix:
         raise ValueError(f"cannot tell the symbol from the file name {path.name!r}")
-    return prefix.upper()
+    return instrument_from_input(prefix.replace(TOKEN_SEPARATOR, NAME_SEPARATOR, 1))
 
 
 def _parse_bool(text: str) -> bool:

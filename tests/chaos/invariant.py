@@ -1,9 +1,10 @@
 """The invariant every chaos scenario ends on: the tape equals the exchange, once, and everything answers.
 
-For every symbol, once settled: the agg ids the shard's RocksDB holds, as trades or voids (read
-as a secondary, counted raw so a row kept twice would count twice) are exactly the simulator's history
-from the first id stored at warm-up up to the simulator's newest id when the check began,
-each once, with the same price, quantity, time and side (prices and quantities compared
+For every instrument (`ETHUSDT`, `um:ETHUSDT`: its subjects, and the simulator's REST of its
+market), once settled: the agg ids the shard's RocksDB holds, as trades or voids (read as a
+secondary, counted raw so a row kept twice would count twice) are exactly the simulator's
+history from the first id stored at warm-up up to the simulator's newest id when the check
+began, each once, with the same price, quantity, time and side (prices and quantities compared
 in units of 1e-8: Binance's eight decimals, so equal units are equal decimal strings);
 `coverage` over NATS reports no gap and ingest no open gap; every service answers
 `$SRV.PING` and every analytics replica a query.
@@ -26,7 +27,9 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from tests.cluster.test_scale_out import exchange_history
+from tests.cluster.topology import agg_trades_url
 from tests.harness import request
+from tradetape.bus.subjects import query_subject
 from tradetape.domain.columns import TradeColumns
 from tradetape.runtime.metrics import discover
 from tradetape.store.codec import decode_windows
@@ -54,13 +57,13 @@ class SymbolCheck:
 
 
 async def coverage(client: Client, symbol: str, timeout: float = 5.0) -> dict[str, Any]:
-    reply, _ = await request(client, f"tape.query.coverage.{symbol}", {}, timeout=timeout)
+    reply, _ = await request(client, query_subject("coverage", symbol), {}, timeout=timeout)
     return reply
 
 
 def exchange_newest(rest_url: str, symbol: str) -> int:
     """The newest agg id the simulator has released (REST without `fromId`: the most recent)."""
-    with urllib.request.urlopen(f"{rest_url}/api/v3/aggTrades?symbol={symbol}&limit=1", timeout=10) as response:
+    with urllib.request.urlopen(agg_trades_url(rest_url, symbol, limit=1), timeout=10) as response:
         rows = orjson.loads(response.read())
     assert rows, f"the simulator has no trades of {symbol}"
     return int(rows[-1]["a"])
@@ -137,7 +140,7 @@ async def exact_strings(client: Client, rest_url: str, symbol: str, from_id: int
     page = [row for row in await asyncio.to_thread(_rest_page, rest_url, symbol, from_id) if row["a"] <= newest]
     start = min(row["T"] for row in page)
     reply, _ = await request(
-        client, f"tape.query.trades.{symbol}", {"start": start, "end": max(r["T"] for r in page) + 1, "limit": 5000}
+        client, query_subject("trades", symbol), {"start": start, "end": max(r["T"] for r in page) + 1, "limit": 5000}
     )
     served = {t["a"]: t for t in reply["trades"]}
     for row in page:
@@ -147,7 +150,7 @@ async def exact_strings(client: Client, rest_url: str, symbol: str, from_id: int
 
 
 def _rest_page(rest_url: str, symbol: str, from_id: int) -> list[dict[str, Any]]:
-    url = f"{rest_url}/api/v3/aggTrades?symbol={symbol}&fromId={from_id}&limit=500"
+    url = agg_trades_url(rest_url, symbol, fromId=from_id, limit=500)
     with urllib.request.urlopen(url, timeout=10) as response:
         page: list[dict[str, Any]] = orjson.loads(response.read())
     return page

@@ -26,7 +26,7 @@ import orjson
 import pytest
 from nats.aio.client import Client
 
-from tests.cluster.topology import NatsCluster, child_env, http_get, start_exchange
+from tests.cluster.topology import NatsCluster, child_env, exchange_urls, http_get, start_exchange
 from tests.harness import wait_for
 from tests.processes import ServiceProcesses
 from tradetape.bus.provision import ensure_streams
@@ -121,16 +121,14 @@ class System:
         urls = url.split(",")
         self.client = await nats.connect(urls, max_reconnect_attempts=-1, reconnect_time_wait=0.2, name="chaos")
         await ensure_streams(self.client.jetstream(), settings)
-        ws_url, rest_url = start_exchange(
-            self.processes, child_env(settings), self.root / "exchange.json", "--rate", str(self.rate)
-        )
+        ready = self.root / "exchange.json"
+        _, self.rest_url = start_exchange(self.processes, child_env(settings), ready, "--rate", str(self.rate))
         self.procs["exchange"] = self.processes.started[-1]
-        self.rest_url = rest_url
-        self.settings = Settings(**{**settings.model_dump(), "binance_ws_url": ws_url, "binance_rest_url": rest_url})
+        self.settings = Settings(**{**settings.model_dump(), **exchange_urls(ready)})  # every market's URLs
         for name in SERVICES:
             self.start_service(name)
         await wait_for(self._warmed_up, 90, interval=0.5)
-        print(f"system up: {len(SYMBOLS)} symbols at {self.rate:g}/s each, first ids {self.first_ids}")
+        print(f"system up: {len(self.symbols)} instruments at {self.rate:g}/s each, first ids {self.first_ids}")
 
     async def _warmed_up(self) -> bool:
         from tests.chaos.invariant import coverage

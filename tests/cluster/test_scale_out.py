@@ -23,7 +23,7 @@ import orjson
 import pytest
 from nats.aio.client import Client
 
-from tests.cluster.topology import NatsCluster, child_env, start_exchange
+from tests.cluster.topology import NatsCluster, agg_trades_url, child_env, start_exchange
 from tests.harness import request, wait_for
 from tests.processes import ServiceProcesses
 from tradetape.binance.aggtrade import parse_trade
@@ -56,7 +56,7 @@ def exchange_history(rest_url: str, symbol: str, first: int, last: int) -> Trade
     rows = []
     from_id = first
     while from_id <= last:
-        url = f"{rest_url}/api/v3/aggTrades?symbol={symbol}&fromId={from_id}&limit=1000"
+        url = agg_trades_url(rest_url, symbol, fromId=from_id, limit=1000)
         with urllib.request.urlopen(url, timeout=10) as response:
             page = orjson.loads(response.read())
         assert page, f"the simulator has no trades of {symbol} from {from_id}"

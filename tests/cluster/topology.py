@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +23,8 @@ import nats
 import orjson
 
 from tests.processes import ServiceProcesses, service_env
+from tradetape.binance.markets import market_api
+from tradetape.domain.instruments import split_instrument
 from tradetape.runtime.nats_server import find_nats_server
 from tradetape.settings import Settings
 
@@ -160,6 +163,18 @@ def start_exchange(processes: ServiceProcesses, env: dict[str, str], ready: Path
             return str(urls["binance_ws_url"]), str(urls["binance_rest_url"])
         time.sleep(0.05)
     raise AssertionError("the simulator wrote no ready file in time")
+
+
+def agg_trades_url(rest_url: str, instrument: str, **params: int) -> str:
+    """The simulator's aggTrades URL of `instrument`'s market (`/api/v3`, `/fapi/v1`, `/dapi/v1`)."""
+    market, symbol = split_instrument(instrument)
+    query = urllib.parse.urlencode({"symbol": symbol, **params})
+    return f"{rest_url}{market_api(market).agg_trades_path}?{query}"
+
+
+def exchange_urls(ready: Path) -> dict[str, str]:
+    """Every market's URL settings the simulator's ready file gives (`binance_um_ws_url`, ...)."""
+    return {str(field): str(url) for field, url in orjson.loads(ready.read_bytes()).items()}
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:

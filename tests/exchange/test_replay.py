@@ -97,8 +97,11 @@ def test_header_line_is_skipped(tmp_path: Path) -> None:
 def test_symbol_from_path() -> None:
     assert symbol_from_path(BUNDLED_REPLAY) == "BTCUSDT"
     assert symbol_from_path(Path("/x/ethusdt-aggTrades-2025-02-01.csv")) == "ETHUSDT"
-    with pytest.raises(ValueError):
-        symbol_from_path(Path("trades.csv"))
+    assert symbol_from_path(Path("um.BTCUSDT-aggTrades-2026-01-01.csv")) == "um:BTCUSDT", "a token names the market"
+    assert symbol_from_path(Path("CM.btcusd_perp-aggTrades-2026-01-01.csv")) == "cm:BTCUSD_PERP"
+    for name in ("trades.csv", "xx.BTCUSDT-aggTrades-2026-01-01.csv", "BTC.USDT-aggTrades-2026-01-01.csv"):
+        with pytest.raises(ValueError):
+            symbol_from_path(Path(name))
 
 
 def test_plan_fast_shifts_last_trade_to_start() -> None:

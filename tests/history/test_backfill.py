@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +42,41 @@ def test_up_backfills_the_last_days_through_its_persist(tmp_path: Path, processe
     assert imported["BTCUSDT-aggTrades-2026-01.zip"]["trades"] == 5000
     log = processes.log_of(0)
     assert "import batch" in log  # persist wrote it: the backfill went through the running shard
+
+
+@pytest.mark.slow
+def test_the_offline_demo_tapes_and_backfills_every_market(tmp_path: Path, processes: Any) -> None:
+    """`up --simulate` with no symbols set: spot, USD-M and COIN-M instruments live, and their past day backfilled.
+
+    The simulator listed spot names only and `fetch-history` had no futures layout, so the futures
+    instruments had no stream, no REST and no dumps offline.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "NATS_URL" and not k.startswith("TRADETAPE_")}
+    env |= {"TRADETAPE_DATA_DIR": str(tmp_path / "data"), "TRADETAPE_BACKFILL_DAYS": "1"}
+    up = processes.start(["up", "--simulate", "--rate", "5"], env, cwd=tmp_path)
+    manifest = tmp_path / "data" / "history" / "imported.json"
+    day = datetime.now(UTC).date() - timedelta(days=1)
+    wanted = {"BTCUSDT": "BTCUSDT", "ETHUSDT": "ETHUSDT", "um:BTCUSDT": "BTCUSDT", "cm:BTCUSD_PERP": "BTCUSD_PERP"}
+    imported: dict[str, Any] = {}
+    deadline = time.monotonic() + 100
+    while set(imported) != set(wanted):
+        assert up.poll() is None, processes.log_of(0)
+        assert time.monotonic() < deadline, (imported, processes.log_of(0)[-3000:])
+        time.sleep(0.5)
+        imported = json.loads(manifest.read_text()) if manifest.exists() else {}
+    for name, symbol in wanted.items():
+        files = imported[name]
+        assert list(files) == [f"{symbol}-aggTrades-{day}.zip"], (name, files)
+        day_trades = files[f"{symbol}-aggTrades-{day}.zip"]["added"]
+        assert day_trades > 8000, (name, files)  # 0.1 trades/s invented for each finished day
+        deadline = time.monotonic() + 60
+        while True:
+            done = subprocess.run(
+                [sys.executable, "-m", "tradetape.cli", "query", "coverage", name, "--json"],
+                env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            reply = json.loads(done.stdout) if done.returncode == 0 else {}
+            if reply.get("trade_count", 0) > day_trades:  # yesterday's dump and today's live trades
+                break
+            assert time.monotonic() < deadline, (name, done.stdout, done.stderr, processes.log_of(0)[-3000:])
+            time.sleep(0.5)

@@ -45,7 +45,8 @@ DUMP_HEADERS = (
     ),
 )
 """The header lines data.binance.vision writes (futures dumps have one; spot dumps none)."""
-_NAME_MARK = "-aggTrades"
+DUMP_NAME_MARK = "-aggTrades"
+"""What a dump's name holds after its symbol."""
 _CHECKSUM_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *]?(\S+)")
 
 
@@ -55,7 +56,7 @@ def period_label(kind: str, first: date) -> str:
 
 
 def dump_name(symbol: str, label: str) -> str:
-    return f"{symbol}{_NAME_MARK}-{label}.zip"
+    return f"{symbol}{DUMP_NAME_MARK}-{label}.zip"
 
 
 def dump_path(kind: str, symbol: str, label: str, market: Market = Market.SPOT) -> str:
@@ -68,11 +69,15 @@ class DumpMarketError(InputError):
 
 
 def path_market(path: str) -> Market | None:
-    """The market a dump's path names (``.../data/futures/um/daily/...``); None if it names none."""
-    for market, api in MARKET_APIS.items():
-        if f"{api.dump_root}/" in path.replace("\\", "/"):
-            return market
-    return None
+    """The market a dump's path names (``.../data/futures/um/daily/...``); None if it names none.
+
+    The root nearest the file decides, so a mirror kept in a directory that happens to hold
+    another root's name (``/srv/data/spot/mirror/data/futures/um/...``) is still told right.
+    """
+    path = path.replace("\\", "/")
+    found = {path.rfind(f"{api.dump_root}/"): market for market, api in MARKET_APIS.items()}
+    nearest = max(found)
+    return found[nearest] if nearest >= 0 else None
 
 
 def content_markets(*, columns: int, unit: str) -> frozenset[Market]:
@@ -106,7 +111,7 @@ def check_dump_market(market: Market, source: str, *, columns: int | None = None
 
 def is_dump_name(name: str) -> bool:
     """Whether a file is named as Binance names its dumps (``<SYM>-aggTrades…``): the name then tells its symbol."""
-    return _NAME_MARK in name
+    return DUMP_NAME_MARK in name
 
 
 def timestamp_unit(stamp: int) -> str:

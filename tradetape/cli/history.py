@@ -22,7 +22,7 @@ from rich.progress import Progress, TaskID
 from tradetape.api.models import parse_duration_ms, parse_time_ms
 from tradetape.api.times import iso_time
 from tradetape.cli.progress import progress_bar
-from tradetape.domain.instruments import instrument_from_input
+from tradetape.domain.instruments import instrument_from_input, market_of
 from tradetape.settings import Settings
 
 if TYPE_CHECKING:
@@ -251,7 +251,7 @@ async def _repair(args: argparse.Namespace, settings: Settings, importer: object
     symbol = args.symbol
     time_range = _time_range(args, required=False)
     gaps = importer.gaps(symbol, time_range)
-    rest = RestClient(settings.binance_rest_url, weight_per_minute=settings.ingest_rest_weight_per_minute)
+    rest = RestClient.of(settings, market_of(symbol))
     with progress_bar() as progress:
         task = progress.add_task(f"{symbol} gaps", total=sum(high - low + 1 for low, high in gaps))
         fetcher = HistoryFetcher(settings, importer) if args.dump_min_gap > 0 else None

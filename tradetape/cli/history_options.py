@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 from tradetape.cli.options import INSTRUMENT_HELP
+from tradetape.settings import MARKET_URL_FIELDS, MARKET_WEIGHT_FIELDS
 
 STORE_SETTINGS = (
     "data_dir", "symbols", "shard", "shard_count", "shard_index", "rollup_age_s", "retention_days", "log_level",
@@ -24,7 +25,7 @@ HELP = {
     "import": "import aggTrades dumps (zip or CSV, data.binance.vision format) or tradetape exports",
     "fetch-history": "download Binance's daily/monthly dumps for a date range, verify SHA-256 and import them",
     "export": "write a range of the tape to Parquet or CSV (by the extension)",
-    "repair": "close the store's gaps (completeness index) from REST aggTrades?fromId=",
+    "repair": "close the store's gaps (completeness index) from the instrument's market's REST aggTrades?fromId=",
 }
 
 
@@ -73,7 +74,7 @@ def add_history_commands(
         metavar="N",
         help="gaps of N or more ids in past days come from the daily dumps first (0: REST only)",
     )
-    rest_settings = ("binance_rest_url", "ingest_rest_weight_per_minute")
+    rest_settings = (*(urls[1] for urls in MARKET_URL_FIELDS.values()), *MARKET_WEIGHT_FIELDS.values())
     add_settings(repair, (*write_settings, *rest_settings, *IMPORT_SETTINGS, *FETCH_SETTINGS))
 
 

@@ -31,8 +31,8 @@ from tradetape.cli.settings import add_settings_command
 from tradetape.cli.status_options import add_status_command
 from tradetape.cli.web import add_web_command
 from tradetape.config_file import ConfigFileError
-from tradetape.domain.instruments import Market
-from tradetape.settings import Settings
+from tradetape.domain.instruments import Market, market_of
+from tradetape.settings import Settings, market_of_all
 
 ALL_SETTINGS = tuple(Settings.model_fields)
 STREAM_SETTINGS = ("stream_max_age_hours", "stream_max_bytes", "stream_replicas")
@@ -233,6 +233,27 @@ def exchange_source_args(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+DEMO_SYMBOLS = ("BTCUSDT", "ETHUSDT", "um:BTCUSDT", "cm:BTCUSD_PERP")
+"""What the offline demo trades when no symbols are set: spot, USD-M and COIN-M all show."""
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The offline demo's settings (`up --simulate`, `exchange`): `DEMO_SYMBOLS` unless symbols were set."""
+    if "symbols" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"symbols": DEMO_SYMBOLS})
+
+
+def simulated_symbols(settings: Settings) -> tuple[str, ...]:
+    """The instruments the simulator lists: every one named, and for a market named by its `ALL` the demo's.
+
+    The simulator is the exchange, so `um:ALL` asks it what USD-M trades: the demo's USD-M instruments.
+    """
+    named = tuple(s for s in settings.symbols if market_of_all(s) is None)
+    whole = settings.markets_from_exchange
+    return (*named, *(s for s in DEMO_SYMBOLS if market_of(s) in whole and s not in named)) or DEMO_SYMBOLS
+
+
 def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
     from tradetape.services.exchange import BUNDLED_REPLAY, ExchangeConfig, FaultConfig
     from tradetape.services.exchange.stored import replayed
@@ -241,15 +262,11 @@ def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
         replay: tuple[Path, ...] = tuple(args.replay)
     else:
         replay = () if args.rate is not None else (BUNDLED_REPLAY,)
-    # The simulator is the exchange: ALL (ask the exchange) leaves it the default symbols to list. It serves
-    # spot only: the spot instruments named are its symbols (futures names are another market's).
-    default_symbols: tuple[str, ...] = Settings.model_fields["symbols"].default
-    symbols = default_symbols if settings.symbols_from_exchange else settings.symbols
     from_store = getattr(args, "from_store", False)  # `up --simulate` has no --from-store
     return ExchangeConfig(
         host=args.host,
         port=args.port,
-        symbols=symbols,
+        symbols=simulated_symbols(settings),
         replay=() if from_store else replay,
         speed=args.speed,
         original_times=args.original_times,
@@ -367,7 +384,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "up":
         from tradetape.runtime.supervisor import run_up
 
-        return await run_up(settings, exchange_source_args(args) if args.simulate else None)
+        if args.simulate:
+            return await run_up(demo_settings(settings), exchange_source_args(args))
+        return await run_up(settings, None)
     if args.command == "exchange":
         return await _run_exchange(args, settings)
     return await _run_service(args.command, settings)
@@ -392,7 +411,7 @@ async def _run_exchange(args: argparse.Namespace, settings: Settings) -> int:
             return 2
     stop = asyncio.Event()
     stop_on_signals(stop)
-    async with Exchange(exchange_config(args, settings)) as exchange:  # type: ignore[arg-type]
+    async with Exchange(exchange_config(args, demo_settings(settings))) as exchange:  # type: ignore[arg-type]
         if args.ready_file is not None:  # the settings pointing each market's clients at it
             urls: dict[str, str] = {}
             for market, (ws_field, rest_field) in MARKET_URL_FIELDS.items():

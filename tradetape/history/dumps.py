@@ -1,14 +1,16 @@
 """Reading trade files: data.binance.vision aggTrades dumps (zip or CSV) and tradetape's own exports.
 
 A dump's rows, header and names are laid out as `tradetape.binance.dumps` says; its
-timestamps' unit is decided once per file, from its first row, and every row must then
-be a plausible epoch time in it. A tradetape export (Parquet, or CSV
-with the header ``agg_id,price,qty,first_id,last_id,time,buyer_maker``) reads back to
-the same trades; its label (`tradetape.history.labels`) names the symbol and the range
-every trade must lie in. The file is read in chunks of lines (a day of a busy symbol is
-~150 MB of CSV) and each chunk is parsed and checked with polars and numpy, never a
-Python object per row; the first bad row is a `DumpError` naming the file and its line,
-and nothing of a bad file is returned.
+timestamps' unit and its columns (spot's eight, futures' seven) are decided once per file,
+from its first row, and must be the instrument's market's, as must the market its path
+names (`check_dump_market`); every row must then be a plausible epoch time in that unit.
+A tradetape export (Parquet, or CSV with the header
+``agg_id,price,qty,first_id,last_id,time,buyer_maker``) reads back to the same trades;
+its label (`tradetape.history.labels`) names the instrument and the range every trade
+must lie in. The file is read in chunks of lines (a day of a busy symbol is ~150 MB of
+CSV) and each chunk is parsed and checked with polars and numpy, never a Python object
+per row; the first bad row is a `DumpError` naming the file and its line, and nothing of
+a bad file is returned.
 
 A file is hostile until read: `FileLimits` bound a line, a file's (or zip member's
 inflated) bytes and a zip's entries, each checked while the file streams, before more
@@ -37,11 +39,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tradetape.binance.aggtrade import first_invalid
-from tradetape.binance.dumps import DUMP_FIELDS, DUMP_HEADERS, is_dump_name, timestamp_unit
+from tradetape.binance.dumps import (
+    DUMP_FIELDS,
+    DUMP_HEADERS,
+    DUMP_NAME_MARK,
+    DumpMarketError,
+    check_dump_market,
+    is_dump_name,
+    path_market,
+    timestamp_unit,
+)
 from tradetape.domain.column_checks import decimal_units, first_not_ascending, first_of
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
-from tradetape.domain.instruments import instrument_from_input, symbol_of_instrument
-from tradetape.domain.symbols import SymbolError
+from tradetape.domain.instruments import (
+    Market,
+    instrument_from_input,
+    instrument_name,
+    market_of,
+    symbol_of_instrument,
+)
+from tradetape.domain.symbols import SymbolError, check_symbol
 from tradetape.errors import InputError
 from tradetape.history.labels import ExportLabel, LabelError, iso_ms
 from tradetape.settings import Settings
@@ -49,6 +66,8 @@ from tradetape.settings import Settings
 CHUNK_BYTES = 4 * 1024 * 1024
 EXPORT_FIELDS = ("agg_id", "price", "qty", "first_id", "last_id", "time", "buyer_maker")
 """The columns of a tradetape export, in order (also its CSV header)."""
+FUTURES_DUMP_FIELDS = DUMP_FIELDS[: len(DUMP_HEADERS[0])]
+"""A futures dump's seven columns (no `isBestMatch`)."""
 EXPORT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.3fZ"
 MAX_BLANK_LINES = 1000
 """Blank lines a file may hold: a dump has none, and a file of nothing but line ends is a zip bomb's filler."""
@@ -151,15 +170,24 @@ class LineMap:
 
 
 def symbol_of_name(name: str) -> str | None:
-    """``BTCUSDT-aggTrades-2026-01-01.zip`` or ``BTCUSDT-week.parquet`` → ``BTCUSDT`` (None: the name does not tell)."""
+    """``BTCUSDT-aggTrades-2026-01-01.zip`` or ``BTCUSDT-week.parquet`` → ``BTCUSDT`` (None: the name does not tell).
+
+    A dump's name is the exchange's symbol up to ``-aggTrades``, underscores included (``BTCUSD_PERP``).
+    """
+    if is_dump_name(name):
+        try:
+            return check_symbol(name.partition(DUMP_NAME_MARK)[0])
+        except SymbolError:
+            return None
     match = _SYMBOL.match(name)
     return match.group(1) if match else None
 
 
-def dump_symbol(name: str, given: str | None, label: ExportLabel | None = None) -> str:
+def dump_symbol(name: str, given: str | None, label: ExportLabel | None = None, market: Market | None = None) -> str:
     """The instrument a file holds: its label's, else its name's, else `given`; `given` must agree with either.
 
-    `given` may name a futures instrument (`um:BTCUSDT`); a dump's name tells only the symbol.
+    `given` may name a futures instrument (`um:BTCUSDT`); a dump's name tells only the symbol, its
+    market is the one its path names (`market`, from ``.../data/futures/um/...``), else spot.
     """
     if given is not None:
         try:
@@ -177,7 +205,10 @@ def dump_symbol(name: str, given: str | None, label: ExportLabel | None = None) 
         return given
     if named is None:
         raise DumpError(name, "cannot tell the symbol from the file name; give it (--symbol)")
-    return named
+    try:
+        return instrument_name(market or Market.SPOT, named)
+    except SymbolError as exc:
+        raise DumpError(name, str(exc)) from None
 
 
 def read_dump(
@@ -190,13 +221,14 @@ def read_dump(
 ) -> Dump:
     """Every trade of a dump or export file, validated as a whole; `DumpError` at the first bad row.
 
-    `symbol` is the user's word for the symbol (refused if the file's label or dump name says
-    another); `within`, the times every trade must lie in (a fetched day's or month's).
+    `symbol` is the user's word for the instrument (refused if the file's label or dump name says
+    another, and a dump whose path or rows are another market's: `check_dump_market`); `within`,
+    the times every trade must lie in (a fetched day's or month's).
     """
     source = path.name
     if not path.is_file():
         raise DumpError(source, "no such file")
-    reader = _ChunkReader(source, symbol, limits, within, now_ms)
+    reader = _ChunkReader(source, symbol, limits, within, now_ms, where=str(path))
     try:
         if path.suffix == ".parquet":
             _read_parquet(path, reader)
@@ -268,8 +300,12 @@ class _ChunkReader:
         limits: FileLimits,
         within: TimeBounds | None,
         now_ms: int | None,
+        *,
+        where: str = "",
     ) -> None:
         self.source = source
+        self.where = where
+        """The file's path as given: a market's dump root in it (``data/futures/um/``) names the market."""
         self.given = given
         self.limits = limits
         self.bounds = [within] if within is not None else []
@@ -278,6 +314,8 @@ class _ChunkReader:
         self.next_line = 1
         self.blank_lines = 0
         self.time_unit: str | None = None
+        self.dump_fields: tuple[str, ...] = DUMP_FIELDS
+        """A dump's columns: spot's eight (with `isBestMatch`) or futures' seven, from its first row."""
         self.previous_id: int | None = None
         self.out = _Growing()
         self.size = 0
@@ -325,7 +363,7 @@ class _ChunkReader:
             return
         if self.time_unit is None:
             self.time_unit = self._unit(data, first_line)
-        fields = DUMP_FIELDS if self.time_unit != "export" else EXPORT_FIELDS
+        fields = self.dump_fields if self.time_unit != "export" else EXPORT_FIELDS
         schema: dict[str, pl.DataType] = {name: pl.String() for name in fields}
         for name in _INT_FIELDS:
             schema[name] = pl.Int64()
@@ -404,19 +442,31 @@ class _ChunkReader:
 
     def _label(self, label: ExportLabel | None) -> None:
         """The symbol (label, name or the user's word, which must agree) and the label's range as a bound."""
-        self.symbol = dump_symbol(self.source, self.given, label)
+        self.symbol = dump_symbol(self.source, self.given, label, path_market(self.where))
         if label is not None:
             what = "the export label's range"
             self.bounds.append(TimeBounds(label.start, label.end, what))
 
     def _unit(self, data: bytes, line: int) -> str:
-        """µs or ms, from the file's first row."""
+        """µs or ms, from the file's first row, whose fields and unit must also be the instrument's market's."""
         row = data.lstrip(b"\r\n").partition(b"\n")[0].split(b",")
         try:
             stamp = int(row[5])
         except (IndexError, ValueError):
             raise DumpError(self.source, f"not an aggTrades row: {row[:8]!r}"[:240], line) from None
-        return timestamp_unit(stamp)
+        unit = timestamp_unit(stamp)
+        columns = len(row)
+        if columns == len(FUTURES_DUMP_FIELDS):
+            self.dump_fields = FUTURES_DUMP_FIELDS
+        assert self.symbol is not None  # `_header` named it
+        try:
+            check_dump_market(market_of(self.symbol), self.where)
+            if columns in (len(FUTURES_DUMP_FIELDS), len(DUMP_FIELDS)):
+                check_dump_market(market_of(self.symbol), self.source, columns=columns, unit=unit)
+        except DumpMarketError as exc:
+            reason = str(exc).removeprefix(f"{self.where}: ").removeprefix(f"{self.source}: ")
+            raise DumpError(self.source, reason, line) from None
+        return unit
 
     def _columns(self, frame: pl.DataFrame) -> tuple[TradeColumns, list[tuple[BoolArray, str]]]:
         last_field = frame["buyer_maker"].is_null().to_numpy()

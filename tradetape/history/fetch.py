@@ -10,7 +10,9 @@ its size, its time and its host), its SHA-256 compared with the checksum file (w
 must name it) before it is read (a mismatch imports nothing and deletes the download),
 read with every trade required to lie in the file's day or month, imported
 (`tradetape.history.load`), and recorded in ``<data dir>/history/imported.json``, so a
-second run skips it: fetching resumes where it stopped. Paths and URLs are built only
+second run skips it: fetching resumes where it stopped. Each market's dumps lie under its own
+root (``data/spot``, ``data/futures/um``, ``data/futures/cm``), and the reader refuses a file
+whose rows are another market's. Paths and URLs are built only
 from an instrument `check_instrument` accepts and a date, and the download's path is checked to
 lie in the data directory.
 """
@@ -37,7 +39,7 @@ from tradetape.binance.dumps import (
     dump_path,
     period_label,
 )
-from tradetape.domain.instruments import Market, check_instrument, market_of, symbol_of_instrument
+from tradetape.domain.instruments import Market, check_instrument, market_of, split_instrument, symbol_of_instrument
 from tradetape.history.download import Deadline, DownloadLimits, FetchError, HistoryHost
 from tradetape.history.dumps import DumpError, FileLimits, TimeBounds, read_dump
 from tradetape.history.load import ImportResult, Progress, TapeImporter
@@ -46,6 +48,7 @@ from tradetape.settings import Settings
 logger = logging.getLogger(__name__)
 
 HASH_CHUNK = 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Period:
@@ -78,11 +81,9 @@ class Period:
 
     @property
     def path(self) -> str:
-        """Its path on the host: spot's layout (`tradetape.binance.dumps`); a futures market has none here yet."""
-        market = market_of(self.symbol)
-        if market is not Market.SPOT:
-            raise FetchError(f"{self.name}: no dump layout for {market.value} instruments ({self.symbol})")
-        return dump_path(self.kind, self.symbol, self.label)
+        """Its path on the host, below its market's root (`tradetape.binance.dumps`): ``data/futures/um/daily/...``."""
+        market, symbol = split_instrument(self.symbol)
+        return dump_path(self.kind, symbol, self.label, market)
 
     @property
     def download_name(self) -> str:

@@ -7,7 +7,7 @@ carries the label as key-value metadata (``tradetape.symbol``, ``tradetape.marke
 ``parquet_kv_metadata`` lists them), CSV as its first line, a comment:
 ``# tradetape export symbol=BTCUSDT market=spot start=2026-01-01T00:00:00.000Z end=… version=0.1.0``.
 The range is ``[start, end)`` as asked of `tradetape export`; every trade of the file lies in it.
-The market is ``spot`` (the only one the tape holds today; the field keeps room for futures).
+The market is ``spot``, ``um`` or ``cm``: with the symbol it names the instrument (`instrument`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 A gap can outlive ingest's own ledger (persist down longer than the stream keeps
 messages, trades deleted by hand, an import cut short): `repair` asks the index for the
-gaps of a symbol (over a time range, or the whole tape), pages `GET
-/api/v3/aggTrades?fromId=` through each within the REST weight budget, validates every
+gaps of an instrument (over a time range, or the whole tape), pages its market's `GET
+aggTrades?fromId=` (``/api/v3``, ``/fapi/v1``, ``/dapi/v1``: `RestClient.of`) through each
+within that market's REST weight budget, validates every
 row with the shared `parse_trade`, and imports what it gets through the same route as
 `tradetape import` (the running persist, or the store directly), so it is safe while
 everything runs. A large gap (`dump_min_ids` or more) in days already over is first taken
@@ -24,7 +25,7 @@ import numpy as np
 from tradetape.binance.rest import PAGE_LIMIT, GapFillError, RestClient
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.id_runs import IdRuns
-from tradetape.domain.instruments import Market, check_instrument, market_of
+from tradetape.domain.instruments import check_instrument, market_of
 from tradetape.domain.trade import TradeRow
 from tradetape.errors import RequestError
 from tradetape.history.fetch import HistoryFetcher
@@ -63,9 +64,12 @@ async def repair(
     dump_min_ids: int = DUMP_MIN_IDS,
 ) -> RepairReport:
     """Fill `gaps` (inclusive agg-id ranges, from the index) from dumps and REST; what closed and what did not."""
-    check_instrument(symbol)
-    if market_of(symbol) is not Market.SPOT:  # `rest` asks /api/v3: another market's ids would get spot's trades
-        raise RequestError(f"repair {symbol}: no REST client of market {market_of(symbol).value} here, only spot's")
+    market = market_of(check_instrument(symbol))
+    if market is not rest.market:  # another market's ids would fetch that market's trades
+        raise RequestError(
+            f"repair {symbol}: {symbol} is not a {rest.market.value} instrument, the market this REST client "
+            f"asks ({rest.api.agg_trades_path}); use `RestClient.of(settings, Market.{market.name})`"
+        )
     report = RepairReport(symbol, list(gaps))
     reasons: dict[tuple[int, int], str] = {}
     for gap in gaps:
