@@ -1,8 +1,8 @@
 """The persist service: JetStream trades → 1-second windows → segments in the shard's RocksDB.
 
 start (resolve the symbols, lock the shard, open the store, bind the consumer) → run
-(fetch a batch, validate, write it durably, ack it; roll up closed windows, apply
-retention) → drain (the batch in hand is written and acked before the loop ends) → stop
+(fetch what arrived, validate, write it durably, announce it, ack it; roll up closed
+windows, apply retention) → drain (the batch in hand is written and acked before the loop ends) → stop
 (close the store, release the shard). A crash at any point loses nothing (unacked
 messages are redelivered) and duplicates nothing (the store drops agg ids it holds).
 
@@ -13,6 +13,12 @@ is adopted: stored, rolled up, importable and in the manifest from its first tra
 shards the exchange is asked again every `symbols_refresh_s`: the shard's share of what was
 listed meanwhile joins its consumer's filter, and a catch-up consumer brings the listed
 symbols' messages from before (`PersistConsumer.grow`).
+
+Group commit: a write starts as soon as the previous one is durable and holds whatever
+arrived meanwhile (one trade at a quiet moment, thousands under load), so a trade waits for
+at most one write, never for a fixed linger. Once a write is durable, a core NATS notice on
+`tape.persist.written.<shard>` tells the shard's analytics workers to catch up, and its
+trades go out on `tape.live.trades.<SYMBOL>` (`LivePublisher.announce`), before the acks.
 
 Bad messages never stop the tape: one that is not a valid aggTrade is dead-lettered
 with the reason and acked; one that the server gave up on after `max_deliver` attempts
@@ -33,6 +39,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -46,7 +53,7 @@ from tradetape.bus.deadletter import publish_deadletter
 from tradetape.bus.ledger import LedgerFormatError, ledger_bucket, read_entry
 from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.shard_stores import ShardStore, record_shard_store
-from tradetape.bus.subjects import TRADES_STREAM, symbol_of, trade_subject
+from tradetape.bus.subjects import TRADES_STREAM, symbol_of, trade_subject, written_subject
 from tradetape.domain.symbols import is_symbol
 from tradetape.domain.trade import TradeRow
 from tradetape.ground.backoff import Backoff, retry_until
@@ -65,9 +72,10 @@ T = TypeVar("T")
 
 FETCH_BATCH = 5000
 FETCH_TIMEOUT_S = 0.2
+"""How long a fetch waits for the next trade when none is pending (then the consumer's health is looked at)."""
+AVAILABLE_S = 0.003
+"""How long a fetch of what is pending waits for the server's answer (and, when nothing is, for a trade)."""
 FETCH_RETRY_S = 0.5
-LINGER_S = 0.1
-MIN_FETCH_S = 0.005
 CATCH_UP_FETCH_S = 0.5
 STATS_INTERVAL_S = 10.0
 ROLLUP_INTERVAL_S = 10.0
@@ -90,7 +98,6 @@ class PersistService:
         *,
         batch: int = FETCH_BATCH,
         fetch_timeout: float = FETCH_TIMEOUT_S,
-        linger: float = LINGER_S,
         stats_interval: float = STATS_INTERVAL_S,
         rollup_interval: float = ROLLUP_INTERVAL_S,
     ) -> None:
@@ -101,7 +108,6 @@ class PersistService:
         """Checks the reply subjects of bulk imports and of the `$SRV` verbs (`announce`)."""
         self._batch = batch
         self._fetch_timeout = fetch_timeout
-        self._linger = linger
         self._stats_interval = stats_interval
         # Roll up at least four times per roll-up age, so windows never pile up past it.
         self._rollup_interval = min(rollup_interval, settings.rollup_age_s / 4)
@@ -123,6 +129,7 @@ class PersistService:
         self.store_errors = 0
         self._consumer = PersistConsumer(settings, self._js)
         self.live = LivePublisher(nc)
+        self._written_subject = written_subject(settings.shard)
         self._progress = ProgressLog(logger)
         self.windows_written = 0
         self._store: ShardWriter | None = None
@@ -172,14 +179,14 @@ class PersistService:
                     "path": str(self._settings.shard_dir),
                 },
             )
-            live = asyncio.create_task(self.live.run(store, stop), name="persist-live")
+            live = asyncio.create_task(self.live.run(stop), name="persist-live")
             listings = asyncio.create_task(self._follow_listings(resolved, stop), name="persist-listings")
             try:
                 await self._loop(store, stop)
             finally:
                 await cancel_and_wait(listings)
                 await cancel_and_wait(live)
-                await self.live.flush(store)
+                await self.live.flush()
         finally:
             self._store = None
             self._importer = None
@@ -281,36 +288,34 @@ class PersistService:
             await self._consumer.caught_up()
 
     async def _collect(self, stop: asyncio.Event) -> list[Msg]:
-        """The messages of one write: up to `batch`, gathered for at most `linger` after the first.
+        """The messages of the next write: what arrived since the last one (up to `batch`), else the next to come.
 
-        One synced write per ~100 ms instead of one per fetch keeps the cost per trade low at
-        live rates (a fetch then brings a dozen trades) and adds at most `linger` of delay.
+        A fetch of a batch asks the server for what is pending at once; nats-py's fetch would,
+        when nothing is, keep a pull open and gather until its timeout, so a quiet moment waits
+        for one message instead and writes it alone.
         """
-        msgs: list[Msg] = []
-        flush_at: float | None = None
-        while len(msgs) < self._batch and not stop.is_set():
-            timeout = self._fetch_timeout if flush_at is None else flush_at - time.monotonic()
-            if timeout < MIN_FETCH_S:
-                break
+        subscription = self._consumer.subscription
+        got: list[Msg] = []
+        try:
+            got = await subscription.fetch(self._batch, timeout=AVAILABLE_S)
+        except TimeoutError:  # nats' own TimeoutError is a subclass; fetch raises both
             try:
-                got = await self._consumer.subscription.fetch(self._batch - len(msgs), timeout=timeout)
-            except TimeoutError:  # nats' own TimeoutError is a subclass; fetch raises both
-                got = []
+                got = await subscription.fetch(1, timeout=self._fetch_timeout)
+            except TimeoutError:
                 if self._consumer.idle():
                     await self._ensure_consumer()
             except NatsError as exc:
-                logger.warning("fetch failed", extra={"error": repr(exc)})
-                await self._ensure_consumer()
-                await asyncio.sleep(FETCH_RETRY_S)
-                got = []
-            if got:
-                self._consumer.saw_messages()
-            if got and flush_at is None:
-                flush_at = time.monotonic() + self._linger
-            elif not got and flush_at is None:
-                break
-            msgs += got
-        return msgs
+                await self._fetch_failed(exc)
+        except NatsError as exc:
+            await self._fetch_failed(exc)
+        if got:
+            self._consumer.saw_messages()
+        return got
+
+    async def _fetch_failed(self, exc: NatsError) -> None:
+        logger.warning("fetch failed", extra={"error": repr(exc)})
+        await self._ensure_consumer()
+        await asyncio.sleep(FETCH_RETRY_S)
 
     async def _ensure_consumer(self) -> None:
         try:
@@ -337,7 +342,10 @@ class PersistService:
         written = await self._write(store, rows, msgs, stop)
         if written is None:
             return
-        vetting, added = written
+        vetting, fresh = written
+        if fresh.count:
+            await self._announce(fresh)
+        added = fresh.count
         given_back = await self._refuse(vetting.refusals, rows, sources)
         refused = vetting.refused()
         self.written.update(symbol for index, (symbol, _) in enumerate(rows) if index not in refused)
@@ -348,6 +356,17 @@ class PersistService:
             else:
                 await msg.ack()
         self.batches += 1
+
+    async def _announce(self, written: Written) -> None:
+        """A durable write: the notice for the shard's analytics workers, then the live trades (core NATS, no wait)."""
+        stored_at = int(time.time() * 1000)
+        notice = orjson.dumps({"stored_at": stored_at, "added": written.count})
+        try:
+            await self._nc.publish(self._written_subject, notice)
+        except NatsError as exc:  # analytics then catches up on its next notice or query
+            logger.warning("write notice not published", extra={"error": repr(exc)})
+        await self.live.announce(written, stored_at)
+        self.live.stored(written)
 
     async def _refuse(self, refusals: list[Refusal], rows: list[tuple[str, TradeRow]], sources: list[Msg]) -> set[int]:
         """Dead-letter what the batch's vetting refused, one log line for all; the messages to give back (by id).
@@ -407,10 +426,10 @@ class PersistService:
 
     async def _write(
         self, store: ShardWriter, rows: list[tuple[str, TradeRow]], msgs: list[Msg], stop: asyncio.Event
-    ) -> tuple[Vetting, int] | None:
+    ) -> tuple[Vetting, Written] | None:
         """The batch vetted and written, retried while RocksDB refuses; None if stopped before it succeeded.
 
-        Returns the vetting and how many trades the write added.
+        Returns the vetting and what the write added.
         """
         backoff = Backoff(0.5, STORE_RETRY_MAX_S)
         while True:
@@ -420,10 +439,9 @@ class PersistService:
                     ledger = await self._ledger_newest(vetting.unsure)
                     vetting, fresh, windows = await self._in_store(self._vet_and_write, store, rows, ledger)
                 assert fresh is not None
-                self.live.stored(fresh.trades)
                 self.voids.update(fresh.voids)
                 self.windows_written += windows
-                return vetting, fresh.count
+                return vetting, fresh
             except StoreError as exc:
                 self.store_errors += 1
                 logger.error("store write failed, batch held unacked", extra={"error": str(exc), "held": len(msgs)})

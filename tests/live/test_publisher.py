@@ -35,10 +35,10 @@ async def test_new_trades_go_out_once_in_messages_that_fit(tmp_path: Path) -> No
             for part in (first, second):
                 windows = windows_of(SYMBOL, part)
                 fresh = store.write_new(windows)
-                publisher.stored(fresh.trades)
+                publisher.stored(fresh)
             assert len(fresh.trades[SYMBOL]) == 2000
-            await publisher.flush(store)
-            await publisher.flush(store)  # nothing new: nothing sent
+            await publisher.flush()
+            await publisher.flush()  # nothing new: nothing sent
             await nc.flush()
             profile_updates = [LiveProfileUpdate.model_validate_json(m.data) for m in await _drain(profile_sub)]
             bars_updates = [LiveBarsUpdate.model_validate_json(m.data) for m in await _drain(bars_sub)]

@@ -34,6 +34,7 @@ from tradetape.bus.subjects import (
     SCHEMA_SUBJECT,
     TRADES_STREAM,
     TRADES_SUBJECTS,
+    WRITTEN_PREFIX,
     max_deliveries_subject,
     micro_subject,
 )
@@ -124,7 +125,8 @@ ROLES: tuple[Role, ...] = (
         "dead-letters what it cannot store (reading a given-up message back by sequence),\n"
         "publishes live updates of what it stored; answers bulk-import batches (importer) and the\n"
         "$SRV verbs of tradetape-persist (monitor); reads ingest's ledger (an id far beyond the\n"
-        "newest must be one ingest knows); records its store in TAPE_SHARD_STORES.",
+        "newest must be one ingest knows); records its store in TAPE_SHARD_STORES; announces each\n"
+        "durable write to its shard's analytics workers (tape.persist.written).",
         publish=(
             *_STREAMS_KEPT,
             (_consumer("CREATE", TRADES_STREAM, ">"), _consumer("DURABLE", "CREATE", TRADES_STREAM, "*")),
@@ -132,6 +134,7 @@ ROLES: tuple[Role, ...] = (
             (f"$JS.ACK.{TRADES_STREAM}.>",),
             (f"{DEADLETTER_PREFIX}.persist.>",),
             (f"{LIVE_PREFIX}.>",),
+            (f"{WRITTEN_PREFIX}.*",),
             (_stream("INFO", _LEDGER),),
             _LEDGER_READ,
             (_stream("CREATE", _SHARD_STORES), _stream("INFO", _SHARD_STORES)),
@@ -148,7 +151,8 @@ ROLES: tuple[Role, ...] = (
         name="analytics",
         about="analytics: a micro service answering queries (query, monitor) and its $SRV verbs (query asks\n"
         "$SRV.INFO.tradetape-analytics, monitor all of them); reads ingest's ledger for coverage and,\n"
-        "at start, which store its shard's persist writes; publishes what its shard serves (TAPE_SERVED).",
+        "at start, which store its shard's persist writes; publishes what its shard serves (TAPE_SERVED);\n"
+        "hears of each write of its shard (tape.persist.written) to catch up at once.",
         publish=(
             (_stream("INFO", _LEDGER),),
             _LEDGER_READ,
@@ -159,6 +163,7 @@ ROLES: tuple[Role, ...] = (
         ),
         subscribe=(
             (_inbox("analytics"), f"{QUERY_PREFIX}.>", SCHEMA_SUBJECT),
+            (f"{WRITTEN_PREFIX}.*",),
             _micro_responder(ANALYTICS_SERVICE),
         ),
     ),

@@ -28,7 +28,10 @@ QUERY_SUBJECT = f"{QUERY_PREFIX}.<method>.<SYMBOL>"
 LIVE_PREFIX = "tape.live"
 PROFILE_SUBJECT = f"{LIVE_PREFIX}.profile.<SYMBOL>"
 BARS_SUBJECT = f"{LIVE_PREFIX}.bars.1s.<SYMBOL>"
+LIVE_TRADES_SUBJECT = f"{LIVE_PREFIX}.trades.<SYMBOL>"
 IMPORT_PREFIX = "tape.persist.import"
+WRITTEN_PREFIX = "tape.persist.written"
+"""Core NATS: persist's notice after each durable write of a shard, so its analytics workers catch up at once."""
 INGEST_STATS_SUBJECT = "tape.ingest.stats"
 """Request-reply: ingest answers with its per-symbol counters and open gaps (JSON)."""
 
@@ -81,6 +84,16 @@ def profile_subject(symbol: str) -> str:
 
 def bars_subject(symbol: str) -> str:
     return f"{LIVE_PREFIX}.bars.1s.{check_symbol(symbol)}"
+
+
+def live_trades_subject(instrument: str) -> str:
+    """Each write's newly stored trades of `instrument` (`tradetape.api.live.messages.LiveTradesUpdate`)."""
+    return f"{LIVE_PREFIX}.trades.{instrument_token(instrument)}"
+
+
+def written_subject(shard: str) -> str:
+    """Persist's notice that a write of `shard` (a settings-checked name: letters, digits, `_`, `-`) is durable."""
+    return f"{WRITTEN_PREFIX}.{shard}"
 
 
 def import_subject(symbol: str) -> str:
