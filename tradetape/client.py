@@ -55,7 +55,7 @@ from tradetape.api.registry import methods
 from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect, resolve_nats_url
 from tradetape.bus.served import read_served, served_methods
-from tradetape.bus.subjects import bars_subject, live_trades_subject, profile_subject, query_subject
+from tradetape.bus.subjects import VIEW_HEADER, bars_subject, live_trades_subject, profile_subject, query_subject
 from tradetape.domain.bars import SECOND_MS
 from tradetape.domain.symbols import SymbolError, symbol_from_input
 from tradetape.errors import TradetapeError
@@ -144,6 +144,11 @@ class TapeClient:
 
     async def query(self, method: str, symbol: str, /, **fields: Any) -> Any:
         """Ask `method` about `symbol` with request `fields`; the method's reply model, or `ClientQueryError`."""
+        reply, _ = await self._ask(method, symbol, **fields)
+        return reply
+
+    async def _ask(self, method: str, symbol: str, /, **fields: Any) -> tuple[Any, str | None]:
+        """`query`, with the view the reply read (`VIEW_HEADER`; None when it read more than one state)."""
         try:
             spec = registered_method(method)
         except KeyError:
@@ -175,7 +180,7 @@ class TapeClient:
             if error.code == UNSERVED:
                 raise await self._unserved(subject, method, symbol) from error
             raise error
-        return spec.reply.model_validate_json(msg.data)
+        return spec.reply.model_validate_json(msg.data), headers.get(VIEW_HEADER)
 
     async def _unserved(self, subject: str, method: str, symbol: str) -> TapeUnavailable:
         """Nobody answers `subject`: the error naming what is served."""
@@ -220,19 +225,26 @@ class TapeClient:
         request = VolumeProfileRequest.model_validate({**fields, "start": begin, "end": finish})
 
         async def join() -> LiveProfile:
+            # The snapshot and the ids it holds: asked together, they read one state of the store when both
+            # replies name the same view (a write is seldom visible within the few ms they take).
             for _ in range(LIVE_JOIN_ATTEMPTS):
-                before = await self.query("coverage", symbol)
+                asked = {**fields, "start": begin, "end": finish or _open_end(), "min_trades": 0}
+                asking = asyncio.ensure_future(self._ask("coverage", symbol))
                 try:
-                    asked = {**fields, "start": begin, "end": finish or _open_end(), "min_trades": 0}
-                    snapshot = await self.query("volume_profile", symbol, **asked)
+                    snapshot, view = await self._ask("volume_profile", symbol, **asked)
                 except ClientQueryError as exc:
                     if exc.code != "insufficient_trades":
+                        asking.cancel()
                         raise
-                    snapshot = None
-                after = await self.query("coverage", symbol)
-                if SnapshotIds.agree(before, after):
-                    return LiveProfile(symbol, request, begin, finish, snapshot, SnapshotIds(after))
-            raise TapeUnavailable(f"{symbol}: trades kept arriving during {LIVE_JOIN_ATTEMPTS} snapshots")
+                    snapshot, view = None, None
+                held, held_view = await asking
+                if snapshot is None:  # nothing in the range, no view on an error: held before and after must agree
+                    after = await self.query("coverage", symbol)
+                    if SnapshotIds.agree(held, after):
+                        return LiveProfile(symbol, request, begin, finish, None, SnapshotIds(after))
+                elif view is not None and view == held_view:
+                    return LiveProfile(symbol, request, begin, finish, snapshot, SnapshotIds(held))
+            raise TapeUnavailable(f"{symbol}: no snapshot read one state of the store in {LIVE_JOIN_ATTEMPTS} tries")
 
         async for profile in self._follow(profile_subject(symbol), LiveProfileUpdate, join):
             yield profile

@@ -52,6 +52,7 @@ import contextlib
 import ctypes
 import functools
 import logging
+import secrets
 import sys
 import threading
 import time
@@ -89,6 +90,7 @@ from tradetape.bus.shard_stores import ShardStore, check_same_store, read_shard_
 from tradetape.bus.subjects import (
     ANALYTICS_SERVICE,
     SCHEMA_SUBJECT,
+    VIEW_HEADER,
     analytics_queue_group,
     method_queries,
     queried_symbol,
@@ -172,6 +174,8 @@ class AnalyticsService:
         self._reader = ShardReader(
             settings.shard_dir, cache_bytes=settings.query_cache_mb * 2**20, catch_up_every_s=CATCH_UP_FALLBACK_S
         )
+        self._worker = secrets.token_hex(6)
+        """Names this worker in reply views (`VIEW_HEADER`): replicas of a shard read states of their own."""
         self._catch_up_thread = ThreadPoolExecutor(1, thread_name_prefix="catch-up")
         """Catch-ups on notice never wait behind a long query for a thread."""
         self._max_range_ms = int(settings.query_max_range_days * DAY_MS)
@@ -384,14 +388,14 @@ class AnalyticsService:
         try:
             try:
                 symbol = self._served_symbol(method, request.subject)
-                body = await self._compute(method, symbol, request.data)
+                body, view = await self._compute(method, symbol, request.data)
             except QueryError as exc:
                 logger.info("query rejected", extra={"method": method.name, "symbol": symbol, "code": exc.code})
                 self.errors[exc.code] += 1
                 self._endpoint_stats.error(endpoint, exc.message)
                 await request.respond_error(str(exc.status), exc.message, data=exc.reply().model_dump_json().encode())
             else:
-                await request.respond(body)
+                await request.respond(body, headers={VIEW_HEADER: view} if view else None)
         except NatsError as exc:
             logger.warning("query reply not sent", extra={"method": method.name, "symbol": symbol, "error": repr(exc)})
         elapsed = time.perf_counter() - started
@@ -427,7 +431,8 @@ class AnalyticsService:
             queries_not_owned=self.not_owned,
         )
 
-    async def _compute(self, method: QueryMethod[Any, Any], symbol: str, data: bytes) -> bytes:
+    async def _compute(self, method: QueryMethod[Any, Any], symbol: str, data: bytes) -> tuple[bytes, str | None]:
+        """The reply body, and the view it read (`VIEW_HEADER`) if it read one state of the store."""
         if self._pending >= self._settings.query_max_pending:
             raise overloaded(self._pending)
         self._pending += 1
@@ -435,7 +440,7 @@ class AnalyticsService:
             gaps = await self._ingest_gaps(symbol) if method.reads_ingest_ledger else None
             source = QuerySource(self._reader, self.budget(method), symbol, gaps)
             async with self._computing:
-                call = functools.partial(self.answer, method, symbol, data, source)
+                call = functools.partial(self._answer_in_view, method, symbol, data, source)
                 return await asyncio.get_running_loop().run_in_executor(self._threads, call)
         finally:
             self._pending -= 1
@@ -451,6 +456,14 @@ class AnalyticsService:
             logger.warning("ingest ledger not readable", extra={"symbol": symbol, "error": repr(exc)})
             return None
         return None if entry is None else list(entry.gaps)
+
+    def _answer_in_view(
+        self, method: QueryMethod[Any, Any], symbol: str, data: bytes, source: TradeSource
+    ) -> tuple[bytes, str | None]:
+        before = self._reader.generation
+        body = self.answer(method, symbol, data, source)
+        after = self._reader.generation
+        return body, f"{self._worker}.{before}" if before == after and before % 2 == 0 else None
 
     def answer(
         self, method: QueryMethod[Any, Any], symbol: str, data: bytes, source: TradeSource | None = None

@@ -22,6 +22,9 @@ REASON_HEADER = "Tradetape-Reason"
 ORIGINAL_SIZE_HEADER = "Tradetape-Original-Size"
 TRUNCATED_HEADER = "Tradetape-Truncated"
 MSG_ID_HEADER = "Nats-Msg-Id"
+VIEW_HEADER = "Tradetape-View"
+"""On a query reply: the analytics worker and the state of the store it read (`<worker>.<generation>`), when the
+answer read one state; two replies with the same view read the same trades (how a live join checks its snapshot)."""
 
 QUERY_PREFIX = "tape.query"
 QUERY_SUBJECT = f"{QUERY_PREFIX}.<method>.<SYMBOL>"

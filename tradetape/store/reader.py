@@ -58,6 +58,9 @@ class SecondaryStore:
         self._caught_up_at = -math.inf
         self.catch_ups = 0
         """How often this view followed the writer."""
+        self.generation = 0
+        """Odd while a catch-up runs, one higher after it: a read that saw the same even value before and after
+        read one state of the writer's."""
         self._lock = threading.Lock()
         self._closed = False
 
@@ -89,7 +92,11 @@ class SecondaryStore:
         with self._lock:
             db = self._open()
             if time.monotonic() - self._caught_up_at >= unless_within_s:
-                db.try_catch_up_with_primary()
+                self.generation += 1
+                try:
+                    db.try_catch_up_with_primary()
+                finally:
+                    self.generation += 1
                 self._caught_up_at = time.monotonic()
                 self.catch_ups += 1
             return db
@@ -181,6 +188,11 @@ class ShardReader:
     ) -> PriceLevels | None:
         empty: PriceLevels | None = PriceLevels.empty()
         return self._with_db(lambda db: read_price_levels(db, symbol, time_range, self._cache, budget), empty)
+
+    @property
+    def generation(self) -> int:
+        """The state reads see (`SecondaryStore.generation`): equal and even before and after a read, it read one."""
+        return self._store.generation
 
     @property
     def catch_ups(self) -> int:
