@@ -53,7 +53,8 @@ class LivePublisher:
         self._interval = interval
         self.run_id = secrets.token_hex(6)
         self._seq: Counter[str] = Counter()
-        self._batches: defaultdict[str, list[LiveBatch]] = defaultdict(list)
+        self._written: defaultdict[str, list[TradeColumns]] = defaultdict(list)
+        """Per symbol, the trades of each write since the last flush (made into profile batches there)."""
         self._windows: defaultdict[str, dict[int, TradeColumns]] = defaultdict(dict)
         """Per symbol, every trade stored in each second touched since the last flush, as the latest write left it."""
         self.published: Counter[str] = Counter()
@@ -63,7 +64,7 @@ class LivePublisher:
     def stored(self, written: Written) -> None:
         """A write stored what `written` says (`ShardWriter.write_new`): queue it for the next profile and bars."""
         for symbol, trades in written.trades.items():
-            self._batches[symbol].append(stored_batch(trades))
+            self._written[symbol].append(trades)
             self._windows[symbol].update(written.seconds.get(symbol, {}))
 
     async def announce(self, written: Written, stored_at: int) -> None:
@@ -101,8 +102,8 @@ class LivePublisher:
             await self.flush()
 
     async def flush(self) -> None:
-        for symbol in list(self._batches):
-            batches = self._batches.pop(symbol)
+        for symbol in list(self._written):
+            batches = [stored_batch(trades) for trades in self._written.pop(symbol)]
             windows = self._windows.pop(symbol, {})
             try:
                 seconds = sorted(windows)

@@ -230,6 +230,7 @@ class PersistService:
         next_stats = now + self._stats_interval
         next_rollup = now
         next_retention = now
+        ahead: asyncio.Task[list[Msg]] | None = None
         while not stop.is_set():
             now = time.monotonic()
             if now >= next_rollup:
@@ -243,7 +244,17 @@ class PersistService:
                 next_stats = now + self._stats_interval
             if self._consumer.catch_ups:
                 await self._catch_up(store, stop)
-            msgs = await self._collect(stop)
+            msgs = await (ahead if ahead is not None else self._collect(stop))
+            ahead = None
+            if msgs:  # the next write's messages are fetched while this one is written
+                ahead = asyncio.create_task(self._collect(stop), name="persist-fetch")
+                try:
+                    await self._persist(store, msgs, stop)
+                except BaseException:
+                    await cancel_and_wait(ahead)
+                    raise
+        if ahead is not None:  # stopped: what was fetched ahead is written and acked too
+            msgs = await ahead
             if msgs:
                 await self._persist(store, msgs, stop)
 
