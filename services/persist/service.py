@@ -33,6 +33,7 @@ import contextlib
 import functools
 import logging
 import socket
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -88,6 +89,10 @@ IMPLAUSIBLE_DELIVERIES = 3
 """An implausible id is delivered this often before it is dead-lettered: ingest writes its ledger every second,
 so a real jump ingest believed (after asking REST) shows there by the next delivery."""
 IMPLAUSIBLE_RECHECK_S = 2.0
+GIL_SWITCH_S = 0.0005
+"""While persist runs, a thread waiting for the GIL gets it after this long (Python's default: 5 ms). The store
+thread takes the GIL back after every RocksDB call while the event loop fetches the next write's messages:
+measured in bench/pipeline.py at 2,000 trades/s, stream → write p99 105-110 ms instead of 162-183 ms."""
 
 
 class PersistService:
@@ -150,6 +155,14 @@ class PersistService:
         return self._symbols
 
     async def run(self, stop: asyncio.Event) -> None:
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_S)
+        try:
+            await self._run(stop)
+        finally:
+            sys.setswitchinterval(switch)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         resolved = await resolve_symbols(self._settings, stop)
         if not resolved:
             return
@@ -301,9 +314,9 @@ class PersistService:
     async def _collect(self, stop: asyncio.Event) -> list[Msg]:
         """The messages of the next write: what arrived since the last one (up to `batch`), else the next to come.
 
-        A fetch of a batch asks the server for what is pending at once; nats-py's fetch would,
-        when nothing is, keep a pull open and gather until its timeout, so a quiet moment waits
-        for one message instead and writes it alone.
+        A fetch of a batch takes what is pending, gathering for at most `AVAILABLE_S` (nats-py's
+        fetch keeps a pull open until its timeout once anything came); when nothing came, a
+        fetch of one waits for the next trade, and a quiet moment's trade is written alone.
         """
         subscription = self._consumer.subscription
         got: list[Msg] = []
