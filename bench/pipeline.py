@@ -15,7 +15,11 @@ Everything runs on loopback, in temporary directories that are removed afterward
    every second from the exchange (REST, newest agg id), the stream (message count), the
    persist consumer (ack floor) and the ``coverage`` query (trades queryable);
 4. latency at a steady rate on a fresh server and data directory: every trade's time ``T``
-   (read from the trades subject) against the first ``coverage`` poll that shows its id.
+   (read from the trades subject) against the first ``coverage`` poll that shows its id, and
+   hop by hop: the exchange to a WebSocket client beside ingest (this bench, on the same
+   stream), that client's receipt to the stream's own timestamp, the stream to the persist
+   write that stored it (``stored_at`` of its ``tape.live.trades`` message), and the write to
+   the first poll that shows it; also ``T`` to a ``tape.live.trades`` subscriber (this bench).
 
 Progress goes to stderr; the figures go to stdout as a table, or as JSON with ``--json``.
 Nothing here is part of the test run.
@@ -49,13 +53,15 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
+import websockets  # noqa: E402
 from nats.aio.client import Client  # noqa: E402
 from nats.errors import TimeoutError as NatsTimeoutError  # noqa: E402
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig  # noqa: E402
 from nats.js.errors import NotFoundError  # noqa: E402
 
+from tradetape.binance.streams import combined_stream_url  # noqa: E402
 from tradetape.bus.provision import persist_durable  # noqa: E402
-from tradetape.bus.subjects import TRADES_STREAM, trade_subject  # noqa: E402
+from tradetape.bus.subjects import TRADES_STREAM, live_trades_subject, trade_subject  # noqa: E402
 from tradetape.client import TapeClient, TapeError  # noqa: E402
 from tradetape.runtime.nats_server import EmbeddedNatsServer, find_nats_server  # noqa: E402
 from tradetape.runtime.processes import die_with_parent  # noqa: E402
@@ -771,6 +777,19 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
         assert pipe.nc is not None and pipe.children is not None
         nc = pipe.nc
 
+        # per agg id: when a WebSocket client beside ingest got it, and when a live trades subscriber got it
+        ws_seen: dict[int, int] = {}
+        live_seen: dict[int, tuple[int, int]] = {}  # agg id -> (received ms, stored_at ms)
+
+        async def on_live(msg: Any) -> None:
+            received = now_ms()
+            update = orjson.loads(msg.data)
+            for trade in update["trades"]:
+                live_seen.setdefault(int(trade["a"]), (received, int(update["stored_at"])))
+
+        live_sub = await nc.subscribe(live_trades_subject(symbol), cb=on_live)
+        observer = asyncio.create_task(observe_exchange(f"ws://127.0.0.1:{pipe.port}", symbol, ws_seen))
+
         last_id = last_time = -1
         polls = failed = 0
         query_ms: list[float] = []
@@ -810,6 +829,9 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
                 visible.append((last_id, received))
             next_poll += poll_ms / 1000
             await asyncio.sleep(max(0.0, next_poll - time.monotonic()))
+        observer.cancel()
+        await asyncio.gather(observer, return_exceptions=True)
+        await live_sub.unsubscribe()
         # each trade's T, and when the stream stored it, read back after the run so that the
         # bench adds no per-trade work while it measures
         await pipe.children.stop("ingest")
@@ -835,6 +857,22 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
                                        "p99": pct(to_visible, 99), "max": pct(to_visible, 100)}
         result["T_to_stream_ms"] = {"p50": pct(to_stream, 50), "p99": pct(to_stream, 99),
                                     "max": pct(to_stream, 100)}
+        hops: dict[str, list[int]] = {"exchange_to_ws_client": [], "ws_client_to_stream": [],
+                                      "stream_to_write": [], "write_to_visible": []}
+        to_live: list[int] = []
+        for (agg_id, t, seen), lag in zip(measured, to_visible_all, strict=True):
+            if agg_id in ws_seen:
+                hops["exchange_to_ws_client"].append(ws_seen[agg_id] - t)
+                hops["ws_client_to_stream"].append(seen - ws_seen[agg_id])
+            if agg_id in live_seen:
+                received, stored_at = live_seen[agg_id]
+                hops["stream_to_write"].append(stored_at - seen)
+                to_live.append(received - t)
+                if lag is not None:
+                    hops["write_to_visible"].append(lag + t - stored_at)
+        result["hops_ms"] = {name: {"p50": pct(v, 50), "p99": pct(v, 99), "count": len(v)} for name, v in hops.items()}
+        result["T_to_live_trades_ms"] = {"p50": pct(to_live, 50), "p99": pct(to_live, 99), "max": pct(to_live, 100),
+                                         "count": len(to_live)}
         # p50 per 5 s of trade time: a rising series means the pipeline falls behind the rate
         buckets: dict[int, list[int]] = {}
         for (_, t, _), lag in zip(measured, to_visible_all, strict=True):
@@ -857,6 +895,16 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
         return result
     finally:
         await pipe.stop()
+
+
+async def observe_exchange(ws_url: str, symbol: str, seen: dict[int, int]) -> None:
+    """Beside ingest, on the same stream: when each aggTrade reached a WebSocket client (until cancelled)."""
+    async with websockets.connect(combined_stream_url(ws_url, (symbol,)), max_size=2**22) as ws:
+        async for frame in ws:
+            received = now_ms()
+            data = orjson.loads(frame).get("data", {})
+            if "a" in data:
+                seen.setdefault(int(data["a"]), received)
 
 
 # --------------------------------------------------------------------------- report
@@ -949,6 +997,14 @@ def table(report: dict[str, Any]) -> str:
                      + ("  ← rising: the pipeline is falling behind this rate" if lat.get("falling_behind") else "")))
         rows.append(("latency: T → stored in the stream (stream timestamp)",
                      f"p50 {fmt(s['p50'])} ms, p99 {fmt(s['p99'])} ms, max {fmt(s['max'])} ms"))
+        for name, hop in lat.get("hops_ms", {}).items():
+            rows.append((f"latency hop: {name.replace('_', ' ')}",
+                         f"p50 {fmt(hop['p50'])} ms, p99 {fmt(hop['p99'])} ms ({hop['count']} trades)"))
+        live = lat.get("T_to_live_trades_ms")
+        if live:
+            rows.append(("latency: T → a tape.live.trades subscriber",
+                         f"p50 {fmt(live['p50'])} ms, p99 {fmt(live['p99'])} ms, max {fmt(live['max'])} ms "
+                         f"({live['count']} trades)"))
         rows.append(("latency: trades measured / never visible / gaps",
                      f"{lat['trades_measured']} / {lat['trades_never_visible']} / {lat.get('gap_count')}"))
         if lat.get("cpu_percent_of_one_core"):
@@ -1011,7 +1067,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "(default 20000)")
     parser.add_argument("--steady-rate", type=float, default=2_000.0, help="generator trades/s in the latency phase")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="latency measurement window (default 20)")
-    parser.add_argument("--poll-ms", type=float, default=100.0, help="coverage poll interval in the latency phase")
+    parser.add_argument("--poll-ms", type=float, default=10.0,
+                        help="coverage poll interval in the latency phase (default 10: at most 10 ms of the "
+                             "T → queryable figure is the poll's)")
     parser.add_argument("--symbol", default="BTCUSDT", help="generated symbol of the throughput phase")
     parser.add_argument("--latency-symbol", default="BTCUSDT", help="generated symbol of the latency phase")
     parser.add_argument("--raw-count", type=int, default=100_000, help="messages for the raw ceilings")

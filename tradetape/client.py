@@ -42,9 +42,19 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import ValidationError
 
 from tradetape.api.errors import QueryError
-from tradetape.api.live.joining import LiveBars, LiveProfile, SnapshotIds, UpdateOrder, align_range
-from tradetape.api.live.messages import LiveBarsUpdate, LiveProfileUpdate
+from tradetape.api.live.joining import (
+    LiveBars,
+    LiveProfile,
+    LiveTrades,
+    LiveTradesBatch,
+    SnapshotIds,
+    UpdateOrder,
+    align_range,
+)
+from tradetape.api.live.messages import LiveBarsUpdate, LiveBatch, LiveProfileUpdate, LiveTradesUpdate
 from tradetape.api.methods.bars import BarReply, BarsReply
+from tradetape.api.methods.coverage import CoverageReply
+from tradetape.api.methods.trades import MAX_PAGE
 from tradetape.api.methods.volume_profile import VolumeProfileReply, VolumeProfileRequest
 from tradetape.api.models import MAX_INTERVALS, ErrorReply, parse_duration_ms, parse_time_ms
 from tradetape.api.registry import method as registered_method
@@ -63,7 +73,15 @@ from tradetape.api.replay.pacing import Schedule
 from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect, resolve_nats_url
 from tradetape.bus.served import read_served, served_methods
-from tradetape.bus.subjects import REPLAY_FLOW_PREFIX, bars_subject, profile_subject, query_subject, replay_subject
+from tradetape.bus.subjects import (
+    REPLAY_FLOW_PREFIX,
+    VIEW_HEADER,
+    bars_subject,
+    live_trades_subject,
+    profile_subject,
+    query_subject,
+    replay_subject,
+)
 from tradetape.domain.aggregates import SECOND_MS
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.instruments import instrument_from_input
@@ -78,6 +96,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 30.0
 LIVE_JOIN_ATTEMPTS = 50
 LIVE_BARS_CHUNK_MS = 900_000
+LIVE_TRADES_QUEUE = 10_000
+"""Live trades messages held for the caller at most; past that they are dropped and read again (`_fill`)."""
+LIVE_TRADES_RETRY_S = 0.05
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
 UNSERVED = "unserved"
 """The error code of the shard an instrument belongs to when it does not serve it (`tradetape.api.errors`)."""
@@ -160,6 +181,11 @@ class TapeClient:
 
     async def query(self, method: str, symbol: str, /, **fields: Any) -> Any:
         """Ask `method` about `symbol` with request `fields`; the method's reply model, or `ClientQueryError`."""
+        reply, _ = await self._ask(method, symbol, **fields)
+        return reply
+
+    async def _ask(self, method: str, symbol: str, /, **fields: Any) -> tuple[Any, str | None]:
+        """`query`, with the view the reply read (`VIEW_HEADER`; None when it read more than one state)."""
         try:
             spec = registered_method(method)
         except KeyError:
@@ -191,7 +217,7 @@ class TapeClient:
             if error.code == UNSERVED:
                 raise await self._unserved(subject, method, symbol) from error
             raise error
-        return spec.reply.model_validate_json(msg.data)
+        return spec.reply.model_validate_json(msg.data), headers.get(VIEW_HEADER)
 
     async def _unserved(self, subject: str, method: str, symbol: str) -> TapeUnavailable:
         """Nobody answers `subject`: the error naming what is served."""
@@ -236,19 +262,26 @@ class TapeClient:
         request = VolumeProfileRequest.model_validate({**fields, "start": begin, "end": finish})
 
         async def join() -> LiveProfile:
+            # The snapshot and the ids it holds: asked together, they read one state of the store when both
+            # replies name the same view (a write is seldom visible within the few ms they take).
             for _ in range(LIVE_JOIN_ATTEMPTS):
-                before = await self.query("coverage", symbol)
+                asked = {**fields, "start": begin, "end": finish or _open_end(), "min_trades": 0}
+                asking = asyncio.ensure_future(self._ask("coverage", symbol))
                 try:
-                    asked = {**fields, "start": begin, "end": finish or _open_end(), "min_trades": 0}
-                    snapshot = await self.query("volume_profile", symbol, **asked)
+                    snapshot, view = await self._ask("volume_profile", symbol, **asked)
                 except ClientQueryError as exc:
                     if exc.code != "insufficient_trades":
+                        asking.cancel()
                         raise
-                    snapshot = None
-                after = await self.query("coverage", symbol)
-                if SnapshotIds.agree(before, after):
-                    return LiveProfile(symbol, request, begin, finish, snapshot, SnapshotIds(after))
-            raise TapeUnavailable(f"{symbol}: trades kept arriving during {LIVE_JOIN_ATTEMPTS} snapshots")
+                    snapshot, view = None, None
+                held, held_view = await asking
+                if snapshot is None:  # nothing in the range, no view on an error: held before and after must agree
+                    after = await self.query("coverage", symbol)
+                    if SnapshotIds.agree(held, after):
+                        return LiveProfile(symbol, request, begin, finish, None, SnapshotIds(after))
+                elif view is not None and view == held_view:
+                    return LiveProfile(symbol, request, begin, finish, snapshot, SnapshotIds(held))
+            raise TapeUnavailable(f"{symbol}: no snapshot read one state of the store in {LIVE_JOIN_ATTEMPTS} tries")
 
         async for profile in self._follow(profile_subject(symbol), LiveProfileUpdate, join):
             yield profile
@@ -276,6 +309,85 @@ class TapeClient:
 
         async for bars_reply in self._follow(bars_subject(symbol), LiveBarsUpdate, join):
             yield bars_reply
+
+    async def live_trades(
+        self, symbols: str | Sequence[str], /, *, start: int | str | None = None, end: int | str | None = None
+    ) -> AsyncIterator[LiveTradesBatch]:
+        """Every trade of `symbols` with a trade time in `[start, end)`, each once: what the tape held when the
+        subscription began (read with `trades`), then each write's newly stored trades as persist announces them.
+
+        `start` defaults to now and `end` to open (the feed then runs until the caller stops iterating). A
+        batch is one symbol's trades ascending by agg id (a late gap fill may come after higher ids). A lost
+        message or a persist restart is noticed by its `seq` or `run`; what it held is read again, so the
+        batches joined equal a fresh `trades` query of the range. Join rules: `tradetape.api.live.messages`.
+        """
+        names = [_symbol(symbols)] if isinstance(symbols, str) else [_symbol(symbol) for symbol in symbols]
+        begin = _now_ms() if start is None else _parse_time(start)
+        finish = None if end is None else _parse_time(end)
+        states = {live_trades_subject(name): LiveTrades(name, begin, finish) for name in dict.fromkeys(names)}
+        heard: asyncio.Queue[Msg] = asyncio.Queue(LIVE_TRADES_QUEUE)
+
+        async def on_message(msg: Msg) -> None:
+            with contextlib.suppress(asyncio.QueueFull):  # dropped: the next seq shows the loss, it is read again
+                heard.put_nowait(msg)
+
+        nc = await self._connection()
+        subscriptions = [await nc.subscribe(subject, cb=on_message) for subject in states]
+        try:
+            await nc.flush()
+            for state in states.values():
+                async for batch in self._fill(state):
+                    yield batch
+            while True:
+                msg = await heard.get()
+                state = states[msg.subject]
+                try:
+                    update = LiveTradesUpdate.model_validate_json(msg.data)
+                except ValidationError:
+                    logger.warning("unreadable live trades message", extra={"subject": msg.subject})
+                    continue
+                if update.symbol != state.symbol:
+                    continue
+                joined = state.order.started
+                if not state.order.follows(update) or not joined:  # the first: a write announced before the
+                    async for batch in self._fill(state, update):  # subscription may not have been visible yet
+                        yield batch
+                taken = state.take(update.trades, update.voids)
+                if taken:
+                    yield LiveTradesBatch(symbol=state.symbol, trades=taken, stored_at=update.stored_at)
+        finally:
+            for subscription in subscriptions:
+                with contextlib.suppress(NatsError):
+                    await subscription.unsubscribe()
+
+    async def _fill(self, state: LiveTrades, lost: LiveTradesUpdate | None = None) -> AsyncIterator[LiveTradesBatch]:
+        """The trades of `state`'s range the tape holds but were not delivered: all of them at the start, those of
+        lost messages later.
+
+        With `lost` (the first message, or one that showed a loss) the coverage asked must include its write, so
+        that it includes every write before it: asked again until it does. Ids held but not found are voids; they
+        are looked for again at the next fill (never taken for voids on one reply's word).
+        """
+        symbol = state.symbol
+        end = state.end
+        for _ in range(LIVE_JOIN_ATTEMPTS):
+            if lost is None or _holds(await self.query("coverage", symbol), lost):
+                break
+            await asyncio.sleep(LIVE_TRADES_RETRY_S)
+        else:
+            raise TapeUnavailable(f"{symbol}: the tape did not show a write announced {LIVE_JOIN_ATTEMPTS} times")
+        reply = await self.query("coverage", symbol, start=state.start, end=end if end is not None else _open_end())
+        for low, high, (first, last) in state.missing(reply):
+            upto = (last + 1) if last is not None else _open_end()
+            cursor: str | None = None
+            while True:
+                page = await self.query("trades", symbol, start=first, end=upto, limit=MAX_PAGE, cursor=cursor)
+                taken = state.take([trade for trade in page.trades if low <= trade.a <= high])
+                if taken:
+                    yield LiveTradesBatch(symbol=symbol, trades=taken, stored_at=None)
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
 
     async def _follow(self, subject: str, model: type[Any], join: Callable[[], Awaitable[Any]]) -> AsyncIterator[Any]:
         """Subscribe, join a snapshot, then apply updates; a lost update means a new snapshot."""
@@ -592,6 +704,19 @@ async def _paced(
             upto = max(index + 1, schedule.due_count(trades.time, loop.time()))
             yield frame.slice(index, upto - index)
             index = upto
+
+
+def _parse_time(value: int | str) -> int:
+    try:
+        return parse_time_ms(value)
+    except ValueError as exc:
+        raise ClientQueryError("invalid_request", str(exc)) from None
+
+
+def _holds(coverage: CoverageReply, update: LiveTradesUpdate) -> bool:
+    """Whether a whole-tape coverage reply's state includes the write `update` announced."""
+    ids = sorted([*(trade.a for trade in update.trades), *update.voids])
+    return not ids or SnapshotIds(coverage).holds(LiveBatch(ids=[(ids[0], ids[0])]))
 
 
 def _error_of(data: bytes, headers: dict[str, str]) -> ClientQueryError:

@@ -2,9 +2,15 @@
 
 It serves the symbols of one shard (its share of `TRADETAPE_SYMBOLS`, or with `ALL` of
 the exchange's TRADING symbols, asked at start and again every `symbols_refresh_s`:
-`tradetape.binance.symbols`), reading that shard's RocksDB as a secondary instance and
-catching up with the writer before every answer (at most `CATCH_UP_EVERY_S` stale), with
+`tradetape.binance.symbols`), reading that shard's RocksDB as a secondary instance, with
 decoded segments kept between answers (`query_cache_mb`).
+
+Freshness: persist announces each durable write on `tape.persist.written.<shard>` (core
+NATS) and the worker catches up with the writer at once, in a thread of its own, so a query
+asked after a write was announced and caught up with sees it without paying for a catch-up.
+Notices that arrive while a catch-up runs make one more catch-up after it, not one each
+(under load one catch-up covers many writes). A query catches up itself only when no
+catch-up happened for `CATCH_UP_FALLBACK_S` (a notice lost while reconnecting).
 
 Routing: each method is one wildcard endpoint (`tape.query.<method>.>`) in the shard's queue
 group, so replicas share the load and `$SRV.INFO` stays a few KB whatever the symbol count.
@@ -49,6 +55,7 @@ import contextlib
 import ctypes
 import functools
 import logging
+import secrets
 import sys
 import threading
 import time
@@ -87,9 +94,11 @@ from tradetape.bus.shard_stores import ShardStore, check_same_store, read_shard_
 from tradetape.bus.subjects import (
     ANALYTICS_SERVICE,
     SCHEMA_SUBJECT,
+    VIEW_HEADER,
     analytics_queue_group,
     method_queries,
     queried_symbol,
+    written_subject,
 )
 from tradetape.domain.aggregates import MinuteLevels, SecondBars
 from tradetape.domain.columns import Quantity, TradeColumns
@@ -104,7 +113,7 @@ from tradetape.ground.tasks import cancel_and_wait
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.services.analytics.replay import ReplayResponder
 from tradetape.settings import Settings, shard_of
-from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader, StoreCorruptError, store_id
+from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader, StoreCorruptError, StoreError, store_id
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +123,8 @@ _M_MMAP_THRESHOLD = -3
 HEAP_KEEP_BYTES = 32 * 1024 * 1024
 LEDGER_READ_TIMEOUT_S = 0.5
 SHARD_STORE_READ_S = 1.0
-CATCH_UP_EVERY_S = 0.02
-"""A query may see the store up to this stale: a burst of queries catches up with the writer once, not each."""
+CATCH_UP_FALLBACK_S = 1.0
+"""A query catches up itself when no write notice made the worker catch up for this long (a notice was lost)."""
 CORRUPT_KEYS_LOGGED = 10_000
 SERVED_REPUBLISH_S = 60.0
 """The served list is put again this often: a bucket lost with a NATS server's state comes back."""
@@ -193,8 +202,12 @@ class AnalyticsService:
         self._settings = settings
         self._nc = nc
         self._reader = ShardReader(
-            settings.shard_dir, cache_bytes=settings.query_cache_mb * 2**20, catch_up_every_s=CATCH_UP_EVERY_S
+            settings.shard_dir, cache_bytes=settings.query_cache_mb * 2**20, catch_up_every_s=CATCH_UP_FALLBACK_S
         )
+        self._worker = secrets.token_hex(6)
+        """Names this worker in reply views (`VIEW_HEADER`): replicas of a shard read states of their own."""
+        self._catch_up_thread = ThreadPoolExecutor(1, thread_name_prefix="catch-up")
+        """Catch-ups on notice never wait behind a long query for a thread."""
         self._max_range_ms = int(settings.query_max_range_days * DAY_MS)
         self._computing = asyncio.Semaphore(settings.query_concurrency)
         self._threads = ThreadPoolExecutor(settings.query_concurrency, thread_name_prefix="query")
@@ -278,6 +291,7 @@ class AnalyticsService:
                     "methods": ",".join(methods()),
                 },
             )
+            tasks.append(asyncio.create_task(self._follow_writes(), name="analytics-writes"))
             tasks.append(asyncio.create_task(self._keep_served(stop), name="analytics-served"))
             listings = follow_listings(settings, stop, resolved, self._listed, listing=self._listings.resolve)
             tasks.append(asyncio.create_task(listings, name="analytics-listings"))
@@ -291,6 +305,7 @@ class AnalyticsService:
             await service.stop()
             await self._finish_answers()
             self._threads.shutdown(wait=False, cancel_futures=True)
+            self._catch_up_thread.shutdown(wait=True)
             self._reader.close()
             logger.info("analytics stopped", extra={"shard": self._settings.shard, **self.replies.errors})
 
@@ -331,6 +346,31 @@ class AnalyticsService:
                     )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay if missing else min(delay, 60.0))
+
+    async def _follow_writes(self) -> None:
+        """Catch up with the writer on each write notice of the shard, coalescing those heard meanwhile.
+
+        A notice's body is not read: anything on the subject costs at most one catch-up at a
+        time, whatever comes how often.
+        """
+        heard = asyncio.Event()
+
+        async def on_notice(msg: Msg) -> None:
+            heard.set()
+
+        subscription = await self._nc.subscribe(written_subject(self._settings.shard), cb=on_notice)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await heard.wait()
+                heard.clear()
+                try:
+                    await loop.run_in_executor(self._catch_up_thread, self._reader.catch_up)
+                except StoreError as exc:  # a query then catches up itself, or the next notice does
+                    logger.warning("catch-up on notice failed", extra={"error": repr(exc)})
+        finally:
+            with contextlib.suppress(NatsError):
+                await subscription.unsubscribe()
 
     async def _keep_served(self, stop: asyncio.Event) -> None:
         """Publish the served list now, whenever it grows, and every `SERVED_REPUBLISH_S` (`tradetape.bus.served`)."""
@@ -409,14 +449,14 @@ class AnalyticsService:
         try:
             try:
                 symbol = self._served_symbol(method, request.subject)
-                body = await self._compute(method, symbol, request.data)
+                body, view = await self._compute(method, symbol, request.data)
             except QueryError as exc:
                 logger.info("query rejected", extra={"method": method.name, "symbol": symbol, "code": exc.code})
                 self.errors[exc.code] += 1
                 self._endpoint_stats.error(endpoint, exc.message)
                 await request.respond_error(str(exc.status), exc.message, data=exc.reply().model_dump_json().encode())
             else:
-                await request.respond(body)
+                await request.respond(body, headers={VIEW_HEADER: view} if view else None)
         except NatsError as exc:
             logger.warning("query reply not sent", extra={"method": method.name, "symbol": symbol, "error": repr(exc)})
         elapsed = time.perf_counter() - started
@@ -452,7 +492,8 @@ class AnalyticsService:
             queries_not_owned=self.not_owned,
         )
 
-    async def _compute(self, method: QueryMethod[Any, Any], symbol: str, data: bytes) -> bytes:
+    async def _compute(self, method: QueryMethod[Any, Any], symbol: str, data: bytes) -> tuple[bytes, str | None]:
+        """The reply body, and the view it read (`VIEW_HEADER`) if it read one state of the store."""
         if self._pending >= self._settings.query_max_pending:
             raise overloaded(self._pending)
         self._pending += 1
@@ -460,7 +501,7 @@ class AnalyticsService:
             gaps = await self._ingest_gaps(symbol) if method.reads_ingest_ledger else None
             source = QuerySource(self._reader, self.budget(method), symbol, gaps, contract_sizes=self.contract_sizes)
             async with self._computing:
-                call = functools.partial(self.answer, method, symbol, data, source)
+                call = functools.partial(self._answer_in_view, method, symbol, data, source)
                 return await asyncio.get_running_loop().run_in_executor(self._threads, call)
         finally:
             self._pending -= 1
@@ -476,6 +517,14 @@ class AnalyticsService:
             logger.warning("ingest ledger not readable", extra={"symbol": symbol, "error": repr(exc)})
             return None
         return None if entry is None else list(entry.gaps)
+
+    def _answer_in_view(
+        self, method: QueryMethod[Any, Any], symbol: str, data: bytes, source: TradeSource
+    ) -> tuple[bytes, str | None]:
+        before = self._reader.generation
+        body = self.answer(method, symbol, data, source)
+        after = self._reader.generation
+        return body, f"{self._worker}.{before}" if before == after and before % 2 == 0 else None
 
     def answer(
         self, method: QueryMethod[Any, Any], symbol: str, data: bytes, source: TradeSource | None = None

@@ -1,13 +1,15 @@
-"""Persist's live publisher: what each write newly stored, on `tape.live.*` once a second.
+"""Persist's live publisher: what each write newly stored, on `tape.live.*`, built from the write itself.
 
-Before a write, `fresh` picks the trades the store does not hold yet (the same rule the
-writer applies, read from its index, so it is exactly what the write adds); after the
-write succeeded, `stored` queues them as one batch. Every `interval` the queued batches of
-each symbol go out as one profile update (increments per window and price) and one bars
-update (the complete 1 s bars of the seconds touched, read back from the store), split
-over several messages only when one would exceed the server's max payload. Messages are
-core NATS: nothing is kept for subscribers that are not there. Message models and the
-join rules: `tradetape.api.live.messages`.
+After a write is durable, `announce` sends its trades and voids on `tape.live.trades.<SYMBOL>`
+at once (one message per symbol, in parts only when one would exceed the server's max
+payload), and `stored` queues the write for the profile and bars updates: one batch per
+symbol, and the complete 1-second windows the write touched as it merged them
+(`tradetape.store.Written`). Every `interval` the queued batches of each symbol go out as one
+profile update (increments per window and price) and one bars update (the complete 1 s bars
+of the seconds touched), split over several messages only when one would exceed the max
+payload. Nothing is read back from the store. Messages are core NATS: nothing is kept for
+subscribers that are not there. Message models and the join rules:
+`tradetape.api.live.messages`.
 """
 
 from __future__ import annotations
@@ -18,30 +20,30 @@ import secrets
 import time
 from collections import Counter, defaultdict
 
-import numpy as np
 import orjson
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
-from tradetape.api.live.building import second_bars, split_batch, stored_batch
+from tradetape.api.live.building import second_bars, split_batch, stored_batch, trades_parts
 from tradetape.api.live.messages import LiveBarsUpdate, LiveBatch, LiveProfileUpdate
 from tradetape.api.methods.bars import BarReply
-from tradetape.bus.subjects import bars_subject, profile_subject
+from tradetape.bus.subjects import bars_subject, live_trades_subject, profile_subject
 from tradetape.domain.aggregates import SECOND_MS
 from tradetape.domain.columns import TradeColumns
 from tradetape.ground.tasks import wait_event
 from tradetape.runtime.logs import ProgressLog
-from tradetape.store import ShardWriter, StoreError, window_start
+from tradetape.store import Written
 
 logger = logging.getLogger(__name__)
 
 PUBLISH_INTERVAL_S = 1.0
 STATS_INTERVAL_S = 10.0
-READ_GAP_MS = 60_000
 LEVEL_BYTES = 80
 """JSON bytes of one price level (price, volume, buy volume, count) at the most, for splitting."""
 BAR_BYTES = 256
 """JSON bytes of one 1 s bar at the most."""
+TRADE_BYTES = 192
+"""JSON bytes of one trade of the live feed at the most (three 19-digit ids, two 29-character decimals, a time)."""
 PAYLOAD_SHARE = 0.5
 """Pack a message up to this share of the server's max payload (headers and JSON overhead left aside)."""
 
@@ -52,33 +54,64 @@ class LivePublisher:
         self._interval = interval
         self.run_id = secrets.token_hex(6)
         self._seq: Counter[str] = Counter()
-        self._batches: defaultdict[str, list[LiveBatch]] = defaultdict(list)
-        self._seconds: defaultdict[str, set[int]] = defaultdict(set)
+        self._written: defaultdict[str, list[TradeColumns]] = defaultdict(list)
+        """Per symbol, the trades of each write since the last flush (made into profile batches there)."""
+        self._windows: defaultdict[str, dict[int, TradeColumns]] = defaultdict(dict)
+        """Per symbol, every trade stored in each second touched since the last flush, as the latest write left it."""
         self.published: Counter[str] = Counter()
         self._progress = ProgressLog(logger)
         self._next_stats = time.monotonic() + STATS_INTERVAL_S
 
-    def stored(self, fresh: dict[str, TradeColumns]) -> None:
-        """A write stored `fresh` (`ShardWriter.write_new`): queue it as one batch per symbol."""
-        for symbol, trades in fresh.items():
-            self._batches[symbol].append(stored_batch(trades))
-            self._seconds[symbol].update(np.unique(window_start(trades.time)).tolist())
+    def stored(self, written: Written) -> None:
+        """A write stored what `written` says (`ShardWriter.write_new`): queue it for the next profile and bars."""
+        for symbol, trades in written.trades.items():
+            self._written[symbol].append(trades)
+            self._windows[symbol].update(written.seconds.get(symbol, {}))
 
-    async def run(self, store: ShardWriter, stop: asyncio.Event) -> None:
+    async def announce(self, written: Written, stored_at: int) -> None:
+        """Send each symbol's newly stored trades and voids of one durable write on its live trades subject."""
+        max_rows = self._limit() // TRADE_BYTES
+        for symbol in sorted({*written.trades, *written.voided}):
+            subject = live_trades_subject(symbol)
+            trades = written.trades.get(symbol, TradeColumns.empty())
+            voids = written.voided.get(symbol, TradeColumns.empty())
+            parts = trades_parts(trades, voids, max_rows)
+            for number, (rows, void_ids) in enumerate(parts, 1):
+                self._seq[subject] += 1
+                message = {
+                    "symbol": symbol,
+                    "run": self.run_id,
+                    "seq": self._seq[subject],
+                    "stored_at": stored_at,
+                    "part": number,
+                    "parts": len(parts),
+                    "trades": rows,
+                    "voids": void_ids,
+                }
+                try:
+                    await self._nc.publish(subject, orjson.dumps(message))
+                except NatsError as exc:
+                    # The seq moved on: subscribers see the jump and read what they missed.
+                    logger.warning("live trades not published", extra={"symbol": symbol, "error": repr(exc)})
+                    continue
+                self.published[symbol] += 1
+
+    async def run(self, stop: asyncio.Event) -> None:
         """Publish what was queued every `interval` until `stop`, then once more."""
         while not stop.is_set():
             await wait_event(stop, self._interval)
-            await self.flush(store)
+            await self.flush()
 
-    async def flush(self, store: ShardWriter) -> None:
-        for symbol in list(self._batches):
-            batches = self._batches.pop(symbol)
-            seconds = sorted(self._seconds.pop(symbol, set()))
+    async def flush(self) -> None:
+        for symbol in list(self._written):
+            batches = [stored_batch(trades) for trades in self._written.pop(symbol)]
+            windows = self._windows.pop(symbol, {})
             try:
-                bars = self._bars_of(store, symbol, seconds)
+                seconds = sorted(windows)
+                bars = second_bars(TradeColumns.concat([windows[s] for s in seconds]), seconds) if seconds else []
                 await self._publish_profile(symbol, batches)
                 await self._publish_bars(symbol, batches, bars)
-            except (NatsError, StoreError, OSError) as exc:
+            except (NatsError, OSError) as exc:
                 # Subscribers see the seq jump and take a new snapshot: nothing is lost to them.
                 logger.warning("live update not published", extra={"symbol": symbol, "error": repr(exc)})
                 self._seq[profile_subject(symbol)] += 1
@@ -87,21 +120,6 @@ class LivePublisher:
             self._next_stats = time.monotonic() + STATS_INTERVAL_S
             for symbol, count in self.published.items():
                 self._progress.log("live published", symbol, {"symbol": symbol, "messages": count})
-
-    def _bars_of(self, store: ShardWriter, symbol: str, seconds: list[int]) -> list[BarReply]:
-        """The complete 1 s bars of `seconds`, one read per stretch without a pause of a minute.
-
-        Live writes touch a second or two; a backfill may touch seconds spread over hours,
-        read a stretch at a time (each read decodes the segments at its edges).
-        """
-        bars: list[BarReply] = []
-        if not seconds:
-            return bars
-        cuts = [0, *(i for i in range(1, len(seconds)) if seconds[i] - seconds[i - 1] > READ_GAP_MS), len(seconds)]
-        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
-            trades = store.tape.trades(symbol, seconds[lo], seconds[hi - 1] + SECOND_MS)
-            bars += second_bars(trades, seconds[lo:hi])
-        return bars
 
     def _limit(self) -> int:
         return int(self._nc.max_payload * PAYLOAD_SHARE)
@@ -135,3 +153,4 @@ class LivePublisher:
         update = model.model_validate({"symbol": symbol, "run": self.run_id, "seq": self._seq[subject], **fields})
         await self._nc.publish(subject, orjson.dumps(update.model_dump(mode="json")))
         self.published[symbol] += 1
+

@@ -107,7 +107,7 @@ async def test_every_method_answers_as_its_handler_and_survives_hostile_requests
         await ensure_streams(js, settings)
         acks = [await js.publish_async(f"tape.trades.binance.{SYMBOL}", wire(row)) for row in rows]
         await asyncio.gather(*acks)
-        async with run_services(settings, "persist", "analytics", persist={"linger": 0.02}) as running:
+        async with run_services(settings, "persist", "analytics") as running:
             coverage = await wait_until_stored(client, SYMBOL, COUNT, running=running)
             span = {"start": coverage["first_time"], "end": coverage["last_time"] + 1}
             source = HeldTrades.from_rows(rows)

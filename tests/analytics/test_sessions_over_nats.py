@@ -69,7 +69,7 @@ async def test_sessions_and_new_bars_answer_over_nats_as_computed(nats_url: str,
     try:
         await ensure_streams(js, settings)
         await asyncio.gather(*[await js.publish_async(f"tape.trades.binance.{SYMBOL}", wire(row)) for row in rows])
-        async with run_services(settings, "persist", "analytics", persist={"linger": 0.02}) as running:
+        async with run_services(settings, "persist", "analytics") as running:
             coverage = await wait_until_stored(client, SYMBOL, COUNT, running=running)
             span = {"start": coverage["first_time"], "end": coverage["last_time"] + 1}
             held = HeldTrades.from_rows(rows)

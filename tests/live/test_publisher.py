@@ -35,10 +35,10 @@ async def test_new_trades_go_out_once_in_messages_that_fit(tmp_path: Path) -> No
             for part in (first, second):
                 windows = windows_of(SYMBOL, part)
                 fresh = store.write_new(windows)
-                publisher.stored(fresh.trades)
+                publisher.stored(fresh)
             assert len(fresh.trades[SYMBOL]) == 2000
-            await publisher.flush(store)
-            await publisher.flush(store)  # nothing new: nothing sent
+            await publisher.flush()
+            await publisher.flush()  # nothing new: nothing sent
             await nc.flush()
             profile_updates = [LiveProfileUpdate.model_validate_json(m.data) for m in await _drain(profile_sub)]
             bars_updates = [LiveBarsUpdate.model_validate_json(m.data) for m in await _drain(bars_sub)]
@@ -73,3 +73,28 @@ async def _drain(subscription: nats.aio.subscription.Subscription) -> list[nats.
             messages.append(await subscription.next_msg(timeout=0.5))
         except (TimeoutError, nats.errors.TimeoutError):
             return messages
+
+
+async def test_bars_come_from_what_the_writes_held_not_from_reading_the_store(tmp_path: Path) -> None:
+    trades = tape(3000, 60_000)  # a minute: each second's trades split over the two writes
+    first, second = trades.take(slice(0, 3000, 2)), trades.take(slice(1, 3000, 2))
+    async with EmbeddedNatsServer(tmp_path / "nats") as server:
+        nc = await nats.connect(server.url)
+        store = ShardWriter(tmp_path / "shard")
+        try:
+            bars_sub = await nc.subscribe(bars_subject(SYMBOL))
+            await nc.flush()
+            publisher = LivePublisher(nc)
+            for part in (first, second):
+                publisher.stored(store.write_new(windows_of(SYMBOL, part)))
+        finally:
+            store.close()  # nothing can be read back from here on
+        try:
+            await publisher.flush()
+            await nc.flush()
+            bars_updates = [LiveBarsUpdate.model_validate_json(m.data) for m in await _drain(bars_sub)]
+        finally:
+            await nc.close()
+    bars_request = bars.BarsRequest(start=T0, end=T0 + 60_000, interval="1s")
+    got = {bar.time: bar for update in bars_updates for bar in update.bars}
+    assert [got[time] for time in sorted(got)] == bars.handle(HeldTrades(trades), SYMBOL, bars_request, T0).bars

@@ -69,7 +69,7 @@ async def test_a_copy_of_a_stored_agg_id_with_other_contents_is_deadlettered_as_
         for agg_id in (1, 2, 3):
             await publish(js, agg_id)
         await js.publish(SUBJECT, trade(3, price="99.5"))  # the same batch: the first of id 3 is kept
-        async with run_services(settings, "persist", persist={"linger": 0.02}) as running:
+        async with run_services(settings, "persist") as running:
             persist = running.services["persist"]
             await wait_for(lambda: _true(persist.written["BTCUSDT"] == 3), timeout=20, running=running)
             await js.publish(SUBJECT, trade(2, price="101.5"))  # no Nats-Msg-Id: not a duplicate to the stream
@@ -107,7 +107,7 @@ async def test_an_id_far_beyond_the_newest_is_implausible_unless_ingest_ledger_a
     js = client.jetstream()
     try:
         await ensure_streams(js, settings)
-        async with run_services(settings, "persist", persist={"linger": 0.02}) as running:
+        async with run_services(settings, "persist") as running:
             persist = running.services["persist"]
             for agg_id in (1, 2, 3):
                 await publish(js, agg_id)
@@ -150,7 +150,7 @@ async def test_a_real_jump_published_before_ingest_wrote_its_ledger_is_stored_af
         await ensure_streams(js, settings)
         kv = await ledger_bucket(js, create=True)
         assert kv is not None
-        async with run_services(settings, "persist", persist={"linger": 0.02}) as running:
+        async with run_services(settings, "persist") as running:
             persist = running.services["persist"]
             await publish(js, 1)
             await wait_for(lambda: _true(persist.written["BTCUSDT"] == 1), timeout=20, running=running)
@@ -177,7 +177,7 @@ async def test_a_quantity_of_0_is_deadlettered_and_never_stored(nats_url: str, t
         await ensure_streams(js, settings)
         await publish(js, 1)
         await publish(js, 2, qty="0.00000000")
-        async with run_services(settings, "persist", persist={"linger": 0.02}) as running:
+        async with run_services(settings, "persist") as running:
             persist = running.services["persist"]
             await wait_for(lambda: _true(persist.deadlettered["BTCUSDT"] == 1), timeout=20, running=running)
             reasons = await deadletter_reasons(js)

@@ -33,7 +33,7 @@ async def test_a_deleted_consumer_and_a_lost_stream_are_provisioned_again(nats_u
     js = client.jetstream()
     try:
         await ensure_streams(js, settings)
-        async with run_services(settings, "persist", persist={"linger": 0.02}) as running:
+        async with run_services(settings, "persist") as running:
             persist = running.services["persist"]
 
             async def stored(count: int) -> bool:
@@ -74,7 +74,7 @@ async def test_a_message_never_acked_within_max_deliver_is_deadlettered(nats_url
             await msg.nak()
         await failing.unsubscribe()
         await js.publish(SUBJECT, trade(2, 2_000))
-        async with run_services(settings, "persist", persist={"linger": 0.02}) as running:
+        async with run_services(settings, "persist") as running:
             persist = running.services["persist"]
 
             async def settled() -> bool:

@@ -31,7 +31,7 @@ def trade(agg_id: int, time_ms: int) -> bytes:
 
 async def test_bad_messages_are_deadlettered_and_repeats_stored_once(nats_url: str, tmp_path: Path) -> None:
     settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=("BTCUSDT",))
-    async with run_services(settings, "persist", persist={"linger": 0.02}) as running:
+    async with run_services(settings, "persist") as running:
         client = await nats.connect(nats_url)
         js = client.jetstream()
         try:
@@ -91,7 +91,7 @@ async def test_poison_messages_are_deadlettered_and_the_trades_around_them_store
         for i, body in enumerate(poison):
             await js.publish(subject, trade(1 + i, 1_000 + i))
             await js.publish(subject, body)
-        async with run_services(settings, "persist", persist={"linger": 0.02}) as running:
+        async with run_services(settings, "persist") as running:
             persist = running.services["persist"]
 
             async def settled() -> bool:
@@ -138,7 +138,7 @@ async def test_all_stores_the_symbols_exchange_info_lists_and_those_listed_later
                 for agg_id in range(1, 21):
                     await js.publish(f"tape.trades.binance.{symbol}", trade(agg_id, agg_id * 10))
             await js.publish("tape.trades.binance.x.y", trade(1, 10))
-            async with run_services(settings, "persist", persist={"linger": 0.02}) as running:
+            async with run_services(settings, "persist") as running:
                 persist = running.services["persist"]
 
                 async def settled() -> bool:

@@ -80,8 +80,8 @@ async def publish_and_persist(nats_url: str, shards: list[Settings]) -> None:
                 }
                 await js.publish(f"tape.trades.binance.{symbol}", orjson.dumps(body))
         async with (
-            run_services(shards[0], "persist", persist={"linger": 0.02}) as first,
-            run_services(shards[1], "persist", persist={"linger": 0.02}) as second,
+            run_services(shards[0], "persist") as first,
+            run_services(shards[1], "persist") as second,
         ):
             persists = [first.services["persist"], second.services["persist"]]
 

@@ -46,7 +46,7 @@ async def test_a_worker_of_another_data_directory_refuses_to_join_the_shard(
         await ensure_streams(js, own)
         for agg_id in range(1, 51):
             await js.publish(f"tape.trades.binance.{SYMBOL}", live_trade(agg_id))
-        async with run_services(own, "persist", "analytics", persist={"linger": 0.02}) as running:
+        async with run_services(own, "persist", "analytics") as running:
             await wait_until_stored(client, SYMBOL, 50, running=running)
             record = await read_shard_store(js, "main")
             assert record is not None and record.store_id == store_id(own.shard_dir)

@@ -35,6 +35,7 @@ from tradetape.bus.subjects import (
     SCHEMA_SUBJECT,
     TRADES_STREAM,
     TRADES_SUBJECTS,
+    WRITTEN_PREFIX,
     max_deliveries_subject,
     micro_subject,
 )
@@ -125,7 +126,8 @@ ROLES: tuple[Role, ...] = (
         "dead-letters what it cannot store (reading a given-up message back by sequence),\n"
         "publishes live updates of what it stored; answers bulk-import batches (importer) and the\n"
         "$SRV verbs of tradetape-persist (monitor); reads ingest's ledger (an id far beyond the\n"
-        "newest must be one ingest knows); records its store in TAPE_SHARD_STORES.",
+        "newest must be one ingest knows); records its store in TAPE_SHARD_STORES; announces each\n"
+        "durable write to its shard's analytics workers (tape.persist.written).",
         publish=(
             *_STREAMS_KEPT,
             (_consumer("CREATE", TRADES_STREAM, ">"), _consumer("DURABLE", "CREATE", TRADES_STREAM, "*")),
@@ -133,6 +135,7 @@ ROLES: tuple[Role, ...] = (
             (f"$JS.ACK.{TRADES_STREAM}.>",),
             (f"{DEADLETTER_PREFIX}.persist.>",),
             (f"{LIVE_PREFIX}.>",),
+            (f"{WRITTEN_PREFIX}.*",),
             (_stream("INFO", _LEDGER),),
             _LEDGER_READ,
             (_stream("CREATE", _SHARD_STORES), _stream("INFO", _SHARD_STORES)),
@@ -151,7 +154,7 @@ ROLES: tuple[Role, ...] = (
         "$SRV.INFO.tradetape-analytics, monitor all of them); reads ingest's ledger for coverage and,\n"
         "at start, which store its shard's persist writes; publishes what its shard serves (TAPE_SERVED);\n"
         "streams replays (tape.replay.open.*) to the asker's inbox and hears its acks on the stream's own\n"
-        "tape.replay.flow subject.",
+        "tape.replay.flow subject; hears of each write of its shard (tape.persist.written) to catch up at once.",
         publish=(
             (_stream("INFO", _LEDGER),),
             _LEDGER_READ,
@@ -162,6 +165,7 @@ ROLES: tuple[Role, ...] = (
         ),
         subscribe=(
             (_inbox("analytics"), f"{QUERY_PREFIX}.>", SCHEMA_SUBJECT),
+            (f"{WRITTEN_PREFIX}.*",),
             _micro_responder(ANALYTICS_SERVICE),
             (f"{REPLAY_PREFIX}.>",),
         ),

@@ -28,6 +28,9 @@ REASON_HEADER = "Tradetape-Reason"
 ORIGINAL_SIZE_HEADER = "Tradetape-Original-Size"
 TRUNCATED_HEADER = "Tradetape-Truncated"
 MSG_ID_HEADER = "Nats-Msg-Id"
+VIEW_HEADER = "Tradetape-View"
+"""On a query reply: the analytics worker and the state of the store it read (`<worker>.<generation>`), when the
+answer read one state; two replies with the same view read the same trades (how a live join checks its snapshot)."""
 
 QUERY_PREFIX = "tape.query"
 QUERY_SUBJECT = f"{QUERY_PREFIX}.<method>.<SYMBOL>"
@@ -39,7 +42,10 @@ SYMBOL_TOKENS = (
 LIVE_PREFIX = "tape.live"
 PROFILE_SUBJECT = f"{LIVE_PREFIX}.profile.<SYMBOL>"
 BARS_SUBJECT = f"{LIVE_PREFIX}.bars.1s.<SYMBOL>"
+LIVE_TRADES_SUBJECT = f"{LIVE_PREFIX}.trades.<SYMBOL>"
 IMPORT_PREFIX = "tape.persist.import"
+WRITTEN_PREFIX = "tape.persist.written"
+"""Core NATS: persist's notice after each durable write of a shard, so its analytics workers catch up at once."""
 INGEST_STATS_SUBJECT = "tape.ingest.stats"
 """Request-reply: ingest answers with its per-symbol counters and open gaps (JSON)."""
 
@@ -119,6 +125,16 @@ def profile_subject(instrument: str) -> str:
 
 def bars_subject(instrument: str) -> str:
     return f"{LIVE_PREFIX}.bars.1s.{instrument_token(instrument)}"
+
+
+def live_trades_subject(instrument: str) -> str:
+    """Each write's newly stored trades of `instrument` (`tradetape.api.live.messages.LiveTradesUpdate`)."""
+    return f"{LIVE_PREFIX}.trades.{instrument_token(instrument)}"
+
+
+def written_subject(shard: str) -> str:
+    """Persist's notice that a write of `shard` (a settings-checked name: letters, digits, `_`, `-`) is durable."""
+    return f"{WRITTEN_PREFIX}.{shard}"
 
 
 def import_subject(instrument: str) -> str:

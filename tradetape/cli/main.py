@@ -263,10 +263,11 @@ def exchange_config(args: argparse.Namespace, settings: Settings) -> object:
     else:
         replay = () if args.rate is not None else (BUNDLED_REPLAY,)
     from_store = getattr(args, "from_store", False)  # `up --simulate` has no --from-store
+    symbols = simulated_symbols(settings)
     return ExchangeConfig(
         host=args.host,
         port=args.port,
-        symbols=simulated_symbols(settings),
+        symbols=symbols,
         replay=() if from_store else replay,
         speed=args.speed,
         original_times=args.original_times,

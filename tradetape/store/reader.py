@@ -9,12 +9,13 @@ export) the stored tape of a shard for one command (`tradetape.store.tape`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
@@ -63,6 +64,11 @@ class SecondaryStore:
         self._secondary_dir: Path | None = None
         self._db: Rdict | None = None
         self._caught_up_at = -math.inf
+        self.catch_ups = 0
+        """How often this view followed the writer."""
+        self.generation = 0
+        """Odd while a catch-up runs, one higher after it: a read that saw the same even value before and after
+        read one state of the writer's."""
         self._lock = threading.Lock()
         self._closed = False
 
@@ -94,8 +100,13 @@ class SecondaryStore:
         with self._lock:
             db = self._open()
             if time.monotonic() - self._caught_up_at >= unless_within_s:
-                db.try_catch_up_with_primary()
+                self.generation += 1
+                try:
+                    db.try_catch_up_with_primary()
+                finally:
+                    self.generation += 1
                 self._caught_up_at = time.monotonic()
+                self.catch_ups += 1
             return db
 
     def close(self) -> None:
@@ -128,7 +139,8 @@ class ShardReader:
     def __init__(self, path: Path, *, cache_bytes: int = 0, catch_up_every_s: float = 0.0) -> None:
         self._store = SecondaryStore(path)
         self._catch_up_every_s = catch_up_every_s
-        """0: catch up before every read; more: at most that stale (the analytics service: 20 ms)."""
+        """0: catch up before every read; more: at most that stale unless `catch_up` is called (the analytics
+        service catches up on each write's notice, and a query itself only after a second without one)."""
         self.cache = SegmentCache(cache_bytes)
         """Decoded segments and histograms between queries (`tradetape.store.segment_cache`); 0: none."""
         self._readers = threading.Condition()
@@ -142,16 +154,34 @@ class ShardReader:
         run concurrently, so a long read never holds up a short one. `close` waits for the
         reads in flight; a read asked after it raises `StoreClosedError`.
         """
-        with self._readers:
-            if self._closed:
-                raise StoreClosedError("the shard reader is closed")
-            self._active += 1
-        try:
+        with self._active_use():
             try:
                 db = self._store.catch_up(unless_within_s=self._catch_up_every_s)
             except StoreNotFoundError:
                 return empty
             return read(db)
+
+    def catch_up(self) -> bool:
+        """Follow the writer now (told of a write); False before the writer created the database.
+
+        Reads in flight go on beside it; a read after it sees every write durable before it began.
+        """
+        with self._active_use():
+            try:
+                self._store.catch_up()
+            except StoreNotFoundError:
+                return False
+            return True
+
+    @contextlib.contextmanager
+    def _active_use(self) -> Iterator[None]:
+        """One use of the view, counted so that `close` waits for it; `StoreClosedError` after `close`."""
+        with self._readers:
+            if self._closed:
+                raise StoreClosedError("the shard reader is closed")
+            self._active += 1
+        try:
+            yield
         finally:
             with self._readers:
                 self._active -= 1
@@ -188,6 +218,16 @@ class ShardReader:
         return self._with_db(
             lambda db: read_minute_levels(db, symbol, time_range, self._cache, budget, quantity), empty
         )
+
+    @property
+    def generation(self) -> int:
+        """The state reads see (`SecondaryStore.generation`): equal and even before and after a read, it read one."""
+        return self._store.generation
+
+    @property
+    def catch_ups(self) -> int:
+        """How often the reader followed the writer (on notice, or before a read)."""
+        return self._store.catch_ups
 
     @property
     def _cache(self) -> SegmentCache | None:

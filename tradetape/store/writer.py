@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +72,17 @@ SEGMENT_KINDS = (SEGMENT, SUMMARY, HISTOGRAM, SECOND_BARS, MINUTE_LEVELS)
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """What one write added: per symbol the trades (what live updates announce) and how many voids."""
+    """What one write added: per symbol the trades (what live updates announce) and how many voids.
+
+    Live updates are built from it, never by reading the write back: `voided` holds the void
+    rows themselves and `seconds`, by window start, every trade stored (before and by this
+    write) in each 1-second window the write's trades touched, as the write merged them.
+    """
 
     trades: dict[str, TradeColumns]
     voids: dict[str, int]
+    voided: dict[str, TradeColumns] = field(default_factory=dict)
+    seconds: dict[str, dict[int, TradeColumns]] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -220,26 +227,21 @@ class ShardWriter:
             by_symbol.setdefault(symbol, []).append(columns)
         batch = WriteBatch(raw_mode=True)
         indexes: dict[str, IdRuns] = {}
-        added: dict[str, TradeColumns] = {}
-        voids: dict[str, int] = {}
+        written = Written({}, {})
         for symbol, parts in by_symbol.items():
             incoming = TradeColumns.concat(parts)
             runs = self.index(symbol)
             fresh = incoming.take(~runs.contains(incoming.agg_id)) if len(runs) else incoming
             if len(fresh) == 0:
                 continue
-            indexes[symbol], trades = self._add(batch, symbol, fresh)
-            if len(trades):
-                added[symbol] = trades
-            if len(trades) < len(fresh):
-                voids[symbol] = len(fresh) - len(trades)
+            indexes[symbol] = self._add(batch, symbol, fresh, written)
         if not batch.is_empty():
             self.db.write(batch, self._sync)
             self._index.update(indexes)
-        return Written(added, voids)
+        return written
 
-    def _add(self, batch: WriteBatch, symbol: str, fresh: TradeColumns) -> tuple[IdRuns, TradeColumns]:
-        """Put new rows where they belong; the new index, and the trades among them.
+    def _add(self, batch: WriteBatch, symbol: str, fresh: TradeColumns, written: Written | None) -> IdRuns:
+        """Put new rows where they belong, noting in `written` (a live write's) what they add; the new index.
 
         A void goes into its span's void record; a trade into a segment before the roll-up
         mark, a window after it.
@@ -249,19 +251,29 @@ class ShardWriter:
         if bool(void.any()):
             merge_voids(self.db, batch, symbol, fresh.take(void), self.segment_ms)
             trades = fresh.take(~void)
+            if written is not None:
+                written.voids[symbol] = len(fresh) - len(trades)
+                written.voided[symbol] = fresh.take(void)
         late = trades.time < self.rolled_until(symbol)
+        merged: list[TradeColumns] = []
         if len(trades) == 0:
             pass
         elif bool(late.all()):  # a bulk import of history: no copy of the columns
-            self._merge_into_segments(batch, symbol, trades)
+            merged += self._merge_into_segments(batch, symbol, trades)
         elif bool(late.any()):
-            self._merge_into_segments(batch, symbol, trades.take(late))
-            self._merge_into_windows(batch, symbol, trades.take(~late))
+            merged += self._merge_into_segments(batch, symbol, trades.take(late))
+            merged += self._merge_into_windows(batch, symbol, trades.take(~late))
         else:
-            self._merge_into_windows(batch, symbol, trades)
+            merged += self._merge_into_windows(batch, symbol, trades)
+        if written is not None and len(trades):
+            written.trades[symbol] = trades
+            stored = TradeColumns.concat(merged)
+            seconds = window_start(stored.time)
+            kept = np.isin(seconds, np.unique(window_start(trades.time)))
+            written.seconds[symbol] = dict(split_by(stored.take(kept), seconds[kept]))
         runs = self.index(symbol).add(np.sort(fresh.agg_id))
         batch.put(index_key(symbol), encode_runs(runs))
-        return runs, trades
+        return runs
 
     def import_trades(self, symbol: str, trades: TradeColumns, *, roll_up_before_ms: int) -> ImportCounts:
         """Bulk history (dumps, repairs) in one atomic, synced write, straight into hour segments.
@@ -283,30 +295,37 @@ class ShardWriter:
             if len(fresh) == 0:
                 return ImportCounts(0, len(trades))
             batch = WriteBatch(raw_mode=True)
-            index, _ = self._add(batch, symbol, fresh)
+            index = self._add(batch, symbol, fresh, None)
             self.db.write(batch, self._sync)
             self._index[symbol] = index
             return ImportCounts(len(fresh), len(trades) - len(fresh))
 
-    def _merge_into_windows(self, batch: WriteBatch, symbol: str, trades: TradeColumns) -> None:
+    def _merge_into_windows(self, batch: WriteBatch, symbol: str, trades: TradeColumns) -> list[TradeColumns]:
+        """New trades into their 1-second windows; the windows as written."""
         if len(trades) == 0:
-            return
+            return []
         parts = list(split_by(trades, window_start(trades.time)))
         keys = [window_key(symbol, start) for start, _ in parts]
         stored: list[bytes | None] = self.db.get(keys)  # type: ignore[arg-type, assignment]
+        windows: list[TradeColumns] = []
         for key, value, (_, part) in zip(keys, stored, parts, strict=True):
             merged = merge_windows(decoded(key, value, decode_window) if value is not None else None, part)
             batch.put(key, encode_window(merged))
+            windows.append(merged)
+        return windows
 
-    def _merge_into_segments(self, batch: WriteBatch, symbol: str, trades: TradeColumns) -> None:
-        """Late trades (and rolled-up windows) into the segments of their trade time."""
+    def _merge_into_segments(self, batch: WriteBatch, symbol: str, trades: TradeColumns) -> list[TradeColumns]:
+        """Late trades (and rolled-up windows) into the segments of their trade time; the segments as written."""
         starts = trades.time - trades.time % self.segment_ms
+        segments: list[TradeColumns] = []
         for start, part in split_by(trades, starts):
             key = timed_key(SEGMENT, symbol, start)
             stored = self.db.get(key)
             held = decoded(key, stored, decode_stored_segment) if stored is not None else None
             merged = part if held is None else TradeColumns.concat([held, part])
             self._put_segment(batch, symbol, start, merged)
+            segments.append(merged)
+        return segments
 
     def _put_segment(self, batch: WriteBatch, symbol: str, start: int, trades: TradeColumns) -> None:
         keys = [timed_key(kind, symbol, start) for kind in SEGMENT_KINDS]

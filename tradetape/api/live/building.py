@@ -1,8 +1,8 @@
-"""The building side of live updates: pure computations over the trades one persist write newly stored.
+"""The building side of live updates: pure computations over what one persist write holds.
 
-Persist (`tradetape.services.persist.live`) turns each write into a `LiveBatch` and the 1 s
-bars it touched, and splits what would not fit one message; the rules are in
-`tradetape.api.live.messages`.
+Persist (`tradetape.services.persist.live`) turns each write into a `LiveBatch`, the 1 s
+bars of the windows it touched and its trades, and splits what would not fit one message;
+nothing here reads the store. The rules are in `tradetape.api.live.messages`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 
 from tradetape.api.live.messages import IdRun, LiveBatch, LiveLevels
 from tradetape.api.methods.bars import BarReply, bar_replies
+from tradetape.api.methods.trades import trade_rows
 from tradetape.domain.aggregates import SECOND_MS
 from tradetape.domain.bars import time_bars
 from tradetape.domain.columns import TradeColumns
@@ -88,7 +89,25 @@ def split_batch(batch: LiveBatch, max_prices: int) -> list[LiveBatch]:
 
 
 def second_bars(trades: TradeColumns, seconds: list[int]) -> list[BarReply]:
-    """The 1 s bars of `seconds` (window starts) from all the trades stored in them."""
-    bars = bar_replies(time_bars(trades, SECOND_MS))
+    """The 1 s bars of `seconds` (window starts) from all the trades stored in them (any order)."""
+    bars = bar_replies(time_bars(trades.sorted_unique(), SECOND_MS))
     wanted = set(seconds)
     return [bar for bar in bars if bar.time in wanted]
+
+
+TradesPart = tuple[list[dict[str, Any]], list[int]]
+"""One message's share of a write: trade rows (`trade_rows`) and void ids."""
+
+
+def trades_parts(trades: TradeColumns, voids: TradeColumns, max_rows: int) -> list[TradesPart]:
+    """One write's trades and void ids as parts of at most `max_rows` rows each, ascending by agg id.
+
+    The rows are `trades`' reply fields (`tradetape.api.methods.trades.trade_rows`); a write
+    with nothing new has no part.
+    """
+    trades = trades.sorted_unique()
+    void_ids = np.unique(voids.agg_id).tolist()
+    step = max(1, max_rows)
+    parts = [(trade_rows(trades.take(slice(lo, lo + step))), list[int]()) for lo in range(0, len(trades), step)]
+    parts += [([], void_ids[lo : lo + step]) for lo in range(0, len(void_ids), step)]
+    return parts

@@ -7,13 +7,16 @@ The client and the web page (`tradetape/web/static/app.js`) follow the join rule
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 
 import numpy as np
+from pydantic import BaseModel
 
 from tradetape.api.errors import QueryError
-from tradetape.api.live.messages import LiveBarsUpdate, LiveBatch, LiveLevels, LiveProfileUpdate, LiveUpdate
+from tradetape.api.live.messages import LiveBarsUpdate, LiveBatch, LiveLevels, LiveMessage, LiveProfileUpdate
 from tradetape.api.methods.bars import BarReply, BarsReply
 from tradetape.api.methods.coverage import CoverageReply
+from tradetape.api.methods.trades import TradeReply
 from tradetape.api.methods.volume_profile import VolumeProfileReply, VolumeProfileRequest
 from tradetape.api.methods.volume_profile import handle as volume_profile_reply
 from tradetape.domain.aggregates import SECOND_MS
@@ -57,7 +60,12 @@ class UpdateOrder:
     def __init__(self) -> None:
         self._last: tuple[str, int] | None = None
 
-    def follows(self, update: LiveUpdate) -> bool:
+    @property
+    def started(self) -> bool:
+        """Whether an update was seen."""
+        return self._last is not None
+
+    def follows(self, update: LiveMessage) -> bool:
         last, self._last = self._last, (update.run, update.seq)
         return last is None or last == (update.run, update.seq - 1)
 
@@ -171,3 +179,121 @@ class LiveBars:
             trade_count=sum(bar.trade_count for bar in bars),
             bars=bars,
         )
+
+
+
+Span = tuple[int, int | None]
+"""Inclusive trade times (epoch ms) between which some agg ids lie; None: up to the open end."""
+
+
+class LiveTradesBatch(BaseModel):
+    """Trades of one symbol, ascending by agg id, none delivered before (`TapeClient.live_trades`)."""
+
+    symbol: str
+    trades: list[TradeReply]
+    stored_at: int | None
+    """When persist stored them (epoch ms), from the live message; None for trades read with a `trades` query."""
+
+
+class LiveTrades:
+    """The trades of one symbol's range `[start, end)` (end None: open), each delivered exactly once.
+
+    Holds the agg ids delivered (or found to be voids) as inclusive runs, each with the time
+    of a trade near each end: ids ascend with trade time, so ids missing between two runs lie
+    between those times and are read again with `trades` over that span alone. `take` admits
+    the trades of a live message or a snapshot page not delivered before; `missing` says
+    which ids a `coverage` reply of the range holds that were not delivered, and where.
+    """
+
+    def __init__(self, symbol: str, start: int, end: int | None) -> None:
+        self.symbol = symbol
+        self.start, self.end = start, end
+        self.order = UpdateOrder()
+        self._low: list[int] = []
+        self._high: list[int] = []
+        self._low_time: list[int | None] = []
+        self._high_time: list[int | None] = []
+
+    def covers(self, time_ms: int) -> bool:
+        return time_ms >= self.start and (self.end is None or time_ms < self.end)
+
+    def seen(self, agg_id: int) -> bool:
+        i = bisect.bisect_right(self._low, agg_id) - 1
+        return i >= 0 and agg_id <= self._high[i]
+
+    def take(self, trades: list[TradeReply], voids: Sequence[int] = ()) -> list[TradeReply]:
+        """The trades of the range not delivered before, ascending by agg id; they (and `voids`) count as delivered."""
+        newest = self._high[-1] if self._high else None
+        fresh: dict[int, TradeReply] = {}
+        for trade in trades:
+            if self.covers(trade.T) and (newest is None or trade.a > newest or not self.seen(trade.a)):
+                fresh.setdefault(trade.a, trade)
+        taken = [fresh[agg_id] for agg_id in sorted(fresh)]
+        run_start = 0
+        for i, trade in enumerate(taken):
+            if i + 1 == len(taken) or taken[i + 1].a != trade.a + 1:
+                first = taken[run_start]
+                self._add(first.a, trade.a, first.T, trade.T)
+                run_start = i + 1
+        for agg_id in voids:
+            self._add(agg_id, agg_id, None, None)
+        return taken
+
+    def missing(self, coverage: CoverageReply) -> list[tuple[int, int, Span]]:
+        """The runs of ids `coverage` (of this range) holds that were not delivered, each with the span of
+        trade time its trades lie in."""
+        if coverage.first_id is None or coverage.last_id is None:
+            return []
+        held: list[tuple[int, int]] = []
+        cursor = coverage.first_id
+        for gap in coverage.gaps:
+            if gap.from_id > cursor:
+                held.append((cursor, gap.from_id - 1))
+            cursor = max(cursor, gap.to_id + 1)
+        if cursor <= coverage.last_id:
+            held.append((cursor, coverage.last_id))
+        return [(a, b, self._span(a, b)) for low, high in held for a, b in self._unseen(low, high)]
+
+    def _unseen(self, low: int, high: int) -> list[tuple[int, int]]:
+        """The runs of `low`…`high` not delivered."""
+        out: list[tuple[int, int]] = []
+        cursor = low
+        i = bisect.bisect_left(self._high, low)
+        while cursor <= high and i < len(self._low) and self._low[i] <= high:
+            if self._low[i] > cursor:
+                out.append((cursor, self._low[i] - 1))
+            cursor = self._high[i] + 1
+            i += 1
+        if cursor <= high:
+            out.append((cursor, high))
+        return out
+
+    def _span(self, low: int, high: int) -> Span:
+        """Where ids `low`…`high` (none delivered) lie in time: between known times of the delivered trades around
+        them, else the range's edges."""
+        i = bisect.bisect_left(self._low, low)
+        before = next((t for t in reversed(self._high_time[:i]) if t is not None), None)
+        after = next((t for t in self._low_time[i:] if t is not None), None)
+        first = self.start if before is None else max(self.start, before)
+        if after is not None:
+            return first, after if self.end is None else min(after, self.end - 1)
+        return first, None if self.end is None else self.end - 1
+
+    def _add(self, low: int, high: int, low_time: int | None, high_time: int | None) -> None:
+        """Merge the run `low`…`high` with the runs it overlaps or touches, keeping a known time near each end."""
+        i = bisect.bisect_left(self._high, low - 1)
+        j = bisect.bisect_right(self._low, high + 1)
+        if i < j:
+            lows = sorted([(low, low_time), *zip(self._low[i:j], self._low_time[i:j], strict=True)], key=_first)
+            highs = sorted([(high, high_time), *zip(self._high[i:j], self._high_time[i:j], strict=True)], key=_first)
+            low_time = next((t for _, t in lows if t is not None), None)
+            high_time = next((t for _, t in reversed(highs) if t is not None), None)
+            low, high = lows[0][0], highs[-1][0]
+        self._low[i:j] = [low]
+        self._high[i:j] = [high]
+        self._low_time[i:j] = [low_time]
+        self._high_time[i:j] = [high_time]
+
+
+def _first(pair: tuple[int, int | None]) -> int:
+    return pair[0]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import polars as pl
@@ -28,6 +29,7 @@ from tradetape.api.frames import DECIMAL
 from tradetape.api.models import RangeRequest, parse_duration_ms
 from tradetape.api.query_method import QueryMethod, TradeSource
 from tradetape.api.times import iso_time
+from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import format_units
 from tradetape.domain.instruments import is_instrument
 
@@ -154,6 +156,17 @@ class TradesReply(BaseModel):
         )
 
 
+def trade_rows(trades: TradeColumns) -> list[dict[str, Any]]:
+    """`trades` as `TradeReply` fields (exact decimal strings), ready for JSON: the page and the live feed alike."""
+    return [
+        {"a": a, "p": format_units(p), "q": format_units(q), "f": f, "l": last, "T": t, "m": m}
+        for a, p, q, f, last, t, m in zip(
+            trades.agg_id.tolist(), trades.price.tolist(), trades.qty.tolist(), trades.first_id.tolist(),
+            trades.last_id.tolist(), trades.time.tolist(), trades.buyer_maker.tolist(), strict=True,
+        )
+    ]
+
+
 def handle(source: TradeSource, symbol: str, request: TradesRequest, now_ms: int) -> TradesReply:
     time_range = request.time_range(now_ms)
     assert time_range is not None
@@ -174,13 +187,7 @@ def handle(source: TradeSource, symbol: str, request: TradesRequest, now_ms: int
         symbol=symbol,
         start=start,
         end=end,
-        trades=[
-            TradeReply(a=a, p=format_units(p), q=format_units(q), f=f, l=last, T=t, m=m)
-            for a, p, q, f, last, t, m in zip(
-                page.agg_id.tolist(), page.price.tolist(), page.qty.tolist(), page.first_id.tolist(),
-                page.last_id.tolist(), page.time.tolist(), page.buyer_maker.tolist(), strict=True,
-            )
-        ],
+        trades=[TradeReply.model_construct(**row) for row in trade_rows(page)],
         next_cursor=(
             TradesCursor(symbol, start, end, request.limit, int(page.agg_id[-1]), int(page.time[-1])).encode()
             if more

@@ -1,6 +1,6 @@
 // The tradetape page: asks NATS directly over WebSocket (nats.ws), draws the volume profile and the
 // bars of a range, and keeps them current from tape.live.* by the join rules of tradetape.api.live.messages:
-// subscribe, snapshot between two agreeing coverage replies, apply only the batches the snapshot
+// subscribe, snapshot beside a coverage reply of the same view, apply only the batches the snapshot
 // does not hold, new snapshot when an update's seq does not follow on. Volumes are exact BigInt
 // units of 1e-8 and POC / value area / vacuums follow the docs/design.md rules, so the POC shown is the
 // one the volume_profile method answers. The picker lists the web server's symbols and those the analytics shards
@@ -57,6 +57,11 @@ export function instrumentLabel(symbol) {
 }
 
 export async function ask(nc, method, symbol, body, timeout = ASK_TIMEOUT_MS) {
+  return (await askViewed(nc, method, symbol, body, timeout)).reply;
+}
+
+// The reply and the view of the store it read (header Tradetape-View; "" when it read across a catch-up).
+async function askViewed(nc, method, symbol, body, timeout = ASK_TIMEOUT_MS) {
   const msg = await nc.request(`tape.query.${method}.${subjectToken(symbol)}`, te.encode(JSON.stringify(body)), { timeout });
   const reply = JSON.parse(td.decode(msg.data));
   if (reply.error) {
@@ -65,7 +70,7 @@ export async function ask(nc, method, symbol, body, timeout = ASK_TIMEOUT_MS) {
     error.details = reply.error.details ?? {};
     throw error;
   }
-  return reply;
+  return { reply, view: (msg.headers && msg.headers.get("Tradetape-View")) || "" };
 }
 
 class SnapshotIds {
@@ -73,9 +78,6 @@ class SnapshotIds {
     this.first = coverage.first_id;
     this.last = coverage.last_id;
     this.gaps = coverage.gaps;
-  }
-  static agree(a, b) {
-    return a.trade_count === b.trade_count && a.first_id === b.first_id && a.last_id === b.last_id;
   }
   holds(batch) {
     if (!batch.ids.length || this.first === null) return false;
@@ -200,22 +202,25 @@ async function follow(nc, subject, join, onState, stopped) {
 }
 
 async function joinProfile(nc, view, stopped) {
+  // The snapshot and the ids it holds, asked together: taken when both replies read one state (the same view).
   for (let attempt = 0; !stopped.done; attempt++) {
-    const before = await ask(nc, "coverage", view.symbol, {});
     const request = { start: view.start, end: Date.now() + OPEN_END_MS, min_trades: 0 };
     if (view.rowSize) request.row_size = view.rowSize;
+    const asking = askViewed(nc, "coverage", view.symbol, {});
     let snapshot;
     try {
-      snapshot = await ask(nc, "volume_profile", view.symbol, request);
+      snapshot = await askViewed(nc, "volume_profile", view.symbol, request);
     } catch (error) {
+      await asking.catch(() => null);
       if (error.code !== "insufficient_trades") throw error;
       setStatus(`no trades yet in the range; waiting`);
       await sleep(2000);
       continue;
     }
-    const after = await ask(nc, "coverage", view.symbol, {});
-    if (SnapshotIds.agree(before, after)) {
-      return new ProfileState(view.start, null, parseUnits(snapshot.row_size), snapshot, new SnapshotIds(after));
+    const held = await asking;
+    if (held.view && held.view === snapshot.view) {
+      const reply = snapshot.reply;
+      return new ProfileState(view.start, null, parseUnits(reply.row_size), reply, new SnapshotIds(held.reply));
     }
     await sleep(Math.min(20 * attempt, 500));
   }

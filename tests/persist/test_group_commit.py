@@ -1,0 +1,52 @@
+"""Group commit against a real JetStream and RocksDB: a write holds what arrived while the last one was written,
+never a fixed linger, and each durable write is announced (notice, live trades) before its messages are acked."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import nats
+import orjson
+import pytest
+
+from tests.harness import run_services, wait_for
+from tests.persist.test_service import trade
+from tradetape.api.live.messages import LiveTradesUpdate
+from tradetape.bus.provision import ensure_streams
+from tradetape.bus.subjects import live_trades_subject, trade_subject, written_subject
+from tradetape.settings import Settings
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_a_trade_at_a_quiet_moment_is_written_alone_and_announced(nats_url: str, tmp_path: Path) -> None:
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=("BTCUSDT",))
+    client = await nats.connect(nats_url)
+    js = client.jetstream()
+    try:
+        await ensure_streams(js, settings)
+        notices = await client.subscribe(written_subject(settings.shard))
+        live = await client.subscribe(live_trades_subject("BTCUSDT"))
+        await client.flush()
+        async with run_services(settings, "persist") as running:
+            persist = running.services["persist"]
+            await wait_for(lambda: _true(persist.symbols == ("BTCUSDT",)), 20, interval=0.02, running=running)
+            await js.publish(trade_subject("BTCUSDT"), trade(1, 1_000), headers={"Nats-Msg-Id": "binance:BTCUSDT:1"})
+            await asyncio.sleep(0.08)  # within the 100 ms persist used to linger for more
+            await js.publish(trade_subject("BTCUSDT"), trade(2, 1_050), headers={"Nats-Msg-Id": "binance:BTCUSDT:2"})
+            await wait_for(lambda: _true(persist.written["BTCUSDT"] == 2), 20, interval=0.02, running=running)
+            assert persist.batches == 2, "each trade was written as soon as it came, alone"
+            first = LiveTradesUpdate.model_validate_json((await live.next_msg(timeout=5)).data)
+            second = LiveTradesUpdate.model_validate_json((await live.next_msg(timeout=5)).data)
+            notice = orjson.loads((await notices.next_msg(timeout=5)).data)
+    finally:
+        await client.close()
+    assert [t.a for t in first.trades] == [1] and [t.a for t in second.trades] == [2]
+    assert (first.run, first.seq, second.seq) == (second.run, 1, 2)
+    assert first.trades[0].p == "100.5" and first.trades[0].q == "0.25" and first.voids == []
+    assert notice["added"] == 1 and notice["stored_at"] == first.stored_at
+
+
+async def _true(value: bool) -> bool:
+    return value
