@@ -28,7 +28,6 @@ from tradetape.api.live.building import second_bars, split_batch, stored_batch, 
 from tradetape.api.live.messages import LiveBarsUpdate, LiveBatch, LiveProfileUpdate
 from tradetape.api.methods.bars import BarReply
 from tradetape.bus.subjects import bars_subject, live_trades_subject, profile_subject
-from tradetape.domain.aggregates import SECOND_MS
 from tradetape.domain.columns import TradeColumns
 from tradetape.ground.tasks import wait_event
 from tradetape.runtime.logs import ProgressLog
