@@ -130,7 +130,7 @@ async def test_spot_and_usd_m_with_the_same_ids_stay_apart_end_to_end(nats_url: 
         assert futures_entry is not None and futures_entry.symbol == FUTURES and futures_entry.gaps == (open_gap,)
         assert sorted(await ledger.keys()) == ["binance.ETHUSDT", "binance.um.ETHUSDT"]
 
-        async with run_services(settings, "persist", "analytics", persist={"linger": 0.02}) as running:
+        async with run_services(settings, "persist", "analytics") as running:
             for instrument in (SPOT, FUTURES):
                 await wait_until_stored(client, instrument, COUNT, running=running)
             tape = TapeClient(client, timeout=30)
@@ -289,7 +289,7 @@ async def test_a_shard_taking_spot_whole_stores_its_own_and_dead_letters_another
             for instrument in ("BTCUSDT", "SOLUSDT", "um:ETHUSDT", "um:BTCUSDT"):
                 assert not any(await publish(js, instrument, [one]))
             await js.publish("tape.trades.binance.um.A.B", wire("um:ETHUSDT", one))
-            async with run_services(settings, "persist", persist={"linger": 0.02}) as running:
+            async with run_services(settings, "persist") as running:
                 persist = running.services["persist"]
 
                 async def settled() -> bool:

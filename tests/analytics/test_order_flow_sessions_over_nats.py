@@ -47,7 +47,7 @@ async def test_sessions_of_footprint_and_market_profile_over_nats_equal_the_refe
     try:
         await ensure_streams(js, settings)
         await asyncio.gather(*[await js.publish_async(f"tape.trades.binance.{SYMBOL}", wire(row)) for row in rows])
-        async with run_services(settings, "persist", "analytics", persist={"linger": 0.02}) as running:
+        async with run_services(settings, "persist", "analytics") as running:
             coverage = await wait_until_stored(client, SYMBOL, COUNT, running=running)
             start, end = coverage["first_time"] + 123_456, coverage["last_time"] - 234_567  # ragged edges
             trades = decimal_trades(rows, start, end)
