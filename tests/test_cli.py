@@ -79,12 +79,14 @@ def test_up_simulate_then_query_from_another_terminal_then_ctrl_c(tmp_path: Path
     assert after.returncode == 2 and "cannot reach NATS" in after.stderr
 
 
+@pytest.mark.slow
 def test_schema_lists_the_api(tmp_path: Path) -> None:
     result = tradetape("schema", cwd=tmp_path, env=clean_env())
     assert result.returncode == 0
     assert "volume_profile" in json.loads(result.stdout)["methods"]
 
 
+@pytest.mark.slow
 def test_bad_settings_are_a_clear_error(tmp_path: Path) -> None:
     result = tradetape("persist", "--symbols", "BTC-USDT", cwd=tmp_path, env=clean_env())
     assert result.returncode == 2 and "letters and digits" in result.stderr

@@ -38,6 +38,7 @@ def in_force(cwd: Path, *args: str, **env: str) -> dict[str, object]:
     return tomllib.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_the_file_sets_the_environment_overrides_it_and_an_option_overrides_both(tmp_path: Path) -> None:
     (tmp_path / "tradetape.toml").write_text('query_cache_mb = 5\nsymbols = ["solusdt", "BTCUSDT"]\nshard = "s1"\n')
     assert in_force(tmp_path)["query_cache_mb"] == 5
@@ -50,6 +51,7 @@ def test_the_file_sets_the_environment_overrides_it_and_an_option_overrides_both
     assert in_force(tmp_path)["query_cache_mb"] == Settings.model_fields["query_cache_mb"].default
 
 
+@pytest.mark.slow
 def test_config_names_another_file_instead_of_the_working_directorys(tmp_path: Path) -> None:
     (tmp_path / "tradetape.toml").write_text("query_memory_mb = 100\nquery_cache_mb = 1\n")
     other = tmp_path / "elsewhere.toml"
@@ -61,6 +63,7 @@ def test_config_names_another_file_instead_of_the_working_directorys(tmp_path: P
     assert in_force(tmp_path, **{CONFIG_ENV: ""})["query_memory_mb"] == 256  # empty: no file at all
 
 
+@pytest.mark.slow
 def test_what_settings_prints_is_a_config_file_that_gives_the_same_settings(tmp_path: Path) -> None:
     first = tradetape(tmp_path, "settings", "--symbols", "ETHUSDT", "--http-allowed-hosts", "tape.example.com")
     assert first.returncode == 0, first.stderr
@@ -68,6 +71,7 @@ def test_what_settings_prints_is_a_config_file_that_gives_the_same_settings(tmp_
     assert tradetape(tmp_path, "settings").stdout == first.stdout
 
 
+@pytest.mark.slow
 def test_a_file_that_is_no_settings_file_is_refused_naming_it(tmp_path: Path) -> None:
     config = tmp_path / "tradetape.toml"
     for text, message in (

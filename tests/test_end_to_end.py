@@ -90,6 +90,7 @@ async def test_replayed_file_is_stored_completely_and_profiled_exactly(nats_url:
         assert again == reply
 
 
+@pytest.mark.slow
 async def test_malformed_frames_are_deadlettered_and_dropped_trades_backfilled(nats_url: str, tmp_path: Path) -> None:
     faults = FaultConfig(malformed_every=500, drop_every=700)
     async with replay_pipeline(nats_url, tmp_path / "data", faults=faults) as (_, running, client):

@@ -101,6 +101,7 @@ async def publish(js: Any, instrument: str, rows: list[TradeRow]) -> list[bool]:
     return [ack.duplicate is True for ack in acks]
 
 
+@pytest.mark.slow
 async def test_spot_and_usd_m_with_the_same_ids_stay_apart_end_to_end(nats_url: str, tmp_path: Path) -> None:
     settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=f"{SPOT},{FUTURES}")
     now_ms = int(time.time() * 1000)

@@ -12,6 +12,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 import tradetape.services
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +23,7 @@ def test_source_tree_services_are_the_services_folder() -> None:
     assert [Path(entry).resolve() for entry in tradetape.services.__path__] == [ROOT / "services"]
 
 
+@pytest.mark.slow
 def test_wheel_holds_one_top_level_package(tmp_path: Path) -> None:
     """Built from a copy of what the Dockerfile copies, so setuptools' build directory stays out of the tree."""
     source, wheels = tmp_path / "source", tmp_path / "wheels"

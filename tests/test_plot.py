@@ -181,6 +181,7 @@ def drawn_letters(figure: Figure) -> dict[float, str]:
     return rows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("interval", "written"), [("15m", "buy × sell"), ("5m", "delta, buy − sell"), ("1m", "delta by colour")]
 )
@@ -214,6 +215,7 @@ def test_a_footprint_of_no_trades_says_so() -> None:
     assert [text.get_text() for text in figure.axes[0].texts] == ["no trades in this range"]
 
 
+@pytest.mark.slow
 def test_market_profile_letters_every_row_as_the_reply_does(tmp_path: Path) -> None:
     source, end = known_trades(), BASE + 3_600_000
     request = market_profile.MarketProfileRequest(start=BASE, end=end, period="5m", rows=40)

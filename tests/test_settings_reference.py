@@ -32,6 +32,7 @@ def test_the_table_has_every_setting_with_its_default_and_description() -> None:
     assert "&lt;data dir>" in settings_markdown() and "<data dir>" not in settings_markdown()
 
 
+@pytest.mark.slow
 def test_update_rewrites_only_what_stands_between_the_markers(tmp_path: Path) -> None:
     doc = tmp_path / "ops.md"
     doc.write_text(f"# Ops\n\nbefore\n\n{BEGIN}\n| old, hand-kept | table |\n{END}\n\nafter\n")

@@ -92,6 +92,7 @@ async def test_one_shard_of_2500_instruments_answers_srv_info_list_symbols_and_s
                 await nc.close()
 
 
+@pytest.mark.slow
 async def test_each_query_is_answered_once_by_its_shard_and_an_unserved_one_names_the_served(
     nats_url: str, tmp_path: Path
 ) -> None:

@@ -18,6 +18,7 @@ from tradetape.settings import Settings
 pytestmark = pytest.mark.timeout(90)
 
 
+@pytest.mark.slow
 async def test_writes_are_caught_up_on_notice_not_per_query(nats_url: str, tmp_path: Path) -> None:
     settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=("BTCUSDT",))
     client = await nats.connect(nats_url)

@@ -95,6 +95,7 @@ HOSTILE: list[bytes] = [
 CODES = {"invalid_request", "insufficient_trades", "range_too_large", "reply_too_large"}
 
 
+@pytest.mark.slow
 async def test_every_method_answers_as_its_handler_and_survives_hostile_requests(
     nats_url: str, tmp_path: Path
 ) -> None:

@@ -29,6 +29,7 @@ def decimal_trades(rows: list[TradeRow], start: int, end: int) -> list[Trade]:
     return [(r.time, Decimal(r.price).scaleb(-8), Decimal(r.qty).scaleb(-8), r.buyer_maker) for r in chosen]
 
 
+@pytest.mark.slow
 async def test_footprint_and_market_profile_over_nats_equal_the_reference(nats_url: str, tmp_path: Path) -> None:
     settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=(SYMBOL,))
     rows = generated_rows(int(time.time() * 1000))

@@ -79,6 +79,7 @@ async def trades_pages(tape_client: TapeClient, symbol: str, start: int, end: in
             return pl.concat(frames)
 
 
+@pytest.mark.slow
 async def test_two_symbols_replayed_exactly_and_in_order(nats_url: str, tmp_path: Path) -> None:
     now_ms = int(time.time() * 1000)
     start = now_ms - now_ms % HOUR_MS - 3 * HOUR_MS + 1234  # three hour boundaries inside the range
@@ -191,6 +192,7 @@ class RawStream:
         await self.nc.publish(self.start.flow_subject, orjson.dumps(body))
 
 
+@pytest.mark.slow
 async def test_a_slow_client_holds_the_worker_to_its_window_and_a_vanished_one_stops_it(
     nats_url: str, tmp_path: Path
 ) -> None:
@@ -253,6 +255,7 @@ async def test_a_client_slower_than_the_idle_timeout_keeps_its_stream(nats_url: 
         assert running.services["analytics"].replay.counts["replay_abandoned"] == 0
 
 
+@pytest.mark.slow
 async def test_speed_paces_the_frames_by_trade_time(nats_url: str, tmp_path: Path) -> None:
     now_ms = int(time.time() * 1000)
     start = now_ms - 2 * HOUR_MS

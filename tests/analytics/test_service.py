@@ -104,6 +104,7 @@ async def test_coverage_carries_ingest_open_gaps_from_the_ledger(nats_url: str, 
             await client.close()
 
 
+@pytest.mark.slow
 async def test_all_serves_the_shards_share_of_what_exchange_info_lists(nats_url: str, tmp_path: Path) -> None:
     listed = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
     async with Exchange(ExchangeConfig(symbols=listed, rate=0)) as exchange:

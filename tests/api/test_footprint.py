@@ -63,6 +63,7 @@ def cells_of(bars: list[dict[str, Any]]) -> int:
     return sum(len(bar["rows"]) for bar in bars)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     flow_tapes(),

@@ -30,6 +30,7 @@ def expected_profile(tape: list[TradeRow], body: dict[str, Any], period: str, ro
     return reference_tpo(chosen, PERIOD_MS[period], body["start"], row_size, str(value_area))
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     st.one_of(flow_tapes(), tapes()),

@@ -91,6 +91,7 @@ def close_enough(got: list[dict[str, object]], expected: list[dict[str, object]]
     return len(got) == len(expected)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(specs=trade_specs)
 def test_normal_answers_equal_a_decimal_reference(specs: list[tuple[int, int, int, int, bool]]) -> None:
@@ -164,6 +165,7 @@ def um_tape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Tr
     yield path, trades
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("time_range", [(T0 + 1_234, NOW - 4_321), (T0 + 3_600_000, T0 + 7_200_000), (T0, NOW + 1)])
 def test_the_store_answers_normal_as_its_trades_do(
     um_tape: tuple[Path, TradeColumns], time_range: tuple[int, int]

@@ -101,6 +101,7 @@ def footprint_rules(ratio: float, stacked: int, value_area: float) -> dict[str, 
     return {"imbalance": ratio, "stacked": stacked, "value_area": value_area}
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     tapes(), SESSIONS, st.integers(0, 2 * DAY_MS), st.integers(HOUR_MS, 4 * DAY_MS),
@@ -138,6 +139,7 @@ def test_footprint_per_session_equals_the_reference(
     assert got["naked_pocs"] == naked
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     tapes(), SESSIONS, st.integers(0, 2 * DAY_MS), st.integers(HOUR_MS, 4 * DAY_MS),
@@ -212,6 +214,7 @@ def test_tpo_letters_and_initial_balance_start_at_each_session_open() -> None:
     assert reply.periods[0].letter == "A" and reply.periods[0].start == span["start"]  # the range's own letters
 
 
+@pytest.mark.slow
 def test_session_bounds_are_range_too_large() -> None:
     many_days = minutes("2026-01-01T00:00", 60, lambda i: "100", step_ms=DAY_MS)
     span = {"start": utc("2026-01-01T00:00"), "end": utc("2026-03-01T00:00"), "session": "utc-day"}

@@ -84,6 +84,7 @@ def hours_of(session: str | dict[str, str]) -> tuple[str, str, str]:
     return spec.tz, f"{spec.start // 60:02d}:{spec.start % 60:02d}", f"{spec.end // 60:02d}:{spec.end % 60:02d}"
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(tapes(), SESSIONS, st.integers(0, 2 * DAY_MS), st.integers(HOUR_MS, 6 * DAY_MS))
 def test_session_profiles_and_naked_pocs_equal_the_reference(
@@ -126,6 +127,7 @@ def test_session_profiles_and_naked_pocs_equal_the_reference(
         assert s.partial == ((s.start, s.end) != (s.session_start, s.session_end))
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(tapes(), st.sampled_from(ZONES), st.sampled_from(["1d", "1w", "24h", "7d"]), st.integers(0, DAY_MS),
        st.integers(HOUR_MS, 9 * DAY_MS))
@@ -168,6 +170,7 @@ def reference_threshold_bars(rows: list[TradeRow], kind: str, threshold: Decimal
     ]
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     st.one_of(tapes(), tapes(max_size=40, big=True)),
@@ -254,6 +257,7 @@ def test_requests_are_checked_strictly() -> None:
         session={"tz": "Europe/London", "start": "22:00", "end": "06:00"}).session
 
 
+@pytest.mark.slow
 def test_bounds_are_range_too_large() -> None:
     rows = [TradeRow(i + 1, (100 + i % 50) * 10**8, 10**8, i, i, utc("2026-01-01T00:00") + i * 60_000, i % 2 == 0)
             for i in range(90 * 24 * 60)]

@@ -221,6 +221,7 @@ def _private_uses(path: Path, private: set[str]) -> list[str]:
     return uses
 
 
+@pytest.mark.slow
 def test_no_other_module_reaches_into_nats_py() -> None:
     private = _nats_private_names()
     assert {"_send_command", "_flush_pending", "_nuid", "_num_errors", "_endpoints"} <= private

@@ -107,6 +107,7 @@ async def test_a_guarded_handler_answers_inboxes_and_drops_the_rest_with_one_war
         await responder.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb", ["PING", "INFO", "STATS"])
 async def test_micro_verbs_in_every_form_answer_inboxes_only(nats_url: str, verb: str) -> None:
     responder, requester = await nats.connect(nats_url), await nats.connect(nats_url)

@@ -42,6 +42,7 @@ def test_the_committed_auth_conf_is_what_the_table_renders() -> None:
     assert AUTH_CONF.read_text() == auth_conf(), "run `tradetape nats-auth > deploy/nats/auth.conf`"
 
 
+@pytest.mark.slow
 def test_the_cli_prints_the_rendered_file() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tradetape.cli", "nats-auth"], capture_output=True, text=True, timeout=60, check=True

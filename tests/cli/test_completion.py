@@ -27,6 +27,7 @@ def script(shell: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_the_script_names_every_command_and_method(shell: str) -> None:
     text = script(shell)
@@ -47,6 +48,7 @@ def bash_complete(script_file: Path, *words: str) -> list[str]:
     return done.stdout.split()
 
 
+@pytest.mark.slow
 def test_bash_completes_commands_methods_options_and_choices(tmp_path: Path) -> None:
     file = tmp_path / "tradetape.bash"
     file.write_text(script("bash"))
@@ -60,6 +62,7 @@ def test_bash_completes_commands_methods_options_and_choices(tmp_path: Path) -> 
     assert bash_complete(file, "tradetape", "query", "bars", "--data-dir", "query", "--js") == ["--json"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
 def test_fish_completes_with_descriptions(tmp_path: Path) -> None:
     file = tmp_path / "tradetape.fish"
@@ -82,6 +85,7 @@ def test_fish_completes_with_descriptions(tmp_path: Path) -> None:
     assert sorted(complete("tradetape completion ")) == ["bash", "fish", "zsh"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
 def test_zsh_registers_the_completion(tmp_path: Path) -> None:
     file = tmp_path / "tradetape.zsh"
@@ -98,6 +102,7 @@ def test_zsh_registers_the_completion(tmp_path: Path) -> None:
     assert "volume_profile" in offered.split()  # zsh filters by the typed prefix itself
 
 
+@pytest.mark.slow
 def test_bash_completes_after_an_instrument_name_that_bash_splits_at_its_colon(tmp_path: Path) -> None:
     """Bash's COMP_WORDBREAKS holds `:`, so `um:BTCUSDT` arrives as three words: none may shift what follows."""
     file = tmp_path / "tradetape.bash"

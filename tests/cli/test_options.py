@@ -15,6 +15,7 @@ pytestmark = pytest.mark.timeout(120)
 COMMANDS = [command.path for command in command_tree(build_parser()).commands]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(path) for path in COMMANDS])
 def test_help_prints(path: tuple[str, ...]) -> None:
     done = subprocess.run(
@@ -24,6 +25,7 @@ def test_help_prints(path: tuple[str, ...]) -> None:
     assert done.stdout.startswith("usage: tradetape")
 
 
+@pytest.mark.slow
 def test_percent_in_a_description_is_shown() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "tradetape.cli", "ingest", "--help"], capture_output=True, text=True, timeout=60

@@ -112,6 +112,7 @@ async def test_a_name_that_is_no_symbol_fails_at_once_in_one_line(nats_url: str)
         assert time.monotonic() - started < 15
 
 
+@pytest.mark.slow
 async def test_unknown_method_lists_the_methods() -> None:
     code, _, err = await tradetape("query", "vwapp", "BTCUSDT")
     assert code == 2 and "volume_profile" in err and "coverage" in err

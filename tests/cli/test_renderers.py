@@ -8,6 +8,7 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
 from pydantic import BaseModel
 from rich.console import Console, RenderableType
 
@@ -52,6 +53,7 @@ def test_a_name_that_is_no_module_name_is_never_imported() -> None:
         assert renderer(name) is reply_json, name
 
 
+@pytest.mark.slow
 def test_the_analytics_service_and_every_method_load_no_terminal_library() -> None:
     """The method modules used to carry their renderers, so the analytics process imported rich."""
     probe = (

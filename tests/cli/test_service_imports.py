@@ -34,6 +34,7 @@ def probe(code: str, env: dict[str, str] | None = None) -> object:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_building_the_parser_and_parsing_each_service_command_loads_no_rich() -> None:
     parsed = probe(
         "import json, sys\n"
@@ -45,6 +46,7 @@ def test_building_the_parser_and_parsing_each_service_command_loads_no_rich() ->
     assert parsed == [[argv[0] for argv in SERVICE_COMMANDS], []]
 
 
+@pytest.mark.slow
 def test_each_service_commands_help_loads_no_rich() -> None:
     helped = probe(
         "import contextlib, io, json, sys\n"

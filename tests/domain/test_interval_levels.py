@@ -6,6 +6,7 @@ from collections import defaultdict
 from fractions import Fraction
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,6 +61,7 @@ def test_sums_that_could_leave_int64_are_refused_and_each_trade_stands_in() -> N
     assert bar.rows[0].buy_volume == 10**19 == bar.volume
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(flow_tapes(), INTERVALS)
 def test_the_footprint_is_the_same_from_any_levels_of_the_trades(rows: list[TradeRow], interval_ms: int) -> None:

@@ -80,6 +80,7 @@ def test_dst_days_in_new_york_and_london() -> None:
     assert weeks == [utc("2026-11-02T05:00"), utc("2026-11-09T05:00")]
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     st.sampled_from(ZONES),

@@ -106,6 +106,7 @@ def test_shapes_bursts_heavy_tails_and_side_runs() -> None:
     assert max(quantities) / median(quantities) > 50
 
 
+@pytest.mark.slow
 async def test_feed_releases_at_rate_in_batches() -> None:
     history = TradeHistory("BTCUSDT")
     feed = GeneratorFeed(TradeGenerator("BTCUSDT", seed=1), history, rate=20_000)

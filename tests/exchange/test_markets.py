@@ -44,6 +44,7 @@ async def frames(url: str, count: int) -> list[dict[str, Any]]:
         return [orjson.loads(await ws.recv()) for _ in range(count)]
 
 
+@pytest.mark.slow
 async def test_each_market_streams_in_its_own_dialect() -> None:
     async with Exchange(ExchangeConfig(symbols=INSTRUMENTS, rate=200)) as exchange:
         spot = await frames(exchange.urls(Market.SPOT)[0] + "/stream?streams=ethusdt@aggTrade", 50)

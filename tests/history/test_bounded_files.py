@@ -239,6 +239,7 @@ def test_wrong_parquet_column_types_are_one_line_naming_the_column(
     assert str(caught.value) == f"BTCUSDT-week.parquet: {message}"
 
 
+@pytest.mark.slow
 def test_several_files_each_reported_and_a_bad_one_does_not_stop_the_next(tmp_path: Path) -> None:
     bad = tmp_path / "BTCUSDT-week.parquet"
     export_frame().with_columns(pl.col("time").dt.epoch("ms")).write_parquet(bad)

@@ -22,6 +22,7 @@ def tradetape(*args: str, data_dir: Path, symbols: str = "BTCUSDT") -> subproces
     )
 
 
+@pytest.mark.slow
 def test_import_export_and_a_bad_file_from_the_command_line(tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = tradetape("import", str(REAL), data_dir=data)

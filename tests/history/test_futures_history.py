@@ -107,6 +107,7 @@ def test_futures_periods_lie_under_data_futures() -> None:
     assert day.download_name == "cm/BTCUSD_PERP-aggTrades-2026-03-01.zip"
 
 
+@pytest.mark.slow
 async def test_fetch_history_of_a_futures_day_is_verified_imported_and_exported_round_trip(tmp_path: Path) -> None:
     """The done-when of issue 21: `fetch-history um:BTCUSDT` of a day from the simulator, round trip."""
     day = yesterday()
@@ -149,6 +150,7 @@ async def test_fetch_history_of_a_futures_day_is_verified_imported_and_exported_
         assert same(stored(other, UM), expected[UM])
 
 
+@pytest.mark.slow
 async def test_a_futures_day_with_a_bad_checksum_imports_nothing_until_it_is_right(tmp_path: Path) -> None:
     day = yesterday()
     async with simulator(tmp_path, corrupt_checksum=str(day)) as exchange:
@@ -165,6 +167,7 @@ async def test_a_futures_day_with_a_bad_checksum_imports_nothing_until_it_is_rig
         assert same(stored(settings.data_dir, UM), released(exchange, UM, day))
 
 
+@pytest.mark.slow
 async def test_a_dump_of_another_market_than_the_instrument_is_refused(tmp_path: Path) -> None:
     day = yesterday()
     async with simulator(tmp_path) as exchange:
@@ -200,6 +203,7 @@ async def test_a_dump_of_another_market_than_the_instrument_is_refused(tmp_path:
     assert same(stored(data, UM), expected) and len(stored(data, "BTCUSDT")) == 0
 
 
+@pytest.mark.slow
 async def test_repair_of_a_futures_instrument_pages_its_own_markets_rest(tmp_path: Path) -> None:
     """`repair um:BTCUSDT` refused futures names; it asks /fapi/v1 now, never spot's /api/v3."""
     day = yesterday()

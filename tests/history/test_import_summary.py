@@ -9,6 +9,7 @@ import pytest
 from tests.history.test_cli import REAL, tradetape
 
 
+@pytest.mark.slow
 def test_the_total_counts_the_stores_gap_between_two_files(tmp_path: Path) -> None:
     """Two gap-free files 1,722 ids apart used to sum to `0 gaps`."""
     lines = REAL.read_text().splitlines()

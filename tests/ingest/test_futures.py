@@ -69,6 +69,7 @@ async def test_usdm_beside_spot_with_ids_dropped_is_filled_from_each_markets_res
     assert not log.refused, "no market went over the exchange's limit"
 
 
+@pytest.mark.slow
 async def test_a_usdm_feed_subscribes_paced_for_ten_messages_a_second() -> None:
     """Twelve USD-M streams: one in the URL, eleven by SUBSCRIBE at futures pace, under the simulator's 10 a second."""
     symbols = tuple(f"Q{index:02d}USDT" for index in range(12))

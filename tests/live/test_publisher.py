@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nats
 import orjson
+import pytest
 
 from tests.store.synthetic import SYMBOL, T0, tape, windows_of
 from tradetape.api.live.joining import LiveProfile, SnapshotIds
@@ -19,6 +20,7 @@ from tradetape.store.writer import ShardWriter
 from tradetape.testing import HeldTrades
 
 
+@pytest.mark.slow
 async def test_new_trades_go_out_once_in_messages_that_fit(tmp_path: Path) -> None:
     config = tmp_path / "small.conf"
     config.write_text("max_payload: 64KB\n")

@@ -117,6 +117,7 @@ def test_status_watch_refreshes_until_stopped(tmp_path: Path) -> None:
     assert proc.returncode == 0
 
 
+@pytest.mark.slow
 async def test_with_all_status_names_the_symbols_the_shards_recorded_never_all(nats_url: str, tmp_path: Path) -> None:
     settings = Settings(nats_url=nats_url, data_dir=tmp_path / "data", symbols="ALL")
     client = await nats.connect(nats_url)

@@ -56,6 +56,7 @@ def stored_count(settings: Settings) -> int:
         secondary.close()
 
 
+@pytest.mark.slow
 async def test_hostile_batches_are_refused_within_bounded_memory_while_live_trades_are_stored(
     nats_url: str, tmp_path: Path, processes: ServiceProcesses
 ) -> None:

@@ -71,6 +71,7 @@ async def test_a_worker_of_another_data_directory_refuses_to_join_the_shard(
     assert manifest["store_id"] == record.store_id, "the id is written once and kept"
 
 
+@pytest.mark.slow
 async def test_the_store_id_is_made_once_and_a_worker_of_the_same_directory_starts(
     nats_url: str, tmp_path: Path
 ) -> None:

@@ -207,6 +207,7 @@ async def test_mcp_on_every_address_refuses_to_start_without_a_token(
     assert len(said) == 1 and "TRADETAPE_MCP_TOKEN" in said[0] and "0.0.0.0" in said[0], said
 
 
+@pytest.mark.slow
 async def test_mcp_checks_the_bearer_token_on_every_request(
     processes: ServiceProcesses, tmp_path: Path, nats_url: str
 ) -> None:

@@ -287,6 +287,7 @@ def test_ctrl_c_stops_everything_in_order_and_exits_0(first: Up) -> None:
     assert after.returncode == 2 and "cannot reach NATS" in after.stderr
 
 
+@pytest.mark.slow
 def test_a_backfill_of_all_symbols_is_refused_before_anything_starts(tmp_path: Path) -> None:
     env = {**clean_env(), "TRADETAPE_SYMBOLS": "ALL", "TRADETAPE_BACKFILL_DAYS": "2"}
     env["TRADETAPE_DATA_DIR"] = str(tmp_path)

@@ -81,6 +81,7 @@ async def test_a_page_of_another_origin_is_refused(page: Page) -> None:
     assert refused.value.response.status_code == 403
 
 
+@pytest.mark.slow
 async def test_no_credentials_or_a_wrong_password_are_refused(page: Page) -> None:
     assert page.user == "query" and page.password
     for user, password in ((None, None), ("query", page.password[::-1]), ("nobody", page.password)):

@@ -26,6 +26,7 @@ def reader(tmp_path: Path) -> ShardReader:
     return ShardReader(tmp_path / "shard", cache_bytes=64 * 2**20)
 
 
+@pytest.mark.slow
 def test_trades_over_the_budget_are_refused_before_any_segment_is_decoded(reader: ShardReader) -> None:
     whole = (T0 + 1_000, T0 + 8 * HOUR_MS - 1_000)
     try:
@@ -39,6 +40,7 @@ def test_trades_over_the_budget_are_refused_before_any_segment_is_decoded(reader
         reader.close()
 
 
+@pytest.mark.slow
 def test_price_levels_count_the_histograms_levels_before_merging_them(reader: ShardReader) -> None:
     whole = (T0, T0 + 8 * HOUR_MS)
     try:

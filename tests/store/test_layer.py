@@ -93,6 +93,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ShardWrit
 UNITS = st.sampled_from([1, 7, 1_000, 60_000])
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(start=st.integers(-5_000, 3 * HOUR + 5_000), length=st.integers(0, 3 * HOUR), unit=UNITS)
 def test_layer_reads_equal_the_aggregates_of_the_range_trades(
@@ -188,6 +189,7 @@ def busy(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_bars_over_a_long_range_decode_only_its_ragged_edges(busy: Path) -> None:
     """Before the layer, `bars`, `flow` and `vwap` decoded every trade of the range: within a budget that holds the
     range's second bars and its two edge segments but not all its trades, they were refused (`range_too_large`);
@@ -228,6 +230,7 @@ def _as_format_3(path: Path, keep: int = 0) -> None:
         db.close()
 
 
+@pytest.mark.slow
 def test_a_format_3_store_stays_readable_and_gets_its_layer_when_the_writer_opens_it(
     busy: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -46,6 +46,7 @@ RANGES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cache_bytes", [0, 64 << 20], ids=["uncached", "cached"])
 @pytest.mark.parametrize("time_range", RANGES)
 def test_every_read_equals_the_trades_written(
@@ -108,6 +109,7 @@ def test_a_reader_before_the_first_write_sees_an_empty_tape(tmp_path: Path) -> N
         reader.close()
 
 
+@pytest.mark.slow
 def test_coverage_of_a_seven_day_tape_reads_no_trades(tmp_path: Path) -> None:
     """Whole-tape coverage from the index: milliseconds and no memory growth, whatever the tape's size."""
     store = ShardWriter(tmp_path / "shard")

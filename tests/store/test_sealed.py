@@ -123,6 +123,7 @@ VALUES: dict[str, tuple[bytes, tuple[str, ...]]] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["start", "middle", "end"])
 @pytest.mark.parametrize("kind", list(VALUES))
 def test_a_flipped_byte_anywhere_in_a_value_is_store_corrupt_for_every_read_of_it(

@@ -46,6 +46,7 @@ def shard(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_killed_process_s_secondary_directory_is_removed_by_the_next_open(temp_root: Path, shard: Path) -> None:
     child = textwrap.dedent(
         f"""
@@ -80,6 +81,7 @@ def test_a_killed_process_s_secondary_directory_is_removed_by_the_next_open(temp
     assert secondaries(temp_root) == []
 
 
+@pytest.mark.slow
 def test_another_running_process_s_secondary_directory_is_left_alone(temp_root: Path, shard: Path) -> None:
     first, second = SecondaryStore(shard), SecondaryStore(shard)
     try:

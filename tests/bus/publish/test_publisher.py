@@ -125,6 +125,7 @@ async def test_cancelling_run_with_acks_outstanding_is_prompt(nats_url: str) -> 
         assert running.task.cancelled()
 
 
+@pytest.mark.slow
 async def test_lost_acks_are_resent_under_the_same_msg_id(nats_url: str) -> None:
     async with publishing(nats_url, window=64, ack_timeout=0.3, batches=False) as running:
         js = running.nc.jetstream()
