@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from tradetape.domain.bars import TimeBars
+from tradetape.domain.aggregates import TimeBars
 from tradetape.domain.interval_levels import IntervalLevels
 from tradetape.domain.profile import half_units_to_decimal, nice_row_sizes, poc_position, value_area_span
 from tradetape.domain.sums import exact_group_sums

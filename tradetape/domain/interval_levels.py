@@ -1,6 +1,7 @@
 """Price levels per time interval: trades summed per (interval, price), what a footprint is built from.
 
-An aggregate layer keeps such levels per minute beside the stored trades; `interval_levels`
+An aggregate layer keeps such levels per minute beside the stored trades
+(`minute_levels_per_interval` sums them to any whole number of minutes); `interval_levels`
 makes them from trades. The footprint (`tradetape.domain.footprint`) adds levels up by row
 whatever their order, and a price may appear more than once in an interval (its figures add),
 so `each_trade` (one level a trade) is a valid input too: the exact fallback when a level's sum
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tradetape.domain.aggregates import MinuteLevels
 from tradetape.domain.bars import check_interval
 from tradetape.domain.columns import Int64Array, TradeColumns
 
@@ -94,3 +96,11 @@ def interval_levels(trades: TradeColumns, interval_ms: int) -> IntervalLevels | 
         buy_volume=np.add.reduceat(buy_sorted, starts),
         trade_count=np.diff(np.r_[starts, n]).astype(np.int64),
     )
+
+
+def minute_levels_per_interval(levels: MinuteLevels, interval_ms: int) -> IntervalLevels:
+    """Per-minute levels summed per epoch-aligned interval of `interval_ms`, a whole number of minutes: the levels
+    `interval_levels` makes from the same trades, each (interval, price) once."""
+    check_interval(interval_ms)
+    per = levels.per_interval(interval_ms)
+    return IntervalLevels(interval_ms, per.time // interval_ms, per.price, per.volume, per.buy_volume, per.trade_count)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tradetape.domain.bars import TimeBars, grouped_bars
+from tradetape.domain.aggregates import TimeBars
+from tradetape.domain.bars import grouped_bars
 from tradetape.domain.columns import Int64Array, TradeColumns
 from tradetape.errors import LimitError
 

@@ -29,7 +29,7 @@ from itertools import groupby
 
 import numpy as np
 
-from tradetape.domain.bars import TimeBars
+from tradetape.domain.aggregates import TimeBars
 from tradetape.domain.profile import half_units_to_decimal, poc_position, value_area_span
 
 LETTERS = string.ascii_uppercase + string.ascii_lowercase

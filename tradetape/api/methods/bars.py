@@ -28,7 +28,7 @@ from tradetape.api.models import (
 from tradetape.api.query_method import QueryMethod, TradeSource, second_bars_of
 from tradetape.domain.aggregates import SecondBars, TimeBars
 from tradetape.domain.bars import DAY_MS, calendar_bars
-from tradetape.domain.columns import Int64Array, TradeColumns
+from tradetape.domain.columns import Int64Array
 from tradetape.domain.decimals import SCALE, format_units, parse_units
 from tradetape.domain.local_time import day_starts, zone
 from tradetape.domain.threshold_bars import TooManyBars, dollar_bars, tick_bars, volume_bars
@@ -147,14 +147,6 @@ def read_seconds(
     """The range and its 1-second bars (the store's layer, or built from the trades)."""
     start, end = checked_range(request, now_ms)
     return start, end, second_bars_of(source, symbol, (start, end))
-
-
-def read_intervals(
-    source: TradeSource, symbol: str, request: IntervalRequest, now_ms: int
-) -> tuple[int, int, TradeColumns]:
-    """The range and its trades (for what the layer does not hold: a footprint's rows by price)."""
-    start, end = checked_range(request, now_ms)
-    return start, end, source.trades(symbol, (start, end))
 
 
 def checked_range(request: IntervalRequest, now_ms: int) -> tuple[int, int]:

@@ -15,7 +15,6 @@ from tradetape.api.frames import rows_frame
 from tradetape.api.methods.bars import read_seconds
 from tradetape.api.models import IntervalRequest
 from tradetape.api.query_method import QueryMethod, TradeSource
-from tradetape.domain.bars import time_bars
 from tradetape.domain.decimals import format_units
 
 

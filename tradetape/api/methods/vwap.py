@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from tradetape.api.errors import insufficient_trades, range_too_large
 from tradetape.api.models import MAX_INTERVALS, RangeRequest, interval_count, parse_interval_ms, parse_time_ms
 from tradetape.api.query_method import QueryMethod, TradeSource, second_bars_of
-from tradetape.domain.bars import time_bars
 from tradetape.domain.decimals import SCALE
 from tradetape.domain.vwap import running_vwap, vwap
 
