@@ -46,11 +46,15 @@ def test_levels_are_the_per_interval_per_price_sums_ascending(rows: list[TradeRo
 @settings(max_examples=100, deadline=None)
 @given(flow_tapes(), st.sampled_from([60_000, 300_000, 420_000, 3_600_000]))
 def test_minute_levels_summed_per_interval_are_the_levels_of_the_trades(rows: list[TradeRow], interval_ms: int) -> None:
-    """What a footprint of whole minutes reads from the aggregate layer."""
+    """What a footprint of whole minutes reads from the aggregate layer: a (interval, price) once a minute."""
     minutes = minute_levels(TradeColumns.from_rows(rows))
     assert minutes is not None
     levels = minute_levels_per_interval(minutes, interval_ms)
-    assert levels.interval_ms == interval_ms and as_rows(levels) == reference_levels(rows, interval_ms)
+    summed: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for k, p, volume, buy, count in as_rows(levels):
+        summed[(k, p)] = [a + b for a, b in zip(summed[(k, p)], (volume, buy, count), strict=True)]
+    assert levels.interval_ms == interval_ms
+    assert [(k, p, *summed[(k, p)]) for k, p in sorted(summed)] == reference_levels(rows, interval_ms)
 
 
 def test_prices_too_spread_for_one_key_are_sorted_all_the_same() -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tradetape.domain.aggregates import MinuteLevels
+from tradetape.domain.aggregates import MINUTE_MS, MinuteLevels
 from tradetape.domain.bars import check_interval
 from tradetape.domain.columns import Int64Array, TradeColumns
 
@@ -99,8 +99,15 @@ def interval_levels(trades: TradeColumns, interval_ms: int) -> IntervalLevels | 
 
 
 def minute_levels_per_interval(levels: MinuteLevels, interval_ms: int) -> IntervalLevels:
-    """Per-minute levels summed per epoch-aligned interval of `interval_ms`, a whole number of minutes: the levels
-    `interval_levels` makes from the same trades, each (interval, price) once."""
+    """Per-minute levels as levels of the epoch-aligned interval of `interval_ms` (a whole number of minutes) each
+    minute lies in: a price traded in several of an interval's minutes appears once a minute (its figures add).
+
+    Not summed per (interval, price): the footprint adds levels up by row whatever their order, and summing
+    first (a sort of every level) took most of a day's 5-minute footprint.
+    """
     check_interval(interval_ms)
-    per = levels.per_interval(interval_ms)
-    return IntervalLevels(interval_ms, per.time // interval_ms, per.price, per.volume, per.buy_volume, per.trade_count)
+    if interval_ms % MINUTE_MS:
+        raise ValueError(f"an interval of whole minutes, got {interval_ms} ms")
+    return IntervalLevels(
+        interval_ms, levels.time // interval_ms, levels.price, levels.volume, levels.buy_volume, levels.trade_count
+    )
