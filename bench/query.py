@@ -7,16 +7,19 @@ nats-server and `--replicas` analytics processes (`python -m tradetape.cli analy
 which read the store as RocksDB secondaries, and asks them through `TapeClient`:
 `volume_profile` over 1 h, 24 h and the whole range (7 d), `bars`, `flow` and `vwap` (its
 running series) at 1 m over 24 h and at 5 m over the whole range (1 m over 7 d would pass
-`bars`' 4,000 bars a reply), and `coverage` of the whole tape; warm-up, then sequential
+`bars`' 4,000 bars a reply), `footprint` at 5 m and `market_profile` (TPO) at 30 m over 24 h
+and the whole range, and `coverage` of the whole tape; warm-up, then sequential
 requests for p50/p99, each timed from the client's call to its parsed reply. DuckDB
 computes the same answers from the Parquet file in the same run (profiles and bars with
 exact integer math on its integer units; VWAP in doubles, centred), and every tradetape
 answer is checked equal to DuckDB's (VWAP within float tolerance). Then `--concurrency`
 requests in flight for `--throughput-seconds`, with every replica and then with one; last,
 each figure cold: the workers restarted (their caches empty; the OS page cache is not
-dropped) and the figure's first answer timed. Prints one table: each figure beside its
-target and its DuckDB peer, and the bytes a trade at rest with and without the aggregate
-layer. Nothing here is part of the test run.
+dropped) and the figure's first answer timed. In this process, with the workers stopped:
+each figure's own compute (`AnalyticsService.answer`), and the peak memory (tracemalloc) of
+the answers that read the aggregate layer per layer row they read, what `level_bytes`
+budgets. Prints one table: each figure beside its target and its DuckDB peer, and the bytes
+a trade at rest with and without the aggregate layer. Nothing here is part of the test run.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -65,6 +69,8 @@ from tradetape.store.rocks import open_primary, scan
 
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
+FOOTPRINT_ROWS = {"24 h": "5", "whole": "50"}
+"""Footprint row sizes: a 5m footprint over 24 h holds ~3,800 rows at 5 USDT, over 7 d ~4,500 at 50 (at most 6,000)."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 STARTED: list[subprocess.Popen[bytes]] = []
 """Every child this bench started, so the last `finally` can kill any that is still running, by pid."""
@@ -365,6 +371,24 @@ def duck_vwap_sql(parquet: Path, start: int, end: int, interval_ms: int, referen
     )
 
 
+def duck_footprint_sql(parquet: Path, start: int, end: int, interval_ms: int, row_size: int) -> str:
+    """Per bar and price row: taker-buy volume, taker-sell volume, trades."""
+    return (
+        f"SELECT T // {interval_ms} * {interval_ms} AS bar, p // {row_size} AS k, "
+        "coalesce(sum(q) FILTER (WHERE NOT m), 0), coalesce(sum(q) FILTER (WHERE m), 0), count(*) "
+        f"FROM read_parquet('{parquet}') WHERE T >= {start} AND T < {end} GROUP BY bar, k ORDER BY bar, k"
+    )
+
+
+def duck_tpo_sql(parquet: Path, start: int, end: int, period_ms: int, row_size: int) -> str:
+    """Per price row, the periods whose low-high (by row) covers it: the TPO count."""
+    return (
+        "SELECT k, count(*) FROM (SELECT unnest(range(lo, hi + 1)) AS k FROM ("
+        f"SELECT min(p) // {row_size} AS lo, max(p) // {row_size} AS hi FROM read_parquet('{parquet}') "
+        f"WHERE T >= {start} AND T < {end} GROUP BY T // {period_ms})) GROUP BY k ORDER BY k"
+    )
+
+
 def duck_coverage_sql(parquet: Path) -> str:
     """What whole-tape coverage answers, computed from the trades: count, first/last id and time, gaps."""
     return (
@@ -433,6 +457,19 @@ def check(figure: Figure, duck: dict[str, Any], row_size: int) -> str | None:
             for (_, mean, std), (_, duck_mean, duck_std) in zip(ours, peer, strict=True):
                 assert math.isclose(mean, duck_mean, rel_tol=1e-12), f"VWAP {mean} vs DuckDB {duck_mean}"
                 assert math.isclose(std, duck_std, rel_tol=1e-6, abs_tol=1e-3), f"deviation {std} vs DuckDB {duck_std}"
+        elif figure.method == "footprint":
+            size = parse_units(figure.fields["row_size"])
+            cells = [(bar.time, row) for bar in reply.bars for row in bar.rows if row.trade_count]
+            assert all(parse_units(row.price_low) % size == 0 for _, row in cells), "rows off the row size"
+            ours = [(time_, parse_units(row.price_low) // size, parse_units(row.buy_volume),
+                     parse_units(row.sell_volume), row.trade_count) for time_, row in cells]  # fmt: skip
+            theirs = [tuple(int(v) for v in row) for row in peer]
+            assert ours == theirs, f"{len(ours)} footprint cells vs DuckDB {len(theirs)}"
+            assert reply.trade_count == sum(r[-1] for r in theirs)
+        elif figure.method == "market_profile":
+            size = parse_units(figure.fields["row_size"])
+            ours = [(parse_units(row.price_low) // size, row.tpo_count) for row in reply.rows if row.tpo_count]
+            assert ours == [(int(k), int(n)) for k, n in peer], "TPO counts differ"
         elif figure.method == "coverage":
             count, first_id, last_id, first_time, last_time, gaps = (int(v) for v in peer[0])
             got = (reply.trade_count, reply.first_id, reply.last_id, reply.first_time, reply.last_time, len(reply.gaps))
@@ -445,12 +482,56 @@ def check(figure: Figure, duck: dict[str, Any], row_size: int) -> str | None:
 # --------------------------------------------------------------------------- in-process profile
 
 
-def in_process_service(shard_dir: Path, query_memory_mb: int) -> Any:
+def in_process_service(shard_dir: Path, query_memory_mb: int, cache_mb: int = 256) -> Any:
     """The analytics service's own `answer` (request parsing, read, compute, reply JSON), without NATS."""
     from tradetape.services.analytics.service import AnalyticsService
 
-    settings = Settings(data_dir=shard_dir.parents[1], symbols=(SYMBOL,), query_memory_mb=query_memory_mb)
+    settings = Settings(
+        data_dir=shard_dir.parents[1], symbols=(SYMBOL,), query_memory_mb=query_memory_mb, query_cache_mb=cache_mb
+    )
     return AnalyticsService(settings, SimpleNamespace(max_payload=1 << 20))  # type: ignore[arg-type]
+
+
+LAYER_READERS = ("bars", "flow", "vwap", "footprint", "market_profile")
+"""The methods whose answers read the aggregate layer's rows (1-second bars; footprint also minute levels)."""
+
+
+@dataclass
+class LayerMemory:
+    label: str
+    peak_bytes: int
+    second_rows: int
+    level_rows: int
+    """Minute-level rows, read by footprint only."""
+
+    @property
+    def per_row(self) -> float:
+        """Peak bytes per row of the larger of its reads: what `level_bytes` must cover, each read budgeted alone."""
+        return self.peak_bytes / max(self.second_rows, self.level_rows, 1)
+
+
+def layer_memory(shard_dir: Path, figures: list[Figure], query_memory_mb: int) -> list[LayerMemory]:
+    """Each layer-reading figure's peak memory (tracemalloc) in a service without a segment cache."""
+    service = in_process_service(shard_dir, query_memory_mb, cache_mb=0)
+    found = []
+    try:
+        for figure in figures:
+            if figure.method not in LAYER_READERS:
+                continue
+            time_range = (figure.fields["start"], figure.fields["end"])
+            seconds = len(service._reader.second_bars(SYMBOL, time_range))
+            levels = service._reader.minute_levels(SYMBOL, time_range) if figure.method == "footprint" else None
+            body = orjson.dumps(figure.fields)
+            tracemalloc.start()
+            try:
+                service.answer(registered_method(figure.method), SYMBOL, body)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            found.append(LayerMemory(figure.label, peak, seconds, 0 if levels is None else len(levels)))
+    finally:
+        service._reader.close()
+    return found
 
 
 def cprofile(service: Any, figure: Figure, repeat: int) -> str:
@@ -529,6 +610,7 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
         figures[2].target = absolute(250)
     day = {"start": end - DAY_MS, "end": end, "interval": "1m"}
     span = {"start": end - span_days * DAY_MS, "end": end, "interval": "5m"}
+    tpo = {"end": end, "period": "30m", "row_size": args.tpo_row_size}
     whole = f"{span_days} d"
     figures += [
         Figure("bars 1m over 24 h", "bars", day, "bars 1m 24 h", half_of("bars 1m 24 h")),
@@ -537,11 +619,20 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
         Figure(f"bars 5m over {whole}", "bars", span, f"bars 5m {whole}"),
         Figure(f"flow 5m over {whole}", "flow", span, f"flow 5m {whole}"),
         Figure(f"vwap 5m over {whole}", "vwap", span, f"vwap 5m {whole}"),
+        Figure("footprint 5m over 24 h", "footprint", {**day, "interval": "5m", "row_size": FOOTPRINT_ROWS["24 h"]},
+               "footprint 5m 24 h", half_of("footprint 5m 24 h")),
+        Figure(f"footprint 5m over {whole}", "footprint", {**span, "row_size": FOOTPRINT_ROWS["whole"]},
+               f"footprint 5m {whole}"),
+        Figure("market_profile 30m over 24 h", "market_profile", {**tpo, "start": end - DAY_MS},
+               "market_profile 30m 24 h", half_of("market_profile 30m 24 h")),
+        Figure(f"market_profile 30m over {whole}", "market_profile", {**tpo, "start": end - span_days * DAY_MS},
+               f"market_profile 30m {whole}"),
         Figure("coverage, whole tape", "coverage", {}, "coverage", absolute(20)),
-    ]
+    ]  # fmt: skip
     if span_days == 7:
-        for figure in figures[-4:-1]:
-            figure.target = absolute(250)
+        for figure in figures:
+            if figure.label.endswith(f"over {whole}") and figure.method != "volume_profile":
+                figure.target = absolute(250)
 
     # DuckDB first, while the replicas do not exist yet: nothing else of ours competes for the cores.
     duck_sql = {
@@ -554,6 +645,12 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
         duck_sql[f"bars {label}"] = duck_bars_sql(parquet, start, end, interval)
         duck_sql[f"flow {label}"] = duck_flow_sql(parquet, start, end, interval)
         duck_sql[f"vwap {label}"] = duck_vwap_sql(parquet, start, end, interval, int(reference[0]))
+    for label, start, size in (("24 h", end - DAY_MS, FOOTPRINT_ROWS["24 h"]),
+                               (whole, end - span_days * DAY_MS, FOOTPRINT_ROWS["whole"])):  # fmt: skip
+        duck_sql[f"footprint 5m {label}"] = duck_footprint_sql(parquet, start, end, 5 * MINUTE_MS, parse_units(size))
+        duck_sql[f"market_profile 30m {label}"] = duck_tpo_sql(
+            parquet, start, end, 30 * MINUTE_MS, parse_units(args.tpo_row_size)
+        )
     duck_sql["coverage"] = duck_coverage_sql(parquet)
     duck: dict[str, Samples] = {}
     duck_rows: dict[str, Any] = {}
@@ -635,9 +732,11 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
         profiles = {f.label: cprofile(service, f, 10) for f in figures if f.label in args.cprofile}
     finally:
         service._reader.close()
+    memory = layer_memory(shard, figures, args.query_memory_mb)
 
     mismatches = [m for m in (check(f, duck_rows, row_size) for f in figures) if m]
     print_report(args, meta, figures, duck, duck_threads, rate_all, rate_one, latency_cpu, duck_cpu, mismatches)
+    print_memory(memory)
     for label, text in profiles.items():
         print(f"\ncProfile of {label} (service.answer in-process, 10 calls, top 30 by cumulative time):\n{text}")
     return 1 if mismatches else 0
@@ -690,7 +789,7 @@ def print_report(
     )
     print()
     header = (
-        f"{'figure':<24} {'trades':>10} {'reply':>8} {'n':>4} {'cold ms':>8} {'first ms':>8} {'p50 ms':>8} "
+        f"{'figure':<30} {'trades':>10} {'reply':>8} {'n':>4} {'cold ms':>8} {'first ms':>8} {'p50 ms':>8} "
         f"{'p99 ms':>8} "
         f"{'faults':>7} {'in-proc':>8} {'faults':>7}  "
         f"{'target':<27} {'met':<4} {'DuckDB p50':>10} {'p99':>7} {'ratio':>6}"
@@ -708,7 +807,7 @@ def print_report(
         ratio = f"{samples.ms(50) / peer.ms(50):.2f}" if peer else "-"
         peer_text = f"{peer.ms(50):10.1f} {peer.ms(99):7.1f}" if peer else f"{'-':>10} {'-':>7}"
         print(
-            f"{figure.label:<24} {figure.reply.trade_count:>10,} {figure.reply_bytes / 1024:>6.0f}KB {samples.n:>4} "
+            f"{figure.label:<30} {figure.reply.trade_count:>10,} {figure.reply_bytes / 1024:>6.0f}KB {samples.n:>4} "
             f"{figure.cold_s * 1e3:8.1f} {samples.first_s * 1e3:8.1f} {samples.ms(50):8.1f} {samples.ms(99):8.1f} "
             f"{samples.faults:7.0f} "
             f"{figure.in_process.ms(50):8.1f} "
@@ -752,6 +851,20 @@ def print_report(
         print("  vwap: the running series, VWAP within 1e-12 and deviation within 1e-6 relative)")
 
 
+def print_memory(memory: list[LayerMemory]) -> None:
+    print()
+    print("peak memory of the answers that read the aggregate layer (tracemalloc, in this process, no segment cache):")
+    print(f"{'figure':<30} {'peak MB':>8} {'1 s bars':>9} {'min levels':>10} {'B/row':>6}  method's level_bytes")
+    for found in memory:
+        spec = registered_method(found.label.split()[0])
+        print(
+            f"{found.label:<30} {found.peak_bytes / 2**20:8.1f} {found.second_rows:>9,} {found.level_rows:>10,} "
+            f"{found.per_row:6.0f}  {spec.level_bytes}"
+        )
+    print("B/row: the peak over the rows of the larger read (each read is budgeted alone: rows x level_bytes, plus the")
+    print("  edge trades x trade_bytes); the edges' trades are in the peak too, so this over-states a row's own cost.")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=7, help="days of trades in the store (default 7)")
@@ -770,6 +883,7 @@ def main() -> int:
         "passes the default 256)",
     )  # fmt: skip
     parser.add_argument("--row-size", default="10", help="profile row height, a decimal string (default 10)")
+    parser.add_argument("--tpo-row-size", default="10", help="market_profile row height (default 10)")
     parser.add_argument(
         "--end-offset-minutes", type=int, default=25,
         help="ranges end this long before the newest trade, so they cut segments (default 25)",

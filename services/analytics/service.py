@@ -250,6 +250,7 @@ class AnalyticsService:
             return
         self._serve(self._settings.shard_share(resolved))
         keep_heap()
+        await asyncio.to_thread(self._reader.open)  # before serving: the first query finds it open
         settings = self._settings
         queue_group = analytics_queue_group(settings.shard)
         service = await GuardedService.start(

@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.api.test_footprint import flow_tapes
+from tradetape.domain.aggregates import minute_levels
 from tradetape.domain.bars import time_bars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.footprint import footprint
-from tradetape.domain.interval_levels import IntervalLevels, interval_levels
+from tradetape.domain.interval_levels import IntervalLevels, interval_levels, minute_levels_per_interval
 from tradetape.domain.trade import TradeRow
 
 INTERVALS = st.sampled_from([1000, 5000, 60_000, 3_600_000])
@@ -41,6 +42,20 @@ def test_levels_are_the_per_interval_per_price_sums_ascending(rows: list[TradeRo
     levels = interval_levels(TradeColumns.from_rows(rows), interval_ms)
     assert levels is not None and levels.interval_ms == interval_ms
     assert as_rows(levels) == reference_levels(rows, interval_ms)
+
+
+@settings(max_examples=100, deadline=None)
+@given(flow_tapes(), st.sampled_from([60_000, 300_000, 420_000, 3_600_000]))
+def test_minute_levels_summed_per_interval_are_the_levels_of_the_trades(rows: list[TradeRow], interval_ms: int) -> None:
+    """What a footprint of whole minutes reads from the aggregate layer: a (interval, price) once a minute."""
+    minutes = minute_levels(TradeColumns.from_rows(rows))
+    assert minutes is not None
+    levels = minute_levels_per_interval(minutes, interval_ms)
+    summed: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for k, p, volume, buy, count in as_rows(levels):
+        summed[(k, p)] = [a + b for a, b in zip(summed[(k, p)], (volume, buy, count), strict=True)]
+    assert levels.interval_ms == interval_ms
+    assert [(k, p, *summed[(k, p)]) for k, p in sorted(summed)] == reference_levels(rows, interval_ms)
 
 
 def test_prices_too_spread_for_one_key_are_sorted_all_the_same() -> None:

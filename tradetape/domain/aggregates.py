@@ -262,8 +262,10 @@ class MinuteLevels:
     @staticmethod
     def concat(parts: list[MinuteLevels]) -> MinuteLevels | None:
         """Parts as one; a (minute, price) in several parts is summed (levels of disjoint trades add up: a minute
-        the roll-up mark cuts is in a segment and in the young windows). None if a sum could leave int64."""
-        parts = [part for part in parts if len(part)]
+        the roll-up mark cuts is in a segment and in the young windows). None if a sum could leave int64.
+
+        Parts that follow one another once ordered by their first row are joined as they are, without a sort."""
+        parts = sorted((part for part in parts if len(part)), key=lambda part: (int(part.time[0]), int(part.price[0])))
         if len(parts) <= 1:
             return parts[0] if parts else MinuteLevels.empty()
         joined = MinuteLevels(*(np.concatenate(cols) for cols in zip(*(p.arrays() for p in parts), strict=True)))
@@ -295,12 +297,30 @@ class MinuteLevels:
 def _grouped(
     time: Int64Array, price: Int64Array, volume: Int64Array, buy: Int64Array, count: Int64Array
 ) -> MinuteLevels:
-    """Rows summed per (time, price), ascending by both (the caller has checked the sums fit int64)."""
-    order = np.lexsort((price, time))
-    time, price = time[order], price[order]
-    heads = np.flatnonzero(np.r_[True, (time[1:] != time[:-1]) | (price[1:] != price[:-1])])
+    """Rows summed per (time, price), ascending by both (the caller has checked the sums fit int64); times are
+    whole minutes.
+
+    Sorted by one int64 key of (minute, price) where it fits, stably: rows come in runs already ascending (each
+    minute's prices), which the sort finds. Measured on a day's 1.4M minute levels summed per 5 minutes: 200 ms
+    with a lexsort of the two columns, 25 ms with the key.
+    """
+    if len(time) == 0:
+        return MinuteLevels.empty()
+    first, low = int(time.min()), int(price.min())
+    slots = int(price.max()) - low + 1
+    if ((int(time.max()) - first) // MINUTE_MS + 1) * slots <= _INT64_MAX:
+        key = (time - first) // MINUTE_MS * slots + (price - low)
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        heads = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    else:  # prices spread beyond what one int64 key can hold beside the minute
+        order = np.lexsort((price, time))
+        ordered_time, ordered_price = time[order], price[order]
+        changed = (ordered_time[1:] != ordered_time[:-1]) | (ordered_price[1:] != ordered_price[:-1])
+        heads = np.flatnonzero(np.r_[True, changed])
+    picked = order[heads]
     sums = [np.add.reduceat(column[order], heads) for column in (volume, buy, count)]
-    return MinuteLevels(time[heads], price[heads], *sums)
+    return MinuteLevels(time[picked], price[picked], *sums)
 
 
 def minute_levels(trades: TradeColumns) -> MinuteLevels | None:

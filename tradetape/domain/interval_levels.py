@@ -1,6 +1,7 @@
 """Price levels per time interval: trades summed per (interval, price), what a footprint is built from.
 
-An aggregate layer keeps such levels per minute beside the stored trades; `interval_levels`
+An aggregate layer keeps such levels per minute beside the stored trades
+(`minute_levels_per_interval` sums them to any whole number of minutes); `interval_levels`
 makes them from trades. The footprint (`tradetape.domain.footprint`) adds levels up by row
 whatever their order, and a price may appear more than once in an interval (its figures add),
 so `each_trade` (one level a trade) is a valid input too: the exact fallback when a level's sum
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tradetape.domain.aggregates import MINUTE_MS, MinuteLevels
 from tradetape.domain.bars import check_interval
 from tradetape.domain.columns import Int64Array, TradeColumns
 
@@ -93,4 +95,19 @@ def interval_levels(trades: TradeColumns, interval_ms: int) -> IntervalLevels | 
         volume=np.add.reduceat(qty_sorted, starts),
         buy_volume=np.add.reduceat(buy_sorted, starts),
         trade_count=np.diff(np.r_[starts, n]).astype(np.int64),
+    )
+
+
+def minute_levels_per_interval(levels: MinuteLevels, interval_ms: int) -> IntervalLevels:
+    """Per-minute levels as levels of the epoch-aligned interval of `interval_ms` (a whole number of minutes) each
+    minute lies in: a price traded in several of an interval's minutes appears once a minute (its figures add).
+
+    Not summed per (interval, price): the footprint adds levels up by row whatever their order, and summing
+    first (a sort of every level) took most of a day's 5-minute footprint.
+    """
+    check_interval(interval_ms)
+    if interval_ms % MINUTE_MS:
+        raise ValueError(f"an interval of whole minutes, got {interval_ms} ms")
+    return IntervalLevels(
+        interval_ms, levels.time // interval_ms, levels.price, levels.volume, levels.buy_volume, levels.trade_count
     )

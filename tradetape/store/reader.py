@@ -187,6 +187,12 @@ class ShardReader:
                 self._active -= 1
                 self._readers.notify_all()
 
+    def open(self) -> None:
+        """Open the database and catch up now, if the writer has made it: a worker does this before it serves,
+        so its first query does not pay for it (measured on a day's store: ~6 ms of this thread's CPU, 25-70 ms
+        of wall time, RocksDB opening every table file)."""
+        self._with_db(lambda db: None, None)
+
     def trades(self, symbol: str, time_range: TimeRange, budget: ReadBudget | None = None) -> TradeColumns:
         """`ReadTooLargeError` before decoding when the trades would cost more than `budget`."""
         return self._with_db(lambda db: read_range(db, symbol, time_range, self._cache, budget), TradeColumns.empty())

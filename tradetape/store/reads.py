@@ -340,7 +340,14 @@ def read_minute_levels(
         budget,
     )  # fmt: skip
     edges = minute_levels(trades)
-    return None if edges is None else MinuteLevels.concat([edges, *layers])
+    if edges is None:
+        return None
+    if time_range is not None:  # the ragged start, what lies between (no layer, young windows), the ragged end:
+        whole_start = -(-time_range[0] // MINUTE_MS) * MINUTE_MS
+        cuts = (whole_start, max(time_range[1] - time_range[1] % MINUTE_MS, whole_start))
+        pieces = [edges.between(-(2**62), cuts[0]), edges.between(*cuts), edges.between(cuts[1], 2**62)]
+        return MinuteLevels.concat([*pieces, *layers])  # each in its place among the layers: joined without a sort
+    return MinuteLevels.concat([edges, *layers])
 
 
 def _layered(

@@ -166,14 +166,6 @@ def read_seconds(
     return start, end, second_bars_of(source, symbol, (start, end))
 
 
-def read_intervals(
-    source: TradeSource, symbol: str, request: IntervalRequest, now_ms: int
-) -> tuple[int, int, TradeColumns]:
-    """The range and its trades (for what the layer does not hold: a footprint's rows by price)."""
-    start, end = checked_range(request, now_ms)
-    return start, end, source.trades(symbol, (start, end))
-
-
 def checked_range(request: IntervalRequest, now_ms: int) -> tuple[int, int]:
     """The range asked for; `range_too_large` when it would need more than MAX_INTERVALS rows."""
     time_range = request.time_range(now_ms)

@@ -2,7 +2,10 @@
 
 Bars are aligned as `bars`; the rules (rows, diagonal imbalances, stacked runs, POC and value
 area per bar) are those of `tradetape.domain.footprint`, computed exactly from price levels per
-interval. With `session`, the same footprint of each session's part of the range follows, with
+interval. With an interval of whole minutes, a source keeping the aggregate layer feeds the bars
+from its 1-second bars and the levels from its per-minute price levels, so only the range's
+ragged edges are decoded (the same answer, exactly); shorter or odd intervals read the trades.
+With `session`, the same footprint of each session's part of the range follows, with
 the session's POC and value area over all its bars' rows (`tradetape.api.sessions`). The reply is
 bounded: at most MAX_FOOTPRINT_CELLS rows over all its bars, the sessions' included.
 """
@@ -19,7 +22,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from tradetape.api.errors import range_too_large
 from tradetape.api.frames import rows_frame
-from tradetape.api.methods.bars import read_intervals
+from tradetape.api.methods.bars import checked_range
 from tradetape.api.methods.volume_profile import read_levels
 from tradetape.api.models import (
     IntervalRequest,
@@ -30,7 +33,7 @@ from tradetape.api.models import (
     one_row_rule,
     session_spec,
 )
-from tradetape.api.query_method import QueryMethod, TradeSource, quantity_source
+from tradetape.api.query_method import MinuteLevelSource, QueryMethod, TradeSource, quantity_source, second_bars_of
 from tradetape.api.sessions import (
     NakedPocReply,
     PieceAnswer,
@@ -40,11 +43,12 @@ from tradetape.api.sessions import (
     range_pieces,
     session_info,
 )
+from tradetape.domain.aggregates import MINUTE_MS, TimeBars
 from tradetape.domain.bars import time_bars
-from tradetape.domain.columns import Int64Array, TradeColumns
+from tradetape.domain.columns import Int64Array
 from tradetape.domain.decimals import format_units, parse_units
 from tradetape.domain.footprint import FootprintBar, footprint, footprint_cells, footprint_row_size
-from tradetape.domain.interval_levels import IntervalLevels, interval_levels
+from tradetape.domain.interval_levels import IntervalLevels, interval_levels, minute_levels_per_interval
 from tradetape.domain.profile import (
     MAX_PROFILE_ROWS,
     exact_fraction,
@@ -186,9 +190,10 @@ def handle(source: TradeSource, symbol: str, request: FootprintRequest, now_ms: 
 
 def _range_reply(source: TradeSource, symbol: str, request: FootprintRequest, now_ms: int) -> FootprintReply:
     """The footprint of the whole range: the whole reply without `session`."""
-    start, end, trades = read_intervals(source, symbol, request, now_ms)
+    start, end = checked_range(request, now_ms)
+    bars, levels = read_footprint_parts(source, symbol, (start, end), request.interval_ms())
     asked = None if request.row_size is None else parse_units(request.row_size)
-    row_size, computed = _footprint_of(trades, request, asked, held=0)
+    row_size, computed = _footprint_of(bars, levels, request, asked, held=0)
     return FootprintReply(
         symbol=symbol,
         start=start,
@@ -199,24 +204,40 @@ def _range_reply(source: TradeSource, symbol: str, request: FootprintRequest, no
         imbalance=request.imbalance,
         stacked=request.stacked,
         value_area=request.value_area,
-        trade_count=len(trades),
+        trade_count=int(bars.trade_count.sum()),
         bars=[_bar_reply(bar) for bar in computed],
     )
 
 
+def read_footprint_parts(
+    source: TradeSource, symbol: str, time_range: tuple[int, int], interval_ms: int
+) -> tuple[TimeBars, IntervalLevels]:
+    """The bars of `[start, end)` and its price levels per interval.
+
+    From the aggregate layer when the interval is a whole number of minutes and the source keeps
+    one (its minute levels summed per interval, its second bars rolled up: trades decoded only at
+    the range's ragged edges), else from the range's trades; the same figures either way.
+    """
+    if interval_ms % MINUTE_MS == 0 and isinstance(source, MinuteLevelSource):
+        minutes = source.minute_levels(symbol, time_range)
+        if minutes is not None:  # None: a minute's sum could leave int64, so the trades are summed exactly below
+            bars = second_bars_of(source, symbol, time_range).rolled(interval_ms)
+            return bars, minute_levels_per_interval(minutes, interval_ms)
+    trades = source.trades(symbol, time_range)
+    levels = interval_levels(trades, interval_ms)
+    if levels is None:  # a level's sum could leave int64: each trade its own level, summed exactly
+        levels = IntervalLevels.each_trade(trades, interval_ms)
+    return time_bars(trades, interval_ms), levels
+
+
 def _footprint_of(
-    trades: TradeColumns, request: FootprintRequest, row_size: int | None, held: int
+    bars: TimeBars, levels: IntervalLevels, request: FootprintRequest, row_size: int | None, held: int
 ) -> tuple[int | None, list[FootprintBar]]:
-    """The row size (the one asked, else chosen for these bars) and the footprint of `trades`.
+    """The row size (the one asked, else chosen for these bars) and the footprint of `bars` and `levels`.
 
     `held` rows are already in the reply: past MAX_FOOTPRINT_CELLS with them is `range_too_large`,
     before the footprint is built.
     """
-    interval_ms = request.interval_ms()
-    bars = time_bars(trades, interval_ms)
-    levels = interval_levels(trades, interval_ms)
-    if levels is None:  # a level's sum could leave int64: each trade its own level, summed exactly
-        levels = IntervalLevels.each_trade(trades, interval_ms)
     if row_size is None and len(bars):
         row_size = footprint_row_size(bars, request.rows or DEFAULT_ROWS_PER_BAR, infer_tick(levels.price))
     if row_size is None or not len(bars):
@@ -246,8 +267,8 @@ def _with_sessions(
 ) -> FootprintReply:
     """The range's reply plus each session's footprint at the range's row size, and the naked POCs.
 
-    Each piece of the range is read on its own (a session's trades, or only the prices traded
-    between sessions), so no more than one piece is held at a time.
+    Each piece of the range is read on its own (a session's bars and levels, or only the prices
+    traded between sessions), so no more than one piece is held at a time.
     """
     if reply.row_size is None:  # no trades in the range: no session holds any
         return reply.model_copy(update={"sessions": [], "naked_pocs": []})
@@ -261,9 +282,9 @@ def _with_sessions(
         if piece.session is None:
             prices.append(np.unique(read_levels(source, symbol, piece.range)[0]))
             continue
-        trades = source.trades(symbol, piece.range)
-        prices.append(np.unique(trades.price))
-        _, computed = _footprint_of(trades, request, row_size, held)
+        bars, levels = read_footprint_parts(source, symbol, piece.range, request.interval_ms())
+        prices.append(np.unique(levels.price))
+        _, computed = _footprint_of(bars, levels, request, row_size, held)
         if computed:
             held += sum(len(bar.rows) for bar in computed)
             session, answer = _session_reply(piece, computed, row_size, share)

@@ -2,7 +2,8 @@
 
 Periods are epoch-aligned like `bars`; the rules (letters, coverage by row, POC and value area by
 TPO count, initial balance, single prints, poor high and low) are those of `tradetape.domain.tpo`,
-computed exactly from each period's high and low. With `session`, the same profile of each
+computed exactly from each period's high and low, rolled up from the range's 1-second bars (the
+store's aggregate layer: trades decoded only at the range's ragged edges). With `session`, the same profile of each
 session's part of the range follows (letters from its first period, rows at the range's row size;
 `tradetape.api.sessions`).
 """
@@ -29,7 +30,7 @@ from tradetape.api.models import (
     parse_interval_ms,
     session_spec,
 )
-from tradetape.api.query_method import QueryMethod, TradeSource
+from tradetape.api.query_method import QueryMethod, TradeSource, second_bars_of
 from tradetape.api.sessions import (
     NakedPocReply,
     PieceAnswer,
@@ -39,7 +40,6 @@ from tradetape.api.sessions import (
     range_pieces,
     session_info,
 )
-from tradetape.domain.bars import time_bars
 from tradetape.domain.columns import Int64Array
 from tradetape.domain.decimals import format_units, parse_units
 from tradetape.domain.profile import MAX_PROFILE_ROWS, choose_row_size, default_row_size, exact_fraction, infer_tick
@@ -182,10 +182,10 @@ def _range_reply(
     """The profile of the whole range: the whole reply without `session`."""
     period_ms = request.period_ms()
     start, end = time_range
-    trades = source.trades(symbol, time_range)
-    if len(trades) == 0:
+    seconds = second_bars_of(source, symbol, time_range)
+    if len(seconds) == 0:
         raise insufficient_trades(0, 1)
-    bars = time_bars(trades, period_ms)
+    bars = seconds.rolled(period_ms)
     low, high = int(bars.low.min()), int(bars.high.max())
     tick = infer_tick(np.concatenate([bars.open, bars.high, bars.low, bars.close]))
     row_size = (
@@ -219,7 +219,7 @@ def _range_reply(
         end=end,
         period=request.period,
         period_ms=period_ms,
-        trade_count=len(trades),
+        trade_count=seconds.total_count,
         row_size=format_units(row_size),
         value_area=request.value_area,
         **_profile_fields(profile),
@@ -237,7 +237,8 @@ def _with_sessions(
 
     A session's periods and rows lie within the range's, so each profile is within the range's
     bound on cells; their rows together are bounded by MAX_SESSION_ROWS. Each piece of the range
-    is read on its own, so no more than one piece is held at a time.
+    is read on its own (its traded prices from the store's histograms, a session's periods from its
+    1-second bars), so no more than one piece is held at a time.
     """
     period_ms = request.period_ms()
     row_size = parse_units(reply.row_size)
@@ -247,14 +248,13 @@ def _with_sessions(
     answers: list[PieceAnswer] = []
     prices: list[Int64Array] = []
     for piece in pieces:
+        prices.append(np.unique(read_levels(source, symbol, piece.range)[0]))
         if piece.session is None:
-            prices.append(np.unique(read_levels(source, symbol, piece.range)[0]))
             continue
-        trades = source.trades(symbol, piece.range)
-        prices.append(np.unique(trades.price))
-        if len(trades) == 0:
+        seconds = second_bars_of(source, symbol, piece.range)
+        if len(seconds) == 0:
             continue
-        bars = time_bars(trades, period_ms)
+        bars = seconds.rolled(period_ms)
         rows += int(bars.high.max()) // row_size - int(bars.low.min()) // row_size + 1
         if rows > MAX_SESSION_ROWS:
             raise range_too_large(
@@ -265,7 +265,7 @@ def _with_sessions(
             )
         profile = market_profile(bars, piece.start // period_ms * period_ms, row_size, share)
         fields = _profile_fields(profile)
-        sessions.append(SessionMarketProfileReply(**session_info(piece), trade_count=len(trades), **fields))
+        sessions.append(SessionMarketProfileReply(**session_info(piece), trade_count=seconds.total_count, **fields))
         answers.append(PieceAnswer(piece, fields["poc"], profile.poc_low, profile.poc_high))
     return reply.model_copy(update={"sessions": sessions, "naked_pocs": naked_poc_replies(pieces, prices, answers)})
 

@@ -1,0 +1,127 @@
+"""`footprint` and `market_profile` read from the aggregate layer answer exactly as from the range's trades.
+
+Over a real RocksDB store with late prints, voids and young windows (`tests/store/test_layer.py`'s
+tape): random ranges with ragged edges, intervals of whole minutes (the layer) and not (the
+trades), and sessions cutting the range; and over a long range, within a budget that holds its
+layer and edges but not all its trades.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.store.synthetic import SYMBOL, T0, tape, write_rolled
+from tests.store.test_layer import BUSY_HOURS, HOUR, NOW, stored  # noqa: F401 (the fixture)
+from tradetape.api.methods import footprint, market_profile
+from tradetape.domain.columns import TradeColumns
+from tradetape.services.analytics.service import QuerySource
+from tradetape.store.budget import ReadBudget, ReadTooLargeError
+from tradetape.store.reader import ShardReader
+from tradetape.store.writer import ShardWriter
+from tradetape.testing import HeldTrades
+
+SESSIONS = st.sampled_from(
+    [
+        None,
+        {"tz": "America/New_York", "start": "19:10", "end": "20:35"},  # 00:10-01:35 UTC: cut at odd minutes
+        {"tz": "UTC", "start": "00:45", "end": "02:00"},
+        {"tz": "Asia/Kolkata", "start": "05:37", "end": "07:05"},  # 00:07-01:35 UTC, by a zone of half hours
+    ]
+)
+
+
+def answers(source: Any, time_range: tuple[int, int], interval: str, period: str, session: Any) -> list[Any]:
+    span = {"start": time_range[0], "end": time_range[1], "session": session}
+    replies: list[Any] = []
+    for method, request in (
+        (footprint, footprint.FootprintRequest(interval=interval, rows=4, **span)),
+        (footprint, footprint.FootprintRequest(interval=interval, row_size="0.05", imbalance=1.5, stacked=2, **span)),
+        (market_profile, market_profile.MarketProfileRequest(period=period, **span)),
+    ):
+        try:
+            replies.append(method.handle(source, SYMBOL, request, NOW).model_dump_json())  # type: ignore[attr-defined]
+        except Exception as exc:  # a refusal must be the same refusal on both paths
+            replies.append((type(exc).__name__, str(exc)))
+    return replies
+
+
+@pytest.fixture(scope="module")
+def reader(stored: tuple[ShardWriter, TradeColumns]) -> Any:  # noqa: F811 (the fixture)
+    store, _ = stored
+    shard = ShardReader(store.path, cache_bytes=2**26)
+    yield shard
+    shard.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    start=st.integers(-5 * 60_000, 3 * HOUR),
+    length=st.integers(1, 3 * HOUR + 10 * 60_000),
+    unit=st.sampled_from([1, 997, 60_000]),
+    interval=st.sampled_from(["1m", "5m", "7m", "30s", "90s"]),
+    period=st.sampled_from(["30m", "5m", "45s"]),
+    session=SESSIONS,
+)
+def test_footprint_and_market_profile_from_the_layer_equal_them_from_the_trades(
+    stored: tuple[ShardWriter, TradeColumns],  # noqa: F811 (the fixture)
+    reader: ShardReader,
+    start: int,
+    length: int,
+    unit: int,
+    interval: str,
+    period: str,
+    session: Any,
+) -> None:
+    _, kept = stored
+    first = T0 + start - start % unit
+    time_range = (first, first + max(length - length % unit, unit))
+    source = QuerySource(reader, ReadBudget(2**30, 200, 200), SYMBOL)
+    layered = answers(source, time_range, interval, period, session)
+    assert layered == answers(HeldTrades(kept), time_range, interval, period, session)
+
+
+@pytest.fixture
+def busy(tmp_path: Path) -> Path:
+    """Ten hours of 200,000 trades (about 5.5 a second), rolled up."""
+    path = tmp_path / "busy"
+    store = ShardWriter(path)
+    try:
+        write_rolled(store, tape(200_000, BUSY_HOURS * HOUR, seed=11))
+    finally:
+        store.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("method", "request_"),
+    [
+        (footprint, footprint.FootprintRequest(interval="5m", row_size="0.5")),
+        (footprint, footprint.FootprintRequest(interval="5m", row_size="0.5", session="utc-day")),
+        (market_profile, market_profile.MarketProfileRequest(period="30m", row_size="0.1")),
+        (market_profile, market_profile.MarketProfileRequest(period="30m", row_size="0.1", session="utc-day")),
+    ],
+    ids=["footprint", "footprint-session", "market_profile", "market_profile-session"],
+)
+def test_order_flow_over_a_long_range_decodes_only_its_ragged_edges(busy: Path, method: Any, request_: Any) -> None:
+    """Before, `footprint` and `market_profile` decoded every trade of the range: within a budget that holds the
+    range's layer and its two edge segments but not all its trades they were refused; now they are answered, as
+    from the trades."""
+    time_range = (T0 + 1_500, T0 + BUSY_HOURS * HOUR - 700)
+    request = request_.model_copy(update={"start": time_range[0], "end": time_range[1]})
+    reader = ShardReader(busy, cache_bytes=0)
+    try:
+        trades = reader.trades(SYMBOL, time_range)
+        spec = method.METHOD
+        budget = ReadBudget(len(trades) * spec.trade_bytes // 2, spec.trade_bytes, spec.level_bytes)
+        with pytest.raises(ReadTooLargeError):
+            reader.trades(SYMBOL, time_range, budget)
+        answer = method.handle(QuerySource(reader, budget, SYMBOL), SYMBOL, request, NOW)
+        assert answer == method.handle(HeldTrades(trades), SYMBOL, request, NOW)
+        assert answer.trade_count == len(trades)
+    finally:
+        reader.close()
