@@ -36,7 +36,7 @@ from tradetape.api.query_method import (
 )
 from tradetape.domain.aggregates import MINUTE_MS, SecondBars, TimeBars
 from tradetape.domain.bars import DAY_MS, calendar_bars
-from tradetape.domain.columns import Int64Array, TradeColumns
+from tradetape.domain.columns import Int64Array
 from tradetape.domain.contracts import base_units, quote_units
 from tradetape.domain.decimals import SCALE, format_units, parse_units
 from tradetape.domain.interval_levels import IntervalLevels, interval_levels
