@@ -17,6 +17,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from tradetape.bus.auth import NatsAuth
 from tradetape.bus.connect import connect
 from tradetape.bus.subjects import query_subject
+from tradetape.client import TapeUnavailable
 from tradetape.services.analytics.service import AnalyticsService
 from tradetape.services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
 from tradetape.services.ingest.service import IngestService
@@ -72,7 +73,8 @@ async def request(
 
 
 async def wait_for(predicate: Any, timeout: float, interval: float = 0.2, running: Running | None = None) -> Any:
-    """Poll an async predicate until it returns something truthy (a service not up yet is falsy)."""
+    """Poll an async predicate until it returns something truthy (a service not up yet, or not yet saying what it
+    serves, is falsy)."""
     deadline = asyncio.get_running_loop().time() + timeout
     last: Any = None
     while asyncio.get_running_loop().time() < deadline:
@@ -80,7 +82,7 @@ async def wait_for(predicate: Any, timeout: float, interval: float = 0.2, runnin
             running.check()
         try:
             last = await predicate()
-        except (NoRespondersError, NatsTimeoutError) as exc:
+        except (NoRespondersError, NatsTimeoutError, TapeUnavailable) as exc:
             last = exc
         if last and not isinstance(last, Exception):
             return last

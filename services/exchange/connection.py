@@ -237,7 +237,7 @@ class StreamSession:
                 return len(trades), False
             if trade.void or not faults.take():
                 continue
-            event_ms = now_ms()
+            event_ms = max(now_ms(), trade.time_ms)  # Binance never sends an event before its trade (E ≥ T)
             frame = prefix + encode_event(trade, symbol, event_ms, scale, best_match=best_match) + suffix
             await send(frame, text=True)
             kind = faults.sent_one()

@@ -18,14 +18,17 @@ whose reply subject is not an inbox is dropped unread (`tradetape.bus.replies`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
 
 from tradetape.binance.aggtrade import first_invalid
 from tradetape.bus.replies import ReplyGuard
@@ -49,8 +52,11 @@ class BulkImporter:
         rollup_age_s: float,
         store_thread: ThreadPoolExecutor,
         replies: ReplyGuard,
+        notice_subject: str,
     ) -> None:
+        """`notice_subject`: where a durable write is announced (`tradetape.bus.subjects.written_subject`)."""
         self._nc = nc
+        self._notice_subject = notice_subject
         self._replies = replies
         self._store = store
         self._store_thread = store_thread
@@ -86,6 +92,9 @@ class BulkImporter:
     async def _handle(self, symbol: str, msg: Msg) -> None:
         """One batch of `symbol` (its subscription's), its reply subject checked by the guard before any write."""
         reply = await asyncio.get_running_loop().run_in_executor(self._store_thread, self._import, symbol, msg.data)
+        if reply.added:  # analytics catches up on the notice, as after a live write
+            with contextlib.suppress(NatsError):
+                await self._nc.publish(self._notice_subject, orjson.dumps({"added": reply.added}))
         await msg.respond(reply.encode())
 
     def _import(self, symbol: str, data: bytes) -> ImportReply:

@@ -174,7 +174,13 @@ class PersistService:
         store = ShardWriter(self._settings.shard_dir)
         advisories = MaxDeliveries(self._nc, self._js, self._consumer.durable, self.deadlettered)
         importer = self._importer = BulkImporter(
-            self._nc, store, self._symbols, self._settings.rollup_age_s, self._store_thread, self.replies
+            self._nc,
+            store,
+            self._symbols,
+            self._settings.rollup_age_s,
+            self._store_thread,
+            self.replies,
+            self._written_subject,
         )
         try:
             manifest = write_manifest(self._settings.shard_dir, self._settings.shard, self._symbols)
