@@ -69,8 +69,9 @@ from tradetape.store.rocks import open_primary, scan
 
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
-FOOTPRINT_ROWS = {"24 h": "5", "whole": "50"}
-"""Footprint row sizes: a 5m footprint over 24 h holds ~3,800 rows at 5 USDT, over 7 d ~4,500 at 50 (at most 6,000)."""
+FOOTPRINT_ROWS = {"24 h": "10", "whole": "200"}
+"""Footprint row sizes: a 5m footprint over 24 h holds ~2,000 rows at 10 USDT (394 KB of JSON), over 7 d ~2,700 at
+200 (971 KB, with 2,016 bars); 5 and 100 USDT pass NATS's 1 MiB a reply."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 STARTED: list[subprocess.Popen[bytes]] = []
 """Every child this bench started, so the last `finally` can kill any that is still running, by pid."""
@@ -818,6 +819,8 @@ def print_report(
     print("DuckDB peers: profile = GROUP BY p // row (sum q, buy q, count); bars = OHLC by arg_min/arg_max over a,")
     print("  volumes, count per T // interval; flow = buy/sell/count per interval and the cumulative delta (a window);")
     print("  vwap = per interval Σq, Σq·x, Σq·x² in doubles (x = p − a price of the range), running sums (a window);")
+    print("  footprint = buy/sell q, count per (T // 5m, p // row); market_profile = per row, the 30m periods whose")
+    print("  min(p)//row..max(p)//row covers it (unnest(range(lo, hi + 1)));")
     print("  coverage = count, min/max a and T, gaps by lag(a) over the whole file. Ratio: tradetape p50 / DuckDB p50.")
     print("cold: the figure's first answer from workers started just before it (caches empty, OS page cache warm);")
     colds = [f for f in figures if "24 h" in f.label and f.samples is not None]
@@ -848,6 +851,7 @@ def print_report(
     else:
         print("checks: every tradetape answer equals DuckDB's (profile rows: volume, buy volume, trades per row;")
         print("  bars: OHLCV, buy/sell volume, trades; flow: buy/sell per interval and the cumulative delta; coverage;")
+        print("  footprint: buy/sell volume and trades per bar and row; market_profile: TPO count per row;")
         print("  vwap: the running series, VWAP within 1e-12 and deviation within 1e-6 relative)")
 
 

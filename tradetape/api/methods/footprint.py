@@ -378,4 +378,5 @@ METHOD = QueryMethod(
     handler=handle,
     reply_hint="use a larger row_size, a longer interval or a shorter range",
     trade_bytes=112,  # measured peak over 3M trades: 109 (5m bars, levels sorted per interval and price)
+    level_bytes=104,  # measured peak per minute level read (bench/query.py, 5m): 101 over 24 h, 99 over 7 d
 )

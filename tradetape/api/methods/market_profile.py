@@ -313,4 +313,5 @@ METHOD = QueryMethod(
     handler=handle,
     reply_hint="use a larger row_size, a longer period or a shorter range",
     trade_bytes=76,  # measured peak over 3M trades: 72 (the bars' peak: periods are bars)
+    level_bytes=300,  # measured peak per 1-second bar read (bench/query.py, 30m): 298 over 7 d, 270 a row more
 )
