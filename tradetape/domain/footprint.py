@@ -14,7 +14,7 @@ ratios compared as fractions. The rules:
   as volume 0;
 - a stacked imbalance is a maximal run of at least `stacked` consecutive rows that each have a
   buy imbalance (or each a sell imbalance);
-- POC and value area of each bar by the volume profile rules (`tradetape.domain.profile`) over
+- POC and value area of each bar by the volume profile rules (`tradetape.domain.value_area`) over
   its rows' volumes.
 
 The work is linear in the levels plus one step a cell (bar × row): callers bound the cells
@@ -24,7 +24,6 @@ with `footprint_cells` before asking.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from fractions import Fraction
 from itertools import groupby
 from typing import Literal
@@ -33,8 +32,9 @@ import numpy as np
 
 from tradetape.domain.aggregates import TimeBars
 from tradetape.domain.interval_levels import IntervalLevels
-from tradetape.domain.profile import half_units_to_decimal, nice_row_sizes, poc_position, value_area_span
+from tradetape.domain.profile import nice_row_sizes
 from tradetape.domain.sums import exact_group_sums
+from tradetape.domain.value_area import RowsWithValueArea, value_area_of
 
 Side = Literal["buy", "sell"]
 
@@ -67,7 +67,7 @@ class StackedImbalance:
 
 
 @dataclass(frozen=True, slots=True)
-class FootprintBar:
+class FootprintBar(RowsWithValueArea):
     """One interval's bar and its rows, ascending by price; POC and value area as positions in `rows`."""
 
     start: int
@@ -88,20 +88,6 @@ class FootprintBar:
     @property
     def delta(self) -> int:
         return self.buy_volume - self.sell_volume
-
-    @property
-    def poc(self) -> Decimal:
-        """Middle of the POC row, an exact price."""
-        row = self.rows[self.poc_row]
-        return half_units_to_decimal(row.price_low + row.price_high)
-
-    @property
-    def vah(self) -> int:
-        return self.rows[self.value_area_high_row].price_high
-
-    @property
-    def val(self) -> int:
-        return self.rows[self.value_area_low_row].price_low
 
 
 def footprint_cells(bars: TimeBars, row_size: int) -> int:
@@ -197,8 +183,7 @@ def _bar(
         for r in range(last + 1)
     )
     volumes = [b_ + s for b_, s in zip(buy, sell, strict=True)]
-    poc = poc_position(volumes)
-    va_low, va_high = value_area_span(volumes, poc, sum(volumes), value_area)
+    area = value_area_of(volumes, value_area)
     return FootprintBar(
         start=int(bars.start[b]),
         open=int(bars.open[b]),
@@ -211,9 +196,9 @@ def _bar(
         trade_count=int(bars.trade_count[b]),
         rows=rows,
         stacked=_stacked(rows, stacked),
-        poc_row=poc,
-        value_area_low_row=va_low,
-        value_area_high_row=va_high,
+        poc_row=area.poc,
+        value_area_low_row=area.low,
+        value_area_high_row=area.high,
     )
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tradetape.domain.sums import exact_group_sums
+from tradetape.domain.value_area import RowsWithValueArea, value_area_of
 
 __all__ = [
     "MAX_PROFILE_ROWS",
@@ -46,11 +47,8 @@ __all__ = [
     "choose_row_size",
     "default_row_size",
     "exact_fraction",
-    "half_units_to_decimal",
     "infer_tick",
     "nice_row_sizes",
-    "poc_position",
-    "value_area_span",
     "volume_nodes",
     "liquidity_vacuums",
     "volume_profile",
@@ -80,7 +78,7 @@ class ProfileRow:
 
 
 @dataclass(frozen=True)
-class VolumeProfile:
+class VolumeProfile(RowsWithValueArea):
     """A volume profile: rows ascending by price, POC and value area as positions in ``rows``."""
 
     row_size: int
@@ -97,36 +95,6 @@ class VolumeProfile:
     """Position in ``rows`` of the lowest row of the value area."""
     value_area_high_row: int
     """Position in ``rows`` of the highest row of the value area."""
-
-    @property
-    def poc_low(self) -> int:
-        """Bottom edge of the POC row, units."""
-        return self.rows[self.poc_row].price_low
-
-    @property
-    def poc_high(self) -> int:
-        """Top edge of the POC row (exclusive), units."""
-        return self.rows[self.poc_row].price_high
-
-    @property
-    def poc(self) -> Decimal:
-        """Middle of the POC row as an exact price (not units), e.g. ``Decimal("87650.05")``.
-
-        Has a 9th decimal place when ``row_size`` is an odd number of units. Built from a
-        plain digit string, so ``str()`` gives positional notation for usual prices, but
-        values below 1e-6 print in exponent form: format with ``format(poc, "f")`` for JSON.
-        """
-        return half_units_to_decimal(self.poc_low + self.poc_high)
-
-    @property
-    def vah(self) -> int:
-        """Value-area high: top edge of the highest value-area row, units."""
-        return self.rows[self.value_area_high_row].price_high
-
-    @property
-    def val(self) -> int:
-        """Value-area low: bottom edge of the lowest value-area row, units."""
-        return self.rows[self.value_area_low_row].price_low
 
     @property
     def value_area_volume(self) -> int:
@@ -236,8 +204,7 @@ def volume_profile(
     volumes = [row.volume for row in rows]
     total_volume = sum(volumes)
     buy_total = sum(row.buy_volume for row in rows)
-    poc = poc_position(volumes)
-    va_low, va_high = value_area_span(volumes, poc, total_volume, target)
+    area = value_area_of(volumes, target)
     return VolumeProfile(
         row_size=row_size,
         rows=tuple(rows),
@@ -245,9 +212,9 @@ def volume_profile(
         total_volume=total_volume,
         buy_volume=buy_total,
         sell_volume=total_volume - buy_total,
-        poc_row=poc,
-        value_area_low_row=va_low,
-        value_area_high_row=va_high,
+        poc_row=area.poc,
+        value_area_low_row=area.low,
+        value_area_high_row=area.high,
     )
 
 
@@ -378,7 +345,7 @@ def liquidity_vacuums(profile: VolumeProfile, min_rows: int = 3, threshold: floa
     return vacuums
 
 
-# --- helpers; the rules over plain lists of row figures are public: footprint and TPO share them ---
+# --- helpers ---
 
 
 def _int64_column(values: npt.ArrayLike, name: str) -> npt.NDArray[np.int64]:
@@ -400,44 +367,3 @@ def exact_fraction(value: Any, name: str) -> Fraction:
         return Fraction(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"{name} must be a finite number, got {value!r}") from exc
-
-
-def poc_position(volumes: list[int]) -> int:
-    """Position of the largest volume; ties: nearest to the middle, then the lower one."""
-    top = max(volumes)
-    last = len(volumes) - 1
-    # |2i - (lowest + highest)| with positions 0..last: distance to the middle, doubled.
-    return min(
-        (i for i, v in enumerate(volumes) if v == top),
-        key=lambda i: (abs(2 * i - last), i),
-    )
-
-
-def value_area_span(volumes: list[int], poc: int, total: int, share: Fraction) -> tuple[int, int]:
-    """Inclusive positions ``(low, high)`` of the value area grown from ``poc``."""
-    num, den = share.numerator, share.denominator
-    goal = num * total  # compare volume * den < num * total, exactly
-    low = high = poc
-    volume = volumes[poc]
-    last = len(volumes) - 1
-    while volume * den < goal:
-        can_up = high < last
-        can_down = low > 0
-        if can_up and (not can_down or volumes[high + 1] >= volumes[low - 1]):
-            high += 1
-            volume += volumes[high]
-        elif can_down:
-            low -= 1
-            volume += volumes[low]
-        else:  # every row taken; only reachable with a share above 1, kept as a guard
-            break
-    return low, high
-
-
-def half_units_to_decimal(twice_units: int) -> Decimal:
-    """``twice_units / 2`` units of 1e-8 as an exact Decimal price, trailing zeros dropped."""
-    sign = "-" if twice_units < 0 else ""
-    whole, frac = divmod(abs(twice_units) * 5, 10**9)  # units of 1e-9
-    if frac == 0:
-        return Decimal(f"{sign}{whole}")
-    return Decimal(f"{sign}{whole}.{frac:09d}".rstrip("0"))

@@ -10,7 +10,7 @@ count), never from trades, so an aggregate layer can feed it. Exact integers thr
   letter's start, so a repeated letter is never ambiguous;
 - rows run from the lowest to the highest covered row, empty ones included; a row's TPO count is
   the number of periods covering it, its letters theirs in time order;
-- POC and value area by the volume profile rules (`tradetape.domain.profile`) over TPO counts;
+- POC and value area by the volume profile rules (`tradetape.domain.value_area`) over TPO counts;
 - initial balance: high and low of the range's first two periods (those of them that traded);
 - single prints: maximal runs of rows with exactly one TPO strictly inside the profile (a run
   reaching the top or bottom row is that end's tail, its excess, not a single print);
@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from decimal import Decimal
 from fractions import Fraction
 from itertools import groupby
 
 import numpy as np
 
 from tradetape.domain.aggregates import TimeBars
-from tradetape.domain.profile import half_units_to_decimal, poc_position, value_area_span
+from tradetape.domain.value_area import RowsWithValueArea, value_area_of
 
 LETTERS = string.ascii_uppercase + string.ascii_lowercase
 
@@ -68,7 +67,7 @@ class SinglePrint:
 
 
 @dataclass(frozen=True)
-class TpoProfile:
+class TpoProfile(RowsWithValueArea):
     """A market profile: rows ascending by price; POC and value area as positions in `rows`."""
 
     row_size: int
@@ -83,27 +82,6 @@ class TpoProfile:
     single_prints: tuple[SinglePrint, ...]
     poor_high: bool
     poor_low: bool
-
-    @property
-    def poc(self) -> Decimal:
-        """Middle of the POC row, an exact price."""
-        return half_units_to_decimal(self.poc_low + self.poc_high)
-
-    @property
-    def poc_low(self) -> int:
-        return self.rows[self.poc_row].price_low
-
-    @property
-    def poc_high(self) -> int:
-        return self.rows[self.poc_row].price_high
-
-    @property
-    def vah(self) -> int:
-        return self.rows[self.value_area_high_row].price_high
-
-    @property
-    def val(self) -> int:
-        return self.rows[self.value_area_low_row].price_low
 
 
 def tpo_cells(bars: TimeBars, row_size: int) -> int:
@@ -142,8 +120,7 @@ def market_profile(bars: TimeBars, first_start: int, row_size: int, value_area: 
         TpoRow((bottom + r) * row_size, (bottom + r + 1) * row_size, counts[r], text[ends[r] - counts[r] : ends[r]])
         for r in range(len(counts))
     )
-    poc = poc_position(counts)
-    va_low, va_high = value_area_span(counts, poc, sum(counts), value_area)
+    area = value_area_of(counts, value_area)
     opening = positions < 2
     return TpoProfile(
         row_size=row_size,
@@ -152,9 +129,9 @@ def market_profile(bars: TimeBars, first_start: int, row_size: int, value_area: 
             TpoPeriod(letter, int(start), int(high), int(low))
             for letter, start, high, low in zip(letters, bars.start, bars.high, bars.low, strict=True)
         ),
-        poc_row=poc,
-        value_area_low_row=va_low,
-        value_area_high_row=va_high,
+        poc_row=area.poc,
+        value_area_low_row=area.low,
+        value_area_high_row=area.high,
         initial_balance=(int(bars.high[opening].max()), int(bars.low[opening].min())) if opening.any() else None,
         single_prints=_single_prints(rows),
         poor_high=counts[-1] >= 2,

@@ -49,14 +49,8 @@ from tradetape.domain.columns import Int64Array
 from tradetape.domain.decimals import format_units, parse_units
 from tradetape.domain.footprint import FootprintBar, footprint, footprint_cells, footprint_row_size
 from tradetape.domain.interval_levels import IntervalLevels, interval_levels, minute_levels_per_interval
-from tradetape.domain.profile import (
-    MAX_PROFILE_ROWS,
-    exact_fraction,
-    half_units_to_decimal,
-    infer_tick,
-    poc_position,
-    value_area_span,
-)
+from tradetape.domain.profile import MAX_PROFILE_ROWS, exact_fraction, infer_tick
+from tradetape.domain.value_area import half_units_to_decimal, value_area_of
 
 MAX_FOOTPRINT_CELLS = 6000
 """Rows one reply may hold over all its bars (about 140 bytes of JSON each: 0.85 MB, under NATS's 1 MiB)."""
@@ -310,9 +304,7 @@ def _session_reply(
             rows=top - bottom + 1,
             max_rows=MAX_PROFILE_ROWS,
         )
-    column = [volumes.get(k, 0) for k in range(bottom, top + 1)]
-    poc = poc_position(column)
-    low, high = value_area_span(column, poc, sum(column), share)
+    poc, low, high = value_area_of([volumes.get(k, 0) for k in range(bottom, top + 1)], share)
     buy, sell = sum(bar.buy_volume for bar in bars), sum(bar.sell_volume for bar in bars)
     poc_low = (bottom + poc) * row_size
     poc_text = format(half_units_to_decimal(2 * poc_low + row_size), "f")  # no trailing zeros or exponent
