@@ -1,18 +1,19 @@
 """Answers per session: a range cut at session opens and closes, and the naked POCs across them.
 
-Any method that answers per session (`volume_profile` today; `footprint` and `market_profile`
-take the same steps) does three things: `range_pieces` cuts the range into the sessions'
-parts and the time between them; the method computes its answer on each session piece as
-on a range of its own (`SessionInfo` says which session it is); `naked_pocs` then checks
-each closed session's POC row against the prices traded in every piece after its close.
+Every method that answers per session (`volume_profile`, `footprint`, `market_profile`) takes
+the same steps: `range_pieces` cuts the range into the sessions' parts and the time between
+them; `per_session` walks the pieces, has the method answer each session piece as a range of
+its own (`SessionInfo` says which session it is) and collects the prices every piece traded;
+`naked_pocs` then checks each closed session's POC row against the prices traded in every
+piece after its close.
 The windows themselves (time zones, DST, presets) are `tradetape.domain.sessions`'.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -28,6 +29,8 @@ from tradetape.domain.sessions import (
     naked_pocs,
     session_windows,
 )
+
+ReplyT = TypeVar("ReplyT")
 
 MAX_SESSIONS = 40
 """Sessions one reply may hold: a month of daily sessions and its edges."""
@@ -146,3 +149,33 @@ def naked_poc_replies(
         for answer, naked in zip(closed, flags, strict=True)
         if naked and answer.piece.session
     ]
+
+
+SessionAnswer = tuple[Int64Array, tuple[ReplyT, PieceAnswer] | None]
+"""What a method found on a session piece: the distinct prices it traded (ascending), and its reply and POC
+(None when the piece held no trades)."""
+
+
+def per_session(
+    pieces: Sequence[RangePiece],
+    traded: Callable[[RangePiece], Int64Array],
+    answer: Callable[[RangePiece], SessionAnswer[ReplyT]],
+) -> tuple[list[ReplyT], list[NakedPocReply]]:
+    """Each session piece's reply, in time order, and the naked POCs among them.
+
+    `answer` is asked about each session piece, `traded` about each piece between sessions (the
+    distinct prices it traded, ascending), once each, in time order: a method reads one piece at a time.
+    """
+    replies: list[ReplyT] = []
+    answers: list[PieceAnswer] = []
+    prices: list[Int64Array] = []
+    for piece in pieces:
+        if piece.session is None:
+            prices.append(traded(piece))
+            continue
+        held, found = answer(piece)
+        prices.append(held)
+        if found is not None:
+            replies.append(found[0])
+            answers.append(found[1])
+    return replies, naked_poc_replies(pieces, prices, answers)

@@ -38,14 +38,14 @@ from tradetape.api.sessions import (
     NakedPocReply,
     PieceAnswer,
     RangePiece,
+    SessionAnswer,
     SessionInfo,
-    naked_poc_replies,
+    per_session,
     range_pieces,
     session_info,
 )
 from tradetape.domain.aggregates import MINUTE_MS, TimeBars
 from tradetape.domain.bars import time_bars
-from tradetape.domain.columns import Int64Array
 from tradetape.domain.decimals import format_units, parse_units
 from tradetape.domain.footprint import FootprintBar, footprint, footprint_cells, footprint_row_size
 from tradetape.domain.interval_levels import IntervalLevels, interval_levels, minute_levels_per_interval
@@ -269,22 +269,16 @@ def _with_sessions(
     row_size = parse_units(reply.row_size)
     held = sum(len(bar.rows) for bar in reply.bars)
     share = exact_fraction(request.value_area, "value_area")
-    sessions: list[SessionFootprintReply] = []
-    answers: list[PieceAnswer] = []
-    prices: list[Int64Array] = []
-    for piece in pieces:
-        if piece.session is None:
-            prices.append(np.unique(read_levels(source, symbol, piece.range)[0]))
-            continue
+
+    def answer(piece: RangePiece) -> SessionAnswer[SessionFootprintReply]:
+        nonlocal held
         bars, levels = read_footprint_parts(source, symbol, piece.range, request.interval_ms())
-        prices.append(np.unique(levels.price))
         _, computed = _footprint_of(bars, levels, request, row_size, held)
-        if computed:
-            held += sum(len(bar.rows) for bar in computed)
-            session, answer = _session_reply(piece, computed, row_size, share)
-            sessions.append(session)
-            answers.append(answer)
-    return reply.model_copy(update={"sessions": sessions, "naked_pocs": naked_poc_replies(pieces, prices, answers)})
+        held += sum(len(bar.rows) for bar in computed)
+        return np.unique(levels.price), _session_reply(piece, computed, row_size, share) if computed else None
+
+    sessions, naked = per_session(pieces, lambda piece: np.unique(read_levels(source, symbol, piece.range)[0]), answer)
+    return reply.model_copy(update={"sessions": sessions, "naked_pocs": naked})
 
 
 def _session_reply(

@@ -35,8 +35,9 @@ from tradetape.api.sessions import (
     NakedPocReply,
     PieceAnswer,
     RangePiece,
+    SessionAnswer,
     SessionInfo,
-    naked_poc_replies,
+    per_session,
     range_pieces,
     session_info,
 )
@@ -244,16 +245,13 @@ def _with_sessions(
     row_size = parse_units(reply.row_size)
     share = exact_fraction(request.value_area, "value_area")
     rows = 0
-    sessions: list[SessionMarketProfileReply] = []
-    answers: list[PieceAnswer] = []
-    prices: list[Int64Array] = []
-    for piece in pieces:
-        prices.append(np.unique(read_levels(source, symbol, piece.range)[0]))
-        if piece.session is None:
-            continue
+
+    def answer(piece: RangePiece) -> SessionAnswer[SessionMarketProfileReply]:
+        nonlocal rows
+        prices = traded(piece)
         seconds = second_bars_of(source, symbol, piece.range)
         if len(seconds) == 0:
-            continue
+            return prices, None
         bars = seconds.rolled(period_ms)
         rows += int(bars.high.max()) // row_size - int(bars.low.min()) // row_size + 1
         if rows > MAX_SESSION_ROWS:
@@ -265,9 +263,14 @@ def _with_sessions(
             )
         profile = market_profile(bars, piece.start // period_ms * period_ms, row_size, share)
         fields = _profile_fields(profile)
-        sessions.append(SessionMarketProfileReply(**session_info(piece), trade_count=seconds.total_count, **fields))
-        answers.append(PieceAnswer(piece, fields["poc"], profile.poc_low, profile.poc_high))
-    return reply.model_copy(update={"sessions": sessions, "naked_pocs": naked_poc_replies(pieces, prices, answers)})
+        session = SessionMarketProfileReply(**session_info(piece), trade_count=seconds.total_count, **fields)
+        return prices, (session, PieceAnswer(piece, fields["poc"], profile.poc_low, profile.poc_high))
+
+    def traded(piece: RangePiece) -> Int64Array:
+        return np.unique(read_levels(source, symbol, piece.range)[0])
+
+    sessions, naked = per_session(pieces, traded, answer)
+    return reply.model_copy(update={"sessions": sessions, "naked_pocs": naked})
 
 
 def _profile_fields(profile: TpoProfile) -> dict[str, Any]:

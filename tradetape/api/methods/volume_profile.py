@@ -35,8 +35,10 @@ from tradetape.api.query_method import (
 from tradetape.api.sessions import (
     NakedPocReply,
     PieceAnswer,
+    RangePiece,
+    SessionAnswer,
     SessionInfo,
-    naked_poc_replies,
+    per_session,
     range_pieces,
     session_info,
 )
@@ -334,26 +336,30 @@ def _by_session(
             rows=rows,
             max_rows=MAX_SESSION_ROWS,
         )
-    sessions, answers = [], []
-    for piece, (p, q, s, c) in held:
+    read = dict(zip(pieces, levels, strict=True))
+
+    def answer(piece: RangePiece) -> SessionAnswer[SessionProfileReply]:
+        p, q, s, c = read[piece]
+        if not len(p):
+            return p, None
         profile = volume_profile(p, q, s, row_size, share, trade_counts=c)
         fields = _profile_fields(profile)
-        sessions.append(
-            SessionProfileReply(
-                **session_info(piece),
-                trade_count=profile.trade_count,
-                total_volume=format_units(profile.total_volume),
-                **fields,
-            )
+        session = SessionProfileReply(
+            **session_info(piece),
+            trade_count=profile.trade_count,
+            total_volume=format_units(profile.total_volume),
+            **fields,
         )
-        answers.append(PieceAnswer(piece, fields["poc"], profile.poc_low, profile.poc_high))
+        return np.unique(p), (session, PieceAnswer(piece, fields["poc"], profile.poc_low, profile.poc_high))
+
+    sessions, naked = per_session(pieces, lambda piece: np.unique(read[piece][0]), answer)
     profile = volume_profile(price, qty, sells, row_size, share, trade_counts=counts)
     return VolumeProfileReply(
         **summary_of(symbol, *time_range, profile),
         **_profile_fields(profile),
         value_area=request.value_area,
         sessions=sessions,
-        naked_pocs=naked_poc_replies(pieces, [np.unique(level[0]) for level in levels], answers),
+        naked_pocs=naked,
     )
 
 
