@@ -110,6 +110,8 @@ class ThresholdBars:
     """`start` is each bar's first trade's time; `interval_ms` 0."""
     end: Int64Array
     """Each bar's last (closing) trade's time."""
+    first: Int64Array
+    """Each bar's first trade's position in the trades."""
     last_complete: bool
     """Whether the last bar reached the threshold (false: it is partial)."""
 
@@ -166,7 +168,7 @@ def _summed(
 def _bars(trades: TradeColumns, firsts: Int64Array, last_complete: bool) -> ThresholdBars:
     n = len(trades)
     if n == 0:
-        return ThresholdBars(TimeBars.empty(0), np.empty(0, dtype=np.int64), True)
+        return ThresholdBars(TimeBars.empty(0), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), True)
     lasts = np.r_[firsts[1:] - 1, n - 1]
     bars = grouped_bars(trades.price, trades.qty, trades.buyer_maker, firsts, trades.time[firsts], 0)
-    return ThresholdBars(bars, trades.time[lasts], last_complete)
+    return ThresholdBars(bars, trades.time[lasts], firsts, last_complete)

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from tradetape.api.errors import range_too_large
+from tradetape.api.errors import invalid_request, range_too_large
 from tradetape.api.frames import rows_frame
 from tradetape.api.models import (
     MAX_INTERVALS,
@@ -39,6 +39,7 @@ from tradetape.domain.bars import DAY_MS, calendar_bars
 from tradetape.domain.columns import Int64Array
 from tradetape.domain.contracts import base_units, quote_units
 from tradetape.domain.decimals import SCALE, format_units, parse_units
+from tradetape.domain.instruments import Market, market_of
 from tradetape.domain.interval_levels import IntervalLevels, interval_levels
 from tradetape.domain.local_time import day_starts, zone
 from tradetape.domain.threshold_bars import TooManyBars, dollar_bars, tick_bars, volume_bars
@@ -66,7 +67,9 @@ class BarsRequest(IntervalRequest):
     )
     tick_bar: int | None = Field(default=None, ge=1, le=1_000_000_000, description="A bar every this many trades.")
     dollar_bar: str | None = Field(
-        default=None, description='A bar each time this quote value (price x quantity) has traded, e.g. "1000000".'
+        default=None,
+        description='A bar each time this quote value (price x quantity; COIN-M: USD, contracts x contract size) has'
+        ' traded, e.g. "1000000".',
     )
 
     @field_validator("interval")
@@ -223,9 +226,7 @@ def handle(source: TradeSource, symbol: str, request: BarsRequest, now_ms: int) 
     replies = bar_replies(bars)
     size = contract_size_of(source, symbol)
     if size is not None:
-        base = _base_units(source, symbol, (start, end), bars, size)
-        for reply, volume, coins in zip(replies, bars.volume, base, strict=True):
-            reply.base_volume, reply.quote_volume = format_units(coins), format_units(quote_units(volume, size))
+        _in_coins(replies, bars, _base_units(source, symbol, (start, end), bars, size), size)
     return BarsReply(
         symbol=symbol,
         start=start,
@@ -236,6 +237,12 @@ def handle(source: TradeSource, symbol: str, request: BarsRequest, now_ms: int) 
         trade_count=seconds.total_count,
         bars=replies,
     )
+
+
+def _in_coins(replies: list[BarReply], bars: TimeBars, base: list[int], size: int) -> None:
+    """COIN-M bars' base volume (`base`, per bar) and quote volume, contracts × `size`, set on their replies."""
+    for reply, volume, coins in zip(replies, bars.volume, base, strict=True):
+        reply.base_volume, reply.quote_volume = format_units(coins), format_units(quote_units(volume, size))
 
 
 def _base_units(source: TradeSource, symbol: str, time_range: tuple[int, int], bars: TimeBars, size: int) -> list[int]:
@@ -270,6 +277,12 @@ def _calendar_bars(source: TradeSource, symbol: str, request: BarsRequest, now_m
     tz = request.tz or "UTC"
     edges = np.array(day_starts(zone(tz), start, end, days=interval_ms // DAY_MS), dtype=np.int64)
     trades = source.trades(symbol, time_range)
+    bars = calendar_bars(trades, edges, interval_ms)
+    replies = bar_replies(bars)
+    size = contract_size_of(source, symbol)
+    if size is not None:  # bars are listed only where trades are: a trade's bar is the last starting at or before it
+        bar_of = np.searchsorted(bars.start, trades.time, side="right") - 1
+        _in_coins(replies, bars, base_units(trades.price, trades.qty, bar_of, len(bars), size), size)
     return BarsReply(
         symbol=symbol,
         start=start,
@@ -277,8 +290,9 @@ def _calendar_bars(source: TradeSource, symbol: str, request: BarsRequest, now_m
         interval=request.interval,
         interval_ms=interval_ms,
         tz=tz,
+        contract_size=size,
         trade_count=len(trades),
-        bars=bar_replies(calendar_bars(trades, edges, interval_ms)),
+        bars=replies,
     )
 
 
@@ -288,9 +302,23 @@ _THRESHOLD_BARS = {"volume_bar": volume_bars, "tick_bar": tick_bars, "dollar_bar
 def _threshold_bars(
     source: TradeSource, symbol: str, request: BarsRequest, kind: str, amount: int, now_ms: int
 ) -> BarsReply:
-    """Bars closing on the trade at which their count, volume or quote value reaches the threshold."""
+    """Bars closing on the trade at which their count, volume or quote value reaches the threshold.
+
+    A COIN-M trade's quote value is its USD, contracts × contract size (not price × contracts): a COIN-M
+    dollar bar is a volume bar of ⌈threshold / contract size⌉ contracts, exactly; without the contract
+    size it is `invalid_request`.
+    """
     time_range = request.time_range(now_ms)
     assert time_range is not None
+    size = contract_size_of(source, symbol)
+    if kind == "dollar_bar" and market_of(symbol) is Market.CM:
+        if size is None:
+            raise invalid_request(
+                f"a COIN-M dollar bar counts USD, contracts × contract size, and {symbol}'s contract size is not known"
+                " here: ask volume_bar (contracts)",
+                field="dollar_bar",
+            )
+        kind, amount = "volume_bar", -(-amount // size)
     trades = source.trades(symbol, time_range)
     target = amount * SCALE if kind == "dollar_bar" else amount  # price x quantity is in units of 1e-16
     try:
@@ -299,13 +327,20 @@ def _threshold_bars(
         raise range_too_large(
             f"{exc}: at most {MAX_INTERVALS} bars; use a larger {kind} or a shorter range", max_intervals=MAX_INTERVALS
         ) from None
+    replies = bar_replies(found.bars, found.end, found.last_complete)
+    if size is not None:
+        bar_of = np.repeat(np.arange(len(found.first), dtype=np.int64), np.diff(np.r_[found.first, len(trades)]))
+        _in_coins(replies, found.bars, base_units(trades.price, trades.qty, bar_of, len(found.bars), size), size)
+    asked = request.threshold()
+    assert asked is not None
     return BarsReply(
         symbol=symbol,
         start=time_range[0],
         end=time_range[1],
+        contract_size=size,
         trade_count=len(trades),
-        bars=bar_replies(found.bars, found.end, found.last_complete),
-        **{kind: getattr(request, kind)},
+        bars=replies,
+        **{asked[0]: getattr(request, asked[0])},
     )
 
 

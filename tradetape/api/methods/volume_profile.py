@@ -124,6 +124,12 @@ class SessionProfileReply(SessionInfo):
     hvn: list[NodeReply]
     lvn: list[NodeReply]
     rows: list[ProfileRowReply]
+    contract_size: int | None = Field(default=None, exclude_if=omitted)
+    """COIN-M: the USD value of one contract (volumes count contracts), when the worker knows it."""
+    total_base_volume: str | None = Field(default=None, exclude_if=omitted)
+    """COIN-M: `total_volume` in the coin (the rows' `base_volume` summed)."""
+    total_quote_volume: str | None = Field(default=None, exclude_if=omitted)
+    """COIN-M: `total_volume` in USD."""
 
 
 class ProfileSummary(BaseModel):
@@ -264,20 +270,19 @@ def handle(source: TradeSource, symbol: str, request: VolumeProfileRequest, now_
         **summary_of(symbol, start, end, profile), **_profile_fields(profile), value_area=request.value_area
     )
     size = contract_size_of(source, symbol)
-    return reply if size is None else _in_coins(reply, profile, levels, size)
+    return reply if size is None else reply.model_copy(update=_in_coins(reply.rows, profile, levels, size))
 
 
-def _in_coins(reply: VolumeProfileReply, profile: VolumeProfile, levels: Levels, size: int) -> VolumeProfileReply:
-    """A COIN-M profile with its rows' and total base and quote volumes (`tradetape.domain.contracts`)."""
+def _in_coins(replies: list[ProfileRowReply], profile: VolumeProfile, levels: Levels, size: int) -> dict[str, Any]:
+    """A COIN-M profile's rows' base and quote volumes (`tradetape.domain.contracts`), set on their `replies`; and
+    the profile's contract size and total base and quote volumes, the fields to add to its reply."""
     price, qty = levels[0], levels[1]
     rows = price // profile.row_size - profile.rows[0].index
     base = base_units(price, qty, rows, len(profile.rows), size)
-    for row, reply_row, coins in zip(profile.rows, reply.rows, base, strict=True):
+    for row, reply_row, coins in zip(profile.rows, replies, base, strict=True):
         reply_row.base_volume, reply_row.quote_volume = format_units(coins), format_units(quote_units(row.volume, size))
     total_quote = format_units(quote_units(profile.total_volume, size))
-    return reply.model_copy(
-        update={"contract_size": size, "total_base_volume": format_units(sum(base)), "total_quote_volume": total_quote}
-    )
+    return {"contract_size": size, "total_base_volume": format_units(sum(base)), "total_quote_volume": total_quote}
 
 
 def _profile_fields(profile: VolumeProfile) -> dict[str, Any]:
@@ -337,6 +342,7 @@ def _by_session(
             max_rows=MAX_SESSION_ROWS,
         )
     read = dict(zip(pieces, levels, strict=True))
+    size = contract_size_of(source, symbol)
 
     def answer(piece: RangePiece) -> SessionAnswer[SessionProfileReply]:
         p, q, s, c = read[piece]
@@ -344,6 +350,8 @@ def _by_session(
             return p, None
         profile = volume_profile(p, q, s, row_size, share, trade_counts=c)
         fields = _profile_fields(profile)
+        if size is not None:
+            fields |= _in_coins(fields["rows"], profile, read[piece], size)
         session = SessionProfileReply(
             **session_info(piece),
             trade_count=profile.trade_count,
@@ -354,9 +362,12 @@ def _by_session(
 
     sessions, naked = per_session(pieces, lambda piece: np.unique(read[piece][0]), answer)
     profile = volume_profile(price, qty, sells, row_size, share, trade_counts=counts)
+    fields = _profile_fields(profile)
+    if size is not None:
+        fields |= _in_coins(fields["rows"], profile, (price, qty, sells, counts), size)
     return VolumeProfileReply(
         **summary_of(symbol, *time_range, profile),
-        **_profile_fields(profile),
+        **fields,
         value_area=request.value_area,
         sessions=sessions,
         naked_pocs=naked,
