@@ -59,6 +59,7 @@ from tradetape.domain.instruments import (
     symbol_of_instrument,
 )
 from tradetape.domain.symbols import SymbolError, check_symbol
+from tradetape.domain.trade import NO_NORMAL_QTY
 from tradetape.errors import InputError
 from tradetape.history.labels import ExportLabel, LabelError, iso_ms
 from tradetape.settings import Settings
@@ -66,6 +67,8 @@ from tradetape.settings import Settings
 CHUNK_BYTES = 4 * 1024 * 1024
 EXPORT_FIELDS = ("agg_id", "price", "qty", "first_id", "last_id", "time", "buyer_maker")
 """The columns of a tradetape export, in order (also its CSV header)."""
+NQ_FIELD = "nq"
+"""A USD-M export's eighth column: each trade's normal quantity, empty (null) where it has none."""
 FUTURES_DUMP_FIELDS = DUMP_FIELDS[: len(DUMP_HEADERS[0])]
 """A futures dump's seven columns (no `isBestMatch`)."""
 EXPORT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.3fZ"
@@ -315,6 +318,8 @@ class _ChunkReader:
         self.blank_lines = 0
         self.time_unit: str | None = None
         self.dump_fields: tuple[str, ...] = DUMP_FIELDS
+        self.export_fields: tuple[str, ...] = EXPORT_FIELDS
+        """An export's columns: with `nq` after the seven on a USD-M instrument's."""
         """A dump's columns: spot's eight (with `isBestMatch`) or futures' seven, from its first row."""
         self.previous_id: int | None = None
         self.out = _Growing()
@@ -363,7 +368,7 @@ class _ChunkReader:
             return
         if self.time_unit is None:
             self.time_unit = self._unit(data, first_line)
-        fields = self.dump_fields if self.time_unit != "export" else EXPORT_FIELDS
+        fields = self.dump_fields if self.time_unit != "export" else self.export_fields
         schema: dict[str, pl.DataType] = {name: pl.String() for name in fields}
         for name in _INT_FIELDS:
             schema[name] = pl.Int64()
@@ -428,7 +433,12 @@ class _ChunkReader:
                 raise DumpError(self.source, "an export's label must be followed by its header line", line)
             return data, line
         names = tuple(name.strip().lower() for name in text.split(","))
-        expected = EXPORT_FIELDS if label is not None or names[:1] == ("agg_id",) else DUMP_HEADERS[len(names) > 7]
+        expected: tuple[str, ...] = (
+            EXPORT_FIELDS if label is not None or names[:1] == ("agg_id",) else DUMP_HEADERS[len(names) > 7]
+        )
+        if expected == EXPORT_FIELDS and names == (*EXPORT_FIELDS, NQ_FIELD):
+            self.with_nq(line)
+            expected = self.export_fields
         if names != expected:
             column = next((i for i, pair in enumerate(zip(names, expected, strict=False)) if pair[0] != pair[1]), None)
             if column is None:
@@ -436,9 +446,16 @@ class _ChunkReader:
             else:
                 reason = f"the header's column {column + 1} is {names[column][:40]!r}, expected {expected[column]!r}"
             raise DumpError(self.source, reason, line)
-        if expected == EXPORT_FIELDS:
+        if expected == self.export_fields:
             self.time_unit = "export"
         return rest, line + 1
+
+    def with_nq(self, line: int | None = None) -> None:
+        """The export has an `nq` column: a USD-M instrument's only, the one market whose trades carry one."""
+        assert self.symbol is not None  # `_label` named it
+        if market_of(self.symbol) is not Market.UM:
+            raise DumpError(self.source, f"an nq column is USD-M's; {self.symbol} trades carry none", line)
+        self.export_fields = (*EXPORT_FIELDS, NQ_FIELD)
 
     def _label(self, label: ExportLabel | None) -> None:
         """The symbol (label, name or the user's word, which must agree) and the label's range as a bound."""
@@ -497,13 +514,28 @@ class _ChunkReader:
             if self.time_unit == "us":
                 times = times // 1000
         maker_array: BoolArray = maker.astype(np.bool_)
-        columns = TradeColumns(ints["agg_id"], price, qty, ints["first_id"], ints["last_id"], times, maker_array)
+        normal = self._normal(frame, qty, checks) if NQ_FIELD in frame.columns else None
+        ids = (ints["agg_id"], ints["first_id"], ints["last_id"])
+        columns = TradeColumns(ids[0], price, qty, ids[1], ids[2], times, maker_array, normal)
         return columns, checks
+
+    @staticmethod
+    def _normal(frame: pl.DataFrame, qty: Int64Array, checks: list[tuple[BoolArray, str]]) -> Int64Array:
+        """The `nq` column as units, `NO_NORMAL_QTY` where empty; checked as the wire's is (exact, 0 to `q`)."""
+        text = frame[NQ_FIELD]
+        given = text.is_not_null().to_numpy()
+        units, ok = decimal_units(text.fill_null("0"))
+        what = "nq (quantity without RPI orders)"
+        checks.append((given & ~ok, f"{what} is not a plain decimal with at most 8 places"))
+        checks.append((given & ok & (units > qty), f"{what} must be from 0 to the quantity"))
+        return np.where(given, units, NO_NORMAL_QTY).astype(np.int64)
 
     def result(self) -> Dump:
         trades, lines = self.out.result()
         if len(trades) == 0 or self.symbol is None:
             raise DumpError(self.source, "holds no trades")
+        if trades.normal_missing() == len(trades):  # an empty nq column: trades without one, as a dump's are
+            trades = TradeColumns.of_arrays(trades.arrays()[: len(EXPORT_FIELDS)])
         return Dump(self.source, self.symbol, trades, lines, self.time_unit or "ms")
 
 
@@ -577,6 +609,11 @@ def _read_parquet(path: Path, reader: _ChunkReader) -> None:
             reader._label(ExportLabel.from_pairs(schema.metadata or {}))
         except LabelError as exc:
             raise DumpError(source, str(exc)) from None
+        if NQ_FIELD in schema.names:
+            kind = schema.field(NQ_FIELD).type
+            if not _PARQUET_TYPES["qty"][0](kind):
+                raise DumpError(source, f"column {NQ_FIELD} is {kind}, expected an exact decimal")
+            reader.with_nq()
         metadata = parquet.metadata
         size = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
         if size > reader.limits.max_member_bytes:
@@ -584,7 +621,7 @@ def _read_parquet(path: Path, reader: _ChunkReader) -> None:
         reader.size, reader.time_unit = size, "export"
         reader.next_line = 2  # row 1 of the table is reported as line 2, as in the CSV form
         for group in range(metadata.num_row_groups):
-            table = parquet.read_row_group(group, columns=list(EXPORT_FIELDS))
+            table = parquet.read_row_group(group, columns=list(reader.export_fields))
             for offset in range(0, table.num_rows, PARQUET_SLICE_ROWS):
                 reader._chunk(_export_text(table.slice(offset, PARQUET_SLICE_ROWS)))
     except (pa.ArrowException, pl.exceptions.PolarsError) as exc:
@@ -600,12 +637,13 @@ def _export_text(table: pa.Table) -> bytes:
     time = pl.col("time")
     if frame.schema["time"].time_zone is not None:  # type: ignore[attr-defined]
         time = time.dt.convert_time_zone("UTC")
+    decimals = [name for name in ("price", "qty", NQ_FIELD) if name in frame.columns]
     text = frame.select(
         pl.col("agg_id", "first_id", "last_id").cast(pl.String),
-        pl.col("price", "qty").cast(pl.String),
+        pl.col(*decimals).cast(pl.String),
         pl.col("buyer_maker").cast(pl.String),
         time.dt.strftime(EXPORT_TIME_FORMAT),
-    ).select(EXPORT_FIELDS)
+    ).select(EXPORT_FIELDS + tuple(decimals[2:]))
     buffer = io.BytesIO()
     text.write_csv(buffer, include_header=False)
     return buffer.getvalue()

@@ -1,8 +1,9 @@
 """The tape as a table for the tools quants use: a polars DataFrame, Parquet or CSV.
 
 Columns (`EXPORT_FIELDS`): ``agg_id``, ``price`` and ``qty`` as exact Decimal(38, 8),
-``first_id``, ``last_id``, ``time`` as a UTC timestamp in ms, ``buyer_maker``; rows
-ascending by agg id. The store is read as a secondary (fine while persist writes), one
+``first_id``, ``last_id``, ``time`` as a UTC timestamp in ms, ``buyer_maker``; a USD-M
+instrument's add ``nq`` (Decimal(38, 8), its normal quantity, null where a trade has none);
+rows ascending by agg id. The store is read as a secondary (fine while persist writes), one
 segment span (an hour) at a time, and each hour is written before the next is read, so
 a week of a busy symbol exports in the memory of one hour. Parquet goes through one
 pyarrow writer (a row group per hour, zstd); CSV writes times as ISO-8601 with ``Z``.
@@ -19,15 +20,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
 from tradetape import __version__
 from tradetape.api.models import parse_time_ms
 from tradetape.domain.columns import TradeColumns
-from tradetape.domain.instruments import check_instrument, instrument_from_input, split_instrument
+from tradetape.domain.instruments import Market, check_instrument, instrument_from_input, market_of, split_instrument
+from tradetape.domain.trade import NO_NORMAL_QTY
 from tradetape.errors import RequestError
-from tradetape.history.dumps import EXPORT_FIELDS, EXPORT_TIME_FORMAT, export_decimal
+from tradetape.history.dumps import EXPORT_TIME_FORMAT, export_decimal
 from tradetape.history.labels import ExportLabel
 from tradetape.history.load import shard_dir_of
 from tradetape.settings import Settings
@@ -40,9 +43,10 @@ class ExportError(RequestError):
     """An export that cannot be written as asked (unknown format, empty range)."""
 
 
-def trades_frame(trades: TradeColumns) -> pl.DataFrame:
-    """Trades as the export table (exact decimals, UTC ms timestamps)."""
-    return pl.DataFrame(
+def trades_frame(trades: TradeColumns, *, nq: bool = False) -> pl.DataFrame:
+    """Trades as the export table (exact decimals, UTC ms timestamps); with `nq` (USD-M), their normal quantities
+    after the rest, null where a trade has none."""
+    frame = pl.DataFrame(
         {
             "agg_id": trades.agg_id,
             "price": export_decimal(trades.price),
@@ -53,6 +57,17 @@ def trades_frame(trades: TradeColumns) -> pl.DataFrame:
             "buyer_maker": trades.buyer_maker,
         }
     )
+    if not nq:
+        return frame
+    normal = trades.with_normal().normal_qty
+    assert normal is not None
+    known = pl.Series(normal != NO_NORMAL_QTY)
+    return frame.with_columns(pl.when(known).then(export_decimal(np.maximum(normal, 0))).alias("nq"))
+
+
+def has_nq(symbol: str) -> bool:
+    """Whether `symbol`'s table has an `nq` column: USD-M's, the one market whose trades carry one."""
+    return market_of(symbol) is Market.UM
 
 
 def hourly_trades(
@@ -80,8 +95,9 @@ def hourly_trades(
 def read_frame(shard_dir: Path, symbol: str, start_ms: int, end_ms: int) -> pl.DataFrame:
     """The range ``[start_ms, end_ms)`` of `symbol` as one DataFrame (for notebooks: it is all in memory)."""
     check_instrument(symbol)
-    frames = [trades_frame(t) for t in _each_hour(shard_dir, symbol, start_ms, end_ms)]
-    return pl.concat(frames) if frames else trades_frame(TradeColumns.empty())
+    nq = has_nq(symbol)
+    frames = [trades_frame(t, nq=nq) for t in _each_hour(shard_dir, symbol, start_ms, end_ms)]
+    return pl.concat(frames) if frames else trades_frame(TradeColumns.empty(), nq=nq)
 
 
 def tape_frame(symbol: str, start: int | str, end: int | str, settings: Settings | None = None) -> pl.DataFrame:
@@ -118,7 +134,8 @@ def export(
         raise ExportError(f"{path.name}: the extension picks the format, {' or '.join(FORMATS)}")
     market, bare = split_instrument(symbol)
     label = ExportLabel(symbol=bare, market=market.value, start=start_ms, end=end_ms, version=__version__)
-    schema = trades_frame(TradeColumns.empty()).to_arrow().schema.with_metadata(label.pairs())
+    nq = has_nq(symbol)
+    schema = trades_frame(TradeColumns.empty(), nq=nq).to_arrow().schema.with_metadata(label.pairs())
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".part")
     rows = 0
@@ -126,9 +143,9 @@ def export(
     try:
         with temporary.open("wb") as handle:
             if suffix == ".csv":
-                handle.write((label.comment() + "\n" + ",".join(EXPORT_FIELDS) + "\n").encode())
+                handle.write((label.comment() + "\n" + ",".join(schema.names) + "\n").encode())
             for trades in _each_hour(shard_dir, symbol, start_ms, end_ms, voids=True):
-                frame = trades_frame(trades)
+                frame = trades_frame(trades, nq=nq)
                 if suffix == ".csv":
                     frame.write_csv(handle, include_header=False, datetime_format=EXPORT_TIME_FORMAT)
                 else:
