@@ -104,10 +104,23 @@ def test_the_store_answers_coin_m_volumes_as_its_trades_do(tmp_path: Path) -> No
             for interval in ("1m", "15m", "7s"):
                 request = bars.BarsRequest(interval=interval, **span)
                 assert bars.handle(source, CM, request, NOW) == bars.handle(held, CM, request, NOW)
+            others = [
+                bars.BarsRequest(interval="1d", tz="Asia/Tokyo", **span),
+                bars.BarsRequest(volume_bar="2000", **span),
+                bars.BarsRequest(dollar_bar="150000", **span),
+            ]
+            for request in others:
+                got_bars = bars.handle(source, CM, request, NOW)
+                assert got_bars == bars.handle(held, CM, request, NOW) and got_bars.bars[0].base_volume is not None
             request_profile = volume_profile.VolumeProfileRequest(row_size="2", **span)
             got = volume_profile.handle(source, CM, request_profile, NOW)
             assert got == volume_profile.handle(held, CM, request_profile, NOW)
             assert got.total_base_volume is not None
+            by_session = {"tz": "UTC", "start": "01:00", "end": "02:00"}
+            request_profile = volume_profile.VolumeProfileRequest(row_size="2", session=by_session, **span)
+            got = volume_profile.handle(source, CM, request_profile, NOW)
+            assert got == volume_profile.handle(held, CM, request_profile, NOW)
+            assert got.sessions and got.sessions[0].total_base_volume is not None
     finally:
         reader.close()
 
