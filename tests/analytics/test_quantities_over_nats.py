@@ -39,6 +39,27 @@ def weighed(trades: list[AggTrade], *, normal: bool) -> list[Trade]:
     return [(t.agg_id, t.time_ms, t.price, (t.normal_qty or "") if normal else t.qty, t.buyer_maker) for t in trades]
 
 
+def coin_base(trades: list[AggTrade]) -> Decimal:
+    """BTCUSD's base volume: per distinct price, contracts × 100 / price rounded half-even to 8 places; summed."""
+    levels: dict[Decimal, Decimal] = {}
+    for t in trades:
+        levels[Decimal(t.price)] = levels.get(Decimal(t.price), Decimal(0)) + Decimal(t.qty)
+    return sum(((v * 100 / p).quantize(EIGHT, ROUND_HALF_EVEN) for p, v in levels.items()), Decimal(0))
+
+
+def dollar_groups(trades: list[AggTrade], threshold: Decimal) -> list[list[AggTrade]]:
+    """COIN-M dollar bars: runs of trades closing where their USD (contracts × 100) reaches the threshold."""
+    groups: list[list[AggTrade]] = [[]]
+    total = Decimal(0)
+    for t in trades:
+        groups[-1].append(t)
+        total += Decimal(t.qty) * 100
+        if total >= threshold:
+            groups.append([])
+            total = Decimal(0)
+    return [group for group in groups if group]
+
+
 def bar_rows(reply: dict[str, Any]) -> list[dict[str, object]]:
     keys = ("open", "high", "low", "close", "volume", "buy_volume", "sell_volume")
     return [
@@ -127,12 +148,15 @@ async def check(exchange: Exchange, running: Running, nc: Client) -> None:
     assert bars["contract_size"] == 100, "BTCUSD: 100 USD a contract, from COIN-M's exchangeInfo"
     for bar in bars["bars"]:
         held = [t for t in expected[CM] if bar["time"] <= t.time_ms < bar["time"] + 1_000]
-        levels: dict[Decimal, Decimal] = {}
-        for t in held:
-            levels[Decimal(t.price)] = levels.get(Decimal(t.price), Decimal(0)) + Decimal(t.qty)
-        base = sum(((v * 100 / p).quantize(EIGHT, ROUND_HALF_EVEN) for p, v in levels.items()), Decimal(0))
-        assert Decimal(bar["base_volume"]) == base
+        assert Decimal(bar["base_volume"]) == coin_base(held)
         assert Decimal(bar["quote_volume"]) == sum(Decimal(t.qty) for t in held) * 100
+    dollars, _ = await request(nc, query_subject("bars", CM), {**span, "dollar_bar": "20000"})
+    groups = dollar_groups(expected[CM], Decimal(20_000))
+    assert dollars["contract_size"] == 100 and len(groups) > 3
+    assert [bar["trade_count"] for bar in dollars["bars"]] == [len(group) for group in groups]
+    for bar, group in zip(dollars["bars"], groups, strict=True):
+        assert Decimal(bar["base_volume"]) == coin_base(group)
+        assert Decimal(bar["quote_volume"]) == sum(Decimal(t.qty) for t in group) * 100
     coins, _ = await request(nc, query_subject("volume_profile", CM), {**span, "min_trades": 1})
     total = sum(Decimal(t.qty) for t in expected[CM])
     assert Decimal(coins["total_volume"]) == total and Decimal(coins["total_quote_volume"]) == total * 100
