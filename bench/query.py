@@ -634,6 +634,10 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
         for figure in figures:
             if figure.label.endswith(f"over {whole}") and figure.method != "volume_profile":
                 figure.target = absolute(250)
+    if args.only:
+        figures = [figure for figure in figures if figure.label.startswith(tuple(args.only))]
+        if not figures:
+            raise SystemExit(f"--only {args.only} matches no figure")
 
     # DuckDB first, while the replicas do not exist yet: nothing else of ours competes for the cores.
     duck_sql = {
@@ -653,6 +657,7 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
             parquet, start, end, 30 * MINUTE_MS, parse_units(args.tpo_row_size)
         )
     duck_sql["coverage"] = duck_coverage_sql(parquet)
+    duck_sql = {name: sql for name, sql in duck_sql.items() if name in {figure.peer for figure in figures}}
     duck: dict[str, Samples] = {}
     duck_rows: dict[str, Any] = {}
     with CpuMeter({"bench (DuckDB)": os.getpid()}) as duck_cpu:
@@ -695,10 +700,11 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
                 replicas.check()
                 log(f"{figure.label}: p50 {figure.samples.ms(50):.1f} ms p99 {figure.samples.ms(99):.1f} ms")
 
-        log(f"throughput: {args.concurrency} in flight for {args.throughput_seconds:g} s, {args.replicas} workers")
-        rate_all = await throughput(client, nc, args, end, pids)
-        rate_one = None
-        if args.replicas > 1:
+        rate_all = rate_one = None
+        if not args.only:
+            log(f"throughput: {args.concurrency} in flight for {args.throughput_seconds:g} s, {args.replicas} workers")
+            rate_all = await throughput(client, nc, args, end, pids)
+        if args.replicas > 1 and not args.only:
             for proc in replicas.procs[1:]:
                 replicas.stop(proc)
             await wait_ready(nc, replicas, 1)
@@ -760,7 +766,7 @@ def print_report(
     figures: list[Figure],
     duck: dict[str, Samples],
     duck_threads: Any,
-    rate_all: str,
+    rate_all: str | None,
     rate_one: str | None,
     latency_cpu: CpuMeter,
     duck_cpu: CpuMeter,
@@ -840,7 +846,8 @@ def print_report(
     print(f"cores used while measuring latency: {latency_cpu.summary()}")
     print(f"cores used while DuckDB ran: {duck_cpu.summary()}")
     print()
-    print(f"throughput, volume_profile 1 h, {args.concurrency} in flight, {args.replicas} workers: {rate_all}")
+    if rate_all is not None:
+        print(f"throughput, volume_profile 1 h, {args.concurrency} in flight, {args.replicas} workers: {rate_all}")
     if rate_one is not None:
         print(f"throughput, volume_profile 1 h, {args.concurrency} in flight, 1 worker:  {rate_one}")
     print()
@@ -897,6 +904,10 @@ def main() -> int:
         help='also print a cProfile of this figure\'s in-process answer, e.g. "volume_profile 24 h" (repeatable)',
     )  # fmt: skip
     parser.add_argument("--work-dir", type=Path, help="keep the store here and reuse it on the next run")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="LABEL",
+        help='measure only the figures whose label starts with this, e.g. "footprint" (repeatable; no throughput)',
+    )  # fmt: skip
     args = parser.parse_args()
     if args.days < 1 or args.per_day < 1000:
         parser.error("need at least 1 day and 1000 trades a day")

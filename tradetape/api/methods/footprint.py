@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, TypeAdapter, field_validator, model_validator
 
 from tradetape.api.errors import range_too_large
 from tradetape.api.frames import rows_frame
@@ -205,7 +205,7 @@ def _range_reply(source: TradeSource, symbol: str, request: FootprintRequest, no
         stacked=request.stacked,
         value_area=request.value_area,
         trade_count=int(bars.trade_count.sum()),
-        bars=[_bar_reply(bar) for bar in computed],
+        bars=_bar_replies(computed),
     )
 
 
@@ -328,46 +328,63 @@ def _session_reply(
         poc_high=format_units(poc_low + row_size),
         vah=format_units((bottom + high + 1) * row_size),
         val=format_units((bottom + low) * row_size),
-        bars=[_bar_reply(bar) for bar in bars],
+        bars=_bar_replies(bars),
     )
     return session, PieceAnswer(piece, poc_text, poc_low, poc_low + row_size)
 
 
-def _bar_reply(bar: FootprintBar) -> FootprintBarReply:
-    return FootprintBarReply(
-        time=bar.start,
-        open=format_units(bar.open),
-        high=format_units(bar.high),
-        low=format_units(bar.low),
-        close=format_units(bar.close),
-        volume=format_units(bar.volume),
-        buy_volume=format_units(bar.buy_volume),
-        sell_volume=format_units(bar.sell_volume),
-        delta=format_units(bar.delta),
-        trade_count=bar.trade_count,
-        poc=format(bar.poc, "f"),  # built without trailing zeros or an exponent
-        vah=format_units(bar.vah),
-        val=format_units(bar.val),
-        rows=[
-            FootprintRowReply(
-                price_low=format_units(row.price_low),
-                price_high=format_units(row.price_high),
-                buy_volume=format_units(row.buy_volume),
-                sell_volume=format_units(row.sell_volume),
-                trade_count=row.trade_count,
-                buy_imbalance=row.buy_imbalance,
-                sell_imbalance=row.sell_imbalance,
-            )
-            for row in bar.rows
-        ],
-        stacked_imbalances=[
-            StackedImbalanceReply(
-                side=run.side, price_low=format_units(run.price_low), price_high=format_units(run.price_high),
-                rows=run.rows,
-            )
-            for run in bar.stacked
-        ],
-    )
+def _bar_replies(bars: list[FootprintBar]) -> list[FootprintBarReply]:
+    """The bars as reply models, validated in one call from plain dicts: a day's ~2,000 rows built one model at a
+    time (validated, or `model_construct`, which is slower still) took a third of the answer. Prices repeat from
+    bar to bar (row edges), so each is formatted once."""
+    prices: dict[int, str] = {}
+
+    def price(units: int) -> str:
+        text = prices.get(units)
+        if text is None:
+            text = prices[units] = format_units(units)
+        return text
+
+    return _BAR_REPLIES.validate_python(
+        [
+            {
+                "time": bar.start,
+                "open": price(bar.open),
+                "high": price(bar.high),
+                "low": price(bar.low),
+                "close": price(bar.close),
+                "volume": format_units(bar.volume),
+                "buy_volume": format_units(bar.buy_volume),
+                "sell_volume": format_units(bar.sell_volume),
+                "delta": format_units(bar.delta),
+                "trade_count": bar.trade_count,
+                "poc": format(bar.poc, "f"),  # built without trailing zeros or an exponent
+                "vah": price(bar.vah),
+                "val": price(bar.val),
+                "rows": [
+                    {
+                        "price_low": price(row.price_low),
+                        "price_high": price(row.price_high),
+                        "buy_volume": format_units(row.buy_volume),
+                        "sell_volume": format_units(row.sell_volume),
+                        "trade_count": row.trade_count,
+                        "buy_imbalance": row.buy_imbalance,
+                        "sell_imbalance": row.sell_imbalance,
+                    }
+                    for row in bar.rows
+                ],
+                "stacked_imbalances": [
+                    {"side": run.side, "price_low": price(run.price_low), "price_high": price(run.price_high),
+                     "rows": run.rows}
+                    for run in bar.stacked
+                ],
+            }
+            for bar in bars
+        ]
+    )  # fmt: skip
+
+
+_BAR_REPLIES = TypeAdapter(list[FootprintBarReply])
 
 
 METHOD = QueryMethod(
