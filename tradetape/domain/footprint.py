@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from itertools import groupby
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from tradetape.domain.aggregates import TimeBars
 from tradetape.domain.columns import Int64Array
@@ -112,6 +113,18 @@ def footprint_cells(bars: TimeBars, row_size: int) -> int:
         raise ValueError(f"row_size must be positive, got {row_size}")
     size = np.int64(row_size)
     return int((bars.high // size - bars.low // size + 1).sum())
+
+
+def level_step(row_size: int) -> int:
+    """The largest power of ten dividing `row_size`: levels with prices taken down to its multiples fall in the
+    same rows as their trades, so a footprint can read them bucketed (`MinuteLevels.bucketed`); rows of 1, 2 and 5
+    USDT share one bucketing, 10, 20 and 50 another."""
+    if row_size <= 0:
+        raise ValueError(f"row_size must be positive, got {row_size}")
+    step = 1
+    while row_size % (step * 10) == 0:
+        step *= 10
+    return step
 
 
 def footprint_row_size(bars: TimeBars, rows: int, tick: int) -> int:
@@ -201,7 +214,8 @@ def _imbalances(buy: list[int], sell: list[int], offsets: Int64Array, ratio: Fra
         return [], []
     fits = max(max(buy), max(sell)) * max(num, den) <= _INT64_MAX
     dtype: type = np.int64 if fits else object
-    buys, sells = np.array(buy, dtype=dtype), np.array(sell, dtype=dtype)
+    buys: npt.NDArray[Any] = np.array(buy, dtype=dtype)
+    sells: npt.NDArray[Any] = np.array(sell, dtype=dtype)
     first = np.zeros(n, dtype=bool)
     first[offsets[:-1]] = True  # a bar's lowest row: no row below it
     last = np.zeros(n, dtype=bool)

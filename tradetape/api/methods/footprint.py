@@ -47,7 +47,7 @@ from tradetape.domain.aggregates import MINUTE_MS, TimeBars
 from tradetape.domain.bars import time_bars
 from tradetape.domain.columns import Int64Array
 from tradetape.domain.decimals import format_units, parse_units
-from tradetape.domain.footprint import FootprintBar, footprint, footprint_cells, footprint_row_size
+from tradetape.domain.footprint import FootprintBar, footprint, footprint_cells, footprint_row_size, level_step
 from tradetape.domain.interval_levels import IntervalLevels, interval_levels, minute_levels_per_interval
 from tradetape.domain.profile import (
     MAX_PROFILE_ROWS,
@@ -191,8 +191,8 @@ def handle(source: TradeSource, symbol: str, request: FootprintRequest, now_ms: 
 def _range_reply(source: TradeSource, symbol: str, request: FootprintRequest, now_ms: int) -> FootprintReply:
     """The footprint of the whole range: the whole reply without `session`."""
     start, end = checked_range(request, now_ms)
-    bars, levels = read_footprint_parts(source, symbol, (start, end), request.interval_ms())
     asked = None if request.row_size is None else parse_units(request.row_size)
+    bars, levels = read_footprint_parts(source, symbol, (start, end), request.interval_ms(), asked)
     row_size, computed = _footprint_of(bars, levels, request, asked, held=0)
     return FootprintReply(
         symbol=symbol,
@@ -210,16 +210,18 @@ def _range_reply(source: TradeSource, symbol: str, request: FootprintRequest, no
 
 
 def read_footprint_parts(
-    source: TradeSource, symbol: str, time_range: tuple[int, int], interval_ms: int
+    source: TradeSource, symbol: str, time_range: tuple[int, int], interval_ms: int, row_size: int | None
 ) -> tuple[TimeBars, IntervalLevels]:
     """The bars of `[start, end)` and its price levels per interval.
 
     From the aggregate layer when the interval is a whole number of minutes and the source keeps
     one (its minute levels summed per interval, its second bars rolled up: trades decoded only at
-    the range's ragged edges), else from the range's trades; the same figures either way.
+    the range's ragged edges), else from the range's trades; the same figures either way. With the
+    `row_size` known, the layer's levels come bucketed by `level_step(row_size)`: the same rows, a
+    few levels a minute instead of one a traded price (the levels' prices then name only their row).
     """
     if interval_ms % MINUTE_MS == 0 and isinstance(source, MinuteLevelSource):
-        minutes = source.minute_levels(symbol, time_range)
+        minutes = source.minute_levels(symbol, time_range, 1 if row_size is None else level_step(row_size))
         if minutes is not None:  # None: a minute's sum could leave int64, so the trades are summed exactly below
             bars = second_bars_of(source, symbol, time_range).rolled(interval_ms)
             return bars, minute_levels_per_interval(minutes, interval_ms)
@@ -282,7 +284,7 @@ def _with_sessions(
         if piece.session is None:
             prices.append(np.unique(read_levels(source, symbol, piece.range)[0]))
             continue
-        bars, levels = read_footprint_parts(source, symbol, piece.range, request.interval_ms())
+        bars, levels = read_footprint_parts(source, symbol, piece.range, request.interval_ms(), row_size)
         prices.append(np.unique(levels.price))
         _, computed = _footprint_of(bars, levels, request, row_size, held)
         if computed:
