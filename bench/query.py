@@ -61,6 +61,7 @@ from tradetape.api.registry import methods
 from tradetape.bus.subjects import ANALYTICS_SERVICE, query_subject
 from tradetape.client import ClientQueryError, TapeClient
 from tradetape.domain.decimals import parse_units
+from tradetape.domain.footprint import level_step
 from tradetape.runtime.nats_server import EmbeddedNatsServer
 from tradetape.runtime.processes import die_with_parent, tradetape_command
 from tradetape.settings import Settings
@@ -503,7 +504,7 @@ class LayerMemory:
     peak_bytes: int
     second_rows: int
     level_rows: int
-    """Minute-level rows, read by footprint only."""
+    """Minute-level rows, read by footprint only (bucketed by its row size)."""
 
     @property
     def per_row(self) -> float:
@@ -521,7 +522,10 @@ def layer_memory(shard_dir: Path, figures: list[Figure], query_memory_mb: int) -
                 continue
             time_range = (figure.fields["start"], figure.fields["end"])
             seconds = len(service._reader.second_bars(SYMBOL, time_range))
-            levels = service._reader.minute_levels(SYMBOL, time_range) if figure.method == "footprint" else None
+            levels = None
+            if figure.method == "footprint":  # bucketed as the footprint reads them
+                step = level_step(parse_units(figure.fields["row_size"]))
+                levels = service._reader.minute_levels(SYMBOL, time_range, price_step=step)
             body = orjson.dumps(figure.fields)
             tracemalloc.start()
             try:

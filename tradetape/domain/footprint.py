@@ -259,7 +259,7 @@ def _bar(
         sell_volume=bars.sell_volume[b],
         trade_count=int(bars.trade_count[b]),
         rows=rows,
-        stacked=_stacked(rows, stacked),
+        stacked=_stacked(rows, stacked) if max(buy_flags.count(True), sell_flags.count(True)) >= stacked else (),
         poc_row=poc,
         value_area_low_row=va_low,
         value_area_high_row=va_high,
