@@ -61,6 +61,7 @@ from tradetape.api.registry import methods
 from tradetape.bus.subjects import ANALYTICS_SERVICE, query_subject
 from tradetape.client import ClientQueryError, TapeClient
 from tradetape.domain.decimals import parse_units
+from tradetape.domain.footprint import level_step
 from tradetape.runtime.nats_server import EmbeddedNatsServer
 from tradetape.runtime.processes import die_with_parent, tradetape_command
 from tradetape.settings import Settings
@@ -503,7 +504,7 @@ class LayerMemory:
     peak_bytes: int
     second_rows: int
     level_rows: int
-    """Minute-level rows, read by footprint only."""
+    """Minute-level rows, read by footprint only (bucketed by its row size)."""
 
     @property
     def per_row(self) -> float:
@@ -521,7 +522,10 @@ def layer_memory(shard_dir: Path, figures: list[Figure], query_memory_mb: int) -
                 continue
             time_range = (figure.fields["start"], figure.fields["end"])
             seconds = len(service._reader.second_bars(SYMBOL, time_range))
-            levels = service._reader.minute_levels(SYMBOL, time_range) if figure.method == "footprint" else None
+            levels = None
+            if figure.method == "footprint":  # bucketed as the footprint reads them
+                step = level_step(parse_units(figure.fields["row_size"]))
+                levels = service._reader.minute_levels(SYMBOL, time_range, price_step=step)
             body = orjson.dumps(figure.fields)
             tracemalloc.start()
             try:
@@ -634,6 +638,10 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
         for figure in figures:
             if figure.label.endswith(f"over {whole}") and figure.method != "volume_profile":
                 figure.target = absolute(250)
+    if args.only:
+        figures = [figure for figure in figures if figure.label.startswith(tuple(args.only))]
+        if not figures:
+            raise SystemExit(f"--only {args.only} matches no figure")
 
     # DuckDB first, while the replicas do not exist yet: nothing else of ours competes for the cores.
     duck_sql = {
@@ -653,6 +661,7 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
             parquet, start, end, 30 * MINUTE_MS, parse_units(args.tpo_row_size)
         )
     duck_sql["coverage"] = duck_coverage_sql(parquet)
+    duck_sql = {name: sql for name, sql in duck_sql.items() if name in {figure.peer for figure in figures}}
     duck: dict[str, Samples] = {}
     duck_rows: dict[str, Any] = {}
     with CpuMeter({"bench (DuckDB)": os.getpid()}) as duck_cpu:
@@ -695,10 +704,11 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
                 replicas.check()
                 log(f"{figure.label}: p50 {figure.samples.ms(50):.1f} ms p99 {figure.samples.ms(99):.1f} ms")
 
-        log(f"throughput: {args.concurrency} in flight for {args.throughput_seconds:g} s, {args.replicas} workers")
-        rate_all = await throughput(client, nc, args, end, pids)
-        rate_one = None
-        if args.replicas > 1:
+        rate_all = rate_one = None
+        if not args.only:
+            log(f"throughput: {args.concurrency} in flight for {args.throughput_seconds:g} s, {args.replicas} workers")
+            rate_all = await throughput(client, nc, args, end, pids)
+        if args.replicas > 1 and not args.only:
             for proc in replicas.procs[1:]:
                 replicas.stop(proc)
             await wait_ready(nc, replicas, 1)
@@ -760,7 +770,7 @@ def print_report(
     figures: list[Figure],
     duck: dict[str, Samples],
     duck_threads: Any,
-    rate_all: str,
+    rate_all: str | None,
     rate_one: str | None,
     latency_cpu: CpuMeter,
     duck_cpu: CpuMeter,
@@ -840,7 +850,8 @@ def print_report(
     print(f"cores used while measuring latency: {latency_cpu.summary()}")
     print(f"cores used while DuckDB ran: {duck_cpu.summary()}")
     print()
-    print(f"throughput, volume_profile 1 h, {args.concurrency} in flight, {args.replicas} workers: {rate_all}")
+    if rate_all is not None:
+        print(f"throughput, volume_profile 1 h, {args.concurrency} in flight, {args.replicas} workers: {rate_all}")
     if rate_one is not None:
         print(f"throughput, volume_profile 1 h, {args.concurrency} in flight, 1 worker:  {rate_one}")
     print()
@@ -897,6 +908,10 @@ def main() -> int:
         help='also print a cProfile of this figure\'s in-process answer, e.g. "volume_profile 24 h" (repeatable)',
     )  # fmt: skip
     parser.add_argument("--work-dir", type=Path, help="keep the store here and reuse it on the next run")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="LABEL",
+        help='measure only the figures whose label starts with this, e.g. "footprint" (repeatable; no throughput)',
+    )  # fmt: skip
     args = parser.parse_args()
     if args.days < 1 or args.per_day < 1000:
         parser.error("need at least 1 day and 1000 trades a day")

@@ -190,8 +190,10 @@ class QuerySource:
     def second_bars(self, symbol: str, time_range: tuple[int, int] | None) -> SecondBars:
         return self._reader.second_bars(symbol, time_range, self._budget, self._quantity)
 
-    def minute_levels(self, symbol: str, time_range: tuple[int, int] | None) -> MinuteLevels | None:
-        return self._reader.minute_levels(symbol, time_range, self._budget, self._quantity)
+    def minute_levels(
+        self, symbol: str, time_range: tuple[int, int] | None, price_step: int = 1
+    ) -> MinuteLevels | None:
+        return self._reader.minute_levels(symbol, time_range, self._budget, self._quantity, price_step)
 
     def ingest_gaps(self, symbol: str) -> list[LedgerGap] | None:
         return self._gaps if symbol == self._symbol else None

@@ -100,6 +100,34 @@ def test_minute_levels_per_interval_equal_a_reference(rows: list[tuple[int, int,
     assert list(zip(per.time.tolist(), per.price.tolist(), strict=True)) == sorted(expected)
 
 
+@settings(max_examples=100, deadline=None)
+@given(rows=TRADES, step=st.sampled_from([1, 10**6, 10**7, 3 * 10**7, 10**9]))
+def test_bucketed_minute_levels_equal_a_reference(rows: list[tuple[int, int, int, bool]], step: int) -> None:
+    """What a footprint of rows a multiple of `step` reads: per minute and price taken down to a multiple of it."""
+    trades = columns([(p % 500 * 10**6 + 10**8, q, t * 30, m) for p, q, t, m in rows])
+    levels = minute_levels(trades)
+    assert levels is not None
+    bucketed = levels.bucketed(step)
+    expected: dict[tuple[int, int], list[int]] = {}
+    for price, qty, time, maker in zip(trades.price.tolist(), trades.qty.tolist(), trades.time.tolist(),
+                                       trades.buyer_maker.tolist(), strict=True):  # fmt: skip
+        row = expected.setdefault((time - time % 60_000, price - price % step), [0, 0, 0])
+        row[0], row[1], row[2] = row[0] + qty, row[1] + (0 if maker else qty), row[2] + 1
+    got = list(zip(bucketed.time.tolist(), bucketed.price.tolist(), bucketed.volume.tolist(),
+                   bucketed.buy_volume.tolist(), bucketed.trade_count.tolist(), strict=True))  # fmt: skip
+    assert got == [(t, p, *expected[(t, p)]) for t, p in sorted(expected)]
+
+
+def test_levels_whose_buckets_could_leave_int64_are_kept_as_they_are() -> None:
+    # each level fits int64 (as the store keeps them), one bucket of both would hold 10**19
+    time, price = np.full(2, T0, dtype=np.int64), np.array([10**8, 10**8 + 10**6], dtype=np.int64)
+    volume = np.full(2, 5 * 10**18, dtype=np.int64)
+    levels = MinuteLevels(time, price, volume, volume, np.ones(2, dtype=np.int64))
+    assert levels.bucketed(10**8) is levels  # each level stays, in its bucket's row
+    with pytest.raises(ValueError, match="positive"):
+        levels.bucketed(0)
+
+
 def same(a: SecondBars | MinuteLevels, b: SecondBars | MinuteLevels) -> bool:
     pairs = zip(a.arrays(), b.arrays(), strict=True)
     return all(np.array_equal(x, y, equal_nan=x.dtype == np.float64) for x, y in pairs)

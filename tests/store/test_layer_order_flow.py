@@ -2,8 +2,9 @@
 
 Over a real RocksDB store with late prints, voids and young windows (`tests/store/test_layer.py`'s
 tape): random ranges with ragged edges, intervals of whole minutes (the layer) and not (the
-trades), and sessions cutting the range; and over a long range, within a budget that holds its
-layer and edges but not all its trades.
+trades), and sessions cutting the range, at row sizes whose layer levels are read bucketed
+(`MinuteLevels.bucketed`: a power of ten of ticks) and not; and over a long range, within a budget
+that holds its layer and edges but not all its trades.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.store.synthetic import SYMBOL, T0, tape, write_rolled
-from tests.store.test_layer import BUSY_HOURS, HOUR, NOW, stored  # noqa: F401 (the fixture)
+from tests.store.test_layer import BUSY_HOURS, HOUR, NOW, same_arrays, stored  # noqa: F401 (the fixture)
 from tradetape.api.methods import footprint, market_profile
+from tradetape.domain.aggregates import minute_levels
 from tradetape.domain.columns import TradeColumns
 from tradetape.services.analytics.service import QuerySource
 from tradetape.store.budget import ReadBudget, ReadTooLargeError
@@ -41,6 +43,8 @@ def answers(source: Any, time_range: tuple[int, int], interval: str, period: str
     for method, request in (
         (footprint, footprint.FootprintRequest(interval=interval, rows=4, **span)),
         (footprint, footprint.FootprintRequest(interval=interval, row_size="0.05", imbalance=1.5, stacked=2, **span)),
+        (footprint, footprint.FootprintRequest(interval=interval, row_size="0.3", imbalance=1.25, stacked=2, **span)),
+        (footprint, footprint.FootprintRequest(interval=interval, row_size="2", imbalance=1.1, **span)),
         (market_profile, market_profile.MarketProfileRequest(period=period, **span)),
     ):
         try:
@@ -85,6 +89,33 @@ def test_footprint_and_market_profile_from_the_layer_equal_them_from_the_trades(
     assert layered == answers(HeldTrades(kept), time_range, interval, period, session)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    start=st.integers(-5 * 60_000, 3 * HOUR),
+    length=st.integers(1, 3 * HOUR + 10 * 60_000),
+    unit=st.sampled_from([1, 997, 60_000]),
+    step=st.sampled_from([10**6, 10**7, 10**8, 10**9]),
+)
+def test_bucketed_levels_of_a_range_equal_those_of_its_trades(
+    stored: tuple[ShardWriter, TradeColumns],  # noqa: F811 (the fixture)
+    reader: ShardReader,
+    start: int,
+    length: int,
+    unit: int,
+    step: int,
+) -> None:
+    """Layers bucketed as they are decoded (and cached so), cut at the range's whole minutes, with its ragged edges,
+    voids, late prints and young windows: the bucketed levels of the range's own trades."""
+    _, kept = stored
+    first = T0 + start - start % unit
+    time_range = (first, first + max(length - length % unit, unit))
+    expected = minute_levels(kept.between(*time_range))
+    assert expected is not None
+    for _ in range(2):  # the second time from the cache
+        got = reader.minute_levels(SYMBOL, time_range, price_step=step)
+        assert got is not None and same_arrays(got, expected.bucketed(step))
+
+
 @pytest.fixture
 def busy(tmp_path: Path) -> Path:
     """Ten hours of 200,000 trades (about 5.5 a second), rolled up."""
@@ -124,5 +155,27 @@ def test_order_flow_over_a_long_range_decodes_only_its_ragged_edges(busy: Path, 
         answer = method.handle(QuerySource(reader, budget, SYMBOL), SYMBOL, request, NOW)
         assert answer == method.handle(HeldTrades(trades), SYMBOL, request, NOW)
         assert answer.trade_count == len(trades)
+    finally:
+        reader.close()
+
+
+def test_a_footprint_reads_the_layer_bucketed_by_its_row_size(busy: Path) -> None:
+    """Before, a footprint summed every (minute, price) level of its range (at a cent tick ~0.6 a trade, nearly the
+    work of its trades); now it reads them bucketed by the largest power of ten dividing its row size, decoded so
+    once and cached: a few levels a minute, and the same answer as from the trades."""
+    time_range = (T0 + 1_500, T0 + BUSY_HOURS * HOUR - 700)
+    request = footprint.FootprintRequest(interval="5m", row_size="0.5", start=time_range[0], end=time_range[1])
+    reader = ShardReader(busy, cache_bytes=2**28)
+    try:
+        source = QuerySource(reader, ReadBudget(2**30, 200, 200), SYMBOL)
+        answer = footprint.handle(source, SYMBOL, request, NOW)
+        assert answer == footprint.handle(HeldTrades(reader.trades(SYMBOL, time_range)), SYMBOL, request, NOW)
+        misses = reader.cache.misses
+        bucketed = reader.minute_levels(SYMBOL, time_range, price_step=10**7)  # 0.1: the largest dividing 0.5
+        assert reader.cache.misses == misses  # the footprint read (and cached) exactly these
+        every = reader.minute_levels(SYMBOL, time_range)
+        assert bucketed is not None and every is not None
+        assert len(bucketed) * 4 < len(every)
+        assert bucketed.trade_count.sum() == every.trade_count.sum() == answer.trade_count
     finally:
         reader.close()

@@ -54,9 +54,11 @@ class SecondBarSource(Protocol):
 class MinuteLevelSource(Protocol):
     """A source that keeps per-minute price levels (the store's aggregate layer)."""
 
-    def minute_levels(self, symbol: str, time_range: tuple[int, int] | None) -> MinuteLevels | None:
+    def minute_levels(
+        self, symbol: str, time_range: tuple[int, int] | None, price_step: int = 1
+    ) -> MinuteLevels | None:
         """The per-minute levels of the trades in the range (a ragged minute holds only its trades in range);
-        None when a sum could leave int64."""
+        None when a sum could leave int64. With a `price_step`, as `MinuteLevels.bucketed(price_step)`."""
         ...
 
 

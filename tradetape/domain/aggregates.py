@@ -293,6 +293,23 @@ class MinuteLevels:
         """Every minute's levels summed per price; None if a sum could leave int64."""
         return PriceLevels.of_levels(self.price, self.volume, self.buy_volume, self.trade_count)
 
+    def bucketed(self, step: int) -> MinuteLevels:
+        """The levels with each price taken down to a multiple of `step`, summed per (minute, bucket): what a
+        footprint of rows a multiple of `step` reads (a level's row is its bucket's), a few rows a minute instead
+        of one a price. Unchanged where a bucket's sum could leave int64 (each level is in its bucket's row too).
+
+        No sort: prices ascend within each minute, so each bucket of a minute is one run of rows.
+        """
+        if step <= 0:
+            raise ValueError(f"a positive price step, got {step}")
+        n = len(self)
+        if n == 0 or step == 1 or max(int(self.volume.max()), int(self.trade_count.max())) * n > _INT64_MAX:
+            return self
+        price = self.price - self.price % np.int64(step)
+        heads = np.flatnonzero(np.r_[True, (self.time[1:] != self.time[:-1]) | (price[1:] != price[:-1])])
+        sums = (np.add.reduceat(column, heads) for column in (self.volume, self.buy_volume, self.trade_count))
+        return MinuteLevels(self.time[heads], price[heads], *sums)
+
 
 def _grouped(
     time: Int64Array, price: Int64Array, volume: Int64Array, buy: Int64Array, count: Int64Array

@@ -26,17 +26,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import groupby
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from tradetape.domain.aggregates import TimeBars
+from tradetape.domain.columns import Int64Array
 from tradetape.domain.interval_levels import IntervalLevels
 from tradetape.domain.profile import nice_row_sizes
 from tradetape.domain.sums import exact_group_sums
 from tradetape.domain.value_area import RowsWithValueArea, value_area_of
 
 Side = Literal["buy", "sell"]
+_INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,18 @@ def footprint_cells(bars: TimeBars, row_size: int) -> int:
     return int((bars.high // size - bars.low // size + 1).sum())
 
 
+def level_step(row_size: int) -> int:
+    """The largest power of ten dividing `row_size`: levels with prices taken down to its multiples fall in the
+    same rows as their trades, so a footprint can read them bucketed (`MinuteLevels.bucketed`); rows of 1, 2 and 5
+    USDT share one bucketing, 10, 20 and 50 another."""
+    if row_size <= 0:
+        raise ValueError(f"row_size must be positive, got {row_size}")
+    step = 1
+    while row_size % (step * 10) == 0:
+        step *= 10
+    return step
+
+
 def footprint_row_size(bars: TimeBars, rows: int, tick: int) -> int:
     """The smallest nice row size (`tradetape.domain.profile.nice_row_sizes`) giving no bar more than `rows` rows."""
     if rows < 1:
@@ -134,26 +149,68 @@ def footprint(
     row_counts = bars.high // size - low_row + 1
     offsets = np.r_[np.int64(0), np.cumsum(row_counts)]
     n_cells = int(offsets[-1])
+    index, row, buy_levels, sell_levels, count_levels = _row_runs(levels, size)
     bar_index = bars.start // bars.interval_ms
-    position = np.searchsorted(bar_index, levels.index)
-    if len(levels) and (int(position.max()) >= len(bars) or bool((bar_index[position] != levels.index).any())):
+    position = np.searchsorted(bar_index, index)
+    if len(index) and (int(position.max()) >= len(bars) or bool((bar_index[position] != index).any())):
         raise ValueError("the levels hold an interval no bar has")
-    offset_in_bar = levels.price // size - low_row[position]
-    if len(levels) and (int(offset_in_bar.min()) < 0 or bool((offset_in_bar >= row_counts[position]).any())):
+    offset_in_bar = row - low_row[position]
+    if len(index) and (int(offset_in_bar.min()) < 0 or bool((offset_in_bar >= row_counts[position]).any())):
         raise ValueError("a level's price lies outside its bar's low and high")
     cell = offsets[position] + offset_in_bar
-    buy = exact_group_sums(cell, levels.buy_volume, n_cells)
-    sell = exact_group_sums(cell, levels.volume - levels.buy_volume, n_cells)
-    counts = np.bincount(cell, weights=levels.trade_count.astype(np.float64), minlength=n_cells)  # < 2**53 each
+    buy = exact_group_sums(cell, buy_levels, n_cells)
+    sell = exact_group_sums(cell, sell_levels, n_cells)
+    counts = np.bincount(cell, weights=count_levels.astype(np.float64), minlength=n_cells)  # < 2**53 each
     trade_counts = counts.astype(np.int64).tolist()
+    buy_flags, sell_flags = _imbalances(buy, sell, offsets, ratio)
     result = []
     for b in range(len(bars)):
         first, end = int(offsets[b]), int(offsets[b + 1])
+        cells = slice(first, end)
         result.append(
-            _bar(bars, b, int(low_row[b]) * row_size, row_size, buy[first:end], sell[first:end],
-                 trade_counts[first:end], ratio, stacked, value_area)
-        )
+            _bar(bars, b, int(low_row[b]) * row_size, row_size, buy[cells], sell[cells], trade_counts[cells],
+                 buy_flags[cells], sell_flags[cells], stacked, value_area)
+        )  # fmt: skip
     return result
+
+
+def _row_runs(levels: IntervalLevels, size: np.int64) -> tuple[Int64Array, ...]:
+    """Interval, row, buy volume, sell volume and trade count of each run of levels in one interval and row, summed.
+
+    Levels come ascending by price within each minute, so a run holds a minute's prices of one row: at a cent
+    tick and rows of a few dollars, hundreds of levels become one, and everything after works on those. Each
+    level stays its own run when a run's int64 sum could overflow (sums per cell are exact either way).
+    """
+    row = levels.price // size
+    n = len(levels)
+    if n == 0 or max(int(levels.volume.max()), int(levels.trade_count.max())) * n > _INT64_MAX:
+        return levels.index, row, levels.buy_volume, levels.volume - levels.buy_volume, levels.trade_count
+    heads = np.flatnonzero(np.r_[True, (levels.index[1:] != levels.index[:-1]) | (row[1:] != row[:-1])])
+    volume = np.add.reduceat(levels.volume, heads)
+    buy = np.add.reduceat(levels.buy_volume, heads)
+    return levels.index[heads], row[heads], buy, volume - buy, np.add.reduceat(levels.trade_count, heads)
+
+
+def _imbalances(buy: list[int], sell: list[int], offsets: Int64Array, ratio: Fraction) -> tuple[list[bool], ...]:
+    """Buy and sell imbalance flags of every cell (bars' rows one after another; bar b's rows start at
+    `offsets[b]`), compared as `buy * den >= num * sell` in int64 where every product fits, else in Python ints."""
+    num, den = ratio.numerator, ratio.denominator
+    n = len(buy)
+    if n == 0:
+        return [], []
+    fits = max(max(buy), max(sell)) * max(num, den) <= _INT64_MAX
+    dtype: type = np.int64 if fits else object
+    buys: npt.NDArray[Any] = np.array(buy, dtype=dtype)
+    sells: npt.NDArray[Any] = np.array(sell, dtype=dtype)
+    first = np.zeros(n, dtype=bool)
+    first[offsets[:-1]] = True  # a bar's lowest row: no row below it
+    last = np.zeros(n, dtype=bool)
+    last[offsets[1:] - 1] = True  # its highest: no row above
+    below = np.r_[np.zeros(1, dtype=dtype), sells[:-1]]
+    above = np.r_[buys[1:], np.zeros(1, dtype=dtype)]
+    buy_flags = ~first & (buys > 0) & (buys * den >= below * num)
+    sell_flags = ~last & (sells > 0) & (sells * den >= above * num)
+    return buy_flags.astype(bool).tolist(), sell_flags.astype(bool).tolist()
 
 
 def _bar(
@@ -164,24 +221,16 @@ def _bar(
     buy: list[int],
     sell: list[int],
     counts: list[int],
-    ratio: Fraction,
+    buy_flags: list[bool],
+    sell_flags: list[bool],
     stacked: int,
     value_area: Fraction,
 ) -> FootprintBar:
-    num, den = ratio.numerator, ratio.denominator
-    last = len(buy) - 1
     rows = tuple(
-        FootprintRow(
-            price_low=bottom + r * row_size,
-            price_high=bottom + (r + 1) * row_size,
-            buy_volume=buy[r],
-            sell_volume=sell[r],
-            trade_count=counts[r],
-            buy_imbalance=r > 0 and buy[r] > 0 and buy[r] * den >= num * sell[r - 1],
-            sell_imbalance=r < last and sell[r] > 0 and sell[r] * den >= num * buy[r + 1],
-        )
-        for r in range(last + 1)
-    )
+        FootprintRow(bottom + r * row_size, bottom + (r + 1) * row_size, buy[r], sell[r], counts[r], buy_flags[r],
+                     sell_flags[r])
+        for r in range(len(buy))
+    )  # fmt: skip
     volumes = [b_ + s for b_, s in zip(buy, sell, strict=True)]
     area = value_area_of(volumes, value_area)
     return FootprintBar(
@@ -195,7 +244,7 @@ def _bar(
         sell_volume=bars.sell_volume[b],
         trade_count=int(bars.trade_count[b]),
         rows=rows,
-        stacked=_stacked(rows, stacked),
+        stacked=_stacked(rows, stacked) if max(buy_flags.count(True), sell_flags.count(True)) >= stacked else (),
         poc_row=area.poc,
         value_area_low_row=area.low,
         value_area_high_row=area.high,

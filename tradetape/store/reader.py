@@ -218,11 +218,16 @@ class ShardReader:
         )
 
     def minute_levels(
-        self, symbol: str, time_range: TimeRange, budget: ReadBudget | None = None, quantity: Quantity = "all"
+        self,
+        symbol: str,
+        time_range: TimeRange,
+        budget: ReadBudget | None = None,
+        quantity: Quantity = "all",
+        price_step: int = 1,
     ) -> MinuteLevels | None:
         empty: MinuteLevels | None = MinuteLevels.empty()
         return self._with_db(
-            lambda db: read_minute_levels(db, symbol, time_range, self._cache, budget, quantity), empty
+            lambda db: read_minute_levels(db, symbol, time_range, self._cache, budget, quantity, price_step), empty
         )
 
     @property

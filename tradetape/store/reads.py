@@ -332,16 +332,23 @@ def read_minute_levels(
     cache: SegmentCache | None = None,
     budget: ReadBudget | None = None,
     quantity: Quantity = "all",
+    price_step: int = 1,
 ) -> MinuteLevels | None:
-    """The per-minute price levels of the range's trades (a ragged minute: its trades in range); None past int64."""
+    """The per-minute price levels of the range's trades (a ragged minute: its trades in range); None past int64.
+
+    With a `price_step`, prices taken down to its multiples (`MinuteLevels.bucketed`): each segment's layer is
+    bucketed once as it is decoded and cached so (a few rows a minute, where a cent tick keeps hundreds)."""
     plan = _plan(db, symbol, time_range)
+    kind, decode, _ = _levels_layer(quantity)
+    bucketed = decode if price_step == 1 else lambda value: decode(value).bucketed(price_step)
     layers, trades = _layered(
-        db, symbol, time_range, plan.inside + plan.edges, plan.windows, MINUTE_MS, _levels_layer(quantity), cache,
-        budget,
+        db, symbol, time_range, plan.inside + plan.edges, plan.windows, MINUTE_MS, (kind, bucketed, quantity), cache,
+        budget, variant="" if price_step == 1 else f"/{price_step}",
     )  # fmt: skip
     edges = minute_levels(trades)
     if edges is None:
         return None
+    edges = edges.bucketed(price_step)
     if time_range is not None:  # the ragged start, what lies between (no layer, young windows), the ragged end:
         whole_start = -(-time_range[0] // MINUTE_MS) * MINUTE_MS
         cuts = (whole_start, max(time_range[1] - time_range[1] % MINUTE_MS, whole_start))
@@ -361,6 +368,7 @@ def _layered(
     cache: SegmentCache | None,
     budget: ReadBudget | None,
     levels_held: int = 0,
+    variant: str = "",
 ) -> tuple[list[Layer], TradeColumns]:
     """The layers of `segments` cut to the range's whole units, and every trade of the range they do not stand for.
 
@@ -370,7 +378,8 @@ def _layered(
     and the layer's rows (plus `levels_held` already in hand) are checked once the layers
     are in hand, before any trade is decoded. A segment with a ragged edge counts all its
     trades: it is decoded whole (cached by the worker), then cut. `layer` names the kind and the
-    quantity: with "normal", the layers' normal figures and the trades' `normal()`.
+    quantity: with "normal", the layers' normal figures and the trades' `normal()`. A `variant` names a decoding
+    of the layer of its own (cached apart).
     """
     kind, decode, quantity = layer
     if time_range is None:
@@ -379,7 +388,7 @@ def _layered(
         start, end = time_range
         whole_start = -(-start // unit_ms) * unit_ms
         whole_end = max(end - end % unit_ms, whole_start)
-    stored = _layers(db, symbol, kind, segments, decode, cache, "" if quantity == "all" else quantity)
+    stored = _layers(db, symbol, kind, segments, decode, cache, ("" if quantity == "all" else quantity) + variant)
     kept: list[Layer] = []
     with_trades: list[tuple[SegmentSummary, bool]] = []
     for summary, found in zip(segments, stored, strict=True):
