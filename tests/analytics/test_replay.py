@@ -19,7 +19,7 @@ import pytest
 
 from tests.harness import run_services, wait_for
 from tradetape.api.replay.chunks import ReplayChunk, ReplayStart, decode_message
-from tradetape.bus.subjects import replay_subject
+from tradetape.bus.subjects import analytics_queue_group, replay_subject
 from tradetape.client import ClientQueryError, TapeClient, TapeUnavailable
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.trade import VOID_TRADE_ID
@@ -152,6 +152,36 @@ async def test_requests_are_checked_and_bounded(nats_url: str, tmp_path: Path) -
         finally:
             await raw.close()
         assert len(pl.concat([f async for f in client.replay("BTCUSDT", start=now_ms - HOUR_MS, end=now_ms)])) == 98
+        running.check()
+
+
+async def test_replay_is_discovered_in_srv_info_and_counted_in_srv_stats(nats_url: str, tmp_path: Path) -> None:
+    """Before: replay subscribed beside the micro service, so `$SRV.INFO` did not list it and `$SRV.STATS` did
+    not count its requests or errors."""
+    now_ms = int(time.time() * 1000)
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=SYMBOLS, query_max_range_days=2)
+    write_store(settings.shard_dir, {"BTCUSDT": tape(100, now_ms - HOUR_MS, 60_000, 3, 1)}, now_ms - 2 * HOUR_MS)
+    async with (
+        run_services(settings, "analytics") as running,
+        await TapeClient.connect(url=nats_url, timeout=5) as client,
+    ):
+        await wait_for(lambda: answered(client, "BTCUSDT"), timeout=20, running=running)
+
+        async def endpoint(verb: str) -> dict[str, object]:
+            msg = await client.nc.request(f"$SRV.{verb}.tradetape-analytics", b"", timeout=5)
+            found = [e for e in orjson.loads(msg.data)["endpoints"] if e["subject"] == "tape.replay.open.>"]
+            assert len(found) == 1, f"$SRV.{verb} lists no replay endpoint: {msg.data[:600]!r}"
+            return found[0]
+
+        info = await endpoint("INFO")
+        assert info["name"] == "replay" and info["queue_group"] == analytics_queue_group(settings.shard)
+        assert info["metadata"] == {"protocol": "stream", "spec": "tradetape.api.replay"}
+        assert len(pl.concat([f async for f in client.replay("BTCUSDT", start=now_ms - HOUR_MS, end=now_ms)])) == 98
+        with pytest.raises(ClientQueryError):
+            [f async for f in client.replay("BTCUSDT", start=now_ms - 3 * 86_400_000, end=now_ms)]
+        stats = await endpoint("STATS")
+        assert stats["num_requests"] == 2 and stats["num_errors"] == 1
+        assert "days" in str(stats["last_error"])
         running.check()
 
 
