@@ -11,7 +11,8 @@ serve. The reply subject must be an inbox (`tradetape.bus.replies`).
 Exact: the trades are read through the same `ShardReader.trades` as the `trades` method, so the
 stream holds the same trades (voids left out, as the store keeps them apart), read hour by hour
 (`PIECE_MS`, halved while a piece's trades would exceed `PIECE_BYTES`) and sent in `(time, agg id)`
-order.
+order. The reads go through the query segment cache without filling it (`fill_cache=False`): a week
+replayed uses the hours queries cached and leaves them there.
 
 Bounded: at most `replay_max_streams` streams at once (more: `overloaded`); a stream holds the piece
 it sends and the one read ahead (each within `PIECE_BYTES`) and at most `window` chunks beyond its
@@ -231,7 +232,7 @@ class ReplayResponder:
         budget = ReadBudget(PIECE_BYTES, PIECE_TRADE_BYTES)
 
         def read(low: int, high: int) -> TradeColumns:
-            return replay_order(self._reader.trades(instrument, (low, high), budget))
+            return replay_order(self._reader.trades(instrument, (low, high), budget, fill_cache=False))
 
         reading = loop.run_in_executor(self._threads, read, *ranges[0])
         try:

@@ -185,6 +185,35 @@ async def test_replay_is_discovered_in_srv_info_and_counted_in_srv_stats(nats_ur
         running.check()
 
 
+async def test_a_replay_reads_through_the_query_cache_without_filling_it(nats_url: str, tmp_path: Path) -> None:
+    """Before: a replay's hours went through the query segment cache, so replaying 8 hours (the cache holds about
+    3 decoded segments) evicted the segment a query had just used, and the query decoded it again."""
+    now_ms = int(time.time() * 1000)
+    first_hour = now_ms - now_ms % HOUR_MS - 9 * HOUR_MS
+    trades = tape(48_000, first_hour, 8 * HOUR_MS, 5, 1)  # 6,000 an hour: ~290 KB a decoded segment
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=SYMBOLS, query_cache_mb=1)
+    write_store(settings.shard_dir, {"BTCUSDT": trades}, first_hour + 8 * HOUR_MS)
+    async with (
+        run_services(settings, "analytics") as running,
+        await TapeClient.connect(url=nats_url, timeout=10) as client,
+    ):
+        await wait_for(lambda: answered(client, "BTCUSDT"), timeout=20, running=running)
+        cache = running.services["analytics"]._reader.cache
+        asked = {"start": first_hour + 2 * HOUR_MS + 600_000, "end": first_hour + 2 * HOUR_MS + 1_200_000}
+        queried = await client.query("trades", "BTCUSDT", **asked)
+        misses, held = cache.misses, cache.held_bytes
+        assert misses >= 1 and 0 < held <= 2**20
+        frames = client.replay("BTCUSDT", start=first_hour, end=first_hour + 8 * HOUR_MS)
+        replayed = pl.concat([frame async for frame in frames])
+        assert len(replayed) == int(((trades.agg_id % 50) != 0).sum())  # every hour read, voids left out
+        assert cache.held_bytes == held, "the replay filled the query cache"
+        through = running.services["analytics"]._reader.read_through_cache
+        assert through.hits == 1 and through.misses == 7  # the hour the query cached was used, not decoded again
+        assert (await client.query("trades", "BTCUSDT", **asked)) == queried
+        assert cache.misses == misses, "the query decoded again what the replay evicted"
+        running.check()
+
+
 async def _async(value: object) -> object:
     return value
 
