@@ -30,10 +30,7 @@ from tradetape.api.replay.chunks import (
 )
 from tradetape.api.replay.merging import ReplayMerge
 from tradetape.api.replay.pacing import Schedule
-from tradetape.bus.subjects import (
-    REPLAY_FLOW_PREFIX,
-    replay_subject,
-)
+from tradetape.bus.subjects import REPLAY_FLOW_PREFIX, replay_subject
 from tradetape.client.errors import ERROR_CODE_HEADER, ClientQueryError, TapeError, TapeUnavailable, error_of
 from tradetape.client.queries import QueryClient
 from tradetape.domain.columns import TradeColumns
