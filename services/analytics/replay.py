@@ -1,14 +1,18 @@
 """Replay streams: an instrument's stored trades of a range, sent in chunks to the asker's inbox as it acks them.
 
-Protocol: `tradetape.api.replay`. Each analytics worker subscribes `tape.replay.open.>` in its shard's
-queue group; the shard an instrument hashes to (`tradetape.settings.shard_of`) answers a request,
-the others drop it (`replay_not_owned`), and the owner answers `unknown_symbol` for an instrument
-it does not serve. The reply subject must be an inbox (`tradetape.bus.replies`).
+Protocol: `tradetape.api.replay`. Each analytics worker serves `tape.replay.open.>` as an endpoint
+(`replay`) of its micro service, in its shard's queue group, so `$SRV.INFO` lists it beside the query
+methods (metadata `protocol: stream`: the request is answered by a stream of messages to its inbox,
+not one reply) and `$SRV.STATS` counts its requests, errors and the time streams took. The shard an
+instrument hashes to (`tradetape.settings.shard_of`) answers a request, the others drop it before micro
+counts it (`replay_not_owned`), and the owner answers `unknown_symbol` for an instrument it does not
+serve. The reply subject must be an inbox (`tradetape.bus.replies`).
 
 Exact: the trades are read through the same `ShardReader.trades` as the `trades` method, so the
 stream holds the same trades (voids left out, as the store keeps them apart), read hour by hour
 (`PIECE_MS`, halved while a piece's trades would exceed `PIECE_BYTES`) and sent in `(time, agg id)`
-order.
+order. The reads go through the query segment cache without filling it (`fill_cache=False`): a week
+replayed uses the hours queries cached and leaves them there.
 
 Bounded: at most `replay_max_streams` streams at once (more: `overloaded`); a stream holds the piece
 it sends and the one read ahead (each within `PIECE_BYTES`) and at most `window` chunks beyond its
@@ -31,8 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
+from nats.micro.request import Request
 
 from tradetape.api.errors import QueryError, internal_error, overloaded, range_too_large, store_corrupt
 from tradetape.api.replay import FlowMessage, ReplayRequest, unknown_instrument
@@ -46,8 +50,9 @@ from tradetape.api.replay.chunks import (
     encode_start,
     replay_order,
 )
-from tradetape.bus.replies import ReplyGuard
-from tradetape.bus.subjects import REPLAY_OPEN_SUBJECTS, analytics_queue_group, replay_flow_subject, replayed_instrument
+from tradetape.bus.nats_internals import EndpointCounters
+from tradetape.bus.replies import GuardedService
+from tradetape.bus.subjects import REPLAY_OPEN_SUBJECTS, replay_flow_subject, replayed_instrument
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.symbols import SymbolError
 from tradetape.errors import TradetapeError
@@ -65,6 +70,9 @@ PIECE_TRADE_BYTES = 64
 """Bytes a trade of a piece takes at peak: its 49 bytes of columns and a reorder's copy, rounded up."""
 READ_THREADS = 2
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+ENDPOINT = "replay"
+ENDPOINT_METADATA = {"protocol": "stream", "spec": "tradetape.api.replay"}
+"""What `$SRV.INFO` says of the endpoint: its request opens a stream of messages (the spec's module), not one reply."""
 
 
 class StreamStopped(TradetapeError):
@@ -109,70 +117,73 @@ class Flow:
 
 
 class ReplayResponder:
-    """The analytics worker's replay streams: `start` subscribes, `stop` ends every stream (safe twice)."""
+    """The analytics worker's replay streams: `serve` adds the endpoint, `stop` ends every stream (safe twice)."""
 
-    def __init__(
-        self, settings: Settings, nc: Client, reader: ShardReader, guard: ReplyGuard, serves: Callable[[str], bool]
-    ) -> None:
+    def __init__(self, settings: Settings, nc: Client, reader: ShardReader, serves: Callable[[str], bool]) -> None:
         self._settings = settings
         self._nc = nc
         self._reader = reader
-        self._guard = guard
         self._serves = serves
         self._threads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="replay")
-        self._subscription: Subscription | None = None
+        self._stats = EndpointCounters(None)
+        self._stopped = False
         self.streams: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
         """`replay_not_owned`, `replay_overloaded`, `replay_abandoned`, `replay_bad_flow`: for the metrics."""
 
-    async def start(self) -> None:
-        queue = analytics_queue_group(self._settings.shard)
-        self._subscription = await self._nc.subscribe(
-            REPLAY_OPEN_SUBJECTS, queue=queue, cb=self._guard.guarded(self._on_request)
+    async def serve(self, service: GuardedService) -> None:
+        """Add the `replay` endpoint to the worker's micro service (its queue group, its reply guard)."""
+        await service.add_endpoint(
+            name=ENDPOINT,
+            subject=REPLAY_OPEN_SUBJECTS,
+            handler=self._on_request,
+            metadata=ENDPOINT_METADATA,
+            admit=self._admits,
         )
+        self._stats = EndpointCounters(service.service)
 
     async def stop(self) -> None:
-        subscription, self._subscription = self._subscription, None
-        if subscription is not None:
-            try:
-                await subscription.unsubscribe()
-            except NatsError as exc:
-                logger.warning("replay subscription not removed", extra={"error": repr(exc)})
+        """End every stream; requests that still arrive before the service stops are dropped."""
+        self._stopped = True
         for task in list(self.streams):
             task.cancel()
         await asyncio.gather(*self.streams, return_exceptions=True)
         self._threads.shutdown(wait=False, cancel_futures=True)
 
-    def _owns(self, instrument: str) -> bool:
-        count = self._settings.shard_count
-        return count == 1 or shard_of(instrument, count) == self._settings.shard_index
-
-    async def _on_request(self, msg: Msg) -> None:
-        """Start the stream as a task and return: a subscription's callback runs one message at a time."""
+    def _admits(self, msg: Msg) -> bool:
+        """Whether this worker's shard owns the instrument asked (another shard answers it; micro never counts it)."""
+        if self._stopped:
+            return False
         try:
             instrument = replayed_instrument(msg.subject)
         except SymbolError:
             self.counts["replay_not_owned"] += 1
-            return
-        if not self._owns(instrument):
-            self.counts["replay_not_owned"] += 1
-            return
-        assert msg.reply  # the guard admits only messages with an inbox to answer
+            return False
+        count = self._settings.shard_count
+        if count == 1 or shard_of(instrument, count) == self._settings.shard_index:
+            return True
+        self.counts["replay_not_owned"] += 1
+        return False
+
+    async def _on_request(self, request: Request) -> None:
+        """Start the stream as a task and return: micro runs an endpoint's handler one request at a time."""
+        instrument = replayed_instrument(request.subject)  # admitted: a valid instrument of this shard
         if not self._serves(instrument):
-            await self._send_error(msg.reply, unknown_instrument(instrument))
+            await self._send_error(request, unknown_instrument(instrument))
             return
         if len(self.streams) >= self._settings.replay_max_streams:
             self.counts["replay_overloaded"] += 1
-            await self._send_error(msg.reply, overloaded(len(self.streams)))
+            await self._send_error(request, overloaded(len(self.streams)))
             return
-        task = asyncio.create_task(self._stream(instrument, msg.reply, msg.data), name=f"replay-{instrument}")
+        task = asyncio.create_task(self._stream(instrument, request), name=f"replay-{instrument}")
         self.streams.add(task)
         task.add_done_callback(self.streams.discard)
 
-    async def _stream(self, instrument: str, reply: str, data: bytes) -> None:
+    async def _stream(self, instrument: str, reply: Request) -> None:
+        """Every message of the stream goes to the request's inbox (`Request.respond`, once per message)."""
         began = time.perf_counter()
         try:
-            request = ReplayRequest.parse(data)
+            request = ReplayRequest.parse(reply.data)
             self._check_range(request)
         except QueryError as exc:
             await self._send_error(reply, exc)
@@ -184,16 +195,16 @@ class ReplayResponder:
         sent = 0
         try:
             idle_ms = int(self._settings.replay_idle_timeout_s * 1000)
-            await self._nc.publish(reply, encode_start(ReplayStart(flow_subject, chunk, request.window, idle_ms)))
+            await reply.respond(encode_start(ReplayStart(flow_subject, chunk, request.window, idle_ms)))
             async with contextlib.aclosing(self._pieces(instrument, request)) as pieces:
                 async for piece in pieces:
                     for low in range(0, len(piece), chunk):
                         await flow.credit(flow.sent, self._settings.replay_idle_timeout_s)
                         part = piece.take(slice(low, low + chunk))
-                        await self._nc.publish(reply, encode_chunk(flow.sent, part))
+                        await reply.respond(encode_chunk(flow.sent, part))
                         flow.sent += 1
                         sent += len(part)
-            await self._nc.publish(reply, encode_end(ReplayEnd(flow.sent, sent)))
+            await reply.respond(encode_end(ReplayEnd(flow.sent, sent)))
             seconds = round(time.perf_counter() - began, 3)
             logger.info("replay sent", extra={"symbol": instrument, "trades": sent, "chunks": flow.sent, "s": seconds})
         except StreamStopped as exc:
@@ -208,6 +219,7 @@ class ReplayResponder:
             await self._send_error(reply, internal_error(exc))
         finally:
             self.counts["replay_bad_flow"] += flow.bad
+            self._stats.processed(REPLAY_OPEN_SUBJECTS, time.perf_counter() - began)
             with contextlib.suppress(NatsError):
                 await subscription.unsubscribe()
 
@@ -220,7 +232,7 @@ class ReplayResponder:
         budget = ReadBudget(PIECE_BYTES, PIECE_TRADE_BYTES)
 
         def read(low: int, high: int) -> TradeColumns:
-            return replay_order(self._reader.trades(instrument, (low, high), budget))
+            return replay_order(self._reader.trades(instrument, (low, high), budget, fill_cache=False))
 
         reading = loop.run_in_executor(self._threads, read, *ranges[0])
         try:
@@ -261,9 +273,11 @@ class ReplayResponder:
                 max_days=self._settings.query_max_range_days,
             )
 
-    async def _send_error(self, reply: str, exc: QueryError) -> None:
+    async def _send_error(self, reply: Request, exc: QueryError) -> None:
+        """The error message that ends a stream, counted as the endpoint's error in `$SRV.STATS`."""
+        self._stats.error(REPLAY_OPEN_SUBJECTS, exc.message)
         headers = {"Nats-Service-Error": " ".join(exc.message.split())[:200], ERROR_CODE_HEADER: str(exc.status)}
         try:
-            await self._nc.publish(reply, exc.reply().model_dump_json().encode(), headers=headers)
+            await reply.respond(exc.reply().model_dump_json().encode(), headers=headers)
         except NatsError as error:
             logger.warning("replay error not sent", extra={"code": exc.code, "error": repr(error)})

@@ -40,8 +40,8 @@ Threads: the handlers run in a pool of `query_concurrency` threads over one shar
 lock; read-only arrays), each thread's own zstd objects (`tradetape.store.packing`);
 the rest (request, source, arrays computed) belongs to one query.
 
-Replays (`tradetape.services.analytics.replay`) stream stored ranges to their askers beside the
-endpoints, with their own subscription, threads and bounds.
+Replays (`tradetape.services.analytics.replay`) stream stored ranges to their askers from the
+`replay` endpoint (`tape.replay.open.>`), with their own threads and bounds.
 
 A method that reads ingest's ledger (`coverage`) gets its open gaps from NATS KV, read
 just before the answer with a short deadline: a ledger that cannot be read makes them
@@ -234,8 +234,8 @@ class AnalyticsService:
         self.contract_sizes: dict[str, int] = {}
         """COIN-M contract sizes from COIN-M's exchangeInfo; replaced whole (query threads read it), never changed."""
         self.metrics = ServiceMetrics("analytics", self._metrics_snapshot)
-        self.replay = ReplayResponder(settings, nc, self._reader, self.replies, lambda name: name in self.symbols)
-        """Replay streams (`tradetape.services.analytics.replay`): beside the endpoints, not one of them."""
+        self.replay = ReplayResponder(settings, nc, self._reader, lambda name: name in self.symbols)
+        """Replay streams (`tradetape.services.analytics.replay`): the `replay` endpoint."""
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -282,8 +282,8 @@ class AnalyticsService:
             await service.add_endpoint(
                 name="schema", subject=SCHEMA_SUBJECT, handler=functools.partial(_respond, schema), metadata={}
             )
+            await self.replay.serve(service)
             self._endpoint_stats = EndpointCounters(service.service)
-            await self.replay.start()
             self._serving = True
             logger.info(
                 "analytics started",

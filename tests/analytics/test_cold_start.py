@@ -41,7 +41,7 @@ async def test_the_store_is_open_before_the_first_query(nats_url: str, tmp_path:
 
             async def serving() -> bool:
                 msg = await client.request("$SRV.INFO.tradetape-analytics", b"", timeout=2)
-                return len(json.loads(msg.data)["endpoints"]) == len(methods()) + 1
+                return len(json.loads(msg.data)["endpoints"]) == len(methods()) + 2
 
             await wait_for(serving, timeout=20, running=running)
             assert len(secondaries_of_this_process() - before) == 1  # opened, and no query asked yet

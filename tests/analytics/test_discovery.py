@@ -66,7 +66,7 @@ async def test_one_shard_of_2500_instruments_answers_srv_info_list_symbols_and_s
 
                 async def info() -> bytes | None:
                     msg = await nc.request("$SRV.INFO.tradetape-analytics", b"", timeout=5)
-                    return msg.data if len(orjson.loads(msg.data)["endpoints"]) == len(methods()) + 1 else None
+                    return msg.data if len(orjson.loads(msg.data)["endpoints"]) == len(methods()) + 2 else None
 
                 body = await wait_for(info, timeout=60, running=running)
                 assert len(body) < 64 * 1024 < nc.max_payload

@@ -19,7 +19,7 @@ import pytest
 
 from tests.harness import run_services, wait_for
 from tradetape.api.replay.chunks import ReplayChunk, ReplayStart, decode_message
-from tradetape.bus.subjects import replay_subject
+from tradetape.bus.subjects import analytics_queue_group, replay_subject
 from tradetape.client import ClientQueryError, TapeClient, TapeUnavailable
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.trade import VOID_TRADE_ID
@@ -152,6 +152,65 @@ async def test_requests_are_checked_and_bounded(nats_url: str, tmp_path: Path) -
         finally:
             await raw.close()
         assert len(pl.concat([f async for f in client.replay("BTCUSDT", start=now_ms - HOUR_MS, end=now_ms)])) == 98
+        running.check()
+
+
+async def test_replay_is_discovered_in_srv_info_and_counted_in_srv_stats(nats_url: str, tmp_path: Path) -> None:
+    """Before: replay subscribed beside the micro service, so `$SRV.INFO` did not list it and `$SRV.STATS` did
+    not count its requests or errors."""
+    now_ms = int(time.time() * 1000)
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=SYMBOLS, query_max_range_days=2)
+    write_store(settings.shard_dir, {"BTCUSDT": tape(100, now_ms - HOUR_MS, 60_000, 3, 1)}, now_ms - 2 * HOUR_MS)
+    async with (
+        run_services(settings, "analytics") as running,
+        await TapeClient.connect(url=nats_url, timeout=5) as client,
+    ):
+        await wait_for(lambda: answered(client, "BTCUSDT"), timeout=20, running=running)
+
+        async def endpoint(verb: str) -> dict[str, object]:
+            msg = await client.nc.request(f"$SRV.{verb}.tradetape-analytics", b"", timeout=5)
+            found = [e for e in orjson.loads(msg.data)["endpoints"] if e["subject"] == "tape.replay.open.>"]
+            assert len(found) == 1, f"$SRV.{verb} lists no replay endpoint: {msg.data[:600]!r}"
+            return found[0]
+
+        info = await endpoint("INFO")
+        assert info["name"] == "replay" and info["queue_group"] == analytics_queue_group(settings.shard)
+        assert info["metadata"] == {"protocol": "stream", "spec": "tradetape.api.replay"}
+        assert len(pl.concat([f async for f in client.replay("BTCUSDT", start=now_ms - HOUR_MS, end=now_ms)])) == 98
+        with pytest.raises(ClientQueryError):
+            [f async for f in client.replay("BTCUSDT", start=now_ms - 3 * 86_400_000, end=now_ms)]
+        stats = await endpoint("STATS")
+        assert stats["num_requests"] == 2 and stats["num_errors"] == 1
+        assert "days" in str(stats["last_error"])
+        running.check()
+
+
+async def test_a_replay_reads_through_the_query_cache_without_filling_it(nats_url: str, tmp_path: Path) -> None:
+    """Before: a replay's hours went through the query segment cache, so replaying 8 hours (the cache holds about
+    3 decoded segments) evicted the segment a query had just used, and the query decoded it again."""
+    now_ms = int(time.time() * 1000)
+    first_hour = now_ms - now_ms % HOUR_MS - 9 * HOUR_MS
+    trades = tape(48_000, first_hour, 8 * HOUR_MS, 5, 1)  # 6,000 an hour: ~290 KB a decoded segment
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=SYMBOLS, query_cache_mb=1)
+    write_store(settings.shard_dir, {"BTCUSDT": trades}, first_hour + 8 * HOUR_MS)
+    async with (
+        run_services(settings, "analytics") as running,
+        await TapeClient.connect(url=nats_url, timeout=10) as client,
+    ):
+        await wait_for(lambda: answered(client, "BTCUSDT"), timeout=20, running=running)
+        cache = running.services["analytics"]._reader.cache
+        asked = {"start": first_hour + 2 * HOUR_MS + 600_000, "end": first_hour + 2 * HOUR_MS + 1_200_000}
+        queried = await client.query("trades", "BTCUSDT", **asked)
+        misses, held = cache.misses, cache.held_bytes
+        assert misses >= 1 and 0 < held <= 2**20
+        frames = client.replay("BTCUSDT", start=first_hour, end=first_hour + 8 * HOUR_MS)
+        replayed = pl.concat([frame async for frame in frames])
+        assert len(replayed) == int(((trades.agg_id % 50) != 0).sum())  # every hour read, voids left out
+        assert cache.held_bytes == held, "the replay filled the query cache"
+        through = running.services["analytics"]._reader.read_through_cache
+        assert through.hits == 1 and through.misses == 7  # the hour the query cached was used, not decoded again
+        assert (await client.query("trades", "BTCUSDT", **asked)) == queried
+        assert cache.misses == misses, "the query decoded again what the replay evicted"
         running.check()
 
 

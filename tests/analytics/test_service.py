@@ -29,11 +29,11 @@ async def test_discovery_empty_tape_and_invalid_requests(nats_url: str, tmp_path
             async def info() -> dict[str, object] | None:
                 msg = await client.request("$SRV.INFO.tradetape-analytics", b"", timeout=2)
                 found = json.loads(msg.data)
-                return found if len(found["endpoints"]) == len(methods()) + 1 else None
+                return found if len(found["endpoints"]) == len(methods()) + 2 else None
 
             found = await wait_for(info, timeout=10, running=running)
             subjects = {endpoint["subject"] for endpoint in found["endpoints"]}
-            assert subjects == {f"tape.query.{name}.>" for name in methods()} | {"tape.schema"}
+            assert subjects == {f"tape.query.{name}.>" for name in methods()} | {"tape.schema", "tape.replay.open.>"}
             schema = json.loads((await client.request("tape.schema", b"", timeout=2)).data)
             assert "request" in schema["methods"]["bars"] and schema["subject"] == "tape.query.<method>.<SYMBOL>"
 

@@ -14,12 +14,12 @@ import pytest
 from nats.aio.client import Client
 
 from tests.harness import run_services, wait_for, wait_until_stored
-from tradetape import client as client_module
 from tradetape.api.live.joining import LiveTradesBatch
 from tradetape.api.live.messages import LiveTradesUpdate
 from tradetape.api.methods.trades import MAX_PAGE, TradeReply
 from tradetape.bus.subjects import live_trades_subject
 from tradetape.client import TapeClient
+from tradetape.client import live as client_live
 from tradetape.services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig
 from tradetape.testing import simulator_settings
 
@@ -42,7 +42,7 @@ class CountingClient(TapeClient):
 async def test_live_trades_joined_with_the_snapshot_equal_a_fresh_query_through_faults(
     nats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(client_module, "LIVE_TRADES_QUEUE", 3)  # a subscriber that stalls loses messages
+    monkeypatch.setattr(client_live, "LIVE_TRADES_QUEUE", 3)  # a subscriber that stalls loses messages
     config = ExchangeConfig(symbols=("BTCUSDT",), replay=(BUNDLED_REPLAY,), rate=0, speed=40)
     async with Exchange(config) as exchange:
         settings = simulator_settings(exchange, nats_url, tmp_path / "data", "BTCUSDT")

@@ -3,7 +3,9 @@
 Built a frame of trades at a time with polars (measured: about a million events a second, where
 a dict and `orjson.dumps` a trade manage a third of that), from the columns `TapeClient.replay`
 yields: `symbol` (an instrument name; the event carries the exchange's own symbol), `agg_id`,
-`price` and `qty` (exact decimals, written with 8 places as Binance writes them), `first_id`,
+`price` and `qty` (exact decimals, written with 8 places as Binance writes them: polars' own text of a
+`Decimal(38, 8)`, which keeps every place; measured a tenth of the time of building it from the
+units), `first_id`,
 `last_id`, `time` and `buyer_maker`. A replayed event's `E` (event time) is its trade time `T`:
 the moment the exchange would have sent it. `M` is `true`, as Binance sends it.
 """
@@ -13,8 +15,9 @@ from __future__ import annotations
 import polars as pl
 
 from tradetape.binance.streams import stream_name
-from tradetape.domain.decimals import SCALE
 from tradetape.domain.instruments import symbol_of_instrument
+
+_MILLIS = "_millis"
 
 
 def combined_events(frame: pl.DataFrame) -> pl.Series:
@@ -22,7 +25,7 @@ def combined_events(frame: pl.DataFrame) -> pl.Series:
     names = frame["symbol"].unique().to_list()
     symbols = {name: symbol_of_instrument(name) for name in names}
     streams = {name: stream_name(symbol) for name, symbol in symbols.items()}
-    millis = pl.col("time").dt.epoch("ms").cast(pl.String)
+    millis = pl.col(_MILLIS)  # `E` and `T`: the time's text made once
     text = pl.concat_str(
         pl.lit('{"stream":"'),
         pl.col("symbol").replace_strict(streams, return_dtype=pl.String),
@@ -33,9 +36,9 @@ def combined_events(frame: pl.DataFrame) -> pl.Series:
         pl.lit('","a":'),
         pl.col("agg_id").cast(pl.String),
         pl.lit(',"p":"'),
-        _decimal_text("price"),
+        pl.col("price").cast(pl.String),
         pl.lit('","q":"'),
-        _decimal_text("qty"),
+        pl.col("qty").cast(pl.String),
         pl.lit('","f":'),
         pl.col("first_id").cast(pl.String),
         pl.lit(',"l":'),
@@ -46,10 +49,5 @@ def combined_events(frame: pl.DataFrame) -> pl.Series:
         pl.col("buyer_maker").cast(pl.String),
         pl.lit(',"M":true}}'),
     )
-    return frame.select(text.alias("event")).to_series()
-
-
-def _decimal_text(column: str) -> pl.Expr:
-    """A `Decimal(38, 8)` column as Binance's text, `87648.21000000`: from its units, exactly."""
-    units = pl.col(column).to_physical()
-    return pl.concat_str((units // SCALE).cast(pl.String), pl.lit("."), (units % SCALE).cast(pl.String).str.zfill(8))
+    epoch_text = pl.col("time").dt.epoch("ms").cast(pl.String)
+    return frame.lazy().with_columns(epoch_text.alias(_MILLIS)).select(text.alias("event")).collect().to_series()

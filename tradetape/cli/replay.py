@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from tradetape.api.errors import QueryError
 from tradetape.api.models import parse_duration_ms
-from tradetape.api.replay import DEFAULT_CHUNK
+from tradetape.api.replay import DEFAULT_CHUNK, MAX_WINDOW
 from tradetape.binance.events import combined_events
 from tradetape.bus.publish.bulk import CorePublish
 from tradetape.bus.subjects import check_foreign_subject
@@ -37,6 +37,10 @@ from tradetape.client import TapeClient, TapeUnavailable
 from tradetape.settings import Settings
 
 STDOUT = "-"
+WINDOW = MAX_WINDOW
+"""Chunks the worker may send beyond the last ack: the most the protocol allows (16 MB at most in flight), as the
+command only streams. Measured with `--to-subject` on a loaded 2-core machine, against the default 8: 319/266/346k
+against 265/248/290k trades/s in three alternating pairs (the CLI waited less on a starved worker)."""
 
 
 def add_replay_command(parser: argparse.ArgumentParser, settings_fields: Sequence[str]) -> None:
@@ -101,7 +105,9 @@ async def _replay(args: argparse.Namespace, settings: Settings, output: str | No
     async with await TapeClient.connect(settings, timeout=args.timeout) as tape:
         publisher = CorePublish(tape.nc, args.to_subject) if args.to_subject is not None else None
         with _Sink(output) as sink:
-            frames = tape.replay(args.symbols, start=args.start, end=args.end, speed=args.speed, chunk=args.chunk)
+            frames = tape.replay(
+                args.symbols, start=args.start, end=args.end, speed=args.speed, chunk=args.chunk, window=WINDOW
+            )
             async for frame in frames:
                 if publisher is not None:
                     await publisher.publish(combined_events(frame))

@@ -143,6 +143,8 @@ class ShardReader:
         service catches up on each write's notice, and a query itself only after a second without one)."""
         self.cache = SegmentCache(cache_bytes)
         """Decoded segments and histograms between queries (`tradetape.store.segment_cache`); 0: none."""
+        self.read_through_cache = self.cache.read_through()
+        """The cache as `trades(..., fill_cache=False)` reads it (replays): hits used, misses never kept."""
         self._readers = threading.Condition()
         self._active = 0
         self._closed = False
@@ -193,9 +195,13 @@ class ShardReader:
         of wall time, RocksDB opening every table file)."""
         self._with_db(lambda db: None, None)
 
-    def trades(self, symbol: str, time_range: TimeRange, budget: ReadBudget | None = None) -> TradeColumns:
-        """`ReadTooLargeError` before decoding when the trades would cost more than `budget`."""
-        return self._with_db(lambda db: read_range(db, symbol, time_range, self._cache, budget), TradeColumns.empty())
+    def trades(
+        self, symbol: str, time_range: TimeRange, budget: ReadBudget | None = None, *, fill_cache: bool = True
+    ) -> TradeColumns:
+        """`ReadTooLargeError` before decoding when the trades would cost more than `budget`; `fill_cache=False`
+        reads through the cache (a replay's hours, read once, must not evict what queries use)."""
+        cache = self._cache if fill_cache or self._cache is None else self.read_through_cache
+        return self._with_db(lambda db: read_range(db, symbol, time_range, cache, budget), TradeColumns.empty())
 
     def coverage(self, symbol: str, time_range: TimeRange) -> Coverage:
         empty = Coverage(0, None, None, None, None)

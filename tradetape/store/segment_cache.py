@@ -9,7 +9,11 @@ Cached arrays are read-only: a handler that tried to change one in place would r
 instead of corrupting the next answer. Least recently used entries go first once the
 decoded arrays exceed `max_bytes`.
 
-Thread safety: the analytics worker's query threads share one cache. The entries, their
+Replays read through the cache (`read_through`): a segment it holds is used, one it does not is
+decoded for the replay alone, never added, and nothing is moved in the eviction order, so
+streaming a week of hours back leaves the hours queries use where they were.
+
+Thread safety: the analytics worker's query threads share one cache (and its read-through face). The entries, their
 order and the counters change only under the lock; decoding happens outside it (two
 threads missing the same segment both decode it, the second copy is not kept); what is
 handed out is read-only, so sharing it needs no lock.
@@ -46,15 +50,33 @@ def _nbytes(decoded: Decoded) -> int:
     return sum(int(np.asarray(column).nbytes) for column in decoded.arrays())
 
 
-class SegmentCache:
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[str, str, SegmentSummary], tuple[Decoded, int]] = OrderedDict()
+class _Entries:
+    """What a cache and its read-through face share; changed only under `lock`."""
+
+    def __init__(self) -> None:
+        self.items: OrderedDict[tuple[str, str, SegmentSummary], tuple[Decoded, int]] = OrderedDict()
         """Each entry with its size in bytes, counted once when it comes in."""
-        self._bytes = 0
-        self._lock = threading.Lock()
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+
+class SegmentCache:
+    def __init__(self, max_bytes: int, *, _shared: _Entries | None = None) -> None:
+        self.max_bytes = max_bytes
+        self._fills = _shared is None
+        self._shared = _Entries() if _shared is None else _shared
         self.hits = 0
         self.misses = 0
+        """This face's lookups: a read-through face counts its own."""
+
+    def read_through(self) -> SegmentCache:
+        """A face of this cache that uses what it holds but never adds to it or reorders it (counted apart)."""
+        return SegmentCache(self.max_bytes, _shared=self._shared)
+
+    @property
+    def held_bytes(self) -> int:
+        """The decoded arrays held, at most `max_bytes` once a lookup has evicted."""
+        return self._shared.bytes
 
     def bodies(self, db: Rdict, symbol: str, summaries: Sequence[SegmentSummary]) -> list[TradeColumns]:
         """The trades of each segment (a segment gone since its summary was read is left out)."""
@@ -90,11 +112,12 @@ class SegmentCache:
         variant: str = "",
     ) -> list[Decoded | None]:
         keys = [(kind + variant, symbol, summary) for summary in summaries]
-        with self._lock:
-            entries = [self._entries.get(key) for key in keys]
+        shared = self._shared
+        with shared.lock:
+            entries = [shared.items.get(key) for key in keys]
             for key, entry in zip(keys, entries, strict=True):
-                if entry is not None:
-                    self._entries.move_to_end(key)
+                if entry is not None and self._fills:
+                    shared.items.move_to_end(key)
             found: list[Decoded | None] = [None if entry is None else entry[0] for entry in entries]
             missing = [i for i, hit in enumerate(found) if hit is None]
             self.hits += len(keys) - len(missing)
@@ -106,15 +129,15 @@ class SegmentCache:
         for i, stored_key, value in zip(missing, stored_keys, stored, strict=True):
             if value is not None:
                 found[i] = _frozen(decoded(stored_key, value, decode))
-        if self.max_bytes > 0:
-            with self._lock:
+        if self.max_bytes > 0 and self._fills:
+            with shared.lock:
                 for i in missing:
                     decoded_entry = found[i]
-                    if decoded_entry is not None and keys[i] not in self._entries:
+                    if decoded_entry is not None and keys[i] not in shared.items:
                         size = _nbytes(decoded_entry)
-                        self._entries[keys[i]] = (decoded_entry, size)
-                        self._bytes += size
-                while self._bytes > self.max_bytes and self._entries:
-                    _, (_, size) = self._entries.popitem(last=False)
-                    self._bytes -= size
+                        shared.items[keys[i]] = (decoded_entry, size)
+                        shared.bytes += size
+                while shared.bytes > self.max_bytes and shared.items:
+                    _, (_, size) = shared.items.popitem(last=False)
+                    shared.bytes -= size
         return found

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import nats
+import polars as pl
+import pytest
 from nats.aio.msg import Msg
 from nats.protocol.command import hpub_cmd
 
-from tradetape.bus.publish.bulk import BulkPublish, hpub
+from tradetape.bus.publish.bulk import BulkPublish, CorePublish, hpub
 from tradetape.bus.subjects import MSG_ID_HEADER
 
 
@@ -44,5 +46,25 @@ async def test_gathered_publishes_arrive_in_order_with_their_ids_and_replies(nat
         assert all(
             m.reply == f"reply.{i}" and m.headers == {MSG_ID_HEADER: f"id:{i}"} for i, m in enumerate(got[:1000])
         )
+    finally:
+        await nc.close()
+
+
+async def test_core_publishes_of_a_sliced_batch_arrive_whole_and_in_order(nats_url: str) -> None:
+    """The batch is taken from its Arrow buffer: a slice (a buffer offset) must send exactly its own strings."""
+    nc = await nats.connect(nats_url)
+    try:
+        subscription = await nc.subscribe("core.frames")
+        texts = pl.Series([f'{{"a":{i},"p":"{"9" * (i % 40)}"}}' for i in range(2000)])
+        publisher = CorePublish(nc, "core.frames")
+        await publisher.publish(texts.slice(700, 600))
+        await publisher.publish(texts.slice(0, 0))
+        await publisher.publish(pl.Series(["last"]))
+        got = [(await subscription.next_msg(timeout=5)).data.decode() for _ in range(601)]
+        assert got == [*texts.slice(700, 600).to_list(), "last"]
+        with pytest.raises(ValueError, match="ASCII"):
+            await publisher.publish(pl.Series(["prix: 87 648,21 €"]))
+        with pytest.raises(ValueError, match="max payload"):
+            await publisher.publish(pl.Series(["x" * (nc.max_payload + 1)]))
     finally:
         await nc.close()
