@@ -263,6 +263,14 @@ class PersistService:
         return True
 
     async def _loop(self, store: ShardWriter, stop: asyncio.Event) -> None:
+        try:
+            await self._write_until(store, stop)
+        except BaseException:  # a failure or cancellation: the last write's sync and acks end with the loop
+            await cancel_and_wait(self._syncing)
+            raise
+        await self._settle()
+
+    async def _write_until(self, store: ShardWriter, stop: asyncio.Event) -> None:
         now = time.monotonic()
         next_stats = now + self._stats_interval
         next_rollup = now
@@ -289,13 +297,11 @@ class PersistService:
                     await self._persist(store, msgs, stop)
                 except BaseException:
                     await cancel_and_wait(ahead)
-                    await cancel_and_wait(self._syncing)
                     raise
         if ahead is not None:  # stopped: what was fetched ahead is written and acked too
             msgs = await ahead
             if msgs:
                 await self._persist(store, msgs, stop)
-        await self._settle()
 
     async def _follow_listings(self, resolved: tuple[str, ...], stop: asyncio.Event) -> None:
         """On N shards with `ALL`: the shard's share of symbols listed while it runs joins its consumer.
