@@ -19,7 +19,8 @@ Everything runs on loopback, in temporary directories that are removed afterward
    hop by hop: the exchange to a WebSocket client beside ingest (this bench, on the same
    stream), that client's receipt to the stream's own timestamp, the stream to the persist
    write that stored it (``stored_at`` of its ``tape.live.trades`` message), and the write to
-   the first poll that shows it; also ``T`` to a ``tape.live.trades`` subscriber (this bench).
+   the first poll that shows it; also ``T`` to a ``tape.live.trades`` subscriber (this bench), and
+   the exchange hop as ingest itself measures it (receipt − ``T`` and − ``E``, its last stats interval).
 
 Progress goes to stderr; the figures go to stdout as a table, or as JSON with ``--json``.
 Nothing here is part of the test run.
@@ -1000,6 +1001,12 @@ def table(report: dict[str, Any]) -> str:
         for name, hop in lat.get("hops_ms", {}).items():
             rows.append((f"latency hop: {name.replace('_', ' ')}",
                          f"p50 {fmt(hop['p50'])} ms, p99 {fmt(hop['p99'])} ms ({hop['count']} trades)"))
+        arrival = lat.get("logs", {}).get("ingest_stopped", {})
+        if "since_trade_p50_ms" in arrival:
+            rows.append(("latency hop inside ingest (its last interval)",
+                         f"receipt − T p50 {arrival['since_trade_p50_ms']} ms, p99 {arrival['since_trade_p99_ms']} ms; "
+                         f"receipt − E p50 {arrival.get('since_event_p50_ms')} ms, "
+                         f"p99 {arrival.get('since_event_p99_ms')} ms"))
         live = lat.get("T_to_live_trades_ms")
         if live:
             rows.append(("latency: T → a tape.live.trades subscriber",

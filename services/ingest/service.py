@@ -45,6 +45,7 @@ from tradetape.bus.subjects import INGEST_STATS_SUBJECT, TRADES_STREAM, deadlett
 from tradetape.domain.instruments import Market, split_instrument
 from tradetape.ground.tasks import cancel_and_wait
 from tradetape.runtime.metrics import ServiceMetrics
+from tradetape.services.ingest.arrival import ArrivalLags
 from tradetape.services.ingest.feed import AttemptLimiter, Feed, FeedOptions, split_symbols
 from tradetape.services.ingest.filler import GapFiller
 from tradetape.services.ingest.lanes import MarketLane, subscribe_interval_s
@@ -92,6 +93,8 @@ class IngestService:
         self._limiter = AttemptLimiter()
         """Connection attempts of every feed, those of instruments listed later too, within Binance's limit."""
         self._written: dict[str, tuple[int, int, tuple[Any, ...]]] = {}
+        self.arrival = ArrivalLags()
+        """The exchange → ingest hop of new trades (receipt − T, receipt − E), summarised in each progress line."""
         self.stats = StatsBook(self, settings.ingest_tail_probe_after_s)
         self.metrics = ServiceMetrics("ingest", self.stats.metrics)
 
@@ -311,6 +314,7 @@ class IngestService:
         agg_id = frame.row.agg_id
         verdict = tape.offer(agg_id)
         if verdict is Verdict.NEW:
+            self.arrival.record(frame.row.time, frame.data.get("E"))
             self.publisher.submit_trade(name, agg_id, encode_trade(frame.data))
         elif verdict is Verdict.IMPLAUSIBLE:
             reason = f"implausible agg id {agg_id}: more than {tape.max_id_jump} ahead of {tape.head}"

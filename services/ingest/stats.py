@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from tradetape.bus.publish.publisher import Publisher
     from tradetape.bus.replies import ReplyGuard
     from tradetape.domain.instruments import Market
+    from tradetape.services.ingest.arrival import ArrivalLags
     from tradetape.services.ingest.feed import Feed
     from tradetape.services.ingest.lanes import MarketLane
     from tradetape.services.ingest.tape import SymbolTape
@@ -45,6 +46,9 @@ class IngestState(Protocol):
 
     @property
     def replies(self) -> ReplyGuard: ...
+
+    @property
+    def arrival(self) -> ArrivalLags: ...
 
 
 class StatsBook:
@@ -208,6 +212,7 @@ class StatsBook:
             "tail_probes": sum(lane.filler.probe_counters.probes for lane in service.lanes.values()),
             "tail_found": sum(lane.filler.probe_counters.found for lane in service.lanes.values()),
             "buffered": service.publisher.buffered,
+            **service.arrival.summary(),
         }
         self._progress.log(event, "*", fields, force=force)
         for symbol in sorted({s for s, _ in open_gaps}):

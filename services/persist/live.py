@@ -1,8 +1,8 @@
 """Persist's live publisher: what each write newly stored, on `tape.live.*`, built from the write itself.
 
-After a write is durable, `announce` sends its trades and voids on `tape.live.trades.<SYMBOL>`
-at once (one message per symbol, in parts only when one would exceed the server's max
-payload), and `stored` queues the write for the profile and bars updates: one batch per
+As soon as a write is in the store (before its log is synced), `announce` sends its trades
+and voids on `tape.live.trades.<SYMBOL>` (one message per symbol, in parts only when one
+would exceed the server's max payload), and `stored` queues the write for the profile and bars updates: one batch per
 symbol, and the complete 1-second windows the write touched as it merged them
 (`tradetape.store.Written`). Every `interval` the queued batches of each symbol go out as one
 profile update (increments per window and price) and one bars update (the complete 1 s bars
@@ -68,7 +68,7 @@ class LivePublisher:
             self._windows[symbol].update(written.seconds.get(symbol, {}))
 
     async def announce(self, written: Written, stored_at: int) -> None:
-        """Send each symbol's newly stored trades and voids of one durable write on its live trades subject."""
+        """Send each symbol's newly stored trades and voids of one write on its live trades subject."""
         max_rows = self._limit() // TRADE_BYTES
         for symbol in sorted({*written.trades, *written.voided}):
             subject = live_trades_subject(symbol)

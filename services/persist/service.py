@@ -14,11 +14,15 @@ shards the exchange is asked again every `symbols_refresh_s`: the shard's share 
 listed meanwhile joins its consumer's filter, and a catch-up consumer brings the listed
 symbols' messages from before (`PersistConsumer.grow`).
 
-Group commit: a write starts as soon as the previous one is durable and holds whatever
-arrived meanwhile (one trade at a quiet moment, thousands under load), so a trade waits for
-at most one write, never for a fixed linger. Once a write is durable, a core NATS notice on
+Group commit, visible before durable: a write starts as soon as the previous one is in the
+store and holds whatever arrived meanwhile (one trade at a quiet moment, thousands under
+load), so a trade waits for at most one write, never for a fixed linger. A write goes into
+RocksDB's log unsynced and is announced at once: a core NATS notice on
 `tape.persist.written.<shard>` tells the shard's analytics workers to catch up, and its
-trades go out on `tape.live.trades.<SYMBOL>` (`LivePublisher.announce`), before the acks.
+trades go out on `tape.live.trades.<SYMBOL>` (`LivePublisher.announce`). Then, on a thread
+of its own and while the next write is fetched and written, the log is synced and only
+then are the write's messages acked. A machine crash before that sync can take away trades
+already shown; their messages were not acked, so they are delivered again and stored again.
 
 Bad messages never stop the tape: one that is not a valid aggTrade is dead-lettered
 with the reason and acked; one that the server gave up on after `max_deliver` attempts
@@ -35,7 +39,7 @@ import logging
 import socket
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -91,6 +95,7 @@ IMPLAUSIBLE_DELIVERIES = 3
 """An implausible id is delivered this often before it is dead-lettered: ingest writes its ledger every second,
 so a real jump ingest believed (after asking REST) shows there by the next delivery."""
 IMPLAUSIBLE_RECHECK_S = 2.0
+STEPS_KEPT = 64
 GIL_SWITCH_S = 0.0005
 """While persist runs, a thread waiting for the GIL gets it after this long (Python's default: 5 ms). The store
 thread takes the GIL back after every RocksDB call while the event loop fetches the next write's messages:
@@ -143,6 +148,16 @@ class PersistService:
         self._importer: BulkImporter | None = None
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="persist-store")
         """The one thread that changes the store: live writes, roll-ups, retention and bulk imports, one at a time."""
+        self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="persist-sync")
+        """Syncs the log of the last write while the store thread writes the next."""
+        self._syncing: asyncio.Task[None] | None = None
+        """The last write's sync and acks, awaited before the next write's start (one in flight at most)."""
+        self._reopen = False
+        """A sync failed: the store is reopened before the next write."""
+        self._writes = 0
+        self.steps: deque[tuple[str, int]] = deque(maxlen=STEPS_KEPT)
+        """The last writes' steps in the order they happened, (step, write number): `written` (in the log,
+        unsynced), `announced`, `durable`, `acked` (or `given_back` when the sync failed)."""
         self._ledger: KeyValue | None = None
         self.metrics = ServiceMetrics("persist", self._metrics_snapshot)
 
@@ -215,6 +230,7 @@ class PersistService:
             await advisories.stop()
             await self._consumer.close()
             await asyncio.to_thread(self._store_thread.shutdown)  # what the thread still writes finishes first
+            await asyncio.to_thread(self._sync_thread.shutdown)
             store.close()
             self._log_counts("persist stopped", force=True)
 
@@ -247,6 +263,14 @@ class PersistService:
         return True
 
     async def _loop(self, store: ShardWriter, stop: asyncio.Event) -> None:
+        try:
+            await self._write_until(store, stop)
+        except BaseException:  # a failure or cancellation: the last write's sync and acks end with the loop
+            await cancel_and_wait(self._syncing)
+            raise
+        await self._settle()
+
+    async def _write_until(self, store: ShardWriter, stop: asyncio.Event) -> None:
         now = time.monotonic()
         next_stats = now + self._stats_interval
         next_rollup = now
@@ -356,7 +380,7 @@ class PersistService:
             logger.warning("consumer check failed", extra={"error": repr(exc)})
 
     async def _persist(self, store: ShardWriter, msgs: list[Msg], stop: asyncio.Event) -> None:
-        """Write one batch durably, then ack every message of it (an implausible id may be given back instead)."""
+        """Write one batch unsynced and announce it; its sync and acks go on beside the next write (`_sync_and_ack`)."""
         rows: list[tuple[str, TradeRow]] = []
         sources: list[Msg] = []
         for msg in msgs:
@@ -379,23 +403,61 @@ class PersistService:
         written = await self._write(store, rows, msgs, stop)
         if written is None:
             return
+        self._writes += 1
+        number = self._writes
+        self.steps.append(("written", number))
         vetting, fresh = written
         if fresh.count:
             await self._announce(fresh)
-        added = fresh.count
+        self.steps.append(("announced", number))
         given_back = await self._refuse(vetting.refusals, rows, sources)
         refused = vetting.refused()
-        self.written.update(symbol for index, (symbol, _) in enumerate(rows) if index not in refused)
-        self.already_stored += len(rows) - len(refused) - added
+        stored = Counter(symbol for index, (symbol, _) in enumerate(rows) if index not in refused)
+        await self._settle()
+        self._syncing = asyncio.create_task(
+            self._sync_and_ack(store, number, msgs, given_back, stored, len(rows) - len(refused) - fresh.count),
+            name="persist-sync",
+        )
+
+    async def _settle(self) -> None:
+        """Wait for the last write's sync and acks (before the next write's, a reopen, or the end)."""
+        syncing, self._syncing = self._syncing, None
+        if syncing is not None:
+            await syncing
+
+    async def _sync_and_ack(
+        self, store: ShardWriter, number: int, msgs: list[Msg], given_back: set[int], stored: Counter[str], old: int
+    ) -> None:
+        """Make write `number` durable (the log synced), then ack its messages (an implausible id is given back).
+
+        If the sync fails, every message is given back at once and the store is reopened before the next write:
+        what the log kept is recovered and the redelivered trades are dropped as held, what it lost is stored again.
+        """
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._sync_thread, store.sync_log)
+        except StoreError as exc:
+            self.store_errors += 1
+            self._reopen = True
+            logger.error("store sync failed, batch given back", extra={"error": str(exc), "held": len(msgs)})
+            for msg in msgs:
+                with contextlib.suppress(NatsError):
+                    await msg.nak()
+            self.steps.append(("given_back", number))
+            return
+        self.steps.append(("durable", number))
         for msg in msgs:
             if id(msg) in given_back:
                 await msg.nak(delay=IMPLAUSIBLE_RECHECK_S)
             else:
                 await msg.ack()
+        self.steps.append(("acked", number))
+        self.written.update(stored)
+        self.already_stored += old
         self.batches += 1
 
     async def _announce(self, written: Written) -> None:
-        """A durable write: the notice for the shard's analytics workers, then the live trades (core NATS, no wait)."""
+        """A write in the store (not yet synced): the notice for the shard's analytics workers, then the live trades
+        (core NATS, no wait)."""
         stored_at = int(time.time() * 1000)
         notice = orjson.dumps({"stored_at": stored_at, "added": written.count})
         try:
@@ -477,6 +539,10 @@ class PersistService:
         backoff = Backoff(0.5, STORE_RETRY_MAX_S)
         while True:
             try:
+                if self._reopen:  # a sync failed: a fresh handle recovers what the log kept
+                    await self._settle()
+                    await self._in_store(store.reopen)
+                    self._reopen = False
                 vetting, fresh, windows = await self._in_store(self._vet_and_write, store, rows, None)
                 if fresh is None:
                     ledger = await self._ledger_newest(vetting.unsure)
@@ -497,6 +563,7 @@ class PersistService:
                 logger.warning("stopped with an unwritten batch, delivered again later", extra={"held": len(msgs)})
                 return None
             try:
+                await self._settle()  # never reopen beside a sync
                 await self._in_store(store.reopen)  # a refused handle stays refused, even once space is back
             except StoreError as exc:
                 logger.error("store reopen failed, will retry", extra={"error": str(exc)})
@@ -510,7 +577,7 @@ class PersistService:
             return vetting, None, 0
         refused = vetting.refused()
         windows = assemble_windows(row for index, row in enumerate(rows) if index not in refused)
-        return vetting, store.write_new(windows), len(windows)
+        return vetting, store.write_new(windows, sync=False), len(windows)
 
     async def _ledger_newest(self, symbols: set[str]) -> dict[str, int | None]:
         """Per symbol the highest agg id ingest's ledger knows (confirmed, or asked for by an open gap).

@@ -4,6 +4,7 @@ never a fixed linger, and each durable write is announced (notice, live trades) 
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
 import nats
@@ -15,6 +16,7 @@ from tests.persist.test_service import trade
 from tradetape.api.live.messages import LiveTradesUpdate
 from tradetape.bus.provision import ensure_streams
 from tradetape.bus.subjects import live_trades_subject, trade_subject, written_subject
+from tradetape.services.persist.service import PersistService
 from tradetape.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
@@ -50,3 +52,32 @@ async def test_a_trade_at_a_quiet_moment_is_written_alone_and_announced(nats_url
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def _stored(persist: PersistService, count: int) -> bool:
+    return persist.written["BTCUSDT"] == count
+
+
+async def test_a_write_is_announced_before_it_is_synced_and_acked_after(nats_url: str, tmp_path: Path) -> None:
+    """Visible before durable: persist writes unsynced, announces, syncs the log, and only then acks."""
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=("BTCUSDT",))
+    client = await nats.connect(nats_url)
+    js = client.jetstream()
+    try:
+        await ensure_streams(js, settings)
+        async with run_services(settings, "persist") as running:
+            persist = running.services["persist"]
+            await wait_for(lambda: _true(persist.symbols == ("BTCUSDT",)), 20, interval=0.02, running=running)
+            for agg_id in (1, 2, 3):
+                headers = {"Nats-Msg-Id": f"binance:BTCUSDT:{agg_id}"}
+                await js.publish(trade_subject("BTCUSDT"), trade(agg_id, 1_000 + agg_id), headers=headers)
+                stored = functools.partial(_stored, persist, agg_id)
+                await wait_for(stored, 20, interval=0.02, running=running)
+            await wait_for(lambda: _true(len(persist.steps) >= 12), 20, interval=0.02, running=running)
+            steps = list(persist.steps)
+    finally:
+        await client.close()
+    writes = sorted({write for _, write in steps})
+    assert len(writes) == 3
+    for write in writes:
+        assert [step for step, number in steps if number == write] == ["written", "announced", "durable", "acked"]

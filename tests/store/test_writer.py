@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,7 @@ from tradetape.domain.columns import TradeColumns
 from tradetape.store.codec import encode_window
 from tradetape.store.keys import SEGMENT, WINDOW, kind_prefix, prefix_end, window_key
 from tradetape.store.layout import read_layout
+from tradetape.store.reader import SecondaryStore
 from tradetape.store.reads import read_all_trades, read_coverage
 from tradetape.store.rocks import open_primary, scan
 from tradetape.store.sealed import unseal
@@ -141,3 +146,39 @@ def test_a_store_refused_by_a_full_disk_writes_again_once_reopened(tmp_path: Pat
             assert held.contains(trades.agg_id).all()
         finally:
             store.close()  # logs, never raises, even for a refused handle
+
+
+def test_an_unsynced_write_is_readable_at_once_and_survives_the_writer_being_killed(tmp_path: Path) -> None:
+    """`write_new(sync=False)` is in the log: a secondary sees it before `sync_log`, a killed writer keeps it."""
+    path = tmp_path / "shard"
+    child = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from tests.store.synthetic import SYMBOL, tape, windows_of
+        from tradetape.store.writer import ShardWriter
+        store = ShardWriter(Path({str(path)!r}))
+        written = store.write_new(windows_of(SYMBOL, tape(300, 5_000)), sync=False)
+        print(written.count, flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"300"
+        reader = SecondaryStore(path)
+        try:
+            assert same(read_all_trades(reader.catch_up(), SYMBOL), tape(300, 5_000)), "visible before any sync"
+        finally:
+            reader.close()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    reopened = ShardWriter(path)
+    try:
+        assert same(read_all_trades(reopened.db, SYMBOL), tape(300, 5_000)), "a killed process lost no unsynced write"
+        assert reopened.write(windows_of(SYMBOL, tape(300, 5_000))) == 0
+        reopened.sync_log()
+    finally:
+        reopened.close()

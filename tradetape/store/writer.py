@@ -2,7 +2,10 @@
 
 Every change is one atomic RocksDB write batch, synced to the WAL before `write` returns
 (the consumer acks after it, never before), and each carries the index update of the
-trades it adds, so a crash at any point leaves windows, segments and index agreeing.
+trades it adds, so a crash at any point leaves windows, segments and index agreeing. A live
+write may be left unsynced (`write_new(..., sync=False)`): it is in the log, so readers and a
+restarted process see it at once, and `sync_log` makes it and every write before it durable
+against a machine crash (persist acks only after that).
 An incoming trade whose agg id the index holds is dropped: redelivery, late trades and
 backfill never duplicate a trade, across windows and segments alike. Void rows
 (`tradetape.domain.trade.is_void`) are taken out of every write into their own records
@@ -112,6 +115,8 @@ class ShardWriter:
                 self._db: Rdict | None = open_primary(path)
             self._sync = WriteOptions()
             self._sync.sync = True
+            self._unsynced = WriteOptions()
+            self._unsynced.sync = False
             self._index: dict[str, IdRuns] = {}
             self._rolled: dict[str, int] = {}
             with rocksdb_errors(path):
@@ -216,12 +221,27 @@ class ShardWriter:
         """
         return self.write_new(windows).count
 
-    def write_new(self, windows: dict[WindowId, TradeColumns]) -> Written:
-        """`write`, returning per symbol the trades it added (what live updates announce) and the voids."""
-        with rocksdb_errors(self.path):
-            return self._write(windows)
+    def write_new(self, windows: dict[WindowId, TradeColumns], *, sync: bool = True) -> Written:
+        """`write`, returning per symbol the trades it added (what live updates announce) and the voids.
 
-    def _write(self, windows: dict[WindowId, TradeColumns]) -> Written:
+        With `sync=False` the write is in the log (readers see it) but durable only after `sync_log`.
+        """
+        with rocksdb_errors(self.path):
+            return self._write(windows, self._sync if sync else self._unsynced)
+
+    def sync_log(self) -> None:
+        """Make every write so far durable (the log fsynced). Safe beside a write on another thread (RocksDB's own
+        locking; the GIL is released while it waits on the disk), never beside `reopen` or `close`.
+
+        Raises `StoreError` if RocksDB refuses: the caller then wants `reopen` (what the log kept is recovered).
+        """
+        db = self._db
+        if db is None:
+            raise StoreError(f"RocksDB at {self.path}: no open handle to sync")
+        with rocksdb_errors(self.path):
+            db.flush_wal(True)
+
+    def _write(self, windows: dict[WindowId, TradeColumns], options: WriteOptions) -> Written:
         by_symbol: dict[str, list[TradeColumns]] = {}
         for (symbol, _), columns in windows.items():
             by_symbol.setdefault(symbol, []).append(columns)
@@ -236,7 +256,7 @@ class ShardWriter:
                 continue
             indexes[symbol] = self._add(batch, symbol, fresh, written)
         if not batch.is_empty():
-            self.db.write(batch, self._sync)
+            self.db.write(batch, options)
             self._index.update(indexes)
         return written
 

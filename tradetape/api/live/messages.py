@@ -100,7 +100,7 @@ class LiveTradesUpdate(LiveMessage):
     message with its own `seq`; the ids of a part are its trades' and voids'.
     """
 
-    stored_at: int = Field(description="When the write was durable (persist's clock), epoch ms.")
+    stored_at: int = Field(description="When the write was stored (persist's clock; its log synced after), epoch ms.")
     part: int = Field(default=1, ge=1, description="This message's part of the write, from 1.")
     parts: int = Field(default=1, ge=1, description="How many messages carry the write.")
     trades: list[TradeReply] = Field(description="The trades, ascending by agg id, as the `trades` method answers.")

@@ -146,6 +146,11 @@ class Publisher:
         return len(self._single) + (len(self._batch.items) if self._batch is not None else 0)
 
     @property
+    def batch_open(self) -> bool:
+        """A fast-ingest batch is open: trades handed over now join it (even once all it holds is confirmed)."""
+        return self._batch is not None
+
+    @property
     def stale_acks(self) -> int:
         """Answers for messages or batches already given up."""
         return self._single.stale + self._stale_batch_replies
