@@ -381,14 +381,24 @@ def past_trades(
     ]
 
 
+def release_interval(rate: float) -> float:
+    """Seconds between a feed's releases: about ten trades a release, from 2 ms (busy) to 20 ms (quiet).
+
+    A trade waits for its release after its stamped time, which Binance, pushing as it matches,
+    does not do: a fixed 20 ms added ~10 ms (p50) to every latency measured from ``T`` at
+    2,000 trades/s; a wake-up costs ~50 µs, so 500 a second at the busiest stay cheap.
+    """
+    return min(0.02, max(0.002, 10.0 / rate))
+
+
 class GeneratorFeed:
     """Releases a generator's clusters into a history at ``rate`` trades/s on a timer.
 
-    Releasing in batches every ``interval`` seconds keeps the cost per trade low enough for
-    20k+ trades/s (and one record write per batch). A cluster is released once its first
-    trade is due and is stamped with that due time, so ``T`` never lies in the future (nor
-    before the last recorded trade), bursts share one millisecond, and a burst of any size
-    only borrows from the following trades' time instead of stalling.
+    Releasing in batches every ``interval`` seconds (by default `release_interval` of the rate)
+    keeps the cost per trade low enough for 20k+ trades/s (and one record write per batch).
+    A cluster is released once its first trade is due and is stamped with that due time,
+    so ``T`` never lies in the future (nor before the last recorded trade), bursts share one
+    millisecond, and a burst of any size only borrows from the following trades' time instead of stalling.
     """
 
     def __init__(
@@ -397,7 +407,7 @@ class GeneratorFeed:
         history: TradeHistory,
         rate: float,
         *,
-        interval: float = 0.02,
+        interval: float | None = None,
         clock: Clock | None = None,
     ) -> None:
         if rate <= 0:
@@ -405,7 +415,7 @@ class GeneratorFeed:
         self.generator = generator
         self.history = history
         self.rate = rate
-        self.interval = interval
+        self.interval = release_interval(rate) if interval is None else interval
         self.clock: Clock = clock or SystemClock()
         self.released = 0
         self._task: asyncio.Task[None] | None = None

@@ -23,6 +23,7 @@ from tradetape.services.exchange.generator import (
     TradeGenerator,
     format_units,
     past_trades,
+    release_interval,
     resume_after,
     to_units,
 )
@@ -257,3 +258,12 @@ def test_past_trades_end_right_below_the_given_ids() -> None:
     again = past_trades("BTCUSDT", 1, "0.01", start, start + 2 * day, last_agg_id=999_999, last_trade_id=4_999_999)
     assert again == past, "one seed, one past"
     assert past_trades("BTCUSDT", 1, "0.01", start, start + day, last_agg_id=100, last_trade_id=100) == []
+
+
+@pytest.mark.parametrize(("rate", "seconds"), [(1.0, 0.02), (500.0, 0.02), (2_000.0, 0.005), (10_000.0, 0.002),
+                                               (1e6, 0.002)])  # fmt: skip
+def test_a_feed_releases_about_ten_trades_at_a_time_between_2_and_20_ms(rate: float, seconds: float) -> None:
+    assert release_interval(rate) == pytest.approx(seconds)
+    assert GeneratorFeed(TradeGenerator("BTCUSDT", seed=1), TradeHistory("BTCUSDT"), rate).interval == pytest.approx(
+        seconds
+    )
