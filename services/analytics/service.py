@@ -251,6 +251,7 @@ class AnalyticsService:
         self._serve(self._settings.shard_share(resolved))
         keep_heap()
         await asyncio.to_thread(self._reader.open)  # before serving: the first query finds it open
+        await asyncio.to_thread(self._warm)
         settings = self._settings
         queue_group = analytics_queue_group(settings.shard)
         service = await GuardedService.start(
@@ -309,6 +310,33 @@ class AnalyticsService:
             self._catch_up_thread.shutdown(wait=True)
             self._reader.close()
             logger.info("analytics stopped", extra={"shard": self._settings.shard, **self.replies.errors})
+
+    def _warm(self) -> None:
+        """Fill the cache with each served symbol's newest `query_warm_hours` (`ShardReader.warm`) before serving."""
+        span_ms = int(self._settings.query_warm_hours * DAY_MS / 24)
+        if span_ms <= 0 or self._reader.cache.max_bytes <= 0:
+            return
+        started = time.monotonic()
+        segments = corrupt = warmed = 0
+        complete = True
+        for symbol in self.symbols:
+            done = self._reader.warm(symbol, span_ms)
+            segments, corrupt, warmed = segments + done.segments, corrupt + done.corrupt, warmed + 1
+            if not done.complete:
+                complete = False
+                break
+        logger.info(
+            "cache warmed",
+            extra={
+                "hours": self._settings.query_warm_hours,
+                "symbols": warmed,
+                "segments": segments,
+                "cache_mb": round(self._reader.cache.held_bytes / 2**20, 1),
+                "complete": complete,
+                "corrupt": corrupt,
+                "seconds": round(time.monotonic() - started, 2),
+            },
+        )
 
     def _serve(self, symbols: tuple[str, ...]) -> None:
         """Serve `symbols` besides those served already (the event loop's only: queries read the set there)."""

@@ -13,6 +13,11 @@ Thread safety: the analytics worker's query threads share one cache. The entries
 order and the counters change only under the lock; decoding happens outside it (two
 threads missing the same segment both decode it, the second copy is not kept); what is
 handed out is read-only, so sharing it needs no lock.
+
+Warming (`warm`): a worker fills the cache with the newest segments before it serves
+(`tradetape.store.warm_up`). Warmed entries go in behind everything held, first to go,
+and one that does not fit is dropped at once: warming never evicts what is held, never
+exceeds `max_bytes`, and is not counted in `hits` and `misses` (those count queries).
 """
 
 from __future__ import annotations
@@ -99,22 +104,68 @@ class SegmentCache:
             missing = [i for i, hit in enumerate(found) if hit is None]
             self.hits += len(keys) - len(missing)
             self.misses += len(missing)
+        self._decode_missing(db, kind, symbol, summaries, decode, keys, found, missing, warming=False)
+        return found
+
+    def warm(
+        self,
+        db: Rdict,
+        kind: str,
+        symbol: str,
+        summaries: Sequence[SegmentSummary],
+        decode: Callable[[bytes], Decoded],
+    ) -> bool:
+        """Decode and keep the values of `kind` of `summaries` not held yet, behind everything held; False once
+        one did not fit (see the module's docstring)."""
+        keys = [(kind, symbol, summary) for summary in summaries]
+        with self._lock:
+            missing = [i for i, key in enumerate(keys) if key not in self._entries]
+        found: list[Decoded | None] = [None] * len(keys)
+        return self._decode_missing(db, kind, symbol, summaries, decode, keys, found, missing, warming=True)
+
+    @property
+    def held_bytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+    def _decode_missing(
+        self,
+        db: Rdict,
+        kind: str,
+        symbol: str,
+        summaries: Sequence[SegmentSummary],
+        decode: Callable[[bytes], Decoded],
+        keys: list[tuple[str, str, SegmentSummary]],
+        found: list[Decoded | None],
+        missing: list[int],
+        *,
+        warming: bool,
+    ) -> bool:
+        """Fill `found` at `missing` from the store and keep what fits; False if a warmed value did not fit."""
         if not missing:
-            return found
+            return True
         stored_keys = [timed_key(kind, symbol, summaries[i].start) for i in missing]
         stored: list[bytes | None] = db.get(stored_keys)  # type: ignore[arg-type, assignment]
         for i, stored_key, value in zip(missing, stored_keys, stored, strict=True):
             if value is not None:
                 found[i] = _frozen(decoded(stored_key, value, decode))
-        if self.max_bytes > 0:
-            with self._lock:
-                for i in missing:
-                    decoded_entry = found[i]
-                    if decoded_entry is not None and keys[i] not in self._entries:
-                        size = _nbytes(decoded_entry)
-                        self._entries[keys[i]] = (decoded_entry, size)
-                        self._bytes += size
-                while self._bytes > self.max_bytes and self._entries:
-                    _, (_, size) = self._entries.popitem(last=False)
-                    self._bytes -= size
-        return found
+        if self.max_bytes <= 0:
+            return not warming
+        fitted = True
+        with self._lock:
+            for i in missing:
+                decoded_entry = found[i]
+                if decoded_entry is None or keys[i] in self._entries:
+                    continue
+                size = _nbytes(decoded_entry)
+                if warming and self._bytes + size > self.max_bytes:
+                    fitted = False
+                    continue
+                self._entries[keys[i]] = (decoded_entry, size)
+                self._bytes += size
+                if warming:
+                    self._entries.move_to_end(keys[i], last=False)
+            while self._bytes > self.max_bytes and self._entries:
+                _, (_, size) = self._entries.popitem(last=False)
+                self._bytes -= size
+        return fitted
