@@ -634,6 +634,12 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
         for figure in figures:
             if figure.label.endswith(f"over {whole}") and figure.method != "volume_profile":
                 figure.target = absolute(250)
+    older_end = end - (span_days // 2) * DAY_MS  # a day no worker warms at start (query_warm_hours: the newest)
+    if span_days >= 3:
+        older = {"start": older_end - DAY_MS, "end": older_end, "interval": "1m"}
+        figures.append(Figure("bars 1m over an older 24 h", "bars", older, "bars 1m older 24 h"))
+    if args.only:
+        figures = [f for f in figures if any(part in f.label for part in args.only.split(","))]
 
     # DuckDB first, while the replicas do not exist yet: nothing else of ours competes for the cores.
     duck_sql = {
@@ -653,6 +659,8 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
             parquet, start, end, 30 * MINUTE_MS, parse_units(args.tpo_row_size)
         )
     duck_sql["coverage"] = duck_coverage_sql(parquet)
+    duck_sql["bars 1m older 24 h"] = duck_bars_sql(parquet, older_end - DAY_MS, older_end, MINUTE_MS)
+    duck_sql = {name: sql for name, sql in duck_sql.items() if name in {f.peer for f in figures}}
     duck: dict[str, Samples] = {}
     duck_rows: dict[str, Any] = {}
     with CpuMeter({"bench (DuckDB)": os.getpid()}) as duck_cpu:
@@ -695,10 +703,11 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
                 replicas.check()
                 log(f"{figure.label}: p50 {figure.samples.ms(50):.1f} ms p99 {figure.samples.ms(99):.1f} ms")
 
-        log(f"throughput: {args.concurrency} in flight for {args.throughput_seconds:g} s, {args.replicas} workers")
-        rate_all = await throughput(client, nc, args, end, pids)
-        rate_one = None
-        if args.replicas > 1:
+        rate_all, rate_one = "skipped", None
+        if args.throughput_seconds > 0:
+            log(f"throughput: {args.concurrency} in flight for {args.throughput_seconds:g} s, {args.replicas} workers")
+            rate_all = await throughput(client, nc, args, end, pids)
+        if args.replicas > 1 and args.throughput_seconds > 0:
             for proc in replicas.procs[1:]:
                 replicas.stop(proc)
             await wait_ready(nc, replicas, 1)
@@ -880,7 +889,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200, help="sequential requests per figure")
     parser.add_argument("--budget-s", type=float, default=20.0, help="stop a figure's requests after this (>= 10 run)")
     parser.add_argument("--concurrency", type=int, default=50, help="requests in flight for the throughput phase")
-    parser.add_argument("--throughput-seconds", type=float, default=10.0)
+    parser.add_argument("--throughput-seconds", type=float, default=10.0, help="0: no throughput phase")
+    parser.add_argument("--only", default="", help="only the figures whose label holds one of these (comma-separated)")
     parser.add_argument(
         "--query-memory-mb", type=int, default=512,
         help="the workers' query_memory_mb (default 512: a 7 d profile's estimate, ~2.7M histogram levels at 100 B, "
