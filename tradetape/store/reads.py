@@ -322,7 +322,14 @@ def read_second_bars(
         db, symbol, time_range, plan.inside + plan.edges, plan.windows, SECOND_MS, _seconds_layer(quantity), cache,
         budget,
     )  # fmt: skip
-    return SecondBars.concat([second_bars(trades), *layers])  # layers last: read after the windows, they stand
+    edges = second_bars(trades)
+    if time_range is not None and layers:
+        whole_start = -(-time_range[0] // SECOND_MS) * SECOND_MS
+        cuts = (whole_start, max(time_range[1] - time_range[1] % SECOND_MS, whole_start))
+        middle = edges.between(*cuts)  # young windows, segments without a layer
+        if len(middle) == 0 or int(middle.time[0]) > int(layers[-1].time[-1]):  # in order: joined without a sort
+            return SecondBars.concat([edges.between(-(2**62), cuts[0]), *layers, middle, edges.between(cuts[1], 2**62)])
+    return SecondBars.concat([edges, *layers])  # layers last: read after the windows, they stand
 
 
 def read_minute_levels(
@@ -362,7 +369,8 @@ def _layered(
     budget: ReadBudget | None,
     levels_held: int = 0,
 ) -> tuple[list[Layer], TradeColumns]:
-    """The layers of `segments` cut to the range's whole units, and every trade of the range they do not stand for.
+    """The layers of `segments` cut to the range's whole units, in time order, and every trade of the range they do not
+    stand for.
 
     Those trades are the ragged parts (from the range's start to its first whole unit, and
     from its last whole unit to its end), every trade in range of a segment without a
@@ -407,7 +415,8 @@ def _layered(
         young = decoded_together(windows, decode_windows, decode_window)
         parts.append(young if time_range is None else young.between(start, end))
     joined = TradeColumns.concat(parts)
-    return [found for found in kept if len(found)], joined.normal() if quantity == "normal" else joined
+    ordered = sorted((found for found in kept if len(found)), key=lambda found: int(found.time[0]))  # disjoint
+    return ordered, joined.normal() if quantity == "normal" else joined
 
 
 def _layers(
