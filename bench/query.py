@@ -714,14 +714,17 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
             log("throughput again with one worker")
             rate_one = await throughput(client, nc, args, end, {k: v for k, v in pids.items() if k != "analytics-2"})
         replicas.check()
-        log("cold: each figure's first answer from workers started just before it")
+        log(f"cold: each figure's first answer from workers started just before it (median of {args.cold_repeat})")
         for figure in figures:
-            replicas.restart(args.replicas)
-            await wait_ready(nc, replicas, args.replicas)
-            started = time.perf_counter()
-            await client.query(figure.method, SYMBOL, **figure.fields)
-            figure.cold_s = time.perf_counter() - started
-            log(f"{figure.label}: cold {figure.cold_s * 1e3:.1f} ms")
+            colds = []
+            for _ in range(args.cold_repeat):
+                replicas.restart(args.replicas)
+                await wait_ready(nc, replicas, args.replicas)
+                started = time.perf_counter()
+                await client.query(figure.method, SYMBOL, **figure.fields)
+                colds.append(time.perf_counter() - started)
+            figure.cold_s = float(np.median(colds))
+            log(f"{figure.label}: cold {' '.join(f'{s * 1e3:.1f}' for s in colds)} ms")
         replicas.check()
     finally:
         if nc is not None:
@@ -831,7 +834,8 @@ def print_report(
     print("  footprint = buy/sell q, count per (T // 5m, p // row); market_profile = per row, the 30m periods whose")
     print("  min(p)//row..max(p)//row covers it (unnest(range(lo, hi + 1)));")
     print("  coverage = count, min/max a and T, gaps by lag(a) over the whole file. Ratio: tradetape p50 / DuckDB p50.")
-    print("cold: the figure's first answer from workers started just before it (caches empty, OS page cache warm);")
+    print(f"cold: the figure's first answer from workers started just before it (median of {args.cold_repeat} runs;")
+    print("  the workers warmed their newest query_warm_hours before serving, OS page cache warm);")
     colds = [f for f in figures if "24 h" in f.label and f.samples is not None]
     verdicts = [
         f"{f.label} {f.cold_s * 1e3:.0f}/{f.samples.ms(50):.0f} ms "
@@ -890,6 +894,7 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=20.0, help="stop a figure's requests after this (>= 10 run)")
     parser.add_argument("--concurrency", type=int, default=50, help="requests in flight for the throughput phase")
     parser.add_argument("--throughput-seconds", type=float, default=10.0, help="0: no throughput phase")
+    parser.add_argument("--cold-repeat", type=int, default=1, help="restarts per cold figure (its median)")
     parser.add_argument("--only", default="", help="only the figures whose label holds one of these (comma-separated)")
     parser.add_argument(
         "--query-memory-mb", type=int, default=512,
