@@ -121,7 +121,7 @@ DAY_MS = 86_400_000
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 HEAP_KEEP_BYTES = 32 * 1024 * 1024
-HEAP_WARM_BYTES = 48 * 1024 * 1024
+HEAP_WARM_BYTES = HEAP_KEEP_BYTES
 """What each query thread faults in before a worker serves: under glibc's trim threshold (2 x `HEAP_KEEP_BYTES`),
 so kept. Measured (a 24 h market_profile 30m, its segments cached): a fresh thread's first answer 75 ms and 6,590
 page faults, after 32 MB faulted in 9 ms and 61 faults, the same as its later answers."""
