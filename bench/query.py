@@ -630,16 +630,19 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
                f"market_profile 30m {whole}"),
         Figure("coverage, whole tape", "coverage", {}, "coverage", absolute(20)),
     ]  # fmt: skip
-    if span_days == 7:
-        for figure in figures:
-            if figure.label.endswith(f"over {whole}") and figure.method != "volume_profile":
-                figure.target = absolute(250)
     older_end = end - (span_days // 2) * DAY_MS  # a day no worker warms at start (query_warm_hours: the newest)
     if span_days >= 3:
         older = {"start": older_end - DAY_MS, "end": older_end, "interval": "1m"}
         figures.append(Figure("bars 1m over an older 24 h", "bars", older, "bars 1m older 24 h"))
+
+    if span_days == 7:
+        for figure in figures:
+            if figure.label.endswith(f"over {whole}") and figure.method != "volume_profile":
+                figure.target = absolute(250)
     if args.only:
-        figures = [f for f in figures if any(part in f.label for part in args.only.split(","))]
+        figures = [figure for figure in figures if figure.label.startswith(tuple(args.only))]
+        if not figures:
+            raise SystemExit(f"--only {args.only} matches no figure")
 
     # DuckDB first, while the replicas do not exist yet: nothing else of ours competes for the cores.
     duck_sql = {
@@ -658,9 +661,10 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
         duck_sql[f"market_profile 30m {label}"] = duck_tpo_sql(
             parquet, start, end, 30 * MINUTE_MS, parse_units(args.tpo_row_size)
         )
-    duck_sql["coverage"] = duck_coverage_sql(parquet)
     duck_sql["bars 1m older 24 h"] = duck_bars_sql(parquet, older_end - DAY_MS, older_end, MINUTE_MS)
-    duck_sql = {name: sql for name, sql in duck_sql.items() if name in {f.peer for f in figures}}
+
+    duck_sql["coverage"] = duck_coverage_sql(parquet)
+    duck_sql = {name: sql for name, sql in duck_sql.items() if name in {figure.peer for figure in figures}}
     duck: dict[str, Samples] = {}
     duck_rows: dict[str, Any] = {}
     with CpuMeter({"bench (DuckDB)": os.getpid()}) as duck_cpu:
@@ -703,11 +707,11 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
                 replicas.check()
                 log(f"{figure.label}: p50 {figure.samples.ms(50):.1f} ms p99 {figure.samples.ms(99):.1f} ms")
 
-        rate_all, rate_one = "skipped", None
-        if args.throughput_seconds > 0:
+        rate_all = rate_one = None
+        if not args.only:
             log(f"throughput: {args.concurrency} in flight for {args.throughput_seconds:g} s, {args.replicas} workers")
             rate_all = await throughput(client, nc, args, end, pids)
-        if args.replicas > 1 and args.throughput_seconds > 0:
+        if args.replicas > 1 and not args.only:
             for proc in replicas.procs[1:]:
                 replicas.stop(proc)
             await wait_ready(nc, replicas, 1)
@@ -772,7 +776,7 @@ def print_report(
     figures: list[Figure],
     duck: dict[str, Samples],
     duck_threads: Any,
-    rate_all: str,
+    rate_all: str | None,
     rate_one: str | None,
     latency_cpu: CpuMeter,
     duck_cpu: CpuMeter,
@@ -853,7 +857,8 @@ def print_report(
     print(f"cores used while measuring latency: {latency_cpu.summary()}")
     print(f"cores used while DuckDB ran: {duck_cpu.summary()}")
     print()
-    print(f"throughput, volume_profile 1 h, {args.concurrency} in flight, {args.replicas} workers: {rate_all}")
+    if rate_all is not None:
+        print(f"throughput, volume_profile 1 h, {args.concurrency} in flight, {args.replicas} workers: {rate_all}")
     if rate_one is not None:
         print(f"throughput, volume_profile 1 h, {args.concurrency} in flight, 1 worker:  {rate_one}")
     print()
@@ -893,9 +898,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200, help="sequential requests per figure")
     parser.add_argument("--budget-s", type=float, default=20.0, help="stop a figure's requests after this (>= 10 run)")
     parser.add_argument("--concurrency", type=int, default=50, help="requests in flight for the throughput phase")
-    parser.add_argument("--throughput-seconds", type=float, default=10.0, help="0: no throughput phase")
+    parser.add_argument("--throughput-seconds", type=float, default=10.0)
     parser.add_argument("--cold-repeat", type=int, default=1, help="restarts per cold figure (its median)")
-    parser.add_argument("--only", default="", help="only the figures whose label holds one of these (comma-separated)")
     parser.add_argument(
         "--query-memory-mb", type=int, default=512,
         help="the workers' query_memory_mb (default 512: a 7 d profile's estimate, ~2.7M histogram levels at 100 B, "
@@ -912,6 +916,10 @@ def main() -> int:
         help='also print a cProfile of this figure\'s in-process answer, e.g. "volume_profile 24 h" (repeatable)',
     )  # fmt: skip
     parser.add_argument("--work-dir", type=Path, help="keep the store here and reuse it on the next run")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="LABEL",
+        help='measure only the figures whose label starts with this, e.g. "footprint" (repeatable; no throughput)',
+    )  # fmt: skip
     args = parser.parse_args()
     if args.days < 1 or args.per_day < 1000:
         parser.error("need at least 1 day and 1000 trades a day")
