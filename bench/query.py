@@ -634,6 +634,11 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
                f"market_profile 30m {whole}"),
         Figure("coverage, whole tape", "coverage", {}, "coverage", absolute(20)),
     ]  # fmt: skip
+    older_end = end - (span_days // 2) * DAY_MS  # a day no worker warms at start (query_warm_hours: the newest)
+    if span_days >= 3:
+        older = {"start": older_end - DAY_MS, "end": older_end, "interval": "1m"}
+        figures.append(Figure("bars 1m over an older 24 h", "bars", older, "bars 1m older 24 h"))
+
     if span_days == 7:
         for figure in figures:
             if figure.label.endswith(f"over {whole}") and figure.method != "volume_profile":
@@ -660,6 +665,8 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
         duck_sql[f"market_profile 30m {label}"] = duck_tpo_sql(
             parquet, start, end, 30 * MINUTE_MS, parse_units(args.tpo_row_size)
         )
+    duck_sql["bars 1m older 24 h"] = duck_bars_sql(parquet, older_end - DAY_MS, older_end, MINUTE_MS)
+
     duck_sql["coverage"] = duck_coverage_sql(parquet)
     duck_sql = {name: sql for name, sql in duck_sql.items() if name in {figure.peer for figure in figures}}
     duck: dict[str, Samples] = {}
@@ -715,14 +722,17 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
             log("throughput again with one worker")
             rate_one = await throughput(client, nc, args, end, {k: v for k, v in pids.items() if k != "analytics-2"})
         replicas.check()
-        log("cold: each figure's first answer from workers started just before it")
+        log(f"cold: each figure's first answer from workers started just before it (median of {args.cold_repeat})")
         for figure in figures:
-            replicas.restart(args.replicas)
-            await wait_ready(nc, replicas, args.replicas)
-            started = time.perf_counter()
-            await client.query(figure.method, SYMBOL, **figure.fields)
-            figure.cold_s = time.perf_counter() - started
-            log(f"{figure.label}: cold {figure.cold_s * 1e3:.1f} ms")
+            colds = []
+            for _ in range(args.cold_repeat):
+                replicas.restart(args.replicas)
+                await wait_ready(nc, replicas, args.replicas)
+                started = time.perf_counter()
+                await client.query(figure.method, SYMBOL, **figure.fields)
+                colds.append(time.perf_counter() - started)
+            figure.cold_s = float(np.median(colds))
+            log(f"{figure.label}: cold {' '.join(f'{s * 1e3:.1f}' for s in colds)} ms")
         replicas.check()
     finally:
         if nc is not None:
@@ -832,7 +842,8 @@ def print_report(
     print("  footprint = buy/sell q, count per (T // 5m, p // row); market_profile = per row, the 30m periods whose")
     print("  min(p)//row..max(p)//row covers it (unnest(range(lo, hi + 1)));")
     print("  coverage = count, min/max a and T, gaps by lag(a) over the whole file. Ratio: tradetape p50 / DuckDB p50.")
-    print("cold: the figure's first answer from workers started just before it (caches empty, OS page cache warm);")
+    print(f"cold: the figure's first answer from workers started just before it (median of {args.cold_repeat} runs;")
+    print("  the workers warmed their newest query_warm_hours before serving, OS page cache warm);")
     colds = [f for f in figures if "24 h" in f.label and f.samples is not None]
     verdicts = [
         f"{f.label} {f.cold_s * 1e3:.0f}/{f.samples.ms(50):.0f} ms "
@@ -892,6 +903,7 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=20.0, help="stop a figure's requests after this (>= 10 run)")
     parser.add_argument("--concurrency", type=int, default=50, help="requests in flight for the throughput phase")
     parser.add_argument("--throughput-seconds", type=float, default=10.0)
+    parser.add_argument("--cold-repeat", type=int, default=1, help="restarts per cold figure (its median)")
     parser.add_argument(
         "--query-memory-mb", type=int, default=512,
         help="the workers' query_memory_mb (default 512: a 7 d profile's estimate, ~2.7M histogram levels at 100 B, "

@@ -228,6 +228,13 @@ class Settings(BaseSettings):
         description="seconds a replay stream waits for its client's ack with its window full; then it stops (a client"
         " that vanished holds a worker no longer than this)",
     )
+    query_warm_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="hours of each served symbol's newest stored trades an analytics worker decodes into its cache"
+        " before it serves (its first queries after a restart are mostly about recent data; query_cache_mb bounds"
+        " it); 0: none",
+    )
     mcp_host: str = Field(default="127.0.0.1", description="`tradetape mcp --http`: the address to listen on")
     mcp_port: int = Field(default=8765, ge=1, le=65535, description="`tradetape mcp --http`: the port to listen on")
     mcp_token: SecretStr | None = Field(

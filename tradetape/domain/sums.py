@@ -177,3 +177,30 @@ def run_sums(digits: list[Int64Array], starts: npt.NDArray[np.intp]) -> WideSums
         return part[0] | (part[1] << np.int64(_DIGIT_BITS)) | (part[2] << np.int64(2 * _DIGIT_BITS))
 
     return WideSums(joined(sums[_HALF_DIGITS : 2 * _HALF_DIGITS]), joined(sums[:_HALF_DIGITS]))
+
+
+_LOW_32 = np.uint64(0xFFFF_FFFF)
+_SHIFT_32 = np.uint64(32)
+
+
+def product_plus(a: Int64Array, b: Int64Array, c: WideSums) -> WideSums:
+    """``a * b + c`` per element, exact, for non-negative `a` and `b`; `SumOverflowError` at 2**126 or more.
+
+    Why not `product_digits` and `run_sums`: in 128 bits made of uint64 halves it is ~15 numpy passes instead of
+    ~60 (the aggregate layer derives each second's quote volume so on every decode).
+    """
+    if bool((a < 0).any()) or bool((b < 0).any()):
+        raise ValueError("a product of a negative value")
+    ua, ub = a.view(np.uint64), b.view(np.uint64)
+    a_lo, a_hi, b_lo, b_hi = ua & _LOW_32, ua >> _SHIFT_32, ub & _LOW_32, ub >> _SHIFT_32
+    low = a_lo * b_lo  # < 2**64
+    middle = a_hi * b_lo + a_lo * b_hi  # each < 2**63: the sum < 2**64
+    lower = low + (middle << _SHIFT_32)  # mod 2**64
+    upper = a_hi * b_hi + (middle >> _SHIFT_32) + (lower < low).astype(np.uint64)
+    c_lo, c_hi = c.lo.view(np.uint64), c.hi.view(np.uint64)
+    total = lower + (c_lo | ((c_hi & np.uint64(1)) << np.uint64(63)))
+    upper += (c_hi >> np.uint64(1)) + (total < lower).astype(np.uint64)
+    if bool((upper >> np.uint64(62)).any()):
+        raise SumOverflowError("a sum reaches 2**126 units: past what is kept exactly")
+    hi = (upper << np.uint64(1)) | (total >> np.uint64(63))
+    return WideSums(hi.view(np.int64), (total & np.uint64(_INT64_MAX)).view(np.int64))

@@ -46,7 +46,7 @@ from rocksdict import WriteBatch
 from tradetape.domain.aggregates import MINUTE_MS, SECOND_MS, MinuteLevels, SecondBars, minute_levels, second_bars
 from tradetape.domain.columns import Int64Array, NormalQuantityUnknown, TradeColumns
 from tradetape.domain.price_levels import common_divisor
-from tradetape.domain.sums import SumOverflowError, WideSums, product_digits, run_sums, times_digits
+from tradetape.domain.sums import SumOverflowError, WideSums, product_plus, run_sums, times_digits
 from tradetape.store.keys import MINUTE_LEVELS, SECOND_BARS, timed_key
 from tradetape.store.packing import PackingError, pack_columns, unpack_columns
 from tradetape.store.sealed import seal, unseal
@@ -178,11 +178,7 @@ def _decode_second_bars(value: bytes, *, normal: bool) -> SecondBars:
         close_move = body_move * np.int64(tick)
         open_ = np.cumsum(open_move * np.int64(tick) + np.r_[0, close_move[:-1]]) + np.int64(p0)
         low = open_ - down * np.int64(tick)
-        if body.get("qd") is True:
-            quote = run_sums([x + y for x, y in zip(product_digits(low, volume.lo), above.digits(), strict=True)],
-                             np.arange(n, dtype=np.intp))  # fmt: skip
-        else:
-            quote = WideSums(qhi, qlo)
+        quote = product_plus(low, volume.lo, above) if body.get("qd") is True else WideSums(qhi, qlo)
         bars = SecondBars(
             time=seconds * np.int64(SECOND_MS),
             first_id=first_id,

@@ -39,6 +39,7 @@ from tradetape.store.reads import (
 from tradetape.store.rocks import StoreError, StoreNotFoundError, store_options
 from tradetape.store.segment_cache import SegmentCache
 from tradetape.store.tape import StoredTape
+from tradetape.store.warm_up import Warmed, warm_recent
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +195,13 @@ class ShardReader:
         so its first query does not pay for it (measured on a day's store: ~6 ms of this thread's CPU, 25-70 ms
         of wall time, RocksDB opening every table file)."""
         self._with_db(lambda db: None, None)
+
+    def warm(self, symbol: str, span_ms: int) -> Warmed:
+        """Decode the newest `span_ms` of `symbol`'s segments into the cache, within its budget
+        (`tradetape.store.warm_up`): a worker does this before it serves."""
+        if self.cache.max_bytes <= 0:
+            return Warmed(0, complete=False)
+        return self._with_db(lambda db: warm_recent(db, symbol, span_ms, self.cache), Warmed(0, complete=True))
 
     def trades(
         self, symbol: str, time_range: TimeRange, budget: ReadBudget | None = None, *, fill_cache: bool = True

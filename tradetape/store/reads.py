@@ -322,7 +322,14 @@ def read_second_bars(
         db, symbol, time_range, plan.inside + plan.edges, plan.windows, SECOND_MS, _seconds_layer(quantity), cache,
         budget,
     )  # fmt: skip
-    return SecondBars.concat([second_bars(trades), *layers])  # layers last: read after the windows, they stand
+    edges = second_bars(trades)
+    if time_range is not None and layers:
+        whole_start = -(-time_range[0] // SECOND_MS) * SECOND_MS
+        cuts = (whole_start, max(time_range[1] - time_range[1] % SECOND_MS, whole_start))
+        middle = edges.between(*cuts)  # young windows, segments without a layer
+        if len(middle) == 0 or int(middle.time[0]) > int(layers[-1].time[-1]):  # in order: joined without a sort
+            return SecondBars.concat([edges.between(-(2**62), cuts[0]), *layers, middle, edges.between(cuts[1], 2**62)])
+    return SecondBars.concat([edges, *layers])  # layers last: read after the windows, they stand
 
 
 def read_minute_levels(
@@ -344,6 +351,7 @@ def read_minute_levels(
     layers, trades = _layered(
         db, symbol, time_range, plan.inside + plan.edges, plan.windows, MINUTE_MS, (kind, bucketed, quantity), cache,
         budget, variant="" if price_step == 1 else f"/{price_step}",
+        derive=None if price_step == 1 else lambda levels: levels.bucketed(price_step),
     )  # fmt: skip
     edges = minute_levels(trades)
     if edges is None:
@@ -369,8 +377,10 @@ def _layered(
     budget: ReadBudget | None,
     levels_held: int = 0,
     variant: str = "",
+    derive: Callable[[Layer], Layer] | None = None,
 ) -> tuple[list[Layer], TradeColumns]:
-    """The layers of `segments` cut to the range's whole units, and every trade of the range they do not stand for.
+    """The layers of `segments` cut to the range's whole units, in time order, and every trade of the range they do not
+    stand for.
 
     Those trades are the ragged parts (from the range's start to its first whole unit, and
     from its last whole unit to its end), every trade in range of a segment without a
@@ -379,7 +389,7 @@ def _layered(
     are in hand, before any trade is decoded. A segment with a ragged edge counts all its
     trades: it is decoded whole (cached by the worker), then cut. `layer` names the kind and the
     quantity: with "normal", the layers' normal figures and the trades' `normal()`. A `variant` names a decoding
-    of the layer of its own (cached apart).
+    of the layer of its own (cached apart), which `derive` makes from the plain layer when the cache holds that.
     """
     kind, decode, quantity = layer
     if time_range is None:
@@ -388,7 +398,9 @@ def _layered(
         start, end = time_range
         whole_start = -(-start // unit_ms) * unit_ms
         whole_end = max(end - end % unit_ms, whole_start)
-    stored = _layers(db, symbol, kind, segments, decode, cache, ("" if quantity == "all" else quantity) + variant)
+    plain = "" if quantity == "all" else quantity
+    derived = None if derive is None else (plain, derive)
+    stored = _layers(db, symbol, kind, segments, decode, cache, plain + variant, derived)
     kept: list[Layer] = []
     with_trades: list[tuple[SegmentSummary, bool]] = []
     for summary, found in zip(segments, stored, strict=True):
@@ -416,7 +428,8 @@ def _layered(
         young = decoded_together(windows, decode_windows, decode_window)
         parts.append(young if time_range is None else young.between(start, end))
     joined = TradeColumns.concat(parts)
-    return [found for found in kept if len(found)], joined.normal() if quantity == "normal" else joined
+    ordered = sorted((found for found in kept if len(found)), key=lambda found: int(found.time[0]))  # disjoint
+    return ordered, joined.normal() if quantity == "normal" else joined
 
 
 def _layers(
@@ -427,11 +440,12 @@ def _layers(
     decode: Callable[[bytes], Layer],
     cache: SegmentCache | None,
     variant: str,
+    derive: tuple[str, Callable[[Layer], Layer]] | None = None,
 ) -> list[Layer | None]:
     if not summaries:
         return []
     if cache is not None:
-        return cache.layers(db, kind, symbol, summaries, decode, variant)
+        return cache.layers(db, kind, symbol, summaries, decode, variant, derive)
     keys = [timed_key(kind, symbol, s.start) for s in summaries]
     values: list[bytes | None] = db.get(keys)  # type: ignore[arg-type, assignment]
     pairs = zip(keys, values, strict=True)

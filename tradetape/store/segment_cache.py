@@ -17,6 +17,11 @@ Thread safety: the analytics worker's query threads share one cache (and its rea
 order and the counters change only under the lock; decoding happens outside it (two
 threads missing the same segment both decode it, the second copy is not kept); what is
 handed out is read-only, so sharing it needs no lock.
+
+Warming (`warm`): a worker fills the cache with the newest segments before it serves
+(`tradetape.store.warm_up`). Warmed entries go in behind everything held, first to go,
+and one that does not fit is dropped at once: warming never evicts what is held, never
+exceeds `max_bytes`, and is not counted in `hits` and `misses` (those count queries).
 """
 
 from __future__ import annotations
@@ -96,10 +101,13 @@ class SegmentCache:
         summaries: Sequence[SegmentSummary],
         decode: Callable[[bytes], Layer],
         variant: str = "",
+        derive: tuple[str, Callable[[Layer], Layer]] | None = None,
     ) -> list[Layer | None]:
         """Each segment's layer of `kind` (`tradetape.store.layer`), None where none is stored; `variant` names
-        another decoding of the same values (the normal quantity's), cached apart."""
-        found = self._lookup(db, kind, symbol, summaries, decode, variant)
+        another decoding of the same values (the normal quantity's), cached apart. With `derive` (a variant and
+        how this one follows from it), a value missing here but held as that variant is derived from it, not read
+        again (a footprint's bucketed levels from the minute levels a worker warmed)."""
+        found = self._lookup(db, kind, symbol, summaries, decode, variant, derive)  # type: ignore[arg-type]
         return found  # type: ignore[return-value]
 
     def _lookup(
@@ -110,6 +118,7 @@ class SegmentCache:
         summaries: Sequence[SegmentSummary],
         decode: Callable[[bytes], Decoded],
         variant: str = "",
+        derive: tuple[str, Callable[[Decoded], Decoded]] | None = None,
     ) -> list[Decoded | None]:
         keys = [(kind + variant, symbol, summary) for summary in summaries]
         shared = self._shared
@@ -120,24 +129,75 @@ class SegmentCache:
                     shared.items.move_to_end(key)
             found: list[Decoded | None] = [None if entry is None else entry[0] for entry in entries]
             missing = [i for i, hit in enumerate(found) if hit is None]
-            self.hits += len(keys) - len(missing)
-            self.misses += len(missing)
+            bases = [shared.items.get((kind + derive[0], symbol, summaries[i])) for i in missing] if derive else []
+            derived = sum(base is not None for base in bases)
+            self.hits += len(keys) - len(missing) + derived
+            self.misses += len(missing) - derived
+        if derive is not None:
+            for i, base in zip(missing, bases, strict=True):
+                if base is not None:
+                    found[i] = _frozen(derive[1](base[0]))
+        self._decode_missing(db, kind, symbol, summaries, decode, keys, found, missing, warming=False)
+        return found
+
+    def warm(
+        self,
+        db: Rdict,
+        kind: str,
+        symbol: str,
+        summaries: Sequence[SegmentSummary],
+        decode: Callable[[bytes], Decoded],
+        variant: str = "",
+    ) -> bool:
+        """Decode and keep the values of `kind` of `summaries` not held yet, behind everything held; False once
+        one did not fit (see the module's docstring)."""
+        keys = [(kind + variant, symbol, summary) for summary in summaries]
+        with self._shared.lock:
+            missing = [i for i, key in enumerate(keys) if key not in self._shared.items]
+        found: list[Decoded | None] = [None] * len(keys)
+        return self._decode_missing(db, kind, symbol, summaries, decode, keys, found, missing, warming=True)
+
+    def _decode_missing(
+        self,
+        db: Rdict,
+        kind: str,
+        symbol: str,
+        summaries: Sequence[SegmentSummary],
+        decode: Callable[[bytes], Decoded],
+        keys: list[tuple[str, str, SegmentSummary]],
+        found: list[Decoded | None],
+        missing: list[int],
+        *,
+        warming: bool,
+    ) -> bool:
+        """Fill `found` at `missing` from the store (where not derived already) and keep what fits (a read-through
+        face keeps nothing); False if a warmed value did not fit."""
         if not missing:
-            return found
-        stored_keys = [timed_key(kind, symbol, summaries[i].start) for i in missing]
-        stored: list[bytes | None] = db.get(stored_keys)  # type: ignore[arg-type, assignment]
-        for i, stored_key, value in zip(missing, stored_keys, stored, strict=True):
+            return True
+        unread = [i for i in missing if found[i] is None]
+        stored_keys = [timed_key(kind, symbol, summaries[i].start) for i in unread]
+        stored: list[bytes | None] = db.get(stored_keys) if unread else []  # type: ignore[arg-type, assignment]
+        for i, stored_key, value in zip(unread, stored_keys, stored, strict=True):
             if value is not None:
                 found[i] = _frozen(decoded(stored_key, value, decode))
-        if self.max_bytes > 0 and self._fills:
-            with shared.lock:
-                for i in missing:
-                    decoded_entry = found[i]
-                    if decoded_entry is not None and keys[i] not in shared.items:
-                        size = _nbytes(decoded_entry)
-                        shared.items[keys[i]] = (decoded_entry, size)
-                        shared.bytes += size
-                while shared.bytes > self.max_bytes and shared.items:
-                    _, (_, size) = shared.items.popitem(last=False)
-                    shared.bytes -= size
-        return found
+        if self.max_bytes <= 0 or not self._fills:
+            return not warming
+        fitted = True
+        shared = self._shared
+        with shared.lock:
+            for i in missing:
+                decoded_entry = found[i]
+                if decoded_entry is None or keys[i] in shared.items:
+                    continue
+                size = _nbytes(decoded_entry)
+                if warming and shared.bytes + size > self.max_bytes:
+                    fitted = False
+                    continue
+                shared.items[keys[i]] = (decoded_entry, size)
+                shared.bytes += size
+                if warming:
+                    shared.items.move_to_end(keys[i], last=False)
+            while shared.bytes > self.max_bytes and shared.items:
+                _, (_, size) = shared.items.popitem(last=False)
+                shared.bytes -= size
+        return fitted

@@ -352,4 +352,5 @@ METHOD = QueryMethod(
     handler=handle,
     reply_hint="use a longer interval or a shorter range",
     trade_bytes=76,  # measured peak over 3M trades: 72
+    level_bytes=300,  # measured peak per 1-second bar read (tests/analytics/test_layer_memory.py, bench/query.py)
 )

@@ -1,0 +1,74 @@
+"""Warming a reader's cache with the newest segments: within its budget, never evicting what it holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.store.synthetic import SYMBOL, T0, same, tape, write_rolled
+from tradetape.store.reader import ShardReader
+from tradetape.store.writer import ShardWriter
+
+HOUR = 3_600_000
+HOURS = 10
+
+
+@pytest.fixture(scope="module")
+def shard(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("warm") / "shard"
+    store = ShardWriter(path)
+    try:
+        write_rolled(store, tape(HOURS * 2_000, HOURS * HOUR), chunk_ms=HOUR)
+    finally:
+        store.close()
+    return path
+
+
+def test_warming_holds_the_newest_hours_and_reads_them_as_stored(shard: Path) -> None:
+    reader = ShardReader(shard, cache_bytes=64 << 20)
+    try:
+        warmed = reader.warm(SYMBOL, 3 * HOUR)
+        assert warmed.complete and warmed.segments == 5  # 3 h back from the newest trade, and one segment more
+        assert reader.cache.misses == 0 and reader.cache.hits == 0  # warming is not counted as queries
+        recent = (T0 + (HOURS - 3) * HOUR + 1_234, T0 + HOURS * HOUR - 61_000)
+        trades = reader.trades(SYMBOL, recent)
+        bars = reader.second_bars(SYMBOL, recent)
+        assert reader.minute_levels(SYMBOL, recent) is not None and reader.price_levels(SYMBOL, recent) is not None
+        assert reader.cache.misses == 0
+        cold = ShardReader(shard)
+        try:
+            assert same(trades, cold.trades(SYMBOL, recent))
+            expected = cold.second_bars(SYMBOL, recent).arrays()
+            assert all(np.array_equal(a, b) for a, b in zip(bars.arrays(), expected, strict=True))
+        finally:
+            cold.close()
+    finally:
+        reader.close()
+
+
+def test_warming_stops_at_the_budget_and_evicts_nothing_held(shard: Path) -> None:
+    reader = ShardReader(shard, cache_bytes=1 << 20)
+    try:
+        old = (T0, T0 + HOUR + 5_000)
+        reader.trades(SYMBOL, old)
+        held = reader.cache.held_bytes
+        assert 0 < held <= 1 << 20
+        warmed = reader.warm(SYMBOL, HOURS * HOUR)
+        assert not warmed.complete
+        assert held < reader.cache.held_bytes <= 1 << 20
+        misses = reader.cache.misses
+        reader.trades(SYMBOL, old)
+        assert reader.cache.misses == misses  # what a query had read is still held
+    finally:
+        reader.close()
+
+
+def test_no_cache_no_warming(shard: Path) -> None:
+    reader = ShardReader(shard, cache_bytes=0)
+    try:
+        assert not reader.warm(SYMBOL, HOUR).complete
+        assert reader.cache.held_bytes == 0
+    finally:
+        reader.close()

@@ -1,0 +1,85 @@
+"""A worker's cache filled with a symbol's newest segments before it serves.
+
+Why: the first queries after a restart are mostly about recent data, and a fresh worker
+paid for decoding every segment they touch (measured on a 24 h `bars` 1m answer over 16M
+trades: 91-188 ms cold against 30-42 warm). Warming decodes, for the segments whose trades
+reach into the newest `span_ms` of the stored tape (and one segment more, so a range ending a
+little before the newest trade finds its oldest edge warm too), newest first: each one's 1-second bars,
+minute levels and histogram (what whole segments of a range are read from), then each
+one's trades (what a range's ragged edges are cut from). It stops at the first value the
+cache cannot hold (`SegmentCache.warm`: warming never evicts and never exceeds the cache's
+budget). The young windows are not cached by any read, so they are not warmed either. A
+corrupt value is left for the query that meets it to report (`store_corrupt`), never a
+worker that does not start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rocksdict import Rdict
+
+from tradetape.store.keys import (
+    HISTOGRAM,
+    MINUTE_LEVELS,
+    SECOND_BARS,
+    SEGMENT,
+    SUMMARY,
+    kind_prefix,
+    prefix_end,
+    timed_key,
+)
+from tradetape.store.layer import decode_minute_levels, decode_second_bars
+from tradetape.store.layout import segment_span
+from tradetape.store.rocks import last_before, scan
+from tradetape.store.sealed import StoreCorruptError, decoded
+from tradetape.store.segment_cache import Decoded, SegmentCache
+from tradetape.store.segments import SegmentSummary, decode_histogram, decode_stored_segment
+
+_AGGREGATES: tuple[tuple[str, Callable[[bytes], Decoded]], ...] = (
+    (SECOND_BARS, decode_second_bars),
+    (MINUTE_LEVELS, decode_minute_levels),
+    (HISTOGRAM, decode_histogram),
+)
+_TRADES: tuple[tuple[str, Callable[[bytes], Decoded]], ...] = ((SEGMENT, decode_stored_segment),)
+
+
+@dataclass(frozen=True)
+class Warmed:
+    """What one symbol's warming did: segments in the span, corrupt values skipped, whether every value fitted."""
+
+    segments: int
+    complete: bool
+    corrupt: int = 0
+
+
+def newest_segments(db: Rdict, symbol: str, span_ms: int) -> list[SegmentSummary]:
+    """The summaries of the segments holding trades of the newest `span_ms` (and a segment span more) of the stored
+    segments, newest first."""
+    summaries = kind_prefix(SUMMARY, symbol)
+    last = last_before(db, summaries, prefix_end(summaries))
+    if last is None or span_ms <= 0:
+        return []
+    span = segment_span(db)
+    since = decoded(*last, SegmentSummary.decode).last_time - span_ms - span
+    lower = timed_key(SUMMARY, symbol, max(since - since % span, 0))
+    found = [decoded(key, value, SegmentSummary.decode) for key, value in scan(db, lower, prefix_end(summaries))]
+    return [summary for summary in reversed(found) if summary.last_time >= since]
+
+
+def warm_recent(db: Rdict, symbol: str, span_ms: int, cache: SegmentCache) -> Warmed:
+    """Fill `cache` with the newest `span_ms` of `symbol`'s segments: their aggregates first, then their trades."""
+    segments = newest_segments(db, symbol, span_ms)
+    corrupt = 0
+    for kinds in (_AGGREGATES, _TRADES):
+        for summary in segments:
+            for kind, decode in kinds:
+                try:
+                    fitted = cache.warm(db, kind, symbol, [summary], decode)
+                except StoreCorruptError:
+                    corrupt += 1
+                    continue
+                if not fitted:
+                    return Warmed(len(segments), complete=False, corrupt=corrupt)
+    return Warmed(len(segments), complete=True, corrupt=corrupt)
