@@ -27,7 +27,7 @@ from tradetape.api.models import parse_time_ms
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.instruments import check_instrument, instrument_from_input, split_instrument
 from tradetape.errors import RequestError
-from tradetape.history.dumps import EXPORT_FIELDS, EXPORT_TIME_FORMAT, export_decimal
+from tradetape.history.export_format import EXPORT_FIELDS, EXPORT_TIME_FORMAT, export_decimal
 from tradetape.history.labels import ExportLabel
 from tradetape.history.load import shard_dir_of
 from tradetape.settings import Settings
