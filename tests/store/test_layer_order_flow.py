@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.store.synthetic import SYMBOL, T0, tape, write_rolled
-from tests.store.test_layer import BUSY_HOURS, HOUR, NOW, stored  # noqa: F401 (the fixture)
+from tests.store.conftest import BUSY_HOURS
+from tests.store.synthetic import SYMBOL, T0
+from tests.store.test_layer import HOUR, NOW, stored  # noqa: F401 (the fixture)
 from tradetape.api.methods import footprint, market_profile
 from tradetape.domain.columns import TradeColumns
 from tradetape.services.analytics.service import QuerySource
@@ -83,18 +84,6 @@ def test_footprint_and_market_profile_from_the_layer_equal_them_from_the_trades(
     source = QuerySource(reader, ReadBudget(2**30, 200, 200), SYMBOL)
     layered = answers(source, time_range, interval, period, session)
     assert layered == answers(HeldTrades(kept), time_range, interval, period, session)
-
-
-@pytest.fixture
-def busy(tmp_path: Path) -> Path:
-    """Ten hours of 200,000 trades (about 5.5 a second), rolled up."""
-    path = tmp_path / "busy"
-    store = ShardWriter(path)
-    try:
-        write_rolled(store, tape(200_000, BUSY_HOURS * HOUR, seed=11))
-    finally:
-        store.close()
-    return path
 
 
 @pytest.mark.parametrize(
