@@ -46,35 +46,15 @@ NATS_SETTINGS = ("nats_url", *(field for field in ALL_SETTINGS if field.startswi
 LOG_SETTINGS = ("log_level", "log_format")
 SERVICE_SETTINGS = {
     "ingest": (
-        *NATS_SETTINGS,
-        "data_dir",
-        "symbols",
-        "binance_ws_url",
-        "binance_rest_url",
-        "retention_days",
-        *LOG_SETTINGS,
-        *STREAM_SETTINGS,
-        *METRICS_SETTINGS,
-        *(field for field in ALL_SETTINGS if field.startswith("ingest_")),
+        *NATS_SETTINGS, "data_dir", "symbols", "binance_ws_url", "binance_rest_url", "retention_days", *LOG_SETTINGS,
+        *STREAM_SETTINGS, *METRICS_SETTINGS, *(field for field in ALL_SETTINGS if field.startswith("ingest_")),
     ),
     "persist": (
-        *NATS_SETTINGS,
-        "data_dir",
-        "symbols",
-        "retention_days",
-        *LOG_SETTINGS,
-        "rollup_age_s",
-        *STREAM_SETTINGS,
-        *SHARD_SETTINGS,
-        *METRICS_SETTINGS,
+        *NATS_SETTINGS, "data_dir", "symbols", "retention_days", *LOG_SETTINGS, "rollup_age_s", *STREAM_SETTINGS,
+        *SHARD_SETTINGS, *METRICS_SETTINGS,
     ),
     "analytics": (
-        *NATS_SETTINGS,
-        "data_dir",
-        "symbols",
-        *LOG_SETTINGS,
-        *SHARD_SETTINGS,
-        *METRICS_SETTINGS,
+        *NATS_SETTINGS, "data_dir", "symbols", *LOG_SETTINGS, *SHARD_SETTINGS, *METRICS_SETTINGS,
         *(field for field in ALL_SETTINGS if field.startswith(("query_", "replay_"))),
     ),
 }
@@ -82,11 +62,7 @@ EXCHANGE_SETTINGS = ("data_dir", "symbols", *LOG_SETTINGS, *NATS_SETTINGS)
 QUERY_SETTINGS = (*NATS_SETTINGS, "data_dir")
 MCP_SETTINGS = (*NATS_SETTINGS, "data_dir", "mcp_host", "mcp_port", "mcp_token", *HTTP_SETTINGS, *LOG_SETTINGS)
 WEB_SETTINGS = (
-    "data_dir",
-    "symbols",
-    *(field for field in ALL_SETTINGS if field.startswith("web_")),
-    *HTTP_SETTINGS,
-    *LOG_SETTINGS,
+    "data_dir", "symbols", *(field for field in ALL_SETTINGS if field.startswith("web_")), *HTTP_SETTINGS, *LOG_SETTINGS
 )
 
 EXAMPLES = {
