@@ -17,7 +17,7 @@ boundary each, into a leaf here, with the original as the cause.
     │   ├── TradeFormatError             tradetape.binance.aggtrade
     │   ├── FrameError                   tradetape.binance.frames: a WebSocket frame
     │   ├── BatchFormatError             tradetape.history.bulk: a bulk-import request body
-    │   ├── DumpError                    tradetape.history.dumps: a file, its line and why
+    │   ├── DumpError                    tradetape.history.file_limits: a file, its line and why
     │   ├── DumpMarketError              tradetape.binance.dumps: a dump of another market than the instrument's
     │   ├── LabelError                   tradetape.history.labels
     │   ├── ImportConflictError          tradetape.store.conflicts: an imported trade stored with other contents

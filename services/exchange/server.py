@@ -14,10 +14,7 @@ import asyncio
 import dataclasses
 import email.utils
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from http import HTTPStatus
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
@@ -27,145 +24,32 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from tradetape.domain.instruments import Market, check_instrument, instrument_token, split_instrument
+from tradetape.domain.instruments import Market, check_instrument
 from tradetape.services.exchange import rest
-from tradetape.services.exchange.connection import MAX_INCOMING_PER_S, StreamSession
+from tradetape.services.exchange.config import ExchangeConfig
+from tradetape.services.exchange.connection import StreamSession
 from tradetape.services.exchange.dumps import DumpArchive
 from tradetape.services.exchange.faults import FaultConfig
 from tradetape.services.exchange.generator import (
-    CONTRACT_UNITS,
     FIRST_ID,
-    LOT_UNITS,
     GeneratorFeed,
-    IdCheckpoint,
     Resume,
-    TradeGenerator,
-    format_units,
-    id_margins,
-    past_trades,
-    resume_after,
-    to_units,
 )
-from tradetape.services.exchange.history import TradeHistory, now_ms
+from tradetape.services.exchange.history import TradeHistory
 from tradetape.services.exchange.markets import (
-    FUTURES_MAX_INCOMING_PER_S,
-    FUTURES_PING_INTERVAL,
     WIRES,
-    MarketWire,
     rest_market,
     wire_of,
     ws_route,
 )
-from tradetape.services.exchange.released import ReleasedRows
-from tradetape.services.exchange.replay import Replay, symbol_from_path
-from tradetape.services.exchange.stored import StoredFeed, StoredFrames
-from tradetape.services.exchange.streams import MAX_STREAMS, StreamError, is_stream_path, parse_subscription
+from tradetape.services.exchange.replay import Replay
+from tradetape.services.exchange.sources import generator_feed, invent_past, legacy_ids, trade_history
+from tradetape.services.exchange.stored import StoredFeed
+from tradetape.services.exchange.streams import StreamError, is_stream_path, parse_subscription
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TICK_SIZE = "0.01"
-PING_INTERVAL = 20.0
-"""Binance pings every 20 s ..."""
-PING_TIMEOUT = 60.0
-"""... and drops a client whose pong has not come within a minute."""
 SHUTDOWN_NOTICE_TIMEOUT = 2.0
-DAY_MS = 86_400_000
-MAX_HISTORY_DAYS = 366
-RESUME_WINDOW = 1000
-"""Newest trades searched for the last real one (void rows carry no trade ids) when a symbol resumes."""
-
-
-@dataclass(frozen=True)
-class ExchangeConfig:
-    """Everything the simulator serves; built once at the edge and passed in."""
-
-    host: str = "127.0.0.1"
-    port: int = 0
-    """0 picks a free port; read it back from ``Exchange.port``."""
-    symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT")
-    """Instruments listed (``BTCUSDT``, ``um:BTCUSDT``, ``cm:BTCUSD_PERP``); unless replayed, generated at ``rate``."""
-    replay: Sequence[Path | str] | Mapping[str, Path | str] = ()
-    """Dumps to replay; a sequence takes each (spot) symbol from its file name, a mapping names the instrument."""
-    speed: float | None = None
-    """Replay speed factor (10 = ten times real time); None = as fast as possible."""
-    original_times: bool = False
-    """Keep the dump's trade times instead of shifting them to the present."""
-    rate: float = 50.0
-    """Generated trades per second per symbol; 0 lists the symbols without trading them."""
-    seed: int = 0
-    faults: FaultConfig = field(default_factory=FaultConfig)
-    tick_sizes: Mapping[str, str] = field(default_factory=dict)
-    """Per-instrument PRICE_FILTER tick size (default 0.01); the generator trades on it too."""
-    max_history: int | None = 1_000_000
-    """Trades retained per symbol (oldest dropped first); None keeps all."""
-    state_dir: Path | None = None
-    """Where every symbol records the trades it released (`released`), so a restart answers
-    them on REST and continues right after them; None forgets everything at a stop."""
-    history_days: int = 0
-    """With a state directory, finished days invented before the first start (`past_trades`,
-    ending right below the first live id), so the dumps and REST have past days to serve."""
-    ping_interval: float = PING_INTERVAL
-    ping_timeout: float = PING_TIMEOUT
-    max_streams: int = MAX_STREAMS
-    """Streams one connection may hold (Binance: 1024); tests use fewer."""
-    max_incoming_per_s: int = MAX_INCOMING_PER_S
-    """Messages a spot client may send a connection a second (Binance: 5)."""
-    futures_ping_interval: float = FUTURES_PING_INTERVAL
-    """Futures connections are pinged this often (Binance: every 3 minutes)."""
-    futures_max_incoming_per_s: int = FUTURES_MAX_INCOMING_PER_S
-    """Messages a futures client may send a connection a second (Binance: 10)."""
-    stored: StoredFrames | None = None
-    """A stored range to serve (`stored.StoredFeed`, `tradetape exchange --from-store`): no symbol is generated."""
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port out of range: {self.port}")
-        if self.speed is not None and self.speed <= 0:
-            raise ValueError("speed must be positive or None")
-        if self.rate < 0:
-            raise ValueError("rate must be >= 0")
-        if self.max_history is not None and self.max_history < 1:
-            raise ValueError("max_history must be positive or None")
-        if not 0 <= self.history_days <= MAX_HISTORY_DAYS:
-            raise ValueError(f"history_days must be 0..{MAX_HISTORY_DAYS}")
-        object.__setattr__(self, "symbols", tuple(self.symbols))
-        replay = self.replay
-        object.__setattr__(self, "replay", dict(replay) if isinstance(replay, Mapping) else tuple(replay))
-        object.__setattr__(self, "tick_sizes", dict(self.tick_sizes))
-        if self.state_dir is not None:
-            object.__setattr__(self, "state_dir", Path(self.state_dir))
-        for name in (*self.symbols, *self.replay_map, *self.tick_sizes):
-            check_instrument(name)
-        for tick in self.tick_sizes.values():
-            to_units(tick)
-
-    @property
-    def replay_map(self) -> dict[str, Path]:
-        """Replayed symbols and their dumps."""
-        if isinstance(self.replay, Mapping):
-            return {symbol: Path(path) for symbol, path in self.replay.items()}
-        replays: dict[str, Path] = {}
-        for entry in self.replay:
-            path = Path(entry)
-            symbol = symbol_from_path(path)
-            if symbol in replays:
-                raise ValueError(f"two replay files for {symbol}")
-            replays[symbol] = path
-        return replays
-
-    @property
-    def all_symbols(self) -> list[str]:
-        """Every instrument served, generated or replayed."""
-        return sorted({*self.symbols, *self.replay_map})
-
-    def tick_size(self, name: str) -> str:
-        return format_units(to_units(self.tick_sizes.get(name, DEFAULT_TICK_SIZE)))
-
-    def ping_interval_of(self, wire: MarketWire) -> float:
-        return self.futures_ping_interval if wire.futures else self.ping_interval
-
-    def max_incoming_of(self, wire: MarketWire) -> int:
-        return self.futures_max_incoming_per_s if wire.futures else self.max_incoming_per_s
 
 
 def _json_response(
@@ -326,7 +210,7 @@ class Exchange:
     def _build_sources(self, config: ExchangeConfig) -> None:
         replays = config.replay_map
         state_dir = config.state_dir
-        self._histories = {name: self._history(config, name) for name in config.all_symbols}
+        self._histories = {name: trade_history(config, name) for name in config.all_symbols}
         self._markets = {market: {} for market in WIRES}
         for history in self._histories.values():
             self._markets[history.market][history.symbol] = history
@@ -347,68 +231,19 @@ class Exchange:
                     first = replay.rows[0].trade
                     self._invent_past(config, symbol, Resume(first.agg_id, first.first_id))
             for symbol in generated:
-                if self._legacy_ids(config, symbol) is None:
+                if legacy_ids(config, symbol) is None:
                     self._invent_past(config, symbol, Resume(FIRST_ID, FIRST_ID))
         self._feeds = []
         if config.stored is not None:
             self._stored = StoredFeed(config.stored, self._histories, self._slowest)
         elif config.rate > 0:
-            self._feeds = [self._generator_feed(config, symbol) for symbol in generated]
+            self._feeds = [self._feed(config, symbol) for symbol in generated]
 
     def _invent_past(self, config: ExchangeConfig, symbol: str, before: Resume) -> None:
-        """The finished days before a first start (nothing released yet), ending right below ``before``'s ids."""
-        history = self._histories[symbol]
-        if len(history) or history.trimmed_through_ms is not None:
-            return
-        today = now_ms() // DAY_MS * DAY_MS
-        wire = wire_of(history.market)
-        trades = past_trades(
-            symbol,
-            config.seed,
-            self._tick_sizes[symbol],
-            today - config.history_days * DAY_MS,
-            today,
-            last_agg_id=before.next_agg_id - 1,
-            last_trade_id=before.next_trade_id - 1,
-            lot_units=CONTRACT_UNITS if wire.contracts else LOT_UNITS,
-            normal_qty=wire.normal_qty,
-        )
-        history.append(trades)
-        if trades:
-            logger.info(
-                "%s: %d trades invented for the %d days before the first start, ids %d..%d",
-                symbol,
-                len(trades),
-                config.history_days,
-                trades[0].agg_id,
-                trades[-1].agg_id,
-            )
+        invent_past(config, self._histories[symbol], symbol, self._tick_sizes[symbol], before)
 
-    @staticmethod
-    def _legacy_ids(config: ExchangeConfig, symbol: str) -> tuple[int, int] | None:
-        """The next ids of a former simulator's state file, if there is one."""
-        if config.state_dir is None:
-            return None
-        return IdCheckpoint(config.state_dir / f"{instrument_token(symbol)}.json").resume(*id_margins(config.rate))
-
-    def _generator_feed(self, config: ExchangeConfig, symbol: str) -> GeneratorFeed:
-        """A symbol's feed, right after the trades it recorded as released (else a former state file's ids)."""
-        history = self._histories[symbol]
-        resume = resume_after(history.latest(RESUME_WINDOW))
-        if resume is None:
-            resume = Resume(*(self._legacy_ids(config, symbol) or (FIRST_ID, FIRST_ID)))
-        wire = wire_of(history.market)
-        generator = TradeGenerator(
-            symbol,
-            config.seed,
-            tick_size=self._tick_sizes[symbol],
-            start_price=resume.price,
-            first_agg_id=resume.next_agg_id,
-            first_trade_id=resume.next_trade_id,
-            lot_units=CONTRACT_UNITS if wire.contracts else LOT_UNITS,
-            normal_qty=wire.normal_qty,
-        )
-        return GeneratorFeed(generator, history, config.rate)
+    def _feed(self, config: ExchangeConfig, symbol: str) -> GeneratorFeed:
+        return generator_feed(config, self._histories[symbol], symbol, self._tick_sizes[symbol])
 
     async def stop(self) -> None:
         """Stop trading, announce ``serverShutdown``, close every connection; idempotent."""
@@ -449,17 +284,6 @@ class Exchange:
         finally:
             await self.stop()
 
-    @staticmethod
-    def _history(config: ExchangeConfig, name: str) -> TradeHistory:
-        market, symbol = split_instrument(name)
-        return TradeHistory(
-            symbol,
-            config.max_history,
-            market=market,
-            void_every=config.faults.void_every,
-            record=None if config.state_dir is None else ReleasedRows.of(config.state_dir, name),
-        )
-
     def list_symbol(self, symbol: str) -> None:
         """List instrument `symbol` from now on, as Binance lists a new pair: in exchangeInfo, on the streams and
         REST, and generated at the configured rate (an instrument listed already is left as it is)."""
@@ -468,11 +292,11 @@ class Exchange:
             return
         config = self.config
         self.config = dataclasses.replace(config, symbols=(*config.symbols, symbol))
-        history = self._histories[symbol] = self._history(config, symbol)
+        history = self._histories[symbol] = trade_history(config, symbol)
         self._markets[history.market][history.symbol] = history
         self._tick_sizes[symbol] = config.tick_size(symbol)
         if config.rate > 0 and self._server is not None:
-            feed = self._generator_feed(config, symbol)
+            feed = self._feed(config, symbol)
             self._feeds.append(feed)
             feed.start()
         logger.info("%s listed", symbol)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tradetape.cli.main import DEMO_SYMBOLS, build_parser, demo_settings, exchange_config
+from tradetape.cli.exchange_options import DEMO_SYMBOLS, demo_settings, exchange_config
+from tradetape.cli.main import build_parser
 from tradetape.domain.instruments import Market, market_of
 from tradetape.services.exchange import ExchangeConfig
 from tradetape.settings import Settings

@@ -96,7 +96,7 @@ def test_a_truncated_zip_a_file_of_another_symbol_and_an_empty_file_are_refused(
 
 @pytest.mark.slow
 def test_rows_split_across_read_chunks_keep_their_line_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tradetape.history.dumps.CHUNK_BYTES", 1000)
+    monkeypatch.setattr("tradetape.history.dump_rows.CHUNK_BYTES", 1000)
     lines = list(REAL_LINES[:400])
     lines[333] = lines[333].replace("True,True", "Tru,True").replace("False,True", "Fals,True")
     with pytest.raises(DumpError) as caught:
@@ -119,7 +119,7 @@ def test_decimal_columns_accept_exactly_what_parse_units_accepts(texts: list[str
 
 
 def test_line_map_keeps_each_trades_line_across_headers_and_blank_lines() -> None:
-    from tradetape.history.dumps import LineMap
+    from tradetape.history.dump_rows import LineMap
 
     lines = LineMap()
     lines.extend(np.array([2, 3, 4, 6, 7]))  # a header on line 1, a blank line 5

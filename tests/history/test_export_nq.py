@@ -13,8 +13,9 @@ from tests.store.synthetic import tape
 from tests.store.test_normal_quantity import with_nq
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.trade import NO_NORMAL_QTY
-from tradetape.history.dumps import EXPORT_FIELDS, DumpError, read_dump
+from tradetape.history.dumps import DumpError, read_dump
 from tradetape.history.export import export, read_frame
+from tradetape.history.export_format import EXPORT_FIELDS
 from tradetape.history.load import TapeImporter
 from tradetape.settings import Settings
 from tradetape.store.reader import SecondaryStore

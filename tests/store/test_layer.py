@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from tests.store.conftest import BUSY_HOURS
 from tests.store.synthetic import SYMBOL, T0, tape, windows_of, write_rolled
 from tests.store.test_voids import voided
 from tradetape.api.errors import QueryError
@@ -174,21 +175,6 @@ def test_methods_answer_from_the_layer_as_from_the_trades(
         reader.close()
 
 
-BUSY_HOURS = 10
-
-
-@pytest.fixture
-def busy(tmp_path: Path) -> Path:
-    """Ten hours of 200,000 trades (about 5.5 a second), rolled up."""
-    path = tmp_path / "busy"
-    store = ShardWriter(path)
-    try:
-        write_rolled(store, tape(200_000, BUSY_HOURS * HOUR, seed=11))
-    finally:
-        store.close()
-    return path
-
-
 @pytest.mark.slow
 def test_bars_over_a_long_range_decode_only_its_ragged_edges(busy: Path) -> None:
     """Before the layer, `bars`, `flow` and `vwap` decoded every trade of the range: within a budget that holds the
@@ -232,8 +218,9 @@ def _as_format_3(path: Path, keep: int = 0) -> None:
 
 @pytest.mark.slow
 def test_a_format_3_store_stays_readable_and_gets_its_layer_when_the_writer_opens_it(
-    busy: Path, caplog: pytest.LogCaptureFixture
+    busy_copy: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    busy = busy_copy
     time_range = (T0 + 1_500, T0 + 2 * HOUR - 700)
 
     def answers() -> list[dict[str, Any]]:

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.store.synthetic import SYMBOL, T0, tape, write_rolled
-from tests.store.test_layer import BUSY_HOURS, HOUR, NOW, same_arrays, stored  # noqa: F401 (the fixture)
+from tests.store.conftest import BUSY_HOURS
+from tests.store.synthetic import SYMBOL, T0
+from tests.store.test_layer import HOUR, NOW, same_arrays, stored  # noqa: F401 (the fixture)
 from tradetape.api.methods import footprint, market_profile
 from tradetape.domain.aggregates import minute_levels
 from tradetape.domain.columns import TradeColumns
@@ -114,18 +115,6 @@ def test_bucketed_levels_of_a_range_equal_those_of_its_trades(
     for _ in range(2):  # the second time from the cache
         got = reader.minute_levels(SYMBOL, time_range, price_step=step)
         assert got is not None and same_arrays(got, expected.bucketed(step))
-
-
-@pytest.fixture
-def busy(tmp_path: Path) -> Path:
-    """Ten hours of 200,000 trades (about 5.5 a second), rolled up."""
-    path = tmp_path / "busy"
-    store = ShardWriter(path)
-    try:
-        write_rolled(store, tape(200_000, BUSY_HOURS * HOUR, seed=11))
-    finally:
-        store.close()
-    return path
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ rocksdict directly. Older stores (values unsealed) are migrated when the writer 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,10 +66,10 @@ def places(value: bytes) -> list[int]:
     return [0, len(value) // 2, len(value) - 1]
 
 
-@pytest.fixture
-def written(tmp_path: Path) -> tuple[Path, TradeColumns]:
+@pytest.fixture(scope="module")
+def written_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TradeColumns]:
     """Three hours rolled up into segments (a void in the second), then young windows."""
-    path = tmp_path / "shard"
+    path = tmp_path_factory.mktemp("sealed") / "shard"
     trades = tape(6_000, 3 * HOUR)
     void = np.zeros(len(trades), dtype=np.bool_)
     void[2_500] = True
@@ -84,6 +85,13 @@ def written(tmp_path: Path) -> tuple[Path, TradeColumns]:
     finally:
         store.close()
     return path, trades
+
+
+@pytest.fixture
+def written(written_once: tuple[Path, TradeColumns], tmp_path: Path) -> tuple[Path, TradeColumns]:
+    """`written_once`'s store copied for this test, which damages or migrates it (a closed RocksDB dir is files)."""
+    path, trades = written_once
+    return Path(shutil.copytree(path, tmp_path / "shard")), trades
 
 
 def damage(path: Path, key: bytes, change: Callable[[bytes], bytes]) -> None:

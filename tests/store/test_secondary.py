@@ -35,9 +35,10 @@ def secondaries(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.name.startswith(SECONDARY_DIR_PREFIX))
 
 
-@pytest.fixture
-def shard(tmp_path: Path) -> Path:
-    path = tmp_path / "shard"
+@pytest.fixture(scope="module")
+def shard(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six hours of trades; every test only opens secondaries of it (in its own temp root), so it is built once."""
+    path = tmp_path_factory.mktemp("secondary") / "shard"
     store = ShardWriter(path)
     try:
         write_rolled(store, tape(60_000, 6 * HOUR_MS))

@@ -30,7 +30,7 @@ from tradetape.domain.columns import TradeColumns
 from tradetape.domain.instruments import Market, check_instrument, instrument_from_input, market_of, split_instrument
 from tradetape.domain.trade import NO_NORMAL_QTY
 from tradetape.errors import RequestError
-from tradetape.history.dumps import EXPORT_TIME_FORMAT, export_decimal
+from tradetape.history.export_format import EXPORT_TIME_FORMAT, export_decimal
 from tradetape.history.labels import ExportLabel
 from tradetape.history.load import shard_dir_of
 from tradetape.settings import Settings

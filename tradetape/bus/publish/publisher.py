@@ -34,9 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -55,6 +53,7 @@ from tradetape.bus.publish.fast_batch import (
     reply_subject,
 )
 from tradetape.bus.publish.numbered_acks import NumberedAcks, read_ack
+from tradetape.bus.publish.pending import Outgoing, Pending
 from tradetape.bus.subjects import MSG_ID_HEADER, trade_msg_id, trade_subject
 from tradetape.errors import BusError
 from tradetape.ground.backoff import Backoff
@@ -79,18 +78,6 @@ def raise_if_closed(nc: Client) -> None:
         raise NatsClosedError("the NATS connection was closed for good; ingest exits so that it is restarted")
 
 
-@dataclass(slots=True)
-class Outgoing:
-    subject: str
-    payload: bytes
-    msg_id: str
-    """A trade's `Nats-Msg-Id`; "" for a dead letter, whose `headers` are its own."""
-    headers: dict[str, str] | None
-    symbol: str
-    agg_id: int
-    """-1 for a dead letter."""
-
-
 class Publisher:
     def __init__(
         self,
@@ -105,11 +92,10 @@ class Publisher:
     ) -> None:
         self._nc = nc
         self._on_ack = on_ack
-        self._on_drop = on_drop
         self._window = window
-        self._buffer_max = buffer_max
         self._ack_timeout = ack_timeout
-        self._buffer: deque[Outgoing] = deque()
+        self._pending = Pending(buffer_max, on_drop)
+        self._buffer = self._pending.items
         self._single: NumberedAcks[Outgoing] = NumberedAcks()
         """Messages sent with an ack each (dead letters; every message without batches)."""
         self._inbox = ""
@@ -130,12 +116,22 @@ class Publisher:
         self._subjects: dict[str, str] = {}
         self._idle = asyncio.Event()
         self._idle.set()
-        self.retried = 0
-        self.dropped = 0
-        self.deadletters_lost = 0
         self.batches = 0
         self._stale_batch_replies = 0
         self.paused = False
+
+    @property
+    def retried(self) -> int:
+        """Messages sent again after no (or a failed) confirmation."""
+        return self._pending.retried
+
+    @property
+    def dropped(self) -> int:
+        return self._pending.dropped
+
+    @property
+    def deadletters_lost(self) -> int:
+        return self._pending.deadletters_lost
 
     @property
     def buffered(self) -> int:
@@ -158,7 +154,7 @@ class Publisher:
     @property
     def pressure(self) -> float:
         """How full the buffer is, 0..1: the gap filler holds back above one half."""
-        return len(self._buffer) / self._buffer_max
+        return len(self._buffer) / self._pending.max_items
 
     @property
     def congested(self) -> bool:
@@ -185,24 +181,11 @@ class Publisher:
         self._submit(Outgoing(subject, payload, "", headers, symbol, -1))
 
     def _submit(self, item: Outgoing) -> None:
-        buffer = self._buffer
-        if len(buffer) >= self._buffer_max:
-            self._drop_oldest()
-        buffer.append(item)
+        self._pending.add(item)
         if self._idle.is_set():
             self._idle.clear()
         if not self._has_work.is_set():
             self._has_work.set()
-
-    def _drop_oldest(self) -> None:
-        self._drop(self._buffer.popleft())
-
-    def _drop(self, item: Outgoing) -> None:
-        self.dropped += 1
-        if item.agg_id < 0:
-            self.deadletters_lost += 1
-        else:
-            self._on_drop(item.symbol, item.agg_id)
 
     async def run(self) -> None:
         """Send and confirm until cancelled; raises `NatsClosedError` when NATS is gone for good."""
@@ -290,7 +273,7 @@ class Publisher:
             buffer.popleft()
             if len(item.payload) > nc.max_payload:
                 logger.error("message over the max payload dropped", extra={"subject": item.subject})
-                self._drop(item)
+                self._pending.drop(item)
                 continue
             if batched:
                 assert batch is not None
@@ -314,7 +297,7 @@ class Publisher:
                 break
             except MaxPayloadError:
                 logger.error("message over the max payload dropped", extra={"subject": item.subject})
-                self._drop(item)
+                self._pending.drop(item)
                 continue
             single.sent(number, item, deadline)
             sent += 1
@@ -451,9 +434,6 @@ class Publisher:
 
     def _give_back(self, items: Sequence[Outgoing]) -> None:
         """Unconfirmed messages back to the front of the buffer, in order, to be sent again."""
-        self.retried += len(items)
-        self._buffer.extendleft(reversed(items))
-        while len(self._buffer) > self._buffer_max:
-            self._drop_oldest()
+        self._pending.give_back(items)
         self._idle.clear()
         self._has_work.set()

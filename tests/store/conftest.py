@@ -1,0 +1,32 @@
+"""Stores that several modules only read, built once per session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.store.synthetic import tape, write_rolled
+from tradetape.store.writer import ShardWriter
+
+HOUR = 3_600_000
+BUSY_HOURS = 10
+
+
+@pytest.fixture(scope="session")
+def busy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Ten hours of 200,000 trades (about 5.5 a second), rolled up; tests only open readers on it."""
+    path = tmp_path_factory.mktemp("busy") / "busy"
+    store = ShardWriter(path)
+    try:
+        write_rolled(store, tape(200_000, BUSY_HOURS * HOUR, seed=11))
+    finally:
+        store.close()
+    return path
+
+
+@pytest.fixture
+def busy_copy(busy: Path, tmp_path: Path) -> Path:
+    """A copy of `busy` of the test's own, for a test that changes the store (a closed RocksDB dir copies as files)."""
+    return Path(shutil.copytree(busy, tmp_path / "busy"))
