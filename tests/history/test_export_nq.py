@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.store.synthetic import tape
@@ -104,3 +106,18 @@ async def test_an_nq_column_on_another_market_is_refused(tmp_path: Path) -> None
     (tmp_path / "spot.csv").write_text(text)
     with pytest.raises(DumpError, match="nq"):
         read_dump(tmp_path / "spot.csv")
+
+
+@pytest.mark.parametrize("column", ["nq", "price"])
+async def test_a_256_bit_decimal_column_is_refused_not_a_crash(tmp_path: Path, column: str) -> None:
+    """polars cannot hold a Decimal256: reading one panicked (a BaseException with a Rust backtrace) in the import."""
+    trades = with_nq(tape(50, HOUR, seed=2, start_ms=T0), seed=3)
+    settings = await imported(tmp_path, "um", UM, trades)
+    path = tmp_path / "um.parquet"
+    export(settings.shard_dir, UM, T0, T0 + HOUR, path)
+    table = pq.read_table(path)
+    index = table.schema.get_field_index(column)
+    wide = table.column(index).cast(pa.decimal256(76, 8))
+    pq.write_table(table.set_column(index, column, wide).replace_schema_metadata(table.schema.metadata), path)
+    with pytest.raises(DumpError, match=f"column {column} is decimal256"):
+        read_dump(path)

@@ -78,10 +78,11 @@ PARQUET_SLICE_ROWS = 500_000
 _BOM = b"\xef\xbb\xbf"
 _SYMBOL = re.compile(r"^([A-Z0-9]{2,20})(?:-|_|\.)")
 _INT_FIELDS = ("agg_id", "first_id", "last_id")
+# Decimals up to 128 bits only: polars panics (a BaseException) on a Decimal256 column.
 _PARQUET_TYPES: dict[str, tuple[Callable[[pa.DataType], bool], str]] = {
     "agg_id": (pa.types.is_integer, "an integer"),
-    "price": (lambda t: pa.types.is_decimal(t) or pa.types.is_string(t), "an exact decimal"),
-    "qty": (lambda t: pa.types.is_decimal(t) or pa.types.is_string(t), "an exact decimal"),
+    "price": (lambda t: pa.types.is_decimal128(t) or pa.types.is_string(t), "an exact decimal"),
+    "qty": (lambda t: pa.types.is_decimal128(t) or pa.types.is_string(t), "an exact decimal"),
     "first_id": (pa.types.is_integer, "an integer"),
     "last_id": (pa.types.is_integer, "an integer"),
     "time": (pa.types.is_timestamp, "a timestamp"),
