@@ -121,3 +121,18 @@ async def test_a_256_bit_decimal_column_is_refused_not_a_crash(tmp_path: Path, c
     pq.write_table(table.set_column(index, column, wide).replace_schema_metadata(table.schema.metadata), path)
     with pytest.raises(DumpError, match=f"column {column} is decimal256"):
         read_dump(path)
+
+
+async def test_a_row_without_its_nq_field_is_refused_not_read_as_a_trade_without_nq(tmp_path: Path) -> None:
+    """The export writes every row's eight fields (an unknown `nq` is an empty eighth): a row of seven is a damaged
+    file, and reading it as "no nq" would drop the trade's normal quantity unseen."""
+    trades = with_nq(tape(50, HOUR, seed=2, start_ms=T0), seed=3)
+    settings = await imported(tmp_path, "um", UM, trades)
+    path = tmp_path / "um.csv"
+    export(settings.shard_dir, UM, T0, T0 + HOUR, path)
+    lines = path.read_text().splitlines()
+    lines[10] = lines[10].rsplit(",", 1)[0]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DumpError, match="expected 8 comma-separated fields") as raised:
+        read_dump(path)
+    assert raised.value.line == 11

@@ -370,6 +370,8 @@ class _ChunkReader:
         if self.time_unit is None:
             self.time_unit = self._unit(data, first_line)
         fields = self.dump_fields if self.time_unit != "export" else self.export_fields
+        if NQ_FIELD in fields:
+            self._each_nq_given(data, len(fields), first_line)
         schema: dict[str, pl.DataType] = {name: pl.String() for name in fields}
         for name in _INT_FIELDS:
             schema[name] = pl.Int64()
@@ -404,6 +406,19 @@ class _ChunkReader:
         if len(columns):
             self.previous_id = int(columns.agg_id[-1])
         self.out.append(columns, lines, expected=int(self.size / max(len(data), 1) * len(columns) * 1.02) + 1024)
+
+    def _each_nq_given(self, data: bytes, fields: int, first_line: int) -> None:
+        """Every row of an export with `nq` has all its fields: polars reads a row one short as an empty `nq`,
+        which would pass a damaged row as a trade without one."""
+        raw = np.frombuffer(data, dtype=np.uint8)
+        commas = np.r_[0, np.cumsum(raw == ord(","))]
+        ends = np.r_[np.flatnonzero(raw == ord("\n")), len(raw)]
+        per_line = np.diff(np.r_[0, commas[ends]])
+        short = np.flatnonzero(per_line == fields - 2)
+        if len(short):
+            line = first_line + int(short[0])
+            text = _line_text(data, int(short[0]))
+            raise DumpError(self.source, f"expected {fields} comma-separated fields: {text!r}", line)
 
     def _blank(self, count: int, line: int) -> None:
         self.blank_lines += count
