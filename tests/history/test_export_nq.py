@@ -136,3 +136,17 @@ async def test_a_row_without_its_nq_field_is_refused_not_read_as_a_trade_without
     with pytest.raises(DumpError, match="expected 8 comma-separated fields") as raised:
         read_dump(path)
     assert raised.value.line == 11
+
+
+@pytest.mark.parametrize("column", ["nq", "price"])
+async def test_a_parquet_column_given_twice_is_refused_naming_it(tmp_path: Path, column: str) -> None:
+    """Which of two `nq` (or `price`) columns holds the trades' is no guess to make: it was a KeyError from pyarrow."""
+    trades = with_nq(tape(50, HOUR, seed=2, start_ms=T0), seed=3)
+    settings = await imported(tmp_path, "um", UM, trades)
+    path = tmp_path / "um.parquet"
+    export(settings.shard_dir, UM, T0, T0 + HOUR, path)
+    table = pq.read_table(path)
+    twice = table.append_column(column, table.column(column))
+    pq.write_table(twice.replace_schema_metadata(table.schema.metadata), path)
+    with pytest.raises(DumpError, match=f"column {column} is given 2 times"):
+        read_dump(path)

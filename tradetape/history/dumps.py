@@ -614,6 +614,9 @@ def _read_parquet(path: Path, reader: _ChunkReader) -> None:
         raise DumpError(source, f"not a readable Parquet file: {str(exc)[:200]}") from None
     try:
         schema = parquet.schema_arrow
+        for name in (*EXPORT_FIELDS, NQ_FIELD):
+            if (times := schema.names.count(name)) > 1:
+                raise DumpError(source, f"column {name} is given {times} times")
         for name, (accepts, expected) in _PARQUET_TYPES.items():
             if name not in schema.names:
                 raise DumpError(source, f"not a tradetape export: no column {name}")
