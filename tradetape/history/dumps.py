@@ -378,7 +378,8 @@ class _ChunkReader:
         if self.time_unit != "export":
             schema["time"] = pl.Int64()
         try:
-            frame = pl.read_csv(io.BytesIO(data), has_header=False, schema=schema, ignore_errors=True)
+            # No quoting: neither Binance nor tradetape quotes, and a stray quote would swallow the lines after it.
+            frame = pl.read_csv(io.BytesIO(data), has_header=False, schema=schema, ignore_errors=True, quote_char=None)
         except pl.exceptions.PolarsError:
             line, text = _ragged_line(data, len(fields), first_line)
             raise DumpError(self.source, f"expected {len(fields)} comma-separated fields: {text!r}", line) from None
