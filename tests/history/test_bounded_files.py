@@ -266,3 +266,14 @@ def test_a_stray_quote_is_refused_with_its_line_not_a_file_cut_short(tmp_path: P
     with pytest.raises(DumpError) as caught:
         read_dump(path)
     assert caught.value.line == 61, str(caught.value)
+
+
+def test_a_byte_that_is_not_utf8_is_refused_naming_its_line(tmp_path: Path) -> None:
+    """polars refuses the chunk whole; the error named the chunk's first line and an empty text."""
+    rows = [line.encode() for line in REAL_LINES[:100]]
+    rows[60] = rows[60].replace(b",", b"\xff,", 1)
+    path = tmp_path / "BTCUSDT-aggTrades-2026-01-01.csv"
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    with pytest.raises(DumpError, match="not UTF-8") as caught:
+        read_dump(path)
+    assert caught.value.line == 61

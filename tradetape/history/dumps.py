@@ -381,6 +381,11 @@ class _ChunkReader:
             # No quoting: neither Binance nor tradetape quotes, and a stray quote would swallow the lines after it.
             frame = pl.read_csv(io.BytesIO(data), has_header=False, schema=schema, ignore_errors=True, quote_char=None)
         except pl.exceptions.PolarsError:
+            try:
+                data.decode()
+            except UnicodeDecodeError as exc:
+                line = first_line + data.count(b"\n", 0, exc.start)
+                raise DumpError(self.source, f"not UTF-8 text: {_line_text(data, line - first_line)!r}", line) from None
             line, text = _ragged_line(data, len(fields), first_line)
             raise DumpError(self.source, f"expected {len(fields)} comma-separated fields: {text!r}", line) from None
         lines = np.arange(first_line, first_line + frame.height, dtype=np.int64)
