@@ -139,6 +139,16 @@ def assert_coin_bars(trades: TradeColumns, bars_: list[bars.BarReply], groups: l
         assert Decimal(bar.base_volume or "") == reference_base(by_price(trades, held), size)
 
 
+def test_too_many_coin_m_dollar_bars_says_to_raise_the_dollar_bar() -> None:
+    """A COIN-M dollar bar is computed as a volume bar of contracts: its error still names what was asked."""
+    trades = contracts(tape(5_000, 3_000_000, start_ms=T0))
+    source = HeldTrades(trades, contract_sizes={CM: 100})
+    with pytest.raises(QueryError) as raised:
+        bars.handle(source, CM, bars.BarsRequest(dollar_bar="0.00000001", **SPAN), NOW)
+    assert raised.value.code == "range_too_large"
+    assert "use a larger dollar_bar" in str(raised.value) and "volume_bar" not in str(raised.value)
+
+
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 10_000), size=st.sampled_from([10, 100]), tz=st.sampled_from(["America/New_York", "UTC"]),
        interval=st.sampled_from(["1d", "1w"]))  # fmt: skip

@@ -251,3 +251,29 @@ def test_several_files_each_reported_and_a_bad_one_does_not_stop_the_next(tmp_pa
     assert "BTCUSDT-aggTrades-2026-01-01.csv: BTCUSDT 5000 trades, 5000 imported" in output
     assert "total: 5000 imported, 0 duplicates skipped, 0 gaps, 1 files failed" in output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("where", ["agg_id", "quantity"])
+def test_a_stray_quote_is_refused_with_its_line_not_a_file_cut_short(tmp_path: Path, where: str) -> None:
+    """A quote opening a field nothing closes made polars swallow the rest of the file as that one field (with a mere
+    warning): the file imported as its first rows, the rest dropped unseen. Neither Binance nor tradetape quotes."""
+    rows = REAL_LINES[:100]
+    fields = rows[60].split(",")
+    fields[0 if where == "agg_id" else 2] = '"' + fields[0 if where == "agg_id" else 2]
+    rows[60] = ",".join(fields)
+    path = tmp_path / "BTCUSDT-aggTrades-2026-01-01.csv"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DumpError) as caught:
+        read_dump(path)
+    assert caught.value.line == 61, str(caught.value)
+
+
+def test_a_byte_that_is_not_utf8_is_refused_naming_its_line(tmp_path: Path) -> None:
+    """polars refuses the chunk whole; the error named the chunk's first line and an empty text."""
+    rows = [line.encode() for line in REAL_LINES[:100]]
+    rows[60] = rows[60].replace(b",", b"\xff,", 1)
+    path = tmp_path / "BTCUSDT-aggTrades-2026-01-01.csv"
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    with pytest.raises(DumpError, match="not UTF-8") as caught:
+        read_dump(path)
+    assert caught.value.line == 61

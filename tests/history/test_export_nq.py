@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.store.synthetic import tape
@@ -105,3 +107,47 @@ async def test_an_nq_column_on_another_market_is_refused(tmp_path: Path) -> None
     (tmp_path / "spot.csv").write_text(text)
     with pytest.raises(DumpError, match="nq"):
         read_dump(tmp_path / "spot.csv")
+
+
+@pytest.mark.parametrize("column", ["nq", "price"])
+async def test_a_256_bit_decimal_column_is_refused_not_a_crash(tmp_path: Path, column: str) -> None:
+    """polars cannot hold a Decimal256: reading one panicked (a BaseException with a Rust backtrace) in the import."""
+    trades = with_nq(tape(50, HOUR, seed=2, start_ms=T0), seed=3)
+    settings = await imported(tmp_path, "um", UM, trades)
+    path = tmp_path / "um.parquet"
+    export(settings.shard_dir, UM, T0, T0 + HOUR, path)
+    table = pq.read_table(path)
+    index = table.schema.get_field_index(column)
+    wide = table.column(index).cast(pa.decimal256(76, 8))
+    pq.write_table(table.set_column(index, column, wide).replace_schema_metadata(table.schema.metadata), path)
+    with pytest.raises(DumpError, match=f"column {column} is decimal256"):
+        read_dump(path)
+
+
+async def test_a_row_without_its_nq_field_is_refused_not_read_as_a_trade_without_nq(tmp_path: Path) -> None:
+    """The export writes every row's eight fields (an unknown `nq` is an empty eighth): a row of seven is a damaged
+    file, and reading it as "no nq" would drop the trade's normal quantity unseen."""
+    trades = with_nq(tape(50, HOUR, seed=2, start_ms=T0), seed=3)
+    settings = await imported(tmp_path, "um", UM, trades)
+    path = tmp_path / "um.csv"
+    export(settings.shard_dir, UM, T0, T0 + HOUR, path)
+    lines = path.read_text().splitlines()
+    lines[10] = lines[10].rsplit(",", 1)[0]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DumpError, match="expected 8 comma-separated fields") as raised:
+        read_dump(path)
+    assert raised.value.line == 11
+
+
+@pytest.mark.parametrize("column", ["nq", "price"])
+async def test_a_parquet_column_given_twice_is_refused_naming_it(tmp_path: Path, column: str) -> None:
+    """Which of two `nq` (or `price`) columns holds the trades' is no guess to make: it was a KeyError from pyarrow."""
+    trades = with_nq(tape(50, HOUR, seed=2, start_ms=T0), seed=3)
+    settings = await imported(tmp_path, "um", UM, trades)
+    path = tmp_path / "um.parquet"
+    export(settings.shard_dir, UM, T0, T0 + HOUR, path)
+    table = pq.read_table(path)
+    twice = table.append_column(column, table.column(column))
+    pq.write_table(twice.replace_schema_metadata(table.schema.metadata), path)
+    with pytest.raises(DumpError, match=f"column {column} is given 2 times"):
+        read_dump(path)

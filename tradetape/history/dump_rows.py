@@ -163,14 +163,22 @@ class ChunkReader:
         if self.time_unit is None:
             self.time_unit = self._unit(data, first_line)
         fields = self.dump_fields if self.time_unit != "export" else self.export_fields
+        if NQ_FIELD in fields:
+            self._each_nq_given(data, len(fields), first_line)
         schema: dict[str, pl.DataType] = {name: pl.String() for name in fields}
         for name in _INT_FIELDS:
             schema[name] = pl.Int64()
         if self.time_unit != "export":
             schema["time"] = pl.Int64()
         try:
-            frame = pl.read_csv(io.BytesIO(data), has_header=False, schema=schema, ignore_errors=True)
+            # No quoting: neither Binance nor tradetape quotes, and a stray quote would swallow the lines after it.
+            frame = pl.read_csv(io.BytesIO(data), has_header=False, schema=schema, ignore_errors=True, quote_char=None)
         except pl.exceptions.PolarsError:
+            try:
+                data.decode()
+            except UnicodeDecodeError as exc:
+                line = first_line + data.count(b"\n", 0, exc.start)
+                raise DumpError(self.source, f"not UTF-8 text: {_line_text(data, line - first_line)!r}", line) from None
             line, text = _ragged_line(data, len(fields), first_line)
             raise DumpError(self.source, f"expected {len(fields)} comma-separated fields: {text!r}", line) from None
         lines = np.arange(first_line, first_line + frame.height, dtype=np.int64)
@@ -197,6 +205,18 @@ class ChunkReader:
         if len(columns):
             self.previous_id = int(columns.agg_id[-1])
         self.out.append(columns, lines, expected=int(self.size / max(len(data), 1) * len(columns) * 1.02) + 1024)
+
+    def _each_nq_given(self, data: bytes, fields: int, first_line: int) -> None:
+        """Every row of an export with `nq` has all its fields: polars reads a row one short as an empty `nq`,
+        which would pass a damaged row as a trade without one."""
+        raw = np.frombuffer(data, dtype=np.uint8)
+        ends = np.r_[np.flatnonzero(raw == ord("\n")), len(raw)]
+        per_line = np.diff(np.r_[0, np.searchsorted(np.flatnonzero(raw == ord(",")), ends)])
+        short = np.flatnonzero(per_line == fields - 2)
+        if len(short):
+            line = first_line + int(short[0])
+            text = _line_text(data, int(short[0]))
+            raise DumpError(self.source, f"expected {fields} comma-separated fields: {text!r}", line)
 
     def _blank(self, count: int, line: int) -> None:
         self.blank_lines += count

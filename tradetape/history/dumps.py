@@ -35,17 +35,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tradetape.history.dump_rows import ChunkReader, Dump
-from tradetape.history.export_format import NQ_FIELD, export_text
+from tradetape.history.export_format import EXPORT_FIELDS, NQ_FIELD, export_text
 from tradetape.history.file_limits import DumpError, FileLimits, TimeBounds, limit_env, over_member
 from tradetape.history.labels import ExportLabel, LabelError
 
 __all__ = ["Dump", "DumpError", "FileLimits", "TimeBounds", "read_dump", "zip_entries"]
 
 PARQUET_SLICE_ROWS = 500_000
+# Decimals up to 128 bits only: polars panics (a BaseException) on a Decimal256 column.
 _PARQUET_TYPES: dict[str, tuple[Callable[[pa.DataType], bool], str]] = {
     "agg_id": (pa.types.is_integer, "an integer"),
-    "price": (lambda t: pa.types.is_decimal(t) or pa.types.is_string(t), "an exact decimal"),
-    "qty": (lambda t: pa.types.is_decimal(t) or pa.types.is_string(t), "an exact decimal"),
+    "price": (lambda t: pa.types.is_decimal128(t) or pa.types.is_string(t), "an exact decimal"),
+    "qty": (lambda t: pa.types.is_decimal128(t) or pa.types.is_string(t), "an exact decimal"),
     "first_id": (pa.types.is_integer, "an integer"),
     "last_id": (pa.types.is_integer, "an integer"),
     "time": (pa.types.is_timestamp, "a timestamp"),
@@ -138,6 +139,9 @@ def _read_parquet(path: Path, reader: ChunkReader) -> None:
         raise DumpError(source, f"not a readable Parquet file: {str(exc)[:200]}") from None
     try:
         schema = parquet.schema_arrow
+        for name in (*EXPORT_FIELDS, NQ_FIELD):
+            if (times := schema.names.count(name)) > 1:
+                raise DumpError(source, f"column {name} is given {times} times")
         for name, (accepts, expected) in _PARQUET_TYPES.items():
             if name not in schema.names:
                 raise DumpError(source, f"not a tradetape export: no column {name}")

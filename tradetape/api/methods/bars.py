@@ -310,6 +310,8 @@ def _threshold_bars(
     """
     time_range = request.time_range(now_ms)
     assert time_range is not None
+    asked = request.threshold()  # what the user named: a COIN-M dollar bar is computed as a volume bar
+    assert asked is not None
     size = contract_size_of(source, symbol)
     if kind == "dollar_bar" and market_of(symbol) is Market.CM:
         if size is None:
@@ -325,14 +327,13 @@ def _threshold_bars(
         found = _THRESHOLD_BARS[kind](trades, target, MAX_INTERVALS)
     except TooManyBars as exc:
         raise range_too_large(
-            f"{exc}: at most {MAX_INTERVALS} bars; use a larger {kind} or a shorter range", max_intervals=MAX_INTERVALS
+            f"{exc}: at most {MAX_INTERVALS} bars; use a larger {asked[0]} or a shorter range",
+            max_intervals=MAX_INTERVALS,
         ) from None
     replies = bar_replies(found.bars, found.end, found.last_complete)
     if size is not None:
         bar_of = np.repeat(np.arange(len(found.first), dtype=np.int64), np.diff(np.r_[found.first, len(trades)]))
         _in_coins(replies, found.bars, base_units(trades.price, trades.qty, bar_of, len(found.bars), size), size)
-    asked = request.threshold()
-    assert asked is not None
     return BarsReply(
         symbol=symbol,
         start=time_range[0],
