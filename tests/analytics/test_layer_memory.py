@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.store.synthetic import SYMBOL, T0, tape, write_rolled
+from tests.store.synthetic import SYMBOL, T0, rolled_store, tape
 from tradetape.api.registry import method as registered_method
 from tradetape.services.analytics.service import QuerySource
-from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader, ShardWriter
+from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader
 
 HOUR_MS = 3_600_000
 HOURS = 26
@@ -25,13 +25,8 @@ HOURS = 26
 @pytest.fixture(scope="module")
 def shard(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """26 h of 8,000 trades an hour: most seconds hold trades, as on a busy symbol."""
-    path = tmp_path_factory.mktemp("layer-memory") / "shard"
-    store = ShardWriter(path)
-    try:
-        write_rolled(store, tape(HOURS * 8_000, HOURS * HOUR_MS), chunk_ms=HOUR_MS)
-    finally:
-        store.close()
-    return path
+    return rolled_store(tmp_path_factory.mktemp("layer-memory") / "shard", tape(HOURS * 8_000, HOURS * HOUR_MS),
+                        chunk_ms=HOUR_MS)  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["bars", "flow", "vwap"])

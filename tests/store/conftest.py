@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.store.synthetic import tape, write_rolled
-from tradetape.store.writer import ShardWriter
+from tests.store.synthetic import rolled_store, tape
 
 HOUR = 3_600_000
 BUSY_HOURS = 10
@@ -17,13 +16,7 @@ BUSY_HOURS = 10
 @pytest.fixture(scope="session")
 def busy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Ten hours of 200,000 trades (about 5.5 a second), rolled up; tests only open readers on it."""
-    path = tmp_path_factory.mktemp("busy") / "busy"
-    store = ShardWriter(path)
-    try:
-        write_rolled(store, tape(200_000, BUSY_HOURS * HOUR, seed=11))
-    finally:
-        store.close()
-    return path
+    return rolled_store(tmp_path_factory.mktemp("busy") / "busy", tape(200_000, BUSY_HOURS * HOUR, seed=11))
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from tradetape.domain.columns import TradeColumns
@@ -33,6 +35,16 @@ def write_rolled(store: ShardWriter, trades: TradeColumns, *, chunk_ms: int = 60
     for start, part in split_by(trades, starts):
         store.write(windows_of(SYMBOL, part))
         store.roll_up(SYMBOL, start + chunk_ms - age_ms)
+
+
+def rolled_store(path: Path, trades: TradeColumns, *, chunk_ms: int = 600_000) -> Path:
+    """A shard at `path` holding `trades` written by `write_rolled`, closed (tests open readers on it)."""
+    store = ShardWriter(path)
+    try:
+        write_rolled(store, trades, chunk_ms=chunk_ms)
+    finally:
+        store.close()
+    return path
 
 
 def same(a: TradeColumns, b: TradeColumns) -> bool:

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.store.synthetic import SYMBOL, T0, same, tape, write_rolled
+from tests.store.synthetic import SYMBOL, T0, rolled_store, same, tape
 from tradetape.store.reader import ShardReader
-from tradetape.store.writer import ShardWriter
 
 HOUR = 3_600_000
 HOURS = 10
@@ -17,13 +16,7 @@ HOURS = 10
 
 @pytest.fixture(scope="module")
 def shard(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("warm") / "shard"
-    store = ShardWriter(path)
-    try:
-        write_rolled(store, tape(HOURS * 2_000, HOURS * HOUR), chunk_ms=HOUR)
-    finally:
-        store.close()
-    return path
+    return rolled_store(tmp_path_factory.mktemp("warm") / "shard", tape(HOURS * 2_000, HOURS * HOUR), chunk_ms=HOUR)
 
 
 def test_warming_holds_the_newest_hours_and_reads_them_as_stored(shard: Path) -> None:
