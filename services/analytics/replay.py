@@ -38,7 +38,14 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.micro.request import Request
 
-from tradetape.api.errors import QueryError, internal_error, overloaded, range_too_large, store_corrupt
+from tradetape.api.errors import (
+    QueryError,
+    check_range_span,
+    internal_error,
+    overloaded,
+    range_too_large,
+    store_corrupt,
+)
 from tradetape.api.replay import FlowMessage, ReplayRequest, unknown_instrument
 from tradetape.api.replay.chunks import (
     MESSAGE_OVERHEAD,
@@ -61,7 +68,6 @@ from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader, StoreCor
 
 logger = logging.getLogger(__name__)
 
-DAY_MS = 86_400_000
 PIECE_MS = 3_600_000
 """A stream reads its range an hour at a time, aligned to the hour: the store's segments."""
 PIECE_BYTES = 32 * 2**20
@@ -264,14 +270,7 @@ class ReplayResponder:
                 reading.cancel()
 
     def _check_range(self, request: ReplayRequest) -> None:
-        days = (request.end_ms - request.start_ms) / DAY_MS
-        if days > self._settings.query_max_range_days:
-            raise range_too_large(
-                f"the range spans {days:.1f} days; at most {self._settings.query_max_range_days:g} are allowed",
-                start=request.start_ms,
-                end=request.end_ms,
-                max_days=self._settings.query_max_range_days,
-            )
+        check_range_span(request.start_ms, request.end_ms, self._settings.query_max_range_days)
 
     async def _send_error(self, reply: Request, exc: QueryError) -> None:
         """The error message that ends a stream, counted as the endpoint's error in `$SRV.STATS`."""

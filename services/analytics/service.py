@@ -74,6 +74,7 @@ from nats.micro.request import Request
 from tradetape import __version__
 from tradetape.api.errors import (
     QueryError,
+    check_range_span,
     internal_error,
     invalid_request,
     overloaded,
@@ -216,7 +217,6 @@ class AnalyticsService:
         """Names this worker in reply views (`VIEW_HEADER`): replicas of a shard read states of their own."""
         self._catch_up_thread = ThreadPoolExecutor(1, thread_name_prefix="catch-up")
         """Catch-ups on notice never wait behind a long query for a thread."""
-        self._max_range_ms = int(settings.query_max_range_days * DAY_MS)
         self._computing = asyncio.Semaphore(settings.query_concurrency)
         self._threads = ThreadPoolExecutor(settings.query_concurrency, thread_name_prefix="query")
         """Exactly `query_concurrency` threads: each keeps its own malloc arena of freed query arrays."""
@@ -636,14 +636,8 @@ class AnalyticsService:
         )
 
     def _check_range(self, time_range: tuple[int, int] | None) -> None:
-        if time_range is not None and time_range[1] - time_range[0] > self._max_range_ms:
-            days = (time_range[1] - time_range[0]) / DAY_MS
-            raise range_too_large(
-                f"the range spans {days:.1f} days; at most {self._settings.query_max_range_days:g} are allowed",
-                start=time_range[0],
-                end=time_range[1],
-                max_days=self._settings.query_max_range_days,
-            )
+        if time_range is not None:
+            check_range_span(*time_range, self._settings.query_max_range_days)
 
 
 def _touch_heap(barrier: threading.Barrier) -> None:

@@ -127,6 +127,9 @@ async def test_requests_are_checked_and_bounded(nats_url: str, tmp_path: Path) -
         with pytest.raises(ClientQueryError) as too_long:
             [f async for f in client.replay("BTCUSDT", start=now_ms - 3 * 86_400_000, end=now_ms)]
         assert too_long.value.code == "range_too_large"
+        with pytest.raises(ClientQueryError) as just_over:
+            [f async for f in client.replay("BTCUSDT", start=now_ms - 2 * 86_400_000 - 1, end=now_ms)]
+        assert "1 ms more than the 2 days" in str(just_over.value)
         for fields in ({"chunk": 0}, {"window": 1000}, {"start": now_ms, "end": now_ms - 1}):
             with pytest.raises(ClientQueryError) as bad:
                 [f async for f in client.replay("BTCUSDT", **{"start": now_ms - HOUR_MS, "end": now_ms, **fields})]

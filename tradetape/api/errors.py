@@ -44,6 +44,20 @@ def range_too_large(message: str, **details: Any) -> QueryError:
     return QueryError("range_too_large", message, details, status=413)
 
 
+def check_range_span(start_ms: int, end_ms: int, max_days: float) -> None:
+    """`range_too_large` for a range longer than `max_days` (a query's or a replay's), saying by how much: a range
+    1 ms too long must not read as "31.0 days; at most 31"."""
+    max_ms = int(max_days * 86_400_000)
+    if end_ms - start_ms > max_ms:
+        raise range_too_large(
+            f"the range spans {end_ms - start_ms:,} ms ({(end_ms - start_ms) / 86_400_000:.1f} days), "
+            f"{end_ms - start_ms - max_ms:,} ms more than the {max_days:g} days ({max_ms:,} ms) allowed",
+            start=start_ms,
+            end=end_ms,
+            max_days=max_days,
+        )
+
+
 def reply_too_large(size: int, max_payload: int, hint: str) -> QueryError:
     return QueryError(
         "reply_too_large",
