@@ -1069,9 +1069,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/pipeline.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0, help="throughput measurement window (default 30)")
-    parser.add_argument("--rate", type=float, default=20_000.0,
+    parser.add_argument("--rate", type=float, default=40_000.0,
                         help="generator trades/s in the throughput phase, above what the pipeline absorbs "
-                             "(default 20000)")
+                             "(default 40000: at 20000 the pipeline now stores all of it)")
     parser.add_argument("--steady-rate", type=float, default=2_000.0, help="generator trades/s in the latency phase")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="latency measurement window (default 20)")
     parser.add_argument("--poll-ms", type=float, default=10.0,
