@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from rocksdict import Rdict
 
 from tests.store.synthetic import SYMBOL, T0, rolled_store, same, tape
+from tradetape.store.keys import SUMMARY, timed_key
 from tradetape.store.reader import ShardReader
+from tradetape.store.rocks import store_options
 
 HOUR = 3_600_000
 HOURS = 10
@@ -62,6 +66,26 @@ def test_no_cache_no_warming(shard: Path) -> None:
     reader = ShardReader(shard, cache_bytes=0)
     try:
         assert not reader.warm(SYMBOL, HOUR).complete
+        assert reader.cache.held_bytes == 0
+    finally:
+        reader.close()
+
+
+def test_a_corrupt_newest_summary_leaves_the_symbol_unwarmed_not_the_worker_down(shard: Path, tmp_path: Path) -> None:
+    """Before: the summaries of the span were decoded outside the corrupt-value guard, so a worker whose newest
+    summary was corrupt raised `StoreCorruptError` while warming and never served (found by the store-corrupt test)."""
+    copy = Path(shutil.copytree(shard, tmp_path / "shard"))
+    db = Rdict(str(copy), store_options())
+    try:
+        key = timed_key(SUMMARY, SYMBOL, T0 + (HOURS - 1) * HOUR)
+        value = db[key]
+        db[key] = value[:-4] + bytes(b ^ 0xFF for b in value[-4:])
+    finally:
+        db.close()
+    reader = ShardReader(copy, cache_bytes=64 << 20)
+    try:
+        warmed = reader.warm(SYMBOL, 3 * HOUR)
+        assert (warmed.segments, warmed.corrupt) == (0, 1)
         assert reader.cache.held_bytes == 0
     finally:
         reader.close()

@@ -69,8 +69,13 @@ def newest_segments(db: Rdict, symbol: str, span_ms: int) -> list[SegmentSummary
 
 
 def warm_recent(db: Rdict, symbol: str, span_ms: int, cache: SegmentCache) -> Warmed:
-    """Fill `cache` with the newest `span_ms` of `symbol`'s segments: their aggregates first, then their trades."""
-    segments = newest_segments(db, symbol, span_ms)
+    """Fill `cache` with the newest `span_ms` of `symbol`'s segments: their aggregates first, then their trades.
+
+    A corrupt summary among the newest leaves the symbol unwarmed (its queries report it)."""
+    try:
+        segments = newest_segments(db, symbol, span_ms)
+    except StoreCorruptError:
+        return Warmed(0, complete=True, corrupt=1)
     corrupt = 0
     for kinds in (_AGGREGATES, _TRADES):
         for summary in segments:
