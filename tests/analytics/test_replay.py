@@ -8,7 +8,9 @@ measured, as its own process. What `trades` answers page by page is the referenc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -17,7 +19,7 @@ import orjson
 import polars as pl
 import pytest
 
-from tests.harness import run_services, wait_for
+from tests.harness import Running, run_services, wait_for
 from tradetape.api.replay.chunks import ReplayChunk, ReplayStart, decode_message
 from tradetape.bus.subjects import analytics_queue_group, replay_subject
 from tradetape.client import ClientQueryError, TapeClient, TapeUnavailable
@@ -67,6 +69,21 @@ async def answered(tape_client: TapeClient, symbol: str) -> bool:
     return True
 
 
+@contextlib.asynccontextmanager
+async def serving_an_hour(nats_url: str, tmp_path: Path) -> AsyncIterator[tuple[Settings, int, Running, TapeClient]]:
+    """An analytics worker (ranges of 2 days at most) serving the last hour's 100 BTCUSDT trades (98 and 2 voids),
+    and a client it has answered."""
+    now_ms = int(time.time() * 1000)
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=SYMBOLS, query_max_range_days=2)
+    write_store(settings.shard_dir, {"BTCUSDT": tape(100, now_ms - HOUR_MS, 60_000, 3, 1)}, now_ms - 2 * HOUR_MS)
+    async with (
+        run_services(settings, "analytics") as running,
+        await TapeClient.connect(url=nats_url, timeout=5) as client,
+    ):
+        await wait_for(lambda: answered(client, "BTCUSDT"), timeout=20, running=running)
+        yield settings, now_ms, running, client
+
+
 async def trades_pages(tape_client: TapeClient, symbol: str, start: int, end: int) -> pl.DataFrame:
     """What `trades` answers over the range, every page joined."""
     frames, cursor = [], None
@@ -113,14 +130,7 @@ async def test_two_symbols_replayed_exactly_and_in_order(nats_url: str, tmp_path
 
 
 async def test_requests_are_checked_and_bounded(nats_url: str, tmp_path: Path) -> None:
-    now_ms = int(time.time() * 1000)
-    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=SYMBOLS, query_max_range_days=2)
-    write_store(settings.shard_dir, {"BTCUSDT": tape(100, now_ms - HOUR_MS, 60_000, 3, 1)}, now_ms - 2 * HOUR_MS)
-    async with (
-        run_services(settings, "analytics") as running,
-        await TapeClient.connect(url=nats_url, timeout=5) as client,
-    ):
-        await wait_for(lambda: answered(client, "BTCUSDT"), timeout=20, running=running)
+    async with serving_an_hour(nats_url, tmp_path) as (settings, now_ms, running, client):
         with pytest.raises(ClientQueryError) as unknown:
             [f async for f in client.replay("SOLUSDT", start=now_ms - HOUR_MS, end=now_ms)]
         assert unknown.value.code == "unknown_symbol"
@@ -161,14 +171,7 @@ async def test_requests_are_checked_and_bounded(nats_url: str, tmp_path: Path) -
 async def test_replay_is_discovered_in_srv_info_and_counted_in_srv_stats(nats_url: str, tmp_path: Path) -> None:
     """Before: replay subscribed beside the micro service, so `$SRV.INFO` did not list it and `$SRV.STATS` did
     not count its requests or errors."""
-    now_ms = int(time.time() * 1000)
-    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=SYMBOLS, query_max_range_days=2)
-    write_store(settings.shard_dir, {"BTCUSDT": tape(100, now_ms - HOUR_MS, 60_000, 3, 1)}, now_ms - 2 * HOUR_MS)
-    async with (
-        run_services(settings, "analytics") as running,
-        await TapeClient.connect(url=nats_url, timeout=5) as client,
-    ):
-        await wait_for(lambda: answered(client, "BTCUSDT"), timeout=20, running=running)
+    async with serving_an_hour(nats_url, tmp_path) as (settings, now_ms, running, client):
 
         async def endpoint(verb: str) -> dict[str, object]:
             msg = await client.nc.request(f"$SRV.{verb}.tradetape-analytics", b"", timeout=5)
