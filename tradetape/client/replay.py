@@ -168,6 +168,10 @@ class _ReplayStream:
                 await self._resume(f"chunk {message.seq} came when {self._next_seq} was due")
                 continue
             trades = message.trades
+            low, high = self._request.start_ms, self._request.end_ms
+            if not low <= int(trades.time[0]) <= int(trades.time[-1]) < high:  # a chunk runs in time order
+                outside = f"chunk {message.seq} holds trades outside the range asked, [{low}, {high})"
+                raise TapeUnavailable(f"replay of {self.instrument}: {outside}")
             first = (int(trades.time[0]), int(trades.agg_id[0]))
             if self._last is not None and first <= self._last:
                 raise TapeUnavailable(f"replay of {self.instrument}: trade {first} does not follow {self._last}")

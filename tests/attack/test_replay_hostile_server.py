@@ -1,0 +1,84 @@
+"""`TapeClient.replay` against a hostile worker: a plain NATS client answering `tape.replay.open.>` over a real
+nats-server with forged streams. The client must refuse with a clear error (`TapeUnavailable`), keep its memory
+bounded, and never hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import nats
+import numpy as np
+import pytest
+from nats.aio.msg import Msg
+
+from tradetape.api.replay.chunks import ReplayEnd, ReplayStart, encode_chunk, encode_end, encode_start
+from tradetape.bus.subjects import REPLAY_FLOW_PREFIX, replay_subject
+from tradetape.client import TapeClient, TapeUnavailable
+from tradetape.domain.columns import TradeColumns
+
+pytestmark = pytest.mark.timeout(90)
+
+START = 1_750_000_000_000
+END = START + 3_600_000
+FLOW = f"{REPLAY_FLOW_PREFIX}.hostile"
+
+
+def trades(count: int, first_time: int, first_id: int) -> TradeColumns:
+    """`count` trades a millisecond apart from `first_time`, ids from `first_id`."""
+    ids = np.arange(first_id, first_id + count, dtype=np.int64)
+    times = np.arange(first_time, first_time + count, dtype=np.int64)
+    units = np.full(count, 10**8, dtype=np.int64)
+    return TradeColumns(ids, units, units, ids, ids, times, np.zeros(count, dtype=np.bool_))
+
+
+Forger = Callable[[nats.NATS, Msg], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def hostile_worker(nats_url: str, forge: Forger) -> AsyncIterator[list[asyncio.Task[None]]]:
+    """A 'worker' answering every BTCUSDT replay request with `forge(nc, request)`, run as a task each."""
+    nc = await nats.connect(nats_url)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def on_request(msg: Msg) -> None:
+        tasks.append(asyncio.create_task(forge(nc, msg)))
+
+    await nc.subscribe(replay_subject("BTCUSDT"), cb=on_request)
+    await nc.flush()
+    try:
+        yield tasks
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await nc.close()
+
+
+async def replayed(client: TapeClient, **fields: object) -> int:
+    frames = [frame async for frame in client.replay("BTCUSDT", **{"start": START, "end": END, **fields})]
+    return sum(len(frame) for frame in frames)
+
+
+async def test_trades_outside_the_range_asked_are_refused(nats_url: str) -> None:
+    async def outside(nc: nats.NATS, msg: Msg) -> None:
+        await nc.publish(msg.reply, encode_start(ReplayStart(FLOW, 100, 8, 30_000)))
+        await nc.publish(msg.reply, encode_chunk(0, trades(100, END, 1)))  # every trade at or after `end`
+        await nc.publish(msg.reply, encode_end(ReplayEnd(1, 100)))
+
+    async with hostile_worker(nats_url, outside), await TapeClient.connect(url=nats_url, timeout=2) as client:
+        with pytest.raises(TapeUnavailable, match="outside"):
+            await replayed(client, chunk=100)
+
+    async def before(nc: nats.NATS, msg: Msg) -> None:
+        await nc.publish(msg.reply, encode_start(ReplayStart(FLOW, 100, 8, 30_000)))
+        await nc.publish(msg.reply, encode_chunk(0, trades(100, START - 50, 1)))  # half before `start`
+        await nc.publish(msg.reply, encode_end(ReplayEnd(1, 100)))
+
+    async with hostile_worker(nats_url, before), await TapeClient.connect(url=nats_url, timeout=2) as client:
+        with pytest.raises(TapeUnavailable, match="outside"):
+            await replayed(client, chunk=100)
