@@ -82,3 +82,14 @@ async def test_trades_outside_the_range_asked_are_refused(nats_url: str) -> None
     async with hostile_worker(nats_url, before), await TapeClient.connect(url=nats_url, timeout=2) as client:
         with pytest.raises(TapeUnavailable, match="outside"):
             await replayed(client, chunk=100)
+
+
+async def test_a_worker_that_never_starts_the_stream_is_unavailable_in_time(nats_url: str) -> None:
+    async def silent(nc: nats.NATS, msg: Msg) -> None:
+        await asyncio.sleep(3600)
+
+    async with hostile_worker(nats_url, silent), await TapeClient.connect(url=nats_url, timeout=1) as client:
+        began = time.monotonic()
+        with pytest.raises(TapeUnavailable, match="BTCUSDT"):
+            await replayed(client)
+        assert time.monotonic() - began < 10

@@ -135,7 +135,10 @@ class _ReplayStream:
             fields["start"], fields["after_id"] = self._last
         self._next_seq, self._acked, self._trades = 0, -1, 0
         await nc.publish(replay_subject(self.instrument), orjson.dumps(fields), reply=inbox)
-        message = await self._message()
+        try:
+            message = await self._message()
+        except _StreamBroken as exc:
+            raise TapeUnavailable(f"replay of {self.instrument}: the worker did not start the stream: {exc}") from None
         if not isinstance(message, ReplayStart):
             raise TapeUnavailable(f"replay of {self.instrument}: the worker did not start the stream")
         if (
