@@ -93,3 +93,27 @@ async def test_a_worker_that_never_starts_the_stream_is_unavailable_in_time(nats
         with pytest.raises(TapeUnavailable, match="BTCUSDT"):
             await replayed(client)
         assert time.monotonic() - began < 10
+
+
+async def test_a_worker_that_ignores_the_window_cannot_fill_the_clients_memory(nats_url: str) -> None:
+    """Chunks pushed without credit (a forged flood, or a forger acking for the client) are held up to the window
+    the client granted, not nats-py's 128 MB a subscription; the stream then breaks with a clear error."""
+    chunk, flood = 1_000, 600  # 600 chunks of 49 KB: ~29 MB pushed at once
+
+    async def flooding(nc: nats.NATS, msg: Msg) -> None:
+        await nc.publish(msg.reply, encode_start(ReplayStart(FLOW, chunk, 2, 30_000)))
+        for seq in range(flood):
+            await nc.publish(msg.reply, encode_chunk(seq, trades(chunk, START + seq * chunk, 1 + seq * chunk)))
+        await nc.flush()
+
+    async with hostile_worker(nats_url, flooding), await TapeClient.connect(url=nats_url, timeout=2) as client:
+        tracemalloc.start()
+        try:
+            with pytest.raises(TapeUnavailable):
+                async for frame in client.replay("BTCUSDT", start=START, end=END, chunk=chunk, window=2):
+                    if frame["agg_id"][0] == 1:
+                        await asyncio.sleep(1.0)  # a slow consumer while the flood arrives
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 12 * 2**20, f"{peak / 2**20:.1f} MB held for a window of 2 chunks of 49 KB"

@@ -25,6 +25,7 @@ from tradetape.api.replay.chunks import (
     ReplayEnd,
     ReplayMessageError,
     ReplayStart,
+    chunk_bytes,
     decode_message,
     trade_frame,
 )
@@ -47,6 +48,8 @@ REPLAY_RESUMES = 3
 PACE_SPIN_S = 0.002
 """With `speed`, a frame's last 2 ms before it is due are waited for on the CPU, not asleep (measured at speed=1 on
 a busy 2-core machine: p99 lateness 5.9 ms asleep all the way)."""
+HELD_MESSAGES = 4
+"""Messages an inbox holds beyond the window's chunks: the end or an error, and slack."""
 _FLOW_SUBJECT = re.compile(re.escape(REPLAY_FLOW_PREFIX) + r"\.[A-Za-z0-9]{1,64}")
 
 
@@ -129,7 +132,12 @@ class _ReplayStream:
         """Ask for the stream (from after the last trade handed on, if any) and read its start."""
         nc = await self._client._connection()
         inbox = nc.new_inbox()
-        self._subscription = await nc.subscribe(inbox)
+        # What a worker keeping to the window can have in flight, not nats-py's 128 MB: a flood past it is dropped,
+        # which the next chunk's seq shows (the stream is asked again, then refused).
+        held = self._request.window + HELD_MESSAGES
+        self._subscription = await nc.subscribe(
+            inbox, pending_msgs_limit=held, pending_bytes_limit=held * chunk_bytes(self._request.chunk)
+        )
         fields = self._request.model_dump(exclude={"after_id"})
         if self._last is not None:
             fields["start"], fields["after_id"] = self._last
