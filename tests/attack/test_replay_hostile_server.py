@@ -117,3 +117,25 @@ async def test_a_worker_that_ignores_the_window_cannot_fill_the_clients_memory(n
         finally:
             tracemalloc.stop()
     assert peak < 12 * 2**20, f"{peak / 2**20:.1f} MB held for a window of 2 chunks of 49 KB"
+
+
+async def test_a_tiny_idle_timeout_does_not_make_the_client_spin(nats_url: str) -> None:
+    """A start claiming an idle timeout of 1 ms must not make the client publish keep-alives thousands of times
+    a second."""
+    flows: list[bytes] = []
+
+    async def heard(flow: Msg) -> None:
+        flows.append(flow.data)
+
+    async def tiny(nc: nats.NATS, msg: Msg) -> None:
+        await nc.subscribe(FLOW, cb=heard)
+        await nc.flush()
+        await nc.publish(msg.reply, encode_start(ReplayStart(FLOW, 100, 8, 1)))
+        await nc.publish(msg.reply, encode_chunk(0, trades(100, START, 1)))
+        await asyncio.sleep(3600)
+
+    async with hostile_worker(nats_url, tiny), await TapeClient.connect(url=nats_url, timeout=1.5) as client:
+        with pytest.raises(TapeUnavailable):
+            async for _ in client.replay("BTCUSDT", start=START, end=END, chunk=100):
+                await asyncio.sleep(1.0)
+    assert 0 < len(flows) < 200, f"{len(flows)} flow messages"

@@ -48,6 +48,8 @@ REPLAY_RESUMES = 3
 PACE_SPIN_S = 0.002
 """With `speed`, a frame's last 2 ms before it is due are waited for on the CPU, not asleep (measured at speed=1 on
 a busy 2-core machine: p99 lateness 5.9 ms asleep all the way)."""
+KEEP_ALIVE_MIN_S = 0.05
+"""Keep-alives go at most 20 times a second a stream, whatever idle timeout a worker's start claims."""
 HELD_MESSAGES = 4
 """Messages an inbox holds beyond the window's chunks: the end or an error, and slack."""
 _FLOW_SUBJECT = re.compile(re.escape(REPLAY_FLOW_PREFIX) + r"\.[A-Za-z0-9]{1,64}")
@@ -197,8 +199,8 @@ class _ReplayStream:
             await self._publish_flow({"ack": self._acked} if self._acked >= 0 else {})
 
     def keep_alive_s(self) -> float:
-        """A third of the worker's idle timeout (a stream being asked again: a second)."""
-        return (self._start.idle_ms / 1000 / 3) if self._start is not None else 1.0
+        """A third of the worker's idle timeout, at least `KEEP_ALIVE_MIN_S` (a stream being asked again: a second)."""
+        return max(KEEP_ALIVE_MIN_S, self._start.idle_ms / 1000 / 3) if self._start is not None else 1.0
 
     async def close(self) -> None:
         """Cancel the stream unless it ended, and drop the inbox."""
