@@ -39,6 +39,8 @@ LIVE_JOIN_ATTEMPTS = 50
 LIVE_BARS_CHUNK_MS = 900_000
 LIVE_TRADES_QUEUE = 10_000
 """Live trades messages held for the caller at most; past that they are dropped and read again (`_fill`)."""
+LIVE_TRADES_QUEUE_BYTES = 16 * 2**20
+"""And their bytes at most: persist's messages run up to a share of the max payload each (10,000 of them: GBs)."""
 LIVE_TRADES_RETRY_S = 0.05
 
 
@@ -135,10 +137,15 @@ class LiveClient(QueryClient):
         finish = None if end is None else _parse_time(end)
         states = {live_trades_subject(name): LiveTrades(name, begin, finish) for name in dict.fromkeys(names)}
         heard: asyncio.Queue[Msg] = asyncio.Queue(LIVE_TRADES_QUEUE)
+        held_bytes = 0
 
         async def on_message(msg: Msg) -> None:
-            with contextlib.suppress(asyncio.QueueFull):  # dropped: the next seq shows the loss, it is read again
+            nonlocal held_bytes
+            if held_bytes + len(msg.data) > LIVE_TRADES_QUEUE_BYTES:
+                return  # dropped, as when the queue is full: the next seq shows the loss, it is read again
+            with contextlib.suppress(asyncio.QueueFull):
                 heard.put_nowait(msg)
+                held_bytes += len(msg.data)
 
         nc = await self._connection()
         subscriptions = [await nc.subscribe(subject, cb=on_message) for subject in states]
@@ -149,6 +156,7 @@ class LiveClient(QueryClient):
                     yield batch
             while True:
                 msg = await heard.get()
+                held_bytes -= len(msg.data)
                 state = states[msg.subject]
                 try:
                     update = LiveTradesUpdate.model_validate_json(msg.data)
