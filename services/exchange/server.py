@@ -158,9 +158,11 @@ class Exchange:
         except KeyError:
             raise KeyError(f"{name} is not served by this exchange") from None
 
-    def _slowest(self, symbol: str) -> int | None:
-        """The position in `symbol`'s history of the connection furthest behind in it; None: nobody follows it."""
-        positions = [p for session in self._sessions if (p := session.position(symbol)) is not None]
+    def _slowest(self, name: str) -> int | None:
+        """The position in instrument `name`'s history of the connection furthest behind in it; None: nobody
+        follows it."""
+        history = self._histories[name]
+        positions = [p for session in self._sessions if (p := session.position(history)) is not None]
         return min(positions) if positions else None
 
     async def wait_replay(self, symbol: str) -> int:
