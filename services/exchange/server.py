@@ -201,13 +201,16 @@ class Exchange:
             except BaseException:
                 await self._stop_sources()
                 raise
-            logger.info(
-                "exchange listening on %s: generated %s at %g/s, replayed %s",
-                self.ws_url,
-                [s for s in self.symbols if s not in self._replays],
-                config.rate,
-                {s: r.path.name for s, r in self._replays.items()},
-            )
+            if self._stored is not None:
+                logger.info("exchange listening on %s: the stored range of %s", self.ws_url, self.symbols)
+            else:
+                logger.info(
+                    "exchange listening on %s: generated %s at %g/s, replayed %s",
+                    self.ws_url,
+                    [s for s in self.symbols if s not in self._replays],
+                    config.rate,
+                    {s: r.path.name for s, r in self._replays.items()},
+                )
 
     def _build_sources(self, config: ExchangeConfig) -> None:
         replays = config.replay_map
