@@ -197,12 +197,20 @@ class LiveClient(QueryClient):
         for low, high, (first, last) in state.missing(reply):
             upto = (last + 1) if last is not None else _open_end()
             cursor: str | None = None
+            last_id: int | None = None
             while True:
                 page = await self.query("trades", symbol, start=first, end=upto, limit=MAX_PAGE, cursor=cursor)
                 taken = state.take([trade for trade in page.trades if low <= trade.a <= high])
                 if taken:
                     yield LiveTradesBatch(symbol=symbol, trades=taken, stored_at=None)
                 if page.next_cursor is None:
+                    break
+                # A page with more to come is full and ascending by agg id after the one before: anything else
+                # (a broken or hostile responder) would be asked again forever.
+                if not page.trades or (last_id is not None and page.trades[0].a <= last_id):
+                    raise TapeUnavailable(f"{symbol}: a trades page that does not continue the one before")
+                last_id = page.trades[-1].a
+                if last_id >= high:  # the pages after hold higher ids only
                     break
                 cursor = page.next_cursor
 
