@@ -11,6 +11,7 @@ import time
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import msgpack
 import nats
 import numpy as np
 import pytest
@@ -139,3 +140,44 @@ async def test_a_tiny_idle_timeout_does_not_make_the_client_spin(nats_url: str) 
             async for _ in client.replay("BTCUSDT", start=START, end=END, chunk=100):
                 await asyncio.sleep(1.0)
     assert 0 < len(flows) < 200, f"{len(flows)} flow messages"
+
+
+def _chunk_with(seq: int, count: int, columns: list[bytes]) -> bytes:
+    return msgpack.packb([1, seq, count, *columns])
+
+
+GOOD = [np.arange(1, 11, dtype="<i8").tobytes()] * 6 + [bytes(10)]
+FORGED = {
+    "not msgpack": b"\xc1\xc1\xc1",
+    "a map": msgpack.packb({"kind": 1}),
+    "unknown kind": msgpack.packb([7, 0]),
+    "short column": _chunk_with(0, 10, [*GOOD[:5], GOOD[5][:-8], GOOD[6]]),
+    "bool byte 2": _chunk_with(0, 10, [*GOOD[:6], bytes([2]) * 10]),
+    "more trades than the chunk": _chunk_with(0, 200, [b"\0" * 1600] * 6 + [bytes(200)]),
+    "out of order": _chunk_with(0, 10, [GOOD[0], *GOOD[1:5], np.arange(10, 0, -1, dtype="<i8").tobytes(), GOOD[6]]),
+    "oversized": b"\x00" * 600_000,
+    "a second start": encode_start(ReplayStart(FLOW, 100, 8, 30_000)),
+}
+
+
+@pytest.mark.parametrize("name", list(FORGED))
+async def test_a_forged_message_is_refused_with_a_clear_error(nats_url: str, name: str) -> None:
+    async def forged(nc: nats.NATS, msg: Msg) -> None:
+        await nc.publish(msg.reply, encode_start(ReplayStart(FLOW, 100, 8, 30_000)))
+        await nc.publish(msg.reply, FORGED[name])
+
+    async with hostile_worker(nats_url, forged), await TapeClient.connect(url=nats_url, timeout=2) as client:
+        with pytest.raises(TapeUnavailable, match="BTCUSDT"):
+            await replayed(client, chunk=100)
+
+
+@pytest.mark.parametrize("flow", ["tape.trades.binance.BTCUSDT", f"{REPLAY_FLOW_PREFIX}.*", "_INBOX.x"])
+async def test_a_start_naming_a_flow_subject_outside_the_replay_flows_is_refused(nats_url: str, flow: str) -> None:
+    """The client would publish its acks there: a worker must not aim them at trades, wildcards or inboxes."""
+
+    async def aiming(nc: nats.NATS, msg: Msg) -> None:
+        await nc.publish(msg.reply, encode_start(ReplayStart(flow, 100, 8, 30_000)))
+
+    async with hostile_worker(nats_url, aiming), await TapeClient.connect(url=nats_url, timeout=2) as client:
+        with pytest.raises(TapeUnavailable, match="not what was asked"):
+            await replayed(client, chunk=100)
