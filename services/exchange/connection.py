@@ -91,9 +91,9 @@ class StreamSession:
     def streams(self) -> list[str]:
         return list(self._cursors)
 
-    def position(self, symbol: str) -> int | None:
-        """How far this connection has sent `symbol`'s history (None: it does not follow it)."""
-        positions = [c.position for c in self._cursors.values() if c.history.symbol == symbol]
+    def position(self, history: TradeHistory) -> int | None:
+        """How far this connection has sent `history` (None: it does not follow it)."""
+        positions = [c.position for c in self._cursors.values() if c.history is history]
         return min(positions) if positions else None
 
     async def run(self) -> None:

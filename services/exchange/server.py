@@ -158,9 +158,11 @@ class Exchange:
         except KeyError:
             raise KeyError(f"{name} is not served by this exchange") from None
 
-    def _slowest(self, symbol: str) -> int | None:
-        """The position in `symbol`'s history of the connection furthest behind in it; None: nobody follows it."""
-        positions = [p for session in self._sessions if (p := session.position(symbol)) is not None]
+    def _slowest(self, name: str) -> int | None:
+        """The position in instrument `name`'s history of the connection furthest behind in it; None: nobody
+        follows it."""
+        history = self._histories[name]
+        positions = [p for session in self._sessions if (p := session.position(history)) is not None]
         return min(positions) if positions else None
 
     async def wait_replay(self, symbol: str) -> int:
@@ -199,13 +201,16 @@ class Exchange:
             except BaseException:
                 await self._stop_sources()
                 raise
-            logger.info(
-                "exchange listening on %s: generated %s at %g/s, replayed %s",
-                self.ws_url,
-                [s for s in self.symbols if s not in self._replays],
-                config.rate,
-                {s: r.path.name for s, r in self._replays.items()},
-            )
+            if self._stored is not None:
+                logger.info("exchange listening on %s: the stored range of %s", self.ws_url, self.symbols)
+            else:
+                logger.info(
+                    "exchange listening on %s: generated %s at %g/s, replayed %s",
+                    self.ws_url,
+                    [s for s in self.symbols if s not in self._replays],
+                    config.rate,
+                    {s: r.path.name for s, r in self._replays.items()},
+                )
 
     def _build_sources(self, config: ExchangeConfig) -> None:
         replays = config.replay_map

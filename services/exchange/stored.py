@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 import polars as pl
 
 from tradetape.client import TapeClient
-from tradetape.domain.instruments import symbol_of_instrument
 from tradetape.ground.tasks import cancel_and_wait
 from tradetape.services.exchange.history import AggTrade, TradeHistory, release
 from tradetape.settings import Settings
@@ -47,7 +46,8 @@ def replayed(
 
 
 def stored_trades(frame: pl.DataFrame) -> dict[str, list[AggTrade]]:
-    """A frame's trades by the exchange's symbol, in order, with the exchange's decimal strings."""
+    """A frame's trades by instrument (`BTCUSDT` and `um:BTCUSDT` are two histories), in order, with the
+    exchange's decimal strings."""
     rows = frame.select(
         "symbol",
         "agg_id",
@@ -58,11 +58,11 @@ def stored_trades(frame: pl.DataFrame) -> dict[str, list[AggTrade]]:
         pl.col("time").dt.epoch("ms"),
         "buyer_maker",
     ).iter_rows()
-    by_symbol: dict[str, list[AggTrade]] = {}
+    by_instrument: dict[str, list[AggTrade]] = {}
     for name, agg_id, price, qty, first_id, last_id, time_ms, maker in rows:
         trade = AggTrade(agg_id, price, qty, first_id, last_id, time_ms, maker)
-        by_symbol.setdefault(symbol_of_instrument(name), []).append(trade)
-    return by_symbol
+        by_instrument.setdefault(name, []).append(trade)
+    return by_instrument
 
 
 class StoredFeed:
@@ -89,15 +89,15 @@ class StoredFeed:
     async def _run(self) -> None:
         try:
             async for frame in self._frames():
-                for symbol, trades in stored_trades(frame).items():
-                    history = self._histories[symbol]
-                    await self._wait_for_slowest(symbol, history)
+                for name, trades in stored_trades(frame).items():
+                    history = self._histories[name]
+                    await self._wait_for_slowest(name, history)
                     await release(history, trades)
                     self.released += len(trades)
             logger.info("stored range served", extra={"trades": self.released})
         except Exception as exc:  # the one boundary: the exchange keeps serving what was released, and says so
             logger.error("stored range not served to the end", extra={"trades": self.released, "error": repr(exc)})
 
-    async def _wait_for_slowest(self, symbol: str, history: TradeHistory) -> None:
-        while (slowest := self._slowest(symbol)) is not None and history.end - slowest > MAX_AHEAD:
+    async def _wait_for_slowest(self, name: str, history: TradeHistory) -> None:
+        while (slowest := self._slowest(name)) is not None and history.end - slowest > MAX_AHEAD:
             await asyncio.sleep(BEHIND_POLL_S)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -87,5 +88,24 @@ def test_a_corrupt_newest_summary_leaves_the_symbol_unwarmed_not_the_worker_down
         warmed = reader.warm(SYMBOL, 3 * HOUR)
         assert (warmed.segments, warmed.corrupt) == (0, 1)
         assert reader.cache.held_bytes == 0
+    finally:
+        reader.close()
+
+
+def test_a_newest_segment_larger_than_the_cache_is_not_decoded_to_find_it_does_not_fit(tmp_path: Path) -> None:
+    """Before: warming read and decoded a segment's trades, then found they did not fit: one busy hour of 600k
+    trades (29 MB of columns) peaked at ~29 MB more than a cache of 2 MB (its budget bounded what was kept only)."""
+    busy = rolled_store(tmp_path / "busy", tape(600_000, HOUR), chunk_ms=HOUR)
+    reader = ShardReader(busy, cache_bytes=2 << 20)
+    try:
+        tracemalloc.start()
+        try:
+            warmed = reader.warm(SYMBOL, HOUR)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert not warmed.complete and warmed.segments >= 1
+        assert reader.cache.held_bytes <= 2 << 20
+        assert peak < 12 << 20, f"warming peaked at {peak / 2**20:.1f} MB for a cache of 2 MB"
     finally:
         reader.close()

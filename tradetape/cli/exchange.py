@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 import orjson
 
 from tradetape.cli.exchange_options import demo_settings, exchange_config
 from tradetape.domain.instruments import Market
 from tradetape.settings import Settings
+
+if TYPE_CHECKING:
+    from tradetape.api.errors import QueryError
 
 
 async def run_exchange(args: argparse.Namespace, settings: Settings) -> int:
@@ -20,15 +24,11 @@ async def run_exchange(args: argparse.Namespace, settings: Settings) -> int:
     from tradetape.settings import MARKET_URL_FIELDS
 
     if args.from_store:
-        from tradetape.api.models import parse_time_ms
-
-        try:
-            if args.start is None or args.end is None:
-                raise ValueError("--from-store needs --start and --end")
-            parse_time_ms(args.start)
-            parse_time_ms(args.end)
-        except ValueError as exc:
-            print(f"tradetape exchange: {exc}", file=sys.stderr)
+        if args.start is None or args.end is None:
+            print("tradetape exchange: --from-store needs --start and --end", file=sys.stderr)
+            return 2
+        if (refused := _unreplayable(args.start, args.end, settings)) is not None:
+            print(f"tradetape exchange: {refused.code}: {refused.message}", file=sys.stderr)
             return 2
     stop = asyncio.Event()
     stop_on_signals(stop)
@@ -45,3 +45,17 @@ async def run_exchange(args: argparse.Namespace, settings: Settings) -> int:
         )
         await stop.wait()
     return 0
+
+
+def _unreplayable(start: str, end: str, settings: Settings) -> QueryError | None:
+    """Why the workers would refuse to replay `[start, end)` (checked as they check it), before the simulator
+    listens: the feed starts only when a first bot subscribes, and a refusal then is one log line."""
+    from tradetape.api.errors import QueryError, check_range_span
+    from tradetape.api.replay import ReplayRequest
+
+    try:
+        request = ReplayRequest.parse({"start": start, "end": end})
+        check_range_span(request.start_ms, request.end_ms, settings.query_max_range_days)
+    except QueryError as exc:
+        return exc
+    return None

@@ -39,6 +39,8 @@ LIVE_JOIN_ATTEMPTS = 50
 LIVE_BARS_CHUNK_MS = 900_000
 LIVE_TRADES_QUEUE = 10_000
 """Live trades messages held for the caller at most; past that they are dropped and read again (`_fill`)."""
+LIVE_TRADES_QUEUE_BYTES = 16 * 2**20
+"""And their bytes at most: persist's messages run up to a share of the max payload each (10,000 of them: GBs)."""
 LIVE_TRADES_RETRY_S = 0.05
 
 
@@ -135,10 +137,15 @@ class LiveClient(QueryClient):
         finish = None if end is None else _parse_time(end)
         states = {live_trades_subject(name): LiveTrades(name, begin, finish) for name in dict.fromkeys(names)}
         heard: asyncio.Queue[Msg] = asyncio.Queue(LIVE_TRADES_QUEUE)
+        held_bytes = 0
 
         async def on_message(msg: Msg) -> None:
-            with contextlib.suppress(asyncio.QueueFull):  # dropped: the next seq shows the loss, it is read again
+            nonlocal held_bytes
+            if held_bytes + len(msg.data) > LIVE_TRADES_QUEUE_BYTES:
+                return  # dropped, as when the queue is full: the next seq shows the loss, it is read again
+            with contextlib.suppress(asyncio.QueueFull):
                 heard.put_nowait(msg)
+                held_bytes += len(msg.data)
 
         nc = await self._connection()
         subscriptions = [await nc.subscribe(subject, cb=on_message) for subject in states]
@@ -149,6 +156,7 @@ class LiveClient(QueryClient):
                     yield batch
             while True:
                 msg = await heard.get()
+                held_bytes -= len(msg.data)
                 state = states[msg.subject]
                 try:
                     update = LiveTradesUpdate.model_validate_json(msg.data)
@@ -189,12 +197,20 @@ class LiveClient(QueryClient):
         for low, high, (first, last) in state.missing(reply):
             upto = (last + 1) if last is not None else _open_end()
             cursor: str | None = None
+            last_id: int | None = None
             while True:
                 page = await self.query("trades", symbol, start=first, end=upto, limit=MAX_PAGE, cursor=cursor)
                 taken = state.take([trade for trade in page.trades if low <= trade.a <= high])
                 if taken:
                     yield LiveTradesBatch(symbol=symbol, trades=taken, stored_at=None)
                 if page.next_cursor is None:
+                    break
+                # A page with more to come is full and ascending by agg id after the one before: anything else
+                # (a broken or hostile responder) would be asked again forever.
+                if not page.trades or (last_id is not None and page.trades[0].a <= last_id):
+                    raise TapeUnavailable(f"{symbol}: a trades page that does not continue the one before")
+                last_id = page.trades[-1].a
+                if last_id >= high:  # the pages after hold higher ids only
                     break
                 cursor = page.next_cursor
 
@@ -209,7 +225,12 @@ class LiveClient(QueryClient):
                 if (reply := state.reply(_now_ms())) is not None:
                     yield reply
                 while True:
-                    update = model.model_validate_json((await subscription.next_msg(timeout=None)).data)
+                    msg = await subscription.next_msg(timeout=None)
+                    try:
+                        update = model.model_validate_json(msg.data)
+                    except ValidationError:  # not persist's: skipped (a lost update shows in the next one's seq)
+                        logger.warning("unreadable live message", extra={"subject": subject})
+                        continue
                     if not order.follows(update):
                         break
                     if state.apply(update) and (reply := state.reply(_now_ms())) is not None:

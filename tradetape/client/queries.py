@@ -13,6 +13,7 @@ from nats.aio.client import Client
 from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
+from pydantic import ValidationError
 
 from tradetape.api.errors import QueryError
 from tradetape.api.registry import method as registered_method
@@ -124,7 +125,12 @@ class QueryClient:
             if error.code == UNSERVED:
                 raise await self._unserved(subject, method, symbol) from error
             raise error
-        return spec.reply.model_validate_json(msg.data), headers.get(VIEW_HEADER)
+        try:
+            reply = spec.reply.model_validate_json(msg.data)
+        except ValidationError as exc:  # a broken or hostile responder: a worker fault, as a silent one is
+            problem = exc.errors()[0]["msg"] if exc.errors() else str(exc)
+            raise TapeUnavailable(f"{subject}: the reply is not a {spec.reply.__name__} ({problem})") from None
+        return reply, headers.get(VIEW_HEADER)
 
     async def _unserved(self, subject: str, method: str, symbol: str) -> TapeUnavailable:
         """Nobody answers `subject`: the error naming what is served."""

@@ -25,6 +25,7 @@ from tradetape.api.replay.chunks import (
     ReplayEnd,
     ReplayMessageError,
     ReplayStart,
+    chunk_bytes,
     decode_message,
     trade_frame,
 )
@@ -47,6 +48,10 @@ REPLAY_RESUMES = 3
 PACE_SPIN_S = 0.002
 """With `speed`, a frame's last 2 ms before it is due are waited for on the CPU, not asleep (measured at speed=1 on
 a busy 2-core machine: p99 lateness 5.9 ms asleep all the way)."""
+KEEP_ALIVE_MIN_S = 0.05
+"""Keep-alives go at most 20 times a second a stream, whatever idle timeout a worker's start claims."""
+HELD_MESSAGES = 4
+"""Messages an inbox holds beyond the window's chunks: the end or an error, and slack."""
 _FLOW_SUBJECT = re.compile(re.escape(REPLAY_FLOW_PREFIX) + r"\.[A-Za-z0-9]{1,64}")
 
 
@@ -129,13 +134,21 @@ class _ReplayStream:
         """Ask for the stream (from after the last trade handed on, if any) and read its start."""
         nc = await self._client._connection()
         inbox = nc.new_inbox()
-        self._subscription = await nc.subscribe(inbox)
+        # What a worker keeping to the window can have in flight, not nats-py's 128 MB: a flood past it is dropped,
+        # which the next chunk's seq shows (the stream is asked again, then refused).
+        held = self._request.window + HELD_MESSAGES
+        self._subscription = await nc.subscribe(
+            inbox, pending_msgs_limit=held, pending_bytes_limit=held * chunk_bytes(self._request.chunk)
+        )
         fields = self._request.model_dump(exclude={"after_id"})
         if self._last is not None:
             fields["start"], fields["after_id"] = self._last
         self._next_seq, self._acked, self._trades = 0, -1, 0
         await nc.publish(replay_subject(self.instrument), orjson.dumps(fields), reply=inbox)
-        message = await self._message()
+        try:
+            message = await self._message()
+        except _StreamBroken as exc:
+            raise TapeUnavailable(f"replay of {self.instrument}: the worker did not start the stream: {exc}") from None
         if not isinstance(message, ReplayStart):
             raise TapeUnavailable(f"replay of {self.instrument}: the worker did not start the stream")
         if (
@@ -168,6 +181,10 @@ class _ReplayStream:
                 await self._resume(f"chunk {message.seq} came when {self._next_seq} was due")
                 continue
             trades = message.trades
+            low, high = self._request.start_ms, self._request.end_ms
+            if not low <= int(trades.time[0]) <= int(trades.time[-1]) < high:  # a chunk runs in time order
+                outside = f"chunk {message.seq} holds trades outside the range asked, [{low}, {high})"
+                raise TapeUnavailable(f"replay of {self.instrument}: {outside}")
             first = (int(trades.time[0]), int(trades.agg_id[0]))
             if self._last is not None and first <= self._last:
                 raise TapeUnavailable(f"replay of {self.instrument}: trade {first} does not follow {self._last}")
@@ -182,8 +199,8 @@ class _ReplayStream:
             await self._publish_flow({"ack": self._acked} if self._acked >= 0 else {})
 
     def keep_alive_s(self) -> float:
-        """A third of the worker's idle timeout (a stream being asked again: a second)."""
-        return (self._start.idle_ms / 1000 / 3) if self._start is not None else 1.0
+        """A third of the worker's idle timeout, at least `KEEP_ALIVE_MIN_S` (a stream being asked again: a second)."""
+        return max(KEEP_ALIVE_MIN_S, self._start.idle_ms / 1000 / 3) if self._start is not None else 1.0
 
     async def close(self) -> None:
         """Cancel the stream unless it ended, and drop the inbox."""

@@ -8,9 +8,10 @@ little before the newest trade finds its oldest edge warm too), newest first: ea
 minute levels and histogram (what whole segments of a range are read from), then each
 one's trades (what a range's ragged edges are cut from). It stops at the first value the
 cache cannot hold (`SegmentCache.warm`: warming never evicts and never exceeds the cache's
-budget). The young windows are not cached by any read, so they are not warmed either. A
-corrupt value is left for the query that meets it to report (`store_corrupt`), never a
-worker that does not start.
+budget), and before reading a segment's trades whose columns (its summary's count) would not fit
+in what the cache has left: a busy hour is never decoded only to be dropped. The young windows
+are not cached by any read, so they are not warmed either. A corrupt value is left for the
+query that meets it to report (`store_corrupt`), never a worker that does not start.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 from rocksdict import Rdict
 
+from tradetape.store.codec import TRADE_BYTES
 from tradetape.store.keys import (
     HISTOGRAM,
     MINUTE_LEVELS,
@@ -79,6 +81,8 @@ def warm_recent(db: Rdict, symbol: str, span_ms: int, cache: SegmentCache) -> Wa
     corrupt = 0
     for kinds in (_AGGREGATES, _TRADES):
         for summary in segments:
+            if kinds is _TRADES and summary.trade_count * TRADE_BYTES > cache.max_bytes - cache.held_bytes:
+                return Warmed(len(segments), complete=False, corrupt=corrupt)
             for kind, decode in kinds:
                 try:
                     fitted = cache.warm(db, kind, symbol, [summary], decode)
