@@ -266,9 +266,13 @@ class StreamSession:
         if not frames:
             return
         websocket = self.websocket
-        async with websocket.send_context():
+        protocol = websocket.protocol
+        async with websocket.send_context():  # checks the connection is open; on exit, waits on a full buffer
             for frame in frames:
-                websocket.protocol.send_text(frame)
+                protocol.send_text(frame)
+            # joined: `send_context` would write each frame's bytes on its own, a syscall each. Only frames are
+            # pending here (text frames sent while open never ask for an EOF; every other path writes at once).
+            websocket.transport.writelines(protocol.data_to_send())
         frames.clear()
 
     def _extras(
