@@ -767,6 +767,7 @@ def summarise_logs(children: Children) -> dict[str, Any]:
         "ingest_reconnects": count_lines(ingest, '"exchange connected"') - 1,
         "persist_stopped": {k: v for k, v in last_log_fields(persist, "persist stopped").items()
                             if k in ("batches", "already_stored")},
+        "analytics_catch_ups": last_log_fields(analytics, "analytics stopped").get("catch_ups"),
         "exchange_fell_behind": count_lines(exchange, "fell behind"),
         "exchange_client": next((line.split(": ", 1)[-1].strip('"') for line in exchange.splitlines()
                                  if "disconnected (code" in line), None),
