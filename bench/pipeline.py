@@ -15,12 +15,19 @@ Everything runs on loopback, in temporary directories that are removed afterward
    every second from the exchange (REST, newest agg id), the stream (message count), the
    persist consumer (ack floor) and the ``coverage`` query (trades queryable);
 4. latency at a steady rate on a fresh server and data directory: every trade's time ``T``
-   (read from the trades subject) against the first ``coverage`` poll that shows its id, and
-   hop by hop: the exchange to a WebSocket client beside ingest (this bench, on the same
-   stream), that client's receipt to the stream's own timestamp, the stream to the persist
-   write that stored it (``stored_at`` of its ``tape.live.trades`` message), and the write to
-   the first poll that shows it; also ``T`` to a ``tape.live.trades`` subscriber (this bench), and
-   the exchange hop as ingest itself measures it (receipt − ``T`` and − ``E``, its last stats interval).
+   (read from the trades subject) against the reply time of the first ``coverage`` query that
+   shows its id, asked by two pollers side by side: one every ``--poll-ms`` (its figure holds up
+   to a poll interval of waiting: "polled"), and one that asks at once when a ``tape.live.trades``
+   message names an id no reply has shown yet, and again as each reply still falls short (one
+   query in flight). "Queryable" is the first reply of either that shows the trade: an upper
+   bound on when a user asking could have had it (the reply's receipt, never the request's
+   sending), and what the targets are read against. Hop by hop: the exchange to a WebSocket
+   client beside ingest (this bench, on the same stream), that client's receipt to the stream's
+   own timestamp, the stream to the persist write that stored it (``stored_at`` of its
+   ``tape.live.trades`` message), and the write to queryable (and to polled); also ``T`` to a
+   ``tape.live.trades`` subscriber (this bench), the exchange hop as ingest itself measures it
+   (receipt − ``T`` and − ``E``, its last stats interval), and each process's CPU seconds per
+   1,000 measured trades (steadier than the latencies on a shared machine).
 
 Progress goes to stderr; the figures go to stdout as a table, or as JSON with ``--json``.
 Nothing here is part of the test run.
@@ -588,6 +595,15 @@ def cpu_shares(first: Sample, last: Sample) -> dict[str, float | None]:
     return shares
 
 
+def cpu_per_trades(first: Sample, last: Sample, trades: int) -> dict[str, float | None]:
+    """Each process's CPU seconds per 1,000 trades between two samples."""
+    if trades <= 0:
+        return {}
+    return {name: None if start is None or last.cpu.get(name) is None
+            else round(1000 * (last.cpu[name] - start) / trades, 4)  # type: ignore[operator]
+            for name, start in first.cpu.items()}
+
+
 async def throughput(work: Path, symbol: str, source_rate: float, seconds: float, warmup: float,
                      drain_timeout: float, py_spy: str | None = None) -> dict[str, Any]:
     max_history = max(1_000_000, int(source_rate * (seconds + warmup + 30) * 1.2))
@@ -751,6 +767,7 @@ def summarise_logs(children: Children) -> dict[str, Any]:
         "ingest_reconnects": count_lines(ingest, '"exchange connected"') - 1,
         "persist_stopped": {k: v for k, v in last_log_fields(persist, "persist stopped").items()
                             if k in ("batches", "already_stored")},
+        "analytics_catch_ups": last_log_fields(analytics, "analytics stopped").get("catch_ups"),
         "exchange_fell_behind": count_lines(exchange, "fell behind"),
         "exchange_client": next((line.split(": ", 1)[-1].strip('"') for line in exchange.splitlines()
                                  if "disconnected (code" in line), None),
@@ -769,10 +786,12 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
                   poll_ms: float, window_ms: int, tail_max: float = 20.0) -> dict[str, Any]:
     pipe = Pipeline("latency", work, symbol, steady_rate, 1_000_000)
     result: dict[str, Any] = {"symbol": symbol, "rate": steady_rate, "seconds": seconds, "poll_ms": poll_ms,
-                              "method": "T = trade time (read back from the stream after the run); visible = reply "
-                                        "time of the first coverage poll whose last_id covers the trade; "
+                              "method": "T = trade time (read back from the stream after the run); queryable = reply "
+                                        "time of the first coverage query whose last_id covers the trade (queries "
+                                        "asked at once on each tape.live.trades message and again while a reply "
+                                        "falls short); polled = the same with a poll every poll_ms only; "
                                         "stream = the stream's own timestamp of the message"}
-    visible: list[tuple[int, int]] = []  # (last_id, reply time ms), last_id ascending
+    polled, prompt = Visibility(), Visibility()
     try:
         await pipe.start()
         assert pipe.nc is not None and pipe.children is not None
@@ -781,19 +800,35 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
         # per agg id: when a WebSocket client beside ingest got it, and when a live trades subscriber got it
         ws_seen: dict[int, int] = {}
         live_seen: dict[int, tuple[int, int]] = {}  # agg id -> (received ms, stored_at ms)
+        written = [-1]  # the newest agg id a live message named
+        heard = asyncio.Event()
 
         async def on_live(msg: Any) -> None:
             received = now_ms()
             update = orjson.loads(msg.data)
             for trade in update["trades"]:
-                live_seen.setdefault(int(trade["a"]), (received, int(update["stored_at"])))
+                agg_id = int(trade["a"])
+                live_seen.setdefault(agg_id, (received, int(update["stored_at"])))
+                written[0] = max(written[0], agg_id)
+            heard.set()
+
+        async def ask(view: Visibility) -> None:
+            sent = time.perf_counter()
+            reply = await coverage(nc, symbol, {"start": now_ms() - window_ms}, timeout=2.0)
+            view.record(reply, now_ms(), (time.perf_counter() - sent) * 1000)
+
+        async def ask_when_written() -> None:
+            """One query at a time: at once on a live message, again while the replies fall short of it."""
+            while True:
+                await heard.wait()
+                heard.clear()
+                while prompt.last_id < written[0]:
+                    await ask(prompt)
 
         live_sub = await nc.subscribe(live_trades_subject(symbol), cb=on_live)
         observer = asyncio.create_task(observe_exchange(f"ws://127.0.0.1:{pipe.port}", symbol, ws_seen))
+        prompter = asyncio.create_task(ask_when_written())
 
-        last_id = last_time = -1
-        polls = failed = 0
-        query_ms: list[float] = []
         started = time.monotonic()
         measure_from_ms = now_ms() + int(warmup * 1000)
         measure_to_ms = measure_from_ms + int(seconds * 1000)
@@ -813,55 +848,51 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
                 cpu_to = pipe.snapshot()
             # trades become visible in id order: once the newest visible trade has T past the
             # window, every measured trade is visible
-            if now >= measured_until and (last_time >= measure_to_ms or now >= hard_stop):
+            if now >= measured_until and (polled.last_time >= measure_to_ms or now >= hard_stop):
                 break
-            if polls % 20 == 0:
+            if len(polled.query_ms) % 20 == 0:
                 pipe.children.check()
-            sent = time.perf_counter()
-            reply = await coverage(nc, symbol, {"start": now_ms() - window_ms}, timeout=2.0)
-            received = now_ms()
-            polls += 1
-            query_ms.append((time.perf_counter() - sent) * 1000)
-            if reply is None:
-                failed += 1
-            elif reply["last_id"] is not None and reply["last_id"] > last_id:
-                last_id = int(reply["last_id"])
-                last_time = max(last_time, int(reply["last_time"]))
-                visible.append((last_id, received))
+            await ask(polled)
             next_poll += poll_ms / 1000
             await asyncio.sleep(max(0.0, next_poll - time.monotonic()))
-        observer.cancel()
-        await asyncio.gather(observer, return_exceptions=True)
+        for task in (observer, prompter):
+            task.cancel()
+        await asyncio.gather(observer, prompter, return_exceptions=True)
         await live_sub.unsubscribe()
         # each trade's T, and when the stream stored it, read back after the run so that the
         # bench adds no per-trade work while it measures
         await pipe.children.stop("ingest")
         await pipe.children.stop("exchange")
         published = await read_stream_times(nc, symbol, timeout=30.0)
-        ids = [v[0] for v in visible]
         measured = [(a, t, seen) for a, t, seen in published if measure_from_ms <= t < measure_to_ms]
         to_stream = [seen - t for _, t, seen in measured]
-        to_visible_all: list[int | None] = []
-        for agg_id, t, _ in measured:
-            index = bisect.bisect_left(ids, agg_id)
-            to_visible_all.append(None if index == len(ids) else visible[index][1] - t)
+        # the first reply of either poller that showed the trade: the prompt one's, or a poll's that came first
+        to_visible_all = [min((lag for lag in lags if lag is not None), default=None)
+                          for lags in zip(prompt.lags(measured), polled.lags(measured), strict=True)]
+        to_polled_all = polled.lags(measured)
         to_visible = [lag for lag in to_visible_all if lag is not None]
+        to_polled = [lag for lag in to_polled_all if lag is not None]
         unseen = len(to_visible_all) - len(to_visible)
         if cpu_from is not None and cpu_to is not None:
             result["cpu_percent_of_one_core"] = cpu_shares(cpu_from, cpu_to)
+            result["cpu_seconds_per_1000_trades"] = cpu_per_trades(cpu_from, cpu_to, len(measured))
         result["trades_measured"] = len(to_visible)
         result["trades_never_visible"] = unseen
-        result["polls"] = polls
-        result["failed_polls"] = failed
-        result["coverage_query_ms"] = {"p50": pct(query_ms, 50), "p99": pct(query_ms, 99)}
+        result["polls"] = len(polled.query_ms)
+        result["prompt_queries"] = len(prompt.query_ms)
+        result["failed_polls"] = polled.failed + prompt.failed
+        all_queries = polled.query_ms + prompt.query_ms
+        result["coverage_query_ms"] = {"p50": pct(all_queries, 50), "p99": pct(all_queries, 99)}
         result["T_to_queryable_ms"] = {"p50": pct(to_visible, 50), "p90": pct(to_visible, 90),
                                        "p99": pct(to_visible, 99), "max": pct(to_visible, 100)}
+        result["T_to_queryable_polled_ms"] = {"p50": pct(to_polled, 50), "p90": pct(to_polled, 90),
+                                              "p99": pct(to_polled, 99), "max": pct(to_polled, 100)}
         result["T_to_stream_ms"] = {"p50": pct(to_stream, 50), "p99": pct(to_stream, 99),
                                     "max": pct(to_stream, 100)}
         hops: dict[str, list[int]] = {"exchange_to_ws_client": [], "ws_client_to_stream": [],
-                                      "stream_to_write": [], "write_to_visible": []}
+                                      "stream_to_write": [], "write_to_visible": [], "write_to_polled": []}
         to_live: list[int] = []
-        for (agg_id, t, seen), lag in zip(measured, to_visible_all, strict=True):
+        for (agg_id, t, seen), lag, polled_lag in zip(measured, to_visible_all, to_polled_all, strict=True):
             if agg_id in ws_seen:
                 hops["exchange_to_ws_client"].append(ws_seen[agg_id] - t)
                 hops["ws_client_to_stream"].append(seen - ws_seen[agg_id])
@@ -871,6 +902,8 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
                 to_live.append(received - t)
                 if lag is not None:
                     hops["write_to_visible"].append(lag + t - stored_at)
+                if polled_lag is not None:
+                    hops["write_to_polled"].append(polled_lag + t - stored_at)
         result["hops_ms"] = {name: {"p50": pct(v, 50), "p99": pct(v, 99), "count": len(v)} for name, v in hops.items()}
         result["T_to_live_trades_ms"] = {"p50": pct(to_live, 50), "p99": pct(to_live, 99), "max": pct(to_live, 100),
                                          "count": len(to_live)}
@@ -896,6 +929,35 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
         return result
     finally:
         await pipe.stop()
+
+
+@dataclass
+class Visibility:
+    """What one poller's coverage replies showed: (last_id, reply time ms), last_id ascending."""
+
+    visible: list[tuple[int, int]] = field(default_factory=list)
+    last_id: int = -1
+    last_time: int = -1
+    failed: int = 0
+    query_ms: list[float] = field(default_factory=list)
+
+    def record(self, reply: dict[str, Any] | None, received_ms: int, round_trip_ms: float) -> None:
+        self.query_ms.append(round_trip_ms)
+        if reply is None:
+            self.failed += 1
+        elif reply["last_id"] is not None and reply["last_id"] > self.last_id:
+            self.last_id = int(reply["last_id"])
+            self.last_time = max(self.last_time, int(reply["last_time"]))
+            self.visible.append((self.last_id, received_ms))
+
+    def lags(self, measured: list[tuple[int, int, int]]) -> list[int | None]:
+        """Per measured (agg id, T, stream time): the first reply showing it, minus T; None if none did."""
+        ids = [v[0] for v in self.visible]
+        lags: list[int | None] = []
+        for agg_id, t, _ in measured:
+            index = bisect.bisect_left(ids, agg_id)
+            lags.append(None if index == len(ids) else self.visible[index][1] - t)
+        return lags
 
 
 async def observe_exchange(ws_url: str, symbol: str, seen: dict[int, int]) -> None:
@@ -991,8 +1053,13 @@ def table(report: dict[str, Any]) -> str:
     lat = report.get("latency")
     if lat and "T_to_queryable_ms" in lat:
         q, s = lat["T_to_queryable_ms"], lat["T_to_stream_ms"]
-        rows.append((f"latency at {lat['rate']:,.0f} trades/s: T → queryable (poll {lat['poll_ms']:.0f} ms)",
+        rows.append((f"latency at {lat['rate']:,.0f} trades/s: T → queryable (first query that sees it)",
                      f"p50 {fmt(q['p50'])} ms, p90 {fmt(q['p90'])} ms, p99 {fmt(q['p99'])} ms, max {fmt(q['max'])} ms"))
+        polled_q = lat.get("T_to_queryable_polled_ms")
+        if polled_q:
+            rows.append((f"latency: T → queryable, polled every {lat['poll_ms']:.0f} ms only",
+                         f"p50 {fmt(polled_q['p50'])} ms, p90 {fmt(polled_q['p90'])} ms, "
+                         f"p99 {fmt(polled_q['p99'])} ms, max {fmt(polled_q['max'])} ms"))
         rows.append(("latency: T → queryable p50 per 5 s of the window",
                      ", ".join(f"{fmt(v)}" for v in lat.get("T_to_queryable_p50_per_5s_ms", [])) + " ms"
                      + ("  ← rising: the pipeline is falling behind this rate" if lat.get("falling_behind") else "")))
@@ -1017,8 +1084,12 @@ def table(report: dict[str, Any]) -> str:
         if lat.get("cpu_percent_of_one_core"):
             rows.append(("latency: CPU % of one core",
                          ", ".join(f"{k} {fmt(val)}" for k, val in lat["cpu_percent_of_one_core"].items())))
+        if lat.get("cpu_seconds_per_1000_trades"):
+            rows.append(("latency: CPU seconds per 1,000 trades",
+                         ", ".join(f"{k} {val}" for k, val in lat["cpu_seconds_per_1000_trades"].items())))
         rows.append(("latency: coverage query round trip",
-                     f"p50 {fmt(lat['coverage_query_ms']['p50'])} ms, p99 {fmt(lat['coverage_query_ms']['p99'])} ms"))
+                     f"p50 {fmt(lat['coverage_query_ms']['p50'])} ms, p99 {fmt(lat['coverage_query_ms']['p99'])} ms "
+                     f"({lat.get('polls')} polls, {lat.get('prompt_queries')} queries on live messages)"))
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
     for name, frames in ((report.get("throughput") or {}).get("profiles") or {}).items():

@@ -319,7 +319,10 @@ class AnalyticsService:
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._catch_up_thread.shutdown(wait=True)
             self._reader.close()
-            logger.info("analytics stopped", extra={"shard": self._settings.shard, **self.replies.errors})
+            logger.info(
+                "analytics stopped",
+                extra={"shard": self._settings.shard, "catch_ups": self._reader.catch_ups, **self.replies.errors},
+            )
 
     def _warm(self) -> None:
         """Fill the cache with each served symbol's newest `query_warm_hours` (`ShardReader.warm`) before serving."""

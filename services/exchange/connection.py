@@ -33,6 +33,9 @@ from tradetape.services.exchange.streams import MAX_STREAMS, StreamError, Subscr
 
 logger = logging.getLogger(__name__)
 
+FRAMES_PER_WRITE = 64
+"""Trade frames sent to a client in one socket write at most: a client that reads slowly still holds up the
+sender after each write (the write buffer's high-water mark), as it did after each frame."""
 MAX_INCOMING_PER_S = 5
 """Binance disconnects a client sending more messages a second (pings, pongs, requests)."""
 
@@ -227,11 +230,15 @@ class StreamSession:
             self._stop()
 
     async def _send_trades(self, stream: str, history: TradeHistory, trades: list[AggTrade]) -> tuple[int, bool]:
-        """Send trades one frame each, applying faults; returns how many were taken and whether a fault is due."""
+        """Send trades one frame each, applying faults; returns how many were taken and whether a fault is due.
+
+        Each trade is its own text message, as on Binance; up to `FRAMES_PER_WRITE` of them go to the
+        socket in one write (`_write`).
+        """
         symbol, scale, faults, best_match = history.symbol, self.time_scale, self.faults, self.wire.best_match
         prefix = b'{"stream":"' + stream.encode() + b'","data":' if self.combined else b""
         suffix = b"}" if self.combined else b""
-        send = self.websocket.send
+        frames: list[bytes] = []
         for index, trade in enumerate(trades):
             if self._closing:
                 return len(trades), False
@@ -239,29 +246,50 @@ class StreamSession:
                 continue
             event_ms = max(now_ms(), trade.time_ms)  # Binance never sends an event before its trade (E ≥ T)
             frame = prefix + encode_event(trade, symbol, event_ms, scale, best_match=best_match) + suffix
-            await send(frame, text=True)
+            frames.append(frame)
             kind = faults.sent_one()
             if kind is not None:
-                payload = malformed_payload(kind, trade, symbol, event_ms, scale)
-                await send(prefix + payload + suffix, text=True)
+                frames.append(prefix + malformed_payload(kind, trade, symbol, event_ms, scale) + suffix)
             if faults.active:
-                await self._send_extras(frame, prefix, suffix, trade, symbol, event_ms)
+                frames.extend(self._extras(frame, prefix, suffix, trade, symbol, event_ms))
                 if faults.disconnect_due or faults.silence_due or (faults.shutdown_due and not self._shutdown_sent):
+                    await self._write(frames)
                     return index + 1, True
+            if len(frames) >= FRAMES_PER_WRITE:
+                await self._write(frames)
+        await self._write(frames)
         return len(trades), False
 
-    async def _send_extras(
+    async def _write(self, frames: list[bytes]) -> None:
+        """Each frame a text message of its own, all in one socket write, then wait while the client's buffer is
+        full (as `send` does for one): a write per frame was the simulator's largest cost at 10,000 trades/s."""
+        if not frames:
+            return
+        websocket = self.websocket
+        protocol = websocket.protocol
+        async with websocket.send_context():  # checks the connection is open; on exit, waits on a full buffer
+            for frame in frames:
+                protocol.send_text(frame)
+            # joined: `send_context` would write each frame's bytes on its own, a syscall each. Only frames are
+            # pending here (text frames sent while open never ask for an EOF; every other path writes at once).
+            websocket.transport.writelines(protocol.data_to_send())
+        frames.clear()
+
+    def _extras(
         self, frame: bytes, prefix: bytes, suffix: bytes, trade: AggTrade, symbol: str, event_ms: int
-    ) -> None:
+    ) -> list[bytes]:
+        """The invalid, duplicate and oversized frames due after `frame`, in that order."""
         invalid, duplicate, oversized = self.faults.extras()
-        send, scale = self.websocket.send, self.time_scale
+        scale = self.time_scale
+        extras: list[bytes] = []
         if invalid is not None:
-            await send(prefix + invalid_payload(invalid, trade, symbol, event_ms, scale) + suffix, text=True)
+            extras.append(prefix + invalid_payload(invalid, trade, symbol, event_ms, scale) + suffix)
         if duplicate:
-            await send(frame, text=True)
+            extras.append(frame)
         if oversized:
             size = self.faults.config.oversized_bytes
-            await send(prefix + oversized_payload(trade, symbol, event_ms, size, scale) + suffix, text=True)
+            extras.append(prefix + oversized_payload(trade, symbol, event_ms, size, scale) + suffix)
+        return extras
 
     async def _fault_due(self) -> bool:
         """Close, go silent, or announce a shutdown (closing after the grace period); True: keep streaming."""

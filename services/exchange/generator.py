@@ -78,6 +78,14 @@ def format_units(units: int) -> str:
     return f"{units // SCALE}.{units % SCALE:08d}"
 
 
+def format_each(units: list[int]) -> list[str]:
+    """`format_units` of each, formatting each distinct value once: a block's prices walk a few hundred
+    ticks and its sizes repeat, so this is about a tenth of the formatting (the simulator's largest
+    own cost per trade at 10,000 trades/s)."""
+    texts = {value: format_units(value) for value in set(units)}
+    return [texts[value] for value in units]
+
+
 def default_start_price(symbol: str) -> str:
     """A plausible level so generated BTC and ETH look like BTC and ETH."""
     if symbol.startswith("BTC"):
@@ -90,11 +98,11 @@ def default_start_price(symbol: str) -> str:
 @dataclass(frozen=True, slots=True)
 class _Block:
     cluster_sizes: list[int]
-    price_units: list[int]
-    qty_units: list[int]
+    prices: list[str]
+    qtys: list[str]
     buyer_maker: list[bool]
     trade_counts: list[int]
-    normal_units: list[int] | None
+    normal_qtys: list[str] | None
 
 
 class TradeGenerator:
@@ -158,18 +166,18 @@ class TradeGenerator:
 
         lots = np.clip(np.rint(np.exp(rng.normal(np.log(40.0), 1.6, total))), 1, 10**7)
         counts = rng.geometric(0.75, total)
-        normal: list[int] | None = None
+        normal: list[str] | None = None
         if self._normal_qty:
             rpi_rng = self._rpi_rng
             rpi_lots = np.where(rpi_rng.random(total) < RPI_SHARE, np.floor(lots * rpi_rng.random(total)), 0)
-            normal = ((lots - rpi_lots).astype(np.int64) * self._lot_units).tolist()
+            normal = format_each(((lots - rpi_lots).astype(np.int64) * self._lot_units).tolist())
         return _Block(
             cluster_sizes=sizes.astype(np.int64).tolist(),
-            price_units=(ticks.astype(np.int64) * self._tick_units).tolist(),
-            qty_units=(lots.astype(np.int64) * self._lot_units).tolist(),
+            prices=format_each((ticks.astype(np.int64) * self._tick_units).tolist()),
+            qtys=format_each((lots.astype(np.int64) * self._lot_units).tolist()),
             buyer_maker=trade_makers.tolist(),
             trade_counts=counts.astype(np.int64).tolist(),
-            normal_units=normal,
+            normal_qtys=normal,
         )
 
     @property
@@ -192,23 +200,19 @@ class TradeGenerator:
         """The next cluster, every trade of it stamped ``time_ms``."""
         size = self.peek_size()
         block, start = self._block, self._trade
+        agg_id, trade_id = self._next_agg_id, self._next_trade_id
+        prices, qtys, normals, makers, counts = (
+            block.prices, block.qtys, block.normal_qtys, block.buyer_maker, block.trade_counts
+        )
         cluster: list[AggTrade] = []
         for index in range(start, start + size):
-            first_id = self._next_trade_id
-            self._next_trade_id += block.trade_counts[index]
+            first_id, trade_id = trade_id, trade_id + counts[index]
+            normal = None if normals is None else normals[index]
             cluster.append(
-                AggTrade(
-                    agg_id=self._next_agg_id,
-                    price=format_units(block.price_units[index]),
-                    qty=format_units(block.qty_units[index]),
-                    first_id=first_id,
-                    last_id=self._next_trade_id - 1,
-                    time_ms=time_ms,
-                    buyer_maker=block.buyer_maker[index],
-                    normal_qty=None if block.normal_units is None else format_units(block.normal_units[index]),
-                )
+                AggTrade(agg_id, prices[index], qtys[index], first_id, trade_id - 1, time_ms, makers[index], normal)
             )
-            self._next_agg_id += 1
+            agg_id += 1
+        self._next_agg_id, self._next_trade_id = agg_id, trade_id
         self._cluster += 1
         self._trade += size
         return cluster
