@@ -3,7 +3,6 @@ never a fixed linger, and each durable write is announced (notice, live trades) 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from pathlib import Path
 
@@ -23,6 +22,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 async def test_a_trade_at_a_quiet_moment_is_written_alone_and_announced(nats_url: str, tmp_path: Path) -> None:
+    """A write never waits for more trades: the second trade is published only once the first is announced, so a
+    persist that held a write back for a fuller batch (or a second trade) never announces the first."""
     settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=("BTCUSDT",))
     client = await nats.connect(nats_url)
     js = client.jetstream()
@@ -35,13 +36,12 @@ async def test_a_trade_at_a_quiet_moment_is_written_alone_and_announced(nats_url
             persist = running.services["persist"]
             await wait_for(lambda: _true(persist.symbols == ("BTCUSDT",)), 20, interval=0.02, running=running)
             await js.publish(trade_subject("BTCUSDT"), trade(1, 1_000), headers={"Nats-Msg-Id": "binance:BTCUSDT:1"})
-            await asyncio.sleep(0.08)  # within the 100 ms persist used to linger for more
+            first = LiveTradesUpdate.model_validate_json((await live.next_msg(timeout=20)).data)
+            notice = orjson.loads((await notices.next_msg(timeout=5)).data)
             await js.publish(trade_subject("BTCUSDT"), trade(2, 1_050), headers={"Nats-Msg-Id": "binance:BTCUSDT:2"})
+            second = LiveTradesUpdate.model_validate_json((await live.next_msg(timeout=20)).data)
             await wait_for(lambda: _true(persist.written["BTCUSDT"] == 2), 20, interval=0.02, running=running)
             assert persist.batches == 2, "each trade was written as soon as it came, alone"
-            first = LiveTradesUpdate.model_validate_json((await live.next_msg(timeout=5)).data)
-            second = LiveTradesUpdate.model_validate_json((await live.next_msg(timeout=5)).data)
-            notice = orjson.loads((await notices.next_msg(timeout=5)).data)
     finally:
         await client.close()
     assert [t.a for t in first.trades] == [1] and [t.a for t in second.trades] == [2]
