@@ -6,9 +6,9 @@ one write, never for a fixed linger. A write goes into RocksDB's log unsynced an
 announced at once: a core NATS notice on `tape.persist.written.<shard>` tells the shard's
 analytics workers to catch up, and its trades go out on `tape.live.trades.<SYMBOL>`
 (`LivePublisher.announce`). Then, on a thread of its own and while the next write is fetched
-and written, the log is synced and only then are the write's messages acked. A machine crash
-before that sync can take away trades already shown; their messages were not acked, so they
-are delivered again and stored again.
+and written, the log is synced and only then are the write's messages acked, all in one
+buffer append (`BulkAcks`). A machine crash before that sync can take away trades already
+shown; their messages were not acked, so they are delivered again and stored again.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
 from nats.js.kv import KeyValue
 
+from tradetape.bus.acks import BulkAcks
 from tradetape.bus.ledger import LedgerFormatError, ledger_bucket, read_entry
 from tradetape.domain.trade import TradeRow
 from tradetape.ground.backoff import Backoff
@@ -58,6 +59,7 @@ class GroupCommit:
         self._live = live
         self._written_subject = written_subject
         self._max_id_jump = max_id_jump
+        self._acks = BulkAcks(nc)
         self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="persist-sync")
         """Syncs the log of the last write while the store thread writes the next."""
         self._syncing: asyncio.Task[None] | None = None
@@ -180,11 +182,10 @@ class GroupCommit:
             self.steps.append(("given_back", number))
             return
         self.steps.append(("durable", number))
+        await self._acks.ack_all([msg for msg in msgs if id(msg) not in given_back] if given_back else msgs)
         for msg in msgs:
             if id(msg) in given_back:
                 await msg.nak(delay=IMPLAUSIBLE_RECHECK_S)
-            else:
-                await msg.ack()
         self.steps.append(("acked", number))
         self.written.update(stored)
         self.already_stored += old
