@@ -42,7 +42,7 @@ from nats.js.errors import Error as JetStreamError
 
 from tradetape.binance.aggtrade import TradeFormatError
 from tradetape.binance.symbols import follow_listings, resolve_symbols
-from tradetape.bus.codec import decode_trade
+from tradetape.bus.codec import TradeDecoder
 from tradetape.bus.deadletter import publish_deadletter
 from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.shard_stores import ShardStore, record_shard_store
@@ -111,6 +111,8 @@ class PersistService:
         """The shard's symbols, known once `run` has resolved them."""
         self._owned: set[str] = set()
         self._subject_symbols: dict[str, str | None] = {}
+        self._decoder = TradeDecoder()
+        """A fetched batch's trades decoded in one call (event loop only)."""
         self.deadlettered: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         """Trades refused after they were read, by kind (`conflict`, `implausible_id`); each is dead-lettered."""
@@ -383,10 +385,10 @@ class PersistService:
             logger.warning("consumer check failed", extra={"error": repr(exc)})
 
     async def _persist(self, store: ShardWriter, msgs: list[Msg], stop: asyncio.Event) -> None:
-        """Write one batch unsynced and announce it; its sync and acks go on beside the next write (`_sync_and_ack`)."""
+        """Write one batch unsynced and announce it; its sync and acks go on beside the next write (`GroupCommit`)."""
         rows: list[tuple[str, TradeRow]] = []
         sources: list[Msg] = []
-        for msg in msgs:
+        for msg, row in zip(msgs, self._decoder.decode([msg.data for msg in msgs]), strict=True):
             symbol = self._symbol_of(msg.subject)
             if symbol is None:
                 reason = f"subject {msg.subject[:200]!r} is not a trade subject of one instrument"
@@ -395,14 +397,14 @@ class PersistService:
                 continue
             if symbol not in self._owned and not await self._admit(symbol, msg):
                 continue
-            try:
-                rows.append((symbol, decode_trade(msg.data)))
-                sources.append(msg)
-            except TradeFormatError as exc:
+            if isinstance(row, TradeFormatError):
                 await publish_deadletter(
-                    self._js, "persist", symbol, msg.data, str(exc), max_payload=self._nc.max_payload
+                    self._js, "persist", symbol, msg.data, str(row), max_payload=self._nc.max_payload
                 )
                 self.deadlettered[symbol] += 1
+                continue
+            rows.append((symbol, row))
+            sources.append(msg)
         written = await self._commit.write(store, rows, msgs, stop)
         if written is None:
             return
