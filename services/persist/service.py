@@ -111,6 +111,9 @@ class PersistService:
         """The shard's symbols, known once `run` has resolved them."""
         self._owned: set[str] = set()
         self._subject_symbols: dict[str, str | None] = {}
+        self._write_spacing_s = settings.persist_write_spacing_ms / 1000
+        self._next_write = 0.0
+        """When the next write's messages may be fetched (`persist_write_spacing_ms` after the last write's)."""
         self._decoder = TradeDecoder()
         """A fetched batch's trades decoded in one call (event loop only)."""
         self.deadlettered: Counter[str] = Counter()
@@ -297,6 +300,7 @@ class PersistService:
             msgs = await (ahead if ahead is not None else self._collect(stop))
             ahead = None
             if msgs:  # the next write's messages are fetched while this one is written
+                self._next_write = time.monotonic() + self._write_spacing_s
                 ahead = asyncio.create_task(self._collect(stop), name="persist-fetch")
                 try:
                     await self._persist(store, msgs, stop)
@@ -355,6 +359,9 @@ class PersistService:
         fetch keeps a pull open until its timeout once anything came); when nothing came, a
         fetch of one waits for the next trade, and a quiet moment's trade is written alone.
         """
+        wait = self._next_write - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
         subscription = self._consumer.subscription
         got: list[Msg] = []
         try:

@@ -3,7 +3,9 @@ never a fixed linger, and each durable write is announced (notice, live trades) 
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import time
 from pathlib import Path
 
 import nats
@@ -81,3 +83,27 @@ async def test_a_write_is_announced_before_it_is_synced_and_acked_after(nats_url
     assert len(writes) == 3
     for write in writes:
         assert [step for step, number in steps if number == write] == ["written", "announced", "durable", "acked"]
+
+
+async def test_writes_start_no_closer_than_the_write_spacing(nats_url: str, tmp_path: Path) -> None:
+    """With `persist_write_spacing_ms`, trades arriving one by one are gathered into writes at least that far apart."""
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=("BTCUSDT",), persist_write_spacing_ms=300)
+    client = await nats.connect(nats_url)
+    js = client.jetstream()
+    try:
+        await ensure_streams(js, settings)
+        async with run_services(settings, "persist") as running:
+            persist = running.services["persist"]
+            await wait_for(lambda: _true(persist.symbols == ("BTCUSDT",)), 20, interval=0.02, running=running)
+            started = time.monotonic()
+            for agg_id in range(1, 31):
+                headers = {"Nats-Msg-Id": f"binance:BTCUSDT:{agg_id}"}
+                await js.publish(trade_subject("BTCUSDT"), trade(agg_id, 1_000 + agg_id), headers=headers)
+                await asyncio.sleep(0.01)
+            published_s = time.monotonic() - started
+            await wait_for(functools.partial(_stored, persist, 30), 20, interval=0.02, running=running)
+            writes = persist.batches
+    finally:
+        await client.close()
+    # Write starts 0.3 s apart fit at most published_s / 0.3 + 1 times in the publishing, and one more after it.
+    assert 2 <= writes <= published_s / 0.3 + 2, (writes, published_s)
