@@ -189,6 +189,14 @@ class Settings(BaseSettings):
         "shard its own shard name",
     )
     shard_index: int = Field(default=0, ge=0, description="which of the `shard_count` shards this one is (0-based)")
+    persist_write_spacing_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="least time between the starts of two persist writes (0: a write starts as soon as the last is "
+        "in the store); more gives fewer, larger writes (fewer acks, notices, live messages and analytics "
+        "catch-ups) for a longer wait before a trade is stored",
+    )
     query_max_range_days: float = Field(
         default=31.0,
         gt=0,

@@ -14,15 +14,8 @@ shards the exchange is asked again every `symbols_refresh_s`: the shard's share 
 listed meanwhile joins its consumer's filter, and a catch-up consumer brings the listed
 symbols' messages from before (`PersistConsumer.grow`).
 
-Group commit, visible before durable: a write starts as soon as the previous one is in the
-store and holds whatever arrived meanwhile (one trade at a quiet moment, thousands under
-load), so a trade waits for at most one write, never for a fixed linger. A write goes into
-RocksDB's log unsynced and is announced at once: a core NATS notice on
-`tape.persist.written.<shard>` tells the shard's analytics workers to catch up, and its
-trades go out on `tape.live.trades.<SYMBOL>` (`LivePublisher.announce`). Then, on a thread
-of its own and while the next write is fetched and written, the log is synced and only
-then are the write's messages acked. A machine crash before that sync can take away trades
-already shown; their messages were not acked, so they are delivered again and stored again.
+Group commit, visible before durable (`tradetape.services.persist.commit`): a write holds whatever
+arrived while the last one was written, is announced at once, and is synced and acked beside the next.
 
 Bad messages never stop the tape: one that is not a valid aggTrade is dead-lettered
 with the reason and acked; one that the server gave up on after `max_deliver` attempts
@@ -40,40 +33,35 @@ import socket
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
-import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
-from nats.js.kv import KeyValue
 
 from tradetape.binance.aggtrade import TradeFormatError
 from tradetape.binance.symbols import follow_listings, resolve_symbols
-from tradetape.bus.codec import decode_trade
+from tradetape.bus.codec import TradeDecoder
 from tradetape.bus.deadletter import publish_deadletter
-from tradetape.bus.ledger import LedgerFormatError, ledger_bucket, read_entry
 from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.shard_stores import ShardStore, record_shard_store
 from tradetape.bus.subjects import TRADES_STREAM, trade_instrument, written_subject
 from tradetape.domain.symbols import SymbolError
 from tradetape.domain.trade import TradeRow
-from tradetape.ground.backoff import Backoff, retry_until
+from tradetape.ground.backoff import retry_until
 from tradetape.ground.tasks import cancel_and_wait
 from tradetape.runtime.logs import ProgressLog
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
-from tradetape.services.persist.admission import IMPLAUSIBLE_ID, Refusal, Vetting, vet
+from tradetape.services.persist.admission import IMPLAUSIBLE_ID, Refusal
+from tradetape.services.persist.commit import GroupCommit
 from tradetape.services.persist.consumer import MaxDeliveries, PersistConsumer
 from tradetape.services.persist.importer import BulkImporter
 from tradetape.services.persist.live import LivePublisher
 from tradetape.settings import Settings
-from tradetape.store import ShardWriter, StoreError, Written, assemble_windows, write_manifest
+from tradetape.store import ShardWriter, StoreError, write_manifest
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 FETCH_BATCH = 5000
 FETCH_TIMEOUT_S = 0.2
@@ -85,8 +73,6 @@ CATCH_UP_FETCH_S = 0.5
 STATS_INTERVAL_S = 10.0
 ROLLUP_INTERVAL_S = 10.0
 RETENTION_INTERVAL_S = 3600.0
-STORE_RETRY_MAX_S = 30.0
-LEDGER_READ_TIMEOUT_S = 1.0
 RECORD_S = 2.0
 MAX_SUBJECTS_REMEMBERED = 100_000
 """Trade subjects whose instrument is remembered (far above every instrument of every market); more are parsed."""
@@ -94,8 +80,6 @@ MAX_SUBJECTS_REMEMBERED = 100_000
 IMPLAUSIBLE_DELIVERIES = 3
 """An implausible id is delivered this often before it is dead-lettered: ingest writes its ledger every second,
 so a real jump ingest believed (after asking REST) shows there by the next delivery."""
-IMPLAUSIBLE_RECHECK_S = 2.0
-STEPS_KEPT = 64
 GIL_SWITCH_S = 0.0005
 """While persist runs, a thread waiting for the GIL gets it after this long (Python's default: 5 ms). The store
 thread takes the GIL back after every RocksDB call while the event loop fetches the next write's messages:
@@ -127,39 +111,63 @@ class PersistService:
         """The shard's symbols, known once `run` has resolved them."""
         self._owned: set[str] = set()
         self._subject_symbols: dict[str, str | None] = {}
-        self.written: Counter[str] = Counter()
+        self._write_spacing_s = settings.persist_write_spacing_ms / 1000
+        self._next_write = 0.0
+        """When the next write's messages may be fetched (`persist_write_spacing_ms` after the last write's)."""
+        self._decoder = TradeDecoder()
+        """A fetched batch's trades decoded in one call (event loop only)."""
         self.deadlettered: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         """Trades refused after they were read, by kind (`conflict`, `implausible_id`); each is dead-lettered."""
         self.held_implausible = 0
         """Deliveries of implausible ids given back to be checked again against ingest's ledger."""
-        self.voids: Counter[str] = Counter()
-        """Void rows stored (`tradetape.store.voids`): ids without a trade."""
-        self.batches = 0
-        self.already_stored = 0
         self.rolled_windows = 0
-        self.store_errors = 0
+        self._maintenance_errors = 0
+        """Roll-ups and retentions the store refused (its writes' refusals are the group commit's)."""
         self._consumer = PersistConsumer(settings, self._js)
         self.live = LivePublisher(nc)
         self._written_subject = written_subject(settings.shard)
         self._progress = ProgressLog(logger)
-        self.windows_written = 0
         self._store: ShardWriter | None = None
         self._importer: BulkImporter | None = None
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="persist-store")
         """The one thread that changes the store: live writes, roll-ups, retention and bulk imports, one at a time."""
-        self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="persist-sync")
-        """Syncs the log of the last write while the store thread writes the next."""
-        self._syncing: asyncio.Task[None] | None = None
-        """The last write's sync and acks, awaited before the next write's start (one in flight at most)."""
-        self._reopen = False
-        """A sync failed: the store is reopened before the next write."""
-        self._writes = 0
-        self.steps: deque[tuple[str, int]] = deque(maxlen=STEPS_KEPT)
-        """The last writes' steps in the order they happened, (step, write number): `written` (in the log,
-        unsynced), `announced`, `durable`, `acked` (or `given_back` when the sync failed)."""
-        self._ledger: KeyValue | None = None
+        self._commit = GroupCommit(
+            nc, self._store_thread, self.live, self._written_subject, settings.ingest_max_id_jump
+        )
         self.metrics = ServiceMetrics("persist", self._metrics_snapshot)
+
+    @property
+    def written(self) -> Counter[str]:
+        """Trades stored and acked, by symbol."""
+        return self._commit.written
+
+    @property
+    def voids(self) -> Counter[str]:
+        """Void rows stored (`tradetape.store.voids`): ids without a trade."""
+        return self._commit.voids
+
+    @property
+    def batches(self) -> int:
+        return self._commit.batches
+
+    @property
+    def already_stored(self) -> int:
+        """Trades delivered again that the store already held (dropped)."""
+        return self._commit.already_stored
+
+    @property
+    def windows_written(self) -> int:
+        return self._commit.windows_written
+
+    @property
+    def store_errors(self) -> int:
+        return self._commit.store_errors + self._maintenance_errors
+
+    @property
+    def steps(self) -> deque[tuple[str, int]]:
+        """The last writes' steps (`GroupCommit.steps`)."""
+        return self._commit.steps
 
     @property
     def reprovisioned(self) -> int:
@@ -230,7 +238,7 @@ class PersistService:
             await advisories.stop()
             await self._consumer.close()
             await asyncio.to_thread(self._store_thread.shutdown)  # what the thread still writes finishes first
-            await asyncio.to_thread(self._sync_thread.shutdown)
+            await asyncio.to_thread(self._commit.close)
             store.close()
             self._log_counts("persist stopped", force=True)
 
@@ -266,9 +274,9 @@ class PersistService:
         try:
             await self._write_until(store, stop)
         except BaseException:  # a failure or cancellation: the last write's sync and acks end with the loop
-            await cancel_and_wait(self._syncing)
+            await self._commit.abandon()
             raise
-        await self._settle()
+        await self._commit.settle()
 
     async def _write_until(self, store: ShardWriter, stop: asyncio.Event) -> None:
         now = time.monotonic()
@@ -279,10 +287,10 @@ class PersistService:
         while not stop.is_set():
             now = time.monotonic()
             if now >= next_rollup:
-                self.rolled_windows += await self._in_store(self._roll_up, store)
+                self.rolled_windows += await self._commit.in_store(self._roll_up, store)
                 next_rollup = now + self._rollup_interval
             if now >= next_retention:
-                await self._in_store(self._apply_retention, store)
+                await self._commit.in_store(self._apply_retention, store)
                 next_retention = now + RETENTION_INTERVAL_S
             if now >= next_stats:
                 self._log_counts("persist progress")
@@ -292,6 +300,7 @@ class PersistService:
             msgs = await (ahead if ahead is not None else self._collect(stop))
             ahead = None
             if msgs:  # the next write's messages are fetched while this one is written
+                self._next_write = time.monotonic() + self._write_spacing_s
                 ahead = asyncio.create_task(self._collect(stop), name="persist-fetch")
                 try:
                     await self._persist(store, msgs, stop)
@@ -350,6 +359,9 @@ class PersistService:
         fetch keeps a pull open until its timeout once anything came); when nothing came, a
         fetch of one waits for the next trade, and a quiet moment's trade is written alone.
         """
+        wait = self._next_write - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
         subscription = self._consumer.subscription
         got: list[Msg] = []
         try:
@@ -380,10 +392,10 @@ class PersistService:
             logger.warning("consumer check failed", extra={"error": repr(exc)})
 
     async def _persist(self, store: ShardWriter, msgs: list[Msg], stop: asyncio.Event) -> None:
-        """Write one batch unsynced and announce it; its sync and acks go on beside the next write (`_sync_and_ack`)."""
+        """Write one batch unsynced and announce it; its sync and acks go on beside the next write (`GroupCommit`)."""
         rows: list[tuple[str, TradeRow]] = []
         sources: list[Msg] = []
-        for msg in msgs:
+        for msg, row in zip(msgs, self._decoder.decode([msg.data for msg in msgs]), strict=True):
             symbol = self._symbol_of(msg.subject)
             if symbol is None:
                 reason = f"subject {msg.subject[:200]!r} is not a trade subject of one instrument"
@@ -392,80 +404,23 @@ class PersistService:
                 continue
             if symbol not in self._owned and not await self._admit(symbol, msg):
                 continue
-            try:
-                rows.append((symbol, decode_trade(msg.data)))
-                sources.append(msg)
-            except TradeFormatError as exc:
+            if isinstance(row, TradeFormatError):
                 await publish_deadletter(
-                    self._js, "persist", symbol, msg.data, str(exc), max_payload=self._nc.max_payload
+                    self._js, "persist", symbol, msg.data, str(row), max_payload=self._nc.max_payload
                 )
                 self.deadlettered[symbol] += 1
-        written = await self._write(store, rows, msgs, stop)
+                continue
+            rows.append((symbol, row))
+            sources.append(msg)
+        written = await self._commit.write(store, rows, msgs, stop)
         if written is None:
             return
-        self._writes += 1
-        number = self._writes
-        self.steps.append(("written", number))
         vetting, fresh = written
-        if fresh.count:
-            await self._announce(fresh)
-        self.steps.append(("announced", number))
+        await self._commit.announce(fresh)
         given_back = await self._refuse(vetting.refusals, rows, sources)
         refused = vetting.refused()
         stored = Counter(symbol for index, (symbol, _) in enumerate(rows) if index not in refused)
-        await self._settle()
-        self._syncing = asyncio.create_task(
-            self._sync_and_ack(store, number, msgs, given_back, stored, len(rows) - len(refused) - fresh.count),
-            name="persist-sync",
-        )
-
-    async def _settle(self) -> None:
-        """Wait for the last write's sync and acks (before the next write's, a reopen, or the end)."""
-        syncing, self._syncing = self._syncing, None
-        if syncing is not None:
-            await syncing
-
-    async def _sync_and_ack(
-        self, store: ShardWriter, number: int, msgs: list[Msg], given_back: set[int], stored: Counter[str], old: int
-    ) -> None:
-        """Make write `number` durable (the log synced), then ack its messages (an implausible id is given back).
-
-        If the sync fails, every message is given back at once and the store is reopened before the next write:
-        what the log kept is recovered and the redelivered trades are dropped as held, what it lost is stored again.
-        """
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._sync_thread, store.sync_log)
-        except StoreError as exc:
-            self.store_errors += 1
-            self._reopen = True
-            logger.error("store sync failed, batch given back", extra={"error": str(exc), "held": len(msgs)})
-            for msg in msgs:
-                with contextlib.suppress(NatsError):
-                    await msg.nak()
-            self.steps.append(("given_back", number))
-            return
-        self.steps.append(("durable", number))
-        for msg in msgs:
-            if id(msg) in given_back:
-                await msg.nak(delay=IMPLAUSIBLE_RECHECK_S)
-            else:
-                await msg.ack()
-        self.steps.append(("acked", number))
-        self.written.update(stored)
-        self.already_stored += old
-        self.batches += 1
-
-    async def _announce(self, written: Written) -> None:
-        """A write in the store (not yet synced): the notice for the shard's analytics workers, then the live trades
-        (core NATS, no wait)."""
-        stored_at = int(time.time() * 1000)
-        notice = orjson.dumps({"stored_at": stored_at, "added": written.count})
-        try:
-            await self._nc.publish(self._written_subject, notice)
-        except NatsError as exc:  # analytics then catches up on its next notice or query
-            logger.warning("write notice not published", extra={"error": repr(exc)})
-        await self.live.announce(written, stored_at)
-        self.live.stored(written)
+        await self._commit.make_durable(store, msgs, given_back, stored, len(rows) - len(refused) - fresh.count)
 
     async def _refuse(self, refusals: list[Refusal], rows: list[tuple[str, TradeRow]], sources: list[Msg]) -> set[int]:
         """Dead-letter what the batch's vetting refused, one log line for all; the messages to give back (by id).
@@ -525,79 +480,6 @@ class PersistService:
             self._subject_symbols[subject] = symbol
         return symbol
 
-    async def _in_store(self, call: Callable[..., T], *args: object) -> T:
-        """`call(*args)` on the store thread (never beside another change of the store)."""
-        return await asyncio.get_running_loop().run_in_executor(self._store_thread, call, *args)
-
-    async def _write(
-        self, store: ShardWriter, rows: list[tuple[str, TradeRow]], msgs: list[Msg], stop: asyncio.Event
-    ) -> tuple[Vetting, Written] | None:
-        """The batch vetted and written, retried while RocksDB refuses; None if stopped before it succeeded.
-
-        Returns the vetting and what the write added.
-        """
-        backoff = Backoff(0.5, STORE_RETRY_MAX_S)
-        while True:
-            try:
-                if self._reopen:  # a sync failed: a fresh handle recovers what the log kept
-                    await self._settle()
-                    await self._in_store(store.reopen)
-                    self._reopen = False
-                vetting, fresh, windows = await self._in_store(self._vet_and_write, store, rows, None)
-                if fresh is None:
-                    ledger = await self._ledger_newest(vetting.unsure)
-                    vetting, fresh, windows = await self._in_store(self._vet_and_write, store, rows, ledger)
-                assert fresh is not None
-                self.voids.update(fresh.voids)
-                self.windows_written += windows
-                return vetting, fresh
-            except StoreError as exc:
-                self.store_errors += 1
-                logger.error("store write failed, batch held unacked", extra={"error": str(exc), "held": len(msgs)})
-            for msg in msgs:  # keep the batch ours while we retry: no redelivery, no delivery counted
-                with contextlib.suppress(NatsError):
-                    await msg.in_progress()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff.next_delay())
-            if stop.is_set():
-                logger.warning("stopped with an unwritten batch, delivered again later", extra={"held": len(msgs)})
-                return None
-            try:
-                await self._settle()  # never reopen beside a sync
-                await self._in_store(store.reopen)  # a refused handle stays refused, even once space is back
-            except StoreError as exc:
-                logger.error("store reopen failed, will retry", extra={"error": str(exc)})
-
-    def _vet_and_write(
-        self, store: ShardWriter, rows: list[tuple[str, TradeRow]], ledger: dict[str, int | None] | None
-    ) -> tuple[Vetting, Written | None, int]:
-        """On the store thread: vet the batch and write what it admits (nothing while it needs ingest's ledger)."""
-        vetting = vet(store, rows, self._settings.ingest_max_id_jump, ledger)
-        if vetting.unsure and ledger is None:
-            return vetting, None, 0
-        refused = vetting.refused()
-        windows = assemble_windows(row for index, row in enumerate(rows) if index not in refused)
-        return vetting, store.write_new(windows, sync=False), len(windows)
-
-    async def _ledger_newest(self, symbols: set[str]) -> dict[str, int | None]:
-        """Per symbol the highest agg id ingest's ledger knows (confirmed, or asked for by an open gap).
-
-        Asked only for a batch with an id beyond the newest stored; a ledger that cannot be read
-        in time knows nothing (those ids are then given back and asked about again).
-        """
-        known: dict[str, int | None] = {}
-        try:
-            async with asyncio.timeout(LEDGER_READ_TIMEOUT_S):
-                if self._ledger is None:
-                    self._ledger = await ledger_bucket(self._js)
-                for symbol in sorted(symbols):
-                    entry = None if self._ledger is None else await read_entry(self._ledger, symbol)
-                    known[symbol] = None if entry is None else max([entry.last_id, *(g.to_id for g in entry.gaps)])
-        except (NatsError, JetStreamError, TimeoutError, LedgerFormatError) as exc:
-            extra = {"symbols": ",".join(sorted(symbols)), "error": repr(exc)}
-            logger.warning("ingest ledger not readable", extra=extra)
-        return known
-
     def _roll_up(self, store: ShardWriter) -> int:
         """On the store thread: roll up every symbol's closed windows; how many were rolled up."""
         rolled = 0
@@ -606,7 +488,7 @@ class PersistService:
             try:
                 rolled += store.roll_up(symbol, before)
             except StoreError as exc:
-                self.store_errors += 1
+                self._maintenance_errors += 1
                 logger.error("roll-up failed, will retry", extra={"symbol": symbol, "error": str(exc)})
         return rolled
 
@@ -617,7 +499,7 @@ class PersistService:
             try:
                 store.delete_before(symbol, cutoff)
             except StoreError as exc:
-                self.store_errors += 1
+                self._maintenance_errors += 1
                 logger.error("retention failed, will retry", extra={"symbol": symbol, "error": str(exc)})
 
     async def _metrics_snapshot(self) -> ServiceSnapshot:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from pathlib import Path
 
 import nats
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 async def test_a_trade_at_a_quiet_moment_is_written_alone_and_announced(nats_url: str, tmp_path: Path) -> None:
+    """A write never waits for more trades: the second trade is published only once the first is announced, so a
+    persist that held a write back for a fuller batch (or a second trade) never announces the first."""
     settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=("BTCUSDT",))
     client = await nats.connect(nats_url)
     js = client.jetstream()
@@ -35,13 +38,12 @@ async def test_a_trade_at_a_quiet_moment_is_written_alone_and_announced(nats_url
             persist = running.services["persist"]
             await wait_for(lambda: _true(persist.symbols == ("BTCUSDT",)), 20, interval=0.02, running=running)
             await js.publish(trade_subject("BTCUSDT"), trade(1, 1_000), headers={"Nats-Msg-Id": "binance:BTCUSDT:1"})
-            await asyncio.sleep(0.08)  # within the 100 ms persist used to linger for more
+            first = LiveTradesUpdate.model_validate_json((await live.next_msg(timeout=20)).data)
+            notice = orjson.loads((await notices.next_msg(timeout=5)).data)
             await js.publish(trade_subject("BTCUSDT"), trade(2, 1_050), headers={"Nats-Msg-Id": "binance:BTCUSDT:2"})
+            second = LiveTradesUpdate.model_validate_json((await live.next_msg(timeout=20)).data)
             await wait_for(lambda: _true(persist.written["BTCUSDT"] == 2), 20, interval=0.02, running=running)
             assert persist.batches == 2, "each trade was written as soon as it came, alone"
-            first = LiveTradesUpdate.model_validate_json((await live.next_msg(timeout=5)).data)
-            second = LiveTradesUpdate.model_validate_json((await live.next_msg(timeout=5)).data)
-            notice = orjson.loads((await notices.next_msg(timeout=5)).data)
     finally:
         await client.close()
     assert [t.a for t in first.trades] == [1] and [t.a for t in second.trades] == [2]
@@ -81,3 +83,27 @@ async def test_a_write_is_announced_before_it_is_synced_and_acked_after(nats_url
     assert len(writes) == 3
     for write in writes:
         assert [step for step, number in steps if number == write] == ["written", "announced", "durable", "acked"]
+
+
+async def test_writes_start_no_closer_than_the_write_spacing(nats_url: str, tmp_path: Path) -> None:
+    """With `persist_write_spacing_ms`, trades arriving one by one are gathered into writes at least that far apart."""
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=("BTCUSDT",), persist_write_spacing_ms=300)
+    client = await nats.connect(nats_url)
+    js = client.jetstream()
+    try:
+        await ensure_streams(js, settings)
+        async with run_services(settings, "persist") as running:
+            persist = running.services["persist"]
+            await wait_for(lambda: _true(persist.symbols == ("BTCUSDT",)), 20, interval=0.02, running=running)
+            started = time.monotonic()
+            for agg_id in range(1, 31):
+                headers = {"Nats-Msg-Id": f"binance:BTCUSDT:{agg_id}"}
+                await js.publish(trade_subject("BTCUSDT"), trade(agg_id, 1_000 + agg_id), headers=headers)
+                await asyncio.sleep(0.01)
+            await wait_for(functools.partial(_stored, persist, 30), 20, interval=0.02, running=running)
+            stored_s = time.monotonic() - started
+            writes = persist.batches
+    finally:
+        await client.close()
+    # Each write's fetch returned after the first publish, before the last trade was stored, 0.3 s after the last one.
+    assert writes <= stored_s / 0.3 + 1, (writes, stored_s)

@@ -27,6 +27,7 @@ USD-M before 2025-12-31). The raw object, `nq` included, is what goes on the bus
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from tradetape.domain.column_checks import first_of
@@ -87,6 +88,80 @@ def parse_trade(obj: Any, *, now_ms: int | None = None) -> TradeRow:
     if last_id < first_id:
         raise TradeFormatError(f"last trade id {last_id} is below first trade id {first_id}")
     return TradeRow(obj["a"], price, qty, first_id, last_id, trade_time, buyer_maker, normal)
+
+
+DECIMALS_REMEMBERED = 65_536
+"""Decimal strings `parse_trades` keeps the units of between calls (emptied past this; a few MB at most)."""
+
+
+def parse_trades(
+    objs: Sequence[Any], *, now_ms: int | None = None, known_units: dict[str, int] | None = None
+) -> list[TradeRow | TradeFormatError]:
+    """`parse_trade` over a batch in one call: the same rows, and each refusal as the same `TradeFormatError` (returned,
+    not raised).
+
+    A trade of the common shape (plain ids in range and in order, a time in range, positive decimals) is
+    built inline, its decimals' units looked up in `known_units` (a trade's price is mostly one seen a moment
+    ago); anything else goes through `parse_trade` itself, so its rows and reasons are parse_trade's by
+    construction. `known_units` holds valid decimals only, is the caller's (one thread), and is emptied once
+    past `DECIMALS_REMEMBERED`.
+    """
+    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    latest = now + MAX_AHEAD_MS
+    units = {} if known_units is None else known_units
+    if len(units) > DECIMALS_REMEMBERED:
+        units.clear()
+    rows: list[TradeRow | TradeFormatError] = []
+    for obj in objs:
+        row = _common_trade(obj, latest, units) if type(obj) is dict else None
+        if row is not None:
+            rows.append(row)
+            continue
+        try:
+            rows.append(parse_trade(obj, now_ms=now))
+        except TradeFormatError as exc:
+            rows.append(exc)
+    return rows
+
+
+def _common_trade(obj: dict[str, Any], latest: int, units: dict[str, int]) -> TradeRow | None:
+    """The row of a trade every check of `parse_trade` passes on the first look; None for any other (or a void)."""
+    agg_id, first_id, last_id = obj.get("a"), obj.get("f"), obj.get("l")
+    trade_time, buyer_maker = obj.get("T"), obj.get("m")
+    if not (
+        type(agg_id) is int
+        and type(first_id) is int
+        and type(last_id) is int
+        and type(trade_time) is int
+        and type(buyer_maker) is bool
+        and 0 <= agg_id <= MAX_ID
+        and 0 <= first_id <= last_id <= MAX_ID
+        and MIN_TIME_MS <= trade_time <= latest
+    ):
+        return None
+    price, qty = _known_units(obj.get("p"), units), _known_units(obj.get("q"), units)
+    if not price or not qty:  # None (not a plain decimal) or zero (refused, or a void's)
+        return None
+    normal = NO_NORMAL_QTY
+    if "nq" in obj:
+        normal_units = _known_units(obj["nq"], units)
+        if normal_units is None or normal_units > qty:
+            return None
+        normal = normal_units
+    return TradeRow(agg_id, price, qty, first_id, last_id, trade_time, buyer_maker, normal)
+
+
+def _known_units(value: object, units: dict[str, int]) -> int | None:
+    """`parse_units(value)`, remembered in `units`; None where parse_trade would refuse the field."""
+    if type(value) is not str:
+        return None
+    known = units.get(value)
+    if known is None:
+        try:
+            known = units[value] = parse_units(value)
+        except DecimalFormatError:
+            return None
+    return known
 
 
 def _normal_qty(obj: dict[str, Any], qty: int) -> int:

@@ -4,7 +4,8 @@ tradetape reaches past nats-py's public API in three places, each for a measured
 
 - `OutgoingBuffer`: the publisher hands a run of ready-made `HPUB`s to a client's outgoing
   buffer in one append and kicks its flusher, as `Client.publish` does for one message
-  (`Client._send_command`, `_flush_pending`, `_flush_queue`; why: `tradetape.bus.publish.bulk`).
+  (`Client._send_command`, `_flush_pending`, `_flush_queue`; why: `tradetape.bus.publish.bulk`, and persist's
+  acks of a whole write: `tradetape.bus.acks`).
 - `MicroClient`: nats micro names a service with its client's NUID generator (`Client._nuid`)
   and subscribes through the client; the client micro gets wraps every callback, so that the
   reply guard (`tradetape.bus.replies`) sees every request.
