@@ -24,7 +24,7 @@ import orjson
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
-from tradetape.api.live.building import second_bars, split_batch, stored_batch, trades_parts
+from tradetape.api.live.building import second_bars, split_batch, stored_batches, trades_parts
 from tradetape.api.live.messages import LiveBarsUpdate, LiveBatch, LiveProfileUpdate
 from tradetape.api.methods.bars import BarReply
 from tradetape.bus.subjects import bars_subject, live_trades_subject, profile_subject
@@ -103,7 +103,7 @@ class LivePublisher:
 
     async def flush(self) -> None:
         for symbol in list(self._written):
-            batches = [stored_batch(trades) for trades in self._written.pop(symbol)]
+            batches = stored_batches(self._written.pop(symbol))
             windows = self._windows.pop(symbol, {})
             try:
                 seconds = sorted(windows)

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from tests.store.synthetic import T0, tape
-from tradetape.api.live.building import second_bars, split_batch, stored_batch, window_levels
+from tradetape.api.live.building import second_bars, split_batch, stored_batches
 from tradetape.api.live.joining import LiveBars, LiveProfile, SnapshotIds, UpdateOrder, align_range
 from tradetape.api.live.messages import LiveBarsUpdate, LiveBatch, LiveProfileUpdate
 from tradetape.api.methods import bars, coverage, volume_profile
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import parse_units
+from tradetape.domain.id_runs import IdRuns
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.store.keys import window_start
 from tradetape.testing import HeldTrades
@@ -30,17 +31,31 @@ def writes() -> list[TradeColumns]:
     return [*batches[:7], *batches[8:], batches[7]]
 
 
-def test_window_levels_sum_each_window_per_price() -> None:
+def test_each_writes_batch_sums_its_windows_per_price_and_names_its_id_runs() -> None:
     trades = tape(2000, 20_000, seed=3)
-    levels = window_levels(trades)
-    assert [level.time for level in levels] == sorted(set(window_start(trades.time).tolist()))
-    for level in levels:
-        expected = PriceLevels.of_trades(trades.between(level.time, level.time + 1000))
-        assert expected is not None
-        assert [parse_units(p) for p in level.price] == expected.price.tolist()
-        assert [parse_units(v) for v in level.volume] == expected.volume.tolist()
-        assert [parse_units(v) for v in level.buy_volume] == expected.buy_volume.tolist()
-        assert level.trade_count == expected.trade_count.tolist()
+    every_other = trades.take(np.arange(1200, 1600, 2))  # ids with holes: many runs
+    written = [
+        trades.take(slice(0, 700)),
+        TradeColumns.empty(),
+        trades.take(slice(700, 701)),
+        every_other,
+        trades.take(slice(1600, 2000)),
+        trades.take(slice(0, 0)),
+    ]
+    batches = stored_batches(written)
+    assert len(batches) == len(written)
+    for trades_of_write, batch in zip(written, batches, strict=True):
+        runs = IdRuns.of_ids(np.unique(trades_of_write.agg_id))
+        assert batch.ids == list(zip(runs.low.tolist(), runs.high.tolist(), strict=True))
+        assert [level.time for level in batch.levels] == sorted(set(window_start(trades_of_write.time).tolist()))
+        for level in batch.levels:
+            expected = PriceLevels.of_trades(trades_of_write.between(level.time, level.time + 1000))
+            assert expected is not None
+            assert [parse_units(p) for p in level.price] == expected.price.tolist()
+            assert [parse_units(v) for v in level.volume] == expected.volume.tolist()
+            assert [parse_units(v) for v in level.buy_volume] == expected.buy_volume.tolist()
+            assert level.trade_count == expected.trade_count.tolist()
+    assert len(batches[3].ids) == 200 and batches[1] == batches[5] == LiveBatch(ids=[], levels=[])
 
 
 @pytest.mark.parametrize("held", [0, 5, 20, 39])
@@ -59,7 +74,7 @@ def test_snapshot_plus_updates_equals_the_query_of_everything(held: int) -> None
     stored: list[TradeColumns] = []
     for seq, batch in enumerate(batches, 1):  # every write is published, those in the snapshot too
         stored.append(batch)
-        update = LiveProfileUpdate(symbol=SYMBOL, run="r", seq=seq, batches=[stored_batch(batch)])
+        update = LiveProfileUpdate(symbol=SYMBOL, run="r", seq=seq, batches=[stored_batches([batch])[0]])
         profile.apply(update)
         seconds = sorted(set(window_start(batch.time).tolist()))
         bars_update = LiveBarsUpdate(
@@ -79,8 +94,8 @@ def test_a_batch_is_held_by_its_first_id_gaps_included() -> None:
     batches = writes()
     held = TradeColumns.concat(batches[:10])  # batch 7 is missing: a gap inside the held ids
     ids = SnapshotIds(coverage.handle(HeldTrades(held), SYMBOL, coverage.CoverageRequest(), END))
-    assert [ids.holds(stored_batch(batch)) for batch in batches[:12]] == [True] * 10 + [False, False]
-    assert ids.holds(stored_batch(batches[-1])) is False  # the backfill, in the gap
+    assert [ids.holds(stored_batches([batch])[0]) for batch in batches[:12]] == [True] * 10 + [False, False]
+    assert ids.holds(stored_batches([batches[-1]])[0]) is False  # the backfill, in the gap
     assert not ids.holds(LiveBatch(ids=[]))
 
 
@@ -106,7 +121,7 @@ def test_live_ranges_are_whole_seconds() -> None:
 
 
 def test_a_batch_split_for_small_messages_adds_up_to_the_whole() -> None:
-    batch = stored_batch(tape(400, 3_000, seed=5))
+    batch = stored_batches([tape(400, 3_000, seed=5)])[0]
     assert max(len(window.price) for window in batch.levels) > 7
     parts = split_batch(batch, 7)
     assert len(parts) > 3 and all(part.ids == batch.ids for part in parts)
