@@ -26,6 +26,7 @@ from tradetape.api.models import (
     session_spec,
 )
 from tradetape.api.query_method import (
+    MinuteLevelSource,
     PriceLevelSource,
     QueryMethod,
     TradeSource,
@@ -42,9 +43,11 @@ from tradetape.api.sessions import (
     range_pieces,
     session_info,
 )
+from tradetape.domain.aggregates import MinuteLevels
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
 from tradetape.domain.contracts import base_units, quote_units
 from tradetape.domain.decimals import format_units, parse_units
+from tradetape.domain.footprint import level_step
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.domain.profile import (
     MAX_PROFILE_ROWS,
@@ -178,21 +181,24 @@ def profile_of(
 ) -> tuple[int, int, VolumeProfile]:
     """The range asked for and the volume profile of its trades, by the docs/design.md rules.
 
-    From the store's per-price levels when it has them (whole segments are then summed
-    from their histograms, never decoded), else from the trades.
+    With a `row_size`, from the store's per-minute levels bucketed to the row size's power of ten (a few levels
+    a minute, cached bucketed per segment); without one, from its per-price levels when it has them (whole
+    segments are then summed from their histograms, never decoded); else from the trades.
     """
     start, end, profile, _ = _profiled(source, symbol, request, now_ms)
     return start, end, profile
 
 
 def _profiled(
-    source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int
+    source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int, *, exact_prices: bool = False
 ) -> tuple[int, int, VolumeProfile, Levels]:
-    """`profile_of`, and the levels it was built from."""
+    """`profile_of`, and the levels it was built from: each at its own price when `exact_prices` (a COIN-M
+    profile's coin volumes divide by it), else perhaps bucketed into the rows."""
     time_range = request.time_range(now_ms)
     assert time_range is not None
     start, end = time_range
-    levels = read_levels(source, symbol, time_range)
+    row_size = None if exact_prices else request.row_size_units()
+    levels = read_levels(source, symbol, time_range, row_size)
     price, qty, sells, counts = levels
     _check_found(request, counts)
     row_size = _row_size(request, price)
@@ -200,8 +206,19 @@ def _profiled(
     return start, end, profile, levels
 
 
-def read_levels(source: TradeSource, symbol: str, time_range: tuple[int, int]) -> Levels:
-    """What `[start, end)` traded per price: from the store's histograms when it offers them, else its trades."""
+def read_levels(source: TradeSource, symbol: str, time_range: tuple[int, int], row_size: int | None = None) -> Levels:
+    """What `[start, end)` traded per price: from the store's histograms when it offers them, else its trades.
+
+    With a `row_size`, prices may come taken down to multiples of `level_step(row_size)` (each level stays in the
+    row of its trades, so a profile of rows `row_size` high is the same): from the store's per-minute levels, a few
+    bucketed levels a minute, bucketed once per segment and cached so, where per-price levels merge every distinct
+    price of every minute and segment (measured over the bench's 1 h of 95,000 trades: 206 levels read in
+    0.27 ms, against 15,311 in 1.2 ms).
+    """
+    if row_size is not None and isinstance(source, MinuteLevelSource):
+        minutes = source.minute_levels(symbol, time_range, level_step(row_size))
+        if minutes is not None:
+            return _levels_from(minutes)
     levels = source.price_levels(symbol, time_range) if isinstance(source, PriceLevelSource) else None
     return _levels_of(source.trades(symbol, time_range)) if levels is None else _levels_from(levels)
 
@@ -238,8 +255,8 @@ def _levels_of(trades: TradeColumns) -> Levels:
     return trades.price, trades.qty, trades.buyer_maker, np.ones(len(trades), dtype=np.int64)
 
 
-def _levels_from(levels: PriceLevels) -> Levels:
-    """Each price twice: its buy volume (with its trade count) and its sell volume."""
+def _levels_from(levels: PriceLevels | MinuteLevels) -> Levels:
+    """Each level twice: its buy volume (with its trade count) and its sell volume."""
     n = len(levels)
     price = np.repeat(levels.price, 2)
     qty = np.empty(2 * n, dtype=np.int64)
@@ -265,11 +282,11 @@ def handle(source: TradeSource, symbol: str, request: VolumeProfileRequest, now_
     source = quantity_source(source, symbol, request.quantity)
     if request.session is not None:
         return _by_session(source, symbol, request, session_spec(request.session), now_ms)
-    start, end, profile, levels = _profiled(source, symbol, request, now_ms)
+    size = contract_size_of(source, symbol)
+    start, end, profile, levels = _profiled(source, symbol, request, now_ms, exact_prices=size is not None)
     reply = VolumeProfileReply(
         **summary_of(symbol, start, end, profile), **_profile_fields(profile), value_area=request.value_area
     )
-    size = contract_size_of(source, symbol)
     return reply if size is None else reply.model_copy(update=_in_coins(reply.rows, profile, levels, size))
 
 
