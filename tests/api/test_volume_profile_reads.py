@@ -84,14 +84,19 @@ def test_a_profile_of_rows_reads_the_minute_levels_bucketed_into_them(
     )
 
 
-@pytest.mark.parametrize("time_range", [AN_HOUR, (T0 + HOUR, T0 + 2 * HOUR), (T0 - HOUR, NOW)])
-def test_a_profile_without_a_row_size_still_reads_each_price(
-    stored: tuple[ShardReader, TradeColumns], time_range: tuple[int, int]
+@pytest.mark.parametrize(
+    ("time_range", "read"),
+    [(AN_HOUR, "minute_levels/1"), ((T0 + HOUR, T0 + 3 * HOUR), "minute_levels/1"), ((T0 - HOUR, NOW), "price_levels")],
+)
+def test_a_profile_without_a_row_size_reads_exact_prices(
+    stored: tuple[ShardReader, TradeColumns], time_range: tuple[int, int], read: str
 ) -> None:
-    """Its row size comes from the prices' tick and span, so it needs them exact: the per-price levels."""
+    """Its row size comes from the prices' tick and span, so it reads them exact: over a short range the plain
+    minute levels (not merged per price first), over a longer one the per-price levels (whole segments'
+    histograms)."""
     reader, trades = stored
     source = ReadsSeen(reader)
     request = volume_profile.VolumeProfileRequest(start=time_range[0], end=time_range[1], min_trades=1)
     held = HeldTrades(trades)
     assert volume_profile.handle(source, SYMBOL, request, NOW) == volume_profile.handle(held, SYMBOL, request, NOW)
-    assert [read for read, _ in source.seen] == ["price_levels"]
+    assert [seen for seen, _ in source.seen] == [read]
