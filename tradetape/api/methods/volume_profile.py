@@ -26,6 +26,7 @@ from tradetape.api.models import (
     session_spec,
 )
 from tradetape.api.query_method import (
+    MinuteLevelSource,
     PriceLevelSource,
     QueryMethod,
     TradeSource,
@@ -42,9 +43,11 @@ from tradetape.api.sessions import (
     range_pieces,
     session_info,
 )
+from tradetape.domain.aggregates import MinuteLevels
 from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
 from tradetape.domain.contracts import base_units, quote_units
 from tradetape.domain.decimals import format_units, parse_units
+from tradetape.domain.footprint import level_step
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.domain.profile import (
     MAX_PROFILE_ROWS,
@@ -178,21 +181,23 @@ def profile_of(
 ) -> tuple[int, int, VolumeProfile]:
     """The range asked for and the volume profile of its trades, by the docs/design.md rules.
 
-    From the store's per-price levels when it has them (whole segments are then summed
-    from their histograms, never decoded), else from the trades.
+    From the store's per-minute levels with a `row_size` (bucketed to its power of ten) or over a short range
+    (`MINUTE_LEVELS_SPAN_MS`), else from its per-price levels when it has them (whole segments are then summed
+    from their histograms, never decoded); else from the trades (`_minute_step`).
     """
     start, end, profile, _ = _profiled(source, symbol, request, now_ms)
     return start, end, profile
 
 
 def _profiled(
-    source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int
+    source: TradeSource, symbol: str, request: VolumeProfileRequest, now_ms: int, *, exact_prices: bool = False
 ) -> tuple[int, int, VolumeProfile, Levels]:
-    """`profile_of`, and the levels it was built from."""
+    """`profile_of`, and the levels it was built from: each at its own price when `exact_prices` (a COIN-M
+    profile's coin volumes divide by it), else perhaps bucketed into the rows."""
     time_range = request.time_range(now_ms)
     assert time_range is not None
     start, end = time_range
-    levels = read_levels(source, symbol, time_range)
+    levels = read_levels(source, symbol, time_range, _minute_step(request, time_range, exact_prices))
     price, qty, sells, counts = levels
     _check_found(request, counts)
     row_size = _row_size(request, price)
@@ -200,10 +205,39 @@ def _profiled(
     return start, end, profile, levels
 
 
-def read_levels(source: TradeSource, symbol: str, time_range: tuple[int, int]) -> Levels:
-    """What `[start, end)` traded per price: from the store's histograms when it offers them, else its trades."""
+def read_levels(source: TradeSource, symbol: str, time_range: tuple[int, int], price_step: int | None = None) -> Levels:
+    """What `[start, end)` traded per price: from the store's histograms when it offers them, else its trades.
+
+    With a `price_step`, from the store's per-minute levels when it keeps them, prices taken down to multiples of
+    the step (1: exact), so several levels may share a price: each stays in the row of its trades.
+    """
+    if price_step is not None and isinstance(source, MinuteLevelSource):
+        minutes = source.minute_levels(symbol, time_range, price_step)
+        if minutes is not None:
+            return _levels_from(minutes)
     levels = source.price_levels(symbol, time_range) if isinstance(source, PriceLevelSource) else None
     return _levels_of(source.trades(symbol, time_range)) if levels is None else _levels_from(levels)
+
+
+MINUTE_LEVELS_SPAN_MS = 2 * 3_600_000
+"""A profile without a `row_size` over at most this reads the plain minute levels (~37,000 rows an hour of the
+bench's BTCUSDT: 0.35 ms) instead of merging them per price (1.2 ms); longer ones sum whole segments' histograms."""
+
+
+def _minute_step(request: VolumeProfileRequest, time_range: tuple[int, int], exact_prices: bool) -> int | None:
+    """The price step to read the range's minute levels at (`read_levels`), or None for its per-price levels.
+
+    With a `row_size`, the largest power of ten dividing it (`level_step`): a few bucketed levels a minute, bucketed
+    once per segment and cached so, where per-price levels merge every distinct price of every minute and segment
+    (the bench's 1 h at rows of 10 USDT: 206 levels read in 0.27 ms, against 15,311 in 1.2 ms). A COIN-M profile
+    whose coin volumes divide by each price (`exact_prices`) reads the per-price levels.
+    """
+    if exact_prices:
+        return None
+    row_size = request.row_size_units()
+    if row_size is not None:
+        return level_step(row_size)
+    return 1 if time_range[1] - time_range[0] <= MINUTE_LEVELS_SPAN_MS else None
 
 
 def _check_found(request: VolumeProfileRequest, counts: Int64Array) -> None:
@@ -238,8 +272,8 @@ def _levels_of(trades: TradeColumns) -> Levels:
     return trades.price, trades.qty, trades.buyer_maker, np.ones(len(trades), dtype=np.int64)
 
 
-def _levels_from(levels: PriceLevels) -> Levels:
-    """Each price twice: its buy volume (with its trade count) and its sell volume."""
+def _levels_from(levels: PriceLevels | MinuteLevels) -> Levels:
+    """Each level twice: its buy volume (with its trade count) and its sell volume."""
     n = len(levels)
     price = np.repeat(levels.price, 2)
     qty = np.empty(2 * n, dtype=np.int64)
@@ -265,11 +299,11 @@ def handle(source: TradeSource, symbol: str, request: VolumeProfileRequest, now_
     source = quantity_source(source, symbol, request.quantity)
     if request.session is not None:
         return _by_session(source, symbol, request, session_spec(request.session), now_ms)
-    start, end, profile, levels = _profiled(source, symbol, request, now_ms)
+    size = contract_size_of(source, symbol)
+    start, end, profile, levels = _profiled(source, symbol, request, now_ms, exact_prices=size is not None)
     reply = VolumeProfileReply(
         **summary_of(symbol, start, end, profile), **_profile_fields(profile), value_area=request.value_area
     )
-    size = contract_size_of(source, symbol)
     return reply if size is None else reply.model_copy(update=_in_coins(reply.rows, profile, levels, size))
 
 
