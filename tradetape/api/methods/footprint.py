@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 
 from tradetape.api.errors import range_too_large
 from tradetape.api.frames import rows_frame
-from tradetape.api.methods.bars import checked_range
+from tradetape.api.methods.bars import OhlcvReply, checked_range
 from tradetape.api.methods.volume_profile import read_levels
 from tradetape.api.models import (
     IntervalRequest,
@@ -95,16 +95,7 @@ class StackedImbalanceReply(BaseModel):
     rows: int
 
 
-class FootprintBarReply(BaseModel):
-    time: int
-    """Open time of the interval, epoch ms."""
-    open: str
-    high: str
-    low: str
-    close: str
-    volume: str
-    buy_volume: str
-    sell_volume: str
+class FootprintBarReply(OhlcvReply):
     delta: str
     trade_count: int
     poc: str
