@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from tradetape.domain.bars import check_interval
 from tradetape.domain.columns import Quantity
@@ -182,16 +182,21 @@ def parse_interval_ms(text: str) -> int:
     return ms
 
 
+def _interval(value: str) -> str:
+    parse_interval_ms(value)
+    return value
+
+
+IntervalField = Annotated[str, AfterValidator(_interval)]
+"""A bar interval or TPO period as given (`"5m"`), checked by `parse_interval_ms`: `interval`, `period`."""
+
+
 class IntervalRequest(RangeRequest):
     """A range cut into intervals aligned to the epoch (UTC)."""
 
-    interval: str = Field(default="1m", description='Interval, whole seconds from "1s" to "1d", e.g. "1m", "1h".')
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, value: str) -> str:
-        parse_interval_ms(value)
-        return value
+    interval: IntervalField = Field(
+        default="1m", description='Interval, whole seconds from "1s" to "1d", e.g. "1m", "1h".'
+    )
 
     def interval_ms(self) -> int:
         return parse_interval_ms(self.interval)

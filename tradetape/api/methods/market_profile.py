@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from tradetape.api.errors import insufficient_trades, invalid_request, range_too_large
 from tradetape.api.frames import rows_frame
 from tradetape.api.methods.volume_profile import MAX_SESSION_ROWS, read_levels
 from tradetape.api.models import (
     MAX_INTERVALS,
+    IntervalField,
     ProfileRowsField,
     RangeRequest,
     RowRule,
@@ -52,17 +53,13 @@ MAX_TPO_CELLS = 400_000
 
 
 class MarketProfileRequest(RangeRequest, RowRule):
-    period: str = Field(default="30m", description='TPO period, whole seconds from "1s" to "1d", aligned as bars.')
+    period: IntervalField = Field(
+        default="30m", description='TPO period, whole seconds from "1s" to "1d", aligned as bars.'
+    )
     row_size: RowSizeField = Field(default=None, description='Row height as a decimal string, e.g. "10".')
     rows: ProfileRowsField = None
     value_area: float = Field(default=0.7, gt=0, le=1, description="Share of the TPOs in the value area.")
     session: SessionField = None
-
-    @field_validator("period")
-    @classmethod
-    def _period(cls, value: str) -> str:
-        parse_interval_ms(value)
-        return value
 
     def period_ms(self) -> int:
         return parse_interval_ms(self.period)
