@@ -247,6 +247,7 @@ class RowRule(BaseModel):
             raise ValueError("give row_size or rows, not both: row_size sets each row's height, rows their count")
         return self
 
+
 MAX_ZONE_NAME = 64
 """No IANA zone name is longer (the longest, America/Argentina/ComodRivadavia, has 32 characters)."""
 _HOUR_MINUTE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
