@@ -74,6 +74,21 @@ def market_of_all(name: str) -> Market | None:
     return market if symbol == ALL_SYMBOLS else None
 
 
+def _futures_rest_url(default: str, market: str, family: str) -> Any:
+    """A futures market's REST URL setting: USD-M's and COIN-M's differ only by host and REST family."""
+    return Field(default=default, description=f"{market} futures REST URL ({family}/v1: gap fill, exchangeInfo)")
+
+
+def _futures_weight(market: str, family: str) -> Any:
+    """A futures market's REST weight budget: USD-M and COIN-M each have the same limit of their own."""
+    return Field(
+        default=1200,
+        ge=20,
+        description=f"REST request weight ingest spends a minute on {market}, a budget of its own (aggTrades 20; "
+        f"Binance allows 2400 an IP on {family})",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
@@ -105,15 +120,11 @@ class Settings(BaseSettings):
         default="wss://fstream.binance.com/market",
         description="USD-M futures WebSocket URL, its market-stream path included (streams of um:SYMBOL)",
     )
-    binance_um_rest_url: str = Field(
-        default="https://fapi.binance.com", description="USD-M futures REST URL (/fapi/v1: gap fill, exchangeInfo)"
-    )
+    binance_um_rest_url: str = _futures_rest_url("https://fapi.binance.com", "USD-M", "/fapi")
     binance_cm_ws_url: str = Field(
         default="wss://dstream.binance.com", description="COIN-M futures WebSocket URL (streams of cm:SYMBOL)"
     )
-    binance_cm_rest_url: str = Field(
-        default="https://dapi.binance.com", description="COIN-M futures REST URL (/dapi/v1: gap fill, exchangeInfo)"
-    )
+    binance_cm_rest_url: str = _futures_rest_url("https://dapi.binance.com", "COIN-M", "/dapi")
     retention_days: float = Field(
         default=7.0,
         gt=0,
@@ -374,18 +385,8 @@ class Settings(BaseSettings):
         description="a symbol without a new trade for this long gets a REST check for trades after its newest "
         "(a burst's last trades lost on the WebSocket), again every this long while it stays quiet",
     )
-    ingest_um_rest_weight_per_minute: int = Field(
-        default=1200,
-        ge=20,
-        description="REST request weight ingest spends a minute on USD-M, a budget of its own (aggTrades 20; "
-        "Binance allows 2400 an IP on /fapi)",
-    )
-    ingest_cm_rest_weight_per_minute: int = Field(
-        default=1200,
-        ge=20,
-        description="REST request weight ingest spends a minute on COIN-M, a budget of its own (aggTrades 20; "
-        "Binance allows 2400 an IP on /dapi)",
-    )
+    ingest_um_rest_weight_per_minute: int = _futures_weight("USD-M", "/fapi")
+    ingest_cm_rest_weight_per_minute: int = _futures_weight("COIN-M", "/dapi")
 
     import_max_line_bytes: int = Field(
         default=4096,

@@ -18,7 +18,7 @@ ping every 3 minutes; an aggTrades call weighs 20 against 2,400 a minute per mar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tradetape.domain.instruments import Market
 
@@ -53,6 +53,21 @@ FUTURES_PING_INTERVAL = 180.0
 FUTURES_MAX_INCOMING_PER_S = 10
 DUMP_HEADER = "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker\n"
 
+_USD_M = MarketWire(
+    Market.UM,
+    ws_prefix="/fstream/market",
+    rest_prefix="/fapi/v1/",
+    dump_prefix="/data/futures/um/",
+    agg_trades_weight=20,
+    exchange_info_weight=1,
+    weight_limit=2400,
+    best_match=False,
+    normal_qty=True,
+    contracts=False,
+    dump_header=True,
+    dump_time_scale=1,
+)
+
 WIRES: dict[Market, MarketWire] = {
     Market.SPOT: MarketWire(
         Market.SPOT,
@@ -68,33 +83,16 @@ WIRES: dict[Market, MarketWire] = {
         dump_header=False,
         dump_time_scale=1000,
     ),
-    Market.UM: MarketWire(
-        Market.UM,
-        ws_prefix="/fstream/market",
-        rest_prefix="/fapi/v1/",
-        dump_prefix="/data/futures/um/",
-        agg_trades_weight=20,
-        exchange_info_weight=1,
-        weight_limit=2400,
-        best_match=False,
-        normal_qty=True,
-        contracts=False,
-        dump_header=True,
-        dump_time_scale=1,
-    ),
-    Market.CM: MarketWire(
-        Market.CM,
+    Market.UM: _USD_M,
+    # the futures dialect once: COIN-M speaks USD-M's but at its own paths, without nq, in whole contracts
+    Market.CM: replace(
+        _USD_M,
+        market=Market.CM,
         ws_prefix="/dstream",
         rest_prefix="/dapi/v1/",
         dump_prefix="/data/futures/cm/",
-        agg_trades_weight=20,
-        exchange_info_weight=1,
-        weight_limit=2400,
-        best_match=False,
         normal_qty=False,
         contracts=True,
-        dump_header=True,
-        dump_time_scale=1,
     ),
 }
 

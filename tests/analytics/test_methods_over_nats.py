@@ -8,17 +8,20 @@ same trades in memory (`tests/api/test_methods.py` checks those against referenc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import nats
 import orjson
 import pytest
+from nats.aio.client import Client
 
-from tests.harness import request, run_services, wait_until_stored
+from tests.harness import Running, request, run_services, wait_until_stored
 from tradetape.api.registry import methods
 from tradetape.bus.provision import ensure_streams
 from tradetape.domain.decimals import format_units
@@ -50,6 +53,24 @@ def wire(row: TradeRow) -> bytes:
          "q": format_units(row.qty), "f": row.first_id, "l": row.last_id, "T": row.time, "m": row.buyer_maker,
          "M": True}
     )
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    nats_url: str, tmp_path: Path, rows: list[TradeRow]
+) -> AsyncIterator[tuple[Client, Running, dict[str, Any]]]:
+    """`rows` gone the real way in (JetStream → persist → RocksDB) and an analytics worker answering once every one
+    is stored: a plain client, the services and the coverage reply."""
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=(SYMBOL,))
+    client = await nats.connect(nats_url)
+    js = client.jetstream()
+    try:
+        await ensure_streams(js, settings)
+        await asyncio.gather(*[await js.publish_async(f"tape.trades.binance.{SYMBOL}", wire(row)) for row in rows])
+        async with run_services(settings, "persist", "analytics") as running:
+            yield client, running, await wait_until_stored(client, SYMBOL, len(rows), running=running)
+    finally:
+        await client.close()
 
 
 REQUESTS: dict[str, dict[str, Any]] = {
@@ -99,55 +120,45 @@ CODES = {"invalid_request", "insufficient_trades", "range_too_large", "reply_too
 async def test_every_method_answers_as_its_handler_and_survives_hostile_requests(
     nats_url: str, tmp_path: Path
 ) -> None:
-    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=(SYMBOL,))
     now_ms = int(time.time() * 1000)
     rows = generated_rows(now_ms)
-    client = await nats.connect(nats_url)
-    js = client.jetstream()
-    try:
-        await ensure_streams(js, settings)
-        acks = [await js.publish_async(f"tape.trades.binance.{SYMBOL}", wire(row)) for row in rows]
-        await asyncio.gather(*acks)
-        async with run_services(settings, "persist", "analytics") as running:
-            coverage = await wait_until_stored(client, SYMBOL, COUNT, running=running)
-            span = {"start": coverage["first_time"], "end": coverage["last_time"] + 1}
-            source = HeldTrades.from_rows(rows)
-            for name, extra in REQUESTS.items():
-                body = {**span, **extra} if name != "coverage" else {}
-                reply, headers = await request(client, f"tape.query.{name}.{SYMBOL}", body)
-                assert "Nats-Service-Error-Code" not in headers, (name, reply)
-                spec = methods()[name]
-                expected = spec.handler(source, SYMBOL, spec.parse_request(body), now_ms).model_dump(mode="json")
-                if name == "coverage":
-                    reply, expected = (_without(r, ("start", "end")) for r in (reply, expected))
-                assert reply == expected, name
+    async with serving(nats_url, tmp_path, rows) as (client, running, coverage):
+        span = {"start": coverage["first_time"], "end": coverage["last_time"] + 1}
+        source = HeldTrades.from_rows(rows)
+        for name, extra in REQUESTS.items():
+            body = {**span, **extra} if name != "coverage" else {}
+            reply, headers = await request(client, f"tape.query.{name}.{SYMBOL}", body)
+            assert "Nats-Service-Error-Code" not in headers, (name, reply)
+            spec = methods()[name]
+            expected = spec.handler(source, SYMBOL, spec.parse_request(body), now_ms).model_dump(mode="json")
+            if name == "coverage":
+                reply, expected = (_without(r, ("start", "end")) for r in (reply, expected))
+            assert reply == expected, name
 
-            for name in methods():
-                for body in HOSTILE:
-                    msg = await client.request(f"tape.query.{name}.{SYMBOL}", body, timeout=10)
-                    answer = json.loads(msg.data)
-                    if "error" in answer:
-                        assert answer["error"]["code"] in CODES, (name, body, answer)
-                        assert msg.headers and msg.headers["Nats-Service-Error-Code"] in ("400", "413", "422")
-                        assert answer["error"]["message"]
+        for name in methods():
+            for body in HOSTILE:
+                msg = await client.request(f"tape.query.{name}.{SYMBOL}", body, timeout=10)
+                answer = json.loads(msg.data)
+                if "error" in answer:
+                    assert answer["error"]["code"] in CODES, (name, body, answer)
+                    assert msg.headers and msg.headers["Nats-Service-Error-Code"] in ("400", "413", "422")
+                    assert answer["error"]["message"]
 
-            stats_before = await _requests_served(client)
-            target = await client.subscribe("tape.trades.binance.>")
-            for name in methods():  # no reply subject, or one outside the inboxes: dropped before any work
-                await client.publish(f"tape.query.{name}.{SYMBOL}", b"{}")
-                await client.publish(f"tape.query.{name}.{SYMBOL}", b"{}", reply=f"tape.trades.binance.{SYMBOL}")
-            await client.flush()
-            await asyncio.sleep(0.3)
-            guard = running.services["analytics"].replies
-            assert (guard.dropped_without_reply, guard.dropped_reply_subject) == (len(methods()), len(methods()))
-            assert await _requests_served(client) == stats_before, "micro never saw them"
-            with pytest.raises(nats.errors.TimeoutError):
-                await target.next_msg(timeout=0.2)
-            ok, _ = await request(client, f"tape.query.coverage.{SYMBOL}", {})
-            assert ok["trade_count"] == COUNT
-            running.check()
-    finally:
-        await client.close()
+        stats_before = await _requests_served(client)
+        target = await client.subscribe("tape.trades.binance.>")
+        for name in methods():  # no reply subject, or one outside the inboxes: dropped before any work
+            await client.publish(f"tape.query.{name}.{SYMBOL}", b"{}")
+            await client.publish(f"tape.query.{name}.{SYMBOL}", b"{}", reply=f"tape.trades.binance.{SYMBOL}")
+        await client.flush()
+        await asyncio.sleep(0.3)
+        guard = running.services["analytics"].replies
+        assert (guard.dropped_without_reply, guard.dropped_reply_subject) == (len(methods()), len(methods()))
+        assert await _requests_served(client) == stats_before, "micro never saw them"
+        with pytest.raises(nats.errors.TimeoutError):
+            await target.next_msg(timeout=0.2)
+        ok, _ = await request(client, f"tape.query.coverage.{SYMBOL}", {})
+        assert ok["trade_count"] == COUNT
+        running.check()
 
 
 def _without(reply: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

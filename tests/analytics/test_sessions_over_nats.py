@@ -8,24 +8,20 @@ bars and the session windows are also checked against those references here.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 
-from tests.analytics.test_methods_over_nats import wire
+from tests.analytics.test_methods_over_nats import serving
 from tests.api.test_sessions import reference_threshold_bars
-from tests.harness import request, run_services, wait_until_stored
+from tests.harness import request
 from tests.sessions_reference import reference_windows
 from tradetape.api.registry import methods
-from tradetape.bus.provision import ensure_streams
 from tradetape.domain.trade import TradeRow
-from tradetape.settings import Settings
 from tradetape.testing import HeldTrades
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
@@ -61,44 +57,35 @@ ASKED: list[tuple[str, dict[str, Any]]] = [
 
 
 async def test_sessions_and_new_bars_answer_over_nats_as_computed(nats_url: str, tmp_path: Path) -> None:
-    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=(SYMBOL,))
     now_ms = int(time.time() * 1000)
     rows = three_days(now_ms)
-    client = await nats.connect(nats_url)
-    js = client.jetstream()
-    try:
-        await ensure_streams(js, settings)
-        await asyncio.gather(*[await js.publish_async(f"tape.trades.binance.{SYMBOL}", wire(row)) for row in rows])
-        async with run_services(settings, "persist", "analytics") as running:
-            coverage = await wait_until_stored(client, SYMBOL, COUNT, running=running)
-            span = {"start": coverage["first_time"], "end": coverage["last_time"] + 1}
-            held = HeldTrades.from_rows(rows)
-            for name, extra in ASKED:
-                body = {**span, **extra}
-                reply, headers = await request(client, f"tape.query.{name}.{SYMBOL}", body, timeout=30)
-                assert "Nats-Service-Error-Code" not in headers, (name, extra, reply)
-                spec = methods()[name]
-                assert reply == spec.handler(held, SYMBOL, spec.parse_request(body), now_ms).model_dump(mode="json")
-                kind = next((k for k in ("tick_bar", "volume_bar", "dollar_bar") if k in extra), None)
-                if kind is not None:
-                    expected = reference_threshold_bars(rows, kind, Decimal(str(extra[kind])))
-                    assert [(b["time"], b["end_time"], b["trade_count"], b["partial"]) for b in reply["bars"]] == [
-                        (e[0], e[1], e[8], e[9]) for e in expected]
-                if "session" in extra and extra["session"] == NEW_YORK_NIGHT:
-                    windows = reference_windows("America/New_York", "18:00", "09:30", span["start"], span["end"])
-                    assert [s["label"] for s in reply["sessions"]] == [label for label, *_ in windows]
-                    assert reply["naked_pocs"] is not None
-            for hostile in (
-                {"session": "x" * 100_000},
-                {"session": {"tz": "../../../etc/passwd", "start": "00:00", "end": "01:00"}},
-                {"interval": "1d", "tz": "America/Nowhere"},
-                {"tick_bar": 1, "last": "40d"},
-                {"volume_bar": "0.00000001", "tick_bar": 3},
-            ):
-                answer, headers = await request(client, f"tape.query.bars.{SYMBOL}", hostile, timeout=30)
-                assert answer["error"]["code"] in ("invalid_request", "range_too_large"), hostile
-                answer, _ = await request(client, f"tape.query.volume_profile.{SYMBOL}", hostile, timeout=30)
-                assert answer["error"]["code"] == "invalid_request", hostile
-            running.check()
-    finally:
-        await client.close()
+    async with serving(nats_url, tmp_path, rows) as (client, running, coverage):
+        span = {"start": coverage["first_time"], "end": coverage["last_time"] + 1}
+        held = HeldTrades.from_rows(rows)
+        for name, extra in ASKED:
+            body = {**span, **extra}
+            reply, headers = await request(client, f"tape.query.{name}.{SYMBOL}", body, timeout=30)
+            assert "Nats-Service-Error-Code" not in headers, (name, extra, reply)
+            spec = methods()[name]
+            assert reply == spec.handler(held, SYMBOL, spec.parse_request(body), now_ms).model_dump(mode="json")
+            kind = next((k for k in ("tick_bar", "volume_bar", "dollar_bar") if k in extra), None)
+            if kind is not None:
+                expected = reference_threshold_bars(rows, kind, Decimal(str(extra[kind])))
+                assert [(b["time"], b["end_time"], b["trade_count"], b["partial"]) for b in reply["bars"]] == [
+                    (e[0], e[1], e[8], e[9]) for e in expected]
+            if "session" in extra and extra["session"] == NEW_YORK_NIGHT:
+                windows = reference_windows("America/New_York", "18:00", "09:30", span["start"], span["end"])
+                assert [s["label"] for s in reply["sessions"]] == [label for label, *_ in windows]
+                assert reply["naked_pocs"] is not None
+        for hostile in (
+            {"session": "x" * 100_000},
+            {"session": {"tz": "../../../etc/passwd", "start": "00:00", "end": "01:00"}},
+            {"interval": "1d", "tz": "America/Nowhere"},
+            {"tick_bar": 1, "last": "40d"},
+            {"volume_bar": "0.00000001", "tick_bar": 3},
+        ):
+            answer, headers = await request(client, f"tape.query.bars.{SYMBOL}", hostile, timeout=30)
+            assert answer["error"]["code"] in ("invalid_request", "range_too_large"), hostile
+            answer, _ = await request(client, f"tape.query.volume_profile.{SYMBOL}", hostile, timeout=30)
+            assert answer["error"]["code"] == "invalid_request", hostile
+        running.check()

@@ -9,7 +9,7 @@ import pytest
 
 from tradetape.binance.frames import AggTradeFrame, ControlFrame, ReplyFrame, parse_frame
 from tradetape.services.exchange import Exchange, ExchangeConfig
-from tradetape.services.ingest.feed import AttemptLimiter, Feed, FeedOptions, split_symbols
+from tradetape.services.ingest.feed import AttemptLimiter, Feed, FeedOptions, FrameSink, split_symbols
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -35,11 +35,8 @@ def test_attempts_are_limited_over_a_sliding_window() -> None:
     assert limiter.delay() == 0
 
 
-async def test_a_feed_subscribes_the_streams_beyond_its_url_paced() -> None:
-    """One stream in the URL, four by SUBSCRIBE one at a time: under the simulator's 5 a second, all flow."""
-    symbols = ("AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT")
-    config = ExchangeConfig(symbols=symbols, rate=100, max_incoming_per_s=5)
-    seen: Counter[str] = Counter()
+def counting_sink(symbols: tuple[str, ...], seen: Counter[str]) -> FrameSink:
+    """A feed's sink counting each symbol's trades in `seen` and handing every other frame back to the feed."""
 
     def sink(message: str | bytes) -> ControlFrame | ReplyFrame | None:
         frame = parse_frame(message, frozenset(symbols))
@@ -47,6 +44,16 @@ async def test_a_feed_subscribes_the_streams_beyond_its_url_paced() -> None:
             seen[frame.symbol] += 1
             return None
         return frame
+
+    return sink
+
+
+async def test_a_feed_subscribes_the_streams_beyond_its_url_paced() -> None:
+    """One stream in the URL, four by SUBSCRIBE one at a time: under the simulator's 5 a second, all flow."""
+    symbols = ("AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT")
+    config = ExchangeConfig(symbols=symbols, rate=100, max_incoming_per_s=5)
+    seen: Counter[str] = Counter()
+    sink = counting_sink(symbols, seen)
 
     subscribed: list[tuple[str, ...]] = []
     async with Exchange(config) as exchange:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ingest.test_feed import counting_sink
 from tests.ingest.test_service import assert_tape_exact, ingest_settings, ingesting, stored_trades
-from tradetape.binance.frames import AggTradeFrame, ControlFrame, ReplyFrame, parse_frame
 from tradetape.binance.markets import market_api
 from tradetape.domain.instruments import Market
 from tradetape.services.exchange import BUNDLED_REPLAY, Exchange, ExchangeConfig, FaultConfig
@@ -75,13 +75,7 @@ async def test_a_usdm_feed_subscribes_paced_for_ten_messages_a_second() -> None:
     symbols = tuple(f"Q{index:02d}USDT" for index in range(12))
     config = ExchangeConfig(symbols=tuple(f"um:{s}" for s in symbols), rate=50, futures_max_incoming_per_s=10)
     seen: Counter[str] = Counter()
-
-    def sink(message: str | bytes) -> ControlFrame | ReplyFrame | None:
-        frame = parse_frame(message, frozenset(symbols))
-        if isinstance(frame, AggTradeFrame):
-            seen[frame.symbol] += 1
-            return None
-        return frame
+    sink = counting_sink(symbols, seen)
 
     subscribed: list[tuple[str, ...]] = []
     async with Exchange(config) as exchange:

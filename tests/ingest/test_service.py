@@ -83,6 +83,17 @@ async def scenario(
         yield exchange, running, ingest, nc
 
 
+@contextlib.asynccontextmanager
+async def exact_through(
+    nats_url: str, tmp_path: Path, faults: FaultConfig, *, speed: float | None
+) -> AsyncIterator[IngestService]:
+    """BTCUSDT replayed with `faults` and its tape found exact (`assert_tape_exact`): the ingest, to read what it
+    counted while it still runs."""
+    async with scenario(nats_url, tmp_path, faults=faults, speed=speed) as (exchange, running, ingest, client):
+        await assert_tape_exact(client, exchange, ("BTCUSDT",), running)
+        yield ingest
+
+
 async def subject_count(js: JetStreamContext, symbol: str) -> int:
     subject = trade_subject(symbol)
     info = await js.stream_info(TRADES_STREAM, subjects_filter=subject)
@@ -142,25 +153,13 @@ async def wait_open_gap(client: Client, symbol: str, timeout: float = 10) -> lis
 
 @pytest.mark.slow
 async def test_dropped_connections_lose_nothing(nats_url: str, tmp_path: Path) -> None:
-    async with scenario(nats_url, tmp_path, faults=FaultConfig(disconnect_after=1000), speed=150) as (
-        exchange,
-        running,
-        ingest,
-        client,
-    ):
-        await assert_tape_exact(client, exchange, ("BTCUSDT",), running)
+    async with exact_through(nats_url, tmp_path, FaultConfig(disconnect_after=1000), speed=150) as ingest:
         assert ingest.feeds[0].reconnects >= 2
 
 
 @pytest.mark.slow
 async def test_ids_skipped_on_the_websocket_are_filled_from_rest(nats_url: str, tmp_path: Path) -> None:
-    async with scenario(nats_url, tmp_path, faults=FaultConfig(drop_every=99), speed=None) as (
-        exchange,
-        running,
-        ingest,
-        client,
-    ):
-        await assert_tape_exact(client, exchange, ("BTCUSDT",), running)
+    async with exact_through(nats_url, tmp_path, FaultConfig(drop_every=99), speed=None) as ingest:
         counters = ingest.tapes["BTCUSDT"].counters
         assert counters.backfilled >= 49 and counters.gaps_closed >= 1
 
@@ -237,13 +236,7 @@ async def test_many_quiet_symbols_are_probed_in_turn_within_the_weight_budget(na
 
 @pytest.mark.slow
 async def test_duplicates_are_dropped(nats_url: str, tmp_path: Path) -> None:
-    async with scenario(nats_url, tmp_path, faults=FaultConfig(duplicate_every=7), speed=None) as (
-        exchange,
-        running,
-        ingest,
-        client,
-    ):
-        await assert_tape_exact(client, exchange, ("BTCUSDT",), running)
+    async with exact_through(nats_url, tmp_path, FaultConfig(duplicate_every=7), speed=None) as ingest:
         counters = ingest.tapes["BTCUSDT"].counters
         assert counters.duplicates >= 5000 // 7 and counters.stream_duplicates == 0
 
@@ -305,8 +298,7 @@ async def test_failing_rest_closes_the_gap_later(
 @pytest.mark.slow
 async def test_server_shutdown_switches_connections_without_loss(nats_url: str, tmp_path: Path) -> None:
     faults = FaultConfig(shutdown_after=1500, shutdown_grace_s=1.5)
-    async with scenario(nats_url, tmp_path, faults=faults, speed=150) as (exchange, running, ingest, client):
-        await assert_tape_exact(client, exchange, ("BTCUSDT",), running)
+    async with exact_through(nats_url, tmp_path, faults, speed=150) as ingest:
         feed, counters = ingest.feeds[0], ingest.tapes["BTCUSDT"].counters
         assert feed.rotations >= 2 and feed.reconnects == 0
         assert counters.gaps_opened == 0, "the replacement was subscribed before the old one closed"

@@ -11,14 +11,15 @@ import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from tradetape.domain.bars import check_interval
 from tradetape.domain.columns import Quantity
 from tradetape.domain.decimals import DecimalFormatError, parse_units
 from tradetape.domain.local_time import zone
+from tradetape.domain.profile import MAX_PROFILE_ROWS
 from tradetape.domain.sessions import PRESETS, SessionSpec
 
 DEFAULT_LAST_MS = 3_600_000
@@ -181,16 +182,21 @@ def parse_interval_ms(text: str) -> int:
     return ms
 
 
+def _interval(value: str) -> str:
+    parse_interval_ms(value)
+    return value
+
+
+IntervalField = Annotated[str, AfterValidator(_interval)]
+"""A bar interval or TPO period as given (`"5m"`), checked by `parse_interval_ms`: `interval`, `period`."""
+
+
 class IntervalRequest(RangeRequest):
     """A range cut into intervals aligned to the epoch (UTC)."""
 
-    interval: str = Field(default="1m", description='Interval, whole seconds from "1s" to "1d", e.g. "1m", "1h".')
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, value: str) -> str:
-        parse_interval_ms(value)
-        return value
+    interval: IntervalField = Field(
+        default="1m", description='Interval, whole seconds from "1s" to "1d", e.g. "1m", "1h".'
+    )
 
     def interval_ms(self) -> int:
         return parse_interval_ms(self.interval)
@@ -206,10 +212,41 @@ def interval_count(time_range: tuple[int, int], interval_ms: int) -> int:
     return (end - 1) // interval_ms - start // interval_ms + 1
 
 
-def one_row_rule(row_size: str | None, rows: int | None) -> None:
-    """`row_size` sets each row's height and `rows` their count: a request gives one of them at most."""
-    if row_size is not None and rows is not None:
-        raise ValueError("give row_size or rows, not both: row_size sets each row's height, rows their count")
+def _row_size(value: Any) -> Any:
+    return decimal_field(value, "row_size", positive=True)
+
+
+RowSizeField = Annotated[str | None, BeforeValidator(_row_size)]
+"""The `row_size` field of every method cutting prices into rows, a positive decimal string
+(`row_size: RowSizeField = Field(default=None, description=...)`); with `RowRule` in the request's bases."""
+
+ProfileRowsField = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=MAX_PROFILE_ROWS,
+        description="Row count wanted when row_size is absent (at most); without either, "
+        "max(10 ticks, range / 100) rounded to a nice size.",
+    ),
+]
+"""The `rows` field of the profiles (`rows: ProfileRowsField = None`), one profile's rows at most."""
+
+
+class RowRule(BaseModel):
+    """A request's `row_size` sets each row's height and its `rows` their count: it gives one of them at most.
+
+    A base holding no field (the request declares both, where its JSON Schema wants them), only the rule."""
+
+    if TYPE_CHECKING:
+        row_size: str | None
+        rows: int | None
+
+    @model_validator(mode="after")
+    def _one_row_rule(self) -> Self:
+        if self.row_size is not None and self.rows is not None:
+            raise ValueError("give row_size or rows, not both: row_size sets each row's height, rows their count")
+        return self
+
 
 MAX_ZONE_NAME = 64
 """No IANA zone name is longer (the longest, America/Argentina/ComodRivadavia, has 32 characters)."""

@@ -13,7 +13,7 @@ the URLs are settings (`Settings.binance_urls`). Both sides ping: the server eve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tradetape.domain.instruments import Market
 
@@ -47,6 +47,19 @@ class MarketApi:
         return f"{self.api_path}/exchangeInfo"
 
 
+_USD_M = MarketApi(
+    Market.UM,
+    "/fapi/v1",
+    agg_trades_weight=20,
+    exchange_info_weight=1,
+    weight_limit_per_minute=2400,
+    incoming_per_s=10,
+    status_field="status",
+    contract_size=False,
+    dump_root="data/futures/um",
+    dump_header=True,
+)
+
 MARKET_APIS: dict[Market, MarketApi] = {
     Market.SPOT: MarketApi(
         Market.SPOT,
@@ -60,29 +73,15 @@ MARKET_APIS: dict[Market, MarketApi] = {
         dump_root="data/spot",
         dump_header=False,
     ),
-    Market.UM: MarketApi(
-        Market.UM,
-        "/fapi/v1",
-        agg_trades_weight=20,
-        exchange_info_weight=1,
-        weight_limit_per_minute=2400,
-        incoming_per_s=10,
-        status_field="status",
-        contract_size=False,
-        dump_root="data/futures/um",
-        dump_header=True,
-    ),
-    Market.CM: MarketApi(
-        Market.CM,
-        "/dapi/v1",
-        agg_trades_weight=20,
-        exchange_info_weight=1,
-        weight_limit_per_minute=2400,
-        incoming_per_s=10,
+    Market.UM: _USD_M,
+    # the futures facts once: COIN-M is USD-M's but for its family, status field, contract size and dumps
+    Market.CM: replace(
+        _USD_M,
+        market=Market.CM,
+        api_path="/dapi/v1",
         status_field="contractStatus",
         contract_size=True,
         dump_root="data/futures/cm",
-        dump_header=True,
     ),
 }
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradetape.api.errors import QueryError
+from tradetape.cli.exit_codes import no_reply
 from tradetape.cli.options import add_settings
 from tradetape.client import TapeClient, TapeUnavailable
 from tradetape.settings import Settings
@@ -52,10 +53,9 @@ def add_plot_command(parser: argparse.ArgumentParser, settings_fields: Sequence[
 def run_plot(args: argparse.Namespace, settings: Settings) -> int:
     try:
         path = asyncio.run(_plot(args, settings))
-    except QueryError as exc:
-        print(f"tradetape plot: error {exc.code}: {exc.message}", file=sys.stderr)
-        return 1
-    except (TapeUnavailable, ValueError) as exc:
+    except (QueryError, TapeUnavailable) as exc:
+        return no_reply("plot", exc, lambda error: f"error {error.code}: {error.message}")
+    except ValueError as exc:
         print(f"tradetape plot: {exc}", file=sys.stderr)
         return 2
     print(path)

@@ -27,6 +27,7 @@ from tradetape.api.registry import methods
 from tradetape.api.times import iso_time
 from tradetape.cli.console import PIPE_WIDTH as PIPE_WIDTH  # re-exported: the width a reply is drawn at in a pipe
 from tradetape.cli.console import console_for_stdout
+from tradetape.cli.exit_codes import no_reply
 from tradetape.cli.query_options import DEFAULT_TIMEOUT_S
 from tradetape.cli.renderers import renderer
 from tradetape.client import TapeClient, TapeError, TapeUnavailable
@@ -82,12 +83,8 @@ def run_query(args: argparse.Namespace, settings: Settings) -> int:
     except Refused as exc:
         print(f"tradetape query: {describe_error(exc.error, method, exc.held)}", file=sys.stderr)
         return 1
-    except QueryError as exc:
-        print(f"tradetape query: {describe_error(exc, method)}", file=sys.stderr)
-        return 1
-    except TapeUnavailable as exc:
-        print(f"tradetape query: {exc}", file=sys.stderr)
-        return 2
+    except (QueryError, TapeUnavailable) as exc:
+        return no_reply("query", exc, lambda error: describe_error(error, method))
     if args.json:
         print(reply.model_dump_json(indent=2))
     else:

@@ -32,6 +32,7 @@ from tradetape.api.replay import DEFAULT_CHUNK, MAX_WINDOW
 from tradetape.binance.events import combined_events
 from tradetape.bus.publish.bulk import CorePublish
 from tradetape.bus.subjects import check_foreign_subject
+from tradetape.cli.exit_codes import no_reply
 from tradetape.cli.options import add_settings
 from tradetape.client import TapeClient, TapeUnavailable
 from tradetape.settings import Settings
@@ -74,12 +75,8 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     began = time.perf_counter()
     try:
         count = asyncio.run(_replay(args, settings, output))
-    except QueryError as exc:
-        print(f"tradetape replay: {exc.code}: {exc.message}", file=sys.stderr)
-        return 1
-    except TapeUnavailable as exc:
-        print(f"tradetape replay: {exc}", file=sys.stderr)
-        return 2
+    except (QueryError, TapeUnavailable) as exc:
+        return no_reply("replay", exc, lambda error: f"{error.code}: {error.message}")
     except OSError as exc:
         print(f"tradetape replay: {exc}", file=sys.stderr)
         return 1

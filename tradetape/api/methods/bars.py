@@ -115,7 +115,9 @@ class BarsRequest(IntervalRequest):
         return None
 
 
-class BarReply(BaseModel):
+class OhlcvReply(BaseModel):
+    """What every bar's reply starts with (a bar's, a footprint bar's): its time, prices and volumes."""
+
     time: int
     """Open time of the interval (of a threshold bar: its first trade's time), epoch ms."""
     open: str
@@ -125,6 +127,9 @@ class BarReply(BaseModel):
     volume: str
     buy_volume: str
     sell_volume: str
+
+
+class BarReply(OhlcvReply):
     trade_count: int
     vwap: float | None
     end_time: int | None = Field(default=None, exclude_if=omitted)

@@ -14,23 +14,23 @@ from __future__ import annotations
 
 from collections import defaultdict
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, Field, TypeAdapter, field_validator, model_validator
+from pydantic import BaseModel, Field, TypeAdapter
 
 from tradetape.api.errors import range_too_large
 from tradetape.api.frames import rows_frame
-from tradetape.api.methods.bars import checked_range
+from tradetape.api.methods.bars import OhlcvReply, checked_range
 from tradetape.api.methods.volume_profile import read_levels
 from tradetape.api.models import (
     IntervalRequest,
     QuantityField,
+    RowRule,
+    RowSizeField,
     SessionField,
-    decimal_field,
     omitted,
-    one_row_rule,
     session_spec,
 )
 from tradetape.api.query_method import MinuteLevelSource, QueryMethod, TradeSource, quantity_source, second_bars_of
@@ -58,9 +58,9 @@ DEFAULT_ROWS_PER_BAR = 20
 """Without `row_size` or `rows`: the nice row size giving the widest bar at most this many rows."""
 
 
-class FootprintRequest(IntervalRequest):
+class FootprintRequest(IntervalRequest, RowRule):
     quantity: QuantityField = "all"
-    row_size: str | None = Field(default=None, description='Row height as a decimal string, e.g. "5".')
+    row_size: RowSizeField = Field(default=None, description='Row height as a decimal string, e.g. "5".')
     rows: int | None = Field(
         default=None,
         ge=1,
@@ -74,16 +74,6 @@ class FootprintRequest(IntervalRequest):
     stacked: int = Field(default=3, ge=1, le=1000, description="Fewest consecutive imbalanced rows a stacked run has.")
     value_area: float = Field(default=0.7, gt=0, le=1, description="Share of each bar's volume in its value area.")
     session: SessionField = None
-
-    @field_validator("row_size", mode="before")
-    @classmethod
-    def _row_size(cls, value: Any) -> Any:
-        return decimal_field(value, "row_size", positive=True)
-
-    @model_validator(mode="after")
-    def _one_row_rule(self) -> FootprintRequest:
-        one_row_rule(self.row_size, self.rows)
-        return self
 
 
 class FootprintRowReply(BaseModel):
@@ -105,16 +95,7 @@ class StackedImbalanceReply(BaseModel):
     rows: int
 
 
-class FootprintBarReply(BaseModel):
-    time: int
-    """Open time of the interval, epoch ms."""
-    open: str
-    high: str
-    low: str
-    close: str
-    volume: str
-    buy_volume: str
-    sell_volume: str
+class FootprintBarReply(OhlcvReply):
     delta: str
     trade_count: int
     poc: str

@@ -14,19 +14,21 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field
 
 from tradetape.api.errors import insufficient_trades, invalid_request, range_too_large
 from tradetape.api.frames import rows_frame
 from tradetape.api.methods.volume_profile import MAX_SESSION_ROWS, read_levels
 from tradetape.api.models import (
     MAX_INTERVALS,
+    IntervalField,
+    ProfileRowsField,
     RangeRequest,
+    RowRule,
+    RowSizeField,
     SessionField,
-    decimal_field,
     interval_count,
     omitted,
-    one_row_rule,
     parse_interval_ms,
     session_spec,
 )
@@ -50,34 +52,14 @@ MAX_TPO_CELLS = 400_000
 """Periods × rows one profile may take (a bool and a byte a cell while lettering)."""
 
 
-class MarketProfileRequest(RangeRequest):
-    period: str = Field(default="30m", description='TPO period, whole seconds from "1s" to "1d", aligned as bars.')
-    row_size: str | None = Field(default=None, description='Row height as a decimal string, e.g. "10".')
-    rows: int | None = Field(
-        default=None,
-        ge=1,
-        le=MAX_PROFILE_ROWS,
-        description="Row count wanted when row_size is absent (at most); without either, "
-        "max(10 ticks, range / 100) rounded to a nice size.",
+class MarketProfileRequest(RangeRequest, RowRule):
+    period: IntervalField = Field(
+        default="30m", description='TPO period, whole seconds from "1s" to "1d", aligned as bars.'
     )
+    row_size: RowSizeField = Field(default=None, description='Row height as a decimal string, e.g. "10".')
+    rows: ProfileRowsField = None
     value_area: float = Field(default=0.7, gt=0, le=1, description="Share of the TPOs in the value area.")
     session: SessionField = None
-
-    @field_validator("period")
-    @classmethod
-    def _period(cls, value: str) -> str:
-        parse_interval_ms(value)
-        return value
-
-    @field_validator("row_size", mode="before")
-    @classmethod
-    def _row_size(cls, value: Any) -> Any:
-        return decimal_field(value, "row_size", positive=True)
-
-    @model_validator(mode="after")
-    def _one_row_rule(self) -> MarketProfileRequest:
-        one_row_rule(self.row_size, self.rows)
-        return self
 
     def period_ms(self) -> int:
         return parse_interval_ms(self.period)

@@ -12,17 +12,18 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field
 
 from tradetape.api.errors import insufficient_trades, invalid_request, range_too_large
 from tradetape.api.frames import rows_frame
 from tradetape.api.models import (
+    ProfileRowsField,
     QuantityField,
     RangeRequest,
+    RowRule,
+    RowSizeField,
     SessionField,
-    decimal_field,
     omitted,
-    one_row_rule,
     session_spec,
 )
 from tradetape.api.query_method import (
@@ -62,29 +63,13 @@ from tradetape.domain.profile import (
 from tradetape.domain.sessions import SessionSpec
 
 
-class VolumeProfileRequest(RangeRequest):
+class VolumeProfileRequest(RangeRequest, RowRule):
     quantity: QuantityField = "all"
-    row_size: str | None = Field(default=None, description='Row height as a decimal string, e.g. "10".')
-    rows: int | None = Field(
-        default=None,
-        ge=1,
-        le=MAX_PROFILE_ROWS,
-        description="Row count wanted when row_size is absent (at most); without either, "
-        "max(10 ticks, range / 100) rounded to a nice size.",
-    )
+    row_size: RowSizeField = Field(default=None, description='Row height as a decimal string, e.g. "10".')
+    rows: ProfileRowsField = None
     value_area: float = Field(default=0.7, gt=0, le=1, description="Share of volume in the value area.")
     min_trades: int = Field(default=1000, ge=0, description="Fewer trades in the range is insufficient_trades.")
     session: SessionField = None
-
-    @field_validator("row_size", mode="before")
-    @classmethod
-    def _row_size(cls, value: Any) -> Any:
-        return decimal_field(value, "row_size", positive=True)
-
-    @model_validator(mode="after")
-    def _one_row_rule(self) -> VolumeProfileRequest:
-        one_row_rule(self.row_size, self.rows)
-        return self
 
     def row_size_units(self) -> int | None:
         return None if self.row_size is None else parse_units(self.row_size)

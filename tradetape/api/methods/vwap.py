@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from tradetape.api.errors import insufficient_trades, range_too_large
 from tradetape.api.models import (
     MAX_INTERVALS,
+    IntervalField,
     QuantityField,
     RangeRequest,
     interval_count,
@@ -32,7 +33,7 @@ class VwapRequest(RangeRequest):
     bands: list[float] = Field(
         default=[1.0, 2.0, 3.0], max_length=10, description="Band widths in standard deviations."
     )
-    interval: str | None = Field(
+    interval: IntervalField | None = Field(
         default=None, description='With an interval ("1m", "1h"): the running VWAP and bands per interval.'
     )
 
@@ -46,13 +47,6 @@ class VwapRequest(RangeRequest):
     def _bands(cls, value: list[float]) -> list[float]:
         if any(not 0 < band <= 10 for band in value):
             raise ValueError("bands are standard deviations in (0, 10]")
-        return value
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_interval_ms(value)
         return value
 
     @model_validator(mode="after")
