@@ -77,7 +77,7 @@ async def test_the_first_queries_about_the_newest_day_read_no_segment_from_disk(
 ) -> None:
     settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=(SYMBOL,))
     write_tape(settings)
-    caplog.set_level(logging.INFO, logger="tradetape.services.analytics.service")
+    caplog.set_level(logging.INFO, logger="tradetape.services.analytics.warming")
     async with run_services(settings, "analytics") as running:
         client = await nats.connect(nats_url)
         try:
