@@ -111,7 +111,7 @@ from tradetape.ground.backoff import Backoff, retry_until
 from tradetape.ground.tasks import cancel_and_wait
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.services.analytics.replay import ReplayResponder
-from tradetape.services.analytics.warming import keep_heap, warm_cache, warm_threads
+from tradetape.services.analytics.warming import before_serving
 from tradetape.settings import Settings, shard_of
 from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader, StoreCorruptError, StoreError, store_id
 
@@ -228,11 +228,7 @@ class AnalyticsService:
             self._reader.close()
             return
         self._serve(self._settings.shard_share(resolved))
-        heap_kept = keep_heap()
-        await asyncio.to_thread(self._reader.open)  # before serving: the first query finds it open
-        await asyncio.to_thread(warm_cache, self._reader, self.symbols, self._settings.query_warm_hours)
-        if heap_kept and self._settings.query_warm_hours > 0:
-            await warm_threads(self._threads, self._settings.query_concurrency)
+        await before_serving(self._reader, self.symbols, self._settings, self._threads)
         settings = self._settings
         queue_group = analytics_queue_group(settings.shard)
         service = await GuardedService.start(
