@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from tradetape.settings import Settings
-from tradetape.store import ShardReader
+from tradetape.store import DECODE_HELPER_THREADS, ShardReader, decode_helpers
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,15 @@ async def before_serving(
 ) -> None:
     """Everything a worker does before it serves: the store opened (the first query finds it open), what numpy
     does on a first call done (`first_calls`), the cache warmed (`warm_cache`), and each of the query `threads`'
-    heap kept and faulted in (`keep_heap`, `warm_threads`)."""
+    heap kept and faulted in (`keep_heap`, `warm_threads`), and the store's decoding helpers' too: they decode half of
+    a read's values into their own arenas."""
     heap_kept = keep_heap()
     first_calls()
     await asyncio.to_thread(reader.open)
     await asyncio.to_thread(warm_cache, reader, symbols, settings.query_warm_hours)
     if heap_kept and settings.query_warm_hours > 0:
         await warm_threads(threads, settings.query_concurrency)
+        await warm_threads(decode_helpers, DECODE_HELPER_THREADS)
 
 
 def first_calls() -> None:
