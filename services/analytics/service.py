@@ -52,11 +52,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import functools
 import logging
 import secrets
-import sys
 import threading
 import time
 from collections import Counter
@@ -113,21 +111,13 @@ from tradetape.ground.backoff import Backoff, retry_until
 from tradetape.ground.tasks import cancel_and_wait
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.services.analytics.replay import ReplayResponder
+from tradetape.services.analytics.warming import before_serving
 from tradetape.settings import Settings, shard_of
 from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader, StoreCorruptError, StoreError, store_id
 
 logger = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-HEAP_KEEP_BYTES = 32 * 1024 * 1024
-HEAP_WARM_BYTES = HEAP_KEEP_BYTES
-"""What each query thread faults in before a worker serves: under glibc's trim threshold (2 x `HEAP_KEEP_BYTES`),
-so kept. Measured (a 24 h market_profile 30m, its segments cached): a fresh thread's first answer 75 ms and 6,590
-page faults, after 32 MB faulted in 9 ms and 61 faults, the same as its later answers."""
-HEAP_WARM_PIECE = 4 * 1024 * 1024
-"""Pieces under the mmap threshold (`HEAP_KEEP_BYTES`): they come from the thread's arena, which keeps them."""
 LEDGER_READ_TIMEOUT_S = 0.5
 SHARD_STORE_READ_S = 1.0
 CATCH_UP_FALLBACK_S = 1.0
@@ -136,25 +126,6 @@ CORRUPT_KEYS_LOGGED = 10_000
 SERVED_REPUBLISH_S = 60.0
 """The served list is put again this often: a bucket lost with a NATS server's state comes back."""
 """Corrupt stored values logged one by one (each once); past that, once that there are more."""
-
-
-def keep_heap(max_bytes: int = HEAP_KEEP_BYTES) -> bool:
-    """Ask glibc to keep freed query arrays (each up to `max_bytes`) for the next query.
-
-    Measured in bench/query.py: by default glibc returns each answer's large numpy
-    temporaries to the kernel and faults them back in on the next query (about 6,000 page
-    faults, half of a 1 h profile's 40 ms). Bounded, because each query thread's arena keeps
-    what it freed: at 256 MB (trim at 1 GB) bench/flood.py's worker peaked at 1,505 MB, past
-    `query_cache_mb + query_concurrency x query_memory_mb`; arrays above `max_bytes` (a long
-    range's columns) are mapped and returned at once. True when set (glibc only).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, max_bytes)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2 * max_bytes))
-    except (OSError, AttributeError):
-        return False
 
 
 class QuerySource:
@@ -257,11 +228,7 @@ class AnalyticsService:
             self._reader.close()
             return
         self._serve(self._settings.shard_share(resolved))
-        heap_kept = keep_heap()
-        await asyncio.to_thread(self._reader.open)  # before serving: the first query finds it open
-        await asyncio.to_thread(self._warm)
-        if heap_kept and self._settings.query_warm_hours > 0:
-            await self._warm_threads()
+        await before_serving(self._reader, self.symbols, self._settings, self._threads)
         settings = self._settings
         queue_group = analytics_queue_group(settings.shard)
         service = await GuardedService.start(
@@ -323,41 +290,6 @@ class AnalyticsService:
                 "analytics stopped",
                 extra={"shard": self._settings.shard, "catch_ups": self._reader.catch_ups, **self.replies.errors},
             )
-
-    def _warm(self) -> None:
-        """Fill the cache with each served symbol's newest `query_warm_hours` (`ShardReader.warm`) before serving."""
-        span_ms = int(self._settings.query_warm_hours * DAY_MS / 24)
-        if span_ms <= 0 or self._reader.cache.max_bytes <= 0:
-            return
-        started = time.monotonic()
-        segments = corrupt = warmed = 0
-        complete = True
-        for symbol in self.symbols:
-            done = self._reader.warm(symbol, span_ms)
-            segments, corrupt, warmed = segments + done.segments, corrupt + done.corrupt, warmed + 1
-            if not done.complete:
-                complete = False
-                break
-        logger.info(
-            "cache warmed",
-            extra={
-                "hours": self._settings.query_warm_hours,
-                "symbols": warmed,
-                "segments": segments,
-                "cache_mb": round(self._reader.cache.held_bytes / 2**20, 1),
-                "complete": complete,
-                "corrupt": corrupt,
-                "seconds": round(time.monotonic() - started, 2),
-            },
-        )
-
-    async def _warm_threads(self) -> None:
-        """Fault in `HEAP_WARM_BYTES` of each query thread's own malloc arena, kept by glibc (`keep_heap`): a fresh
-        thread's first answer otherwise pays a page fault for every page of its arrays."""
-        count = self._settings.query_concurrency
-        barrier = threading.Barrier(count, timeout=10)  # one task a thread: each waits until all have started
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self._threads, _touch_heap, barrier) for _ in range(count)))
 
     def _serve(self, symbols: tuple[str, ...]) -> None:
         """Serve `symbols` besides those served already (the event loop's only: queries read the set there)."""
@@ -641,14 +573,6 @@ class AnalyticsService:
     def _check_range(self, time_range: tuple[int, int] | None) -> None:
         if time_range is not None:
             check_range_span(*time_range, self._settings.query_max_range_days)
-
-
-def _touch_heap(barrier: threading.Barrier) -> None:
-    """Allocate, write and free `HEAP_WARM_BYTES` in this thread, once every query thread is running one of these."""
-    with contextlib.suppress(threading.BrokenBarrierError):
-        barrier.wait()
-    pieces = [b"\x01" * HEAP_WARM_PIECE for _ in range(HEAP_WARM_BYTES // HEAP_WARM_PIECE)]  # malloc, written
-    del pieces
 
 
 async def _respond(body: bytes, request: Request) -> None:

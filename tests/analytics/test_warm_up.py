@@ -14,6 +14,8 @@ import asyncio
 import json
 import logging
 import resource
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -77,7 +79,7 @@ async def test_the_first_queries_about_the_newest_day_read_no_segment_from_disk(
 ) -> None:
     settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=(SYMBOL,))
     write_tape(settings)
-    caplog.set_level(logging.INFO, logger="tradetape.services.analytics.service")
+    caplog.set_level(logging.INFO, logger="tradetape.services.analytics.warming")
     async with run_services(settings, "analytics") as running:
         client = await nats.connect(nats_url)
         try:
@@ -143,3 +145,89 @@ async def test_each_query_thread_starts_with_its_heap_faulted_in(
         assert max(faults) < 1_000, faults  # ~4,100 faults without: all but a few pages were faulted in before serving
     else:
         assert min(faults) > 2_000, faults
+
+
+FIRST_ANSWERS = """
+import asyncio, json, sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import orjson
+
+from tradetape.api.registry import methods
+from tradetape.services.analytics.service import AnalyticsService
+from tradetape.services.analytics.warming import before_serving
+from tradetape.settings import Settings
+
+settings = Settings(data_dir=Path(sys.argv[1]), symbols=(sys.argv[2],))
+service = AnalyticsService(settings, SimpleNamespace(max_payload=1 << 20))
+registered = methods()  # as a worker does before it serves: each endpoint named
+threads = ThreadPoolExecutor(settings.query_concurrency)
+asyncio.run(before_serving(service._reader, settings.symbols, settings, threads))
+imported = {}
+for name, body in json.loads(sys.argv[3]):
+    before = set(sys.modules)
+    service.answer(registered[name], sys.argv[2], orjson.dumps(body))
+    imported[name] = sorted(set(sys.modules) - before)
+threads.shutdown()
+service._reader.close()
+print(json.dumps(imported))
+"""
+
+
+def test_no_first_answer_of_a_fresh_worker_imports_a_module(tmp_path: Path) -> None:
+    """Found: numpy 2.4's `np.unique` imports `numpy.ma` on its first call, ~15-35 ms of a fresh worker's first
+    vwap answer (its cold figure 2 x warm with every segment warmed). A worker pays for it before it serves."""
+    settings = Settings(data_dir=tmp_path, symbols=(SYMBOL,))
+    write_tape(settings)
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_ANSWERS, str(tmp_path), SYMBOL, json.dumps(QUERIES)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = json.loads(done.stdout.splitlines()[-1])
+    assert set(imported) == {name for name, _ in QUERIES}
+    assert {name: modules for name, modules in imported.items() if modules} == {}
+
+
+HELPER_FAULTS = """
+import asyncio, resource, sys, threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from tradetape.services.analytics.warming import before_serving
+from tradetape.settings import Settings
+from tradetape.store import DECODE_HELPER_THREADS, ShardReader, decode_helpers
+
+settings = Settings(data_dir=Path(sys.argv[1]), symbols=(sys.argv[2],))
+reader = ShardReader(settings.shard_dir, cache_bytes=settings.query_cache_mb * 2**20)
+threads = ThreadPoolExecutor(settings.query_concurrency)
+asyncio.run(before_serving(reader, settings.symbols, settings, threads))
+barrier = threading.Barrier(DECODE_HELPER_THREADS, timeout=20)
+
+def faults() -> int:
+    barrier.wait()
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    pieces = [np.ones(1 << 19) for _ in range(8)]
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+
+print(max(future.result() for future in [decode_helpers.submit(faults) for _ in range(DECODE_HELPER_THREADS)]))
+threads.shutdown()
+reader.close()
+"""
+
+
+def test_the_store_decoding_helpers_start_with_their_heap_faulted_in(tmp_path: Path) -> None:
+    """Found: a read's values decoded on a helper thread (`tradetape.store.decoding`) land in its own malloc arena,
+    which a fresh worker had not faulted in: an older day's first read took 4,785 page faults (~10 ms of CPU)."""
+    settings = Settings(data_dir=tmp_path, symbols=(SYMBOL,))
+    write_tape(settings)
+    done = subprocess.run(
+        [sys.executable, "-c", HELPER_FAULTS, str(tmp_path), SYMBOL], capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(done.stdout.splitlines()[-1]) < 1_000  # ~4,100 faults without: all but a few pages faulted in before

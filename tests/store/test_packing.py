@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -68,3 +69,31 @@ def test_a_frame_is_refused_by_its_claims_before_it_is_inflated(frame: bytes, wi
     with pytest.raises(PackingError):
         unpack_columns(widths, count, frame)
     assert peak_bytes_of(lambda: unpack_columns(widths, count, frame)) < 1_000_000
+
+
+def planes_reference(widths: list[int], count: int, raw: bytes) -> list[list[int]]:
+    """Each column read value by value from its byte planes, zigzag undone with Python ints."""
+    columns, offset = [], 0
+    for width in widths:
+        column = []
+        for i in range(count):
+            unsigned = sum(raw[offset + plane * count + i] << (8 * plane) for plane in range(width))
+            column.append((unsigned >> 1) ^ -(unsigned & 1))
+        columns.append(column)
+        offset += width * count
+    return columns
+
+
+magnitudes = st.sampled_from([1, 2**7, 2**15, 2**31, 2**63])
+"""Bounds that make each byte width occur, so columns of every width sit side by side as in a layer value."""
+
+
+@given(st.integers(0, 30).flatmap(lambda n: st.lists(
+    magnitudes.flatmap(lambda m: st.lists(st.integers(-m, m - 1), min_size=n, max_size=n)), min_size=1, max_size=20)))
+def test_columns_of_mixed_widths_decode_as_read_value_by_value(columns: list[list[int]]) -> None:
+    widths, frame = pack_columns([np.array(c, dtype=np.int64) for c in columns])
+    count = len(columns[0])
+    raw = zstandard.ZstdDecompressor().decompress(frame)
+    decoded = unpack_columns(widths, count, frame)
+    assert [column.tolist() for column in decoded] == planes_reference(widths, count, raw) == columns
+    assert all(column.dtype == np.int64 and column.flags.owndata for column in decoded)  # what a cache counts it holds

@@ -10,6 +10,8 @@ key (`tests/store/test_closed.py` checks it):
 - `ShardView`: a tool's secondary view of a shard directory for one command; its `tape()`
   is a `StoredTape` (trades, voids, coverage, completeness index, import checks, gap times).
 - Shards: `find_shards`, `write_manifest`, `store_id` (the manifest beside the database).
+- Decoding on more than one thread: `decode_helpers` (`DECODE_HELPER_THREADS` of them), whose heaps a worker
+  faults in before it serves.
 - Layout facts: `window_start` (the 1-second window of a trade time), `assemble_windows`
   (a batch of rows into those windows, what `ShardWriter.write` takes), and the segment
   encoding a bulk-import batch carries (`encode_segment`, `decode_segment`); the segment
@@ -23,6 +25,7 @@ What the store computes with, but does not own, lives in the domain:
 
 from tradetape.store.budget import ReadBudget, ReadTooLargeError
 from tradetape.store.conflicts import ImportConflictError
+from tradetape.store.decoding import DECODE_HELPER_THREADS, decode_helpers
 from tradetape.store.keys import window_start
 from tradetape.store.layout import StoreLayoutError
 from tradetape.store.reader import ShardReader, ShardView, StoreClosedError
@@ -35,6 +38,7 @@ from tradetape.store.windows import WindowId, assemble_windows
 from tradetape.store.writer import ImportCounts, ShardWriter, Written
 
 __all__ = [
+    "DECODE_HELPER_THREADS",
     "ImportConflictError",
     "ImportCounts",
     "ReadBudget",
@@ -53,6 +57,7 @@ __all__ = [
     "WindowId",
     "Written",
     "assemble_windows",
+    "decode_helpers",
     "decode_segment",
     "encode_segment",
     "find_shards",

@@ -19,8 +19,10 @@ a new decompressor per call costs ~15 µs more per frame than one kept per threa
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +37,7 @@ ZSTD_LEVEL = 9
 
 _WIDTHS = (1, 2, 4, 8)
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_SIGNED = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
 
 
 class _Codecs(threading.local):
@@ -58,9 +61,12 @@ def zigzag(values: Int64Array) -> npt.NDArray[np.uint64]:
     return ((v << np.int64(1)) ^ (v >> np.int64(63))).view(np.uint64)
 
 
-def unzigzag(values: npt.NDArray[np.uint64]) -> Int64Array:
-    u = values.astype(np.uint64, copy=False)
-    return ((u >> np.uint64(1)).view(np.int64)) ^ (-(u & np.uint64(1)).view(np.int64))
+def unzigzag(values: npt.NDArray[np.unsignedinteger[Any]]) -> npt.NDArray[np.signedinteger[Any]]:
+    """The inverse of `zigzag`, in the width of `values` (uint64 → int64, uint8 → int8, ...)."""
+    one = values.dtype.type(1)
+    signed: npt.NDArray[np.signedinteger[Any]] = (values >> one).view(_SIGNED[values.itemsize])
+    signed ^= -(values & one).view(_SIGNED[values.itemsize])
+    return signed
 
 
 def byte_width(values: npt.NDArray[np.uint64]) -> int:
@@ -75,11 +81,13 @@ def to_planes(values: npt.NDArray[np.uint64], width: int) -> bytes:
     return narrow.view(np.uint8).reshape(-1, width).T.tobytes()
 
 
-def from_planes(data: bytes | memoryview, width: int, count: int) -> npt.NDArray[np.uint64]:
-    planes = np.frombuffer(data, dtype=np.uint8, count=width * count).reshape(width, count)
-    values: npt.NDArray[np.uint64] = planes[0].astype(np.uint64)
+def from_planes(planes: npt.NDArray[np.uint8]) -> npt.NDArray[np.unsignedinteger[Any]]:
+    """Columns of one width as byte planes, shaped (columns, width, count), back to (columns, count) in that width."""
+    width = planes.shape[1]
+    unsigned = _UNSIGNED[width]
+    values = planes[:, 0, :].astype(unsigned)
     for plane in range(1, width):  # whole-plane shifts: faster than transposing bytes back
-        values |= planes[plane].astype(np.uint64) << np.uint64(8 * plane)
+        values |= planes[:, plane, :].astype(unsigned) << unsigned(8 * plane)
     return values
 
 
@@ -99,22 +107,30 @@ def unpack_columns(widths: Sequence[int], count: int, frame: bytes) -> list[Int6
     """The inverse of `pack_columns`; the widths and the frame's declared size are checked before it is inflated.
 
     The caller bounds `count` (and the number of widths): then nothing here allocates more than they allow.
+    The columns of one width are decoded together, in that width: a segment's layer holds 18 columns of ~3,600
+    values, where numpy's cost a call, not a value, was most of the time (measured on 25 second-bar values of a
+    day: 10.7 ms column by column, 8.2 so, zstd 2.8 of each).
     """
     if count < 0 or any(type(w) is not int or w not in _UNSIGNED for w in widths):
         raise PackingError(f"widths {list(widths)[:8]} x {count} values are not a packing")
     _check_declared(frame, sum(widths) * count)
     try:
-        raw = memoryview(_codecs.decompressor.decompress(frame, max_output_size=sum(widths) * count))
+        raw = _codecs.decompressor.decompress(frame, max_output_size=sum(widths) * count)
     except zstandard.ZstdError as exc:
         raise PackingError(f"unreadable zstd frame: {exc}") from exc
     if len(raw) != sum(widths) * count:
         raise PackingError(f"frame holds {len(raw)} bytes, widths {list(widths)} x {count} values expected")
-    columns: list[Int64Array] = []
-    offset = 0
-    for width in widths:
-        columns.append(unzigzag(from_planes(raw[offset : offset + width * count], width, count)))
-        offset += width * count
-    return columns
+    data = np.frombuffer(raw, dtype=np.uint8)
+    offsets = [0, *itertools.accumulate(width * count for width in widths)]
+    by_width: dict[int, list[int]] = {}
+    for i, width in enumerate(widths):
+        by_width.setdefault(width, []).append(i)
+    columns: dict[int, Int64Array] = {}
+    for width, at in by_width.items():
+        planes = np.concatenate([data[offsets[i] : offsets[i + 1]] for i in at]).reshape(len(at), width, count)
+        signed = unzigzag(from_planes(planes))
+        columns |= {i: signed[row].astype(np.int64) for row, i in enumerate(at)}
+    return [columns[i] for i in range(len(widths))]
 
 
 def compress(data: bytes) -> bytes:

@@ -31,12 +31,11 @@ from tradetape.domain.price_levels import PriceLevels
 from tradetape.domain.trade import NO_NORMAL_QTY
 from tradetape.store.budget import ReadBudget
 from tradetape.store.codec import TRADE_BYTES, decode_window, decode_windows
+from tradetape.store.decoding import DECODE_THREADS
 from tradetape.store.index import decode_runs
 from tradetape.store.keys import (
-    HISTOGRAM,
     MINUTE_LEVELS,
     SECOND_BARS,
-    SEGMENT,
     SUMMARY,
     WINDOW,
     index_key,
@@ -55,7 +54,7 @@ from tradetape.store.layout import segment_span
 from tradetape.store.rocks import last_before, scan, scan_first
 from tradetape.store.sealed import decoded, decoded_together
 from tradetape.store.segment_cache import Layer, SegmentCache
-from tradetape.store.segments import SegmentSummary, decode_histogram, decode_stored_segment
+from tradetape.store.segments import SegmentSummary
 from tradetape.store.voids import read_voids
 
 TimeRange = tuple[int, int] | None
@@ -99,17 +98,14 @@ def _plan(db: Rdict, symbol: str, time_range: TimeRange) -> _Plan:
     return _Plan(inside, edges, scan(db, lower_key, upper_key))
 
 
-def _bodies(
-    db: Rdict, symbol: str, summaries: list[SegmentSummary], cache: SegmentCache | None = None
-) -> list[TradeColumns]:
-    if not summaries:
-        return []
-    if cache is not None:
-        return cache.bodies(db, symbol, summaries)
-    keys = [timed_key(SEGMENT, symbol, s.start) for s in summaries]
-    values: list[bytes | None] = db.get(keys)  # type: ignore[arg-type, assignment]
-    stored = [(key, value) for key, value in zip(keys, values, strict=True) if value is not None]
-    return [decoded(key, value, decode_stored_segment) for key, value in stored]
+def _cache(cache: SegmentCache | None) -> SegmentCache:
+    """`cache`, or one that keeps nothing: every read decodes the same way (`SegmentCache`), cached or not."""
+    return _UNCACHED if cache is None else cache
+
+
+def _bodies(db: Rdict, symbol: str, summaries: list[SegmentSummary], cache: SegmentCache | None) -> list[TradeColumns]:
+    """The trades of each of `summaries`' segments still stored (one gone since its summary was read is left out)."""
+    return [body for body in _cache(cache).bodies(db, symbol, summaries) if body is not None]
 
 
 def _edge_trades(
@@ -209,8 +205,7 @@ def _joined(
 
 
 def _body(db: Rdict, symbol: str, summary: SegmentSummary, cache: SegmentCache | None) -> TradeColumns | None:
-    found = _bodies(db, symbol, [summary], cache)
-    return found[0] if found else None
+    return _cache(cache).bodies(db, symbol, [summary])[0]
 
 
 def read_coverage(db: Rdict, symbol: str, time_range: TimeRange, cache: SegmentCache | None = None) -> Coverage:
@@ -293,7 +288,7 @@ def read_price_levels(
     if quantity == "normal":
         missing = plan.inside
     elif plan.inside:
-        stored = _histograms(db, symbol, plan.inside, cache)
+        stored = _cache(cache).histograms(db, symbol, plan.inside)
         missing = [s for s, levels in zip(plan.inside, stored, strict=True) if levels is None]
         parts += [levels for levels in stored if levels is not None]
         held = sum(len(levels) for levels in stored if levels is not None)
@@ -414,16 +409,16 @@ def _layered(
         trades = sum(s.trade_count for s, _ in with_trades) + sum(len(v) // TRADE_BYTES for _, v in windows)
         budget.check(trades, levels_held + sum(len(found) for found in stored if found is not None))
     parts: list[TradeColumns] = []
-    for summary, ragged_only in with_trades:
-        body = _body(db, symbol, summary, cache)
-        if body is None:
-            continue  # the segment went (retention) since its summary was read
-        time = body.time
-        inside = (time >= start) & (time < end)
-        if ragged_only:
-            inside &= (time < whole_start) | (time >= whole_end)
-        if bool(inside.any()):
-            parts.append(body.take(inside))
+    for at in range(0, len(with_trades), DECODE_THREADS):  # a few decoded at once (`tradetape.store.decoding`)
+        batch = with_trades[at : at + DECODE_THREADS]
+        for (_, ragged_only), body in zip(batch, _cache(cache).bodies(db, symbol, [s for s, _ in batch]), strict=True):
+            if body is None:
+                continue  # the segment went (retention) since its summary was read
+            inside = (body.time >= start) & (body.time < end)
+            if ragged_only:
+                inside &= (body.time < whole_start) | (body.time >= whole_end)
+            if bool(inside.any()):
+                parts.append(body.take(inside))
     if windows:
         young = decoded_together(windows, decode_windows, decode_window)
         parts.append(young if time_range is None else young.between(start, end))
@@ -442,22 +437,7 @@ def _layers(
     variant: str,
     derive: tuple[str, Callable[[Layer], Layer]] | None = None,
 ) -> list[Layer | None]:
-    if not summaries:
-        return []
-    if cache is not None:
-        return cache.layers(db, kind, symbol, summaries, decode, variant, derive)
-    keys = [timed_key(kind, symbol, s.start) for s in summaries]
-    values: list[bytes | None] = db.get(keys)  # type: ignore[arg-type, assignment]
-    pairs = zip(keys, values, strict=True)
-    return [None if value is None else decoded(key, value, decode) for key, value in pairs]
+    return _cache(cache).layers(db, kind, symbol, summaries, decode, variant, derive) if summaries else []
 
 
-def _histograms(
-    db: Rdict, symbol: str, summaries: list[SegmentSummary], cache: SegmentCache | None
-) -> list[PriceLevels | None]:
-    if cache is not None:
-        return cache.histograms(db, symbol, summaries)
-    keys = [timed_key(HISTOGRAM, symbol, s.start) for s in summaries]
-    values: list[bytes | None] = db.get(keys)  # type: ignore[arg-type, assignment]
-    pairs = zip(keys, values, strict=True)
-    return [None if value is None else decoded(key, value, decode_histogram) for key, value in pairs]
+_UNCACHED = SegmentCache(0)

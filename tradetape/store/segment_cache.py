@@ -29,6 +29,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -37,12 +38,32 @@ from rocksdict import Rdict
 from tradetape.domain.aggregates import MinuteLevels, SecondBars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.price_levels import PriceLevels
+from tradetape.store.decoding import decoded_all
 from tradetape.store.keys import HISTOGRAM, SEGMENT, timed_key
-from tradetape.store.sealed import decoded
 from tradetape.store.segments import SegmentSummary, decode_histogram, decode_stored_segment
 
 Decoded = TradeColumns | PriceLevels | SecondBars | MinuteLevels
 Layer = TypeVar("Layer", SecondBars, MinuteLevels)
+Key = tuple[str, str, SegmentSummary]
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """The values one lookup asks for: those of `kind` of `summaries`' segments, decoded by `decode` and cached
+    under `kind` + `variant` (another decoding of the same stored values is cached apart)."""
+
+    db: Rdict
+    kind: str
+    symbol: str
+    summaries: Sequence[SegmentSummary]
+    decode: Callable[[bytes], Decoded]
+    variant: str = ""
+
+    def key(self, i: int, variant: str | None = None) -> Key:
+        return (self.kind + (self.variant if variant is None else variant), self.symbol, self.summaries[i])
+
+    def keys(self) -> list[Key]:
+        return [self.key(i) for i in range(len(self.summaries))]
 
 
 def _frozen(decoded: Decoded) -> Decoded:
@@ -59,7 +80,7 @@ class _Entries:
     """What a cache and its read-through face share; changed only under `lock`."""
 
     def __init__(self) -> None:
-        self.items: OrderedDict[tuple[str, str, SegmentSummary], tuple[Decoded, int]] = OrderedDict()
+        self.items: OrderedDict[Key, tuple[Decoded, int]] = OrderedDict()
         """Each entry with its size in bytes, counted once when it comes in."""
         self.bytes = 0
         self.lock = threading.Lock()
@@ -83,14 +104,14 @@ class SegmentCache:
         """The decoded arrays held, at most `max_bytes` once a lookup has evicted."""
         return self._shared.bytes
 
-    def bodies(self, db: Rdict, symbol: str, summaries: Sequence[SegmentSummary]) -> list[TradeColumns]:
-        """The trades of each segment (a segment gone since its summary was read is left out)."""
-        found = self._lookup(db, SEGMENT, symbol, summaries, decode_stored_segment)
-        return [body for body in found if isinstance(body, TradeColumns)]
+    def bodies(self, db: Rdict, symbol: str, summaries: Sequence[SegmentSummary]) -> list[TradeColumns | None]:
+        """The trades of each segment, None where it went since its summary was read."""
+        found = self._lookup(_Asked(db, SEGMENT, symbol, summaries, decode_stored_segment))
+        return [body if isinstance(body, TradeColumns) else None for body in found]
 
     def histograms(self, db: Rdict, symbol: str, summaries: Sequence[SegmentSummary]) -> list[PriceLevels | None]:
         """Each segment's histogram, None where none is stored (sums beyond int64: decode its trades)."""
-        found = self._lookup(db, HISTOGRAM, symbol, summaries, decode_histogram)
+        found = self._lookup(_Asked(db, HISTOGRAM, symbol, summaries, decode_histogram))
         return [levels if isinstance(levels, PriceLevels) else None for levels in found]
 
     def layers(
@@ -107,20 +128,13 @@ class SegmentCache:
         another decoding of the same values (the normal quantity's), cached apart. With `derive` (a variant and
         how this one follows from it), a value missing here but held as that variant is derived from it, not read
         again (a footprint's bucketed levels from the minute levels a worker warmed)."""
-        found = self._lookup(db, kind, symbol, summaries, decode, variant, derive)  # type: ignore[arg-type]
+        found = self._lookup(_Asked(db, kind, symbol, summaries, decode, variant), derive)  # type: ignore[arg-type]
         return found  # type: ignore[return-value]
 
     def _lookup(
-        self,
-        db: Rdict,
-        kind: str,
-        symbol: str,
-        summaries: Sequence[SegmentSummary],
-        decode: Callable[[bytes], Decoded],
-        variant: str = "",
-        derive: tuple[str, Callable[[Decoded], Decoded]] | None = None,
+        self, asked: _Asked, derive: tuple[str, Callable[[Decoded], Decoded]] | None = None
     ) -> list[Decoded | None]:
-        keys = [(kind + variant, symbol, summary) for summary in summaries]
+        keys = asked.keys()
         shared = self._shared
         with shared.lock:
             entries = [shared.items.get(key) for key in keys]
@@ -129,7 +143,7 @@ class SegmentCache:
                     shared.items.move_to_end(key)
             found: list[Decoded | None] = [None if entry is None else entry[0] for entry in entries]
             missing = [i for i, hit in enumerate(found) if hit is None]
-            bases = [shared.items.get((kind + derive[0], symbol, summaries[i])) for i in missing] if derive else []
+            bases = [shared.items.get(asked.key(i, derive[0])) for i in missing] if derive else []
             derived = sum(base is not None for base in bases)
             self.hits += len(keys) - len(missing) + derived
             self.misses += len(missing) - derived
@@ -137,7 +151,7 @@ class SegmentCache:
             for i, base in zip(missing, bases, strict=True):
                 if base is not None:
                     found[i] = _frozen(derive[1](base[0]))
-        self._decode_missing(db, kind, symbol, summaries, decode, keys, found, missing, warming=False)
+        self._decode_missing(asked, found, missing, warming=False)
         return found
 
     def warm(
@@ -151,37 +165,29 @@ class SegmentCache:
     ) -> bool:
         """Decode and keep the values of `kind` of `summaries` not held yet, behind everything held; False once
         one did not fit (see the module's docstring)."""
-        keys = [(kind + variant, symbol, summary) for summary in summaries]
+        asked = _Asked(db, kind, symbol, summaries, decode, variant)
+        keys = asked.keys()
         with self._shared.lock:
             missing = [i for i, key in enumerate(keys) if key not in self._shared.items]
-        found: list[Decoded | None] = [None] * len(keys)
-        return self._decode_missing(db, kind, symbol, summaries, decode, keys, found, missing, warming=True)
+        return self._decode_missing(asked, [None] * len(keys), missing, warming=True)
 
-    def _decode_missing(
-        self,
-        db: Rdict,
-        kind: str,
-        symbol: str,
-        summaries: Sequence[SegmentSummary],
-        decode: Callable[[bytes], Decoded],
-        keys: list[tuple[str, str, SegmentSummary]],
-        found: list[Decoded | None],
-        missing: list[int],
-        *,
-        warming: bool,
-    ) -> bool:
-        """Fill `found` at `missing` from the store (where not derived already) and keep what fits (a read-through
-        face keeps nothing); False if a warmed value did not fit."""
+    def _decode_missing(self, asked: _Asked, found: list[Decoded | None], missing: list[int], *, warming: bool) -> bool:
+        """Fill `found` at `missing` from the store (where not derived already; decoded on two threads:
+        `tradetape.store.decoding`) and keep what fits (a read-through face keeps nothing); False if a warmed value
+        did not fit."""
         if not missing:
             return True
         unread = [i for i in missing if found[i] is None]
-        stored_keys = [timed_key(kind, symbol, summaries[i].start) for i in unread]
-        stored: list[bytes | None] = db.get(stored_keys) if unread else []  # type: ignore[arg-type, assignment]
-        for i, stored_key, value in zip(unread, stored_keys, stored, strict=True):
-            if value is not None:
-                found[i] = _frozen(decoded(stored_key, value, decode))
+        stored_keys = [timed_key(asked.kind, asked.symbol, asked.summaries[i].start) for i in unread]
+        stored: list[bytes | None] = asked.db.get(stored_keys) if unread else []  # type: ignore[arg-type, assignment]
+        pairs = zip(unread, stored_keys, stored, strict=True)
+        present = [(i, key, value) for i, key, value in pairs if value is not None]
+        decoded = decoded_all([(key, value) for _, key, value in present], asked.decode)
+        for (i, _, _), value in zip(present, decoded, strict=True):
+            found[i] = _frozen(value)
         if self.max_bytes <= 0 or not self._fills:
             return not warming
+        keys = asked.keys()
         fitted = True
         shared = self._shared
         with shared.lock:
