@@ -583,7 +583,7 @@ class AnalyticsService:
             self._check_range(request.time_range(now_ms))
         source = source or QuerySource(self._reader, self.budget(method), symbol, contract_sizes=self.contract_sizes)
         try:
-            reply = method.handler(source, symbol, request, now_ms)
+            body = method.reply_json(source, symbol, request, now_ms)
         except QueryError:
             raise
         except ReadTooLargeError as exc:
@@ -598,7 +598,6 @@ class AnalyticsService:
         except Exception as exc:  # the one boundary: a failed query is a reply, never a dead worker
             logger.exception("query failed", extra={"method": method.name, "symbol": symbol})
             raise internal_error(exc) from exc
-        body: bytes = reply.model_dump_json().encode()
         if len(body) > self._nc.max_payload:
             raise reply_too_large(len(body), self._nc.max_payload, method.reply_hint)
         return body

@@ -148,6 +148,15 @@ class QueryMethod(Generic[RequestT, ReplyT]):
     level_bytes: int = 100
     """Peak bytes per row of the aggregate layer a read merges (a histogram's or a minute's price level, a
     1-second bar), measured the same way."""
+    encoder: Callable[[TradeSource, str, RequestT, int], bytes] | None = None
+    """The reply's JSON straight from the answer, byte for byte what `handler`'s reply dumps (`model_dump_json`):
+    what the service sends when given, for replies of thousands of rows whose models cost more than the answer."""
+
+    def reply_json(self, source: TradeSource, symbol: str, request: RequestT, now_ms: int) -> bytes:
+        """The reply's JSON body: from `encoder` when the method has one, else `handler`'s reply dumped."""
+        if self.encoder is not None:
+            return self.encoder(source, symbol, request, now_ms)
+        return self.handler(source, symbol, request, now_ms).model_dump_json().encode()
 
     def parse_request(self, data: bytes | dict[str, Any]) -> RequestT:
         """A JSON body (or its fields) as this method's request; `invalid_request` naming each failing field."""
