@@ -101,7 +101,7 @@ from tradetape.bus.subjects import (
     queried_symbol,
     written_subject,
 )
-from tradetape.domain.aggregates import MinuteLevels, SecondBars
+from tradetape.domain.aggregates import MinuteLevels, OhlcRows, SecondBars
 from tradetape.domain.columns import Quantity, TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.instruments import Market, market_of
@@ -201,6 +201,9 @@ class QuerySource:
         self, symbol: str, time_range: tuple[int, int] | None, price_step: int = 1
     ) -> MinuteLevels | None:
         return self._reader.minute_levels(symbol, time_range, self._budget, self._quantity, price_step)
+
+    def minute_bars(self, symbol: str, time_range: tuple[int, int] | None) -> OhlcRows:
+        return self._reader.minute_bars(symbol, time_range, self._budget, self._quantity)
 
     def ingest_gaps(self, symbol: str) -> list[LedgerGap] | None:
         return self._gaps if symbol == self._symbol else None

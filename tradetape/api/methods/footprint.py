@@ -34,7 +34,7 @@ from tradetape.api.models import (
     one_row_rule,
     session_spec,
 )
-from tradetape.api.query_method import MinuteLevelSource, QueryMethod, TradeSource, quantity_source, second_bars_of
+from tradetape.api.query_method import MinuteLevelSource, QueryMethod, TradeSource, minute_bars_of, quantity_source
 from tradetape.api.sessions import (
     NakedPocReply,
     PieceAnswer,
@@ -221,15 +221,16 @@ def read_footprint_parts(
     """The bars of `[start, end)` and its price levels per interval.
 
     From the aggregate layer when the interval is a whole number of minutes and the source keeps
-    one (its minute levels summed per interval, its second bars rolled up: trades decoded only at
-    the range's ragged edges), else from the range's trades; the same figures either way. With the
+    one (its minute levels summed per interval, its second bars rolled up, from a row a minute where
+    a segment holds the minute whole: trades decoded only at the range's ragged edges), else from
+    the range's trades; the same figures either way. With the
     `row_size` known, the layer's levels come bucketed by `level_step(row_size)`: the same rows, a
     few levels a minute instead of one a traded price (the levels' prices then name only their row).
     """
     if interval_ms % MINUTE_MS == 0 and isinstance(source, MinuteLevelSource):
         minutes = source.minute_levels(symbol, time_range, 1 if row_size is None else level_step(row_size))
         if minutes is not None:  # None: a minute's sum could leave int64, so the trades are summed exactly below
-            bars = second_bars_of(source, symbol, time_range).rolled(interval_ms)
+            bars = minute_bars_of(source, symbol, time_range).rolled(interval_ms)
             return bars, minute_levels_per_interval(minutes, interval_ms)
     trades = source.trades(symbol, time_range)
     levels = interval_levels(trades, interval_ms)
