@@ -520,6 +520,7 @@ class LayerMemory:
     label: str
     peak_bytes: int
     second_rows: int
+    """Rows of 1-second bars read (footprint: of bars a minute, a second at the range's ragged edges)."""
     level_rows: int
     """Minute-level rows, read by footprint only (bucketed by its row size)."""
 
@@ -538,7 +539,8 @@ def layer_memory(shard_dir: Path, figures: list[Figure], query_memory_mb: int) -
             if figure.method not in LAYER_READERS:
                 continue
             time_range = (figure.fields["start"], figure.fields["end"])
-            seconds = len(service._reader.second_bars(SYMBOL, time_range))
+            bars = service._reader.minute_bars if figure.method == "footprint" else service._reader.second_bars
+            seconds = len(bars(SYMBOL, time_range))  # footprint: a row a minute where its segment holds it whole
             levels = None
             if figure.method == "footprint":  # bucketed as the footprint reads them
                 step = level_step(parse_units(figure.fields["row_size"]))

@@ -99,7 +99,7 @@ from tradetape.bus.subjects import (
     queried_symbol,
     written_subject,
 )
-from tradetape.domain.aggregates import MinuteLevels, SecondBars
+from tradetape.domain.aggregates import MinuteLevels, OhlcRows, SecondBars
 from tradetape.domain.columns import Quantity, TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.instruments import Market, market_of
@@ -172,6 +172,9 @@ class QuerySource:
         self, symbol: str, time_range: tuple[int, int] | None, price_step: int = 1
     ) -> MinuteLevels | None:
         return self._reader.minute_levels(symbol, time_range, self._budget, self._quantity, price_step)
+
+    def minute_bars(self, symbol: str, time_range: tuple[int, int] | None) -> OhlcRows:
+        return self._reader.minute_bars(symbol, time_range, self._budget, self._quantity)
 
     def ingest_gaps(self, symbol: str) -> list[LedgerGap] | None:
         return self._gaps if symbol == self._symbol else None
@@ -518,7 +521,7 @@ class AnalyticsService:
             self._check_range(request.time_range(now_ms))
         source = source or QuerySource(self._reader, self.budget(method), symbol, contract_sizes=self.contract_sizes)
         try:
-            reply = method.handler(source, symbol, request, now_ms)
+            body = method.reply_json(source, symbol, request, now_ms)
         except QueryError:
             raise
         except ReadTooLargeError as exc:
@@ -533,7 +536,6 @@ class AnalyticsService:
         except Exception as exc:  # the one boundary: a failed query is a reply, never a dead worker
             logger.exception("query failed", extra={"method": method.name, "symbol": symbol})
             raise internal_error(exc) from exc
-        body: bytes = reply.model_dump_json().encode()
         if len(body) > self._nc.max_payload:
             raise reply_too_large(len(body), self._nc.max_payload, method.reply_hint)
         return body

@@ -7,6 +7,7 @@ from decimal import Decimal
 from math import gcd
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -199,6 +200,32 @@ def test_too_many_rows_or_intervals_are_range_too_large_before_any_answer() -> N
     with pytest.raises(QueryError) as caught:
         ask(rows, interval="1s", start=BASE, end=BASE + 86_400_000)
     assert caught.value.code == "range_too_large" and caught.value.details["intervals"] == 86_400
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    flow_tapes(),
+    st.sampled_from(["1s", "1m", "5m"]),
+    SPAN,
+    st.sampled_from([{"row_size": "0.5"}, {"row_size": "2.5"}, {"rows": 3}, {}]),
+    st.sampled_from([{}, {"imbalance": 2}, {"imbalance": 1.5, "stacked": 1}, {"value_area": 1}]),
+    st.sampled_from([None, "utc-day", {"tz": "Europe/London", "start": "00:00", "end": "00:01"}]),
+)
+def test_the_encoded_reply_is_what_its_model_dumps_byte_for_byte(
+    rows: list[TradeRow], interval: str, span: tuple[int, int], size: dict[str, Any], rules: dict[str, Any],
+    session: Any,
+) -> None:
+    """The service sends `encode`'s JSON, built without models: it must be exactly what the reply model dumps,
+    also from plain fields (an int `imbalance` is a float in the model: `3.0`, never `3`)."""
+    request = FootprintRequest(interval=interval, session=session, **size, **rules, **request_range(span))
+    try:
+        sent = footprint.encode(HeldTrades.from_rows(rows), "X", request, BASE)
+    except QueryError as exc:
+        assert exc.code == "range_too_large"
+        return
+    assert footprint.METHOD.reply_json(HeldTrades.from_rows(rows), "X", request, BASE) == sent
+    assert footprint.FootprintReply.model_validate_json(sent).model_dump_json().encode() == sent
+    assert footprint.FootprintReply.model_validate(orjson.loads(sent)).model_dump_json().encode() == sent
 
 
 def test_request_rules() -> None:

@@ -63,23 +63,31 @@ def columns(rows: list[tuple[int, int, int, bool]]) -> TradeColumns:
 def test_bars_rolled_from_second_bars_equal_a_per_interval_reference(
     rows: list[tuple[int, int, int, bool]], seconds: int
 ) -> None:
+    """From second bars, and (whole minutes) from them rolled to a row a minute first (`OhlcRows.per_minute`, what
+    a footprint reads), times not always rising with agg ids (late prints)."""
     trades = columns(rows)
     interval = seconds * 1000
-    bars = second_bars(trades).rolled(interval)
+    seconds_bars = second_bars(trades)
+    paths = [seconds_bars.rolled(interval)]
+    if seconds % 60 == 0:
+        minutes = seconds_bars.ohlc().per_minute()
+        assert len(minutes) == len(np.unique(trades.time // 60_000))
+        paths += [minutes.rolled(interval), minutes.per_minute().rolled(interval)]
     reference: dict[int, list[tuple[int, int, int, bool]]] = {}
     fields = (trades.agg_id, trades.price, trades.qty, trades.time, trades.buyer_maker)
     for agg_id, price, qty, time, maker in zip(*(column.tolist() for column in fields), strict=True):
         reference.setdefault(time - time % interval, []).append((agg_id, price, qty, maker))
-    assert bars.start.tolist() == sorted(reference)
-    for i, start in enumerate(sorted(reference)):
-        group = sorted(reference[start])
-        prices = [p for _, p, _, _ in group]
-        assert (int(bars.open[i]), int(bars.close[i])) == (prices[0], prices[-1])
-        assert (int(bars.high[i]), int(bars.low[i])) == (max(prices), min(prices))
-        assert bars.volume[i] == sum(q for _, _, q, _ in group)
-        assert bars.buy_volume[i] == sum(q for _, _, q, m in group if not m)
-        assert bars.quote[i] == sum(p * q for _, p, q, _ in group)
-        assert int(bars.trade_count[i]) == len(group)
+    for bars in paths:
+        assert bars.start.tolist() == sorted(reference)
+        for i, start in enumerate(sorted(reference)):
+            group = sorted(reference[start])
+            prices = [p for _, p, _, _ in group]
+            assert (int(bars.open[i]), int(bars.close[i])) == (prices[0], prices[-1])
+            assert (int(bars.high[i]), int(bars.low[i])) == (max(prices), min(prices))
+            assert bars.volume[i] == sum(q for _, _, q, _ in group)
+            assert bars.buy_volume[i] == sum(q for _, _, q, m in group if not m)
+            assert bars.quote[i] == sum(p * q for _, p, q, _ in group)
+            assert int(bars.trade_count[i]) == len(group)
 
 
 @settings(max_examples=100, deadline=None)

@@ -12,19 +12,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.store.conftest import BUSY_HOURS
-from tests.store.synthetic import SYMBOL, T0
-from tests.store.test_layer import HOUR, NOW, same_arrays, stored  # noqa: F401 (the fixture)
+from tests.store.synthetic import SYMBOL, T0, tape
+from tests.store.test_layer import HOUR, NOW, same_arrays, stored, write_tape  # noqa: F401 (the fixture)
 from tradetape.api.methods import footprint, market_profile
-from tradetape.domain.aggregates import minute_levels
+from tradetape.domain.aggregates import TimeBars, minute_levels, second_bars
 from tradetape.domain.columns import TradeColumns
 from tradetape.services.analytics.service import QuerySource
 from tradetape.store.budget import ReadBudget, ReadTooLargeError
+from tradetape.store.keys import SECOND_BARS, timed_key
 from tradetape.store.reader import ShardReader
+from tradetape.store.reads import read_minute_bars
 from tradetape.store.writer import ShardWriter
 from tradetape.testing import HeldTrades
 
@@ -115,6 +118,59 @@ def test_bucketed_levels_of_a_range_equal_those_of_its_trades(
     for _ in range(2):  # the second time from the cache
         got = reader.minute_levels(SYMBOL, time_range, price_step=step)
         assert got is not None and same_arrays(got, expected.bucketed(step))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    start=st.integers(-5 * 60_000, 3 * HOUR),
+    length=st.integers(1, 3 * HOUR + 10 * 60_000),
+    unit=st.sampled_from([1, 997, 60_000]),
+    minutes=st.sampled_from([1, 5, 7, 60]),
+)
+def test_minute_bars_of_a_range_roll_up_as_its_trades(
+    stored: tuple[ShardWriter, TradeColumns],  # noqa: F811 (the fixture)
+    reader: ShardReader,
+    start: int,
+    length: int,
+    unit: int,
+    minutes: int,
+) -> None:
+    """Segments' second bars rolled to a row a minute (and cached so), cut at the range's whole minutes, beside
+    its ragged edges' seconds, voids, late prints and young windows: the bars of the range's own trades."""
+    _, kept = stored
+    first = T0 + start - start % unit
+    time_range = (first, first + max(length - length % unit, unit))
+    expected = second_bars(kept.between(*time_range)).rolled(minutes * 60_000)
+    for _ in range(2):  # the second time from the cache
+        got = reader.minute_bars(SYMBOL, time_range).rolled(minutes * 60_000)
+        assert same_bars(got, expected)
+
+
+@pytest.mark.parametrize("layerless_hour", [None, 1], ids=["every-layer", "middle-hour-without-its-layer"])
+def test_minute_bars_join_young_windows_and_read_seconds_around_a_segment_without_its_layer(
+    tmp_path: Path, layerless_hour: int | None
+) -> None:
+    """The young windows' seconds come after the last layer's minutes (joined as they are); a segment without its
+    second bars among those with them (an upgrade under way) makes the read take second bars: the same bars."""
+    trades = tape(20_000, 3 * HOUR, seed=11)
+    store = ShardWriter(tmp_path / "shard")
+    try:
+        write_tape(store, trades)
+        if layerless_hour is not None:
+            store.db.delete(timed_key(SECOND_BARS, SYMBOL, T0 + layerless_hour * HOUR))
+        for time_range in [(T0 + 1_234, NOW + 5_000), (T0 + 59_999, NOW), (T0 + HOUR, T0 + 2 * HOUR + 60_000)]:
+            for minutes in (1, 5, 60):
+                expected = second_bars(trades.between(*time_range)).rolled(minutes * 60_000)
+                assert same_bars(read_minute_bars(store.db, SYMBOL, time_range).rolled(minutes * 60_000), expected)
+    finally:
+        store.close()
+
+
+def same_bars(a: TimeBars, b: TimeBars) -> bool:
+    return all(
+        np.array_equal(np.asarray(getattr(a, name)), np.asarray(getattr(b, name)))
+        for name in ("start", "open", "high", "low", "close", "trade_count")
+    ) and (a.volume, a.buy_volume, a.quote) == (b.volume, b.buy_volume, b.quote)
 
 
 @pytest.mark.parametrize(

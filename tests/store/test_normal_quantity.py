@@ -17,7 +17,14 @@ from tradetape.domain.trade import NO_NORMAL_QTY
 from tradetape.store.codec import decode_window, encode_window
 from tradetape.store.keys import MINUTE_LEVELS, SECOND_BARS, timed_key
 from tradetape.store.layer import decode_normal_minute_levels, decode_normal_second_bars
-from tradetape.store.reads import read_all_trades, read_minute_levels, read_price_levels, read_second_bars, read_trades
+from tradetape.store.reads import (
+    read_all_trades,
+    read_minute_bars,
+    read_minute_levels,
+    read_price_levels,
+    read_second_bars,
+    read_trades,
+)
 from tradetape.store.sealed import unseal
 from tradetape.store.segments import decode_segment, encode_segment
 from tradetape.store.writer import ShardWriter
@@ -86,6 +93,20 @@ def test_the_layer_answers_normal_quantities_as_the_trades_do(
     seconds, expected = read_second_bars(store.db, UM, time_range, quantity="normal"), second_bars(normal)
     assert all(np.array_equal(x, y) for x, y in zip(seconds.arrays(), expected.arrays(), strict=True))
     assert seconds.volume.ints() != second_bars(held).volume.ints(), "normal volume is not q's"
+    if time_range is not None:  # rolled to whole minutes from a row a minute, as from the seconds
+        rolled, expected_bars = (
+            read_minute_bars(store.db, UM, time_range, quantity="normal").rolled(HOUR),
+            expected.rolled(HOUR),
+        )
+        assert (rolled.volume, rolled.buy_volume, rolled.quote) == (
+            expected_bars.volume,
+            expected_bars.buy_volume,
+            expected_bars.quote,
+        )
+        assert (
+            rolled.open.tolist() == expected_bars.open.tolist()
+            and rolled.close.tolist() == expected_bars.close.tolist()
+        )
     levels, expected_levels = read_minute_levels(store.db, UM, time_range, quantity="normal"), minute_levels(normal)
     assert levels is not None and expected_levels is not None
     assert all(np.array_equal(x, y) for x, y in zip(levels.arrays(), expected_levels.arrays(), strict=True))

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from tradetape.api.errors import invalid_request
 from tradetape.api.models import RangeRequest
-from tradetape.domain.aggregates import MinuteLevels, SecondBars, second_bars
+from tradetape.domain.aggregates import MinuteLevels, OhlcRows, SecondBars, second_bars
 from tradetape.domain.columns import Quantity, TradeColumns
 from tradetape.domain.instruments import Market, market_of
 from tradetape.domain.price_levels import PriceLevels
@@ -47,6 +47,16 @@ class SecondBarSource(Protocol):
 
     def second_bars(self, symbol: str, time_range: tuple[int, int] | None) -> SecondBars:
         """The 1-second bars of the trades in the range, exactly as `second_bars` of those trades."""
+        ...
+
+
+@runtime_checkable
+class MinuteBarSource(Protocol):
+    """A source that keeps its 1-second bars rolled to minutes too (the store's layer, cached so)."""
+
+    def minute_bars(self, symbol: str, time_range: tuple[int, int] | None) -> OhlcRows:
+        """The range's bars a row a minute (a second at its ragged edges): rolled to whole minutes, exactly the
+        1-second bars rolled."""
         ...
 
 
@@ -122,6 +132,13 @@ def second_bars_of(source: TradeSource, symbol: str, time_range: tuple[int, int]
     return second_bars(source.trades(symbol, time_range))
 
 
+def minute_bars_of(source: TradeSource, symbol: str, time_range: tuple[int, int] | None) -> OhlcRows:
+    """The range's bars to roll to whole minutes: a row a minute from a source keeping them, else its second bars."""
+    if isinstance(source, MinuteBarSource):
+        return source.minute_bars(symbol, time_range)
+    return second_bars_of(source, symbol, time_range).ohlc()
+
+
 @dataclass(frozen=True)
 class QueryMethod(Generic[RequestT, ReplyT]):
     name: str
@@ -148,6 +165,15 @@ class QueryMethod(Generic[RequestT, ReplyT]):
     level_bytes: int = 100
     """Peak bytes per row of the aggregate layer a read merges (a histogram's or a minute's price level, a
     1-second bar), measured the same way."""
+    encoder: Callable[[TradeSource, str, RequestT, int], bytes] | None = None
+    """The reply's JSON straight from the answer, byte for byte what `handler`'s reply dumps (`model_dump_json`):
+    what the service sends when given, for replies of thousands of rows whose models cost more than the answer."""
+
+    def reply_json(self, source: TradeSource, symbol: str, request: RequestT, now_ms: int) -> bytes:
+        """The reply's JSON body: from `encoder` when the method has one, else `handler`'s reply dumped."""
+        if self.encoder is not None:
+            return self.encoder(source, symbol, request, now_ms)
+        return self.handler(source, symbol, request, now_ms).model_dump_json().encode()
 
     def parse_request(self, data: bytes | dict[str, Any]) -> RequestT:
         """A JSON body (or its fields) as this method's request; `invalid_request` naming each failing field."""

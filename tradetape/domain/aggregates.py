@@ -124,6 +124,95 @@ class SecondBars:
     def total_count(self) -> int:
         return int(self.trade_count.sum())
 
+    def ohlc(self) -> OhlcRows:
+        """These bars without their moments: what rolls up into longer bars (the same arrays, no copy)."""
+        return OhlcRows(self.time, self.first_id, self.last_id, self.open, self.high, self.low, self.close,
+                        self.volume, self.buy_volume, self.quote, self.trade_count)  # fmt: skip
+
+    def rolled(self, interval_ms: int) -> TimeBars:
+        """Bars of `interval_ms` (a whole number of seconds), aligned to the epoch, exact."""
+        return self.ohlc().rolled(interval_ms)
+
+    def grouped(self, bucket: Int64Array, start: Int64Array, interval_ms: int) -> TimeBars:
+        """`OhlcRows.grouped` of these bars."""
+        return self.ohlc().grouped(bucket, start, interval_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class OhlcRows:
+    """Bars of a second or of a minute each (ascending by time), with the first and last agg id each holds: what rolls
+    up exactly into longer bars that each row lies in wholly (rows of a second into any whole number of seconds, rows
+    of a minute, or of both, into whole minutes).
+
+    A footprint of 5-minute bars over a day rolls 1,440 minute rows (`per_minute`, made once per hour segment and
+    cached) instead of 86,400 seconds.
+    """
+
+    time: Int64Array
+    """Start of the row's second or minute, epoch ms."""
+    first_id: Int64Array
+    last_id: Int64Array
+    open: Int64Array
+    high: Int64Array
+    low: Int64Array
+    close: Int64Array
+    volume: WideSums
+    buy_volume: WideSums
+    quote: WideSums
+    trade_count: Int64Array
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def arrays(self) -> tuple[Int64Array, ...]:
+        wide = (self.volume, self.buy_volume, self.quote)
+        return (self.time, self.first_id, self.last_id, self.open, self.high, self.low, self.close, self.trade_count,
+                *(part for sums in wide for part in (sums.hi, sums.lo)))  # fmt: skip
+
+    @classmethod
+    def of_arrays(cls, columns: list[Int64Array]) -> OhlcRows:
+        t, a, z, o, h, lo, c, n = columns[:8]
+        v, b, q = (WideSums(columns[i], columns[i + 1]) for i in range(8, 14, 2))
+        return cls(t, a, z, o, h, lo, c, v, b, q, n)
+
+    def between(self, start_ms: int, end_ms: int) -> OhlcRows:
+        """The rows starting in ``[start_ms, end_ms)``."""
+        lo, hi = np.searchsorted(self.time, [start_ms, end_ms])
+        if (lo, hi) == (0, len(self)):
+            return self
+        return OhlcRows.of_arrays([column[int(lo) : int(hi)] for column in self.arrays()])
+
+    @staticmethod
+    def joined(parts: list[OhlcRows]) -> OhlcRows:
+        """Parts of disjoint trades, each after the one before it in time, as one."""
+        parts = [part for part in parts if len(part)]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return SecondBars.empty().ohlc()
+        return OhlcRows.of_arrays([np.concatenate(cols) for cols in zip(*(p.arrays() for p in parts), strict=True)])
+
+    def per_minute(self) -> OhlcRows:
+        """A row a minute holding trades, exact: open from its row holding the lowest agg id, close from the one
+        holding the highest, high and low, the sums summed."""
+        starts, ends = _runs(self.time // MINUTE_MS)
+        if len(starts) == len(self):
+            return self
+        bucket = self.time // MINUTE_MS
+        return OhlcRows(
+            time=bucket[starts] * MINUTE_MS,
+            first_id=np.minimum.reduceat(self.first_id, starts),
+            last_id=np.maximum.reduceat(self.last_id, starts),
+            open=self.open[_first_per_run(self.first_id, bucket, starts, ends, lowest=True)],
+            high=np.maximum.reduceat(self.high, starts),
+            low=np.minimum.reduceat(self.low, starts),
+            close=self.close[_first_per_run(self.last_id, bucket, starts, ends, lowest=False)],
+            volume=run_sums(self.volume.digits(), starts),
+            buy_volume=run_sums(self.buy_volume.digits(), starts),
+            quote=run_sums(self.quote.digits(), starts),
+            trade_count=np.add.reduceat(self.trade_count, starts),
+        )
+
     def rolled(self, interval_ms: int) -> TimeBars:
         """Bars of `interval_ms` (a whole number of seconds), aligned to the epoch, exact."""
         if interval_ms <= 0 or interval_ms % SECOND_MS:
@@ -132,7 +221,7 @@ class SecondBars:
         return self.grouped(bucket, bucket * interval_ms, interval_ms)
 
     def grouped(self, bucket: Int64Array, start: Int64Array, interval_ms: int) -> TimeBars:
-        """One bar per run of equal `bucket` (ascending, one per second), starting at that run's `start`.
+        """One bar per run of equal `bucket` (ascending, one per row), starting at that run's `start`.
 
         `interval_ms` is the length the bars report: nominal where buckets differ in length
         (local days of 23 or 25 hours, `tradetape.domain.bars.calendar_bars`).

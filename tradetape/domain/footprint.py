@@ -71,7 +71,11 @@ class StackedImbalance:
 
 @dataclass(frozen=True, slots=True)
 class FootprintBar(RowsWithValueArea):
-    """One interval's bar and its rows, ascending by price; POC and value area as positions in `rows`."""
+    """One interval's bar and its rows' figures as columns, row r being `[bottom + r * row_size, bottom + (r + 1) *
+    row_size)`, ascending by price; POC and value area as positions in the rows.
+
+    Columns, not a `FootprintRow` each: a day's footprint holds thousands of rows, which a reply encodes straight
+    from the columns (`rows` builds them for readers that want them)."""
 
     start: int
     open: int
@@ -82,7 +86,13 @@ class FootprintBar(RowsWithValueArea):
     buy_volume: int
     sell_volume: int
     trade_count: int
-    rows: tuple[FootprintRow, ...]
+    bottom: int
+    row_size: int
+    buys: list[int]
+    sells: list[int]
+    counts: list[int]
+    buy_flags: list[bool]
+    sell_flags: list[bool]
     stacked: tuple[StackedImbalance, ...]
     poc_row: int
     value_area_low_row: int
@@ -91,6 +101,32 @@ class FootprintBar(RowsWithValueArea):
     @property
     def delta(self) -> int:
         return self.buy_volume - self.sell_volume
+
+    @property
+    def rows(self) -> tuple[FootprintRow, ...]:  # type: ignore[override]
+        low, size = self.bottom, self.row_size
+        return tuple(
+            FootprintRow(low + r * size, low + (r + 1) * size, buy, sell, count, buy_flag, sell_flag)
+            for r, (buy, sell, count, buy_flag, sell_flag) in enumerate(
+                zip(self.buys, self.sells, self.counts, self.buy_flags, self.sell_flags, strict=True)
+            )
+        )
+
+    @property
+    def poc_low(self) -> int:
+        return self.bottom + self.poc_row * self.row_size
+
+    @property
+    def poc_high(self) -> int:
+        return self.poc_low + self.row_size
+
+    @property
+    def vah(self) -> int:
+        return self.bottom + (self.value_area_high_row + 1) * self.row_size
+
+    @property
+    def val(self) -> int:
+        return self.bottom + self.value_area_low_row * self.row_size
 
 
 def footprint_cells(bars: TimeBars, row_size: int) -> int:
@@ -226,13 +262,7 @@ def _bar(
     stacked: int,
     value_area: Fraction,
 ) -> FootprintBar:
-    rows = tuple(
-        FootprintRow(bottom + r * row_size, bottom + (r + 1) * row_size, buy[r], sell[r], counts[r], buy_flags[r],
-                     sell_flags[r])
-        for r in range(len(buy))
-    )  # fmt: skip
-    volumes = [b_ + s for b_, s in zip(buy, sell, strict=True)]
-    area = value_area_of(volumes, value_area)
+    area = value_area_of([b_ + s for b_, s in zip(buy, sell, strict=True)], value_area)
     return FootprintBar(
         start=int(bars.start[b]),
         open=int(bars.open[b]),
@@ -243,28 +273,35 @@ def _bar(
         buy_volume=bars.buy_volume[b],
         sell_volume=bars.sell_volume[b],
         trade_count=int(bars.trade_count[b]),
-        rows=rows,
-        stacked=_stacked(rows, stacked) if max(buy_flags.count(True), sell_flags.count(True)) >= stacked else (),
+        bottom=bottom,
+        row_size=row_size,
+        buys=buy,
+        sells=sell,
+        counts=counts,
+        buy_flags=buy_flags,
+        sell_flags=sell_flags,
+        stacked=_stacked(buy_flags, sell_flags, bottom, row_size, stacked),
         poc_row=area.poc,
         value_area_low_row=area.low,
         value_area_high_row=area.high,
     )
 
 
-def _stacked(rows: tuple[FootprintRow, ...], at_least: int) -> tuple[StackedImbalance, ...]:
+def _stacked(
+    buy_flags: list[bool], sell_flags: list[bool], bottom: int, row_size: int, at_least: int
+) -> tuple[StackedImbalance, ...]:
     """Runs of at least `at_least` rows imbalanced on one side, by price (buy before sell at the same price)."""
+    if max(buy_flags.count(True), sell_flags.count(True)) < at_least:
+        return ()
     runs: list[StackedImbalance] = []
-    sides: tuple[Side, Side] = ("buy", "sell")
-    for side in sides:
-        flags = [row.buy_imbalance if side == "buy" else row.sell_imbalance for row in rows]
+    sides: tuple[tuple[Side, list[bool]], ...] = (("buy", buy_flags), ("sell", sell_flags))
+    for side, flags in sides:
         position = 0
         for flagged, run in groupby(flags):
             length = len(list(run))
             if flagged and length >= at_least:
-                runs.append(
-                    StackedImbalance(side, rows[position].price_low, rows[position + length - 1].price_high, length)
-                )
+                low = bottom + position * row_size
+                runs.append(StackedImbalance(side, low, low + length * row_size, length))
             position += length
     runs.sort(key=lambda run: (run.price_low, run.side != "buy"))
     return tuple(runs)
-

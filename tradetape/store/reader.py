@@ -22,7 +22,7 @@ from typing import Self, TypeVar
 
 from rocksdict import AccessType, Rdict
 
-from tradetape.domain.aggregates import MinuteLevels, SecondBars
+from tradetape.domain.aggregates import MinuteLevels, OhlcRows, SecondBars
 from tradetape.domain.columns import Quantity, TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.price_levels import PriceLevels
@@ -31,6 +31,7 @@ from tradetape.store.budget import ReadBudget
 from tradetape.store.reads import (
     TimeRange,
     read_coverage,
+    read_minute_bars,
     read_minute_levels,
     read_price_levels,
     read_range,
@@ -230,6 +231,12 @@ class ShardReader:
         return self._with_db(
             lambda db: read_second_bars(db, symbol, time_range, self._cache, budget, quantity), empty
         )
+
+    def minute_bars(
+        self, symbol: str, time_range: TimeRange, budget: ReadBudget | None = None, quantity: Quantity = "all"
+    ) -> OhlcRows:
+        empty = SecondBars.empty().ohlc()
+        return self._with_db(lambda db: read_minute_bars(db, symbol, time_range, self._cache, budget, quantity), empty)
 
     def minute_levels(
         self,

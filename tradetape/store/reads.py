@@ -19,11 +19,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from rocksdict import Rdict
 
-from tradetape.domain.aggregates import MINUTE_MS, SECOND_MS, MinuteLevels, SecondBars, minute_levels, second_bars
+from tradetape.domain.aggregates import (
+    MINUTE_MS,
+    SECOND_MS,
+    MinuteLevels,
+    OhlcRows,
+    SecondBars,
+    minute_levels,
+    second_bars,
+)
 from tradetape.domain.columns import BASE_COLUMNS, Quantity, TradeColumns
 from tradetape.domain.gaps import Coverage
 from tradetape.domain.id_runs import IdRuns
@@ -327,6 +336,44 @@ def read_second_bars(
     return SecondBars.concat([edges, *layers])  # layers last: read after the windows, they stand
 
 
+def read_minute_bars(
+    db: Rdict,
+    symbol: str,
+    time_range: TimeRange,
+    cache: SegmentCache | None = None,
+    budget: ReadBudget | None = None,
+    quantity: Quantity = "all",
+) -> OhlcRows:
+    """The range's bars a row a minute where a segment's layer holds the whole minute, a row a second elsewhere (the
+    ragged edges, young windows): rolled to whole minutes, exactly `read_second_bars` rolled. Each segment's second
+    bars are rolled to minutes once and cached so (`OhlcRows.per_minute`): a day rolls 1,440 rows, not 86,400.
+
+    Read as second bars instead when a young window's seconds could repeat the last layer's trades (a window
+    rolled up into its segment between the two reads, which second bars tell apart by their second) or a segment
+    without a layer lies among those with one."""
+    if time_range is None:
+        return read_second_bars(db, symbol, time_range, cache, budget, quantity).ohlc()
+    plan = _plan(db, symbol, time_range)
+    kind, decode, _ = _seconds_layer(quantity)
+    layers, trades = _layered(
+        db, symbol, time_range, plan.inside + plan.edges, plan.windows, MINUTE_MS,
+        (kind, lambda value: decode(value).ohlc().per_minute(), quantity), cache, budget, variant="/1m",
+        derive=lambda seconds: seconds.ohlc().per_minute(),
+    )  # fmt: skip
+    edges = second_bars(trades).ohlc()
+    if not layers:
+        return edges
+    whole_start = -(-time_range[0] // MINUTE_MS) * MINUTE_MS
+    cuts = (whole_start, max(time_range[1] - time_range[1] % MINUTE_MS, whole_start))
+    middle = edges.between(*cuts)  # young windows, segments without a layer
+    last = layers[-1]
+    if len(middle) and (
+        int(middle.time[0]) < int(last.time[-1]) or int(middle.first_id.min()) <= int(last.last_id[-1])
+    ):
+        return read_second_bars(db, symbol, time_range, cache, budget, quantity).ohlc()
+    return OhlcRows.joined([edges.between(-(2**62), cuts[0]), *layers, middle, edges.between(cuts[1], 2**62)])
+
+
 def read_minute_levels(
     db: Rdict,
     symbol: str,
@@ -372,7 +419,7 @@ def _layered(
     budget: ReadBudget | None,
     levels_held: int = 0,
     variant: str = "",
-    derive: Callable[[Layer], Layer] | None = None,
+    derive: Callable[[Any], Layer] | None = None,
 ) -> tuple[list[Layer], TradeColumns]:
     """The layers of `segments` cut to the range's whole units, in time order, and every trade of the range they do not
     stand for.
@@ -435,7 +482,7 @@ def _layers(
     decode: Callable[[bytes], Layer],
     cache: SegmentCache | None,
     variant: str,
-    derive: tuple[str, Callable[[Layer], Layer]] | None = None,
+    derive: tuple[str, Callable[[Any], Layer]] | None = None,
 ) -> list[Layer | None]:
     return _cache(cache).layers(db, kind, symbol, summaries, decode, variant, derive) if summaries else []
 

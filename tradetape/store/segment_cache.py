@@ -30,20 +30,20 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from rocksdict import Rdict
 
-from tradetape.domain.aggregates import MinuteLevels, SecondBars
+from tradetape.domain.aggregates import MinuteLevels, OhlcRows, SecondBars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.store.decoding import decoded_all
 from tradetape.store.keys import HISTOGRAM, SEGMENT, timed_key
 from tradetape.store.segments import SegmentSummary, decode_histogram, decode_stored_segment
 
-Decoded = TradeColumns | PriceLevels | SecondBars | MinuteLevels
-Layer = TypeVar("Layer", SecondBars, MinuteLevels)
+Decoded = TradeColumns | PriceLevels | SecondBars | MinuteLevels | OhlcRows
+Layer = TypeVar("Layer", SecondBars, MinuteLevels, OhlcRows)
 Key = tuple[str, str, SegmentSummary]
 
 
@@ -122,13 +122,14 @@ class SegmentCache:
         summaries: Sequence[SegmentSummary],
         decode: Callable[[bytes], Layer],
         variant: str = "",
-        derive: tuple[str, Callable[[Layer], Layer]] | None = None,
+        derive: tuple[str, Callable[[Any], Layer]] | None = None,
     ) -> list[Layer | None]:
         """Each segment's layer of `kind` (`tradetape.store.layer`), None where none is stored; `variant` names
         another decoding of the same values (the normal quantity's), cached apart. With `derive` (a variant and
         how this one follows from it), a value missing here but held as that variant is derived from it, not read
-        again (a footprint's bucketed levels from the minute levels a worker warmed)."""
-        found = self._lookup(_Asked(db, kind, symbol, summaries, decode, variant), derive)  # type: ignore[arg-type]
+        again (a footprint's bucketed levels from the minute levels a worker warmed, its minute bars from the second
+        bars)."""
+        found = self._lookup(_Asked(db, kind, symbol, summaries, decode, variant), derive)
         return found  # type: ignore[return-value]
 
     def _lookup(

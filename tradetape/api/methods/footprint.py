@@ -17,6 +17,7 @@ from fractions import Fraction
 from typing import Literal
 
 import numpy as np
+import orjson
 import polars as pl
 from pydantic import BaseModel, Field, TypeAdapter
 
@@ -33,7 +34,7 @@ from tradetape.api.models import (
     omitted,
     session_spec,
 )
-from tradetape.api.query_method import MinuteLevelSource, QueryMethod, TradeSource, quantity_source, second_bars_of
+from tradetape.api.query_method import MinuteLevelSource, QueryMethod, TradeSource, minute_bars_of, quantity_source
 from tradetape.api.sessions import (
     NakedPocReply,
     PieceAnswer,
@@ -155,32 +156,43 @@ class FootprintReply(BaseModel):
 
 
 def handle(source: TradeSource, symbol: str, request: FootprintRequest, now_ms: int) -> FootprintReply:
+    return FootprintReply.model_validate_json(encode(source, symbol, request, now_ms))
+
+
+def encode(source: TradeSource, symbol: str, request: FootprintRequest, now_ms: int) -> bytes:
+    """The reply's JSON, byte for byte what `FootprintReply.model_dump_json` gives, built without a model a row
+    without `session` (what the service sends: a day's 5-minute footprint holds ~2,000 rows)."""
     source = quantity_source(source, symbol, request.quantity)
     time_range = request.time_range(now_ms)
     assert time_range is not None
     pieces = None if request.session is None else range_pieces(session_spec(request.session), time_range)
-    reply = _range_reply(source, symbol, request, now_ms)
-    return reply if pieces is None else _with_sessions(source, symbol, request, reply, pieces)
+    reply = _range_json(source, symbol, request, now_ms)
+    if pieces is None:
+        return reply
+    with_sessions = _with_sessions(source, symbol, request, FootprintReply.model_validate_json(reply), pieces)
+    return with_sessions.model_dump_json().encode()
 
 
-def _range_reply(source: TradeSource, symbol: str, request: FootprintRequest, now_ms: int) -> FootprintReply:
-    """The footprint of the whole range: the whole reply without `session`."""
+def _range_json(source: TradeSource, symbol: str, request: FootprintRequest, now_ms: int) -> bytes:
+    """The footprint of the whole range: the whole reply without `session`, as JSON (fields in the model's order)."""
     start, end = checked_range(request, now_ms)
     asked = None if request.row_size is None else parse_units(request.row_size)
     bars, levels = read_footprint_parts(source, symbol, (start, end), request.interval_ms(), asked)
     row_size, computed = _footprint_of(bars, levels, request, asked, held=0)
-    return FootprintReply(
-        symbol=symbol,
-        start=start,
-        end=end,
-        interval=request.interval,
-        interval_ms=request.interval_ms(),
-        row_size=None if row_size is None else format_units(row_size),
-        imbalance=request.imbalance,
-        stacked=request.stacked,
-        value_area=request.value_area,
-        trade_count=int(bars.trade_count.sum()),
-        bars=_bar_replies(computed),
+    return orjson.dumps(
+        {
+            "symbol": symbol,
+            "start": start,
+            "end": end,
+            "interval": request.interval,
+            "interval_ms": request.interval_ms(),
+            "row_size": None if row_size is None else format_units(row_size),
+            "imbalance": float(request.imbalance),  # a float field: 3.0, also where the default 3 stands
+            "stacked": request.stacked,
+            "value_area": float(request.value_area),
+            "trade_count": int(bars.trade_count.sum()),
+            "bars": orjson.Fragment(bars_json(computed)),
+        }
     )
 
 
@@ -190,15 +202,16 @@ def read_footprint_parts(
     """The bars of `[start, end)` and its price levels per interval.
 
     From the aggregate layer when the interval is a whole number of minutes and the source keeps
-    one (its minute levels summed per interval, its second bars rolled up: trades decoded only at
-    the range's ragged edges), else from the range's trades; the same figures either way. With the
+    one (its minute levels summed per interval, its second bars rolled up, from a row a minute where
+    a segment holds the minute whole: trades decoded only at the range's ragged edges), else from
+    the range's trades; the same figures either way. With the
     `row_size` known, the layer's levels come bucketed by `level_step(row_size)`: the same rows, a
     few levels a minute instead of one a traded price (the levels' prices then name only their row).
     """
     if interval_ms % MINUTE_MS == 0 and isinstance(source, MinuteLevelSource):
         minutes = source.minute_levels(symbol, time_range, 1 if row_size is None else level_step(row_size))
         if minutes is not None:  # None: a minute's sum could leave int64, so the trades are summed exactly below
-            bars = second_bars_of(source, symbol, time_range).rolled(interval_ms)
+            bars = minute_bars_of(source, symbol, time_range).rolled(interval_ms)
             return bars, minute_levels_per_interval(minutes, interval_ms)
     trades = source.trades(symbol, time_range)
     levels = interval_levels(trades, interval_ms)
@@ -257,7 +270,7 @@ def _with_sessions(
         nonlocal held
         bars, levels = read_footprint_parts(source, symbol, piece.range, request.interval_ms(), row_size)
         _, computed = _footprint_of(bars, levels, request, row_size, held)
-        held += sum(len(bar.rows) for bar in computed)
+        held += sum(len(bar.buys) for bar in computed)
         return np.unique(levels.price), _session_reply(piece, computed, row_size, share) if computed else None
 
     sessions, naked = per_session(pieces, lambda piece: np.unique(read_levels(source, symbol, piece.range)[0]), answer)
@@ -271,8 +284,9 @@ def _session_reply(
     from its lowest row to its highest (at most MAX_PROFILE_ROWS, else `range_too_large`)."""
     volumes: dict[int, int] = defaultdict(int)
     for bar in bars:
-        for row in bar.rows:
-            volumes[row.price_low // row_size] += row.volume
+        bottom = bar.bottom // row_size
+        for r, (buy, sell) in enumerate(zip(bar.buys, bar.sells, strict=True)):
+            volumes[bottom + r] += buy + sell
     bottom, top = min(volumes), max(volumes)
     if top - bottom + 1 > MAX_PROFILE_ROWS:
         raise range_too_large(
@@ -303,9 +317,14 @@ def _session_reply(
 
 
 def _bar_replies(bars: list[FootprintBar]) -> list[FootprintBarReply]:
-    """The bars as reply models, validated in one call from plain dicts: a day's ~2,000 rows built one model at a
-    time (validated, or `model_construct`, which is slower still) took a third of the answer. Prices repeat from
-    bar to bar (row edges), so each is formatted once."""
+    """The bars as reply models, validated from their JSON (`bars_json`) in one call: a day's ~2,000 rows built one
+    model at a time (validated, or `model_construct`, which is slower still) took a third of the answer."""
+    return _BAR_REPLIES.validate_json(bars_json(bars))
+
+
+def bars_json(bars: list[FootprintBar]) -> bytes:
+    """The bars' JSON as `list[FootprintBarReply]` dumps it, byte for byte, from the bars' row columns with no model
+    a row. Prices repeat from bar to bar (row edges), so each is formatted once."""
     prices: dict[int, str] = {}
 
     def price(units: int) -> str:
@@ -314,8 +333,11 @@ def _bar_replies(bars: list[FootprintBar]) -> list[FootprintBarReply]:
             text = prices[units] = format_units(units)
         return text
 
-    return _BAR_REPLIES.validate_python(
-        [
+    replies = []
+    for bar in bars:
+        bottom, size = bar.bottom, bar.row_size
+        edges = [price(bottom + r * size) for r in range(len(bar.buys) + 1)]
+        replies.append(
             {
                 "time": bar.start,
                 "open": price(bar.open),
@@ -328,19 +350,15 @@ def _bar_replies(bars: list[FootprintBar]) -> list[FootprintBarReply]:
                 "delta": format_units(bar.delta),
                 "trade_count": bar.trade_count,
                 "poc": format(bar.poc, "f"),  # built without trailing zeros or an exponent
-                "vah": price(bar.vah),
-                "val": price(bar.val),
+                "vah": edges[bar.value_area_high_row + 1],
+                "val": edges[bar.value_area_low_row],
                 "rows": [
-                    {
-                        "price_low": price(row.price_low),
-                        "price_high": price(row.price_high),
-                        "buy_volume": format_units(row.buy_volume),
-                        "sell_volume": format_units(row.sell_volume),
-                        "trade_count": row.trade_count,
-                        "buy_imbalance": row.buy_imbalance,
-                        "sell_imbalance": row.sell_imbalance,
-                    }
-                    for row in bar.rows
+                    {"price_low": edges[r], "price_high": edges[r + 1], "buy_volume": format_units(buy),
+                     "sell_volume": format_units(sell), "trade_count": count, "buy_imbalance": buy_flag,
+                     "sell_imbalance": sell_flag}
+                    for r, (buy, sell, count, buy_flag, sell_flag) in enumerate(
+                        zip(bar.buys, bar.sells, bar.counts, bar.buy_flags, bar.sell_flags, strict=True)
+                    )
                 ],
                 "stacked_imbalances": [
                     {"side": run.side, "price_low": price(run.price_low), "price_high": price(run.price_high),
@@ -348,9 +366,8 @@ def _bar_replies(bars: list[FootprintBar]) -> list[FootprintBarReply]:
                     for run in bar.stacked
                 ],
             }
-            for bar in bars
-        ]
-    )  # fmt: skip
+        )  # fmt: skip
+    return orjson.dumps(replies)
 
 
 _BAR_REPLIES = TypeAdapter(list[FootprintBarReply])
@@ -362,6 +379,7 @@ METHOD = QueryMethod(
     request=FootprintRequest,
     reply=FootprintReply,
     handler=handle,
+    encoder=encode,
     reply_hint="use a larger row_size, a longer interval or a shorter range",
     trade_bytes=112,  # measured peak over 3M trades: 109 (5m bars, levels sorted per interval and price)
     level_bytes=104,  # measured peak per minute level read (bench/query.py, 5m): 101 over 24 h, 99 over 7 d
