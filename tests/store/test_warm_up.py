@@ -33,13 +33,17 @@ def test_warming_holds_the_newest_hours_and_reads_them_as_stored(shard: Path) ->
         recent = (T0 + (HOURS - 3) * HOUR + 1_234, T0 + HOURS * HOUR - 61_000)
         trades = reader.trades(SYMBOL, recent)
         bars = reader.second_bars(SYMBOL, recent)
+        minute_bars = reader.minute_bars(SYMBOL, recent)
         assert reader.minute_levels(SYMBOL, recent) is not None and reader.price_levels(SYMBOL, recent) is not None
         assert reader.cache.misses == 0
+        assert reader.cache.derived == 0  # a footprint's bars rolled to minutes were warmed too, not derived now
         cold = ShardReader(shard)
         try:
             assert same(trades, cold.trades(SYMBOL, recent))
             expected = cold.second_bars(SYMBOL, recent).arrays()
             assert all(np.array_equal(a, b) for a, b in zip(bars.arrays(), expected, strict=True))
+            expected = cold.minute_bars(SYMBOL, recent).arrays()
+            assert all(np.array_equal(a, b) for a, b in zip(minute_bars.arrays(), expected, strict=True))
         finally:
             cold.close()
     finally:

@@ -336,6 +336,10 @@ def read_second_bars(
     return SecondBars.concat([edges, *layers])  # layers last: read after the windows, they stand
 
 
+MINUTE_BARS_VARIANT = "/1m"
+"""The cache's name for a segment's second bars rolled to minutes (a worker warms them with the second bars)."""
+
+
 def read_minute_bars(
     db: Rdict,
     symbol: str,
@@ -357,7 +361,7 @@ def read_minute_bars(
     kind, decode, _ = _seconds_layer(quantity)
     layers, trades = _layered(
         db, symbol, time_range, plan.inside + plan.edges, plan.windows, MINUTE_MS,
-        (kind, lambda value: decode(value).ohlc().per_minute(), quantity), cache, budget, variant="/1m",
+        (kind, lambda value: decode(value).ohlc().per_minute(), quantity), cache, budget, variant=MINUTE_BARS_VARIANT,
         derive=lambda seconds: seconds.ohlc().per_minute(),
     )  # fmt: skip
     edges = second_bars(trades).ohlc()

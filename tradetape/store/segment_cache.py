@@ -94,6 +94,8 @@ class SegmentCache:
         self.hits = 0
         self.misses = 0
         """This face's lookups: a read-through face counts its own."""
+        self.derived = 0
+        """Of the hits, those derived from another variant held (`layers`' `derive`): work a warmed variant saves."""
 
     def read_through(self) -> SegmentCache:
         """A face of this cache that uses what it holds but never adds to it or reorders it (counted apart)."""
@@ -147,6 +149,7 @@ class SegmentCache:
             bases = [shared.items.get(asked.key(i, derive[0])) for i in missing] if derive else []
             derived = sum(base is not None for base in bases)
             self.hits += len(keys) - len(missing) + derived
+            self.derived += derived
             self.misses += len(missing) - derived
         if derive is not None:
             for i, base in zip(missing, bases, strict=True):

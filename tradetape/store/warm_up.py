@@ -4,10 +4,10 @@ Why: the first queries after a restart are mostly about recent data, and a fresh
 paid for decoding every segment they touch (measured on a 24 h `bars` 1m answer over 16M
 trades: 91-188 ms cold against 30-42 warm). Warming decodes, for the segments whose trades
 reach into the newest `span_ms` of the stored tape (and one segment more, so a range ending a
-little before the newest trade finds its oldest edge warm too), newest first: each one's 1-second bars,
-minute levels and histogram (what whole segments of a range are read from), then each
-one's trades (what a range's ragged edges are cut from). It stops at the first value the
-cache cannot hold (`SegmentCache.warm`: warming never evicts and never exceeds the cache's
+little before the newest trade finds its oldest edge warm too), newest first: each one's 1-second bars
+(and those rolled to minutes, as a footprint reads them), minute levels and histogram (what whole segments
+of a range are read from), then each one's trades (what a range's ragged edges are cut from). It stops at
+the first value the cache cannot hold (`SegmentCache.warm`: warming never evicts and never exceeds the cache's
 budget), and before reading a segment's trades whose columns (its summary's count) would not fit
 in what the cache has left: a busy hour is never decoded only to be dropped. The young windows
 are not cached by any read, so they are not warmed either. A corrupt value is left for the
@@ -34,17 +34,21 @@ from tradetape.store.keys import (
 )
 from tradetape.store.layer import decode_minute_levels, decode_second_bars
 from tradetape.store.layout import segment_span
+from tradetape.store.reads import MINUTE_BARS_VARIANT
 from tradetape.store.rocks import last_before, scan
 from tradetape.store.sealed import StoreCorruptError, decoded
 from tradetape.store.segment_cache import Decoded, SegmentCache
 from tradetape.store.segments import SegmentSummary, decode_histogram, decode_stored_segment
 
-_AGGREGATES: tuple[tuple[str, Callable[[bytes], Decoded]], ...] = (
-    (SECOND_BARS, decode_second_bars),
-    (MINUTE_LEVELS, decode_minute_levels),
-    (HISTOGRAM, decode_histogram),
+_Warmable = tuple[tuple[str, Callable[[bytes], Decoded], str], ...]
+"""What is warmed: a kind of stored value, its decoding and the variant it is cached under."""
+_AGGREGATES: _Warmable = (
+    (SECOND_BARS, decode_second_bars, ""),
+    (SECOND_BARS, lambda value: decode_second_bars(value).ohlc().per_minute(), MINUTE_BARS_VARIANT),
+    (MINUTE_LEVELS, decode_minute_levels, ""),
+    (HISTOGRAM, decode_histogram, ""),
 )
-_TRADES: tuple[tuple[str, Callable[[bytes], Decoded]], ...] = ((SEGMENT, decode_stored_segment),)
+_TRADES: _Warmable = ((SEGMENT, decode_stored_segment, ""),)
 
 
 @dataclass(frozen=True)
@@ -83,9 +87,9 @@ def warm_recent(db: Rdict, symbol: str, span_ms: int, cache: SegmentCache) -> Wa
         for summary in segments:
             if kinds is _TRADES and summary.trade_count * TRADE_BYTES > cache.max_bytes - cache.held_bytes:
                 return Warmed(len(segments), complete=False, corrupt=corrupt)
-            for kind, decode in kinds:
+            for kind, decode, variant in kinds:
                 try:
-                    fitted = cache.warm(db, kind, symbol, [summary], decode)
+                    fitted = cache.warm(db, kind, symbol, [summary], decode, variant)
                 except StoreCorruptError:
                     corrupt += 1
                     continue
