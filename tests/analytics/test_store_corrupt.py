@@ -32,6 +32,9 @@ from tradetape.store.rocks import store_options
 from tradetape.store.writer import ShardWriter
 from tradetape.testing import HeldTrades
 
+HISTOGRAM_PROFILE: dict[str, Any] = {"rows": 50, "min_trades": 100}
+"""A volume profile with a row count, not a size: over more than 2 h it reads whole segments' histograms."""
+
 pytestmark = pytest.mark.timeout(180)
 
 HOUR = 3_600_000
@@ -122,14 +125,21 @@ async def test_flipped_bytes_in_any_stored_value_answer_store_corrupt_and_nothin
     young_windows = sorted({int(t) - int(t) % 1000 for t in victim_young.time})
     corrupted: dict[str, tuple[bytes, tuple[int, int] | None, frozenset[str]]] = {}
     """What was flipped: the key, a range that reads it, and the methods that read it there."""
+    others: dict[str, tuple[int, int]] = {}
+    """Where the other methods are asked about instead, for a case whose range reaches other corrupt values."""
     for i, where in enumerate(WHERE):
         inner = (hour[i] + 5 * 60_000, hour[i] + 55 * 60_000)
         corrupted[f"segment {where}"] = (timed_key(SEGMENT, VICTIM, hour[i]), inner, EVERY)
         inner = (hour[3 + i] + 5 * 60_000, hour[3 + i] + 55 * 60_000)
         corrupted[f"summary {where}"] = (timed_key(SUMMARY, VICTIM, hour[3 + i]), inner, EVERY)
-        whole = (hour[6 + i], hour[6 + i] + HOUR)
-        profile = frozenset({"volume_profile", "liquidity_vacuums"})  # the methods that read histograms
-        corrupted[f"histogram {where}"] = (timed_key(HISTOGRAM, VICTIM, hour[6 + i]), whole, profile)
+        # Histograms stand for whole segments of a profile over more than 2 h without a row size (shorter ones and
+        # those with a row size read minute levels): the hour whole, its neighbours ragged (hour 5's summary is
+        # corrupt, so the first case starts at its hour and takes the next whole too: the first corrupt one is named).
+        # The other methods are asked about the hour alone (the longer range reaches other corrupt values).
+        over = (hour[6], hour[8] + 10 * 60_000) if i == 0 else (hour[6 + i] - 50 * 60_000, hour[7 + i] + 50 * 60_000)
+        profile = frozenset({"volume_profile"})
+        corrupted[f"histogram {where}"] = (timed_key(HISTOGRAM, VICTIM, hour[6 + i]), over, profile)
+        others[f"histogram {where}"] = (hour[6 + i], hour[6 + i] + HOUR)
         inner = (hour[9 + i] + 5 * 60_000, hour[9 + i] + 55 * 60_000)
         corrupted[f"voids {where}"] = (timed_key(VOID, VICTIM, hour[9 + i]), inner, frozenset({"coverage"}))
         second = (young_windows[i], young_windows[i] + 1000)
@@ -156,8 +166,9 @@ async def test_flipped_bytes_in_any_stored_value_answer_store_corrupt_and_nothin
         reply = spec.handler(sources[symbol], symbol, spec.parse_request(body), now_ms).model_dump(mode="json")
         return _comparable(name, reply)
 
-    def body_of(name: str, time_range: tuple[int, int] | None) -> dict[str, Any]:
-        extra = {**REQUESTS[name], **({"min_trades": 1} if "min_trades" in REQUESTS[name] else {})}
+    def body_of(name: str, time_range: tuple[int, int] | None, case: str = "") -> dict[str, Any]:
+        asked = HISTOGRAM_PROFILE if case.startswith("histogram") and name == "volume_profile" else REQUESTS[name]
+        extra = {**asked, **({"min_trades": 1} if "min_trades" in asked else {})}
         return extra if time_range is None else {"start": time_range[0], "end": time_range[1], **extra}
 
     async def answers_as_computed(client: Any, symbol: str, time_range: tuple[int, int] | None) -> None:
@@ -178,7 +189,7 @@ async def test_flipped_bytes_in_any_stored_value_answer_store_corrupt_and_nothin
                 for case, (key, time_range, readers) in corrupted.items():
                     symbol = key.split(b":")[1].decode()
                     for name in methods():
-                        body = body_of(name, time_range)
+                        body = body_of(name, time_range if name in readers else others.get(case, time_range), case)
                         reply, headers = await request(client, f"tape.query.{name}.{symbol}", body)
                         if name in readers:
                             assert reply.get("error", {}).get("code") == "store_corrupt", (case, name, reply)
