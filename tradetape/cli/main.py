@@ -31,6 +31,7 @@ from tradetape.cli.history_options import add_history_commands
 from tradetape.cli.options import add_settings
 from tradetape.cli.plot import add_plot_command
 from tradetape.cli.query_options import add_query_command
+from tradetape.cli.replay_options import add_replay_command
 from tradetape.cli.settings import add_settings_command
 from tradetape.cli.status_options import add_status_command
 from tradetape.cli.web import add_web_command
@@ -139,8 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(exchange, EXCHANGE_SETTINGS)
 
     add_query_command(_command(commands, "query", "ask the analytics service one question"), QUERY_SETTINGS)
-    from tradetape.cli.replay import add_replay_command
-
     add_replay_command(
         _command(commands, "replay", "stream stored trades back: to a file, stdout or a NATS subject"), QUERY_SETTINGS
     )
