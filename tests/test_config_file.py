@@ -1,87 +1,61 @@
 """The config file: `tradetape.toml` (or `--config FILE`) under the environment, under the CLI's options.
 
-`tradetape settings` runs in this process (`main`, in the directory and environment given, nothing else of
-ours in it): the whole command but the interpreter's start, which tests/cli/test_options.py runs once.
+`tradetape settings` runs in this process (tests/cli_in_process.py): the whole command but the interpreter's start.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tradetape.cli.main import main
+from tests.cli_in_process import Cli
 from tradetape.config_file import CONFIG_ENV, MAX_CONFIG_BYTES, ConfigFileError
 from tradetape.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
 
-Tradetape = Callable[..., tuple[int, str, str]]
-"""`tradetape(cwd, *args, **env)`: the exit code, stdout and stderr of `tradetape *args` run in `cwd` with
-the environment's tradetape variables replaced by `env`."""
 
-
-@pytest.fixture
-def tradetape(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Tradetape:
-    def run(cwd: Path, *args: str, **env: str) -> tuple[int, str, str]:
-        with monkeypatch.context() as patch:
-            for key in [k for k in os.environ if k == "NATS_URL" or k.startswith("TRADETAPE_")]:
-                patch.delenv(key)
-            for key, value in env.items():
-                patch.setenv(key, value)
-            patch.chdir(cwd)
-            code = main(list(args))
-        shown = capsys.readouterr()
-        return code, shown.out, shown.err
-
-    return run
-
-
-def in_force(tradetape: Tradetape, cwd: Path, *args: str, **env: str) -> dict[str, object]:
-    code, out, err = tradetape(cwd, "settings", *args, **env)
+def in_force(cli: Cli, cwd: Path, *args: str, **env: str) -> dict[str, object]:
+    code, out, err = cli(cwd, "settings", *args, **env)
     assert code == 0, err
     return tomllib.loads(out)
 
 
-def test_the_file_sets_the_environment_overrides_it_and_an_option_overrides_both(
-    tmp_path: Path, tradetape: Tradetape
-) -> None:
+def test_the_file_sets_the_environment_overrides_it_and_an_option_overrides_both(tmp_path: Path, cli: Cli) -> None:
     (tmp_path / "tradetape.toml").write_text('query_cache_mb = 5\nsymbols = ["solusdt", "BTCUSDT"]\nshard = "s1"\n')
-    assert in_force(tradetape, tmp_path)["query_cache_mb"] == 5
-    assert in_force(tradetape, tmp_path)["symbols"] == ["SOLUSDT", "BTCUSDT"]
-    assert in_force(tradetape, tmp_path, TRADETAPE_QUERY_CACHE_MB="7")["query_cache_mb"] == 7
-    overridden = in_force(tradetape, tmp_path, "--query-cache-mb", "9", TRADETAPE_QUERY_CACHE_MB="7")
+    assert in_force(cli, tmp_path)["query_cache_mb"] == 5
+    assert in_force(cli, tmp_path)["symbols"] == ["SOLUSDT", "BTCUSDT"]
+    assert in_force(cli, tmp_path, TRADETAPE_QUERY_CACHE_MB="7")["query_cache_mb"] == 7
+    overridden = in_force(cli, tmp_path, "--query-cache-mb", "9", TRADETAPE_QUERY_CACHE_MB="7")
     assert overridden["query_cache_mb"] == 9 and overridden["shard"] == "s1"
     # Without the file, the defaults.
     (tmp_path / "tradetape.toml").unlink()
-    assert in_force(tradetape, tmp_path)["query_cache_mb"] == Settings.model_fields["query_cache_mb"].default
+    assert in_force(cli, tmp_path)["query_cache_mb"] == Settings.model_fields["query_cache_mb"].default
 
 
-def test_config_names_another_file_instead_of_the_working_directorys(tmp_path: Path, tradetape: Tradetape) -> None:
+def test_config_names_another_file_instead_of_the_working_directorys(tmp_path: Path, cli: Cli) -> None:
     (tmp_path / "tradetape.toml").write_text("query_memory_mb = 100\nquery_cache_mb = 1\n")
     other = tmp_path / "elsewhere.toml"
     other.write_text('query_memory_mb = 200\nnats_url = "nats://127.0.0.1:1"\n')
-    chosen = in_force(tradetape, tmp_path, "--config", str(other))
+    chosen = in_force(cli, tmp_path, "--config", str(other))
     assert chosen["query_memory_mb"] == 200 and chosen["query_cache_mb"] == 256
     assert chosen["nats_url"] == "nats://127.0.0.1:1"
-    assert in_force(tradetape, tmp_path, **{CONFIG_ENV: str(other)})["query_memory_mb"] == 200
-    assert in_force(tradetape, tmp_path, **{CONFIG_ENV: ""})["query_memory_mb"] == 256  # empty: no file at all
+    assert in_force(cli, tmp_path, **{CONFIG_ENV: str(other)})["query_memory_mb"] == 200
+    assert in_force(cli, tmp_path, **{CONFIG_ENV: ""})["query_memory_mb"] == 256  # empty: no file at all
 
 
-def test_what_settings_prints_is_a_config_file_that_gives_the_same_settings(
-    tmp_path: Path, tradetape: Tradetape
-) -> None:
+def test_what_settings_prints_is_a_config_file_that_gives_the_same_settings(tmp_path: Path, cli: Cli) -> None:
     asked = ("settings", "--symbols", "ETHUSDT", "--http-allowed-hosts", "tape.example.com")
-    code, first, err = tradetape(tmp_path, *asked)
+    code, first, err = cli(tmp_path, *asked)
     assert code == 0, err
     (tmp_path / "tradetape.toml").write_text(first)
-    assert tradetape(tmp_path, "settings")[1] == first
+    assert cli(tmp_path, "settings")[1] == first
 
 
-def test_a_file_that_is_no_settings_file_is_refused_naming_it(tmp_path: Path, tradetape: Tradetape) -> None:
+def test_a_file_that_is_no_settings_file_is_refused_naming_it(tmp_path: Path, cli: Cli) -> None:
     config = tmp_path / "tradetape.toml"
     for text, message in (
         ("nats_urll = 'nats://x'\n", "'nats_urll' is no setting"),
@@ -90,10 +64,10 @@ def test_a_file_that_is_no_settings_file_is_refused_naming_it(tmp_path: Path, tr
         ("query_cache_mb = 'lots'\n", "--query-cache-mb"),
     ):
         config.write_text(text)
-        code, _, err = tradetape(tmp_path, "settings")
+        code, _, err = cli(tmp_path, "settings")
         assert code == 2 and message in err and "Traceback" not in err, err
         assert str(config.name) in err or message == "--query-cache-mb"
-    code, _, err = tradetape(tmp_path, "settings", "--config", str(tmp_path / "absent.toml"))
+    code, _, err = cli(tmp_path, "settings", "--config", str(tmp_path / "absent.toml"))
     assert code == 2 and "absent.toml" in err
     config.write_bytes(b"#" * (MAX_CONFIG_BYTES + 10))
     with pytest.raises(ConfigFileError, match="larger than"):
