@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_in_process import Cli, in_process_cli
 from tradetape.runtime.logs import configure_logging
 from tradetape.testing import docker_available as _docker_available
 from tradetape.testing import nats_server
@@ -32,6 +33,12 @@ async def nats_url(tmp_path: Path, docker_available: bool) -> AsyncIterator[str]
     """A fresh JetStream server per test, so no stream is shared between tests."""
     async with nats_server(tmp_path / "nats", docker=docker_available) as url:
         yield url
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """`tradetape ...` run in this process (tests/cli_in_process.py)."""
+    return in_process_cli(monkeypatch, capsys)
 
 
 @pytest.fixture

@@ -1,78 +1,61 @@
-"""The config file: `tradetape.toml` (or `--config FILE`) under the environment, under the CLI's options."""
+"""The config file: `tradetape.toml` (or `--config FILE`) under the environment, under the CLI's options.
+
+`tradetape settings` runs in this process (tests/cli_in_process.py): the whole command but the interpreter's start.
+"""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
+from tests.cli_in_process import Cli
 from tradetape.config_file import CONFIG_ENV, MAX_CONFIG_BYTES, ConfigFileError
 from tradetape.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "NATS_URL" and not k.startswith("TRADETAPE_")}
-    return {**env, **extra}
+def in_force(cli: Cli, cwd: Path, *args: str, **env: str) -> dict[str, object]:
+    code, out, err = cli(cwd, "settings", *args, **env)
+    assert code == 0, err
+    return tomllib.loads(out)
 
 
-def tradetape(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tradetape.cli", *args],
-        cwd=cwd,
-        env=clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-
-def in_force(cwd: Path, *args: str, **env: str) -> dict[str, object]:
-    done = tradetape(cwd, "settings", *args, **env)
-    assert done.returncode == 0, done.stderr
-    return tomllib.loads(done.stdout)
-
-
-@pytest.mark.slow
-def test_the_file_sets_the_environment_overrides_it_and_an_option_overrides_both(tmp_path: Path) -> None:
+def test_the_file_sets_the_environment_overrides_it_and_an_option_overrides_both(tmp_path: Path, cli: Cli) -> None:
     (tmp_path / "tradetape.toml").write_text('query_cache_mb = 5\nsymbols = ["solusdt", "BTCUSDT"]\nshard = "s1"\n')
-    assert in_force(tmp_path)["query_cache_mb"] == 5
-    assert in_force(tmp_path)["symbols"] == ["SOLUSDT", "BTCUSDT"]
-    assert in_force(tmp_path, TRADETAPE_QUERY_CACHE_MB="7")["query_cache_mb"] == 7
-    overridden = in_force(tmp_path, "--query-cache-mb", "9", TRADETAPE_QUERY_CACHE_MB="7")
+    assert in_force(cli, tmp_path)["query_cache_mb"] == 5
+    assert in_force(cli, tmp_path)["symbols"] == ["SOLUSDT", "BTCUSDT"]
+    assert in_force(cli, tmp_path, TRADETAPE_QUERY_CACHE_MB="7")["query_cache_mb"] == 7
+    overridden = in_force(cli, tmp_path, "--query-cache-mb", "9", TRADETAPE_QUERY_CACHE_MB="7")
     assert overridden["query_cache_mb"] == 9 and overridden["shard"] == "s1"
     # Without the file, the defaults.
     (tmp_path / "tradetape.toml").unlink()
-    assert in_force(tmp_path)["query_cache_mb"] == Settings.model_fields["query_cache_mb"].default
+    assert in_force(cli, tmp_path)["query_cache_mb"] == Settings.model_fields["query_cache_mb"].default
 
 
-@pytest.mark.slow
-def test_config_names_another_file_instead_of_the_working_directorys(tmp_path: Path) -> None:
+def test_config_names_another_file_instead_of_the_working_directorys(tmp_path: Path, cli: Cli) -> None:
     (tmp_path / "tradetape.toml").write_text("query_memory_mb = 100\nquery_cache_mb = 1\n")
     other = tmp_path / "elsewhere.toml"
     other.write_text('query_memory_mb = 200\nnats_url = "nats://127.0.0.1:1"\n')
-    chosen = in_force(tmp_path, "--config", str(other))
+    chosen = in_force(cli, tmp_path, "--config", str(other))
     assert chosen["query_memory_mb"] == 200 and chosen["query_cache_mb"] == 256
     assert chosen["nats_url"] == "nats://127.0.0.1:1"
-    assert in_force(tmp_path, **{CONFIG_ENV: str(other)})["query_memory_mb"] == 200
-    assert in_force(tmp_path, **{CONFIG_ENV: ""})["query_memory_mb"] == 256  # empty: no file at all
+    assert in_force(cli, tmp_path, **{CONFIG_ENV: str(other)})["query_memory_mb"] == 200
+    assert in_force(cli, tmp_path, **{CONFIG_ENV: ""})["query_memory_mb"] == 256  # empty: no file at all
 
 
-@pytest.mark.slow
-def test_what_settings_prints_is_a_config_file_that_gives_the_same_settings(tmp_path: Path) -> None:
-    first = tradetape(tmp_path, "settings", "--symbols", "ETHUSDT", "--http-allowed-hosts", "tape.example.com")
-    assert first.returncode == 0, first.stderr
-    (tmp_path / "tradetape.toml").write_text(first.stdout)
-    assert tradetape(tmp_path, "settings").stdout == first.stdout
+def test_what_settings_prints_is_a_config_file_that_gives_the_same_settings(tmp_path: Path, cli: Cli) -> None:
+    asked = ("settings", "--symbols", "ETHUSDT", "--http-allowed-hosts", "tape.example.com")
+    code, first, err = cli(tmp_path, *asked)
+    assert code == 0, err
+    (tmp_path / "tradetape.toml").write_text(first)
+    assert cli(tmp_path, "settings")[1] == first
 
 
-@pytest.mark.slow
-def test_a_file_that_is_no_settings_file_is_refused_naming_it(tmp_path: Path) -> None:
+def test_a_file_that_is_no_settings_file_is_refused_naming_it(tmp_path: Path, cli: Cli) -> None:
     config = tmp_path / "tradetape.toml"
     for text, message in (
         ("nats_urll = 'nats://x'\n", "'nats_urll' is no setting"),
@@ -81,11 +64,11 @@ def test_a_file_that_is_no_settings_file_is_refused_naming_it(tmp_path: Path) ->
         ("query_cache_mb = 'lots'\n", "--query-cache-mb"),
     ):
         config.write_text(text)
-        done = tradetape(tmp_path, "settings")
-        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
-        assert str(config.name) in done.stderr or message == "--query-cache-mb"
-    missing = tradetape(tmp_path, "settings", "--config", str(tmp_path / "absent.toml"))
-    assert missing.returncode == 2 and "absent.toml" in missing.stderr
+        code, _, err = cli(tmp_path, "settings")
+        assert code == 2 and message in err and "Traceback" not in err, err
+        assert str(config.name) in err or message == "--query-cache-mb"
+    code, _, err = cli(tmp_path, "settings", "--config", str(tmp_path / "absent.toml"))
+    assert code == 2 and "absent.toml" in err
     config.write_bytes(b"#" * (MAX_CONFIG_BYTES + 10))
     with pytest.raises(ConfigFileError, match="larger than"):
         Settings.load(config)

@@ -180,6 +180,17 @@ def run(tape: Tape, argv: list[str], timeout: float = 180) -> subprocess.Complet
 
 
 @pytest.mark.slow
+def test_the_quick_start_s_query_shows_the_replayed_tape_and_a_refused_request_is_one_line(tape: Tape) -> None:
+    """Before any snippet: what the README's first query prints (its transcript is checked for the exit code
+    alone), and a request the method refuses. Ctrl-C's promise is tests/runtime/test_up.py's."""
+    table = run(tape, ["tradetape", "query", "volume_profile", "BTCUSDT", "--last", "1h"])
+    assert table.returncode == 0, table.stderr
+    assert "BTCUSDT volume profile" in table.stdout and "POC" in table.stdout and "trades 5000" in table.stdout
+    bad = run(tape, ["tradetape", "query", "volume_profile", "BTCUSDT", "--row-size", "-3"])
+    assert bad.returncode == 1 and "invalid_request" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("block", RUNNABLE, ids=[block.name for block in RUNNABLE])
 def test_snippet_runs_as_pasted(block: Block, tape: Tape) -> None:
     if block.skip is not None:

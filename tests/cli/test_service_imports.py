@@ -8,6 +8,7 @@ Each probe runs in a fresh interpreter, so what it lists is what that command al
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -44,6 +45,28 @@ def test_building_the_parser_and_parsing_each_service_command_loads_no_rich() ->
         f"print(json.dumps([commands, {LOADED_RICH}]))\n"
     )
     assert parsed == [[argv[0] for argv in SERVICE_COMMANDS], []]
+
+
+LOADED_METHODS = "sorted(m for m in sys.modules if m.startswith(('tradetape.api.methods', 'polars')))"
+
+
+@pytest.mark.slow
+def test_only_query_and_completion_declare_the_query_methods() -> None:
+    """`tradetape --help`, `settings` or `up` spent half their start importing every method's request model (and
+    polars with them) to declare `query`'s sub-commands, which they never parse."""
+    loaded = probe(
+        "import contextlib, io, json, sys\n"
+        "from tradetape.cli.main import main\n"
+        "seen = []\n"
+        "for argv in (['--help'], ['settings'], ['query', 'vwap', '--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        main(argv)\n"
+        f"    seen.append({LOADED_METHODS})\n"
+        "print(json.dumps(seen))\n",
+        env={k: v for k, v in os.environ.items() if k != "NATS_URL" and not k.startswith("TRADETAPE_")},
+    )
+    assert isinstance(loaded, list) and loaded[:2] == [[], []], loaded[:2]
+    assert "tradetape.api.methods.vwap" in loaded[2] and "polars" in loaded[2]
 
 
 @pytest.mark.slow

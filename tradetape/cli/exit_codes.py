@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tradetape.api.errors import QueryError
-from tradetape.client import TapeUnavailable
+
+if TYPE_CHECKING:
+    from tradetape.client import TapeUnavailable
 
 EXIT_ERROR_REPLY = 1
 EXIT_UNAVAILABLE = 2

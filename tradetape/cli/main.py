@@ -31,6 +31,7 @@ from tradetape.cli.history_options import add_history_commands
 from tradetape.cli.options import add_settings
 from tradetape.cli.plot import add_plot_command
 from tradetape.cli.query_options import add_query_command
+from tradetape.cli.replay_options import add_replay_command
 from tradetape.cli.settings import add_settings_command
 from tradetape.cli.status_options import add_status_command
 from tradetape.cli.web import add_web_command
@@ -113,7 +114,17 @@ def _command(
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def declares_methods(argv: Sequence[str] | None) -> bool:
+    """Whether parsing `argv` may reach a query method (`None`: any arguments may come). The top level takes no
+    option with a value, so its first word is the command: only `query` and `completion` need the methods,
+    whose declaring imports every method's request model (about half of what `tradetape --help` would load)."""
+    if argv is None:
+        return True
+    return next((arg for arg in argv if not arg.startswith("-")), None) in ("query", "completion")
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or, given the arguments about to be parsed, what parsing them needs."""
     parser = argparse.ArgumentParser(prog="tradetape", description="A gap-free tape of Binance aggregate trades.")
     parser.add_argument("--version", action="version", version=f"tradetape {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -138,9 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_exchange_options(exchange)
     add_settings(exchange, EXCHANGE_SETTINGS)
 
-    add_query_command(_command(commands, "query", "ask the analytics service one question"), QUERY_SETTINGS)
-    from tradetape.cli.replay import add_replay_command
-
+    add_query_command(
+        _command(commands, "query", "ask the analytics service one question"),
+        QUERY_SETTINGS,
+        declare=declares_methods(argv),
+    )
     add_replay_command(
         _command(commands, "replay", "stream stored trades back: to a file, stdout or a NATS subject"), QUERY_SETTINGS
     )
@@ -163,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command == "completion":
         from tradetape.cli.completion import run_completion

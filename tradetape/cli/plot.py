@@ -10,14 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradetape.api.errors import QueryError
-from tradetape.cli.exit_codes import no_reply
 from tradetape.cli.options import add_settings
-from tradetape.client import TapeClient, TapeUnavailable
 from tradetape.settings import Settings
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from tradetape.client import TapeClient
 
 CHARTS = ("volume_profile", "bars", "footprint", "market_profile")
 TPO_ROWS = 40
@@ -51,6 +50,10 @@ def add_plot_command(parser: argparse.ArgumentParser, settings_fields: Sequence[
 
 
 def run_plot(args: argparse.Namespace, settings: Settings) -> int:
+    from tradetape.api.errors import QueryError
+    from tradetape.cli.exit_codes import no_reply
+    from tradetape.client import TapeUnavailable
+
     try:
         path = asyncio.run(_plot(args, settings))
     except (QueryError, TapeUnavailable) as exc:
@@ -64,6 +67,7 @@ def run_plot(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _plot(args: argparse.Namespace, settings: Settings) -> Path:
     from tradetape import plot
+    from tradetape.client import TapeClient
 
     if args.output.suffix.lower() not in plot.FORMATS:
         raise ValueError(f"the output must end in {' or '.join(plot.FORMATS)}: {args.output}")

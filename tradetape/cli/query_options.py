@@ -1,7 +1,8 @@
 """The options of `tradetape query <method> <SYMBOL>`: one sub-command a registered method, one option a field.
 
 Declaring them needs only argparse and the methods' request models, so building the parser of any
-command (a service's too) loads no terminal renderer; asking and drawing is `tradetape.cli.query`.
+command (a service's too) loads no terminal renderer; asking and drawing is `tradetape.cli.query`. The
+models (the registry imports every method, polars with them) are imported only when the methods are declared.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Sequence
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from tradetape.api.registry import methods
 from tradetape.cli.options import INSTRUMENT_HELP, add_settings
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -22,7 +22,12 @@ VALUE_LIKE_NEGATIVE = re.compile(r"^-\d")
 model says what is wrong with it in one line, instead of argparse's "expected one argument"."""
 
 
-def add_query_command(parser: argparse.ArgumentParser, settings_fields: Sequence[str]) -> None:
+def add_query_command(parser: argparse.ArgumentParser, settings_fields: Sequence[str], *, declare: bool = True) -> None:
+    """One sub-command a registered method; none unless `declare` (the arguments parsed name another command)."""
+    if not declare:
+        return
+    from tradetape.api.registry import methods
+
 
     by_method = parser.add_subparsers(dest="method", required=True, metavar="METHOD")
     for name, method in methods().items():

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -33,7 +32,6 @@ from tradetape.binance.events import combined_events
 from tradetape.bus.publish.bulk import CorePublish
 from tradetape.bus.subjects import check_foreign_subject
 from tradetape.cli.exit_codes import no_reply
-from tradetape.cli.options import add_settings
 from tradetape.client import TapeClient, TapeUnavailable
 from tradetape.settings import Settings
 
@@ -42,23 +40,6 @@ WINDOW = MAX_WINDOW
 """Chunks the worker may send beyond the last ack: the most the protocol allows (16 MB at most in flight), as the
 command only streams. Measured with `--to-subject` on a loaded 2-core machine, against the default 8: 319/266/346k
 against 265/248/290k trades/s in three alternating pairs (the CLI waited less on a starved worker)."""
-
-
-def add_replay_command(parser: argparse.ArgumentParser, settings_fields: Sequence[str]) -> None:
-    parser.add_argument("symbols", nargs="+", metavar="SYMBOL", help="instruments (BTCUSDT, um:BTCUSDT)")
-    parser.add_argument("--start", help="range start, epoch ms or ISO-8601 (inclusive)")
-    parser.add_argument("--end", help="range end, epoch ms or ISO-8601 (exclusive)")
-    parser.add_argument("--last", help="instead of --start/--end: this long before now (15m, 1h, 1d)")
-    parser.add_argument("--speed", type=float, default=None, help="pace by trade time (1: real time)")
-    parser.add_argument(
-        "-o", "--output", default=None, metavar="FILE", help="FILE.jsonl, FILE.parquet or - (stdout, the default)"
-    )
-    parser.add_argument(
-        "--to-subject", default=None, metavar="S", help="publish Binance combined-stream aggTrade frames to subject S"
-    )
-    parser.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="trades a chunk (at most 20,000)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each chunk")
-    add_settings(parser, settings_fields)
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -103,7 +84,12 @@ async def _replay(args: argparse.Namespace, settings: Settings, output: str | No
         publisher = CorePublish(tape.nc, args.to_subject) if args.to_subject is not None else None
         with _Sink(output) as sink:
             frames = tape.replay(
-                args.symbols, start=args.start, end=args.end, speed=args.speed, chunk=args.chunk, window=WINDOW
+                args.symbols,
+                start=args.start,
+                end=args.end,
+                speed=args.speed,
+                chunk=DEFAULT_CHUNK if args.chunk is None else args.chunk,
+                window=WINDOW,
             )
             async for frame in frames:
                 if publisher is not None:

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 from tradetape.cli.options import add_settings
 from tradetape.settings import Settings
-from tradetape.web.server import WebConfigError, WebServer, web_config
 
 
 def add_web_command(parser: argparse.ArgumentParser, settings_fields: Sequence[str]) -> None:
@@ -20,6 +19,8 @@ def add_web_command(parser: argparse.ArgumentParser, settings_fields: Sequence[s
 
 def run_web(args: argparse.Namespace, settings: Settings) -> int:
     """0 after a clean stop; 2 when the port is taken."""
+    from tradetape.web.server import WebConfigError, WebServer, web_config
+
     try:
         config = web_config(settings)
     except WebConfigError as exc:  # the page shows it too; say it at the start
