@@ -176,6 +176,7 @@ print(json.dumps(imported))
 """
 
 
+@pytest.mark.slow
 def test_no_first_answer_of_a_fresh_worker_imports_a_module(tmp_path: Path) -> None:
     """Found: numpy 2.4's `np.unique` imports `numpy.ma` on its first call, ~15-35 ms of a fresh worker's first
     vwap answer (its cold figure 2 x warm with every segment warmed). A worker pays for it before it serves."""
@@ -220,6 +221,7 @@ reader.close()
 """
 
 
+@pytest.mark.slow
 def test_the_store_decoding_helpers_start_with_their_heap_faulted_in(tmp_path: Path) -> None:
     """Found: a read's values decoded on a helper thread (`tradetape.store.decoding`) land in its own malloc arena,
     which a fresh worker had not faulted in: an older day's first read took 4,785 page faults (~10 ms of CPU)."""

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.timeout(90)
 JUNK = (b"junk", b"{}", b'{"symbol": "BTCUSDT", "run": "r", "seq": "x", "batches": []}')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["profile", "bars"])
 async def test_junk_on_a_live_subject_is_skipped_and_the_follower_keeps_following(
     nats_url: str, tmp_path: Path, kind: str

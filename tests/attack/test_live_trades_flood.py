@@ -23,6 +23,7 @@ FLOOD = 200
 MESSAGE_BYTES = 500_000
 
 
+@pytest.mark.slow
 async def test_a_slow_live_trades_consumer_holds_a_bounded_number_of_bytes(nats_url: str, tmp_path: Path) -> None:
     now_ms = int(time.time() * 1000)
     settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=SYMBOLS)

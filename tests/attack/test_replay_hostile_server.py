@@ -85,6 +85,7 @@ async def test_trades_outside_the_range_asked_are_refused(nats_url: str) -> None
             await replayed(client, chunk=100)
 
 
+@pytest.mark.slow
 async def test_a_worker_that_never_starts_the_stream_is_unavailable_in_time(nats_url: str) -> None:
     async def silent(nc: nats.NATS, msg: Msg) -> None:
         await asyncio.sleep(3600)
@@ -96,6 +97,7 @@ async def test_a_worker_that_never_starts_the_stream_is_unavailable_in_time(nats
         assert time.monotonic() - began < 10
 
 
+@pytest.mark.slow
 async def test_a_worker_that_ignores_the_window_cannot_fill_the_clients_memory(nats_url: str) -> None:
     """Chunks pushed without credit (a forged flood, or a forger acking for the client) are held up to the window
     the client granted, not nats-py's 128 MB a subscription; the stream then breaks with a clear error."""
@@ -120,6 +122,7 @@ async def test_a_worker_that_ignores_the_window_cannot_fill_the_clients_memory(n
     assert peak < 12 * 2**20, f"{peak / 2**20:.1f} MB held for a window of 2 chunks of 49 KB"
 
 
+@pytest.mark.slow
 async def test_a_tiny_idle_timeout_does_not_make_the_client_spin(nats_url: str) -> None:
     """A start claiming an idle timeout of 1 ms must not make the client publish keep-alives thousands of times
     a second."""
@@ -160,6 +163,7 @@ FORGED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(FORGED))
 async def test_a_forged_message_is_refused_with_a_clear_error(nats_url: str, name: str) -> None:
     async def forged(nc: nats.NATS, msg: Msg) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -90,6 +91,7 @@ DECODER = TradeDecoder()
 """Shared by every example: decimals remembered from earlier batches must not change a later one."""
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None)
 @given(batch=st.lists(payloads(), max_size=12))
 def test_a_batch_decodes_as_its_messages_do_one_by_one(batch: list[bytes]) -> None:

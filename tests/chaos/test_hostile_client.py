@@ -43,6 +43,7 @@ class ReplyAsCancelled(HostileClient):
             await asyncio.sleep(0.001)
 
 
+@pytest.mark.slow
 async def test_leaving_the_block_ends_a_loop_that_swallowed_the_cancel(nats_url: str) -> None:
     client = ReplyAsCancelled(nats_url)
     for _ in range(20):  # the cancel lands as the reply does now and then

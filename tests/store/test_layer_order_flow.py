@@ -66,6 +66,7 @@ def reader(stored: tuple[ShardWriter, TradeColumns]) -> Any:  # noqa: F811 (the 
     shard.close()
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     start=st.integers(-5 * 60_000, 3 * HOUR),
