@@ -171,7 +171,7 @@ class QuerySource:
     def minute_levels(
         self, symbol: str, time_range: tuple[int, int] | None, price_step: int = 1
     ) -> MinuteLevels | None:
-        return self._reader.minute_levels(symbol, time_range, self._budget, self._quantity, price_step)
+        return self._reader.minute_levels(symbol, time_range, price_step, budget=self._budget, quantity=self._quantity)
 
     def minute_bars(self, symbol: str, time_range: tuple[int, int] | None) -> OhlcRows:
         return self._reader.minute_bars(symbol, time_range, self._budget, self._quantity)

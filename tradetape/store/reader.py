@@ -242,10 +242,13 @@ class ShardReader:
         self,
         symbol: str,
         time_range: TimeRange,
+        price_step: int = 1,
+        *,
         budget: ReadBudget | None = None,
         quantity: Quantity = "all",
-        price_step: int = 1,
     ) -> MinuteLevels | None:
+        """`read_minute_levels`; called as `MinuteLevelSource.minute_levels` is (a step third), so a reader
+        handed to a method as its source reads what a worker's source does."""
         empty: MinuteLevels | None = MinuteLevels.empty()
         return self._with_db(
             lambda db: read_minute_levels(db, symbol, time_range, self._cache, budget, quantity, price_step), empty
