@@ -108,7 +108,7 @@ from tradetape.domain.sums import SumOverflowError
 from tradetape.domain.symbols import SymbolError
 from tradetape.errors import RequestError
 from tradetape.ground.backoff import Backoff, retry_until
-from tradetape.ground.tasks import cancel_and_wait
+from tradetape.ground.tasks import cancel_and_wait, raise_if_cancelled, wait_any
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
 from tradetape.services.analytics.replay import ReplayResponder
 from tradetape.services.analytics.warming import before_serving
@@ -348,6 +348,7 @@ class AnalyticsService:
         try:
             while True:
                 await heard.wait()
+                raise_if_cancelled()
                 heard.clear()
                 try:
                     await loop.run_in_executor(self._catch_up_thread, self._reader.catch_up)
@@ -361,6 +362,7 @@ class AnalyticsService:
         """Publish the served list now, whenever it grows, and every `SERVED_REPUBLISH_S` (`tradetape.bus.served`)."""
         settings = self._settings
         while not stop.is_set():
+            raise_if_cancelled()
             self._served_changed.clear()
             served = Served(
                 shard=settings.shard,
@@ -378,8 +380,7 @@ class AnalyticsService:
                 logger.error("served list not published", extra={"shard": settings.shard, "error": str(exc)})
             except (NatsError, JetStreamError, TimeoutError) as exc:
                 logger.warning("served list not published", extra={"shard": settings.shard, "error": repr(exc)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._served_changed.wait(), SERVED_REPUBLISH_S)
+            await wait_any(SERVED_REPUBLISH_S, self._served_changed, stop)
 
     def _owns_query(self, method: str, msg: Msg) -> bool:
         """Whether this shard answers `msg`: the one its instrument hashes to (an unreadable subject: by its hash).

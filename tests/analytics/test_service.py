@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from tests.harness import request, run_services, wait_for
 from tradetape.api.registry import methods
 from tradetape.bus.ledger import LedgerEntry, LedgerGap, ledger_bucket, ledger_key, write_entry
 from tradetape.bus.served import read_served
+from tradetape.services.analytics.service import AnalyticsService
 from tradetape.services.exchange import Exchange, ExchangeConfig
 from tradetape.settings import Settings
 
@@ -138,3 +140,21 @@ async def test_all_serves_the_shards_share_of_what_exchange_info_lists(nats_url:
                 assert running.services["analytics"].not_owned == 1
             finally:
                 await client.close()
+
+
+async def test_the_served_list_keeper_ends_when_stopped_without_being_cancelled(nats_url: str, tmp_path: Path) -> None:
+    """Before: it waited for the next change or a minute, whatever `stop` said; a cancel that nats-py's request
+    dropped (tests/ground/test_tasks.py) left only that wait, so the worker hung a minute on SIGTERM (seen by CI)."""
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=("BTCUSDT",))
+    client = await nats.connect(nats_url)
+    service = AnalyticsService(settings, client)
+    stop = asyncio.Event()
+    keeper = asyncio.create_task(service._keep_served(stop))
+    try:
+        await wait_for(lambda: read_served(client.jetstream()), timeout=10)
+        stop.set()
+        await asyncio.wait_for(asyncio.shield(keeper), 2)
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+        await client.close()

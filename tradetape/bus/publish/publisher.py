@@ -57,7 +57,7 @@ from tradetape.bus.publish.pending import Outgoing, Pending
 from tradetape.bus.subjects import MSG_ID_HEADER, trade_msg_id, trade_subject
 from tradetape.errors import BusError
 from tradetape.ground.backoff import Backoff
-from tradetape.ground.tasks import wait_event
+from tradetape.ground.tasks import raise_if_cancelled, wait_event
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +215,7 @@ class Publisher:
     async def _send_loop(self) -> None:
         buffer, nc = self._buffer, self._nc
         while True:
+            raise_if_cancelled()
             raise_if_closed(nc)
             if not buffer:
                 self._has_work.clear()
@@ -392,6 +393,7 @@ class Publisher:
         single, on_ack = self._single, self._on_ack
         loop = asyncio.get_running_loop()
         while True:
+            raise_if_cancelled()
             raise_if_closed(self._nc)
             batch = self._batch
             if (
