@@ -378,6 +378,12 @@ def read_minute_bars(
     return OhlcRows.joined([edges.between(-(2**62), cuts[0]), *layers, middle, edges.between(cuts[1], 2**62)])
 
 
+def bucketed_variant(price_step: int) -> str:
+    """The cache's name for a segment's minute levels bucketed by `price_step` (`MinuteLevels.bucketed`; 1: exact,
+    the plain levels)."""
+    return "" if price_step == 1 else f"/{price_step}"
+
+
 def read_minute_levels(
     db: Rdict,
     symbol: str,
@@ -396,7 +402,7 @@ def read_minute_levels(
     bucketed = decode if price_step == 1 else lambda value: decode(value).bucketed(price_step)
     layers, trades = _layered(
         db, symbol, time_range, plan.inside + plan.edges, plan.windows, MINUTE_MS, (kind, bucketed, quantity), cache,
-        budget, variant="" if price_step == 1 else f"/{price_step}",
+        budget, variant=bucketed_variant(price_step),
         derive=None if price_step == 1 else lambda levels: levels.bucketed(price_step),
     )  # fmt: skip
     edges = minute_levels(trades)

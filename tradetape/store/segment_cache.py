@@ -146,17 +146,23 @@ class SegmentCache:
                     shared.items.move_to_end(key)
             found: list[Decoded | None] = [None if entry is None else entry[0] for entry in entries]
             missing = [i for i, hit in enumerate(found) if hit is None]
-            bases = [shared.items.get(asked.key(i, derive[0])) for i in missing] if derive else []
+            bases = self._bases(asked, missing, derive)
             derived = sum(base is not None for base in bases)
             self.hits += len(keys) - len(missing) + derived
             self.derived += derived
             self.misses += len(missing) - derived
-        if derive is not None:
-            for i, base in zip(missing, bases, strict=True):
-                if base is not None:
-                    found[i] = _frozen(derive[1](base[0]))
+        _derive_into(found, missing, bases, derive)
         self._decode_missing(asked, found, missing, warming=False)
         return found
+
+    def _bases(
+        self, asked: _Asked, missing: list[int], derive: tuple[str, Callable[[Decoded], Decoded]] | None
+    ) -> list[Decoded | None]:
+        """Under the lock: what the cache holds as `derive`'s variant of each value `missing` (none without one)."""
+        if derive is None:
+            return []
+        entries = [self._shared.items.get(asked.key(i, derive[0])) for i in missing]
+        return [None if entry is None else entry[0] for entry in entries]
 
     def warm(
         self,
@@ -166,14 +172,18 @@ class SegmentCache:
         summaries: Sequence[SegmentSummary],
         decode: Callable[[bytes], Decoded],
         variant: str = "",
+        derive: tuple[str, Callable[[Any], Decoded]] | None = None,
     ) -> bool:
         """Decode and keep the values of `kind` of `summaries` not held yet, behind everything held; False once
-        one did not fit (see the module's docstring)."""
+        one did not fit (see the module's docstring). With `derive`, as `layers`: from that variant where held."""
         asked = _Asked(db, kind, symbol, summaries, decode, variant)
         keys = asked.keys()
         with self._shared.lock:
             missing = [i for i, key in enumerate(keys) if key not in self._shared.items]
-        return self._decode_missing(asked, [None] * len(keys), missing, warming=True)
+            bases = self._bases(asked, missing, derive)
+        found: list[Decoded | None] = [None] * len(keys)
+        _derive_into(found, missing, bases, derive)
+        return self._decode_missing(asked, found, missing, warming=True)
 
     def _decode_missing(self, asked: _Asked, found: list[Decoded | None], missing: list[int], *, warming: bool) -> bool:
         """Fill `found` at `missing` from the store (where not derived already; decoded on two threads:
@@ -211,3 +221,17 @@ class SegmentCache:
                 _, (_, size) = shared.items.popitem(last=False)
                 shared.bytes -= size
         return fitted
+
+
+def _derive_into(
+    found: list[Decoded | None],
+    missing: list[int],
+    bases: list[Decoded | None],
+    derive: tuple[str, Callable[[Decoded], Decoded]] | None,
+) -> None:
+    """Fill `found` at each of `missing` whose base (`SegmentCache._bases`) is held with the value derived from it."""
+    if derive is None:
+        return
+    for i, base in zip(missing, bases, strict=True):
+        if base is not None:
+            found[i] = _frozen(derive[1](base))

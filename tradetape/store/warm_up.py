@@ -6,7 +6,8 @@ trades: 91-188 ms cold against 30-42 warm). Warming decodes, for the segments wh
 reach into the newest `span_ms` of the stored tape (and one segment more, so a range ending a
 little before the newest trade finds its oldest edge warm too), newest first: each one's 1-second bars
 (and those rolled to minutes, as a footprint reads them), minute levels and histogram (what whole segments
-of a range are read from), then each one's trades (what a range's ragged edges are cut from). It stops at
+of a range are read from) and its minute levels bucketed at the steps charts of the symbol ask for
+(`warmed_level_steps`), then each one's trades (what a range's ragged edges are cut from). It stops at
 the first value the cache cannot hold (`SegmentCache.warm`: warming never evicts and never exceeds the cache's
 budget), and before reading a segment's trades whose columns (its summary's count) would not fit
 in what the cache has left: a busy hour is never decoded only to be dropped. The young windows
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from rocksdict import Rdict
 
@@ -34,21 +36,47 @@ from tradetape.store.keys import (
 )
 from tradetape.store.layer import decode_minute_levels, decode_second_bars
 from tradetape.store.layout import segment_span
-from tradetape.store.reads import MINUTE_BARS_VARIANT
+from tradetape.store.reads import MINUTE_BARS_VARIANT, bucketed_variant
 from tradetape.store.rocks import last_before, scan
 from tradetape.store.sealed import StoreCorruptError, decoded
 from tradetape.store.segment_cache import Decoded, SegmentCache
 from tradetape.store.segments import SegmentSummary, decode_histogram, decode_stored_segment
 
-_Warmable = tuple[tuple[str, Callable[[bytes], Decoded], str], ...]
-"""What is warmed: a kind of stored value, its decoding and the variant it is cached under."""
+_Warm = tuple[str, Callable[[bytes], Decoded], str, tuple[str, Callable[[Any], Decoded]] | None]
+_Warmable = tuple[_Warm, ...]
+"""What is warmed: a kind of stored value, its decoding, the variant it is cached under, and how it follows from
+another variant warmed before it (`SegmentCache.warm`'s `derive`), if it does."""
 _AGGREGATES: _Warmable = (
-    (SECOND_BARS, decode_second_bars, ""),
-    (SECOND_BARS, lambda value: decode_second_bars(value).ohlc().per_minute(), MINUTE_BARS_VARIANT),
-    (MINUTE_LEVELS, decode_minute_levels, ""),
-    (HISTOGRAM, decode_histogram, ""),
+    (SECOND_BARS, decode_second_bars, "", None),
+    (SECOND_BARS, lambda value: decode_second_bars(value).ohlc().per_minute(), MINUTE_BARS_VARIANT, None),
+    (MINUTE_LEVELS, decode_minute_levels, "", None),
+    (HISTOGRAM, decode_histogram, "", None),
 )
-_TRADES: _Warmable = ((SEGMENT, decode_stored_segment, ""),)
+_TRADES: _Warmable = ((SEGMENT, decode_stored_segment, "", None),)
+
+WARMED_ROW_FRACTIONS = (100_000, 100)
+"""The row sizes a worker warms bucketed levels for: from a 100,000th to a 100th of the symbol's newest price
+(BTCUSDT at 90,000: rows of 0.9 to 900 USDT, steps of 1, 10 and 100 USDT; ETHUSDT at 3,500: 0.1, 1 and 10)."""
+
+
+def warmed_level_steps(price: int) -> tuple[int, ...]:
+    """The price steps (`level_step`: powers of ten, units of 1e-8) whose bucketed minute levels a worker warms for
+    a symbol last traded at `price`: those of row sizes from `price / 100,000` to `price / 100`, without 1 (the
+    plain levels). Why: the first footprint or profile with a row size otherwise buckets every minute level of its
+    range (a day of BTCUSDT: ~900k levels, ~5 ms, more than the rest of the warm answer)."""
+    finest, coarsest = (price // fraction for fraction in WARMED_ROW_FRACTIONS)
+    steps = (10**power for power in range(1, 19))
+    return tuple(step for step in steps if finest <= step <= coarsest)
+
+
+def _bucketed(step: int) -> _Warm:
+    """The minute levels bucketed by `step`, derived from the plain levels warmed before (as a query would)."""
+    return (
+        MINUTE_LEVELS,
+        lambda value: decode_minute_levels(value).bucketed(step),
+        bucketed_variant(step),
+        ("", lambda levels: levels.bucketed(step)),
+    )
 
 
 @dataclass(frozen=True)
@@ -83,13 +111,15 @@ def warm_recent(db: Rdict, symbol: str, span_ms: int, cache: SegmentCache) -> Wa
     except StoreCorruptError:
         return Warmed(0, complete=True, corrupt=1)
     corrupt = 0
-    for kinds in (_AGGREGATES, _TRADES):
+    steps = warmed_level_steps(segments[0].max_price) if segments else ()
+    aggregates = _AGGREGATES + tuple(_bucketed(step) for step in steps)
+    for kinds in (aggregates, _TRADES):
         for summary in segments:
             if kinds is _TRADES and summary.trade_count * TRADE_BYTES > cache.max_bytes - cache.held_bytes:
                 return Warmed(len(segments), complete=False, corrupt=corrupt)
-            for kind, decode, variant in kinds:
+            for kind, decode, variant, derive in kinds:
                 try:
-                    fitted = cache.warm(db, kind, symbol, [summary], decode, variant)
+                    fitted = cache.warm(db, kind, symbol, [summary], decode, variant, derive)
                 except StoreCorruptError:
                     corrupt += 1
                     continue
