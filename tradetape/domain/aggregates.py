@@ -207,9 +207,9 @@ class OhlcRows:
             high=np.maximum.reduceat(self.high, starts),
             low=np.minimum.reduceat(self.low, starts),
             close=self.close[_first_per_run(self.last_id, bucket, starts, ends, lowest=False)],
-            volume=run_sums(self.volume.digits(), starts),
-            buy_volume=run_sums(self.buy_volume.digits(), starts),
-            quote=run_sums(self.quote.digits(), starts),
+            volume=self.volume.summed_runs(starts),
+            buy_volume=self.buy_volume.summed_runs(starts),
+            quote=self.quote.summed_runs(starts),
             trade_count=np.add.reduceat(self.trade_count, starts),
         )
 
@@ -229,8 +229,8 @@ class OhlcRows:
         starts, ends = _runs(bucket)
         if len(self) == 0:
             return TimeBars.empty(interval_ms)
-        volume = run_sums(self.volume.digits(), starts).ints()
-        buy = run_sums(self.buy_volume.digits(), starts).ints()
+        volume = self.volume.summed_runs(starts).ints()
+        buy = self.buy_volume.summed_runs(starts).ints()
         return TimeBars(
             interval_ms=interval_ms,
             start=start[starts],
@@ -242,7 +242,7 @@ class OhlcRows:
             buy_volume=buy,
             sell_volume=[v - b for v, b in zip(volume, buy, strict=True)],
             trade_count=np.add.reduceat(self.trade_count, starts),
-            quote=run_sums(self.quote.digits(), starts).ints(),
+            quote=self.quote.summed_runs(starts).ints(),
         )
 
 

@@ -70,6 +70,14 @@ _HALF_DIGITS = 3
 """Base-2**21 digits in one non-negative int64 (63 bits)."""
 
 
+_RUN_ROWS = 2**31
+"""Rows `WideSums.summed_runs` sums by halves of 32 bits: more could carry a run's low halves past int64."""
+_LOW_32_MAX = 2**32 - 1
+_LOW_32_MASK = np.int64(_LOW_32_MAX)
+_LOW_31_MASK = np.int64(2**31 - 1)
+_SHIFT_32_SIGNED = np.int64(32)
+
+
 class SumOverflowError(LimitError, ArithmeticError):
     """A sum of 2**126 units or more (a notional of ~8.5e21 quote units): past what wide sums keep exactly."""
 
@@ -106,6 +114,22 @@ class WideSums:
 
     def digits(self) -> list[Int64Array]:
         return _digits(self.lo) + _digits(self.hi)
+
+    def summed_runs(self, starts: npt.NDArray[np.intp]) -> WideSums:
+        """Exact sums of consecutive runs (each starting at `starts`): `run_sums` of `digits`, in a third of its
+        passes over the rows. Each `lo` is split at 32 bits and each half summed per run in int64, which fewer than
+        2**31 rows cannot overflow, nor `hi`'s sums where its largest value times the rows stays below 2**63 - 2**32
+        (then no sum reaches 2**126); else by digits. Why: a worker's first read of an hour rolls its 3,600 second
+        bars into minutes three sums at a time (measured: ~0.3 of an older day's cold answer by digits)."""
+        rows = len(self.lo)
+        top = int(self.hi.max()) if rows else 0
+        if len(starts) == 0 or rows >= _RUN_ROWS or top * rows > _INT64_MAX - _LOW_32_MAX:
+            return run_sums(self.digits(), starts)
+        low = np.add.reduceat(self.lo & _LOW_32_MASK, starts)  # each < 2**32: a run's sum < 2**63
+        middle = np.add.reduceat(self.lo >> _SHIFT_32_SIGNED, starts) + (low >> _SHIFT_32_SIGNED)  # < 2**62 + 2**31
+        hi = np.add.reduceat(self.hi, starts) if top else np.zeros(len(starts), dtype=np.int64)
+        lo = ((middle & _LOW_31_MASK) << _SHIFT_32_SIGNED) | (low & _LOW_32_MASK)
+        return WideSums(hi + (middle >> np.int64(31)), lo)
 
     def minus(self, other: WideSums) -> WideSums:
         """Each value less `other`'s, exact; every difference must be at least 0 (a part of a sum taken off it)."""

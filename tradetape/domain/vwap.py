@@ -19,7 +19,6 @@ import numpy.typing as npt
 
 from tradetape.domain.aggregates import SecondBars
 from tradetape.domain.columns import Int64Array
-from tradetape.domain.sums import run_sums
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -63,8 +62,8 @@ def _running(seconds: SecondBars, bucket: Int64Array) -> VwapSeries:
     if len(seconds) == 0:
         return VwapSeries([], [], [], [])
     starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    volume = list(accumulate(run_sums(seconds.volume.digits(), starts).ints()))
-    quote = list(accumulate(run_sums(seconds.quote.digits(), starts).ints()))
+    volume = list(accumulate(seconds.volume.summed_runs(starts).ints()))
+    quote = list(accumulate(seconds.quote.summed_runs(starts).ints()))
     groups = np.repeat(np.arange(len(starts), dtype=np.int64), np.diff(np.r_[starts, len(seconds)]))
     shift = (seconds.low - seconds.low[0]).astype(np.float64)
     base, above = seconds.volume.floats(), seconds.above_low.floats()
