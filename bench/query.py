@@ -865,7 +865,8 @@ def print_report(
     print("  min(p)//row..max(p)//row covers it (unnest(range(lo, hi + 1)));")
     print("  coverage = count, min/max a and T, gaps by lag(a) over the whole file. Ratio: tradetape p50 / DuckDB p50.")
     print(f"cold: the figure's first answer from workers started just before it (median of {args.cold_repeat} runs;")
-    print("  the workers warmed their newest query_warm_hours before serving, OS page cache warm);")
+    print("  the workers warmed their newest query_warm_hours before serving, OS page cache warm); the older 24 h lies")
+    print("  outside what they warmed: its cold answer decodes all it reads (docs/benchmarks.md, Cold answers)")
     colds = [(f, f.samples) for f in figures if "24 h" in f.label and f.samples is not None]
 
     def verdicts(cold: Callable[[Figure], float], warm: Callable[[Samples], float]) -> str:
