@@ -55,13 +55,14 @@ _AGGREGATES: _Warmable = (
 _TRADES: _Warmable = ((SEGMENT, decode_stored_segment, "", None),)
 
 WARMED_ROW_FRACTIONS = (100_000, 100)
-"""The row sizes a worker warms bucketed levels for: from a 100,000th to a 100th of the symbol's newest price
-(BTCUSDT at 90,000: rows of 0.9 to 900 USDT, steps of 1, 10 and 100 USDT; ETHUSDT at 3,500: 0.1, 1 and 10)."""
+"""The span whose powers of ten a worker warms bucketed levels at: from a 100,000th to a 100th of the symbol's newest
+price (BTCUSDT at 90,000: steps of 1, 10 and 100 USDT, every row size of whole USDT below 1,000; ETHUSDT at 3,500:
+0.1, 1 and 10)."""
 
 
 def warmed_level_steps(price: int) -> tuple[int, ...]:
     """The price steps (`level_step`: powers of ten, units of 1e-8) whose bucketed minute levels a worker warms for
-    a symbol last traded at `price`: those of row sizes from `price / 100,000` to `price / 100`, without 1 (the
+    a symbol last traded at `price`: the powers of ten from `price / 100,000` to `price / 100`, without 1 (the
     plain levels). Why: the first footprint or profile with a row size otherwise buckets every minute level of its
     range (a day of BTCUSDT: ~900k levels, ~5 ms, more than the rest of the warm answer)."""
     finest, coarsest = (price // fraction for fraction in WARMED_ROW_FRACTIONS)
