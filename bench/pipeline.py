@@ -71,6 +71,7 @@ from tradetape.binance.streams import combined_stream_url  # noqa: E402
 from tradetape.bus.provision import persist_durable  # noqa: E402
 from tradetape.bus.subjects import TRADES_STREAM, live_trades_subject, trade_subject  # noqa: E402
 from tradetape.client import TapeClient, TapeError  # noqa: E402
+from tradetape.ground.tasks import raise_if_cancelled  # noqa: E402
 from tradetape.runtime.nats_server import EmbeddedNatsServer, find_nats_server  # noqa: E402
 from tradetape.runtime.processes import die_with_parent  # noqa: E402
 from tradetape.settings import Settings  # noqa: E402
@@ -823,6 +824,7 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
                 await heard.wait()
                 heard.clear()
                 while prompt.last_id < written[0]:
+                    raise_if_cancelled()  # a cancel nats-py's request dropped would keep this asking forever
                     await ask(prompt)
 
         live_sub = await nc.subscribe(live_trades_subject(symbol), cb=on_live)
