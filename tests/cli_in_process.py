@@ -1,18 +1,23 @@
 """`tradetape ...` run in the test's own process: `main` in a directory and environment of the test's choosing.
 
 The whole command but the interpreter's start (about 0.7 s of imports a command on a 2-core machine);
-tests/cli/test_options.py runs the entry point, `python -m tradetape.cli`, itself.
+tests/cli/test_options.py runs the entry point, `python -m tradetape.cli`, itself. A test whose services answer
+on its own event loop runs the command in a thread (`await asyncio.to_thread(cli, ...)`): its stderr then shows
+only what the command's thread logged, as a process of its own would, not the services' log lines.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from pathlib import Path
 from typing import Protocol
 
 import pytest
 
 from tradetape.cli.main import main
+from tradetape.runtime import logs
 
 
 class Cli(Protocol):
@@ -23,6 +28,14 @@ class Cli(Protocol):
 
 
 def in_process_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    configure_logging = logs.configure_logging
+
+    def own_thread_logging(level: str = "INFO", log_format: logs.LogFormat = "kv") -> None:
+        configure_logging(level, log_format)
+        thread = threading.get_ident()
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(lambda record: record.thread == thread)
+
     def run(cwd: Path, *args: str, **env: str) -> tuple[int, str, str]:
         capsys.readouterr()
         with monkeypatch.context() as patch:
@@ -31,7 +44,11 @@ def in_process_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtur
             for key, value in env.items():
                 patch.setenv(key, value)
             patch.chdir(cwd)
-            code = main(list(args))
+            patch.setattr(logs, "configure_logging", own_thread_logging)
+            try:
+                code = main(list(args))
+            except SystemExit as exited:  # argparse's --help, --version and usage errors, as the process exits
+                code = exited.code if isinstance(exited.code, int) else int(exited.code is not None)
         shown = capsys.readouterr()
         return code, shown.out, shown.err
 

@@ -4,38 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shlex
-import sys
 import time
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
+from tests.cli_in_process import Cli
 from tests.harness import replay_pipeline, wait_until_stored
 from tradetape import __version__
 
 pytestmark = pytest.mark.timeout(90)
 
 
-async def tradetape(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run the CLI without blocking the event loop the in-process services answer on."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tradetape.cli",
-        *args,
-        env={**os.environ, **(env or {})},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+class Tradetape(Protocol):
+    async def __call__(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]: ...
+
+
+@pytest.fixture
+def tradetape(cli: Cli, tmp_path: Path) -> Tradetape:
+    """The CLI in this process, on a thread: the in-process services keep answering on the test's event loop."""
+
+    async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        return await asyncio.to_thread(cli, tmp_path, *args, **(env or {}))
+
+    return run
 
 
 @pytest.mark.slow
-async def test_queries_render_tables_and_errors_are_one_readable_line(nats_url: str, tmp_path: Path) -> None:
+async def test_queries_render_tables_and_errors_are_one_readable_line(
+    nats_url: str, tmp_path: Path, tradetape: Tradetape
+) -> None:
     env = {"NATS_URL": nats_url}
     async with replay_pipeline(nats_url, tmp_path) as (_, running, raw):
         await wait_until_stored(raw, "BTCUSDT", 5000, running=running)
@@ -102,7 +102,7 @@ async def test_queries_render_tables_and_errors_are_one_readable_line(nats_url: 
 
 
 @pytest.mark.slow
-async def test_a_name_that_is_no_symbol_fails_at_once_in_one_line(nats_url: str) -> None:
+async def test_a_name_that_is_no_symbol_fails_at_once_in_one_line(nats_url: str, tradetape: Tradetape) -> None:
     """4,100 characters used to close the CLI's NATS connection: 31 s, then exit 1 with a traceback."""
     for name in ("A" * 4100, "BTC.USDT", ">", "BTC_"):
         started = time.monotonic()
@@ -113,13 +113,13 @@ async def test_a_name_that_is_no_symbol_fails_at_once_in_one_line(nats_url: str)
 
 
 @pytest.mark.slow
-async def test_unknown_method_lists_the_methods() -> None:
+async def test_unknown_method_lists_the_methods(tradetape: Tradetape) -> None:
     code, _, err = await tradetape("query", "vwapp", "BTCUSDT")
     assert code == 2 and "volume_profile" in err and "coverage" in err
 
 
 @pytest.mark.slow
-async def test_version_and_help_show_only_each_commands_own_options() -> None:
+async def test_version_and_help_show_only_each_commands_own_options(tradetape: Tradetape) -> None:
     code, out, _ = await tradetape("--version")
     assert code == 0 and out.strip() == f"tradetape {__version__}"
 
@@ -136,7 +136,7 @@ async def test_version_and_help_show_only_each_commands_own_options() -> None:
 
 
 @pytest.mark.slow
-async def test_unreachable_nats_says_so(tmp_path: Path) -> None:
+async def test_unreachable_nats_says_so(tmp_path: Path, tradetape: Tradetape) -> None:
     code, _, err = await tradetape("query", "coverage", "BTCUSDT", env={"NATS_URL": "nats://127.0.0.1:1"})
     assert code == 2 and "cannot reach NATS at nats://127.0.0.1:1" in err
 
@@ -145,7 +145,7 @@ UNREACHABLE = {"NATS_URL": "nats://127.0.0.1:1"}
 
 
 @pytest.mark.slow
-async def test_a_request_the_model_refuses_is_one_line_before_anything_connects() -> None:
+async def test_a_request_the_model_refuses_is_one_line_before_anything_connects(tradetape: Tradetape) -> None:
     """`--last -1h` was argparse's usage and "expected one argument"; `--row-size` beside `--rows` dropped --rows."""
     for args, says in (
         (("--last", "-1h"), "last: duration '-1h' must be positive; last counts back from now"),
@@ -158,7 +158,7 @@ async def test_a_request_the_model_refuses_is_one_line_before_anything_connects(
 
 
 @pytest.mark.slow
-async def test_bands_take_items_or_a_json_list_as_the_help_shows_them() -> None:
+async def test_bands_take_items_or_a_json_list_as_the_help_shows_them(tradetape: Tradetape) -> None:
     """`--help` showed the default as `[1.0, 2.0, 3.0]`, and `--bands "[0.5, 1]"` then failed."""
     code, out, _ = await tradetape("query", "vwap", "--help", env={"COLUMNS": "200"})
     assert code == 0 and "(default 1,2,3; or a JSON list)" in out
@@ -170,7 +170,7 @@ async def test_bands_take_items_or_a_json_list_as_the_help_shows_them() -> None:
 
 
 @pytest.mark.slow
-async def test_messages_advise_only_what_helps(nats_url: str, tmp_path: Path) -> None:
+async def test_messages_advise_only_what_helps(nats_url: str, tmp_path: Path, tradetape: Tradetape) -> None:
     env = {"NATS_URL": nats_url}
     async with replay_pipeline(nats_url, tmp_path) as (_, running, raw):
         held = await wait_until_stored(raw, "BTCUSDT", 5000, running=running)

@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from tests.cli_in_process import Cli
+
 REAL = Path(__file__).parent / "data" / "BTCUSDT-aggTrades-2026-01-01.head5000.csv"
 
 
-def tradetape(*args: str, data_dir: Path, symbols: str = "BTCUSDT") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "NATS_URL" and not k.startswith("TRADETAPE_")}
-    env |= {"TRADETAPE_DATA_DIR": str(data_dir), "TRADETAPE_SYMBOLS": symbols}
-    return subprocess.run(
-        [sys.executable, "-m", "tradetape.cli", *args], env=env, capture_output=True, text=True, timeout=60
-    )
+Tradetape = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.mark.slow
-def test_import_export_and_a_bad_file_from_the_command_line(tmp_path: Path) -> None:
+@pytest.fixture
+def tradetape(cli: Cli, tmp_path: Path) -> Tradetape:
+    """`tradetape *args` in this process (tests/cli_in_process.py), with a data directory and symbols of its own."""
+
+    def run(*args: str, data_dir: Path, symbols: str = "BTCUSDT") -> subprocess.CompletedProcess[str]:
+        code, out, err = cli(tmp_path, *args, TRADETAPE_DATA_DIR=str(data_dir), TRADETAPE_SYMBOLS=symbols)
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
+
+
+def test_import_export_and_a_bad_file_from_the_command_line(tmp_path: Path, tradetape: Tradetape) -> None:
     data = tmp_path / "data"
     first = tradetape("import", str(REAL), data_dir=data)
     assert first.returncode == 0, first.stderr
@@ -48,8 +54,7 @@ def test_import_export_and_a_bad_file_from_the_command_line(tmp_path: Path) -> N
     )
 
 
-@pytest.mark.slow
-def test_names_that_are_no_symbol_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+def test_names_that_are_no_symbol_are_refused_before_anything_is_written(tmp_path: Path, tradetape: Tradetape) -> None:
     """With `ALL` any name was imported: `BTC.USDT`, `>` or `../../x` landed in shard.json and on the web page."""
     data = tmp_path / "data"
     unnamed = tmp_path / "trades.csv"  # a name that does not tell the symbol: --symbol does
@@ -74,8 +79,7 @@ def test_names_that_are_no_symbol_are_refused_before_anything_is_written(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "trades.csv"]
 
 
-@pytest.mark.slow
-def test_days_not_over_yet_are_refused(tmp_path: Path) -> None:
+def test_days_not_over_yet_are_refused(tmp_path: Path, tradetape: Tradetape) -> None:
     """A future day (or today) has no dump yet: refused with the last day there is, exit 1, nothing asked or written.
 
     It asked data.binance.vision for each, reported them `not published (404)` and exited 0.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import nats
 import orjson
 import pytest
 
+from tests.cli_in_process import Cli
 from tests.cluster.topology import child_env, free_ports, start_replay_system
 from tests.harness import wait_for, wait_until_stored
 from tests.processes import ServiceProcesses
@@ -24,19 +27,23 @@ from tradetape.store.shards import write_manifest
 pytestmark = pytest.mark.timeout(90)
 
 
-def run_status(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tradetape.cli", "status", *args],
-        env=child_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+RunStatus = Callable[..., Awaitable[subprocess.CompletedProcess[str]]]
+
+
+@pytest.fixture
+def run_status(cli: Cli, tmp_path: Path) -> RunStatus:
+    """`tradetape status *args` with `settings`, in this process on a thread (the test's loop keeps running)."""
+
+    async def run(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+        code, out, err = await asyncio.to_thread(cli, tmp_path, "status", *args, **settings.to_env())
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
 
 
 @pytest.mark.slow
 async def test_status_shows_stream_consumers_services_and_symbols(
-    nats_url: str, tmp_path: Path, processes: ServiceProcesses
+    nats_url: str, tmp_path: Path, processes: ServiceProcesses, run_status: RunStatus
 ) -> None:
     settings = Settings(nats_url=nats_url, data_dir=tmp_path / "data", symbols=("BTCUSDT",))
     start_replay_system(processes, settings, {})
@@ -45,7 +52,7 @@ async def test_status_shows_stream_consumers_services_and_symbols(
         await wait_until_stored(client, "BTCUSDT", 5000, timeout=60)
 
         async def settled() -> dict[str, Any] | None:
-            done = run_status(settings, "--json")
+            done = await run_status(settings, "--json")
             assert done.returncode == 0, done.stderr
             status: dict[str, Any] = orjson.loads(done.stdout)
             consumers = status["stream"]["consumers"] if status["stream"] else []
@@ -81,7 +88,7 @@ async def test_status_shows_stream_consumers_services_and_symbols(
     assert probe["found_within_s"] == 60.4, "after_s + symbols x interval at the default budget"
     assert status["problems"] == []
 
-    screen = run_status(settings)
+    screen = await run_status(settings)
     assert screen.returncode == 0
     assert "TAPE_TRADES: 5000 messages" in screen.stdout
     assert "persist-main" in screen.stdout
@@ -91,9 +98,9 @@ async def test_status_shows_stream_consumers_services_and_symbols(
 
 
 @pytest.mark.slow
-def test_status_without_nats_says_unreachable_and_exits_2(tmp_path: Path) -> None:
+async def test_status_without_nats_says_unreachable_and_exits_2(tmp_path: Path, run_status: RunStatus) -> None:
     settings = Settings(nats_url=f"nats://127.0.0.1:{free_ports(1)[0]}", data_dir=tmp_path / "data")
-    done = run_status(settings, "--json")
+    done = await run_status(settings, "--json")
     assert done.returncode == 2
     status = orjson.loads(done.stdout)
     assert status["nats"]["reachable"] is False
