@@ -41,7 +41,7 @@ def test_the_script_names_every_command_and_method(shell: str) -> None:
 def bash_complete(script_file: Path, *words: str) -> list[str]:
     """What bash offers at the end of `words` (the last one being typed), through the script's function."""
     line = " ".join(f"'{word}'" for word in words)
-    program = f'source {script_file}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; _tradetape; '
+    program = f"source {script_file}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; _tradetape; "
     program += 'printf "%s\\n" "${COMPREPLY[@]}"'
     done = subprocess.run(["bash", "--norc", "-c", program], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr

@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shlex
 import time
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 
-from tests.cli_in_process import Cli
+from tests.cli.conftest import Tradetape
 from tests.harness import replay_pipeline, wait_until_stored
 from tradetape import __version__
 
 pytestmark = pytest.mark.timeout(90)
-
-
-class Tradetape(Protocol):
-    async def __call__(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]: ...
-
-
-@pytest.fixture
-def tradetape(cli: Cli, tmp_path: Path) -> Tradetape:
-    """The CLI in this process, on a thread: the in-process services keep answering on the test's event loop."""
-
-    async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-        return await asyncio.to_thread(cli, tmp_path, *args, **(env or {}))
-
-    return run
 
 
 @pytest.mark.slow
@@ -69,8 +53,20 @@ async def test_queries_render_tables_and_errors_are_one_readable_line(
             assert code == 0 and (tmp_path / name).stat().st_size > 1000, err
 
         # a footprint past the server's bound on rows is its one-line error, not a traceback
-        code, _, err = await tradetape("plot", "footprint", "BTCUSDT", "--last", "24h", "--interval", "1s",
-                                       "--row-size", "0.01", "-o", str(tmp_path / "huge.png"), env=env)
+        code, _, err = await tradetape(
+            "plot",
+            "footprint",
+            "BTCUSDT",
+            "--last",
+            "24h",
+            "--interval",
+            "1s",
+            "--row-size",
+            "0.01",
+            "-o",
+            str(tmp_path / "huge.png"),
+            env=env,
+        )
         assert code == 1 and "range_too_large" in err and len(err.strip().splitlines()) == 1, err
 
         code, out, _ = await tradetape("query", "coverage", "BTCUSDT", "--json", env=env)
@@ -192,8 +188,9 @@ async def test_messages_advise_only_what_helps(nats_url: str, tmp_path: Path, tr
         assert "Widen the range: the tape holds 5000 BTCUSDT trades" in err
 
         # the whole tape in the range: widening cannot help, lowering --min-trades does
-        code, _, err = await tradetape("query", "volume_profile", "BTCUSDT", "--last", "24h", "--min-trades", "9000",
-                                       env=env)
+        code, _, err = await tradetape(
+            "query", "volume_profile", "BTCUSDT", "--last", "24h", "--min-trades", "9000", env=env
+        )
         assert code == 1 and err.strip().endswith("Lower --min-trades to 5000.") and "Widen" not in err, err
 
         code, out, err = await tradetape("query", "coverage", "BTCUSDT", "--end", before, env=env)

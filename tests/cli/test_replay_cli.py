@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from tests.analytics.test_replay import HOUR_MS, SYMBOLS, answered, tape, write_store
-from tests.cli.test_query import tradetape
+from tests.cli.conftest import Tradetape
 from tests.harness import run_services, wait_for
 from tests.processes import ServiceProcesses, service_env
 from tradetape.binance.frames import AggTradeFrame, parse_frame
@@ -36,8 +36,13 @@ def as_rows(frame: pl.DataFrame) -> list[tuple[object, ...]]:
     return [
         (s, a, parse_units(p), parse_units(q), f, last, t, m)
         for s, a, p, q, f, last, t, m in frame.select(
-            "symbol", "agg_id", pl.col("price", "qty").cast(pl.String), "first_id", "last_id",
-            pl.col("time").dt.epoch("ms"), "buyer_maker",
+            "symbol",
+            "agg_id",
+            pl.col("price", "qty").cast(pl.String),
+            "first_id",
+            "last_id",
+            pl.col("time").dt.epoch("ms"),
+            "buyer_maker",
         ).iter_rows()
     ]
 
@@ -47,7 +52,9 @@ def frame_row(event: AggTradeFrame) -> tuple[object, ...]:
     return (event.symbol, row.agg_id, row.price, row.qty, row.first_id, row.last_id, row.time, row.buyer_maker)
 
 
-async def test_replay_to_files_and_to_a_subject_as_binance_frames(nats_url: str, tmp_path: Path) -> None:
+async def test_replay_to_files_and_to_a_subject_as_binance_frames(
+    nats_url: str, tmp_path: Path, tradetape: Tradetape
+) -> None:
     now_ms = int(time.time() * 1000)
     start, end = now_ms - 3 * HOUR_MS, now_ms - HOUR_MS
     tapes = {"BTCUSDT": tape(4_000, start, 2 * HOUR_MS, 11, 1), "ETHUSDT": tape(3_000, start, 2 * HOUR_MS, 12, 9_000)}
@@ -66,8 +73,19 @@ async def test_replay_to_files_and_to_a_subject_as_binance_frames(nats_url: str,
         code, _, err = await tradetape("replay", "BTCUSDT", "ethusdt", *span, "-o", str(tmp_path / "r.jsonl"), env=env)
         assert code == 0 and f"replayed {len(expected)} trades" in err, err
         lines = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
-        assert [(d["symbol"], d["agg_id"], parse_units(d["price"]), parse_units(d["qty"]), d["first_id"],
-                 d["last_id"], d["time"], d["buyer_maker"]) for d in lines] == as_rows(expected)
+        assert [
+            (
+                d["symbol"],
+                d["agg_id"],
+                parse_units(d["price"]),
+                parse_units(d["qty"]),
+                d["first_id"],
+                d["last_id"],
+                d["time"],
+                d["buyer_maker"],
+            )
+            for d in lines
+        ] == as_rows(expected)
 
         code, _, err = await tradetape("replay", *SYMBOLS, *span, "-o", str(tmp_path / "r.parquet"), env=env)
         assert code == 0, err

@@ -29,8 +29,15 @@ async def test_watch_into_a_pipe_prints_each_screen_with_full_columns(nats_url: 
     client = await nats.connect(nats_url)
     presence = await announce(client, "persist", {"symbols": ",".join(SYMBOLS), "shard": "main"}, ReplyGuard("p"))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tradetape.cli", "status", "--watch", "0.3",
-        env=child_env(settings), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "tradetape.cli",
+        "status",
+        "--watch",
+        "0.3",
+        env=child_env(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         assert proc.stdout is not None
