@@ -112,7 +112,7 @@ async def stop_once(
             if moment == "loaded":
                 task = asyncio.create_task(_load(command, nc, workdir))
                 stack.push_async_callback(_cancelled, task)
-            delay = rng.uniform(0.5, 2.0) if moment == "loaded" else rng.uniform(0.0, 0.1)
+            delay = rng.uniform(0.5, 2.0) if moment == "loaded" else rng.uniform(0.0, 0.3)
         await asyncio.sleep(delay)
         child.send_signal(signal.SIGTERM)
         started = time.monotonic()
