@@ -357,11 +357,12 @@ async def test_a_stream_ends_with_the_worker_even_where_its_publish_swallowed_th
 ) -> None:
     """Before: nats-py's publish, waiting for its flush (its pending buffer full, as under load), swallows a cancel
     (`_flush_pending`: `except CancelledError: pass`); the stream sent on while its client acked, and the worker's stop
-    (SIGTERM) waited for the whole range. A 1-byte pending buffer makes every publish wait for its flush."""
+    (SIGTERM) waited for the whole range. A 1-byte pending buffer makes every publish wait for its flush; 200,000
+    chunks of one trade take far longer to send than the 5 s the worker is given to stop."""
     now_ms = int(time.time() * 1000)
     start = now_ms - 3 * HOUR_MS
     settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=SYMBOLS, replay_idle_timeout_s=3)
-    write_store(settings.shard_dir, {"BTCUSDT": tape(30_000, start, 2 * HOUR_MS, 4, 1)}, now_ms)
+    write_store(settings.shard_dir, {"BTCUSDT": tape(200_000, start, 2 * HOUR_MS, 4, 1)}, now_ms)
     worker_nc = await nats.connect(nats_url, pending_size=1)
     raw = await nats.connect(nats_url)
     service = AnalyticsService(settings, worker_nc)
