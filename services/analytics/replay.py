@@ -63,6 +63,7 @@ from tradetape.bus.subjects import REPLAY_OPEN_SUBJECTS, replay_flow_subject, re
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.symbols import SymbolError
 from tradetape.errors import TradetapeError
+from tradetape.ground.tasks import raise_if_cancelled
 from tradetape.settings import Settings, shard_of
 from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader, StoreCorruptError
 
@@ -205,6 +206,7 @@ class ReplayResponder:
             async with contextlib.aclosing(self._pieces(instrument, request)) as pieces:
                 async for piece in pieces:
                     for low in range(0, len(piece), chunk):
+                        raise_if_cancelled()  # a publish waiting on its flush swallows a cancel (nats-py)
                         await flow.credit(flow.sent, self._settings.replay_idle_timeout_s)
                         part = piece.take(slice(low, low + chunk))
                         await reply.respond(encode_chunk(flow.sent, part))

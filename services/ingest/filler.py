@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from tradetape.binance.rest import PAGE_LIMIT, GapFillError, RestClient, RestTrade
+from tradetape.ground.tasks import raise_if_cancelled
 from tradetape.services.ingest.tailprobe import TailSchedule
 from tradetape.services.ingest.tape import CONFIRM_WAIT_S, Gap, SymbolTape
 
@@ -91,6 +92,7 @@ class GapFiller:
 
     async def run(self) -> None:
         while True:
+            raise_if_cancelled()
             self._wake.clear()
             now = time.monotonic()
             if not self._ready():

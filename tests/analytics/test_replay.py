@@ -25,6 +25,7 @@ from tradetape.bus.subjects import analytics_queue_group, replay_subject
 from tradetape.client import ClientQueryError, TapeClient, TapeUnavailable
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.trade import VOID_TRADE_ID
+from tradetape.services.analytics.service import AnalyticsService
 from tradetape.settings import Settings
 from tradetape.store import ShardWriter, window_start
 from tradetape.store.windows import split_by
@@ -348,3 +349,49 @@ async def test_speed_paces_the_frames_by_trade_time(nats_url: str, tmp_path: Pat
         assert span_s > 1.5 and abs((loop.time() - began) - span_s) < 0.2
         assert min(lateness) > -0.002  # never early
         assert sorted(lateness)[int(len(lateness) * 0.99)] < 0.05  # a generous bound: other tests share the cores
+
+
+@pytest.mark.slow
+async def test_a_stream_ends_with_the_worker_even_where_its_publish_swallowed_the_cancel(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """Before: nats-py's publish, waiting for its flush (its pending buffer full, as under load), swallows a cancel
+    (`_flush_pending`: `except CancelledError: pass`); the stream sent on while its client acked, and the worker's stop
+    (SIGTERM) waited for the whole range. A 1-byte pending buffer makes every publish wait for its flush; 200,000
+    chunks of one trade take far longer to send than the 5 s the worker is given to stop."""
+    now_ms = int(time.time() * 1000)
+    start = now_ms - 3 * HOUR_MS
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=SYMBOLS, replay_idle_timeout_s=3)
+    write_store(settings.shard_dir, {"BTCUSDT": tape(200_000, start, 2 * HOUR_MS, 4, 1)}, now_ms)
+    worker_nc = await nats.connect(nats_url, pending_size=1)
+    raw = await nats.connect(nats_url)
+    service = AnalyticsService(settings, worker_nc)
+    stop = asyncio.Event()
+    worker = asyncio.create_task(service.run(stop))
+    acking: asyncio.Task[None] | None = None
+    try:
+        await wait_for(lambda: _async(service._serving), timeout=20)
+        stream = RawStream(raw, "BTCUSDT", {"start": start, "end": now_ms, "chunk": 1, "window": 32})
+        await stream.open()
+
+        async def ack_each() -> None:
+            while True:
+                message = decode_message((await stream.subscription.next_msg(timeout=None)).data, 20_000)
+                if not isinstance(message, ReplayChunk):
+                    return
+                await stream.send({"ack": message.seq})
+
+        acking = asyncio.create_task(ack_each())
+        await asyncio.sleep(0.5)
+        assert service.replay.streams and not acking.done()  # streaming, a chunk a publish
+        stop.set()
+        await asyncio.wait((worker,), timeout=5)
+        assert worker.done() and not acking.done()  # ended mid-range, not at its end
+        await worker
+    finally:
+        for task in (acking, worker):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait((task,), timeout=10)
+        await raw.close()
+        await worker_nc.close()

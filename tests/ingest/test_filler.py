@@ -60,3 +60,23 @@ async def test_an_attempt_in_flight_is_counted() -> None:
             assert tape.gaps[0].attempts == 1
         finally:
             task.cancel()
+
+
+async def test_the_filler_ends_when_a_poke_and_its_cancel_land_together() -> None:
+    """Before: its idle wait is Python 3.11's `asyncio.wait_for`, which returns the wake-up that lands with the cancel
+    and drops the cancel (tradetape/ground/tasks.py); the filler looped on, and ingest, awaiting its end on SIGTERM,
+    hung with it. A poke comes whenever a feed subscribes or a frame asks for a check, so at any moment."""
+    async with Exchange(ExchangeConfig(symbols=("ETHUSDT",), rate=0)) as exchange:
+        rest = RestClient(exchange.rest_url, weight_per_minute=6000)
+        filler = GapFiller(rest, {}, lambda s, p: 0, lambda: False, TailSchedule(60, 60))
+        task = asyncio.create_task(filler.run())
+        try:
+            await asyncio.sleep(0.1)  # idle: waiting for a poke
+            filler.poke()
+            await asyncio.sleep(0)  # the wake-up is in, the filler not yet resumed
+            task.cancel()
+            await asyncio.wait((task,), timeout=2)
+            assert task.done()
+        finally:
+            task.cancel()
+            await asyncio.wait((task,), timeout=2)

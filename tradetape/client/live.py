@@ -32,6 +32,7 @@ from tradetape.bus.subjects import bars_subject, live_trades_subject, profile_su
 from tradetape.client.errors import ClientQueryError, TapeUnavailable
 from tradetape.client.queries import QueryClient, checked_instrument
 from tradetape.domain.aggregates import SECOND_MS
+from tradetape.ground.tasks import raise_if_cancelled
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class LiveClient(QueryClient):
                 async for batch in self._fill(state):
                     yield batch
             while True:
+                raise_if_cancelled()
                 msg = await heard.get()
                 held_bytes -= len(msg.data)
                 state = states[msg.subject]
@@ -199,6 +201,7 @@ class LiveClient(QueryClient):
             cursor: str | None = None
             last_id: int | None = None
             while True:
+                raise_if_cancelled()
                 page = await self.query("trades", symbol, start=first, end=upto, limit=MAX_PAGE, cursor=cursor)
                 taken = state.take([trade for trade in page.trades if low <= trade.a <= high])
                 if taken:
@@ -225,6 +228,7 @@ class LiveClient(QueryClient):
                 if (reply := state.reply(_now_ms())) is not None:
                     yield reply
                 while True:
+                    raise_if_cancelled()
                     msg = await subscription.next_msg(timeout=None)
                     try:
                         update = model.model_validate_json(msg.data)

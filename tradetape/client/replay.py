@@ -37,7 +37,7 @@ from tradetape.client.queries import QueryClient
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.instruments import instrument_from_input
 from tradetape.domain.symbols import SymbolError
-from tradetape.ground.tasks import cancel_and_wait
+from tradetape.ground.tasks import cancel_and_wait, raise_if_cancelled
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +163,7 @@ class _ReplayStream:
     async def next(self) -> TradeColumns | None:
         """The next chunk's trades, None at the end; acks what was consumed before it."""
         while True:
+            raise_if_cancelled()
             await self._ack_consumed()
             try:
                 message = await self._message()
@@ -262,6 +263,7 @@ class _StreamBroken(TapeError):
 async def _keep_alive(streams: list[_ReplayStream]) -> None:
     """Tell each open stream's worker the client is alive, a few times per idle timeout, while frames are consumed."""
     while True:
+        raise_if_cancelled()
         await asyncio.sleep(min(stream.keep_alive_s() for stream in streams))
         for stream in streams:
             with contextlib.suppress(NatsError):

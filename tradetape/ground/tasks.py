@@ -28,7 +28,8 @@ def raise_if_cancelled() -> None:
 
     Python 3.11's `asyncio.wait_for` (under nats-py's requests and publishes) returns a result that lands together
     with a cancel and drops the cancel: a loop that does not look at its task's `cancelling()` runs on after it was
-    cancelled, and whoever awaits its end waits with it (an analytics worker hung a minute on SIGTERM). Loops call
+    cancelled, and whoever awaits its end waits with it (an analytics worker hung a minute on SIGTERM). nats-py's
+    publish, when it waits for its flush (its pending buffer full), swallows a cancel whatever the timing. Loops call
     this at the top of each turn.
     """
     task = asyncio.current_task()
