@@ -111,6 +111,8 @@ def test_flow_deltas_accumulate_over_the_range(rows: list[TradeRow], interval: s
     sell = d(sum(r.qty for r in chosen if r.buyer_maker))
     assert (Decimal(reply.buy_volume), Decimal(reply.sell_volume), Decimal(reply.delta)) == (buy, sell, buy - sell)
     assert running == buy - sell and sum(r.trade_count for r in reply.rows) == len(chosen)
+    sent = flow.METHOD.reply_json(HeldTrades.from_rows(rows), "X", flow.FlowRequest(interval=interval, **body), BASE)
+    assert sent == reply.model_dump_json().encode()  # the service sends the encoder's JSON: the model's, byte for byte
 
 
 @settings(max_examples=40, deadline=None)
