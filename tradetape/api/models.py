@@ -201,6 +201,16 @@ class IntervalRequest(RangeRequest):
     def interval_ms(self) -> int:
         return parse_interval_ms(self.interval)
 
+    def reply_head(self, symbol: str, start: int, end: int) -> dict[str, Any]:
+        """The fields an interval reply starts with, in its model's order (replies whose JSON is built directly)."""
+        return {
+            "symbol": symbol,
+            "start": start,
+            "end": end,
+            "interval": self.interval,
+            "interval_ms": self.interval_ms(),
+        }
+
 
 MAX_INTERVALS = 4000
 """Bars or flow rows one reply may hold (about 0.8 MB of JSON, under NATS's 1 MiB)."""

@@ -67,11 +67,7 @@ def encode(source: TradeSource, symbol: str, request: FlowRequest, now_ms: int) 
     )  # fmt: skip
     return orjson.dumps(
         {
-            "symbol": symbol,
-            "start": start,
-            "end": end,
-            "interval": request.interval,
-            "interval_ms": request.interval_ms(),
+            **request.reply_head(symbol, start, end),
             "trade_count": int(seconds.total_count),
             "buy_volume": format_units(buy),
             "sell_volume": format_units(sell),

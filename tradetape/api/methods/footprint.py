@@ -181,11 +181,7 @@ def _range_json(source: TradeSource, symbol: str, request: FootprintRequest, now
     row_size, computed = _footprint_of(bars, levels, request, asked, held=0)
     return orjson.dumps(
         {
-            "symbol": symbol,
-            "start": start,
-            "end": end,
-            "interval": request.interval,
-            "interval_ms": request.interval_ms(),
+            **request.reply_head(symbol, start, end),
             "row_size": None if row_size is None else format_units(row_size),
             "imbalance": float(request.imbalance),  # a float field: 3.0, also where the default 3 stands
             "stacked": request.stacked,
