@@ -5,16 +5,22 @@ ways a host (a proxy, a mirror, an attacker) can misbehave: redirect elsewhere, 
 without end, a body dripping a byte at a time, a ``Content-Length`` that lies. Every
 answer gives up on its own after a bounded time or size, so code without bounds still
 ends (and its test fails instead of hanging), and the server stops when the test ends.
+
+And `tradetape`: the history commands run in the test's process, as their tests and the import summary's run them.
 """
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+
+from tests.cli_in_process import Cli
 
 Answer = Callable[[BaseHTTPRequestHandler, threading.Event], None]
 ENDLESS_GIVES_UP_BYTES = 64 * 1024 * 1024
@@ -127,3 +133,17 @@ def hostile_host() -> Iterator[HostileHost]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+Tradetape = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def tradetape(cli: Cli, tmp_path: Path) -> Tradetape:
+    """`tradetape *args` in this process (tests/cli_in_process.py), with a data directory and symbols of its own."""
+
+    def run(*args: str, data_dir: Path, symbols: str = "BTCUSDT") -> subprocess.CompletedProcess[str]:
+        code, out, err = cli(tmp_path, *args, TRADETAPE_DATA_DIR=str(data_dir), TRADETAPE_SYMBOLS=symbols)
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run

@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
-from tests.cli_in_process import Cli
+from tests.history.conftest import Tradetape
 
 REAL = Path(__file__).parent / "data" / "BTCUSDT-aggTrades-2026-01-01.head5000.csv"
-
-
-Tradetape = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def tradetape(cli: Cli, tmp_path: Path) -> Tradetape:
-    """`tradetape *args` in this process (tests/cli_in_process.py), with a data directory and symbols of its own."""
-
-    def run(*args: str, data_dir: Path, symbols: str = "BTCUSDT") -> subprocess.CompletedProcess[str]:
-        code, out, err = cli(tmp_path, *args, TRADETAPE_DATA_DIR=str(data_dir), TRADETAPE_SYMBOLS=symbols)
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return run
 
 
 def test_import_export_and_a_bad_file_from_the_command_line(tmp_path: Path, tradetape: Tradetape) -> None:

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.history.test_cli import REAL, tradetape
+from tests.history.conftest import Tradetape
+from tests.history.test_cli import REAL
 
 
 @pytest.mark.slow
-def test_the_total_counts_the_stores_gap_between_two_files(tmp_path: Path) -> None:
+def test_the_total_counts_the_stores_gap_between_two_files(tmp_path: Path, tradetape: Tradetape) -> None:
     """Two gap-free files 1,722 ids apart used to sum to `0 gaps`."""
     lines = REAL.read_text().splitlines()
     first, second = tmp_path / "BTCUSDT-aggTrades-part1.csv", tmp_path / "BTCUSDT-aggTrades-part2.csv"
@@ -29,7 +30,7 @@ def test_the_total_counts_the_stores_gap_between_two_files(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_a_missing_file_is_no_such_file_whatever_its_name(tmp_path: Path) -> None:
+def test_a_missing_file_is_no_such_file_whatever_its_name(tmp_path: Path, tradetape: Tradetape) -> None:
     for name in ("nosuch.csv", "nosuch.zip", "BTCUSDT-aggTrades-2026-01-01.zip"):
         done = tradetape("import", str(tmp_path / name), data_dir=tmp_path / "data")
         assert done.returncode == 1 and f"{name}: FAILED, nothing of it imported: no such file" in done.stdout
