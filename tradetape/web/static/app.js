@@ -207,6 +207,7 @@ async function joinProfile(nc, view, stopped) {
     const request = { start: view.start, end: Date.now() + OPEN_END_MS, min_trades: 0 };
     if (view.rowSize) request.row_size = view.rowSize;
     const asking = askViewed(nc, "coverage", view.symbol, {});
+    asking.catch(() => null); // a refusal landing before the profile's is handled below, not an unhandled rejection
     let snapshot;
     try {
       snapshot = await askViewed(nc, "volume_profile", view.symbol, request);
