@@ -93,7 +93,8 @@ class NatsCluster:
         await self.wait_jetstream(timeout)
 
     async def wait_jetstream(self, timeout: float) -> None:
-        """Until JetStream answers through the cluster (a meta leader is elected)."""
+        """Until JetStream places a stream on every node: a meta leader answering is not enough, an R3 stream made
+        before it knows each peer is refused (`no suitable peers for placement`; tests/cluster failed so once)."""
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
@@ -104,10 +105,11 @@ class NatsCluster:
                 await asyncio.sleep(0.2)
                 continue
             try:
-                info = await nc.jetstream().account_info()
-                if info is not None:
-                    return
-            except Exception as exc:  # noqa: BLE001 - no meta leader yet
+                js = nc.jetstream()
+                await js.add_stream(name="READY_PROBE", subjects=["ready.probe"], num_replicas=len(self.names))
+                await js.delete_stream("READY_PROBE")
+                return
+            except Exception as exc:  # noqa: BLE001 - no meta leader yet, or not every peer known to it
                 last = exc
             finally:
                 await nc.close()
