@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic
 
 import numpy as np
 from rocksdict import Rdict
@@ -336,8 +336,34 @@ def read_second_bars(
     return SecondBars.concat([edges, *layers])  # layers last: read after the windows, they stand
 
 
-MINUTE_BARS_VARIANT = "/1m"
-"""The cache's name for a segment's second bars rolled to minutes (a worker warms them with the second bars)."""
+@dataclass(frozen=True, slots=True)
+class LayerVariant(Generic[Layer]):
+    """A segment's layer made into another shape and cached apart under `name`: made from the plain layer where the
+    cache holds that, else decoded and made (a footprint's minute bars, minute levels bucketed by a row size)."""
+
+    name: str
+    made: Callable[[Any], Layer]
+
+    def decoding(self, decode: Callable[[bytes], Any]) -> Callable[[bytes], Layer]:
+        """This variant straight from a stored value the plain layer's `decode` reads."""
+        return lambda value: self.made(decode(value))
+
+
+MINUTE_BARS: LayerVariant[OhlcRows] = LayerVariant("/1m", lambda seconds: seconds.ohlc().per_minute())
+"""A segment's second bars rolled to minutes (a worker warms them with the second bars)."""
+
+
+def bucketed_levels(price_step: int) -> LayerVariant[MinuteLevels] | None:
+    """A segment's minute levels bucketed by `price_step` (`MinuteLevels.bucketed`); None for 1: the plain levels."""
+    return None if price_step == 1 else LayerVariant(f"/{price_step}", lambda levels: levels.bucketed(price_step))
+
+
+def cached_under(
+    variant: LayerVariant[Any] | None, plain: str = ""
+) -> tuple[str, tuple[str, Callable[[Any], Any]] | None]:
+    """The cache's name of `variant` (None: the plain layer itself) of a layer whose plain form it holds under `plain`,
+    and how it is made from that (`SegmentCache.layers`' `variant` and `derive`)."""
+    return (plain, None) if variant is None else (plain + variant.name, (plain, variant.made))
 
 
 def read_minute_bars(
@@ -361,8 +387,7 @@ def read_minute_bars(
     kind, decode, _ = _seconds_layer(quantity)
     layers, trades = _layered(
         db, symbol, time_range, plan.inside + plan.edges, plan.windows, MINUTE_MS,
-        (kind, lambda value: decode(value).ohlc().per_minute(), quantity), cache, budget, variant=MINUTE_BARS_VARIANT,
-        derive=lambda seconds: seconds.ohlc().per_minute(),
+        (kind, MINUTE_BARS.decoding(decode), quantity), cache, budget, variant=MINUTE_BARS,
     )  # fmt: skip
     edges = second_bars(trades).ohlc()
     if not layers:
@@ -376,12 +401,6 @@ def read_minute_bars(
     ):
         return read_second_bars(db, symbol, time_range, cache, budget, quantity).ohlc()
     return OhlcRows.joined([edges.between(-(2**62), cuts[0]), *layers, middle, edges.between(cuts[1], 2**62)])
-
-
-def bucketed_variant(price_step: int) -> str:
-    """The cache's name for a segment's minute levels bucketed by `price_step` (`MinuteLevels.bucketed`; 1: exact,
-    the plain levels)."""
-    return "" if price_step == 1 else f"/{price_step}"
 
 
 def read_minute_levels(
@@ -399,11 +418,10 @@ def read_minute_levels(
     bucketed once as it is decoded and cached so (a few rows a minute, where a cent tick keeps hundreds)."""
     plan = _plan(db, symbol, time_range)
     kind, decode, _ = _levels_layer(quantity)
-    bucketed = decode if price_step == 1 else lambda value: decode(value).bucketed(price_step)
+    variant = bucketed_levels(price_step)
     layers, trades = _layered(
-        db, symbol, time_range, plan.inside + plan.edges, plan.windows, MINUTE_MS, (kind, bucketed, quantity), cache,
-        budget, variant=bucketed_variant(price_step),
-        derive=None if price_step == 1 else lambda levels: levels.bucketed(price_step),
+        db, symbol, time_range, plan.inside + plan.edges, plan.windows, MINUTE_MS,
+        (kind, decode if variant is None else variant.decoding(decode), quantity), cache, budget, variant=variant,
     )  # fmt: skip
     edges = minute_levels(trades)
     if edges is None:
@@ -428,8 +446,7 @@ def _layered(
     cache: SegmentCache | None,
     budget: ReadBudget | None,
     levels_held: int = 0,
-    variant: str = "",
-    derive: Callable[[Any], Layer] | None = None,
+    variant: LayerVariant[Layer] | None = None,
 ) -> tuple[list[Layer], TradeColumns]:
     """The layers of `segments` cut to the range's whole units, in time order, and every trade of the range they do not
     stand for.
@@ -440,8 +457,8 @@ def _layered(
     and the layer's rows (plus `levels_held` already in hand) are checked once the layers
     are in hand, before any trade is decoded. A segment with a ragged edge counts all its
     trades: it is decoded whole (cached by the worker), then cut. `layer` names the kind and the
-    quantity: with "normal", the layers' normal figures and the trades' `normal()`. A `variant` names a decoding
-    of the layer of its own (cached apart), which `derive` makes from the plain layer when the cache holds that.
+    quantity: with "normal", the layers' normal figures and the trades' `normal()`. With a `variant` (which the
+    decoding gives), the layers are that variant of each segment's layer, made from the plain one where it is held.
     """
     kind, decode, quantity = layer
     if time_range is None:
@@ -451,8 +468,7 @@ def _layered(
         whole_start = -(-start // unit_ms) * unit_ms
         whole_end = max(end - end % unit_ms, whole_start)
     plain = "" if quantity == "all" else quantity
-    derived = None if derive is None else (plain, derive)
-    stored = _layers(db, symbol, kind, segments, decode, cache, plain + variant, derived)
+    stored = _cache(cache).layers(db, kind, symbol, segments, decode, *cached_under(variant, plain)) if segments else []
     kept: list[Layer] = []
     with_trades: list[tuple[SegmentSummary, bool]] = []
     for summary, found in zip(segments, stored, strict=True):
@@ -482,19 +498,6 @@ def _layered(
     joined = TradeColumns.concat(parts)
     ordered = sorted((found for found in kept if len(found)), key=lambda found: int(found.time[0]))  # disjoint
     return ordered, joined.normal() if quantity == "normal" else joined
-
-
-def _layers(
-    db: Rdict,
-    symbol: str,
-    kind: str,
-    summaries: list[SegmentSummary],
-    decode: Callable[[bytes], Layer],
-    cache: SegmentCache | None,
-    variant: str,
-    derive: tuple[str, Callable[[Any], Layer]] | None = None,
-) -> list[Layer | None]:
-    return _cache(cache).layers(db, kind, symbol, summaries, decode, variant, derive) if summaries else []
 
 
 _UNCACHED = SegmentCache(0)

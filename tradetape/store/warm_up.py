@@ -36,23 +36,22 @@ from tradetape.store.keys import (
 )
 from tradetape.store.layer import decode_minute_levels, decode_second_bars
 from tradetape.store.layout import segment_span
-from tradetape.store.reads import MINUTE_BARS_VARIANT, bucketed_variant
+from tradetape.store.reads import MINUTE_BARS, LayerVariant, bucketed_levels, cached_under
 from tradetape.store.rocks import last_before, scan
 from tradetape.store.sealed import StoreCorruptError, decoded
 from tradetape.store.segment_cache import Decoded, SegmentCache
 from tradetape.store.segments import SegmentSummary, decode_histogram, decode_stored_segment
 
-_Warm = tuple[str, Callable[[bytes], Decoded], str, tuple[str, Callable[[Any], Decoded]] | None]
-_Warmable = tuple[_Warm, ...]
-"""What is warmed: a kind of stored value, its decoding, the variant it is cached under, and how it follows from
-another variant warmed before it (`SegmentCache.warm`'s `derive`), if it does."""
+_Warmable = tuple[tuple[str, Callable[[bytes], Decoded], LayerVariant[Any] | None], ...]
+"""What is warmed: a kind of stored value, its decoding, and the variant of it cached (None: the value itself; a
+variant is made from the value warmed before it, as a query makes it: `reads.LayerVariant`)."""
 _AGGREGATES: _Warmable = (
-    (SECOND_BARS, decode_second_bars, "", None),
-    (SECOND_BARS, lambda value: decode_second_bars(value).ohlc().per_minute(), MINUTE_BARS_VARIANT, None),
-    (MINUTE_LEVELS, decode_minute_levels, "", None),
-    (HISTOGRAM, decode_histogram, "", None),
+    (SECOND_BARS, decode_second_bars, None),
+    (SECOND_BARS, decode_second_bars, MINUTE_BARS),
+    (MINUTE_LEVELS, decode_minute_levels, None),
+    (HISTOGRAM, decode_histogram, None),
 )
-_TRADES: _Warmable = ((SEGMENT, decode_stored_segment, "", None),)
+_TRADES: _Warmable = ((SEGMENT, decode_stored_segment, None),)
 
 WARMED_ROW_FRACTIONS = (100_000, 100)
 """The span whose powers of ten a worker warms bucketed levels at: from a 100,000th to a 100th of the symbol's newest
@@ -68,16 +67,6 @@ def warmed_level_steps(price: int) -> tuple[int, ...]:
     finest, coarsest = (price // fraction for fraction in WARMED_ROW_FRACTIONS)
     steps = (10**power for power in range(1, 19))
     return tuple(step for step in steps if finest <= step <= coarsest)
-
-
-def _bucketed(step: int) -> _Warm:
-    """The minute levels bucketed by `step`, derived from the plain levels warmed before (as a query would)."""
-    return (
-        MINUTE_LEVELS,
-        lambda value: decode_minute_levels(value).bucketed(step),
-        bucketed_variant(step),
-        ("", lambda levels: levels.bucketed(step)),
-    )
 
 
 @dataclass(frozen=True)
@@ -113,14 +102,15 @@ def warm_recent(db: Rdict, symbol: str, span_ms: int, cache: SegmentCache) -> Wa
         return Warmed(0, complete=True, corrupt=1)
     corrupt = 0
     steps = warmed_level_steps(segments[0].max_price) if segments else ()
-    aggregates = _AGGREGATES + tuple(_bucketed(step) for step in steps)
+    aggregates = _AGGREGATES + tuple((MINUTE_LEVELS, decode_minute_levels, bucketed_levels(step)) for step in steps)
     for kinds in (aggregates, _TRADES):
         for summary in segments:
             if kinds is _TRADES and summary.trade_count * TRADE_BYTES > cache.max_bytes - cache.held_bytes:
                 return Warmed(len(segments), complete=False, corrupt=corrupt)
-            for kind, decode, variant, derive in kinds:
+            for kind, decode, variant in kinds:
                 try:
-                    fitted = cache.warm(db, kind, symbol, [summary], decode, variant, derive)
+                    made = decode if variant is None else variant.decoding(decode)
+                    fitted = cache.warm(db, kind, symbol, [summary], made, *cached_under(variant))
                 except StoreCorruptError:
                     corrupt += 1
                     continue
