@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from itertools import groupby
+from itertools import groupby, pairwise
 from typing import Any, Literal
 
 import numpy as np
@@ -199,13 +199,22 @@ def footprint(
     counts = np.bincount(cell, weights=count_levels.astype(np.float64), minlength=n_cells)  # < 2**53 each
     trade_counts = counts.astype(np.int64).tolist()
     buy_flags, sell_flags = _imbalances(buy, sell, offsets, ratio)
+    volumes = [b + s for b, s in zip(buy, sell, strict=True)]
+    bounds, bottoms, counted = offsets.tolist(), (low_row * size).tolist(), bars.trade_count.tolist()
+    starts, opens, highs, lows, closes = (c.tolist() for c in (bars.start, bars.open, bars.high, bars.low, bars.close))
     result = []
-    for b in range(len(bars)):
-        first, end = int(offsets[b]), int(offsets[b + 1])
-        cells = slice(first, end)
+    for b, (first, end) in enumerate(pairwise(bounds)):  # plain lists, sliced: a day holds ~300 bars
+        bottom, bar_buy_flags, bar_sell_flags = bottoms[b], buy_flags[first:end], sell_flags[first:end]
+        area = value_area_of(volumes[first:end], value_area)
         result.append(
-            _bar(bars, b, int(low_row[b]) * row_size, row_size, buy[cells], sell[cells], trade_counts[cells],
-                 buy_flags[cells], sell_flags[cells], stacked, value_area)
+            FootprintBar(
+                start=starts[b], open=opens[b], high=highs[b], low=lows[b], close=closes[b], volume=bars.volume[b],
+                buy_volume=bars.buy_volume[b], sell_volume=bars.sell_volume[b], trade_count=counted[b],
+                bottom=bottom, row_size=row_size, buys=buy[first:end], sells=sell[first:end],
+                counts=trade_counts[first:end], buy_flags=bar_buy_flags, sell_flags=bar_sell_flags,
+                stacked=_stacked(bar_buy_flags, bar_sell_flags, bottom, row_size, stacked),
+                poc_row=area.poc, value_area_low_row=area.low, value_area_high_row=area.high,
+            )
         )  # fmt: skip
     return result
 
@@ -247,44 +256,6 @@ def _imbalances(buy: list[int], sell: list[int], offsets: Int64Array, ratio: Fra
     buy_flags = ~first & (buys > 0) & (buys * den >= below * num)
     sell_flags = ~last & (sells > 0) & (sells * den >= above * num)
     return buy_flags.astype(bool).tolist(), sell_flags.astype(bool).tolist()
-
-
-def _bar(
-    bars: TimeBars,
-    b: int,
-    bottom: int,
-    row_size: int,
-    buy: list[int],
-    sell: list[int],
-    counts: list[int],
-    buy_flags: list[bool],
-    sell_flags: list[bool],
-    stacked: int,
-    value_area: Fraction,
-) -> FootprintBar:
-    area = value_area_of([b_ + s for b_, s in zip(buy, sell, strict=True)], value_area)
-    return FootprintBar(
-        start=int(bars.start[b]),
-        open=int(bars.open[b]),
-        high=int(bars.high[b]),
-        low=int(bars.low[b]),
-        close=int(bars.close[b]),
-        volume=bars.volume[b],
-        buy_volume=bars.buy_volume[b],
-        sell_volume=bars.sell_volume[b],
-        trade_count=int(bars.trade_count[b]),
-        bottom=bottom,
-        row_size=row_size,
-        buys=buy,
-        sells=sell,
-        counts=counts,
-        buy_flags=buy_flags,
-        sell_flags=sell_flags,
-        stacked=_stacked(buy_flags, sell_flags, bottom, row_size, stacked),
-        poc_row=area.poc,
-        value_area_low_row=area.low,
-        value_area_high_row=area.high,
-    )
 
 
 def _stacked(
