@@ -43,9 +43,10 @@ the rest (request, source, arrays computed) belongs to one query.
 Replays (`tradetape.services.analytics.replay`) stream stored ranges to their askers from the
 `replay` endpoint (`tape.replay.open.>`), with their own threads and bounds.
 
-A method that reads ingest's ledger (`coverage`) gets its open gaps from NATS KV, read
-just before the answer with a short deadline: a ledger that cannot be read makes them
-"unknown" in the reply, never a failed query.
+A method that reads ingest's ledger (`coverage`) gets its open gaps from NATS KV with a short
+deadline, each symbol's entry read at most every quarter second however many queries ask
+(`tradetape.bus.ledger_cache`): a ledger that cannot be read makes them "unknown" in the
+reply, never a failed query.
 """
 
 from __future__ import annotations
@@ -66,7 +67,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
-from nats.js.kv import KeyValue
 from nats.micro.request import Request
 
 from tradetape import __version__
@@ -85,7 +85,8 @@ from tradetape.api.query_method import QueryMethod, TradeSource
 from tradetape.api.registry import api_schema, methods
 from tradetape.binance.rest import GapFillError
 from tradetape.binance.symbols import ExchangeListings, follow_listings, resolve_symbols
-from tradetape.bus.ledger import LedgerFormatError, LedgerGap, ledger_bucket, read_entry
+from tradetape.bus.ledger import LedgerFormatError, LedgerGap
+from tradetape.bus.ledger_cache import LedgerCache
 from tradetape.bus.nats_internals import EndpointCounters
 from tradetape.bus.replies import GuardedService, ReplyGuard
 from tradetape.bus.served import Served, ServedFormatError, publish_served
@@ -195,7 +196,7 @@ class AnalyticsService:
         self._threads = ThreadPoolExecutor(settings.query_concurrency, thread_name_prefix="query")
         """Exactly `query_concurrency` threads: each keeps its own malloc arena of freed query arrays."""
         self._pending = 0
-        self._ledger: KeyValue | None = None
+        self._ledger = LedgerCache(lambda: self._nc.jetstream())
         self._answering: set[asyncio.Task[None]] = set()
         self._endpoint_stats = EndpointCounters(None)
         self.replies = ReplyGuard("analytics")
@@ -496,9 +497,7 @@ class AnalyticsService:
         """Ingest's open gaps for `symbol`; None when the ledger has no entry or cannot be read in time."""
         try:
             async with asyncio.timeout(LEDGER_READ_TIMEOUT_S):
-                if self._ledger is None:
-                    self._ledger = await ledger_bucket(self._nc.jetstream())
-                entry = None if self._ledger is None else await read_entry(self._ledger, symbol)
+                entry = await self._ledger.entry(symbol)
         except (TimeoutError, NatsError, JetStreamError, LedgerFormatError) as exc:
             logger.warning("ingest ledger not readable", extra={"symbol": symbol, "error": repr(exc)})
             return None

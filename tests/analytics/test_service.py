@@ -14,6 +14,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from tests.harness import request, run_services, wait_for
 from tradetape.api.registry import methods
 from tradetape.bus.ledger import LedgerEntry, LedgerGap, ledger_bucket, ledger_key, write_entry
+from tradetape.bus.ledger_cache import LEDGER_MAX_AGE_S
 from tradetape.bus.served import read_served
 from tradetape.services.analytics.service import AnalyticsService
 from tradetape.services.exchange import Exchange, ExchangeConfig
@@ -91,8 +92,11 @@ async def test_coverage_carries_ingest_open_gaps_from_the_ledger(nats_url: str, 
             await write_entry(kv, LedgerEntry("BTCUSDT", watermark=100, last_id=400, updated_ms=0, gaps=(gap,)))
             await kv.put(ledger_key("ETHUSDT"), b"{not a ledger value")
 
-            reply, _ = await request(client, "tape.query.coverage.BTCUSDT", {})
-            (found,) = reply["ingest_gaps"]
+            async def opened_gaps() -> list[dict[str, object]]:  # an entry read answers a while (LEDGER_MAX_AGE_S)
+                reply, _ = await request(client, "tape.query.coverage.BTCUSDT", {})
+                return reply["ingest_gaps"]
+
+            (found,) = await wait_for(opened_gaps, 3, interval=0.05, running=running)
             assert (found["from_id"], found["to_id"], found["attempts"], found["last_error"]) == (101, 150, 3, "503")
             assert found["age_s"] >= 5
             unreadable, headers = await request(client, "tape.query.coverage.ETHUSDT", {})
@@ -100,8 +104,12 @@ async def test_coverage_carries_ingest_open_gaps_from_the_ledger(nats_url: str, 
             assert unreadable["ingest_gaps"] is None and unreadable["trade_count"] == 0
 
             await write_entry(kv, LedgerEntry("BTCUSDT", watermark=400, last_id=400, updated_ms=0))
-            closed, _ = await request(client, "tape.query.coverage.BTCUSDT", {})
-            assert closed["ingest_gaps"] == []
+
+            async def closed() -> bool:
+                reply, _ = await request(client, "tape.query.coverage.BTCUSDT", {})
+                return reply["ingest_gaps"] == []
+
+            await wait_for(closed, 3, interval=0.05, running=running)
         finally:
             await client.close()
 
@@ -158,3 +166,45 @@ async def test_the_served_list_keeper_ends_when_stopped_without_being_cancelled(
         keeper.cancel()
         await asyncio.gather(keeper, return_exceptions=True)
         await client.close()
+
+
+async def test_coverage_reads_the_ledger_a_few_times_a_second_not_once_a_query(nats_url: str, tmp_path: Path) -> None:
+    """A KV get per coverage query was ~23 % of analytics' busy time: one read answers a symbol's queries a while."""
+    settings = Settings(nats_url=nats_url, data_dir=tmp_path, symbols=("BTCUSDT",))
+    async with run_services(settings, "analytics") as running:
+        client = await nats.connect(nats_url)
+        try:
+            kv = await ledger_bucket(client.jetstream(), create=True)
+            assert kv is not None
+            gap = LedgerGap(from_id=101, to_id=150, opened_ms=0)
+            await write_entry(kv, LedgerEntry("BTCUSDT", watermark=100, last_id=400, updated_ms=0, gaps=(gap,)))
+
+            async def gaps_shown() -> bool:
+                reply, _ = await request(client, "tape.query.coverage.BTCUSDT", {})
+                return bool(reply["ingest_gaps"])
+
+            await wait_for(gaps_shown, 10, running=running)
+            gets: list[str] = []
+
+            async def count(msg: nats.aio.msg.Msg) -> None:
+                gets.append(msg.subject)
+
+            await client.subscribe("$JS.API.DIRECT.GET.KV_TAPE_INGEST_LEDGER.>", cb=count)
+            await client.subscribe("$JS.API.STREAM.MSG.GET.KV_TAPE_INGEST_LEDGER", cb=count)
+            await client.flush()
+            started = time.monotonic()
+            for _ in range(50):
+                reply, _ = await request(client, "tape.query.coverage.BTCUSDT", {})
+                assert [g["from_id"] for g in reply["ingest_gaps"]] == [101]
+            await write_entry(kv, LedgerEntry("BTCUSDT", watermark=400, last_id=400, updated_ms=0))
+
+            async def closed() -> bool:
+                reply, _ = await request(client, "tape.query.coverage.BTCUSDT", {})
+                return reply["ingest_gaps"] == []
+
+            await wait_for(closed, 5, interval=0.01, running=running)  # within LEDGER_MAX_AGE_S of the write
+            await client.flush()
+            asked = time.monotonic() - started
+            assert len(gets) <= 1 + asked / LEDGER_MAX_AGE_S, (gets, asked)  # the old code read once a query
+        finally:
+            await client.close()
