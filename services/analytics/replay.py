@@ -14,6 +14,9 @@ stream holds the same trades (voids left out, as the store keeps them apart), re
 order. The reads go through the query segment cache without filling it (`fill_cache=False`): a week
 replayed uses the hours queries cached and leaves them there.
 
+Answered: no chunk goes before the asker's first flow message, so a replay aimed at someone else's inbox sends
+it nothing but the start (`Flow`).
+
 Bounded: at most `replay_max_streams` streams at once (more: `overloaded`); a stream holds the piece
 it sends and the one read ahead (each within `PIECE_BYTES`) and at most `window` chunks beyond its
 client's last ack; with its window full and no ack for `replay_idle_timeout_s`, or on the client's
@@ -87,12 +90,20 @@ class StreamStopped(TradetapeError):
 
 
 class Flow:
-    """A stream's credit: chunk `seq` may go while `seq - acked <= window`. The event loop's only."""
+    """A stream's credit: chunk `seq` may go while `seq - acked <= window`, once the asker answered the start. The
+    event loop's only.
+
+    The answer (any flow message) proves the asker reads the reply subject: only a reader of the start learns the
+    flow subject. Without it a reader could aim a replay at another role's inbox (a monitor's, admin's) and have
+    the worker push a window of chunks (up to ~31 MB) into a connection that never asked; now that inbox gets the
+    start alone and the stream stops after the idle timeout.
+    """
 
     def __init__(self, window: int) -> None:
         self.window = window
         self.acked = -1
         self.sent = 0
+        self.answered = False
         self.cancelled = False
         self.bad = 0
         self._changed = asyncio.Event()
@@ -102,6 +113,7 @@ class Flow:
         if flow is None:
             self.bad += 1
             return
+        self.answered = True
         if flow.cancel:
             self.cancelled = True
         elif flow.ack is not None:
@@ -113,14 +125,15 @@ class Flow:
         while True:
             if self.cancelled:
                 raise StreamStopped("cancelled by the client")
-            if seq - self.acked <= self.window:
+            if self.answered and seq - self.acked <= self.window:
                 return
             self._changed.clear()
             try:
                 async with asyncio.timeout(idle_timeout_s):
                     await self._changed.wait()
             except TimeoutError:
-                raise StreamStopped(f"no ack for {idle_timeout_s:g}s") from None
+                waited_for = "ack" if self.answered else "answer to the start"
+                raise StreamStopped(f"no {waited_for} for {idle_timeout_s:g}s") from None
 
 
 class ReplayResponder:

@@ -238,6 +238,7 @@ class RawStream:
         message = decode_message((await self.subscription.next_msg(timeout=10)).data, 20_000)
         assert isinstance(message, ReplayStart)
         self.start = message
+        await self.send({})  # the asker answers the start: the worker sends nothing before
 
     async def chunks_for(self, seconds: float) -> list[int]:
         """The chunk numbers that come within `seconds`, none acked."""

@@ -7,9 +7,10 @@ not declared here but in `tradetape.cli.renderers`, so the analytics process loa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, NoReturn, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
@@ -188,14 +189,59 @@ def parse_body(model: type[ModelT], name: str, data: bytes | dict[str, Any]) -> 
     try:
         if isinstance(data, dict):
             return model.model_validate(data)
-        return model.model_validate_json(data or b"{}")
+        parsed = model.model_validate_json(data or b"{}")
     except ValidationError as exc:
         problems = [
             {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": _reason(e["msg"])}
             for e in exc.errors()
         ]
-        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        raise invalid_request(f"invalid {name} request: {summary}", errors=problems) from None
+        _refuse(name, problems)
+    try:
+        repeated = repeated_keys(data)  # only once valid: JSON the model's parser took, within its depth limit
+    except (ValueError, RecursionError) as exc:  # what the standard library reads differently (a 5,000-digit int)
+        _refuse(name, [{"field": "body", "message": f"not JSON this worker reads: {exc}"[:200]}])
+    if repeated:
+        _refuse(name, [{"field": field, "message": "given twice"} for field in repeated])
+    return parsed
+
+
+class _Object(dict[str, Any]):
+    """A JSON object as `repeated_keys` parses it: its fields and the paths of the keys given more than once in it."""
+
+    repeated: list[str]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    built = _Object(pairs)
+    built.repeated = []
+    seen: set[str] = set()
+    for key, value in pairs:
+        if key in seen:
+            built.repeated.append(key)
+        seen.add(key)
+        built.repeated += [f"{key}.{path}" for path in _repeated_inside(value)]
+    return built
+
+
+def _repeated_inside(value: Any) -> list[str]:
+    if isinstance(value, _Object):
+        return value.repeated
+    if isinstance(value, list):
+        return [f"{index}.{path}" for index, item in enumerate(value) for path in _repeated_inside(item)]
+    return []
+
+
+def repeated_keys(data: bytes) -> list[str]:
+    """The dotted paths of keys a JSON body gives more than once (parsers differ on which one counts: a proxy that
+    checked the first would see another request than the one answered, so such a body is refused).
+
+    `ValueError` or `RecursionError` for what the standard library cannot read."""
+    return _repeated_inside(json.loads(data or b"{}", object_pairs_hook=_object))
+
+
+def _refuse(name: str, problems: list[dict[str, str]]) -> NoReturn:
+    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+    raise invalid_request(f"invalid {name} request: {summary}", errors=problems) from None
 
 
 def _reason(message: str) -> str:

@@ -159,6 +159,7 @@ class _ReplayStream:
         ):
             raise TapeUnavailable(f"replay of {self.instrument}: the worker's start {message} is not what was asked")
         self._start = message
+        await self._publish_flow({})  # the answer the worker waits for: this client reads the inbox it named
 
     async def next(self) -> TradeColumns | None:
         """The next chunk's trades, None at the end; acks what was consumed before it."""

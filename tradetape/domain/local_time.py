@@ -18,10 +18,15 @@ DAY = timedelta(days=1)
 MINUTES_A_DAY = 1440
 
 
+HOST_ZONES = frozenset({"localtime"})
+"""Names a system's zoneinfo directory holds that are no IANA zone: Debian's `localtime` links to the host's own
+/etc/localtime, so a request naming it would be answered in whatever zone each worker's machine is set to."""
+
+
 @functools.cache
 def zone_names() -> frozenset[str]:
-    """Every zone the tz database names (read once: it walks the database)."""
-    return frozenset(available_timezones() | {"UTC"})
+    """Every zone the tz database names (read once: it walks the database), the host's own zone left out."""
+    return frozenset(available_timezones() - HOST_ZONES | {"UTC"})
 
 
 @functools.cache

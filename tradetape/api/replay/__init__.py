@@ -8,7 +8,9 @@ size and window in force, then `ReplayChunk`s numbered from 0 (each the trades' 
 at any point is one message with the NATS micro error headers and an `ErrorReply` body, as every
 query error, and ends the stream.
 
-Flow control: the worker sends chunk `seq` only while `seq - acked <= window`, where `acked` is
+Flow control: the client answers the start with a flow message (`{}` or an ack) before any chunk is sent: only a
+reader of the inbox learns the flow subject, so a request aimed at someone else's inbox sends it the start alone.
+Then the worker sends chunk `seq` only while `seq - acked <= window`, where `acked` is
 the highest chunk the client acknowledged on the flow subject (`FlowMessage`: `{"ack": seq}`, or
 `{"cancel": true}` to stop at once). A slow client therefore holds the worker to `window` chunks
 in flight; a vanished client stops the stream once no ack has come for the worker's idle timeout.
