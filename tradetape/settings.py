@@ -244,8 +244,8 @@ class Settings(BaseSettings):
     replay_idle_timeout_s: float = Field(
         default=30.0,
         gt=0,
-        description="seconds a replay stream waits for its client's ack with its window full; then it stops (a client"
-        " that vanished holds a worker no longer than this)",
+        description="seconds a replay stream waits for its client's answer to its start, or for an ack with its window"
+        " full; then it stops (a client that vanished, or never asked, holds a worker no longer than this)",
     )
     query_warm_hours: float = Field(
         default=24.0,
