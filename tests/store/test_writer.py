@@ -84,6 +84,28 @@ def test_a_late_trade_merges_into_its_rolled_up_segment(store: ShardWriter) -> N
     assert (found.trade_count, found.gaps) == (2_000, [])
 
 
+def test_a_live_write_holds_every_stored_trade_of_each_second_it_touched(store: ShardWriter) -> None:
+    """`Written.seconds` (what live bars are built from) is each touched second as stored, whether the write's trades
+    went into windows only or partly into a rolled-up segment, and no other second."""
+    trades = tape(4_000, 20_000)
+    seconds = trades.time - trades.time % 1_000
+    first_half = seconds < T0 + 10_000
+    held_back = np.zeros(len(trades), dtype=np.bool_)
+    held_back[[5, 6, 2_500, 2_501, 3_999]] = True  # two in a rolled-up second, two later, the last one
+    store.write(windows_of(SYMBOL, trades.take(first_half & ~held_back)))
+    store.roll_up(SYMBOL, T0 + 10_000)
+    store.write(windows_of(SYMBOL, trades.take(~first_half & ~held_back & (seconds < T0 + 15_000))))
+    for batch in (~first_half & ~held_back & (seconds >= T0 + 15_000), held_back):
+        part = trades.take(batch)
+        written = store.write_new(windows_of(SYMBOL, part), sync=False)
+        stored = read_all_trades(store.db, SYMBOL)
+        stored_seconds = stored.time - stored.time % 1_000
+        touched = sorted(set((part.time - part.time % 1_000).tolist()))
+        assert sorted(written.seconds[SYMBOL]) == touched
+        for second, columns in written.seconds[SYMBOL].items():
+            assert same(columns, stored.take(stored_seconds == second))
+
+
 def test_retention_removes_only_expired_trades(store: ShardWriter) -> None:
     trades = tape(6_000, 6 * HOUR)
     write_rolled(store, trades)

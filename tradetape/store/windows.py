@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
@@ -15,13 +16,19 @@ WindowId = tuple[str, int]
 
 
 def split_by(columns: TradeColumns, starts: Int64Array) -> Iterator[tuple[int, TradeColumns]]:
-    """`columns` grouped by `starts` (one start time per trade), ascending; each group keeps its order."""
+    """`columns` grouped by `starts` (one start time per trade), ascending; each group keeps its order.
+
+    A live write's trades mostly fall in one window: that group is `columns` itself, not a copy.
+    """
+    if len(starts) and starts[0] == starts[-1] and bool((starts == starts[0]).all()):
+        yield int(starts[0]), columns
+        return
     order = np.argsort(starts, kind="stable")
     starts = starts[order]
     columns = columns.take(order)
-    bounds = np.flatnonzero(np.diff(starts)) + 1
-    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(starts)], strict=True):
-        yield int(starts[lo]), columns.take(slice(int(lo), int(hi)))
+    edges = [0, *(np.flatnonzero(np.diff(starts)) + 1).tolist(), len(starts)]
+    for lo, hi in itertools.pairwise(edges):
+        yield int(starts[lo]), columns.take(slice(lo, hi))
 
 
 def assemble_windows(trades: Iterable[tuple[str, TradeRow]]) -> dict[WindowId, TradeColumns]:

@@ -275,22 +275,20 @@ class ShardWriter:
                 written.voids[symbol] = len(fresh) - len(trades)
                 written.voided[symbol] = fresh.take(void)
         late = trades.time < self.rolled_until(symbol)
-        merged: list[TradeColumns] = []
+        segments: list[TradeColumns] = []
+        windows: list[tuple[int, TradeColumns]] = []
         if len(trades) == 0:
             pass
         elif bool(late.all()):  # a bulk import of history: no copy of the columns
-            merged += self._merge_into_segments(batch, symbol, trades)
+            segments = self._merge_into_segments(batch, symbol, trades)
         elif bool(late.any()):
-            merged += self._merge_into_segments(batch, symbol, trades.take(late))
-            merged += self._merge_into_windows(batch, symbol, trades.take(~late))
+            segments = self._merge_into_segments(batch, symbol, trades.take(late))
+            windows = self._merge_into_windows(batch, symbol, trades.take(~late))
         else:
-            merged += self._merge_into_windows(batch, symbol, trades)
+            windows = self._merge_into_windows(batch, symbol, trades)
         if written is not None and len(trades):
             written.trades[symbol] = trades
-            stored = TradeColumns.concat(merged)
-            seconds = window_start(stored.time)
-            kept = np.isin(seconds, np.unique(window_start(trades.time)))
-            written.seconds[symbol] = dict(split_by(stored.take(kept), seconds[kept]))
+            written.seconds[symbol] = dict(windows) if not segments else _seconds_touched(segments, windows, trades)
         runs = self.index(symbol).add(np.sort(fresh.agg_id))
         batch.put(index_key(symbol), encode_runs(runs))
         return runs
@@ -320,18 +318,20 @@ class ShardWriter:
             self._index[symbol] = index
             return ImportCounts(len(fresh), len(trades) - len(fresh))
 
-    def _merge_into_windows(self, batch: WriteBatch, symbol: str, trades: TradeColumns) -> list[TradeColumns]:
-        """New trades into their 1-second windows; the windows as written."""
+    def _merge_into_windows(
+        self, batch: WriteBatch, symbol: str, trades: TradeColumns
+    ) -> list[tuple[int, TradeColumns]]:
+        """New trades into their 1-second windows; each window's start and trades as written."""
         if len(trades) == 0:
             return []
         parts = list(split_by(trades, window_start(trades.time)))
         keys = [window_key(symbol, start) for start, _ in parts]
         stored: list[bytes | None] = self.db.get(keys)  # type: ignore[arg-type, assignment]
-        windows: list[TradeColumns] = []
-        for key, value, (_, part) in zip(keys, stored, parts, strict=True):
+        windows: list[tuple[int, TradeColumns]] = []
+        for key, value, (start, part) in zip(keys, stored, parts, strict=True):
             merged = merge_windows(decoded(key, value, decode_window) if value is not None else None, part)
             batch.put(key, encode_window(merged))
-            windows.append(merged)
+            windows.append((start, merged))
         return windows
 
     def _merge_into_segments(self, batch: WriteBatch, symbol: str, trades: TradeColumns) -> list[TradeColumns]:
@@ -485,3 +485,14 @@ class ShardWriter:
                     logger.info("store closed", extra={"path": str(self.path)})
         finally:
             self._lock.release()
+
+
+def _seconds_touched(
+    segments: list[TradeColumns], windows: list[tuple[int, TradeColumns]], trades: TradeColumns
+) -> dict[int, TradeColumns]:
+    """Every stored trade of each second `trades` touched, cut out of the segments and windows as written (a
+    write without late trades has them already: its windows)."""
+    stored = TradeColumns.concat([*segments, *(window for _, window in windows)])
+    seconds = window_start(stored.time)
+    kept = np.isin(seconds, np.unique(window_start(trades.time)))
+    return dict(split_by(stored.take(kept), seconds[kept]))
