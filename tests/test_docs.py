@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_in_process import Cli
+from tests.harness import coverage_in
 from tradetape.settings import Settings
 
 pytestmark = pytest.mark.timeout(240)
@@ -157,15 +158,7 @@ def tape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tape]:
         deadline = time.monotonic() + 120
         stored = 0
         while stored != 5000 and time.monotonic() < deadline and up.poll() is None:
-            done = subprocess.run(
-                ["tradetape", "query", "coverage", "BTCUSDT", "--json"],
-                cwd=directory,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            stored = json.loads(done.stdout).get("trade_count", 0) if done.returncode == 0 else 0
+            stored = (coverage_in(directory / "data", "BTCUSDT") or {}).get("trade_count", 0)
             time.sleep(0.5)
         assert stored == 5000, (directory / "up.log").read_text()[-3000:]
         yield Tape(directory, env)
