@@ -2,8 +2,9 @@
 
 `sh` blocks run in bash (`-e -o pipefail`: every line must succeed), `python` blocks with the venv's `python`,
 `$ ` lines of a transcript (a block without a language) as commands that must fail exactly when the output shown
-is an error line (a plain `tradetape ...` line, no shell syntax, runs in this process as tests/cli_in_process.py
-runs it: the same argv in the tape's directory, all but the interpreter's start; any other line in bash);
+is an error line. A plain `tradetape ...` line (no shell syntax but a trailing comment) runs in this process as
+tests/cli_in_process.py runs it: the same argv in the tape's directory, all but the interpreter's start; an `sh`
+block of such lines alone runs them so, each to exit 0; any other line and block in bash.
 `toml` blocks must load as a config file, `json` blocks parse. A block after
 `<!-- skip: reason -->` is not run, one after `<!-- needs: PROGRAM -->` only where PROGRAM is installed.
 """
@@ -42,6 +43,7 @@ SERVER = re.compile(
 )
 ERROR_LINE = re.compile(r"^tradetape( [\w-]+)?: ")
 SHELL_SYNTAX = re.compile(r"[|&;<>()$`*?\[\]{}~!#\\\n]")
+"""A word of a command with any of these (after quotes and comments) needs the shell: such a command runs in bash."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,13 @@ def test_snippet_runs_as_pasted(block: Block, tape: Tape, cli: Cli) -> None:
         pytest.skip(block.skip)
     if block.needs is not None and shutil.which(block.needs) is None:
         pytest.skip(f"{block.needs} is not installed")
-    if block.lang in ("sh", "bash"):
+    commands = [plain_tradetape(line) for line in block.text.splitlines() if line.strip()]
+    if block.lang in ("sh", "bash") and all(commands):  # every line `tradetape ...`: each must exit 0, as in bash -e
+        for argv in commands:
+            assert argv is not None
+            code, out, err = cli(tape.directory, *argv[1:])
+            assert code == 0, f"{block.name}\n{shlex.join(argv)}\nstdout:\n{out}\nstderr:\n{err}"
+    elif block.lang in ("sh", "bash"):
         done = run(tape, ["bash", "-e", "-o", "pipefail", "-c", block.text])
         assert done.returncode == 0, f"{block.name}\n{block.text}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     elif block.lang == "python":
@@ -230,10 +238,20 @@ def transcript(block: Block, tape: Tape, cli: Cli) -> None:
             assert done.returncode == 0, said
 
 
+def plain_tradetape(command: str) -> list[str] | None:
+    """The words of a `tradetape ...` line that bash would pass as they are (a trailing comment dropped), else None."""
+    try:
+        argv = shlex.split(command, comments=True)
+    except ValueError:
+        return None
+    plain = argv[:1] == ["tradetape"] and not any(SHELL_SYNTAX.search(word) for word in argv)
+    return argv if plain else None
+
+
 def run_line(tape: Tape, cli: Cli, command: str) -> subprocess.CompletedProcess[str]:
-    """A transcript's command: `tradetape ...` with no shell syntax in this process, any other in bash."""
-    argv = shlex.split(command)
-    if SHELL_SYNTAX.search(command) or argv[0] != "tradetape":
+    """A transcript's command: a plain `tradetape ...` in this process, any other in bash."""
+    argv = plain_tradetape(command)
+    if argv is None:
         return run(tape, ["bash", "-c", command])
     code, out, err = cli(tape.directory, *argv[1:])
     return subprocess.CompletedProcess(argv, code, out, err)
