@@ -2,7 +2,10 @@
 
 `sh` blocks run in bash (`-e -o pipefail`: every line must succeed), `python` blocks with the venv's `python`,
 `$ ` lines of a transcript (a block without a language) as commands that must fail exactly when the output shown
-is an error line; `toml` blocks must load as a config file, `json` blocks parse. A block after
+is an error line. A plain `tradetape ...` line (no shell syntax but a trailing comment) runs in this process as
+tests/cli_in_process.py runs it: the same argv in the tape's directory, all but the interpreter's start; an `sh`
+block of such lines alone runs them so, each to exit 0; any other line and block in bash.
+`toml` blocks must load as a config file, `json` blocks parse. A block after
 `<!-- skip: reason -->` is not run, one after `<!-- needs: PROGRAM -->` only where PROGRAM is installed.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -22,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_in_process import Cli
+from tests.harness import coverage_in
 from tradetape.settings import Settings
 
 pytestmark = pytest.mark.timeout(240)
@@ -36,6 +42,8 @@ SERVER = re.compile(
     r"(^|[;&|(]\s*|\s)(tradetape (up|web|mcp|exchange|ingest|persist|analytics)\b|docker compose|bench/run)"
 )
 ERROR_LINE = re.compile(r"^tradetape( [\w-]+)?: ")
+SHELL_SYNTAX = re.compile(r"[|&;<>()$`*?\[\]{}~!#\\\n]")
+"""A word of a command with any of these (after quotes and comments) needs the shell: such a command runs in bash."""
 
 
 @dataclass(frozen=True)
@@ -152,15 +160,7 @@ def tape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tape]:
         deadline = time.monotonic() + 120
         stored = 0
         while stored != 5000 and time.monotonic() < deadline and up.poll() is None:
-            done = subprocess.run(
-                ["tradetape", "query", "coverage", "BTCUSDT", "--json"],
-                cwd=directory,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            stored = json.loads(done.stdout).get("trade_count", 0) if done.returncode == 0 else 0
+            stored = (coverage_in(directory / "data", "BTCUSDT") or {}).get("trade_count", 0)
             time.sleep(0.5)
         assert stored == 5000, (directory / "up.log").read_text()[-3000:]
         yield Tape(directory, env)
@@ -180,24 +180,32 @@ def run(tape: Tape, argv: list[str], timeout: float = 180) -> subprocess.Complet
 
 
 @pytest.mark.slow
-def test_the_quick_start_s_query_shows_the_replayed_tape_and_a_refused_request_is_one_line(tape: Tape) -> None:
+def test_the_quick_start_s_query_shows_the_replayed_tape_and_a_refused_request_is_one_line(
+    tape: Tape, cli: Cli
+) -> None:
     """Before any snippet: what the README's first query prints (its transcript is checked for the exit code
     alone), and a request the method refuses. Ctrl-C's promise is tests/runtime/test_up.py's."""
-    table = run(tape, ["tradetape", "query", "volume_profile", "BTCUSDT", "--last", "1h"])
-    assert table.returncode == 0, table.stderr
-    assert "BTCUSDT volume profile" in table.stdout and "POC" in table.stdout and "trades 5000" in table.stdout
-    bad = run(tape, ["tradetape", "query", "volume_profile", "BTCUSDT", "--row-size", "-3"])
-    assert bad.returncode == 1 and "invalid_request" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    code, out, err = cli(tape.directory, "query", "volume_profile", "BTCUSDT", "--last", "1h")
+    assert code == 0, err
+    assert "BTCUSDT volume profile" in out and "POC" in out and "trades 5000" in out
+    code, _, err = cli(tape.directory, "query", "volume_profile", "BTCUSDT", "--row-size", "-3")
+    assert code == 1 and "invalid_request" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("block", RUNNABLE, ids=[block.name for block in RUNNABLE])
-def test_snippet_runs_as_pasted(block: Block, tape: Tape) -> None:
+def test_snippet_runs_as_pasted(block: Block, tape: Tape, cli: Cli) -> None:
     if block.skip is not None:
         pytest.skip(block.skip)
     if block.needs is not None and shutil.which(block.needs) is None:
         pytest.skip(f"{block.needs} is not installed")
-    if block.lang in ("sh", "bash"):
+    commands = [plain_tradetape(line) for line in block.text.splitlines() if line.strip()]
+    if block.lang in ("sh", "bash") and all(commands):  # every line `tradetape ...`: each must exit 0, as in bash -e
+        for argv in commands:
+            assert argv is not None
+            code, out, err = cli(tape.directory, *argv[1:])
+            assert code == 0, f"{block.name}\n{shlex.join(argv)}\nstdout:\n{out}\nstderr:\n{err}"
+    elif block.lang in ("sh", "bash"):
         done = run(tape, ["bash", "-e", "-o", "pipefail", "-c", block.text])
         assert done.returncode == 0, f"{block.name}\n{block.text}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     elif block.lang == "python":
@@ -212,19 +220,38 @@ def test_snippet_runs_as_pasted(block: Block, tape: Tape) -> None:
     elif block.lang == "json":
         json.loads(block.text)
     else:
-        transcript(block, tape)
+        transcript(block, tape, cli)
 
 
-def transcript(block: Block, tape: Tape) -> None:
+def transcript(block: Block, tape: Tape, cli: Cli) -> None:
     """Each `$ ` command of a transcript; it must fail exactly when the line shown after it is an error line."""
     lines = block.text.splitlines()
     for index, line in enumerate(lines):
         if not line.startswith("$ "):
             continue
         shown = lines[index + 1] if index + 1 < len(lines) else ""
-        done = run(tape, ["bash", "-c", line[2:]])
+        done = run_line(tape, cli, line[2:])
         said = f"{block.name}: {line}\nstdout:\n{done.stdout[-2000:]}\nstderr:\n{done.stderr[-2000:]}"
         if ERROR_LINE.match(shown):
             assert done.returncode != 0 and done.stderr.startswith(shown.split(": ", 1)[0]), said
         else:
             assert done.returncode == 0, said
+
+
+def plain_tradetape(command: str) -> list[str] | None:
+    """The words of a `tradetape ...` line that bash would pass as they are (a trailing comment dropped), else None."""
+    try:
+        argv = shlex.split(command, comments=True)
+    except ValueError:
+        return None
+    plain = argv[:1] == ["tradetape"] and not any(SHELL_SYNTAX.search(word) for word in argv)
+    return argv if plain else None
+
+
+def run_line(tape: Tape, cli: Cli, command: str) -> subprocess.CompletedProcess[str]:
+    """A transcript's command: a plain `tradetape ...` in this process, any other in bash."""
+    argv = plain_tradetape(command)
+    if argv is None:
+        return run(tape, ["bash", "-c", command])
+    code, out, err = cli(tape.directory, *argv[1:])
+    return subprocess.CompletedProcess(argv, code, out, err)

@@ -114,8 +114,8 @@ async def test_each_query_is_answered_once_by_its_shard_and_an_unserved_one_name
             return len(await read_served(nc.jetstream())) == SHARDS
 
         await wait_for(all_published, timeout=30)
-        for symbol in symbols:
-            replies = await every_reply(nc, f"tape.query.coverage.{symbol}")
+        asked = await asyncio.gather(*(every_reply(nc, f"tape.query.coverage.{symbol}") for symbol in symbols))
+        for symbol, replies in zip(symbols, asked, strict=True):  # asked at once: each waits out its 0.3 s together
             assert len(replies) == 1, (symbol, replies)
             reply, headers = replies[0]
             assert reply["symbol"] == symbol and reply["trade_count"] == 0 and "Nats-Service-Error-Code" not in headers

@@ -140,10 +140,13 @@ Tradetape = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture
 def tradetape(cli: Cli, tmp_path: Path) -> Tradetape:
-    """`tradetape *args` in this process (tests/cli_in_process.py), with a data directory and symbols of its own."""
+    """`tradetape *args` in this process (tests/cli_in_process.py), with a data directory and symbols of its own
+    (and any other setting by its field name: `history_url=...`); a test whose event loop serves it runs it on a
+    thread (`await asyncio.to_thread(tradetape, ...)`)."""
 
-    def run(*args: str, data_dir: Path, symbols: str = "BTCUSDT") -> subprocess.CompletedProcess[str]:
-        code, out, err = cli(tmp_path, *args, TRADETAPE_DATA_DIR=str(data_dir), TRADETAPE_SYMBOLS=symbols)
+    def run(*args: str, data_dir: Path, symbols: str = "BTCUSDT", **settings: str) -> subprocess.CompletedProcess[str]:
+        env = {f"TRADETAPE_{field.upper()}": value for field, value in settings.items()}
+        code, out, err = cli(tmp_path, *args, TRADETAPE_DATA_DIR=str(data_dir), TRADETAPE_SYMBOLS=symbols, **env)
         return subprocess.CompletedProcess(args, code, out, err)
 
     return run

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli_in_process import Cli
 from tests.history.test_fetch import two_days
 
 pytestmark = pytest.mark.timeout(120)
@@ -45,15 +44,16 @@ def test_up_backfills_the_last_days_through_its_persist(tmp_path: Path, processe
 
 
 @pytest.mark.slow
-def test_the_offline_demo_tapes_and_backfills_every_market(tmp_path: Path, processes: Any) -> None:
+def test_the_offline_demo_tapes_and_backfills_every_market(tmp_path: Path, processes: Any, cli: Cli) -> None:
     """`up --simulate` with no symbols set: spot, USD-M and COIN-M instruments live, and their past day backfilled.
+    Each instrument's coverage is asked with `tradetape query` in this process (tests/cli_in_process.py).
 
     The simulator listed spot names only and `fetch-history` had no futures layout, so the futures
     instruments had no stream, no REST and no dumps offline.
     """
+    tradetape_env = {"TRADETAPE_DATA_DIR": str(tmp_path / "data"), "TRADETAPE_BACKFILL_DAYS": "1"}
     env = {k: v for k, v in os.environ.items() if k != "NATS_URL" and not k.startswith("TRADETAPE_")}
-    env |= {"TRADETAPE_DATA_DIR": str(tmp_path / "data"), "TRADETAPE_BACKFILL_DAYS": "1"}
-    up = processes.start(["up", "--simulate", "--rate", "5"], env, cwd=tmp_path)
+    up = processes.start(["up", "--simulate", "--rate", "5"], env | tradetape_env, cwd=tmp_path)
     manifest = tmp_path / "data" / "history" / "imported.json"
     day = datetime.now(UTC).date() - timedelta(days=1)
     wanted = {"BTCUSDT": "BTCUSDT", "ETHUSDT": "ETHUSDT", "um:BTCUSDT": "BTCUSDT", "cm:BTCUSD_PERP": "BTCUSD_PERP"}
@@ -71,12 +71,9 @@ def test_the_offline_demo_tapes_and_backfills_every_market(tmp_path: Path, proce
         assert day_trades > 8000, (name, files)  # 0.1 trades/s invented for each finished day
         deadline = time.monotonic() + 60
         while True:
-            done = subprocess.run(
-                [sys.executable, "-m", "tradetape.cli", "query", "coverage", name, "--json"],
-                env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30,
-            )  # fmt: skip
-            reply = json.loads(done.stdout) if done.returncode == 0 else {}
+            code, out, err = cli(tmp_path, "query", "coverage", name, "--json", **tradetape_env)
+            reply = json.loads(out) if code == 0 else {}
             if reply.get("trade_count", 0) > day_trades:  # yesterday's dump and today's live trades
                 break
-            assert time.monotonic() < deadline, (name, done.stdout, done.stderr, processes.log_of(0)[-3000:])
+            assert time.monotonic() < deadline, (name, out, err, processes.log_of(0)[-3000:])
             time.sleep(0.5)

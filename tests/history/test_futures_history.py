@@ -9,9 +9,6 @@ with the trades the simulator released, field by field.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import urllib.request
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.history.conftest import Tradetape
 from tradetape.binance.rest import RestClient
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import parse_units
@@ -88,14 +86,6 @@ def simulator(tmp_path: Path, **faults: str) -> Exchange:
     return Exchange(config)
 
 
-def tradetape(*args: str, data_dir: Path, **settings: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "NATS_URL" and not k.startswith("TRADETAPE_")}
-    env |= {"TRADETAPE_DATA_DIR": str(data_dir), **{f"TRADETAPE_{k.upper()}": v for k, v in settings.items()}}
-    return subprocess.run(
-        [sys.executable, "-m", "tradetape.cli", *args], env=env, capture_output=True, text=True, timeout=120
-    )
-
-
 def test_futures_periods_lie_under_data_futures() -> None:
     found = periods(UM, date(2026, 1, 31), date(2026, 2, 28), today=date(2026, 12, 1))
     assert [p.path for p in found] == [
@@ -108,7 +98,9 @@ def test_futures_periods_lie_under_data_futures() -> None:
 
 
 @pytest.mark.slow
-async def test_fetch_history_of_a_futures_day_is_verified_imported_and_exported_round_trip(tmp_path: Path) -> None:
+async def test_fetch_history_of_a_futures_day_is_verified_imported_and_exported_round_trip(
+    tmp_path: Path, tradetape: Tradetape
+) -> None:
     """The done-when of issue 21: `fetch-history um:BTCUSDT` of a day from the simulator, round trip."""
     day = yesterday()
     data = tmp_path / "data"
@@ -137,14 +129,18 @@ async def test_fetch_history_of_a_futures_day_is_verified_imported_and_exported_
     start, end = (datetime.fromtimestamp(t / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for t in day_ms(day))
     for suffix in ("parquet", "csv"):
         out = tmp_path / f"um-day.{suffix}"
-        exported = tradetape("export", UM, "--start", start, "--end", end, "-o", str(out), data_dir=data, symbols=UM)
+        exported = await asyncio.to_thread(
+            tradetape, "export", UM, "--start", start, "--end", end, "-o", str(out), data_dir=data, symbols=UM
+        )
         assert exported.returncode == 0, exported.stderr
         if suffix == "csv":
             assert out.read_text().startswith("# tradetape export symbol=BTCUSDT market=um start=")
         other = tmp_path / f"other-{suffix}"
-        wrong = tradetape("import", "--symbol", "BTCUSDT", str(out), data_dir=other, symbols="BTCUSDT")
+        wrong = await asyncio.to_thread(
+            tradetape, "import", "--symbol", "BTCUSDT", str(out), data_dir=other, symbols="BTCUSDT"
+        )
         assert wrong.returncode == 1 and "holds um:BTCUSDT trades (its export label), not BTCUSDT" in wrong.stdout
-        back = tradetape("import", str(out), data_dir=other, symbols=UM)
+        back = await asyncio.to_thread(tradetape, "import", str(out), data_dir=other, symbols=UM)
         assert back.returncode == 0, back.stdout + back.stderr
         assert f"{UM} {n} trades, {n} imported, 0 duplicates skipped, 0 gaps" in back.stdout
         assert same(stored(other, UM), expected[UM])
@@ -168,7 +164,7 @@ async def test_a_futures_day_with_a_bad_checksum_imports_nothing_until_it_is_rig
 
 
 @pytest.mark.slow
-async def test_a_dump_of_another_market_than_the_instrument_is_refused(tmp_path: Path) -> None:
+async def test_a_dump_of_another_market_than_the_instrument_is_refused(tmp_path: Path, tradetape: Tradetape) -> None:
     day = yesterday()
     async with simulator(tmp_path) as exchange:
         files: dict[str, Path] = {}
@@ -195,16 +191,18 @@ async def test_a_dump_of_another_market_than_the_instrument_is_refused(tmp_path:
     assert read_dump(laid_out).symbol == "cm:BTCUSDT", "a dump under data/futures/cm/ is COIN-M's"
 
     data = tmp_path / "data"
-    refused = tradetape("import", str(files["um"]), data_dir=data, symbols=f"BTCUSDT,{UM}")
+    refused = await asyncio.to_thread(tradetape, "import", str(files["um"]), data_dir=data, symbols=f"BTCUSDT,{UM}")
     assert refused.returncode == 1 and "FAILED, nothing of it imported: " in refused.stdout
     assert "not one of spot" in refused.stdout
-    taken = tradetape("import", "--symbol", UM, str(files["um"]), data_dir=data, symbols=f"BTCUSDT,{UM}")
+    taken = await asyncio.to_thread(
+        tradetape, "import", "--symbol", UM, str(files["um"]), data_dir=data, symbols=f"BTCUSDT,{UM}"
+    )
     assert taken.returncode == 0, taken.stdout + taken.stderr
     assert same(stored(data, UM), expected) and len(stored(data, "BTCUSDT")) == 0
 
 
 @pytest.mark.slow
-async def test_repair_of_a_futures_instrument_pages_its_own_markets_rest(tmp_path: Path) -> None:
+async def test_repair_of_a_futures_instrument_pages_its_own_markets_rest(tmp_path: Path, tradetape: Tradetape) -> None:
     """`repair um:BTCUSDT` refused futures names; it asks /fapi/v1 now, never spot's /api/v3."""
     day = yesterday()
     async with simulator(tmp_path) as exchange:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
+import asyncio
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from tests.history.conftest import Tradetape
 from tradetape import __version__
 from tradetape.history.dumps import DumpError, read_dump
 from tradetape.history.export import export
@@ -67,29 +67,27 @@ async def test_an_export_is_labelled_and_imports_under_any_name(exports: tuple[S
 
 @pytest.mark.slow
 async def test_a_symbol_that_disagrees_with_the_label_is_refused_before_anything_is_written(
-    exports: tuple[Settings, Path, Path],
+    exports: tuple[Settings, Path, Path], tradetape: Tradetape
 ) -> None:
     settings, parquet, csv = exports
     eth = parquet.parent / "eth.csv"
     eth.write_text("".join(REAL.read_text().splitlines(keepends=True)[:800]))
-    env = {k: v for k, v in os.environ.items() if k != "NATS_URL" and not k.startswith("TRADETAPE_")}
-    env |= {"TRADETAPE_DATA_DIR": str(settings.data_dir), "TRADETAPE_SYMBOLS": "BTCUSDT,ETHUSDT"}
 
-    def tradetape(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "tradetape.cli", *args]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    async def imported(*args: str) -> subprocess.CompletedProcess[str]:
+        symbols = "BTCUSDT,ETHUSDT"
+        return await asyncio.to_thread(tradetape, "import", *args, data_dir=settings.data_dir, symbols=symbols)
 
-    assert tradetape("import", str(eth), "--symbol", "ETHUSDT").returncode == 0
+    assert (await imported(str(eth), "--symbol", "ETHUSDT")).returncode == 0
     assert stored(settings, "ETHUSDT") == 800
     for path in (parquet, csv):
         with pytest.raises(DumpError, match="the file holds BTCUSDT trades \\(its export label\\), not ETHUSDT"):
             read_dump(path, "ETHUSDT")
-        refused = tradetape("import", str(path), "--symbol", "ETHUSDT")
+        refused = await imported(str(path), "--symbol", "ETHUSDT")
         assert refused.returncode == 1
         assert f"{path.name}: FAILED, nothing of it imported: the file holds BTCUSDT trades" in refused.stdout
     assert stored(settings, "ETHUSDT") == 800
     assert stored(settings, "BTCUSDT") == 5000
-    again = tradetape("import", str(parquet))  # docs/history.md's own example: no --symbol, no symbol in the name
+    again = await imported(str(parquet))  # docs/history.md's own example: no --symbol, no symbol in the name
     assert again.returncode == 0, again.stdout + again.stderr
     assert "btc-week.parquet: BTCUSDT 5000 trades, 0 imported, 5000 duplicates skipped" in again.stdout
 

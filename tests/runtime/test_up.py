@@ -7,7 +7,6 @@ would start it. Every process started here is killed at teardown whatever happen
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.harness import coverage_in
 from tradetape.ground.redaction import redact_url
 
 pytestmark = pytest.mark.timeout(120)
@@ -125,8 +125,7 @@ class Up:
         )
 
     def coverage(self, symbol: str) -> dict[str, Any] | None:
-        result = self.query("coverage", symbol, "--json")
-        return json.loads(result.stdout) if result.returncode == 0 else None
+        return coverage_in(self.cwd / "data", symbol)
 
     def wait_for_replay(self) -> dict[str, Any]:
         deadline = time.monotonic() + READY_TIMEOUT_S

@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli_in_process import Cli
 from tests.runtime.test_up import Up, clean_env
 
 pytestmark = pytest.mark.timeout(240)
@@ -34,17 +34,6 @@ GAP_FREE_WITHIN_S = 30.0
 class Demo:
     cwd: Path
     up: Up
-
-    def tradetape(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """A command in a second terminal: same directory, no settings."""
-        return subprocess.run(
-            [sys.executable, "-m", "tradetape.cli", *args],
-            cwd=self.cwd,
-            env=clean_env(),
-            text=True,
-            capture_output=True,
-            timeout=120,
-        )
 
     def last_eth_id(self) -> int:
         reply = self.up.coverage("ETHUSDT")
@@ -94,13 +83,19 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 
 @pytest.mark.slow
-def test_history_commands_find_the_simulator(demo: Demo) -> None:
-    """From a second terminal with no settings: they went to Binance (unreachable) or found no day."""
+def test_history_commands_find_the_simulator(demo: Demo, cli: Cli) -> None:
+    """From a second terminal with no settings: they went to Binance (unreachable) or found no day. The commands run
+    in this process (tests/cli_in_process.py: the demo's directory, no tradetape variables)."""
+
+    def tradetape(*args: str) -> subprocess.CompletedProcess[str]:
+        code, out, err = cli(demo.cwd, *args)
+        return subprocess.CompletedProcess(args, code, out, err)
+
     url_file = demo.cwd / "data" / "exchange.url"
     assert url_file.stat().st_mode & 0o777 == 0o600
     assert url_file.read_text().strip().startswith("http://127.0.0.1:")
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
-    fetched = demo.tradetape("fetch-history", "BTCUSDT", "--from", str(yesterday), "--to", str(yesterday))
+    fetched = tradetape("fetch-history", "BTCUSDT", "--from", str(yesterday), "--to", str(yesterday))
     assert fetched.returncode == 0, fetched.stdout + fetched.stderr
     imported = re.search(r"BTCUSDT \S+: 1 files imported \((\d+) trades\)", fetched.stdout)
     assert imported is not None and int(imported.group(1)) > 8000, fetched.stdout
@@ -108,11 +103,11 @@ def test_history_commands_find_the_simulator(demo: Demo) -> None:
 
     # ETHUSDT: the day before yesterday from the dump, yesterday is the hole `repair` fills from REST.
     before = str(yesterday - timedelta(days=1))
-    fetched = demo.tradetape("fetch-history", "ETHUSDT", "--from", before, "--to", before)
+    fetched = tradetape("fetch-history", "ETHUSDT", "--from", before, "--to", before)
     assert fetched.returncode == 0, fetched.stdout + fetched.stderr
     coverage = demo.up.coverage("ETHUSDT")
     assert coverage is not None and len(coverage["gaps"]) == 1, coverage
-    repaired = demo.tradetape("repair", "ETHUSDT")
+    repaired = tradetape("repair", "ETHUSDT")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert "1 gaps, 1 closed, 0 still open" in repaired.stdout, repaired.stdout
     coverage = demo.up.coverage("ETHUSDT")
