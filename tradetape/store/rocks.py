@@ -46,10 +46,6 @@ def store_options() -> Options:
     options.set_compression_type(DBCompressionType.zstd())
     options.set_max_background_jobs(2)
     options.set_keep_log_file_num(3)
-    # RocksDB loads a new version's table handles on up to 16 threads it starts and joins each time, and a
-    # secondary's catch-up installs a version: 0.6 ms of CPU a catch-up (4 ms wall at p95) holding the GIL, ~45 %
-    # of analytics' GIL time at 2k trades/s (bench/pipeline.py); on the calling thread alone, 0.05 ms.
-    options.set_max_file_opening_threads(1)
     return options
 
 
