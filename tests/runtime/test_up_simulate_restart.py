@@ -13,7 +13,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,6 +63,15 @@ class Demo:
         raise AssertionError(f"ETHUSDT not gap-free {GAP_FREE_WITHIN_S:g} s after the restart: {reply}")
 
 
+def settled(demo: Demo, holds: Callable[[dict[str, Any]], bool], within_s: float = 10) -> None:
+    """Until ETHUSDT's coverage `holds`: an import or repair is stored when its command returns, and the worker
+    sees it at its next catch-up (a command run in process asks at once)."""
+    deadline = time.monotonic() + within_s
+    while not ((coverage := demo.up.coverage("ETHUSDT")) is not None and holds(coverage)):
+        assert time.monotonic() < deadline, coverage
+        time.sleep(0.2)
+
+
 def gap_free(reply: dict[str, Any]) -> bool:
     ids = reply["last_id"] - reply["first_id"] + 1
     return reply["gaps"] == [] and reply["ingest_gaps"] == [] and reply["trade_count"] + reply["void_count"] == ids
@@ -105,13 +114,11 @@ def test_history_commands_find_the_simulator(demo: Demo, cli: Cli) -> None:
     before = str(yesterday - timedelta(days=1))
     fetched = tradetape("fetch-history", "ETHUSDT", "--from", before, "--to", before)
     assert fetched.returncode == 0, fetched.stdout + fetched.stderr
-    coverage = demo.up.coverage("ETHUSDT")
-    assert coverage is not None and len(coverage["gaps"]) == 1, coverage
+    settled(demo, lambda coverage: len(coverage["gaps"]) == 1)
     repaired = tradetape("repair", "ETHUSDT")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert "1 gaps, 1 closed, 0 still open" in repaired.stdout, repaired.stdout
-    coverage = demo.up.coverage("ETHUSDT")
-    assert coverage is not None and gap_free(coverage), coverage
+    settled(demo, gap_free)
 
 
 @pytest.mark.slow
