@@ -8,8 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.store.synthetic import SYMBOL, T0, same, tape, windows_of, write_rolled
+from tradetape.domain.columns import TradeColumns
 from tradetape.domain.gaps import coverage
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.store.reader import ShardReader
@@ -146,3 +149,76 @@ def test_levels_need_no_trades_for_whole_segments(written: tuple[Path, object]) 
         assert reader.price_levels(SYMBOL, (T0 + HOUR, T0 + 3 * HOUR)) is not None
     finally:
         reader.close()
+
+
+def test_a_young_window_unchanged_since_the_last_read_is_not_decoded_again(tmp_path: Path) -> None:
+    """A dashboard polls the last seconds: the windows that did not change come from the cache, as they were."""
+    trades = tape(3_000, 3_000, seed=4)
+    store = ShardWriter(tmp_path / "shard")
+    store.write(windows_of(SYMBOL, trades))
+    reader = ShardReader(tmp_path / "shard", cache_bytes=16 << 20)
+    try:
+        second = (T0 + 1_000, T0 + 2_000)  # one whole window
+        first_read = reader.trades(SYMBOL, second)
+        assert same(first_read, trades.between(*second))
+        assert reader.trades(SYMBOL, second).agg_id is first_read.agg_id  # held, not decoded again
+        with pytest.raises(ValueError, match="read-only"):
+            first_read.qty[0] = 1
+        assert reader.coverage(SYMBOL, (T0, T0 + 3_000)) == coverage(trades.agg_id, trades.time)
+    finally:
+        reader.close()
+        store.close()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 40), st.booleans()), min_size=1, max_size=12))
+def test_reads_through_held_windows_equal_reads_of_the_store_as_it_is(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[int, int, bool]]
+) -> None:
+    """Windows written into again (late and new trades), rolled up and read in any order: a reader holding decoded
+    windows answers what a reader without a cache does, and what was written."""
+    path = tmp_path_factory.mktemp("held") / "shard"
+    store = ShardWriter(path)
+    cached = ShardReader(path, cache_bytes=16 << 20)
+    plain = ShardReader(path)
+    written = TradeColumns.empty()
+    try:
+        next_id = 1_000
+        for second, count, roll in steps:
+            part = tape(count, 1_000, seed=next_id, first_id=next_id, start_ms=T0 + second * 1_000)
+            next_id += count
+            store.write(windows_of(SYMBOL, part))
+            written = TradeColumns.concat([written, part])
+            if roll:
+                store.roll_up(SYMBOL, T0 + second * 1_000)
+            for time_range in [(T0, T0 + 4_000), (T0 + second * 1_000 + 500, T0 + 4_000), None]:
+                expected = written if time_range is None else written.between(*time_range)
+                assert same(cached.trades(SYMBOL, time_range), expected)
+                assert same(plain.trades(SYMBOL, time_range), expected)
+                assert cached.coverage(SYMBOL, time_range) == plain.coverage(SYMBOL, time_range)
+    finally:
+        cached.close()
+        plain.close()
+        store.close()
+
+
+def test_young_windows_going_stale_push_out_each_other_not_the_segments(tmp_path: Path) -> None:
+    """Every window a poll decoded is held, and none is asked again once rolled up: those must not evict segments."""
+    old = tape(4_000, HOUR, seed=5)
+    store = ShardWriter(tmp_path / "shard")
+    write_rolled(store, old)
+    reader = ShardReader(tmp_path / "shard", cache_bytes=4 << 20)
+    try:
+        hour = (T0, T0 + HOUR)
+        assert same(reader.trades(SYMBOL, hour), old)
+        misses = reader.cache.misses
+        young = tape(80_000, 200_000, seed=6, first_id=100_000, start_ms=T0 + 2 * HOUR)  # ~8 MB held as windows
+        for start in range(T0 + 2 * HOUR, T0 + 2 * HOUR + 200_000, 10_000):
+            store.write(windows_of(SYMBOL, young.between(start, start + 10_000)))
+            assert same(reader.trades(SYMBOL, (start, start + 10_000)), young.between(start, start + 10_000))
+            assert reader.cache.held_bytes <= reader.cache.max_bytes
+        assert same(reader.trades(SYMBOL, hour), old)
+        assert reader.cache.misses == misses, "the segment was pushed out by windows"
+    finally:
+        reader.close()
+        store.close()

@@ -39,7 +39,7 @@ from tradetape.domain.id_runs import IdRuns
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.domain.trade import NO_NORMAL_QTY
 from tradetape.store.budget import ReadBudget
-from tradetape.store.codec import TRADE_BYTES, decode_window, decode_windows
+from tradetape.store.codec import TRADE_BYTES, decode_window
 from tradetape.store.decoding import DECODE_THREADS
 from tradetape.store.index import decode_runs
 from tradetape.store.keys import (
@@ -61,7 +61,7 @@ from tradetape.store.layer import (
 )
 from tradetape.store.layout import segment_span
 from tradetape.store.rocks import last_before, scan, scan_first
-from tradetape.store.sealed import decoded, decoded_together
+from tradetape.store.sealed import decoded
 from tradetape.store.segment_cache import Layer, SegmentCache
 from tradetape.store.segments import SegmentSummary
 from tradetape.store.voids import read_voids
@@ -136,7 +136,7 @@ def _edge_parts(db: Rdict, symbol: str, plan: _Plan, cache: SegmentCache | None)
     """The edge segments' trades and the young windows', untrimmed, each part on its own."""
     parts = _bodies(db, symbol, plan.edges, cache)
     if plan.windows:
-        parts.append(decoded_together(plan.windows, decode_windows, decode_window))
+        parts.append(_cache(cache).windows(symbol, plan.windows))
     return parts
 
 
@@ -493,7 +493,7 @@ def _layered(
             if bool(inside.any()):
                 parts.append(body.take(inside))
     if windows:
-        young = decoded_together(windows, decode_windows, decode_window)
+        young = _cache(cache).windows(symbol, windows)
         parts.append(young if time_range is None else young.between(start, end))
     joined = TradeColumns.concat(parts)
     ordered = sorted((found for found in kept if len(found)), key=lambda found: int(found.time[0]))  # disjoint

@@ -18,6 +18,14 @@ order and the counters change only under the lock; decoding happens outside it (
 threads missing the same segment both decode it, the second copy is not kept); what is
 handed out is read-only, so sharing it needs no lock.
 
+Young windows (`windows`): the windows not rolled up yet are kept decoded too, keyed by their
+stored key and held only with the exact value they were decoded from: a window still growing is
+decoded again (and replaces what was held), the others are not. Why: a dashboard polling the last
+seconds decoded every one of them on every poll (py-spy at 2k/s: most of a worker's time), while
+only the newest changes between two polls. They have their own least-recently-used order within an
+eighth of `max_bytes` (`WINDOW_SHARE`): a window rolled up is never asked again, and those going
+stale must push out each other, not the segments a worker warmed.
+
 Warming (`warm`): a worker fills the cache with the newest segments before it serves
 (`tradetape.store.warm_up`). Warmed entries go in behind everything held, first to go,
 and one that does not fit is dropped at once: warming never evicts what is held, never
@@ -38,13 +46,17 @@ from rocksdict import Rdict
 from tradetape.domain.aggregates import MinuteLevels, OhlcRows, SecondBars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.price_levels import PriceLevels
+from tradetape.store.codec import decode_window, decode_windows
 from tradetape.store.decoding import decoded_all
 from tradetape.store.keys import HISTOGRAM, SEGMENT, timed_key
+from tradetape.store.sealed import decoded, decoded_together
 from tradetape.store.segments import SegmentSummary, decode_histogram, decode_stored_segment
 
 Decoded = TradeColumns | PriceLevels | SecondBars | MinuteLevels | OhlcRows
 Layer = TypeVar("Layer", SecondBars, MinuteLevels, OhlcRows)
 Key = tuple[str, str, SegmentSummary]
+WINDOW_SHARE = 8
+"""Young windows hold at most `max_bytes` // this (the rest is the segments', layers' and histograms')."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,16 @@ def _nbytes(decoded: Decoded) -> int:
     return sum(int(np.asarray(column).nbytes) for column in decoded.arrays())
 
 
+@dataclass(frozen=True)
+class _HeldWindow:
+    """A young window's trades, the stored value they were decoded from (what a hit is checked against), and the
+    bytes both take."""
+
+    stored: bytes
+    trades: TradeColumns
+    size: int
+
+
 class _Entries:
     """What a cache and its read-through face share; changed only under `lock`."""
 
@@ -83,6 +105,9 @@ class _Entries:
         self.items: OrderedDict[Key, tuple[Decoded, int]] = OrderedDict()
         """Each entry with its size in bytes, counted once when it comes in."""
         self.bytes = 0
+        self.windows: OrderedDict[tuple[str, bytes], _HeldWindow] = OrderedDict()
+        """Young windows by symbol and stored key, least recently used first."""
+        self.window_bytes = 0
         self.lock = threading.Lock()
 
 
@@ -103,8 +128,40 @@ class SegmentCache:
 
     @property
     def held_bytes(self) -> int:
-        """The decoded arrays held, at most `max_bytes` once a lookup has evicted."""
-        return self._shared.bytes
+        """The decoded arrays held (and young windows' stored values), at most `max_bytes` once a lookup has
+        evicted."""
+        return self._shared.bytes + self._shared.window_bytes
+
+    def windows(self, symbol: str, items: Sequence[tuple[bytes, bytes]]) -> TradeColumns:
+        """The trades of young windows (keys and values as scanned) as one set: each window whose value is the one
+        held comes from the cache, the others are decoded (and held in place of what was, a read-through face
+        excepted)."""
+        if self.max_bytes <= 0:
+            return decoded_together(items, decode_windows, decode_window) if items else TradeColumns.empty()
+        shared = self._shared
+        with shared.lock:
+            held = [shared.windows.get((symbol, key)) for key, _ in items]
+        parts: list[TradeColumns] = []
+        fresh: list[tuple[bytes, _HeldWindow]] = []
+        for (key, value), window in zip(items, held, strict=True):
+            if window is None or window.stored != value:
+                trades = decoded(key, value, decode_window)
+                _frozen(trades)
+                window = _HeldWindow(value, trades, len(value) + _nbytes(trades))
+                fresh.append((key, window))
+            parts.append(window.trades)
+        if self._fills:
+            with shared.lock:
+                for key, _ in items:
+                    if (symbol, key) in shared.windows:
+                        shared.windows.move_to_end((symbol, key))
+                for key, window in fresh:
+                    replaced = shared.windows.pop((symbol, key), None)
+                    shared.windows[(symbol, key)] = window
+                    shared.window_bytes += window.size - (0 if replaced is None else replaced.size)
+                while shared.window_bytes > self.max_bytes // WINDOW_SHARE and shared.windows:
+                    shared.window_bytes -= shared.windows.popitem(last=False)[1].size
+        return TradeColumns.concat(parts)
 
     def bodies(self, db: Rdict, symbol: str, summaries: Sequence[SegmentSummary]) -> list[TradeColumns | None]:
         """The trades of each segment, None where it went since its summary was read."""
@@ -217,7 +274,7 @@ class SegmentCache:
                 shared.bytes += size
                 if warming:
                     shared.items.move_to_end(keys[i], last=False)
-            while shared.bytes > self.max_bytes and shared.items:
+            while shared.bytes + shared.window_bytes > self.max_bytes and shared.items:
                 _, (_, size) = shared.items.popitem(last=False)
                 shared.bytes -= size
         return fitted
