@@ -119,6 +119,12 @@ class ShardWriter:
             self._unsynced.sync = False
             self._index: dict[str, IdRuns] = {}
             self._rolled: dict[str, int] = {}
+            self._recent: dict[bytes, TradeColumns] = {}
+            """The windows the last write left, by key, as it encoded them: the next live write (mostly into the
+            same second) merges into them without reading and decoding them back. Only a write that succeeded
+            fills it; every other change of the store empties it."""
+            self._staged: dict[bytes, TradeColumns] = {}
+            """The windows the write under way puts in its batch (its `_recent` once RocksDB took the batch)."""
             with rocksdb_errors(path):
                 self.segment_ms = self._check_layout(segment_ms)
         except BaseException:
@@ -148,6 +154,7 @@ class ShardWriter:
             del db
         self._index.clear()
         self._rolled.clear()
+        self._recent.clear()
         with rocksdb_errors(self.path):
             self._db = open_primary(self.path)
         logger.warning("store reopened after a refused write", extra={"path": str(self.path)})
@@ -248,16 +255,22 @@ class ShardWriter:
         batch = WriteBatch(raw_mode=True)
         indexes: dict[str, IdRuns] = {}
         written = Written({}, {})
-        for symbol, parts in by_symbol.items():
-            incoming = TradeColumns.concat(parts)
-            runs = self.index(symbol)
-            fresh = incoming.take(~runs.contains(incoming.agg_id)) if len(runs) else incoming
-            if len(fresh) == 0:
-                continue
-            indexes[symbol] = self._add(batch, symbol, fresh, written)
-        if not batch.is_empty():
-            self.db.write(batch, options)
-            self._index.update(indexes)
+        self._staged = {}
+        try:
+            for symbol, parts in by_symbol.items():
+                incoming = TradeColumns.concat(parts)
+                runs = self.index(symbol)
+                fresh = incoming.take(~runs.contains(incoming.agg_id)) if len(runs) else incoming
+                if len(fresh) == 0:
+                    continue
+                indexes[symbol] = self._add(batch, symbol, fresh, written)
+            if not batch.is_empty():
+                self.db.write(batch, options)
+                self._index.update(indexes)
+                self._recent = self._staged
+        except BaseException:
+            self._recent = {}  # the batch may or may not be in the log: read the windows back next time
+            raise
         return written
 
     def _add(self, batch: WriteBatch, symbol: str, fresh: TradeColumns, written: Written | None) -> IdRuns:
@@ -303,6 +316,7 @@ class ShardWriter:
         `ImportConflictError` and nothing is written.
         `trades` must be ascending by agg id, each once. `StoreError` if RocksDB refuses.
         """
+        self._recent = {}
         with rocksdb_errors(self.path):
             self._roll_up(symbol, roll_up_before_ms)
             runs = self.index(symbol)
@@ -326,11 +340,16 @@ class ShardWriter:
             return []
         parts = list(split_by(trades, window_start(trades.time)))
         keys = [window_key(symbol, start) for start, _ in parts]
-        stored: list[bytes | None] = self.db.get(keys)  # type: ignore[arg-type, assignment]
+        unknown = [key for key in keys if key not in self._recent]
+        values: list[bytes | None] = self.db.get(unknown) if unknown else []  # type: ignore[arg-type, assignment]
+        read = dict(zip(unknown, values, strict=True))
         windows: list[tuple[int, TradeColumns]] = []
-        for key, value, (start, part) in zip(keys, stored, parts, strict=True):
-            merged = merge_windows(decoded(key, value, decode_window) if value is not None else None, part)
+        for key, (start, part) in zip(keys, parts, strict=True):
+            value = read.get(key)
+            stored = self._recent.get(key) if value is None else decoded(key, value, decode_window)
+            merged = merge_windows(stored, part)
             batch.put(key, encode_window(merged))
+            self._staged[key] = merged
             windows.append((start, merged))
         return windows
 
@@ -371,6 +390,7 @@ class ShardWriter:
             return self._roll_up(symbol, before_ms)
 
     def _roll_up(self, symbol: str, before_ms: int) -> int:
+        self._recent = {}
         before = window_start(before_ms)
         if before <= self.rolled_until(symbol):
             return 0
@@ -396,6 +416,7 @@ class ShardWriter:
             return self._delete_before(symbol, cutoff_ms)
 
     def _delete_before(self, symbol: str, cutoff_ms: int) -> int:
+        self._recent = {}
         straddling = cutoff_ms - cutoff_ms % self.segment_ms
         batch = WriteBatch(raw_mode=True)
         removed = 0
