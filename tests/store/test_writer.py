@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from tests.store.synthetic import SYMBOL, T0, same, tape, windows_of, write_rolled
 from tradetape.domain.columns import TradeColumns
@@ -204,3 +206,50 @@ def test_an_unsynced_write_is_readable_at_once_and_survives_the_writer_being_kil
         reopened.sync_log()
     finally:
         reopened.close()
+
+
+_OPS = st.one_of(
+    st.tuples(st.just("live"), st.integers(0, 5), st.integers(1, 30), st.booleans()),
+    st.tuples(st.just("roll"), st.integers(0, 6)),
+    st.tuples(st.just("retain"), st.integers(0, 3)),
+    st.tuples(st.just("import"), st.integers(0, 5), st.integers(1, 30)),
+    st.tuples(st.just("reopen")),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_OPS, min_size=1, max_size=14))
+@example([("live", 1, 5, False), ("retain", 2), ("live", 1, 5, False)])  # a window retention deleted, written again
+@example([("live", 3, 5, False), ("import", 3, 5), ("live", 3, 5, False)])  # a window an import wrote into
+def test_the_store_holds_what_was_written_whatever_ran_between_writes(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[object, ...]]
+) -> None:
+    """Live writes into the same seconds again (the writer merges into the windows its last write left in memory),
+    with redeliveries, roll-ups, retention, imports and reopens between them: after each, the store holds exactly the
+    trades written and not expired."""
+    store = ShardWriter(tmp_path_factory.mktemp("model") / "shard")
+    held = TradeColumns.empty()
+    next_id = 1_000
+    try:
+        for op in ops:
+            if op[0] in ("live", "import"):
+                second, count = int(op[1]), int(op[2])  # type: ignore[call-overload]
+                trades = tape(count, 1_000, seed=next_id, first_id=next_id, start_ms=T0 + second * 1_000)
+                next_id += count
+                if op[0] == "import":
+                    store.import_trades(SYMBOL, trades, roll_up_before_ms=T0 + second * 1_000)
+                else:
+                    again = held.take(slice(-5, None)) if op[3] else TradeColumns.empty()  # redelivered
+                    store.write(windows_of(SYMBOL, TradeColumns.concat([trades, again])))
+                held = TradeColumns.concat([held, trades])
+            elif op[0] == "roll":
+                store.roll_up(SYMBOL, T0 + int(op[1]) * 1_000)  # type: ignore[call-overload]
+            elif op[0] == "retain":
+                cutoff = T0 + int(op[1]) * 1_000  # type: ignore[call-overload]
+                store.delete_before(SYMBOL, cutoff)
+                held = held.take(held.time >= cutoff)
+            else:
+                store.reopen()
+            assert same(read_all_trades(store.db, SYMBOL), held), op
+    finally:
+        store.close()

@@ -267,7 +267,7 @@ class ShardWriter:
             if not batch.is_empty():
                 self.db.write(batch, options)
                 self._index.update(indexes)
-                self._recent = self._staged
+                self._recent, self._staged = self._staged, {}
         except BaseException:
             self._recent = {}  # the batch may or may not be in the log: read the windows back next time
             raise
@@ -316,7 +316,6 @@ class ShardWriter:
         `ImportConflictError` and nothing is written.
         `trades` must be ascending by agg id, each once. `StoreError` if RocksDB refuses.
         """
-        self._recent = {}
         with rocksdb_errors(self.path):
             self._roll_up(symbol, roll_up_before_ms)
             runs = self.index(symbol)
@@ -390,7 +389,7 @@ class ShardWriter:
             return self._roll_up(symbol, before_ms)
 
     def _roll_up(self, symbol: str, before_ms: int) -> int:
-        self._recent = {}
+        self._recent = {}  # what the last write left may be rolled up (and an import, which starts here, writes)
         before = window_start(before_ms)
         if before <= self.rolled_until(symbol):
             return 0
