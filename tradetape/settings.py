@@ -226,8 +226,8 @@ class Settings(BaseSettings):
         default=256,
         ge=0,
         description="MB of decoded hour segments and histograms one analytics worker keeps between queries (least "
-        "recently used go first; keyed by the segment's summary, so a rewritten segment is never served stale); "
-        "0: none",
+        "recently used go first; keyed by the segment's summary, so a rewritten segment is never served stale), and "
+        "of young windows (at most an eighth, each checked against its stored bytes); 0: none",
     )
     query_memory_mb: int = Field(
         default=256,
