@@ -293,3 +293,39 @@ def test_a_segment_whose_sums_pass_2_126_keeps_no_layer_and_its_queries_are_refu
     finally:
         reader.close()
         service._reader.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.tuples(st.integers(1, 400), st.integers(0, 90_000), st.booleans()), min_size=1, max_size=6),
+    st.integers(0, 2**16),
+)
+def test_a_layer_grown_roll_up_by_roll_up_equals_the_layer_computed_whole(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[int, int, bool]], seed: int
+) -> None:
+    """Live roll-ups grow a segment's layer from the one stored (only the seconds and minutes they touch computed
+    again), late trades into seconds and minutes it holds included: the values equal those of the same trades
+    imported at once, whose layer is computed whole."""
+    base = tmp_path_factory.mktemp("grown")
+    live, whole = ShardWriter(base / "live"), ShardWriter(base / "whole")
+    try:
+        written: list[TradeColumns] = []
+        next_id, clock = 1_000, T0
+        for count, span_ms, late in steps:
+            start = T0 + (seed % 50) * 1_000 if late and written else clock  # late: back into what was rolled up
+            part = tape(count, span_ms + 1, seed=seed + next_id, first_id=next_id, start_ms=start)
+            next_id += count
+            clock = max(clock, int(part.time.max()) + 1)
+            live.write(windows_of(SYMBOL, part))
+            live.roll_up(SYMBOL, clock + 1_000)
+            written.append(part)
+        trades = TradeColumns.concat(written)
+        whole.import_trades(SYMBOL, trades, roll_up_before_ms=clock + 1_000)
+        for kind in (SECOND_BARS, MINUTE_LEVELS):
+            prefix = kind_prefix(kind, SYMBOL)
+            grown = [value for _, value in scan(live.db, prefix, prefix_end(prefix))]
+            computed = [value for _, value in scan(whole.db, prefix, prefix_end(prefix))]
+            assert grown == computed
+    finally:
+        live.close()
+        whole.close()

@@ -47,6 +47,7 @@ from tradetape.domain.aggregates import MINUTE_MS, SECOND_MS, MinuteLevels, Seco
 from tradetape.domain.columns import Int64Array, NormalQuantityUnknown, TradeColumns
 from tradetape.domain.price_levels import common_divisor
 from tradetape.domain.sums import SumOverflowError, WideSums, product_plus, run_sums, times_digits
+from tradetape.errors import FormatError
 from tradetape.store.keys import MINUTE_LEVELS, SECOND_BARS, timed_key
 from tradetape.store.packing import PackingError, pack_columns, unpack_columns
 from tradetape.store.sealed import seal, unseal
@@ -63,7 +64,7 @@ _ZERO = np.zeros(1, dtype=np.int64)
 def put_layer(batch: WriteBatch, symbol: str, start: int, trades: TradeColumns) -> None:
     """The layer of the segment starting at `start` holding `trades` (non-empty), in `batch`: put, or deleted where
     a figure cannot be kept (readers then decode the segment's trades)."""
-    seconds_key, levels_key = (timed_key(kind, symbol, start) for kind in (SECOND_BARS, MINUTE_LEVELS))
+    seconds_key, levels_key = layer_keys(symbol, start)
     rpi = _rpi_share(trades)
     try:
         rpi_bars = None if rpi is None else second_bars(rpi)
@@ -76,6 +77,46 @@ def put_layer(batch: WriteBatch, symbol: str, start: int, trades: TradeColumns) 
         batch.delete(levels_key)
     else:
         batch.put(levels_key, encode_minute_levels(start, levels, rpi_levels))
+
+
+def layer_keys(symbol: str, start: int) -> tuple[bytes, bytes]:
+    """The keys of the second bars and the minute levels of the segment starting at `start`."""
+    return timed_key(SECOND_BARS, symbol, start), timed_key(MINUTE_LEVELS, symbol, start)
+
+
+def put_grown_layer(
+    batch: WriteBatch, symbol: str, start: int, trades: TradeColumns, part: TradeColumns, stored: list[bytes | None]
+) -> None:
+    """`put_layer` of a segment's `trades` once `part` was merged into them, from the layer `stored` before it (its
+    two values, `layer_keys`' order): only the seconds and minutes `part` touched are computed again, from `trades`.
+
+    Why: a live roll-up merges 10 s of windows into an hour segment that may hold millions of trades, and
+    computing the whole hour's layer again was most of its time (`bench/rollup.py`: 2.3 s at half an hour of
+    2,000 trades/s, on the thread that stores live trades). Where the layer stored is missing (a figure it could
+    not keep) or carries an RPI share (USD-M), the layer is computed whole, as `put_layer` does.
+    """
+    seconds_value, levels_value = stored
+    if seconds_value is None or levels_value is None or trades.normal_qty is not None:
+        put_layer(batch, symbol, start, trades)
+        return
+    touched = np.unique(part.time - part.time % SECOND_MS)
+    minutes = np.unique(touched - touched % MINUTE_MS)
+    in_minutes = trades.take(np.isin(trades.time - trades.time % MINUTE_MS, minutes))
+    try:
+        levels, held_levels = minute_levels(in_minutes), decode_minute_levels(levels_value)
+        kept = held_levels.take(~np.isin(held_levels.time, minutes))
+        joined = None if levels is None else MinuteLevels.concat([kept, levels])
+        if joined is None:
+            raise SumOverflowError("a minute level past int64")
+        seconds = second_bars(in_minutes.take(np.isin(in_minutes.time - in_minutes.time % SECOND_MS, touched)))
+        held_seconds = decode_second_bars(seconds_value)
+        bars = SecondBars.concat([held_seconds.take(~np.isin(held_seconds.time, touched)), seconds])
+        grown = encode_second_bars(start, bars), encode_minute_levels(start, joined)
+    except (SumOverflowError, FormatError):  # a figure past what is kept, or a stored layer that fails its checks
+        put_layer(batch, symbol, start, trades)
+        return
+    for key, value in zip(layer_keys(symbol, start), grown, strict=True):
+        batch.put(key, value)
 
 
 def _rpi_share(trades: TradeColumns) -> TradeColumns | None:

@@ -47,7 +47,7 @@ from tradetape.store.keys import (
     window_key,
     window_start,
 )
-from tradetape.store.layer import put_layer
+from tradetape.store.layer import layer_keys, put_grown_layer, put_layer
 from tradetape.store.layout import StoreLayoutError, read_layout
 from tradetape.store.meta import decode_mark, encode_layout, encode_mark
 from tradetape.store.migration import build_layers, seal_values
@@ -361,11 +361,15 @@ class ShardWriter:
             stored = self.db.get(key)
             held = decoded(key, stored, decode_stored_segment) if stored is not None else None
             merged = part if held is None else TradeColumns.concat([held, part])
-            self._put_segment(batch, symbol, start, merged)
+            self._put_segment(batch, symbol, start, merged, None if held is None else part)
             segments.append(merged)
         return segments
 
-    def _put_segment(self, batch: WriteBatch, symbol: str, start: int, trades: TradeColumns) -> None:
+    def _put_segment(
+        self, batch: WriteBatch, symbol: str, start: int, trades: TradeColumns, grown_by: TradeColumns | None = None
+    ) -> None:
+        """The segment starting at `start` as `trades`; `grown_by`: the trades just merged into what it held (its
+        layer is then grown from the one stored: `put_grown_layer`)."""
         keys = [timed_key(kind, symbol, start) for kind in SEGMENT_KINDS]
         if len(trades) == 0:
             for key in keys:
@@ -378,7 +382,11 @@ class ShardWriter:
             batch.delete(keys[2])  # sums beyond int64: readers decode this segment instead
         else:
             batch.put(keys[2], encode_histogram(levels))
-        put_layer(batch, symbol, start, trades)
+        if grown_by is None:
+            put_layer(batch, symbol, start, trades)
+        else:
+            stored: list[bytes | None] = self.db.get(list(layer_keys(symbol, start)))  # type: ignore[assignment]
+            put_grown_layer(batch, symbol, start, trades, grown_by, stored)
 
     def roll_up(self, symbol: str, before_ms: int) -> int:
         """Move every window of `symbol` that starts before `before_ms` into its segment, atomically.

@@ -1,0 +1,119 @@
+"""What a live roll-up costs persist's store thread as its hour segment fills, beside encoding the new trades alone.
+
+Persist rolls up every symbol's windows older than `rollup_age_s` every 10 s, on the thread
+that writes live trades: a roll-up merges those 10 s of windows into the hour segment they
+belong to, which rewrites the whole segment (decode, join, encode, histogram and aggregate
+layer of every trade the hour holds so far). This bench measures that at several fills of
+the hour: a store holding the hour's first part in its segment (imported), then live
+writes of 10 s of trades at `--rate` (one write a second of trades) and the roll-up of
+them, timed (wall and this thread's CPU), `--repeat` times a fill. Beside it, in the same
+run: encoding those 10 s of trades alone as a segment, what a roll-up would cost if it did
+not rewrite what the hour held already (the ceiling). The last column is the share of each
+10 s the store thread spends in the roll-up, during which no live write is stored: trades
+arriving then wait for it, which is what a latency bench on a fresh store never shows.
+Real-like BTCUSDT trades (`bench/tape_data.py`). Nothing here is part of the test run.
+
+    python bench/rollup.py                   # 2,000 trades/s, fills 0-59 min, about a minute
+    python bench/rollup.py --rate 200 --fills 0,30,59
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tape_data import SYMBOL, generate  # bench/tape_data.py
+
+from tradetape.domain.columns import TradeColumns
+from tradetape.store import window_start
+from tradetape.store.segments import encode_stored_segment
+from tradetape.store.windows import split_by
+from tradetape.store.writer import ShardWriter
+
+HOUR_MS = 3_600_000
+ROLLUP_EVERY_MS = 10_000
+
+
+def hour_of_trades(rate: int, seed: int) -> TradeColumns:
+    """An hour of real-like trades at `rate` a second, from the hour: a day's worth of `generate`'s squeezed into it."""
+    trades = next(generate(1, rate * 3_600, seed))
+    start = int(trades.time[0]) - int(trades.time[0]) % HOUR_MS
+    time = start + (trades.time - start) // 24
+    columns = trades.arrays()
+    return TradeColumns.of_arrays([*columns[:5], time, *columns[6:]])
+
+
+def measure(directory: Path, hour: TradeColumns, fill_ms: int, repeat: int) -> dict[str, float]:
+    """Roll-ups of 10 s into a segment already holding the hour's first `fill_ms`: wall and CPU ms, and the ceiling."""
+    start = int(hour.time[0]) - int(hour.time[0]) % HOUR_MS
+    store = ShardWriter(directory)
+    try:
+        held = hour.between(start, start + fill_ms)
+        if len(held):
+            store.import_trades(SYMBOL, held, roll_up_before_ms=start + fill_ms)
+        walls, cpus, alone = [], [], []
+        for k in range(repeat):
+            lower = start + fill_ms + k * ROLLUP_EVERY_MS
+            live = hour.between(lower, lower + ROLLUP_EVERY_MS)
+            for _, second in split_by(live, window_start(live.time)):
+                store.write({(SYMBOL, window_start(int(second.time[0]))): second})
+            started, cpu = time.perf_counter(), time.thread_time()
+            store.roll_up(SYMBOL, lower + ROLLUP_EVERY_MS)
+            walls.append((time.perf_counter() - started) * 1000)
+            cpus.append((time.thread_time() - cpu) * 1000)
+            cpu = time.thread_time()
+            encode_stored_segment(live)
+            alone.append((time.thread_time() - cpu) * 1000)
+        return {
+            "held": len(held),
+            "new": len(live),
+            "wall": statistics.median(walls),
+            "cpu": statistics.median(cpus),
+            "alone": statistics.median(alone),
+        }
+    finally:
+        store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=int, default=2_000, help="trades a second (default 2,000)")
+    parser.add_argument("--fills", default="0,6,15,30,59", help="minutes of the hour held (comma-separated)")
+    parser.add_argument("--repeat", type=int, default=3, help="roll-ups timed at each fill (median printed)")
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    fills = [int(minutes) for minutes in args.fills.split(",")]
+    if any(not 0 <= minutes <= 59 for minutes in fills):
+        parser.error("fills are minutes 0-59")
+    print(f"[rollup] generating an hour at {args.rate:,} trades/s", file=sys.stderr)
+    hour = hour_of_trades(args.rate, args.seed)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tradetape-bench-rollup-") as tmp:
+        for minutes in fills:
+            print(f"[rollup] segment holding {minutes} min", file=sys.stderr)
+            rows.append((minutes, measure(Path(tmp) / f"fill{minutes}", hour, minutes * 60_000, args.repeat)))
+    print(f"live roll-up every 10 s at {args.rate:,} trades/s (median of {args.repeat}), real-like BTCUSDT")
+    header = (
+        f"{'hour held':>9} {'trades held':>12} {'rolled up':>10} {'roll-up ms':>11} {'CPU ms':>8}"
+        f" {'ceiling ms':>11} {'x ceiling':>10} {'store thread stalled':>21}"
+    )
+    print(header)
+    for minutes, row in rows:
+        print(
+            f"{minutes:>6} min {row['held']:>12,.0f} {row['new']:>10,.0f} {row['wall']:>11.0f} {row['cpu']:>8.0f}"
+            f" {row['alone']:>11.1f} {row['wall'] / max(row['alone'], 0.01):>10.0f}"
+            f" {100 * row['wall'] / ROLLUP_EVERY_MS:>19.1f} %"
+        )
+    print(
+        "ceiling: encoding the 10 s of trades alone as a segment (this thread's CPU), what a roll-up that did not"
+        " rewrite the hour would cost at least. stalled: the share of each 10 s the store thread spends rolling up"
+        " (no live write is stored meanwhile)."
+    )
+
+
+if __name__ == "__main__":
+    main()
