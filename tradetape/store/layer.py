@@ -93,7 +93,7 @@ def put_grown_layer(
     Why: a live roll-up merges 10 s of windows into an hour segment that may hold millions of trades, and
     computing the whole hour's layer again was most of its time (`bench/rollup.py`: 2.3 s at half an hour of
     2,000 trades/s, on the thread that stores live trades). Where the layer stored is missing (a figure it could
-    not keep) or carries an RPI share (USD-M), the layer is computed whole, as `put_layer` does.
+    not keep), fails its checks or carries an RPI share (USD-M), the layer is computed whole, as `put_layer` does.
     """
     seconds_value, levels_value = stored
     if seconds_value is None or levels_value is None or trades.normal_qty is not None:
