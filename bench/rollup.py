@@ -2,8 +2,9 @@
 
 Persist rolls up every symbol's windows older than `rollup_age_s` every 10 s, on the thread
 that writes live trades: a roll-up merges those 10 s of windows into the hour segment they
-belong to, which rewrites the whole segment (decode, join, encode, histogram and aggregate
-layer of every trade the hour holds so far). This bench measures that at several fills of
+belong to, as a block of its own (store format 5; before, it decoded and encoded the whole
+hour again, with its histogram and aggregate layer), and the roll-up that passes the hour's
+end joins the hour's blocks into one body. This bench measures a roll-up at several fills of
 the hour: a store holding the hour's first part in its segment (imported), then live
 writes of 10 s of trades at `--rate` (one write a second of trades) and the roll-up of
 them, timed (wall and this thread's CPU), `--repeat` times a fill. Beside it, in the same
@@ -13,7 +14,7 @@ not rewrite what the hour held already (the ceiling). The last column is the sha
 arriving then wait for it, which is what a latency bench on a fresh store never shows.
 Real-like BTCUSDT trades (`bench/tape_data.py`). Nothing here is part of the test run.
 
-    python bench/rollup.py                   # 2,000 trades/s, fills 0-59 min, about a minute
+    python bench/rollup.py                   # 2,000 trades/s, fills 0-60 min, about a minute
     python bench/rollup.py --rate 200 --fills 0,30,59
 """
 
@@ -48,21 +49,24 @@ def hour_of_trades(rate: int, seed: int) -> TradeColumns:
 
 
 def measure(directory: Path, hour: TradeColumns, fill_ms: int, repeat: int) -> dict[str, float]:
-    """Roll-ups of 10 s into a segment already holding the hour's first `fill_ms`: wall and CPU ms, and the ceiling."""
+    """Roll-ups of 10 s into a segment already holding the hour's first `fill_ms`: wall and CPU ms, and the ceiling.
+    A fill of 60 min is the hour's last 10 s rolled up past its end: the roll-up that also joins the hour's blocks."""
     start = int(hour.time[0]) - int(hour.time[0]) % HOUR_MS
     store = ShardWriter(directory)
     try:
+        closing = fill_ms == HOUR_MS
+        fill_ms -= ROLLUP_EVERY_MS if closing else 0
         held = hour.between(start, start + fill_ms)
         if len(held):
             store.import_trades(SYMBOL, held, roll_up_before_ms=start + fill_ms)
         walls, cpus, alone = [], [], []
-        for k in range(repeat):
+        for k in range(1 if closing else repeat):
             lower = start + fill_ms + k * ROLLUP_EVERY_MS
             live = hour.between(lower, lower + ROLLUP_EVERY_MS)
             for _, second in split_by(live, window_start(live.time)):
                 store.write({(SYMBOL, window_start(int(second.time[0]))): second})
             started, cpu = time.perf_counter(), time.thread_time()
-            store.roll_up(SYMBOL, lower + ROLLUP_EVERY_MS)
+            store.roll_up(SYMBOL, lower + ROLLUP_EVERY_MS + (1_000 if closing else 0))
             walls.append((time.perf_counter() - started) * 1000)
             cpus.append((time.thread_time() - cpu) * 1000)
             cpu = time.thread_time()
@@ -82,13 +86,15 @@ def measure(directory: Path, hour: TradeColumns, fill_ms: int, repeat: int) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=int, default=2_000, help="trades a second (default 2,000)")
-    parser.add_argument("--fills", default="0,6,15,30,59", help="minutes of the hour held (comma-separated)")
+    parser.add_argument(
+        "--fills", default="0,6,15,30,59,60", help="minutes of the hour held (comma-separated; 60: the hour closing)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="roll-ups timed at each fill (median printed)")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
     fills = [int(minutes) for minutes in args.fills.split(",")]
-    if any(not 0 <= minutes <= 59 for minutes in fills):
-        parser.error("fills are minutes 0-59")
+    if any(not 0 <= minutes <= 60 for minutes in fills):
+        parser.error("fills are minutes 0-60")
     print(f"[rollup] generating an hour at {args.rate:,} trades/s", file=sys.stderr)
     hour = hour_of_trades(args.rate, args.seed)
     rows = []
@@ -111,7 +117,8 @@ def main() -> None:
     print(
         "ceiling: encoding the 10 s of trades alone as a segment (this thread's CPU), what a roll-up that did not"
         " rewrite the hour would cost at least. stalled: the share of each 10 s the store thread spends rolling up"
-        " (no live write is stored meanwhile)."
+        " (no live write is stored meanwhile). 60 min: the hour's last 10 s rolled up past its end, the roll-up"
+        " that joins the hour's blocks into one body (once an hour)."
     )
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from tests.store.conftest import BUSY_HOURS
-from tests.store.synthetic import SYMBOL, T0, tape, windows_of, write_rolled
+from tests.store.synthetic import SYMBOL, T0, same, tape, windows_of, write_rolled
 from tests.store.test_voids import voided
 from tradetape.api.errors import QueryError
 from tradetape.api.methods import bars, flow, volume_profile, vwap
@@ -29,7 +29,16 @@ from tradetape.domain.sums import SumOverflowError
 from tradetape.services.analytics.service import AnalyticsService, QuerySource
 from tradetape.settings import Settings
 from tradetape.store.budget import ReadBudget, ReadTooLargeError
-from tradetape.store.keys import LAYOUT_KEY, MINUTE_LEVELS, SECOND_BARS, kind_prefix, prefix_end
+from tradetape.store.keys import (
+    HISTOGRAM,
+    LAYOUT_KEY,
+    MINUTE_LEVELS,
+    SECOND_BARS,
+    SEGMENT,
+    SUMMARY,
+    kind_prefix,
+    prefix_end,
+)
 from tradetape.store.layout import read_layout
 from tradetape.store.reader import ShardReader
 from tradetape.store.reads import (
@@ -41,7 +50,7 @@ from tradetape.store.reads import (
 )
 from tradetape.store.rocks import open_primary, scan
 from tradetape.store.sealed import seal
-from tradetape.store.segments import FORMAT_VERSION
+from tradetape.store.segments import FORMAT_VERSION, decode_stored_segment
 from tradetape.store.writer import ShardWriter
 from tradetape.testing import HeldTrades
 
@@ -249,7 +258,7 @@ def test_a_format_3_store_stays_readable_and_gets_its_layer_when_the_writer_open
     assert messages == ["store upgrade started: building the aggregate layer", "store upgraded: aggregate layer built"]
     db = open_primary(busy)
     try:
-        assert read_layout(db) == (FORMAT_VERSION, HOUR) == (4, HOUR)
+        assert read_layout(db) == (FORMAT_VERSION, HOUR) == (5, HOUR)
         for kind in LAYER_KINDS:
             prefix = kind_prefix(kind, SYMBOL)
             assert len(scan(db, prefix, prefix_end(prefix))) == BUSY_HOURS
@@ -300,12 +309,12 @@ def test_a_segment_whose_sums_pass_2_126_keeps_no_layer_and_its_queries_are_refu
     st.lists(st.tuples(st.integers(1, 400), st.integers(0, 90_000), st.booleans()), min_size=1, max_size=6),
     st.integers(0, 2**16),
 )
-def test_a_layer_grown_roll_up_by_roll_up_equals_the_layer_computed_whole(
+def test_a_segment_grown_roll_up_by_roll_up_equals_the_same_trades_written_whole(
     tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[int, int, bool]], seed: int
 ) -> None:
-    """Live roll-ups grow a segment's layer from the one stored (only the seconds and minutes they touch computed
-    again), late trades into seconds and minutes it holds included: the values equal those of the same trades
-    imported at once, whose layer is computed whole."""
+    """Live roll-ups append their trades to a segment as a block of their own and grow its summary, histogram and
+    layer from the stored ones (late trades into seconds it holds take the merged trades instead): the trades,
+    summary, histogram and layer equal those of the same trades imported at once, computed whole."""
     base = tmp_path_factory.mktemp("grown")
     live, whole = ShardWriter(base / "live"), ShardWriter(base / "whole")
     try:
@@ -321,11 +330,17 @@ def test_a_layer_grown_roll_up_by_roll_up_equals_the_layer_computed_whole(
             written.append(part)
         trades = TradeColumns.concat(written)
         whole.import_trades(SYMBOL, trades, roll_up_before_ms=clock + 1_000)
-        for kind in (SECOND_BARS, MINUTE_LEVELS):
+        for kind in (SEGMENT, SUMMARY, HISTOGRAM, SECOND_BARS, MINUTE_LEVELS):
             prefix = kind_prefix(kind, SYMBOL)
-            grown = [value for _, value in scan(live.db, prefix, prefix_end(prefix))]
-            computed = [value for _, value in scan(whole.db, prefix, prefix_end(prefix))]
-            assert grown == computed
+            grown = scan(live.db, prefix, prefix_end(prefix))
+            computed = scan(whole.db, prefix, prefix_end(prefix))
+            if kind == SEGMENT:  # blocks here, one body there
+                assert [key for key, _ in grown] == [key for key, _ in computed]
+                for (_, ours), (_, theirs) in zip(grown, computed, strict=True):
+                    assert same(decode_stored_segment(ours), decode_stored_segment(theirs))
+            else:
+                assert grown == computed, kind
+        assert same(read_all_trades(live.db, SYMBOL), trades)
     finally:
         live.close()
         whole.close()

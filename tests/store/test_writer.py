@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 from tests.store.synthetic import SYMBOL, T0, same, tape, windows_of, write_rolled
 from tradetape.domain.columns import TradeColumns
 from tradetape.store.codec import encode_window
-from tradetape.store.keys import SEGMENT, WINDOW, kind_prefix, prefix_end, window_key
+from tradetape.store.keys import SEGMENT, WINDOW, kind_prefix, prefix_end, timed_key, window_key
 from tradetape.store.layout import read_layout
 from tradetape.store.reader import SecondaryStore
 from tradetape.store.reads import read_all_trades, read_coverage
 from tradetape.store.rocks import open_primary, scan
 from tradetape.store.sealed import unseal
-from tradetape.store.segments import FORMAT_VERSION
+from tradetape.store.segments import FORMAT_VERSION, joined_segment
 from tradetape.store.shards import ShardLockedError
 from tradetape.store.writer import ShardWriter
 
@@ -253,3 +253,28 @@ def test_the_store_holds_what_was_written_whatever_ran_between_writes(
             assert same(read_all_trades(store.db, SYMBOL), held), op
     finally:
         store.close()
+
+
+def test_a_roll_up_adds_to_its_segment_without_encoding_what_it_held_again(store: ShardWriter) -> None:
+    """A roll-up's cost must not grow with the hour: the segment's stored bodies are carried over byte for byte."""
+    trades = tape(4_000, 40_000)
+    first, second = trades.between(T0, T0 + 20_000), trades.between(T0 + 20_000, T0 + 40_000)
+    store.write(windows_of(SYMBOL, first))
+    store.roll_up(SYMBOL, T0 + 20_000)
+    (_, held), = scan(store.db, kind_prefix(SEGMENT, SYMBOL), prefix_end(kind_prefix(SEGMENT, SYMBOL)))
+    store.write(windows_of(SYMBOL, second))
+    store.roll_up(SYMBOL, T0 + 40_000)
+    (_, grown), = scan(store.db, kind_prefix(SEGMENT, SYMBOL), prefix_end(kind_prefix(SEGMENT, SYMBOL)))
+    assert unseal(held) in grown
+    assert same(read_all_trades(store.db, SYMBOL), trades)
+
+
+def test_a_segment_the_roll_up_mark_passed_is_joined_into_one_body(store: ShardWriter) -> None:
+    """Blocks are for the hour still rolled into; once the mark passes its end, it compresses and decodes as one."""
+    trades = tape(6_000, HOUR + 60_000, seed=3)
+    ends = (T0 + HOUR // 2, T0 + HOUR - 10_000, T0 + HOUR + 30_000)  # one body, two blocks, past the hour
+    for end, blocks in zip(ends, (False, True, False), strict=True):
+        store.write(windows_of(SYMBOL, trades.between(T0, end)))
+        store.roll_up(SYMBOL, end)
+        assert (joined_segment(store.db.get(timed_key(SEGMENT, SYMBOL, T0))) is not None) == blocks
+    assert same(read_all_trades(store.db, SYMBOL), trades.between(T0, T0 + HOUR + 30_000))

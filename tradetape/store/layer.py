@@ -85,38 +85,47 @@ def layer_keys(symbol: str, start: int) -> tuple[bytes, bytes]:
 
 
 def put_grown_layer(
-    batch: WriteBatch, symbol: str, start: int, trades: TradeColumns, part: TradeColumns, stored: list[bytes | None]
-) -> None:
-    """`put_layer` of a segment's `trades` once `part` was merged into them, from the layer `stored` before it (its
-    two values, `layer_keys`' order): only the seconds and minutes `part` touched are computed again, from `trades`.
+    batch: WriteBatch,
+    symbol: str,
+    start: int,
+    part: TradeColumns,
+    stored: list[bytes | None],
+    trades: TradeColumns | None = None,
+) -> bool:
+    """The layer of a segment once `part` (trades it did not hold) is merged into it, grown from the layer `stored`
+    before (its two values, `layer_keys`' order) and put in `batch`; False, putting nothing, where it cannot be
+    grown (then compute it whole: `put_layer`).
 
-    Why: a live roll-up merges 10 s of windows into an hour segment that may hold millions of trades, and
-    computing the whole hour's layer again was most of its time (`bench/rollup.py`: 2.3 s at half an hour of
-    2,000 trades/s, on the thread that stores live trades). Where the layer stored is missing (a figure it could
-    not keep), fails its checks or carries an RPI share (USD-M), the layer is computed whole, as `put_layer` does.
+    Minute levels add up over disjoint trades, so the stored ones and `part`'s are summed; a 1-second bar does not
+    (open, close, extremes), so the seconds `part` touches are computed from every trade of theirs in `trades` (the
+    merged segment's), or, without `trades`, only if the layer holds none of those seconds yet (a live roll-up's new
+    seconds). Why: a roll-up merges 10 s of windows into an hour segment that may hold millions of trades, and
+    computing the whole hour's layer again was most of its time (`bench/rollup.py`: 2.3 s at half an hour of 2,000
+    trades/s, on the thread that stores live trades). Not grown where the layer stored is missing (a figure it
+    could not keep) or fails its checks, where trades carry a normal quantity (USD-M: the layer holds an RPI share)
+    or where a figure would pass what is kept.
     """
     seconds_value, levels_value = stored
-    if seconds_value is None or levels_value is None or trades.normal_qty is not None:
-        put_layer(batch, symbol, start, trades)
-        return
+    if seconds_value is None or levels_value is None or part.normal_qty is not None:
+        return False
+    if trades is not None and trades.normal_qty is not None:
+        return False
     touched = np.unique(part.time - part.time % SECOND_MS)
-    minutes = np.unique(touched - touched % MINUTE_MS)
-    in_minutes = trades.take(np.isin(trades.time - trades.time % MINUTE_MS, minutes))
     try:
-        levels, held_levels = minute_levels(in_minutes), decode_minute_levels(levels_value)
-        kept = held_levels.take(~np.isin(held_levels.time, minutes))
-        joined = None if levels is None else MinuteLevels.concat([kept, levels])
-        if joined is None:
-            raise SumOverflowError("a minute level past int64")
-        seconds = second_bars(in_minutes.take(np.isin(in_minutes.time - in_minutes.time % SECOND_MS, touched)))
-        held_seconds = decode_second_bars(seconds_value)
-        bars = SecondBars.concat([held_seconds.take(~np.isin(held_seconds.time, touched)), seconds])
-        grown = encode_second_bars(start, bars), encode_minute_levels(start, joined)
+        added = minute_levels(part)
+        levels = None if added is None else MinuteLevels.concat([decode_minute_levels(levels_value), added])
+        held = decode_second_bars(seconds_value)
+        again = np.isin(held.time, touched)
+        if levels is None or (trades is None and bool(again.any())):
+            return False
+        seconds = part if trades is None else trades.take(np.isin(trades.time - trades.time % SECOND_MS, touched))
+        bars = SecondBars.concat([held.take(~again), second_bars(seconds)])
+        grown = encode_second_bars(start, bars), encode_minute_levels(start, levels)
     except (SumOverflowError, FormatError):  # a figure past what is kept, or a stored layer that fails its checks
-        put_layer(batch, symbol, start, trades)
-        return
+        return False
     for key, value in zip(layer_keys(symbol, start), grown, strict=True):
         batch.put(key, value)
+    return True
 
 
 def _rpi_share(trades: TradeColumns) -> TradeColumns | None:

@@ -1,6 +1,6 @@
 """The storage layout of a shard's RocksDB, its format version, and the segment codec.
 
-Layout (format 4; keys spelled in `tradetape.store.keys`), per symbol:
+Layout (format 5; keys spelled in `tradetape.store.keys`), per symbol:
 
 ``trades:{SYMBOL}:{window_start_ms:013d}``
     A 1-second window of trade time (format 1 value, `tradetape.store.codec`): where live
@@ -8,7 +8,11 @@ Layout (format 4; keys spelled in `tradetape.store.keys`), per symbol:
 ``seg:{SYMBOL}:{segment_start_ms:013d}``
     A segment: every trade of one `SEGMENT_MS` span of trade time (an hour), in the compact
     column encoding below. Closed windows are rolled up into it, in the same atomic write
-    that deletes them; a late trade whose window is already rolled up merges into it.
+    that deletes them; a late trade whose window is already rolled up merges into it. Since
+    format 5 the value may list several bodies (blocks, `BLOCKS_FORMAT`): a live roll-up adds its
+    trades as a block of its own, its summary, histogram and layer grown from the stored ones,
+    instead of decoding and encoding the hour again; once the roll-up mark passes the hour's
+    end, the writer joins its blocks into one body.
 ``sum:{SYMBOL}:{segment_start_ms:013d}``
     The segment's summary: count, first/last agg id, first/last time, min/max price,
     volume, buy volume (a few dozen bytes, so a coverage scan reads no trades).
@@ -84,9 +88,9 @@ segment    bytes/trade  24 h profile     2 d profile      1 h raw read
 (Parquet+zstd of the same trades: 9.43 bytes a trade; DuckDB's 24 h profile 68-73 ms.)
 Longer segments compress better (zstd sees more of each column) and a long range touches
 fewer keys (15 µs each in rocksdict) and fewer histograms; the price is the edges: a range
-decodes up to two whole segments (~100k trades, a few ms) and a roll-up re-encodes the
-open segment (~10-20 ms at the busiest symbol, every 10 s). A day would make the edges
-and the re-encoding 24 times dearer for little more compression.
+decodes up to two whole segments (~100k trades, a few ms), and the hour is encoded whole
+once it is over (blocks joined; `bench/rollup.py`). A day would make the edges and that
+24 times dearer for little more compression.
 """
 
 from __future__ import annotations
@@ -103,14 +107,22 @@ from tradetape.errors import FormatError
 from tradetape.store.packing import PackingError, pack_columns, unpack_columns
 from tradetape.store.sealed import seal, unseal
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 """The database layout (1: windows only; 2: + segments, summaries, histograms, index; 3: every value sealed;
-4: + the aggregate layer beside every segment)."""
+4: + the aggregate layer beside every segment; 5: + segment values of several blocks, which a format-4 reader
+cannot read: the format says so before one is written)."""
 SEALED_SINCE = 3
 """The first format whose values are all sealed."""
-READABLE_FORMATS = (3, 4)
+LAYERED_SINCE = 4
+"""The first format with the aggregate layer beside every segment."""
+READABLE_FORMATS = (3, 4, 5)
 """What readers read: a format-3 store (being upgraded) has no layer yet, and its readers decode trades instead."""
 SEGMENT_FORMAT = 1
+BLOCKS_FORMAT = 2
+"""A stored segment value listing several segment bodies (`grown_segment`), each encoded alone: what a live roll-up
+appends to, so that it costs what it adds, not what the hour holds (`bench/rollup.py`)."""
+_BLOCKS_MARK = b"\x82"
+"""A blocks value's first byte (a msgpack map of two keys); a single body is a map of ten or more."""
 SEGMENT_MS = 3_600_000
 SEGMENT_COLUMNS = 6
 """Packed columns of a segment: agg id, first trade id, fills, time, price, quantity steps."""
@@ -246,9 +258,42 @@ def encode_stored_segment(columns: TradeColumns) -> bytes:
     return seal(encode_segment(columns))
 
 
+def grown_segment(stored: bytes, part: TradeColumns) -> bytes:
+    """The stored segment value with `part` (trades it does not hold) added as a body of its own: the bodies it
+    holds are copied as they are, not decoded and encoded again (`BLOCKS_FORMAT`)."""
+    return seal(msgpack.packb({"v": BLOCKS_FORMAT, "b": [*_bodies(unseal(stored)), encode_segment(part)]}))
+
+
+def joined_segment(stored: bytes) -> bytes | None:
+    """A stored segment of several blocks as one body (the same trades, encoded together); None if it is one."""
+    bodies = _bodies(unseal(stored))
+    if len(bodies) == 1:
+        return None
+    return encode_stored_segment(_joined(bodies))
+
+
+def _bodies(value: bytes) -> list[bytes]:
+    """The segment bodies of a stored value's (unsealed) bytes: itself, or the blocks it lists."""
+    if value[:1] == _BLOCKS_MARK:
+        try:
+            held = msgpack.unpackb(value, raw=False)
+        except (ValueError, msgpack.ExtraData) as exc:
+            raise SegmentFormatError(f"unreadable segment blocks: {exc}") from exc
+        bodies = held.get("b") if isinstance(held, dict) and held.get("v") == BLOCKS_FORMAT else None
+        if not isinstance(bodies, list) or not bodies or not all(isinstance(body, bytes) for body in bodies):
+            raise SegmentFormatError("segment blocks must list one body or more")
+        return bodies
+    return [value]
+
+
 def decode_stored_segment(value: bytes) -> TradeColumns:
-    """A stored segment back into columns; `ChecksumError` or `SegmentFormatError` if it fails its checks."""
-    return decode_segment(unseal(value))
+    """A stored segment back into columns, its blocks joined; `ChecksumError` or `SegmentFormatError` if it fails
+    its checks."""
+    return _joined(_bodies(unseal(value)))
+
+
+def _joined(bodies: list[bytes]) -> TradeColumns:
+    return TradeColumns.concat([decode_segment(body) for body in bodies])
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +326,21 @@ class SegmentSummary:
             max_price=int(columns.price.max()),
             volume=_exact_sum(qty),
             buy_volume=_exact_sum(qty[~columns.buyer_maker]),
+        )
+
+    def joined(self, other: SegmentSummary) -> SegmentSummary:
+        """The summary of this segment's trades and `other`'s (trades it does not hold) together."""
+        return SegmentSummary(
+            start=self.start,
+            trade_count=self.trade_count + other.trade_count,
+            first_id=min(self.first_id, other.first_id),
+            last_id=max(self.last_id, other.last_id),
+            first_time=min(self.first_time, other.first_time),
+            last_time=max(self.last_time, other.last_time),
+            min_price=min(self.min_price, other.min_price),
+            max_price=max(self.max_price, other.max_price),
+            volume=self.volume + other.volume,
+            buy_volume=self.buy_volume + other.buy_volume,
         )
 
     def encode(self) -> bytes:
