@@ -51,7 +51,7 @@ from tradetape.domain.decimals import format_units, parse_units
 from tradetape.domain.footprint import FootprintBar, footprint, footprint_cells, footprint_row_size, level_step
 from tradetape.domain.interval_levels import IntervalLevels, interval_levels, minute_levels_per_interval
 from tradetape.domain.profile import MAX_PROFILE_ROWS, exact_fraction, infer_tick
-from tradetape.domain.value_area import half_units_to_decimal, value_area_of
+from tradetape.domain.value_area import half_units_text, value_area_of
 
 MAX_FOOTPRINT_CELLS = 6000
 """Rows one reply may hold over all its bars (about 140 bytes of JSON each: 0.85 MB, under NATS's 1 MiB)."""
@@ -294,7 +294,7 @@ def _session_reply(
     poc, low, high = value_area_of([volumes.get(k, 0) for k in range(bottom, top + 1)], share)
     buy, sell = sum(bar.buy_volume for bar in bars), sum(bar.sell_volume for bar in bars)
     poc_low = (bottom + poc) * row_size
-    poc_text = format(half_units_to_decimal(2 * poc_low + row_size), "f")  # no trailing zeros or exponent
+    poc_text = half_units_text(2 * poc_low + row_size)
     session = SessionFootprintReply(
         **session_info(piece),
         trade_count=sum(bar.trade_count for bar in bars),
@@ -345,7 +345,7 @@ def bars_json(bars: list[FootprintBar]) -> bytes:
                 "sell_volume": format_units(bar.sell_volume),
                 "delta": format_units(bar.delta),
                 "trade_count": bar.trade_count,
-                "poc": format(bar.poc, "f"),  # built without trailing zeros or an exponent
+                "poc": bar.poc_text,
                 "vah": edges[bar.value_area_high_row + 1],
                 "val": edges[bar.value_area_low_row],
                 "rows": [
