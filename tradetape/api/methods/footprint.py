@@ -321,25 +321,18 @@ def _bar_replies(bars: list[FootprintBar]) -> list[FootprintBarReply]:
 def bars_json(bars: list[FootprintBar]) -> bytes:
     """The bars' JSON as `list[FootprintBarReply]` dumps it, byte for byte, from the bars' row columns with no model
     a row. Prices repeat from bar to bar (row edges), so each is formatted once."""
-    prices: dict[int, str] = {}
-
-    def price(units: int) -> str:
-        text = prices.get(units)
-        if text is None:
-            text = prices[units] = format_units(units)
-        return text
-
+    prices = _PriceTexts()
     replies = []
     for bar in bars:
         bottom, size = bar.bottom, bar.row_size
-        edges = [price(bottom + r * size) for r in range(len(bar.buys) + 1)]
+        edges = list(map(prices.__getitem__, range(bottom, bottom + (len(bar.buys) + 1) * size, size)))
         replies.append(
             {
                 "time": bar.start,
-                "open": price(bar.open),
-                "high": price(bar.high),
-                "low": price(bar.low),
-                "close": price(bar.close),
+                "open": prices[bar.open],
+                "high": prices[bar.high],
+                "low": prices[bar.low],
+                "close": prices[bar.close],
                 "volume": format_units(bar.volume),
                 "buy_volume": format_units(bar.buy_volume),
                 "sell_volume": format_units(bar.sell_volume),
@@ -349,21 +342,30 @@ def bars_json(bars: list[FootprintBar]) -> bytes:
                 "vah": edges[bar.value_area_high_row + 1],
                 "val": edges[bar.value_area_low_row],
                 "rows": [
-                    {"price_low": edges[r], "price_high": edges[r + 1], "buy_volume": format_units(buy),
+                    {"price_low": low, "price_high": high, "buy_volume": format_units(buy),
                      "sell_volume": format_units(sell), "trade_count": count, "buy_imbalance": buy_flag,
                      "sell_imbalance": sell_flag}
-                    for r, (buy, sell, count, buy_flag, sell_flag) in enumerate(
-                        zip(bar.buys, bar.sells, bar.counts, bar.buy_flags, bar.sell_flags, strict=True)
+                    for low, high, buy, sell, count, buy_flag, sell_flag in zip(
+                        edges[:-1], edges[1:], bar.buys, bar.sells, bar.counts, bar.buy_flags, bar.sell_flags,
+                        strict=True,
                     )
                 ],
                 "stacked_imbalances": [
-                    {"side": run.side, "price_low": price(run.price_low), "price_high": price(run.price_high),
+                    {"side": run.side, "price_low": prices[run.price_low], "price_high": prices[run.price_high],
                      "rows": run.rows}
                     for run in bar.stacked
                 ],
             }
         )  # fmt: skip
     return orjson.dumps(replies)
+
+
+class _PriceTexts(dict[int, str]):
+    """Prices as text, each formatted on its first lookup (`__missing__`: hits stay in C)."""
+
+    def __missing__(self, units: int) -> str:
+        text = self[units] = format_units(units)
+        return text
 
 
 _BAR_REPLIES = TypeAdapter(list[FootprintBarReply])
