@@ -59,7 +59,7 @@ def exact_group_sums(
         remaining >>= bits
         shift += bits
         if not remaining:
-            return [int(v) for v in narrow.tolist()] if fits_int64 else wide
+            return narrow.tolist() if fits_int64 else wide  # int64's tolist gives Python ints
 
 
 # --- wide sums: exact past int64, kept as int64 pairs ------------------------------------------
@@ -105,7 +105,8 @@ class WideSums:
     def ints(self) -> list[int]:
         """The values as exact Python ints."""
         if not self.hi.any():
-            return [int(v) for v in self.lo.tolist()]
+            ints: list[int] = self.lo.tolist()  # Python ints already, as int64's tolist gives them
+            return ints
         return [(h << 63) | lo for h, lo in zip(self.hi.tolist(), self.lo.tolist(), strict=True)]
 
     def floats(self) -> npt.NDArray[np.float64]:

@@ -19,7 +19,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import NamedTuple, Protocol
 
-__all__ = ["PricedRow", "RowsWithValueArea", "ValueArea", "half_units_to_decimal", "value_area_of"]
+__all__ = ["PricedRow", "RowsWithValueArea", "ValueArea", "half_units_text", "value_area_of"]
 
 
 class ValueArea(NamedTuple):
@@ -44,6 +44,8 @@ def value_area_of(figures: list[int], share: Fraction) -> ValueArea:
 
 def _poc_position(figures: list[int]) -> int:
     top = max(figures)
+    if figures.count(top) == 1:  # the usual case, in C: a footprint asks once a bar, hundreds of times an answer
+        return figures.index(top)
     last = len(figures) - 1
     # |2i - (lowest + highest)| with positions 0..last: distance to the middle, doubled.
     return min((i for i, v in enumerate(figures) if v == top), key=lambda i: (abs(2 * i - last), i))
@@ -69,13 +71,14 @@ def _value_area_span(figures: list[int], poc: int, total: int, share: Fraction) 
     return low, high
 
 
-def half_units_to_decimal(twice_units: int) -> Decimal:
-    """``twice_units / 2`` units of 1e-8 as an exact Decimal price, trailing zeros dropped (a row's middle)."""
+def half_units_text(twice_units: int) -> str:
+    """``twice_units / 2`` units of 1e-8 as an exact price, positional, trailing zeros dropped (a row's middle, as
+    replies spell it; a Decimal built and formatted back cost a footprint answer ~0.3 ms a day of 5-minute bars)."""
     sign = "-" if twice_units < 0 else ""
     whole, frac = divmod(abs(twice_units) * 5, 10**9)  # units of 1e-9
     if frac == 0:
-        return Decimal(f"{sign}{whole}")
-    return Decimal(f"{sign}{whole}.{frac:09d}".rstrip("0"))
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{frac:09d}".rstrip("0")
 
 
 class PricedRow(Protocol):
@@ -114,9 +117,14 @@ class RowsWithValueArea:
 
         Has a 9th decimal place when the row size is an odd number of units. Built from a plain
         digit string, so ``str()`` gives positional notation for usual prices, but values below
-        1e-6 print in exponent form: format with ``format(poc, "f")`` for JSON.
+        1e-6 print in exponent form: for JSON, `poc_text` (or ``format(poc, "f")``).
         """
-        return half_units_to_decimal(self.poc_low + self.poc_high)
+        return Decimal(self.poc_text)
+
+    @property
+    def poc_text(self) -> str:
+        """`poc` as replies spell it (positional, no trailing zeros), without building the Decimal."""
+        return half_units_text(self.poc_low + self.poc_high)
 
     @property
     def vah(self) -> int:

@@ -51,7 +51,7 @@ from tradetape.domain.decimals import format_units, parse_units
 from tradetape.domain.footprint import FootprintBar, footprint, footprint_cells, footprint_row_size, level_step
 from tradetape.domain.interval_levels import IntervalLevels, interval_levels, minute_levels_per_interval
 from tradetape.domain.profile import MAX_PROFILE_ROWS, exact_fraction, infer_tick
-from tradetape.domain.value_area import half_units_to_decimal, value_area_of
+from tradetape.domain.value_area import half_units_text, value_area_of
 
 MAX_FOOTPRINT_CELLS = 6000
 """Rows one reply may hold over all its bars (about 140 bytes of JSON each: 0.85 MB, under NATS's 1 MiB)."""
@@ -294,7 +294,7 @@ def _session_reply(
     poc, low, high = value_area_of([volumes.get(k, 0) for k in range(bottom, top + 1)], share)
     buy, sell = sum(bar.buy_volume for bar in bars), sum(bar.sell_volume for bar in bars)
     poc_low = (bottom + poc) * row_size
-    poc_text = format(half_units_to_decimal(2 * poc_low + row_size), "f")  # no trailing zeros or exponent
+    poc_text = half_units_text(2 * poc_low + row_size)
     session = SessionFootprintReply(
         **session_info(piece),
         trade_count=sum(bar.trade_count for bar in bars),
@@ -321,49 +321,51 @@ def _bar_replies(bars: list[FootprintBar]) -> list[FootprintBarReply]:
 def bars_json(bars: list[FootprintBar]) -> bytes:
     """The bars' JSON as `list[FootprintBarReply]` dumps it, byte for byte, from the bars' row columns with no model
     a row. Prices repeat from bar to bar (row edges), so each is formatted once."""
-    prices: dict[int, str] = {}
-
-    def price(units: int) -> str:
-        text = prices.get(units)
-        if text is None:
-            text = prices[units] = format_units(units)
-        return text
-
+    prices = _PriceTexts()
     replies = []
     for bar in bars:
         bottom, size = bar.bottom, bar.row_size
-        edges = [price(bottom + r * size) for r in range(len(bar.buys) + 1)]
+        edges = list(map(prices.__getitem__, range(bottom, bottom + (len(bar.buys) + 1) * size, size)))
         replies.append(
             {
                 "time": bar.start,
-                "open": price(bar.open),
-                "high": price(bar.high),
-                "low": price(bar.low),
-                "close": price(bar.close),
+                "open": prices[bar.open],
+                "high": prices[bar.high],
+                "low": prices[bar.low],
+                "close": prices[bar.close],
                 "volume": format_units(bar.volume),
                 "buy_volume": format_units(bar.buy_volume),
                 "sell_volume": format_units(bar.sell_volume),
                 "delta": format_units(bar.delta),
                 "trade_count": bar.trade_count,
-                "poc": format(bar.poc, "f"),  # built without trailing zeros or an exponent
+                "poc": bar.poc_text,
                 "vah": edges[bar.value_area_high_row + 1],
                 "val": edges[bar.value_area_low_row],
                 "rows": [
-                    {"price_low": edges[r], "price_high": edges[r + 1], "buy_volume": format_units(buy),
+                    {"price_low": low, "price_high": high, "buy_volume": format_units(buy),
                      "sell_volume": format_units(sell), "trade_count": count, "buy_imbalance": buy_flag,
                      "sell_imbalance": sell_flag}
-                    for r, (buy, sell, count, buy_flag, sell_flag) in enumerate(
-                        zip(bar.buys, bar.sells, bar.counts, bar.buy_flags, bar.sell_flags, strict=True)
+                    for low, high, buy, sell, count, buy_flag, sell_flag in zip(
+                        edges[:-1], edges[1:], bar.buys, bar.sells, bar.counts, bar.buy_flags, bar.sell_flags,
+                        strict=True,
                     )
                 ],
                 "stacked_imbalances": [
-                    {"side": run.side, "price_low": price(run.price_low), "price_high": price(run.price_high),
+                    {"side": run.side, "price_low": prices[run.price_low], "price_high": prices[run.price_high],
                      "rows": run.rows}
                     for run in bar.stacked
                 ],
             }
         )  # fmt: skip
     return orjson.dumps(replies)
+
+
+class _PriceTexts(dict[int, str]):
+    """Prices as text, each formatted on its first lookup (`__missing__`: hits stay in C)."""
+
+    def __missing__(self, units: int) -> str:
+        text = self[units] = format_units(units)
+        return text
 
 
 _BAR_REPLIES = TypeAdapter(list[FootprintBarReply])
