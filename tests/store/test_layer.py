@@ -258,7 +258,7 @@ def test_a_format_3_store_stays_readable_and_gets_its_layer_when_the_writer_open
     assert messages == ["store upgrade started: building the aggregate layer", "store upgraded: aggregate layer built"]
     db = open_primary(busy)
     try:
-        assert read_layout(db) == (FORMAT_VERSION, HOUR) == (5, HOUR)
+        assert read_layout(db) == (FORMAT_VERSION, HOUR) == (6, HOUR)
         for kind in LAYER_KINDS:
             prefix = kind_prefix(kind, SYMBOL)
             assert len(scan(db, prefix, prefix_end(prefix))) == BUSY_HOURS

@@ -1,9 +1,11 @@
 """RocksDB key layout: the one place that knows how keys are spelled.
 
 A window of one instrument's trades lives under ``trades:{INSTRUMENT}:{window_start_ms:013d}``,
-a segment under ``seg:``, its summary under ``sum:``, its price histogram under
-``hist:`` and its aggregate layer under ``secs:`` and ``mlvl:`` with the segment start,
-the voids of a segment span under ``void:``; what each holds, and why, is in
+and what the last live writes added to it under that key plus ``+`` (`tail_key`: after the
+window's own key, before the next window's); a segment under
+``seg:``, its summary under ``sum:``, its price histogram under ``hist:`` and its
+aggregate layer under ``secs:`` and ``mlvl:`` with the segment start, the voids of a
+segment span under ``void:``; what each holds, and why, is in
 `tradetape.store.segments`. Timestamps are zero-padded to 13 digits (and clamped to
 them), so byte order equals time order and a time range of one kind of one symbol is
 one contiguous key range.
@@ -37,6 +39,7 @@ def window_start(trade_time_ms: _Times) -> _Times:
 
 
 _MAX_TIME = 10**_TIME_WIDTH - 1
+_TAIL = b"+"
 
 WINDOW = "trades"
 SEGMENT = "seg"
@@ -96,9 +99,25 @@ def retained_key(symbol: str) -> bytes:
     return f"{RETAINED}:{_token(symbol)}".encode()
 
 
+def tail_key(window: bytes) -> bytes:
+    """The key of the tail of the window whose own key is `window`: the trades the last live writes added to it.
+    Sorts after `window` and before the next window's key."""
+    return window + _TAIL
+
+
+def window_of(key: bytes) -> bytes:
+    """The window's own key, for its own key or its tail's."""
+    return key[: key.rindex(b":") + 1 + _TIME_WIDTH]
+
+
+def window_values_end(window: bytes) -> bytes:
+    """The first key after the window's own and its tail's (`window` its own key)."""
+    return window + bytes([_TAIL[0] + 1])
+
+
 def parse_window_key(key: bytes) -> tuple[str, int]:
-    """The instrument's name and the window start of a window key."""
-    _, token, start = key.decode().split(":")
+    """The instrument's name and the window start of a window's or its tail's key."""
+    _, token, start = window_of(key).decode().split(":")
     return instrument_of_token(token), int(start)
 
 

@@ -39,7 +39,7 @@ from tradetape.domain.id_runs import IdRuns
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.domain.trade import NO_NORMAL_QTY
 from tradetape.store.budget import ReadBudget
-from tradetape.store.codec import TRADE_BYTES, decode_window
+from tradetape.store.codec import TRADE_BYTES, decode_window, decode_windows
 from tradetape.store.decoding import DECODE_THREADS
 from tradetape.store.index import decode_runs
 from tradetape.store.keys import (
@@ -52,6 +52,8 @@ from tradetape.store.keys import (
     prefix_end,
     timed_key,
     window_key_range,
+    window_of,
+    window_values_end,
 )
 from tradetape.store.layer import (
     decode_minute_levels,
@@ -61,7 +63,7 @@ from tradetape.store.layer import (
 )
 from tradetape.store.layout import segment_span
 from tradetape.store.rocks import last_before, scan, scan_first
-from tradetape.store.sealed import decoded
+from tradetape.store.sealed import decoded, decoded_together
 from tradetape.store.segment_cache import Layer, SegmentCache
 from tradetape.store.segments import SegmentSummary
 from tradetape.store.voids import read_voids
@@ -265,12 +267,18 @@ def _whole_tape_coverage(db: Rdict, symbol: str, runs: IdRuns, voids: TradeColum
     first_window = scan_first(db, windows, prefix_end(windows))
     last_window = last_before(db, windows, prefix_end(windows))
     if first_window is not None and last_window is not None:
-        first_times.append(int(decoded(*first_window, decode_window).time.min()))
-        last_times.append(int(decoded(*last_window, decode_window).time.max()))
+        first_times.append(int(whole_window(db, first_window[0]).time.min()))
+        last_times.append(int(whole_window(db, last_window[0]).time.max()))
     first_time = min(first_times) if first_times else None
     last_time = max(last_times) if last_times else None
     first_id, last_id = int(runs.low[0]), int(runs.high[-1])
     return Coverage(runs.count - len(voids), first_id, last_id, first_time, last_time, runs.gaps(), len(voids))
+
+
+def whole_window(db: Rdict, key: bytes) -> TradeColumns:
+    """The trades of the window `key` belongs to (its own key or its tail's): its own value's and its tail's."""
+    window = window_of(key)
+    return decoded_together(scan(db, window, window_values_end(window)), decode_windows, decode_window)
 
 
 def read_price_levels(

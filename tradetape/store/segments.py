@@ -1,10 +1,15 @@
 """The storage layout of a shard's RocksDB, its format version, and the segment codec.
 
-Layout (format 5; keys spelled in `tradetape.store.keys`), per symbol:
+Layout (format 6; keys spelled in `tradetape.store.keys`), per symbol:
 
 ``trades:{SYMBOL}:{window_start_ms:013d}``
     A 1-second window of trade time (format 1 value, `tradetape.store.codec`): where live
     trades land. Only windows younger than the roll-up age live here (about a minute).
+    Since format 6 what live writes add to a window that holds trades already goes under
+    ``trades:{SYMBOL}:{window_start_ms:013d}+`` (its tail, a window value of its own), so a
+    write rewrites the trades of the window's last few writes, not all its second holds;
+    the writer joins the tail into the window's own value once a write goes past the
+    window, or after 16 writes. A window's trades are its own value's and its tail's.
 ``seg:{SYMBOL}:{segment_start_ms:013d}``
     A segment: every trade of one `SEGMENT_MS` span of trade time (an hour), in the compact
     column encoding below. Closed windows are rolled up into it, in the same atomic write
@@ -107,15 +112,16 @@ from tradetape.errors import FormatError
 from tradetape.store.packing import PackingError, pack_columns, unpack_columns
 from tradetape.store.sealed import seal, unseal
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 """The database layout (1: windows only; 2: + segments, summaries, histograms, index; 3: every value sealed;
 4: + the aggregate layer beside every segment; 5: + segment values of several blocks, which a format-4 reader
-cannot read: the format says so before one is written)."""
+cannot read: the format says so before one is written; 6: + window tails, which format-5 code does not know
+of: its writer would take a window's own value for every trade the window holds)."""
 SEALED_SINCE = 3
 """The first format whose values are all sealed."""
 LAYERED_SINCE = 4
 """The first format with the aggregate layer beside every segment."""
-READABLE_FORMATS = (3, 4, 5)
+READABLE_FORMATS = (3, 4, 5, 6)
 """What readers read: a format-3 store (being upgraded) has no layer yet, and its readers decode trades instead."""
 SEGMENT_FORMAT = 1
 BLOCKS_FORMAT = 2
