@@ -85,7 +85,9 @@ async def running_system(
     page_symbols: tuple[str, ...],
 ) -> AsyncIterator[System]:
     """The services trade `config.symbols`; the web server lists `page_symbols` (its own TRADETAPE_SYMBOLS)."""
-    passwords = {role: secrets.token_hex(8) for role in ROLES}
+    # Starting with a letter, as deploy/make-env makes them: nats-server reads a `$VARIABLE`'s value as a config token,
+    # and 16 hex digits that are all digits (one password in ~1,800) are an integer it then refuses as a password.
+    passwords = {role: "p" + secrets.token_hex(16) for role in ROLES}
     for role, password in passwords.items():  # nats-server reads them from its environment
         monkeypatch.setenv(f"TRADETAPE_{role}_PASSWORD", password)
     async with contextlib.AsyncExitStack() as stack:

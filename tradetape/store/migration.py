@@ -1,4 +1,4 @@
-"""Migrating a database of an older format to format 5: values sealed (formats 1, 2), then the aggregate layer.
+"""Migrating a database of an older format to the current one: values sealed (formats 1, 2), then the aggregate layer.
 
 Sealing (from format 1 or 2):
 
@@ -17,9 +17,9 @@ busy symbol-day (2.3M real-like trades, 75 values, 8.8 MB), so about 2 s a busy 
 The aggregate layer (from format 3, after sealing from older ones): at open too, before the
 writer takes its first write, `build_layers` decodes every segment that has no layer yet and
 writes its second bars and minute levels (`tradetape.store.layer`) in synced batches, with
-progress logged; the layout says the current format after the last batch (format 5, segment
-values of several blocks, needs nothing done to a format-4 store: its values read as they are). A segment whose layer is
-there already is skipped, so an upgrade cut short resumes. Readers keep answering all the
+progress logged; the layout says the current format after the last batch (formats 5, segment
+values of several blocks, and 6, window tails, need nothing done to a format-4 or -5 store: its values read as they
+are). A segment whose layer is there already is skipped, so an upgrade cut short resumes. Readers keep answering all the
 while: they read format 3 and decode the trades of a segment with no layer yet, so every
 answer is the same before, during and after (`tests/store/test_layer.py`).
 """
