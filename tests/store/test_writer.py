@@ -33,7 +33,8 @@ from tradetape.store.rocks import open_primary, scan
 from tradetape.store.sealed import unseal
 from tradetape.store.segments import FORMAT_VERSION, joined_segment
 from tradetape.store.shards import ShardLockedError
-from tradetape.store.writer import TAIL_WRITES, ShardWriter
+from tradetape.store.window_writes import TAIL_WRITES
+from tradetape.store.writer import ShardWriter
 
 HOUR = 3_600_000
 
@@ -189,7 +190,7 @@ def test_an_unsynced_write_is_readable_at_once_and_survives_the_writer_being_kil
         import sys, time
         from pathlib import Path
         from tests.store.synthetic import SYMBOL, tape, windows_of
-        from tradetape.store.writer import TAIL_WRITES, ShardWriter
+        from tradetape.store.writer import ShardWriter
         store = ShardWriter(Path({str(path)!r}))
         written = store.write_new(windows_of(SYMBOL, tape(300, 5_000)), sync=False)
         print(written.count, flush=True)

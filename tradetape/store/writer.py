@@ -26,7 +26,7 @@ from rocksdict import Rdict, WriteBatch, WriteOptions
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.id_runs import IdRuns
 from tradetape.domain.price_levels import PriceLevels
-from tradetape.store.codec import decode_window, decode_windows, encode_window, merge_windows
+from tradetape.store.codec import decode_window, decode_windows
 from tradetape.store.conflicts import check_same
 from tradetape.store.index import decode_runs, encode_runs
 from tradetape.store.keys import (
@@ -43,11 +43,9 @@ from tradetape.store.keys import (
     prefix_end,
     retained_key,
     rolled_key,
-    tail_key,
     timed_key,
     window_key,
     window_start,
-    window_values_end,
 )
 from tradetape.store.layer import layer_keys, put_grown_layer, put_layer
 from tradetape.store.layout import StoreLayoutError, read_layout
@@ -72,15 +70,13 @@ from tradetape.store.segments import (
 from tradetape.store.shards import ShardLock
 from tradetape.store.tape import StoredTape
 from tradetape.store.voids import merge_voids, trim_voids
+from tradetape.store.window_writes import WindowWrites
 from tradetape.store.windows import WindowId, split_by
 
 logger = logging.getLogger(__name__)
 
 SEGMENT_KINDS = (SEGMENT, SUMMARY, HISTOGRAM, SECOND_BARS, MINUTE_LEVELS)
 """What the writer keeps per segment, written and deleted together."""
-TAIL_WRITES = 16
-"""Writes a window's tail takes before it is joined into the window's own value: a write encodes the tail again, a
-join the whole window (at 2,000 trades/s, ~285 writes a second of ~7 trades each)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +125,7 @@ class ShardWriter:
             self._unsynced.sync = False
             self._index: dict[str, IdRuns] = {}
             self._rolled: dict[str, int] = {}
-            self._recent: dict[bytes, _HeldWindow] = {}
-            """The windows the last write left, by key, as stored: the next live write (mostly into the same
-            second) adds to them without reading and decoding them back. Only a write that succeeded fills it;
-            every other change of the store empties it."""
-            self._staged: dict[bytes, _HeldWindow] = {}
-            """The windows the write under way puts in its batch (its `_recent` once RocksDB took the batch)."""
+            self._windows = WindowWrites()
             with rocksdb_errors(path):
                 self.segment_ms = self._check_layout(segment_ms)
         except BaseException:
@@ -164,7 +155,7 @@ class ShardWriter:
             del db
         self._index.clear()
         self._rolled.clear()
-        self._recent.clear()
+        self._windows.forget()
         with rocksdb_errors(self.path):
             self._db = open_primary(self.path)
         logger.warning("store reopened after a refused write", extra={"path": str(self.path)})
@@ -266,7 +257,7 @@ class ShardWriter:
         batch = WriteBatch(raw_mode=True)
         indexes: dict[str, IdRuns] = {}
         written = Written({}, {})
-        self._staged = {}
+        self._windows.begin()
         try:
             for symbol, parts in by_symbol.items():
                 incoming = TradeColumns.concat(parts)
@@ -278,9 +269,9 @@ class ShardWriter:
             if not batch.is_empty():
                 self.db.write(batch, options)
                 self._index.update(indexes)
-                self._recent, self._staged = self._staged, {}
+                self._windows.taken()
         except BaseException:
-            self._recent = {}  # the batch may or may not be in the log: read the windows back next time
+            self._windows.forget()  # the batch may or may not be in the log
             raise
         return written
 
@@ -307,9 +298,9 @@ class ShardWriter:
             segments = self._merge_into_segments(batch, symbol, trades)
         elif bool(late.any()):
             segments = self._merge_into_segments(batch, symbol, trades.take(late))
-            windows = self._merge_into_windows(batch, symbol, trades.take(~late))
+            windows = self._windows.merge(self.db, batch, symbol, trades.take(~late))
         else:
-            windows = self._merge_into_windows(batch, symbol, trades)
+            windows = self._windows.merge(self.db, batch, symbol, trades)
         if written is not None and len(trades):
             written.trades[symbol] = trades
             written.seconds[symbol] = dict(windows) if not segments else _seconds_touched(segments, windows, trades)
@@ -341,51 +332,6 @@ class ShardWriter:
             self.db.write(batch, self._sync)
             self._index[symbol] = index
             return ImportCounts(len(fresh), len(trades) - len(fresh))
-
-    def _merge_into_windows(
-        self, batch: WriteBatch, symbol: str, trades: TradeColumns
-    ) -> list[tuple[int, TradeColumns]]:
-        """New trades into their 1-second windows; each window's start and trades as stored after the write.
-
-        A window's first trades are its own value; what later writes add goes into its tail (`tail_key`), so a
-        write encodes the trades of the window's last few writes, not all its second holds: each write rewrote the
-        whole window before, ~140 times the trades' bytes in RocksDB's log at 2,000 trades/s, which every reader
-        replays. The tail is joined into the window's own value once a write goes past the window, or after
-        `TAIL_WRITES` writes. (A chunk a write, deleted at the join, was tried: the deleted keys made every scan
-        of the young windows 10 times slower; the tail's versions are one key's, which a scan skips at once.)
-        """
-        if len(trades) == 0:
-            return []
-        parts = list(split_by(trades, window_start(trades.time)))
-        newest = parts[-1][0]
-        windows: list[tuple[int, TradeColumns]] = []
-        for start, part in parts:
-            key = window_key(symbol, start)
-            held = self._recent.get(key) or self._stored_window(symbol, start, key)
-            if held is None:
-                held = _HeldWindow(symbol, start, part, None, 0)
-                batch.put(key, encode_window(part))
-            elif start < newest or held.tail_writes >= TAIL_WRITES:
-                held = _joined(batch, key, held, part)
-            else:
-                tail = part if held.tail is None else merge_windows(held.tail, part)
-                batch.put(tail_key(key), encode_window(tail))
-                held = _HeldWindow(symbol, start, merge_windows(held.trades, part), tail, held.tail_writes + 1)
-            self._staged[key] = held
-            windows.append((start, held.trades))
-        for key, left in self._recent.items():  # windows the last write left with a tail, which this one went past
-            if left.symbol == symbol and left.tail is not None and left.start < newest and key not in self._staged:
-                _joined(batch, key, left)
-        return windows
-
-    def _stored_window(self, symbol: str, start: int, key: bytes) -> _HeldWindow | None:
-        """The window `key` as stored (its own value and its tail), None if it holds no trade."""
-        items = scan(self.db, key, window_values_end(key))
-        if not items:
-            return None
-        trades = decoded_together(items, decode_windows, decode_window)
-        tail = [decoded(k, v, decode_window) for k, v in items if k != key]
-        return _HeldWindow(symbol, start, trades, tail[0] if tail else None, 1 if tail else 0)
 
     def _merge_into_segments(
         self, batch: WriteBatch, symbol: str, trades: TradeColumns, *, as_written: bool = True
@@ -459,7 +405,7 @@ class ShardWriter:
             return self._roll_up(symbol, before_ms)
 
     def _roll_up(self, symbol: str, before_ms: int) -> int:
-        self._recent = {}  # what the last write left may be rolled up (and an import, which starts here, writes)
+        self._windows.forget()  # what the last write left may be rolled up (and an import, which starts here, writes)
         before, previous = window_start(before_ms), self.rolled_until(symbol)
         if before <= previous:
             return 0
@@ -504,7 +450,7 @@ class ShardWriter:
             return self._delete_before(symbol, cutoff_ms)
 
     def _delete_before(self, symbol: str, cutoff_ms: int) -> int:
-        self._recent = {}
+        self._windows.forget()
         straddling = cutoff_ms - cutoff_ms % self.segment_ms
         batch = WriteBatch(raw_mode=True)
         removed = 0
@@ -594,27 +540,6 @@ class ShardWriter:
                     logger.info("store closed", extra={"path": str(self.path)})
         finally:
             self._lock.release()
-
-
-@dataclass(frozen=True, slots=True)
-class _HeldWindow:
-    """A window as the writer stored it: every trade it holds, its tail's, and how many writes the tail took."""
-
-    symbol: str
-    start: int
-    trades: TradeColumns
-    tail: TradeColumns | None
-    tail_writes: int
-
-
-def _joined(batch: WriteBatch, key: bytes, held: _HeldWindow, part: TradeColumns | None = None) -> _HeldWindow:
-    """Put every trade of the window (and `part`, trades it does not hold) as its own value, its tail deleted; the
-    window so."""
-    trades = held.trades if part is None else merge_windows(held.trades, part)
-    batch.put(key, encode_window(trades))
-    if held.tail is not None:
-        batch.delete(tail_key(key))
-    return _HeldWindow(held.symbol, held.start, trades, None, 0)
 
 
 def _seconds_touched(
