@@ -21,7 +21,7 @@ from tests.store.conftest import BUSY_HOURS
 from tests.store.synthetic import SYMBOL, T0, same, tape, windows_of, write_rolled
 from tests.store.test_voids import voided
 from tradetape.api.errors import QueryError
-from tradetape.api.methods import bars, flow, volume_profile, vwap
+from tradetape.api.methods import bars, coverage, flow, volume_profile, vwap
 from tradetape.domain.aggregates import MinuteLevels, SecondBars, minute_levels, second_bars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.price_levels import PriceLevels
@@ -36,6 +36,7 @@ from tradetape.store.keys import (
     SECOND_BARS,
     SEGMENT,
     SUMMARY,
+    WINDOW_SUMMARY,
     kind_prefix,
     prefix_end,
 )
@@ -213,13 +214,17 @@ def test_bars_over_a_long_range_decode_only_its_ragged_edges(busy: Path) -> None
 
 
 def _as_format_3(path: Path, keep: int = 0) -> None:
-    """The store as format 3 left it (no layer), but for the first `keep` segments' layers (an upgrade cut short)."""
+    """The store as format 3 left it (no layer, no window summaries), but for the first `keep` segments' layers (an
+    upgrade cut short)."""
     db = open_primary(path)
     try:
         for kind in LAYER_KINDS:
             prefix = kind_prefix(kind, SYMBOL)
             for key, _ in scan(db, prefix, prefix_end(prefix))[keep:]:
                 db.delete(key)
+        prefix = kind_prefix(WINDOW_SUMMARY, SYMBOL)
+        for key, _ in scan(db, prefix, prefix_end(prefix)):
+            db.delete(key)
         db.put(LAYOUT_KEY, seal(msgpack.packb({"v": 3, "segment_ms": HOUR})))
     finally:
         db.close()
@@ -236,7 +241,10 @@ def test_a_format_3_store_stays_readable_and_gets_its_layer_when_the_writer_open
         reader = ShardReader(busy, cache_bytes=0)
         try:
             source = QuerySource(reader, ReadBudget(2**30, 100, 100), SYMBOL)
-            return [r.model_dump() for r in replies(source, time_range)]
+            end = T0 + BUSY_HOURS * HOUR  # the young windows (summarised from format 7 on) and an edge of them
+            young = coverage.CoverageRequest(start=end - 90_500, end=end - 20_500)
+            found = [*replies(source, time_range), coverage.handle(source, SYMBOL, young, NOW)]
+            return [r.model_dump() for r in found]
         finally:
             reader.close()
 
@@ -255,10 +263,14 @@ def test_a_format_3_store_stays_readable_and_gets_its_layer_when_the_writer_open
     caplog.set_level(logging.INFO, logger="tradetape.store.migration")
     ShardWriter(busy).close()
     messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert messages == ["store upgrade started: building the aggregate layer", "store upgraded: aggregate layer built"]
+    assert messages == [
+        "store upgrade started: building the aggregate layer",
+        "store upgraded: aggregate layer built",
+        "store upgraded: window summaries written",
+    ]
     db = open_primary(busy)
     try:
-        assert read_layout(db) == (FORMAT_VERSION, HOUR) == (6, HOUR)
+        assert read_layout(db) == (FORMAT_VERSION, HOUR) == (7, HOUR)
         for kind in LAYER_KINDS:
             prefix = kind_prefix(kind, SYMBOL)
             assert len(scan(db, prefix, prefix_end(prefix))) == BUSY_HOURS

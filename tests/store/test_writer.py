@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tests.store.synthetic import SYMBOL, T0, same, tape, windows_of, write_rolled
 from tradetape.domain.columns import TradeColumns
+from tradetape.domain.gaps import Coverage
 from tradetape.store.codec import decode_window, encode_window
 from tradetape.store.keys import (
     SEGMENT,
@@ -236,7 +237,7 @@ def test_the_store_holds_what_was_written_whatever_ran_between_writes(
 ) -> None:
     """Live writes into the same seconds again (the writer merges into the windows its last write left in memory),
     with redeliveries, roll-ups, retention, imports and reopens between them: after each, the store holds exactly the
-    trades written and not expired."""
+    trades written and not expired, and a coverage of its young windows (from their summaries) says so."""
     store = ShardWriter(tmp_path_factory.mktemp("model") / "shard")
     held = TradeColumns.empty()
     next_id = 1_000
@@ -261,8 +262,23 @@ def test_the_store_holds_what_was_written_whatever_ran_between_writes(
             else:
                 store.reopen()
             assert same(read_all_trades(store.db, SYMBOL), held), op
+            for time_range in ((T0 - 1, T0 + 7_000), (T0 + 1_500, T0 + 4_200), (T0 + 2_000, T0 + 3_000)):
+                assert covered(read_coverage(store.db, SYMBOL, time_range)) == expected(held, *time_range), op
     finally:
         store.close()
+
+
+def covered(found: Coverage) -> tuple[int, int | None, int | None, int | None, int | None]:
+    return found.trade_count, found.first_id, found.last_id, found.first_time, found.last_time
+
+
+def expected(held: TradeColumns, start: int, end: int) -> tuple[int, int | None, int | None, int | None, int | None]:
+    """What a coverage of ``[start, end)`` says of `held` (ids need not rise with time here: seconds are drawn)."""
+    trades = held.between(start, end)
+    if len(trades) == 0:
+        return 0, None, None, None, None
+    ids, times = trades.agg_id, trades.time
+    return len(trades), int(ids.min()), int(ids.max()), int(times.min()), int(times.max())
 
 
 def test_a_roll_up_adds_to_its_segment_without_encoding_what_it_held_again(store: ShardWriter) -> None:

@@ -2,7 +2,8 @@
 
 A window of one instrument's trades lives under ``trades:{INSTRUMENT}:{window_start_ms:013d}``,
 and what the last live writes added to it under that key plus ``+`` (`tail_key`: after the
-window's own key, before the next window's); a segment under
+window's own key, before the next window's), and the window's summary (trade count, first and last id and
+time: `tradetape.store.segments.SegmentSummary`) under ``wsum:`` with the window start; a segment under
 ``seg:``, its summary under ``sum:``, its price histogram under ``hist:`` and its
 aggregate layer under ``secs:`` and ``mlvl:`` with the segment start, the voids of a
 segment span under ``void:``; what each holds, and why, is in
@@ -44,6 +45,7 @@ _TAIL = b"+"
 WINDOW = "trades"
 SEGMENT = "seg"
 SUMMARY = "sum"
+WINDOW_SUMMARY = "wsum"
 HISTOGRAM = "hist"
 SECOND_BARS = "secs"
 MINUTE_LEVELS = "mlvl"
@@ -74,6 +76,10 @@ def timed_key(kind: str, symbol: str, start_ms: int) -> bytes:
 
 def window_key(symbol: str, start_ms: int) -> bytes:
     return timed_key(WINDOW, symbol, start_ms)
+
+
+def window_summary_key(symbol: str, start_ms: int) -> bytes:
+    return timed_key(WINDOW_SUMMARY, symbol, start_ms)
 
 
 def kind_prefix(kind: str, symbol: str) -> bytes:
@@ -121,8 +127,9 @@ def parse_window_key(key: bytes) -> tuple[str, int]:
     return instrument_of_token(token), int(start)
 
 
-def window_key_range(symbol: str, start_ms: int, end_ms: int) -> tuple[bytes, bytes]:
-    """Keys of the windows that can hold trades with ``start_ms <= T < end_ms``: ``[lower, upper)``."""
-    lower = window_key(symbol, window_start(max(start_ms, 0)))
-    upper = window_key(symbol, window_start(max(end_ms - 1, 0)) + WINDOW_MS)
+def window_key_range(symbol: str, start_ms: int, end_ms: int, kind: str = WINDOW) -> tuple[bytes, bytes]:
+    """Keys of the windows (or their summaries: `kind`) that can hold trades with ``start_ms <= T < end_ms``:
+    ``[lower, upper)``."""
+    lower = timed_key(kind, symbol, window_start(max(start_ms, 0)))
+    upper = timed_key(kind, symbol, window_start(max(end_ms - 1, 0)) + WINDOW_MS)
     return lower, upper

@@ -30,18 +30,24 @@ def read_layout(db: Rdict) -> tuple[int, int] | None:
 
 
 def segment_span(db: Rdict) -> int:
-    """The database's segment span; `StoreLayoutError` for a database of an older format, not migrated yet.
+    """The database's segment span; `StoreLayoutError` for a database of an older format, not migrated yet."""
+    return readable_layout(db)[1]
 
-    Format 3 is read as well: its writer is building the aggregate layer (`tradetape.store.migration`),
-    and the reads decode the trades of a segment that has none yet.
+
+def readable_layout(db: Rdict) -> tuple[int, int]:
+    """The database's format version and segment span (format 1 without a layout record: a database before its
+    first write, or of format 1); `StoreLayoutError` for a database of an older format, not migrated yet.
+
+    Formats 3 to 6 are read as well: their writer is upgrading them (`tradetape.store.migration`), and the reads
+    decode the trades of a segment that has no layer yet, and the windows where they have no summary.
     """
     layout = read_layout(db)
     if layout is None:
-        return SEGMENT_MS
+        return 1, SEGMENT_MS
     version, span = layout
     if version not in READABLE_FORMATS:
         raise StoreLayoutError(
             f"the store holds format {version}; its writer (persist, or an import) migrates it to format"
             f" {FORMAT_VERSION} when it opens it, and until then it is not read"
         )
-    return span
+    return version, span

@@ -22,19 +22,24 @@ values of several blocks, and 6, window tails, need nothing done to a format-4 o
 are). A segment whose layer is there already is skipped, so an upgrade cut short resumes. Readers keep answering all the
 while: they read format 3 and decode the trades of a segment with no layer yet, so every
 answer is the same before, during and after (`tests/store/test_layer.py`).
+
+Window summaries (format 7, from any older one): `summarize_windows` puts the summary of every window held
+(`tradetape.store.window_writes`), after the layer; readers of an older format decode the windows instead, so
+they answer the same until the layout says 7. A few young windows in a live store: milliseconds.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rocksdict import Rdict, ReadOptions, WriteBatch, WriteOptions
 
 from tradetape.errors import FormatError
-from tradetape.store.codec import decode_window
+from tradetape.store.codec import decode_window, decode_windows
 from tradetape.store.index import decode_runs
 from tradetape.store.keys import (
     HISTOGRAM,
@@ -47,12 +52,15 @@ from tradetape.store.keys import (
     SUMMARY,
     VOID,
     WINDOW,
+    parse_window_key,
     prefix_end,
     timed_key,
+    window_of,
+    window_summary_key,
 )
 from tradetape.store.layer import decode_minute_levels, decode_second_bars, put_layer
 from tradetape.store.meta import decode_mark
-from tradetape.store.sealed import is_sealed, seal
+from tradetape.store.sealed import decoded_together, is_sealed, seal
 from tradetape.store.segments import SegmentSummary, decode_histogram, decode_stored_segment
 
 logger = logging.getLogger(__name__)
@@ -162,3 +170,38 @@ def build_layers(db: Rdict, path: Path, sync: WriteOptions) -> None:
             extra={"path": str(path), "segments": seen, "layers_built": built, "unreadable": unreadable,
                    "seconds": round(time.monotonic() - started, 1)},
         )
+
+
+def summarize_windows(db: Rdict, path: Path, sync: WriteOptions) -> None:
+    """Put the summary of every window (its own value and its tail's trades together); quiet if there is none."""
+    prefix = f"{WINDOW}:".encode()
+    summarized = unreadable = 0
+    batch, pending = WriteBatch(raw_mode=True), 0
+    for window, items in itertools.groupby(_items(db, prefix), key=lambda item: window_of(item[0])):
+        try:
+            trades = decoded_together(list(items), decode_windows, decode_window)
+        except FormatError as exc:
+            unreadable += 1
+            logger.error("window unreadable, no summary", extra={"key": window.decode(errors="replace"),
+                                                                 "error": str(exc)[:200]})
+            continue
+        symbol, start = parse_window_key(window)
+        batch.put(window_summary_key(symbol, start), SegmentSummary.of(start, trades).encode())
+        summarized, pending = summarized + 1, pending + len(trades) * 8
+        if pending >= BATCH_BYTES:
+            db.write(batch, sync)
+            batch, pending = WriteBatch(raw_mode=True), 0
+    if not batch.is_empty():
+        db.write(batch, sync)
+    if summarized + unreadable:
+        extra = {"path": str(path), "windows": summarized, "unreadable": unreadable}
+        logger.warning("store upgraded: window summaries written", extra=extra)
+
+
+def _items(db: Rdict, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """Every key and value under `prefix`, in key order, one at a time."""
+    it = db.iter(ReadOptions())
+    it.seek(prefix)
+    while it.valid() and it.key() < prefix_end(prefix):
+        yield it.key(), it.value()
+        it.next()

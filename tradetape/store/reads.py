@@ -47,10 +47,12 @@ from tradetape.store.keys import (
     SECOND_BARS,
     SUMMARY,
     WINDOW,
+    WINDOW_SUMMARY,
     index_key,
     kind_prefix,
     prefix_end,
     timed_key,
+    window_key,
     window_key_range,
     window_of,
     window_values_end,
@@ -61,11 +63,11 @@ from tradetape.store.layer import (
     decode_normal_second_bars,
     decode_second_bars,
 )
-from tradetape.store.layout import segment_span
+from tradetape.store.layout import readable_layout, segment_span
 from tradetape.store.rocks import last_before, scan, scan_first
 from tradetape.store.sealed import decoded, decoded_together
 from tradetape.store.segment_cache import Layer, SegmentCache
-from tradetape.store.segments import SegmentSummary
+from tradetape.store.segments import WINDOW_SUMMARIES_SINCE, SegmentSummary
 from tradetape.store.voids import read_voids
 
 TimeRange = tuple[int, int] | None
@@ -89,7 +91,9 @@ class _Plan:
     """Keys and values."""
 
 
-def _plan(db: Rdict, symbol: str, time_range: TimeRange) -> _Plan:
+def _plan(db: Rdict, symbol: str, time_range: TimeRange, *, window_summaries: bool = False) -> _Plan:
+    """With `window_summaries` (a coverage of a store that keeps them), the windows inside the range are planned by
+    their summaries, among `inside`, and only those at its edges are read."""
     span = segment_span(db)
     summaries = kind_prefix(SUMMARY, symbol)
     if time_range is None:
@@ -98,15 +102,27 @@ def _plan(db: Rdict, symbol: str, time_range: TimeRange) -> _Plan:
         return _Plan(whole, [], scan(db, windows, prefix_end(windows)))
     start, end = time_range
     lower = timed_key(SUMMARY, symbol, start - start % span)
+    inside, edges = _by_place(scan(db, lower, timed_key(SUMMARY, symbol, end)), start, end)
+    if not window_summaries:
+        return _Plan(inside, edges, scan(db, *window_key_range(symbol, start, end)))
+    window_summaries_found = scan(db, *window_key_range(symbol, start, end, WINDOW_SUMMARY))
+    inside_windows, edge_windows = _by_place(window_summaries_found, start, end)
+    edge_values = [item for edge in edge_windows for item in whole_window_values(db, window_key(symbol, edge.start))]
+    return _Plan(inside + inside_windows, edges, edge_values)
+
+
+def _by_place(
+    items: list[tuple[bytes, bytes]], start: int, end: int
+) -> tuple[list[SegmentSummary], list[SegmentSummary]]:
+    """Stored summaries of trades with times in ``[start, end)``: those all inside, and those only partly."""
     inside: list[SegmentSummary] = []
     edges: list[SegmentSummary] = []
-    for key, value in scan(db, lower, timed_key(SUMMARY, symbol, end)):
+    for key, value in items:
         summary = decoded(key, value, SegmentSummary.decode)
         if summary.last_time < start or summary.first_time >= end:
             continue
         (inside if start <= summary.first_time and summary.last_time < end else edges).append(summary)
-    lower_key, upper_key = window_key_range(symbol, start, end)
-    return _Plan(inside, edges, scan(db, lower_key, upper_key))
+    return inside, edges
 
 
 def _cache(cache: SegmentCache | None) -> SegmentCache:
@@ -225,15 +241,15 @@ def read_coverage(db: Rdict, symbol: str, time_range: TimeRange, cache: SegmentC
     Voids are counted apart (`void_count`); their ids are held, so never a gap.
 
     The whole tape is answered from the index and two seeks; a range from the summaries of
-    the segments inside it, decoding only its edges. Gaps are the index's, between the
+    the segments and windows inside it, decoding only its edges. Gaps are the index's, between the
     first and last id found (agg ids rise with trade time).
     """
-    span = segment_span(db)
+    version, span = readable_layout(db)
     runs = decoded(index_key(symbol), db.get(index_key(symbol)), decode_runs)
     voids = read_voids(db, symbol, time_range, span)
     if time_range is None:
         return _whole_tape_coverage(db, symbol, runs, voids)
-    plan = _plan(db, symbol, time_range)
+    plan = _plan(db, symbol, time_range, window_summaries=version >= WINDOW_SUMMARIES_SINCE)
     edges = _edge_trades(db, symbol, plan, time_range, cache)
     count = sum(s.trade_count for s in plan.inside) + len(edges)
     if count + len(voids) == 0:
@@ -277,8 +293,13 @@ def _whole_tape_coverage(db: Rdict, symbol: str, runs: IdRuns, voids: TradeColum
 
 def whole_window(db: Rdict, key: bytes) -> TradeColumns:
     """The trades of the window `key` belongs to (its own key or its tail's): its own value's and its tail's."""
+    return decoded_together(whole_window_values(db, key), decode_windows, decode_window)
+
+
+def whole_window_values(db: Rdict, key: bytes) -> list[tuple[bytes, bytes]]:
+    """The keys and values of the window `key` belongs to: its own and its tail's."""
     window = window_of(key)
-    return decoded_together(scan(db, window, window_values_end(window)), decode_windows, decode_window)
+    return scan(db, window, window_values_end(window))
 
 
 def read_price_levels(

@@ -112,16 +112,19 @@ from tradetape.errors import FormatError
 from tradetape.store.packing import PackingError, pack_columns, unpack_columns
 from tradetape.store.sealed import seal, unseal
 
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 """The database layout (1: windows only; 2: + segments, summaries, histograms, index; 3: every value sealed;
 4: + the aggregate layer beside every segment; 5: + segment values of several blocks, which a format-4 reader
 cannot read: the format says so before one is written; 6: + window tails, which format-5 code does not know
-of: its writer would take a window's own value for every trade the window holds)."""
+of: its writer would take a window's own value for every trade the window holds; 7: + a summary beside every
+window, which format-6 code would not keep up to date)."""
 SEALED_SINCE = 3
 """The first format whose values are all sealed."""
 LAYERED_SINCE = 4
 """The first format with the aggregate layer beside every segment."""
-READABLE_FORMATS = (3, 4, 5, 6)
+WINDOW_SUMMARIES_SINCE = 7
+"""The first format with a summary beside every window: readers of an older one decode the windows instead."""
+READABLE_FORMATS = (3, 4, 5, 6, 7)
 """What readers read: a format-3 store (being upgraded) has no layer yet, and its readers decode trades instead."""
 SEGMENT_FORMAT = 1
 BLOCKS_FORMAT = 2

@@ -50,7 +50,7 @@ from tradetape.store.keys import (
 from tradetape.store.layer import layer_keys, put_grown_layer, put_layer
 from tradetape.store.layout import StoreLayoutError, read_layout
 from tradetape.store.meta import decode_mark, encode_layout, encode_mark
-from tradetape.store.migration import build_layers, seal_values
+from tradetape.store.migration import build_layers, seal_values, summarize_windows
 from tradetape.store.reads import whole_window
 from tradetape.store.rocks import StoreError, open_primary, rocksdb_errors, scan, scan_first
 from tradetape.store.sealed import decoded, decoded_together
@@ -59,6 +59,7 @@ from tradetape.store.segments import (
     LAYERED_SINCE,
     SEALED_SINCE,
     SEGMENT_MS,
+    WINDOW_SUMMARIES_SINCE,
     SegmentSummary,
     decode_histogram,
     decode_stored_segment,
@@ -70,7 +71,7 @@ from tradetape.store.segments import (
 from tradetape.store.shards import ShardLock
 from tradetape.store.tape import StoredTape
 from tradetape.store.voids import merge_voids, trim_voids
-from tradetape.store.window_writes import WindowWrites
+from tradetape.store.window_writes import WINDOW_KINDS, WindowWrites, delete_windows_before
 from tradetape.store.windows import WindowId, split_by
 
 logger = logging.getLogger(__name__)
@@ -174,6 +175,8 @@ class ShardWriter:
                 self._rebuild_indexes()
             if version < LAYERED_SINCE:
                 build_layers(db, self.path, self._sync)
+            if version < WINDOW_SUMMARIES_SINCE:
+                summarize_windows(db, self.path, self._sync)
             db.put(LAYOUT_KEY, encode_layout(span), self._sync)
         return span
 
@@ -416,7 +419,7 @@ class ShardWriter:
         if windows:
             rolled = decoded_together(windows, decode_windows, decode_window)
             self._merge_into_segments(batch, symbol, rolled, as_written=False)
-            batch.delete_range(prefix, window_key(symbol, before))
+            delete_windows_before(batch, symbol, before)
             touched |= {int(start) for start in np.unique(rolled.time - rolled.time % self.segment_ms)}
         batch.put(rolled_key(symbol), encode_mark(before))
         self.db.write(batch, self._sync)
@@ -473,7 +476,7 @@ class ShardWriter:
         old_windows = scan(self.db, kind_prefix(WINDOW, symbol), windows_end)
         if old_windows:
             removed += len(decoded_together(old_windows, decode_windows, decode_window))
-            batch.delete_range(kind_prefix(WINDOW, symbol), windows_end)
+            delete_windows_before(batch, symbol, window_start(cutoff_ms))
         voids_removed, first_void = trim_voids(self.db, batch, symbol, cutoff_ms, self.segment_ms)
         if removed + voids_removed == 0:
             return 0
@@ -485,7 +488,8 @@ class ShardWriter:
         self._index[symbol] = runs
         for kind in (*SEGMENT_KINDS, VOID):
             self.db.compact_range(kind_prefix(kind, symbol), timed_key(kind, symbol, straddling))
-        self.db.compact_range(kind_prefix(WINDOW, symbol), windows_end)
+        for kind in WINDOW_KINDS:
+            self.db.compact_range(kind_prefix(kind, symbol), timed_key(kind, symbol, window_start(cutoff_ms)))
         # Compaction flushes the memtable; a secondary keeps serving what it had replayed from
         # the flushed WAL until the primary writes again (measured), so write at once.
         self.db.put(retained_key(symbol), encode_mark(cutoff_ms), self._sync)
