@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from tradetape.domain.columns import TradeColumns
+from tradetape.domain.gaps import Coverage
 from tradetape.store.keys import window_start
 from tradetape.store.windows import WindowId, split_by
 from tradetape.store.writer import ShardWriter
@@ -49,3 +50,16 @@ def rolled_store(path: Path, trades: TradeColumns, *, chunk_ms: int = 600_000) -
 
 def same(a: TradeColumns, b: TradeColumns) -> bool:
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a.arrays(), b.arrays(), strict=True))
+
+
+def coverage_figures(found: Coverage) -> tuple[int, int | None, int | None, int | None, int | None]:
+    return found.trade_count, found.first_id, found.last_id, found.first_time, found.last_time
+
+
+def figures_of(held: TradeColumns, start: int, end: int) -> tuple[int, int | None, int | None, int | None, int | None]:
+    """What a coverage of ``[start, end)`` says of `held` (ids need not rise with time here: seconds are drawn)."""
+    trades = held.between(start, end)
+    if len(trades) == 0:
+        return 0, None, None, None, None
+    ids, times = trades.agg_id, trades.time
+    return len(trades), int(ids.min()), int(ids.max()), int(times.min()), int(times.max())

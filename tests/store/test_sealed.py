@@ -26,6 +26,7 @@ from tradetape.store.keys import (
     SEGMENT,
     SUMMARY,
     VOID,
+    WINDOW_SUMMARY,
     index_key,
     rolled_key,
     timed_key,
@@ -208,12 +209,16 @@ def test_zstd_checks_the_inflated_columns_too() -> None:
 
 
 def _as_format_2(path: Path) -> int:
-    """The store as format 2 wrote it: every value unsealed, the layout as plain msgpack; how many values."""
+    """The store as format 2 wrote it: every value unsealed, no window summaries, the layout as plain msgpack; how many
+    values."""
     db = open_primary(path)
     try:
         items = scan(db, b"", b"\xff")
         for key, value in items:
-            db.put(key, unseal(value))
+            if key.startswith(f"{WINDOW_SUMMARY}:".encode()):
+                db.delete(key)
+            else:
+                db.put(key, unseal(value))
         db.put(LAYOUT_KEY, msgpack.packb({"v": 2, "segment_ms": HOUR}))
     finally:
         db.close()
@@ -241,6 +246,7 @@ def test_a_format_2_store_is_refused_by_readers_and_sealed_when_the_writer_opens
         "store migration started: sealing every value",
         "stored value unreadable, left unsealed",
         "store migrated",
+        "store upgraded: window summaries written",
     ]
     db = open_primary(path)
     try:

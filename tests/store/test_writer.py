@@ -13,9 +13,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tests.store.synthetic import SYMBOL, T0, same, tape, windows_of, write_rolled
+from tests.store.synthetic import SYMBOL, T0, coverage_figures, figures_of, same, tape, windows_of, write_rolled
 from tradetape.domain.columns import TradeColumns
-from tradetape.domain.gaps import Coverage
 from tradetape.store.codec import decode_window, encode_window
 from tradetape.store.keys import (
     SEGMENT,
@@ -263,22 +262,11 @@ def test_the_store_holds_what_was_written_whatever_ran_between_writes(
                 store.reopen()
             assert same(read_all_trades(store.db, SYMBOL), held), op
             for time_range in ((T0 - 1, T0 + 7_000), (T0 + 1_500, T0 + 4_200), (T0 + 2_000, T0 + 3_000)):
-                assert covered(read_coverage(store.db, SYMBOL, time_range)) == expected(held, *time_range), op
+                found = read_coverage(store.db, SYMBOL, time_range)
+                assert coverage_figures(found) == figures_of(held, *time_range), op
     finally:
         store.close()
 
-
-def covered(found: Coverage) -> tuple[int, int | None, int | None, int | None, int | None]:
-    return found.trade_count, found.first_id, found.last_id, found.first_time, found.last_time
-
-
-def expected(held: TradeColumns, start: int, end: int) -> tuple[int, int | None, int | None, int | None, int | None]:
-    """What a coverage of ``[start, end)`` says of `held` (ids need not rise with time here: seconds are drawn)."""
-    trades = held.between(start, end)
-    if len(trades) == 0:
-        return 0, None, None, None, None
-    ids, times = trades.agg_id, trades.time
-    return len(trades), int(ids.min()), int(ids.max()), int(times.min()), int(times.max())
 
 
 def test_a_roll_up_adds_to_its_segment_without_encoding_what_it_held_again(store: ShardWriter) -> None:

@@ -18,7 +18,7 @@ entries. Functions of a handle, so the writer (its own checks) and the readers
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic
 
 import numpy as np
@@ -39,7 +39,7 @@ from tradetape.domain.id_runs import IdRuns
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.domain.trade import NO_NORMAL_QTY
 from tradetape.store.budget import ReadBudget
-from tradetape.store.codec import TRADE_BYTES, decode_window, decode_windows
+from tradetape.store.codec import TRADE_BYTES
 from tradetape.store.decoding import DECODE_THREADS
 from tradetape.store.index import decode_runs
 from tradetape.store.keys import (
@@ -52,10 +52,7 @@ from tradetape.store.keys import (
     kind_prefix,
     prefix_end,
     timed_key,
-    window_key,
     window_key_range,
-    window_of,
-    window_values_end,
 )
 from tradetape.store.layer import (
     decode_minute_levels,
@@ -65,10 +62,11 @@ from tradetape.store.layer import (
 )
 from tradetape.store.layout import readable_layout, segment_span
 from tradetape.store.rocks import last_before, scan, scan_first
-from tradetape.store.sealed import decoded, decoded_together
+from tradetape.store.sealed import decoded
 from tradetape.store.segment_cache import Layer, SegmentCache
 from tradetape.store.segments import WINDOW_SUMMARIES_SINCE, SegmentSummary
 from tradetape.store.voids import read_voids
+from tradetape.store.window_reads import whole_window
 
 TimeRange = tuple[int, int] | None
 
@@ -89,6 +87,8 @@ class _Plan:
     edges: list[SegmentSummary]
     windows: list[tuple[bytes, bytes]]
     """Keys and values."""
+    window_edges: list[SegmentSummary] = field(default_factory=list)
+    """Windows known by their summaries, to read (with `window_summaries`)."""
 
 
 def _plan(db: Rdict, symbol: str, time_range: TimeRange, *, window_summaries: bool = False) -> _Plan:
@@ -107,8 +107,7 @@ def _plan(db: Rdict, symbol: str, time_range: TimeRange, *, window_summaries: bo
         return _Plan(inside, edges, scan(db, *window_key_range(symbol, start, end)))
     window_summaries_found = scan(db, *window_key_range(symbol, start, end, WINDOW_SUMMARY))
     inside_windows, edge_windows = _by_place(window_summaries_found, start, end)
-    edge_values = [item for edge in edge_windows for item in whole_window_values(db, window_key(symbol, edge.start))]
-    return _Plan(inside + inside_windows, edges, edge_values)
+    return _Plan(inside + inside_windows, edges, [], edge_windows)
 
 
 def _by_place(
@@ -155,6 +154,8 @@ def _edge_parts(db: Rdict, symbol: str, plan: _Plan, cache: SegmentCache | None)
     parts = _bodies(db, symbol, plan.edges, cache)
     if plan.windows:
         parts.append(_cache(cache).windows(symbol, plan.windows))
+    if plan.window_edges:
+        parts.append(_cache(cache).summarized_windows(db, symbol, plan.window_edges))
     return parts
 
 
@@ -289,17 +290,6 @@ def _whole_tape_coverage(db: Rdict, symbol: str, runs: IdRuns, voids: TradeColum
     last_time = max(last_times) if last_times else None
     first_id, last_id = int(runs.low[0]), int(runs.high[-1])
     return Coverage(runs.count - len(voids), first_id, last_id, first_time, last_time, runs.gaps(), len(voids))
-
-
-def whole_window(db: Rdict, key: bytes) -> TradeColumns:
-    """The trades of the window `key` belongs to (its own key or its tail's): its own value's and its tail's."""
-    return decoded_together(whole_window_values(db, key), decode_windows, decode_window)
-
-
-def whole_window_values(db: Rdict, key: bytes) -> list[tuple[bytes, bytes]]:
-    """The keys and values of the window `key` belongs to: its own and its tail's."""
-    window = window_of(key)
-    return scan(db, window, window_values_end(window))
 
 
 def read_price_levels(

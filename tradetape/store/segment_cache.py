@@ -48,9 +48,10 @@ from tradetape.domain.columns import TradeColumns
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.store.codec import decode_window, decode_windows
 from tradetape.store.decoding import decoded_all
-from tradetape.store.keys import HISTOGRAM, SEGMENT, timed_key
+from tradetape.store.keys import HISTOGRAM, SEGMENT, timed_key, window_key, window_summary_key
 from tradetape.store.sealed import decoded, decoded_together
 from tradetape.store.segments import SegmentSummary, decode_histogram, decode_stored_segment
+from tradetape.store.window_reads import whole_window
 
 Decoded = TradeColumns | PriceLevels | SecondBars | MinuteLevels | OhlcRows
 Layer = TypeVar("Layer", SecondBars, MinuteLevels, OhlcRows)
@@ -90,10 +91,10 @@ def _nbytes(decoded: Decoded) -> int:
 
 @dataclass(frozen=True)
 class _HeldWindow:
-    """A young window's trades, the stored value they were decoded from (what a hit is checked against), and the
-    bytes both take."""
+    """A young window's trades, the stored value they were decoded from or the window's summary when they were read
+    (what a hit is checked against), and the bytes both take."""
 
-    stored: bytes
+    stored: bytes | SegmentSummary
     trades: TradeColumns
     size: int
 
@@ -138,9 +139,7 @@ class SegmentCache:
         excepted)."""
         if self.max_bytes <= 0:
             return decoded_together(items, decode_windows, decode_window) if items else TradeColumns.empty()
-        shared = self._shared
-        with shared.lock:
-            held = [shared.windows.get((symbol, key)) for key, _ in items]
+        held = self._held_windows(symbol, [key for key, _ in items])
         parts: list[TradeColumns] = []
         fresh: list[tuple[bytes, _HeldWindow]] = []
         for (key, value), window in zip(items, held, strict=True):
@@ -150,18 +149,50 @@ class SegmentCache:
                 window = _HeldWindow(value, trades, len(value) + _nbytes(trades))
                 fresh.append((key, window))
             parts.append(window.trades)
-        if self._fills:
-            with shared.lock:
-                for key, _ in items:
-                    if (symbol, key) in shared.windows:
-                        shared.windows.move_to_end((symbol, key))
-                for key, window in fresh:
-                    replaced = shared.windows.pop((symbol, key), None)
-                    shared.windows[(symbol, key)] = window
-                    shared.window_bytes += window.size - (0 if replaced is None else replaced.size)
-                while shared.window_bytes > self.max_bytes // WINDOW_SHARE and shared.windows:
-                    shared.window_bytes -= shared.windows.popitem(last=False)[1].size
+        self._hold_windows(symbol, [key for key, _ in items], fresh)
         return TradeColumns.concat(parts)
+
+    def summarized_windows(self, db: Rdict, symbol: str, summaries: Sequence[SegmentSummary]) -> TradeColumns:
+        """The trades of young windows known by their summaries (a format-7 store's): a window held under the same
+        summary comes from the cache unread, the others are read and decoded. Every write that adds to a window puts
+        its summary again (count, ids, times, volume), and a window only ever gains trades while it is stored, so
+        its summary stands for what it holds, as a segment's does."""
+        keys = [window_summary_key(symbol, summary.start) for summary in summaries]
+        held = self._held_windows(symbol, keys) if self.max_bytes > 0 else [None] * len(keys)
+        parts: list[TradeColumns] = []
+        fresh: list[tuple[bytes, _HeldWindow]] = []
+        for key, summary, window in zip(keys, summaries, held, strict=True):
+            if window is None or window.stored != summary:
+                trades = whole_window(db, window_key(symbol, summary.start))
+                _frozen(trades)
+                window = _HeldWindow(summary, trades, _nbytes(trades))
+                if len(trades) == summary.trade_count:  # else the writer added to it since the summary was read
+                    fresh.append((key, window))
+            parts.append(window.trades)
+        if self.max_bytes > 0:
+            self._hold_windows(symbol, keys, fresh)
+        return TradeColumns.concat(parts)
+
+    def _held_windows(self, symbol: str, keys: Sequence[bytes]) -> list[_HeldWindow | None]:
+        with self._shared.lock:
+            return [self._shared.windows.get((symbol, key)) for key in keys]
+
+    def _hold_windows(self, symbol: str, keys: Sequence[bytes], fresh: Sequence[tuple[bytes, _HeldWindow]]) -> None:
+        """`keys` were used (moved to the back), `fresh` replace what was held under their keys; the least recently
+        used go past the windows' share (none of this for a read-through face)."""
+        if not self._fills:
+            return
+        shared = self._shared
+        with shared.lock:
+            for key in keys:
+                if (symbol, key) in shared.windows:
+                    shared.windows.move_to_end((symbol, key))
+            for key, window in fresh:
+                replaced = shared.windows.pop((symbol, key), None)
+                shared.windows[(symbol, key)] = window
+                shared.window_bytes += window.size - (0 if replaced is None else replaced.size)
+            while shared.window_bytes > self.max_bytes // WINDOW_SHARE and shared.windows:
+                shared.window_bytes -= shared.windows.popitem(last=False)[1].size
 
     def bodies(self, db: Rdict, symbol: str, summaries: Sequence[SegmentSummary]) -> list[TradeColumns | None]:
         """The trades of each segment, None where it went since its summary was read."""

@@ -34,11 +34,10 @@ from tradetape.store.keys import (
     window_key,
     window_start,
     window_summary_key,
-    window_values_end,
 )
-from tradetape.store.rocks import scan
 from tradetape.store.sealed import decoded
 from tradetape.store.segments import SegmentSummary
+from tradetape.store.window_reads import whole_window_values
 from tradetape.store.windows import split_by
 
 TAIL_WRITES = 16
@@ -115,7 +114,7 @@ class WindowWrites:
 
 def _stored_window(db: Rdict, symbol: str, start: int, key: bytes) -> HeldWindow | None:
     """The window `key` as stored (its own value and its tail), None if it holds no trade."""
-    values = {k: decoded(k, v, decode_window) for k, v in scan(db, key, window_values_end(key))}
+    values = {k: decoded(k, v, decode_window) for k, v in whole_window_values(db, key)}
     if not values:
         return None
     tail = values.get(tail_key(key))

@@ -51,7 +51,6 @@ from tradetape.store.layer import layer_keys, put_grown_layer, put_layer
 from tradetape.store.layout import StoreLayoutError, read_layout
 from tradetape.store.meta import decode_mark, encode_layout, encode_mark
 from tradetape.store.migration import build_layers, seal_values, summarize_windows
-from tradetape.store.reads import whole_window
 from tradetape.store.rocks import StoreError, open_primary, rocksdb_errors, scan, scan_first
 from tradetape.store.sealed import decoded, decoded_together
 from tradetape.store.segments import (
@@ -71,6 +70,7 @@ from tradetape.store.segments import (
 from tradetape.store.shards import ShardLock
 from tradetape.store.tape import StoredTape
 from tradetape.store.voids import merge_voids, trim_voids
+from tradetape.store.window_reads import whole_window
 from tradetape.store.window_writes import WINDOW_KINDS, WindowWrites, delete_windows_before
 from tradetape.store.windows import WindowId, split_by
 
