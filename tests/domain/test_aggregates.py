@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import msgpack
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradetape.domain.aggregates import MinuteLevels, SecondBars, minute_levels, second_bars
+from tradetape.domain.aggregates import MinuteLevels, OhlcRows, SecondBars, minute_levels, second_bars
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.sums import SumOverflowError, WideSums, product_digits, run_sums, value_digits
 from tradetape.errors import FormatError
-from tradetape.store.layer import decode_minute_levels, decode_second_bars, encode_minute_levels, encode_second_bars
+from tradetape.store.layer import (
+    decode_minute_bars,
+    decode_minute_levels,
+    decode_second_bars,
+    encode_minute_levels,
+    encode_second_bars,
+)
+from tradetape.store.sealed import seal, unseal
 
 T0 = 1_767_225_600_000
 INT64 = st.integers(0, 2**63 - 1)
@@ -138,7 +146,7 @@ def test_levels_whose_buckets_could_leave_int64_are_kept_as_they_are() -> None:
         levels.bucketed(0)
 
 
-def same(a: SecondBars | MinuteLevels, b: SecondBars | MinuteLevels) -> bool:
+def same(a: SecondBars | MinuteLevels | OhlcRows, b: SecondBars | MinuteLevels | OhlcRows) -> bool:
     pairs = zip(a.arrays(), b.arrays(), strict=True)
     return all(np.array_equal(x, y, equal_nan=x.dtype == np.float64) for x, y in pairs)
 
@@ -157,7 +165,9 @@ def test_the_layer_codec_gives_back_what_it_was_given(rows: list[tuple[int, int,
         assert _widest_second_sum(trades) >= 2**126
         bars = SecondBars.empty()
     if len(bars):
-        assert same(decode_second_bars(encode_second_bars(start, bars)), bars)
+        value = encode_second_bars(start, bars)
+        assert same(decode_second_bars(value), bars)
+        assert same(decode_minute_bars(value), bars.ohlc().per_minute())
     levels = minute_levels(trades)
     if levels is not None and len(levels):
         assert same(decode_minute_levels(encode_minute_levels(start, levels)), levels)
@@ -185,3 +195,18 @@ def test_wide_values_and_flipped_layer_values() -> None:
         damaged[at] ^= 0xFF
         with pytest.raises(FormatError, match="checksum"):
             decode_second_bars(bytes(damaged))
+
+
+def test_minute_bars_of_a_value_without_its_minute_frame_are_rolled_from_its_seconds() -> None:
+    """A value written before the minute frame is read as it was; one whose frame claims more rows than it may is
+    refused before anything is allocated for them."""
+    trades = columns([(10**13 + i % 7 * 10**6, 10**9 + i, 30 * i, i % 3 == 0) for i in range(400)])
+    trades = TradeColumns(trades.agg_id, trades.price, trades.qty, trades.first_id, trades.last_id,
+                          trades.time + np.arange(400) * 450, trades.buyer_maker)  # fmt: skip
+    bars = second_bars(trades)
+    body = msgpack.unpackb(unseal(encode_second_bars(T0, bars)))
+    assert body["mn"] == len(bars.ohlc().per_minute()) > 1
+    before = seal(msgpack.packb({k: v for k, v in body.items() if k not in ("mn", "mw", "mz")}))
+    assert same(decode_minute_bars(before), bars.ohlc().per_minute())
+    with pytest.raises(FormatError, match="minute bars of"):
+        decode_minute_bars(seal(msgpack.packb(body | {"mn": len(bars) + 1})))

@@ -17,6 +17,9 @@ byte planes and zstd (`tradetape.store.packing`), a msgpack header, sealed with 
   volume is not stored but derived exactly (low × volume + Σ q·(p − low)), unless a volume
   needs its high word, when its two words are stored. Measured on real-like BTCUSDT (95k
   trades an hour): storing the quote and float moments instead took 33 bytes a second-row;
+- beside them, the same bars rolled to minutes (`decode_minute_bars`: seconds since the segment start, ids and
+  prices from the value's first, the sums' words), so that a day of minute bars decodes 1,440 rows, not 86,400; a
+  value written before has none, and its readers roll its second bars;
 - minute levels: minutes since the segment start as steps (mostly 0), price as the step from
   the row before in the traded tick, volume and taker-sell volume in the lot step, count.
 
@@ -43,7 +46,15 @@ import msgpack
 import numpy as np
 from rocksdict import WriteBatch
 
-from tradetape.domain.aggregates import MINUTE_MS, SECOND_MS, MinuteLevels, SecondBars, minute_levels, second_bars
+from tradetape.domain.aggregates import (
+    MINUTE_MS,
+    SECOND_MS,
+    MinuteLevels,
+    OhlcRows,
+    SecondBars,
+    minute_levels,
+    second_bars,
+)
 from tradetape.domain.columns import Int64Array, NormalQuantityUnknown, TradeColumns
 from tradetape.domain.price_levels import common_divisor
 from tradetape.domain.sums import SumOverflowError, WideSums, product_plus, run_sums, times_digits
@@ -58,6 +69,7 @@ MAX_ROWS = 1 << 24
 """More rows than any segment span holds seconds (or minutes × prices) a reader accepts: the count is bounded first."""
 _SECOND_COLUMNS = 18
 _LEVEL_COLUMNS = 5
+_MINUTE_COLUMNS = 14
 _ZERO = np.zeros(1, dtype=np.int64)
 
 
@@ -189,6 +201,9 @@ def encode_second_bars(start: int, bars: SecondBars, rpi: SecondBars | None = No
     )  # fmt: skip
     body = {"v": LAYER_FORMAT, "n": n, "s": start, "a0": first_id, "p0": p0, "pt": tick, "qs": list(steps)}
     body |= {"qd": derived, "w": widths, "z": frame}
+    minutes = bars.ohlc().per_minute()
+    minute_widths, minute_frame = pack_columns(_minute_columns(minutes, start, first_id, p0))
+    body |= {"mn": len(minutes), "mw": minute_widths, "mz": minute_frame}
     if rpi is not None:
         rpi_sums = (rpi.volume, rpi.buy_volume, rpi.above_low, rpi.above_low_square)
         rpi_steps, rpi_scaled = zip(*(_scaled(sums) for sums in rpi_sums), strict=True)
@@ -197,6 +212,53 @@ def encode_second_bars(start: int, bars: SecondBars, rpi: SecondBars | None = No
         )
         body |= {"rs": list(rpi_steps), "rw": rpi_widths, "rz": rpi_frame}
     return seal(msgpack.packb(body, use_bin_type=True))
+
+
+def _minute_columns(rows: OhlcRows, start: int, a0: int, p0: int) -> list[Int64Array]:
+    """Minute bars as small columns: seconds since the segment start (a minute's row starts at its minute, or at its
+    one second's: `OhlcRows.per_minute`), ids from the value's first, prices from its first open, the sums' words as
+    they are (~2.4 KB, 3 % of a busy hour's value: 0.03 bytes a trade)."""
+    return [
+        (rows.time - start) // SECOND_MS,
+        rows.first_id - a0,
+        rows.last_id - rows.first_id,
+        rows.open - p0,
+        rows.high - rows.open,
+        rows.open - rows.low,
+        rows.close - rows.open,
+        rows.trade_count,
+        *(word for sums in (rows.volume, rows.buy_volume, rows.quote) for word in (sums.hi, sums.lo)),
+    ]
+
+
+def decode_minute_bars(value: bytes) -> OhlcRows:
+    """The second bars of a stored value rolled to minutes (`OhlcRows.per_minute`), from the minute frame written
+    beside them (60 rows an hour, where the second bars are 3,600), or rolled here from a value written before it was.
+
+    Why: a cold 24 h of 1-minute bars decoded 25 hours of second bars and rolled them (~0.55 ms an hour)."""
+    try:
+        body, n = _body(value, _SECOND_COLUMNS)
+        if "mz" not in body:
+            return decode_second_bars(value).ohlc().per_minute()
+        start, a0, p0, m = (_header_int(body, key) for key in ("s", "a0", "p0", "mn"))
+        widths = body["mw"]
+        if not 0 <= m <= n or not isinstance(widths, list) or len(widths) != _MINUTE_COLUMNS:
+            raise SegmentFormatError(f"minute bars of {m} rows in {len(widths)} columns beside {n} seconds")
+        second, first, fills, open_, up, down, body_move, count, *words = unpack_columns(widths, m, body["mz"])
+        if m and (second[0] < 0 or (second[1:] // 60 <= second[:-1] // 60).any()):
+            raise SegmentFormatError("minute bars not a row a minute, ascending from the segment's start")
+        first_id, open_ = first + np.int64(a0), open_ + np.int64(p0)
+        volume, buy, quote = (WideSums(words[i], words[i + 1]) for i in range(0, 6, 2))
+        return OhlcRows(
+            second * np.int64(SECOND_MS) + np.int64(start), first_id, first_id + fills, open_, open_ + up,
+            open_ - down, open_ + body_move, volume, buy, quote, count,
+        )  # fmt: skip
+    except PackingError as exc:
+        raise SegmentFormatError(str(exc)) from exc
+    except (KeyError, TypeError, ValueError, msgpack.ExtraData) as exc:
+        if isinstance(exc, SegmentFormatError):
+            raise
+        raise SegmentFormatError(f"unreadable minute bars: {exc}") from exc
 
 
 def decode_second_bars(value: bytes) -> SecondBars:

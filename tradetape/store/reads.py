@@ -55,6 +55,7 @@ from tradetape.store.keys import (
     window_key_range,
 )
 from tradetape.store.layer import (
+    decode_minute_bars,
     decode_minute_levels,
     decode_normal_minute_levels,
     decode_normal_second_bars,
@@ -404,9 +405,10 @@ def read_minute_bars(
         return read_second_bars(db, symbol, time_range, cache, budget, quantity).ohlc()
     plan = _plan(db, symbol, time_range)
     kind, decode, _ = _seconds_layer(quantity)
+    minutes = decode_minute_bars if quantity == "all" else MINUTE_BARS.decoding(decode)
     layers, trades = _layered(
-        db, symbol, time_range, plan.inside + plan.edges, plan.windows, MINUTE_MS,
-        (kind, MINUTE_BARS.decoding(decode), quantity), cache, budget, variant=MINUTE_BARS,
+        db, symbol, time_range, plan.inside + plan.edges, plan.windows, MINUTE_MS, (kind, minutes, quantity), cache,
+        budget, variant=MINUTE_BARS,
     )  # fmt: skip
     edges = second_bars(trades).ohlc()
     if not layers:
