@@ -27,7 +27,16 @@ from tradetape.domain.columns import TradeColumns
 from tradetape.domain.trade import VOID_TRADE_ID
 from tradetape.services.analytics.service import AnalyticsService
 from tradetape.settings import Settings
-from tradetape.store.keys import HISTOGRAM, SEGMENT, SUMMARY, VOID, index_key, timed_key, window_key
+from tradetape.store.keys import (
+    HISTOGRAM,
+    SEGMENT,
+    SUMMARY,
+    VOID,
+    index_key,
+    timed_key,
+    window_key,
+    window_summary_key,
+)
 from tradetape.store.rocks import store_options
 from tradetape.store.writer import ShardWriter
 from tradetape.testing import HeldTrades
@@ -67,10 +76,10 @@ def hours_of_trades(first_hour: int, hours: int, first_id: int, seed: int) -> Tr
 
 
 def young_trades(now_ms: int, first_id: int, seed: int) -> TradeColumns:
-    """Twenty per second over three seconds, in windows not yet rolled up."""
+    """Twenty per second over six seconds, in windows not yet rolled up (three to flip, three whose summaries to)."""
     rng = np.random.default_rng(seed)
     start = now_ms - now_ms % 1000 - 40_000
-    times = np.repeat(start + 1000 * np.arange(3, dtype=np.int64), 20) + np.tile(np.arange(20) * 40, 3)
+    times = np.repeat(start + 1000 * np.arange(6, dtype=np.int64), 20) + np.tile(np.arange(20) * 40, 6)
     ids = np.arange(first_id, first_id + len(times), dtype=np.int64)
     price = (87_000 * 10**8 + rng.integers(-20, 21, len(times)) * 10**6).astype(np.int64)
     qty = (rng.integers(1, 5_000, len(times)) * 1_000).astype(np.int64)
@@ -127,6 +136,7 @@ async def test_flipped_bytes_in_any_stored_value_answer_store_corrupt_and_nothin
     """What was flipped: the key, a range that reads it, and the methods that read it there."""
     others: dict[str, tuple[int, int]] = {}
     """Where the other methods are asked about instead, for a case whose range reaches other corrupt values."""
+    coverage = frozenset({"coverage"})
     for i, where in enumerate(WHERE):
         inner = (hour[i] + 5 * 60_000, hour[i] + 55 * 60_000)
         corrupted[f"segment {where}"] = (timed_key(SEGMENT, VICTIM, hour[i]), inner, EVERY)
@@ -141,10 +151,13 @@ async def test_flipped_bytes_in_any_stored_value_answer_store_corrupt_and_nothin
         corrupted[f"histogram {where}"] = (timed_key(HISTOGRAM, VICTIM, hour[6 + i]), over, profile)
         others[f"histogram {where}"] = (hour[6 + i], hour[6 + i] + HOUR)
         inner = (hour[9 + i] + 5 * 60_000, hour[9 + i] + 55 * 60_000)
-        corrupted[f"voids {where}"] = (timed_key(VOID, VICTIM, hour[9 + i]), inner, frozenset({"coverage"}))
-        second = (young_windows[i], young_windows[i] + 1000)
-        corrupted[f"window {where}"] = (window_key(VICTIM, young_windows[i]), second, EVERY)
-        corrupted[f"index {where}"] = (index_key(INDEXED[i]), (hour[12], hour[12] + HOUR), frozenset({"coverage"}))
+        corrupted[f"voids {where}"] = (timed_key(VOID, VICTIM, hour[9 + i]), inner, coverage)
+        # a range that cuts the window's trades (coverage takes a window the range holds whole from its summary)
+        ragged = (young_windows[i], int(victim_young.time[victim_young.time < young_windows[i] + 1000].max()))
+        corrupted[f"window {where}"] = (window_key(VICTIM, young_windows[i]), ragged, EVERY)
+        second = (young_windows[3 + i], young_windows[3 + i] + 1000)
+        corrupted[f"window-summary {where}"] = (window_summary_key(VICTIM, young_windows[3 + i]), second, coverage)
+        corrupted[f"index {where}"] = (index_key(INDEXED[i]), (hour[12], hour[12] + HOUR), coverage)
 
     db = Rdict(str(settings.shard_dir), store_options())
     try:
