@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from tradetape.api.errors import invalid_request
 from tradetape.api.models import RangeRequest
-from tradetape.domain.aggregates import MinuteLevels, OhlcRows, SecondBars, second_bars
+from tradetape.domain.aggregates import MINUTE_MS, MinuteLevels, OhlcRows, SecondBars, second_bars
 from tradetape.domain.columns import Quantity, TradeColumns
 from tradetape.domain.instruments import Market, market_of
 from tradetape.domain.price_levels import PriceLevels
@@ -137,6 +137,14 @@ def minute_bars_of(source: TradeSource, symbol: str, time_range: tuple[int, int]
     """The range's bars to roll to whole minutes: a row a minute from a source keeping them, else its second bars."""
     if isinstance(source, MinuteBarSource):
         return source.minute_bars(symbol, time_range)
+    return second_bars_of(source, symbol, time_range).ohlc()
+
+
+def rows_to_roll(source: TradeSource, symbol: str, time_range: tuple[int, int] | None, interval_ms: int) -> OhlcRows:
+    """The range's rows to roll into bars of `interval_ms` (whole seconds): a row a minute for whole minutes (a day
+    is 1,440 rows from the store's layer, not 86,400), else a row a second; the same bars either way."""
+    if interval_ms % MINUTE_MS == 0:
+        return minute_bars_of(source, symbol, time_range)
     return second_bars_of(source, symbol, time_range).ohlc()
 
 

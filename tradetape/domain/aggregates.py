@@ -196,6 +196,10 @@ class OhlcRows:
             return SecondBars.empty().ohlc()
         return OhlcRows.of_arrays([np.concatenate(cols) for cols in zip(*(p.arrays() for p in parts), strict=True)])
 
+    @property
+    def total_count(self) -> int:
+        return int(self.trade_count.sum())
+
     def per_minute(self) -> OhlcRows:
         """A row a minute holding trades, exact: open from its row holding the lowest agg id, close from the one
         holding the highest, high and low, the sums summed."""

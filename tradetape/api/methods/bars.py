@@ -32,9 +32,9 @@ from tradetape.api.query_method import (
     TradeSource,
     contract_size_of,
     quantity_source,
-    second_bars_of,
+    rows_to_roll,
 )
-from tradetape.domain.aggregates import MINUTE_MS, SecondBars, TimeBars
+from tradetape.domain.aggregates import MINUTE_MS, OhlcRows, TimeBars
 from tradetape.domain.bars import DAY_MS, calendar_bars
 from tradetape.domain.columns import Int64Array
 from tradetape.domain.contracts import base_units, quote_units
@@ -166,12 +166,10 @@ class BarsReply(BaseModel):
         return frame.with_columns(vwap, pl.from_epoch(pl.col("time"), time_unit="ms").dt.replace_time_zone("UTC"))
 
 
-def read_seconds(
-    source: TradeSource, symbol: str, request: IntervalRequest, now_ms: int
-) -> tuple[int, int, SecondBars]:
-    """The range and its 1-second bars (the store's layer, or built from the trades)."""
+def read_rows(source: TradeSource, symbol: str, request: IntervalRequest, now_ms: int) -> tuple[int, int, OhlcRows]:
+    """The range and its rows to roll into the request's bars (the store's layer, or built from the trades)."""
     start, end = checked_range(request, now_ms)
-    return start, end, second_bars_of(source, symbol, (start, end))
+    return start, end, rows_to_roll(source, symbol, (start, end), request.interval_ms())
 
 
 def checked_range(request: IntervalRequest, now_ms: int) -> tuple[int, int]:
@@ -226,8 +224,8 @@ def handle(source: TradeSource, symbol: str, request: BarsRequest, now_ms: int) 
         return _threshold_bars(source, symbol, request, *threshold, now_ms)
     if request.tz is not None or request.interval_ms() == WEEK_MS:
         return _calendar_bars(source, symbol, request, now_ms)
-    start, end, seconds = read_seconds(source, symbol, request, now_ms)
-    bars = seconds.rolled(request.interval_ms())
+    start, end, rows = read_rows(source, symbol, request, now_ms)
+    bars = rows.rolled(request.interval_ms())
     replies = bar_replies(bars)
     size = contract_size_of(source, symbol)
     if size is not None:
@@ -239,7 +237,7 @@ def handle(source: TradeSource, symbol: str, request: BarsRequest, now_ms: int) 
         interval=request.interval,
         interval_ms=request.interval_ms(),
         contract_size=size,
-        trade_count=seconds.total_count,
+        trade_count=rows.total_count,
         bars=replies,
     )
 

@@ -13,7 +13,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from tradetape.api.frames import rows_frame
-from tradetape.api.methods.bars import read_seconds
+from tradetape.api.methods.bars import read_rows
 from tradetape.api.models import IntervalRequest, QuantityField
 from tradetape.api.query_method import QueryMethod, TradeSource, quantity_source
 from tradetape.domain.decimals import format_units
@@ -57,8 +57,8 @@ def encode(source: TradeSource, symbol: str, request: FlowRequest, now_ms: int) 
     """The reply's JSON, byte for byte what `FlowReply.model_dump_json` gives, built without a model a row (what the
     service sends: a day's 1-minute flow holds 1,440 rows, whose models cost more than reading and rolling them)."""
     source = quantity_source(source, symbol, request.quantity)
-    start, end, seconds = read_seconds(source, symbol, request, now_ms)
-    bars = seconds.rolled(request.interval_ms())
+    start, end, read = read_rows(source, symbol, request, now_ms)
+    bars = read.rolled(request.interval_ms())
     deltas = [b - s for b, s in zip(bars.buy_volume, bars.sell_volume, strict=True)]
     buy, sell = sum(bars.buy_volume), sum(bars.sell_volume)
     rows = zip(
@@ -68,7 +68,7 @@ def encode(source: TradeSource, symbol: str, request: FlowRequest, now_ms: int) 
     return orjson.dumps(
         {
             **request.reply_head(symbol, start, end),
-            "trade_count": int(seconds.total_count),
+            "trade_count": read.total_count,
             "buy_volume": format_units(buy),
             "sell_volume": format_units(sell),
             "delta": format_units(buy - sell),
