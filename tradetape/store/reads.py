@@ -477,7 +477,8 @@ def _layered(
     layer, and the young `windows`' trades in range. With a `budget`, the trades to decode
     and the layer's rows (plus `levels_held` already in hand) are checked once the layers
     are in hand, before any trade is decoded. A segment with a ragged edge counts all its
-    trades: it is decoded whole (cached by the worker), then cut. `layer` names the kind and the
+    trades: it is decoded whole (cached by the worker), then cut. A row a minute counts as the 60 seconds its value
+    holds, which the read holds while it decodes them (~1.3 KB a minute row). `layer` names the kind and the
     quantity: with "normal", the layers' normal figures and the trades' `normal()`. With a `variant` (which the
     decoding gives), the layers are that variant of each segment's layer, made from the plain one where it is held.
     """
@@ -501,7 +502,8 @@ def _layered(
             with_trades.append((summary, True))
     if budget is not None:
         trades = sum(s.trade_count for s, _ in with_trades) + sum(len(v) // TRADE_BYTES for _, v in windows)
-        budget.check(trades, levels_held + sum(len(found) for found in stored if found is not None))
+        rows = sum(len(found) for found in stored if found is not None)
+        budget.check(trades, levels_held + rows * (MINUTE_MS // SECOND_MS if variant is MINUTE_BARS else 1))
     parts: list[TradeColumns] = []
     for at in range(0, len(with_trades), DECODE_THREADS):  # a few decoded at once (`tradetape.store.decoding`)
         batch = with_trades[at : at + DECODE_THREADS]
