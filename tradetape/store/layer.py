@@ -60,9 +60,9 @@ from tradetape.domain.price_levels import common_divisor
 from tradetape.domain.sums import SumOverflowError, WideSums, product_plus, run_sums, times_digits
 from tradetape.errors import FormatError
 from tradetape.store.keys import MINUTE_LEVELS, SECOND_BARS, timed_key
-from tradetape.store.packing import PackingError, pack_columns, unpack_columns
+from tradetape.store.packing import pack_columns, unpack_columns
 from tradetape.store.sealed import seal, unseal
-from tradetape.store.segments import SegmentFormatError
+from tradetape.store.segments import FormatChecked, SegmentFormatError
 
 LAYER_FORMAT = 1
 MAX_ROWS = 1 << 24
@@ -236,7 +236,7 @@ def decode_minute_bars(value: bytes) -> OhlcRows:
     beside them (60 rows an hour, where the second bars are 3,600), or rolled here from a value written before it was.
 
     Why: a cold 24 h of 1-minute bars decoded 25 hours of second bars and rolled them (~0.55 ms an hour)."""
-    try:
+    with FormatChecked("minute bars"):
         body, n = _body(value, _SECOND_COLUMNS)
         if "mz" not in body:
             return decode_second_bars(value).ohlc().per_minute()
@@ -253,12 +253,6 @@ def decode_minute_bars(value: bytes) -> OhlcRows:
             second * np.int64(SECOND_MS) + np.int64(start), first_id, first_id + fills, open_, open_ + up,
             open_ - down, open_ + body_move, volume, buy, quote, count,
         )  # fmt: skip
-    except PackingError as exc:
-        raise SegmentFormatError(str(exc)) from exc
-    except (KeyError, TypeError, ValueError, msgpack.ExtraData) as exc:
-        if isinstance(exc, SegmentFormatError):
-            raise
-        raise SegmentFormatError(f"unreadable minute bars: {exc}") from exc
 
 
 def decode_second_bars(value: bytes) -> SecondBars:
@@ -279,7 +273,7 @@ def _scales(body: dict[str, Any], key: str) -> list[int]:
 
 
 def _decode_second_bars(value: bytes, *, normal: bool) -> SecondBars:
-    try:
+    with FormatChecked("second bars"):
         body, n = _body(value, _SECOND_COLUMNS)
         if normal and "rz" not in body:
             raise NormalQuantityUnknown()
@@ -313,12 +307,6 @@ def _decode_second_bars(value: bytes, *, normal: bool) -> SecondBars:
             above_low_square=square,
         )
         return bars.less(_rpi_second_bars(body, n, bars)) if normal else bars
-    except (PackingError, SumOverflowError) as exc:
-        raise SegmentFormatError(str(exc)) from exc
-    except (KeyError, TypeError, ValueError, msgpack.ExtraData) as exc:
-        if isinstance(exc, (SegmentFormatError, NormalQuantityUnknown)):
-            raise
-        raise SegmentFormatError(f"unreadable second bars: {exc}") from exc
 
 
 def _rpi_second_bars(body: dict[str, Any], n: int, bars: SecondBars) -> SecondBars:
@@ -369,7 +357,7 @@ def decode_normal_minute_levels(value: bytes) -> MinuteLevels:
 
 
 def _decode_minute_levels(value: bytes, *, normal: bool) -> MinuteLevels:
-    try:
+    with FormatChecked("minute levels"):
         body, n = _body(value, _LEVEL_COLUMNS)
         if normal and "rz" not in body:
             raise NormalQuantityUnknown()
@@ -382,12 +370,6 @@ def _decode_minute_levels(value: bytes, *, normal: bool) -> MinuteLevels:
         step = np.int64(lot)
         levels = MinuteLevels(minutes * np.int64(MINUTE_MS), price, volume * step, (volume - sell) * step, count)
         return _normal_levels(body, n, levels) if normal else levels
-    except PackingError as exc:
-        raise SegmentFormatError(str(exc)) from exc
-    except (KeyError, TypeError, ValueError, msgpack.ExtraData) as exc:
-        if isinstance(exc, (SegmentFormatError, NormalQuantityUnknown)):
-            raise
-        raise SegmentFormatError(f"unreadable minute levels: {exc}") from exc
 
 
 def _normal_levels(body: dict[str, Any], n: int, levels: MinuteLevels) -> MinuteLevels:

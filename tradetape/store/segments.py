@@ -101,12 +101,14 @@ once it is over (blocks joined; `bench/rollup.py`). A day would make the edges a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import TracebackType
 
 import msgpack
 import numpy as np
 
-from tradetape.domain.columns import BoolArray, Int64Array, TradeColumns
+from tradetape.domain.columns import BoolArray, Int64Array, NormalQuantityUnknown, TradeColumns
 from tradetape.domain.price_levels import PriceLevels, common_divisor
+from tradetape.domain.sums import SumOverflowError
 from tradetape.domain.trade import NO_NORMAL_QTY
 from tradetape.errors import FormatError
 from tradetape.store.packing import PackingError, pack_columns, unpack_columns
@@ -142,6 +144,23 @@ class SegmentFormatError(FormatError):
     """A stored segment, summary or histogram that this version cannot read."""
 
 
+class FormatChecked:
+    """`with FormatChecked("segment"):` around decoding a stored value: whatever in it fails (a packing, a field of
+    the wrong type or missing, a sum past what is kept) is `SegmentFormatError`, naming what was read."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc is None or isinstance(exc, (SegmentFormatError, NormalQuantityUnknown)):
+            return
+        if isinstance(exc, (PackingError, SumOverflowError)):
+            raise SegmentFormatError(str(exc)) from exc
+        if isinstance(exc, (KeyError, TypeError, ValueError, msgpack.ExtraData)):
+            raise SegmentFormatError(f"unreadable {self._what}: {exc}") from exc
 
 
 def encode_segment(columns: TradeColumns) -> bytes:
@@ -229,7 +248,7 @@ def decode_segment(value: bytes, *, max_trades: int | None = None) -> TradeColum
     4 or 8 bytes) and the count against the size the zstd frame declares (`unpack_columns`);
     the start values against int64. So a value allocates at most what its own bytes prove.
     """
-    try:
+    with FormatChecked("segment"):
         body = msgpack.unpackb(value, raw=False)
         if not isinstance(body, dict) or body.get("v") != SEGMENT_FORMAT:
             raise SegmentFormatError(f"unknown segment format {body.get('v') if isinstance(body, dict) else None!r}")
@@ -253,12 +272,6 @@ def decode_segment(value: bytes, *, max_trades: int | None = None) -> TradeColum
         qty = qs * np.int64(qty_step)
         maker: BoolArray = np.unpackbits(np.frombuffer(maker_bytes, dtype=np.uint8), count=n).astype(np.bool_)
         normal = _decode_normal(body, n, qty)
-    except PackingError as exc:
-        raise SegmentFormatError(str(exc)) from exc
-    except (KeyError, TypeError, ValueError, msgpack.ExtraData) as exc:
-        if isinstance(exc, SegmentFormatError):
-            raise
-        raise SegmentFormatError(f"unreadable segment: {exc}") from exc
     return TradeColumns(agg_id, price, qty, first_id, last_id, time, maker, normal)
 
 
@@ -394,7 +407,7 @@ def encode_histogram(levels: PriceLevels) -> bytes:
 
 def decode_histogram(value: bytes) -> PriceLevels:
     """A stored histogram back into price levels; `ChecksumError` or `SegmentFormatError` if it fails its checks."""
-    try:
+    with FormatChecked("histogram"):
         body = msgpack.unpackb(unseal(value), raw=False)
         if body.get("v") != SEGMENT_FORMAT:
             raise SegmentFormatError(f"unknown histogram format {body.get('v')!r}")
@@ -404,9 +417,3 @@ def decode_histogram(value: bytes) -> PriceLevels:
         steps, volume, buy, count = unpack_columns(body["w"], n, body["z"])
         step = np.int64(body["qs"])
         return PriceLevels(_cumulative(body["p0"], steps * np.int64(body["pt"])), volume * step, buy * step, count)
-    except PackingError as exc:
-        raise SegmentFormatError(str(exc)) from exc
-    except (KeyError, TypeError, ValueError, msgpack.ExtraData) as exc:
-        if isinstance(exc, SegmentFormatError):
-            raise
-        raise SegmentFormatError(f"unreadable histogram: {exc}") from exc
