@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import bisect
 import contextlib
+import gc
 import importlib.metadata
 import os
 import platform
@@ -237,6 +238,7 @@ def exchange_child(argv: list[str]) -> int:
     parser.add_argument("--port-file", type=Path, required=True)
     args = parser.parse_args(argv)
 
+    from tradetape.runtime.collector import settle_after_start
     from tradetape.runtime.lifecycle import stop_on_signals
     from tradetape.runtime.logs import configure_logging
     from tradetape.services.exchange import Exchange, ExchangeConfig
@@ -252,6 +254,7 @@ def exchange_child(argv: list[str]) -> int:
             tmp = args.port_file.with_suffix(".tmp")
             tmp.write_text(str(exchange.port))
             os.replace(tmp, args.port_file)
+            settle_after_start()  # as `tradetape exchange` does
             await stop.wait()
 
     asyncio.run(serve())
@@ -827,6 +830,11 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
                     raise_if_cancelled()  # a cancel nats-py's request dropped would keep this asking forever
                     await ask(prompt)
 
+        # the bench's own garbage collection paused while it measures: its full collections over
+        # the receipt times it keeps took 40-70 ms, read as the pipeline's latency (ws and live hops)
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         live_sub = await nc.subscribe(live_trades_subject(symbol), cb=on_live)
         observer = asyncio.create_task(observe_exchange(f"ws://127.0.0.1:{pipe.port}", symbol, ws_seen))
         prompter = asyncio.create_task(ask_when_written())
@@ -861,6 +869,7 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
             task.cancel()
         await asyncio.gather(observer, prompter, return_exceptions=True)
         await live_sub.unsubscribe()
+        gc.enable()
         # each trade's T, and when the stream stored it, read back after the run so that the
         # bench adds no per-trade work while it measures
         await pipe.children.stop("ingest")
@@ -930,6 +939,8 @@ async def latency(work: Path, symbol: str, steady_rate: float, seconds: float, w
             f"p99 {result['T_to_queryable_ms']['p99']} ms over {len(to_visible)} trades")
         return result
     finally:
+        gc.enable()
+        gc.unfreeze()
         await pipe.stop()
 
 

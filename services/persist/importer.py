@@ -17,12 +17,10 @@ whose reply subject is not an inbox is dropped unread (`tradetape.bus.replies`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 from nats.aio.client import Client
@@ -35,6 +33,7 @@ from tradetape.bus.replies import ReplyGuard
 from tradetape.bus.subjects import import_subject
 from tradetape.domain.column_checks import first_not_ascending
 from tradetape.history.bulk import BatchFormatError, ImportReply, decode_batch
+from tradetape.services.persist.store_thread import StoreThread
 from tradetape.store import ImportConflictError, ShardWriter, StoreError
 
 logger = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ class BulkImporter:
         store: ShardWriter,
         symbols: tuple[str, ...],
         rollup_age_s: float,
-        store_thread: ThreadPoolExecutor,
+        store_thread: StoreThread,
         replies: ReplyGuard,
         notice_subject: str,
     ) -> None:
@@ -91,7 +90,7 @@ class BulkImporter:
 
     async def _handle(self, symbol: str, msg: Msg) -> None:
         """One batch of `symbol` (its subscription's), its reply subject checked by the guard before any write."""
-        reply = await asyncio.get_running_loop().run_in_executor(self._store_thread, self._import, symbol, msg.data)
+        reply = await self._store_thread.run(self._import, symbol, msg.data)
         if reply.added:  # analytics catches up on the notice, as after a live write
             with contextlib.suppress(NatsError):
                 await self._nc.publish(self._notice_subject, orjson.dumps({"added": reply.added}))

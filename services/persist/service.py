@@ -33,7 +33,6 @@ import socket
 import sys
 import time
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -58,6 +57,7 @@ from tradetape.services.persist.commit import GroupCommit
 from tradetape.services.persist.consumer import MaxDeliveries, PersistConsumer
 from tradetape.services.persist.importer import BulkImporter
 from tradetape.services.persist.live import LivePublisher
+from tradetape.services.persist.store_thread import StoreThread
 from tradetape.settings import Settings
 from tradetape.store import ShardWriter, StoreError, write_manifest
 
@@ -130,7 +130,7 @@ class PersistService:
         self._progress = ProgressLog(logger)
         self._store: ShardWriter | None = None
         self._importer: BulkImporter | None = None
-        self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="persist-store")
+        self._store_thread = StoreThread()
         """The one thread that changes the store: live writes, roll-ups, retention and bulk imports, one at a time."""
         self._commit = GroupCommit(
             nc, self._store_thread, self.live, self._written_subject, settings.ingest_max_id_jump

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 async def run_exchange(args: argparse.Namespace, settings: Settings) -> int:
     from tradetape.ground.url_files import write_url_file
+    from tradetape.runtime.collector import settle_after_start
     from tradetape.runtime.lifecycle import stop_on_signals
     from tradetape.services.exchange import Exchange
     from tradetape.settings import MARKET_URL_FIELDS
@@ -43,6 +44,7 @@ async def run_exchange(args: argparse.Namespace, settings: Settings) -> int:
             f"USD-M at {exchange.urls(Market.UM)[0]}, COIN-M at {exchange.urls(Market.CM)[0]} (same REST)",
             file=sys.stderr,
         )
+        settle_after_start()
         await stop.wait()
     return 0
 
