@@ -15,8 +15,9 @@ can check:
   are refused. A symbol with neither a stored trade nor a ledger entry has nothing to be
   measured against: its first batch is believed as it comes and becomes the reference.
 
-Pure over the store's index and stored trades; runs on the store thread, so what it reads
-is what the write that follows it changes.
+Pure over the store's index and stored trades; runs in the same turn of the store's
+changes as the write that follows it (`StoreThread`), so what it reads is what that write
+changes.
 """
 
 from __future__ import annotations

@@ -199,7 +199,8 @@ class GroupCommit:
     def _vet_and_write(
         self, store: ShardWriter, rows: list[tuple[str, TradeRow]], ledger: dict[str, int | None] | None
     ) -> tuple[Vetting, Written | None, int]:
-        """On the store thread: vet the batch and write what it admits (nothing while it needs ingest's ledger)."""
+        """Where the store changes (`StoreThread`): vet the batch and write what it admits (nothing while it needs
+        ingest's ledger)."""
         vetting = vet(store, rows, self._max_id_jump, ledger)
         if vetting.unsure and ledger is None:
             return vetting, None, 0
