@@ -60,6 +60,7 @@ from tradetape.store.keys import (
 )
 from tradetape.store.layer import decode_minute_levels, decode_second_bars, put_layer
 from tradetape.store.meta import decode_mark
+from tradetape.store.rocks import walk
 from tradetape.store.sealed import decoded_together, is_sealed, seal
 from tradetape.store.segments import SegmentSummary, decode_histogram, decode_stored_segment
 
@@ -137,9 +138,7 @@ def build_layers(db: Rdict, path: Path, sync: WriteOptions) -> None:
     prefix = f"{SEGMENT}:".encode()
     built = unreadable = seen = 0
     batch, pending = WriteBatch(raw_mode=True), 0
-    it = db.iter(ReadOptions())
-    it.seek(prefix)
-    while it.valid() and it.key() < prefix_end(prefix):
+    for it in walk(db, prefix, prefix_end(prefix)):
         key = it.key()
         _, symbol, start_text = key.decode().split(":")
         start = int(start_text)
@@ -157,7 +156,6 @@ def build_layers(db: Rdict, path: Path, sync: WriteOptions) -> None:
             else:
                 put_layer(batch, symbol, start, trades)
                 built, pending = built + 1, pending + len(trades) * 8
-        it.next()
         if pending >= BATCH_BYTES:
             db.write(batch, sync)
             batch, pending = WriteBatch(raw_mode=True), 0
@@ -200,8 +198,5 @@ def summarize_windows(db: Rdict, path: Path, sync: WriteOptions) -> None:
 
 def _items(db: Rdict, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
     """Every key and value under `prefix`, in key order, one at a time."""
-    it = db.iter(ReadOptions())
-    it.seek(prefix)
-    while it.valid() and it.key() < prefix_end(prefix):
+    for it in walk(db, prefix, prefix_end(prefix)):
         yield it.key(), it.value()
-        it.next()

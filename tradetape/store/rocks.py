@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from rocksdict import DBCompressionType, Options, Rdict, ReadOptions
+from rocksdict import DBCompressionType, Options, Rdict, RdictIter, ReadOptions
 
 from tradetape.errors import TradetapeError
 
@@ -57,22 +57,31 @@ def open_primary(path: Path) -> Rdict:
 def bounded(lower: bytes, upper: bytes) -> ReadOptions:
     """Read options that keep an iterator within ``[lower, upper)``. Why: unbounded, a seek that finds nothing in its
     range steps on over every deleted entry after it (the young windows' summaries range-deleted by roll-ups, sorted
-    after every window key: 183 µs a seek once a few hours were rolled up)."""
+    after every window key: 183 µs a seek once a few hours were rolled up).
+
+    RocksDB keeps pointers into `lower` and `upper`, not copies (rocksdict hands it the bytes' own buffers): they
+    must outlive the iterator. Every function here holds them as its arguments while it reads; `walk` for a
+    caller that reads one key at a time."""
     options = ReadOptions()
     options.set_iterate_lower_bound(lower)
     options.set_iterate_upper_bound(upper)
     return options
 
 
-def scan(db: Rdict, lower: bytes, upper: bytes) -> list[tuple[bytes, bytes]]:
-    """Every key and value in ``[lower, upper)``, in key order (one seek, then `next`)."""
+def walk(db: Rdict, lower: bytes, upper: bytes) -> Iterator[RdictIter]:
+    """The iterator at each key of ``[lower, upper)`` in turn, in key order, holding the bounds while it walks: an
+    iterator over ``bounded(prefix, prefix_end(prefix))`` outlived its upper bound, whose bytes were then reused
+    (a walk stopped after 2 of 50 keys, or went on past its range)."""
     it = db.iter(bounded(lower, upper))
     it.seek(lower)
-    items = []
     while it.valid():
-        items.append((it.key(), it.value()))
+        yield it
         it.next()
-    return items
+
+
+def scan(db: Rdict, lower: bytes, upper: bytes) -> list[tuple[bytes, bytes]]:
+    """Every key and value in ``[lower, upper)``, in key order (one seek, then `next`)."""
+    return [(it.key(), it.value()) for it in walk(db, lower, upper)]
 
 
 def last_before(db: Rdict, lower: bytes, upper: bytes) -> tuple[bytes, bytes] | None:
