@@ -100,17 +100,14 @@ from tradetape.bus.subjects import (
     queried_symbol,
     written_subject,
 )
-from tradetape.domain.aggregates import MinuteLevels, OhlcRows, SecondBars
-from tradetape.domain.columns import Quantity, TradeColumns
-from tradetape.domain.gaps import Coverage
 from tradetape.domain.instruments import Market, market_of
-from tradetape.domain.price_levels import PriceLevels
 from tradetape.domain.sums import SumOverflowError
 from tradetape.domain.symbols import SymbolError
 from tradetape.errors import RequestError
 from tradetape.ground.backoff import Backoff, retry_until
 from tradetape.ground.tasks import cancel_and_wait, raise_if_cancelled, wait_any
 from tradetape.runtime.metrics import ServiceMetrics, ServiceSnapshot
+from tradetape.services.analytics.query_source import QuerySource
 from tradetape.services.analytics.replay import ReplayResponder
 from tradetape.services.analytics.warming import before_serving
 from tradetape.settings import Settings, shard_of
@@ -124,61 +121,9 @@ SHARD_STORE_READ_S = 1.0
 CATCH_UP_FALLBACK_S = 1.0
 """A query catches up itself when no write notice made the worker catch up for this long (a notice was lost)."""
 CORRUPT_KEYS_LOGGED = 10_000
+"""Corrupt stored values logged one by one (each once); past that, once that there are more."""
 SERVED_REPUBLISH_S = 60.0
 """The served list is put again this often: a bucket lost with a NATS server's state comes back."""
-"""Corrupt stored values logged one by one (each once); past that, once that there are more."""
-
-
-class QuerySource:
-    """The shard's store as one query sees it: every read within the query's memory budget,
-    plus ingest's open gaps of its symbol (read from the ledger for this answer, if it needs them)."""
-
-    def __init__(
-        self,
-        reader: ShardReader,
-        budget: ReadBudget,
-        symbol: str,
-        gaps: list[LedgerGap] | None = None,
-        quantity: Quantity = "all",
-        contract_sizes: dict[str, int] | None = None,
-    ) -> None:
-        self._reader = reader
-        self._budget = budget
-        self._symbol = symbol
-        self._gaps = gaps
-        self._quantity: Quantity = quantity
-        self._contract_sizes = contract_sizes or {}
-
-    def with_quantity(self, quantity: Quantity) -> QuerySource:
-        """The same reads summing `quantity` (USD-M's `nq` for "normal": from the layer's normal figures)."""
-        return QuerySource(self._reader, self._budget, self._symbol, self._gaps, quantity, self._contract_sizes)
-
-    def contract_size(self, symbol: str) -> int | None:
-        return self._contract_sizes.get(symbol)
-
-    def trades(self, symbol: str, time_range: tuple[int, int] | None) -> TradeColumns:
-        trades = self._reader.trades(symbol, time_range, self._budget)
-        return trades.normal() if self._quantity == "normal" else trades
-
-    def coverage(self, symbol: str, time_range: tuple[int, int] | None) -> Coverage:
-        return self._reader.coverage(symbol, time_range)
-
-    def price_levels(self, symbol: str, time_range: tuple[int, int] | None) -> PriceLevels | None:
-        return self._reader.price_levels(symbol, time_range, self._budget, self._quantity)
-
-    def second_bars(self, symbol: str, time_range: tuple[int, int] | None) -> SecondBars:
-        return self._reader.second_bars(symbol, time_range, self._budget, self._quantity)
-
-    def minute_levels(
-        self, symbol: str, time_range: tuple[int, int] | None, price_step: int = 1
-    ) -> MinuteLevels | None:
-        return self._reader.minute_levels(symbol, time_range, price_step, budget=self._budget, quantity=self._quantity)
-
-    def minute_bars(self, symbol: str, time_range: tuple[int, int] | None) -> OhlcRows:
-        return self._reader.minute_bars(symbol, time_range, self._budget, self._quantity)
-
-    def ingest_gaps(self, symbol: str) -> list[LedgerGap] | None:
-        return self._gaps if symbol == self._symbol else None
 
 
 class AnalyticsService:

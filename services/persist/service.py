@@ -74,9 +74,9 @@ STATS_INTERVAL_S = 10.0
 ROLLUP_INTERVAL_S = 10.0
 RETENTION_INTERVAL_S = 3600.0
 RECORD_S = 2.0
+"""The longest one try at recording the shard's store may take (a cluster electing its leaders answers late)."""
 MAX_SUBJECTS_REMEMBERED = 100_000
 """Trade subjects whose instrument is remembered (far above every instrument of every market); more are parsed."""
-"""The longest one try at recording the shard's store may take (a cluster electing its leaders answers late)."""
 IMPLAUSIBLE_DELIVERIES = 3
 """An implausible id is delivered this often before it is dead-lettered: ingest writes its ledger every second,
 so a real jump ingest believed (after asking REST) shows there by the next delivery."""

@@ -15,7 +15,7 @@ import pytest
 
 from tests.store.synthetic import SYMBOL, T0, rolled_store, tape
 from tradetape.api.registry import method as registered_method
-from tradetape.services.analytics.service import QuerySource
+from tradetape.services.analytics.query_source import QuerySource
 from tradetape.store import ReadBudget, ReadTooLargeError, ShardReader
 
 HOUR_MS = 3_600_000

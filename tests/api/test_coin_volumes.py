@@ -16,7 +16,7 @@ from tests.store.test_normal_quantity import write_live
 from tradetape.api.errors import QueryError
 from tradetape.api.methods import bars, volume_profile
 from tradetape.domain.columns import TradeColumns
-from tradetape.services.analytics.service import QuerySource
+from tradetape.services.analytics.query_source import QuerySource
 from tradetape.store.budget import ReadBudget
 from tradetape.store.reader import ShardReader
 from tradetape.store.writer import ShardWriter

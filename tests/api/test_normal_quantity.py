@@ -24,7 +24,7 @@ from tradetape.domain.columns import NormalQuantityUnknown, TradeColumns
 from tradetape.domain.decimals import format_units
 from tradetape.domain.trade import TradeRow
 from tradetape.errors import RequestError
-from tradetape.services.analytics.service import QuerySource
+from tradetape.services.analytics.query_source import QuerySource
 from tradetape.store.budget import ReadBudget
 from tradetape.store.reader import ShardReader
 from tradetape.store.writer import ShardWriter

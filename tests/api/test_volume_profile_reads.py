@@ -14,7 +14,7 @@ from tradetape.domain.columns import TradeColumns
 from tradetape.domain.decimals import parse_units
 from tradetape.domain.footprint import level_step
 from tradetape.domain.price_levels import PriceLevels
-from tradetape.services.analytics.service import QuerySource
+from tradetape.services.analytics.query_source import QuerySource
 from tradetape.store.budget import ReadBudget
 from tradetape.store.reader import ShardReader
 from tradetape.testing import HeldTrades

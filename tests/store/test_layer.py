@@ -26,7 +26,8 @@ from tradetape.domain.aggregates import MinuteLevels, SecondBars, minute_levels,
 from tradetape.domain.columns import TradeColumns
 from tradetape.domain.price_levels import PriceLevels
 from tradetape.domain.sums import SumOverflowError
-from tradetape.services.analytics.service import AnalyticsService, QuerySource
+from tradetape.services.analytics.query_source import QuerySource
+from tradetape.services.analytics.service import AnalyticsService
 from tradetape.settings import Settings
 from tradetape.store.budget import ReadBudget, ReadTooLargeError
 from tradetape.store.keys import (

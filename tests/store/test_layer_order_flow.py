@@ -23,7 +23,7 @@ from tests.store.test_layer import HOUR, NOW, same_arrays, stored, write_tape  #
 from tradetape.api.methods import footprint, market_profile
 from tradetape.domain.aggregates import TimeBars, minute_levels, second_bars
 from tradetape.domain.columns import TradeColumns
-from tradetape.services.analytics.service import QuerySource
+from tradetape.services.analytics.query_source import QuerySource
 from tradetape.store.budget import ReadBudget, ReadTooLargeError
 from tradetape.store.keys import SECOND_BARS, timed_key
 from tradetape.store.reader import ShardReader
