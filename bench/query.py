@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import io
 import json
 import math
@@ -42,7 +43,7 @@ import tempfile
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -287,23 +288,37 @@ class Samples:
         return float(np.percentile(np.array(self.seconds), q)) * 1e3
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """This process's garbage collection waits while one request is timed (it runs after, between requests): its
+    full collections over the bench's own heap took 37-48 ms, and a timed request they fell into was the "cold
+    stall" (one cold answer in ~20 waiting 50-100 ms past the workers' CPU time) whatever the request."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 async def sample_async(
     call: Callable[[], Awaitable[Any]], args: argparse.Namespace, pids: list[int]
 ) -> tuple[Samples, Any]:
     """`--warmup` calls (the first timed alone), then up to `--requests` timed sequential ones (fewer, but at least
     10, past `--budget-s`)."""
-    started = time.perf_counter()
-    result = await call()
-    first_s = time.perf_counter() - started
+    with collector_paused():
+        started = time.perf_counter()
+        result = await call()
+        first_s = time.perf_counter() - started
     for _ in range(args.warmup - 1):
         result = await call()
     faults, ran_ns = minor_faults(pids), run_ns(pids)
     seconds: list[float] = []
     deadline = time.perf_counter() + args.budget_s
     while len(seconds) < args.requests and (len(seconds) < 10 or time.perf_counter() < deadline):
-        started = time.perf_counter()
-        result = await call()
-        seconds.append(time.perf_counter() - started)
+        with collector_paused():
+            started = time.perf_counter()
+            result = await call()
+            seconds.append(time.perf_counter() - started)
     cpu_ms = (run_ns(pids) - ran_ns) / len(seconds) / 1e6
     return Samples(seconds, (minor_faults(pids) - faults) / len(seconds), first_s, cpu_ms), result
 
@@ -317,9 +332,10 @@ def sample_sync(call: Callable[[], Any], args: argparse.Namespace, requests: int
     deadline = time.perf_counter() + args.budget_s
     requests = requests or args.requests
     while len(seconds) < requests and (len(seconds) < 10 or time.perf_counter() < deadline):
-        started = time.perf_counter()
-        result = call()
-        seconds.append(time.perf_counter() - started)
+        with collector_paused():  # DuckDB's calls as tradetape's: the same process, the same pause
+            started = time.perf_counter()
+            result = call()
+            seconds.append(time.perf_counter() - started)
     return Samples(seconds, (minor_faults(("self",)) - faults) / len(seconds)), result
 
 
@@ -748,9 +764,10 @@ async def run(args: argparse.Namespace, root: Path, meta: dict[str, Any]) -> int
                 replicas.restart(args.replicas)
                 await wait_ready(nc, replicas, args.replicas)
                 workers = [proc.pid for proc in replicas.procs]
-                ran_ns, started = run_ns(workers), time.perf_counter()
-                await client.query(figure.method, SYMBOL, **figure.fields)
-                colds.append(time.perf_counter() - started)
+                with collector_paused():
+                    ran_ns, started = run_ns(workers), time.perf_counter()
+                    await client.query(figure.method, SYMBOL, **figure.fields)
+                    colds.append(time.perf_counter() - started)
                 cold_cpus.append((run_ns(workers) - ran_ns) / 1e6)
             figure.cold_s, figure.cold_cpu_ms = float(np.median(colds)), float(np.median(cold_cpus))
             log(f"{figure.label}: cold {' '.join(f'{s * 1e3:.1f}' for s in colds)} ms, workers' CPU "
