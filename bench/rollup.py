@@ -7,7 +7,8 @@ hour again, with its histogram and aggregate layer), and the roll-up that passes
 end joins the hour's blocks into one body. This bench measures a roll-up at several fills of
 the hour: a store holding the hour's first part in its segment (imported), then live
 writes of 10 s of trades at `--rate` (one write a second of trades) and the roll-up of
-them, timed (wall and this thread's CPU), `--repeat` times a fill. Beside it, in the same
+them (and at the hour's end the join's read and put; the join itself runs beside the store
+thread, as in persist: `services/persist/segment_joins.py`), timed (wall and this thread's CPU), `--repeat` times a fill. Beside it, in the same
 run: encoding those 10 s of trades alone as a segment, what a roll-up would cost if it did
 not rewrite what the hour held already (the ceiling). The last column is the share of each
 10 s the store thread spends in the roll-up, during which no live write is stored: trades
@@ -66,9 +67,12 @@ def measure(directory: Path, hour: TradeColumns, fill_ms: int, repeat: int) -> d
             for _, second in split_by(live, window_start(live.time)):
                 store.write({(SYMBOL, window_start(int(second.time[0]))): second})
             started, cpu = time.perf_counter(), time.thread_time()
-            store.roll_up(SYMBOL, lower + ROLLUP_EVERY_MS + (1_000 if closing else 0))
-            walls.append((time.perf_counter() - started) * 1000)
-            cpus.append((time.thread_time() - cpu) * 1000)
+            store.roll_up(SYMBOL, lower + ROLLUP_EVERY_MS + (1_000 if closing else 0), join=False)
+            wall, cpu = time.perf_counter() - started, time.thread_time() - cpu
+            if closing:  # as persist joins the closed hour: read and put on the store thread, joined beside it
+                wall, cpu, joins = join_beside(store, wall, cpu)
+            walls.append(wall * 1000)
+            cpus.append(cpu * 1000)
             cpu = time.thread_time()
             encode_stored_segment(live)
             alone.append((time.thread_time() - cpu) * 1000)
@@ -78,9 +82,26 @@ def measure(directory: Path, hour: TradeColumns, fill_ms: int, repeat: int) -> d
             "wall": statistics.median(walls),
             "cpu": statistics.median(cpus),
             "alone": statistics.median(alone),
+            "join": joins * 1000 if closing else 0.0,
         }
     finally:
         store.close()
+
+
+def join_beside(store: ShardWriter, wall: float, cpu: float) -> tuple[float, float, float]:
+    """The closed hour joined as persist joins it (`SegmentJoins`): the store thread's wall and CPU s with the
+    join's read and put added, and the join's own CPU s, spent beside the store thread."""
+    (segment,) = store.take_unjoined()
+    started, on_thread = time.perf_counter(), time.thread_time()
+    found = store.segment_join(*segment)
+    assert found is not None, "the closed hour is in blocks"
+    wall, cpu = wall + time.perf_counter() - started, cpu + time.thread_time() - on_thread
+    beside = time.thread_time()
+    joined = found.joined()
+    beside = time.thread_time() - beside
+    started, on_thread = time.perf_counter(), time.thread_time()
+    assert store.put_join(found, joined)
+    return wall + time.perf_counter() - started, cpu + time.thread_time() - on_thread, beside
 
 
 def main() -> None:
@@ -114,11 +135,15 @@ def main() -> None:
             f" {row['alone']:>11.1f} {row['wall'] / max(row['alone'], 0.01):>10.0f}"
             f" {100 * row['wall'] / ROLLUP_EVERY_MS:>19.1f} %"
         )
+    for minutes, row in rows:
+        if row["join"]:
+            print(f"the hour's blocks joined into one body beside the store thread: {row['join']:.0f} ms of CPU")
     print(
         "ceiling: encoding the 10 s of trades alone as a segment (this thread's CPU), what a roll-up that did not"
         " rewrite the hour would cost at least. stalled: the share of each 10 s the store thread spends rolling up"
-        " (no live write is stored meanwhile). 60 min: the hour's last 10 s rolled up past its end, the roll-up"
-        " that joins the hour's blocks into one body (once an hour)."
+        " (no live write is stored meanwhile). 60 min: the hour's last 10 s rolled up past its end, after which"
+        " the hour's blocks are joined into one body (once an hour), as persist does: read and put on the store"
+        " thread (in its figures), joined on a thread of its own (the line above)."
     )
 
 

@@ -57,6 +57,7 @@ from tradetape.services.persist.commit import GroupCommit
 from tradetape.services.persist.consumer import MaxDeliveries, PersistConsumer
 from tradetape.services.persist.importer import BulkImporter
 from tradetape.services.persist.live import LivePublisher
+from tradetape.services.persist.segment_joins import SegmentJoins
 from tradetape.services.persist.store_thread import StoreThread
 from tradetape.settings import Settings
 from tradetape.store import ShardWriter, StoreError, write_manifest
@@ -132,6 +133,8 @@ class PersistService:
         self._importer: BulkImporter | None = None
         self._store_thread = StoreThread()
         """The one thread that changes the store: live writes, roll-ups, retention and bulk imports, one at a time."""
+        self._joins = SegmentJoins(self._store_thread)
+        """Closed hours' blocks joined into one body beside the store thread (a join holds it no longer than a read)."""
         self._commit = GroupCommit(
             nc, self._store_thread, self.live, self._written_subject, settings.ingest_max_id_jump
         )
@@ -162,7 +165,7 @@ class PersistService:
 
     @property
     def store_errors(self) -> int:
-        return self._commit.store_errors + self._maintenance_errors
+        return self._commit.store_errors + self._maintenance_errors + self._joins.errors
 
     @property
     def steps(self) -> deque[tuple[str, int]]:
@@ -235,6 +238,7 @@ class PersistService:
             self._store = None
             self._importer = None
             await importer.stop()
+            await self._joins.close()
             await advisories.stop()
             await self._consumer.close()
             await asyncio.to_thread(self._store_thread.shutdown)  # what the thread still writes finishes first
@@ -287,7 +291,9 @@ class PersistService:
         while not stop.is_set():
             now = time.monotonic()
             if now >= next_rollup:
-                self.rolled_windows += await self._commit.in_store(self._roll_up, store)
+                rolled, closed = await self._commit.in_store(self._roll_up, store)
+                self.rolled_windows += rolled
+                self._joins.start(store, closed)
                 next_rollup = now + self._rollup_interval
             if now >= next_retention:
                 await self._commit.in_store(self._apply_retention, store)
@@ -480,17 +486,18 @@ class PersistService:
             self._subject_symbols[subject] = symbol
         return symbol
 
-    def _roll_up(self, store: ShardWriter) -> int:
-        """On the store thread: roll up every symbol's closed windows; how many were rolled up."""
+    def _roll_up(self, store: ShardWriter) -> tuple[int, list[tuple[str, int]]]:
+        """On the store thread: roll up every symbol's closed windows; how many were rolled up, and the segments
+        left in blocks (joined beside this thread: `SegmentJoins`)."""
         rolled = 0
         before = int(time.time() * 1000 - self._settings.rollup_age_s * 1000)
         for symbol in self._symbols:
             try:
-                rolled += store.roll_up(symbol, before)
+                rolled += store.roll_up(symbol, before, join=False)
             except StoreError as exc:
                 self._maintenance_errors += 1
                 logger.error("roll-up failed, will retry", extra={"symbol": symbol, "error": str(exc)})
-        return rolled
+        return rolled, store.take_unjoined()
 
     def _apply_retention(self, store: ShardWriter) -> None:
         """On the store thread: drop what is older than the retention."""

@@ -31,7 +31,7 @@ from tradetape.store.reader import SecondaryStore
 from tradetape.store.reads import read_all_trades, read_coverage
 from tradetape.store.rocks import open_primary, scan
 from tradetape.store.sealed import unseal
-from tradetape.store.segments import FORMAT_VERSION, joined_segment
+from tradetape.store.segments import FORMAT_VERSION, segment_in_blocks
 from tradetape.store.shards import ShardLockedError
 from tradetape.store.window_writes import TAIL_WRITES
 from tradetape.store.writer import ShardWriter
@@ -290,7 +290,41 @@ def test_a_segment_the_roll_up_mark_passed_is_joined_into_one_body(store: ShardW
     for end, blocks in zip(ends, (False, True, False), strict=True):
         store.write(windows_of(SYMBOL, trades.between(T0, end)))
         store.roll_up(SYMBOL, end)
-        assert (joined_segment(store.db.get(timed_key(SEGMENT, SYMBOL, T0))) is not None) == blocks
+        assert segment_in_blocks(store.db.get(timed_key(SEGMENT, SYMBOL, T0))) == blocks
+    assert same(read_all_trades(store.db, SYMBOL), trades.between(T0, T0 + HOUR + 30_000))
+
+
+def test_a_roll_up_without_join_leaves_the_closed_hour_to_be_joined_beside_it(store: ShardWriter) -> None:
+    """Persist joins a closed hour off its store thread: the roll-up lists it, the join is put only over what it
+    read, and trades read the same in blocks and joined."""
+    trades = tape(6_000, HOUR + 60_000, seed=5)
+    for end in (T0 + HOUR - 10_000, T0 + HOUR + 30_000):
+        store.write(windows_of(SYMBOL, trades.between(T0, end)))
+        store.roll_up(SYMBOL, end, join=False)
+    assert store.take_unjoined() == [(SYMBOL, T0)]
+    assert store.take_unjoined() == []
+    assert segment_in_blocks(store.db.get(timed_key(SEGMENT, SYMBOL, T0)))
+    assert same(read_all_trades(store.db, SYMBOL), trades.between(T0, T0 + HOUR + 30_000))
+    found = store.segment_join(SYMBOL, T0)
+    assert found is not None
+    assert store.put_join(found, found.joined())
+    assert not segment_in_blocks(store.db.get(timed_key(SEGMENT, SYMBOL, T0)))
+    assert store.segment_join(SYMBOL, T0) is None
+    assert same(read_all_trades(store.db, SYMBOL), trades.between(T0, T0 + HOUR + 30_000))
+
+
+def test_a_join_is_not_put_over_a_segment_changed_since_it_was_read(store: ShardWriter) -> None:
+    trades = tape(6_000, HOUR + 60_000, seed=6)
+    late = trades.take(np.arange(len(trades)) % 97 == 5)  # late trades of the closed hour, held back
+    kept = trades.take(np.arange(len(trades)) % 97 != 5)
+    for end in (T0 + HOUR - 10_000, T0 + HOUR + 30_000):
+        store.write(windows_of(SYMBOL, kept.between(T0, end)))
+        store.roll_up(SYMBOL, end, join=False)
+    found = store.segment_join(SYMBOL, T0)
+    assert found is not None
+    joined = found.joined()
+    store.write(windows_of(SYMBOL, late.between(T0, T0 + HOUR + 30_000)))  # merged into the segments meanwhile
+    assert not store.put_join(found, joined)
     assert same(read_all_trades(store.db, SYMBOL), trades.between(T0, T0 + HOUR + 30_000))
 
 

@@ -5,6 +5,7 @@ key (`tests/store/test_closed.py` checks it):
 
 - `ShardWriter`: the one writer of a shard directory (persist, or an import that holds the
   shard): windows in, roll-ups, retention, bulk imports; `ShardWriter.tape` reads through it.
+  `SegmentJoin`: a closed hour's blocks, joined into one body off the writer's thread.
 - `ShardReader`: the analytics' reader of a shard while persist writes it (trades,
   coverage, price levels over any range, within a memory budget).
 - `ShardView`: a tool's secondary view of a shard directory for one command; its `tape()`
@@ -31,7 +32,7 @@ from tradetape.store.layout import StoreLayoutError
 from tradetape.store.reader import ShardReader, ShardView, StoreClosedError
 from tradetape.store.rocks import StoreError, StoreNotFoundError
 from tradetape.store.sealed import StoreCorruptError
-from tradetape.store.segments import SegmentFormatError, decode_segment, encode_segment
+from tradetape.store.segments import SegmentFormatError, SegmentJoin, decode_segment, encode_segment
 from tradetape.store.shards import ShardLockedError, find_shards, store_id, write_manifest
 from tradetape.store.tape import StoredTape
 from tradetape.store.windows import WindowId, assemble_windows
@@ -44,6 +45,7 @@ __all__ = [
     "ReadBudget",
     "ReadTooLargeError",
     "SegmentFormatError",
+    "SegmentJoin",
     "ShardLockedError",
     "ShardReader",
     "ShardView",

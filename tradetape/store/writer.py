@@ -59,13 +59,14 @@ from tradetape.store.segments import (
     SEALED_SINCE,
     SEGMENT_MS,
     WINDOW_SUMMARIES_SINCE,
+    SegmentJoin,
     SegmentSummary,
     decode_histogram,
     decode_stored_segment,
     encode_histogram,
     encode_stored_segment,
     grown_segment,
-    joined_segment,
+    segment_in_blocks,
 )
 from tradetape.store.shards import ShardLock
 from tradetape.store.tape import StoredTape
@@ -126,6 +127,7 @@ class ShardWriter:
             self._unsynced.sync = False
             self._index: dict[str, IdRuns] = {}
             self._rolled: dict[str, int] = {}
+            self._unjoined: set[tuple[str, int]] = set()
             self._windows = WindowWrites()
             with rocksdb_errors(path):
                 self.segment_ms = self._check_layout(segment_ms)
@@ -399,15 +401,17 @@ class ShardWriter:
                 return
         put_layer(batch, symbol, start, trades)
 
-    def roll_up(self, symbol: str, before_ms: int) -> int:
+    def roll_up(self, symbol: str, before_ms: int, *, join: bool = True) -> int:
         """Move every window of `symbol` that starts before `before_ms` into its segment, atomically.
 
-        Returns the number of windows rolled up; `StoreError` if RocksDB refuses.
+        A segment the roll-up mark passes the end of is joined into one body here, or, without `join`, left in
+        blocks and listed by `take_unjoined` (joined off this thread: `SegmentJoin`). Returns the number of
+        windows rolled up; `StoreError` if RocksDB refuses.
         """
         with rocksdb_errors(self.path):
-            return self._roll_up(symbol, before_ms)
+            return self._roll_up(symbol, before_ms, join=join)
 
-    def _roll_up(self, symbol: str, before_ms: int) -> int:
+    def _roll_up(self, symbol: str, before_ms: int, *, join: bool = True) -> int:
         self._windows.forget()  # what the last write left may be rolled up (and an import, which starts here, writes)
         before, previous = window_start(before_ms), self.rolled_until(symbol)
         if before <= previous:
@@ -424,23 +428,43 @@ class ShardWriter:
         batch.put(rolled_key(symbol), encode_mark(before))
         self.db.write(batch, self._sync)
         self._rolled[symbol] = before
-        self._join_closed(symbol, [start for start in touched if start + self.segment_ms <= before])
+        closed = [(symbol, start) for start in touched if start + self.segment_ms <= before]
+        if not join:
+            self._unjoined.update(closed)
+            return len(windows)
+        for segment in closed:
+            if (found := self._segment_join(*segment)) is not None:
+                self._put_join(found, found.joined())
         return len(windows)
 
-    def _join_closed(self, symbol: str, starts: list[int]) -> None:
-        """The segments starting at `starts`, which no roll-up adds to any more (the mark passed their end), each
-        joined into one body where roll-ups left several blocks: once an hour, so that what is kept compresses
-        and decodes as one (a quiet symbol's 360 blocks of 10 s: 3.28 bytes a trade and 64 ms to decode, 2.61 and
-        6 ms as one). Their trades, summary, histogram and layer are unchanged."""
-        keys = [timed_key(SEGMENT, symbol, start) for start in starts]
-        values: list[bytes | None] = self.db.get(keys) if keys else []  # type: ignore[arg-type, assignment]
-        batch = WriteBatch(raw_mode=True)
-        for key, value in zip(keys, values, strict=True):
-            joined = None if value is None else decoded(key, value, joined_segment)
-            if joined is not None:
-                batch.put(key, joined)
-        if not batch.is_empty():
-            self.db.write(batch, self._sync)
+    def take_unjoined(self) -> list[tuple[str, int]]:
+        """The (symbol, start) of the segments roll-ups without `join` left in blocks, forgotten here once taken."""
+        taken, self._unjoined = sorted(self._unjoined), set()
+        return taken
+
+    def segment_join(self, symbol: str, start: int) -> SegmentJoin | None:
+        """The segment of `symbol` starting at `start` as stored, to be joined (`SegmentJoin.joined`, on any thread)
+        and put back (`put_join`); None if it is stored as one body or not at all. `StoreError` if RocksDB refuses.
+        """
+        with rocksdb_errors(self.path):
+            return self._segment_join(symbol, start)
+
+    def _segment_join(self, symbol: str, start: int) -> SegmentJoin | None:
+        key = timed_key(SEGMENT, symbol, start)
+        stored = self.db.get(key)
+        return None if stored is None or not segment_in_blocks(stored) else SegmentJoin(key, stored)
+
+    def put_join(self, found: SegmentJoin, joined: bytes) -> bool:
+        """`joined` (`found.joined()`) stored in place of the segment if it still holds what `found` read; False,
+        putting nothing, if a change came between (a late trade merged into it stores it as one body anyway)."""
+        with rocksdb_errors(self.path):
+            return self._put_join(found, joined)
+
+    def _put_join(self, found: SegmentJoin, joined: bytes) -> bool:
+        if self.db.get(found.key) != found.stored:
+            return False
+        self.db.put(found.key, joined, self._sync)
+        return True
 
     def delete_before(self, symbol: str, cutoff_ms: int) -> int:
         """Retention: drop every trade and void of `symbol` older than `cutoff_ms`, as key ranges; returns how many.
