@@ -18,9 +18,7 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 import orjson
 from nats.aio.client import Client
@@ -40,7 +38,6 @@ from tradetape.services.persist.store_thread import StoreThread
 from tradetape.store import ShardWriter, StoreError, Written, assemble_windows
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 STORE_RETRY_MAX_S = 30.0
 LEDGER_READ_TIMEOUT_S = 1.0
@@ -96,7 +93,7 @@ class GroupCommit:
             try:
                 if self._reopen:  # a sync failed: a fresh handle recovers what the log kept
                     await self.settle()
-                    await self.in_store(store.reopen)
+                    await self._store_thread.run(store.reopen)
                     self._reopen = False
                 run = self._store_thread.run_small if len(rows) <= SMALL_WRITE_ROWS else self._store_thread.run
                 vetting, fresh, windows = await run(self._vet_and_write, store, rows, None)
@@ -122,7 +119,7 @@ class GroupCommit:
                 return None
             try:
                 await self.settle()  # never reopen beside a sync
-                await self.in_store(store.reopen)  # a refused handle stays refused, even once space is back
+                await self._store_thread.run(store.reopen)  # a refused handle stays refused, even once space is back
             except StoreError as exc:
                 logger.error("store reopen failed, will retry", extra={"error": str(exc)})
 
@@ -162,10 +159,6 @@ class GroupCommit:
     def close(self) -> None:
         """Stop the sync thread (after `settle` or `abandon`)."""
         self._sync_thread.shutdown()
-
-    async def in_store(self, call: Callable[..., T], *args: object) -> T:
-        """`call(*args)` on the store thread (never beside another change of the store)."""
-        return await self._store_thread.run(call, *args)
 
     async def _sync_and_ack(
         self, store: ShardWriter, number: int, msgs: list[Msg], given_back: set[int], stored: Counter[str], old: int

@@ -1,9 +1,10 @@
 """The persist service: JetStream trades → 1-second windows → segments in the shard's RocksDB.
 
 start (resolve the symbols, lock the shard, open the store, bind the consumer) → run
-(fetch what arrived, validate, write it durably, announce it, ack it; roll up closed
-windows, apply retention) → drain (the batch in hand is written and acked before the loop ends) → stop
-(close the store, release the shard). A crash at any point loses nothing (unacked
+(fetch what arrived, validate, write it durably, announce it, ack it; beside it the store's
+upkeep: roll-ups, joins, retention, `tradetape.services.persist.maintenance`) → drain (the
+batch in hand is written and acked before the loop ends) → stop (close the store, release
+the shard). A crash at any point loses nothing (unacked
 messages are redelivered) and duplicates nothing (the store drops agg ids it holds).
 
 The shard's symbols are its share of `TRADETAPE_SYMBOLS`, or with `ALL` of the exchange's
@@ -57,10 +58,10 @@ from tradetape.services.persist.commit import GroupCommit
 from tradetape.services.persist.consumer import MaxDeliveries, PersistConsumer
 from tradetape.services.persist.importer import BulkImporter
 from tradetape.services.persist.live import LivePublisher
-from tradetape.services.persist.segment_joins import SegmentJoins
+from tradetape.services.persist.maintenance import StoreMaintenance
 from tradetape.services.persist.store_thread import StoreThread
 from tradetape.settings import Settings
-from tradetape.store import ShardWriter, StoreError, write_manifest
+from tradetape.store import ShardWriter, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,6 @@ FETCH_RETRY_S = 0.5
 CATCH_UP_FETCH_S = 0.5
 STATS_INTERVAL_S = 10.0
 ROLLUP_INTERVAL_S = 10.0
-RETENTION_INTERVAL_S = 3600.0
 RECORD_S = 2.0
 """The longest one try at recording the shard's store may take (a cluster electing its leaders answers late)."""
 MAX_SUBJECTS_REMEMBERED = 100_000
@@ -106,8 +106,6 @@ class PersistService:
         self._batch = batch
         self._fetch_timeout = fetch_timeout
         self._stats_interval = stats_interval
-        # Roll up at least four times per roll-up age, so windows never pile up past it.
-        self._rollup_interval = min(rollup_interval, settings.rollup_age_s / 4)
         self._symbols: tuple[str, ...] = ()
         """The shard's symbols, known once `run` has resolved them."""
         self._owned: set[str] = set()
@@ -122,19 +120,19 @@ class PersistService:
         """Trades refused after they were read, by kind (`conflict`, `implausible_id`); each is dead-lettered."""
         self.held_implausible = 0
         """Deliveries of implausible ids given back to be checked again against ingest's ledger."""
-        self.rolled_windows = 0
-        self._maintenance_errors = 0
-        """Roll-ups and retentions the store refused (its writes' refusals are the group commit's)."""
         self._consumer = PersistConsumer(settings, self._js)
         self.live = LivePublisher(nc)
         self._written_subject = written_subject(settings.shard)
         self._progress = ProgressLog(logger)
         self._store: ShardWriter | None = None
         self._importer: BulkImporter | None = None
+        self._maintaining: asyncio.Task[None] | None = None
         self._store_thread = StoreThread()
         """The one thread that changes the store: live writes, roll-ups, retention and bulk imports, one at a time."""
-        self._joins = SegmentJoins(self._store_thread)
-        """Closed hours' blocks joined into one body beside the store thread (a join holds it no longer than a read)."""
+        # Roll up at least four times per roll-up age, so windows never pile up past it.
+        self._maintenance = StoreMaintenance(
+            settings, self._store_thread, min(rollup_interval, settings.rollup_age_s / 4)
+        )
         self._commit = GroupCommit(
             nc, self._store_thread, self.live, self._written_subject, settings.ingest_max_id_jump
         )
@@ -165,7 +163,11 @@ class PersistService:
 
     @property
     def store_errors(self) -> int:
-        return self._commit.store_errors + self._maintenance_errors + self._joins.errors
+        return self._commit.store_errors + self._maintenance.errors
+
+    @property
+    def rolled_windows(self) -> int:
+        return self._maintenance.rolled_windows
 
     @property
     def steps(self) -> deque[tuple[str, int]]:
@@ -228,9 +230,12 @@ class PersistService:
             )
             live = asyncio.create_task(self.live.run(stop), name="persist-live")
             listings = asyncio.create_task(self._follow_listings(resolved, stop), name="persist-listings")
+            upkeep = self._maintenance.run(store, lambda: self._symbols, stop)
+            maintenance = self._maintaining = asyncio.create_task(upkeep, name="persist-maintenance")
             try:
                 await self._loop(store, stop)
             finally:
+                await cancel_and_wait(maintenance)  # what the store thread holds of it ends before the store closes
                 await cancel_and_wait(listings)
                 await cancel_and_wait(live)
                 await self.live.flush()
@@ -238,7 +243,6 @@ class PersistService:
             self._store = None
             self._importer = None
             await importer.stop()
-            await self._joins.close()
             await advisories.stop()
             await self._consumer.close()
             await asyncio.to_thread(self._store_thread.shutdown)  # what the thread still writes finishes first
@@ -283,21 +287,12 @@ class PersistService:
         await self._commit.settle()
 
     async def _write_until(self, store: ShardWriter, stop: asyncio.Event) -> None:
-        now = time.monotonic()
-        next_stats = now + self._stats_interval
-        next_rollup = now
-        next_retention = now
+        next_stats = time.monotonic() + self._stats_interval
         ahead: asyncio.Task[list[Msg]] | None = None
         while not stop.is_set():
             now = time.monotonic()
-            if now >= next_rollup:
-                rolled, closed = await self._commit.in_store(self._roll_up, store)
-                self.rolled_windows += rolled
-                self._joins.start(store, closed)
-                next_rollup = now + self._rollup_interval
-            if now >= next_retention:
-                await self._commit.in_store(self._apply_retention, store)
-                next_retention = now + RETENTION_INTERVAL_S
+            if self._maintaining is not None and self._maintaining.done():
+                self._maintaining.result()  # the upkeep failed: so does the service, as when the loop ran it
             if now >= next_stats:
                 self._log_counts("persist progress")
                 next_stats = now + self._stats_interval
@@ -485,29 +480,6 @@ class PersistService:
         if len(self._subject_symbols) < MAX_SUBJECTS_REMEMBERED:
             self._subject_symbols[subject] = symbol
         return symbol
-
-    def _roll_up(self, store: ShardWriter) -> tuple[int, list[tuple[str, int]]]:
-        """On the store thread: roll up every symbol's closed windows; how many were rolled up, and the segments
-        left in blocks (joined beside this thread: `SegmentJoins`)."""
-        rolled = 0
-        before = int(time.time() * 1000 - self._settings.rollup_age_s * 1000)
-        for symbol in self._symbols:
-            try:
-                rolled += store.roll_up(symbol, before, join=False)
-            except StoreError as exc:
-                self._maintenance_errors += 1
-                logger.error("roll-up failed, will retry", extra={"symbol": symbol, "error": str(exc)})
-        return rolled, store.take_unjoined()
-
-    def _apply_retention(self, store: ShardWriter) -> None:
-        """On the store thread: drop what is older than the retention."""
-        cutoff = int(time.time() * 1000 - self._settings.retention_days * 86_400_000)
-        for symbol in self._symbols:
-            try:
-                store.delete_before(symbol, cutoff)
-            except StoreError as exc:
-                self._maintenance_errors += 1
-                logger.error("retention failed, will retry", extra={"symbol": symbol, "error": str(exc)})
 
     async def _metrics_snapshot(self) -> ServiceSnapshot:
         """The logged counters as metrics; ready once the consumer is bound and NATS connected."""
