@@ -76,7 +76,7 @@ async def test_live_writes_are_stored_while_a_closed_hour_is_joined(
     joining, release = threading.Event(), threading.Event()
     join = SegmentJoin.joined
 
-    def held_join(found: SegmentJoin) -> bytes:
+    def held_join(found: SegmentJoin) -> tuple[bytes, bytes | None]:
         joining.set()
         assert threading.current_thread().name.startswith("asyncio"), threading.current_thread().name
         release.wait(10)

@@ -9,7 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.store.hostile import rle_frame
-from tradetape.store.packing import PackingError, byte_width, pack_columns, unpack_columns, unzigzag, zigzag
+from tradetape.store.packing import (
+    PackingError,
+    byte_width,
+    pack_columns,
+    recompressed,
+    unpack_columns,
+    unzigzag,
+    zigzag,
+)
 
 int64s = st.integers(-(2**63), 2**63 - 1)
 
@@ -66,9 +74,17 @@ def peak_bytes_of(call: Callable[[], object]) -> int:
     ids=["declares 2^40", "a GiB", "a GiB undeclared", "width 3", "widths lie"],
 )
 def test_a_frame_is_refused_by_its_claims_before_it_is_inflated(frame: bytes, widths: list[int], count: int) -> None:
-    with pytest.raises(PackingError):
-        unpack_columns(widths, count, frame)
-    assert peak_bytes_of(lambda: unpack_columns(widths, count, frame)) < 1_000_000
+    for read in (unpack_columns, recompressed):
+        with pytest.raises(PackingError):
+            read(widths, count, frame)
+        assert peak_bytes_of(lambda read=read: read(widths, count, frame)) < 1_000_000
+
+
+@given(st.integers(1, 40).flatmap(lambda n: st.lists(st.lists(int64s, min_size=n, max_size=n), min_size=1, max_size=4)))
+def test_a_fast_frame_recompressed_is_the_frame_packed_at_rest(columns: list[list[int]]) -> None:
+    arrays = [np.array(c, dtype=np.int64) for c in columns]
+    widths, fast = pack_columns(arrays, fast=True)
+    assert recompressed(widths, len(columns[0]), fast) == pack_columns(arrays)[1]
 
 
 def planes_reference(widths: list[int], count: int, raw: bytes) -> list[list[int]]:

@@ -17,6 +17,7 @@ from tests.store.synthetic import SYMBOL, T0, coverage_figures, figures_of, same
 from tradetape.domain.columns import TradeColumns
 from tradetape.store.codec import decode_window, encode_window
 from tradetape.store.keys import (
+    MINUTE_LEVELS,
     SEGMENT,
     WINDOW,
     kind_prefix,
@@ -26,6 +27,7 @@ from tradetape.store.keys import (
     window_key,
     window_values_end,
 )
+from tradetape.store.layer import decode_minute_levels, encode_minute_levels
 from tradetape.store.layout import read_layout
 from tradetape.store.reader import SecondaryStore
 from tradetape.store.reads import read_all_trades, read_coverage
@@ -305,12 +307,16 @@ def test_a_roll_up_without_join_leaves_the_closed_hour_to_be_joined_beside_it(st
     assert store.take_unjoined() == []
     assert segment_in_blocks(store.db.get(timed_key(SEGMENT, SYMBOL, T0)))
     assert same(read_all_trades(store.db, SYMBOL), trades.between(T0, T0 + HOUR + 30_000))
+    levels_key = timed_key(MINUTE_LEVELS, SYMBOL, T0)
+    grown = store.db.get(levels_key)  # written fast while the hour was open
     found = store.segment_join(SYMBOL, T0)
     assert found is not None
     assert store.put_join(found, found.joined())
     assert not segment_in_blocks(store.db.get(timed_key(SEGMENT, SYMBOL, T0)))
     assert store.segment_join(SYMBOL, T0) is None
     assert same(read_all_trades(store.db, SYMBOL), trades.between(T0, T0 + HOUR + 30_000))
+    levels = decode_minute_levels(grown)
+    assert store.db.get(levels_key) == encode_minute_levels(T0, levels) != grown  # as at rest, the same levels
 
 
 def test_a_join_is_not_put_over_a_segment_changed_since_it_was_read(store: ShardWriter) -> None:

@@ -32,7 +32,8 @@ from tradetape.store.layout import StoreLayoutError
 from tradetape.store.reader import ShardReader, ShardView, StoreClosedError
 from tradetape.store.rocks import StoreError, StoreNotFoundError
 from tradetape.store.sealed import StoreCorruptError
-from tradetape.store.segments import SegmentFormatError, SegmentJoin, decode_segment, encode_segment
+from tradetape.store.segment_join import SegmentJoin
+from tradetape.store.segments import SegmentFormatError, decode_segment, encode_segment
 from tradetape.store.shards import ShardLockedError, find_shards, store_id, write_manifest
 from tradetape.store.tape import StoredTape
 from tradetape.store.windows import WindowId, assemble_windows

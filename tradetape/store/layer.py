@@ -60,7 +60,7 @@ from tradetape.domain.price_levels import common_divisor
 from tradetape.domain.sums import SumOverflowError, WideSums, product_plus, run_sums, times_digits
 from tradetape.errors import FormatError
 from tradetape.store.keys import MINUTE_LEVELS, SECOND_BARS, timed_key
-from tradetape.store.packing import pack_columns, unpack_columns
+from tradetape.store.packing import pack_columns, recompressed, unpack_columns
 from tradetape.store.sealed import seal, unseal
 from tradetape.store.segments import FormatChecked, SegmentFormatError
 
@@ -115,7 +115,8 @@ def put_grown_layer(
     computing the whole hour's layer again was most of its time (`bench/rollup.py`: 2.3 s at half an hour of 2,000
     trades/s, on the thread that stores live trades). Not grown where the layer stored is missing (a figure it
     could not keep) or fails its checks, where trades carry a normal quantity (USD-M: the layer holds an RPI share)
-    or where a figure would pass what is kept.
+    or where a figure would pass what is kept. A live roll-up's minute levels are compressed fast: the next roll-up
+    writes them again, and the hour's join compresses them as at rest (`tradetape.store.segment_join`).
     """
     seconds_value, levels_value = stored
     if seconds_value is None or levels_value is None or part.normal_qty is not None:
@@ -132,7 +133,7 @@ def put_grown_layer(
             return False
         seconds = part if trades is None else trades.take(np.isin(trades.time - trades.time % SECOND_MS, touched))
         bars = SecondBars.concat([held.take(~again), second_bars(seconds)])
-        grown = encode_second_bars(start, bars), encode_minute_levels(start, levels)
+        grown = encode_second_bars(start, bars), encode_minute_levels(start, levels, fast=trades is None)
     except (SumOverflowError, FormatError):  # a figure past what is kept, or a stored layer that fails its checks
         return False
     for key, value in zip(layer_keys(symbol, start), grown, strict=True):
@@ -322,8 +323,11 @@ def _rpi_second_bars(body: dict[str, Any], n: int, bars: SecondBars) -> SecondBa
     return replace(bars, volume=volume, buy_volume=buy, quote=quote, above_low=above, above_low_square=square)
 
 
-def encode_minute_levels(start: int, levels: MinuteLevels, rpi: MinuteLevels | None = None) -> bytes:
-    """The per-minute price levels of the segment starting at `start` (and their RPI share, same rows), sealed."""
+def encode_minute_levels(
+    start: int, levels: MinuteLevels, rpi: MinuteLevels | None = None, *, fast: bool = False
+) -> bytes:
+    """The per-minute price levels of the segment starting at `start` (and their RPI share, same rows), sealed;
+    `fast` for an open hour's, written again at its next roll-up (`recompressed_minute_levels` once it closes)."""
     n = len(levels)
     p0 = int(levels.price[0]) if n else 0
     price_steps = _steps(levels.price, p0)
@@ -336,14 +340,28 @@ def encode_minute_levels(start: int, levels: MinuteLevels, rpi: MinuteLevels | N
             levels.volume // lot,
             (levels.volume - levels.buy_volume) // lot,
             levels.trade_count,
-        ]
+        ],
+        fast=fast,
     )
     body = {"v": LAYER_FORMAT, "n": n, "s": start, "p0": p0, "pt": tick, "qs": lot, "w": widths, "z": frame}
     if rpi is not None:
         rpi_lot = common_divisor(np.r_[rpi.volume, rpi.buy_volume])
-        rpi_widths, rpi_frame = pack_columns([rpi.volume // rpi_lot, (rpi.volume - rpi.buy_volume) // rpi_lot])
+        rpi_widths, rpi_frame = pack_columns(
+            [rpi.volume // rpi_lot, (rpi.volume - rpi.buy_volume) // rpi_lot], fast=fast
+        )
         body |= {"rs": rpi_lot, "rw": rpi_widths, "rz": rpi_frame}
     return seal(msgpack.packb(body, use_bin_type=True))
+
+
+def recompressed_minute_levels(value: bytes) -> bytes:
+    """A stored minute-levels value with its frames compressed at the level kept at rest: the same columns, the bytes
+    `encode_minute_levels` makes of them without `fast`. `ChecksumError` or `SegmentFormatError` past its checks."""
+    with FormatChecked("minute levels"):
+        body, n = _body(value, _LEVEL_COLUMNS)
+        body["z"] = recompressed(body["w"], n, body["z"])
+        if "rz" in body:
+            body["rz"] = recompressed(body["rw"], n, body["rz"])
+        return seal(msgpack.packb(body, use_bin_type=True))
 
 
 def decode_minute_levels(value: bytes) -> MinuteLevels:

@@ -18,7 +18,8 @@ Layout (format 6; keys spelled in `tradetape.store.keys`), per symbol:
     trades as a block of its own, its summary, histogram and layer grown from the stored ones,
     instead of decoding and encoding the hour again; once the roll-up mark passes the hour's
     end, its blocks are joined into one body (persist joins them off its store thread:
-    `SegmentJoin`; a segment left in blocks, by a stop before the join, reads the same).
+    `tradetape.store.segment_join`; a segment left in blocks, by a stop before the join,
+    reads the same).
 ``sum:{SYMBOL}:{segment_start_ms:013d}``
     The segment's summary: count, first/last agg id, first/last time, min/max price,
     volume, buy volume (a few dozen bytes, so a coverage scan reads no trades).
@@ -113,7 +114,7 @@ from tradetape.domain.sums import SumOverflowError
 from tradetape.domain.trade import NO_NORMAL_QTY
 from tradetape.errors import FormatError
 from tradetape.store.packing import PackingError, pack_columns, unpack_columns
-from tradetape.store.sealed import HEADER_BYTES, decoded, seal, unseal
+from tradetape.store.sealed import HEADER_BYTES, seal, unseal
 
 FORMAT_VERSION = 7
 """The database layout (1: windows only; 2: + segments, summaries, histograms, index; 3: every value sealed;
@@ -288,27 +289,8 @@ def grown_segment(stored: bytes, part: TradeColumns) -> bytes:
 
 
 def segment_in_blocks(stored: bytes) -> bool:
-    """Whether a stored segment value lists several blocks (its checksum unchecked: `SegmentJoin.joined` checks)."""
+    """Whether a stored segment value lists several blocks (its checksum unchecked: decoding it checks)."""
     return stored[HEADER_BYTES : HEADER_BYTES + 1] == _BLOCKS_MARK
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentJoin:
-    """A segment value in blocks as the writer read it, to be joined into one body off the thread that writes.
-
-    Why: the hour's blocks are joined once the roll-up mark passes its end (so that what is kept compresses and
-    decodes as one: a quiet symbol's 360 blocks of 10 s are 3.28 bytes a trade and 64 ms to decode, 2.61 and 6 ms
-    as one), and decoding and encoding an hour of 2,000 trades/s takes ~2.2 s of CPU (`bench/rollup.py`), during
-    which a store thread doing it stores no live trade. Only reading and putting it are the writer's
-    (`ShardWriter.segment_join`, `ShardWriter.put_join`).
-    """
-
-    key: bytes
-    stored: bytes
-
-    def joined(self) -> bytes:
-        """The segment's trades as one body (pure: any thread); `StoreCorruptError` if the value fails its checks."""
-        return decoded(self.key, self.stored, lambda stored: encode_stored_segment(decode_stored_segment(stored)))
 
 
 def _bodies(value: bytes) -> list[bytes]:

@@ -53,13 +53,13 @@ from tradetape.store.meta import decode_mark, encode_layout, encode_mark
 from tradetape.store.migration import build_layers, seal_values, summarize_windows
 from tradetape.store.rocks import StoreError, open_primary, rocksdb_errors, scan, scan_first
 from tradetape.store.sealed import decoded, decoded_together
+from tradetape.store.segment_join import SegmentJoin
 from tradetape.store.segments import (
     FORMAT_VERSION,
     LAYERED_SINCE,
     SEALED_SINCE,
     SEGMENT_MS,
     WINDOW_SUMMARIES_SINCE,
-    SegmentJoin,
     SegmentSummary,
     decode_histogram,
     decode_stored_segment,
@@ -452,18 +452,27 @@ class ShardWriter:
     def _segment_join(self, symbol: str, start: int) -> SegmentJoin | None:
         key = timed_key(SEGMENT, symbol, start)
         stored = self.db.get(key)
-        return None if stored is None or not segment_in_blocks(stored) else SegmentJoin(key, stored)
+        if stored is None or not segment_in_blocks(stored):
+            return None
+        levels_key = timed_key(MINUTE_LEVELS, symbol, start)
+        return SegmentJoin(key, stored, levels_key, self.db.get(levels_key))
 
-    def put_join(self, found: SegmentJoin, joined: bytes) -> bool:
-        """`joined` (`found.joined()`) stored in place of the segment if it still holds what `found` read; False,
-        putting nothing, if a change came between (a late trade merged into it stores it as one body anyway)."""
+    def put_join(self, found: SegmentJoin, joined: tuple[bytes, bytes | None]) -> bool:
+        """`joined` (`found.joined()`) stored in place of the segment and its minute levels if they still hold what
+        `found` read; False, putting nothing, if a change came between (a late trade merged into the segment stores
+        it as one body anyway)."""
         with rocksdb_errors(self.path):
             return self._put_join(found, joined)
 
-    def _put_join(self, found: SegmentJoin, joined: bytes) -> bool:
-        if self.db.get(found.key) != found.stored:
+    def _put_join(self, found: SegmentJoin, joined: tuple[bytes, bytes | None]) -> bool:
+        if self.db.get(found.key) != found.stored or self.db.get(found.levels_key) != found.levels:
             return False
-        self.db.put(found.key, joined, self._sync)
+        body, levels = joined
+        batch = WriteBatch(raw_mode=True)
+        batch.put(found.key, body)
+        if levels is not None:
+            batch.put(found.levels_key, levels)
+        self.db.write(batch, self._sync)
         return True
 
     def delete_before(self, symbol: str, cutoff_ms: int) -> int:
