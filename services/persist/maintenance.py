@@ -53,14 +53,25 @@ class StoreMaintenance:
 
     async def run(self, store: ShardWriter, symbols: Callable[[], tuple[str, ...]], stop: asyncio.Event) -> None:
         """Until `stop`: a roll-up pass and the joins it leaves every `rollup_interval`, retention every hour; the
-        first of each at once. `symbols` are the shard's as they stand at each pass."""
+        first of each at once. `symbols` are the shard's as they stand at each pass. A failure is logged here and
+        ends the task (the write loop raises it: persist stops, as when it ran the upkeep itself)."""
+        try:
+            await self._run(store, symbols, stop)
+        except Exception:
+            logger.exception("store upkeep failed")
+            raise
+
+    async def _run(self, store: ShardWriter, symbols: Callable[[], tuple[str, ...]], stop: asyncio.Event) -> None:
         next_retention = time.monotonic()
+        # each symbol's last closed hour, which a stop may have left in blocks (before, its join was the roll-up's)
+        left = [segment for segment in await self._each_symbol(store, symbols(), self._last_closed) if segment]
         while not stop.is_set():
             raise_if_cancelled()
             started = time.monotonic()
             self.rolled_windows += sum(await self._each_symbol(store, symbols(), self._roll_up))
-            for symbol, start in await self._store_thread.run(store.take_unjoined):
+            for symbol, start in sorted({*left, *await self._store_thread.run(store.take_unjoined)}):
                 await self._join(store, symbol, start)
+            left = []
             if started >= next_retention:
                 await self._each_symbol(store, symbols(), self._retain)
                 next_retention = started + RETENTION_INTERVAL_S
@@ -84,6 +95,16 @@ class StoreMaintenance:
             self.errors += 1
             logger.error("roll-up failed, will retry", extra={"symbol": symbol, "error": str(exc)})
             return 0
+
+    def _last_closed(self, store: ShardWriter, symbol: str) -> tuple[str, int] | None:
+        """On the store thread: `symbol` and the start of its last closed hour, None before its first roll-up."""
+        try:
+            start = store.last_closed(symbol)
+        except StoreError as exc:
+            self.errors += 1
+            logger.error("roll-up mark unreadable", extra={"symbol": symbol, "error": str(exc)})
+            return None
+        return None if start is None else (symbol, start)
 
     def _retain(self, store: ShardWriter, symbol: str) -> None:
         """On the store thread: drop what of `symbol` is older than the retention."""

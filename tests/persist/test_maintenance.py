@@ -104,3 +104,29 @@ async def test_live_writes_are_stored_while_a_closed_hour_is_joined(
         await task
         store_thread.shutdown()
         store.close()
+
+
+async def test_a_closed_hour_a_stop_left_in_blocks_is_joined_at_the_next_start(
+    tmp_path: Path, settings: Settings
+) -> None:
+    trades = tape(6_000, HOUR + 30_000, seed=9)
+    store = ShardWriter(tmp_path / "shard")
+    try:
+        for end in (T0 + HOUR - 10_000, T0 + HOUR + 30_000):
+            store.write(windows_of(SYMBOL, trades.between(T0, end)))
+            store.roll_up(SYMBOL, end, join=False)
+        assert store.take_unjoined() == [(SYMBOL, T0)]  # and persist stopped before joining it
+    finally:
+        store.close()
+    store, store_thread, stop = ShardWriter(tmp_path / "shard"), StoreThread(), asyncio.Event()
+    upkeep = StoreMaintenance(settings, store_thread, rollup_interval=60)
+    task = asyncio.create_task(upkeep.run(store, lambda: (SYMBOL,), stop))
+    try:
+        await wait_for(lambda: asyncio.sleep(0, upkeep.joined), 10, interval=0.01)
+        assert not segment_in_blocks(store.db.get(timed_key(SEGMENT, SYMBOL, T0)))
+        assert same(read_all_trades(store.db, SYMBOL), trades)
+    finally:
+        stop.set()
+        await task
+        store_thread.shutdown()
+        store.close()

@@ -2,6 +2,7 @@ import contextlib
 import tracemalloc
 from collections.abc import Callable
 
+import msgpack
 import numpy as np
 import pytest
 import zstandard
@@ -9,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.store.hostile import rle_frame
+from tradetape.store.layer import recompressed_minute_levels
 from tradetape.store.packing import (
     PackingError,
     byte_width,
@@ -18,6 +20,8 @@ from tradetape.store.packing import (
     unzigzag,
     zigzag,
 )
+from tradetape.store.sealed import seal
+from tradetape.store.segments import SegmentFormatError
 
 int64s = st.integers(-(2**63), 2**63 - 1)
 
@@ -113,3 +117,20 @@ def test_columns_of_mixed_widths_decode_as_read_value_by_value(columns: list[lis
     decoded = unpack_columns(widths, count, frame)
     assert [column.tolist() for column in decoded] == planes_reference(widths, count, raw) == columns
     assert all(column.dtype == np.int64 and column.flags.owndata for column in decoded)  # what a cache counts it holds
+
+
+@pytest.mark.parametrize("rpi_widths", [[8] * 64, [8, "8"], 8], ids=["64 columns", "a width as text", "no list"])
+def test_a_minute_levels_value_is_recompressed_only_as_far_as_its_checks_allow(rpi_widths: object) -> None:
+    """The hour's join recompresses the RPI share's frame too: its widths are checked as its decoding checks them
+    (a crafted value claiming 64 columns of 2^20 rows made the join allocate 0.5 GiB, or fail past the checks)."""
+    n = 2**20
+    body = {"v": 1, "n": n, "s": 0, "p0": 0, "pt": 1, "qs": 1, "w": [1] * 5, "z": rle_frame(5 * n, 5 * n)}
+    value = seal(msgpack.packb(body | {"rs": 1, "rw": rpi_widths, "rz": rle_frame(64 * 8 * n, 64 * 8 * n)}))
+    with pytest.raises(SegmentFormatError):
+        recompressed_minute_levels(value)
+
+    def refused() -> None:
+        with contextlib.suppress(SegmentFormatError):
+            recompressed_minute_levels(value)
+
+    assert peak_bytes_of(refused) < 64 * n  # the levels' own frame, 5 MiB, is recompressed first

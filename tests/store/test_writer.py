@@ -33,6 +33,7 @@ from tradetape.store.reader import SecondaryStore
 from tradetape.store.reads import read_all_trades, read_coverage
 from tradetape.store.rocks import open_primary, scan
 from tradetape.store.sealed import unseal
+from tradetape.store.segment_join import SegmentJoin
 from tradetape.store.segments import FORMAT_VERSION, segment_in_blocks
 from tradetape.store.shards import ShardLockedError
 from tradetape.store.window_writes import TAIL_WRITES
@@ -222,50 +223,64 @@ def test_an_unsynced_write_is_readable_at_once_and_survives_the_writer_being_kil
 
 _OPS = st.one_of(
     st.tuples(st.just("live"), st.integers(0, 5), st.integers(1, 30), st.booleans()),
-    st.tuples(st.just("roll"), st.integers(0, 6)),
+    st.tuples(st.just("roll"), st.integers(0, 6), st.booleans()),
     st.tuples(st.just("retain"), st.integers(0, 3)),
     st.tuples(st.just("import"), st.integers(0, 5), st.integers(1, 30)),
     st.tuples(st.just("reopen")),
+    st.tuples(st.just("join")),
 )
+BASE = T0 + HOUR - 3_000
+"""The seconds of the model test: an hour ends after its third, so roll-ups close it and joins come between."""
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(_OPS, min_size=1, max_size=14))
 @example([("live", 1, 5, False), ("retain", 2), ("live", 1, 5, False)])  # a window retention deleted, written again
 @example([("live", 3, 5, False), ("import", 3, 5), ("live", 3, 5, False)])  # a window an import wrote into
+@example([("live", 1, 9, False), ("roll", 2, False), ("live", 2, 9, False), ("roll", 4, False), ("join",),
+          ("live", 1, 3, False), ("join",)])  # a late trade merged between a join's read and its put
 def test_the_store_holds_what_was_written_whatever_ran_between_writes(
     tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[object, ...]]
 ) -> None:
     """Live writes into the same seconds again (the writer merges into the windows its last write left in memory),
-    with redeliveries, roll-ups, retention, imports and reopens between them: after each, the store holds exactly the
-    trades written and not expired, and a coverage of its young windows (from their summaries) says so."""
+    with redeliveries, roll-ups (joining the hour they close, or leaving it to a join), retention, imports, reopens
+    and joins read at one step and put at a later one between them: after each, the store holds exactly the trades
+    written and not expired, and a coverage of its young windows (from their summaries) says so."""
     store = ShardWriter(tmp_path_factory.mktemp("model") / "shard")
     held = TradeColumns.empty()
     next_id = 1_000
+    joins: list[tuple[SegmentJoin, tuple[bytes, bytes | None]]] = []
     try:
         for op in ops:
             if op[0] in ("live", "import"):
                 second, count = int(op[1]), int(op[2])  # type: ignore[call-overload]
-                trades = tape(count, 1_000, seed=next_id, first_id=next_id, start_ms=T0 + second * 1_000)
+                trades = tape(count, 1_000, seed=next_id, first_id=next_id, start_ms=BASE + second * 1_000)
                 next_id += count
                 if op[0] == "import":
-                    store.import_trades(SYMBOL, trades, roll_up_before_ms=T0 + second * 1_000)
+                    store.import_trades(SYMBOL, trades, roll_up_before_ms=BASE + second * 1_000)
                 else:
                     again = held.take(slice(-5, None)) if op[3] else TradeColumns.empty()  # redelivered
                     store.write(windows_of(SYMBOL, TradeColumns.concat([trades, again])))
                 held = TradeColumns.concat([held, trades])
             elif op[0] == "roll":
-                store.roll_up(SYMBOL, T0 + int(op[1]) * 1_000)  # type: ignore[call-overload]
+                store.roll_up(SYMBOL, BASE + int(op[1]) * 1_000, join=bool(op[2]))  # type: ignore[call-overload]
             elif op[0] == "retain":
-                cutoff = T0 + int(op[1]) * 1_000  # type: ignore[call-overload]
+                cutoff = BASE + int(op[1]) * 1_000  # type: ignore[call-overload]
                 store.delete_before(SYMBOL, cutoff)
                 held = held.take(held.time >= cutoff)
+            elif op[0] == "join" and not joins:  # read now, put at the next join
+                found = (store.segment_join(*segment) for segment in store.take_unjoined())
+                joins = [(join, join.joined()) for join in found if join is not None]
+            elif op[0] == "join":
+                for join, joined in joins:
+                    store.put_join(join, joined)
+                joins = []
             else:
                 store.reopen()
             assert same(read_all_trades(store.db, SYMBOL), held), op
-            for time_range in ((T0 - 1, T0 + 7_000), (T0 + 1_500, T0 + 4_200), (T0 + 2_000, T0 + 3_000)):
-                found = read_coverage(store.db, SYMBOL, time_range)
-                assert coverage_figures(found) == figures_of(held, *time_range), op
+            for time_range in ((BASE - 1, BASE + 7_000), (BASE + 1_500, BASE + 4_200), (BASE + 2_000, BASE + 3_000)):
+                found_coverage = read_coverage(store.db, SYMBOL, time_range)
+                assert coverage_figures(found_coverage) == figures_of(held, *time_range), op
     finally:
         store.close()
 

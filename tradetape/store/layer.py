@@ -360,7 +360,7 @@ def recompressed_minute_levels(value: bytes) -> bytes:
         body, n = _body(value, _LEVEL_COLUMNS)
         body["z"] = recompressed(body["w"], n, body["z"])
         if "rz" in body:
-            body["rz"] = recompressed(body["rw"], n, body["rz"])
+            body["rz"] = recompressed(_rpi_widths(body), n, body["rz"])
         return seal(msgpack.packb(body, use_bin_type=True))
 
 
@@ -390,11 +390,17 @@ def _decode_minute_levels(value: bytes, *, normal: bool) -> MinuteLevels:
         return _normal_levels(body, n, levels) if normal else levels
 
 
-def _normal_levels(body: dict[str, Any], n: int, levels: MinuteLevels) -> MinuteLevels:
-    """`levels` less the RPI share the same value holds; checked: no share above its level's own figure."""
+def _rpi_widths(body: dict[str, Any]) -> list[int]:
+    """The checked byte widths of the RPI share a minute-levels value holds (two columns with a positive step)."""
     lot, widths = _header_int(body, "rs"), body["rw"]
     if lot <= 0 or not isinstance(widths, list) or len(widths) != 2:
         raise SegmentFormatError("the RPI share of minute levels packs 2 columns with a positive step")
+    return widths
+
+
+def _normal_levels(body: dict[str, Any], n: int, levels: MinuteLevels) -> MinuteLevels:
+    """`levels` less the RPI share the same value holds; checked: no share above its level's own figure."""
+    lot, widths = _header_int(body, "rs"), _rpi_widths(body)
     volume, sell = (column * np.int64(lot) for column in unpack_columns(widths, n, body["rz"]))
     buy = volume - sell
     if bool(((sell < 0) | (buy < 0) | (volume > levels.volume) | (buy > levels.buy_volume)).any()):

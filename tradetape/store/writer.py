@@ -437,6 +437,13 @@ class ShardWriter:
                 self._put_join(found, found.joined())
         return len(windows)
 
+    def last_closed(self, symbol: str) -> int | None:
+        """The start of the last segment of `symbol` the roll-up mark passed the end of (one a roll-up without `join`
+        may have left in blocks, and a stop come before its join); None before its first roll-up."""
+        with rocksdb_errors(self.path):
+            mark = self.rolled_until(symbol)
+        return mark - mark % self.segment_ms - self.segment_ms if mark else None
+
     def take_unjoined(self) -> list[tuple[str, int]]:
         """The (symbol, start) of the segments roll-ups without `join` left in blocks, forgotten here once taken."""
         taken, self._unjoined = sorted(self._unjoined), set()
