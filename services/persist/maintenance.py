@@ -92,8 +92,7 @@ class StoreMaintenance:
         try:
             return store.roll_up(symbol, before, join=False)
         except StoreError as exc:
-            self.errors += 1
-            logger.error("roll-up failed, will retry", extra={"symbol": symbol, "error": str(exc)})
+            self._refused("roll-up failed, will retry", symbol, exc)
             return 0
 
     def _last_closed(self, store: ShardWriter, symbol: str) -> tuple[str, int] | None:
@@ -101,8 +100,7 @@ class StoreMaintenance:
         try:
             start = store.last_closed(symbol)
         except StoreError as exc:
-            self.errors += 1
-            logger.error("roll-up mark unreadable", extra={"symbol": symbol, "error": str(exc)})
+            self._refused("roll-up mark unreadable", symbol, exc)
             return None
         return None if start is None else (symbol, start)
 
@@ -112,8 +110,12 @@ class StoreMaintenance:
         try:
             store.delete_before(symbol, cutoff)
         except StoreError as exc:
-            self.errors += 1
-            logger.error("retention failed, will retry", extra={"symbol": symbol, "error": str(exc)})
+            self._refused("retention failed, will retry", symbol, exc)
+
+    def _refused(self, event: str, symbol: str, exc: StoreError) -> None:
+        """A change of `symbol` the store refused: counted, and logged as `event`; the upkeep goes on."""
+        self.errors += 1
+        logger.error(event, extra={"symbol": symbol, "error": str(exc)})
 
     async def _join(self, store: ShardWriter, symbol: str, start: int) -> None:
         """The closed hour of `symbol` at `start` joined into one body beside the store thread."""
@@ -123,8 +125,7 @@ class StoreMaintenance:
                 joined = await asyncio.to_thread(found.joined)
                 self.joined += await self._store_thread.run(store.put_join, found, joined)
         except StoreError as exc:
-            self.errors += 1
-            logger.error("segment join failed, left in blocks", extra={"symbol": symbol, "error": str(exc)})
+            self._refused("segment join failed, left in blocks", symbol, exc)
 
 
 def store_slice(store: ShardWriter, symbols: tuple[str, ...], change: Callable[[ShardWriter, str], T]) -> list[T]:

@@ -4,8 +4,8 @@ start (resolve the symbols, lock the shard, open the store, bind the consumer) �
 (fetch what arrived, validate, write it durably, announce it, ack it; beside it the store's
 upkeep: roll-ups, joins, retention, `tradetape.services.persist.maintenance`) → drain (the
 batch in hand is written and acked before the loop ends) → stop (close the store, release
-the shard). A crash at any point loses nothing (unacked
-messages are redelivered) and duplicates nothing (the store drops agg ids it holds).
+the shard). A crash at any point loses nothing (unacked messages are redelivered) and
+duplicates nothing (the store drops agg ids it holds).
 
 The shard's symbols are its share of `TRADETAPE_SYMBOLS`, or with `ALL` of the exchange's
 TRADING symbols, asked at start (`tradetape.binance.symbols`). `ALL` on a single shard
@@ -126,7 +126,6 @@ class PersistService:
         self._progress = ProgressLog(logger)
         self._store: ShardWriter | None = None
         self._importer: BulkImporter | None = None
-        self._maintaining: asyncio.Task[None] | None = None
         self._store_thread = StoreThread()
         """The one thread that changes the store: live writes, roll-ups, retention and bulk imports, one at a time."""
         # Roll up at least four times per roll-up age, so windows never pile up past it.
@@ -231,9 +230,9 @@ class PersistService:
             live = asyncio.create_task(self.live.run(stop), name="persist-live")
             listings = asyncio.create_task(self._follow_listings(resolved, stop), name="persist-listings")
             upkeep = self._maintenance.run(store, lambda: self._symbols, stop)
-            maintenance = self._maintaining = asyncio.create_task(upkeep, name="persist-maintenance")
+            maintenance = asyncio.create_task(upkeep, name="persist-maintenance")
             try:
-                await self._loop(store, stop)
+                await self._loop(store, stop, maintenance)
             finally:
                 await cancel_and_wait(maintenance)  # what the store thread holds of it ends before the store closes
                 await cancel_and_wait(listings)
@@ -278,21 +277,21 @@ class PersistService:
             )
         return True
 
-    async def _loop(self, store: ShardWriter, stop: asyncio.Event) -> None:
+    async def _loop(self, store: ShardWriter, stop: asyncio.Event, maintenance: asyncio.Task[None]) -> None:
         try:
-            await self._write_until(store, stop)
+            await self._write_until(store, stop, maintenance)
         except BaseException:  # a failure or cancellation: the last write's sync and acks end with the loop
             await self._commit.abandon()
             raise
         await self._commit.settle()
 
-    async def _write_until(self, store: ShardWriter, stop: asyncio.Event) -> None:
+    async def _write_until(self, store: ShardWriter, stop: asyncio.Event, maintenance: asyncio.Task[None]) -> None:
         next_stats = time.monotonic() + self._stats_interval
         ahead: asyncio.Task[list[Msg]] | None = None
         while not stop.is_set():
             now = time.monotonic()
-            if self._maintaining is not None and self._maintaining.done():
-                self._maintaining.result()  # the upkeep failed: so does the service, as when the loop ran it
+            if maintenance.done():
+                maintenance.result()  # the upkeep failed: so does the service, as when the loop ran it
             if now >= next_stats:
                 self._log_counts("persist progress")
                 next_stats = now + self._stats_interval
